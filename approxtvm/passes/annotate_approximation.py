@@ -1,0 +1,61 @@
+"""AnnotateApproximation: attach each layer's approximation config to the module."""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+
+from approxtvm.errors import PolicyError
+from approxtvm.passes.name_layers import LAYER_OPS
+from approxtvm.targets.vacc.config import ApproxPolicy
+
+#: IRModule attribute holding the side table layer id → canonical JSON of its ApproxConfig.
+APPROX_ATTR = "vacc.approx"
+
+
+def layer_ids(func: relax.Function) -> list[str]:
+    """Ids (bound variable names) of the conv2d / matmul layers of ``func``, in program order."""
+    ids: list[str] = []
+
+    @relax.expr_functor.visitor
+    class _Collector(relax.PyExprVisitor):
+        def visit_var_binding_(self, binding: relax.VarBinding) -> None:
+            v = binding.value
+            if isinstance(v, relax.Call) and isinstance(v.op, tvm.ir.Op) and v.op.name in LAYER_OPS:
+                ids.append(binding.var.name)
+            super().visit_var_binding_(binding)
+
+    _Collector().visit_expr(func)
+    return ids
+
+
+@tvm.transform.module_pass(opt_level=0, name="AnnotateApproximation")
+class AnnotateApproximation:
+    """Record the :class:`ApproxConfig` of every layer in the ``vacc.approx`` module attribute.
+
+    Run after :class:`NameLayers`. Composite-function attributes must be strings (DESIGN §2),
+    so configs travel as canonical JSON; :func:`partition_for_vacc` copies each one onto its
+    offloaded function. A policy rule that matches no layer is an error (a typo would otherwise
+    silently leave a layer exact).
+
+    Parameters
+    ----------
+    policy
+        The policy to apply.
+    entry
+        Function whose layers are annotated.
+    """
+
+    def __init__(self, policy: ApproxPolicy, entry: str = "main") -> None:
+        self.policy = policy
+        self.entry = entry
+
+    def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        ids = layer_ids(mod[self.entry])
+        unmatched = self.policy.unmatched_rules(ids)
+        if unmatched:
+            raise PolicyError(f"policy rule(s) {', '.join(map(repr, unmatched))} match no layer",
+                              expected=f"layer ids or globs over: {', '.join(ids)}",
+                              found=", ".join(unmatched), fix="correct the layer names (`approxtvm inspect MODEL`)")
+        table = {lid: self.policy.config_for(lid).to_json() for lid in ids}
+        return mod.with_attr(APPROX_ATTR, table)

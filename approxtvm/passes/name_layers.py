@@ -1,0 +1,70 @@
+"""NameLayers: give every conv2d / matmul a stable layer id taken from the ONNX node names."""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+
+#: Relax ops the accelerator executes.
+LAYER_OPS = frozenset({"relax.nn.conv2d", "relax.matmul"})
+#: Ops a weight passes through between its parameter and the layer (QDQ and Gemm transB).
+_WEIGHT_PATH_OPS = frozenset({"relax.dequantize", "relax.permute_dims"})
+
+
+def weight_source(expr: relax.Expr, lookup: object) -> relax.Expr:
+    """Follow a layer's weight operand back through dequantize / permute_dims bindings."""
+    for _ in range(4):
+        bound = lookup(expr) if isinstance(expr, relax.Var) else None  # type: ignore[operator]
+        if not (isinstance(bound, relax.Call) and isinstance(bound.op, tvm.ir.Op)
+                and bound.op.name in _WEIGHT_PATH_OPS):
+            break
+        expr = bound.args[0]
+    return expr
+
+
+@relax.transform.function_pass(opt_level=0, name="NameLayers")
+class NameLayers:
+    """Rename the variable bound to each conv2d / matmul to its layer id.
+
+    The id comes from ``weight_to_layer`` (weight parameter name → ONNX node name, see
+    :func:`approxtvm.compiler.frontend.layer_names`); layers whose weight is not a named
+    parameter keep an id derived from their position (``layer_<i>``). The variable name is the
+    one identity that survives parameter binding and pattern fusion, so the codegen reads the
+    layer id from it. The pass must run while weights are still parameters.
+
+    Parameters
+    ----------
+    weight_to_layer
+        Weight parameter name → layer id.
+    """
+
+    def __init__(self, weight_to_layer: dict[str, str] | None = None) -> None:
+        self.weight_to_layer = dict(weight_to_layer or {})
+
+    def transform_function(self, func: relax.Function, mod: tvm.IRModule,
+                           ctx: tvm.transform.PassContext) -> relax.Function:
+        if not isinstance(func, relax.Function) or (func.attrs is not None and "Codegen" in func.attrs):
+            return func
+        names = self.weight_to_layer
+
+        @relax.expr_functor.mutator
+        class _Renamer(relax.PyExprMutator):
+            def __init__(self, module: tvm.IRModule) -> None:
+                super().__init__(module)
+                self.count = 0
+
+            def visit_var_binding_(self, binding: relax.VarBinding) -> None:
+                value = self.visit_expr(binding.value)
+                if (isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op)
+                        and value.op.name in LAYER_OPS):
+                    src = weight_source(value.args[1], self.lookup_binding)
+                    layer = names.get(src.name) if isinstance(src, relax.Var) else None
+                    layer = layer or f"layer_{self.count}"
+                    self.count += 1
+                    emit = (self.builder_.emit if isinstance(binding.var, relax.DataflowVar)
+                            else self.builder_.emit_output)
+                    self.set_var_remap(binding.var, emit(value, name_hint=layer))
+                    return
+                super().visit_var_binding_(binding)
+
+        return _Renamer(mod).visit_expr(func)

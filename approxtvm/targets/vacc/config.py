@@ -1,0 +1,277 @@
+"""Approximation configuration of one layer, and the policy that assigns one to every layer."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from approxtvm.errors import PolicyError
+
+#: Buffers whose supply voltage a policy may scale (DESIGN §5).
+SCALABLE_BUFFERS = ("input_buffer", "weight_buffer", "global_buffer", "accum_buffer")
+#: Weight encodings a policy may force (DESIGN §6); ``auto`` picks the smallest per tile.
+COMPRESSION_MODES = ("none", "auto", "dense", "bitmask", "rle", "codebook", "codebook_bitmask")
+#: Nominal supply (V); swings and SRAM voltages cannot exceed it.
+VDD_V = 0.9
+#: Range of NoC swings and SRAM voltages the fault/energy models are calibrated for (V).
+SWING_RANGE_V = (0.2, VDD_V)
+SRAM_RANGE_V = (0.4, VDD_V)
+
+
+@dataclass(frozen=True, slots=True)
+class ApproxConfig:
+    """Approximation knobs of one layer.
+
+    Attributes
+    ----------
+    multiplier
+        Multiplier spec: ``exact``, a catalogue name (``mul8u_2HH``), a family spec
+        (``bam:h=4,v=0``) or a path to a table / C model.
+    noc_swing_v
+        NoC link voltage swing in volts; ``None`` is the nominal (full) swing.
+    noc_protected_msbs
+        Most-significant bits of each 8-bit word sent at full swing (0–8).
+    sram_v
+        Scaled buffer → supply voltage in volts, as sorted ``(buffer, volts)`` pairs.
+    compression
+        Weight encoding mode (see :data:`COMPRESSION_MODES`).
+    """
+
+    multiplier: str = "exact"
+    noc_swing_v: float | None = None
+    noc_protected_msbs: int = 0
+    sram_v: tuple[tuple[str, float], ...] = field(default=())
+    compression: str = "none"
+
+    def __post_init__(self) -> None:
+        _check_config(self, "ApproxConfig")
+
+    @property
+    def sram_v_map(self) -> dict[str, float]:
+        """``sram_v`` as a dict."""
+        return dict(self.sram_v)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (``sram_v`` as a mapping)."""
+        d = asdict(self)
+        d["sram_v"] = dict(self.sram_v)
+        return d
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any], where: str = "config") -> ApproxConfig:
+        """Build from a mapping, rejecting unknown keys; ``where`` names the source in errors."""
+        return _config_from_mapping(ApproxConfig(), d, where)
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys): identical configs give identical strings."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+_FIELDS = ("multiplier", "noc_swing_v", "noc_protected_msbs", "sram_v", "compression")
+
+
+def _check_config(c: ApproxConfig, where: str) -> None:
+    if not isinstance(c.multiplier, str) or not c.multiplier:
+        raise PolicyError(f"{where}: multiplier must be a non-empty string", expected="e.g. exact, mul8u_2HH",
+                          found=repr(c.multiplier), fix="name a multiplier (`approxtvm multipliers list`)")
+    if c.noc_swing_v is not None and not SWING_RANGE_V[0] <= c.noc_swing_v <= SWING_RANGE_V[1]:
+        raise PolicyError(f"{where}: noc_swing_v out of range", expected=f"{SWING_RANGE_V[0]}–{SWING_RANGE_V[1]} V",
+                          found=f"{c.noc_swing_v} V", fix="choose a swing inside the modelled range")
+    if not isinstance(c.noc_protected_msbs, int) or not 0 <= c.noc_protected_msbs <= 8:
+        raise PolicyError(f"{where}: noc_protected_msbs out of range", expected="an integer 0–8",
+                          found=repr(c.noc_protected_msbs), fix="protect between 0 and 8 bits")
+    for buf, v in c.sram_v:
+        if buf not in SCALABLE_BUFFERS:
+            raise PolicyError(f"{where}: sram_v names an unknown buffer {buf!r}",
+                              expected=f"one of {', '.join(SCALABLE_BUFFERS)}", found=buf,
+                              fix="use the buffer names of the accelerator YAML")
+        if not SRAM_RANGE_V[0] <= v <= SRAM_RANGE_V[1]:
+            raise PolicyError(f"{where}: sram_v[{buf}] out of range",
+                              expected=f"{SRAM_RANGE_V[0]}–{SRAM_RANGE_V[1]} V", found=f"{v} V",
+                              fix="choose a voltage inside the BER table's range")
+    if c.compression not in COMPRESSION_MODES:
+        raise PolicyError(f"{where}: unknown compression mode {c.compression!r}",
+                          expected=f"one of {', '.join(COMPRESSION_MODES)}", found=c.compression,
+                          fix="pick one of the listed modes")
+
+
+_VOLT = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(mV|V)\s*$")
+
+
+def _volts(value: Any, where: str) -> float:
+    """A voltage: a number (volts) or a string with unit ``V`` or ``mV``."""
+    if isinstance(value, bool):
+        raise PolicyError(f"{where}: expected a voltage", expected="a number in volts or '600 mV'",
+                          found=repr(value), fix="write e.g. 0.6 or '600 mV'")
+    if isinstance(value, int | float):
+        return float(value)
+    m = _VOLT.match(str(value))
+    if not m:
+        raise PolicyError(f"{where}: bad voltage {value!r}", expected="a number in volts, or a string in V or mV",
+                          found=repr(value), fix="write e.g. 0.6, '0.6 V' or '600 mV'")
+    return float(m.group(1)) / (1000.0 if m.group(2) == "mV" else 1.0)
+
+
+def _config_from_mapping(base: ApproxConfig, d: Mapping[str, Any], where: str) -> ApproxConfig:
+    if not isinstance(d, Mapping):
+        raise PolicyError(f"{where}: expected a mapping of knobs", expected=f"keys among {', '.join(_FIELDS)}",
+                          found=type(d).__name__, fix="write `key: value` pairs")
+    unknown = sorted(set(d) - set(_FIELDS))
+    if unknown:
+        raise PolicyError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}",
+                          expected=f"keys among {', '.join(_FIELDS)}", found=", ".join(unknown),
+                          fix="check the spelling (units are part of the names: noc_swing_v is in volts)")
+    kw: dict[str, Any] = {}
+    if "multiplier" in d:
+        kw["multiplier"] = str(d["multiplier"])
+    if "noc_swing_v" in d:
+        kw["noc_swing_v"] = None if d["noc_swing_v"] is None else _volts(d["noc_swing_v"], f"{where}.noc_swing_v")
+    if "noc_protected_msbs" in d:
+        v = d["noc_protected_msbs"]
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise PolicyError(f"{where}.noc_protected_msbs must be an integer", expected="0–8", found=repr(v),
+                              fix="write a whole number of bits")
+        kw["noc_protected_msbs"] = v
+    if "sram_v" in d:
+        sv = d["sram_v"]
+        if sv is None:
+            sv = {}
+        if not isinstance(sv, Mapping):
+            raise PolicyError(f"{where}.sram_v must map buffers to voltages",
+                              expected="{input_buffer: 0.7, weight_buffer: 0.8}", found=repr(sv),
+                              fix="write a mapping")
+        kw["sram_v"] = tuple(sorted((str(k), _volts(v, f"{where}.sram_v.{k}")) for k, v in sv.items()))
+    if "compression" in d:
+        kw["compression"] = str(d["compression"])
+    try:
+        return replace(base, **kw)
+    except PolicyError as exc:
+        raise PolicyError(exc.what.replace("ApproxConfig", where), expected=exc.expected, found=exc.found,
+                          fix=exc.fix) from None
+
+
+@dataclass(frozen=True, slots=True)
+class ApproxPolicy:
+    """Assigns an :class:`ApproxConfig` to every layer.
+
+    Attributes
+    ----------
+    default
+        Configuration of layers no rule matches.
+    rules
+        ``(pattern, overrides)`` pairs in order; ``pattern`` is a layer id or an ``fnmatch``
+        glob (``layer1.*``); later matching rules override earlier ones key by key.
+    """
+
+    default: ApproxConfig = ApproxConfig()
+    rules: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+
+    @staticmethod
+    def uniform(multiplier: str = "exact", *, noc_swing_v: float | None = None, noc_protected_msbs: int = 0,
+                sram_v: Mapping[str, float] | None = None, compression: str = "none") -> ApproxPolicy:
+        """The same configuration for every layer."""
+        return ApproxPolicy(ApproxConfig.from_dict(
+            {"multiplier": multiplier, "noc_swing_v": noc_swing_v, "noc_protected_msbs": noc_protected_msbs,
+             "sram_v": dict(sram_v or {}), "compression": compression}, "ApproxPolicy.uniform"))
+
+    @staticmethod
+    def exact() -> ApproxPolicy:
+        """No approximation anywhere."""
+        return ApproxPolicy()
+
+    @staticmethod
+    def per_layer(layers: Mapping[str, Mapping[str, Any] | str], default: ApproxConfig | None = None) -> ApproxPolicy:
+        """Per-layer overrides; a bare string value names the layer's multiplier."""
+        rules = []
+        for pattern, over in layers.items():
+            over = {"multiplier": over} if isinstance(over, str) else dict(over)
+            _config_from_mapping(ApproxConfig(), over, f"layers.{pattern}")  # validate now
+            rules.append((str(pattern), tuple(sorted(over.items(), key=lambda kv: kv[0]))))
+        return ApproxPolicy(default or ApproxConfig(), tuple(rules))
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any], where: str = "policy") -> ApproxPolicy:
+        """Build from ``{default: {...}, layers: {pattern: {...}}}``."""
+        if not isinstance(d, Mapping):
+            raise PolicyError(f"{where}: a policy must be a mapping", expected="keys default, layers",
+                              found=type(d).__name__, fix="see the README's policy example")
+        unknown = sorted(set(d) - {"default", "layers"})
+        if unknown:
+            raise PolicyError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}",
+                              expected="top-level keys default and layers", found=", ".join(unknown),
+                              fix="put knobs under `default:` or under `layers: {<layer id>: ...}`")
+        default = _config_from_mapping(ApproxConfig(), d.get("default") or {}, f"{where}: default")
+        layers = d.get("layers") or {}
+        if not isinstance(layers, Mapping):
+            raise PolicyError(f"{where}: layers must map layer ids to knobs", expected="a mapping",
+                              found=type(layers).__name__, fix="write `layers: {conv1: {multiplier: exact}}`")
+        rules = []
+        for pattern, over in layers.items():
+            over = {"multiplier": over} if isinstance(over, str) else over
+            _config_from_mapping(ApproxConfig(), over, f"{where}: layers.{pattern}")
+            rules.append((str(pattern), tuple(sorted(dict(over).items(), key=lambda kv: kv[0]))))
+        return ApproxPolicy(default, tuple(rules))
+
+    @staticmethod
+    def from_yaml(path: str | os.PathLike[str]) -> ApproxPolicy:
+        """Load a policy file; errors name the file and the key."""
+        p = Path(path)
+        if not p.is_file():
+            raise PolicyError(f"policy file {p} does not exist", expected="a YAML policy file", found="no such file",
+                              fix="check the path")
+        try:
+            data = yaml.load(p.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - safe loader subclass
+        except yaml.YAMLError as exc:
+            raise PolicyError(f"{p} is not valid YAML", expected="a YAML mapping", found=str(exc).splitlines()[0],
+                              fix="fix the YAML syntax") from None
+        except PolicyError as exc:  # duplicate key: add the file name
+            raise PolicyError(f"{p}: {exc.what}", expected=exc.expected, found=exc.found, fix=exc.fix) from None
+        return ApproxPolicy.from_dict(data if data is not None else {}, str(p))
+
+    def config_for(self, layer_id: str) -> ApproxConfig:
+        """The configuration of one layer."""
+        cfg = self.default
+        for pattern, over in self.rules:
+            if pattern == layer_id or fnmatch.fnmatchcase(layer_id, pattern):
+                cfg = _config_from_mapping(cfg, dict(over), f"layers.{pattern}")
+        return cfg
+
+    def unmatched_rules(self, layer_ids: list[str]) -> list[str]:
+        """Rule patterns that match none of ``layer_ids`` (typos in a policy file)."""
+        return [p for p, _ in self.rules
+                if not any(p == lid or fnmatch.fnmatchcase(lid, p) for lid in layer_ids)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form accepted by :meth:`from_dict`."""
+        d: dict[str, Any] = {"default": self.default.to_dict()}
+        if self.rules:
+            d["layers"] = {p: dict(o) for p, o in self.rules}
+        return d
+
+    def digest(self) -> str:
+        """Content hash of the policy (sha256 of its canonical JSON, 16 hex digits)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys (PyYAML silently keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise PolicyError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1}",
+                                  expected="each key once", found=f"{key!r} twice",
+                                  fix="remove one of the duplicates")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)

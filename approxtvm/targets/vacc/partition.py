@@ -1,0 +1,96 @@
+"""partition_for_vacc: the BYOC entry point that offloads quantized conv/dense layers to vacc."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import tvm
+from tvm import relax
+
+from approxtvm.targets.vacc.config import ApproxConfig
+from approxtvm.targets.vacc.patterns import vacc_patterns
+
+#: Module attribute written by AnnotateApproximation (layer id → config JSON).
+APPROX_ATTR = "vacc.approx"
+LAYER_OPS = frozenset({"relax.nn.conv2d", "relax.matmul"})
+
+
+def composite_of(func: relax.Function) -> relax.Function:
+    """The composite function inside an offloaded (``Codegen="vacc"``) function."""
+    for binding in func.body.blocks[0].bindings:
+        if isinstance(binding.value, relax.Function):
+            return binding.value
+    raise ValueError("offloaded function holds no composite function")
+
+
+def composite_layer_id(comp: relax.Function) -> str:
+    """Layer id of a composite: the name NameLayers gave the variable bound to conv2d/matmul."""
+    for binding in comp.body.blocks[0].bindings:
+        v = binding.value
+        if isinstance(v, relax.Call) and isinstance(v.op, tvm.ir.Op) and v.op.name in LAYER_OPS:
+            return binding.var.name
+    raise ValueError("composite function holds no conv2d/matmul")
+
+
+def _symbol(prefix: str, layer_id: str) -> str:
+    return prefix + re.sub(r"[^0-9A-Za-z_]", "_", layer_id)
+
+
+@tvm.transform.module_pass(opt_level=0, name="AttachVaccLayerInfo")
+class AttachVaccLayerInfo:
+    """Copy each layer's id and config onto its offloaded function and give it a unique symbol.
+
+    Symbols are ``<prefix><layer id>``: the VM resolves offloaded calls by global symbol, and
+    the default ``fused_…_vacc`` names would collide between two compiled models (DESIGN §2).
+    """
+
+    def __init__(self, symbol_prefix: str = "vacc_") -> None:
+        self.symbol_prefix = symbol_prefix
+
+    def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        table = dict((mod.attrs or {}).get(APPROX_ATTR, {}) or {})
+        default = ApproxConfig().to_json()
+        out = tvm.IRModule(dict(mod.functions.items()), attrs=mod.attrs)  # never mutate the input module
+        for gv, func in mod.functions.items():
+            if not isinstance(func, relax.Function) or func.attrs is None or func.attrs.get("Codegen") != "vacc":
+                continue
+            lid = composite_layer_id(composite_of(func))
+            cfg = str(table.get(lid, default))
+            json.loads(cfg)  # the side table only ever holds canonical JSON
+            func = func.with_attr("vacc.layer", lid).with_attr("vacc.config", cfg)
+            func = func.with_attr("global_symbol", _symbol(self.symbol_prefix, lid))
+            out[gv] = func
+        return out
+
+
+def partition_for_vacc(mod: tvm.IRModule, params: dict[str, object] | None = None, *,
+                       symbol_prefix: str = "vacc_", entry: str = "main") -> tvm.IRModule:
+    """Offload every supported quantized conv2d / dense layer to vacc.
+
+    Parameters
+    ----------
+    mod
+        Imported (and optionally annotated) module, before ``FoldConstant``.
+    params
+        Parameters to bind as constants first (weights must be constants to be offloaded).
+    symbol_prefix
+        Prefix of the offloaded functions' global symbols (unique per compiled model).
+    entry
+        Function holding the layers.
+
+    Returns
+    -------
+    tvm.IRModule
+        A new module; ``mod`` is not changed. Offloaded functions carry ``Codegen="vacc"``,
+        ``vacc.layer`` and ``vacc.config`` attributes; rejected layers stay on the host (the
+        reason is logged on the ``approxtvm.vacc`` logger).
+    """
+    passes = []
+    if params:
+        passes.append(relax.transform.BindParams(entry, params))
+    passes += [
+        relax.transform.FuseOpsByPattern(vacc_patterns(), bind_constants=True, annotate_codegen=True),
+        AttachVaccLayerInfo(symbol_prefix),
+    ]
+    return tvm.transform.Sequential(passes)(mod)

@@ -1,0 +1,103 @@
+"""BYOC pattern table of the vacc accelerator: quantized conv2d / dense, with and without bias.
+
+Patterns match ``dequantize → conv2d/matmul`` and must run before ``FoldConstant``, which would
+fold the weight dequantize into a float constant (DESIGN §2).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import tvm
+from tvm import relax
+from tvm.relax.dpl import is_const, is_op, wildcard
+from tvm.relax.transform import FusionPattern
+
+LOG = logging.getLogger("approxtvm.vacc")
+#: 8-bit operand types the PE array multiplies.
+OPERAND_DTYPES = ("uint8", "int8")
+
+
+def _deq(data: object = None) -> object:
+    """``dequantize(data, scale, zero_point)`` with constant scale and zero point."""
+    return is_op("relax.dequantize")(wildcard() if data is None else data, is_const(), is_const())
+
+
+def _layer_id(ctx: relax.transform.PatternCheckContext) -> str:
+    root = ctx.annotated_expr["root"]
+    for var, value in ctx.matched_bindings.items():
+        if value.same_as(root):
+            return var.name
+    return "<unnamed>"
+
+
+def _reject(ctx: relax.transform.PatternCheckContext, reason: str) -> bool:
+    LOG.info("vacc: layer %s stays on the host: %s", _layer_id(ctx), reason)
+    return False
+
+
+def _check_operands(ctx: relax.transform.PatternCheckContext) -> bool:
+    x, w = ctx.annotated_expr["input"], ctx.annotated_expr["weight"]
+    xd, wd = x.ty.dtype, w.ty.dtype
+    if xd not in OPERAND_DTYPES or wd not in OPERAND_DTYPES:
+        return _reject(ctx, f"operands are {xd}×{wd}; the PE array multiplies 8-bit integers")
+    if xd != wd:
+        # one multiplier table is either unsigned×unsigned or signed×signed (DESIGN §3)
+        return _reject(ctx, f"mixed operand types {xd}×{wd}; quantize activations and weights alike")
+    if not isinstance(w, tvm.ir.Constant):
+        return _reject(ctx, "the weight is not a constant (bind the parameters first)")
+    for name in ("input_deq", "weight_deq"):
+        deq = ctx.annotated_expr[name]
+        if int(deq.attrs.axis) not in (-1, 0, 1) and len(deq.args[1].ty.shape) > 0:
+            return _reject(ctx, f"{name} quantization axis {int(deq.attrs.axis)} is not supported")
+    xs = ctx.annotated_expr["input_deq"].args[1]
+    if len(xs.ty.shape) > 0 and int(xs.ty.shape[0]) != 1:
+        return _reject(ctx, "per-channel activation scales are not supported")
+    return True
+
+
+def _check_conv(ctx: relax.transform.PatternCheckContext) -> bool:
+    a = ctx.annotated_expr["root"].attrs
+    if int(a.groups) != 1:
+        # the Simba-like PE array maps C across lanes of one K; grouped/depthwise convs need another dataflow
+        return _reject(ctx, f"groups = {int(a.groups)} (only groups = 1 is mapped)")
+    if a.data_layout != "NCHW" or a.kernel_layout != "OIHW":
+        return _reject(ctx, f"layouts {a.data_layout}/{a.kernel_layout} (only NCHW/OIHW)")
+    wdeq = ctx.annotated_expr["weight_deq"]
+    if len(wdeq.args[1].ty.shape) > 0 and int(wdeq.attrs.axis) not in (0, -4):
+        return _reject(ctx, "weight scales are per input channel, not per output channel")
+    return _check_operands(ctx)
+
+
+def _check_dense(ctx: relax.transform.PatternCheckContext) -> bool:
+    x = ctx.annotated_expr["input"]
+    if len(x.ty.shape) != 2:
+        return _reject(ctx, f"matmul input has rank {len(x.ty.shape)} (only 2-D dense layers are mapped)")
+    if len(ctx.annotated_expr["weight"].ty.shape) != 2:
+        return _reject(ctx, "matmul weight is not 2-D")
+    return _check_operands(ctx)
+
+
+def vacc_patterns() -> list[FusionPattern]:
+    """The pattern table, most specific first (FuseOpsByPattern prefers earlier patterns)."""
+    x, w = wildcard(), wildcard()
+    xd, wd = _deq(x), _deq(w)
+    conv = is_op("relax.nn.conv2d")(xd, wd)
+    conv_bias = is_op("relax.add")(conv, is_op("relax.reshape")(_deq(is_const()), wildcard()))
+    conv_ann = {"input": x, "weight": w, "input_deq": xd, "weight_deq": wd, "root": conv}
+
+    mx, mw = wildcard(), wildcard()
+    mxd, mwd = _deq(mx), _deq(mw)
+    mm_t = is_op("relax.matmul")(mxd, is_op("relax.permute_dims")(mwd))  # Gemm transB=1: weight (K, C)
+    mm = is_op("relax.matmul")(mxd, mwd)  # MatMul / Gemm transB=0: weight (C, K)
+    dense_ann = {"input": mx, "weight": mw, "input_deq": mxd, "weight_deq": mwd}
+    return [
+        FusionPattern("vacc.qconv2d_bias", conv_bias, conv_ann, _check_conv),
+        FusionPattern("vacc.qconv2d", conv, conv_ann, _check_conv),
+        FusionPattern("vacc.qdense_t_bias", is_op("relax.add")(mm_t, _deq(is_const())),
+                      {**dense_ann, "root": mm_t}, _check_dense),
+        FusionPattern("vacc.qdense_t", mm_t, {**dense_ann, "root": mm_t}, _check_dense),
+        FusionPattern("vacc.qdense_bias", is_op("relax.add")(mm, _deq(is_const())),
+                      {**dense_ann, "root": mm}, _check_dense),
+        FusionPattern("vacc.qdense", mm, {**dense_ann, "root": mm}, _check_dense),
+    ]
