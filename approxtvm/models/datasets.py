@@ -36,7 +36,7 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 Split = Literal["train", "test", "all"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Dataset:
     """Model inputs and optional labels.
 
@@ -50,6 +50,10 @@ class Dataset:
         Where the data came from (``digits:test``, a file or folder path).
     classes
         Class names by label index, when known (image folders); else empty.
+
+    Notes
+    -----
+    Compared by identity (``eq=False``): element-wise array equality has no single truth value.
     """
 
     x: np.ndarray

@@ -17,7 +17,8 @@ GlobalAveragePool, Flatten and Gemm. Random weights are He-normal, seeded; the l
 residual branch is scaled by ``1/sqrt(blocks)`` (Fixup-style) so activations stay O(1) through
 the network without batch norm.
 
-Registry: :func:`get_model`, :func:`model_path`, :func:`list_models`, :func:`model_info`.
+Registry: :func:`get_model`, :func:`model_path`, :func:`list_models`, :func:`model_info`,
+:func:`manifest`.
 """
 
 from __future__ import annotations
@@ -265,7 +266,7 @@ def _unknown(name: str) -> ModelError:
 
 
 @cache
-def _manifest() -> dict[str, Any]:
+def _manifest_cached() -> dict[str, Any]:
     path = _HERE / "models.json"
     if not path.is_file():
         raise ModelError(
@@ -276,6 +277,11 @@ def _manifest() -> dict[str, Any]:
         )
     data: dict[str, Any] = json.loads(path.read_text())
     return data
+
+
+def manifest() -> dict[str, Any]:
+    """The whole ``models.json`` manifest (datasets, split, per-model entries), as a fresh copy."""
+    return json.loads(json.dumps(_manifest_cached()))
 
 
 def model_info(name: str) -> dict[str, Any]:
@@ -294,7 +300,7 @@ def model_info(name: str) -> dict[str, Any]:
                 fix=f"call approxtvm.models.zoo.{name}() to build it",
             )
         raise _unknown(name)
-    entry: dict[str, Any] = dict(_manifest()["models"][name])
+    entry: dict[str, Any] = manifest()["models"][name]
     return entry
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 import sys
 
@@ -99,8 +98,7 @@ def test_topology_equals_package_builder(name: str) -> None:
 
 
 def test_split_matches_manifest() -> None:
-    manifest = json.loads((zoo._HERE / "models.json").read_text())
-    split = manifest["datasets"]["digits"]["split"]
+    split = zoo.manifest()["datasets"]["digits"]["split"]
     assert split["seed"] == datasets.DIGITS_SPLIT_SEED
     assert split["test_indices_sha256"] == datasets.digits_split_fingerprint()
     train, test = datasets.digits_split_indices("train"), datasets.digits_split_indices("test")
@@ -116,3 +114,13 @@ def test_runtime_package_does_not_import_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@pytest.mark.tvm
+@pytest.mark.parametrize("name", zoo.SHIPPED_MODELS)
+def test_imports_into_relax(name: str) -> None:
+    pytest.importorskip("tvm")
+    from tvm.relax.frontend.onnx import from_onnx
+
+    mod = from_onnx(zoo.get_model(name), shape_dict={"input": [1, 1, 8, 8]}, keep_params_in_input=False)
+    assert "main" in [gv.name_hint for gv in mod.get_global_vars()]
