@@ -68,3 +68,23 @@ class CompressionError(ApproxTvmError):
 
 class ExplorationError(ApproxTvmError):
     """An exploration run cannot start or resume."""
+
+
+def ensure_ffi_errors() -> None:
+    """Let our errors cross TVM's FFI with their type (idempotent).
+
+    An exception raised inside a Python pass returns through TVM's C++ pass manager; unless
+    its class is known to ``tvm_ffi`` it comes back as a bare ``RuntimeError``. Called by the
+    passes and the codegen before they run, never at import.
+    """
+    import tvm_ffi
+
+    for cls in (ApproxTvmError, *_all_subclasses(ApproxTvmError)):
+        tvm_ffi.register_error(cls)
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    out = []
+    for sub in cls.__subclasses__():
+        out += [sub, *_all_subclasses(sub)]
+    return out

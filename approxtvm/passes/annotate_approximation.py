@@ -5,7 +5,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from approxtvm.errors import PolicyError
+from approxtvm.errors import PolicyError, ensure_ffi_errors
 from approxtvm.passes.name_layers import LAYER_OPS
 from approxtvm.targets.vacc.config import ApproxPolicy
 
@@ -49,6 +49,7 @@ class AnnotateApproximation:
     def __init__(self, policy: ApproxPolicy, entry: str = "main") -> None:
         self.policy = policy
         self.entry = entry
+        ensure_ffi_errors()
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
         ids = layer_ids(mod[self.entry])

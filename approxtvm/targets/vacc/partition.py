@@ -8,6 +8,7 @@ import re
 import tvm
 from tvm import relax
 
+from approxtvm.errors import ensure_ffi_errors
 from approxtvm.targets.vacc.config import ApproxConfig
 from approxtvm.targets.vacc.patterns import vacc_patterns
 
@@ -86,6 +87,7 @@ def partition_for_vacc(mod: tvm.IRModule, params: dict[str, object] | None = Non
         ``vacc.layer`` and ``vacc.config`` attributes; rejected layers stay on the host (the
         reason is logged on the ``approxtvm.vacc`` logger).
     """
+    ensure_ffi_errors()
     passes = []
     if params:
         passes.append(relax.transform.BindParams(entry, params))

@@ -1,0 +1,144 @@
+"""compile_onnx: ONNX → QDQ → Relax → annotated, partitioned → vacc schedules → VM executable."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import tvm
+from tvm import relax
+
+from approxtvm.compiler import frontend
+from approxtvm.compiler.frontend import QuantOptions
+from approxtvm.compiler.host import host_target
+from approxtvm.compiler.model import CompiledModel
+from approxtvm.compiler.pipeline import annotate, partition
+from approxtvm.errors import ApproxTvmError, ModelError, PolicyError
+from approxtvm.runtime.executor import CallLog, LayerProgram, make_runner
+from approxtvm.runtime.multipliers import Multiplier, resolve_multiplier
+from approxtvm.runtime.multipliers.energy import exact_power_mw
+from approxtvm.targets.vacc.codegen import CodegenSession, LoweredLayer, MultiplierInfo, run_codegen
+from approxtvm.targets.vacc.config import ApproxPolicy
+from approxtvm.targets.vacc.hardware import AcceleratorSpec
+
+
+class MultiplierResolver:
+    """Resolves multiplier specs once per compilation and prices them for the accelerator."""
+
+    def __init__(self, spec: AcceleratorSpec) -> None:
+        self.spec = spec
+        self.cache: dict[tuple[str, bool], Multiplier] = {}
+
+    def multiplier(self, name: str, signed: bool) -> Multiplier:
+        """The :class:`Multiplier` for a policy spec."""
+        key = (name, signed)
+        if key not in self.cache:
+            m = resolve_multiplier(name, signed=signed)
+            if m.signed != signed:
+                raise PolicyError(f"multiplier {name!r} is {'signed' if m.signed else 'unsigned'}",
+                                  expected=f"a {'signed (mul8s_*)' if signed else 'unsigned (mul8u_*)'} multiplier "
+                                           "for this model's operands", found=m.name,
+                                  fix="pick a multiplier of the model's signedness or re-quantize the model")
+            self.cache[key] = m
+        return self.cache[key]
+
+    def info(self, name: str, signed: bool) -> MultiplierInfo:
+        """Codegen view: name, table hash and energy per multiply."""
+        m = self.multiplier(name, signed)
+        return MultiplierInfo(m.name, m.table_hash, mul_energy_pj(m, self.spec), m.signed)
+
+
+def mul_energy_pj(m: Multiplier, spec: AcceleratorSpec) -> float:
+    """``E_mul = E_exact × P(m) / P(exact)`` (DESIGN §4): approximation scales only the multiply."""
+    if m.power_mw is None:  # unknown power: priced as the exact multiplier, never as free
+        return spec.energy.mul_energy_pj
+    return spec.energy.mul_energy_pj * m.power_mw / exact_power_mw(m.signed)
+
+
+def build_vm(mod: tvm.IRModule) -> tuple[relax.VMExecutable, relax.VirtualMachine]:
+    """Build the host part with the host's own llvm target and create the VM."""
+    target = host_target()
+    ex = relax.build(mod, target, relax_pipeline=relax.get_default_pipeline(target))
+    return ex, relax.VirtualMachine(ex, tvm.cpu())
+
+
+def compile_onnx(model: str | os.PathLike[str] | onnx.ModelProto, policy: ApproxPolicy | str | os.PathLike[str] |
+                 None = None, *, accelerator: str | os.PathLike[str] | AcceleratorSpec = "simba_like",
+                 calibration: np.ndarray | None = None, quantization: QuantOptions = QuantOptions(),
+                 batch_size: int = 1) -> CompiledModel:
+    """Compile an ONNX model for the virtual accelerator.
+
+    Parameters
+    ----------
+    model
+        Path or ``ModelProto``; float (quantized here on ``calibration``) or QDQ (used as is).
+    policy
+        :class:`ApproxPolicy`, a path to a policy YAML file, or ``None`` (exact everywhere).
+    accelerator
+        Spec name (``simba_like``), path to a YAML file, or an :class:`AcceleratorSpec`.
+    calibration
+        Float inputs for static quantization of a float model.
+    quantization
+        Signedness, per-channel weights, calibration method (float models only).
+    batch_size
+        Batch the model is compiled for (schedules are per batch size).
+    """
+    proto = frontend.load_model(model)
+    frontend.check_supported(proto)
+    if not frontend.is_quantized(proto):
+        if calibration is None:
+            raise ModelError("a float model needs calibration data to be quantized",
+                             expected="calibration=<float array shaped like the input>", found="calibration=None",
+                             fix="pass a few hundred representative inputs, or a QDQ model")
+        proto = frontend.quantize(proto, calibration, quantization)
+    if isinstance(policy, str | os.PathLike):
+        policy = ApproxPolicy.from_yaml(policy)
+    policy = policy or ApproxPolicy.exact()
+    spec = accelerator if isinstance(accelerator, AcceleratorSpec) else AcceleratorSpec.load(accelerator)
+    if batch_size < 1:
+        raise ModelError("batch_size must be positive", expected="≥ 1", found=str(batch_size), fix="use 1")
+    shapes = frontend.fix_batch(proto, batch_size)
+    try:
+        mod = relax.frontend.onnx.from_onnx(proto, shape_dict=shapes, keep_params_in_input=True)
+    except ApproxTvmError:
+        raise
+    except Exception as exc:  # the importer raises many types; the user needs one clear message
+        raise ModelError("the Relax ONNX importer rejected the model", expected="an importable ONNX graph",
+                         found=f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}",
+                         fix="simplify the model (onnxsim) or export with opset 13–20") from None
+    mod, detached = relax.frontend.detach_params(mod)
+    n_in = int(mod["main"].attrs["num_input"])
+    params = {p.name: t for p, t in zip(mod["main"].params[n_in:], detached["main"])}
+    mod = annotate(mod, frontend.layer_names(proto), policy)
+    uid = uuid.uuid4().hex[:10]
+    mod = partition(mod, params, f"vacc_{uid}_")
+    return _finish(mod, proto, policy, spec, uid, batch_size)
+
+
+def _finish(mod: tvm.IRModule, proto: onnx.ModelProto, policy: ApproxPolicy, spec: AcceleratorSpec, uid: str,
+            batch_size: int) -> CompiledModel:
+    resolver = MultiplierResolver(spec)
+    log = CallLog()
+    programs: dict[str, LayerProgram] = {}
+
+    def factory(lowered: LoweredLayer) -> Callable[..., None]:
+        sch = lowered.schedule
+        prog = LayerProgram(sch, lowered.weight, lowered.bias, resolver.multiplier(sch.config.multiplier,
+                                                                                    sch.quant.signed))
+        programs[sch.layer_id] = prog
+        return make_runner(prog, log)
+
+    session = CodegenSession(spec, resolver.info, factory)
+    mod = run_codegen(mod, session)
+    ex, vm = build_vm(mod)
+    return CompiledModel(proto=proto, policy=policy, spec=spec, uid=uid, batch_size=batch_size,
+                         programs=programs, executable=ex, vm=vm, log=log)
+
+
+def load_compiled(path: str | os.PathLike[str]) -> CompiledModel:
+    """Load a model saved with :meth:`CompiledModel.save` (re-registers its layer entries)."""
+    return CompiledModel.load(Path(path), MultiplierResolver)

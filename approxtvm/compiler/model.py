@@ -1,0 +1,197 @@
+"""CompiledModel and RunResult: run a compiled model, get outputs, energy and counters."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import tvm
+from tvm import relax
+
+from approxtvm.compiler import frontend
+from approxtvm.errors import DataError, ModelError
+from approxtvm.runtime.counting import simulate_counts
+from approxtvm.runtime.energy import EnergyReport, energy_of
+from approxtvm.runtime.executor import CallLog, LayerProgram
+from approxtvm.targets.vacc.config import ApproxPolicy
+from approxtvm.targets.vacc.hardware import AcceleratorSpec
+from approxtvm.targets.vacc.schedule import LayerSchedule
+
+SAVE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Outputs of a run, the energy the accelerator spent on it, and per-layer counters.
+
+    Attributes
+    ----------
+    outputs
+        Output name → array (batch first), one row per input sample.
+    energy
+        Energy of the whole run (all samples); see :attr:`energy_per_inference_pj`.
+    counters
+        ``{"calls": {layer: n}, "samples": n, "layers": {layer: {counter: value}}}``.
+    """
+
+    outputs: dict[str, np.ndarray]
+    energy: EnergyReport
+    counters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def energy_per_inference_pj(self) -> float:
+        """Total energy divided by the number of samples run."""
+        return self.energy.total_pj / max(1, int(self.counters.get("samples", 1)))
+
+
+class CompiledModel:
+    """A model compiled for vacc: the host VM plus one schedule per offloaded layer.
+
+    Build it with :func:`approxtvm.compile_onnx`; run it with :meth:`run`.
+    """
+
+    def __init__(self, *, proto: onnx.ModelProto, policy: ApproxPolicy, spec: AcceleratorSpec, uid: str,
+                 batch_size: int, programs: dict[str, LayerProgram], executable: relax.VMExecutable,
+                 vm: relax.VirtualMachine, log: CallLog) -> None:
+        self.proto = proto
+        self.policy = policy
+        self.spec = spec
+        self.uid = uid
+        self.batch_size = batch_size
+        self.programs = programs
+        self.executable = executable
+        self._vm = vm
+        self._log = log
+        specs = frontend.input_specs(proto)
+        self.input_name, dims = next(iter(specs.items()))
+        self.input_shape: tuple[int, ...] = tuple(int(d) for d in dims[1:] if isinstance(d, int))
+        self.output_names = [o.name for o in proto.graph.output]
+        self._layer_energy = {lid: energy_of(lid, simulate_counts(p.schedule.mapping, spec), spec,
+                                             mul_energy_pj=p.schedule.intrinsic.mul_energy_pj)
+                              for lid, p in programs.items()}
+
+    # ------------------------------------------------------------------ views
+    @property
+    def schedules(self) -> dict[str, LayerSchedule]:
+        """Layer id → schedule, in program order."""
+        return {lid: p.schedule for lid, p in self.programs.items()}
+
+    @property
+    def layer_ids(self) -> list[str]:
+        """Offloaded layers in program order."""
+        return list(self.programs)
+
+    def energy_per_batch(self) -> EnergyReport:
+        """Energy of one batch through every offloaded layer (independent of the data)."""
+        return EnergyReport(tuple(self._layer_energy.values()))
+
+    # ------------------------------------------------------------------ running
+    def _check_input(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim == len(self.input_shape):
+            x = x[None]
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise DataError(f"input {self.input_name!r} has the wrong shape",
+                            expected=f"(N, {', '.join(map(str, self.input_shape))})", found=str(tuple(x.shape)),
+                            fix="resize/transpose the data to the model's input layout (NCHW)")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise DataError(f"input {self.input_name!r} must be floating point", expected="float32",
+                            found=str(x.dtype), fix="convert and normalise the data as during training")
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def run(self, inputs: dict[str, np.ndarray] | np.ndarray, seed: int = 0) -> RunResult:
+        """Run the model on a batch of any size (split into compiled-size batches).
+
+        Parameters
+        ----------
+        inputs
+            ``{input_name: array}`` or the array itself, batch first.
+        seed
+            Seed of the fault generators (runs are deterministic for a given seed).
+        """
+        if isinstance(inputs, dict):
+            if set(inputs) != {self.input_name}:
+                raise DataError("inputs do not name the model's input", expected=f"{{{self.input_name!r}: array}}",
+                                found=str(sorted(inputs)), fix=f"pass {{{self.input_name!r}: x}}")
+            x = inputs[self.input_name]
+        else:
+            x = inputs
+        x = self._check_input(x)
+        n = len(x)
+        b = self.batch_size
+        outs: list[list[np.ndarray]] = [[] for _ in self.output_names]
+        self._log.clear()
+        batches = 0
+        for start in range(0, n, b):
+            chunk = x[start:start + b]
+            real = len(chunk)
+            if real < b:  # pad the last batch by repeating its last sample; padded rows are dropped
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - real, axis=0)])
+            res = self._vm["main"](tvm.runtime.tensor(chunk))
+            res = list(res) if isinstance(res, tvm.ir.container.Array | tuple | list) else [res]
+            for i, r in enumerate(res):
+                outs[i].append(r.numpy()[:real])
+            batches += 1
+        calls: dict[str, int] = {}
+        for lid in self._log.calls:
+            calls[lid] = calls.get(lid, 0) + 1
+        report = EnergyReport(tuple(self._layer_energy[lid] for lid in self._log.calls))
+        counters = {"samples": n, "batches": batches, "batch_size": b, "calls": calls}
+        return RunResult({name: np.concatenate(o) for name, o in zip(self.output_names, outs)}, report, counters)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save to a directory: host library, schedules (JSON), weights (npz), QDQ model, manifest."""
+        d = Path(path)
+        d.mkdir(parents=True, exist_ok=True)
+        self.executable.export_library(str(d / "host.so"))
+        onnx.save(self.proto, str(d / "model.qdq.onnx"))
+        arrays: dict[str, np.ndarray] = {}
+        for lid, p in self.programs.items():
+            arrays[f"{lid}/weight"] = p.weight
+            if p.bias is not None:
+                arrays[f"{lid}/bias"] = p.bias
+        np.savez(d / "weights.npz", **arrays)
+        manifest = {"format": SAVE_FORMAT, "uid": self.uid, "batch_size": self.batch_size,
+                    "policy": self.policy.to_dict(), "accelerator": self.spec.to_dict(),
+                    "schedules": [p.schedule.to_dict() for p in self.programs.values()]}
+        (d / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        return d
+
+    @staticmethod
+    def load(path: Path, resolver_cls: Any) -> CompiledModel:
+        """Load a saved model (see :func:`approxtvm.compiler.driver.load_compiled`)."""
+        from approxtvm.runtime.executor import make_runner  # noqa: PLC0415 - local: keeps import graph flat
+        import tvm_ffi  # noqa: PLC0415
+
+        mpath = path / "manifest.json"
+        if not mpath.is_file():
+            raise ModelError(f"{path} is not a saved approxtvm model", expected="a directory with manifest.json",
+                             found="no manifest.json", fix="save with CompiledModel.save(path)")
+        manifest = json.loads(mpath.read_text())
+        if manifest.get("format") != SAVE_FORMAT:
+            raise ModelError(f"{mpath}: unsupported save format", expected=str(SAVE_FORMAT),
+                             found=str(manifest.get("format")), fix="recompile and save with this approxtvm")
+        spec = AcceleratorSpec.from_dict(manifest["accelerator"])
+        resolver = resolver_cls(spec)
+        weights = np.load(path / "weights.npz")
+        log = CallLog()
+        programs: dict[str, LayerProgram] = {}
+        for sd in manifest["schedules"]:
+            sch = LayerSchedule.from_dict(sd)
+            bias = weights[f"{sch.layer_id}/bias"] if sch.has_bias else None
+            prog = LayerProgram(sch, weights[f"{sch.layer_id}/weight"], bias,
+                                resolver.multiplier(sch.config.multiplier, sch.quant.signed))
+            programs[sch.layer_id] = prog
+            tvm_ffi.register_global_func(sch.symbol, make_runner(prog, log), override=True)
+        lib = tvm.runtime.load_module(str(path / "host.so"))
+        vm = relax.VirtualMachine(lib, tvm.cpu())
+        return CompiledModel(proto=onnx.load(str(path / "model.qdq.onnx")),
+                             policy=ApproxPolicy.from_dict(manifest["policy"]), spec=spec, uid=manifest["uid"],
+                             batch_size=int(manifest["batch_size"]), programs=programs, executable=lib, vm=vm,
+                             log=log)

@@ -1,0 +1,23 @@
+"""The ordered pass list of a compilation, one phase per line."""
+
+from __future__ import annotations
+
+import tvm
+
+from approxtvm.passes.annotate_approximation import AnnotateApproximation
+from approxtvm.passes.name_layers import NameLayers
+from approxtvm.targets.vacc.config import ApproxPolicy
+from approxtvm.targets.vacc.partition import partition_for_vacc
+
+
+def annotate(mod: tvm.IRModule, weight_to_layer: dict[str, str], policy: ApproxPolicy) -> tvm.IRModule:
+    """Name every layer after its ONNX node and attach its approximation config."""
+    return tvm.transform.Sequential([
+        NameLayers(weight_to_layer),        # layer ids from ONNX node names (weights still parameters)
+        AnnotateApproximation(policy),      # per-layer ApproxConfig side table
+    ])(mod)
+
+
+def partition(mod: tvm.IRModule, params: dict[str, object], symbol_prefix: str) -> tvm.IRModule:
+    """Bind weights and offload quantized conv/dense to vacc (before any FoldConstant)."""
+    return partition_for_vacc(mod, params, symbol_prefix=symbol_prefix)

@@ -1,0 +1,154 @@
+"""Execute a LayerSchedule: the accelerator's arithmetic, bit-exact (DESIGN §3).
+
+``acc = Σ M(x_q, w_q) − z_w Σ x_q − z_x Σ w_q + K z_x z_w`` in exact integers, where only the
+raw products go through the multiplier ``M`` and padded taps hold ``z_x`` and go through ``M``
+like any other tap. The float result ``acc · s_x · s_w + bias`` is what the graph's next
+``quantize`` expects, the same value the QDQ graph computes in float.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from approxtvm.errors import DataError
+from approxtvm.runtime.kernels import conv2d_products, dense_products
+from approxtvm.runtime.multipliers import Multiplier
+from approxtvm.targets.vacc.schedule import LayerSchedule
+
+
+@dataclass(frozen=True, eq=False)
+class LayerProgram:
+    """A schedule with the constants and the multiplier it runs with.
+
+    Attributes
+    ----------
+    schedule
+        The layer schedule.
+    weight
+        Weight codes (OIHW for conv2d, (K, C) for dense).
+    bias
+        int32 bias codes or ``None``.
+    multiplier
+        The multiplier whose table hash the schedule records.
+    """
+
+    schedule: LayerSchedule
+    weight: np.ndarray
+    bias: np.ndarray | None
+    multiplier: Multiplier
+
+    def __post_init__(self) -> None:
+        if self.multiplier.table_hash != self.schedule.intrinsic.table_hash:
+            raise DataError(f"layer {self.schedule.layer_id}: multiplier table does not match the schedule",
+                            expected=f"table sha256 {self.schedule.intrinsic.table_hash[:16]}…",
+                            found=f"{self.multiplier.name} with sha256 {self.multiplier.table_hash[:16]}…",
+                            fix="recompile the model; the multiplier's table file changed since it was compiled")
+
+
+def _window_sums(x: np.ndarray, sched: LayerSchedule) -> np.ndarray:
+    """Σ over (C, R, S) of the padded input under each output position: (N, 1, P, Q) int64."""
+    s = sched.shape
+    zx = sched.quant.input_zero_point
+    xs = x.astype(np.int64).sum(axis=1)  # (N, H, W)
+    xp = np.pad(xs, ((0, 0), (s.pad_top, s.pad_bottom), (s.pad_left, s.pad_right)), constant_values=zx * s.c)
+    out = np.zeros((s.n, s.p, s.q), np.int64)
+    for r in range(s.r):
+        for t in range(s.s):
+            r0, t0 = r * s.dilation_h, t * s.dilation_w
+            out += xp[:, r0:r0 + s.stride_h * (s.p - 1) + 1:s.stride_h, t0:t0 + s.stride_w * (s.q - 1) + 1:s.stride_w]
+    return out[:, None]
+
+
+def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = None) -> np.ndarray:
+    """Exact int32 accumulators of the layer for activation codes ``x``.
+
+    Parameters
+    ----------
+    x
+        Activation codes, (N, C, H, W) for conv2d or (N, C) for dense.
+    prog
+        The layer program.
+    products
+        Precomputed ``Σ M(x, w)`` (e.g. from a tiled or faulty execution); computed here if ``None``.
+    """
+    sched = prog.schedule
+    s, q = sched.shape, sched.quant
+    zx = q.input_zero_point
+    zw = np.asarray(q.weight_zero_points, np.int64)
+    w64 = prog.weight.astype(np.int64)
+    taps = s.c * s.r * s.s
+    if s.op == "dense":
+        raw = dense_products(x, prog.weight, prog.multiplier) if products is None else products
+        sum_x = x.astype(np.int64).sum(axis=1, keepdims=True)  # (N, 1)
+        sum_w = w64.sum(axis=1)[None, :]  # (1, K)
+        zw_b = zw[None, :] if zw.size > 1 else zw[0]
+    else:
+        if products is None:
+            raw = conv2d_products(x, prog.weight, prog.multiplier, strides=(s.stride_h, s.stride_w),
+                                  dilations=(s.dilation_h, s.dilation_w),
+                                  pads=(s.pad_top, s.pad_left, s.pad_bottom, s.pad_right), pad_value=zx)
+        else:
+            raw = products
+        sum_x = _window_sums(x, sched) if np.any(zw) else 0
+        sum_w = w64.reshape(s.k, -1).sum(axis=1)[None, :, None, None]
+        zw_b = zw[None, :, None, None] if zw.size > 1 else zw[0]
+    acc = raw.astype(np.int64) - zw_b * sum_x - zx * sum_w + taps * zx * zw_b
+    return acc.astype(np.int32)
+
+
+def to_float(acc: np.ndarray, prog: LayerProgram) -> np.ndarray:
+    """``acc · s_x · s_w (+ dequantized bias)`` as float32, the graph's dequantized layer output."""
+    sched = prog.schedule
+    q = sched.quant
+    scale = q.input_scale * np.asarray(q.weight_scales, np.float64)
+    bshape = (1, -1) if sched.shape.op == "dense" else (1, -1, 1, 1)
+    out = (acc.astype(np.float64) * scale.reshape(bshape)).astype(np.float32)
+    if prog.bias is not None:
+        bz = np.asarray(q.bias_zero_points, np.int64)
+        bias = ((prog.bias.astype(np.int64) - bz).astype(np.float32)
+                * np.asarray(q.bias_scales, np.float32)).astype(np.float32)
+        out = out + bias.reshape(bshape)
+    return out
+
+
+def dequantize_input(x: np.ndarray, prog: LayerProgram) -> np.ndarray:
+    """``(x − z_x) · s_x`` as float32 (a dequantize shared with another graph user)."""
+    q = prog.schedule.quant
+    return ((x.astype(np.int32) - q.input_zero_point).astype(np.float32) * np.float32(q.input_scale))
+
+
+@dataclass
+class CallLog:
+    """What a run executed: one entry per offloaded call, in order (filled by the runners)."""
+
+    calls: list[str] = field(default_factory=list)
+
+    def clear(self) -> None:
+        """Forget previous calls."""
+        self.calls.clear()
+
+
+def make_runner(prog: LayerProgram, log: CallLog) -> Callable[..., None]:
+    """The VM entry of one layer: DPS call ``(x_q, out_0[, out_1])``."""
+    kinds = prog.schedule.outputs
+    n_out = len(kinds)
+    layer_id = prog.schedule.layer_id
+
+    def run(*tensors: object) -> None:
+        ins, outs = tensors[:-n_out], tensors[-n_out:]
+        x = ins[0].numpy()  # type: ignore[attr-defined]
+        log.calls.append(layer_id)
+        result = None
+        for kind, out in zip(kinds, outs):
+            if kind == "input_dequantized":
+                val = dequantize_input(x, prog)
+            else:
+                if result is None:
+                    result = to_float(accumulate(x, prog), prog)
+                val = result
+            out.copyfrom(np.ascontiguousarray(val))  # type: ignore[attr-defined]
+
+    return run

@@ -1,0 +1,218 @@
+"""vacc codegen: each offloaded composite function becomes a LayerSchedule plus its weights.
+
+``relax.ext.vacc`` is the BYOC codegen hook ``RunCodegen`` calls. It lowers every function it
+is given and registers, under the function's global symbol, the runtime entry the VM calls.
+The entry is built by a factory the caller supplies, so this package never imports the runtime
+(DESIGN: targets emit data, the runtime executes it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tvm
+import tvm_ffi
+from tvm import relax
+
+from approxtvm.errors import ScheduleError, ensure_ffi_errors
+from approxtvm.targets.vacc.config import ApproxConfig
+from approxtvm.targets.vacc.hardware import AcceleratorSpec
+from approxtvm.targets.vacc.mapper import analytic_counts, map_layer
+from approxtvm.targets.vacc.partition import composite_layer_id, composite_of
+from approxtvm.targets.vacc.schedule import Intrinsic, LayerSchedule, QuantParams, WeightLayout
+from approxtvm.targets.vacc.weight_layout import dense_layout
+from approxtvm.targets.vacc.workload import LayerShape
+
+CODEGEN_NAME = "relax.ext.vacc"
+
+
+@dataclass(frozen=True, slots=True)
+class MultiplierInfo:
+    """What the codegen needs to know of a multiplier (resolved by the caller)."""
+
+    name: str
+    table_hash: str
+    mul_energy_pj: float
+    signed: bool
+
+
+@dataclass(frozen=True)
+class LoweredLayer:
+    """A lowered layer: its schedule and the constant tensors the runtime needs.
+
+    Attributes
+    ----------
+    schedule
+        The layer schedule.
+    weight
+        Weight codes, OIHW for conv2d and (K, C) for dense.
+    bias
+        int32 bias codes (K,) or ``None``.
+    """
+
+    schedule: LayerSchedule
+    weight: np.ndarray
+    bias: np.ndarray | None
+
+
+def _const(expr: relax.Expr) -> np.ndarray:
+    return expr.value.numpy()
+
+
+def _ints(values: Any) -> tuple[int, ...]:
+    return tuple(int(v) for v in values)
+
+
+def lower_function(func: relax.Function, spec: AcceleratorSpec,
+                   resolve_multiplier: Callable[[str, bool], MultiplierInfo]) -> LoweredLayer:
+    """Lower one ``Codegen="vacc"`` function to a :class:`LoweredLayer`.
+
+    Parameters
+    ----------
+    func
+        Offloaded function produced by :func:`partition_for_vacc`.
+    spec
+        Accelerator the mapping targets.
+    resolve_multiplier
+        ``(spec, signed) → MultiplierInfo`` for the layer's multiplier.
+    """
+    comp = composite_of(func)
+    layer_id = str(func.attrs["vacc.layer"]) if "vacc.layer" in func.attrs else composite_layer_id(comp)
+    config = ApproxConfig.from_dict(json.loads(str(func.attrs.get("vacc.config", ApproxConfig().to_json()))),
+                                    f"layer {layer_id}")
+    symbol = str(func.attrs["global_symbol"])
+    if len(comp.params) != 1:
+        raise ScheduleError(f"layer {layer_id}: offloaded call has {len(comp.params)} runtime inputs",
+                            expected="1 (the quantized activation; weights are bound constants)",
+                            found=str(len(comp.params)), fix="bind the parameters before partitioning")
+    x_param = comp.params[0]
+    env: dict[Any, tuple[str, Any]] = {}  # var -> (kind, payload)
+    weight = bias = None
+    quant: dict[str, Any] = {}
+    shape: LayerShape | None = None
+    result_var = None
+    transpose_w = False
+    for b in comp.body.blocks[0].bindings:
+        call = b.value
+        op = call.op.name
+        args = call.args
+        if op == "relax.dequantize":
+            src = args[0]
+            scale, zp = _const(args[1]).reshape(-1), _const(args[2]).reshape(-1)
+            if isinstance(src, relax.Var) and src.same_as(x_param):
+                quant["x"] = (float(scale[0]), int(zp[0]))
+                env[b.var] = ("x", None)
+            elif src.ty.dtype == "int32":
+                bias = _const(src).reshape(-1).astype(np.int32)
+                quant["b"] = (tuple(map(float, scale)), tuple(map(int, zp)))
+                env[b.var] = ("b", None)
+            else:
+                weight = _const(src)
+                quant["w"] = (tuple(map(float, scale)), tuple(map(int, zp)))
+                env[b.var] = ("w", None)
+        elif op == "relax.permute_dims":
+            transpose_w = False  # matmul(x, permute_dims(W)): W is (K, C) already
+            env[b.var] = ("wT", None)
+        elif op == "relax.nn.conv2d":
+            a = call.attrs
+            xs = _ints(args[0].ty.shape)
+            ws = _ints(args[1].ty.shape)
+            pads = _ints(a.padding)
+            shape = LayerShape.conv2d(xs[0], ws[0], ws[1], xs[2], xs[3], ws[2], ws[3], strides=_ints(a.strides),
+                                      dilations=_ints(a.dilation), pads=(pads[0], pads[1], pads[2], pads[3]))
+            result_var = b.var
+        elif op == "relax.matmul":
+            xs = _ints(args[0].ty.shape)
+            kind = env.get(args[1], ("?", None))[0]
+            transpose_w = kind == "w"  # matmul(x, W) with W (C, K)
+            k = _ints(call.ty.shape)[1]
+            shape = LayerShape.dense(xs[0], k, xs[1])
+            result_var = b.var
+        elif op in ("relax.reshape", "relax.add"):
+            result_var = b.var if op == "relax.add" else result_var
+        else:
+            raise ScheduleError(f"layer {layer_id}: unexpected op {op} in the offloaded function",
+                                expected="dequantize, conv2d/matmul, permute_dims, reshape, add", found=op,
+                                fix="report this model: the pattern table and codegen disagree")
+    if shape is None or weight is None or "x" not in quant:
+        raise ScheduleError(f"layer {layer_id}: offloaded function lacks a layer", expected="conv2d or matmul",
+                            found="none", fix="report this model")
+    if transpose_w:
+        weight = np.ascontiguousarray(weight.T)
+    body = comp.body.body
+    outs = list(body.fields) if isinstance(body, relax.Tuple) else [body]
+    kinds = []
+    for o in outs:
+        if env.get(o, ("", None))[0] == "x":
+            kinds.append("input_dequantized")
+        else:
+            kinds.append("result")
+    signed = weight.dtype == np.int8
+    ws, wz = quant["w"]
+    bs, bz = quant.get("b", ((), ()))
+    q = QuantParams(signed, quant["x"][0], quant["x"][1], ws, wz, bs, bz)
+    mult = resolve_multiplier(config.multiplier, signed)
+    mapping = map_layer(shape, spec)
+    counts = analytic_counts(mapping, spec)
+    intrinsic = Intrinsic("vacc.mac8", spec.pe_array.lanes_per_vector_mac, config.multiplier, mult.name, mult.table_hash,
+                          mult.mul_energy_pj)
+    layout: WeightLayout = dense_layout(mapping, spec)
+    schedule = LayerSchedule(layer_id, symbol, shape, q, bias is not None, config, spec.name, mapping, intrinsic,
+                             layout, tuple(kinds), {"counts": counts.to_dict()})
+    return LoweredLayer(schedule, weight, bias)
+
+
+class CodegenSession:
+    """One compilation's codegen: lowers functions, registers runtime entries, keeps the results.
+
+    Parameters
+    ----------
+    spec
+        Accelerator spec.
+    resolve_multiplier
+        Resolves a policy's multiplier spec.
+    runner_factory
+        Builds the runtime entry (a callable taking the VM's DPS tensors) of a lowered layer.
+    """
+
+    def __init__(self, spec: AcceleratorSpec, resolve_multiplier: Callable[[str, bool], MultiplierInfo],
+                 runner_factory: Callable[[LoweredLayer], Callable[..., None]]) -> None:
+        self.spec = spec
+        self.resolve_multiplier = resolve_multiplier
+        self.runner_factory = runner_factory
+        self.layers: dict[str, LoweredLayer] = {}
+
+    def codegen(self, functions: list[relax.Function], options: Any, constant_names: Any) -> list[Any]:
+        """The ``relax.ext.vacc`` hook: lower and register every function; emit no module."""
+        for func in functions:
+            lowered = lower_function(func, self.spec, self.resolve_multiplier)
+            self.layers[lowered.schedule.layer_id] = lowered
+            tvm_ffi.register_global_func(lowered.schedule.symbol, self.runner_factory(lowered), override=True)
+        return []
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[CodegenSession]:
+        """Make this session the ``relax.ext.vacc`` codegen for the duration of the block."""
+        tvm_ffi.register_global_func(CODEGEN_NAME, self.codegen, override=True)
+        try:
+            yield self
+        finally:
+            tvm_ffi.register_global_func(CODEGEN_NAME, _no_session, override=True)
+
+
+def _no_session(functions: Any, options: Any, constant_names: Any) -> list[Any]:
+    raise ScheduleError("relax.ext.vacc was called outside a compilation",
+                        expected="RunCodegen inside CodegenSession.active()", found="no active session",
+                        fix="compile with approxtvm.compile_onnx")
+
+
+def run_codegen(mod: tvm.IRModule, session: CodegenSession) -> tvm.IRModule:
+    """Run ``RunCodegen`` with ``session`` as the vacc codegen."""
+    ensure_ffi_errors()
+    with session.active():
+        return relax.transform.RunCodegen()(mod)

@@ -1,0 +1,220 @@
+"""LayerSchedule: everything the runtime needs to execute one offloaded layer, as data."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from approxtvm.errors import ScheduleError
+from approxtvm.targets.vacc.config import ApproxConfig
+from approxtvm.targets.vacc.mapping import Mapping
+from approxtvm.targets.vacc.workload import LayerShape
+
+SCHEDULE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class QuantParams:
+    """Quantization of a layer's operands (ONNX QDQ semantics).
+
+    Attributes
+    ----------
+    signed
+        int8 operands (``True``) or uint8 (``False``).
+    input_scale, input_zero_point
+        Per-tensor activation quantization.
+    weight_scales, weight_zero_points
+        One entry (per tensor) or K entries (per output channel).
+    bias_scales, bias_zero_points
+        Quantization of the int32 bias (empty when the layer has no bias).
+    """
+
+    signed: bool
+    input_scale: float
+    input_zero_point: int
+    weight_scales: tuple[float, ...]
+    weight_zero_points: tuple[int, ...]
+    bias_scales: tuple[float, ...] = ()
+    bias_zero_points: tuple[int, ...] = ()
+
+    @property
+    def dtype(self) -> str:
+        """numpy dtype of the operands."""
+        return "int8" if self.signed else "uint8"
+
+
+@dataclass(frozen=True, slots=True)
+class Intrinsic:
+    """The PE's MAC instruction: ``lanes``-wide dot product, table multiply, exact int32 sum.
+
+    Attributes
+    ----------
+    name
+        Instruction name (``vacc.mac8``).
+    lanes
+        Products per instruction (input channels across the vector lanes).
+    multiplier
+        Multiplier spec as given by the policy.
+    multiplier_name
+        Resolved multiplier name.
+    table_hash
+        sha256 of the product table: schedules say exactly which arithmetic they used.
+    mul_energy_pj
+        Energy of one multiply with this multiplier.
+    """
+
+    name: str
+    lanes: int
+    multiplier: str
+    multiplier_name: str
+    table_hash: str
+    mul_energy_pj: float
+
+
+@dataclass(frozen=True, slots=True)
+class WeightLayout:
+    """How weights are cut into the tiles the mapping moves, and how each tile is encoded.
+
+    Attributes
+    ----------
+    tile_order
+        Loop dims, outermost first, in which weight tiles are stored and sent.
+    encoding
+        Encoding of each tile (``dense`` until compression is applied).
+    tile_bytes
+        Bytes of each tile as stored in DRAM (metadata included).
+    """
+
+    tile_order: tuple[str, ...]
+    encoding: tuple[str, ...]
+    tile_bytes: tuple[int, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        """Footprint of the layer's weights."""
+        return sum(self.tile_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class LayerSchedule:
+    """One offloaded layer: problem, numerics, approximation, loop nest, intrinsic, weight layout.
+
+    Attributes
+    ----------
+    layer_id
+        Stable id (ONNX node name).
+    symbol
+        Global symbol the VM calls.
+    shape
+        The layer's loop bounds, strides, pads, dilations.
+    quant
+        Operand quantization.
+    has_bias
+        Whether the layer adds an int32 bias.
+    config
+        Approximation config from the policy.
+    accelerator
+        Name of the accelerator spec the mapping targets.
+    mapping
+        Loop nest per memory level (from the mapper).
+    intrinsic
+        The MAC instruction and its multiplier.
+    weight_layout
+        Weight tiles and their encodings.
+    outputs
+        What each output of the offloaded call is: ``result`` or ``input_dequantized`` (a
+        dequantize shared with another user becomes a second output, DESIGN §2).
+    predicted
+        Predicted access counts (analytic), JSON form.
+    """
+
+    layer_id: str
+    symbol: str
+    shape: LayerShape
+    quant: QuantParams
+    has_bias: bool
+    config: ApproxConfig
+    accelerator: str
+    mapping: Mapping
+    intrinsic: Intrinsic
+    weight_layout: WeightLayout
+    outputs: tuple[str, ...] = ("result",)
+    predicted: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form; :meth:`from_dict` inverts it exactly."""
+        q, i, w = self.quant, self.intrinsic, self.weight_layout
+        return {
+            "version": SCHEDULE_VERSION,
+            "layer_id": self.layer_id,
+            "symbol": self.symbol,
+            "shape": self.shape.to_dict(),
+            "quant": {"signed": q.signed, "input_scale": q.input_scale, "input_zero_point": q.input_zero_point,
+                      "weight_scales": list(q.weight_scales), "weight_zero_points": list(q.weight_zero_points),
+                      "bias_scales": list(q.bias_scales), "bias_zero_points": list(q.bias_zero_points)},
+            "has_bias": self.has_bias,
+            "config": self.config.to_dict(),
+            "accelerator": self.accelerator,
+            "mapping": self.mapping.to_dict(),
+            "intrinsic": {"name": i.name, "lanes": i.lanes, "multiplier": i.multiplier,
+                          "multiplier_name": i.multiplier_name, "table_hash": i.table_hash,
+                          "mul_energy_pj": i.mul_energy_pj},
+            "weight_layout": {"tile_order": list(w.tile_order), "encoding": list(w.encoding),
+                              "tile_bytes": list(w.tile_bytes)},
+            "outputs": list(self.outputs),
+            "predicted": self.predicted,
+        }
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> LayerSchedule:
+        """Inverse of :meth:`to_dict`."""
+        if d.get("version") != SCHEDULE_VERSION:
+            raise ScheduleError("unsupported schedule version", expected=str(SCHEDULE_VERSION),
+                                found=str(d.get("version")), fix="recompile the model with this approxtvm")
+        q, i, w = d["quant"], d["intrinsic"], d["weight_layout"]
+        return LayerSchedule(
+            layer_id=d["layer_id"], symbol=d["symbol"], shape=LayerShape.from_dict(d["shape"]),
+            quant=QuantParams(q["signed"], float(q["input_scale"]), int(q["input_zero_point"]),
+                              tuple(map(float, q["weight_scales"])), tuple(map(int, q["weight_zero_points"])),
+                              tuple(map(float, q["bias_scales"])), tuple(map(int, q["bias_zero_points"]))),
+            has_bias=bool(d["has_bias"]), config=ApproxConfig.from_dict(d["config"]),
+            accelerator=d["accelerator"], mapping=Mapping.from_dict(d["mapping"]),
+            intrinsic=Intrinsic(i["name"], int(i["lanes"]), i["multiplier"], i["multiplier_name"],
+                                i["table_hash"], float(i["mul_energy_pj"])),
+            weight_layout=WeightLayout(tuple(w["tile_order"]), tuple(w["encoding"]), tuple(w["tile_bytes"])),
+            outputs=tuple(d["outputs"]), predicted=dict(d.get("predicted", {})))
+
+    def to_json(self) -> str:
+        """JSON text."""
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+    @staticmethod
+    def from_json(text: str) -> LayerSchedule:
+        """Inverse of :meth:`to_json`."""
+        return LayerSchedule.from_dict(json.loads(text))
+
+    # ------------------------------------------------------------------ text view
+    def to_text(self) -> str:
+        """Readable view: header, loop nest per level (Timeloop style), intrinsic, layout."""
+        s, q, i = self.shape, self.quant, self.intrinsic
+        head = [
+            f"layer {self.layer_id} ({s.op})  symbol {self.symbol}  accelerator {self.accelerator}",
+            f"  shape N={s.n} K={s.k} C={s.c} P={s.p} Q={s.q} R={s.r} S={s.s}  input {s.h}×{s.w}"
+            f"  stride {s.stride_h}×{s.stride_w}  dilation {s.dilation_h}×{s.dilation_w}"
+            f"  pads (t,l,b,r) {s.pad_top},{s.pad_left},{s.pad_bottom},{s.pad_right}  MACs {s.macs:,}",
+            f"  operands {q.dtype}  x: scale {q.input_scale:.6g} zp {q.input_zero_point}"
+            f"  w: {'per-channel' if len(q.weight_scales) > 1 else 'per-tensor'} scale"
+            f" {q.weight_scales[0]:.6g}{'…' if len(q.weight_scales) > 1 else ''}"
+            f" zp {q.weight_zero_points[0]}{'…' if len(q.weight_zero_points) > 1 else ''}"
+            f"  bias {'yes' if self.has_bias else 'no'}",
+            f"  approx: {self.config.to_json()}",
+            f"  intrinsic {i.name}: {i.lanes}-lane dot product, multiply = {i.multiplier_name}"
+            f" (table sha256 {i.table_hash[:12]}…, {i.mul_energy_pj:.4g} pJ/mul), int32 accumulate",
+            f"  weights: {len(self.weight_layout.tile_bytes)} tile(s) in order"
+            f" {'/'.join(self.weight_layout.tile_order) or '-'}, encodings"
+            f" {sorted(set(self.weight_layout.encoding))}, {self.weight_layout.total_bytes:,} B",
+            "  loop nest:",
+        ]
+        return "\n".join(head + ["    " + line for line in self.mapping.to_text().splitlines()])

@@ -1,0 +1,31 @@
+"""Weight layout: the weight tiles a mapping moves into the PE weight buffers, in send order."""
+
+from __future__ import annotations
+
+from approxtvm.targets.vacc.hardware import AcceleratorSpec
+from approxtvm.targets.vacc.mapping import Mapping
+from approxtvm.targets.vacc.schedule import WeightLayout
+from approxtvm.targets.vacc.workload import TENSOR_DIMS
+
+
+def weight_tile_dims(mapping: Mapping) -> tuple[str, ...]:
+    """Weight-indexing dims of the loops above the PE level, outermost first (the tile order)."""
+    seen: list[str] = []
+    for lp in mapping.loops_above("PE"):
+        if lp.dim in TENSOR_DIMS["weight"] and lp.bound > 1 and lp.dim not in seen:
+            seen.append(lp.dim)
+    return tuple(seen)
+
+
+def dense_layout(mapping: Mapping, spec: AcceleratorSpec) -> WeightLayout:
+    """Uncompressed layout: one tile per PE-level weight tile, ``bits/8`` bytes per weight.
+
+    The tile is the block of weights one PE's weight buffer holds (``tile_size("PE", "weight")``);
+    the layer's weights are cut into ``K·C·R·S / tile`` such tiles.
+    """
+    s = mapping.shape
+    tile = mapping.tile_size("PE", "weight")
+    total = s.k * s.c * s.r * s.s
+    n_tiles = total // tile
+    tile_bytes = tile * spec.precision.bits("weight") // 8
+    return WeightLayout(weight_tile_dims(mapping), ("dense",) * n_tiles, (tile_bytes,) * n_tiles)
