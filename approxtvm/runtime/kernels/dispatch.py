@@ -1,0 +1,334 @@
+"""Public kernel API: products of a conv/dense layer through a multiplier, on the fastest exact path.
+
+Paths (all bit-exact against :mod:`approxtvm.runtime.kernels.reference`):
+
+``exact``
+    ``M = a·b``: onnxruntime ``ConvInteger``/``MatMulInteger`` on uint8×uint8 (signed operands are
+    shifted by 128 and corrected exactly).
+``lowrank``
+    ``M`` has an exact integer factorisation of small rank (over all activations and the weights
+    that occur): integer convs of byte maps on onnxruntime (:mod:`.lowrank`, :mod:`.intconv`).
+``table``
+    Any table: TVM weight-stationary per-weight tables (:mod:`.table_tvm`).
+``table_numpy``
+    Any table, pure numpy (used when TVM is missing).
+``reference``
+    The specification itself (slow).
+
+:func:`choose_path` picks one per layer; every entry point takes ``path=`` to override it.
+All state (onnxruntime sessions, compiled kernels, factorisations, weight tables) lives in an
+explicit :class:`KernelCache` passed by the caller; without one, a fresh cache is used for the call
+(correct, but compiles/creates sessions every time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from approxtvm.errors import MultiplierError
+from approxtvm.runtime.kernels import reference
+from approxtvm.runtime.kernels.cpu import CpuInfo, detect_cpu
+from approxtvm.runtime.kernels.geometry import ConvGeometry, check_operands, conv_geometry, pad_input
+from approxtvm.runtime.kernels.intconv import IntegerFactors, OrtSessionCache, exact_factors, factor_sums
+from approxtvm.runtime.kernels.lowrank import DEFAULT_MAX_RANK, find_factors
+from approxtvm.runtime.kernels.table_numpy import conv2d_table_numpy, dense_table_numpy
+from approxtvm.runtime.multipliers.multiplier import Multiplier
+
+#: Valid values of ``path=``.
+PATHS: tuple[str, ...] = ("exact", "lowrank", "table", "table_numpy", "reference")
+
+#: The low-rank path is chosen while it needs at most this many uint8 product terms (one term
+#: costs about one exact integer conv; the table path costs about ten).
+LOWRANK_MAX_BYTE_TERMS: int = 6
+
+#: Weight tables of a layer are kept in the cache only if they take at most this many bytes.
+LAYER_TABLE_CACHE_MAX_BYTES: int = 64 * 2**20
+
+
+def tvm_available() -> bool:
+    """``True`` when TVM (and LLVM codegen) can be imported."""
+    try:
+        import tvm  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+@dataclass
+class KernelCache:
+    """Everything the kernels reuse between calls, owned by the caller (one per model/runtime).
+
+    Attributes
+    ----------
+    sessions
+        onnxruntime sessions per shape.
+    table_cache_max_bytes
+        Total bytes of prebuilt weight tables kept (least recently used evicted first).
+    max_rank
+        Largest error rank the low-rank path accepts.
+    """
+
+    sessions: OrtSessionCache = field(default_factory=OrtSessionCache)
+    table_cache_max_bytes: int = 512 * 2**20
+    max_rank: int = DEFAULT_MAX_RANK
+    _tvm: object | None = field(default=None, repr=False)
+    _cpu: CpuInfo | None = field(default=None, repr=False)
+    _factors: dict[tuple[str, bytes], IntegerFactors | None] = field(default_factory=dict, repr=False)
+    _tables: OrderedDict[tuple, tuple[dict, int]] = field(default_factory=OrderedDict, repr=False)
+    _table_bytes: int = 0
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @property
+    def cpu(self) -> CpuInfo:
+        """The detected host CPU."""
+        with self._lock:
+            if self._cpu is None:
+                self._cpu = detect_cpu()
+            return self._cpu
+
+    def tvm_kernels(self):
+        """Compiled TVM table kernels for this host."""
+        with self._lock:
+            if self._tvm is None:
+                from approxtvm.runtime.kernels.table_tvm import TvmKernelCache
+
+                self._tvm = TvmKernelCache(cpu=self.cpu)
+            return self._tvm
+
+    def factors(self, mult: Multiplier, weight_bytes_mask: np.ndarray | None) -> IntegerFactors | None:
+        """Cached exact factorisation of ``mult`` restricted to the weights in the mask."""
+        mkey = b"" if weight_bytes_mask is None else np.packbits(weight_bytes_mask).tobytes()
+        key = (mult.table_hash, mkey)
+        with self._lock:
+            if key in self._factors:
+                return self._factors[key]
+        if mult.is_exact:
+            f: IntegerFactors | None = exact_factors(mult.signed)
+        else:
+            cols = None if weight_bytes_mask is None else np.flatnonzero(weight_bytes_mask)
+            f = find_factors(mult.table, mult.signed, cols, self.max_rank)
+        with self._lock:
+            self._factors[key] = f
+        return f
+
+    def layer_tables(self, key: tuple, nbytes: int) -> dict | None:
+        """Dict to store a layer's weight tables in (``None`` if the layer is too big to cache)."""
+        if nbytes > min(LAYER_TABLE_CACHE_MAX_BYTES, self.table_cache_max_bytes):
+            return None
+        with self._lock:
+            hit = self._tables.get(key)
+            if hit is not None:
+                self._tables.move_to_end(key)
+                return hit[0]
+            while self._tables and self._table_bytes + nbytes > self.table_cache_max_bytes:
+                _, (_, nb) = self._tables.popitem(last=False)
+                self._table_bytes -= nb
+            d: dict = {}
+            self._tables[key] = (d, nbytes)
+            self._table_bytes += nbytes
+            return d
+
+
+@dataclass(frozen=True)
+class PathChoice:
+    """Which kernel runs a layer, and why.
+
+    Attributes
+    ----------
+    path
+        One of :data:`PATHS`.
+    byte_terms
+        uint8 product terms of the low-rank path (``None`` if no factorisation of rank ≤ max).
+    reason
+        One sentence.
+    """
+
+    path: str
+    byte_terms: int | None
+    reason: str
+
+
+def choose_path(mult: Multiplier, shape: object = None, *, weights: np.ndarray | None = None,
+                cache: KernelCache | None = None) -> PathChoice:
+    """Pick the fastest exact kernel for ``mult`` (and, if given, the layer's weights).
+
+    Parameters
+    ----------
+    mult
+        The multiplier.
+    shape
+        The layer's shape (any object; reserved for shape-dependent choices, currently unused).
+    weights
+        The layer's weight codes; restricting the factorisation to the weights that occur can
+        lower the rank.
+    cache
+        Where factorisations are memoised.
+    """
+    del shape
+    cache = cache or KernelCache()
+    if mult.is_exact:
+        return PathChoice("exact", 1, "the table equals a·b")
+    mask = None
+    if weights is not None:
+        mask = np.bincount(np.asarray(weights).view(np.uint8).ravel(), minlength=256) > 0
+    f = cache.factors(mult, mask)
+    if f is not None and f.byte_terms() <= LOWRANK_MAX_BYTE_TERMS:
+        return PathChoice("lowrank", f.byte_terms(),
+                          f"exact integer factorisation with {f.rank} terms ({f.byte_terms()} uint8 convs)")
+    bt = None if f is None else f.byte_terms()
+    if tvm_available():
+        return PathChoice("table", bt, "no cheap exact factorisation: TVM weight-stationary tables")
+    return PathChoice("table_numpy", bt, "no cheap exact factorisation and no TVM: numpy tables")
+
+
+def _check_path(path: str) -> None:
+    if path not in PATHS:
+        raise MultiplierError(
+            f"unknown kernel path {path!r}", expected=f"one of {', '.join(PATHS)}", found=repr(path),
+        )
+
+
+def _factors_for(mult: Multiplier, wb: np.ndarray, cache: KernelCache, path: str) -> IntegerFactors:
+    if path == "exact":
+        if not mult.is_exact:
+            raise MultiplierError(
+                f"path='exact' requested for the approximate multiplier {mult.name!r}",
+                expected="a multiplier whose table equals a·b", found=f"MAE {mult.metrics.mae:g}",
+                fix="use path=None (automatic), 'lowrank' or 'table'",
+            )
+        return exact_factors(mult.signed)
+    mask = np.bincount(wb.ravel(), minlength=256) > 0
+    f = cache.factors(mult, mask)
+    if f is None:
+        raise MultiplierError(
+            f"path='lowrank' requested but {mult.name!r} has no exact factorisation of rank "
+            f"≤ {cache.max_rank}",
+            expected=f"error rank ≤ {cache.max_rank} over the weights used", found="higher rank",
+            fix="use path=None (automatic) or 'table'",
+        )
+    return f
+
+
+def _set_tvm_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    import tvm_ffi
+
+    if int(tvm_ffi.get_global_func("runtime.NumThreads")()) != int(threads):
+        # affinity mode 1 (kBig): all cores of a homogeneous CPU
+        tvm_ffi.get_global_func("runtime.config_threadpool")(1, int(threads))
+
+
+def conv2d_products(x: np.ndarray, w: np.ndarray, mult: Multiplier, *,
+                    strides: tuple[int, int] = (1, 1), dilations: tuple[int, int] = (1, 1),
+                    pads: tuple[int, int, int, int] = (0, 0, 0, 0), pad_value: int = 0,
+                    threads: int | None = None, path: str | None = None,
+                    cache: KernelCache | None = None) -> np.ndarray:
+    """``y[n,k,p,q] = Σ_{c,r,s} M(x_pad[n, c, p·sh + r·dh, q·sw + s·dw], w[k, c, r, s])`` (int32).
+
+    Parameters
+    ----------
+    x
+        Activation codes, NCHW, uint8 (unsigned multiplier) or int8 (signed).
+    w
+        Weight codes, OIHW, same dtype as ``x``.
+    mult
+        The multiplier; activation = table row, weight = column.
+    strides, dilations
+        ``(h, w)``.
+    pads
+        ``(top, left, bottom, right)``. Padded taps hold ``pad_value`` and go through ``M``.
+    pad_value
+        Activation code used for padding (the activation zero point).
+    threads
+        Worker threads (``None``: all cores).
+    path
+        Force a kernel (:data:`PATHS`); ``None`` = :func:`choose_path`.
+    cache
+        Sessions, compiled kernels and weight tables to reuse (pass one per model).
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 (N, K, P, Q); sums wrap modulo 2^32 like an int32 accumulator.
+    """
+    x = np.asarray(x)
+    w = np.asarray(w)
+    g = conv_geometry(x, w, strides, dilations, pads)
+    check_operands(x, w, mult.signed, pad_value, "conv2d_products")
+    cache = cache or KernelCache()
+    if path is None:
+        path = choose_path(mult, g, weights=w, cache=cache).path
+    _check_path(path)
+    if path == "reference":
+        return reference.conv2d_products_reference(x, w, mult, strides=strides, dilations=dilations,
+                                                   pads=pads, pad_value=pad_value)
+    xp = pad_input(x, g, pad_value).view(np.uint8)
+    wb = np.ascontiguousarray(w).view(np.uint8)
+    gp = g.unpadded()
+    if path in ("exact", "lowrank"):
+        f = _factors_for(mult, wb, cache, path)
+        return factor_sums(xp, wb, f, gp, cache.sessions, threads).astype(np.int32)
+    if path == "table_numpy":
+        return conv2d_table_numpy(xp, wb, mult.table, gp)
+    # path == "table"
+    from approxtvm.runtime.kernels.table_tvm import conv2d_table_tvm, plan_tables
+
+    kernels = cache.tvm_kernels()
+    plan, _ = plan_tables(gp, mult.table, kernels.config)
+    nbytes = gp.r * gp.s * (gp.c + 1) * 256 * plan.kp * np.dtype(plan.tdtype).itemsize
+    wkey = hashlib.sha1(wb.tobytes()).hexdigest()
+    tables = cache.layer_tables((mult.table_hash, wkey, wb.shape, plan), nbytes)
+    _set_tvm_threads(threads)
+    return conv2d_table_tvm(xp, wb, mult.table, gp, kernels, tables)
+
+
+def dense_products(x: np.ndarray, w: np.ndarray, mult: Multiplier, *, threads: int | None = None,
+                   path: str | None = None, cache: KernelCache | None = None) -> np.ndarray:
+    """``y[n, k] = Σ_c M(x[n, c], w[k, c])`` (int32, (N, K)); x (N, C), w (K, C).
+
+    Same paths and parameters as :func:`conv2d_products`. The TVM table path runs the dense layer
+    as a 1×1 convolution whose pixels are the batch rows.
+    """
+    x = np.asarray(x)
+    w = np.asarray(w)
+    if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
+        raise MultiplierError(
+            "dense_products: operands have the wrong shapes",
+            expected="x (N, C) and w (K, C) with the same C", found=f"x {x.shape}, w {w.shape}",
+        )
+    check_operands(x, w, mult.signed, 0, "dense_products")
+    cache = cache or KernelCache()
+    if path is None:
+        path = choose_path(mult, None, weights=w, cache=cache).path
+    _check_path(path)
+    if path == "reference":
+        return reference.dense_products_reference(x, w, mult)
+    xb = np.ascontiguousarray(x).view(np.uint8)
+    wb = np.ascontiguousarray(w).view(np.uint8)
+    if path in ("exact", "lowrank"):
+        f = _factors_for(mult, wb, cache, path)
+        return factor_sums(xb, wb, f, None, cache.sessions, threads).astype(np.int32)
+    if path == "table_numpy":
+        return dense_table_numpy(xb, wb, mult.table)
+    # dense as a 1×1 conv over an image of 1 × N pixels
+    y = conv2d_products(x.T[None, :, None, :], w[:, :, None, None], mult, threads=threads, path="table",
+                        cache=cache)
+    return np.ascontiguousarray(y[0, :, 0, :].T)
+
+
+__all__ = [
+    "PATHS",
+    "ConvGeometry",
+    "KernelCache",
+    "PathChoice",
+    "choose_path",
+    "conv2d_products",
+    "dense_products",
+    "tvm_available",
+]
