@@ -1,0 +1,182 @@
+"""The ``approxtvm`` command: compile, inspect, run, demo, multipliers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from approxtvm.errors import ApproxTvmError
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _load_model_arg(model: str) -> Any:
+    """A shipped model name or an ONNX path → ModelProto (paths are checked by the front end)."""
+    from approxtvm.compiler.frontend import load_model
+    from approxtvm.models import get_model, list_models
+
+    if model in list_models():
+        return get_model(model)
+    return load_model(model)
+
+
+def _calibration(model_name: str, proto: Any, spec: str | None, n: int = 256) -> Any:
+    """Calibration inputs: a dataset spec, the digits train split for digits models, else random."""
+    from approxtvm.compiler.frontend import is_quantized
+    from approxtvm.models import calibration_data, load_dataset
+
+    if is_quantized(proto):
+        return None
+    if spec:
+        return load_dataset(spec).x[:n]
+    if model_name.startswith("digits"):
+        return load_dataset("digits:train").x[:n]
+    return calibration_data(proto, n=8)
+
+
+def _compile(args: argparse.Namespace) -> Any:
+    from approxtvm.compiler.driver import compile_onnx, load_compiled
+    from approxtvm.compiler.frontend import QuantOptions
+
+    if Path(args.model).is_dir():
+        return load_compiled(args.model)
+    proto = _load_model_arg(args.model)
+    calib = _calibration(args.model, proto, getattr(args, "calibration", None))
+    return compile_onnx(proto, args.policy, accelerator=args.accelerator, calibration=calib,
+                        quantization=QuantOptions(signed=args.signed, per_channel=args.per_channel),
+                        batch_size=args.batch_size)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    """Compile and save a model."""
+    model = _compile(args)
+    out = model.save(args.output)
+    _console().print(f"compiled {len(model.programs)} offloaded layer(s) → {out}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Print layer schedules (text or JSON)."""
+    model = _compile(args)
+    scheds = model.schedules
+    if args.layer:
+        if args.layer not in scheds:
+            raise ApproxTvmError(f"no offloaded layer {args.layer!r}", expected=", ".join(scheds),
+                                 found=args.layer, fix="pick one of the listed layer ids")
+        scheds = {args.layer: scheds[args.layer]}
+    if args.json:
+        print(json.dumps({k: s.to_dict() for k, s in scheds.items()}, indent=1))
+    else:
+        for s in scheds.values():
+            print(s.to_text())
+            print()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run on a dataset: accuracy and energy table."""
+    from approxtvm.explore.evaluate import evaluate, print_evaluation
+    from approxtvm.models import check_compatible, load_dataset
+
+    model = _compile(args)
+    data = load_dataset(args.data)
+    if args.limit:
+        data = data.take(args.limit)
+    check_compatible(data, (None, *model.input_shape))
+    ev = evaluate(model, data)
+    print_evaluation(_console(), ev, title=f"{args.model} on {data.name}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job on the shipped model and data."""
+    from approxtvm.explore.demo import run_demo
+
+    run_demo(Path(args.out), console=_console(), limit=args.limit)
+    return 0
+
+
+def cmd_multipliers(args: argparse.Namespace) -> int:
+    """List, show or import multipliers."""
+    from approxtvm.runtime.multipliers import cli as mcli
+
+    if args.action == "list":
+        mcli.print_list(_console(), sort_by=args.sort, signed=args.signed)
+    elif args.action == "show":
+        if not args.name:
+            raise ApproxTvmError("`multipliers show` needs a multiplier", expected="a name or spec",
+                                 found="nothing", fix="e.g. approxtvm multipliers show bam:h=4,v=0")
+        mcli.print_show(_console(), args.name, Path(args.png) if args.png else None)
+    else:
+        if not args.name:
+            raise ApproxTvmError("`multipliers import` needs a file", expected="a .bin table or a .c model",
+                                 found="nothing", fix="e.g. approxtvm multipliers import mul8u_2HH.bin")
+        mcli.print_import(_console(), args.name, transposed=args.transposed)
+    return 0
+
+
+def _add_compile_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="shipped model name (digits_cnn, resnet18, ...), ONNX path, or saved model dir")
+    p.add_argument("--policy", help="policy YAML file (default: exact everywhere)")
+    p.add_argument("--accelerator", default="simba_like", help="accelerator spec name or YAML path")
+    p.add_argument("--calibration", help="dataset for quantizing a float model (digits, .npz, image folder)")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--signed", action="store_true", help="int8 quantization (mul8s_* multipliers)")
+    p.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    ap = argparse.ArgumentParser(prog="approxtvm", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("compile", help="compile a model and save it to a directory")
+    _add_compile_args(p)
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=cmd_compile)
+    p = sub.add_parser("inspect", help="print the schedule of each offloaded layer")
+    _add_compile_args(p)
+    p.add_argument("--layer")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("run", help="run on a dataset: accuracy and energy")
+    _add_compile_args(p)
+    p.add_argument("--data", required=True, help="digits[:test|train], a .npz with x,y, or an image folder")
+    p.add_argument("--limit", type=int, default=0, help="first N samples only")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("demo", help="compile the shipped model exact and approximate, run, report")
+    p.add_argument("--out", default="reports/demo")
+    p.add_argument("--limit", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("multipliers", help="list, show or import multipliers")
+    p.add_argument("action", choices=["list", "show", "import"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--sort", default="power", choices=["power", "mae", "wce", "name"])
+    p.add_argument("--signed", action="store_true")
+    p.add_argument("--png", help="(show) write the error heat-map here")
+    p.add_argument("--transposed", action="store_true", help="(import) table indexed [weight][activation]")
+    p.set_defaults(func=cmd_multipliers)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; errors of the project print as a clear message and exit code 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ApproxTvmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
