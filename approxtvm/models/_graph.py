@@ -16,6 +16,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from approxtvm.errors import ModelError
+
 OPSET = 17
 """ONNX opset of every model this package writes."""
 
@@ -56,7 +58,12 @@ class GraphBuilder:
     def _param(self, name: str, shape: tuple[int, ...], gain: float = 1.0) -> str:
         arr = np.asarray(self.weights(name, shape, gain), dtype=np.float32)
         if arr.shape != shape:
-            raise ValueError(f"parameter {name}: expected shape {shape}, got {arr.shape}")
+            raise ModelError(
+                f"graph {self.name}: parameter {name} has the wrong shape",
+                expected=str(shape),
+                found=str(arr.shape),
+                fix="pass weights trained for this topology",
+            )
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
         return name
 
@@ -152,7 +159,13 @@ def from_arrays(arrays: dict[str, np.ndarray]) -> WeightFn:
     def weights(name: str, shape: tuple[int, ...], gain: float) -> np.ndarray:
         del gain
         if name not in arrays:
-            raise KeyError(f"no weights for {name}; have {sorted(arrays)}")
+            raise ModelError(
+                f"no weights for parameter {name}",
+                expected=f"an array named {name!r}",
+                found=f"{len(arrays)} arrays: {', '.join(sorted(arrays)[:8])}"
+                + (" ..." if len(arrays) > 8 else ""),
+                fix="name the arrays after the ONNX initializers (<node>.weight, <node>.bias)",
+            )
         return arrays[name]
 
     return weights

@@ -132,3 +132,14 @@ def test_registry_names_and_errors(tmp_path: Path) -> None:
     mtime = path.stat().st_mtime_ns
     assert zoo.model_path("resnet8", cache_dir=tmp_path) == path and path.stat().st_mtime_ns == mtime
     assert zoo.get_model("resnet8", batch=4).graph.input[0].type.tensor_type.shape.dim[0].dim_value == 4
+
+
+def test_builder_rejects_wrong_weights() -> None:
+    from approxtvm.models._graph import from_arrays
+
+    arrays = zoo.initializer_arrays(zoo.get_model("digits_cnn"))
+    with pytest.raises(ModelError, match=r"conv1\.weight"):
+        zoo.digits_resnet_graph(from_arrays({k: v for k, v in arrays.items() if k != "conv1.weight"}))
+    arrays["conv3.weight"] = arrays["conv3.weight"][:, :16]
+    with pytest.raises(ModelError, match="wrong shape"):
+        zoo.digits_cnn_graph(from_arrays(arrays))
