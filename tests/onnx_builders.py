@@ -47,3 +47,43 @@ def small_cnn(seed: int = 0, classes: int = 10, size: int = 16, channels: int = 
 def calibration(n: int = 32, size: int = 16, channels: int = 3, seed: int = 1) -> np.ndarray:
     """Float inputs for calibration and testing."""
     return np.random.default_rng(seed).standard_normal((n, channels, size, size)).astype(np.float32)
+
+
+def single_conv(k: int, c: int, size: int, r: int, *, stride: int = 1, pad: tuple[int, int, int, int] = (0, 0, 0, 0),
+                dilation: int = 1, seed: int = 0, relu: bool = True) -> onnx.ModelProto:
+    """One Conv (+ Relu): for accumulator tests over kernel sizes, strides, pads, dilations."""
+    rng = np.random.default_rng(seed)
+    w = numpy_helper.from_array((rng.standard_normal((k, c, r, r)) * (1.0 / np.sqrt(c * r * r))).astype(np.float32),
+                                "w")
+    b = numpy_helper.from_array((rng.standard_normal(k) * 0.1).astype(np.float32), "b")
+    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["c"], name="conv", strides=[stride, stride],
+                              pads=[pad[0], pad[1], pad[2], pad[3]], dilations=[dilation, dilation])]
+    out = "c"
+    if relu:
+        nodes.append(helper.make_node("Relu", ["c"], ["y"], name="relu"))
+        out = "y"
+    graph = helper.make_graph(nodes, "single_conv",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", c, size, size])],
+                              [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], [w, b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def numpy_conv_acc(x: np.ndarray, w: np.ndarray, zx: int, zw: np.ndarray, *, stride: tuple[int, int],
+                   pads: tuple[int, int, int, int], dilation: tuple[int, int]) -> np.ndarray:
+    """Plain numpy integer convolution Σ (x − z_x)(w − z_w), input padded with z_x: the reference."""
+    xi = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])),
+                constant_values=zx) - zx
+    wi = w.astype(np.int64) - np.asarray(zw, np.int64).reshape(-1, 1, 1, 1)
+    k, c, r, s = wi.shape
+    n, _, hp, wp = xi.shape
+    p = (hp - dilation[0] * (r - 1) - 1) // stride[0] + 1
+    q = (wp - dilation[1] * (s - 1) - 1) // stride[1] + 1
+    out = np.zeros((n, k, p, q), np.int64)
+    for i in range(r):
+        for j in range(s):
+            patch = xi[:, :, i * dilation[0]: i * dilation[0] + stride[0] * (p - 1) + 1: stride[0],
+                       j * dilation[1]: j * dilation[1] + stride[1] * (q - 1) + 1: stride[1]]
+            out += np.einsum("ncpq,kc->nkpq", patch, wi[:, :, i, j])
+    return out

@@ -19,6 +19,7 @@ from approxtvm.compiler.model import CompiledModel
 from approxtvm.compiler.pipeline import annotate, partition
 from approxtvm.errors import ApproxTvmError, ModelError, PolicyError
 from approxtvm.runtime.executor import CallLog, LayerProgram, make_runner
+from approxtvm.runtime.kernels import KernelCache
 from approxtvm.runtime.multipliers import Multiplier, resolve_multiplier
 from approxtvm.runtime.multipliers.energy import exact_power_mw
 from approxtvm.targets.vacc.codegen import CodegenSession, LoweredLayer, MultiplierInfo, run_codegen
@@ -123,12 +124,13 @@ def _finish(mod: tvm.IRModule, proto: onnx.ModelProto, policy: ApproxPolicy, spe
             batch_size: int) -> CompiledModel:
     resolver = MultiplierResolver(spec)
     log = CallLog()
+    cache = KernelCache()  # one per model: ORT sessions, TVM kernels, weight tables
     programs: dict[str, LayerProgram] = {}
 
     def factory(lowered: LoweredLayer) -> Callable[..., None]:
         sch = lowered.schedule
-        prog = LayerProgram(sch, lowered.weight, lowered.bias, resolver.multiplier(sch.config.multiplier,
-                                                                                    sch.quant.signed))
+        prog = LayerProgram(sch, lowered.weight, lowered.bias,
+                            resolver.multiplier(sch.config.multiplier, sch.quant.signed), cache)
         programs[sch.layer_id] = prog
         return make_runner(prog, log)
 

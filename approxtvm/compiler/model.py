@@ -18,6 +18,7 @@ from approxtvm.errors import DataError, ModelError
 from approxtvm.runtime.counting import simulate_counts
 from approxtvm.runtime.energy import EnergyReport, energy_of
 from approxtvm.runtime.executor import CallLog, LayerProgram
+from approxtvm.runtime.kernels import KernelCache
 from approxtvm.targets.vacc.config import ApproxPolicy
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.schedule import LayerSchedule
@@ -181,12 +182,13 @@ class CompiledModel:
         resolver = resolver_cls(spec)
         weights = np.load(path / "weights.npz")
         log = CallLog()
+        cache = KernelCache()
         programs: dict[str, LayerProgram] = {}
         for sd in manifest["schedules"]:
             sch = LayerSchedule.from_dict(sd)
             bias = weights[f"{sch.layer_id}/bias"] if sch.has_bias else None
             prog = LayerProgram(sch, weights[f"{sch.layer_id}/weight"], bias,
-                                resolver.multiplier(sch.config.multiplier, sch.quant.signed))
+                                resolver.multiplier(sch.config.multiplier, sch.quant.signed), cache)
             programs[sch.layer_id] = prog
             tvm_ffi.register_global_func(sch.symbol, make_runner(prog, log), override=True)
         lib = tvm.runtime.load_module(str(path / "host.so"))

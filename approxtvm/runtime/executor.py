@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from approxtvm.errors import DataError
-from approxtvm.runtime.kernels import conv2d_products, dense_products
+from approxtvm.runtime.kernels import KernelCache, choose_path, conv2d_products, dense_products
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.targets.vacc.schedule import LayerSchedule
 
@@ -33,12 +33,18 @@ class LayerProgram:
         int32 bias codes or ``None``.
     multiplier
         The multiplier whose table hash the schedule records.
+    cache
+        Kernel sessions, compiled kernels and tables (share one per model).
+    path
+        Kernel path (see :func:`approxtvm.runtime.kernels.choose_path`); chosen here if empty.
     """
 
     schedule: LayerSchedule
     weight: np.ndarray
     bias: np.ndarray | None
     multiplier: Multiplier
+    cache: KernelCache = field(default_factory=KernelCache)
+    path: str = ""
 
     def __post_init__(self) -> None:
         if self.multiplier.table_hash != self.schedule.intrinsic.table_hash:
@@ -46,6 +52,9 @@ class LayerProgram:
                             expected=f"table sha256 {self.schedule.intrinsic.table_hash[:16]}…",
                             found=f"{self.multiplier.name} with sha256 {self.multiplier.table_hash[:16]}…",
                             fix="recompile the model; the multiplier's table file changed since it was compiled")
+        if not self.path:
+            choice = choose_path(self.multiplier, self.schedule.shape, weights=self.weight, cache=self.cache)
+            object.__setattr__(self, "path", choice.path)
 
 
 def _window_sums(x: np.ndarray, sched: LayerSchedule) -> np.ndarray:
@@ -81,7 +90,8 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
     w64 = prog.weight.astype(np.int64)
     taps = s.c * s.r * s.s
     if s.op == "dense":
-        raw = dense_products(x, prog.weight, prog.multiplier) if products is None else products
+        raw = (dense_products(x, prog.weight, prog.multiplier, path=prog.path, cache=prog.cache)
+               if products is None else products)
         sum_x = x.astype(np.int64).sum(axis=1, keepdims=True)  # (N, 1)
         sum_w = w64.sum(axis=1)[None, :]  # (1, K)
         zw_b = zw[None, :] if zw.size > 1 else zw[0]
@@ -89,7 +99,8 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
         if products is None:
             raw = conv2d_products(x, prog.weight, prog.multiplier, strides=(s.stride_h, s.stride_w),
                                   dilations=(s.dilation_h, s.dilation_w),
-                                  pads=(s.pad_top, s.pad_left, s.pad_bottom, s.pad_right), pad_value=zx)
+                                  pads=(s.pad_top, s.pad_left, s.pad_bottom, s.pad_right), pad_value=zx,
+                                  path=prog.path, cache=prog.cache)
         else:
             raw = products
         sum_x = _window_sums(x, sched) if np.any(zw) else 0
@@ -125,10 +136,14 @@ class CallLog:
     """What a run executed: one entry per offloaded call, in order (filled by the runners)."""
 
     calls: list[str] = field(default_factory=list)
+    #: When set, each call also records ``(layer_id, x_q, acc)`` in :attr:`traces` (tests, debugging).
+    trace: bool = False
+    traces: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)
 
     def clear(self) -> None:
         """Forget previous calls."""
         self.calls.clear()
+        self.traces.clear()
 
 
 def make_runner(prog: LayerProgram, log: CallLog) -> Callable[..., None]:
@@ -147,7 +162,10 @@ def make_runner(prog: LayerProgram, log: CallLog) -> Callable[..., None]:
                 val = dequantize_input(x, prog)
             else:
                 if result is None:
-                    result = to_float(accumulate(x, prog), prog)
+                    acc = accumulate(x, prog)
+                    if log.trace:
+                        log.traces.append((layer_id, x.copy(), acc))
+                    result = to_float(acc, prog)
                 val = result
             out.copyfrom(np.ascontiguousarray(val))  # type: ignore[attr-defined]
 

@@ -1,0 +1,63 @@
+"""Foundation benchmark: compile time, runtime per image vs onnxruntime (same QDQ model), peak memory.
+
+Prints one JSON line. Times are medians; ratios are measured in the same process and run, since
+absolute times are noisy on shared 2-core machines.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+from approxtvm.compiler import frontend
+from approxtvm.compiler.driver import compile_onnx
+from approxtvm.models import calibration_data, get_model, load_dataset
+from approxtvm.runtime.kernels import detect_cpu
+
+
+def _median_time(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
+    fn()  # warm-up (kernel compilation, ORT session creation)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_model(name: str, proto, x: np.ndarray, repeat: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    t0 = time.perf_counter()
+    model = compile_onnx(proto, batch_size=1)
+    compile_s = time.perf_counter() - t0
+    sess = ort.InferenceSession(model.proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    ours = _median_time(lambda: model.run(x[:1]), repeat)
+    ref = _median_time(lambda: sess.run(None, {model.input_name: x[:1]}), repeat)
+    return {f"{name}_compile_s": round(compile_s, 3), f"{name}_ms_per_image": round(1e3 * ours, 3),
+            f"{name}_ort_ms_per_image": round(1e3 * ref, 3), f"{name}_ratio_vs_ort": round(ours / ref, 2)}
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    out: dict[str, object] = {"cpu": detect_cpu().to_dict()}
+    digits = load_dataset("digits:train")
+    for name in ("digits_cnn", "digits_resnet"):
+        q = frontend.quantize(get_model(name), digits.x[:128])
+        out.update(bench_model(name, q, load_dataset("digits:test").x, repeat=20))
+    if not quick:
+        r50 = get_model("resnet50")
+        t0 = time.perf_counter()
+        q50 = frontend.quantize(r50, calibration_data(r50, n=4))
+        out["resnet50_quantize_s"] = round(time.perf_counter() - t0, 2)
+        out.update(bench_model("resnet50", q50, calibration_data(r50, n=1, seed=1), repeat=5))
+    out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
