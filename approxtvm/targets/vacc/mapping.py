@@ -1,0 +1,361 @@
+"""A layer's mapping onto ``vacc``: one loop nest per storage level, Timeloop style.
+
+A :class:`Mapping` has four levels, outermost first: ``DRAM``, ``GlobalBuffer``, ``PE`` (the per-PE
+weight, input and accumulation buffers) and ``Register`` (the per-MAC weight register). Each level
+lists its loops outermost first; spatial loops sit at the end of a level's nest and distribute
+that level's tile to its children:
+
+* ``GlobalBuffer`` spatial loops fan out across the PEs (``K`` for Simba: weight-stationary),
+* ``PE`` spatial loops fan out across vector MACs (``K``) and lanes (``C``, reduced by the adder
+  tree); the order of the two does not matter, the lane loop is printed last.
+
+The tile of a tensor held at a level covers the loops of that level and of every level below.
+
+**Partial tiles.** Loop bounds must divide the layer's dimensions exactly: the mapper only uses
+divisors, so there is no padding and no ragged edge. A layer whose ``K`` or ``C`` is not a multiple
+of the array size (``C = 3`` in conv1) runs with idle MACs; :meth:`Mapping.spatial_utilisation`
+reports the fraction used. Dense layers are 1×1 convolutions on a 1×1 image.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from approxtvm.errors import ScheduleError
+from approxtvm.targets.vacc.workload import DIMS, TENSOR_DIMS, LayerShape
+
+if TYPE_CHECKING:
+    from approxtvm.targets.vacc.hardware import AcceleratorSpec
+
+__all__ = ["LEVELS", "LevelNest", "Loop", "Mapping"]
+
+#: Mapping levels, outermost first.
+LEVELS: tuple[str, ...] = ("DRAM", "GlobalBuffer", "PE", "Register")
+
+
+@dataclass(frozen=True, slots=True)
+class Loop:
+    """One loop: ``for dim in [0:bound)``, temporal or spatial."""
+
+    dim: str
+    bound: int
+    spatial: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dim not in DIMS:
+            raise ScheduleError(
+                f"loop over unknown dimension {self.dim!r}",
+                expected=f"one of {DIMS}",
+                found=repr(self.dim),
+                fix="use Timeloop dimension names",
+            )
+        if not isinstance(self.bound, int) or self.bound < 1:
+            raise ScheduleError(
+                f"loop over {self.dim} has an impossible bound",
+                expected="an integer >= 1",
+                found=repr(self.bound),
+                fix="use a positive divisor of the layer dimension",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {"dim": self.dim, "bound": self.bound, "spatial": self.spatial}
+
+
+@dataclass(frozen=True, slots=True)
+class LevelNest:
+    """The loops of one storage level, outermost first."""
+
+    level: str
+    loops: tuple[Loop, ...] = ()
+
+    @property
+    def temporal(self) -> tuple[Loop, ...]:
+        """Temporal loops, outermost first."""
+        return tuple(lp for lp in self.loops if not lp.spatial)
+
+    @property
+    def spatial(self) -> tuple[Loop, ...]:
+        """Spatial loops, outermost first."""
+        return tuple(lp for lp in self.loops if lp.spatial)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {"level": self.level, "loops": [lp.to_dict() for lp in self.loops]}
+
+
+def _prod(xs: Iterator[int] | list[int] | tuple[int, ...]) -> int:
+    return math.prod(xs)
+
+
+@dataclass(frozen=True, slots=True)
+class Mapping:
+    """Loop nest of one layer on ``vacc``.
+
+    Attributes
+    ----------
+    shape
+        The layer.
+    levels
+        One :class:`LevelNest` per entry of :data:`LEVELS`, in that order.
+    """
+
+    shape: LayerShape
+    levels: tuple[LevelNest, ...]
+
+    # -- structure -----------------------------------------------------------------------------
+
+    def level(self, name: str) -> LevelNest:
+        """The nest of level ``name``."""
+        for nest in self.levels:
+            if nest.level == name:
+                return nest
+        raise ScheduleError(
+            f"mapping has no level {name!r}",
+            expected=f"one of {LEVELS}",
+            found=repr(name),
+            fix="use a level name from LEVELS",
+        )
+
+    def level_index(self, name: str) -> int:
+        """Position of level ``name`` (0 = DRAM)."""
+        return [n.level for n in self.levels].index(name)
+
+    def dim_extents(self, level: str) -> dict[str, int]:
+        """Per-dimension extent of the tile at ``level`` (loops of this level and all below)."""
+        i = self.level_index(level)
+        out = dict.fromkeys(DIMS, 1)
+        for nest in self.levels[i:]:
+            for lp in nest.loops:
+                out[lp.dim] *= lp.bound
+        return out
+
+    def tile_extent(self, level: str, tensor: str) -> dict[str, int]:
+        """Extent of ``tensor``'s tile at ``level``, per tensor axis.
+
+        Weights: ``K, C, R, S``; outputs: ``N, K, P, Q``; inputs: ``N, C, H, W`` with
+        ``H = (P-1)·stride + (R-1)·dilation + 1`` (padded coordinates, halo included).
+        """
+        e = self.dim_extents(level)
+        sh = self.shape
+        if tensor == "weight":
+            return {d: e[d] for d in ("K", "C", "R", "S")}
+        if tensor == "output":
+            return {d: e[d] for d in ("N", "K", "P", "Q")}
+        if tensor == "input":
+            return {
+                "N": e["N"],
+                "C": e["C"],
+                "H": sh.input_extent(e["P"], e["R"], sh.stride_h, sh.dilation_h),
+                "W": sh.input_extent(e["Q"], e["S"], sh.stride_w, sh.dilation_w),
+            }
+        raise ScheduleError(
+            f"unknown tensor {tensor!r}",
+            expected="weight, input or output",
+            found=repr(tensor),
+            fix="pick one of the three",
+        )
+
+    def tile_size(self, level: str, tensor: str) -> int:
+        """Elements of ``tensor``'s tile at ``level`` (per instance of that level)."""
+        return _prod(list(self.tile_extent(level, tensor).values()))
+
+    def instances(self, level: str) -> int:
+        """Instances of ``level`` that hold a tile (product of spatial loops of the levels above)."""
+        i = self.level_index(level)
+        return _prod([lp.bound for nest in self.levels[:i] for lp in nest.spatial])
+
+    def spatial_macs(self) -> int:
+        """MAC units busy in each cycle (product of all spatial loops)."""
+        return _prod([lp.bound for nest in self.levels for lp in nest.spatial])
+
+    def spatial_utilisation(self, spec: AcceleratorSpec) -> float:
+        """Fraction of the array's MACs this mapping keeps busy."""
+        return self.spatial_macs() / spec.pe_array.num_macs
+
+    def compute_cycles(self) -> int:
+        """Cycles of compute (product of all temporal loops)."""
+        return _prod([lp.bound for nest in self.levels for lp in nest.temporal])
+
+    def loops_above(self, level: str) -> tuple[Loop, ...]:
+        """All loops of the levels above ``level``, outermost first."""
+        i = self.level_index(level)
+        return tuple(lp for nest in self.levels[:i] for lp in nest.loops)
+
+    # -- validation ----------------------------------------------------------------------------
+
+    def validate(self, spec: AcceleratorSpec) -> None:
+        """Raise :class:`ScheduleError` unless the mapping is legal on ``spec``.
+
+        Checks: the four levels in order; per dimension the product of bounds equals the layer
+        bound; spatial loops only where the PE array allows them and within its fan-outs; every
+        tile fits its buffer.
+        """
+        names = tuple(n.level for n in self.levels)
+        if names != LEVELS:
+            raise ScheduleError(
+                "mapping levels are wrong",
+                expected=str(LEVELS),
+                found=str(names),
+                fix="give one LevelNest per level, DRAM first",
+            )
+        bounds = self.shape.bounds
+        got = self.dim_extents("DRAM")
+        for d in DIMS:
+            if got[d] != bounds[d]:
+                raise ScheduleError(
+                    f"loops over {d} do not cover the layer",
+                    expected=f"product {bounds[d]}",
+                    found=f"product {got[d]}",
+                    fix=f"make the {d} bounds multiply to {bounds[d]}",
+                )
+        pa = spec.pe_array
+        for nest in self.levels:
+            seen_spatial = False
+            for lp in nest.loops:
+                if lp.spatial:
+                    seen_spatial = True
+                elif seen_spatial:
+                    raise ScheduleError(
+                        f"{nest.level}: temporal loop over {lp.dim} after a spatial loop",
+                        expected="spatial loops last in a level",
+                        found=str(nest.loops),
+                        fix="move spatial loops to the end of the level",
+                    )
+        self._check_spatial("DRAM", {}, ())
+        self._check_spatial("Register", {}, ())
+        self._check_spatial("GlobalBuffer", {"PE": pa.num_pes}, (pa.pe_spatial_dims,))
+        self._check_spatial(
+            "PE",
+            {"vector MAC": pa.vector_macs_per_pe, "lane": pa.lanes_per_vector_mac},
+            (pa.vector_mac_spatial_dims, pa.lane_spatial_dims),
+        )
+        self._check_capacity(spec)
+
+    def _check_spatial(self, level: str, fanouts: dict[str, int], dims: tuple[tuple[str, ...], ...]) -> None:
+        spatial = self.level(level).spatial
+        if not fanouts:
+            if spatial:
+                raise ScheduleError(
+                    f"{level} has spatial loops",
+                    expected="none",
+                    found=str(spatial),
+                    fix="unroll only at GlobalBuffer (across PEs) and PE (vector MACs, lanes)",
+                )
+            return
+        used = dict.fromkeys(fanouts, 1)
+        for lp in spatial:
+            for unit, allowed in zip(fanouts, dims, strict=True):
+                if lp.dim in allowed:
+                    used[unit] *= lp.bound
+                    break
+            else:
+                allowed_all = sorted({d for ds in dims for d in ds})
+                raise ScheduleError(
+                    f"{level}: spatial loop over {lp.dim} is not supported",
+                    expected=f"one of {allowed_all}",
+                    found=lp.dim,
+                    fix="change the spatial dimension",
+                )
+        for unit, cap in fanouts.items():
+            if used[unit] > cap:
+                raise ScheduleError(
+                    f"{level}: spatial loops need {used[unit]} {unit}s",
+                    expected=f"<= {cap}",
+                    found=str(used[unit]),
+                    fix="reduce the spatial bounds",
+                )
+
+    def output_tile_bits(self, level: str, spec: AcceleratorSpec) -> int:
+        """Bits per output element held at ``level``: partial-sum width unless no reduction is left above.
+
+        The accumulation buffer always holds partial sums. A higher level holds finished (requantized)
+        outputs only if no temporal reduction loop (C, R, S) with bound > 1 runs above the PE level.
+        """
+        if level in ("PE", "Register"):
+            return spec.precision.psum_bits
+        reduce_above = any(
+            lp.dim not in TENSOR_DIMS["output"] and lp.bound > 1 and not lp.spatial
+            for lp in self.loops_above("PE")
+        )
+        return spec.precision.psum_bits if reduce_above else spec.precision.output_bits
+
+    def _check_capacity(self, spec: AcceleratorSpec) -> None:
+        prec = spec.precision
+        for buf, level in (
+            ("weight_register", "Register"),
+            ("weight_buffer", "PE"),
+            ("input_buffer", "PE"),
+            ("accum_buffer", "PE"),
+            ("global_buffer", "GlobalBuffer"),
+        ):
+            mem = spec.memory(buf)
+            bits = 0
+            for t in mem.tensors:
+                width = self.output_tile_bits(level, spec) if t == "output" else prec.bits(t)
+                bits += self.tile_size(level, t) * width
+            if bits > mem.capacity_bits:
+                raise ScheduleError(
+                    f"tile at {level} does not fit the {buf}",
+                    expected=f"<= {mem.capacity_bits} bits ({mem.capacity_bytes} B)",
+                    found=f"{bits} bits for {', '.join(mem.tensors)}",
+                    fix="move loops from this level to the level above (smaller tile)",
+                )
+
+    # -- serialisation -------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {"shape": self.shape.to_dict(), "levels": [n.to_dict() for n in self.levels]}
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> Mapping:
+        """Inverse of :meth:`to_dict`."""
+        return Mapping(
+            shape=LayerShape.from_dict(d["shape"]),
+            levels=tuple(
+                LevelNest(
+                    n["level"],
+                    tuple(Loop(lp["dim"], int(lp["bound"]), bool(lp["spatial"])) for lp in n["loops"]),
+                )
+                for n in d["levels"]
+            ),
+        )
+
+    def to_text(self, spec: AcceleratorSpec | None = None) -> str:
+        """Timeloop-style loop-nest view, outermost level first.
+
+        With a ``spec`` the header of each level lists the tensors its buffers keep and their tile
+        sizes; without, it lists all three tiles.
+        """
+        keeps: dict[str, tuple[str, ...]] = {
+            "DRAM": ("weight", "input", "output"),
+            "GlobalBuffer": ("input", "output"),
+            "PE": ("weight", "input", "output"),
+            "Register": ("weight",),
+        }
+        if spec is not None:
+            keeps["GlobalBuffer"] = spec.memory("global_buffer").tensors
+        labels = {"weight": "Weights", "input": "Inputs", "output": "Outputs"}
+        lines: list[str] = []
+        depth = 0
+        for nest in self.levels:
+            tiles = " ".join(f"{labels[t]}:{self.tile_size(nest.level, t)}" for t in keeps[nest.level])
+            header = f"{nest.level} [ {tiles} ]"
+            lines += [header, "-" * len(header)]
+            for lp in nest.loops:
+                tag = ""
+                if lp.spatial:
+                    tag = (
+                        " (Spatial-Y)"
+                        if nest.level == "PE" and lp.dim in ("K", "N", "P", "Q")
+                        else " (Spatial-X)"
+                    )
+                lines.append(f"|{'  ' * depth} for {lp.dim} in [0:{lp.bound}){tag}")
+                depth += 1
+            lines.append("")
+        lines.append(f"|{'  ' * depth} << Compute >>")
+        return "\n".join(lines)
