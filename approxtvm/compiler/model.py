@@ -134,7 +134,7 @@ class CompiledModel:
             if real < b:  # pad the last batch by repeating its last sample; padded rows are dropped
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - real, axis=0)])
             res = self._vm["main"](tvm.runtime.tensor(chunk))
-            res = list(res) if isinstance(res, tvm.ir.container.Array | tuple | list) else [res]
+            res = [res] if hasattr(res, "numpy") else list(res)
             for i, r in enumerate(res):
                 outs[i].append(r.numpy()[:real])
             batches += 1

@@ -17,6 +17,7 @@ from onnx import numpy_helper
 
 from approxtvm.compiler.driver import compile_onnx
 from approxtvm.compiler.model import CompiledModel
+from approxtvm.runtime.executor import accumulate, tiled_products
 from tests.onnx_builders import calibration, numpy_conv_acc, single_conv, small_cnn
 
 pytestmark = pytest.mark.tvm
@@ -57,6 +58,9 @@ def _check_accumulators(model: CompiledModel, x: np.ndarray) -> int:
                                  pads=(s.pad_top, s.pad_left, s.pad_bottom, s.pad_right))
         assert acc.dtype == np.int32
         np.testing.assert_array_equal(acc, ref, err_msg=f"layer {lid}")
+        # executing the schedule tile by tile, in its loop order, gives the same accumulators
+        tiled = accumulate(xq, prog, products=tiled_products(xq, prog))
+        np.testing.assert_array_equal(tiled, ref, err_msg=f"layer {lid} (tiled)")
     return len(traces)
 
 
