@@ -14,6 +14,7 @@ import tvm
 from tvm import relax
 
 from approxtvm.compiler import frontend
+from approxtvm.compiler.plain import from_plain, to_plain
 from approxtvm.errors import DataError, ModelError
 from approxtvm.runtime.counting import simulate_counts
 from approxtvm.runtime.energy import EnergyReport, energy_of
@@ -159,7 +160,7 @@ class CompiledModel:
                 arrays[f"{lid}/bias"] = p.bias
         np.savez(d / "weights.npz", **arrays)
         manifest = {"format": SAVE_FORMAT, "uid": self.uid, "batch_size": self.batch_size,
-                    "policy": self.policy.to_dict(), "accelerator": self.spec.to_dict(),
+                    "policy": self.policy.to_dict(), "accelerator": to_plain(self.spec),
                     "schedules": [p.schedule.to_dict() for p in self.programs.values()]}
         (d / "manifest.json").write_text(json.dumps(manifest, indent=1))
         return d
@@ -178,7 +179,7 @@ class CompiledModel:
         if manifest.get("format") != SAVE_FORMAT:
             raise ModelError(f"{mpath}: unsupported save format", expected=str(SAVE_FORMAT),
                              found=str(manifest.get("format")), fix="recompile and save with this approxtvm")
-        spec = AcceleratorSpec.from_dict(manifest["accelerator"])
+        spec = from_plain(AcceleratorSpec, manifest["accelerator"])
         resolver = resolver_cls(spec)
         weights = np.load(path / "weights.npz")
         log = CallLog()
