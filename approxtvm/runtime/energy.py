@@ -1,0 +1,222 @@
+"""Energy of executed layers: per component, per tensor, per layer, all in pJ.
+
+The price list is the accelerator spec; the access counts come from
+:func:`approxtvm.runtime.counting.simulate_counts` (or the mapper's identical closed forms). The
+pricing itself is :func:`approxtvm.targets.vacc.mapper.energy_breakdown_pj`, shared with the mapper
+so that the schedule the mapper picked and the energy the runtime reports can never disagree.
+
+Components (:data:`COMPONENTS`): ``mac``, ``register``, ``weight_buffer``, ``input_buffer``,
+``accum_buffer``, ``global_buffer``, ``noc_link``, ``noc_router``, ``dram``. Tensors: ``weight``,
+``input``, ``output`` (partial sums included) and ``compute`` (the MACs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass
+from typing import Any
+
+from approxtvm.errors import PolicyError
+from approxtvm.targets.vacc.hardware import AcceleratorSpec
+from approxtvm.targets.vacc.mapper import COMPONENTS, AccessCounts, energy_breakdown_pj
+
+__all__ = ["COMPONENTS", "EnergyReport", "LayerEnergy", "energy_of"]
+
+_SCALABLE_SRAM = ("weight_buffer", "input_buffer", "accum_buffer", "global_buffer")
+
+
+@dataclass(frozen=True, slots=True)
+class LayerEnergy:
+    """Energy of one layer execution.
+
+    Attributes
+    ----------
+    layer_id
+        The layer.
+    macs
+        MACs executed.
+    entries
+        ``(component, tensor, pJ)``, components in :data:`COMPONENTS` order, every component present.
+    latency_cycles
+        Estimated cycles of the layer.
+    """
+
+    layer_id: str
+    macs: int
+    entries: tuple[tuple[str, str, float], ...]
+    latency_cycles: int = 0
+
+    def by_component(self) -> dict[str, float]:
+        """pJ per component, in :data:`COMPONENTS` order (zeros included)."""
+        out = dict.fromkeys(COMPONENTS, 0.0)
+        for comp, _, pj in self.entries:
+            out[comp] += pj
+        return out
+
+    def by_tensor(self) -> dict[str, float]:
+        """pJ per tensor (``weight``, ``input``, ``output``, ``compute``)."""
+        out = dict.fromkeys(("weight", "input", "output", "compute"), 0.0)
+        for _, t, pj in self.entries:
+            out[t] += pj
+        return out
+
+    @property
+    def total_pj(self) -> float:
+        """Total pJ: exactly ``sum(by_component().values())``."""
+        return sum(self.by_component().values())
+
+    @property
+    def pj_per_mac(self) -> float:
+        """Total energy per MAC (0 for an empty layer)."""
+        return self.total_pj / self.macs if self.macs else 0.0
+
+    def __add__(self, other: LayerEnergy | EnergyReport) -> EnergyReport:
+        return EnergyReport((self,)) + other
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {
+            "layer_id": self.layer_id,
+            "macs": self.macs,
+            "latency_cycles": self.latency_cycles,
+            "entries": [{"component": c, "tensor": t, "pj": pj} for c, t, pj in self.entries],
+        }
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> LayerEnergy:
+        """Inverse of :meth:`to_dict`."""
+        return LayerEnergy(
+            layer_id=str(d["layer_id"]),
+            macs=int(d["macs"]),
+            entries=tuple((e["component"], e["tensor"], float(e["pj"])) for e in d["entries"]),
+            latency_cycles=int(d.get("latency_cycles", 0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyReport:
+    """Energy of a sequence of layer executions (a model run, a batch, a sum of runs).
+
+    Attributes
+    ----------
+    layers
+        One :class:`LayerEnergy` per execution, in execution order (a layer run twice appears twice).
+    """
+
+    layers: tuple[LayerEnergy, ...] = ()
+
+    def by_component(self) -> dict[str, float]:
+        """pJ per component over all layers, in :data:`COMPONENTS` order."""
+        out = dict.fromkeys(COMPONENTS, 0.0)
+        for layer in self.layers:
+            for comp, pj in layer.by_component().items():
+                out[comp] += pj
+        return out
+
+    def by_layer(self) -> dict[str, float]:
+        """pJ per layer id (executions of the same layer summed), in first-execution order."""
+        out: dict[str, float] = {}
+        for layer in self.layers:
+            out[layer.layer_id] = out.get(layer.layer_id, 0.0) + layer.total_pj
+        return out
+
+    def by_tensor(self) -> dict[str, float]:
+        """pJ per tensor (``weight``, ``input``, ``output``, ``compute``)."""
+        out = dict.fromkeys(("weight", "input", "output", "compute"), 0.0)
+        for layer in self.layers:
+            for t, pj in layer.by_tensor().items():
+                out[t] += pj
+        return out
+
+    @property
+    def total_pj(self) -> float:
+        """Total pJ: exactly ``sum(by_component().values())``."""
+        return sum(self.by_component().values())
+
+    @property
+    def macs(self) -> int:
+        """MACs over all layers."""
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def latency_cycles(self) -> int:
+        """Estimated cycles over all layers (run one after the other)."""
+        return sum(layer.latency_cycles for layer in self.layers)
+
+    @property
+    def pj_per_mac(self) -> float:
+        """Total energy per MAC (0 for an empty report)."""
+        return self.total_pj / self.macs if self.macs else 0.0
+
+    def __add__(self, other: LayerEnergy | EnergyReport) -> EnergyReport:
+        if isinstance(other, LayerEnergy):
+            return EnergyReport((*self.layers, other))
+        if isinstance(other, EnergyReport):
+            return EnergyReport((*self.layers, *other.layers))
+        return NotImplemented
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (per-layer entries; totals are derived)."""
+        return {"layers": [layer.to_dict() for layer in self.layers]}
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> EnergyReport:
+        """Inverse of :meth:`to_dict`."""
+        return EnergyReport(tuple(LayerEnergy.from_dict(x) for x in d["layers"]))
+
+
+def energy_of(
+    layer_id: str,
+    counts: AccessCounts,
+    spec: AcceleratorSpec,
+    *,
+    mul_energy_pj: float | None = None,
+    noc_swing_v: float | None = None,
+    sram_v: MappingABC[str, float] | None = None,
+) -> LayerEnergy:
+    """Price ``counts`` on ``spec``.
+
+    Parameters
+    ----------
+    layer_id
+        Name recorded in the result.
+    counts
+        Access counts of the layer.
+    spec
+        Accelerator (energy per access, per bit, per MAC).
+    mul_energy_pj
+        Energy of one multiply; ``None`` = the spec's exact multiplier. Approximate multipliers
+        pass ``spec.energy.mul_energy_pj × P(m) / P(exact)``; only the multiply share changes.
+    noc_swing_v
+        Link voltage swing; scales ``noc_link`` by ``spec.noc.link_energy_scale`` (routers unchanged).
+    sram_v
+        Supply per SRAM buffer (``weight_buffer``, ``input_buffer``, ``accum_buffer``,
+        ``global_buffer``); that buffer's dynamic energy scales by ``(V / nominal)²``.
+    """
+    scale: dict[str, float] = {}
+    if noc_swing_v is not None:
+        if not 0 < noc_swing_v <= spec.noc.nominal_vdd_v:
+            raise PolicyError(
+                f"layer {layer_id}: NoC swing out of range",
+                expected=f"0 < swing <= {spec.noc.nominal_vdd_v} V",
+                found=f"{noc_swing_v} V",
+                fix="choose a swing at or below the supply",
+            )
+        scale["noc_link"] = spec.noc.link_energy_scale(noc_swing_v)
+    for buf, v in (sram_v or {}).items():
+        if buf not in _SCALABLE_SRAM or not 0 < v <= spec.sram.nominal_vdd_v:
+            raise PolicyError(
+                f"layer {layer_id}: bad SRAM voltage for {buf!r}",
+                expected=f"a buffer in {_SCALABLE_SRAM} and 0 < V <= {spec.sram.nominal_vdd_v} V",
+                found=f"{buf}: {v} V",
+                fix="name a PE or global buffer and a voltage at or below nominal",
+            )
+        scale[buf] = (v / spec.sram.nominal_vdd_v) ** 2
+    terms = energy_breakdown_pj(counts, spec, mul_energy_pj=mul_energy_pj)
+    order = {c: i for i, c in enumerate(COMPONENTS)}
+    tensor_order = {"compute": 0, "weight": 1, "input": 2, "output": 3}
+    entries = tuple(
+        (comp, t, pj * scale.get(comp, 1.0))
+        for (comp, t), pj in sorted(terms.items(), key=lambda kv: (order[kv[0][0]], tensor_order[kv[0][1]]))
+    )
+    return LayerEnergy(layer_id, counts.macs, entries, counts.latency_cycles)
