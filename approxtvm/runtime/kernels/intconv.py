@@ -195,11 +195,19 @@ def factor_sums(xp: np.ndarray, wb: np.ndarray, factors: IntegerFactors, g: Conv
     const = 0
     groups: dict[int, list[_ByteTerm]] = {}
     wsum: list[tuple[np.ndarray, int]] = []  # (activation byte map, coefficient)
+    used = np.bincount(wb.ravel(), minlength=256) > 0
     for t in range(factors.rank):
         u, v = factors.u[t].astype(np.int64), factors.v[t].astype(np.int64)
         sc = factors.term_scale(t)
-        u0, v0 = int(u.min()), int(v.min())
-        up, vp = u - u0, v - v0
+        if v[used].max() <= 0:  # (−u)(−v): a weight factor ≥ 0 needs no window sums
+            u, v = -u, -v
+        u0, v0 = int(u.min()), int(v[used].min())
+        up, vp = u - u0, np.where(used, v - v0, 0)
+        # fold the term's scale into a factor while it stays one byte wide
+        if sc > 1 and int(up.max()) * sc <= 255:
+            up, u0, sc = up * sc, u0 * sc, 1
+        elif sc > 1 and int(vp.max()) * sc <= 255:
+            vp, v0, sc = vp * sc, v0 * sc, 1
         ud, vd = _split_digits(up), _split_digits(vp)
         if vp.any() and up.any():
             for i, fu in enumerate(ud):
@@ -217,14 +225,14 @@ def factor_sums(xp: np.ndarray, wb: np.ndarray, factors: IntegerFactors, g: Conv
                     wsum.append((fu, sc * v0 * 256**i))
         const += sc * u0 * v0 * taps
 
-    if dense:
-        out = np.zeros((xp.shape[0], k), dtype=np.int64)
-    else:
-        out = np.zeros((g.n, k, g.p, g.q), dtype=np.int64)
-    out += const_k[None, :, None, None] if not dense else const_k[None, :]
-    out += const
+    # With divisor 1 every step is a ring operation: int32 arithmetic modulo 2^32 gives the same
+    # wrapped int32 result as exact int64 sums, with half the memory traffic.
+    acc = np.int32 if factors.divisor == 1 else np.int64
+    out_shape = (xp.shape[0], k) if dense else (g.n, k, g.p, g.q)
+    out = np.empty(out_shape, dtype=acc)
+    out[...] = (const_k + const).astype(acc)[(slice(None), None, None) if not dense else slice(None)]
 
-    calls: list[tuple[int, list[np.ndarray], list[np.ndarray | None], list[int]]] = []
+    calls: list[tuple[int, list[np.ndarray], list[np.ndarray | None], list[tuple[int, int]]]] = []
     for scale, terms in groups.items():
         calls.append((scale, [bt.f for bt in terms], [bt.g for bt in terms], []))
     for fmap, coef in wsum:
@@ -237,11 +245,14 @@ def factor_sums(xp: np.ndarray, wb: np.ndarray, factors: IntegerFactors, g: Conv
         else:
             calls.append((1, [fmap], [None], [(0, coef)]))
     for scale, fs, gs, ws in calls:
-        main, sums = _run_call(xp, wb, fs, gs, [i for i, _ in ws], g, sessions, threads)
-        if any(gg is not None for gg in gs):
-            out += scale * main
+        main, sums = _run_call(xp, wb, fs, gs, [i for i, _ in ws], g, sessions, threads, acc)
+        if main is not None:
+            if scale == 1:
+                out += main
+            else:
+                out += main * _ring(scale, acc)
         for (_, coef), srow in zip(ws, sums, strict=True):
-            out += coef * (srow[:, None] if dense else srow[:, None, :, :])
+            out += (srow[:, None] if dense else srow[:, None, :, :]) * _ring(coef, acc)
     if factors.divisor != 1:
         q, rem = np.divmod(out, factors.divisor)
         if rem.any():  # cannot happen for a verified factorisation
@@ -254,51 +265,109 @@ def factor_sums(xp: np.ndarray, wb: np.ndarray, factors: IntegerFactors, g: Conv
     return out
 
 
+def _ring(v: int, dtype: type) -> np.integer:
+    """``v`` as a scalar of ``dtype``, wrapped modulo 2^32 for int32."""
+    if dtype is np.int32:
+        v = (int(v) + 2**31) % 2**32 - 2**31
+    return dtype(v)
+
+
+_IDENTITY = np.arange(256, dtype=np.uint8)
+
+
+def _apply(m: np.ndarray, codes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``m[codes]`` (uint8), skipping the gather for the identity map."""
+    if np.array_equal(m, _IDENTITY):
+        if out is None:
+            return codes
+        out[...] = codes
+        return out
+    if out is None:
+        return m[codes]
+    np.take(m, codes, out=out)
+    return out
+
+
+#: Largest reduction length (channels · R · S) per onnxruntime call. Cutting the byte terms of a
+#: low-rank layer into calls of ≤ 128 channels (3×3) measured slower than one wide call here
+#: (BAM h=4, 5 terms × 64 channels: 4.4 ms in 3 calls, 3.3 ms in one), so the cut is generous;
+#: the int32 bound below still applies.
+MAX_REDUCTION_PER_CALL: int = 8192
+
+
 def _run_call(xp: np.ndarray, wb: np.ndarray, fs: list[np.ndarray], gs: list[np.ndarray | None],
               sum_blocks: list[int], g: ConvGeometry | None, sessions: OrtSessionCache,
-              threads: int | None) -> tuple[np.ndarray, list[np.ndarray]]:
-    """One or more onnxruntime calls: main output ``Σ_j f_j(x)·g_j(w)`` and window sums of ``f_j``."""
+              threads: int | None, acc: type) -> tuple[np.ndarray | None, list[np.ndarray]]:
+    """onnxruntime calls for ``Σ_j f_j(x)·g_j(w)`` (``None`` if all ``g`` are None) and window sums.
+
+    The reduction runs over the concatenated channels ``(j, c)``; it is cut into calls of at most
+    :data:`MAX_REDUCTION_PER_CALL` (and never more than int32 partial sums allow).
+    """
     dense = g is None
     c = wb.shape[1]
     rs = 1 if dense else wb.shape[2] * wb.shape[3]
     m = len(fs)
-    # channel chunk so that a uint8×uint8 int32 sum over (chunk · m · R · S) taps cannot overflow
-    c_chunk = max(1, min(c, _INT32_MAX // (_U8_PRODUCT_MAX * m * rs)))
-    if _U8_PRODUCT_MAX * m * rs > _INT32_MAX:
+    if _U8_PRODUCT_MAX * rs > _INT32_MAX:
         raise MultiplierError(
             "exact kernel: filter too large for int32 partial sums",
-            expected=f"R·S·terms ≤ {_INT32_MAX // _U8_PRODUCT_MAX}", found=f"{m * rs}",
+            expected=f"R·S ≤ {_INT32_MAX // _U8_PRODUCT_MAX}", found=f"{rs}",
         )
-    main = None
-    sums: list[np.ndarray] = []
+    per_call = max(1, min(_INT32_MAX // (_U8_PRODUCT_MAX * rs), max(1, MAX_REDUCTION_PER_CALL // rs)))
+    has_main = any(gm is not None for gm in gs)
     k = wb.shape[0]
-    n_sum = len(sum_blocks)
-    for c0 in range(0, c, c_chunk):
-        c1 = min(c, c0 + c_chunk)
-        xs = xp[:, c0:c1]
-        ws = wb[:, c0:c1]
-        xcat = np.concatenate([f[xs] for f in fs], axis=1) if m > 1 else fs[0][xs]
-        cc = c1 - c0
-        wshape = (k + n_sum, m * cc) + (() if dense else ws.shape[2:])
-        wcat = np.zeros(wshape, dtype=np.uint8)
-        for j, gm in enumerate(gs):
-            if gm is not None:
-                wcat[:k, j * cc:(j + 1) * cc] = gm[ws]
-        for i, blk in enumerate(sum_blocks):
-            wcat[k + i, blk * cc:(blk + 1) * cc] = 1
+    kk = k if has_main else 0
+    main: np.ndarray | None = None
+    sums: list[np.ndarray | None] = [None] * len(sum_blocks)
+    total = m * c
+    for j0 in range(0, total, per_call):
+        j1 = min(total, j0 + per_call)
+        pieces = []  # (term, c_lo, c_hi, offset in this call)
+        pos = j0
+        while pos < j1:
+            term, c_lo = divmod(pos, c)
+            c_hi = min(c, c_lo + (j1 - pos))
+            pieces.append((term, c_lo, c_hi, pos - j0))
+            pos += c_hi - c_lo
+        width = j1 - j0
+        active_sums = [(i, blk) for i, blk in enumerate(sum_blocks) if any(t == blk for t, *_ in pieces)]
+        if len(pieces) == 1 and width == c:
+            t = pieces[0][0]
+            xcat = np.ascontiguousarray(_apply(fs[t], xp))
+        else:
+            xcat = np.empty((xp.shape[0], width, *xp.shape[2:]), dtype=np.uint8)
+            for t, lo, hi, off in pieces:
+                _apply(fs[t], xp[:, lo:hi], xcat[:, off:off + hi - lo])
+        if not active_sums and len(pieces) == 1 and width == c and gs[pieces[0][0]] is not None:
+            wcat = np.ascontiguousarray(_apply(gs[pieces[0][0]], wb))
+        else:
+            wcat = np.zeros((kk + len(active_sums), width, *wb.shape[2:]), dtype=np.uint8)
+            for t, lo, hi, off in pieces:
+                if gs[t] is not None:
+                    wcat[:k, off:off + hi - lo] = _apply(gs[t], wb[:, lo:hi])
+            for row, (_, blk) in enumerate(active_sums):
+                for t, lo, hi, off in pieces:
+                    if t == blk:
+                        wcat[kk + row, off:off + hi - lo] = 1
+        if wcat.shape[0] == 0:
+            continue
         if dense:
             sess = sessions.matmul(xcat.shape, (wcat.shape[1], wcat.shape[0]), threads)
-            y = sess.run(None, {"x": np.ascontiguousarray(xcat), "w": np.ascontiguousarray(wcat.T)})[0]
-            y = y.astype(np.int64)
-            part_main, part_sums = y[:, :k], [y[:, k + i] for i in range(n_sum)]
+            y = sess.run(None, {"x": xcat, "w": np.ascontiguousarray(wcat.T)})[0]
         else:
             sess = sessions.conv(xcat.shape, wcat.shape, g.strides, g.dilations, threads)
-            y = sess.run(None, {"x": np.ascontiguousarray(xcat), "w": wcat})[0]
-            y = y.astype(np.int64)
-            part_main, part_sums = y[:, :k], [y[:, k + i] for i in range(n_sum)]
-        main = part_main if main is None else main + part_main
-        sums = part_sums if not sums else [a + b for a, b in zip(sums, part_sums, strict=True)]
-    return main, sums
+            y = sess.run(None, {"x": xcat, "w": wcat})[0]
+        if acc is not np.int32:
+            y = y.astype(acc)
+        if has_main and any(gs[t] is not None for t, *_ in pieces):
+            part = y if not active_sums else y[:, :k]
+            if main is None:
+                main = part.copy() if active_sums else part
+            else:
+                main += part
+        for row, (i, _) in enumerate(active_sums):
+            srow = y[:, kk + row]
+            sums[i] = srow.copy() if sums[i] is None else sums[i] + srow
+    return main, [sv if sv is not None else 0 for sv in sums]
 
 
 def exact_factors(signed: bool) -> IntegerFactors:
