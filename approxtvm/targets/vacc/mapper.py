@@ -42,6 +42,7 @@ __all__ = [
     "OBJECTIVES",
     "AccessCounts",
     "analytic_counts",
+    "clear_mapper_cache",
     "energy_breakdown_pj",
     "map_layer",
     "naive_mapping",
@@ -714,6 +715,11 @@ def map_layer(shape: LayerShape, spec: AcceleratorSpec, objective: str = "energy
             fix="pick energy, edp or latency",
         )
     return _map_layer_cached(shape, spec, objective)
+
+
+def clear_mapper_cache() -> None:
+    """Forget every cached :func:`map_layer` result (benchmarks measure cold searches with it)."""
+    _map_layer_cached.cache_clear()
 
 
 def naive_mapping(shape: LayerShape, spec: AcceleratorSpec) -> Mapping:
