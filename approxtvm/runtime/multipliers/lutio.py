@@ -66,7 +66,8 @@ def decode_table(data: bytes, *, signed: bool | None, origin: str,
                         f"{SIGNED_BYTES} bytes (signed, int32 LE)")
             fix = "export all 256×256 products, row = activation, in one of the two layouts"
         else:
-            expected = f"{want} bytes for a {'signed (int32 LE)' if signed else 'unsigned (uint16 LE)'} table"
+            layout = "a signed (int32 LE)" if signed else "an unsigned (uint16 LE)"
+            expected = f"{want} bytes for {layout} table"
             fix = ("drop the signedness option to infer it from the size, or pass the other signedness"
                    if n in (UNSIGNED_BYTES, SIGNED_BYTES) else
                    "export all 256×256 products, row = activation, in the .bin layout")
