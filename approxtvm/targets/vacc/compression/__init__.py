@@ -1,0 +1,48 @@
+"""Weight compression (DESIGN §6): lossless tile codecs and the numpy weight transforms.
+
+* :mod:`.codecs` — dense / bitmask / rle / codebook / codebook_bitmask tile encodings, per-layer
+  :func:`compress_layer` / :func:`decompress_layer`.
+* :mod:`.transforms` — :func:`prune_codes` (magnitude pruning to the zero point) and
+  :func:`cluster_codes` (1-D k-means weight sharing), used by the ``PruneWeights`` and
+  ``ClusterWeights`` passes; numpy only, no TVM.
+"""
+
+from approxtvm.targets.vacc.compression.codecs import (
+    DEFAULT_RUN_BITS,
+    ENCODINGS,
+    CompressedWeights,
+    TileEncoding,
+    best_encoding,
+    compress_layer,
+    decode,
+    decompress_layer,
+    describe,
+    encode,
+    encode_tile,
+    encoded_sizes,
+    tile_slices,
+)
+from approxtvm.targets.vacc.compression.transforms import (
+    cluster_codes,
+    prune_codes,
+    prune_codes_global,
+)
+
+__all__ = [
+    "DEFAULT_RUN_BITS",
+    "ENCODINGS",
+    "CompressedWeights",
+    "TileEncoding",
+    "best_encoding",
+    "cluster_codes",
+    "compress_layer",
+    "decode",
+    "decompress_layer",
+    "describe",
+    "encode",
+    "encode_tile",
+    "encoded_sizes",
+    "prune_codes",
+    "prune_codes_global",
+    "tile_slices",
+]
