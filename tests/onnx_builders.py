@@ -62,9 +62,13 @@ def single_conv(k: int, c: int, size: int, r: int, *, stride: int = 1, pad: tupl
     if relu:
         nodes.append(helper.make_node("Relu", ["c"], ["y"], name="relu"))
         out = "y"
+    hp = size + pad[0] + pad[2]
+    wp = size + pad[1] + pad[3]
+    p = (hp - dilation * (r - 1) - 1) // stride + 1
+    q = (wp - dilation * (r - 1) - 1) // stride + 1
     graph = helper.make_graph(nodes, "single_conv",
                               [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", c, size, size])],
-                              [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], [w, b])
+                              [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", k, p, q])], [w, b])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
