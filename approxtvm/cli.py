@@ -14,7 +14,10 @@ from approxtvm.errors import ApproxTvmError
 def _console() -> Any:
     from rich.console import Console
 
-    return Console()
+    console = Console()
+    if not console.is_terminal:  # logs and CI: wide enough for the tables, no wrapping mid-number
+        console = Console(width=120)
+    return console
 
 
 def _load_model_arg(model: str) -> Any:

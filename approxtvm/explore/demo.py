@@ -109,7 +109,7 @@ def _plot(rows: list[DemoRow], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     comps = list(rows[0].evaluation.energy.by_component())
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4))
     bottom = np.zeros(len(rows))
     for c in comps:
         vals = np.array([r.evaluation.energy.by_component().get(c, 0.0) / r.evaluation.samples / 1e3 for r in rows])
@@ -119,7 +119,7 @@ def _plot(rows: list[DemoRow], path: Path) -> None:
         ax.text(i, bottom[i], f"top-1 {100 * (r.evaluation.top1 or 0):.1f}%", ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("energy per inference (nJ)")
     ax.set_title("digits_cnn on vacc: energy by component")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
