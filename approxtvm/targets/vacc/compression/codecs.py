@@ -17,8 +17,8 @@ encoding (id)          params                          body
 ``dense`` (0)          —                               n codes
 ``bitmask`` (1)        zero_code                       ceil(n/8) mask bytes (MSB first, 1 = non-zero),
                                                        then the nnz non-zero codes
-``rle`` (2)            zero_code, run_bits             pairs (run, code) packed as run_bits + 8 bits:
-                                                       ``run`` zero codes, then ``code``; a zero run
+``rle`` (2)            zero_code, run_bits,            pairs (run, code) packed as run_bits + 8 bits:
+                       varint pair count               ``run`` zero codes, then ``code``; a zero run
                                                        longer than 2^run_bits − 1 emits filler pairs
                                                        (max run, zero_code); trailing zeros are implied
 ``codebook`` (3)       bits b                          2^b-entry table, then n b-bit indices
@@ -47,6 +47,8 @@ from approxtvm.errors import CompressionError
 FORMAT_VERSION = 1
 #: Encodings in id order.
 ENCODINGS: tuple[str, ...] = ("dense", "bitmask", "rle", "codebook", "codebook_bitmask")
+#: Largest tile the codecs accept (bounds what a corrupted header can make the decoder allocate).
+MAX_TILE_WEIGHTS = 1 << 27
 #: Default width of the zero-run field of ``rle`` (runs of up to 15 zero codes per pair).
 DEFAULT_RUN_BITS = 4
 
@@ -189,6 +191,9 @@ def _check_tile(tile: np.ndarray, zero_code: int) -> tuple[np.ndarray, np.ndarra
                                expected=f"an integer in [{info.min}, {info.max}] ({arr.dtype})",
                                found=repr(zero_code), fix="pass the layer's weight zero point")
     flat = arr.reshape(-1)
+    if flat.size > MAX_TILE_WEIGHTS:
+        raise CompressionError("weight tile too large", expected=f"at most {MAX_TILE_WEIGHTS} weights",
+                               found=f"{flat.size}", fix="cut the layer into smaller tiles")
     return flat, flat != arr.dtype.type(zero_code)
 
 
@@ -281,7 +286,7 @@ def encoded_sizes(tile: np.ndarray, zero_code: int, *, run_bits: int = DEFAULT_R
     return {
         "dense": head + n,
         "bitmask": head + 1 + mask + nnz,
-        "rle": head + 2 + (pairs * (run_bits + 8) + 7) // 8,
+        "rle": head + 2 + _varint_len(pairs) + (pairs * (run_bits + 8) + 7) // 8,
         "codebook": head + 1 + (1 << b_all) + (n * b_all + 7) // 8,
         "codebook_bitmask": head + 2 + mask + (1 << b_nz) + (nnz * b_nz + 7) // 8,
     }
@@ -355,7 +360,7 @@ def encode_tile(tile: np.ndarray, zero_code: int, mode: Mode | str = "auto", *,
         run_field = np.unpackbits(runs[:, None], axis=1)[:, 8 - run_bits:]
         code_field = np.unpackbits(codes[:, None], axis=1)
         body = np.packbits(np.hstack([run_field, code_field]).reshape(-1)).tobytes()
-        params = bytes([zc, run_bits])
+        params = bytes([zc, run_bits]) + _varint(len(runs))
         meta, payload = body[: len(body) - len(runs)], body[len(body) - len(runs):]
     elif name == "codebook":
         bits, table, payload = _codebook_body(raw, codebook_bits, "tile")
@@ -457,8 +462,13 @@ def describe(blob: bytes) -> dict[str, int | str | bool]:
         raise _corrupt("unknown encoding id", f"an id in 0..{len(ENCODINGS) - 1}", f"id {enc_id}")
     name = ENCODINGS[enc_id]
     info: dict[str, int | str | bool] = {"encoding": name, "signed": signed, "num_weights": r.varint("count")}
+    if int(info["num_weights"]) > MAX_TILE_WEIGHTS:
+        raise _corrupt("element count too large", f"at most {MAX_TILE_WEIGHTS} weights per tile",
+                       f"{info['num_weights']}")
     for p in _PARAMS[name]:
         info[p] = r.byte(p)
+    if name == "rle":
+        info["pairs"] = r.varint("pair count")
     if "run_bits" in info and not 1 <= int(info["run_bits"]) <= 8:
         raise _corrupt("rle run field width out of range", "1..8", str(info["run_bits"]))
     if "bits" in info and not 1 <= int(info["bits"]) <= 8:
@@ -505,8 +515,8 @@ def decode(blob: bytes, dtype: np.dtype | type | str | None = None) -> np.ndarra
         out[nz] = body[mask_bytes:]
     elif name == "rle":
         width = int(info["run_bits"]) + 8
-        pairs = len(body) * 8 // width
-        _need(body, (pairs * width + 7) // 8, n, f"whole {width}-bit pairs")
+        pairs = int(info["pairs"])
+        _need(body, (pairs * width + 7) // 8, n, f"{pairs} pairs of {width} bits")
         bits = np.unpackbits(body)
         if bits[pairs * width:].any():
             raise _corrupt("rle padding bits are set", "zero bits after the last pair", "set bits")
