@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -235,3 +236,29 @@ def test_mul_energy_override_scales_only_the_multiply(spec: AcceleratorSpec) -> 
     assert {k: v for k, v in half.items() if k[0] != "mac"} == {
         k: v for k, v in exact.items() if k[0] != "mac"
     }
+
+
+def test_multicast_saves_noc_energy(spec: AcceleratorSpec) -> None:
+    shape = resnet_layer_shapes("resnet18")[7][1]
+    m = map_layer(shape, spec)
+    uni = dataclasses.replace(spec, noc=dataclasses.replace(spec.noc, multicast=False))
+    multi_c, uni_c = analytic_counts(m, spec), analytic_counts(m, uni)
+    assert uni_c.noc("input")[1] > multi_c.noc("input")[1]  # the input tile goes to every PE
+    assert uni_c.noc("weight") == multi_c.noc("weight")  # weights differ per PE: unicast anyway
+
+
+def test_batch_and_package_spec() -> None:
+    pkg = AcceleratorSpec.load("simba_package_2x2")
+    shape = LayerShape.conv2d(4, 64, 64, 28, 28, 3, 3, pads=(1, 1, 1, 1))
+    c = analytic_counts(map_layer(shape, pkg), pkg)
+    assert c.macs == shape.macs
+    assert c.reads("dram", "weight") >= 64 * 64 * 9
+
+
+def test_no_fitting_mapping_is_a_schedule_error(spec: AcceleratorSpec) -> None:
+    tiny = tuple(
+        dataclasses.replace(m, capacity_bytes=16) if m.name == "input_buffer" else m for m in spec.memories
+    )
+    small = dataclasses.replace(spec, memories=tiny)
+    with pytest.raises(ScheduleError, match="no mapping"):
+        map_layer(LayerShape.conv2d(1, 8, 8, 16, 16, 5, 5), small)
