@@ -262,3 +262,10 @@ def test_no_fitting_mapping_is_a_schedule_error(spec: AcceleratorSpec) -> None:
     small = dataclasses.replace(spec, memories=tiny)
     with pytest.raises(ScheduleError, match="no mapping"):
         map_layer(LayerShape.conv2d(1, 8, 8, 16, 16, 5, 5), small)
+
+
+def test_noc_flits(spec: AcceleratorSpec) -> None:
+    c = analytic_counts(golden_dense(), spec)
+    assert c.noc_flits("weight", spec.noc.flit_bits) == 1024 // 64
+    assert c.noc_flits("input", spec.noc.flit_bits) == 1
+    assert c.noc_flits("psum", spec.noc.flit_bits) == 0

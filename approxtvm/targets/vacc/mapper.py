@@ -127,6 +127,10 @@ class AccessCounts:
                 return bits, links, routers
         return 0, 0, 0
 
+    def noc_flits(self, tensor: str, flit_bits: int) -> int:
+        """Flits of ``tensor`` injected into the NoC, tiles packed back to back (``ceil(bits / flit)``)."""
+        return -(-self.noc(tensor)[0] // flit_bits)
+
     @property
     def utilisation(self) -> float:
         """Busy MAC-cycles over available MAC-cycles (0 when nothing ran)."""
