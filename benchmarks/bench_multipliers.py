@@ -88,13 +88,14 @@ def main() -> None:
                                                       pad_value=pad_value, threads=args.threads,
                                                       cache=nocache), max(3, args.repeat // 3))
     t_lowrank = best_of(lambda: conv2d_products(x, w, bam, path="lowrank", **kw), args.repeat)
+    t_gather = best_of(lambda: conv2d_products(x, w, arbitrary, path="table_gather", **kw), 3)
     t_numpy = best_of(lambda: conv2d_products(x, w, arbitrary, path="table_numpy", **kw), 1)
 
     kernels = cache.tvm_kernels()
     gp = ConvGeometry(N, C, H + 2, W + 2, K, R, S)
-    plan, cc = plan_tables(gp, arbitrary.table, kernels.config)
-    table_bytes = R * S * C * 256 * plan.kp * np.dtype(plan.tdtype).itemsize
-    chunk_bytes = R * S * cc * 256 * plan.kb * np.dtype(plan.tdtype).itemsize
+    plan = plan_tables(gp, arbitrary.table, kernels.config)
+    table_bytes = plan.table_bytes(gp)
+    chunk_bytes = plan.chunk_bytes(gp)
     f = cache.factors(bam, np.bincount(w.ravel(), minlength=256) > 0)
 
     checks = {}
@@ -122,6 +123,7 @@ def main() -> None:
             "table_tvm_tables_rebuilt": round(t_table_rebuild * 1e3, 3),
             "table_tvm_first_call_incl_compile": round(t_table_first * 1e3, 1),
             "lowrank_bam_h4": round(t_lowrank * 1e3, 3),
+            "table_gather_tvm": round(t_gather * 1e3, 3),
             "table_numpy": round(t_numpy * 1e3, 1),
         },
         "gmacs": {
@@ -130,6 +132,7 @@ def main() -> None:
             "table_tvm": gmacs(t_table),
             "table_tvm_tables_rebuilt": gmacs(t_table_rebuild),
             "lowrank_bam_h4": gmacs(t_lowrank),
+            "table_gather_tvm": gmacs(t_gather),
             "table_numpy": gmacs(t_numpy),
         },
         "ratios": {

@@ -9,7 +9,10 @@ Paths (all bit-exact against :mod:`approxtvm.runtime.kernels.reference`):
     ``M`` has an exact integer factorisation of small rank (over all activations and the weights
     that occur): integer convs of byte maps on onnxruntime (:mod:`.lowrank`, :mod:`.intconv`).
 ``table``
-    Any table: TVM weight-stationary per-weight tables (:mod:`.table_tvm`).
+    Any table on TVM (:mod:`.table_tvm`): weight-stationary per-weight tables, or, for layers with
+    few output pixels whose tables are not cached, a direct LUT gather (cost model).
+``table_gather``
+    Any table, forcing TVM's direct gather kernel.
 ``table_numpy``
     Any table, pure numpy (used when TVM is missing).
 ``reference``
@@ -27,6 +30,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,8 +43,11 @@ from approxtvm.runtime.kernels.lowrank import DEFAULT_MAX_RANK, find_factors
 from approxtvm.runtime.kernels.table_numpy import conv2d_table_numpy, dense_table_numpy
 from approxtvm.runtime.multipliers.multiplier import Multiplier
 
+if TYPE_CHECKING:
+    from approxtvm.runtime.kernels.table_tvm import TvmKernelCache
+
 #: Valid values of ``path=``.
-PATHS: tuple[str, ...] = ("exact", "lowrank", "table", "table_numpy", "reference")
+PATHS: tuple[str, ...] = ("exact", "lowrank", "table", "table_gather", "table_numpy", "reference")
 
 #: The low-rank path is chosen while it needs at most this many uint8 product terms (one term
 #: costs about one exact integer conv; the table path costs about ten).
@@ -76,7 +83,7 @@ class KernelCache:
     sessions: OrtSessionCache = field(default_factory=OrtSessionCache)
     table_cache_max_bytes: int = 512 * 2**20
     max_rank: int = DEFAULT_MAX_RANK
-    _tvm: object | None = field(default=None, repr=False)
+    _tvm: TvmKernelCache | None = field(default=None, repr=False)
     _cpu: CpuInfo | None = field(default=None, repr=False)
     _factors: dict[tuple[str, bytes], IntegerFactors | None] = field(default_factory=dict, repr=False)
     _tables: OrderedDict[tuple, tuple[dict, int]] = field(default_factory=OrderedDict, repr=False)
@@ -91,7 +98,7 @@ class KernelCache:
                 self._cpu = detect_cpu()
             return self._cpu
 
-    def tvm_kernels(self):
+    def tvm_kernels(self) -> TvmKernelCache:
         """Compiled TVM table kernels for this host."""
         with self._lock:
             if self._tvm is None:
@@ -276,15 +283,16 @@ def conv2d_products(x: np.ndarray, w: np.ndarray, mult: Multiplier, *,
         return factor_sums(xp, wb, f, gp, cache.sessions, threads).astype(np.int32)
     if path == "table_numpy":
         return conv2d_table_numpy(xp, wb, mult.table, gp)
-    # path == "table"
+    # path in ("table", "table_gather")
     from approxtvm.runtime.kernels.table_tvm import conv2d_table_tvm, plan_tables
 
     kernels = cache.tvm_kernels()
-    plan, _ = plan_tables(gp, mult.table, kernels.config)
-    nbytes = gp.r * gp.s * (gp.c + 1) * 256 * plan.kp * np.dtype(plan.tdtype).itemsize
-    wkey = hashlib.sha1(wb.tobytes()).hexdigest()
-    tables = cache.layer_tables((mult.table_hash, wkey, wb.shape, plan), nbytes)
     _set_tvm_threads(threads)
+    if path == "table_gather":
+        return conv2d_table_tvm(xp, wb, mult.table, gp, kernels, None, kernel="gather")
+    plan = plan_tables(gp, mult.table, kernels.config)
+    wkey = hashlib.sha1(wb.tobytes()).hexdigest()
+    tables = cache.layer_tables((mult.table_hash, wkey, wb.shape, plan), plan.table_bytes(gp))
     return conv2d_table_tvm(xp, wb, mult.table, gp, kernels, tables)
 
 
@@ -317,7 +325,7 @@ def dense_products(x: np.ndarray, w: np.ndarray, mult: Multiplier, *, threads: i
     if path == "table_numpy":
         return dense_table_numpy(xb, wb, mult.table)
     # dense as a 1×1 conv over an image of 1 × N pixels
-    y = conv2d_products(x.T[None, :, None, :], w[:, :, None, None], mult, threads=threads, path="table",
+    y = conv2d_products(x.T[None, :, None, :], w[:, :, None, None], mult, threads=threads, path=path,
                         cache=cache)
     return np.ascontiguousarray(y[0, :, 0, :].T)
 

@@ -1,15 +1,19 @@
 """Arbitrary-table conv on TVM: weight-stationary per-weight tables, multi-threaded, host-tuned.
 
-For a block of output channels ``k0..k0+kb`` and input channels ``c0..c0+cc`` the host builds
+For a block of output channels ``k0..k0+kb`` and input channels ``c0..c0+cc`` a TVM kernel builds
 ``Tab[r, s, c, u, k] = M(u, w[k, c, r, s])`` (int16/uint16 when the table fits, else int32). The
-kernel then reads, for every activation byte ``u = x[n, y+r, x+s, c]``, one contiguous row
+conv kernel then reads, for every activation byte ``u = x[n, y+r, x+s, c]``, one contiguous row
 ``Tab[r, s, c, u, :]`` and adds it to ``kb`` int32 accumulators held in registers for ``xt``
-output pixels — an EmbeddingBag with no gathers, ≈10 G MAC/s on 2 Zen4 cores (AVX-512) and ≈6 on
-AVX2 (research notes s6). Channel blocks of ``cb`` taps stay in L2; the output is accumulated in
-place, so tables can be processed in chunks that bound the extra memory.
+output pixels — an EmbeddingBag with no gathers (research notes s6: ≈10 G MAC/s on 2 Zen4 cores,
+≈6 on AVX2). Channel blocks of ``cb`` taps stay in L2; the output is accumulated in place, so
+tables are processed in chunks that bound the extra memory (``table_chunk_bytes``).
 
-The llvm target is built from the host CPU (``-mcpu`` from LLVM's host detection) and the kernels
-are compiled once per shape into an explicit :class:`TvmKernelCache`.
+Building the tables costs ``256`` entries per weight; for layers with few output pixels a direct
+gather kernel (``acc += LUT[x·257 + w]``, vectorised over output channels) is cheaper, and
+:func:`conv2d_table_tvm` picks between them with a cost model (rates measured on a Zen4/Zen5).
+
+The llvm target is built from the host CPU (``mcpu`` from LLVM's host detection, never assumed)
+and every kernel is compiled once per shape into an explicit :class:`TvmKernelCache`.
 """
 
 from __future__ import annotations
@@ -17,16 +21,32 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from approxtvm.runtime.kernels.cpu import CpuInfo, detect_cpu
 from approxtvm.runtime.kernels.geometry import ConvGeometry
 
+if TYPE_CHECKING:  # TVM is imported lazily at run time
+    import tvm
+    import tvm_ffi
+
+#: Measured throughputs (2-core Zen5, AVX-512) used only to choose between the two kernels; their
+#: ratios, not their values, matter. MAC/s of the table kernel, MAC/s of the gather kernel, and
+#: table entries/s of the table builder.
+TABLE_MACS_PER_S: float = 22e9
+GATHER_MACS_PER_S: float = 2.3e9
+BUILD_ENTRIES_PER_S: float = 4.7e9
+
+#: Column of the extended LUT that is all zeros: padded channels/weights index it.
+ZERO_COLUMN: int = 256
+LUT_COLUMNS: int = 257
+
 
 @dataclass(frozen=True)
 class TableKernelConfig:
-    """Tiling of the table kernel.
+    """Tiling of the table kernels.
 
     Attributes
     ----------
@@ -47,7 +67,7 @@ class TableKernelConfig:
 
     @staticmethod
     def for_cpu(cpu: CpuInfo) -> TableKernelConfig:
-        """AVX-512: 4 pixels × 64 channels (16 zmm accumulators); AVX2: 4 × 32 (16 ymm)."""
+        """AVX-512: 4 pixels × 64 channels (16 zmm accumulators); otherwise 4 × 32 (16 ymm)."""
         if cpu.avx512:
             return TableKernelConfig(xt=4, kb=64, cb=2)
         return TableKernelConfig(xt=4, kb=32, cb=2)
@@ -63,8 +83,16 @@ def table_dtype(table: np.ndarray) -> str:
     return "int32"
 
 
+def extended_lut(table: np.ndarray, tdtype: str) -> np.ndarray:
+    """``table`` as ``tdtype`` with a zero column 256 appended: shape (256, 257)."""
+    out = np.zeros((256, LUT_COLUMNS), dtype=tdtype)
+    out[:, :256] = table
+    return out
+
+
 @dataclass(frozen=True)
-class _KernelKey:
+class _ConvKey:
+    kind: str  # "table" | "gather"
     n: int
     hp: int
     wp: int
@@ -83,10 +111,18 @@ class _KernelKey:
     tdtype: str
     xt: int
     cb: int
-    target: str
 
 
-def _make_prim_func(key: _KernelKey):
+@dataclass(frozen=True)
+class _BuildKey:
+    r: int
+    s: int
+    cc: int
+    kb: int
+    tdtype: str
+
+
+def _make_table_conv(key: _ConvKey) -> tvm.tirx.PrimFunc:
     from tvm.script import tirx as T  # noqa: N812 (TVMScript convention)
 
     N, HP, WP, C, R, S = key.n, key.hp, key.wp, key.c, key.r, key.s
@@ -123,100 +159,190 @@ def _make_prim_func(key: _KernelKey):
     return table_conv
 
 
+def _make_gather_conv(key: _ConvKey) -> tvm.tirx.PrimFunc:
+    from tvm.script import tirx as T  # noqa: N812 (TVMScript convention)
+
+    N, HP, WP, C, R, S = key.n, key.hp, key.wp, key.c, key.r, key.s
+    KB, P, QP, KP = key.kb, key.p, key.qp, key.kp
+    SH, SW, DH, DW = key.sh, key.sw, key.dh, key.dw
+    XT = key.xt
+    td = key.tdtype
+    NXO = QP // XT
+    NKO = KP // KB
+    LC = LUT_COLUMNS
+
+    @T.prim_func(s_tir=True)
+    def gather_conv(X: T.Buffer((N, HP, WP, C), "uint8"), Wi: T.Buffer((R, S, C, KP), "int32"),
+                    LUT: T.Buffer((256 * LC,), td), Y: T.Buffer((N, P, QP, KP), "int32")):
+        T.func_attr({"global_symbol": "gather_conv", "tirx.noalias": True})
+        for npy in T.parallel(N * P):
+            for ko in range(NKO):
+                for xo in range(NXO):
+                    acc = T.decl_buffer((XT, KB), "int32", scope="local")
+                    for xi in T.unroll(XT):
+                        for k in T.vectorized(KB):
+                            acc[xi, k] = 0
+                    for r, s, ci in T.grid(R, S, C):
+                        for xi in T.unroll(XT):
+                            for k in T.vectorized(KB):
+                                acc[xi, k] = acc[xi, k] + T.Cast("int32", LUT[
+                                    T.Cast("int32", X[npy // P, (npy % P) * SH + r * DH,
+                                                      (xo * XT + xi) * SW + s * DW, ci]) * LC
+                                    + Wi[r, s, ci, ko * KB + k]])
+                    for xi in T.unroll(XT):
+                        for k in T.vectorized(KB):
+                            Y[npy // P, npy % P, xo * XT + xi, ko * KB + k] = acc[xi, k]
+
+    return gather_conv
+
+
+def _make_build(key: _BuildKey) -> tvm.tirx.PrimFunc:
+    from tvm.script import tirx as T  # noqa: N812 (TVMScript convention)
+
+    R, S, CC, KB, td = key.r, key.s, key.cc, key.kb, key.tdtype
+    LC = LUT_COLUMNS
+
+    @T.prim_func(s_tir=True)
+    def build_tables(LUT: T.Buffer((256, LC), td), Wi: T.Buffer((R, S, CC, KB), "int32"),
+                     Tab: T.Buffer((R, S, CC, 256, KB), td)):
+        T.func_attr({"global_symbol": "build_tables", "tirx.noalias": True})
+        for j in T.parallel(R * S * CC):
+            for u in range(256):
+                for k in T.vectorized(KB):
+                    Tab[j // (S * CC), (j // CC) % S, j % CC, u, k] = LUT[
+                        u, Wi[j // (S * CC), (j // CC) % S, j % CC, k]]
+
+    return build_tables
+
+
 @dataclass
 class TvmKernelCache:
-    """Explicit cache of compiled TVM table kernels (one per shape) for one host target.
+    """Explicit cache of compiled TVM kernels (one per shape) for the host CPU.
 
     Attributes
     ----------
     cpu
-        The detected host CPU; the target is ``llvm -mcpu=<cpu.llvm_cpu>``.
+        The detected host CPU; the target is ``llvm`` with ``mcpu=<cpu.llvm_cpu>``.
     config
         Tiling; defaults to :meth:`TableKernelConfig.for_cpu`.
+    compile_count
+        Kernels compiled so far (for tests and benchmarks).
     """
 
     cpu: CpuInfo = field(default_factory=detect_cpu)
     config: TableKernelConfig | None = None
-    kernels: dict[_KernelKey, object] = field(default_factory=dict, repr=False)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     compile_count: int = 0
+    kernels: dict[object, tuple[object, object]] = field(default_factory=dict, repr=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         if self.config is None:
             self.config = TableKernelConfig.for_cpu(self.cpu)
 
-    def target(self):
-        """The llvm target of the host."""
+    def target(self) -> tvm.target.Target:
+        """The llvm target of the host CPU."""
         import tvm
 
         return tvm.target.Target({"kind": "llvm", "mcpu": self.cpu.llvm_cpu,
                                   "num-cores": max(1, os.cpu_count() or 1)})
 
-    def get(self, key: _KernelKey):
-        """Compiled kernel for ``key`` (compiles on first use)."""
+    def get(self, key: _ConvKey | _BuildKey) -> tvm_ffi.Function:
+        """Compiled kernel for ``key`` (compiled on first use)."""
         with self.lock:
-            fn = self.kernels.get(key)
-            if fn is None:
+            hit = self.kernels.get(key)
+            if hit is None:
                 import tvm
 
-                lib = tvm.compile(tvm.IRModule({"table_conv": _make_prim_func(key)}), target=self.target())
-                fn = lib["table_conv"]
-                self.kernels[key] = (lib, fn)
+                if isinstance(key, _BuildKey):
+                    name, func = "build_tables", _make_build(key)
+                elif key.kind == "table":
+                    name, func = "table_conv", _make_table_conv(key)
+                else:
+                    name, func = "gather_conv", _make_gather_conv(key)
+                lib = tvm.compile(tvm.IRModule({name: func}), target=self.target())
+                hit = (lib, lib[name])
+                self.kernels[key] = hit
                 self.compile_count += 1
-            else:
-                fn = fn[1]
-            return fn
+            return hit[1]
 
 
 def _round_up(v: int, m: int) -> int:
     return -(-v // m) * m
 
 
-def build_tables(table: np.ndarray, wb: np.ndarray, c0: int, c1: int, k0: int, kb: int,
-                 tdtype: str) -> np.ndarray:
-    """``Tab[r, s, c, u, k] = table[u, w[k0 + k, c0 + c, r, s]]`` (zeros for ``k0 + k ≥ K``)."""
-    k = wb.shape[0]
-    ksel = wb[k0:min(k, k0 + kb), c0:c1]  # (kb', cc, R, S)
-    tab = table.astype(tdtype, copy=False)[:, ksel.transpose(2, 3, 1, 0)]  # (256, R, S, cc, kb')
-    tab = np.ascontiguousarray(tab.transpose(1, 2, 3, 0, 4))
-    if tab.shape[-1] < kb:
-        tab = np.concatenate([tab, np.zeros((*tab.shape[:-1], kb - tab.shape[-1]), tab.dtype)], axis=-1)
-    return tab
-
-
 @dataclass(frozen=True)
 class TablePlan:
-    """How one layer is cut into table chunks."""
+    """How one layer is cut into table chunks.
+
+    Attributes
+    ----------
+    kb, cc
+        Output and input channels per table chunk.
+    kp, cpad
+        Output and input channels rounded up to ``kb`` and ``cb``.
+    qp, wp_ext
+        Output columns rounded up to ``xt``, and the input width that covers them.
+    tdtype
+        Table element type.
+    """
 
     kb: int
     cc: int
     kp: int
+    cpad: int
     qp: int
     wp_ext: int
     tdtype: str
 
-    @property
-    def chunks(self) -> int:
-        """Number of ``(c, k)`` table chunks."""
-        return self.kp // self.kb
+    def table_bytes(self, g: ConvGeometry) -> int:
+        """Bytes of all of the layer's tables."""
+        return g.r * g.s * self.cpad * 256 * self.kp * np.dtype(self.tdtype).itemsize
+
+    def chunk_bytes(self, g: ConvGeometry) -> int:
+        """Bytes of one table chunk (the extra memory of a call that does not cache tables)."""
+        return g.r * g.s * self.cc * 256 * self.kb * np.dtype(self.tdtype).itemsize
 
 
-def plan_tables(g: ConvGeometry, table: np.ndarray, config: TableKernelConfig) -> tuple[TablePlan, int]:
-    """Chunking of a layer's tables under ``config.table_chunk_bytes``; returns the plan and C chunk."""
+def plan_tables(g: ConvGeometry, table: np.ndarray, config: TableKernelConfig) -> TablePlan:
+    """Chunking of a layer's tables under ``config.table_chunk_bytes`` (``g``: padded geometry)."""
     tdtype = table_dtype(table)
     isz = np.dtype(tdtype).itemsize
     kb = min(config.kb, _round_up(g.k, 16))
     kp = _round_up(g.k, kb)
+    cpad = _round_up(g.c, config.cb)
     per_c = g.r * g.s * 256 * kb * isz
     cc = max(config.cb, (config.table_chunk_bytes // per_c) // config.cb * config.cb)
-    cc = min(cc, _round_up(g.c, config.cb))
+    cc = min(cc, cpad)
     qp = _round_up(g.q, config.xt)
     wp_ext = max(g.wp, (qp - 1) * g.stride_w + (g.s - 1) * g.dilation_w + 1)
-    return TablePlan(kb=kb, cc=cc, kp=kp, qp=qp, wp_ext=wp_ext, tdtype=tdtype), cc
+    return TablePlan(kb=kb, cc=cc, kp=kp, cpad=cpad, qp=qp, wp_ext=wp_ext, tdtype=tdtype)
+
+
+def prefer_gather(g: ConvGeometry, plan: TablePlan, tables_cached: bool) -> bool:
+    """``True`` when the direct gather kernel is predicted faster than building tables."""
+    if tables_cached:
+        return False
+    macs = g.n * g.p * plan.qp * plan.kp * g.c * g.r * g.s
+    entries = g.r * g.s * plan.cpad * plan.kp * 256
+    t_table = macs / TABLE_MACS_PER_S + entries / BUILD_ENTRIES_PER_S
+    return macs / GATHER_MACS_PER_S < t_table
+
+
+def _weight_index(wb: np.ndarray, c0: int, c1: int, k0: int, k1: int, cpad_to: int,
+                  kpad_to: int) -> np.ndarray:
+    """int32 (R, S, cpad_to, kpad_to) weight bytes of a chunk, ZERO_COLUMN where padded."""
+    k_real = wb.shape[0]
+    c_real = wb.shape[1]
+    out = np.full((wb.shape[2], wb.shape[3], cpad_to, kpad_to), ZERO_COLUMN, dtype=np.int32)
+    ce, ke = min(c1, c_real), min(k1, k_real)
+    if ce > c0 and ke > k0:
+        out[:, :, :ce - c0, :ke - k0] = wb[k0:ke, c0:ce].transpose(2, 3, 1, 0)
+    return out
 
 
 def conv2d_table_tvm(xp: np.ndarray, wb: np.ndarray, table: np.ndarray, g: ConvGeometry,
-                     cache: TvmKernelCache, tables: dict | None = None) -> np.ndarray:
+                     cache: TvmKernelCache, tables: dict | None = None,
+                     kernel: str = "auto") -> np.ndarray:
     """``Σ_taps table[x, w]`` on TVM (int32 NKPQ) over padded bytes ``xp`` (NCHW) and ``wb`` (OIHW).
 
     Parameters
@@ -229,43 +355,48 @@ def conv2d_table_tvm(xp: np.ndarray, wb: np.ndarray, table: np.ndarray, g: ConvG
         Compiled kernels.
     tables
         Optional dict to take prebuilt tables from / store them in, keyed by chunk ``(c0, k0)``.
+    kernel
+        ``"table"`` (weight-stationary tables), ``"gather"`` (direct LUT gather) or ``"auto"``.
     """
     import tvm
 
     cfg = cache.config
-    plan, cc = plan_tables(g, table, cfg)
-    cpad = _round_up(g.c, cfg.cb)
-    # NHWC, padded with zero columns for the ragged last pixel tile and zero channels (whose
-    # weight tables are all zero) up to a multiple of cb
-    x_nhwc = np.zeros((g.n, g.hp, plan.wp_ext, cpad), dtype=np.uint8)
+    plan = plan_tables(g, table, cfg)
+    if kernel == "auto":
+        kernel = "gather" if prefer_gather(g, plan, tables is not None) else "table"
+    # NHWC, zero columns for the ragged last pixel tile, zero channels up to a multiple of cb
+    # (their weights index the LUT's zero column)
+    x_nhwc = np.zeros((g.n, g.hp, plan.wp_ext, plan.cpad), dtype=np.uint8)
     x_nhwc[:, :, :g.wp, :g.c] = xp.transpose(0, 2, 3, 1)
-    tab_table = table
-    y = np.zeros((g.n, g.p, plan.qp, plan.kp), dtype=np.int32)
+    lut = extended_lut(table, plan.tdtype)
     xt_ = tvm.runtime.tensor(x_nhwc)
-    yt = tvm.runtime.tensor(y)
-    for c0 in range(0, cpad, cc):
-        c1 = min(cpad, c0 + cc)
-        for k0 in range(0, plan.kp, plan.kb):
-            key = _KernelKey(g.n, g.hp, plan.wp_ext, cpad, g.r, g.s, c1 - c0, plan.kb, g.p, plan.qp, plan.kp,
-                             g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, plan.tdtype,
-                             cfg.xt, cfg.cb, cache.cpu.llvm_cpu)
+    yt = tvm.runtime.tensor(np.zeros((g.n, g.p, plan.qp, plan.kp), dtype=np.int32))
+    if kernel == "gather":
+        key = _ConvKey("gather", g.n, g.hp, plan.wp_ext, plan.cpad, g.r, g.s, plan.cpad, plan.kb, g.p,
+                       plan.qp, plan.kp, g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, plan.tdtype,
+                       cfg.xt, cfg.cb)
+        wi = _weight_index(wb, 0, plan.cpad, 0, plan.kp, plan.cpad, plan.kp)
+        cache.get(key)(xt_, tvm.runtime.tensor(wi), tvm.runtime.tensor(lut.reshape(-1)), yt)
+    else:
+        lut_t = None
+        for c0 in range(0, plan.cpad, plan.cc):
+            c1 = min(plan.cpad, c0 + plan.cc)
+            cc = c1 - c0
+            key = _ConvKey("table", g.n, g.hp, plan.wp_ext, plan.cpad, g.r, g.s, cc, plan.kb, g.p, plan.qp,
+                           plan.kp, g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, plan.tdtype,
+                           cfg.xt, cfg.cb)
             fn = cache.get(key)
-            tab = None if tables is None else tables.get((c0, k0))
-            if tab is None:
-                tab = _chunk_tables(tab_table, wb, c0, c1, g.c, k0, plan)
-                if tables is not None:
-                    tables[(c0, k0)] = tab
-            fn(xt_, tab, yt, c0, k0)
+            for k0 in range(0, plan.kp, plan.kb):
+                tab = None if tables is None else tables.get((c0, k0))
+                if tab is None:
+                    if lut_t is None:
+                        lut_t = tvm.runtime.tensor(lut)
+                    wi = _weight_index(wb, c0, c1, k0, k0 + plan.kb, cc, plan.kb)
+                    tab = tvm.runtime.empty((g.r, g.s, cc, 256, plan.kb), plan.tdtype)
+                    build = cache.get(_BuildKey(g.r, g.s, cc, plan.kb, plan.tdtype))
+                    build(lut_t, tvm.runtime.tensor(wi), tab)
+                    if tables is not None:
+                        tables[(c0, k0)] = tab
+                fn(xt_, tab, yt, c0, k0)
     out = yt.numpy()[:, :, :g.q, :g.k]
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
-
-
-def _chunk_tables(table: np.ndarray, wb: np.ndarray, c0: int, c1: int, c: int, k0: int, plan: TablePlan):
-    import tvm
-
-    creal = min(c1, c)
-    tab = build_tables(table, wb, c0, creal, k0, plan.kb, plan.tdtype)
-    if creal < c1:  # zero tables for padding channels
-        pad = np.zeros((tab.shape[0], tab.shape[1], c1 - creal, *tab.shape[3:]), tab.dtype)
-        tab = np.concatenate([tab, pad], axis=2)
-    return tvm.runtime.tensor(np.ascontiguousarray(tab))

@@ -105,6 +105,7 @@ def test_conv_tvm_table_path_matches_reference(mults, kcache, name, case):
     assert np.array_equal(conv2d_products(x, w, m, path="table", cache=kcache, **kw), ref)
     # the second call reuses the cached weight tables
     assert np.array_equal(conv2d_products(x, w, m, path="table", cache=kcache, **kw), ref)
+    assert np.array_equal(conv2d_products(x, w, m, path="table_gather", cache=kcache, **kw), ref)
 
 
 @pytest.mark.tvm
@@ -114,8 +115,9 @@ def test_dense_tvm_table_path_matches_reference(mults, kcache):
     rng = np.random.default_rng(9)
     x = rng.integers(-128, 128, (6, 33), dtype=np.int8)
     w = rng.integers(-128, 128, (10, 33), dtype=np.int8)
-    got = dense_products(x, w, m, path="table", cache=kcache)
-    assert np.array_equal(got, dense_products_reference(x, w, m))
+    for path in ("table", "table_gather"):
+        got = dense_products(x, w, m, path=path, cache=kcache)
+        assert np.array_equal(got, dense_products_reference(x, w, m)), path
 
 
 @pytest.mark.tvm
@@ -125,7 +127,7 @@ def test_tvm_table_path_in_small_chunks_matches_reference(mults):
     from approxtvm.runtime.kernels import KernelCache
     from approxtvm.runtime.kernels.table_tvm import TableKernelConfig
 
-    cache = KernelCache()
+    cache = KernelCache(table_cache_max_bytes=0)  # no table cache: tables rebuilt, cost model decides
     tk = cache.tvm_kernels()
     tk.config = TableKernelConfig(xt=4, kb=16, cb=2, table_chunk_bytes=1)
     m = mults["rand_u"]
@@ -135,6 +137,13 @@ def test_tvm_table_path_in_small_chunks_matches_reference(mults):
     ref = conv2d_products_reference(x, w, m, pads=(1, 1, 1, 1), pad_value=5)
     got = conv2d_products(x, w, m, pads=(1, 1, 1, 1), pad_value=5, path="table", cache=cache)
     assert np.array_equal(got, ref)
+    from approxtvm.runtime.kernels.geometry import ConvGeometry, pad_input
+    from approxtvm.runtime.kernels.table_tvm import conv2d_table_tvm
+
+    g = ConvGeometry(1, 6, 8, 9, 20, 3, 3)  # the padded layer
+    xp = pad_input(x, ConvGeometry(1, 6, 6, 7, 20, 3, 3, pad_top=1, pad_left=1, pad_bottom=1, pad_right=1), 5)
+    forced = conv2d_table_tvm(xp, w, m.table, g, tk, None, kernel="table")  # chunked tables, rebuilt
+    assert np.array_equal(forced, ref)
 
 
 def test_choose_path(mults, kcache):
@@ -162,3 +171,26 @@ def test_large_channel_count_exact_path_does_not_overflow(mults, kcache):
     want = np.int64(255 * 255 * 4000 * 9)
     assert got.shape == (1, 2, 1, 1)
     assert np.all(got == np.int64(want).astype(np.int32))  # wraps like an int32 accumulator
+
+
+@pytest.mark.tvm
+@pytest.mark.skipif(not tvm_available(), reason="needs TVM")
+def test_avx2_tiling_is_exact_too(mults):
+    """The AVX2 configuration (kb=32, mcpu=haswell: runs on any x86-64 with AVX2) is bit-exact."""
+    from approxtvm.runtime.kernels import KernelCache, detect_cpu
+    from approxtvm.runtime.kernels.cpu import CpuInfo
+
+    host = detect_cpu()
+    if not host.avx2:
+        pytest.skip("host has no AVX2")
+    cache = KernelCache()
+    cache._cpu = CpuInfo(llvm_cpu="haswell", avx2=True, avx512=False, vnni=False, machine=host.machine)
+    assert cache.tvm_kernels().config.kb == 32
+    m = mults["rand_s"]
+    rng = np.random.default_rng(11)
+    x = rng.integers(-128, 128, (1, 5, 7, 9), dtype=np.int8)
+    w = rng.integers(-128, 128, (40, 5, 3, 3), dtype=np.int8)
+    ref = conv2d_products_reference(x, w, m, pads=(1, 1, 1, 1), pad_value=-3)
+    for path in ("table", "table_gather"):
+        got = conv2d_products(x, w, m, pads=(1, 1, 1, 1), pad_value=-3, path=path, cache=cache)
+        assert np.array_equal(got, ref), path
