@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import tvm
 from tvm import relax
+from tvm.relax.frontend.onnx import from_onnx
 
 from approxtvm.compiler import frontend
 from approxtvm.compiler.frontend import QuantOptions
@@ -104,7 +105,7 @@ def compile_onnx(model: str | os.PathLike[str] | onnx.ModelProto, policy: Approx
         raise ModelError("batch_size must be positive", expected="≥ 1", found=str(batch_size), fix="use 1")
     shapes = frontend.fix_batch(proto, batch_size)
     try:
-        mod = relax.frontend.onnx.from_onnx(proto, shape_dict=shapes, keep_params_in_input=True)
+        mod = from_onnx(proto, shape_dict=shapes, keep_params_in_input=True)
     except ApproxTvmError:
         raise
     except Exception as exc:  # the importer raises many types; the user needs one clear message

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import tvm
+from tvm import relax
 
 from approxtvm.passes.annotate_approximation import AnnotateApproximation
 from approxtvm.passes.name_layers import NameLayers
+from approxtvm.passes.split_layer_inputs import SplitLayerInputs
 from approxtvm.targets.vacc.config import ApproxPolicy
 from approxtvm.targets.vacc.partition import partition_for_vacc
 
@@ -14,6 +16,8 @@ def annotate(mod: tvm.IRModule, weight_to_layer: dict[str, str], policy: ApproxP
     """Name every layer after its ONNX node and attach its approximation config."""
     return tvm.transform.Sequential([
         NameLayers(weight_to_layer),        # layer ids from ONNX node names (weights still parameters)
+        SplitLayerInputs(),                 # each layer dequantizes its own 8-bit input codes
+        relax.transform.DeadCodeElimination(),
         AnnotateApproximation(policy),      # per-layer ApproxConfig side table
     ])(mod)
 

@@ -6,7 +6,7 @@ import tvm
 from tvm import relax
 
 from approxtvm.errors import PolicyError, ensure_ffi_errors
-from approxtvm.passes.name_layers import LAYER_OPS
+from approxtvm.passes.name_layers import LAYER_NAMES_ATTR, LAYER_OPS
 from approxtvm.targets.vacc.config import ApproxPolicy
 
 #: IRModule attribute holding the side table layer id → canonical JSON of its ApproxConfig.
@@ -52,11 +52,14 @@ class AnnotateApproximation:
         ensure_ffi_errors()
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        ids = layer_ids(mod[self.entry])
+        names = {str(k): str(v) for k, v in ((mod.attrs or {}).get(LAYER_NAMES_ATTR, {}) or {}).items()}
+        var_names = layer_ids(mod[self.entry])
+        ids = [names.get(v, v) for v in var_names]
         unmatched = self.policy.unmatched_rules(ids)
         if unmatched:
             raise PolicyError(f"policy rule(s) {', '.join(map(repr, unmatched))} match no layer",
                               expected=f"layer ids or globs over: {', '.join(ids)}",
                               found=", ".join(unmatched), fix="correct the layer names (`approxtvm inspect MODEL`)")
-        table = {lid: self.policy.config_for(lid).to_json() for lid in ids}
+        # keyed by IR variable name (what the offloaded functions carry), configs chosen by layer id
+        table = {v: self.policy.config_for(lid).to_json() for v, lid in zip(var_names, ids)}
         return mod.with_attr(APPROX_ATTR, table)

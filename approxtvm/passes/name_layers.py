@@ -7,6 +7,8 @@ from tvm import relax
 
 #: Relax ops the accelerator executes.
 LAYER_OPS = frozenset({"relax.nn.conv2d", "relax.matmul"})
+#: IRModule attribute: IR variable name → layer id (TVM sanitizes ``.`` in names, ids keep them).
+LAYER_NAMES_ATTR = "vacc.layer_names"
 #: Ops a weight passes through between its parameter and the layer (QDQ and Gemm transB).
 _WEIGHT_PATH_OPS = frozenset({"relax.dequantize", "relax.permute_dims"})
 
@@ -22,7 +24,7 @@ def weight_source(expr: relax.Expr, lookup: object) -> relax.Expr:
     return expr
 
 
-@relax.transform.function_pass(opt_level=0, name="NameLayers")
+@tvm.transform.module_pass(opt_level=0, name="NameLayers")
 class NameLayers:
     """Rename the variable bound to each conv2d / matmul to its layer id.
 
@@ -30,7 +32,9 @@ class NameLayers:
     :func:`approxtvm.compiler.frontend.layer_names`); layers whose weight is not a named
     parameter keep an id derived from their position (``layer_<i>``). The variable name is the
     one identity that survives parameter binding and pattern fusion, so the codegen reads the
-    layer id from it. The pass must run while weights are still parameters.
+    layer id from it. TVM sanitizes variable names (``layer1.0.conv1`` → ``layer1_0_conv1``),
+    so the module attribute ``vacc.layer_names`` maps each variable name back to its id. The
+    pass must run while weights are still parameters.
 
     Parameters
     ----------
@@ -41,10 +45,15 @@ class NameLayers:
     def __init__(self, weight_to_layer: dict[str, str] | None = None) -> None:
         self.weight_to_layer = dict(weight_to_layer or {})
 
-    def transform_function(self, func: relax.Function, mod: tvm.IRModule,
-                           ctx: tvm.transform.PassContext) -> relax.Function:
-        if not isinstance(func, relax.Function) or (func.attrs is not None and "Codegen" in func.attrs):
-            return func
+    def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        out = tvm.IRModule(dict(mod.functions.items()), attrs=mod.attrs)  # never mutate the input
+        ids: dict[str, str] = {}
+        for gv, func in mod.functions.items():
+            if isinstance(func, relax.Function) and (func.attrs is None or "Codegen" not in func.attrs):
+                out[gv] = self._rename(func, mod, ids)
+        return out.with_attr(LAYER_NAMES_ATTR, ids)
+
+    def _rename(self, func: relax.Function, mod: tvm.IRModule, ids: dict[str, str]) -> relax.Function:
         names = self.weight_to_layer
 
         @relax.expr_functor.mutator
@@ -63,7 +72,9 @@ class NameLayers:
                     self.count += 1
                     emit = (self.builder_.emit if isinstance(binding.var, relax.DataflowVar)
                             else self.builder_.emit_output)
-                    self.set_var_remap(binding.var, emit(value, name_hint=layer))
+                    new = emit(value, name_hint=layer)
+                    ids[new.name] = layer
+                    self.set_var_remap(binding.var, new)
                     return
                 super().visit_var_binding_(binding)
 

@@ -6,7 +6,7 @@ import tvm
 from tvm.script import ir as I  # noqa: N812
 from tvm.script import relax as R  # noqa: N812
 
-from approxtvm.passes.name_layers import NameLayers
+from approxtvm.passes.name_layers import LAYER_NAMES_ATTR, NameLayers
 
 
 @I.ir_module
@@ -51,8 +51,15 @@ def _names(mod: tvm.IRModule) -> list[str]:
 
 def test_names_follow_weights_through_dequantize_and_permute() -> None:
     after = NameLayers({"w1_q": "conv1", "wf_q": "fc"})(Before)
-    tvm.ir.assert_structural_equal(after, Expected)
-    assert "conv1" in _names(after) and "fc" in _names(after)
+    tvm.ir.assert_structural_equal(after["main"], Expected["main"])
+    assert dict(after.attrs[LAYER_NAMES_ATTR]) == {"conv1": "conv1", "fc": "fc"}
+
+
+def test_dotted_ids_survive_name_sanitizing() -> None:
+    after = NameLayers({"w1_q": "layer1.0.conv1", "wf_q": "fc"})(Before)
+    names = {str(k): str(v) for k, v in after.attrs[LAYER_NAMES_ATTR].items()}
+    assert "layer1.0.conv1" in names.values()
+    assert all(k in _names(after) for k in names)  # keys are the IR variable names
 
 
 def test_unknown_weights_get_positional_ids_and_input_is_not_mutated() -> None:

@@ -12,8 +12,10 @@ from approxtvm.errors import ensure_ffi_errors
 from approxtvm.targets.vacc.config import ApproxConfig
 from approxtvm.targets.vacc.patterns import vacc_patterns
 
-#: Module attribute written by AnnotateApproximation (layer id → config JSON).
+#: Module attribute written by AnnotateApproximation (IR variable name → config JSON).
 APPROX_ATTR = "vacc.approx"
+#: Module attribute written by NameLayers (IR variable name → layer id).
+LAYER_NAMES_ATTR = "vacc.layer_names"
 LAYER_OPS = frozenset({"relax.nn.conv2d", "relax.matmul"})
 
 
@@ -51,13 +53,15 @@ class AttachVaccLayerInfo:
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
         table = dict((mod.attrs or {}).get(APPROX_ATTR, {}) or {})
+        names = {str(k): str(v) for k, v in ((mod.attrs or {}).get(LAYER_NAMES_ATTR, {}) or {}).items()}
         default = ApproxConfig().to_json()
         out = tvm.IRModule(dict(mod.functions.items()), attrs=mod.attrs)  # never mutate the input module
         for gv, func in mod.functions.items():
             if not isinstance(func, relax.Function) or func.attrs is None or func.attrs.get("Codegen") != "vacc":
                 continue
-            lid = composite_layer_id(composite_of(func))
-            cfg = str(table.get(lid, default))
+            var = composite_layer_id(composite_of(func))
+            lid = names.get(var, var)
+            cfg = str(table.get(var, default))
             json.loads(cfg)  # the side table only ever holds canonical JSON
             func = func.with_attr("vacc.layer", lid).with_attr("vacc.config", cfg)
             func = func.with_attr("global_symbol", _symbol(self.symbol_prefix, lid))
