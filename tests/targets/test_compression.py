@@ -164,6 +164,9 @@ def test_error_message_names_expected_payload() -> None:
         decode(blob, np.int8)
     with pytest.raises(CompressionError, match="ends before the header"):
         decode(b"")
+    assert decode(blob, shape=(64, 64)).shape == (64, 64)
+    with pytest.raises(CompressionError, match="requested shape"):
+        decode(blob, shape=(64, 63))
     with pytest.raises(CompressionError, match="not bytes"):
         decode("abc")  # type: ignore[arg-type]
 

@@ -477,8 +477,9 @@ def describe(blob: bytes) -> dict[str, int | str | bool]:
     return info
 
 
-def decode(blob: bytes, dtype: np.dtype | type | str | None = None) -> np.ndarray:
-    """Decode a blob back to the flat (1-D) tile of codes, exactly.
+def decode(blob: bytes, dtype: np.dtype | type | str | None = None, *,
+           shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Decode a blob back to the tile of codes, exactly.
 
     Parameters
     ----------
@@ -487,11 +488,13 @@ def decode(blob: bytes, dtype: np.dtype | type | str | None = None) -> np.ndarra
     dtype
         Expected element type (``uint8`` / ``int8``); ``None`` takes it from the header. A
         mismatch with the header raises :class:`CompressionError`.
+    shape
+        Tile shape to restore (its size must equal the header's count); ``None`` gives 1-D.
 
     Returns
     -------
     np.ndarray
-        1-D array of ``num_weights`` codes (reshape to the tile's shape).
+        The ``num_weights`` codes, flat or shaped as ``shape``.
     """
     info = describe(blob)
     out_dtype = _DTYPES[bool(info["signed"])]
@@ -499,6 +502,10 @@ def decode(blob: bytes, dtype: np.dtype | type | str | None = None) -> np.ndarra
         raise CompressionError("weight blob holds codes of another type", expected=str(np.dtype(dtype)),
                                found=f"{out_dtype} (header)", fix="decode with the layer's weight dtype")
     name, n = str(info["encoding"]), int(info["num_weights"])
+    if shape is not None and math.prod(shape) != n:
+        raise CompressionError("weight blob does not hold a tile of the requested shape",
+                               expected=f"{math.prod(shape)} weights for shape {tuple(shape)}",
+                               found=f"{n} weights (header)", fix="decode with the tile's own shape")
     body = np.frombuffer(bytes(blob), dtype=np.uint8)[int(info["header_bytes"]):]
     zc = np.uint8(int(info.get("zero_code", 0)))
     mask_bytes = (n + 7) // 8
@@ -550,7 +557,8 @@ def decode(blob: bytes, dtype: np.dtype | type | str | None = None) -> np.ndarra
         if np.unpackbits(packed)[used:].any():
             raise _corrupt("codebook index padding bits are set", "zero bits after the last index",
                            "set bits")
-    return out.view(out_dtype)
+    out = out.view(out_dtype)
+    return out if shape is None else out.reshape(shape)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -631,10 +639,5 @@ def decompress_layer(compressed: CompressedWeights) -> np.ndarray:
     """Rebuild the exact weight array from :func:`compress_layer`'s output."""
     out = np.empty(compressed.shape, dtype=compressed.dtype)
     for sl, enc in zip(compressed.tiles, compressed.encodings, strict=True):
-        block = out[sl]
-        flat = decode(enc.blob, compressed.dtype)
-        if flat.size != block.size:
-            raise CompressionError("decoded tile has the wrong size", expected=f"{block.size} weights",
-                                   found=f"{flat.size}", fix="re-encode the layer")
-        out[sl] = flat.reshape(block.shape)
+        out[sl] = decode(enc.blob, compressed.dtype, shape=out[sl].shape)
     return out
