@@ -147,8 +147,8 @@ class EvoApproxLibrary:
         Network timeout per request, in seconds.
     """
 
-    root: Path | None = None
-    cache_dir: Path | None = None
+    root: Path | str | None = None
+    cache_dir: Path | str | None = None
     allow_network: bool = True
     url_template: str = GITHUB_RAW_URL
     timeout_s: float = 20.0
@@ -159,6 +159,8 @@ class EvoApproxLibrary:
             self.root = Path(os.environ["APPROXTVM_EVOAPPROX"])
         if self.root is not None:
             self.root = Path(self.root)
+        if self.cache_dir is not None:
+            self.cache_dir = Path(self.cache_dir)
 
     def entry(self, name: str) -> CatalogEntry:
         """Catalogue entry or a :class:`MultiplierError` listing close names."""
@@ -173,7 +175,8 @@ class EvoApproxLibrary:
             )
         return e
 
-    def _cache_path(self, e: CatalogEntry) -> Path:
+    def cache_path(self, e: CatalogEntry) -> Path:
+        """Where the table of ``e`` is (or would be) cached."""
         return (self.cache_dir or default_cache_dir()) / "evoapprox" / e.release / f"{e.name}.bin"
 
     def _verified(self, data: bytes, e: CatalogEntry, origin: str) -> bytes:
@@ -187,7 +190,7 @@ class EvoApproxLibrary:
         return data
 
     def _store(self, e: CatalogEntry, data: bytes) -> None:
-        p = self._cache_path(e)
+        p = self.cache_path(e)
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_suffix(f".tmp{os.getpid()}")
         tmp.write_bytes(data)
@@ -239,7 +242,7 @@ class EvoApproxLibrary:
     def table_bytes(self, name: str) -> tuple[bytes, CatalogEntry]:
         """``.bin`` bytes of ``name`` (verified against the catalogue's sha256) and its entry."""
         e = self.entry(name)
-        cp = self._cache_path(e)
+        cp = self.cache_path(e)
         if cp.is_file():
             data = cp.read_bytes()
             if hashlib.sha256(data).hexdigest() == e.lut_sha256:

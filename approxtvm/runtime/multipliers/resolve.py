@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from approxtvm.errors import MultiplierError
-from approxtvm.runtime.multipliers.cmodel import load_c_model
+from approxtvm.runtime.multipliers.cmodel import default_cache_dir, load_c_model
 from approxtvm.runtime.multipliers.evoapprox import EvoApproxLibrary, is_catalog_name
 from approxtvm.runtime.multipliers.families import FAMILIES, family_multiplier, parse_spec
 from approxtvm.runtime.multipliers.lutio import load_lut
@@ -34,7 +34,8 @@ def resolve_multiplier(spec: str, *, signed: bool | None = None, transposed: boo
     spec
         One of: a family spec (``exact``, ``trunc:k=6``, ``optrunc:ka=2,kb=2``, ``bam:h=4,v=0``,
         ``drum:k=4``, ``mitchell``, ``kulkarni``); an EvoApproxLib name (``mul8u_2HH``,
-        ``v2022/mul8u_0AB``); a path to a ``.bin`` table; a path to a ``.c`` model.
+        ``v2022/mul8u_0AB``); a path to a ``.bin`` table; a path to a ``.c`` model; the name of a
+        table imported with ``approxtvm multipliers import`` (``<cache>/user/<name>.bin``).
     signed
         Required signedness (``None``: the spec's own; families default to unsigned).
     transposed
@@ -59,6 +60,9 @@ def resolve_multiplier(spec: str, *, signed: bool | None = None, transposed: boo
     if is_catalog_name(s):
         lib = library or EvoApproxLibrary()
         return _check_signed(lib.multiplier(s), signed, s)
+    user = (library.cache_dir if library and library.cache_dir else default_cache_dir()) / "user" / f"{s}.bin"
+    if "/" not in s and user.is_file():  # imported with `approxtvm multipliers import`
+        return _check_signed(load_lut(user, signed=signed, name=s), signed, s)
     hint = "a file that does not exist" if ("/" in s or "\\" in s) and not Path(s).exists() else repr(s)
     raise MultiplierError(
         f"unknown multiplier {spec!r}",
