@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -52,6 +53,9 @@ PATHS: tuple[str, ...] = ("exact", "lowrank", "table", "table_gather", "table_nu
 #: The low-rank path is chosen while it needs at most this many uint8 product terms (one term
 #: costs about one exact integer conv; the table path costs about ten).
 LOWRANK_MAX_BYTE_TERMS: int = 6
+
+#: Batch rows per image row when a dense layer runs on the TVM conv kernels.
+DENSE_ROW_TILE: int = 4
 
 #: Weight tables of a layer are kept in the cache only if they take at most this many bytes.
 LAYER_TABLE_CACHE_MAX_BYTES: int = 64 * 2**20
@@ -89,6 +93,14 @@ class KernelCache:
     _tables: OrderedDict[tuple, tuple[dict, int]] = field(default_factory=OrderedDict, repr=False)
     _table_bytes: int = 0
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickle the settings only (sessions and compiled kernels are per process)."""
+        return {"table_cache_max_bytes": self.table_cache_max_bytes, "max_rank": self.max_rank}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        fresh = KernelCache(**state)  # type: ignore[arg-type]
+        self.__dict__.update(fresh.__dict__)
 
     @property
     def cpu(self) -> CpuInfo:
@@ -269,6 +281,7 @@ def conv2d_products(x: np.ndarray, w: np.ndarray, mult: Multiplier, *,
     g = conv_geometry(x, w, strides, dilations, pads)
     check_operands(x, w, mult.signed, pad_value, "conv2d_products")
     cache = cache or KernelCache()
+    auto = path is None
     if path is None:
         path = choose_path(mult, g, weights=w, cache=cache).path
     _check_path(path)
@@ -283,7 +296,24 @@ def conv2d_products(x: np.ndarray, w: np.ndarray, mult: Multiplier, *,
         return factor_sums(xp, wb, f, gp, cache.sessions, threads).astype(np.int32)
     if path == "table_numpy":
         return conv2d_table_numpy(xp, wb, mult.table, gp)
-    # path in ("table", "table_gather")
+    try:
+        return _conv2d_tvm(xp, wb, mult, gp, cache, threads, path)
+    except MultiplierError:
+        raise
+    except Exception as exc:  # TVM/LLVM failure on this host
+        if not auto:
+            raise MultiplierError(
+                f"the TVM {path} kernel failed on this host ({cache.cpu.llvm_cpu})",
+                expected="a compiled kernel", found=f"{type(exc).__name__}: {str(exc)[:300]}",
+                fix="use path='table_numpy' (slower, same results) and report the failure",
+            ) from exc
+        warnings.warn(f"TVM table kernel failed on {cache.cpu.llvm_cpu} ({type(exc).__name__}); "
+                      "using the numpy table kernel (same results, slower)", RuntimeWarning, stacklevel=2)
+        return conv2d_table_numpy(xp, wb, mult.table, gp)
+
+
+def _conv2d_tvm(xp: np.ndarray, wb: np.ndarray, mult: Multiplier, gp: ConvGeometry, cache: KernelCache,
+                threads: int | None, path: str) -> np.ndarray:
     from approxtvm.runtime.kernels.table_tvm import conv2d_table_tvm, plan_tables
 
     kernels = cache.tvm_kernels()
@@ -324,10 +354,16 @@ def dense_products(x: np.ndarray, w: np.ndarray, mult: Multiplier, *, threads: i
         return factor_sums(xb, wb, f, None, cache.sessions, threads).astype(np.int32)
     if path == "table_numpy":
         return dense_table_numpy(xb, wb, mult.table)
-    # dense as a 1×1 conv over an image of 1 × N pixels
-    y = conv2d_products(x.T[None, :, None, :], w[:, :, None, None], mult, threads=threads, path=path,
-                        cache=cache)
-    return np.ascontiguousarray(y[0, :, 0, :].T)
+    # dense as a 1×1 conv whose pixels are the batch rows, laid out as a ⌈N/4⌉ × 4 image so the
+    # kernel's parallel loop (over image rows) has work for every core; padded rows are dropped
+    n, c = x.shape
+    q = min(n, DENSE_ROW_TILE)
+    p = -(-n // q)
+    xi = np.zeros((p * q, c), dtype=x.dtype)
+    xi[:n] = x
+    img = np.ascontiguousarray(xi.reshape(p, q, c).transpose(2, 0, 1)[None])
+    y = conv2d_products(img, w[:, :, None, None], mult, threads=threads, path=path, cache=cache)
+    return np.ascontiguousarray(y[0].reshape(w.shape[0], p * q)[:, :n].T)
 
 
 __all__ = [

@@ -194,3 +194,19 @@ def test_avx2_tiling_is_exact_too(mults):
     for path in ("table", "table_gather"):
         got = conv2d_products(x, w, m, pads=(1, 1, 1, 1), pad_value=-3, path=path, cache=cache)
         assert np.array_equal(got, ref), path
+
+
+def test_kernel_cache_pickles_as_settings(mults):
+    """A cache travels to worker processes (Dask) as its settings; contents are rebuilt there."""
+    import pickle
+
+    from approxtvm.runtime.kernels import KernelCache
+
+    c = KernelCache(table_cache_max_bytes=123, max_rank=3)
+    x = np.zeros((1, 2, 3, 3), np.uint8)
+    w = np.ones((2, 2, 1, 1), np.uint8)
+    conv2d_products(x, w, mults["exact_u"], cache=c)
+    c2 = pickle.loads(pickle.dumps(c))
+    assert (c2.table_cache_max_bytes, c2.max_rank) == (123, 3)
+    assert not c2.sessions.sessions
+    assert np.array_equal(conv2d_products(x, w, mults["exact_u"], cache=c2), np.zeros((1, 2, 3, 3), np.int32))
