@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from approxtvm.errors import DataError
+from approxtvm.runtime import exact_layer
 from approxtvm.runtime.kernels import KernelCache, choose_path, conv2d_products, dense_products
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.targets.vacc.schedule import LayerSchedule
@@ -57,6 +59,14 @@ class LayerProgram:
             object.__setattr__(self, "path", choice.path)
 
 
+    @cached_property
+    def fused_exact(self) -> exact_layer.ExactLayer | None:
+        """One-call exact path (zero points folded into the integer kernel), when it applies."""
+        if self.path == "exact" and exact_layer.supports(self.schedule, self.weight):
+            return exact_layer.ExactLayer(self.schedule, self.weight)
+        return None
+
+
 def _window_sums(x: np.ndarray, sched: LayerSchedule) -> np.ndarray:
     """Σ over (C, R, S) of the padded input under each output position: (N, 1, P, Q) int64."""
     s = sched.shape
@@ -83,6 +93,8 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
     products
         Precomputed ``Σ M(x, w)`` (e.g. from a tiled or faulty execution); computed here if ``None``.
     """
+    if products is None and prog.fused_exact is not None:
+        return prog.fused_exact(x)
     sched = prog.schedule
     s, q = sched.shape, sched.quant
     zx = q.input_zero_point
