@@ -33,10 +33,12 @@ if TYPE_CHECKING:  # TVM is imported lazily at run time
     import tvm_ffi
 
 #: Measured throughputs (2-core Zen5, AVX-512) used only to choose between the two kernels; their
-#: ratios, not their values, matter. MAC/s of the table kernel, MAC/s of the gather kernel, and
-#: table entries/s of the table builder.
+#: ratios, not their values, matter: MAC/s of the table kernel with tables in cache, bytes/s at
+#: which it streams tables that do not fit the caches, MAC/s of the gather kernel, and table
+#: entries/s of the table builder.
 TABLE_MACS_PER_S: float = 22e9
-GATHER_MACS_PER_S: float = 2.3e9
+TABLE_STREAM_BYTES_PER_S: float = 8.7e9
+GATHER_MACS_PER_S: float = 4.0e9
 BUILD_ENTRIES_PER_S: float = 4.7e9
 
 #: Column of the extended LUT that is all zeros: padded channels/weights index it.
@@ -159,39 +161,50 @@ def _make_table_conv(key: _ConvKey) -> tvm.tirx.PrimFunc:
     return table_conv
 
 
-def _make_gather_conv(key: _ConvKey) -> tvm.tirx.PrimFunc:
+@dataclass(frozen=True)
+class _GatherKey:
+    xlen: int
+    npix: int
+    taps: int
+    kp: int
+    kb: int
+    pb: int
+    tdtype: str
+
+
+def _make_gather_conv(key: _GatherKey) -> tvm.tirx.PrimFunc:
+    """Direct gather: ``Y[pix, k] = Σ_t LUT[X[PIX[pix] + TO[t]]·257 + Wi[t, k]]``.
+
+    Pixels are addressed through precomputed flat offsets (any batch, stride, dilation), in blocks
+    of ``pb`` whose ``pb × kb`` accumulators stay in L1 while one weight row is reused ``pb`` times.
+    """
     from tvm.script import tirx as T  # noqa: N812 (TVMScript convention)
 
-    N, HP, WP, C, R, S = key.n, key.hp, key.wp, key.c, key.r, key.s
-    KB, P, QP, KP = key.kb, key.p, key.qp, key.kp
-    SH, SW, DH, DW = key.sh, key.sw, key.dh, key.dw
-    XT = key.xt
+    XLEN, NPIX, TAPS, KP, KB, PB = key.xlen, key.npix, key.taps, key.kp, key.kb, key.pb
     td = key.tdtype
-    NXO = QP // XT
     NKO = KP // KB
+    NPB = NPIX // PB
     LC = LUT_COLUMNS
 
     @T.prim_func(s_tir=True)
-    def gather_conv(X: T.Buffer((N, HP, WP, C), "uint8"), Wi: T.Buffer((R, S, C, KP), "int32"),
-                    LUT: T.Buffer((256 * LC,), td), Y: T.Buffer((N, P, QP, KP), "int32")):
+    def gather_conv(X: T.Buffer((XLEN,), "uint8"), PIX: T.Buffer((NPIX,), "int32"),
+                    TO: T.Buffer((TAPS,), "int32"), Wi: T.Buffer((TAPS, KP), "int32"),
+                    LUT: T.Buffer((256 * LC,), td), Y: T.Buffer((NPIX, KP), "int32")):
         T.func_attr({"global_symbol": "gather_conv", "tirx.noalias": True})
-        for npy in T.parallel(N * P):
-            for ko in range(NKO):
-                for xo in range(NXO):
-                    acc = T.decl_buffer((XT, KB), "int32", scope="local")
-                    for xi in T.unroll(XT):
-                        for k in T.vectorized(KB):
-                            acc[xi, k] = 0
-                    for r, s, ci in T.grid(R, S, C):
-                        for xi in T.unroll(XT):
-                            for k in T.vectorized(KB):
-                                acc[xi, k] = acc[xi, k] + T.Cast("int32", LUT[
-                                    T.Cast("int32", X[npy // P, (npy % P) * SH + r * DH,
-                                                      (xo * XT + xi) * SW + s * DW, ci]) * LC
-                                    + Wi[r, s, ci, ko * KB + k]])
-                    for xi in T.unroll(XT):
-                        for k in T.vectorized(KB):
-                            Y[npy // P, npy % P, xo * XT + xi, ko * KB + k] = acc[xi, k]
+        for blk in T.parallel(NKO * NPB):
+            acc = T.decl_buffer((PB, KB), "int32", scope="local")
+            for pi in range(PB):
+                for k in T.vectorized(KB):
+                    acc[pi, k] = 0
+            for t in range(TAPS):
+                for pi in range(PB):
+                    for k in T.vectorized(KB):
+                        acc[pi, k] = acc[pi, k] + T.Cast("int32", LUT[
+                            T.Cast("int32", X[PIX[(blk % NPB) * PB + pi] + TO[t]]) * LC
+                            + Wi[t, (blk // NPB) * KB + k]])
+            for pi in range(PB):
+                for k in T.vectorized(KB):
+                    Y[(blk % NPB) * PB + pi, (blk // NPB) * KB + k] = acc[pi, k]
 
     return gather_conv
 
@@ -234,6 +247,21 @@ class TvmKernelCache:
     compile_count: int = 0
     kernels: dict[object, tuple[object, object]] = field(default_factory=dict, repr=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: Reused, 64-byte aligned buffer for tables that are not cached (no page faults per call);
+    #: hold ``scratch_lock`` while using it.
+    scratch: np.ndarray | None = field(default=None, repr=False)
+    scratch_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def scratch_tensor(self, shape: tuple[int, ...], dtype: str) -> tvm.runtime.Tensor:
+        """A TVM view (zero-copy) of the scratch buffer; caller holds :attr:`scratch_lock`."""
+        import tvm
+
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if self.scratch is None or self.scratch.size < nbytes + 64:
+            self.scratch = np.empty(max(nbytes, self.config.table_chunk_bytes) + 64, dtype=np.uint8)
+        off = (-self.scratch.ctypes.data) % 64
+        view = self.scratch[off:off + nbytes].view(dtype).reshape(shape)
+        return tvm.runtime.from_dlpack(view)
 
     def __post_init__(self) -> None:
         if self.config is None:
@@ -246,7 +274,7 @@ class TvmKernelCache:
         return tvm.target.Target({"kind": "llvm", "mcpu": self.cpu.llvm_cpu,
                                   "num-cores": max(1, os.cpu_count() or 1)})
 
-    def get(self, key: _ConvKey | _BuildKey) -> tvm_ffi.Function:
+    def get(self, key: _ConvKey | _BuildKey | _GatherKey) -> tvm_ffi.Function:
         """Compiled kernel for ``key`` (compiled on first use)."""
         with self.lock:
             hit = self.kernels.get(key)
@@ -255,10 +283,10 @@ class TvmKernelCache:
 
                 if isinstance(key, _BuildKey):
                     name, func = "build_tables", _make_build(key)
-                elif key.kind == "table":
-                    name, func = "table_conv", _make_table_conv(key)
-                else:
+                elif isinstance(key, _GatherKey):
                     name, func = "gather_conv", _make_gather_conv(key)
+                else:
+                    name, func = "table_conv", _make_table_conv(key)
                 lib = tvm.compile(tvm.IRModule({name: func}), target=self.target())
                 hit = (lib, lib[name])
                 self.kernels[key] = hit
@@ -319,12 +347,16 @@ def plan_tables(g: ConvGeometry, table: np.ndarray, config: TableKernelConfig) -
 
 
 def prefer_gather(g: ConvGeometry, plan: TablePlan, tables_cached: bool) -> bool:
-    """``True`` when the direct gather kernel is predicted faster than building tables."""
-    if tables_cached:
-        return False
+    """``True`` when the direct gather kernel is predicted faster than the table kernel.
+
+    Table kernel: MACs at :data:`TABLE_MACS_PER_S`, plus streaming its tables once, plus building
+    them unless they are cached. Gather kernel: MACs at :data:`GATHER_MACS_PER_S`.
+    """
     macs = g.n * g.p * plan.qp * plan.kp * g.c * g.r * g.s
     entries = g.r * g.s * plan.cpad * plan.kp * 256
-    t_table = macs / TABLE_MACS_PER_S + entries / BUILD_ENTRIES_PER_S
+    t_table = macs / TABLE_MACS_PER_S + entries * np.dtype(plan.tdtype).itemsize / TABLE_STREAM_BYTES_PER_S
+    if not tables_cached:
+        t_table += entries / BUILD_ENTRIES_PER_S
     return macs / GATHER_MACS_PER_S < t_table
 
 
@@ -369,34 +401,72 @@ def conv2d_table_tvm(xp: np.ndarray, wb: np.ndarray, table: np.ndarray, g: ConvG
     x_nhwc = np.zeros((g.n, g.hp, plan.wp_ext, plan.cpad), dtype=np.uint8)
     x_nhwc[:, :, :g.wp, :g.c] = xp.transpose(0, 2, 3, 1)
     lut = extended_lut(table, plan.tdtype)
+    if kernel == "gather":
+        return _gather(x_nhwc, wb, lut, g, plan, cache)
     xt_ = tvm.runtime.tensor(x_nhwc)
     yt = tvm.runtime.tensor(np.zeros((g.n, g.p, plan.qp, plan.kp), dtype=np.int32))
-    if kernel == "gather":
-        key = _ConvKey("gather", g.n, g.hp, plan.wp_ext, plan.cpad, g.r, g.s, plan.cpad, plan.kb, g.p,
-                       plan.qp, plan.kp, g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, plan.tdtype,
-                       cfg.xt, cfg.cb)
-        wi = _weight_index(wb, 0, plan.cpad, 0, plan.kp, plan.cpad, plan.kp)
-        cache.get(key)(xt_, tvm.runtime.tensor(wi), tvm.runtime.tensor(lut.reshape(-1)), yt)
+    if tables is not None:
+        _table_chunks(xt_, yt, wb, lut, g, plan, cache, tables)
     else:
-        lut_t = None
-        for c0 in range(0, plan.cpad, plan.cc):
-            c1 = min(plan.cpad, c0 + plan.cc)
-            cc = c1 - c0
-            key = _ConvKey("table", g.n, g.hp, plan.wp_ext, plan.cpad, g.r, g.s, cc, plan.kb, g.p, plan.qp,
-                           plan.kp, g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, plan.tdtype,
-                           cfg.xt, cfg.cb)
-            fn = cache.get(key)
-            for k0 in range(0, plan.kp, plan.kb):
-                tab = None if tables is None else tables.get((c0, k0))
-                if tab is None:
-                    if lut_t is None:
-                        lut_t = tvm.runtime.tensor(lut)
-                    wi = _weight_index(wb, c0, c1, k0, k0 + plan.kb, cc, plan.kb)
-                    tab = tvm.runtime.empty((g.r, g.s, cc, 256, plan.kb), plan.tdtype)
-                    build = cache.get(_BuildKey(g.r, g.s, cc, plan.kb, plan.tdtype))
-                    build(lut_t, tvm.runtime.tensor(wi), tab)
-                    if tables is not None:
-                        tables[(c0, k0)] = tab
-                fn(xt_, tab, yt, c0, k0)
+        with cache.scratch_lock:
+            _table_chunks(xt_, yt, wb, lut, g, plan, cache, None)
     out = yt.numpy()[:, :, :g.q, :g.k]
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+#: Pixels per block of the gather kernel (8 measured best on 2 Zen5 cores, 7×7 to 56×56 layers).
+GATHER_PIXEL_BLOCK: int = 8
+
+
+def _gather(x_nhwc: np.ndarray, wb: np.ndarray, lut: np.ndarray, g: ConvGeometry, plan: TablePlan,
+            cache: TvmKernelCache) -> np.ndarray:
+    """Run the direct gather kernel; returns int32 NKPQ."""
+    import tvm
+
+    pb = GATHER_PIXEL_BLOCK
+    npq = g.n * g.p * g.q
+    npix = -(-npq // pb) * pb
+    _, hp, wpe, cpad = x_nhwc.shape
+    n, p, q = np.meshgrid(np.arange(g.n), np.arange(g.p), np.arange(g.q), indexing="ij")
+    pix = np.zeros(npix, dtype=np.int32)  # padded pixels read offset 0; their results are dropped
+    pix[:npq] = (((n * hp + p * g.stride_h) * wpe + q * g.stride_w) * cpad).ravel()
+    r, s, c = np.meshgrid(np.arange(g.r), np.arange(g.s), np.arange(cpad), indexing="ij")
+    to = (((r * g.dilation_h) * wpe + s * g.dilation_w) * cpad + c).ravel().astype(np.int32)
+    wi = _weight_index(wb, 0, cpad, 0, plan.kp, cpad, plan.kp).reshape(-1, plan.kp)
+    key = _GatherKey(x_nhwc.size, npix, to.size, plan.kp, plan.kb, pb, plan.tdtype)
+    y = tvm.runtime.tensor(np.zeros((npix, plan.kp), dtype=np.int32))
+    cache.get(key)(tvm.runtime.tensor(x_nhwc.reshape(-1)), tvm.runtime.tensor(pix), tvm.runtime.tensor(to),
+                   tvm.runtime.tensor(wi), tvm.runtime.tensor(lut.reshape(-1)), y)
+    out = y.numpy()[:npq, :g.k].reshape(g.n, g.p, g.q, g.k)
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+def _table_chunks(xt_: tvm.runtime.Tensor, yt: tvm.runtime.Tensor, wb: np.ndarray, lut: np.ndarray,
+                  g: ConvGeometry, plan: TablePlan, cache: TvmKernelCache, tables: dict | None) -> None:
+    """Run the table kernel over every (c, k) chunk, building tables that ``tables`` lacks (into
+    ``tables`` when given, else into the cache's scratch buffer)."""
+    import tvm
+
+    cfg = cache.config
+    lut_t = None
+    for c0 in range(0, plan.cpad, plan.cc):
+        c1 = min(plan.cpad, c0 + plan.cc)
+        cc = c1 - c0
+        key = _ConvKey("table", g.n, g.hp, plan.wp_ext, plan.cpad, g.r, g.s, cc, plan.kb, g.p, plan.qp,
+                       plan.kp, g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, plan.tdtype,
+                       cfg.xt, cfg.cb)
+        fn = cache.get(key)
+        for k0 in range(0, plan.kp, plan.kb):
+            tab = None if tables is None else tables.get((c0, k0))
+            if tab is None:
+                if lut_t is None:
+                    lut_t = tvm.runtime.tensor(lut)
+                wi = _weight_index(wb, c0, c1, k0, k0 + plan.kb, cc, plan.kb)
+                shape = (g.r, g.s, cc, 256, plan.kb)
+                if tables is None:
+                    tab = cache.scratch_tensor(shape, plan.tdtype)
+                else:
+                    tab = tvm.runtime.empty(shape, plan.tdtype)
+                    tables[(c0, k0)] = tab
+                cache.get(_BuildKey(g.r, g.s, cc, plan.kb, plan.tdtype))(lut_t, tvm.runtime.tensor(wi), tab)
+            fn(xt_, tab, yt, c0, k0)
