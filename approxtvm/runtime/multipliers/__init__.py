@@ -6,7 +6,13 @@ Nothing here touches the network or the disk on import.
 
 from approxtvm.runtime.multipliers.cmodel import default_cache_dir, load_c_model
 from approxtvm.runtime.multipliers.energy import estimate_power_mw, exact_power_mw
-from approxtvm.runtime.multipliers.evoapprox import CatalogEntry, EvoApproxLibrary, find_entry, load_catalog
+from approxtvm.runtime.multipliers.evoapprox import (
+    CatalogEntry,
+    EvoApproxLibrary,
+    find_entry,
+    load_catalog,
+    select,
+)
 from approxtvm.runtime.multipliers.families import FAMILIES, family_multiplier
 from approxtvm.runtime.multipliers.lutio import load_lut, save_lut
 from approxtvm.runtime.multipliers.multiplier import ErrorMetrics, Multiplier, exact_table, operand_values
@@ -30,4 +36,5 @@ __all__ = [
     "operand_values",
     "resolve_multiplier",
     "save_lut",
+    "select",
 ]

@@ -122,6 +122,37 @@ def find_entry(name: str, catalog: tuple[CatalogEntry, ...] | None = None) -> Ca
     return matches[0]
 
 
+def select(*, signed: bool, max_mae_pct: float | None = None, max_wce_pct: float | None = None,
+           max_power_mw: float | None = None, release: str = "v1",
+           catalog: tuple[CatalogEntry, ...] | None = None) -> list[CatalogEntry]:
+    """Catalogue entries within error/power budgets (published figures), cheapest power first.
+
+    Parameters
+    ----------
+    signed
+        Operand signedness.
+    max_mae_pct, max_wce_pct
+        Upper bounds on the published MAE% / WCE% (normalised by 2^16), inclusive.
+    max_power_mw
+        Upper bound on the published power, inclusive.
+    release
+        ``v1`` (default), ``v2022`` or ``all``.
+    """
+    cat = catalog if catalog is not None else load_catalog()
+    out = []
+    for e in cat:
+        if e.signed != signed or (release != "all" and e.release != release):
+            continue
+        if max_mae_pct is not None and (e.mae_pct is None or e.mae_pct > max_mae_pct):
+            continue
+        if max_wce_pct is not None and (e.wce_pct is None or e.wce_pct > max_wce_pct):
+            continue
+        if max_power_mw is not None and (e.power_mw is None or e.power_mw > max_power_mw):
+            continue
+        out.append(e)
+    return sorted(out, key=lambda e: (e.power_mw if e.power_mw is not None else float("inf"), e.name))
+
+
 def is_catalog_name(spec: str) -> bool:
     """``True`` for strings shaped like an EvoApprox 8×8 name (``mul8u_*``, ``mul8s_*``, ``v2022/...``)."""
     base = spec.rpartition("/")[2]

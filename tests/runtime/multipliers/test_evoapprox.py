@@ -180,3 +180,16 @@ def test_nothing_needs_the_network_or_disk_on_import():
 
     importlib.reload(mm)  # no side effects beyond defining names
     assert Path(mm.__file__).parent.joinpath("evoapprox_catalog.tsv").is_file()
+
+
+def test_select_by_error_and_power_budget():
+    from approxtvm.runtime.multipliers import select
+
+    picks = select(signed=False, max_mae_pct=0.1)
+    assert picks and all(e.mae_pct <= 0.1 and not e.signed and e.release == "v1" for e in picks)
+    assert [e.power_mw for e in picks] == sorted(e.power_mw for e in picks)
+    assert "mul8u_2HH" in {e.name for e in picks} and "mul8u_FTA" not in {e.name for e in picks}
+    cheap = select(signed=True, max_power_mw=0.06)
+    assert [e.name for e in cheap] == ["mul8s_1KR3"]
+    assert "mul8u_1JFF" in {e.name for e in select(signed=False, max_wce_pct=0.0)}
+    assert len(select(signed=False, release="all")) == 77
