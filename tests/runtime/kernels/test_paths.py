@@ -210,3 +210,18 @@ def test_kernel_cache_pickles_as_settings(mults):
     assert (c2.table_cache_max_bytes, c2.max_rank) == (123, 3)
     assert not c2.sessions.sessions
     assert np.array_equal(conv2d_products(x, w, mults["exact_u"], cache=c2), np.zeros((1, 2, 3, 3), np.int32))
+
+
+@pytest.mark.tvm
+@pytest.mark.skipif(not tvm_available(), reason="needs TVM")
+@pytest.mark.parametrize("name", ["rand_u", "rand_s"])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=conv_case())
+def test_conv_tvm_paths_match_reference_random_shapes(mults, kcache, name, case):
+    """Random shapes on TVM (each new shape compiles ~0.2 s, hence few examples)."""
+    m = mults[name]
+    x, w, pad = _operands(m, case)
+    kw = dict(strides=case["strides"], dilations=case["dil"], pads=case["pads"], pad_value=pad)
+    ref = conv2d_products_reference(x, w, m, **kw)
+    for path in ("table", "table_gather"):
+        assert np.array_equal(conv2d_products(x, w, m, path=path, cache=kcache, **kw), ref), path
