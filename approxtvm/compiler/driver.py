@@ -18,12 +18,14 @@ from approxtvm.compiler.frontend import QuantOptions
 from approxtvm.compiler.host import host_target
 from approxtvm.compiler.model import CompiledModel
 from approxtvm.compiler.pipeline import annotate, partition
+from approxtvm.compiler.weight_transforms import WeightTransforms, apply_weight_transforms
 from approxtvm.errors import ApproxTvmError, ModelError, PolicyError
 from approxtvm.runtime.executor import CallLog, LayerProgram, make_runner
 from approxtvm.runtime.kernels import KernelCache
 from approxtvm.runtime.multipliers import Multiplier, resolve_multiplier
 from approxtvm.runtime.multipliers.energy import exact_power_mw
 from approxtvm.targets.vacc.codegen import CodegenSession, LoweredLayer, MultiplierInfo, run_codegen
+from approxtvm.targets.vacc.compression import decompress_layer
 from approxtvm.targets.vacc.config import ApproxPolicy
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 
@@ -71,7 +73,7 @@ def build_vm(mod: tvm.IRModule) -> tuple[relax.VMExecutable, relax.VirtualMachin
 def compile_onnx(model: str | os.PathLike[str] | onnx.ModelProto, policy: ApproxPolicy | str | os.PathLike[str] |
                  None = None, *, accelerator: str | os.PathLike[str] | AcceleratorSpec = "simba_like",
                  calibration: np.ndarray | None = None, quantization: QuantOptions = QuantOptions(),
-                 batch_size: int = 1) -> CompiledModel:
+                 batch_size: int = 1, weight_transforms: WeightTransforms | None = None) -> CompiledModel:
     """Compile an ONNX model for the virtual accelerator.
 
     Parameters
@@ -88,6 +90,9 @@ def compile_onnx(model: str | os.PathLike[str] | onnx.ModelProto, policy: Approx
         Signedness, per-channel weights, calibration method (float models only).
     batch_size
         Batch the model is compiled for (schedules are per batch size).
+    weight_transforms
+        Pruning / clustering of the quantized weights (their accuracy cost is measured by running
+        the compiled model); compression itself is the policy's ``compression`` knob.
     """
     proto = frontend.load_model(model)
     frontend.check_supported(proto)
@@ -116,8 +121,11 @@ def compile_onnx(model: str | os.PathLike[str] | onnx.ModelProto, policy: Approx
     n_in = int(mod["main"].attrs["num_input"])
     params = {p.name: t for p, t in zip(mod["main"].params[n_in:], detached["main"])}
     mod = annotate(mod, frontend.layer_names(proto), policy)
+    mod = relax.transform.BindParams("main", params)(mod)  # weights become constants
+    if weight_transforms is not None and weight_transforms.active:
+        mod = apply_weight_transforms(mod, weight_transforms)
     uid = uuid.uuid4().hex[:10]
-    mod = partition(mod, params, f"vacc_{uid}_")
+    mod = partition(mod, {}, f"vacc_{uid}_")
     return _finish(mod, proto, policy, spec, uid, batch_size)
 
 
@@ -130,7 +138,9 @@ def _finish(mod: tvm.IRModule, proto: onnx.ModelProto, policy: ApproxPolicy, spe
 
     def factory(lowered: LoweredLayer) -> Callable[..., None]:
         sch = lowered.schedule
-        prog = LayerProgram(sch, lowered.weight, lowered.bias,
+        # weights reach the PE compressed and are decoded there: run with the decoded tiles
+        weight = lowered.weight if lowered.compressed is None else decompress_layer(lowered.compressed)
+        prog = LayerProgram(sch, weight, lowered.bias,
                             resolver.multiplier(sch.config.multiplier, sch.quant.signed), cache)
         programs[sch.layer_id] = prog
         return make_runner(prog, log)

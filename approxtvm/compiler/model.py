@@ -17,7 +17,7 @@ from approxtvm.compiler import frontend
 from approxtvm.compiler.plain import from_plain, to_plain
 from approxtvm.errors import DataError, ModelError
 from approxtvm.runtime.counting import simulate_counts
-from approxtvm.runtime.energy import EnergyReport, energy_of
+from approxtvm.runtime.energy import EnergyReport, LayerEnergy, energy_of
 from approxtvm.runtime.executor import CallLog, LayerProgram
 from approxtvm.runtime.kernels import KernelCache
 from approxtvm.targets.vacc.config import ApproxPolicy
@@ -51,6 +51,18 @@ class RunResult:
         return self.energy.total_pj / max(1, int(self.counters.get("samples", 1)))
 
 
+def layer_energy(prog: LayerProgram, spec: AcceleratorSpec) -> LayerEnergy:
+    """Energy of one execution of a layer: counts simulated over its loop nest, priced with its
+    multiplier, NoC swing, SRAM voltages and the real (compressed) size of its weight tiles."""
+    sched = prog.schedule
+    cfg = sched.config
+    dense_bytes = prog.weight.size * spec.precision.bits("weight") // 8
+    ratio = 1.0 if cfg.compression == "none" else sched.weight_layout.total_bytes / dense_bytes
+    return energy_of(sched.layer_id, simulate_counts(sched.mapping, spec), spec,
+                     mul_energy_pj=sched.intrinsic.mul_energy_pj, noc_swing_v=cfg.noc_swing_v,
+                     sram_v=cfg.sram_v_map or None, weight_bytes_ratio=ratio)
+
+
 class CompiledModel:
     """A model compiled for vacc: the host VM plus one schedule per offloaded layer.
 
@@ -73,9 +85,7 @@ class CompiledModel:
         self.input_name, dims = next(iter(specs.items()))
         self.input_shape: tuple[int, ...] = tuple(int(d) for d in dims[1:] if isinstance(d, int))
         self.output_names = [o.name for o in proto.graph.output]
-        self._layer_energy = {lid: energy_of(lid, simulate_counts(p.schedule.mapping, spec), spec,
-                                             mul_energy_pj=p.schedule.intrinsic.mul_energy_pj)
-                              for lid, p in programs.items()}
+        self._layer_energy = {lid: layer_energy(p, spec) for lid, p in programs.items()}
 
     # ------------------------------------------------------------------ views
     @property

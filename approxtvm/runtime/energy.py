@@ -173,6 +173,7 @@ def energy_of(
     mul_energy_pj: float | None = None,
     noc_swing_v: float | None = None,
     sram_v: MappingABC[str, float] | None = None,
+    weight_bytes_ratio: float = 1.0,
 ) -> LayerEnergy:
     """Price ``counts`` on ``spec``.
 
@@ -192,6 +193,12 @@ def energy_of(
     sram_v
         Supply per SRAM buffer (``weight_buffer``, ``input_buffer``, ``accum_buffer``,
         ``global_buffer``); that buffer's dynamic energy scales by ``(V / nominal)²``.
+    weight_bytes_ratio
+        Compressed ÷ dense bytes of the layer's weight tiles (metadata included). Weights stay
+        compressed in DRAM and on the NoC, so their DRAM and NoC energy scale by this ratio (every
+        tile is fetched the same number of times, so the ratio of sums is exact); each weight
+        written into a PE weight buffer is decoded there first (``decoder`` component). 1.0 =
+        uncompressed, no decoder energy.
     """
     scale: dict[str, float] = {}
     if noc_swing_v is not None:
@@ -213,6 +220,15 @@ def energy_of(
             )
         scale[buf] = (v / spec.sram.nominal_vdd_v) ** 2
     terms = energy_breakdown_pj(counts, spec, mul_energy_pj=mul_energy_pj)
+    if weight_bytes_ratio != 1.0:
+        if not 0 < weight_bytes_ratio < 2:
+            raise PolicyError(f"layer {layer_id}: impossible compressed weight size",
+                              expected="0 < compressed/dense < 2", found=f"{weight_bytes_ratio}",
+                              fix="check the weight layout of the schedule")
+        terms = {k: (pj * weight_bytes_ratio if k[1] == "weight" and k[0] in ("dram", "noc_link", "noc_router")
+                     else pj) for k, pj in terms.items()}
+        decoded = counts.writes("weight_buffer", "weight")
+        terms[("decoder", "weight")] = decoded * spec.energy.decoder_energy_pj_per_weight
     order = {c: i for i, c in enumerate(COMPONENTS)}
     tensor_order = {"compute": 0, "weight": 1, "input": 2, "output": 3}
     entries = tuple(

@@ -25,7 +25,8 @@ from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.mapper import analytic_counts, map_layer
 from approxtvm.targets.vacc.partition import composite_layer_id, composite_of
 from approxtvm.targets.vacc.schedule import Intrinsic, LayerSchedule, QuantParams, WeightLayout
-from approxtvm.targets.vacc.weight_layout import dense_layout
+from approxtvm.targets.vacc.compression import CompressedWeights
+from approxtvm.targets.vacc.weight_layout import compressed_layout, dense_layout
 from approxtvm.targets.vacc.workload import LayerShape
 
 CODEGEN_NAME = "relax.ext.vacc"
@@ -53,11 +54,14 @@ class LoweredLayer:
         Weight codes, OIHW for conv2d and (K, C) for dense.
     bias
         int32 bias codes (K,) or ``None``.
+    compressed
+        The encoded weight tiles when the policy compresses this layer, else ``None``.
     """
 
     schedule: LayerSchedule
     weight: np.ndarray
     bias: np.ndarray | None
+    compressed: CompressedWeights | None = None
 
 
 def _const(expr: relax.Expr) -> np.ndarray:
@@ -161,10 +165,14 @@ def lower_function(func: relax.Function, spec: AcceleratorSpec,
     counts = analytic_counts(mapping, spec)
     intrinsic = Intrinsic("vacc.mac8", spec.pe_array.lanes_per_vector_mac, config.multiplier, mult.name, mult.table_hash,
                           mult.mul_energy_pj)
-    layout: WeightLayout = dense_layout(mapping, spec)
+    compressed = None
+    if config.compression == "none":
+        layout: WeightLayout = dense_layout(mapping, spec)
+    else:
+        layout, compressed = compressed_layout(mapping, weight, q.weight_zero_points[0], config.compression)
     schedule = LayerSchedule(layer_id, symbol, shape, q, bias is not None, config, spec.name, mapping, intrinsic,
                              layout, tuple(kinds), {"counts": counts.to_dict()})
-    return LoweredLayer(schedule, weight, bias)
+    return LoweredLayer(schedule, weight, bias, compressed)
 
 
 class CodegenSession:

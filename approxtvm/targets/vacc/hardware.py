@@ -618,13 +618,17 @@ class EnergyTable:
         One 8×8-bit multiply.
     add_energy_pj
         The add and accumulate of one product (adder-tree share + accumulator add).
+    decoder_energy_pj_per_weight
+        Decoding one compressed weight at the PE (bitmask scan / codebook lookup) before it is
+        written into the weight buffer; charged only for compressed layers.
     """
 
     mul_energy_pj: float
     add_energy_pj: float
+    decoder_energy_pj_per_weight: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("mul_energy_pj", "add_energy_pj"):
+        for name in ("mul_energy_pj", "add_energy_pj", "decoder_energy_pj_per_weight"):
             v = getattr(self, name)
             _check(
                 math.isfinite(v) and v >= 0,

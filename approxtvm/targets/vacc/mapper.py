@@ -61,6 +61,7 @@ COMPONENTS: tuple[str, ...] = (
     "noc_link",
     "noc_router",
     "dram",
+    "decoder",
 )
 OBJECTIVES: tuple[str, ...] = ("energy", "edp", "latency")
 #: Buffer -> mapping level index (0 = DRAM); 4 = the MACs themselves.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from approxtvm.targets.vacc.compression import CompressedWeights, compress_layer, tile_slices
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.mapping import Mapping
 from approxtvm.targets.vacc.schedule import WeightLayout
@@ -29,3 +32,21 @@ def dense_layout(mapping: Mapping, spec: AcceleratorSpec) -> WeightLayout:
     n_tiles = total // tile
     tile_bytes = tile * spec.precision.bits("weight") // 8
     return WeightLayout(weight_tile_dims(mapping), ("dense",) * n_tiles, (tile_bytes,) * n_tiles)
+
+
+def weight_tile_shape(mapping: Mapping, weight: np.ndarray) -> tuple[int, ...]:
+    """Extents of one PE weight tile along the weight array's axes (OIHW, or (K, C) for dense)."""
+    e = mapping.tile_extent("PE", "weight")
+    return (e["K"], e["C"]) if weight.ndim == 2 else (e["K"], e["C"], e["R"], e["S"])
+
+
+def compressed_layout(mapping: Mapping, weight: np.ndarray, zero_code: int,
+                      mode: str) -> tuple[WeightLayout, CompressedWeights]:
+    """Compressed layout: the same PE weight tiles, each encoded (``mode`` or the smallest).
+
+    Returns the layout recorded in the schedule and the encoded tiles (real byte blobs) the
+    runtime decodes at the PE.
+    """
+    tiles = tile_slices(weight.shape, weight_tile_shape(mapping, weight))
+    comp = compress_layer(weight, tiles, zero_code, mode)
+    return (WeightLayout(weight_tile_dims(mapping), comp.tile_encodings, comp.tile_bytes), comp)
