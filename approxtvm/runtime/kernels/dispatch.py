@@ -82,21 +82,28 @@ class KernelCache:
         Total bytes of prebuilt weight tables kept (least recently used evicted first).
     max_rank
         Largest error rank the low-rank path accepts.
+    host_cpu
+        The CPU to compile TVM kernels for; ``None`` detects the host (the normal case). Set it to
+        test another instruction-set tiling on a compatible host.
     """
 
     sessions: OrtSessionCache = field(default_factory=OrtSessionCache)
     table_cache_max_bytes: int = 512 * 2**20
     max_rank: int = DEFAULT_MAX_RANK
-    _tvm: TvmKernelCache | None = field(default=None, repr=False)
-    _cpu: CpuInfo | None = field(default=None, repr=False)
-    _factors: dict[tuple[str, bytes], IntegerFactors | None] = field(default_factory=dict, repr=False)
-    _tables: OrderedDict[tuple, tuple[dict, int]] = field(default_factory=OrderedDict, repr=False)
-    _table_bytes: int = 0
-    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    host_cpu: CpuInfo | None = None
+    _tvm: TvmKernelCache | None = field(default=None, init=False, repr=False)
+    _cpu: CpuInfo | None = field(default=None, init=False, repr=False)
+    _factors: dict[tuple[str, bytes], IntegerFactors | None] = field(default_factory=dict, init=False,
+                                                                     repr=False)
+    _tables: OrderedDict[tuple, tuple[dict, int]] = field(default_factory=OrderedDict, init=False,
+                                                          repr=False)
+    _table_bytes: int = field(default=0, init=False, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
 
     def __getstate__(self) -> dict[str, object]:
         """Pickle the settings only (sessions and compiled kernels are per process)."""
-        return {"table_cache_max_bytes": self.table_cache_max_bytes, "max_rank": self.max_rank}
+        return {"table_cache_max_bytes": self.table_cache_max_bytes, "max_rank": self.max_rank,
+                "host_cpu": self.host_cpu}
 
     def __setstate__(self, state: dict[str, object]) -> None:
         fresh = KernelCache(**state)  # type: ignore[arg-type]
@@ -107,7 +114,7 @@ class KernelCache:
         """The detected host CPU."""
         with self._lock:
             if self._cpu is None:
-                self._cpu = detect_cpu()
+                self._cpu = self.host_cpu or detect_cpu()
             return self._cpu
 
     def tvm_kernels(self) -> TvmKernelCache:

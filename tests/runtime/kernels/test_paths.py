@@ -183,8 +183,8 @@ def test_avx2_tiling_is_exact_too(mults):
     host = detect_cpu()
     if not host.avx2:
         pytest.skip("host has no AVX2")
-    cache = KernelCache()
-    cache._cpu = CpuInfo(llvm_cpu="haswell", avx2=True, avx512=False, vnni=False, machine=host.machine)
+    cache = KernelCache(host_cpu=CpuInfo(llvm_cpu="haswell", avx2=True, avx512=False, vnni=False,
+                                         machine=host.machine))
     assert cache.tvm_kernels().config.kb == 32
     m = mults["rand_s"]
     rng = np.random.default_rng(11)
