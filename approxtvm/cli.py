@@ -98,6 +98,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compress(args: argparse.Namespace) -> int:
+    """Prune/cluster/compress a configuration and report footprint, traffic, energy, accuracy."""
+    from approxtvm.compiler.weight_transforms import WeightTransforms
+    from approxtvm.explore.compression_report import compression_study, write_compression_report
+    from approxtvm.models import check_compatible, load_dataset
+    from approxtvm.targets.vacc.config import ApproxPolicy
+
+    proto = _load_model_arg(args.model)
+    data = load_dataset(args.data)
+    if args.limit:
+        data = data.take(args.limit)
+    check_compatible(data, proto)
+    policy = ApproxPolicy.from_yaml(args.policy) if args.policy else ApproxPolicy.exact()
+    wt = WeightTransforms(sparsity=args.sparsity, prune_scope=args.prune_scope, cluster_bits=args.cluster_bits)
+    with _console().status("compiling and running three variants"):
+        summary = compression_study(proto, policy, wt, data, _calibration(args.model, proto, args.calibration),
+                                    mode=args.mode)
+    path = write_compression_report(summary, Path(args.out), f"{args.model}")
+    d = summary.to_dict()
+    _console().print(f"footprint {d['compressed_weight_bytes']:,} B / {d['dense_weight_bytes']:,} B dense "
+                     f"(ratio {summary.footprint_ratio:.3f}); energy/inference "
+                     f"{d['pruned_clustered']['energy_per_inference_pj'] / 1e3:.1f} → "
+                     f"{d['compressed']['energy_per_inference_pj'] / 1e3:.1f} nJ; report {path}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the shipped model and data."""
     from approxtvm.explore.demo import run_demo
@@ -153,6 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="digits[:test|train], a .npz with x,y, or an image folder")
     p.add_argument("--limit", type=int, default=0, help="first N samples only")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("compress", help="prune, cluster and compress weights; report before/after")
+    p.add_argument("model")
+    p.add_argument("--data", required=True)
+    p.add_argument("--policy")
+    p.add_argument("--calibration")
+    p.add_argument("--sparsity", type=float, default=0.5)
+    p.add_argument("--prune-scope", default="global", choices=["global", "layer"])
+    p.add_argument("--cluster-bits", type=int, default=4)
+    p.add_argument("--mode", default="auto", help="auto or an encoding: dense, bitmask, rle, codebook, codebook_bitmask")
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--out", default="reports/compression")
+    p.set_defaults(func=cmd_compress)
     p = sub.add_parser("demo", help="compile the shipped model exact and approximate, run, report")
     p.add_argument("--out", default="reports/demo")
     p.add_argument("--limit", type=int, default=0)

@@ -60,3 +60,18 @@ def test_energy_scales_with_measured_bytes(pair) -> None:  # type: ignore[no-unt
             if key[1] != "weight" or key[0] not in ("dram", "noc_link", "noc_router"):
                 assert w1[key] == pytest.approx(v, rel=1e-12)
     assert packed.energy_per_batch().total_pj < plain.energy_per_batch().total_pj
+
+
+def test_compression_report(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from approxtvm.explore.compression_report import compression_study, write_compression_report
+
+    data = load_dataset("digits:test").take(32)
+    s = compression_study(get_model("digits_cnn"), ApproxPolicy.exact(), WeightTransforms(0.5, "global", 4), data,
+                          load_dataset("digits:train").x[:64])
+    assert s.footprint_ratio < 0.7
+    assert s.bytes_after["dram"] < s.bytes_before["dram"]
+    assert s.bytes_after["accum_buffer"] == s.bytes_before["accum_buffer"]
+    assert s.compressed.top1 == s.transformed.top1  # lossless
+    assert s.compressed.energy_per_inference_pj < s.transformed.energy_per_inference_pj
+    path = write_compression_report(s, tmp_path, "digits_cnn")
+    assert "Footprint" in path.read_text() and (tmp_path / "compression_energy.png").stat().st_size > 1000
