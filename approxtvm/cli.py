@@ -98,6 +98,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_energy(args: argparse.Namespace) -> int:
+    """Energy of one inference batch per layer and component (data-independent), with a chart."""
+    from approxtvm.explore.energy_plots import energy_table, plot_energy_by_layer
+
+    model = _compile(args)
+    report = model.energy_per_batch()
+    energy_table(_console(), report, f"{args.model} on {model.spec.name} (batch {model.batch_size})")
+    if args.png:
+        _console().print(f"chart: {plot_energy_by_layer(report, Path(args.png), args.model)}")
+    return 0
+
+
 def cmd_compress(args: argparse.Namespace) -> int:
     """Prune/cluster/compress a configuration and report footprint, traffic, energy, accuracy."""
     from approxtvm.compiler.weight_transforms import WeightTransforms
@@ -179,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="digits[:test|train], a .npz with x,y, or an image folder")
     p.add_argument("--limit", type=int, default=0, help="first N samples only")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("energy", help="energy per layer and component of one batch, stacked-bar PNG")
+    _add_compile_args(p)
+    p.add_argument("--png", help="write the stacked-bar chart here")
+    p.set_defaults(func=cmd_energy)
     p = sub.add_parser("compress", help="prune, cluster and compress weights; report before/after")
     p.add_argument("model")
     p.add_argument("--data", required=True)

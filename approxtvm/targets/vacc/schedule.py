@@ -217,4 +217,15 @@ class LayerSchedule:
             f" {sorted(set(self.weight_layout.encoding))}, {self.weight_layout.total_bytes:,} B",
             "  loop nest:",
         ]
-        return "\n".join(head + ["    " + line for line in self.mapping.to_text().splitlines()])
+        lines = head + ["    " + line for line in self.mapping.to_text().splitlines()]
+        counts = self.predicted.get("counts")
+        if counts:
+            util = counts["macs"] / counts["mac_slots"] if counts.get("mac_slots") else 0.0
+            lines += ["  accesses (elements; analytic = what the runtime counts):",
+                      f"    MACs {counts['macs']:,}  latency {counts['latency_cycles']:,} cycles"
+                      f"  utilisation {100 * util:.1f} %"]
+            lines += [f"    {a['buffer']:<16}{a['tensor']:<8} reads {a['reads']:>14,}  writes {a['writes']:>14,}"
+                      for a in counts["buffer_accesses"]]
+            lines += [f"    {'noc':<16}{n['tensor']:<8} bits {n['payload_bits']:>15,}  link-bit hops"
+                      f" {n['link_bit_traversals']:>14,}" for n in counts["noc_traffic"]]
+        return "\n".join(lines)
