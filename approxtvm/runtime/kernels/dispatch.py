@@ -39,7 +39,14 @@ from approxtvm.errors import MultiplierError
 from approxtvm.runtime.kernels import reference
 from approxtvm.runtime.kernels.cpu import CpuInfo, detect_cpu
 from approxtvm.runtime.kernels.geometry import ConvGeometry, check_operands, conv_geometry, pad_input
-from approxtvm.runtime.kernels.intconv import IntegerFactors, OrtSessionCache, exact_factors, factor_sums
+from approxtvm.runtime.kernels.intconv import (
+    IntegerFactors,
+    OrtSessionCache,
+    WeightPlan,
+    exact_factors,
+    factor_sums,
+    weight_plan,
+)
 from approxtvm.runtime.kernels.lowrank import DEFAULT_MAX_RANK, find_factors
 from approxtvm.runtime.kernels.table_numpy import conv2d_table_numpy, dense_table_numpy
 from approxtvm.runtime.multipliers.multiplier import Multiplier
@@ -143,7 +150,8 @@ class KernelCache:
         return f
 
     def layer_tables(self, key: tuple, nbytes: int) -> dict | None:
-        """Dict to store a layer's weight tables in (``None`` if the layer is too big to cache)."""
+        """Dict to keep a layer's weight-derived data in (TVM weight tables, low-rank weight plans),
+        LRU-evicted by size; ``None`` if the entry (``nbytes``) is too big to cache."""
         if nbytes > min(LAYER_TABLE_CACHE_MAX_BYTES, self.table_cache_max_bytes):
             return None
         with self._lock:
@@ -240,6 +248,19 @@ def _factors_for(mult: Multiplier, wb: np.ndarray, cache: KernelCache, path: str
     return f
 
 
+def _plan(cache: KernelCache, mult: Multiplier, wb: np.ndarray, f: IntegerFactors) -> WeightPlan:
+    """The layer's weight-side plan, kept in the cache's layer store (rebuilt if it does not fit)."""
+    est = f.byte_terms() * wb.nbytes + 16 * wb.shape[0]
+    key = ("plan", mult.table_hash, hashlib.sha1(wb.tobytes()).hexdigest(), wb.shape)
+    store = cache.layer_tables(key, est)
+    if store is None:
+        return weight_plan(wb, f)
+    plan = store.get("plan")
+    if plan is None:
+        plan = store["plan"] = weight_plan(wb, f)
+    return plan
+
+
 def _set_tvm_threads(threads: int | None) -> None:
     if threads is None:
         return
@@ -300,7 +321,8 @@ def conv2d_products(x: np.ndarray, w: np.ndarray, mult: Multiplier, *,
     gp = g.unpadded()
     if path in ("exact", "lowrank"):
         f = _factors_for(mult, wb, cache, path)
-        return factor_sums(xp, wb, f, gp, cache.sessions, threads).astype(np.int32)
+        plan = _plan(cache, mult, wb, f)
+        return factor_sums(xp, wb, f, gp, cache.sessions, threads, plan).astype(np.int32)
     if path == "table_numpy":
         return conv2d_table_numpy(xp, wb, mult.table, gp)
     try:
@@ -358,7 +380,8 @@ def dense_products(x: np.ndarray, w: np.ndarray, mult: Multiplier, *, threads: i
     wb = np.ascontiguousarray(w).view(np.uint8)
     if path in ("exact", "lowrank"):
         f = _factors_for(mult, wb, cache, path)
-        return factor_sums(xb, wb, f, None, cache.sessions, threads).astype(np.int32)
+        plan = _plan(cache, mult, wb, f)
+        return factor_sums(xb, wb, f, None, cache.sessions, threads, plan).astype(np.int32)
     if path == "table_numpy":
         return dense_table_numpy(xb, wb, mult.table)
     # dense as a 1×1 conv whose pixels are the batch rows, laid out as a ⌈N/4⌉ × 4 image so the

@@ -168,29 +168,36 @@ def _split_digits(values: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def factor_sums(xp: np.ndarray, wb: np.ndarray, factors: IntegerFactors, g: ConvGeometry | None,
-                sessions: OrtSessionCache, threads: int | None) -> np.ndarray:
-    """Exact ``Σ_taps T(x, w)`` for ``T = (Σ_t U_t V_t) / divisor`` (int64).
+@dataclass
+class WeightPlan:
+    """Everything of a factor sum that depends only on the weights: byte maps grouped into
+    onnxruntime calls, per-channel constants, and the concatenated weight tensors of each call.
 
-    Parameters
+    Built by :func:`weight_plan`; a caller may keep it per layer (it is reused bit for bit).
+
+    Attributes
     ----------
-    xp
-        Padded activation bytes, uint8: NCHW (conv) or (N, C) (dense, ``g is None``).
-    wb
-        Weight bytes, uint8: OIHW (conv) or (K, C) (dense).
-    factors
-        The factorisation of the multiplier's table.
-    g
-        Geometry of the (already padded, so pads are zero) conv, ``None`` for dense.
-    sessions, threads
-        onnxruntime session cache and thread count.
-
-    Returns
-    -------
-    numpy.ndarray
-        int64 (N, K, P, Q) for conv, (N, K) for dense.
+    calls
+        ``(scale, activation maps, weight maps, window sums [(block, coefficient)])`` per call.
+    const_k
+        int64 (K,): the part of every output that depends only on its channel.
+    weight_tensors
+        Lazily filled: concatenated uint8 weights per ``(call index, first channel)``.
     """
-    dense = g is None
+
+    calls: list[tuple[int, list[np.ndarray], list[np.ndarray | None], list[tuple[int, int]]]]
+    const_k: np.ndarray
+    weight_tensors: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (for cache accounting)."""
+        return int(self.const_k.nbytes + sum(w.nbytes for w in self.weight_tensors.values()))
+
+
+def weight_plan(wb: np.ndarray, factors: IntegerFactors) -> WeightPlan:
+    """The weight-only part of :func:`factor_sums` for weights ``wb`` (OIHW or (K, C) bytes)."""
+    dense = wb.ndim == 2
     taps = wb.shape[1] if dense else wb.shape[1] * wb.shape[2] * wb.shape[3]
     k = wb.shape[0]
     const_k = np.zeros(k, dtype=np.int64)
@@ -198,6 +205,9 @@ def factor_sums(xp: np.ndarray, wb: np.ndarray, factors: IntegerFactors, g: Conv
     groups: dict[int, list[_ByteTerm]] = {}
     wsum: list[tuple[np.ndarray, int]] = []  # (activation byte map, coefficient)
     used = np.bincount(wb.ravel(), minlength=256) > 0
+    # per-channel histograms of the weight bytes: Σ_taps V(w) = hist @ V for any map V
+    flat = wb.reshape(k, -1).astype(np.int64) + 256 * np.arange(k, dtype=np.int64)[:, None]
+    hist = np.bincount(flat.ravel(), minlength=256 * k).reshape(k, 256)
     for t in range(factors.rank):
         u, v = factors.u[t].astype(np.int64), factors.v[t].astype(np.int64)
         sc = factors.term_scale(t)
@@ -218,22 +228,12 @@ def factor_sums(xp: np.ndarray, wb: np.ndarray, factors: IntegerFactors, g: Conv
                         bs = sc * 256 ** (i + j)
                         groups.setdefault(bs, []).append(_ByteTerm(bs, fu, gv))
         if u0:
-            # u0 · Σ_taps V'(w): a constant per output channel
-            red = tuple(range(1, wb.ndim))
-            const_k += sc * u0 * vp[wb].sum(axis=red, dtype=np.int64)
+            const_k += sc * u0 * (hist @ vp)  # u0 · Σ_taps V'(w): a constant per output channel
         if v0:
             for i, fu in enumerate(ud):
                 if fu.any():
                     wsum.append((fu, sc * v0 * 256**i))
         const += sc * u0 * v0 * taps
-
-    # With divisor 1 every step is a ring operation: int32 arithmetic modulo 2^32 gives the same
-    # wrapped int32 result as exact int64 sums, with half the memory traffic.
-    acc = np.int32 if factors.divisor == 1 else np.int64
-    out_shape = (xp.shape[0], k) if dense else (g.n, k, g.p, g.q)
-    out = np.empty(out_shape, dtype=acc)
-    out[...] = (const_k + const).astype(acc)[(slice(None), None, None) if not dense else slice(None)]
-
     calls: list[tuple[int, list[np.ndarray], list[np.ndarray | None], list[tuple[int, int]]]] = []
     for scale, terms in groups.items():
         calls.append((scale, [bt.f for bt in terms], [bt.g for bt in terms], []))
@@ -246,8 +246,46 @@ def factor_sums(xp: np.ndarray, wb: np.ndarray, factors: IntegerFactors, g: Conv
                 break
         else:
             calls.append((1, [fmap], [None], [(0, coef)]))
-    for scale, fs, gs, ws in calls:
-        main, sums = _run_call(xp, wb, fs, gs, [i for i, _ in ws], g, sessions, threads, acc)
+    return WeightPlan(calls=calls, const_k=const_k + const)
+
+
+def factor_sums(xp: np.ndarray, wb: np.ndarray, factors: IntegerFactors, g: ConvGeometry | None,
+                sessions: OrtSessionCache, threads: int | None, plan: WeightPlan | None = None) -> np.ndarray:
+    """Exact ``Σ_taps T(x, w)`` for ``T = (Σ_t U_t V_t) / divisor``.
+
+    Parameters
+    ----------
+    xp
+        Padded activation bytes, uint8: NCHW (conv) or (N, C) (dense, ``g is None``).
+    wb
+        Weight bytes, uint8: OIHW (conv) or (K, C) (dense).
+    factors
+        The factorisation of the multiplier's table.
+    g
+        Geometry of the (already padded, so pads are zero) conv, ``None`` for dense.
+    sessions, threads
+        onnxruntime session cache and thread count.
+    plan
+        :func:`weight_plan` of ``(wb, factors)`` kept by the caller (built here if ``None``).
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, K, P, Q) for conv, (N, K) for dense: int32 (wrapped) when the divisor is 1, else int64.
+    """
+    dense = g is None
+    k = wb.shape[0]
+    plan = plan if plan is not None else weight_plan(wb, factors)
+    # With divisor 1 every step is a ring operation: int32 arithmetic modulo 2^32 gives the same
+    # wrapped int32 result as exact int64 sums, with half the memory traffic.
+    acc = np.int32 if factors.divisor == 1 else np.int64
+    out_shape = (xp.shape[0], k) if dense else (g.n, k, g.p, g.q)
+    out = np.empty(out_shape, dtype=acc)
+    out[...] = plan.const_k.astype(acc)[(slice(None), None, None) if not dense else slice(None)]
+    x_index: list[np.ndarray | None] = [None]  # activation bytes as intp, shared by all calls
+    for ci, (scale, fs, gs, ws) in enumerate(plan.calls):
+        main, sums = _run_call(xp, wb, fs, gs, [i for i, _ in ws], g, sessions, threads, acc, plan, ci,
+                               x_index)
         if main is not None:
             if scale == 1:
                 out += main
@@ -304,7 +342,8 @@ MAX_REDUCTION_PER_CALL: int = 8192
 
 def _run_call(xp: np.ndarray, wb: np.ndarray, fs: list[np.ndarray], gs: list[np.ndarray | None],
               sum_blocks: list[int], g: ConvGeometry | None, sessions: OrtSessionCache,
-              threads: int | None, acc: type) -> tuple[np.ndarray | None, list[np.ndarray]]:
+              threads: int | None, acc: type, plan: WeightPlan, call_index: int,
+              x_index: list[np.ndarray | None]) -> tuple[np.ndarray | None, list[np.ndarray]]:
     """onnxruntime calls for ``Σ_j f_j(x)·g_j(w)`` (``None`` if all ``g`` are None) and window sums.
 
     The reduction runs over the concatenated channels ``(j, c)``; it is cut into calls of at most
@@ -326,7 +365,6 @@ def _run_call(xp: np.ndarray, wb: np.ndarray, fs: list[np.ndarray], gs: list[np.
     main: np.ndarray | None = None
     sums: list[np.ndarray | None] = [None] * len(sum_blocks)
     total = m * c
-    x_index: np.ndarray | None = None
     for j0 in range(0, total, per_call):
         j1 = min(total, j0 + per_call)
         pieces = []  # (term, c_lo, c_hi, offset in this call)
@@ -343,21 +381,15 @@ def _run_call(xp: np.ndarray, wb: np.ndarray, fs: list[np.ndarray], gs: list[np.
             xcat = np.ascontiguousarray(_apply(fs[t], xp))
         else:
             xcat = np.empty((xp.shape[0], width, *xp.shape[2:]), dtype=np.uint8)
-            if x_index is None:
-                x_index = xp.astype(np.intp)
+            if x_index[0] is None:
+                x_index[0] = xp.astype(np.intp)
+            xi = x_index[0]
             for t, lo, hi, off in pieces:
-                _apply(fs[t], xp[:, lo:hi], xcat[:, off:off + hi - lo], x_index[:, lo:hi])
-        if not active_sums and len(pieces) == 1 and width == c and gs[pieces[0][0]] is not None:
-            wcat = np.ascontiguousarray(_apply(gs[pieces[0][0]], wb))
-        else:
-            wcat = np.zeros((kk + len(active_sums), width, *wb.shape[2:]), dtype=np.uint8)
-            for t, lo, hi, off in pieces:
-                if gs[t] is not None:
-                    wcat[:k, off:off + hi - lo] = _apply(gs[t], wb[:, lo:hi])
-            for row, (_, blk) in enumerate(active_sums):
-                for t, lo, hi, off in pieces:
-                    if t == blk:
-                        wcat[kk + row, off:off + hi - lo] = 1
+                _apply(fs[t], xp[:, lo:hi], xcat[:, off:off + hi - lo], xi[:, lo:hi])
+        wcat = plan.weight_tensors.get((call_index, j0))
+        if wcat is None:
+            wcat = _weights_for_call(wb, gs, pieces, active_sums, k, kk, width, c)
+            plan.weight_tensors[(call_index, j0)] = wcat
         if wcat.shape[0] == 0:
             continue
         if dense:
@@ -378,6 +410,22 @@ def _run_call(xp: np.ndarray, wb: np.ndarray, fs: list[np.ndarray], gs: list[np.
             srow = y[:, kk + row]
             sums[i] = srow.copy() if sums[i] is None else sums[i] + srow
     return main, [sv if sv is not None else 0 for sv in sums]
+
+
+def _weights_for_call(wb: np.ndarray, gs: list[np.ndarray | None], pieces: list[tuple[int, int, int, int]],
+                      active_sums: list[tuple[int, int]], k: int, kk: int, width: int, c: int) -> np.ndarray:
+    """Concatenated uint8 weights of one onnxruntime call (main outputs, then rows of ones)."""
+    if not active_sums and len(pieces) == 1 and width == c and gs[pieces[0][0]] is not None:
+        return np.ascontiguousarray(_apply(gs[pieces[0][0]], wb))
+    wcat = np.zeros((kk + len(active_sums), width, *wb.shape[2:]), dtype=np.uint8)
+    for t, lo, hi, off in pieces:
+        if gs[t] is not None:
+            wcat[:k, off:off + hi - lo] = _apply(gs[t], wb[:, lo:hi])
+    for row, (_, blk) in enumerate(active_sums):
+        for t, lo, hi, off in pieces:
+            if t == blk:
+                wcat[kk + row, off:off + hi - lo] = 1
+    return wcat
 
 
 def exact_factors(signed: bool) -> IntegerFactors:
