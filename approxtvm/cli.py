@@ -98,6 +98,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Uniform-multiplier sweep: accuracy vs compute energy, table, JSON and plot."""
+    from approxtvm.explore.multiplier_sweep import (DEFAULT_SWEEP, multiplier_sweep, plot_sweep, print_sweep,
+                                                    save_sweep)
+    from approxtvm.models import check_compatible, load_dataset
+
+    proto = _load_model_arg(args.model)
+    data = load_dataset(args.data)
+    if args.limit:
+        data = data.take(args.limit)
+    check_compatible(data, proto)
+    mults = tuple(m.strip() for m in args.multipliers.split(";")) if args.multipliers else DEFAULT_SWEEP
+    console = _console()
+    with console.status("sweeping") as status:
+        rows = multiplier_sweep(proto, data, _calibration(args.model, proto, args.calibration), mults,
+                                progress=lambda i, n, m: status.update(f"[{i + 1}/{n}] {m}"))
+    print_sweep(console, rows, f"{args.model}: uniform multipliers on {data.name}")
+    out = Path(args.out)
+    save_sweep(rows, out / "multiplier_sweep.json")
+    console.print(f"plot: {plot_sweep(rows, out / 'multiplier_sweep.png', args.model)}")
+    return 0
+
+
 def cmd_energy(args: argparse.Namespace) -> int:
     """Energy of one inference batch per layer and component (data-independent), with a chart."""
     from approxtvm.explore.energy_plots import energy_table, plot_energy_by_layer
@@ -149,7 +172,7 @@ def cmd_multipliers(args: argparse.Namespace) -> int:
     from approxtvm.runtime.multipliers import cli as mcli
 
     if args.action == "list":
-        mcli.print_list(_console(), sort_by=args.sort, signed=args.signed)
+        mcli.print_list(_console(), sort_by=args.sort, signed=True if args.signed else None)
     elif args.action == "show":
         if not args.name:
             raise ApproxTvmError("`multipliers show` needs a multiplier", expected="a name or spec",
@@ -191,6 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="digits[:test|train], a .npz with x,y, or an image folder")
     p.add_argument("--limit", type=int, default=0, help="first N samples only")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("sweep", help="uniform-multiplier sweep: accuracy vs compute energy")
+    p.add_argument("model")
+    p.add_argument("--data", required=True)
+    p.add_argument("--calibration")
+    p.add_argument("--multipliers", help="';'-separated specs (default: 14 built-in family members)")
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--out", default="reports/sweep")
+    p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("energy", help="energy per layer and component of one batch, stacked-bar PNG")
     _add_compile_args(p)
     p.add_argument("--png", help="write the stacked-bar chart here")

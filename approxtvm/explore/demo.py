@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import numpy as np
 
 from approxtvm.compiler.driver import compile_onnx
 from approxtvm.explore.evaluate import Evaluation, evaluate
+from approxtvm.explore.multiplier_sweep import DEFAULT_SWEEP, multiplier_sweep, plot_sweep, print_sweep, save_sweep
 from approxtvm.models import get_model, load_dataset
 from approxtvm.targets.vacc.config import ApproxPolicy
 
@@ -95,6 +96,13 @@ def run_demo(out: Path, console: Any, limit: int = 0) -> dict[str, Any]:
     console.print(table)
     console.print(f"onnxruntime on the same QDQ model: top-1 {100 * (ort_top1 or 0):.2f} %")
     out.mkdir(parents=True, exist_ok=True)
+    with console.status("uniform-multiplier sweep") as status:
+        sweep = multiplier_sweep(proto, test, calib, DEFAULT_SWEEP,
+                                 progress=lambda i, n, m: status.update(f"sweep [{i + 1}/{n}] {m}"))
+    print_sweep(console, sweep, f"{DEMO_MODEL}: every layer on one multiplier")
+    save_sweep(sweep, out / "multiplier_sweep.json")
+    plot_sweep(sweep, out / "multiplier_sweep.png", f"{DEMO_MODEL}: accuracy vs compute energy")
+    summary["multiplier_sweep"] = [asdict(r) for r in sweep]
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     _plot(rows, out / "energy.png")
     _markdown(summary, out / "report.md")
@@ -135,4 +143,13 @@ def _markdown(summary: dict[str, Any], path: Path) -> None:
         lines.append(f"| {r['policy']} | {100 * r['top1']:.2f} | {100 * r['agreement_with_exact']:.1f} | "
                      f"{r['energy_per_inference_pj'] / 1e3:.1f} | {r['pj_per_mac']:.3f} |")
     lines += ["", "![energy by component](energy.png)", ""]
+    if "multiplier_sweep" in summary:
+        lines += ["## Uniform-multiplier sweep", "", "| multiplier | MAE % | power mW | top-1 % | compute energy vs exact |",
+                  "|---|---:|---:|---:|---:|"]
+        base = summary["multiplier_sweep"][0]["compute_energy_pj"]
+        for r in summary["multiplier_sweep"]:
+            pw = "?" if r["power_mw"] is None else f"{r['power_mw']:.3f}"
+            lines.append(f"| {r['multiplier']} | {r['mae_pct']:.4g} | {pw} | {100 * (r['top1'] or 0):.2f} | "
+                         f"{r['compute_energy_pj'] / base:.3f} |")
+        lines += ["", "![accuracy vs compute energy](multiplier_sweep.png)", ""]
     path.write_text("\n".join(lines))
