@@ -25,7 +25,20 @@ _EXPORTS = {
     "ApproxTvmError": "approxtvm.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AcceleratorSpec",
+    "ApproxConfig",
+    "ApproxPolicy",
+    "ApproxTvmError",
+    "CompiledModel",
+    "EnergyReport",
+    "LayerSchedule",
+    "QuantOptions",
+    "RunResult",
+    "compile_onnx",
+    "load_compiled",
+    "partition_for_vacc",
+]
 
 if TYPE_CHECKING:
     from approxtvm.compiler.driver import compile_onnx, load_compiled

@@ -100,8 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Uniform-multiplier sweep: accuracy vs compute energy, table, JSON and plot."""
-    from approxtvm.explore.multiplier_sweep import (DEFAULT_SWEEP, multiplier_sweep, plot_sweep, print_sweep,
-                                                    save_sweep)
+    from approxtvm.explore.multiplier_sweep import DEFAULT_SWEEP, multiplier_sweep, plot_sweep, print_sweep, save_sweep
     from approxtvm.models import check_compatible, load_dataset
 
     proto = _load_model_arg(args.model)
@@ -234,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sparsity", type=float, default=0.5)
     p.add_argument("--prune-scope", default="global", choices=["global", "layer"])
     p.add_argument("--cluster-bits", type=int, default=4)
-    p.add_argument("--mode", default="auto", help="auto or an encoding: dense, bitmask, rle, codebook, codebook_bitmask")
+    p.add_argument("--mode", default="auto",
+                   help="auto or an encoding: dense, bitmask, rle, codebook, codebook_bitmask")
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--out", default="reports/compression")
     p.set_defaults(func=cmd_compress)

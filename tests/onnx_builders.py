@@ -80,7 +80,7 @@ def numpy_conv_acc(x: np.ndarray, w: np.ndarray, zx: int, zw: np.ndarray, *, str
     xi = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])),
                 constant_values=zx) - zx
     wi = w.astype(np.int64) - np.asarray(zw, np.int64).reshape(-1, 1, 1, 1)
-    k, c, r, s = wi.shape
+    k, _, r, s = wi.shape
     n, _, hp, wp = xi.shape
     p = (hp - dilation[0] * (r - 1) - 1) // stride[0] + 1
     q = (wp - dilation[1] * (s - 1) - 1) // stride[1] + 1

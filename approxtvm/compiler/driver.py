@@ -72,7 +72,7 @@ def build_vm(mod: tvm.IRModule) -> tuple[relax.VMExecutable, relax.VirtualMachin
 
 def compile_onnx(model: str | os.PathLike[str] | onnx.ModelProto, policy: ApproxPolicy | str | os.PathLike[str] |
                  None = None, *, accelerator: str | os.PathLike[str] | AcceleratorSpec = "simba_like",
-                 calibration: np.ndarray | None = None, quantization: QuantOptions = QuantOptions(),
+                 calibration: np.ndarray | None = None, quantization: QuantOptions | None = None,
                  batch_size: int = 1, weight_transforms: WeightTransforms | None = None) -> CompiledModel:
     """Compile an ONNX model for the virtual accelerator.
 
@@ -101,7 +101,7 @@ def compile_onnx(model: str | os.PathLike[str] | onnx.ModelProto, policy: Approx
             raise ModelError("a float model needs calibration data to be quantized",
                              expected="calibration=<float array shaped like the input>", found="calibration=None",
                              fix="pass a few hundred representative inputs, or a QDQ model")
-        proto = frontend.quantize(proto, calibration, quantization)
+        proto = frontend.quantize(proto, calibration, quantization or QuantOptions())
     if isinstance(policy, str | os.PathLike):
         policy = ApproxPolicy.from_yaml(policy)
     policy = policy or ApproxPolicy.exact()
@@ -119,7 +119,7 @@ def compile_onnx(model: str | os.PathLike[str] | onnx.ModelProto, policy: Approx
                          fix="simplify the model (onnxsim) or export with opset 13–20") from None
     mod, detached = relax.frontend.detach_params(mod)
     n_in = int(mod["main"].attrs["num_input"])
-    params = {p.name: t for p, t in zip(mod["main"].params[n_in:], detached["main"])}
+    params = {p.name: t for p, t in zip(mod["main"].params[n_in:], detached["main"], strict=True)}
     mod = annotate(mod, frontend.layer_names(proto), policy)
     mod = relax.transform.BindParams("main", params)(mod)  # weights become constants
     if weight_transforms is not None and weight_transforms.active:

@@ -164,7 +164,8 @@ def quantize(model: onnx.ModelProto, calibration: np.ndarray | Iterable[np.ndarr
     (name, dims), = specs.items()
     data = np.asarray(calibration if isinstance(calibration, np.ndarray) else np.concatenate(list(calibration)),
                       dtype=np.float32)
-    if data.ndim != len(dims) or any(isinstance(d, int) and d != s for d, s in zip(dims[1:], data.shape[1:])):
+    if data.ndim != len(dims) or any(isinstance(d, int) and d != s
+                                     for d, s in zip(dims[1:], data.shape[1:], strict=True)):
         raise DataError("calibration data does not match the model input",
                         expected=f"shape (N, {', '.join(map(str, dims[1:]))}) for input {name!r}",
                         found=f"shape {data.shape}", fix="resize or transpose the calibration data")

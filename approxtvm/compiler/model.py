@@ -154,7 +154,8 @@ class CompiledModel:
             calls[lid] = calls.get(lid, 0) + 1
         report = EnergyReport(tuple(self._layer_energy[lid] for lid in self._log.calls))
         counters = {"samples": n, "batches": batches, "batch_size": b, "calls": calls}
-        return RunResult({name: np.concatenate(o) for name, o in zip(self.output_names, outs)}, report, counters)
+        outputs = {name: np.concatenate(o) for name, o in zip(self.output_names, outs, strict=True)}
+        return RunResult(outputs, report, counters)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -178,8 +179,9 @@ class CompiledModel:
     @staticmethod
     def load(path: Path, resolver_cls: Any) -> CompiledModel:
         """Load a saved model (see :func:`approxtvm.compiler.driver.load_compiled`)."""
-        from approxtvm.runtime.executor import make_runner  # noqa: PLC0415 - local: keeps import graph flat
-        import tvm_ffi  # noqa: PLC0415
+        import tvm_ffi
+
+        from approxtvm.runtime.executor import make_runner
 
         mpath = path / "manifest.json"
         if not mpath.is_file():

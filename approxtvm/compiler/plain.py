@@ -35,7 +35,7 @@ def from_plain(tp: Any, data: Any) -> Any:
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(from_plain(args[0], v) for v in data)
-        return tuple(from_plain(a, v) for a, v in zip(args, data))
+        return tuple(from_plain(a, v) for a, v in zip(args, data, strict=True))
     if origin is dict:
         kt, vt = typing.get_args(tp)
         return {from_plain(kt, k): from_plain(vt, v) for k, v in data.items()}

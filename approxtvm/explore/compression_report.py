@@ -108,7 +108,7 @@ def write_compression_report(summary: CompressionSummary, out: Path, title: str)
     for c in comps:
         vals = [d[n]["by_component_pj"].get(c, 0.0) / 1e3 for n in names]
         ax.bar(names, vals, bottom=bottom, label=c)
-        bottom = [b + v for b, v in zip(bottom, vals)]
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
     ax.set_ylabel("energy per inference (nJ)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(title)
@@ -118,7 +118,8 @@ def write_compression_report(summary: CompressionSummary, out: Path, title: str)
     lines = [f"# Weight compression: {title}", "",
              f"Footprint: {d['compressed_weight_bytes']:,} B of {d['dense_weight_bytes']:,} B dense "
              f"(ratio {d['footprint_ratio']:.3f}, metadata included); tile encodings {d['tile_encodings']}.", "",
-             "| variant | top-1 % | energy/inference nJ | DRAM nJ | NoC nJ | decoder nJ |", "|---|---:|---:|---:|---:|---:|"]
+             "| variant | top-1 % | energy/inference nJ | DRAM nJ | NoC nJ | decoder nJ |",
+             "|---|---:|---:|---:|---:|---:|"]
     for n in names:
         c = d[n]["by_component_pj"]
         top1 = d[n]["top1"]
@@ -128,7 +129,8 @@ def write_compression_report(summary: CompressionSummary, out: Path, title: str)
     lines += ["", "Bytes moved per batch (weights at their stored size):", "", "| level | before | after |",
               "|---|---:|---:|"]
     for lvl in sorted(set(d["bytes_moved_before"]) | set(d["bytes_moved_after"])):
-        lines.append(f"| {lvl} | {d['bytes_moved_before'].get(lvl, 0):,.0f} | {d['bytes_moved_after'].get(lvl, 0):,.0f} |")
+        before, after = d["bytes_moved_before"].get(lvl, 0), d["bytes_moved_after"].get(lvl, 0)
+        lines.append(f"| {lvl} | {before:,.0f} | {after:,.0f} |")
     lines += ["", "![energy before/after](compression_energy.png)", ""]
     path = out / "compression.md"
     path.write_text("\n".join(lines))

@@ -144,8 +144,8 @@ def _markdown(summary: dict[str, Any], path: Path) -> None:
                      f"{r['energy_per_inference_pj'] / 1e3:.1f} | {r['pj_per_mac']:.3f} |")
     lines += ["", "![energy by component](energy.png)", ""]
     if "multiplier_sweep" in summary:
-        lines += ["## Uniform-multiplier sweep", "", "| multiplier | MAE % | power mW | top-1 % | compute energy vs exact |",
-                  "|---|---:|---:|---:|---:|"]
+        lines += ["## Uniform-multiplier sweep", "",
+                  "| multiplier | MAE % | power mW | top-1 % | compute energy vs exact |", "|---|---:|---:|---:|---:|"]
         base = summary["multiplier_sweep"][0]["compute_energy_pj"]
         for r in summary["multiplier_sweep"]:
             pw = "?" if r["power_mw"] is None else f"{r['power_mw']:.3f}"

@@ -126,7 +126,7 @@ def plot_sweep(rows: list[SweepRow], path: Path, title: str) -> Path:
     y = np.array([100 * (r.top1 if r.top1 is not None else r.agreement) for r in rows])
     x = np.array([r.compute_energy_pj / 1e3 for r in rows])
     ax.scatter(x, y, c=["tab:red" if r.multiplier == "exact" else "tab:blue" for r in rows])
-    for r, xi, yi in zip(rows, x, y):
+    for r, xi, yi in zip(rows, x, y, strict=True):
         ax.annotate(r.multiplier, (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("compute (multiply + accumulate) energy per inference (nJ)")
     ax.set_ylabel("top-1 accuracy (%)" if rows[0].top1 is not None else "agreement with exact (%)")

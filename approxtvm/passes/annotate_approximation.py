@@ -61,5 +61,5 @@ class AnnotateApproximation:
                               expected=f"layer ids or globs over: {', '.join(ids)}",
                               found=", ".join(unmatched), fix="correct the layer names (`approxtvm inspect MODEL`)")
         # keyed by IR variable name (what the offloaded functions carry), configs chosen by layer id
-        table = {v: self.policy.config_for(lid).to_json() for v, lid in zip(var_names, ids)}
+        table = {v: self.policy.config_for(lid).to_json() for v, lid in zip(var_names, ids, strict=True)}
         return mod.with_attr(APPROX_ATTR, table)

@@ -141,7 +141,7 @@ def tile_ranges(prog: LayerProgram, level: str = "PE") -> list[dict[str, tuple[i
     out = []
     for idx in np.ndindex(*[lp.bound for lp in loops]) if loops else [()]:
         start = dict.fromkeys(ext, 0)
-        for lp, i, st in zip(loops, idx, loop_stride):
+        for lp, i, st in zip(loops, idx, loop_stride, strict=True):
             start[lp.dim] += i * st
         out.append({d: (start[d], start[d] + ext[d]) for d in ext})
     return out
@@ -228,7 +228,7 @@ def make_runner(prog: LayerProgram, log: CallLog) -> Callable[..., None]:
         x = ins[0].numpy()  # type: ignore[attr-defined]
         log.calls.append(layer_id)
         result = None
-        for kind, out in zip(kinds, outs):
+        for kind, out in zip(kinds, outs, strict=True):
             if kind == "input_dequantized":
                 val = dequantize_input(x, prog)
             else:

@@ -12,7 +12,7 @@ from approxtvm.passes.name_layers import LAYER_NAMES_ATTR, NameLayers
 @I.ir_module
 class Before:
     @R.function
-    def main(x: R.Tensor((1, 4, 8, 8), "uint8"), w1_q: R.Tensor((8, 4, 3, 3), "uint8"),
+    def main(x: R.Tensor((1, 4, 8, 8), "uint8"), w1_q: R.Tensor((8, 4, 3, 3), "uint8"),  # noqa: N805
              wf_q: R.Tensor((10, 8), "uint8")) -> R.Tensor((1, 10), "float32"):
         R.func_attr({"num_input": 1})
         with R.dataflow():
@@ -30,7 +30,7 @@ class Before:
 @I.ir_module
 class Expected:
     @R.function
-    def main(x: R.Tensor((1, 4, 8, 8), "uint8"), w1_q: R.Tensor((8, 4, 3, 3), "uint8"),
+    def main(x: R.Tensor((1, 4, 8, 8), "uint8"), w1_q: R.Tensor((8, 4, 3, 3), "uint8"),  # noqa: N805
              wf_q: R.Tensor((10, 8), "uint8")) -> R.Tensor((1, 10), "float32"):
         R.func_attr({"num_input": 1})
         with R.dataflow():

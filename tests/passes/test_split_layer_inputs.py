@@ -13,7 +13,7 @@ from approxtvm.passes.split_layer_inputs import SplitLayerInputs
 @I.ir_module
 class Before:
     @R.function
-    def main(x: R.Tensor((1, 4, 8, 8), "uint8"), w: R.Tensor((4, 4, 1, 1), "uint8")) -> R.Tensor(
+    def main(x: R.Tensor((1, 4, 8, 8), "uint8"), w: R.Tensor((4, 4, 1, 1), "uint8")) -> R.Tensor(  # noqa: N805
             (1, 4, 8, 8), "float32"):
         with R.dataflow():
             xd = R.dequantize(x, R.const(0.1, "float32"), R.const(3, "uint8"))
@@ -29,7 +29,7 @@ class Before:
 @I.ir_module
 class Expected:
     @R.function
-    def main(x: R.Tensor((1, 4, 8, 8), "uint8"), w: R.Tensor((4, 4, 1, 1), "uint8")) -> R.Tensor(
+    def main(x: R.Tensor((1, 4, 8, 8), "uint8"), w: R.Tensor((4, 4, 1, 1), "uint8")) -> R.Tensor(  # noqa: N805
             (1, 4, 8, 8), "float32"):
         with R.dataflow():
             xd = R.dequantize(x, R.const(0.1, "float32"), R.const(3, "uint8"))

@@ -20,12 +20,12 @@ import tvm_ffi
 from tvm import relax
 
 from approxtvm.errors import ScheduleError, ensure_ffi_errors
+from approxtvm.targets.vacc.compression import CompressedWeights
 from approxtvm.targets.vacc.config import ApproxConfig
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.mapper import analytic_counts, map_layer
 from approxtvm.targets.vacc.partition import composite_layer_id, composite_of
 from approxtvm.targets.vacc.schedule import Intrinsic, LayerSchedule, QuantParams, WeightLayout
-from approxtvm.targets.vacc.compression import CompressedWeights
 from approxtvm.targets.vacc.weight_layout import compressed_layout, dense_layout
 from approxtvm.targets.vacc.workload import LayerShape
 
@@ -163,8 +163,8 @@ def lower_function(func: relax.Function, spec: AcceleratorSpec,
     mult = resolve_multiplier(config.multiplier, signed)
     mapping = map_layer(shape, spec)
     counts = analytic_counts(mapping, spec)
-    intrinsic = Intrinsic("vacc.mac8", spec.pe_array.lanes_per_vector_mac, config.multiplier, mult.name, mult.table_hash,
-                          mult.mul_energy_pj)
+    intrinsic = Intrinsic("vacc.mac8", spec.pe_array.lanes_per_vector_mac, config.multiplier, mult.name,
+                          mult.table_hash, mult.mul_energy_pj)
     compressed = None
     if config.compression == "none":
         layout: WeightLayout = dense_layout(mapping, spec)

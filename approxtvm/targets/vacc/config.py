@@ -229,7 +229,7 @@ class ApproxPolicy:
             raise PolicyError(f"policy file {p} does not exist", expected="a YAML policy file", found="no such file",
                               fix="check the path")
         try:
-            data = yaml.load(p.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - safe loader subclass
+            data = yaml.load(p.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader subclass
         except yaml.YAMLError as exc:
             raise PolicyError(f"{p} is not valid YAML", expected="a YAML mapping", found=str(exc).splitlines()[0],
                               fix="fix the YAML syntax") from None
