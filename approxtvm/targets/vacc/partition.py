@@ -27,8 +27,21 @@ def composite_of(func: relax.Function) -> relax.Function:
     raise ValueError("offloaded function holds no composite function")
 
 
+def layer_vars(func: relax.Function) -> dict[int, str]:
+    """``conv2d/matmul call handle → name of the variable it is bound to`` in ``func``."""
+    out: dict[int, str] = {}
+    for block in func.body.blocks:
+        for b in block.bindings:
+            v = b.value
+            if isinstance(v, relax.Call) and isinstance(v.op, tvm.ir.Op) and v.op.name in LAYER_OPS:
+                out[v.__chandle__()] = b.var.name
+    return out
+
+
 def composite_layer_id(comp: relax.Function) -> str:
-    """Layer id of a composite: the name NameLayers gave the variable bound to conv2d/matmul."""
+    """IR name of a composite's layer: ``vacc.var`` set at fusion, else the conv/matmul's variable."""
+    if comp.attrs is not None and str(comp.attrs.get("vacc.var", "")):
+        return str(comp.attrs["vacc.var"])
     for binding in comp.body.blocks[0].bindings:
         v = binding.value
         if isinstance(v, relax.Call) and isinstance(v.op, tvm.ir.Op) and v.op.name in LAYER_OPS:
@@ -56,6 +69,7 @@ class AttachVaccLayerInfo:
         names = {str(k): str(v) for k, v in ((mod.attrs or {}).get(LAYER_NAMES_ATTR, {}) or {}).items()}
         default = ApproxConfig().to_json()
         out = tvm.IRModule(dict(mod.functions.items()), attrs=mod.attrs)  # never mutate the input module
+        used: set[str] = set()
         for gv, func in mod.functions.items():
             if not isinstance(func, relax.Function) or func.attrs is None or func.attrs.get("Codegen") != "vacc":
                 continue
@@ -64,7 +78,11 @@ class AttachVaccLayerInfo:
             cfg = str(table.get(var, default))
             json.loads(cfg)  # the side table only ever holds canonical JSON
             func = func.with_attr("vacc.layer", lid).with_attr("vacc.config", cfg)
-            func = func.with_attr("global_symbol", _symbol(self.symbol_prefix, lid))
+            symbol = _symbol(self.symbol_prefix, lid)
+            while symbol in used:  # ids that sanitize alike (a.b / a_b) must not share a symbol
+                symbol += "_"
+            used.add(symbol)
+            func = func.with_attr("global_symbol", symbol)
             out[gv] = func
         return out
 
@@ -96,7 +114,9 @@ def partition_for_vacc(mod: tvm.IRModule, params: dict[str, object] | None = Non
     if params:
         passes.append(relax.transform.BindParams(entry, params))
     passes += [
-        relax.transform.FuseOpsByPattern(vacc_patterns(), bind_constants=True, annotate_codegen=True),
-        AttachVaccLayerInfo(symbol_prefix),
     ]
-    return tvm.transform.Sequential(passes)(mod)
+    if passes:
+        mod = tvm.transform.Sequential(passes)(mod)
+    fuse = relax.transform.FuseOpsByPattern(vacc_patterns(layer_vars(mod[entry])), bind_constants=True,
+                                            annotate_codegen=True)
+    return tvm.transform.Sequential([fuse, AttachVaccLayerInfo(symbol_prefix)])(mod)

@@ -78,8 +78,22 @@ def _check_dense(ctx: relax.transform.PatternCheckContext) -> bool:
     return _check_operands(ctx)
 
 
-def vacc_patterns() -> list[FusionPattern]:
-    """The pattern table, most specific first (FuseOpsByPattern prefers earlier patterns)."""
+def vacc_patterns(layer_of: dict[int, str] | None = None) -> list[FusionPattern]:
+    """The pattern table, most specific first (FuseOpsByPattern prefers earlier patterns).
+
+    Parameters
+    ----------
+    layer_of
+        ``conv2d/matmul call handle → IR variable name`` of the module being partitioned; each
+        composite function then carries ``vacc.var`` naming its layer. Fusion renames the
+        variable a composite returns (a layer without bias returns its conv2d directly), so the
+        name must be taken from the original binding, before fusion.
+    """
+    names = dict(layer_of or {})
+
+    def attrs(annotated: dict[str, relax.Expr]) -> dict[str, str]:
+        return {"vacc.var": names.get(annotated["root"].__chandle__(), "")}
+
     x, w = wildcard(), wildcard()
     xd, wd = _deq(x), _deq(w)
     conv = is_op("relax.nn.conv2d")(xd, wd)
@@ -92,12 +106,12 @@ def vacc_patterns() -> list[FusionPattern]:
     mm = is_op("relax.matmul")(mxd, mwd)  # MatMul / Gemm transB=0: weight (C, K)
     dense_ann = {"input": mx, "weight": mw, "input_deq": mxd, "weight_deq": mwd}
     return [
-        FusionPattern("vacc.qconv2d_bias", conv_bias, conv_ann, _check_conv),
-        FusionPattern("vacc.qconv2d", conv, conv_ann, _check_conv),
+        FusionPattern("vacc.qconv2d_bias", conv_bias, conv_ann, _check_conv, attrs),
+        FusionPattern("vacc.qconv2d", conv, conv_ann, _check_conv, attrs),
         FusionPattern("vacc.qdense_t_bias", is_op("relax.add")(mm_t, _deq(is_const())),
-                      {**dense_ann, "root": mm_t}, _check_dense),
-        FusionPattern("vacc.qdense_t", mm_t, {**dense_ann, "root": mm_t}, _check_dense),
+                      {**dense_ann, "root": mm_t}, _check_dense, attrs),
+        FusionPattern("vacc.qdense_t", mm_t, {**dense_ann, "root": mm_t}, _check_dense, attrs),
         FusionPattern("vacc.qdense_bias", is_op("relax.add")(mm, _deq(is_const())),
-                      {**dense_ann, "root": mm}, _check_dense),
-        FusionPattern("vacc.qdense", mm, {**dense_ann, "root": mm}, _check_dense),
+                      {**dense_ann, "root": mm}, _check_dense, attrs),
+        FusionPattern("vacc.qdense", mm, {**dense_ann, "root": mm}, _check_dense, attrs),
     ]
