@@ -205,6 +205,8 @@ def weight_plan(wb: np.ndarray, factors: IntegerFactors) -> WeightPlan:
     groups: dict[int, list[_ByteTerm]] = {}
     wsum: list[tuple[np.ndarray, int]] = []  # (activation byte map, coefficient)
     used = np.bincount(wb.ravel(), minlength=256) > 0
+    if not used.any():  # no weights at all (C = 0): every sum is empty
+        used[0] = True
     # per-channel histograms of the weight bytes: Σ_taps V(w) = hist @ V for any map V
     flat = wb.reshape(k, -1).astype(np.int64) + 256 * np.arange(k, dtype=np.int64)[:, None]
     hist = np.bincount(flat.ravel(), minlength=256 * k).reshape(k, 256)
