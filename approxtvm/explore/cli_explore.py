@@ -1,0 +1,153 @@
+"""``approxtvm explore`` and ``approxtvm experiments``.
+
+:func:`add_explore_parsers` adds both sub-commands to the ``approxtvm`` parser;
+``python -m approxtvm.explore.cli_explore explore ...`` runs them without it (tests use this).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from approxtvm.errors import ApproxTvmError
+from approxtvm.explore.genome import DEFAULT_MULTIPLIERS, DEFAULT_PROTECTED_MSBS, DEFAULT_SRAM_V, DEFAULT_SWINGS_V
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)
+    return console
+
+
+def _swing(text: str) -> float | None:
+    if text.lower() in ("nominal", "none", "full"):
+        return None
+    return _float(text)
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (volts)") from None
+
+
+def _default_workers() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _add_execution_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=_default_workers(),
+                   help="local worker processes (0 = evaluate in this process)")
+    p.add_argument("--scheduler", help="Dask scheduler address: evaluate on that cluster")
+    p.add_argument("--local-cluster", action="store_true", help="start a Dask LocalCluster with --workers workers")
+
+
+def add_explore_parsers(subparsers: Any) -> None:
+    """Add ``explore`` and ``experiments`` to an ``argparse`` sub-parser collection."""
+    p = subparsers.add_parser("explore", help="NSGA-II Pareto search: accuracy loss vs energy per inference")
+    p.add_argument("model", help="shipped model name or ONNX path")
+    p.add_argument("--data", default="digits:test", help="digits[:test|train], a .npz with x[,y], or an image folder")
+    p.add_argument("--limit", type=int, default=0, help="first N samples only")
+    p.add_argument("--calibration", help="dataset for quantizing a float model")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--energy-only", action="store_true", help="no data: energy objective only (loss 0)")
+    p.add_argument("--multipliers", nargs="+", default=list(DEFAULT_MULTIPLIERS),
+                   help="multiplier library (specs, most to least power)")
+    p.add_argument("--swings", nargs="+", type=_swing, default=list(DEFAULT_SWINGS_V),
+                   help="NoC swings in V ('nominal' = full swing)")
+    p.add_argument("--input-v", nargs="+", type=_float, default=list(DEFAULT_SRAM_V), help="input buffer voltages")
+    p.add_argument("--weight-v", nargs="+", type=_float, default=list(DEFAULT_SRAM_V), help="weight buffer voltages")
+    p.add_argument("--msbs", nargs="+", type=int, default=list(DEFAULT_PROTECTED_MSBS), help="protected MSBs")
+    p.add_argument("--pop-size", type=int, default=16)
+    p.add_argument("--generations", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--budget", type=float, help="accuracy-loss budget in percentage points (a constraint)")
+    p.add_argument("--out", default="reports/explore", help="output folder (pareto.json/csv/png)")
+    p.add_argument("--journal", help="SQLite journal (default: OUT/journal.sqlite); reuse it to resume")
+    _add_execution_args(p)
+    p.set_defaults(func=cmd_explore)
+
+    p = subparsers.add_parser("experiments", help="the study's five experiments → Markdown + HTML report")
+    p.add_argument("--out", default="reports/experiments")
+    p.add_argument("--full", action="store_true", help="full budgets and all shipped models (default: quick)")
+    p.add_argument("--limit", type=int, default=0, help="first N test images (default: quick 120, full all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-resnet50", action="store_true", help="skip the energy-only ResNet-50 sweeps")
+    _add_execution_args(p)
+    p.set_defaults(func=cmd_experiments)
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    """Run (or resume) an NSGA-II exploration and write its Pareto set."""
+    from approxtvm.explore.evaluator import EvalContext
+    from approxtvm.explore.executors import make_executor
+    from approxtvm.explore.journal import Journal
+    from approxtvm.explore.nsga import GenerationInfo, NsgaSettings, Study, run_nsga
+    from approxtvm.explore.report import front_table, hv_line, save_explore
+
+    console = _console()
+    out = Path(args.out)
+    budget = None if args.budget is None else args.budget / 100.0
+    settings = NsgaSettings(args.pop_size, args.generations, args.seed, budget)
+    ctx = EvalContext(args.model, args.data, args.limit, args.batch_size, args.calibration,
+                      energy_only=args.energy_only)
+    journal_path = Path(args.journal) if args.journal else out / "journal.sqlite"
+    with Journal(journal_path) as journal, make_executor(args.workers, args.scheduler, args.local_cluster) as ex:
+        before = journal.count()
+        console.print(f"explore {args.model} on {'(energy only)' if args.energy_only else args.data}: "
+                      f"population {settings.pop_size} × {settings.generations} generations, seed {settings.seed}, "
+                      f"{ex.description}; journal {journal_path} ({before} evaluations stored)")
+        study = Study(ctx, journal, ex)
+        space = study.space(args.multipliers, args.swings, args.input_v, args.weight_v, args.msbs)
+
+        def progress(g: GenerationInfo) -> None:
+            console.print(f"generation {g.generation}/{g.generations} · {g.evaluations} configurations "
+                          f"({g.new_evaluations} evaluated now) · hypervolume {g.hypervolume:.5f} · "
+                          f"{g.elapsed_s:.0f} s elapsed · ETA {g.eta_s:.0f} s")
+
+        result = run_nsga(study, space, settings, progress)
+    paths = save_explore(result, out, f"{args.model}: NSGA-II Pareto set")
+    console.print("\n".join(front_table(result.pareto)))
+    console.print(hv_line(result))
+    console.print(f"Pareto set: {paths['json']}, {paths['csv']}; plot {paths['png']}")
+    return 0
+
+
+def cmd_experiments(args: argparse.Namespace) -> int:
+    """Run the five experiments and write the report."""
+    from approxtvm.explore.executors import make_executor
+    from approxtvm.explore.experiments import ExperimentSettings, run_experiments
+
+    console = _console()
+    settings = ExperimentSettings.quick(args.seed) if not args.full else ExperimentSettings.full(args.seed)
+    if args.limit:
+        settings = settings.with_limit(args.limit)
+    if args.no_resnet50:
+        settings = settings.without_resnet50()
+    with make_executor(args.workers, args.scheduler, args.local_cluster) as ex:
+        report = run_experiments(Path(args.out), settings=settings, executor=ex, console=console)
+    console.print(f"report: {report.markdown} (HTML {report.html})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m approxtvm.explore.cli_explore``)."""
+    ap = argparse.ArgumentParser(prog="approxtvm")
+    add_explore_parsers(ap.add_subparsers(dest="command", required=True))
+    args = ap.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ApproxTvmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

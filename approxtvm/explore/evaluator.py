@@ -1,0 +1,204 @@
+"""Evaluate one configuration: compile the model with its policy, run the dataset, score it.
+
+This is the function the executors ship to worker processes (local or Dask), so everything it
+receives is plain picklable data (:class:`EvalContext`, :class:`EvalTask`) and everything it
+returns is an :class:`~approxtvm.explore.journal.EvalRecord`. A worker keeps the quantized model
+and the dataset of the contexts it has seen (:func:`clear_worker_cache` empties that cache);
+nothing else survives between evaluations, and the result depends only on the task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from approxtvm.errors import ExplorationError
+from approxtvm.explore.genome import Configuration
+from approxtvm.explore.journal import EvalRecord, evaluation_key
+
+#: Samples used to quantize a float model when no calibration set is named.
+CALIBRATION_SAMPLES = 256
+
+
+@dataclass(frozen=True, slots=True)
+class EvalContext:
+    """Everything but the configuration that an evaluation depends on.
+
+    Attributes
+    ----------
+    model
+        Shipped model name (``digits_cnn``) or ONNX path.
+    data
+        Dataset spec (``digits:test``, ``.npz``, image folder); ignored when ``energy_only``.
+    limit
+        First ``limit`` samples only (0 = all).
+    batch_size
+        Batch the model is compiled for.
+    calibration
+        Dataset spec used to quantize a float model (default: ``digits:train`` for the digits
+        models, random inputs otherwise).
+    seed
+        Fault-injection seed of the runs.
+    accelerator
+        Accelerator spec name or YAML path.
+    energy_only
+        Compile only and report the energy of one inference (models without meaningful data,
+        e.g. ResNet-50 with random weights).
+    """
+
+    model: str
+    data: str = "digits:test"
+    limit: int = 0
+    batch_size: int = 8
+    calibration: str | None = None
+    seed: int = 0
+    accelerator: str = "simba_like"
+    energy_only: bool = False
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the model bytes, the data bytes and the settings (the journal context)."""
+        h = hashlib.sha256()
+        h.update(json.dumps(asdict(self), sort_keys=True).encode())
+        h.update(_load_proto(self.model).SerializeToString(deterministic=True))
+        if not self.energy_only:
+            data = _load_data(self)
+            h.update(np.ascontiguousarray(data.x).tobytes())
+            if data.y is not None:
+                h.update(np.ascontiguousarray(data.y).tobytes())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class EvalTask:
+    """One configuration to evaluate in one context.
+
+    Attributes
+    ----------
+    context
+        The evaluation context.
+    context_fingerprint
+        ``context.fingerprint()``, computed once by the driver.
+    config_json
+        Canonical configuration JSON.
+    """
+
+    context: EvalContext
+    context_fingerprint: str
+    config_json: str
+
+    @property
+    def key(self) -> str:
+        """Journal key of this task."""
+        return evaluation_key(self.config_json, self.context_fingerprint)
+
+
+def make_task(context: EvalContext, fingerprint: str, config: Configuration) -> EvalTask:
+    """Task for one configuration."""
+    return EvalTask(context, fingerprint, config.to_json())
+
+
+# ------------------------------------------------------------------------------------------------
+# worker side
+# ------------------------------------------------------------------------------------------------
+
+_PREPARED: dict[EvalContext, tuple[Any, Any]] = {}
+"""Per-process cache: context → (quantized ModelProto, Dataset or None). See clear_worker_cache."""
+
+
+def clear_worker_cache() -> None:
+    """Forget the quantized models and datasets this process has prepared."""
+    _PREPARED.clear()
+
+
+def limit_threads() -> None:
+    """Give a worker process one compute thread (call before TVM or onnxruntime is imported).
+
+    Several workers on one machine would otherwise each spawn a thread per core and fight.
+    """
+    for var in ("OMP_NUM_THREADS", "TVM_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+def _load_proto(model: str) -> Any:
+    from approxtvm.compiler.frontend import load_model
+    from approxtvm.models import get_model, list_models
+
+    return get_model(model) if model in list_models() else load_model(model)
+
+
+def _load_data(ctx: EvalContext) -> Any:
+    from approxtvm.models import load_dataset
+
+    data = load_dataset(ctx.data)
+    return data.take(ctx.limit) if ctx.limit else data
+
+
+def _prepare(ctx: EvalContext) -> tuple[Any, Any]:
+    if ctx not in _PREPARED:
+        from approxtvm.compiler import frontend
+        from approxtvm.models import calibration_data, load_dataset
+
+        proto = _load_proto(ctx.model)
+        if not frontend.is_quantized(proto):
+            if ctx.calibration:
+                calib = load_dataset(ctx.calibration).x[:CALIBRATION_SAMPLES]
+            elif ctx.model.startswith("digits"):
+                calib = load_dataset("digits:train").x[:CALIBRATION_SAMPLES]
+            else:
+                calib = calibration_data(proto, n=8)
+            proto = frontend.quantize(proto, calib, frontend.QuantOptions())
+        _PREPARED[ctx] = (proto, None if ctx.energy_only else _load_data(ctx))
+    return _PREPARED[ctx]
+
+
+def run_task(task: EvalTask) -> EvalRecord:
+    """Compile and evaluate one configuration (the function executors run on workers).
+
+    Raises
+    ------
+    ExplorationError
+        The configuration cannot be compiled or run (the message names it).
+    """
+    from approxtvm.compiler.driver import compile_onnx
+    from approxtvm.errors import ApproxTvmError
+
+    t0 = time.perf_counter()
+    ctx = task.context
+    proto, data = _prepare(ctx)
+    config = Configuration.from_dict(json.loads(task.config_json))
+    try:
+        model = compile_onnx(proto, config.policy(), accelerator=ctx.accelerator, batch_size=ctx.batch_size)
+        if ctx.energy_only:
+            energy = model.energy_per_batch()
+            samples, per = 0, float(ctx.batch_size)
+            pred = np.zeros(0, dtype=np.int64)
+            correct = None
+        else:
+            from approxtvm.explore.evaluate import evaluate
+
+            ev = evaluate(model, data, seed=ctx.seed)
+            energy, samples, per = ev.energy, ev.samples, float(ev.samples)
+            pred = ev.predictions
+            correct = None if data.y is None else int(np.sum(pred == data.y))
+    except ApproxTvmError as exc:
+        raise ExplorationError(f"evaluating configuration {config.label()!r} failed",
+                               expected="a configuration that compiles and runs", found=str(exc),
+                               fix="remove the offending knob value from the search space") from exc
+    detail = {
+        "by_component_pj": {k: v / per for k, v in energy.by_component().items()},
+        "by_layer_pj": {k: v / per for k, v in energy.by_layer().items()},
+        "layer_ids": list(model.layer_ids),
+        "macs_per_inference": energy.macs / per,
+    }
+    return EvalRecord(
+        key=task.key, context=task.context_fingerprint, config_json=task.config_json, samples=samples,
+        correct=correct, energy_per_inference_pj=float(energy.total_pj / per),
+        predictions_i16=np.asarray(pred, dtype="<i2").tobytes(), detail_json=json.dumps(detail, sort_keys=True),
+        eval_s=time.perf_counter() - t0, worker=f"{socket.gethostname()}:{os.getpid()}")
