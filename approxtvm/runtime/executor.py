@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from approxtvm.runtime import exact_layer
 from approxtvm.runtime.kernels import KernelCache, choose_path, conv2d_products, dense_products
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.targets.vacc.schedule import LayerSchedule
+
+if TYPE_CHECKING:
+    from approxtvm.runtime.faults import FaultSession
 
 
 @dataclass(frozen=True, eq=False)
@@ -210,6 +214,8 @@ class CallLog:
     #: When set, each call also records ``(layer_id, x_q, acc)`` in :attr:`traces` (tests, debugging).
     trace: bool = False
     traces: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)
+    #: The run's fault injector (:class:`approxtvm.runtime.faults.FaultSession`); ``None``: fault-free.
+    faults: FaultSession | None = None
 
     def clear(self) -> None:
         """Forget previous calls."""
@@ -234,6 +240,8 @@ def make_runner(prog: LayerProgram, log: CallLog) -> Callable[..., None]:
             else:
                 if result is None:
                     acc = accumulate(x, prog)
+                    if log.faults is not None:
+                        acc = log.faults.apply(layer_id, x, prog, acc)
                     if log.trace:
                         log.traces.append((layer_id, x.copy(), acc))
                     result = to_float(acc, prog)
