@@ -1,0 +1,813 @@
+"""Fault injection for low-swing NoC links and voltage-scaled SRAM buffers (DESIGN §5).
+
+**Where faults live.** The schedule's PE-level tiles are the unit: a weight tile travels
+DRAM → NoC → the PE's weight buffer and stays there while the loops above the PE level leave it
+resident (weight-stationary); an input tile travels global buffer → NoC (multicast) → the input
+buffer of each receiving PE. A NoC bit error corrupts the copy the receiving PE stores; an SRAM
+bit-cell failure corrupts the stored tile. Either way the corrupted copy is used for **every
+product computed during its residency** and disappears when the tile is evicted: the next fill
+of the same tile is a fresh, independently sampled copy. Faults therefore follow the mapping's
+reuse (the same walk as :func:`approxtvm.runtime.counting.iter_tiles`), not per-MAC noise.
+
+**Models.** Per bit and per link traversal ``BER_noc = Q(V_sw / (2σ))`` (``spec.noc``); each
+receiving PE's copy crosses the links of its own XY route from the global-buffer router (``hops``
+links; a PE at that router has none) and is corrupted independently of the other receivers; bits
+hit on an even number of hops arrive intact. The ``noc_protected_msbs`` top bits of every 8-bit
+word travel at full swing and never flip. SRAM: ``BER_sram = spec.sram.ber_at(V)`` per bit, all 8
+bits of a word exposed; ``write`` faults (default) hit every bit once when the tile is written,
+``read`` faults hit every bit once per read of its word during the residency (reads per word from
+the layer's access counts; a read fault is applied to the whole residency — when in the residency
+it happened is not modelled), ``both`` does both. Only the PE input and weight buffers have a fault
+model: a scaled global or accumulation buffer saves energy only (the plan lists it in
+``energy_only_buffers`` and the run's counters say so). Output and partial-sum traffic is not
+corrupted.
+
+**Sampling** is exact per bit: the flip count of each (tile residency, destination, source) is
+``Binomial(exposed bits, BER)`` and the flipped bits are uniform without replacement among the
+exposed (bit, hop or read) slots. The generator is numpy's counter-based ``Philox``, keyed by
+``(seed, layer index)`` with the counter block chosen by the layer call (batch index within the
+run); inside a call the draws are taken in a fixed order — tensor (weight, input), source (NoC,
+SRAM write, SRAM read), tile index (fill step), destination (PE) — one vectorised draw per
+quantity, so a layer call's faults are a pure function of (seed, layer, call, tensor, tile,
+destination) and do not depend on threads, processes or what ran before.
+
+**Arithmetic.** Faults corrupt the operand bytes entering the multiplier (padding taps included:
+the padded input tile is what the input buffer holds). The zero-point correction terms
+(``z_w Σx``, ``z_x Σw``, ``K z_x z_w``) stay exact — computed off-array from the fault-free
+operands. Hence ``acc_faulty = acc_clean + Δ`` with ``Δ = Σ_residency Σ_MAC [M(x', w') − M(x, w)]``
+over the MACs that touch a corrupted byte, and :func:`inject` computes exactly that, sparsely:
+the fault-free layer runs on the fast whole-layer kernel and only the products of corrupted bytes
+are recomputed (weights × every output of their residency, inputs × every weight of theirs, plus
+the exact cross term where a corrupted weight meets a corrupted input). int32 wrap-around is kept.
+:func:`faulty_products_reference` executes the same faults tile by tile with corrupted tile copies
+(the specification; tests hold :func:`inject` to it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from approxtvm.errors import PolicyError
+from approxtvm.runtime.counting import _instances, _tile_ids, _walk, simulate_counts
+from approxtvm.runtime.kernels import conv2d_products
+from approxtvm.targets.vacc.hardware import AcceleratorSpec
+from approxtvm.targets.vacc.mapping import Mapping
+from approxtvm.targets.vacc.schedule import LayerSchedule
+from approxtvm.targets.vacc.workload import DIMS
+
+if TYPE_CHECKING:
+    from approxtvm.runtime.executor import LayerProgram
+
+__all__ = [
+    "FAULT_BUFFERS",
+    "SRAM_FAULT_MODES",
+    "CorruptedWords",
+    "FaultOptions",
+    "FaultPlan",
+    "FaultSample",
+    "FaultSession",
+    "ModelFaults",
+    "TileGeometry",
+    "energy_swing_v",
+    "faulty_products_reference",
+    "inject",
+    "noc_ber",
+    "plan_faults",
+    "products_delta",
+    "sample_faults",
+    "sram_ber",
+    "tile_geometry",
+]
+
+#: When SRAM bit-cell faults happen: on the write of a tile, on every read of a word, or both.
+SRAM_FAULT_MODES = ("write", "read", "both")
+#: Tensors with a fault model and the PE buffer each one lives in.
+FAULT_BUFFERS: dict[str, str] = {"weight": "weight_buffer", "input": "input_buffer"}
+_TENSORS = ("weight", "input")
+_SOURCES = ("noc", "sram_write", "sram_read")
+_WORD_BITS = 8
+_D = {d: i for i, d in enumerate(DIMS)}
+_MAX_SEED = 2**64
+_CHUNK_ELEMS = 1 << 22  # gathered operands per vectorised chunk
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------
+
+
+def noc_ber(spec: AcceleratorSpec, swing_v: float | None) -> float:
+    """Bit error rate of one link traversal at swing ``swing_v``: ``Q(V_sw / (2σ))``.
+
+    ``None`` or a swing at/above the nominal supply is the unscaled link: 0 (no fault model).
+
+    Raises
+    ------
+    PolicyError
+        If the swing is not in ``(0, nominal_vdd_v]``.
+    """
+    if swing_v is None:
+        return 0.0
+    nom = spec.noc.nominal_vdd_v
+    if not 0 < swing_v <= nom:
+        raise PolicyError("NoC swing outside the link model's range", expected=f"0 < swing <= {nom} V",
+                          found=f"{swing_v} V", fix=f"choose a swing at or below the NoC supply of {spec.name}")
+    if swing_v >= nom:
+        return 0.0
+    return 0.5 * math.erfc(swing_v / (2.0 * spec.noc.sigma_v) / math.sqrt(2.0))
+
+
+def sram_ber(spec: AcceleratorSpec, voltage_v: float | None) -> float:
+    """Bit-cell failure probability of a buffer supplied at ``voltage_v`` (``spec.sram`` table).
+
+    ``None`` or the nominal supply is the unscaled buffer: 0 (no fault model).
+
+    Raises
+    ------
+    PolicyError
+        If the voltage is outside ``[lowest table voltage, nominal_vdd_v]`` (the table is not
+        extrapolated).
+    """
+    if voltage_v is None:
+        return 0.0
+    sm = spec.sram
+    lo = min(v for v, _ in sm.ber_table)
+    if not lo <= voltage_v <= sm.nominal_vdd_v:
+        raise PolicyError("SRAM voltage outside the BER table's range",
+                          expected=f"{lo}–{sm.nominal_vdd_v} V (the sram.ber_table of {spec.name})",
+                          found=f"{voltage_v} V", fix="choose a voltage the table covers, or extend the table")
+    if voltage_v >= sm.nominal_vdd_v:
+        return 0.0
+    return sm.ber_at(voltage_v)
+
+
+def energy_swing_v(spec: AcceleratorSpec, swing_v: float | None, protected_msbs: int) -> float | None:
+    """The swing to price NoC links at when ``protected_msbs`` of every 8 bits travel at full swing.
+
+    Link energy per bit is ``f · 1 + (1 − f) · scale(V_sw)`` with ``f = protected_msbs / 8``;
+    returned as the swing whose :meth:`~approxtvm.targets.vacc.hardware.NoC.link_energy_scale`
+    equals that mix, so :func:`approxtvm.runtime.energy.energy_of` prices it exactly.
+    """
+    if swing_v is None:
+        return None
+    noc_ber(spec, swing_v)  # range check
+    f = protected_msbs / _WORD_BITS
+    mixed = f + (1.0 - f) * spec.noc.link_energy_scale(swing_v)
+    ratio = mixed if spec.noc.swing_model == "linear" else math.sqrt(mixed)
+    return min(spec.noc.nominal_vdd_v, spec.noc.nominal_vdd_v * ratio)
+
+
+@dataclass(frozen=True, slots=True)
+class FaultOptions:
+    """Run-wide fault-model options (the per-layer knobs are in the schedule's config).
+
+    Attributes
+    ----------
+    sram_fault_mode
+        One of :data:`SRAM_FAULT_MODES`.
+    """
+
+    sram_fault_mode: str = "write"
+
+    def __post_init__(self) -> None:
+        if self.sram_fault_mode not in SRAM_FAULT_MODES:
+            raise PolicyError("unknown SRAM fault mode", expected=f"one of {', '.join(SRAM_FAULT_MODES)}",
+                              found=repr(self.sram_fault_mode), fix="use write (default), read or both")
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPlan:
+    """What can go wrong in one layer, and how likely it is (per bit).
+
+    Attributes
+    ----------
+    layer_id
+        The layer.
+    layer_index
+        Position of the layer in the model (part of the generator key).
+    noc_ber
+        Bit error rate per link traversal (0: links at full swing).
+    noc_protected_msbs
+        Top bits of each 8-bit word sent at full swing (never flipped on the NoC).
+    sram_ber
+        ``(tensor, BER)`` of the PE buffer holding ``weight`` / ``input`` (0: nominal supply).
+    sram_fault_mode
+        See :data:`SRAM_FAULT_MODES`.
+    energy_only_buffers
+        Scaled buffers without a fault model (``global_buffer``, ``accum_buffer``).
+    """
+
+    layer_id: str
+    layer_index: int
+    noc_ber: float = 0.0
+    noc_protected_msbs: int = 0
+    sram_ber: tuple[tuple[str, float], ...] = (("weight", 0.0), ("input", 0.0))
+    sram_fault_mode: str = "write"
+    energy_only_buffers: tuple[str, ...] = ()
+
+    @property
+    def sram_ber_map(self) -> dict[str, float]:
+        """``sram_ber`` as a dict."""
+        return dict(self.sram_ber)
+
+    @property
+    def trivial(self) -> bool:
+        """No scaled component with a fault model: the fault-free fast path runs unchanged."""
+        return self.noc_ber == 0.0 and all(b == 0.0 for _, b in self.sram_ber)
+
+
+def plan_faults(schedule: LayerSchedule, spec: AcceleratorSpec, layer_index: int,
+                options: FaultOptions = FaultOptions()) -> FaultPlan:
+    """The fault plan of one layer from its config (range-checked against ``spec``'s models)."""
+    cfg = schedule.config
+    where = f"layer {schedule.layer_id}"
+    try:
+        nb = noc_ber(spec, cfg.noc_swing_v)
+        sv = cfg.sram_v_map
+        for v in sv.values():
+            sram_ber(spec, v)  # range check of every scaled buffer, modelled or not
+        sb = tuple((t, sram_ber(spec, sv.get(FAULT_BUFFERS[t]))) for t in _TENSORS)
+    except PolicyError as exc:
+        raise PolicyError(f"{where}: {exc.what}", expected=exc.expected, found=exc.found, fix=exc.fix) from None
+    energy_only = tuple(sorted(b for b, v in sv.items()
+                               if b not in FAULT_BUFFERS.values() and v < spec.sram.nominal_vdd_v))
+    return FaultPlan(schedule.layer_id, layer_index, nb, cfg.noc_protected_msbs, sb, options.sram_fault_mode,
+                     energy_only)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tile geometry: the PE-level walk of the mapping
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class TileGeometry:
+    """Where every PE-level tile sits and when it is (re)filled.
+
+    Attributes
+    ----------
+    steps
+        Temporal steps above the PE level (execution order).
+    step_start
+        ``(steps, 7)`` start of the tile in each dimension of :data:`DIMS`, instance 0.
+    inst_off
+        ``(instances, 7)`` offset of each PE instance (PE number = instance index).
+    ext
+        ``(7,)`` tile extent per dimension.
+    hops
+        ``(instances,)`` links on the XY route from the global-buffer router to each PE.
+    fills
+        Per tensor: steps at which its tile is (re)loaded, ascending, starting at 0. Fill ``j`` is
+        resident during steps ``[fills[j], fills[j+1])``; residency ``r = j · instances + i``.
+    words
+        Per tensor: elements of one tile (the input tile in padded coordinates, halo included).
+    reads_per_word
+        Per tensor: reads of each stored word during one residency (read-mode SRAM faults).
+    """
+
+    steps: int
+    step_start: np.ndarray
+    inst_off: np.ndarray
+    ext: np.ndarray
+    hops: np.ndarray
+    fills: dict[str, np.ndarray]
+    words: dict[str, int]
+    reads_per_word: dict[str, int]
+
+    @property
+    def instances(self) -> int:
+        """PE instances holding tiles."""
+        return len(self.inst_off)
+
+    def residency_ends(self, tensor: str) -> np.ndarray:
+        """End step (exclusive) of every fill of ``tensor``."""
+        f = self.fills[tensor]
+        return np.append(f[1:], self.steps)
+
+    def tile_dims(self, tensor: str, mapping: Mapping) -> tuple[int, ...]:
+        """Extent of ``tensor``'s tile per axis (weights KCRS, inputs NCHW padded)."""
+        e = mapping.tile_extent("PE", tensor)
+        return tuple(e.values())
+
+
+def tile_geometry(mapping: Mapping, spec: AcceleratorSpec) -> TileGeometry:
+    """The PE-level walk of ``mapping`` (the same walk as :func:`~approxtvm.runtime.counting.iter_tiles`)."""
+    li = mapping.level_index("PE")
+    w = _walk(mapping, li)
+    start = np.zeros((w.steps, len(DIMS)), np.int64)
+    for lp, ix, st in zip(w.loops, w.idx, w.strides, strict=True):
+        start[:, _D[lp.dim]] += ix * st
+    insts = _instances(mapping, li)
+    off = np.array([[o[d] for d in DIMS] for o in insts], np.int64).reshape(len(insts), len(DIMS))
+    ext_d = mapping.dim_extents("PE")
+    ext = np.array([ext_d[d] for d in DIMS], np.int64)
+    gx, gy = spec.noc.global_buffer_node
+    pa = spec.pe_array
+    hops = np.array([abs(x - gx) + abs(y - gy) for x, y in (pa.pe_xy(i % pa.num_pes) for i in range(len(insts)))],
+                    np.int64)
+    fills = {}
+    for t in _TENSORS:
+        ids = _tile_ids(w, t, mapping.shape.bounds)
+        fills[t] = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1]))).astype(np.int64)
+    words = {t: mapping.tile_size("PE", t) for t in _TENSORS}
+    counts = simulate_counts(mapping, spec)
+    rpw = {}
+    for t in _TENSORS:
+        buf = FAULT_BUFFERS[t]
+        rw = [(r, wr) for b, tt, r, wr in counts.buffer_accesses if b == buf and tt == t]
+        reads, writes = (rw[0] if rw else (0, 0))
+        rpw[t] = max(1, round(reads / writes)) if writes else 1
+    return TileGeometry(w.steps, start, off, ext, hops, fills, words, rpw)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class CorruptedWords:
+    """Corrupted stored words of one tensor in one layer call.
+
+    Attributes
+    ----------
+    residency
+        ``fill index · instances + instance`` of the tile copy (see :class:`TileGeometry`).
+    word
+        Flat index of the word inside the tile (C order over the tile's axes).
+    mask
+        uint8 XOR mask applied to the stored byte (never 0).
+    """
+
+    residency: np.ndarray
+    word: np.ndarray
+    mask: np.ndarray
+
+    @staticmethod
+    def empty() -> CorruptedWords:
+        """No corruption."""
+        return CorruptedWords(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8))
+
+    def __len__(self) -> int:
+        return len(self.word)
+
+
+@dataclass(frozen=True, eq=False)
+class FaultSample:
+    """The faults of one layer call.
+
+    Attributes
+    ----------
+    weight, input
+        Corrupted words of each tensor.
+    counters
+        Per tensor: ``bits_exposed``, ``bits_flipped``, ``words_corrupted`` and the same split by
+        source (``noc``, ``sram``).
+    """
+
+    weight: CorruptedWords
+    input: CorruptedWords
+    counters: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def of(self, tensor: str) -> CorruptedWords:
+        """Corrupted words of ``tensor``."""
+        return self.weight if tensor == "weight" else self.input
+
+
+@dataclass(frozen=True, eq=False)
+class _Events:
+    """Static per-layer event table: one row per (tensor, source, residency) with exposure > 0."""
+
+    tensor: np.ndarray  # 0 weight, 1 input
+    source: np.ndarray  # index into _SOURCES
+    residency: np.ndarray
+    slots: np.ndarray  # exposed (bit, hop/read) slots
+    ber: np.ndarray
+    free_bits: np.ndarray  # bits per word that can flip (8 - protected at the NoC)
+    words: np.ndarray
+    exposed: dict[tuple[str, str], int]  # (tensor, source) -> total exposed slots per call
+
+
+def _events(plan: FaultPlan, geom: TileGeometry) -> _Events:
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("tensor", "source", "res", "slots", "ber", "fb", "words")}
+    exposed: dict[tuple[str, str], int] = {}
+    n_inst = geom.instances
+    sb = plan.sram_ber_map
+    free = _WORD_BITS - plan.noc_protected_msbs
+    for ti, t in enumerate(_TENSORS):
+        n_res = len(geom.fills[t]) * n_inst
+        words = geom.words[t]
+        res = np.arange(n_res, dtype=np.int64)
+        per_source = {
+            "noc": (plan.noc_ber, free, words * free * np.tile(geom.hops, len(geom.fills[t]))),
+            "sram_write": (sb[t] if plan.sram_fault_mode in ("write", "both") else 0.0, _WORD_BITS,
+                           np.full(n_res, words * _WORD_BITS, np.int64)),
+            "sram_read": (sb[t] if plan.sram_fault_mode in ("read", "both") else 0.0, _WORD_BITS,
+                          np.full(n_res, words * _WORD_BITS * geom.reads_per_word[t], np.int64)),
+        }
+        for si, src in enumerate(_SOURCES):
+            ber, fb, slots = per_source[src]
+            if ber <= 0.0 or fb <= 0:
+                continue
+            keep = slots > 0
+            exposed[(t, src)] = int(slots.sum())
+            m = int(keep.sum())
+            cols["tensor"].append(np.full(m, ti, np.int64))
+            cols["source"].append(np.full(m, si, np.int64))
+            cols["res"].append(res[keep])
+            cols["slots"].append(slots[keep].astype(np.int64))
+            cols["ber"].append(np.full(m, ber))
+            cols["fb"].append(np.full(m, fb, np.int64))
+            cols["words"].append(np.full(m, words, np.int64))
+
+    def cat(k: str, dtype: Any) -> np.ndarray:
+        return np.concatenate(cols[k]) if cols[k] else np.zeros(0, dtype)
+
+    return _Events(cat("tensor", np.int64), cat("source", np.int64), cat("res", np.int64), cat("slots", np.int64),
+                   cat("ber", np.float64), cat("fb", np.int64), cat("words", np.int64), exposed)
+
+
+def _generator(seed: int, layer_index: int, call: int) -> np.random.Generator:
+    if not 0 <= seed < _MAX_SEED:
+        raise PolicyError("fault seed out of range", expected="0 <= seed < 2**64", found=str(seed),
+                          fix="use a non-negative 64-bit seed")
+    return np.random.Generator(np.random.Philox(key=seed | (layer_index << 64), counter=call << 128))
+
+
+def sample_faults(plan: FaultPlan, geom: TileGeometry, *, seed: int, call: int = 0,
+                  events: _Events | None = None) -> FaultSample:
+    """Sample the corrupted words of one layer call (see the module docstring for the key).
+
+    Parameters
+    ----------
+    plan, geom
+        The layer's fault plan and tile geometry.
+    seed
+        Run seed.
+    call
+        Index of the layer call within the run (batch index).
+    events
+        The layer's precomputed event table (built here if ``None``).
+    """
+    ev = events if events is not None else _events(plan, geom)
+    rng = _generator(seed, plan.layer_index, call)
+    counts = rng.binomial(ev.slots, ev.ber) if len(ev.slots) else np.zeros(0, np.int64)
+    hit = np.flatnonzero(counts)
+    reps = counts[hit]
+    owner = np.repeat(hit, reps)
+    nslots = ev.slots[owner]
+    pos = _positions(rng, nslots)
+    # dedupe: positions are without replacement inside each event
+    while len(pos) > 1:
+        order = np.lexsort((pos, owner))
+        so, sp = owner[order], pos[order]
+        dup = np.flatnonzero((so[1:] == so[:-1]) & (sp[1:] == sp[:-1])) + 1
+        if not len(dup):
+            break
+        idx = np.sort(order[dup])
+        pos[idx] = _positions(rng, nslots[idx])
+    fb = ev.free_bits[owner]
+    within = pos % (ev.words[owner] * fb)
+    word = within // fb
+    mask = np.left_shift(1, within % fb).astype(np.uint8)
+    counters: dict[str, dict[str, Any]] = {}
+    out: dict[str, CorruptedWords] = {}
+    for ti, t in enumerate(_TENSORS):
+        sel = ev.tensor[owner] == ti
+        res, wd, mk = ev.residency[owner[sel]], word[sel], mask[sel]
+        key = res * geom.words[t] + wd
+        order = np.argsort(key, kind="stable")
+        key, mk = key[order], mk[order]
+        if len(key):
+            starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+            xm = np.bitwise_xor.reduceat(mk, starts)
+            uk = key[starts]
+            nz = xm != 0
+            out[t] = CorruptedWords(uk[nz] // geom.words[t], uk[nz] % geom.words[t], xm[nz])
+        else:
+            out[t] = CorruptedWords.empty()
+        c: dict[str, Any] = {"bits_exposed": 0, "bits_flipped": 0, "words_corrupted": len(out[t])}
+        for src, label in (("noc", "noc"), ("sram_write", "sram"), ("sram_read", "sram")):
+            e = ev.exposed.get((t, src), 0)
+            fl = int(counts[(ev.tensor == ti) & (ev.source == _SOURCES.index(src))].sum()) if e else 0
+            s = c.setdefault(label, {"bits_exposed": 0, "bits_flipped": 0})
+            s["bits_exposed"] += e
+            s["bits_flipped"] += fl
+            c["bits_exposed"] += e
+            c["bits_flipped"] += fl
+        counters[t] = c
+    return FaultSample(out["weight"], out["input"], counters)
+
+
+def _positions(rng: np.random.Generator, nslots: np.ndarray) -> np.ndarray:
+    """Uniform slot indices in ``[0, nslots)`` (53-bit uniforms; bias below 2^-40 for our sizes)."""
+    if not len(nslots):
+        return np.zeros(0, np.int64)
+    pos = (rng.random(len(nslots)) * nslots).astype(np.int64)
+    return np.minimum(pos, nslots - 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Applying faults: sparse exact deltas
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class _Operands:
+    xp: np.ndarray  # padded input bytes (N, C, Hp, Wp) uint8
+    wb: np.ndarray  # weight bytes (K, C, R, S) uint8
+    table: np.ndarray  # int64 (256, 256)
+    out_shape: tuple[int, int, int, int]  # N, K, P, Q
+
+
+def _operands(x: np.ndarray, prog: LayerProgram) -> _Operands:
+    s = prog.schedule.shape
+    zx = prog.schedule.quant.input_zero_point
+    if s.op == "dense":
+        x4 = x.reshape(s.n, s.c, 1, 1)
+        w4 = prog.weight.reshape(s.k, s.c, 1, 1)
+    else:
+        x4 = np.pad(x, ((0, 0), (0, 0), (s.pad_top, s.pad_bottom), (s.pad_left, s.pad_right)),
+                    constant_values=zx)
+        w4 = prog.weight
+    return _Operands(np.ascontiguousarray(x4).view(np.uint8), np.ascontiguousarray(w4).view(np.uint8),
+                     prog.multiplier.table.astype(np.int64), (s.n, s.k, s.p, s.q))
+
+
+def _expand_steps(begin: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(record index, step) for every step of every record's residency."""
+    lens = end - begin
+    rec = np.repeat(np.arange(len(begin)), lens)
+    first = np.repeat(np.cumsum(lens) - lens, lens)
+    return rec, begin[rec] + (np.arange(int(lens.sum())) - first)
+
+
+def products_delta(x: np.ndarray, prog: LayerProgram, geom: TileGeometry, sample: FaultSample) -> np.ndarray:
+    """``Σ M(x', w') − Σ M(x, w)`` of the layer under ``sample`` (int64, shaped like the products).
+
+    Exact: weight faults × every output of their residency, input faults × every weight of theirs,
+    and the cross term where a corrupted weight meets a corrupted input in the same step.
+    """
+    sch = prog.schedule
+    s = sch.shape
+    m = sch.mapping
+    op = _operands(x, prog)
+    N, K, P, Q = op.out_shape
+    total = np.zeros(N * K * P * Q, np.float64)  # bincount sums (exact: |values| < 2^53)
+    sh, sw, dh, dw = s.stride_h, s.stride_w, s.dilation_h, s.dilation_w
+    n_inst = geom.instances
+    ext = {d: int(geom.ext[_D[d]]) for d in DIMS}
+    T = op.table
+    a_rec: dict[str, np.ndarray] | None = None
+    b_rec: dict[str, np.ndarray] | None = None
+
+    def add(flat: np.ndarray, vals: np.ndarray) -> None:
+        nonlocal total
+        total += np.bincount(flat.ravel(), weights=vals.ravel().astype(np.float64), minlength=total.size)
+
+    cw = sample.weight
+    if len(cw):
+        j, i = cw.residency // n_inst, cw.residency % n_inst
+        kk, cc, rr, ss = np.unravel_index(cw.word, geom.tile_dims("weight", m))
+        st = geom.step_start[geom.fills["weight"][j]] + geom.inst_off[i]
+        k, c, r, t = st[:, _D["K"]] + kk, st[:, _D["C"]] + cc, st[:, _D["R"]] + rr, st[:, _D["S"]] + ss
+        wo = op.wb[k, c, r, t].astype(np.int64)
+        wn = (op.wb[k, c, r, t] ^ cw.mask).astype(np.int64)
+        rec, step = _expand_steps(geom.fills["weight"][j], geom.residency_ends("weight")[j])
+        box = geom.step_start[step] + geom.inst_off[i[rec]]
+        n0, p0, q0 = box[:, _D["N"]], box[:, _D["P"]], box[:, _D["Q"]]
+        a_rec = {"step": step, "inst": i[rec], "k": k[rec], "c": c[rec], "r": r[rec], "s": t[rec],
+                 "wo": wo[rec], "wn": wn[rec]}
+        an, ap, aq = np.arange(ext["N"]), np.arange(ext["P"]), np.arange(ext["Q"])
+        per = ext["N"] * ext["P"] * ext["Q"]
+        chunk = max(1, _CHUNK_ELEMS // per)
+        for a in range(0, len(rec), chunk):
+            sl = slice(a, a + chunk)
+            nn = (n0[sl, None] + an)[:, :, None, None]
+            pp = (p0[sl, None] + ap)[:, None, :, None]
+            qq = (q0[sl, None] + aq)[:, None, None, :]
+            cr = a_rec["c"][sl, None, None, None]
+            xv = op.xp[nn, cr, pp * sh + a_rec["r"][sl, None, None, None] * dh,
+                       qq * sw + a_rec["s"][sl, None, None, None] * dw]
+            d = T[xv, a_rec["wn"][sl, None, None, None]] - T[xv, a_rec["wo"][sl, None, None, None]]
+            flat = ((nn * K + a_rec["k"][sl, None, None, None]) * P + pp) * Q + qq
+            add(np.broadcast_to(flat, d.shape), d)
+
+    cx = sample.input
+    if len(cx):
+        j, i = cx.residency // n_inst, cx.residency % n_inst
+        nn, cc, hh, ww = np.unravel_index(cx.word, geom.tile_dims("input", m))
+        st = geom.step_start[geom.fills["input"][j]] + geom.inst_off[i]
+        p0, q0, r0, s0 = st[:, _D["P"]], st[:, _D["Q"]], st[:, _D["R"]], st[:, _D["S"]]
+        n, c = st[:, _D["N"]] + nn, st[:, _D["C"]] + cc
+        h, w = p0 * sh + r0 * dh + hh, q0 * sw + s0 * dw + ww
+        xo = op.xp[n, c, h, w].astype(np.int64)
+        xn = (op.xp[n, c, h, w] ^ cx.mask).astype(np.int64)
+        # taps (r, s) of the tile that read this input, and the output (p, q) they produce
+        num_h = hh[:, None] - np.arange(ext["R"]) * dh  # (E, Rt)
+        ok_h = (num_h >= 0) & (num_h % sh == 0) & (num_h // sh < ext["P"])
+        num_w = ww[:, None] - np.arange(ext["S"]) * dw
+        ok_w = (num_w >= 0) & (num_w % sw == 0) & (num_w // sw < ext["Q"])
+        e, ra, sa = np.nonzero(ok_h[:, :, None] & ok_w[:, None, :])
+        rr, sr = r0[e] + ra, s0[e] + sa
+        pr, qr = p0[e] + num_h[e, ra] // sh, q0[e] + num_w[e, sa] // sw
+        rec, step = _expand_steps(geom.fills["input"][j[e]], geom.residency_ends("input")[j[e]])
+        ie = i[e][rec]
+        k0 = geom.step_start[step, _D["K"]] + geom.inst_off[ie, _D["K"]]
+        b_rec = {"step": step, "inst": ie, "n": n[e][rec], "c": c[e][rec], "r": rr[rec], "s": sr[rec],
+                 "p": pr[rec], "q": qr[rec], "xo": xo[e][rec], "xn": xn[e][rec]}
+        ak = np.arange(ext["K"])
+        chunk = max(1, _CHUNK_ELEMS // ext["K"])
+        for a in range(0, len(rec), chunk):
+            sl = slice(a, a + chunk)
+            kv = k0[sl, None] + ak
+            wv = op.wb[kv, b_rec["c"][sl, None], b_rec["r"][sl, None], b_rec["s"][sl, None]]
+            d = T[b_rec["xn"][sl, None], wv] - T[b_rec["xo"][sl, None], wv]
+            flat = ((b_rec["n"][sl, None] * K + kv) * P + b_rec["p"][sl, None]) * Q + b_rec["q"][sl, None]
+            add(flat, d)
+
+    if a_rec is not None and b_rec is not None:
+        _cross_term(a_rec, b_rec, geom, s.c, s.r, s.s, T, (K, P, Q), add)
+    return np.rint(total).astype(np.int64).reshape(N, K, P, Q)
+
+
+def _cross_term(a: dict[str, np.ndarray], b: dict[str, np.ndarray], geom: TileGeometry, C: int, R: int, S: int,
+                T: np.ndarray, kpq: tuple[int, int, int], add: Any) -> None:
+    """Correct MACs where a corrupted weight meets a corrupted input in the same step and PE."""
+    def key(d: dict[str, np.ndarray]) -> np.ndarray:
+        return (((d["step"] * geom.instances + d["inst"]) * C + d["c"]) * R + d["r"]) * S + d["s"]
+
+    ka, kb = key(a), key(b)
+    order = np.argsort(kb, kind="stable")
+    kbs = kb[order]
+    lo, hi = np.searchsorted(kbs, ka, "left"), np.searchsorted(kbs, ka, "right")
+    if not np.any(hi > lo):
+        return
+    ia, ib_pos = _expand_steps(lo, hi)
+    ib = order[ib_pos]
+    wo, wn, xo, xn = a["wo"][ia], a["wn"][ia], b["xo"][ib], b["xn"][ib]
+    corr = (T[xn, wn] - T[xn, wo]) - (T[xo, wn] - T[xo, wo])
+    K, P, Q = kpq
+    add(((b["n"][ib] * K + a["k"][ia]) * P + b["p"][ib]) * Q + b["q"][ib], corr)
+
+
+def inject(x: np.ndarray, prog: LayerProgram, acc: np.ndarray, sample: FaultSample,
+           geom: TileGeometry) -> np.ndarray:
+    """The layer's int32 accumulators under ``sample``, from its fault-free accumulators ``acc``."""
+    if not len(sample.weight) and not len(sample.input):
+        return acc
+    delta = products_delta(x, prog, geom, sample).reshape(acc.shape)
+    return (acc.astype(np.int64) + delta).astype(np.int32)
+
+
+def faulty_products_reference(x: np.ndarray, prog: LayerProgram, geom: TileGeometry, sample: FaultSample,
+                              path: str | None = None) -> np.ndarray:
+    """``Σ M(x', w')`` executed tile by tile with corrupted tile copies (the specification).
+
+    Every temporal step above the PE level and every PE instance multiplies the PE's stored copies
+    — the clean tiles with the XOR masks of their current residency applied — with the kernel and
+    accumulates into its output box. Slow; for tests.
+
+    Parameters
+    ----------
+    path
+        Kernel path; default ``exact`` for an exact multiplier, ``table_numpy`` otherwise (corrupted
+        bytes may fall outside a low-rank factorisation restricted to the layer's weights).
+    """
+    sch = prog.schedule
+    s, m = sch.shape, sch.mapping
+    op = _operands(x, prog)
+    path = path or ("exact" if prog.multiplier.is_exact else "table_numpy")
+    dtype = np.int8 if sch.quant.signed else np.uint8
+    n_inst = geom.instances
+    wdims, xdims = geom.tile_dims("weight", m), geom.tile_dims("input", m)
+    masks: dict[str, dict[int, np.ndarray]] = {}
+    for t, dims in (("weight", wdims), ("input", xdims)):
+        cw = sample.of(t)
+        per: dict[int, np.ndarray] = {}
+        for res, wd, mk in zip(cw.residency.tolist(), cw.word.tolist(), cw.mask.tolist(), strict=True):
+            arr = per.setdefault(res, np.zeros(math.prod(dims), np.uint8))
+            arr[wd] ^= mk
+        masks[t] = per
+    e = {d: int(geom.ext[_D[d]]) for d in DIMS}
+    acc = np.zeros(op.out_shape, np.int64)
+    for step in range(geom.steps):
+        jw = int(np.searchsorted(geom.fills["weight"], step, "right")) - 1
+        jx = int(np.searchsorted(geom.fills["input"], step, "right")) - 1
+        for i in range(n_inst):
+            st = {d: int(v) for d, v in zip(DIMS, geom.step_start[step] + geom.inst_off[i], strict=True)}
+            wt = op.wb[st["K"]:st["K"] + e["K"], st["C"]:st["C"] + e["C"], st["R"]:st["R"] + e["R"],
+                       st["S"]:st["S"] + e["S"]].copy()
+            h0, w0 = st["P"] * s.stride_h + st["R"] * s.dilation_h, st["Q"] * s.stride_w + st["S"] * s.dilation_w
+            xt = op.xp[st["N"]:st["N"] + e["N"], st["C"]:st["C"] + e["C"], h0:h0 + xdims[2], w0:w0 + xdims[3]].copy()
+            mw = masks["weight"].get(jw * n_inst + i)
+            if mw is not None:
+                wt ^= mw.reshape(wdims)
+            mx = masks["input"].get(jx * n_inst + i)
+            if mx is not None:
+                xt ^= mx.reshape(xdims)
+            part = conv2d_products(xt.view(dtype), wt.view(dtype), prog.multiplier,
+                                   strides=(s.stride_h, s.stride_w), dilations=(s.dilation_h, s.dilation_w),
+                                   path=path)
+            acc[st["N"]:st["N"] + e["N"], st["K"]:st["K"] + e["K"], st["P"]:st["P"] + e["P"],
+                st["Q"]:st["Q"] + e["Q"]] += part
+    out = acc.astype(np.int32)
+    return out.reshape(s.n, s.k) if s.op == "dense" else out
+
+
+# ---------------------------------------------------------------------------------------------
+# Model-level plumbing
+# ---------------------------------------------------------------------------------------------
+
+
+class ModelFaults:
+    """Fault plans of a compiled model, with the per-layer geometry built on first use.
+
+    Parameters
+    ----------
+    schedules
+        Layer id → schedule, in program order (the order gives the generator's layer index).
+    spec
+        The accelerator.
+    options
+        Run-wide fault options.
+    """
+
+    def __init__(self, schedules: MappingABC[str, LayerSchedule], spec: AcceleratorSpec,
+                 options: FaultOptions = FaultOptions()) -> None:
+        self.spec = spec
+        self.options = options
+        self.schedules = dict(schedules)
+        self.plans = {lid: plan_faults(sch, spec, i, options) for i, (lid, sch) in enumerate(self.schedules.items())}
+        self._geometry: dict[str, TileGeometry] = {}
+        self._events: dict[str, _Events] = {}
+
+    @property
+    def active(self) -> bool:
+        """Whether any layer has a fault model to run."""
+        return any(not p.trivial for p in self.plans.values())
+
+    def geometry(self, layer_id: str) -> TileGeometry:
+        """Tile geometry of a layer (cached)."""
+        g = self._geometry.get(layer_id)
+        if g is None:
+            g = self._geometry[layer_id] = tile_geometry(self.schedules[layer_id].mapping, self.spec)
+        return g
+
+    def events(self, layer_id: str) -> _Events:
+        """Static fault event table of a layer (cached)."""
+        ev = self._events.get(layer_id)
+        if ev is None:
+            ev = self._events[layer_id] = _events(self.plans[layer_id], self.geometry(layer_id))
+        return ev
+
+    def session(self, seed: int) -> FaultSession | None:
+        """A run's injector (``None`` when no layer scales anything)."""
+        scaled = self.active or any(p.energy_only_buffers for p in self.plans.values())
+        return FaultSession(self, seed) if scaled else None
+
+
+class FaultSession:
+    """Injects the faults of one run and adds up its counters (call :meth:`apply` per layer call)."""
+
+    def __init__(self, faults: ModelFaults, seed: int) -> None:
+        _generator(seed, 0, 0)  # seed range check, before anything runs
+        self.faults = faults
+        self.seed = seed
+        self._calls: dict[str, int] = {}
+        self._counters: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def apply(self, layer_id: str, x: np.ndarray, prog: LayerProgram, acc: np.ndarray) -> np.ndarray:
+        """Accumulators of this layer call under its sampled faults (``acc`` unchanged if none)."""
+        plan = self.faults.plans.get(layer_id)
+        if plan is None or plan.trivial:
+            return acc
+        call = self._calls.get(layer_id, 0)
+        self._calls[layer_id] = call + 1
+        geom = self.faults.geometry(layer_id)
+        sample = sample_faults(plan, geom, seed=self.seed, call=call, events=self.faults.events(layer_id))
+        _add_counters(self._counters.setdefault(layer_id, {}), sample.counters)
+        return inject(x, prog, acc, sample, geom)
+
+    def counters(self) -> dict[str, Any]:
+        """``{layer: {tensor: {bits_exposed, bits_flipped, words_corrupted, noc: {...}, sram: {...}}}}``."""
+        out: dict[str, Any] = {}
+        for lid, p in self.faults.plans.items():
+            if lid in self._counters:
+                out[lid] = self._counters[lid]
+            if p.energy_only_buffers:  # scaled without a fault model: say so
+                out.setdefault(lid, {})["energy_only_buffers"] = list(p.energy_only_buffers)
+        return out
+
+
+def _add_counters(into: dict[str, Any], new: dict[str, Any]) -> None:
+    for k, v in new.items():
+        if isinstance(v, dict):
+            _add_counters(into.setdefault(k, {}), v)
+        else:
+            into[k] = into.get(k, 0) + v
