@@ -19,6 +19,7 @@ from approxtvm.errors import DataError, ModelError
 from approxtvm.runtime.counting import simulate_counts
 from approxtvm.runtime.energy import EnergyReport, LayerEnergy, energy_of
 from approxtvm.runtime.executor import CallLog, LayerProgram
+from approxtvm.runtime.faults import ModelFaults, energy_swing_v
 from approxtvm.runtime.kernels import KernelCache
 from approxtvm.targets.vacc.config import ApproxPolicy
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
@@ -38,7 +39,9 @@ class RunResult:
     energy
         Energy of the whole run (all samples); see :attr:`energy_per_inference_pj`.
     counters
-        ``{"calls": {layer: n}, "samples": n, "layers": {layer: {counter: value}}}``.
+        ``{"calls": {layer: n}, "samples": n, "layers": {layer: {counter: value}}}``; when a layer
+        scales a NoC swing or SRAM voltage, ``"faults": {layer: {tensor: {bits_exposed, bits_flipped,
+        words_corrupted, noc: {...}, sram: {...}}}}`` (see :mod:`approxtvm.runtime.faults`).
     """
 
     outputs: dict[str, np.ndarray]
@@ -59,7 +62,8 @@ def layer_energy(prog: LayerProgram, spec: AcceleratorSpec) -> LayerEnergy:
     dense_bytes = prog.weight.size * spec.precision.bits("weight") // 8
     ratio = 1.0 if cfg.compression == "none" else sched.weight_layout.total_bytes / dense_bytes
     return energy_of(sched.layer_id, simulate_counts(sched.mapping, spec), spec,
-                     mul_energy_pj=sched.intrinsic.mul_energy_pj, noc_swing_v=cfg.noc_swing_v,
+                     mul_energy_pj=sched.intrinsic.mul_energy_pj,
+                     noc_swing_v=energy_swing_v(spec, cfg.noc_swing_v, cfg.noc_protected_msbs),
                      sram_v=cfg.sram_v_map or None, weight_bytes_ratio=ratio)
 
 
@@ -86,6 +90,7 @@ class CompiledModel:
         self.input_shape: tuple[int, ...] = tuple(int(d) for d in dims[1:] if isinstance(d, int))
         self.output_names = [o.name for o in proto.graph.output]
         self._layer_energy = {lid: layer_energy(p, spec) for lid, p in programs.items()}
+        self._faults = ModelFaults(self.schedules, spec)  # range-checks swings/voltages against the spec
 
     # ------------------------------------------------------------------ views
     @property
@@ -139,6 +144,7 @@ class CompiledModel:
         outs: list[list[np.ndarray]] = [[] for _ in self.output_names]
         self._log.clear()
         batches = 0
+        session = self._log.faults = self._faults.session(seed)  # replaced at every run
         for start in range(0, n, b):
             chunk = x[start:start + b]
             real = len(chunk)
@@ -154,6 +160,9 @@ class CompiledModel:
             calls[lid] = calls.get(lid, 0) + 1
         report = EnergyReport(tuple(self._layer_energy[lid] for lid in self._log.calls))
         counters = {"samples": n, "batches": batches, "batch_size": b, "calls": calls}
+        self._log.faults = None
+        if session is not None:
+            counters["faults"] = session.counters()
         outputs = {name: np.concatenate(o) for name, o in zip(self.output_names, outs, strict=True)}
         return RunResult(outputs, report, counters)
 
