@@ -8,10 +8,12 @@ onnxruntime's u8×s8 kernels saturate in int16 (DESIGN §2), u8×u8 is exact eve
 
 * each factor is shifted to be non-negative, ``U = u0 + U'``; the cross terms ``u0·Σ V'(w)``
   (a constant per output channel) and ``v0·Σ U'(x)`` (a window sum, computed as an extra output
-  channel of ones) and ``u0·v0·taps`` are added back exactly in int64;
+  channel of ones) and ``u0·v0·taps`` are added back exactly (int32 ring arithmetic, which wraps
+  exactly like an int32 accumulator, or int64 when a divisor must be applied);
 * a shifted factor wider than 8 bits is split into base-256 digits (one more byte term per digit);
 * byte terms of equal scale share one onnxruntime call (their input channels are concatenated);
-* input channels are split so that no int32 partial sum of onnxruntime can overflow.
+* input channels are split so that no int32 partial sum of onnxruntime can overflow;
+* everything that depends only on the weights (:class:`WeightPlan`) is computed once per layer.
 
 Padding is done here, never by onnxruntime: padded taps hold the pad code and go through ``U, V``.
 """

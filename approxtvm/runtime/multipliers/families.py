@@ -25,8 +25,6 @@ from approxtvm.errors import MultiplierError
 from approxtvm.runtime.multipliers.energy import estimate_area_um2, estimate_power_mw
 from approxtvm.runtime.multipliers.multiplier import Multiplier, operand_values
 
-_MAG = np.arange(256, dtype=np.int64)  # unsigned operand magnitudes 0..255
-
 
 def _sign_magnitude(unsigned_fn: Callable[[np.ndarray, np.ndarray], np.ndarray], signed: bool) -> np.ndarray:
     """Table from an unsigned function of magnitudes (broadcast arrays), sign restored if signed."""
