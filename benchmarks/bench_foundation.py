@@ -54,7 +54,21 @@ def main() -> None:
         t0 = time.perf_counter()
         q50 = frontend.quantize(r50, calibration_data(r50, n=4))
         out["resnet50_quantize_s"] = round(time.perf_counter() - t0, 2)
-        out.update(bench_model("resnet50", q50, calibration_data(r50, n=1, seed=1), repeat=5))
+        x50 = calibration_data(r50, n=1, seed=1)
+        out.update(bench_model("resnet50", q50, x50, repeat=5))
+        # approximate multipliers: an arbitrary-table one (TVM table kernels) and a low-rank one
+        from approxtvm.targets.vacc.config import ApproxPolicy
+
+        for tag, spec in (("table_mitchell", "mitchell"), ("lowrank_bam_h4", "bam:h=4,v=0")):
+            t0 = time.perf_counter()
+            approx = compile_onnx(q50, ApproxPolicy.uniform(spec))
+            out[f"resnet50_{tag}_compile_s"] = round(time.perf_counter() - t0, 2)
+            paths = sorted({p.path for p in approx.programs.values()})
+            t0 = time.perf_counter()
+            approx.run(x50)  # first run: kernel compilation and per-layer tables
+            out[f"resnet50_{tag}_first_run_s"] = round(time.perf_counter() - t0, 2)
+            out[f"resnet50_{tag}_s_per_image"] = round(_median_time(lambda m=approx: m.run(x50), 3), 3)
+            out[f"resnet50_{tag}_paths"] = paths
     out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(out))
 
