@@ -257,15 +257,17 @@ class Study:
         Where evaluations run.
     on_record
         Called with every newly evaluated record.
+    fingerprint
+        ``context.fingerprint()`` if already known (computing it loads the model and the data).
     """
 
     def __init__(self, context: EvalContext, journal: Journal, executor: Executor,
-                 on_record: Callable[[EvalRecord], None] | None = None) -> None:
+                 on_record: Callable[[EvalRecord], None] | None = None, fingerprint: str | None = None) -> None:
         self.context = context
         self.journal = journal
         self.executor = executor
         self.on_record = on_record
-        self.fingerprint = context.fingerprint()
+        self.fingerprint = fingerprint or context.fingerprint()
         self.new_evaluations = 0
         self._reference: Reference | None = None
 
