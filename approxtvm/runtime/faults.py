@@ -93,7 +93,7 @@ _SOURCES = ("noc", "sram_write", "sram_read")
 _WORD_BITS = 8
 _D = {d: i for i, d in enumerate(DIMS)}
 _MAX_SEED = 2**64
-_CHUNK_ELEMS = 1 << 22  # gathered operands per vectorised chunk
+_CHUNK_ELEMS = 1 << 14  # gathered operands per vectorised chunk (small temporaries are reused)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,50 +358,37 @@ class CorruptedWords:
 
 
 @dataclass(frozen=True, eq=False)
-class FaultSample:
-    """The faults of one layer call.
+class _Events:
+    """Static per-layer event table: one row per (tensor, source, residency) with exposure > 0.
 
-    Attributes
-    ----------
-    weight, input
-        Corrupted words of each tensor.
-    counters
-        Per tensor: ``bits_exposed``, ``bits_flipped``, ``words_corrupted`` and the same split by
-        source (``noc``, ``sram``).
+    Rows are grouped in streams (tensor, source) in :data:`_TENSORS` × :data:`_SOURCES` order.
     """
 
-    weight: CorruptedWords
-    input: CorruptedWords
-    counters: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def of(self, tensor: str) -> CorruptedWords:
-        """Corrupted words of ``tensor``."""
-        return self.weight if tensor == "weight" else self.input
-
-
-@dataclass(frozen=True, eq=False)
-class _Events:
-    """Static per-layer event table: one row per (tensor, source, residency) with exposure > 0."""
-
-    tensor: np.ndarray  # 0 weight, 1 input
-    source: np.ndarray  # index into _SOURCES
-    residency: np.ndarray
-    slots: np.ndarray  # exposed (bit, hop/read) slots
+    slots: np.ndarray  # exposed (bit, hop/read) slots per row
     ber: np.ndarray
     free_bits: np.ndarray  # bits per word that can flip (8 - protected at the NoC)
-    words: np.ndarray
-    exposed: dict[tuple[str, str], int]  # (tensor, source) -> total exposed slots per call
+    tile_slots: np.ndarray  # words · free_bits
+    key_base: np.ndarray  # global word key of the row's tile copy: tensor base + residency · words
+    stream_start: np.ndarray  # first row of every stream
+    streams: tuple[tuple[str, str, int], ...]  # (tensor, source label, exposed slots per call)
+    tensor_base: tuple[int, int]  # key base of weight and input words
+    words: tuple[int, int]  # words per tile of weight and input
 
 
 def _events(plan: FaultPlan, geom: TileGeometry) -> _Events:
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("tensor", "source", "res", "slots", "ber", "fb", "words")}
-    exposed: dict[tuple[str, str], int] = {}
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("slots", "ber", "fb", "ts", "kb")}
+    streams: list[tuple[str, str, int]] = []
+    starts: list[int] = []
     n_inst = geom.instances
     sb = plan.sram_ber_map
     free = _WORD_BITS - plan.noc_protected_msbs
-    for ti, t in enumerate(_TENSORS):
+    rows = 0
+    base = 0
+    bases = []
+    for t in _TENSORS:
         n_res = len(geom.fills[t]) * n_inst
         words = geom.words[t]
+        bases.append(base)
         res = np.arange(n_res, dtype=np.int64)
         per_source = {
             "noc": (plan.noc_ber, free, words * free * np.tile(geom.hops, len(geom.fills[t]))),
@@ -410,26 +397,76 @@ def _events(plan: FaultPlan, geom: TileGeometry) -> _Events:
             "sram_read": (sb[t] if plan.sram_fault_mode in ("read", "both") else 0.0, _WORD_BITS,
                           np.full(n_res, words * _WORD_BITS * geom.reads_per_word[t], np.int64)),
         }
-        for si, src in enumerate(_SOURCES):
+        for src in _SOURCES:
             ber, fb, slots = per_source[src]
             if ber <= 0.0 or fb <= 0:
                 continue
             keep = slots > 0
-            exposed[(t, src)] = int(slots.sum())
             m = int(keep.sum())
-            cols["tensor"].append(np.full(m, ti, np.int64))
-            cols["source"].append(np.full(m, si, np.int64))
-            cols["res"].append(res[keep])
+            if not m:
+                continue
+            streams.append((t, "noc" if src == "noc" else "sram", int(slots.sum())))
+            starts.append(rows)
+            rows += m
             cols["slots"].append(slots[keep].astype(np.int64))
             cols["ber"].append(np.full(m, ber))
             cols["fb"].append(np.full(m, fb, np.int64))
-            cols["words"].append(np.full(m, words, np.int64))
+            cols["ts"].append(np.full(m, words * fb, np.int64))
+            cols["kb"].append(base + res[keep] * words)
+        base += n_res * words
 
     def cat(k: str, dtype: Any) -> np.ndarray:
         return np.concatenate(cols[k]) if cols[k] else np.zeros(0, dtype)
 
-    return _Events(cat("tensor", np.int64), cat("source", np.int64), cat("res", np.int64), cat("slots", np.int64),
-                   cat("ber", np.float64), cat("fb", np.int64), cat("words", np.int64), exposed)
+    return _Events(cat("slots", np.int64), cat("ber", np.float64), cat("fb", np.int64), cat("ts", np.int64),
+                   cat("kb", np.int64), np.array(starts, np.int64), tuple(streams), (bases[0], bases[1]),
+                   (geom.words["weight"], geom.words["input"]))
+
+
+@dataclass(frozen=True, eq=False)
+class FaultSample:
+    """The faults of one layer call.
+
+    Attributes
+    ----------
+    weight, input
+        Corrupted words of each tensor.
+    streams
+        ``(tensor, source, exposed bits)`` of every sampled stream (source ``noc`` or ``sram``).
+    flipped
+        Bits flipped per stream (binomial counts; a bit hit on two hops counts twice).
+    """
+
+    weight: CorruptedWords
+    input: CorruptedWords
+    streams: tuple[tuple[str, str, int], ...] = ()
+    flipped: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def of(self, tensor: str) -> CorruptedWords:
+        """Corrupted words of ``tensor``."""
+        return self.weight if tensor == "weight" else self.input
+
+    @property
+    def counters(self) -> dict[str, dict[str, Any]]:
+        """Per tensor: ``bits_exposed``, ``bits_flipped``, ``words_corrupted``, and per source."""
+        return _counters(self.streams, self.flipped, (len(self.weight), len(self.input)))
+
+
+def _counters(streams: tuple[tuple[str, str, int], ...], flipped: np.ndarray, words: tuple[int, int],
+              calls: int = 1) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for ti, t in enumerate(_TENSORS):
+        c: dict[str, Any] = {"bits_exposed": 0, "bits_flipped": 0, "words_corrupted": int(words[ti])}
+        for (st, label, exposed), fl in zip(streams, flipped.tolist(), strict=True):
+            if st != t:
+                continue
+            sub = c.setdefault(label, {"bits_exposed": 0, "bits_flipped": 0})
+            sub["bits_exposed"] += exposed * calls
+            sub["bits_flipped"] += int(fl)
+            c["bits_exposed"] += exposed * calls
+            c["bits_flipped"] += int(fl)
+        out[t] = c
+    return out
 
 
 def _generator(seed: int, layer_index: int, call: int) -> np.random.Generator:
@@ -455,53 +492,45 @@ def sample_faults(plan: FaultPlan, geom: TileGeometry, *, seed: int, call: int =
         The layer's precomputed event table (built here if ``None``).
     """
     ev = events if events is not None else _events(plan, geom)
+    if not len(ev.slots):
+        return FaultSample(CorruptedWords.empty(), CorruptedWords.empty())
     rng = _generator(seed, plan.layer_index, call)
-    counts = rng.binomial(ev.slots, ev.ber) if len(ev.slots) else np.zeros(0, np.int64)
+    counts = rng.binomial(ev.slots, ev.ber)
+    flipped = np.add.reduceat(counts, ev.stream_start)
     hit = np.flatnonzero(counts)
+    if not len(hit):
+        return FaultSample(CorruptedWords.empty(), CorruptedWords.empty(), ev.streams, flipped)
     reps = counts[hit]
     owner = np.repeat(hit, reps)
     nslots = ev.slots[owner]
     pos = _positions(rng, nslots)
-    # dedupe: positions are without replacement inside each event
-    while len(pos) > 1:
-        order = np.lexsort((pos, owner))
-        so, sp = owner[order], pos[order]
-        dup = np.flatnonzero((so[1:] == so[:-1]) & (sp[1:] == sp[:-1])) + 1
-        if not len(dup):
-            break
-        idx = np.sort(order[dup])
-        pos[idx] = _positions(rng, nslots[idx])
+    if reps.max() > 1:  # positions are without replacement inside each row
+        while True:
+            order = np.lexsort((pos, owner))
+            so, sp = owner[order], pos[order]
+            dup = np.flatnonzero((so[1:] == so[:-1]) & (sp[1:] == sp[:-1])) + 1
+            if not len(dup):
+                break
+            idx = np.sort(order[dup])
+            pos[idx] = _positions(rng, nslots[idx])
     fb = ev.free_bits[owner]
-    within = pos % (ev.words[owner] * fb)
-    word = within // fb
-    mask = np.left_shift(1, within % fb).astype(np.uint8)
-    counters: dict[str, dict[str, Any]] = {}
-    out: dict[str, CorruptedWords] = {}
-    for ti, t in enumerate(_TENSORS):
-        sel = ev.tensor[owner] == ti
-        res, wd, mk = ev.residency[owner[sel]], word[sel], mask[sel]
-        key = res * geom.words[t] + wd
+    within = pos % ev.tile_slots[owner]
+    key = ev.key_base[owner] + within // fb
+    mask = np.left_shift(np.uint8(1), (within % fb).astype(np.uint8))
+    if len(key) > 1:
         order = np.argsort(key, kind="stable")
-        key, mk = key[order], mk[order]
-        if len(key):
-            starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
-            xm = np.bitwise_xor.reduceat(mk, starts)
-            uk = key[starts]
-            nz = xm != 0
-            out[t] = CorruptedWords(uk[nz] // geom.words[t], uk[nz] % geom.words[t], xm[nz])
-        else:
-            out[t] = CorruptedWords.empty()
-        c: dict[str, Any] = {"bits_exposed": 0, "bits_flipped": 0, "words_corrupted": len(out[t])}
-        for src, label in (("noc", "noc"), ("sram_write", "sram"), ("sram_read", "sram")):
-            e = ev.exposed.get((t, src), 0)
-            fl = int(counts[(ev.tensor == ti) & (ev.source == _SOURCES.index(src))].sum()) if e else 0
-            s = c.setdefault(label, {"bits_exposed": 0, "bits_flipped": 0})
-            s["bits_exposed"] += e
-            s["bits_flipped"] += fl
-            c["bits_exposed"] += e
-            c["bits_flipped"] += fl
-        counters[t] = c
-    return FaultSample(out["weight"], out["input"], counters)
+        key, mask = key[order], mask[order]
+        starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+        mask = np.bitwise_xor.reduceat(mask, starts)
+        key = key[starts]
+        nz = mask != 0
+        key, mask = key[nz], mask[nz]
+    split = int(np.searchsorted(key, ev.tensor_base[1]))
+    out = []
+    for ti, sl in enumerate((slice(0, split), slice(split, None))):
+        k = key[sl] - ev.tensor_base[ti]
+        out.append(CorruptedWords(k // ev.words[ti], k % ev.words[ti], mask[sl]))
+    return FaultSample(out[0], out[1], ev.streams, flipped)
 
 
 def _positions(rng: np.random.Generator, nslots: np.ndarray) -> np.ndarray:
@@ -518,25 +547,44 @@ def _positions(rng: np.random.Generator, nslots: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class _Operands:
-    xp: np.ndarray  # padded input bytes (N, C, Hp, Wp) uint8
-    wb: np.ndarray  # weight bytes (K, C, R, S) uint8
-    table: np.ndarray  # int64 (256, 256)
-    out_shape: tuple[int, int, int, int]  # N, K, P, Q
+class _LayerArrays:
+    """Per-layer constants of the delta computation (flat offsets, table, weight bytes)."""
+
+    table: np.ndarray  # int32 (65536,): table[a * 256 + w]
+    wflat: np.ndarray  # weight bytes, flat (K·C·R·S)
+    dims: tuple[int, ...]  # N, K, C, P, Q, R, S, Hp, Wp
+    box_x: np.ndarray  # (Nt·Pt·Qt,) offsets in the padded input of an output box's (n, p, q)
+    box_o: np.ndarray  # same box in the output
+    k_w: np.ndarray  # (Kt,) offsets of k in the weights
+    k_o: np.ndarray  # (Kt,) offsets of k in the output
 
 
-def _operands(x: np.ndarray, prog: LayerProgram) -> _Operands:
+def _layer_arrays(prog: LayerProgram, geom: TileGeometry) -> _LayerArrays:
     s = prog.schedule.shape
-    zx = prog.schedule.quant.input_zero_point
+    hp, wp = s.h + s.pad_top + s.pad_bottom, s.w + s.pad_left + s.pad_right
     if s.op == "dense":
-        x4 = x.reshape(s.n, s.c, 1, 1)
-        w4 = prog.weight.reshape(s.k, s.c, 1, 1)
-    else:
-        x4 = np.pad(x, ((0, 0), (0, 0), (s.pad_top, s.pad_bottom), (s.pad_left, s.pad_right)),
-                    constant_values=zx)
-        w4 = prog.weight
-    return _Operands(np.ascontiguousarray(x4).view(np.uint8), np.ascontiguousarray(w4).view(np.uint8),
-                     prog.multiplier.table.astype(np.int64), (s.n, s.k, s.p, s.q))
+        hp = wp = 1
+    e = {d: int(geom.ext[_D[d]]) for d in DIMS}
+    n, p, q = np.meshgrid(np.arange(e["N"]), np.arange(e["P"]), np.arange(e["Q"]), indexing="ij")
+    box_x = (n * (s.c * hp * wp) + p * (s.stride_h * wp) + q * s.stride_w).ravel().astype(np.int64)
+    box_o = (n * (s.k * s.p * s.q) + p * s.q + q).ravel().astype(np.int64)
+    kt = np.arange(e["K"], dtype=np.int64)
+    return _LayerArrays(np.ascontiguousarray(prog.multiplier.table, dtype=np.int32).ravel(),
+                        np.ascontiguousarray(prog.weight).view(np.uint8).ravel(),
+                        (s.n, s.k, s.c, s.p, s.q, s.r, s.s, hp, wp), box_x, box_o,
+                        kt * (s.c * s.r * s.s), kt * (s.p * s.q))
+
+
+def _padded_input(x: np.ndarray, prog: LayerProgram) -> np.ndarray:
+    """The padded input bytes, flat (what the input buffers hold, halo and padding included)."""
+    s = prog.schedule.shape
+    xb = np.ascontiguousarray(x).view(np.uint8)
+    if s.op == "dense" or not (s.pad_top or s.pad_bottom or s.pad_left or s.pad_right):
+        return xb.ravel()
+    zx = np.array(prog.schedule.quant.input_zero_point).astype(x.dtype).view(np.uint8)
+    xp = np.full((s.n, s.c, s.h + s.pad_top + s.pad_bottom, s.w + s.pad_left + s.pad_right), zx, np.uint8)
+    xp[:, :, s.pad_top:s.pad_top + s.h, s.pad_left:s.pad_left + s.w] = xb
+    return xp.ravel()
 
 
 def _expand_steps(begin: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -547,56 +595,59 @@ def _expand_steps(begin: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.nd
     return rec, begin[rec] + (np.arange(int(lens.sum())) - first)
 
 
-def products_delta(x: np.ndarray, prog: LayerProgram, geom: TileGeometry, sample: FaultSample) -> np.ndarray:
-    """``Σ M(x', w') − Σ M(x, w)`` of the layer under ``sample`` (int64, shaped like the products).
+def products_delta(x: np.ndarray, prog: LayerProgram, geom: TileGeometry, sample: FaultSample,
+                   arrays: _LayerArrays | None = None) -> np.ndarray:
+    """``Σ M(x', w') − Σ M(x, w)`` of the layer under ``sample`` (int64, shaped ``(N, K, P, Q)``).
 
     Exact: weight faults × every output of their residency, input faults × every weight of theirs,
     and the cross term where a corrupted weight meets a corrupted input in the same step.
     """
+    s = prog.schedule.shape
+    out = np.zeros(s.n * s.k * s.p * s.q, np.int64)
+    _delta_into(out, x, prog, geom, sample, arrays if arrays is not None else _layer_arrays(prog, geom))
+    return out.reshape(s.n, s.k, s.p, s.q)
+
+
+def _delta_into(out: np.ndarray, x: np.ndarray, prog: LayerProgram, geom: TileGeometry, sample: FaultSample,
+                la: _LayerArrays) -> None:
+    """Add the delta of :func:`products_delta` into the flat accumulator ``out`` (int32 wraps).
+
+    Work is chunked so that temporaries stay small (fresh large numpy temporaries page-fault).
+    """
     sch = prog.schedule
-    s = sch.shape
-    m = sch.mapping
-    op = _operands(x, prog)
-    N, K, P, Q = op.out_shape
-    total = np.zeros(N * K * P * Q, np.float64)  # bincount sums (exact: |values| < 2^53)
-    sh, sw, dh, dw = s.stride_h, s.stride_w, s.dilation_h, s.dilation_w
+    sh_, m = sch.shape, sch.mapping
+    sh, sw, dh, dw = sh_.stride_h, sh_.stride_w, sh_.dilation_h, sh_.dilation_w
+    _, K, C, P, Q, R, S, Hp, Wp = la.dims
+    xflat = _padded_input(x, prog)
+    T = la.table
+    dt = out.dtype
     n_inst = geom.instances
-    ext = {d: int(geom.ext[_D[d]]) for d in DIMS}
-    T = op.table
+    ext = geom.ext
     a_rec: dict[str, np.ndarray] | None = None
     b_rec: dict[str, np.ndarray] | None = None
-
-    def add(flat: np.ndarray, vals: np.ndarray) -> None:
-        nonlocal total
-        total += np.bincount(flat.ravel(), weights=vals.ravel().astype(np.float64), minlength=total.size)
 
     cw = sample.weight
     if len(cw):
         j, i = cw.residency // n_inst, cw.residency % n_inst
         kk, cc, rr, ss = np.unravel_index(cw.word, geom.tile_dims("weight", m))
         st = geom.step_start[geom.fills["weight"][j]] + geom.inst_off[i]
-        k, c, r, t = st[:, _D["K"]] + kk, st[:, _D["C"]] + cc, st[:, _D["R"]] + rr, st[:, _D["S"]] + ss
-        wo = op.wb[k, c, r, t].astype(np.int64)
-        wn = (op.wb[k, c, r, t] ^ cw.mask).astype(np.int64)
+        k, c = st[:, _D["K"]] + kk, st[:, _D["C"]] + cc
+        r, t = st[:, _D["R"]] + rr, st[:, _D["S"]] + ss
+        wo = la.wflat[((k * C + c) * R + r) * S + t].astype(np.int64)
+        wn = wo ^ cw.mask.astype(np.int64)
         rec, step = _expand_steps(geom.fills["weight"][j], geom.residency_ends("weight")[j])
         box = geom.step_start[step] + geom.inst_off[i[rec]]
         n0, p0, q0 = box[:, _D["N"]], box[:, _D["P"]], box[:, _D["Q"]]
         a_rec = {"step": step, "inst": i[rec], "k": k[rec], "c": c[rec], "r": r[rec], "s": t[rec],
                  "wo": wo[rec], "wn": wn[rec]}
-        an, ap, aq = np.arange(ext["N"]), np.arange(ext["P"]), np.arange(ext["Q"])
-        per = ext["N"] * ext["P"] * ext["Q"]
-        chunk = max(1, _CHUNK_ELEMS // per)
+        xb = ((n0 * C + a_rec["c"]) * Hp + p0 * sh + a_rec["r"] * dh) * Wp + q0 * sw + a_rec["s"] * dw
+        ob = ((n0 * K + a_rec["k"]) * P + p0) * Q + q0
+        chunk = max(1, _CHUNK_ELEMS // len(la.box_x))
         for a in range(0, len(rec), chunk):
             sl = slice(a, a + chunk)
-            nn = (n0[sl, None] + an)[:, :, None, None]
-            pp = (p0[sl, None] + ap)[:, None, :, None]
-            qq = (q0[sl, None] + aq)[:, None, None, :]
-            cr = a_rec["c"][sl, None, None, None]
-            xv = op.xp[nn, cr, pp * sh + a_rec["r"][sl, None, None, None] * dh,
-                       qq * sw + a_rec["s"][sl, None, None, None] * dw]
-            d = T[xv, a_rec["wn"][sl, None, None, None]] - T[xv, a_rec["wo"][sl, None, None, None]]
-            flat = ((nn * K + a_rec["k"][sl, None, None, None]) * P + pp) * Q + qq
-            add(np.broadcast_to(flat, d.shape), d)
+            xv = xflat[xb[sl, None] + la.box_x] * np.int64(256)
+            d = T[xv + a_rec["wn"][sl, None]] - T[xv + a_rec["wo"][sl, None]]
+            np.add.at(out, (ob[sl, None] + la.box_o).ravel(), d.astype(dt, copy=False).ravel())  # 1-D: fast path
 
     cx = sample.input
     if len(cx):
@@ -606,39 +657,39 @@ def products_delta(x: np.ndarray, prog: LayerProgram, geom: TileGeometry, sample
         p0, q0, r0, s0 = st[:, _D["P"]], st[:, _D["Q"]], st[:, _D["R"]], st[:, _D["S"]]
         n, c = st[:, _D["N"]] + nn, st[:, _D["C"]] + cc
         h, w = p0 * sh + r0 * dh + hh, q0 * sw + s0 * dw + ww
-        xo = op.xp[n, c, h, w].astype(np.int64)
-        xn = (op.xp[n, c, h, w] ^ cx.mask).astype(np.int64)
+        xo = xflat[((n * C + c) * Hp + h) * Wp + w].astype(np.int64)
+        xn = xo ^ cx.mask.astype(np.int64)
         # taps (r, s) of the tile that read this input, and the output (p, q) they produce
-        num_h = hh[:, None] - np.arange(ext["R"]) * dh  # (E, Rt)
-        ok_h = (num_h >= 0) & (num_h % sh == 0) & (num_h // sh < ext["P"])
-        num_w = ww[:, None] - np.arange(ext["S"]) * dw
-        ok_w = (num_w >= 0) & (num_w % sw == 0) & (num_w // sw < ext["Q"])
+        num_h = hh[:, None] - np.arange(ext[_D["R"]]) * dh  # (E, Rt)
+        ok_h = (num_h >= 0) & (num_h % sh == 0) & (num_h // sh < ext[_D["P"]])
+        num_w = ww[:, None] - np.arange(ext[_D["S"]]) * dw
+        ok_w = (num_w >= 0) & (num_w % sw == 0) & (num_w // sw < ext[_D["Q"]])
         e, ra, sa = np.nonzero(ok_h[:, :, None] & ok_w[:, None, :])
-        rr, sr = r0[e] + ra, s0[e] + sa
-        pr, qr = p0[e] + num_h[e, ra] // sh, q0[e] + num_w[e, sa] // sw
         rec, step = _expand_steps(geom.fills["input"][j[e]], geom.residency_ends("input")[j[e]])
-        ie = i[e][rec]
+        er = e[rec]
+        ie = i[er]
         k0 = geom.step_start[step, _D["K"]] + geom.inst_off[ie, _D["K"]]
-        b_rec = {"step": step, "inst": ie, "n": n[e][rec], "c": c[e][rec], "r": rr[rec], "s": sr[rec],
-                 "p": pr[rec], "q": qr[rec], "xo": xo[e][rec], "xn": xn[e][rec]}
-        ak = np.arange(ext["K"])
-        chunk = max(1, _CHUNK_ELEMS // ext["K"])
+        b_rec = {"step": step, "inst": ie, "n": n[er], "c": c[er], "r": (r0[e] + ra)[rec],
+                 "s": (s0[e] + sa)[rec], "p": (p0[e] + num_h[e, ra] // sh)[rec],
+                 "q": (q0[e] + num_w[e, sa] // sw)[rec], "xo": xo[er] * 256, "xn": xn[er] * 256}
+        wb = ((k0 * C + b_rec["c"]) * R + b_rec["r"]) * S + b_rec["s"]
+        ob = ((b_rec["n"] * K + k0) * P + b_rec["p"]) * Q + b_rec["q"]
+        chunk = max(1, _CHUNK_ELEMS // len(la.k_w))
         for a in range(0, len(rec), chunk):
             sl = slice(a, a + chunk)
-            kv = k0[sl, None] + ak
-            wv = op.wb[kv, b_rec["c"][sl, None], b_rec["r"][sl, None], b_rec["s"][sl, None]]
-            d = T[b_rec["xn"][sl, None], wv] - T[b_rec["xo"][sl, None], wv]
-            flat = ((b_rec["n"][sl, None] * K + kv) * P + b_rec["p"][sl, None]) * Q + b_rec["q"][sl, None]
-            add(flat, d)
+            wv = la.wflat[wb[sl, None] + la.k_w]
+            d = T[b_rec["xn"][sl, None] + wv] - T[b_rec["xo"][sl, None] + wv]
+            np.add.at(out, (ob[sl, None] + la.k_o).ravel(), d.astype(dt, copy=False).ravel())
 
     if a_rec is not None and b_rec is not None:
-        _cross_term(a_rec, b_rec, geom, s.c, s.r, s.s, T, (K, P, Q), add)
-    return np.rint(total).astype(np.int64).reshape(N, K, P, Q)
+        _cross_term(out, a_rec, b_rec, geom, (C, R, S, K, P, Q), T)
 
 
-def _cross_term(a: dict[str, np.ndarray], b: dict[str, np.ndarray], geom: TileGeometry, C: int, R: int, S: int,
-                T: np.ndarray, kpq: tuple[int, int, int], add: Any) -> None:
+def _cross_term(out: np.ndarray, a: dict[str, np.ndarray], b: dict[str, np.ndarray], geom: TileGeometry,
+                dims: tuple[int, ...], T: np.ndarray) -> None:
     """Correct MACs where a corrupted weight meets a corrupted input in the same step and PE."""
+    C, R, S, K, P, Q = dims
+
     def key(d: dict[str, np.ndarray]) -> np.ndarray:
         return (((d["step"] * geom.instances + d["inst"]) * C + d["c"]) * R + d["r"]) * S + d["s"]
 
@@ -651,18 +702,22 @@ def _cross_term(a: dict[str, np.ndarray], b: dict[str, np.ndarray], geom: TileGe
     ia, ib_pos = _expand_steps(lo, hi)
     ib = order[ib_pos]
     wo, wn, xo, xn = a["wo"][ia], a["wn"][ia], b["xo"][ib], b["xn"][ib]
-    corr = (T[xn, wn] - T[xn, wo]) - (T[xo, wn] - T[xo, wo])
-    K, P, Q = kpq
-    add(((b["n"][ib] * K + a["k"][ia]) * P + b["p"][ib]) * Q + b["q"][ib], corr)
+    corr = (T[xn + wn] - T[xn + wo]) - (T[xo + wn] - T[xo + wo])
+    np.add.at(out, ((b["n"][ib] * K + a["k"][ia]) * P + b["p"][ib]) * Q + b["q"][ib], corr.astype(out.dtype))
 
 
-def inject(x: np.ndarray, prog: LayerProgram, acc: np.ndarray, sample: FaultSample,
-           geom: TileGeometry) -> np.ndarray:
-    """The layer's int32 accumulators under ``sample``, from its fault-free accumulators ``acc``."""
+def inject(x: np.ndarray, prog: LayerProgram, acc: np.ndarray, sample: FaultSample, geom: TileGeometry,
+           arrays: _LayerArrays | None = None) -> np.ndarray:
+    """The layer's int32 accumulators under ``sample``, from its fault-free accumulators ``acc``.
+
+    The deltas are added in int32 with wrap-around, which equals the int32 accumulator of the
+    whole faulty sum (addition modulo 2^32 is associative).
+    """
     if not len(sample.weight) and not len(sample.input):
         return acc
-    delta = products_delta(x, prog, geom, sample).reshape(acc.shape)
-    return (acc.astype(np.int64) + delta).astype(np.int32)
+    out = np.array(acc, dtype=np.int32, copy=True)
+    _delta_into(out.reshape(-1), x, prog, geom, sample, arrays if arrays is not None else _layer_arrays(prog, geom))
+    return out
 
 
 def faulty_products_reference(x: np.ndarray, prog: LayerProgram, geom: TileGeometry, sample: FaultSample,
@@ -681,7 +736,10 @@ def faulty_products_reference(x: np.ndarray, prog: LayerProgram, geom: TileGeome
     """
     sch = prog.schedule
     s, m = sch.shape, sch.mapping
-    op = _operands(x, prog)
+    la = _layer_arrays(prog, geom)
+    N, K, C, P, Q, R, S, Hp, Wp = la.dims
+    xp = _padded_input(x, prog).reshape(N, C, Hp, Wp)
+    wb = la.wflat.reshape(K, C, R, S)
     path = path or ("exact" if prog.multiplier.is_exact else "table_numpy")
     dtype = np.int8 if sch.quant.signed else np.uint8
     n_inst = geom.instances
@@ -695,16 +753,16 @@ def faulty_products_reference(x: np.ndarray, prog: LayerProgram, geom: TileGeome
             arr[wd] ^= mk
         masks[t] = per
     e = {d: int(geom.ext[_D[d]]) for d in DIMS}
-    acc = np.zeros(op.out_shape, np.int64)
+    acc = np.zeros((N, K, P, Q), np.int64)
     for step in range(geom.steps):
         jw = int(np.searchsorted(geom.fills["weight"], step, "right")) - 1
         jx = int(np.searchsorted(geom.fills["input"], step, "right")) - 1
         for i in range(n_inst):
             st = {d: int(v) for d, v in zip(DIMS, geom.step_start[step] + geom.inst_off[i], strict=True)}
-            wt = op.wb[st["K"]:st["K"] + e["K"], st["C"]:st["C"] + e["C"], st["R"]:st["R"] + e["R"],
+            wt = wb[st["K"]:st["K"] + e["K"], st["C"]:st["C"] + e["C"], st["R"]:st["R"] + e["R"],
                        st["S"]:st["S"] + e["S"]].copy()
             h0, w0 = st["P"] * s.stride_h + st["R"] * s.dilation_h, st["Q"] * s.stride_w + st["S"] * s.dilation_w
-            xt = op.xp[st["N"]:st["N"] + e["N"], st["C"]:st["C"] + e["C"], h0:h0 + xdims[2], w0:w0 + xdims[3]].copy()
+            xt = xp[st["N"]:st["N"] + e["N"], st["C"]:st["C"] + e["C"], h0:h0 + xdims[2], w0:w0 + xdims[3]].copy()
             mw = masks["weight"].get(jw * n_inst + i)
             if mw is not None:
                 wt ^= mw.reshape(wdims)
@@ -746,6 +804,7 @@ class ModelFaults:
         self.plans = {lid: plan_faults(sch, spec, i, options) for i, (lid, sch) in enumerate(self.schedules.items())}
         self._geometry: dict[str, TileGeometry] = {}
         self._events: dict[str, _Events] = {}
+        self._arrays: dict[str, _LayerArrays] = {}
 
     @property
     def active(self) -> bool:
@@ -766,6 +825,13 @@ class ModelFaults:
             ev = self._events[layer_id] = _events(self.plans[layer_id], self.geometry(layer_id))
         return ev
 
+    def arrays(self, layer_id: str, prog: LayerProgram) -> _LayerArrays:
+        """Constants of a layer's delta computation (cached; the program's weights are fixed)."""
+        la = self._arrays.get(layer_id)
+        if la is None:
+            la = self._arrays[layer_id] = _layer_arrays(prog, self.geometry(layer_id))
+        return la
+
     def session(self, seed: int) -> FaultSession | None:
         """A run's injector (``None`` when no layer scales anything)."""
         scaled = self.active or any(p.energy_only_buffers for p in self.plans.values())
@@ -780,7 +846,8 @@ class FaultSession:
         self.faults = faults
         self.seed = seed
         self._calls: dict[str, int] = {}
-        self._counters: dict[str, dict[str, dict[str, Any]]] = {}
+        self._flipped: dict[str, np.ndarray] = {}
+        self._words: dict[str, list[int]] = {}
 
     def apply(self, layer_id: str, x: np.ndarray, prog: LayerProgram, acc: np.ndarray) -> np.ndarray:
         """Accumulators of this layer call under its sampled faults (``acc`` unchanged if none)."""
@@ -789,25 +856,31 @@ class FaultSession:
             return acc
         call = self._calls.get(layer_id, 0)
         self._calls[layer_id] = call + 1
-        geom = self.faults.geometry(layer_id)
-        sample = sample_faults(plan, geom, seed=self.seed, call=call, events=self.faults.events(layer_id))
-        _add_counters(self._counters.setdefault(layer_id, {}), sample.counters)
-        return inject(x, prog, acc, sample, geom)
+        f = self.faults
+        geom = f.geometry(layer_id)
+        ev = f.events(layer_id)
+        sample = sample_faults(plan, geom, seed=self.seed, call=call, events=ev)
+        if len(sample.flipped):
+            fl = self._flipped.get(layer_id)
+            self._flipped[layer_id] = sample.flipped if fl is None else fl + sample.flipped
+        words = self._words.setdefault(layer_id, [0, 0])
+        words[0] += len(sample.weight)
+        words[1] += len(sample.input)
+        if not len(sample.weight) and not len(sample.input):
+            return acc
+        return inject(x, prog, acc, sample, geom, f.arrays(layer_id, prog))
 
     def counters(self) -> dict[str, Any]:
-        """``{layer: {tensor: {bits_exposed, bits_flipped, words_corrupted, noc: {...}, sram: {...}}}}``."""
+        """``{layer: {tensor: {bits_exposed, bits_flipped, words_corrupted, noc: {...}, sram: {...}}}}``.
+
+        Layers that scale only buffers without a fault model list them under ``energy_only_buffers``.
+        """
         out: dict[str, Any] = {}
         for lid, p in self.faults.plans.items():
-            if lid in self._counters:
-                out[lid] = self._counters[lid]
+            if lid in self._calls:
+                ev = self.faults.events(lid)
+                fl = self._flipped.get(lid, np.zeros(len(ev.streams), np.int64))
+                out[lid] = _counters(ev.streams, fl, tuple(self._words[lid]), self._calls[lid])  # type: ignore[arg-type]
             if p.energy_only_buffers:  # scaled without a fault model: say so
                 out.setdefault(lid, {})["energy_only_buffers"] = list(p.energy_only_buffers)
         return out
-
-
-def _add_counters(into: dict[str, Any], new: dict[str, Any]) -> None:
-    for k, v in new.items():
-        if isinstance(v, dict):
-            _add_counters(into.setdefault(k, {}), v)
-        else:
-            into[k] = into.get(k, 0) + v
