@@ -19,7 +19,7 @@ from approxtvm.errors import DataError, ModelError
 from approxtvm.runtime.counting import simulate_counts
 from approxtvm.runtime.energy import EnergyReport, LayerEnergy, energy_of
 from approxtvm.runtime.executor import CallLog, LayerProgram
-from approxtvm.runtime.faults import ModelFaults, energy_swing_v
+from approxtvm.runtime.faults import FaultOptions, ModelFaults, energy_swing_v
 from approxtvm.runtime.kernels import KernelCache
 from approxtvm.targets.vacc.config import ApproxPolicy
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
@@ -106,6 +106,10 @@ class CompiledModel:
     def energy_per_batch(self) -> EnergyReport:
         """Energy of one batch through every offloaded layer (independent of the data)."""
         return EnergyReport(tuple(self._layer_energy.values()))
+
+    def set_fault_options(self, options: FaultOptions) -> None:
+        """Run-wide fault-model options for later runs (SRAM write/read faults, BER scale)."""
+        self._faults = ModelFaults(self.schedules, self.spec, options)
 
     # ------------------------------------------------------------------ running
     def _check_input(self, x: np.ndarray) -> np.ndarray:
