@@ -170,14 +170,21 @@ class FaultOptions:
     ----------
     sram_fault_mode
         One of :data:`SRAM_FAULT_MODES`.
+    ber_scale
+        Multiplies every bit error rate (1 = the models; 0 = the scaled energy without any fault,
+        e.g. to separate the energy effect of a voltage from its accuracy effect).
     """
 
     sram_fault_mode: str = "write"
+    ber_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.sram_fault_mode not in SRAM_FAULT_MODES:
             raise PolicyError("unknown SRAM fault mode", expected=f"one of {', '.join(SRAM_FAULT_MODES)}",
                               found=repr(self.sram_fault_mode), fix="use write (default), read or both")
+        if not (math.isfinite(self.ber_scale) and self.ber_scale >= 0):
+            raise PolicyError("ber_scale must be a finite number >= 0", expected=">= 0", found=repr(self.ber_scale),
+                              fix="use 1 for the models' rates, 0 for no faults")
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,8 +243,9 @@ def plan_faults(schedule: LayerSchedule, spec: AcceleratorSpec, layer_index: int
         raise PolicyError(f"{where}: {exc.what}", expected=exc.expected, found=exc.found, fix=exc.fix) from None
     energy_only = tuple(sorted(b for b, v in sv.items()
                                if b not in FAULT_BUFFERS.values() and v < spec.sram.nominal_vdd_v))
-    return FaultPlan(schedule.layer_id, layer_index, nb, cfg.noc_protected_msbs, sb, options.sram_fault_mode,
-                     energy_only)
+    k = options.ber_scale
+    return FaultPlan(schedule.layer_id, layer_index, min(1.0, nb * k), cfg.noc_protected_msbs,
+                     tuple((t, min(1.0, b * k)) for t, b in sb), options.sram_fault_mode, energy_only)
 
 
 # ---------------------------------------------------------------------------------------------
