@@ -15,6 +15,7 @@ import os
 import socket
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,9 +64,11 @@ class EvalContext:
     energy_only: bool = False
 
     def fingerprint(self) -> str:
-        """SHA-256 of the model bytes, the data bytes and the settings (the journal context)."""
+        """SHA-256 of the model bytes, the data bytes, the settings and the code that evaluates
+        (the journal context): a journal never serves results of another version of the runtime."""
         h = hashlib.sha256()
         h.update(json.dumps(asdict(self), sort_keys=True).encode())
+        h.update(code_fingerprint().encode())
         h.update(_load_proto(self.model).SerializeToString(deterministic=True))
         if not self.energy_only:
             data = _load_data(self)
@@ -73,6 +76,28 @@ class EvalContext:
             if data.y is not None:
                 h.update(np.ascontiguousarray(data.y).tobytes())
         return h.hexdigest()
+
+
+def code_fingerprint() -> str:
+    """SHA-256 of the package files that determine an evaluation's result.
+
+    Every source and data file of ``approxtvm`` except the exploration layer (only this module and
+    ``explore/evaluate.py`` count there): editing the compiler, the runtime, a spec or a multiplier
+    table changes the journal keys, editing the search or the report does not.
+    """
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if not path.is_file() or path.suffix not in _CODE_SUFFIXES or "__pycache__" in rel:
+            continue
+        if rel.startswith("explore/") and rel not in ("explore/evaluator.py", "explore/evaluate.py"):
+            continue
+        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+_CODE_SUFFIXES = (".py", ".yaml", ".yml", ".json", ".tsv", ".onnx", ".c", ".bin")
 
 
 @dataclass(frozen=True, slots=True)

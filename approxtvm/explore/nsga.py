@@ -146,7 +146,8 @@ class NsgaSettings:
     Attributes
     ----------
     pop_size
-        Population size (the uniform-multiplier seeds fill the first slots).
+        Population size (the uniform-multiplier seeds fill the first slots; all of them are
+        evaluated and archived even when they do not fit).
     generations
         Generations, the initial population included.
     seed
@@ -354,9 +355,12 @@ def run_nsga(study: Study, space: SearchSpace, settings: NsgaSettings,
     algorithm.setup(problem, termination=("n_gen", settings.generations), seed=settings.seed, verbose=False)
 
     ref = study.reference
-    seen: dict[str, Point] = {}
-    history: list[GenerationInfo] = []
     t0 = time.perf_counter()
+    # every uniform-multiplier configuration belongs to the run's archive, also those that do not fit
+    # into the initial population
+    uniform = study.points([space.decode(g) for g in space.uniform_genomes()])
+    seen: dict[str, Point] = {p.key: p for p in uniform}
+    history: list[GenerationInfo] = []
     gen = 0
     while algorithm.has_next():
         pop = algorithm.ask()
@@ -380,7 +384,6 @@ def run_nsga(study: Study, space: SearchSpace, settings: NsgaSettings,
         if on_generation is not None:
             on_generation(info)
     points = list(seen.values())
-    uniform = study.points([space.decode(g) for g in space.uniform_genomes()])
     return ExploreResult(space, ref.point(ref.record), points, pareto_front(points, budget), uniform, settings,
                          history)
 
