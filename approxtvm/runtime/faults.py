@@ -477,11 +477,10 @@ def _counters(streams: tuple[tuple[str, str, int], ...], flipped: np.ndarray, wo
     return out
 
 
-def _generator(seed: int, layer_index: int, call: int) -> np.random.Generator:
+def _check_seed(seed: int) -> None:
     if not 0 <= seed < _MAX_SEED:
         raise PolicyError("fault seed out of range", expected="0 <= seed < 2**64", found=str(seed),
                           fix="use a non-negative 64-bit seed")
-    return np.random.Generator(np.random.Philox(key=seed | (layer_index << 64), counter=call << 128))
 
 
 def sample_faults(plan: FaultPlan, geom: TileGeometry, *, seed: int, call: int = 0,
@@ -499,10 +498,11 @@ def sample_faults(plan: FaultPlan, geom: TileGeometry, *, seed: int, call: int =
     events
         The layer's precomputed event table (built here if ``None``).
     """
+    _check_seed(seed)
     ev = events if events is not None else _events(plan, geom)
     if not len(ev.slots):
         return FaultSample(CorruptedWords.empty(), CorruptedWords.empty())
-    rng = _generator(seed, plan.layer_index, call)
+    rng = np.random.Generator(np.random.Philox(key=seed | (plan.layer_index << 64), counter=call << 128))
     counts = rng.binomial(ev.slots, ev.ber)
     flipped = np.add.reduceat(counts, ev.stream_start)
     hit = np.flatnonzero(counts)
@@ -850,7 +850,7 @@ class FaultSession:
     """Injects the faults of one run and adds up its counters (call :meth:`apply` per layer call)."""
 
     def __init__(self, faults: ModelFaults, seed: int) -> None:
-        _generator(seed, 0, 0)  # seed range check, before anything runs
+        _check_seed(seed)  # before anything runs
         self.faults = faults
         self.seed = seed
         self._calls: dict[str, int] = {}

@@ -1,0 +1,410 @@
+"""Fault injection (DESIGN §5): models, exact per-bit sampling, reuse-correlated corruption, determinism."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from approxtvm.errors import PolicyError, ScheduleError
+from approxtvm.runtime import faults
+from approxtvm.runtime.counting import iter_tiles, simulate_counts
+from approxtvm.runtime.executor import LayerProgram, accumulate
+from approxtvm.runtime.multipliers import Multiplier, exact_table
+from approxtvm.targets.vacc.config import ApproxConfig, ApproxPolicy
+from approxtvm.targets.vacc.hardware import AcceleratorSpec
+from approxtvm.targets.vacc.mapper import map_layer
+from approxtvm.targets.vacc.mapping import LEVELS, LevelNest, Loop, Mapping
+from approxtvm.targets.vacc.schedule import Intrinsic, LayerSchedule, QuantParams, WeightLayout
+from approxtvm.targets.vacc.workload import DIMS, LayerShape
+
+SPEC = AcceleratorSpec.load("simba_like")
+_RNG = np.random.default_rng(7)
+#: A non-commutative random table: any operand-order or lookup mistake shows up.
+RAND_U = Multiplier("rand_u", _RNG.integers(0, 65536, (256, 256)).astype(np.int32), False)
+EXACT_U = Multiplier("exact_u", exact_table(False), False)
+EXACT_S = Multiplier("exact_s", exact_table(True), True)
+
+
+def _mapping(shape: LayerShape, dram=(), gb=(), pe=(), reg=()) -> Mapping:
+    return Mapping(shape, tuple(LevelNest(n, tuple(lv)) for n, lv in zip(LEVELS, (dram, gb, pe, reg), strict=True)))
+
+
+def _program(shape: LayerShape, mapping: Mapping, mult: Multiplier = EXACT_U, *, zx: int = 3, zw: int = 7,
+             seed: int = 0, config: ApproxConfig | None = None) -> tuple[LayerProgram, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    config = config or ApproxConfig()
+    dtype = np.int8 if mult.signed else np.uint8
+    lo, hi = (-128, 128) if mult.signed else (0, 256)
+    if mult.signed:
+        zx = zw = 0
+    q = QuantParams(mult.signed, 0.1, zx, (0.01,), (zw,))
+    intr = Intrinsic("vacc.mac8", 8, mult.name, mult.name, mult.table_hash, 0.2)
+    sch = LayerSchedule("L", "sym", shape, q, False, config, SPEC.name, mapping, intr, WeightLayout((), (), ()))
+    wshape = (shape.k, shape.c) if shape.op == "dense" else (shape.k, shape.c, shape.r, shape.s)
+    xshape = (shape.n, shape.c) if shape.op == "dense" else (shape.n, shape.c, shape.h, shape.w)
+    w = rng.integers(lo, hi, wshape).astype(dtype)
+    x = rng.integers(lo, hi, xshape).astype(dtype)
+    path = "exact" if mult.name.startswith("exact") else "table_numpy"
+    return LayerProgram(sch, w, None, mult, path=path), x
+
+
+def _plan(noc: float = 0.0, w: float = 0.0, x: float = 0.0, msbs: int = 0, mode: str = "write") -> faults.FaultPlan:
+    return faults.FaultPlan("L", 0, noc, msbs, (("weight", w), ("input", x)), mode)
+
+
+# ------------------------------------------------------------------------------------------------
+# Models and range checks
+# ------------------------------------------------------------------------------------------------
+
+
+def test_noc_ber_follows_q_function_and_design_anchors() -> None:
+    for v, ber in ((0.6, 1e-9), (0.5, 2.9e-7), (0.4, 3.2e-5), (0.3, 1.4e-3)):
+        assert faults.noc_ber(SPEC, v) == pytest.approx(ber, rel=0.05)
+    assert faults.noc_ber(SPEC, None) == 0.0
+    assert faults.noc_ber(SPEC, SPEC.noc.nominal_vdd_v) == 0.0  # full swing: no fault model
+    with pytest.raises(PolicyError, match="swing"):
+        faults.noc_ber(SPEC, 1.2)
+
+
+def test_sram_ber_interpolates_and_rejects_voltages_outside_the_table() -> None:
+    assert faults.sram_ber(SPEC, 0.6) == pytest.approx(1e-4)
+    assert faults.sram_ber(SPEC, 0.65) == pytest.approx(1e-5, rel=1e-9)  # log-linear between 1e-4 and 1e-6
+    assert faults.sram_ber(SPEC, 0.9) == 0.0
+    with pytest.raises(PolicyError, match="BER table"):
+        faults.sram_ber(SPEC, 0.45)  # config allows 0.4 V, the default table starts at 0.5 V
+
+
+def test_plan_range_check_names_the_layer() -> None:
+    shape = LayerShape.dense(1, 8, 8)
+    prog, _ = _program(shape, map_layer(shape, SPEC), config=ApproxConfig(sram_v=(("weight_buffer", 0.45),)))
+    with pytest.raises(PolicyError, match="layer L: SRAM voltage"):
+        faults.plan_faults(prog.schedule, SPEC, 0)
+    prog, _ = _program(shape, map_layer(shape, SPEC), config=ApproxConfig(sram_v=(("global_buffer", 0.7),)))
+    plan = faults.plan_faults(prog.schedule, SPEC, 0)
+    assert plan.trivial and plan.energy_only_buffers == ("global_buffer",)
+    with pytest.raises(PolicyError, match="seed"):
+        faults.sample_faults(_plan(noc=0.1), faults.tile_geometry(prog.schedule.mapping, SPEC), seed=-1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Geometry: the same walk as iter_tiles; exposure equals the energy model's buffer writes
+# ------------------------------------------------------------------------------------------------
+
+
+def test_geometry_matches_iter_tiles_and_counted_buffer_writes() -> None:
+    shape = LayerShape.conv2d(2, 32, 16, 9, 9, 3, 3, strides=(2, 2), pads=(1, 1, 1, 1))
+    m = map_layer(shape, SPEC)
+    g = faults.tile_geometry(m, SPEC)
+    tiles = list(iter_tiles(m, "PE"))
+    assert len(tiles) == g.steps * g.instances
+    for t in tiles:
+        start = g.step_start[t.step] + g.inst_off[t.instance]
+        assert {d: (int(start[i]), int(start[i] + g.ext[i])) for i, d in enumerate(DIMS)} == t.ranges
+    counts = {(b, t): w for b, t, _, w in simulate_counts(m, SPEC).buffer_accesses}
+    ev_plan = _plan(w=1e-3, x=1e-3)
+    s = faults.sample_faults(ev_plan, g, seed=0)
+    c = s.counters
+    assert c["weight"]["sram"]["bits_exposed"] == 8 * counts[("weight_buffer", "weight")]
+    assert c["input"]["sram"]["bits_exposed"] == 8 * counts[("input_buffer", "input")]
+
+
+# ------------------------------------------------------------------------------------------------
+# The fast sparse injection equals tile-by-tile execution with corrupted copies
+# ------------------------------------------------------------------------------------------------
+
+
+def _factor(draw: st.DrawFn, n: int, parts: int) -> list[int]:
+    out = []
+    for _ in range(parts - 1):
+        f = draw(st.sampled_from([d for d in range(1, n + 1) if n % d == 0]))
+        out.append(f)
+        n //= f
+    return [*out, n]
+
+
+@st.composite
+def _layers(draw: st.DrawFn) -> tuple[Mapping, Multiplier, int]:
+    k = draw(st.sampled_from([2, 4, 8, 12, 16]))
+    c = draw(st.sampled_from([1, 3, 4, 8]))
+    r = draw(st.sampled_from([1, 2, 3]))
+    stride = draw(st.sampled_from([1, 2]))
+    dil = draw(st.sampled_from([1, 2])) if r > 1 else 1
+    h = draw(st.integers(dil * (r - 1) + 1, 7))
+    n = draw(st.sampled_from([1, 2]))
+    pad = draw(st.sampled_from([0, 1]))
+    dense = draw(st.booleans())
+    shape = (LayerShape.dense(n, k, c * 4) if dense else
+             LayerShape.conv2d(n, k, c, h, h, r, r, strides=(stride, stride), dilations=(dil, dil),
+                               pads=(pad, pad, pad, pad)))
+    b = shape.bounds
+    k_pe = draw(st.sampled_from([d for d in range(1, 17) if b["K"] % d == 0]))
+    k_vm = draw(st.sampled_from([d for d in range(1, 9) if (b["K"] // k_pe) % d == 0]))
+    c_ln = draw(st.sampled_from([d for d in range(1, 9) if b["C"] % d == 0]))
+    rest = dict(b)
+    rest["K"] //= k_pe * k_vm
+    rest["C"] //= c_ln
+    levels: list[list[Loop]] = [[], [], [], []]
+    for d in DIMS:
+        for lvl, f in enumerate(_factor(draw, rest[d], 4 if d in ("N", "P", "Q") else 3)):
+            if f > 1:
+                levels[lvl].append(Loop(d, f))
+    for lv in levels:
+        lv[:] = draw(st.permutations(lv))
+    levels[1] += [Loop("K", k_pe, True)] if k_pe > 1 else []
+    levels[2] += [Loop(d, x, True) for d, x in (("K", k_vm), ("C", c_ln)) if x > 1]
+    m = Mapping(shape, tuple(LevelNest(nm, tuple(lv)) for nm, lv in zip(LEVELS, levels, strict=True)))
+    return m, draw(st.sampled_from([EXACT_U, RAND_U, EXACT_S])), draw(st.integers(0, 2**32))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_layers())
+def test_sparse_injection_equals_tile_by_tile_reference(layer: tuple[Mapping, Multiplier, int]) -> None:
+    m, mult, seed = layer
+    try:
+        m.validate(SPEC)
+    except ScheduleError:
+        return
+    prog, x = _program(m.shape, m, mult, seed=seed % 1000)
+    g = faults.tile_geometry(m, SPEC)
+    plan = _plan(noc=0.02, w=0.03, x=0.03, msbs=seed % 3, mode=("write", "read", "both")[seed % 3])
+    sample = faults.sample_faults(plan, g, seed=seed)
+    clean = accumulate(x, prog)
+    fast = faults.inject(x, prog, clean, sample, g)
+    ref = accumulate(x, prog, products=faults.faulty_products_reference(x, prog, g, sample))
+    np.testing.assert_array_equal(fast, ref)
+    if len(sample.weight) or len(sample.input):
+        np.testing.assert_array_equal(faults.products_delta(x, prog, g, sample).reshape(fast.shape),
+                                      fast.astype(np.int64) - clean)
+
+
+def test_ber_zero_is_bit_identical_and_leaves_inputs_untouched() -> None:
+    shape = LayerShape.conv2d(2, 16, 8, 6, 6, 3, 3, pads=(1, 1, 1, 1))
+    prog, x = _program(shape, map_layer(shape, SPEC), RAND_U)
+    g = faults.tile_geometry(prog.schedule.mapping, SPEC)
+    s = faults.sample_faults(_plan(), g, seed=3)
+    assert not len(s.weight) and not len(s.input)
+    clean = accumulate(x, prog)
+    before = clean.copy()
+    np.testing.assert_array_equal(faults.inject(x, prog, clean, s, g), before)
+    hit = faults.sample_faults(_plan(noc=0.05), g, seed=3)
+    faults.inject(x, prog, clean, hit, g)
+    np.testing.assert_array_equal(clean, before)  # inject never mutates its accumulators
+
+
+# ------------------------------------------------------------------------------------------------
+# Reuse correlation on a crafted schedule (hand-computed expectation)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_corrupted_weight_persists_for_its_residency_and_refill_is_fresh() -> None:
+    # y[k, q] = Σ M(x[q], w[k]): 1×1 conv, K = 2, Q = 4. Loops: DRAM Q:2 (outer), K:2; PE Q:2.
+    # Steps above the PE: (q 0–1, k 0), (q 0–1, k 1), (q 2–3, k 0), (q 2–3, k 1): the weight of
+    # k = 0 is filled at step 0, evicted at step 1 and refilled at step 2.
+    shape = LayerShape.conv2d(1, 2, 1, 1, 4, 1, 1)
+    m = _mapping(shape, dram=[Loop("Q", 2), Loop("K", 2)], pe=[Loop("Q", 2)])
+    m.validate(SPEC)
+    prog, _ = _program(shape, m, zx=1, zw=2)
+    x = np.array([[[[1, 2, 3, 4]]]], np.uint8)
+    w = np.array([3, 5], np.uint8).reshape(2, 1, 1, 1)
+    prog = LayerProgram(prog.schedule, w, None, EXACT_U, path="exact")
+    g = faults.tile_geometry(m, SPEC)
+    assert g.fills["weight"].tolist() == [0, 1, 2, 3] and g.instances == 1
+    # the weight buffer's copy of w[0] loses its MSB during fill 0: 3 -> 131
+    sample = faults.FaultSample(faults.CorruptedWords(np.array([0]), np.array([0]), np.array([0x80], np.uint8)),
+                           faults.CorruptedWords.empty())
+    got = faults.inject(x, prog, accumulate(x, prog), sample, g)
+    # acc = M(x, w) - z_w x - z_x w + z_x z_w, corrections from the fault-free operands
+    expected = np.array([[[[131 * 1 - 2 * 1 - 3 + 2, 131 * 2 - 2 * 2 - 3 + 2,   # residency 0: wrong
+                            3 * 3 - 2 * 3 - 3 + 2, 3 * 4 - 2 * 4 - 3 + 2]],      # after refill: fresh
+                          [[5 * q - 2 * q - 5 + 2 for q in (1, 2, 3, 4)]]]], np.int32)
+    np.testing.assert_array_equal(got, expected)
+    # the same corrupted word in the refill (fill 2) hits the other two outputs only
+    sample2 = faults.FaultSample(faults.CorruptedWords(np.array([2]), np.array([0]), np.array([0x80], np.uint8)),
+                            faults.CorruptedWords.empty())
+    got2 = faults.inject(x, prog, accumulate(x, prog), sample2, g)
+    np.testing.assert_array_equal(got2[0, 0, 0], [3 * 1 - 2 - 3 + 2, 3 * 2 - 4 - 3 + 2, 131 * 3 - 6 - 3 + 2,
+                                                  131 * 4 - 8 - 3 + 2])
+
+
+def test_input_copies_are_corrupted_per_receiving_pe() -> None:
+    # K split over 2 PEs; both receive the same input tile (multicast) but store their own copies
+    shape = LayerShape.conv2d(1, 4, 1, 1, 2, 1, 1)
+    m = _mapping(shape, gb=[Loop("K", 2, True)], pe=[Loop("K", 2), Loop("Q", 2)])
+    m.validate(SPEC)
+    prog, _ = _program(shape, m, zx=0, zw=0)
+    x = np.array([[[[10, 20]]]], np.uint8)
+    w = np.array([1, 2, 3, 4], np.uint8).reshape(4, 1, 1, 1)
+    prog = LayerProgram(prog.schedule, w, None, EXACT_U, path="exact")
+    g = faults.tile_geometry(m, SPEC)
+    assert g.instances == 2 and g.hops.tolist() == [0, 1]
+    # PE 1's copy of x[q=1] flips bit 0 (20 -> 21); PE 0 (k = 0, 1) is untouched
+    sample = faults.FaultSample(faults.CorruptedWords.empty(), faults.CorruptedWords(np.array([1]), np.array([1]),
+                                                                     np.array([1], np.uint8)))
+    got = faults.inject(x, prog, accumulate(x, prog), sample, g)
+    np.testing.assert_array_equal(got[0, :, 0], [[10, 20], [20, 40], [30, 63], [40, 84]])
+
+
+# ------------------------------------------------------------------------------------------------
+# Sampling statistics
+# ------------------------------------------------------------------------------------------------
+
+
+def test_flip_counts_match_ber_times_exposure_within_4_sigma() -> None:
+    shape = LayerShape.conv2d(1, 32, 16, 8, 8, 3, 3, pads=(1, 1, 1, 1))
+    g = faults.tile_geometry(map_layer(shape, SPEC), SPEC)
+    p_noc, p_w, p_x = 2e-4, 5e-4, 1e-3
+    plan = _plan(noc=p_noc, w=p_w, x=p_x, msbs=2)
+    tot: dict[tuple[str, str], list[int]] = {}
+    for call in range(300):
+        s = faults.sample_faults(plan, g, seed=11, call=call)
+        for t, c in s.counters.items():
+            for src in ("noc", "sram"):
+                e = tot.setdefault((t, src), [0, 0])
+                e[0] += c[src]["bits_exposed"]
+                e[1] += c[src]["bits_flipped"]
+    for (t, src), (exposed, flipped) in tot.items():
+        p = p_noc if src == "noc" else (p_w if t == "weight" else p_x)
+        mean = exposed * p
+        assert abs(flipped - mean) <= 4 * math.sqrt(mean * (1 - p)), (t, src, flipped, mean)
+    # positions uniform over the exposed bits: each free bit lane gets its share (4σ)
+    for plan, free in ((_plan(noc=1e-3, msbs=2), 6), (_plan(w=1e-3, x=1e-3), 8)):
+        bits = np.zeros(8, np.int64)
+        for call in range(100):
+            s = faults.sample_faults(plan, g, seed=12, call=call)
+            m = np.concatenate([s.weight.mask, s.input.mask])
+            bits += np.unpackbits(m[:, None], axis=1, bitorder="little").sum(axis=0).astype(np.int64)
+        n = bits.sum()
+        assert all(abs(b - n / free) <= 4 * math.sqrt(n / free) for b in bits[:free]), bits
+        assert not bits[free:].any()
+
+
+def test_noc_flips_never_touch_protected_msbs() -> None:
+    shape = LayerShape.conv2d(1, 32, 16, 8, 8, 3, 3, pads=(1, 1, 1, 1))
+    g = faults.tile_geometry(map_layer(shape, SPEC), SPEC)
+    for msbs in (1, 3, 7):
+        union = 0
+        for call in range(20):
+            s = faults.sample_faults(_plan(noc=5e-3, msbs=msbs), g, seed=5, call=call)
+            assert len(s.weight) and len(s.input)
+            union |= int(np.bitwise_or.reduce(np.concatenate([s.weight.mask, s.input.mask])))
+        assert union == (1 << (8 - msbs)) - 1  # every free bit is hit, no protected one
+    s = faults.sample_faults(_plan(noc=0.5, msbs=8), g, seed=5)
+    assert not len(s.weight) and not len(s.input)
+
+
+def test_seed_and_call_key_the_faults() -> None:
+    shape = LayerShape.conv2d(1, 32, 16, 8, 8, 3, 3, pads=(1, 1, 1, 1))
+    g = faults.tile_geometry(map_layer(shape, SPEC), SPEC)
+    plan = _plan(noc=1e-3, w=1e-3, x=1e-3)
+
+    def key(seed: int, call: int, layer: int = 0) -> bytes:
+        s = faults.sample_faults(replace(plan, layer_index=layer), g, seed=seed, call=call)
+        return b"".join(a.tobytes() for cw in (s.weight, s.input) for a in (cw.residency, cw.word, cw.mask))
+
+    assert key(1, 0) == key(1, 0)
+    assert len({key(1, 0), key(2, 0), key(1, 1), key(1, 0, layer=1)}) == 4
+
+
+# ------------------------------------------------------------------------------------------------
+# Energy
+# ------------------------------------------------------------------------------------------------
+
+
+def _energy(config: ApproxConfig) -> dict[str, float]:
+    from approxtvm.compiler.model import layer_energy
+
+    shape = LayerShape.conv2d(1, 64, 64, 14, 14, 3, 3, pads=(1, 1, 1, 1))
+    prog, _ = _program(shape, map_layer(shape, SPEC), config=config)
+    return layer_energy(prog, SPEC).by_component()
+
+
+def test_energy_scales_only_by_voltage_and_is_monotone() -> None:
+    nominal = _energy(ApproxConfig())
+    half = _energy(ApproxConfig(noc_swing_v=0.5))
+    assert half["noc_link"] == pytest.approx(nominal["noc_link"] * 0.5 / 0.9)
+    assert {k: v for k, v in half.items() if k != "noc_link"} == {k: v for k, v in nominal.items() if k != "noc_link"}
+    prot = _energy(ApproxConfig(noc_swing_v=0.5, noc_protected_msbs=2))
+    assert prot["noc_link"] == pytest.approx(nominal["noc_link"] * (2 / 8 + 6 / 8 * 0.5 / 0.9))
+    links = [_energy(ApproxConfig(noc_swing_v=v))["noc_link"] for v in (0.3, 0.4, 0.5, 0.6, 0.7, 0.9)]
+    assert links == sorted(links) and links[0] < links[-1]
+    for buf in ("input_buffer", "weight_buffer"):
+        es = [_energy(ApproxConfig(sram_v=((buf, v),))) for v in (0.5, 0.6, 0.7, 0.8, 0.9)]
+        assert [e[buf] for e in es] == sorted(e[buf] for e in es)
+        assert es[1][buf] == pytest.approx(nominal[buf] * (0.6 / 0.9) ** 2)
+        assert all(e["dram"] == nominal["dram"] for e in es)
+
+
+# ------------------------------------------------------------------------------------------------
+# Whole model: fast path untouched, counters, determinism across processes
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from approxtvm.models import load_dataset
+
+    tr, te = load_dataset("digits:train"), load_dataset("digits:test")
+    return tr.x[:128], te.x, te.y
+
+
+def _compile(policy: ApproxPolicy, calib: np.ndarray, batch_size: int = 60):  # type: ignore[no-untyped-def]
+    import approxtvm as at
+    from approxtvm.models import get_model
+
+    return at.compile_onnx(get_model("digits_cnn"), policy, calibration=calib, batch_size=batch_size)
+
+
+def _run_config(args: tuple[float, float, int, np.ndarray, np.ndarray]) -> tuple[bytes, dict]:
+    swing, volts, seed, calib, x = args
+    model = _compile(ApproxPolicy.uniform(noc_swing_v=swing, sram_v={"input_buffer": volts,
+                                                                      "weight_buffer": volts}), calib)
+    res = model.run(x, seed=seed)
+    return res.outputs["logits"].tobytes(), res.counters["faults"]
+
+
+@pytest.mark.tvm
+def test_model_runs_are_deterministic_across_processes(digits) -> None:  # type: ignore[no-untyped-def]
+    calib, x, _ = digits
+    x = x[:120]
+    args = (0.4, 0.6, 3, calib, x)
+    local = _run_config(args)
+    with mp.get_context("spawn").Pool(2) as pool:
+        remote = pool.map(_run_config, [args, args])
+    assert remote[0] == local and remote[1] == local
+    other = _run_config((0.4, 0.6, 4, calib, x))
+    assert other[0] != local[0]
+    c = local[1]["conv1"]["input"]
+    assert c["bits_flipped"] > 0 and c["words_corrupted"] > 0 and c["bits_exposed"] > c["bits_flipped"]
+
+
+@pytest.mark.tvm
+def test_model_nominal_or_ber_zero_is_exact_and_low_ber_keeps_accuracy(digits) -> None:  # type: ignore[no-untyped-def]
+    calib, x, y = digits
+    exact = _compile(ApproxPolicy.exact(), calib)
+    ref = exact.run(x)
+    assert "faults" not in ref.counters
+    nominal = _compile(ApproxPolicy.uniform(noc_swing_v=0.9, sram_v={"input_buffer": 0.9}), calib).run(x, seed=1)
+    assert nominal.outputs["logits"].tobytes() == ref.outputs["logits"].tobytes()
+    # scaled energy without faults: bit-identical outputs, energy changed only by the voltages
+    scaled = _compile(ApproxPolicy.uniform(noc_swing_v=0.5, sram_v={"input_buffer": 0.6,
+                                                                     "weight_buffer": 0.7}), calib)
+    scaled.set_fault_options(faults.FaultOptions(ber_scale=0.0))
+    r0 = scaled.run(x, seed=1)
+    assert r0.outputs["logits"].tobytes() == ref.outputs["logits"].tobytes()
+    e0, e1 = ref.energy.by_component(), r0.energy.by_component()
+    assert e1["noc_link"] == pytest.approx(e0["noc_link"] * 0.5 / 0.9)
+    assert e1["input_buffer"] == pytest.approx(e0["input_buffer"] * (0.6 / 0.9) ** 2)
+    assert e1["weight_buffer"] == pytest.approx(e0["weight_buffer"] * (0.7 / 0.9) ** 2)
+    assert all(e1[k] == e0[k] for k in e0 if k not in ("noc_link", "input_buffer", "weight_buffer"))
+    # BER < 1e-9 (swing 0.65 V): the exact accuracy
+    low = _compile(ApproxPolicy.uniform(noc_swing_v=0.65), calib).run(x, seed=1)
+    assert faults.noc_ber(SPEC, 0.65) < 1e-9
+    pred = low.outputs["logits"].argmax(1)
+    assert np.mean(pred == y) == np.mean(ref.outputs["logits"].argmax(1) == y)
+    assert sum(c["weight"]["bits_exposed"] + c["input"]["bits_exposed"] for c in low.counters["faults"].values()) > 0
