@@ -1,0 +1,291 @@
+"""Fault sweeps: NoC link swing and SRAM buffer voltage vs accuracy and communication/memory energy.
+
+Each point compiles the shipped model with one uniform knob setting (every layer the same),
+evaluates it on a dataset with the runtime's fault injection (:mod:`approxtvm.runtime.faults`),
+averaging over seeds, and reports the energy of the component the knob scales: NoC (links +
+routers) for the swing sweep, the scaled PE buffers for the SRAM sweep. The first row of every
+sweep is the nominal configuration, the reference for agreement and energy ratios.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from approxtvm.compiler import frontend
+from approxtvm.compiler.driver import compile_onnx
+from approxtvm.errors import DataError
+from approxtvm.explore.evaluate import Evaluation, evaluate
+from approxtvm.models import get_model, load_dataset
+from approxtvm.models.datasets import Dataset
+from approxtvm.runtime.faults import FAULT_BUFFERS, noc_ber, sram_ber
+from approxtvm.targets.vacc.config import ApproxPolicy
+from approxtvm.targets.vacc.hardware import AcceleratorSpec
+
+__all__ = ["FaultSweepRow", "noc_swing_sweep", "plot_sweep", "print_sweep", "save_sweep", "sram_voltage_sweep"]
+
+#: Default swings (V): BER from ~1e-19 (0.9 V, no fault model) to ~1e-3 (0.3 V).
+DEFAULT_SWINGS_V: tuple[float, ...] = (0.9, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35, 0.3)
+#: Default SRAM voltages (V) over the default BER table (1e-12 … 1e-2).
+DEFAULT_SRAM_V: tuple[float, ...] = (0.9, 0.8, 0.7, 0.65, 0.6, 0.55, 0.5)
+_PE_BUFFERS = tuple(FAULT_BUFFERS.values())
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSweepRow:
+    """One point of a fault sweep.
+
+    Attributes
+    ----------
+    knob
+        ``noc_swing`` or ``sram``.
+    series
+        ``"<m> MSBs protected"`` (swing sweep) or the scaled buffer(s): ``input_buffer``,
+        ``weight_buffer``, ``both``; ``nominal`` for the reference row.
+    voltage_v
+        Swing or supply in volts (``None`` = nominal).
+    ber
+        Bit error rate of the knob's model at that voltage (per link traversal, or per bit-cell).
+    top1
+        Top-1 accuracy averaged over seeds (``None`` without labels).
+    top1_min, top1_max
+        Range over seeds.
+    agreement
+        Top-1 agreement with the nominal configuration, averaged over seeds.
+    component_energy_pj
+        Per inference: NoC links + routers (swing sweep) or the PE input + weight buffers (SRAM).
+    total_energy_pj
+        Whole-accelerator energy per inference.
+    bits_flipped, words_corrupted
+        Per inference, over all layers and tensors, averaged over seeds.
+    seeds
+        Number of seeds run.
+    """
+
+    knob: str
+    series: str
+    voltage_v: float | None
+    ber: float
+    top1: float | None
+    top1_min: float | None
+    top1_max: float | None
+    agreement: float
+    component_energy_pj: float
+    total_energy_pj: float
+    bits_flipped: float
+    words_corrupted: float
+    seeds: int
+
+
+@dataclass(frozen=True)
+class _Setup:
+    proto: Any
+    data: Dataset
+    spec: AcceleratorSpec
+    batch_size: int
+
+
+def _setup(model_name: str, data: Dataset | None, calibration: np.ndarray | None, accelerator: str,
+           batch_size: int) -> _Setup:
+    proto = get_model(model_name)
+    digits = model_name.startswith("digits")
+    if data is None:
+        if not digits:
+            raise DataError(f"no default dataset for {model_name!r}", expected="data=<Dataset>", found="None",
+                            fix="pass a dataset (approxtvm.models.load_dataset) shaped like the model's input")
+        data = load_dataset("digits:test")
+    if not frontend.is_quantized(proto):  # quantize once: every point runs the same integer model
+        if calibration is None:
+            if digits:
+                calibration = load_dataset("digits:train").x[:256]
+            else:
+                from approxtvm.models import calibration_data
+
+                calibration = calibration_data(proto)
+        proto = frontend.quantize(proto, calibration)
+    return _Setup(proto, data, AcceleratorSpec.load(accelerator), batch_size)
+
+
+def _point(s: _Setup, policy: ApproxPolicy, seeds: Sequence[int],
+           reference: list[Evaluation] | None) -> tuple[list[Evaluation], dict[str, float]]:
+    model = compile_onnx(s.proto, policy, accelerator=s.spec, batch_size=s.batch_size)
+    evs = [evaluate(model, s.data, seed=seed) for seed in seeds]
+    flipped = words = 0.0
+    for ev in evs:
+        for layer in ev.result.counters.get("faults", {}).values():
+            for t in ("weight", "input"):
+                if t in layer:
+                    flipped += layer[t]["bits_flipped"]
+                    words += layer[t]["words_corrupted"]
+    n = len(evs) * evs[0].samples
+    comp = evs[0].energy.by_component()
+    agree = [ev.agreement(ref) for ev, ref in zip(evs, reference or evs, strict=True)]
+    return evs, {"noc": (comp["noc_link"] + comp["noc_router"]) / evs[0].samples,
+                 "mem": sum(comp[b] for b in _PE_BUFFERS) / evs[0].samples,
+                 "flipped": flipped / n, "words": words / n, "agreement": float(np.mean(agree))}
+
+
+def _row(knob: str, series: str, volts: float | None, ber: float, evs: list[Evaluation], m: dict[str, float],
+         component: str) -> FaultSweepRow:
+    tops = [ev.top1 for ev in evs if ev.top1 is not None]
+    return FaultSweepRow(knob, series, volts, ber, float(np.mean(tops)) if tops else None,
+                         min(tops) if tops else None, max(tops) if tops else None, m["agreement"], m[component],
+                         evs[0].energy_per_inference_pj, m["flipped"], m["words"], len(evs))
+
+
+def noc_swing_sweep(model_name: str, swings: Sequence[float] = DEFAULT_SWINGS_V, data: Dataset | None = None, *,
+                    protected_msbs: Sequence[int] = (0,), seeds: Sequence[int] = (0,),
+                    calibration: np.ndarray | None = None, accelerator: str = "simba_like", batch_size: int = 64,
+                    progress: Progress | None = None) -> list[FaultSweepRow]:
+    """Accuracy vs NoC energy over link swings (every layer at the same swing).
+
+    Parameters
+    ----------
+    model_name
+        A shipped model (:func:`approxtvm.models.get_model`).
+    swings
+        Swings in volts (within the NoC model's range).
+    data
+        Evaluation data; the digits test split for the shipped digits models.
+    protected_msbs
+        One series per number of MSBs sent at full swing.
+    seeds
+        Fault seeds; accuracy is averaged over them.
+    calibration
+        Float inputs to quantize a float model (digits training images by default).
+    accelerator
+        Accelerator spec name or YAML path.
+    batch_size
+        Batch the model is compiled for.
+    progress
+        Optional ``(i, n, label)`` callback before each point.
+    """
+    s = _setup(model_name, data, calibration, accelerator, batch_size)
+    points = [(m, v) for m in protected_msbs for v in swings]
+    total = 1 + len(points)
+    if progress:
+        progress(0, total, "nominal")
+    ref, m0 = _point(s, ApproxPolicy.exact(), seeds, None)
+    rows = [_row("noc_swing", "nominal", None, 0.0, ref, m0, "noc")]
+    for i, (msbs, v) in enumerate(points, start=1):
+        label = f"{msbs} MSBs protected"
+        if progress:
+            progress(i, total, f"{label}, swing {v:g} V")
+        evs, m = _point(s, ApproxPolicy.uniform(noc_swing_v=v, noc_protected_msbs=msbs), seeds, ref)
+        rows.append(_row("noc_swing", label, v, noc_ber(s.spec, v), evs, m, "noc"))
+    return rows
+
+
+def sram_voltage_sweep(model_name: str, voltages: Sequence[float] = DEFAULT_SRAM_V,
+                       buffers: Sequence[str] = ("input_buffer", "weight_buffer"), data: Dataset | None = None, *,
+                       both: bool = True, seeds: Sequence[int] = (0,), calibration: np.ndarray | None = None,
+                       accelerator: str = "simba_like", batch_size: int = 64,
+                       progress: Progress | None = None) -> list[FaultSweepRow]:
+    """Accuracy vs PE-buffer energy over SRAM supply voltages (every layer the same).
+
+    Parameters
+    ----------
+    voltages
+        Supplies in volts (within the spec's BER table).
+    buffers
+        One series per buffer scaled alone; with ``both`` also one series scaling all of them.
+    Other parameters
+        As in :func:`noc_swing_sweep`.
+    """
+    s = _setup(model_name, data, calibration, accelerator, batch_size)
+    series: list[tuple[str, tuple[str, ...]]] = [(b, (b,)) for b in buffers]
+    if both and len(buffers) > 1:
+        series.append(("both", tuple(buffers)))
+    points = [(name, bufs, v) for name, bufs in series for v in voltages]
+    total = 1 + len(points)
+    if progress:
+        progress(0, total, "nominal")
+    ref, m0 = _point(s, ApproxPolicy.exact(), seeds, None)
+    rows = [_row("sram", "nominal", None, 0.0, ref, m0, "mem")]
+    for i, (name, bufs, v) in enumerate(points, start=1):
+        if progress:
+            progress(i, total, f"{name} at {v:g} V")
+        evs, m = _point(s, ApproxPolicy.uniform(sram_v=dict.fromkeys(bufs, v)), seeds, ref)
+        rows.append(_row("sram", name, v, sram_ber(s.spec, v), evs, m, "mem"))
+    return rows
+
+
+def print_sweep(console: Any, rows: Sequence[FaultSweepRow], title: str) -> None:
+    """Rich table of a sweep (energies in nJ per inference, ratios against the nominal row)."""
+    from rich.table import Table
+
+    comp = "NoC nJ" if rows[0].knob == "noc_swing" else "PE buffers nJ"
+    t = Table(title=title)
+    for col in ("series", "V", "BER", "top-1 %", "agree %", comp, "vs nominal", "total nJ", "flips/inf",
+                "words/inf"):
+        t.add_column(col, justify="right")
+    base = rows[0].component_energy_pj or 1.0
+    for r in rows:
+        top = "n/a" if r.top1 is None else f"{100 * r.top1:.2f}"
+        if r.top1 is not None and r.seeds > 1 and r.top1_min is not None and r.top1_max is not None:
+            top += f" [{100 * r.top1_min:.1f}–{100 * r.top1_max:.1f}]"
+        t.add_row(r.series, "nominal" if r.voltage_v is None else f"{r.voltage_v:g}", f"{r.ber:.2g}", top,
+                  f"{100 * r.agreement:.1f}", f"{r.component_energy_pj / 1e3:.3f}",
+                  f"{r.component_energy_pj / base:.3f}", f"{r.total_energy_pj / 1e3:.1f}", f"{r.bits_flipped:.3g}",
+                  f"{r.words_corrupted:.3g}")
+    console.print(t)
+
+
+def plot_sweep(rows: Sequence[FaultSweepRow], png: str | Path, title: str | None = None) -> Path:
+    """Two panels: accuracy vs voltage and accuracy vs the knob's energy, one line per series."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(png)
+    labels = rows[0].top1 is not None
+    nominal = rows[0]
+    series: dict[str, list[FaultSweepRow]] = {}
+    for r in rows[1:]:
+        series.setdefault(r.series, []).append(r)
+
+    def acc(r: FaultSweepRow) -> float:
+        return 100 * (r.top1 if labels and r.top1 is not None else r.agreement)
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, rs in series.items():
+        rs = sorted(rs, key=lambda r: r.voltage_v or 0.0)
+        a1.plot([r.voltage_v for r in rs], [acc(r) for r in rs], marker="o", label=name)
+        a2.plot([r.component_energy_pj / 1e3 for r in rs], [acc(r) for r in rs], marker="o", label=name)
+        for r in rs:
+            a2.annotate(f"{r.voltage_v:g} V", (r.component_energy_pj / 1e3, acc(r)), fontsize=6,
+                        xytext=(2, 2), textcoords="offset points")
+    a1.axhline(acc(nominal), color="gray", ls="--", lw=0.8, label="nominal")
+    a2.scatter([nominal.component_energy_pj / 1e3], [acc(nominal)], c="tab:red", marker="*", s=80, zorder=3,
+               label="nominal")
+    knob = "NoC link swing (V)" if nominal.knob == "noc_swing" else "SRAM supply (V)"
+    comp = "NoC energy per inference (nJ)" if nominal.knob == "noc_swing" else "PE buffer energy per inference (nJ)"
+    ylab = "top-1 accuracy (%)" if labels else "agreement with nominal (%)"
+    a1.set_xlabel(knob)
+    a2.set_xlabel(comp)
+    for a in (a1, a2):
+        a.set_ylabel(ylab)
+        a.grid(alpha=0.3)
+    a2.legend(fontsize=7)
+    fig.suptitle(title or f"{knob.split(' (')[0]} sweep")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def save_sweep(rows: Sequence[FaultSweepRow], path: str | Path) -> Path:
+    """Rows as JSON."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    return p
