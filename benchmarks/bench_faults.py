@@ -1,0 +1,93 @@
+"""Fault-injection benchmark: run time with faults at BER 1e-4 relative to the same run without faults.
+
+For each model and batch size, one compiled model runs the digits test split (or one image for
+ResNet-18) twice: with the fault models at BER 1e-4 and with ``FaultOptions(ber_scale=0)`` (same
+schedules, same energy, no faults: the fast path). Configurations: NoC only (swing with
+BER 1e-4 per link), SRAM only (input and weight buffers at 0.6 V: BER 1e-4), both. Prints one
+JSON line; the ratios are medians measured in the same process (absolute times vary by machine).
+
+Usage: ``python benchmarks/bench_faults.py [--quick]`` (``--quick`` skips ResNet-18).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from approxtvm.compiler import frontend
+from approxtvm.compiler.driver import compile_onnx
+from approxtvm.models import calibration_data, get_model, load_dataset
+from approxtvm.runtime.faults import FaultOptions, noc_ber
+from approxtvm.runtime.kernels import detect_cpu
+from approxtvm.targets.vacc.config import ApproxPolicy
+from approxtvm.targets.vacc.hardware import AcceleratorSpec
+
+TARGET_BER = 1e-4
+
+
+def swing_for_ber(spec: AcceleratorSpec, ber: float) -> float:
+    """The NoC swing whose per-link BER is ``ber`` (bisection on the Q model)."""
+    lo, hi = 0.01, spec.noc.nominal_vdd_v * 0.999
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if noc_ber(spec, mid) > ber else (lo, mid)
+    return round(0.5 * (lo + hi), 4)
+
+
+def _median(fn: Any, repeat: int) -> float:
+    fn()  # warm-up: kernels, sessions, fault geometry
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench(name: str, proto: Any, x: np.ndarray, batch_size: int, repeat: int, spec: AcceleratorSpec) -> dict[str, Any]:
+    swing = swing_for_ber(spec, TARGET_BER)
+    configs = {
+        "noc": ApproxPolicy.uniform(noc_swing_v=swing),
+        "sram": ApproxPolicy.uniform(sram_v={"input_buffer": 0.6, "weight_buffer": 0.6}),
+        "both": ApproxPolicy.uniform(noc_swing_v=swing, sram_v={"input_buffer": 0.6, "weight_buffer": 0.6}),
+    }
+    out: dict[str, Any] = {}
+    for label, policy in configs.items():
+        model = compile_onnx(proto, policy, accelerator=spec, batch_size=batch_size)
+        model.set_fault_options(FaultOptions(ber_scale=0.0))
+        clean = _median(lambda m=model: m.run(x, seed=0), repeat)
+        model.set_fault_options(FaultOptions())
+        faulty = _median(lambda m=model: m.run(x, seed=0), repeat)
+        res = model.run(x, seed=0)
+        flips = sum(c[t]["bits_flipped"] for c in res.counters["faults"].values() for t in ("weight", "input"))
+        key = f"{name}_b{batch_size}_{label}"
+        out[f"{key}_ms_per_image_clean"] = round(1e3 * clean / len(x), 4)
+        out[f"{key}_ratio"] = round(faulty / clean, 2)
+        out[f"{key}_flips_per_image"] = round(flips / len(x), 2)
+    out[f"{name}_swing_v_for_ber_1e-4"] = swing
+    return out
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    spec = AcceleratorSpec.load("simba_like")
+    out: dict[str, Any] = {"cpu": detect_cpu().to_dict(), "target_ber": TARGET_BER}
+    train, test = load_dataset("digits:train"), load_dataset("digits:test")
+    for name in ("digits_cnn", "digits_resnet"):
+        q = frontend.quantize(get_model(name), train.x[:256])
+        for bs in (1, 64):
+            out.update(bench(name, q, test.x, bs, repeat=3 if bs == 1 else 7, spec=spec))
+    if not quick:
+        r18 = get_model("resnet18")
+        q18 = frontend.quantize(r18, calibration_data(r18, n=2))
+        out.update(bench("resnet18", q18, calibration_data(r18, n=1, seed=1), 1, repeat=3, spec=spec))
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
