@@ -1,0 +1,112 @@
+"""Exploration throughput: evaluations per minute on the shipped model, 1 vs 2 local workers.
+
+Each evaluation compiles ``digits_cnn`` with one configuration of the default genome (seeded
+random genomes, all distinct) and runs the whole digits test split (360 images, batch 8). Four
+executors: a local process pool and a Dask ``LocalCluster``, each with 1 and 2 workers. Every
+executor first evaluates a warm-up batch (worker start, model quantization and data loading are
+not counted); then, in rounds that interleave the four executors (so that load from other
+processes on the machine hits all of them alike), each evaluates a timed batch of fresh
+configurations through a fresh journal. The best round of each executor counts.
+
+Reports evaluations per minute, the 2-vs-1-worker speed-up, and the Dask overhead per evaluation:
+``(wall × workers − Σ worker-side evaluation time) / Σ worker-side evaluation time`` — time
+spent outside the evaluation function (scheduling, serialisation, journal). Goals: speed-up ≥ 1.6,
+Dask overhead < 5 %.
+
+Run from a file (``python benchmarks/bench_explore.py``): a LocalCluster cannot start from stdin.
+Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from approxtvm.explore.evaluator import EvalContext, make_task
+from approxtvm.explore.executors import DaskExecutor, ProcessExecutor, evaluate_batch
+from approxtvm.explore.genome import Configuration, SearchSpace
+from approxtvm.explore.journal import Journal
+
+LAYERS = ("conv1", "conv2", "conv3", "fc")
+TIMED = int(os.environ.get("BENCH_EXPLORE_EVALS", "12"))
+REPEATS = int(os.environ.get("BENCH_EXPLORE_REPEATS", "2"))
+WARMUP_PER_WORKER = 2
+
+
+def configs(n: int, seed: int) -> list[Configuration]:
+    """``n`` distinct random configurations of the default space."""
+    space = SearchSpace(LAYERS)
+    rng = np.random.default_rng(seed)
+    out: list[Configuration] = []
+    while len(out) < n:
+        c = space.decode(rng.integers(0, space.upper + 1))
+        if c not in out:
+            out.append(c)
+    return out
+
+
+def timed_batch(name: str, executor: Any, workers: int, ctx: EvalContext, fp: str,
+                chosen: list[Configuration]) -> dict[str, Any]:
+    """Evaluate fresh configurations through a fresh journal; wall time and worker-side time."""
+    with tempfile.TemporaryDirectory() as tmp, Journal(Path(tmp) / "bench.sqlite") as journal:
+        tasks = [make_task(ctx, fp, c) for c in chosen]
+        t0 = time.perf_counter()
+        recs, stats = evaluate_batch(tasks, journal, executor)
+        wall = time.perf_counter() - t0
+    assert stats.evaluated == len(tasks)
+    busy = sum(r.eval_s for r in recs)
+    return {"executor": name, "workers": workers, "evaluations": len(tasks), "wall_s": round(wall, 3),
+            "evals_per_min": round(60 * len(tasks) / wall, 2), "mean_eval_s": round(busy / len(tasks), 4),
+            "overhead_per_eval": round((wall * workers - busy) / busy, 4),
+            "distinct_workers": len({r.worker for r in recs})}
+
+
+def main() -> int:
+    ctx = EvalContext("digits_cnn", "digits:test", limit=0, batch_size=8)
+    fp = ctx.fingerprint()
+    load_before = os.getloadavg()
+    modes = [("process", 1), ("process", 2), ("dask", 1), ("dask", 2)]
+    pool = configs(len(modes) * (WARMUP_PER_WORKER * 2 + REPEATS * TIMED), seed=0)
+    executors: dict[tuple[str, int], Any] = {}
+    rows: list[dict[str, Any]] = []
+    try:
+        for name, w in modes:
+            executors[name, w] = ProcessExecutor(w) if name == "process" else DaskExecutor(None, w)
+            warm, pool = pool[:WARMUP_PER_WORKER * w], pool[WARMUP_PER_WORKER * w:]
+            timed_batch(name, executors[name, w], w, ctx, fp, warm)  # worker start, quantization, data
+        for rep in range(REPEATS):  # interleaved, so a noisy neighbour hits every mode alike
+            for name, w in modes:
+                chosen, pool = pool[:TIMED], pool[TIMED:]
+                rows.append({"repeat": rep, **timed_batch(name, executors[name, w], w, ctx, fp, chosen)})
+    finally:
+        for ex in executors.values():
+            ex.close()
+    best = {m: max((r for r in rows if (r["executor"], r["workers"]) == m), key=lambda r: r["evals_per_min"])
+            for m in modes}
+    out: dict[str, Any] = {
+        "bench": "explore", "model": "digits_cnn", "images_per_eval": 360, "cpu_count": os.cpu_count(),
+        "load_avg_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+        "rows": rows, "best": {f"{n}_{w}w": best[n, w]["evals_per_min"] for n, w in modes},
+        "speedup_process_2v1": round(best["process", 2]["evals_per_min"] / best["process", 1]["evals_per_min"], 3),
+        "speedup_dask_2v1": round(best["dask", 2]["evals_per_min"] / best["dask", 1]["evals_per_min"], 3),
+        "dask_overhead_per_eval_1w": best["dask", 1]["overhead_per_eval"],
+        "dask_overhead_per_eval_2w": best["dask", 2]["overhead_per_eval"],
+        "dask_vs_process_1w_throughput": round(best["dask", 1]["evals_per_min"] / best["process", 1]["evals_per_min"],
+                                               3),
+        "goals": {"speedup_min": 1.6, "dask_overhead_max": 0.05},
+    }
+    out["speedup_ok"] = out["speedup_dask_2v1"] >= 1.6 and out["speedup_process_2v1"] >= 1.6
+    out["dask_overhead_ok"] = out["dask_overhead_per_eval_1w"] < 0.05
+    print(json.dumps(out, separators=(",", ":")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
