@@ -556,7 +556,7 @@ def _positions(rng: np.random.Generator, nslots: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class _LayerArrays:
-    """Per-layer constants of the delta computation (flat offsets, table, weight bytes)."""
+    """Per-layer constants of the delta computation (flat offsets, table, weight bytes, tap tables)."""
 
     table: np.ndarray  # int32 (65536,): table[a * 256 + w]
     wflat: np.ndarray  # weight bytes, flat (K·C·R·S)
@@ -565,6 +565,10 @@ class _LayerArrays:
     box_o: np.ndarray  # same box in the output
     k_w: np.ndarray  # (Kt,) offsets of k in the weights
     k_o: np.ndarray  # (Kt,) offsets of k in the output
+    taps_start: np.ndarray  # per input-tile position (hh·Wt + ww): first of its taps in the tap arrays
+    taps_len: np.ndarray  # number of (r, s) taps of the tile that read that position
+    taps: np.ndarray  # (4, n) tile-relative r, s and the output p, q each tap produces
+    xpad: np.ndarray | None  # padded-input scratch (border = zero point), refilled inside each call
 
 
 def _layer_arrays(prog: LayerProgram, geom: TileGeometry) -> _LayerArrays:
@@ -577,22 +581,48 @@ def _layer_arrays(prog: LayerProgram, geom: TileGeometry) -> _LayerArrays:
     box_x = (n * (s.c * hp * wp) + p * (s.stride_h * wp) + q * s.stride_w).ravel().astype(np.int64)
     box_o = (n * (s.k * s.p * s.q) + p * s.q + q).ravel().astype(np.int64)
     kt = np.arange(e["K"], dtype=np.int64)
+    ht = s.input_extent(e["P"], e["R"], s.stride_h, s.dilation_h)
+    wt = s.input_extent(e["Q"], e["S"], s.stride_w, s.dilation_w)
+    starts, lens, taps = [], [], []
+    for hh in range(ht):
+        for ww in range(wt):
+            starts.append(len(taps))
+            for r in range(e["R"]):
+                dp, mh = divmod(hh - r * s.dilation_h, s.stride_h)
+                if hh - r * s.dilation_h < 0 or mh or dp >= e["P"]:
+                    continue
+                for t in range(e["S"]):
+                    dq, mw = divmod(ww - t * s.dilation_w, s.stride_w)
+                    if ww - t * s.dilation_w < 0 or mw or dq >= e["Q"]:
+                        continue
+                    taps.append((r, t, dp, dq))
+            lens.append(len(taps) - starts[-1])
+    xpad = None
+    if s.op != "dense" and (s.pad_top or s.pad_bottom or s.pad_left or s.pad_right):
+        zx = np.array(prog.schedule.quant.input_zero_point).astype(prog.weight.dtype).view(np.uint8)
+        xpad = np.full((s.n, s.c, hp, wp), zx, np.uint8)
     return _LayerArrays(np.ascontiguousarray(prog.multiplier.table, dtype=np.int32).ravel(),
                         np.ascontiguousarray(prog.weight).view(np.uint8).ravel(),
                         (s.n, s.k, s.c, s.p, s.q, s.r, s.s, hp, wp), box_x, box_o,
-                        kt * (s.c * s.r * s.s), kt * (s.p * s.q))
+                        kt * (s.c * s.r * s.s), kt * (s.p * s.q), np.array(starts, np.int64),
+                        np.array(lens, np.int64), np.array(taps, np.int64).reshape(-1, 4).T.copy(), xpad)
 
 
-def _padded_input(x: np.ndarray, prog: LayerProgram) -> np.ndarray:
-    """The padded input bytes, flat (what the input buffers hold, halo and padding included)."""
+def _padded_input(x: np.ndarray, prog: LayerProgram, scratch: np.ndarray | None = None) -> np.ndarray:
+    """The padded input bytes, flat (what the input buffers hold, halo and padding included).
+
+    ``scratch`` (border already holding the zero point) is reused for the result when given.
+    """
     s = prog.schedule.shape
     xb = np.ascontiguousarray(x).view(np.uint8)
     if s.op == "dense" or not (s.pad_top or s.pad_bottom or s.pad_left or s.pad_right):
         return xb.ravel()
-    zx = np.array(prog.schedule.quant.input_zero_point).astype(x.dtype).view(np.uint8)
-    xp = np.full((s.n, s.c, s.h + s.pad_top + s.pad_bottom, s.w + s.pad_left + s.pad_right), zx, np.uint8)
-    xp[:, :, s.pad_top:s.pad_top + s.h, s.pad_left:s.pad_left + s.w] = xb
-    return xp.ravel()
+    if scratch is None:
+        zx = np.array(prog.schedule.quant.input_zero_point).astype(x.dtype).view(np.uint8)
+        scratch = np.full((s.n, s.c, s.h + s.pad_top + s.pad_bottom, s.w + s.pad_left + s.pad_right), zx,
+                          np.uint8)
+    scratch[:, :, s.pad_top:s.pad_top + s.h, s.pad_left:s.pad_left + s.w] = xb
+    return scratch.ravel()
 
 
 def _expand_steps(begin: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -626,11 +656,10 @@ def _delta_into(out: np.ndarray, x: np.ndarray, prog: LayerProgram, geom: TileGe
     sh_, m = sch.shape, sch.mapping
     sh, sw, dh, dw = sh_.stride_h, sh_.stride_w, sh_.dilation_h, sh_.dilation_w
     _, K, C, P, Q, R, S, Hp, Wp = la.dims
-    xflat = _padded_input(x, prog)
+    xflat = _padded_input(x, prog, la.xpad)
     T = la.table
     dt = out.dtype
     n_inst = geom.instances
-    ext = geom.ext
     a_rec: dict[str, np.ndarray] | None = None
     b_rec: dict[str, np.ndarray] | None = None
 
@@ -660,34 +689,46 @@ def _delta_into(out: np.ndarray, x: np.ndarray, prog: LayerProgram, geom: TileGe
     cx = sample.input
     if len(cx):
         j, i = cx.residency // n_inst, cx.residency % n_inst
-        nn, cc, hh, ww = np.unravel_index(cx.word, geom.tile_dims("input", m))
+        xdims = geom.tile_dims("input", m)
+        nn, cc, hh, ww = np.unravel_index(cx.word, xdims)
         st = geom.step_start[geom.fills["input"][j]] + geom.inst_off[i]
         p0, q0, r0, s0 = st[:, _D["P"]], st[:, _D["Q"]], st[:, _D["R"]], st[:, _D["S"]]
         n, c = st[:, _D["N"]] + nn, st[:, _D["C"]] + cc
         h, w = p0 * sh + r0 * dh + hh, q0 * sw + s0 * dw + ww
         xo = xflat[((n * C + c) * Hp + h) * Wp + w].astype(np.int64)
         xn = xo ^ cx.mask.astype(np.int64)
-        # taps (r, s) of the tile that read this input, and the output (p, q) they produce
-        num_h = hh[:, None] - np.arange(ext[_D["R"]]) * dh  # (E, Rt)
-        ok_h = (num_h >= 0) & (num_h % sh == 0) & (num_h // sh < ext[_D["P"]])
-        num_w = ww[:, None] - np.arange(ext[_D["S"]]) * dw
-        ok_w = (num_w >= 0) & (num_w % sw == 0) & (num_w // sw < ext[_D["Q"]])
-        e, ra, sa = np.nonzero(ok_h[:, :, None] & ok_w[:, None, :])
-        rec, step = _expand_steps(geom.fills["input"][j[e]], geom.residency_ends("input")[j[e]])
-        er = e[rec]
-        ie = i[er]
+        # taps (r, s) of the tile that read this input, and the output (p, q) they produce: one row
+        # per (corrupted input, tap), everything but the PE's K range (which may change between
+        # the steps of the residency)
+        hw = hh * xdims[3] + ww
+        e, ti = _expand_steps(la.taps_start[hw], la.taps_start[hw] + la.taps_len[hw])
+        ra, sa, dp, dq = la.taps[:, ti]
+        cr, rr_, sr_ = c[e], r0[e] + ra, s0[e] + sa
+        pr, qr = p0[e] + dp, q0[e] + dq
+        wbase = (cr * R + rr_) * S + sr_
+        obase = (n[e] * (K * P) + pr) * Q + qr
+        x_o, x_n = xo[e] * 256, xn[e] * 256
+        begin = geom.fills["input"][j[e]]
+        lens = geom.residency_ends("input")[j[e]] - begin
+        ie = i[e]
+        if len(lens) and int(lens.max()) == 1:  # usual case: an input tile lives for one step
+            step = begin
+        else:
+            rec, step = _expand_steps(begin, begin + lens)
+            cr, rr_, sr_, pr, qr, ie = cr[rec], rr_[rec], sr_[rec], pr[rec], qr[rec], ie[rec]
+            wbase, obase, x_o, x_n, e = wbase[rec], obase[rec], x_o[rec], x_n[rec], e[rec]
         k0 = geom.step_start[step, _D["K"]] + geom.inst_off[ie, _D["K"]]
-        b_rec = {"step": step, "inst": ie, "n": n[er], "c": c[er], "r": (r0[e] + ra)[rec],
-                 "s": (s0[e] + sa)[rec], "p": (p0[e] + num_h[e, ra] // sh)[rec],
-                 "q": (q0[e] + num_w[e, sa] // sw)[rec], "xo": xo[er] * 256, "xn": xn[er] * 256}
-        wb = ((k0 * C + b_rec["c"]) * R + b_rec["r"]) * S + b_rec["s"]
-        ob = ((b_rec["n"] * K + k0) * P + b_rec["p"]) * Q + b_rec["q"]
+        wb = wbase + k0 * (C * R * S)
+        ob = obase + k0 * (P * Q)
         chunk = max(1, _CHUNK_ELEMS // len(la.k_w))
-        for a in range(0, len(rec), chunk):
+        for a in range(0, len(wb), chunk):
             sl = slice(a, a + chunk)
             wv = la.wflat[wb[sl, None] + la.k_w]
-            d = T[b_rec["xn"][sl, None] + wv] - T[b_rec["xo"][sl, None] + wv]
+            d = T[x_n[sl, None] + wv] - T[x_o[sl, None] + wv]
             np.add.at(out, (ob[sl, None] + la.k_o).ravel(), d.astype(dt, copy=False).ravel())
+        if a_rec is not None:  # rows for the cross term
+            b_rec = {"step": step, "inst": ie, "n": n[e], "c": cr, "r": rr_, "s": sr_, "p": pr, "q": qr,
+                     "xo": x_o, "xn": x_n}
 
     if a_rec is not None and b_rec is not None:
         _cross_term(out, a_rec, b_rec, geom, (C, R, S, K, P, Q), T)
@@ -701,14 +742,21 @@ def _cross_term(out: np.ndarray, a: dict[str, np.ndarray], b: dict[str, np.ndarr
     def key(d: dict[str, np.ndarray]) -> np.ndarray:
         return (((d["step"] * geom.instances + d["inst"]) * C + d["c"]) * R + d["r"]) * S + d["s"]
 
+    # cheap prefilter: only inputs of a (PE, channel) that also holds a corrupted weight can meet one
+    mark = np.zeros(geom.instances * C, bool)
+    mark[a["inst"] * C + a["c"]] = True
+    sel = np.flatnonzero(mark[b["inst"] * C + b["c"]])
+    if not len(sel):
+        return
+    b = {k: v[sel] for k, v in b.items()}
     ka, kb = key(a), key(b)
-    order = np.argsort(kb, kind="stable")
-    kbs = kb[order]
-    lo, hi = np.searchsorted(kbs, ka, "left"), np.searchsorted(kbs, ka, "right")
+    order = np.argsort(ka, kind="stable")  # the weight side is the small one: sort it, search into it
+    kas = ka[order]
+    lo, hi = np.searchsorted(kas, kb, "left"), np.searchsorted(kas, kb, "right")
     if not np.any(hi > lo):
         return
-    ia, ib_pos = _expand_steps(lo, hi)
-    ib = order[ib_pos]
+    ib, ia_pos = _expand_steps(lo, hi)
+    ia = order[ia_pos]
     wo, wn, xo, xn = a["wo"][ia], a["wn"][ia], b["xo"][ib], b["xn"][ib]
     corr = (T[xn + wn] - T[xn + wo]) - (T[xo + wn] - T[xo + wo])
     np.add.at(out, ((b["n"][ib] * K + a["k"][ia]) * P + b["p"][ib]) * Q + b["q"][ib], corr.astype(out.dtype))
