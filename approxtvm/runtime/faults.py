@@ -46,6 +46,8 @@ the exact cross term where a corrupted weight meets a corrupted input). int32 wr
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -80,6 +82,8 @@ __all__ = [
     "plan_faults",
     "products_delta",
     "sample_faults",
+    "scatter_numpy",
+    "scatter_tvm",
     "sram_ber",
     "tile_geometry",
 ]
@@ -601,8 +605,8 @@ def _layer_arrays(prog: LayerProgram, geom: TileGeometry) -> _LayerArrays:
     if s.op != "dense" and (s.pad_top or s.pad_bottom or s.pad_left or s.pad_right):
         zx = np.array(prog.schedule.quant.input_zero_point).astype(prog.weight.dtype).view(np.uint8)
         xpad = np.full((s.n, s.c, hp, wp), zx, np.uint8)
-    return _LayerArrays(np.ascontiguousarray(prog.multiplier.table, dtype=np.int32).ravel(),
-                        np.ascontiguousarray(prog.weight).view(np.uint8).ravel(),
+    return _LayerArrays(np.array(prog.multiplier.table, dtype=np.int32).ravel(),  # own writeable copies
+                        np.array(prog.weight).view(np.uint8).ravel(),
                         (s.n, s.k, s.c, s.p, s.q, s.r, s.s, hp, wp), box_x, box_o,
                         kt * (s.c * s.r * s.s), kt * (s.p * s.q), np.array(starts, np.int64),
                         np.array(lens, np.int64), np.array(taps, np.int64).reshape(-1, 4).T.copy(), xpad)
@@ -646,19 +650,86 @@ def products_delta(x: np.ndarray, prog: LayerProgram, geom: TileGeometry, sample
     return out.reshape(s.n, s.k, s.p, s.q)
 
 
-def _delta_into(out: np.ndarray, x: np.ndarray, prog: LayerProgram, geom: TileGeometry, sample: FaultSample,
-                la: _LayerArrays) -> None:
-    """Add the delta of :func:`products_delta` into the flat accumulator ``out`` (int32 wraps).
+def scatter_numpy(src: np.ndarray, sbase: np.ndarray, soff: np.ndarray, obase: np.ndarray, ooff: np.ndarray,
+                  a1: np.ndarray, a0: np.ndarray, lut: np.ndarray, out: np.ndarray, mul: int) -> None:
+    """``out[obase[i] + ooff[j]] += lut[v·mul + a1[i]] − lut[v·mul + a0[i]]``, ``v = src[sbase[i] + soff[j]]``.
 
-    Work is chunked so that temporaries stay small (fresh large numpy temporaries page-fault).
+    The inner loop of both fault terms (a corrupted weight against the inputs of its outputs, a
+    corrupted input against the weights of its outputs). Chunked so that temporaries stay small
+    (fresh large numpy temporaries page-fault); :func:`scatter_tvm` is the compiled equivalent.
     """
+    chunk = max(1, _CHUNK_ELEMS // max(1, len(soff)))
+    for a in range(0, len(sbase), chunk):
+        sl = slice(a, a + chunk)
+        v = src[sbase[sl, None] + soff].astype(np.int64) * mul
+        d = lut[v + a1[sl, None]] - lut[v + a0[sl, None]]
+        np.add.at(out, (obase[sl, None] + ooff).ravel(), d.astype(out.dtype, copy=False).ravel())  # 1-D: fast
+
+
+Scatter = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                    np.ndarray, int], None]
+
+
+def scatter_tvm() -> Scatter:
+    """:func:`scatter_numpy` compiled with TVM (serial loop, int32 wrap-around, in place).
+
+    Raises whatever TVM raises when it cannot build; :class:`ModelFaults` then falls back to numpy.
+    """
+    import tvm
+    import tvm_ffi
+    from tvm.script import tirx as T  # noqa: N812 (TVMScript convention)
+
+    @T.prim_func(s_tir=True)
+    def scatter_diff(src_h: T.handle, sbase_h: T.handle, soff_h: T.handle, obase_h: T.handle, ooff_h: T.handle,
+                     a1_h: T.handle, a0_h: T.handle, lut_h: T.handle, out_h: T.handle, mul: T.int32):
+        T.func_attr({"global_symbol": "scatter_diff", "tirx.noalias": True})
+        ns, n, j, no = T.int64(), T.int64(), T.int64(), T.int64()
+        src = T.match_buffer(src_h, (ns,), "uint8", align=1)
+        sbase = T.match_buffer(sbase_h, (n,), "int64", align=1)
+        soff = T.match_buffer(soff_h, (j,), "int64", align=1)
+        obase = T.match_buffer(obase_h, (n,), "int64", align=1)
+        ooff = T.match_buffer(ooff_h, (j,), "int64", align=1)
+        a1 = T.match_buffer(a1_h, (n,), "int64", align=1)
+        a0 = T.match_buffer(a0_h, (n,), "int64", align=1)
+        lut = T.match_buffer(lut_h, (65536,), "int32", align=1)
+        out = T.match_buffer(out_h, (no,), "int32", align=1)
+        for i in range(n):
+            for jj in range(j):
+                v = T.Cast("int64", src[sbase[i] + soff[jj]]) * T.Cast("int64", mul)
+                out[obase[i] + ooff[jj]] = out[obase[i] + ooff[jj]] + (lut[v + a1[i]] - lut[v + a0[i]])
+
+    lib = tvm.compile(tvm.IRModule({"scatter_diff": scatter_diff}), target=tvm.target.Target({"kind": "llvm"}))
+    fn = lib["scatter_diff"]
+
+    def run(src: np.ndarray, sbase: np.ndarray, soff: np.ndarray, obase: np.ndarray, ooff: np.ndarray,
+            a1: np.ndarray, a0: np.ndarray, lut: np.ndarray, out: np.ndarray, mul: int) -> None:
+        if out.dtype != np.int32:  # the compiled kernel accumulates int32 only
+            scatter_numpy(src, sbase, soff, obase, ooff, a1, a0, lut, out, mul)
+            return
+        args = [_writeable(np.ascontiguousarray(a, dtype=dt)) for a, dt in (
+            (src, np.uint8), (sbase, np.int64), (soff, np.int64), (obase, np.int64), (ooff, np.int64),
+            (a1, np.int64), (a0, np.int64), (lut, np.int32))]
+        fn(*(tvm_ffi.from_dlpack(a, require_alignment=0) for a in args),
+           tvm_ffi.from_dlpack(out, require_alignment=0), int(mul))
+        _ = lib  # keep the module alive with the function
+
+    return run
+
+
+def _writeable(a: np.ndarray) -> np.ndarray:
+    """DLPack (as TVM uses it) cannot export read-only arrays: copy those."""
+    return a if a.flags.writeable else a.copy()
+
+
+def _delta_into(out: np.ndarray, x: np.ndarray, prog: LayerProgram, geom: TileGeometry, sample: FaultSample,
+                la: _LayerArrays, scatter: Scatter = scatter_numpy) -> None:
+    """Add the delta of :func:`products_delta` into the flat accumulator ``out`` (int32 wraps)."""
     sch = prog.schedule
     sh_, m = sch.shape, sch.mapping
     sh, sw, dh, dw = sh_.stride_h, sh_.stride_w, sh_.dilation_h, sh_.dilation_w
     _, K, C, P, Q, R, S, Hp, Wp = la.dims
     xflat = _padded_input(x, prog, la.xpad)
     T = la.table
-    dt = out.dtype
     n_inst = geom.instances
     a_rec: dict[str, np.ndarray] | None = None
     b_rec: dict[str, np.ndarray] | None = None
@@ -679,12 +750,7 @@ def _delta_into(out: np.ndarray, x: np.ndarray, prog: LayerProgram, geom: TileGe
                  "wo": wo[rec], "wn": wn[rec]}
         xb = ((n0 * C + a_rec["c"]) * Hp + p0 * sh + a_rec["r"] * dh) * Wp + q0 * sw + a_rec["s"] * dw
         ob = ((n0 * K + a_rec["k"]) * P + p0) * Q + q0
-        chunk = max(1, _CHUNK_ELEMS // len(la.box_x))
-        for a in range(0, len(rec), chunk):
-            sl = slice(a, a + chunk)
-            xv = xflat[xb[sl, None] + la.box_x] * np.int64(256)
-            d = T[xv + a_rec["wn"][sl, None]] - T[xv + a_rec["wo"][sl, None]]
-            np.add.at(out, (ob[sl, None] + la.box_o).ravel(), d.astype(dt, copy=False).ravel())  # 1-D: fast path
+        scatter(xflat, xb, la.box_x, ob, la.box_o, a_rec["wn"], a_rec["wo"], T, out, 256)
 
     cx = sample.input
     if len(cx):
@@ -720,12 +786,7 @@ def _delta_into(out: np.ndarray, x: np.ndarray, prog: LayerProgram, geom: TileGe
         k0 = geom.step_start[step, _D["K"]] + geom.inst_off[ie, _D["K"]]
         wb = wbase + k0 * (C * R * S)
         ob = obase + k0 * (P * Q)
-        chunk = max(1, _CHUNK_ELEMS // len(la.k_w))
-        for a in range(0, len(wb), chunk):
-            sl = slice(a, a + chunk)
-            wv = la.wflat[wb[sl, None] + la.k_w]
-            d = T[x_n[sl, None] + wv] - T[x_o[sl, None] + wv]
-            np.add.at(out, (ob[sl, None] + la.k_o).ravel(), d.astype(dt, copy=False).ravel())
+        scatter(la.wflat, wb, la.k_w, ob, la.k_o, x_n, x_o, T, out, 1)
         if a_rec is not None:  # rows for the cross term
             b_rec = {"step": step, "inst": ie, "n": n[e], "c": cr, "r": rr_, "s": sr_, "p": pr, "q": qr,
                      "xo": x_o, "xn": x_n}
@@ -763,16 +824,18 @@ def _cross_term(out: np.ndarray, a: dict[str, np.ndarray], b: dict[str, np.ndarr
 
 
 def inject(x: np.ndarray, prog: LayerProgram, acc: np.ndarray, sample: FaultSample, geom: TileGeometry,
-           arrays: _LayerArrays | None = None) -> np.ndarray:
+           arrays: _LayerArrays | None = None, scatter: Scatter | None = None) -> np.ndarray:
     """The layer's int32 accumulators under ``sample``, from its fault-free accumulators ``acc``.
 
     The deltas are added in int32 with wrap-around, which equals the int32 accumulator of the
-    whole faulty sum (addition modulo 2^32 is associative).
+    whole faulty sum (addition modulo 2^32 is associative). ``scatter`` is the inner loop
+    (:func:`scatter_numpy` by default, or the compiled :func:`scatter_tvm`).
     """
     if not len(sample.weight) and not len(sample.input):
         return acc
     out = np.array(acc, dtype=np.int32, copy=True)
-    _delta_into(out.reshape(-1), x, prog, geom, sample, arrays if arrays is not None else _layer_arrays(prog, geom))
+    _delta_into(out.reshape(-1), x, prog, geom, sample, arrays if arrays is not None else _layer_arrays(prog, geom),
+                scatter or scatter_numpy)
     return out
 
 
@@ -861,6 +924,7 @@ class ModelFaults:
         self._geometry: dict[str, TileGeometry] = {}
         self._events: dict[str, _Events] = {}
         self._arrays: dict[str, _LayerArrays] = {}
+        self._scatter: Scatter | None = None
 
     @property
     def active(self) -> bool:
@@ -887,6 +951,18 @@ class ModelFaults:
         if la is None:
             la = self._arrays[layer_id] = _layer_arrays(prog, self.geometry(layer_id))
         return la
+
+    @property
+    def scatter(self) -> Scatter:
+        """The compiled inner loop (:func:`scatter_tvm`), or numpy if TVM cannot build it here."""
+        if self._scatter is None:
+            try:
+                self._scatter = scatter_tvm()
+            except Exception as exc:  # no TVM / LLVM failure: same results, slower
+                warnings.warn(f"fault injection uses the numpy scatter ({type(exc).__name__}: {str(exc)[:200]})",
+                              RuntimeWarning, stacklevel=2)
+                self._scatter = scatter_numpy
+        return self._scatter
 
     def session(self, seed: int) -> FaultSession | None:
         """A run's injector (``None`` when no layer scales anything)."""
@@ -924,7 +1000,7 @@ class FaultSession:
         words[1] += len(sample.input)
         if not len(sample.weight) and not len(sample.input):
             return acc
-        return inject(x, prog, acc, sample, geom, f.arrays(layer_id, prog))
+        return inject(x, prog, acc, sample, geom, f.arrays(layer_id, prog), f.scatter)
 
     def counters(self) -> dict[str, Any]:
         """``{layer: {tensor: {bits_exposed, bits_flipped, words_corrupted, noc: {...}, sram: {...}}}}``.

@@ -183,6 +183,20 @@ def test_sparse_injection_equals_tile_by_tile_reference(layer: tuple[Mapping, Mu
                                       fast.astype(np.int64) - clean)
 
 
+@pytest.mark.tvm
+def test_compiled_scatter_equals_numpy_scatter() -> None:
+    scatter = faults.scatter_tvm()
+    for seed, shape in enumerate((LayerShape.conv2d(2, 32, 16, 9, 9, 3, 3, strides=(2, 2), pads=(1, 1, 1, 1)),
+                                  LayerShape.conv2d(1, 24, 8, 7, 7, 3, 3, dilations=(2, 2), pads=(2, 2, 2, 2)),
+                                  LayerShape.dense(3, 40, 64))):
+        prog, x = _program(shape, map_layer(shape, SPEC), RAND_U, seed=seed)
+        g = faults.tile_geometry(prog.schedule.mapping, SPEC)
+        s = faults.sample_faults(_plan(noc=0.01, w=0.02, x=0.02), g, seed=seed)
+        clean = accumulate(x, prog)
+        np.testing.assert_array_equal(faults.inject(x, prog, clean, s, g, scatter=scatter),
+                                      faults.inject(x, prog, clean, s, g))
+
+
 def test_ber_zero_is_bit_identical_and_leaves_inputs_untouched() -> None:
     shape = LayerShape.conv2d(2, 16, 8, 6, 6, 3, 3, pads=(1, 1, 1, 1))
     prog, x = _program(shape, map_layer(shape, SPEC), RAND_U)
