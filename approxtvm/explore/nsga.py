@@ -146,26 +146,37 @@ class NsgaSettings:
     Attributes
     ----------
     pop_size
-        Population size (the uniform-multiplier seeds fill the first slots; all of them are
-        evaluated and archived even when they do not fit).
+        Population size (see :func:`initial_population` for the first generation).
     generations
         Generations, the initial population included.
     seed
         Seed of the algorithm and of the random part of the initial population.
     accuracy_budget
         Largest acceptable accuracy loss (fraction), or ``None`` for no constraint.
+    crossover_eta, mutation_eta
+        Distribution indices of SBX crossover and polynomial mutation on the gene indices
+        (small = large jumps between library entries).
+    operators
+        ``"sbx"``: SBX + polynomial mutation on the (ordered) gene indices; ``"uniform"``: uniform
+        crossover + random-reset mutation (genes as categories).
     """
 
     pop_size: int = 16
     generations: int = 8
     seed: int = 0
     accuracy_budget: float | None = None
+    crossover_eta: float = 3.0
+    mutation_eta: float = 3.0
+    operators: str = "sbx"
 
     def __post_init__(self) -> None:
         if self.pop_size < 2 or self.generations < 1:
             raise ExplorationError("NSGA-II settings out of range", expected="pop_size ≥ 2 and generations ≥ 1",
                                    found=f"pop_size={self.pop_size}, generations={self.generations}",
                                    fix="use a larger population or more generations")
+        if self.operators not in ("sbx", "uniform"):
+            raise ExplorationError(f"unknown NSGA-II operators {self.operators!r}", expected="sbx or uniform",
+                                   found=self.operators, fix="pick one of the two")
         if self.accuracy_budget is not None and not 0 <= self.accuracy_budget <= 1:
             raise ExplorationError("accuracy budget out of range", expected="a fraction in [0, 1]",
                                    found=str(self.accuracy_budget), fix="e.g. 0.01 for one percentage point")
@@ -305,20 +316,50 @@ class Study:
 
 
 def initial_population(space: SearchSpace, pop_size: int, seed: int) -> np.ndarray:
-    """Uniform-multiplier genomes first, then seeded random genomes, ``pop_size`` distinct rows."""
+    """The uniform-multiplier genomes (the seeds), then seeded random genomes up to ``pop_size``
+    distinct configurations.
+
+    When the library has more multipliers than ``pop_size``, all seeds form the first generation
+    (which is then larger than the later ones: survival keeps ``pop_size``).
+    """
     rows: list[tuple[int, ...]] = []
+    configs: set[Configuration] = set()
     for g in space.uniform_genomes():
-        if tuple(g) not in rows and len(rows) < pop_size:
+        c = space.decode(g)
+        if c not in configs:
             rows.append(tuple(int(v) for v in g))
+            configs.add(c)
     rng = np.random.default_rng([seed, 0x5EED])
     upper = space.upper
     attempts = 0
     while len(rows) < pop_size and attempts < 100 * pop_size:
         g = tuple(int(v) for v in rng.integers(0, upper + 1))
         attempts += 1
-        if g not in rows:
+        if space.decode(g) not in configs:
             rows.append(g)
+            configs.add(space.decode(g))
     return np.array(rows, dtype=np.int64)
+
+
+def _reset_mutation_class() -> type:
+    from pymoo.core.mutation import Mutation
+
+    class ResetMutation(Mutation):
+        """Each gene, with probability ``prob_var`` (default ``1/n_var``), takes a uniformly random value."""
+
+        def _do(self, problem: Any, X: np.ndarray, *args: Any, random_state: Any = None, **kwargs: Any) -> np.ndarray:
+            X = np.array(X, dtype=float, copy=True)
+            p = self.get_prob_var(problem, size=len(X))
+            mask = random_state.random(X.shape) < np.reshape(p, (-1, 1))
+            new = random_state.integers(0, np.asarray(problem.xu, dtype=np.int64) + 1, size=X.shape)
+            X[mask] = new[mask]
+            return X
+
+    return ResetMutation
+
+
+def _ResetMutation() -> Any:  # noqa: N802 - reads like the class it builds
+    return _reset_mutation_class()()
 
 
 def run_nsga(study: Study, space: SearchSpace, settings: NsgaSettings,
@@ -347,19 +388,22 @@ def run_nsga(study: Study, space: SearchSpace, settings: NsgaSettings,
     budget = settings.accuracy_budget
     problem = Problem(n_var=space.n_var, n_obj=2, n_ieq_constr=0 if budget is None else 1,
                       xl=np.zeros(space.n_var), xu=space.upper.astype(float), vtype=int)
+    if settings.operators == "uniform":
+        from pymoo.operators.crossover.ux import UX
+
+        crossover: Any = UX()
+        mutation: Any = _ResetMutation()
+    else:
+        crossover = SBX(prob=0.9, eta=settings.crossover_eta, vtype=float, repair=RoundingRepair())
+        mutation = PM(eta=settings.mutation_eta, vtype=float, repair=RoundingRepair())
     algorithm = NSGA2(pop_size=settings.pop_size,
                       sampling=initial_population(space, settings.pop_size, settings.seed).astype(float),
-                      crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
-                      mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
-                      eliminate_duplicates=True)
+                      crossover=crossover, mutation=mutation, eliminate_duplicates=True)
     algorithm.setup(problem, termination=("n_gen", settings.generations), seed=settings.seed, verbose=False)
 
     ref = study.reference
     t0 = time.perf_counter()
-    # every uniform-multiplier configuration belongs to the run's archive, also those that do not fit
-    # into the initial population
-    uniform = study.points([space.decode(g) for g in space.uniform_genomes()])
-    seen: dict[str, Point] = {p.key: p for p in uniform}
+    seen: dict[str, Point] = {}
     history: list[GenerationInfo] = []
     gen = 0
     while algorithm.has_next():
@@ -384,6 +428,7 @@ def run_nsga(study: Study, space: SearchSpace, settings: NsgaSettings,
         if on_generation is not None:
             on_generation(info)
     points = list(seen.values())
+    uniform = study.points([space.decode(g) for g in space.uniform_genomes()])  # all in generation 1
     return ExploreResult(space, ref.point(ref.record), points, pareto_front(points, budget), uniform, settings,
                          history)
 

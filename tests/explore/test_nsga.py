@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from approxtvm.errors import ExplorationError
 from approxtvm.explore.evaluator import EvalContext, EvalTask
 from approxtvm.explore.genome import Configuration, SearchSpace
 from approxtvm.explore.journal import EvalRecord, Journal
@@ -109,3 +110,14 @@ def test_initial_population_and_uniform_grid() -> None:
     assert grid[:4] == [space.decode(g) for g in space.uniform_genomes()]
     for c in grid:  # uniform: one multiplier for all layers
         assert len({c.multiplier_for(lid) for lid in LAYERS}) == 1
+
+
+def test_uniform_operators_and_small_populations(tmp_path: Path) -> None:
+    s = NsgaSettings(pop_size=3, generations=4, seed=1, operators="uniform")
+    a, _ = _explore(tmp_path / "a.sqlite", settings=s)
+    b, _ = _explore(tmp_path / "b.sqlite", ForwardExecutor(), settings=s)
+    assert _front(a) == _front(b)
+    assert len(a.history) == 4 and a.history[0].evaluations == len(LIB)  # all seeds, pop_size or not
+    assert a.hypervolume >= hypervolume(a.uniform)
+    with pytest.raises(ExplorationError, match="operators"):
+        NsgaSettings(operators="bogus")
