@@ -516,9 +516,10 @@ def sample_faults(plan: FaultPlan, geom: TileGeometry, *, seed: int, call: int =
     owner = np.repeat(hit, reps)
     nslots = ev.slots[owner]
     pos = _positions(rng, nslots)
-    if reps.max() > 1:  # positions are without replacement inside each row
+    if reps.max() > 1:  # positions are without replacement inside each row: redraw repeats
+        multi = np.flatnonzero(np.repeat(reps > 1, reps))  # only rows with several flips can repeat
         while True:
-            order = np.lexsort((pos, owner))
+            order = multi[np.lexsort((pos[multi], owner[multi]))]
             so, sp = owner[order], pos[order]
             dup = np.flatnonzero((so[1:] == so[:-1]) & (sp[1:] == sp[:-1])) + 1
             if not len(dup):
@@ -629,6 +630,20 @@ def _padded_input(x: np.ndarray, prog: LayerProgram, scratch: np.ndarray | None 
     return scratch.ravel()
 
 
+def _input_bytes(x: np.ndarray, prog: LayerProgram, n: np.ndarray, c: np.ndarray, h: np.ndarray,
+                 w: np.ndarray) -> np.ndarray:
+    """Input bytes at padded coordinates ``(n, c, h, w)`` (the zero point in the padding), int64."""
+    s = prog.schedule.shape
+    xb = np.ascontiguousarray(x).view(np.uint8).ravel()
+    if s.op == "dense":
+        return xb[n * s.c + c].astype(np.int64)
+    hu, wu = h - s.pad_top, w - s.pad_left
+    inside = (hu >= 0) & (hu < s.h) & (wu >= 0) & (wu < s.w)
+    idx = ((n * s.c + c) * s.h + np.clip(hu, 0, s.h - 1)) * s.w + np.clip(wu, 0, s.w - 1)
+    zx = int(np.array(prog.schedule.quant.input_zero_point).astype(x.dtype).view(np.uint8))
+    return np.where(inside, xb[idx], zx).astype(np.int64)
+
+
 def _expand_steps(begin: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(record index, step) for every step of every record's residency."""
     lens = end - begin
@@ -706,9 +721,13 @@ def scatter_tvm() -> Scatter:
         if out.dtype != np.int32:  # the compiled kernel accumulates int32 only
             scatter_numpy(src, sbase, soff, obase, ooff, a1, a0, lut, out, mul)
             return
-        args = [_writeable(np.ascontiguousarray(a, dtype=dt)) for a, dt in (
+        if not len(sbase) or not len(soff):
+            return
+        args = [_compact(a, dt) for a, dt in (
             (src, np.uint8), (sbase, np.int64), (soff, np.int64), (obase, np.int64), (ooff, np.int64),
             (a1, np.int64), (a0, np.int64), (lut, np.int32))]
+        if out.strides != (out.itemsize,) or not out.flags.writeable:
+            raise ValueError("scatter_tvm accumulates in place: out must be a writeable compact 1-D array")
         fn(*(tvm_ffi.from_dlpack(a, require_alignment=0) for a in args),
            tvm_ffi.from_dlpack(out, require_alignment=0), int(mul))
         _ = lib  # keep the module alive with the function
@@ -716,9 +735,12 @@ def scatter_tvm() -> Scatter:
     return run
 
 
-def _writeable(a: np.ndarray) -> np.ndarray:
-    """DLPack (as TVM uses it) cannot export read-only arrays: copy those."""
-    return a if a.flags.writeable else a.copy()
+def _compact(a: np.ndarray, dtype: Any) -> np.ndarray:
+    """A writeable, compact 1-D array for DLPack (numpy keeps odd strides on 1-element views)."""
+    a = np.ascontiguousarray(a, dtype=dtype)
+    if not a.flags.writeable or a.strides != (a.itemsize,):
+        a = np.array(a, dtype=dtype, copy=True)
+    return a
 
 
 def _delta_into(out: np.ndarray, x: np.ndarray, prog: LayerProgram, geom: TileGeometry, sample: FaultSample,
@@ -728,7 +750,6 @@ def _delta_into(out: np.ndarray, x: np.ndarray, prog: LayerProgram, geom: TileGe
     sh_, m = sch.shape, sch.mapping
     sh, sw, dh, dw = sh_.stride_h, sh_.stride_w, sh_.dilation_h, sh_.dilation_w
     _, K, C, P, Q, R, S, Hp, Wp = la.dims
-    xflat = _padded_input(x, prog, la.xpad)
     T = la.table
     n_inst = geom.instances
     a_rec: dict[str, np.ndarray] | None = None
@@ -750,7 +771,7 @@ def _delta_into(out: np.ndarray, x: np.ndarray, prog: LayerProgram, geom: TileGe
                  "wo": wo[rec], "wn": wn[rec]}
         xb = ((n0 * C + a_rec["c"]) * Hp + p0 * sh + a_rec["r"] * dh) * Wp + q0 * sw + a_rec["s"] * dw
         ob = ((n0 * K + a_rec["k"]) * P + p0) * Q + q0
-        scatter(xflat, xb, la.box_x, ob, la.box_o, a_rec["wn"], a_rec["wo"], T, out, 256)
+        scatter(_padded_input(x, prog, la.xpad), xb, la.box_x, ob, la.box_o, a_rec["wn"], a_rec["wo"], T, out, 256)
 
     cx = sample.input
     if len(cx):
@@ -761,7 +782,7 @@ def _delta_into(out: np.ndarray, x: np.ndarray, prog: LayerProgram, geom: TileGe
         p0, q0, r0, s0 = st[:, _D["P"]], st[:, _D["Q"]], st[:, _D["R"]], st[:, _D["S"]]
         n, c = st[:, _D["N"]] + nn, st[:, _D["C"]] + cc
         h, w = p0 * sh + r0 * dh + hh, q0 * sw + s0 * dw + ww
-        xo = xflat[((n * C + c) * Hp + h) * Wp + w].astype(np.int64)
+        xo = _input_bytes(x, prog, n, c, h, w)
         xn = xo ^ cx.mask.astype(np.int64)
         # taps (r, s) of the tile that read this input, and the output (p, q) they produce: one row
         # per (corrupted input, tap), everything but the PE's K range (which may change between
@@ -787,9 +808,13 @@ def _delta_into(out: np.ndarray, x: np.ndarray, prog: LayerProgram, geom: TileGe
         wb = wbase + k0 * (C * R * S)
         ob = obase + k0 * (P * Q)
         scatter(la.wflat, wb, la.k_w, ob, la.k_o, x_n, x_o, T, out, 1)
-        if a_rec is not None:  # rows for the cross term
-            b_rec = {"step": step, "inst": ie, "n": n[e], "c": cr, "r": rr_, "s": sr_, "p": pr, "q": qr,
-                     "xo": x_o, "xn": x_n}
+        if a_rec is not None:  # rows for the cross term: only a (PE, channel) with a corrupted weight
+            mark = np.zeros(n_inst * C, bool)
+            mark[a_rec["inst"] * C + a_rec["c"]] = True
+            sel = np.flatnonzero(mark[ie * C + cr])
+            if len(sel):
+                b_rec = {"step": step[sel], "inst": ie[sel], "n": n[e[sel]], "c": cr[sel], "r": rr_[sel],
+                         "s": sr_[sel], "p": pr[sel], "q": qr[sel], "xo": x_o[sel], "xn": x_n[sel]}
 
     if a_rec is not None and b_rec is not None:
         _cross_term(out, a_rec, b_rec, geom, (C, R, S, K, P, Q), T)
@@ -803,13 +828,6 @@ def _cross_term(out: np.ndarray, a: dict[str, np.ndarray], b: dict[str, np.ndarr
     def key(d: dict[str, np.ndarray]) -> np.ndarray:
         return (((d["step"] * geom.instances + d["inst"]) * C + d["c"]) * R + d["r"]) * S + d["s"]
 
-    # cheap prefilter: only inputs of a (PE, channel) that also holds a corrupted weight can meet one
-    mark = np.zeros(geom.instances * C, bool)
-    mark[a["inst"] * C + a["c"]] = True
-    sel = np.flatnonzero(mark[b["inst"] * C + b["c"]])
-    if not len(sel):
-        return
-    b = {k: v[sel] for k, v in b.items()}
     ka, kb = key(a), key(b)
     order = np.argsort(ka, kind="stable")  # the weight side is the small one: sort it, search into it
     kas = ka[order]

@@ -195,6 +195,13 @@ def test_compiled_scatter_equals_numpy_scatter() -> None:
         clean = accumulate(x, prog)
         np.testing.assert_array_equal(faults.inject(x, prog, clean, s, g, scatter=scatter),
                                       faults.inject(x, prog, clean, s, g))
+        for t in ("weight", "input"):  # a single corrupted word (1-element arrays through DLPack)
+            cw = s.of(t)
+            one = faults.CorruptedWords(cw.residency[3:4], cw.word[3:4], cw.mask[3:4])
+            single = faults.FaultSample(one, faults.CorruptedWords.empty()) if t == "weight" else \
+                faults.FaultSample(faults.CorruptedWords.empty(), one)
+            np.testing.assert_array_equal(faults.inject(x, prog, clean, single, g, scatter=scatter),
+                                          faults.inject(x, prog, clean, single, g))
 
 
 def test_ber_zero_is_bit_identical_and_leaves_inputs_untouched() -> None:
