@@ -121,3 +121,17 @@ def test_uniform_operators_and_small_populations(tmp_path: Path) -> None:
     assert a.hypervolume >= hypervolume(a.uniform)
     with pytest.raises(ExplorationError, match="operators"):
         NsgaSettings(operators="bogus")
+
+
+def test_without_labels_the_loss_is_disagreement_with_exact() -> None:
+    from dataclasses import replace
+
+    from approxtvm.explore.nsga import Reference
+
+    def rec(c: Configuration) -> EvalRecord:
+        return replace(fake_record(EvalTask(CTX, "f", c.to_json())), correct=None)
+
+    ref = Reference(rec(Configuration()))
+    p = ref.point(rec(Configuration.make({lid: "m3" for lid in LAYERS})))
+    assert p.top1 is None and 0 < p.accuracy_loss == pytest.approx(1 - p.agreement)
+    assert ref.point(ref.record).accuracy_loss == 0.0
