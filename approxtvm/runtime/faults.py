@@ -39,8 +39,14 @@ over the MACs that touch a corrupted byte, and :func:`inject` computes exactly t
 the fault-free layer runs on the fast whole-layer kernel and only the products of corrupted bytes
 are recomputed (weights × every output of their residency, inputs × every weight of theirs, plus
 the exact cross term where a corrupted weight meets a corrupted input). int32 wrap-around is kept.
-:func:`faulty_products_reference` executes the same faults tile by tile with corrupted tile copies
-(the specification; tests hold :func:`inject` to it).
+The inner loop is one scatter primitive, compiled with TVM per model (:func:`scatter_tvm`) with a
+numpy fallback (:func:`scatter_numpy`). :func:`faulty_products_reference` executes the same faults
+tile by tile with corrupted tile copies (the specification; tests hold :func:`inject` to it).
+
+**Plumbing.** :class:`ModelFaults` (one per compiled model) holds the per-layer plans, checked
+against the spec's model ranges when the model is built; :class:`FaultSession` (one per run)
+samples and injects per layer call and adds up the counters reported in
+``RunResult.counters["faults"]``. A layer without a scaled component never reaches this module.
 """
 
 from __future__ import annotations
