@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pymoo.core.mutation import Mutation
 
 from approxtvm.errors import ExplorationError
 from approxtvm.explore.evaluator import EvalContext, EvalTask, make_task
@@ -341,25 +342,17 @@ def initial_population(space: SearchSpace, pop_size: int, seed: int) -> np.ndarr
     return np.array(rows, dtype=np.int64)
 
 
-def _reset_mutation_class() -> type:
-    from pymoo.core.mutation import Mutation
+class ResetMutation(Mutation):
+    """Random-reset mutation for categorical genes: each gene, with probability ``prob_var``
+    (default ``1/n_var``), takes a uniformly random value between its bounds."""
 
-    class ResetMutation(Mutation):
-        """Each gene, with probability ``prob_var`` (default ``1/n_var``), takes a uniformly random value."""
-
-        def _do(self, problem: Any, X: np.ndarray, *args: Any, random_state: Any = None, **kwargs: Any) -> np.ndarray:
-            X = np.array(X, dtype=float, copy=True)
-            p = self.get_prob_var(problem, size=len(X))
-            mask = random_state.random(X.shape) < np.reshape(p, (-1, 1))
-            new = random_state.integers(0, np.asarray(problem.xu, dtype=np.int64) + 1, size=X.shape)
-            X[mask] = new[mask]
-            return X
-
-    return ResetMutation
-
-
-def _ResetMutation() -> Any:  # noqa: N802 - reads like the class it builds
-    return _reset_mutation_class()()
+    def _do(self, problem: Any, X: np.ndarray, *args: Any, random_state: Any = None, **kwargs: Any) -> np.ndarray:
+        X = np.array(X, dtype=float, copy=True)
+        p = self.get_prob_var(problem, size=len(X))
+        mask = random_state.random(X.shape) < np.reshape(p, (-1, 1))
+        new = random_state.integers(0, np.asarray(problem.xu, dtype=np.int64) + 1, size=X.shape)
+        X[mask] = new[mask]
+        return X
 
 
 def run_nsga(study: Study, space: SearchSpace, settings: NsgaSettings,
@@ -392,7 +385,7 @@ def run_nsga(study: Study, space: SearchSpace, settings: NsgaSettings,
         from pymoo.operators.crossover.ux import UX
 
         crossover: Any = UX()
-        mutation: Any = _ResetMutation()
+        mutation: Any = ResetMutation()
     else:
         crossover = SBX(prob=0.9, eta=settings.crossover_eta, vtype=float, repair=RoundingRepair())
         mutation = PM(eta=settings.mutation_eta, vtype=float, repair=RoundingRepair())
