@@ -1,8 +1,9 @@
 """Fault-injection benchmark: run time with faults at BER 1e-4 relative to the same run without faults.
 
-For each model and batch size, one compiled model runs the digits test split (or one image for
-ResNet-18) twice: with the fault models at BER 1e-4 and with ``FaultOptions(ber_scale=0)`` (same
-schedules, same energy, no faults: the fast path). Configurations: NoC only (swing with
+For each model and batch size (1, 64, 360 = the whole digits test split in one batch), the digits
+test split (or one image for ResNet-18) runs on two models compiled from the same policy: one with
+the fault models at BER 1e-4, one with ``FaultOptions(ber_scale=0)`` (same schedules, same energy,
+no faults: the fast path). Configurations: NoC only (swing with
 BER 1e-4 per link), SRAM only (input and weight buffers at 0.6 V: BER 1e-4), both. Prints one
 JSON line; the ratios are best-of-N times, runs interleaved in one process (absolute times vary by
 machine and with load from other processes).
@@ -83,7 +84,7 @@ def main() -> None:
     train, test = load_dataset("digits:train"), load_dataset("digits:test")
     for name in ("digits_cnn", "digits_resnet"):
         q = frontend.quantize(get_model(name), train.x[:256])
-        for bs in (1, 64):
+        for bs in (1, 64, 360):  # 360 = the whole test split in one batch
             out.update(bench(name, q, test.x, bs, repeat=3 if bs == 1 else 7, spec=spec))
     if not quick:
         r18 = get_model("resnet18")
