@@ -16,9 +16,9 @@ import approxtvm
 REPO = Path(approxtvm.__path__[0]).resolve().parent
 
 
-def _cmd(out: Path, journal: Path) -> list[str]:
+def _cmd(out: Path, journal: Path, workers: int) -> list[str]:
     return [sys.executable, "-m", "approxtvm.explore.cli_explore", "explore", "digits_cnn", "--limit", "40",
-            "--pop-size", "6", "--generations", "3", "--seed", "5", "--workers", "1",
+            "--pop-size", "6", "--generations", "3", "--seed", "5", "--workers", str(workers),
             "--multipliers", "exact", "trunc:k=4", "drum:k=5", "drum:k=4", "--swings", "nominal", "0.5",
             "--input-v", "0.9", "0.7", "--weight-v", "0.9", "0.7", "--out", str(out), "--journal", str(journal)]
 
@@ -46,13 +46,14 @@ def _front(out: Path) -> list[tuple[str, float, float]]:
 
 
 def test_kill_9_then_resume_gives_the_uninterrupted_front(tmp_path: Path) -> None:
-    full = subprocess.run(_cmd(tmp_path / "full", tmp_path / "full.sqlite"), cwd=REPO, env=_env(),
+    # uninterrupted reference run in-process; the interrupted run uses a worker process
+    full = subprocess.run(_cmd(tmp_path / "full", tmp_path / "full.sqlite", 0), cwd=REPO, env=_env(),
                           capture_output=True, text=True, timeout=300)
     assert full.returncode == 0, full.stderr[-2000:]
     total = _count(tmp_path / "full.sqlite")
 
     journal = tmp_path / "cut.sqlite"
-    proc = subprocess.Popen(_cmd(tmp_path / "cut", journal), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_cmd(tmp_path / "cut", journal, 1), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 240
@@ -65,7 +66,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_front(tmp_path: Path) -> Non
     done = _count(journal)
     assert 5 <= done < total
 
-    again = subprocess.run(_cmd(tmp_path / "cut", journal), cwd=REPO, env=_env(), capture_output=True, text=True,
+    again = subprocess.run(_cmd(tmp_path / "cut", journal, 0), cwd=REPO, env=_env(), capture_output=True, text=True,
                            timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert _count(journal) == total
