@@ -39,9 +39,10 @@ over the MACs that touch a corrupted byte, and :func:`inject` computes exactly t
 the fault-free layer runs on the fast whole-layer kernel and only the products of corrupted bytes
 are recomputed (weights × every output of their residency, inputs × every weight of theirs, plus
 the exact cross term where a corrupted weight meets a corrupted input). int32 wrap-around is kept.
-The inner loop is one scatter primitive, compiled with TVM per model (:func:`scatter_tvm`) with a
-numpy fallback (:func:`scatter_numpy`). :func:`faulty_products_reference` executes the same faults
-tile by tile with corrupted tile copies (the specification; tests hold :func:`inject` to it).
+The inner loops (a scatter primitive and a fused input-fault term) are compiled with TVM once per
+model (:func:`tvm_kernels`), with a numpy fallback (:data:`NUMPY_KERNELS`).
+:func:`faulty_products_reference` executes the same faults tile by tile with corrupted tile copies
+(the specification; tests hold :func:`inject` to it).
 
 **Plumbing.** :class:`ModelFaults` (one per compiled model) holds the per-layer plans, checked
 against the spec's model ranges when the model is built; :class:`FaultSession` (one per run)
@@ -73,8 +74,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAULT_BUFFERS",
+    "NUMPY_KERNELS",
     "SRAM_FAULT_MODES",
     "CorruptedWords",
+    "FaultKernels",
     "FaultOptions",
     "FaultPlan",
     "FaultSample",
@@ -89,9 +92,9 @@ __all__ = [
     "products_delta",
     "sample_faults",
     "scatter_numpy",
-    "scatter_tvm",
     "sram_ber",
     "tile_geometry",
+    "tvm_kernels",
 ]
 
 #: When SRAM bit-cell faults happen: on the write of a tile, on every read of a word, or both.
@@ -677,7 +680,7 @@ def scatter_numpy(src: np.ndarray, sbase: np.ndarray, soff: np.ndarray, obase: n
 
     The inner loop of both fault terms (a corrupted weight against the inputs of its outputs, a
     corrupted input against the weights of its outputs). Chunked so that temporaries stay small
-    (fresh large numpy temporaries page-fault); :func:`scatter_tvm` is the compiled equivalent.
+    (fresh large numpy temporaries page-fault); :func:`tvm_kernels` holds the compiled equivalent.
     """
     chunk = max(1, _CHUNK_ELEMS // max(1, len(soff)))
     for a in range(0, len(sbase), chunk):
@@ -691,8 +694,32 @@ Scatter = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, 
                     np.ndarray, int], None]
 
 
-def scatter_tvm() -> Scatter:
-    """:func:`scatter_numpy` compiled with TVM (serial loop, int32 wrap-around, in place).
+InputTerm = Callable[[np.ndarray, "LayerProgram", TileGeometry, "_LayerArrays", CorruptedWords, np.ndarray], None]
+
+
+@dataclass(frozen=True, eq=False)
+class FaultKernels:
+    """The inner loops of :func:`inject`.
+
+    Attributes
+    ----------
+    scatter
+        :func:`scatter_numpy` or its compiled equivalent.
+    input_term
+        Fused input-fault term (corrupted words straight to output deltas), or ``None`` to expand
+        rows with numpy and :attr:`scatter` them.
+    """
+
+    scatter: Scatter
+    input_term: InputTerm | None = None
+
+
+#: Pure-numpy kernels (no TVM needed).
+NUMPY_KERNELS = FaultKernels(scatter_numpy)
+
+
+def tvm_kernels() -> FaultKernels:
+    """The inner loops compiled with TVM (serial loops, int32 wrap-around, in place).
 
     Raises whatever TVM raises when it cannot build; :class:`ModelFaults` then falls back to numpy.
     """
@@ -719,26 +746,110 @@ def scatter_tvm() -> Scatter:
                 v = T.Cast("int64", src[sbase[i] + soff[jj]]) * T.Cast("int64", mul)
                 out[obase[i] + ooff[jj]] = out[obase[i] + ooff[jj]] + (lut[v + a1[i]] - lut[v + a0[i]])
 
-    lib = tvm.compile(tvm.IRModule({"scatter_diff": scatter_diff}), target=tvm.target.Target({"kind": "llvm"}))
-    fn = lib["scatter_diff"]
+    @T.prim_func(s_tir=True)
+    def input_delta(prm_h: T.handle, res_h: T.handle, word_h: T.handle, mask_h: T.handle, fills_h: T.handle,
+                    ends_h: T.handle, ss_h: T.handle, io_h: T.handle, tst_h: T.handle, tln_h: T.handle,
+                    taps_h: T.handle, x_h: T.handle, w_h: T.handle, lut_h: T.handle, out_h: T.handle):
+        T.func_attr({"global_symbol": "input_delta", "tirx.noalias": True})
+        ne, nf, nss, nio, nhw, ntp, nx, nw, no = (T.int64(), T.int64(), T.int64(), T.int64(), T.int64(),
+                                                  T.int64(), T.int64(), T.int64(), T.int64())
+        prm = T.match_buffer(prm_h, (24,), "int64", align=1)
+        res = T.match_buffer(res_h, (ne,), "int64", align=1)
+        word = T.match_buffer(word_h, (ne,), "int64", align=1)
+        mask = T.match_buffer(mask_h, (ne,), "uint8", align=1)
+        fills = T.match_buffer(fills_h, (nf,), "int64", align=1)
+        ends = T.match_buffer(ends_h, (nf,), "int64", align=1)
+        ss = T.match_buffer(ss_h, (nss,), "int64", align=1)
+        io = T.match_buffer(io_h, (nio,), "int64", align=1)
+        tst = T.match_buffer(tst_h, (nhw,), "int64", align=1)
+        tln = T.match_buffer(tln_h, (nhw,), "int64", align=1)
+        taps = T.match_buffer(taps_h, (ntp,), "int64", align=1)
+        x = T.match_buffer(x_h, (nx,), "uint8", align=1)
+        w = T.match_buffer(w_h, (nw,), "uint8", align=1)
+        lut = T.match_buffer(lut_h, (65536,), "int32", align=1)
+        out = T.match_buffer(out_h, (no,), "int32", align=1)
+        for e in range(ne):
+            # prm: I Nt Ct Ht Wt C K P Q R S sh sw dh dw pt pl H W Kt zx ntaps
+            i = res[e] % prm[0]
+            jf = res[e] // prm[0]
+            ww = word[e] % prm[4]
+            hh = (word[e] // prm[4]) % prm[3]
+            cc = (word[e] // (prm[4] * prm[3])) % prm[2]
+            nn = word[e] // (prm[4] * prm[3] * prm[2])
+            f0 = fills[jf]
+            n = ss[f0 * 7 + 0] + io[i * 7 + 0] + nn
+            c = ss[f0 * 7 + 2] + io[i * 7 + 2] + cc
+            p0 = ss[f0 * 7 + 3] + io[i * 7 + 3]
+            q0 = ss[f0 * 7 + 4] + io[i * 7 + 4]
+            r0 = ss[f0 * 7 + 5] + io[i * 7 + 5]
+            s0 = ss[f0 * 7 + 6] + io[i * 7 + 6]
+            hu = p0 * prm[11] + r0 * prm[13] + hh - prm[15]
+            wu = q0 * prm[12] + s0 * prm[14] + ww - prm[16]
+            inside = T.int64(0) <= hu and hu < prm[17] and T.int64(0) <= wu and wu < prm[18]
+            xo = T.if_then_else(inside, T.Cast("int64", x[T.if_then_else(
+                inside, ((n * prm[5] + c) * prm[17] + hu) * prm[18] + wu, T.int64(0))]), prm[20])
+            xn = T.bitwise_xor(xo, T.Cast("int64", mask[e]))
+            hw = hh * prm[4] + ww
+            for t in range(tln[hw]):
+                tt = tst[hw] + t
+                wb = ((c * prm[9] + r0 + taps[tt]) * prm[10]) + s0 + taps[prm[21] + tt]
+                ob = (n * prm[6] * prm[7] + p0 + taps[2 * prm[21] + tt]) * prm[8] + q0 + taps[3 * prm[21] + tt]
+                for st in range(ends[jf] - f0):
+                    k0 = ss[(f0 + st) * 7 + 1] + io[i * 7 + 1]
+                    for k in range(prm[19]):
+                        wv = T.Cast("int64", w[wb + (k0 + k) * prm[5] * prm[9] * prm[10]])
+                        out[ob + (k0 + k) * prm[7] * prm[8]] = out[ob + (k0 + k) * prm[7] * prm[8]] + (
+                            lut[xn * 256 + wv] - lut[xo * 256 + wv])
 
-    def run(src: np.ndarray, sbase: np.ndarray, soff: np.ndarray, obase: np.ndarray, ooff: np.ndarray,
-            a1: np.ndarray, a0: np.ndarray, lut: np.ndarray, out: np.ndarray, mul: int) -> None:
+    mod = tvm.IRModule({"scatter_diff": scatter_diff, "input_delta": input_delta})
+    lib = tvm.compile(mod, target=tvm.target.Target({"kind": "llvm"}))
+    fn_scatter, fn_input = lib["scatter_diff"], lib["input_delta"]
+
+    def dl(a: np.ndarray) -> Any:
+        return tvm_ffi.from_dlpack(a, require_alignment=0)
+
+    def scatter(src: np.ndarray, sbase: np.ndarray, soff: np.ndarray, obase: np.ndarray, ooff: np.ndarray,
+                a1: np.ndarray, a0: np.ndarray, lut: np.ndarray, out: np.ndarray, mul: int) -> None:
         if out.dtype != np.int32:  # the compiled kernel accumulates int32 only
             scatter_numpy(src, sbase, soff, obase, ooff, a1, a0, lut, out, mul)
             return
         if not len(sbase) or not len(soff):
             return
+        _check_out(out)
         args = [_compact(a, dt) for a, dt in (
             (src, np.uint8), (sbase, np.int64), (soff, np.int64), (obase, np.int64), (ooff, np.int64),
             (a1, np.int64), (a0, np.int64), (lut, np.int32))]
-        if out.strides != (out.itemsize,) or not out.flags.writeable:
-            raise ValueError("scatter_tvm accumulates in place: out must be a writeable compact 1-D array")
-        fn(*(tvm_ffi.from_dlpack(a, require_alignment=0) for a in args),
-           tvm_ffi.from_dlpack(out, require_alignment=0), int(mul))
-        _ = lib  # keep the module alive with the function
+        fn_scatter(*(dl(a) for a in args), dl(out), int(mul))
+        _ = lib  # keep the module alive with its functions
 
-    return run
+    def input_term(x: np.ndarray, prog: LayerProgram, geom: TileGeometry, la: _LayerArrays, cx: CorruptedWords,
+                   out: np.ndarray) -> None:
+        if not len(cx):
+            return
+        _check_out(out)
+        s = prog.schedule.shape
+        xd = geom.tile_dims("input", prog.schedule.mapping)
+        _, K, C, P, Q, R, S, _, _ = la.dims
+        dense = s.op == "dense"
+        zx = int(np.array(prog.schedule.quant.input_zero_point).astype(x.dtype).view(np.uint8))
+        prm = np.array([geom.instances, *xd, C, K, P, Q, R, S, s.stride_h, s.stride_w, s.dilation_h, s.dilation_w,
+                        0 if dense else s.pad_top, 0 if dense else s.pad_left, 1 if dense else s.h,
+                        1 if dense else s.w, len(la.k_w), zx, la.taps.shape[1], 0, 0], np.int64)
+        args = [_compact(a, dt) for a, dt in (
+            (prm, np.int64), (cx.residency, np.int64), (cx.word, np.int64), (cx.mask, np.uint8),
+            (geom.fills["input"], np.int64), (geom.residency_ends("input"), np.int64),
+            (geom.step_start.ravel(), np.int64), (geom.inst_off.ravel(), np.int64), (la.taps_start, np.int64),
+            (la.taps_len, np.int64), (la.taps.ravel(), np.int64), (np.asarray(x).view(np.uint8).ravel(), np.uint8),
+            (la.wflat, np.uint8), (la.table, np.int32))]
+        fn_input(*(dl(a) for a in args), dl(out))
+        _ = lib
+
+    return FaultKernels(scatter, input_term)
+
+
+def _check_out(out: np.ndarray) -> None:
+    if out.dtype != np.int32 or out.strides != (out.itemsize,) or not out.flags.writeable:
+        raise ValueError("the compiled fault kernels accumulate in place into a writeable compact 1-D int32 array")
 
 
 def _compact(a: np.ndarray, dtype: Any) -> np.ndarray:
@@ -750,13 +861,14 @@ def _compact(a: np.ndarray, dtype: Any) -> np.ndarray:
 
 
 def _delta_into(out: np.ndarray, x: np.ndarray, prog: LayerProgram, geom: TileGeometry, sample: FaultSample,
-                la: _LayerArrays, scatter: Scatter = scatter_numpy) -> None:
+                la: _LayerArrays, kernels: FaultKernels | None = None) -> None:
     """Add the delta of :func:`products_delta` into the flat accumulator ``out`` (int32 wraps)."""
     sch = prog.schedule
     sh_, m = sch.shape, sch.mapping
     sh, sw, dh, dw = sh_.stride_h, sh_.stride_w, sh_.dilation_h, sh_.dilation_w
     _, K, C, P, Q, R, S, Hp, Wp = la.dims
     T = la.table
+    kernels = kernels or NUMPY_KERNELS
     n_inst = geom.instances
     a_rec: dict[str, np.ndarray] | None = None
     b_rec: dict[str, np.ndarray] | None = None
@@ -777,53 +889,73 @@ def _delta_into(out: np.ndarray, x: np.ndarray, prog: LayerProgram, geom: TileGe
                  "wo": wo[rec], "wn": wn[rec]}
         xb = ((n0 * C + a_rec["c"]) * Hp + p0 * sh + a_rec["r"] * dh) * Wp + q0 * sw + a_rec["s"] * dw
         ob = ((n0 * K + a_rec["k"]) * P + p0) * Q + q0
-        scatter(_padded_input(x, prog, la.xpad), xb, la.box_x, ob, la.box_o, a_rec["wn"], a_rec["wo"], T, out, 256)
+        kernels.scatter(_padded_input(x, prog, la.xpad), xb, la.box_x, ob, la.box_o, a_rec["wn"], a_rec["wo"], T,
+                        out, 256)
 
     cx = sample.input
     if len(cx):
-        j, i = cx.residency // n_inst, cx.residency % n_inst
-        xdims = geom.tile_dims("input", m)
-        nn, cc, hh, ww = np.unravel_index(cx.word, xdims)
-        st = geom.step_start[geom.fills["input"][j]] + geom.inst_off[i]
-        p0, q0, r0, s0 = st[:, _D["P"]], st[:, _D["Q"]], st[:, _D["R"]], st[:, _D["S"]]
-        n, c = st[:, _D["N"]] + nn, st[:, _D["C"]] + cc
-        h, w = p0 * sh + r0 * dh + hh, q0 * sw + s0 * dw + ww
-        xo = _input_bytes(x, prog, n, c, h, w)
-        xn = xo ^ cx.mask.astype(np.int64)
-        # taps (r, s) of the tile that read this input, and the output (p, q) they produce: one row
-        # per (corrupted input, tap), everything but the PE's K range (which may change between
-        # the steps of the residency)
-        hw = hh * xdims[3] + ww
-        e, ti = _expand_steps(la.taps_start[hw], la.taps_start[hw] + la.taps_len[hw])
-        ra, sa, dp, dq = la.taps[:, ti]
-        cr, rr_, sr_ = c[e], r0[e] + ra, s0[e] + sa
-        pr, qr = p0[e] + dp, q0[e] + dq
-        wbase = (cr * R + rr_) * S + sr_
-        obase = (n[e] * (K * P) + pr) * Q + qr
-        x_o, x_n = xo[e] * 256, xn[e] * 256
-        begin = geom.fills["input"][j[e]]
-        lens = geom.residency_ends("input")[j[e]] - begin
-        ie = i[e]
-        if len(lens) and int(lens.max()) == 1:  # usual case: an input tile lives for one step
-            step = begin
-        else:
-            rec, step = _expand_steps(begin, begin + lens)
-            cr, rr_, sr_, pr, qr, ie = cr[rec], rr_[rec], sr_[rec], pr[rec], qr[rec], ie[rec]
-            wbase, obase, x_o, x_n, e = wbase[rec], obase[rec], x_o[rec], x_n[rec], e[rec]
-        k0 = geom.step_start[step, _D["K"]] + geom.inst_off[ie, _D["K"]]
-        wb = wbase + k0 * (C * R * S)
-        ob = obase + k0 * (P * Q)
-        scatter(la.wflat, wb, la.k_w, ob, la.k_o, x_n, x_o, T, out, 1)
-        if a_rec is not None:  # rows for the cross term: only a (PE, channel) with a corrupted weight
+        mark = None
+        if a_rec is not None:  # cross term: only a (PE, channel) holding a corrupted weight matters
             mark = np.zeros(n_inst * C, bool)
             mark[a_rec["inst"] * C + a_rec["c"]] = True
-            sel = np.flatnonzero(mark[ie * C + cr])
-            if len(sel):
-                b_rec = {"step": step[sel], "inst": ie[sel], "n": n[e[sel]], "c": cr[sel], "r": rr_[sel],
-                         "s": sr_[sel], "p": pr[sel], "q": qr[sel], "xo": x_o[sel], "xn": x_n[sel]}
+        if kernels.input_term is not None:
+            kernels.input_term(x, prog, geom, la, cx, out)
+            if mark is not None:
+                j, i = cx.residency // n_inst, cx.residency % n_inst
+                c = (geom.step_start[geom.fills["input"][j], _D["C"]] + geom.inst_off[i, _D["C"]]
+                     + np.unravel_index(cx.word, geom.tile_dims("input", m))[1])
+                sub = np.flatnonzero(mark[i * C + c])
+                if len(sub):
+                    b_rec = _input_rows(x, prog, geom, la, CorruptedWords(cx.residency[sub], cx.word[sub],
+                                                                           cx.mask[sub]))
+        else:
+            rows = _input_rows(x, prog, geom, la, cx)
+            kernels.scatter(la.wflat, rows["wb"], la.k_w, rows["ob"], la.k_o, rows["xn"], rows["xo"], T, out, 1)
+            if mark is not None:
+                b_rec = rows
+        if b_rec is not None and mark is not None:
+            sel = np.flatnonzero(mark[b_rec["inst"] * C + b_rec["c"]])
+            b_rec = {k: v[sel] for k, v in b_rec.items()} if len(sel) else None
 
     if a_rec is not None and b_rec is not None:
         _cross_term(out, a_rec, b_rec, geom, (C, R, S, K, P, Q), T)
+
+
+def _input_rows(x: np.ndarray, prog: LayerProgram, geom: TileGeometry, la: _LayerArrays,
+                cx: CorruptedWords) -> dict[str, np.ndarray]:
+    """One row per (corrupted input, tap of its tile, step of its residency), numpy.
+
+    Each row holds the MAC coordinates (step, PE, n, c, r, s, p, q), the old/new byte (·256) and
+    the flat weight/output offsets of the PE's first output channel at that step.
+    """
+    sch = prog.schedule
+    sh_, m = sch.shape, sch.mapping
+    sh, sw, dh, dw = sh_.stride_h, sh_.stride_w, sh_.dilation_h, sh_.dilation_w
+    _, K, C, P, Q, R, S, _, _ = la.dims
+    n_inst = geom.instances
+    j, i = cx.residency // n_inst, cx.residency % n_inst
+    xdims = geom.tile_dims("input", m)
+    nn, cc, hh, ww = np.unravel_index(cx.word, xdims)
+    st = geom.step_start[geom.fills["input"][j]] + geom.inst_off[i]
+    p0, q0, r0, s0 = st[:, _D["P"]], st[:, _D["Q"]], st[:, _D["R"]], st[:, _D["S"]]
+    n, c = st[:, _D["N"]] + nn, st[:, _D["C"]] + cc
+    h, w = p0 * sh + r0 * dh + hh, q0 * sw + s0 * dw + ww
+    xo = _input_bytes(x, prog, n, c, h, w)
+    xn = xo ^ cx.mask.astype(np.int64)
+    # taps (r, s) of the tile that read this input, and the output (p, q) they produce
+    hw = hh * xdims[3] + ww
+    e, ti = _expand_steps(la.taps_start[hw], la.taps_start[hw] + la.taps_len[hw])
+    ra, sa, dp, dq = la.taps[:, ti]
+    begin = geom.fills["input"][j[e]]
+    rec, step = _expand_steps(begin, geom.residency_ends("input")[j[e]])
+    e, ra, sa, dp, dq = e[rec], ra[rec], sa[rec], dp[rec], dq[rec]
+    ie = i[e]
+    k0 = geom.step_start[step, _D["K"]] + geom.inst_off[ie, _D["K"]]
+    rows = {"step": step, "inst": ie, "n": n[e], "c": c[e], "r": r0[e] + ra, "s": s0[e] + sa,
+            "p": p0[e] + dp, "q": q0[e] + dq, "xo": xo[e] * 256, "xn": xn[e] * 256}
+    rows["wb"] = ((k0 * C + rows["c"]) * R + rows["r"]) * S + rows["s"]
+    rows["ob"] = ((rows["n"] * K + k0) * P + rows["p"]) * Q + rows["q"]
+    return rows
 
 
 def _cross_term(out: np.ndarray, a: dict[str, np.ndarray], b: dict[str, np.ndarray], geom: TileGeometry,
@@ -848,18 +980,18 @@ def _cross_term(out: np.ndarray, a: dict[str, np.ndarray], b: dict[str, np.ndarr
 
 
 def inject(x: np.ndarray, prog: LayerProgram, acc: np.ndarray, sample: FaultSample, geom: TileGeometry,
-           arrays: _LayerArrays | None = None, scatter: Scatter | None = None) -> np.ndarray:
+           arrays: _LayerArrays | None = None, kernels: FaultKernels | None = None) -> np.ndarray:
     """The layer's int32 accumulators under ``sample``, from its fault-free accumulators ``acc``.
 
     The deltas are added in int32 with wrap-around, which equals the int32 accumulator of the
-    whole faulty sum (addition modulo 2^32 is associative). ``scatter`` is the inner loop
-    (:func:`scatter_numpy` by default, or the compiled :func:`scatter_tvm`).
+    whole faulty sum (addition modulo 2^32 is associative). ``kernels``: numpy (default) or the
+    compiled :func:`tvm_kernels` (same results).
     """
     if not len(sample.weight) and not len(sample.input):
         return acc
     out = np.array(acc, dtype=np.int32, copy=True)
     _delta_into(out.reshape(-1), x, prog, geom, sample, arrays if arrays is not None else _layer_arrays(prog, geom),
-                scatter or scatter_numpy)
+                kernels)
     return out
 
 
@@ -948,7 +1080,7 @@ class ModelFaults:
         self._geometry: dict[str, TileGeometry] = {}
         self._events: dict[str, _Events] = {}
         self._arrays: dict[str, _LayerArrays] = {}
-        self._scatter: Scatter | None = None
+        self._kernels: FaultKernels | None = None
 
     @property
     def active(self) -> bool:
@@ -977,16 +1109,16 @@ class ModelFaults:
         return la
 
     @property
-    def scatter(self) -> Scatter:
-        """The compiled inner loop (:func:`scatter_tvm`), or numpy if TVM cannot build it here."""
-        if self._scatter is None:
+    def kernels(self) -> FaultKernels:
+        """The compiled inner loops (:func:`tvm_kernels`), or numpy if TVM cannot build them here."""
+        if self._kernels is None:
             try:
-                self._scatter = scatter_tvm()
+                self._kernels = tvm_kernels()
             except Exception as exc:  # no TVM / LLVM failure: same results, slower
-                warnings.warn(f"fault injection uses the numpy scatter ({type(exc).__name__}: {str(exc)[:200]})",
+                warnings.warn(f"fault injection uses numpy kernels ({type(exc).__name__}: {str(exc)[:200]})",
                               RuntimeWarning, stacklevel=2)
-                self._scatter = scatter_numpy
-        return self._scatter
+                self._kernels = NUMPY_KERNELS
+        return self._kernels
 
     def session(self, seed: int) -> FaultSession | None:
         """A run's injector (``None`` when no layer scales anything)."""
@@ -1024,7 +1156,7 @@ class FaultSession:
         words[1] += len(sample.input)
         if not len(sample.weight) and not len(sample.input):
             return acc
-        return inject(x, prog, acc, sample, geom, f.arrays(layer_id, prog), f.scatter)
+        return inject(x, prog, acc, sample, geom, f.arrays(layer_id, prog), f.kernels)
 
     def counters(self) -> dict[str, Any]:
         """``{layer: {tensor: {bits_exposed, bits_flipped, words_corrupted, noc: {...}, sram: {...}}}}``.

@@ -162,6 +162,19 @@ def _layers(draw: st.DrawFn) -> tuple[Mapping, Multiplier, int]:
     return m, draw(st.sampled_from([EXACT_U, RAND_U, EXACT_S])), draw(st.integers(0, 2**32))
 
 
+_KERNELS: list[faults.FaultKernels | None] = []
+
+
+def _compiled() -> faults.FaultKernels | None:
+    """The TVM-compiled fault kernels, built once (``None`` without TVM)."""
+    if not _KERNELS:
+        try:
+            _KERNELS.append(faults.tvm_kernels())
+        except Exception:
+            _KERNELS.append(None)
+    return _KERNELS[0]
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_layers())
 def test_sparse_injection_equals_tile_by_tile_reference(layer: tuple[Mapping, Multiplier, int]) -> None:
@@ -178,14 +191,16 @@ def test_sparse_injection_equals_tile_by_tile_reference(layer: tuple[Mapping, Mu
     fast = faults.inject(x, prog, clean, sample, g)
     ref = accumulate(x, prog, products=faults.faulty_products_reference(x, prog, g, sample))
     np.testing.assert_array_equal(fast, ref)
+    if _compiled() is not None:
+        np.testing.assert_array_equal(faults.inject(x, prog, clean, sample, g, kernels=_compiled()), ref)
     if len(sample.weight) or len(sample.input):
         np.testing.assert_array_equal(faults.products_delta(x, prog, g, sample).reshape(fast.shape),
                                       fast.astype(np.int64) - clean)
 
 
 @pytest.mark.tvm
-def test_compiled_scatter_equals_numpy_scatter() -> None:
-    scatter = faults.scatter_tvm()
+def test_compiled_kernels_equal_numpy_kernels() -> None:
+    kernels = faults.tvm_kernels()
     for seed, shape in enumerate((LayerShape.conv2d(2, 32, 16, 9, 9, 3, 3, strides=(2, 2), pads=(1, 1, 1, 1)),
                                   LayerShape.conv2d(1, 24, 8, 7, 7, 3, 3, dilations=(2, 2), pads=(2, 2, 2, 2)),
                                   LayerShape.dense(3, 40, 64))):
@@ -193,14 +208,14 @@ def test_compiled_scatter_equals_numpy_scatter() -> None:
         g = faults.tile_geometry(prog.schedule.mapping, SPEC)
         s = faults.sample_faults(_plan(noc=0.01, w=0.02, x=0.02), g, seed=seed)
         clean = accumulate(x, prog)
-        np.testing.assert_array_equal(faults.inject(x, prog, clean, s, g, scatter=scatter),
+        np.testing.assert_array_equal(faults.inject(x, prog, clean, s, g, kernels=kernels),
                                       faults.inject(x, prog, clean, s, g))
         for t in ("weight", "input"):  # a single corrupted word (1-element arrays through DLPack)
             cw = s.of(t)
             one = faults.CorruptedWords(cw.residency[3:4], cw.word[3:4], cw.mask[3:4])
             single = faults.FaultSample(one, faults.CorruptedWords.empty()) if t == "weight" else \
                 faults.FaultSample(faults.CorruptedWords.empty(), one)
-            np.testing.assert_array_equal(faults.inject(x, prog, clean, single, g, scatter=scatter),
+            np.testing.assert_array_equal(faults.inject(x, prog, clean, single, g, kernels=kernels),
                                           faults.inject(x, prog, clean, single, g))
 
 
