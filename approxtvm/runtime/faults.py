@@ -695,6 +695,7 @@ Scatter = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, 
 
 
 InputTerm = Callable[[np.ndarray, "LayerProgram", TileGeometry, "_LayerArrays", CorruptedWords, np.ndarray], None]
+Delta = Callable[[np.ndarray, "LayerProgram", TileGeometry, "_LayerArrays", "FaultSample", np.ndarray], None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -708,10 +709,13 @@ class FaultKernels:
     input_term
         Fused input-fault term (corrupted words straight to output deltas), or ``None`` to expand
         rows with numpy and :attr:`scatter` them.
+    delta
+        The whole delta fused (weight term, input term and cross term), or ``None``.
     """
 
     scatter: Scatter
     input_term: InputTerm | None = None
+    delta: Delta | None = None
 
 
 #: Pure-numpy kernels (no TVM needed).
@@ -801,9 +805,115 @@ def tvm_kernels() -> FaultKernels:
                         out[ob + (k0 + k) * prm[7] * prm[8]] = out[ob + (k0 + k) * prm[7] * prm[8]] + (
                             lut[xn * 256 + wv] - lut[xo * 256 + wv])
 
-    mod = tvm.IRModule({"scatter_diff": scatter_diff, "input_delta": input_delta})
+    @T.prim_func(s_tir=True)
+    def weight_delta(prm_h: T.handle, res_h: T.handle, word_h: T.handle, mask_h: T.handle, fills_h: T.handle,
+                     ends_h: T.handle, ss_h: T.handle, io_h: T.handle, x_h: T.handle, w_h: T.handle,
+                     lut_h: T.handle, out_h: T.handle):
+        T.func_attr({"global_symbol": "weight_delta", "tirx.noalias": True})
+        ne, nf, nss, nio, nx, nw, no = T.int64(), T.int64(), T.int64(), T.int64(), T.int64(), T.int64(), T.int64()
+        prm = T.match_buffer(prm_h, (24,), "int64", align=1)
+        res = T.match_buffer(res_h, (ne,), "int64", align=1)
+        word = T.match_buffer(word_h, (ne,), "int64", align=1)
+        mask = T.match_buffer(mask_h, (ne,), "uint8", align=1)
+        fills = T.match_buffer(fills_h, (nf,), "int64", align=1)
+        ends = T.match_buffer(ends_h, (nf,), "int64", align=1)
+        ss = T.match_buffer(ss_h, (nss,), "int64", align=1)
+        io = T.match_buffer(io_h, (nio,), "int64", align=1)
+        x = T.match_buffer(x_h, (nx,), "uint8", align=1)
+        w = T.match_buffer(w_h, (nw,), "uint8", align=1)
+        lut = T.match_buffer(lut_h, (65536,), "int32", align=1)
+        out = T.match_buffer(out_h, (no,), "int32", align=1)
+        for e in range(ne):
+            # prm: I Kt Ct Rt St C K P Q R S sh sw dh dw pt pl H W Nt Pt Qt zx
+            i = res[e] % prm[0]
+            jf = res[e] // prm[0]
+            f0 = fills[jf]
+            k = ss[f0 * 7 + 1] + io[i * 7 + 1] + word[e] // (prm[4] * prm[3] * prm[2])
+            c = ss[f0 * 7 + 2] + io[i * 7 + 2] + (word[e] // (prm[4] * prm[3])) % prm[2]
+            r = ss[f0 * 7 + 5] + io[i * 7 + 5] + (word[e] // prm[4]) % prm[3]
+            s_ = ss[f0 * 7 + 6] + io[i * 7 + 6] + word[e] % prm[4]
+            wo = T.Cast("int64", w[((k * prm[5] + c) * prm[9] + r) * prm[10] + s_])
+            wn = T.bitwise_xor(wo, T.Cast("int64", mask[e]))
+            for st in range(ends[jf] - f0):
+                n0 = ss[(f0 + st) * 7 + 0] + io[i * 7 + 0]
+                p0 = ss[(f0 + st) * 7 + 3] + io[i * 7 + 3]
+                q0 = ss[(f0 + st) * 7 + 4] + io[i * 7 + 4]
+                for nb in range(prm[19]):
+                    for pb in range(prm[20]):
+                        for qb in range(prm[21]):
+                            hu = (p0 + pb) * prm[11] + r * prm[13] - prm[15]
+                            wu = (q0 + qb) * prm[12] + s_ * prm[14] - prm[16]
+                            inside = T.int64(0) <= hu and hu < prm[17] and T.int64(0) <= wu and wu < prm[18]
+                            xo = T.if_then_else(inside, T.Cast("int64", x[T.if_then_else(
+                                inside, (((n0 + nb) * prm[5] + c) * prm[17] + hu) * prm[18] + wu, T.int64(0))]),
+                                prm[22]) * 256
+                            oi = (((n0 + nb) * prm[6] + k) * prm[7] + p0 + pb) * prm[8] + q0 + qb
+                            out[oi] = out[oi] + (lut[xo + wn] - lut[xo + wo])
+
+    @T.prim_func(s_tir=True)
+    def input_cross(prm_h: T.handle, res_h: T.handle, word_h: T.handle, mask_h: T.handle, fills_h: T.handle,
+                    ends_h: T.handle, ss_h: T.handle, io_h: T.handle, tst_h: T.handle, tln_h: T.handle,
+                    taps_h: T.handle, x_h: T.handle, csr_h: T.handle, wr_h: T.handle, lut_h: T.handle,
+                    out_h: T.handle):
+        # the cross term only: corrupted inputs against the corrupted weights of the same PE and step
+        T.func_attr({"global_symbol": "input_cross", "tirx.noalias": True})
+        ne, nf, nss, nio, nhw, ntp, nx, ncs, nwr, no = (T.int64(), T.int64(), T.int64(), T.int64(), T.int64(),
+                                                        T.int64(), T.int64(), T.int64(), T.int64(), T.int64())
+        prm = T.match_buffer(prm_h, (24,), "int64", align=1)
+        res = T.match_buffer(res_h, (ne,), "int64", align=1)
+        word = T.match_buffer(word_h, (ne,), "int64", align=1)
+        mask = T.match_buffer(mask_h, (ne,), "uint8", align=1)
+        fills = T.match_buffer(fills_h, (nf,), "int64", align=1)
+        ends = T.match_buffer(ends_h, (nf,), "int64", align=1)
+        ss = T.match_buffer(ss_h, (nss,), "int64", align=1)
+        io = T.match_buffer(io_h, (nio,), "int64", align=1)
+        tst = T.match_buffer(tst_h, (nhw,), "int64", align=1)
+        tln = T.match_buffer(tln_h, (nhw,), "int64", align=1)
+        taps = T.match_buffer(taps_h, (ntp,), "int64", align=1)
+        x = T.match_buffer(x_h, (nx,), "uint8", align=1)
+        csr = T.match_buffer(csr_h, (ncs,), "int64", align=1)
+        wr = T.match_buffer(wr_h, (nwr,), "int64", align=1)  # per weight record: k r s wo wn begin end
+        lut = T.match_buffer(lut_h, (65536,), "int32", align=1)
+        out = T.match_buffer(out_h, (no,), "int32", align=1)
+        for e in range(ne):
+            i = res[e] % prm[0]
+            jf = res[e] // prm[0]
+            ww = word[e] % prm[4]
+            hh = (word[e] // prm[4]) % prm[3]
+            f0 = fills[jf]
+            c = ss[f0 * 7 + 2] + io[i * 7 + 2] + (word[e] // (prm[4] * prm[3])) % prm[2]
+            bucket = i * prm[5] + c
+            if csr[bucket + 1] > csr[bucket]:
+                n = ss[f0 * 7 + 0] + io[i * 7 + 0] + word[e] // (prm[4] * prm[3] * prm[2])
+                p0 = ss[f0 * 7 + 3] + io[i * 7 + 3]
+                q0 = ss[f0 * 7 + 4] + io[i * 7 + 4]
+                r0 = ss[f0 * 7 + 5] + io[i * 7 + 5]
+                s0 = ss[f0 * 7 + 6] + io[i * 7 + 6]
+                hu = p0 * prm[11] + r0 * prm[13] + hh - prm[15]
+                wu = q0 * prm[12] + s0 * prm[14] + ww - prm[16]
+                inside = T.int64(0) <= hu and hu < prm[17] and T.int64(0) <= wu and wu < prm[18]
+                xo = T.if_then_else(inside, T.Cast("int64", x[T.if_then_else(
+                    inside, ((n * prm[5] + c) * prm[17] + hu) * prm[18] + wu, T.int64(0))]), prm[20])
+                xn = T.bitwise_xor(xo, T.Cast("int64", mask[e])) * 256
+                xo2 = xo * 256
+                hw = hh * prm[4] + ww
+                for t in range(tln[hw]):
+                    tt = tst[hw] + t
+                    for st in range(ends[jf] - f0):
+                        for b in range(csr[bucket + 1] - csr[bucket]):
+                            wi = (csr[bucket] + b) * 7
+                            if (wr[wi + 1] == r0 + taps[tt] and wr[wi + 2] == s0 + taps[prm[21] + tt]
+                                    and wr[wi + 5] <= f0 + st and f0 + st < wr[wi + 6]):
+                                oi = ((n * prm[6] + wr[wi]) * prm[7] + p0 + taps[2 * prm[21] + tt]) * prm[8] \
+                                    + q0 + taps[3 * prm[21] + tt]
+                                out[oi] = out[oi] + ((lut[xn + wr[wi + 4]] - lut[xn + wr[wi + 3]])
+                                                     - (lut[xo2 + wr[wi + 4]] - lut[xo2 + wr[wi + 3]]))
+
+    mod = tvm.IRModule({"scatter_diff": scatter_diff, "input_delta": input_delta, "weight_delta": weight_delta,
+                        "input_cross": input_cross})
     lib = tvm.compile(mod, target=tvm.target.Target({"kind": "llvm"}))
     fn_scatter, fn_input = lib["scatter_diff"], lib["input_delta"]
+    fn_weight, fn_cross = lib["weight_delta"], lib["input_cross"]
 
     def dl(a: np.ndarray) -> Any:
         return tvm_ffi.from_dlpack(a, require_alignment=0)
@@ -844,7 +954,55 @@ def tvm_kernels() -> FaultKernels:
         fn_input(*(dl(a) for a in args), dl(out))
         _ = lib
 
-    return FaultKernels(scatter, input_term)
+    def delta(x: np.ndarray, prog: LayerProgram, geom: TileGeometry, la: _LayerArrays, sample: FaultSample,
+              out: np.ndarray) -> None:
+        _check_out(out)
+        s = prog.schedule.shape
+        m = prog.schedule.mapping
+        _, K, C, P, Q, R, S, _, _ = la.dims
+        dense = s.op == "dense"
+        zx = int(np.array(prog.schedule.quant.input_zero_point).astype(x.dtype).view(np.uint8))
+        geo = [C, K, P, Q, R, S, s.stride_h, s.stride_w, s.dilation_h, s.dilation_w, 0 if dense else s.pad_top,
+               0 if dense else s.pad_left, 1 if dense else s.h, 1 if dense else s.w]
+        xr = _compact(np.asarray(x).view(np.uint8).ravel(), np.uint8)
+        ssf, iof = _compact(geom.step_start.ravel(), np.int64), _compact(geom.inst_off.ravel(), np.int64)
+        cw, cx = sample.weight, sample.input
+        if len(cw):
+            ext = geom.ext
+            prm = np.array([geom.instances, *geom.tile_dims("weight", m), *geo, ext[_D["N"]], ext[_D["P"]],
+                            ext[_D["Q"]], zx, 0], np.int64)
+            fn_weight(*(dl(_compact(a, dt)) for a, dt in (
+                (prm, np.int64), (cw.residency, np.int64), (cw.word, np.int64), (cw.mask, np.uint8),
+                (geom.fills["weight"], np.int64), (geom.residency_ends("weight"), np.int64))),
+                dl(ssf), dl(iof), dl(xr), dl(la.wflat), dl(la.table), dl(out))
+        if len(cx):
+            input_term(x, prog, geom, la, cx, out)
+            if len(cw):
+                # corrupted weights by (PE, channel): k r s wo wn first-step end-step, CSR over PE·C + c
+                n_inst = geom.instances
+                j, i = cw.residency // n_inst, cw.residency % n_inst
+                kk, cc, rr, sw_ = np.unravel_index(cw.word, geom.tile_dims("weight", m))
+                st = geom.step_start[geom.fills["weight"][j]] + geom.inst_off[i]
+                k, c = st[:, _D["K"]] + kk, st[:, _D["C"]] + cc
+                r, t = st[:, _D["R"]] + rr, st[:, _D["S"]] + sw_
+                wo = la.wflat[((k * C + c) * R + r) * S + t].astype(np.int64)
+                wr = np.stack([k, r, t, wo, wo ^ cw.mask.astype(np.int64), geom.fills["weight"][j],
+                               geom.residency_ends("weight")[j]], axis=1)
+                bucket = i * C + c
+                order = np.argsort(bucket, kind="stable")
+                csr = np.concatenate(([0], np.cumsum(np.bincount(bucket, minlength=n_inst * C))))
+                # prm layout as input_delta: I Nt Ct Ht Wt C K P Q R S sh sw dh dw pt pl H W Kt zx ntaps
+                prm = np.array([n_inst, *geom.tile_dims("input", m), *geo, len(la.k_w), zx, la.taps.shape[1],
+                                0, 0], np.int64)
+                fn_cross(*(dl(_compact(a, dt)) for a, dt in (
+                    (prm, np.int64), (cx.residency, np.int64), (cx.word, np.int64), (cx.mask, np.uint8),
+                    (geom.fills["input"], np.int64), (geom.residency_ends("input"), np.int64))),
+                    dl(ssf), dl(iof), dl(_compact(la.taps_start, np.int64)), dl(_compact(la.taps_len, np.int64)),
+                    dl(_compact(la.taps.ravel(), np.int64)), dl(xr), dl(_compact(csr, np.int64)),
+                    dl(_compact(wr[order].ravel(), np.int64)), dl(la.table), dl(out))
+        _ = lib
+
+    return FaultKernels(scatter, input_term, delta)
 
 
 def _check_out(out: np.ndarray) -> None:
@@ -869,6 +1027,9 @@ def _delta_into(out: np.ndarray, x: np.ndarray, prog: LayerProgram, geom: TileGe
     _, K, C, P, Q, R, S, Hp, Wp = la.dims
     T = la.table
     kernels = kernels or NUMPY_KERNELS
+    if kernels.delta is not None:
+        kernels.delta(x, prog, geom, la, sample, out)
+        return
     n_inst = geom.instances
     a_rec: dict[str, np.ndarray] | None = None
     b_rec: dict[str, np.ndarray] | None = None
