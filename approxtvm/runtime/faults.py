@@ -25,11 +25,12 @@ corrupted.
 **Sampling** is exact per bit: the flip count of each (tile residency, destination, source) is
 ``Binomial(exposed bits, BER)`` and the flipped bits are uniform without replacement among the
 exposed (bit, hop or read) slots. The generator is numpy's counter-based ``Philox``, keyed by
-``(seed, layer index)`` with the counter block chosen by the layer call (batch index within the
-run); inside a call the draws are taken in a fixed order — tensor (weight, input), source (NoC,
-SRAM write, SRAM read), tile index (fill step), destination (PE) — one vectorised draw per
-quantity, so a layer call's faults are a pure function of (seed, layer, call, tensor, tile,
-destination) and do not depend on threads, processes or what ran before.
+``(seed, layer index)``; its counter selects a block of ``B`` consecutive layer calls (batches of
+the run; ``B ≤ 64`` fixed per layer by its number of fault rows). Inside a block the draws are
+taken in a fixed order — call, tensor (weight, input), source (NoC, SRAM write, SRAM read), tile
+(fill), destination (PE) — one vectorised draw per quantity, so a call's faults are a pure
+function of (seed, layer, call, tensor, tile, destination) and do not depend on threads,
+processes or what ran before.
 
 **Arithmetic.** Faults corrupt the operand bytes entering the multiplier (padding taps included:
 the padded input tile is what the input buffer holds). The zero-point correction terms
@@ -90,6 +91,7 @@ __all__ = [
     "noc_ber",
     "plan_faults",
     "products_delta",
+    "sample_block",
     "sample_faults",
     "scatter_numpy",
     "sram_ber",
@@ -107,6 +109,8 @@ _WORD_BITS = 8
 _D = {d: i for i, d in enumerate(DIMS)}
 _MAX_SEED = 2**64
 _CHUNK_ELEMS = 1 << 14  # gathered operands per vectorised chunk (small temporaries are reused)
+_MAX_BLOCK_CALLS = 64  # layer calls sampled by one generator ...
+_BLOCK_ROWS = 1 << 13  # ... as long as their event rows stay below this
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,6 +398,12 @@ class _Events:
     streams: tuple[tuple[str, str, int], ...]  # (tensor, source label, exposed slots per call)
     tensor_base: tuple[int, int]  # key base of weight and input words
     words: tuple[int, int]  # words per tile of weight and input
+    key_span: int  # keys of one call: weight then input words of every residency
+
+    @property
+    def block_calls(self) -> int:
+        """Layer calls sampled together (one generator per block; bounded work per block)."""
+        return max(1, min(_MAX_BLOCK_CALLS, _BLOCK_ROWS // max(1, len(self.slots))))
 
 
 def _events(plan: FaultPlan, geom: TileGeometry) -> _Events:
@@ -441,7 +451,7 @@ def _events(plan: FaultPlan, geom: TileGeometry) -> _Events:
 
     return _Events(cat("slots", np.int64), cat("ber", np.float64), cat("fb", np.int64), cat("ts", np.int64),
                    cat("kb", np.int64), np.array(starts, np.int64), tuple(streams), (bases[0], bases[1]),
-                   (geom.words["weight"], geom.words["input"]))
+                   (geom.words["weight"], geom.words["input"]), base)
 
 
 @dataclass(frozen=True, eq=False)
@@ -511,19 +521,36 @@ def sample_faults(plan: FaultPlan, geom: TileGeometry, *, seed: int, call: int =
     events
         The layer's precomputed event table (built here if ``None``).
     """
+    ev = events if events is not None else _events(plan, geom)
+    b = ev.block_calls
+    return sample_block(plan, geom, seed=seed, block=call // b, events=ev)[call % b]
+
+
+def sample_block(plan: FaultPlan, geom: TileGeometry, *, seed: int, block: int,
+                 events: _Events | None = None) -> list[FaultSample]:
+    """The samples of layer calls ``block·B … block·B + B − 1`` (``B = events.block_calls``).
+
+    One ``Philox`` generator per (seed, layer, block) draws, in order, the flip counts of every
+    (call, tensor, source, tile, destination) row, then the flipped slots of the rows that have
+    flips: a call's faults are a pure function of (seed, layer, call), whatever ran before.
+    """
     _check_seed(seed)
     ev = events if events is not None else _events(plan, geom)
-    if not len(ev.slots):
-        return FaultSample(CorruptedWords.empty(), CorruptedWords.empty())
-    rng = np.random.Generator(np.random.Philox(key=seed | (plan.layer_index << 64), counter=call << 128))
-    counts = rng.binomial(ev.slots, ev.ber)
-    flipped = np.add.reduceat(counts, ev.stream_start)
-    hit = np.flatnonzero(counts)
+    B, E = ev.block_calls, len(ev.slots)
+    if not E:
+        return [FaultSample(CorruptedWords.empty(), CorruptedWords.empty()) for _ in range(B)]
+    rng = np.random.Generator(np.random.Philox(key=seed | (plan.layer_index << 64), counter=block << 128))
+    counts = rng.binomial(np.tile(ev.slots, B), np.tile(ev.ber, B)).reshape(B, E)
+    flipped = np.add.reduceat(counts, ev.stream_start, axis=1)
+    flat = counts.ravel()
+    hit = np.flatnonzero(flat)
     if not len(hit):
-        return FaultSample(CorruptedWords.empty(), CorruptedWords.empty(), ev.streams, flipped)
-    reps = counts[hit]
-    owner = np.repeat(hit, reps)
-    nslots = ev.slots[owner]
+        return [FaultSample(CorruptedWords.empty(), CorruptedWords.empty(), ev.streams, flipped[c])
+                for c in range(B)]
+    reps = flat[hit]
+    owner = np.repeat(hit, reps)  # global row: call · E + event
+    row = owner % E
+    nslots = ev.slots[row]
     pos = _positions(rng, nslots)
     if reps.max() > 1:  # positions are without replacement inside each row: redraw repeats
         multi = np.flatnonzero(np.repeat(reps > 1, reps))  # only rows with several flips can repeat
@@ -535,9 +562,9 @@ def sample_faults(plan: FaultPlan, geom: TileGeometry, *, seed: int, call: int =
                 break
             idx = np.sort(order[dup])
             pos[idx] = _positions(rng, nslots[idx])
-    fb = ev.free_bits[owner]
-    within = pos % ev.tile_slots[owner]
-    key = ev.key_base[owner] + within // fb
+    fb = ev.free_bits[row]
+    within = pos % ev.tile_slots[row]
+    key = (owner // E) * ev.key_span + ev.key_base[row] + within // fb
     mask = np.left_shift(np.uint8(1), (within % fb).astype(np.uint8))
     if len(key) > 1:
         order = np.argsort(key, kind="stable")
@@ -547,12 +574,17 @@ def sample_faults(plan: FaultPlan, geom: TileGeometry, *, seed: int, call: int =
         key = key[starts]
         nz = mask != 0
         key, mask = key[nz], mask[nz]
-    split = int(np.searchsorted(key, ev.tensor_base[1]))
+    bounds = np.searchsorted(key, (np.arange(B)[:, None] * ev.key_span
+                                   + np.array([0, ev.tensor_base[1], ev.key_span])).ravel())
     out = []
-    for ti, sl in enumerate((slice(0, split), slice(split, None))):
-        k = key[sl] - ev.tensor_base[ti]
-        out.append(CorruptedWords(k // ev.words[ti], k % ev.words[ti], mask[sl]))
-    return FaultSample(out[0], out[1], ev.streams, flipped)
+    for c in range(B):
+        w0, x0, x1 = bounds[3 * c:3 * c + 3]
+        parts = []
+        for ti, (lo, hi) in enumerate(((w0, x0), (x0, x1))):
+            k = key[lo:hi] - (c * ev.key_span + ev.tensor_base[ti])
+            parts.append(CorruptedWords(k // ev.words[ti], k % ev.words[ti], mask[lo:hi]))
+        out.append(FaultSample(parts[0], parts[1], ev.streams, flipped[c]))
+    return out
 
 
 def _positions(rng: np.random.Generator, nslots: np.ndarray) -> np.ndarray:
@@ -1297,6 +1329,7 @@ class FaultSession:
         self._calls: dict[str, int] = {}
         self._flipped: dict[str, np.ndarray] = {}
         self._words: dict[str, list[int]] = {}
+        self._blocks: dict[str, tuple[int, list[FaultSample]]] = {}
 
     def apply(self, layer_id: str, x: np.ndarray, prog: LayerProgram, acc: np.ndarray) -> np.ndarray:
         """Accumulators of this layer call under its sampled faults (``acc`` unchanged if none)."""
@@ -1308,7 +1341,11 @@ class FaultSession:
         f = self.faults
         geom = f.geometry(layer_id)
         ev = f.events(layer_id)
-        sample = sample_faults(plan, geom, seed=self.seed, call=call, events=ev)
+        blk, off = divmod(call, ev.block_calls)
+        cached = self._blocks.get(layer_id)
+        if cached is None or cached[0] != blk:
+            cached = self._blocks[layer_id] = (blk, sample_block(plan, geom, seed=self.seed, block=blk, events=ev))
+        sample = cached[1][off]
         if len(sample.flipped):
             fl = self._flipped.get(layer_id)
             self._flipped[layer_id] = sample.flipped if fl is None else fl + sample.flipped
