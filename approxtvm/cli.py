@@ -1,4 +1,5 @@
-"""The ``approxtvm`` command: compile, inspect, run, demo, multipliers."""
+"""The ``approxtvm`` command: compile, inspect, run, sweep, energy, compress, demo, explore, experiments,
+multipliers."""
 
 from __future__ import annotations
 
@@ -242,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports/demo")
     p.add_argument("--limit", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+    from approxtvm.explore.cli_explore import add_explore_parsers
+
+    add_explore_parsers(sub)  # explore, experiments
     p = sub.add_parser("multipliers", help="list, show or import multipliers")
     p.add_argument("action", choices=["list", "show", "import"])
     p.add_argument("name", nargs="?")
