@@ -26,7 +26,7 @@ corrupted.
 ``Binomial(exposed bits, BER)`` and the flipped bits are uniform without replacement among the
 exposed (bit, hop or read) slots. The generator is numpy's counter-based ``Philox``, keyed by
 ``(seed, layer index)``; its counter selects a block of ``B`` consecutive layer calls (batches of
-the run; ``B ≤ 64`` fixed per layer by its number of fault rows). Inside a block the draws are
+the run; ``B ≤ 64`` fixed per layer by its number of fault rows and expected flips). Inside a block the draws are
 taken in a fixed order — call, tensor (weight, input), source (NoC, SRAM write, SRAM read), tile
 (fill), destination (PE) — one vectorised draw per quantity, so a call's faults are a pure
 function of (seed, layer, call, tensor, tile, destination) and do not depend on threads,
@@ -111,6 +111,7 @@ _MAX_SEED = 2**64
 _CHUNK_ELEMS = 1 << 14  # gathered operands per vectorised chunk (small temporaries are reused)
 _MAX_BLOCK_CALLS = 64  # layer calls sampled by one generator ...
 _BLOCK_ROWS = 1 << 13  # ... as long as their event rows stay below this
+_BLOCK_FLIPS = 256.0  # ... and their expected flips too
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,8 +403,11 @@ class _Events:
 
     @property
     def block_calls(self) -> int:
-        """Layer calls sampled together (one generator per block; bounded work per block)."""
-        return max(1, min(_MAX_BLOCK_CALLS, _BLOCK_ROWS // max(1, len(self.slots))))
+        """Layer calls sampled together: one generator per block, the work per block bounded (rows
+        and expected flips), so that a run never samples much more than it uses."""
+        flips = float(np.dot(self.slots, self.ber)) if len(self.slots) else 0.0
+        by_flips = int(_BLOCK_FLIPS // flips) if flips > 0 else _MAX_BLOCK_CALLS
+        return max(1, min(_MAX_BLOCK_CALLS, _BLOCK_ROWS // max(1, len(self.slots)), by_flips))
 
 
 def _events(plan: FaultPlan, geom: TileGeometry) -> _Events:
