@@ -35,8 +35,8 @@ from approxtvm.explore.genome import Configuration, SearchSpace
 from approxtvm.explore.journal import Journal
 
 LAYERS = ("conv1", "conv2", "conv3", "fc")
-TIMED = int(os.environ.get("BENCH_EXPLORE_EVALS", "12"))
-REPEATS = int(os.environ.get("BENCH_EXPLORE_REPEATS", "2"))
+TIMED = int(os.environ.get("BENCH_EXPLORE_EVALS", "10"))
+REPEATS = int(os.environ.get("BENCH_EXPLORE_REPEATS", "3"))
 WARMUP_PER_WORKER = 2
 
 

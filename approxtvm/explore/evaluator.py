@@ -142,13 +142,30 @@ def clear_worker_cache() -> None:
     _PREPARED.clear()
 
 
-def limit_threads() -> None:
+def limit_threads(core: int | None = None) -> None:
     """Give a worker process one compute thread (call before TVM or onnxruntime is imported).
 
     Several workers on one machine would otherwise each spawn a thread per core and fight.
+
+    Parameters
+    ----------
+    core
+        Also pin the process to this CPU (modulo the CPUs available to it; Linux only): thread
+        pools that size themselves by the core count then stay on one core.
     """
     for var in ("OMP_NUM_THREADS", "TVM_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+    if core is not None and hasattr(os, "sched_getaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpus[core % len(cpus)]})
+
+
+def pin_next_core(counter: Any) -> None:
+    """Pool initializer: :func:`limit_threads` pinned to the next core of a shared counter."""
+    with counter.get_lock():
+        core = counter.value
+        counter.value += 1
+    limit_threads(core)
 
 
 def _load_proto(model: str) -> Any:

@@ -15,6 +15,7 @@ journal ignores a key it already holds).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -24,7 +25,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from approxtvm.errors import ExplorationError
-from approxtvm.explore.evaluator import EvalTask, limit_threads, run_task
+from approxtvm.explore.evaluator import EvalTask, limit_threads, pin_next_core, run_task
 from approxtvm.explore.journal import EvalRecord, Journal
 
 #: How many times a broken local pool is rebuilt before the run gives up.
@@ -87,13 +88,17 @@ class ProcessExecutor(_ContextManaged):
     ----------
     workers
         Number of processes.
+    pin
+        Pin worker *i* to core *i* (modulo the cores; Linux only) when there are no more workers
+        than cores — on a busy machine this keeps two workers from trading places.
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, pin: bool = True) -> None:
         if workers < 1:
             raise ExplorationError("a process pool needs at least one worker", expected="workers ≥ 1",
                                    found=str(workers), fix="pass --workers 1 or more (0 = in-process)")
         self._workers = workers
+        self._pin = pin and hasattr(os, "sched_setaffinity") and workers <= len(os.sched_getaffinity(0))
         self._pool: ProcessPoolExecutor | None = None
 
     @property
@@ -108,8 +113,12 @@ class ProcessExecutor(_ContextManaged):
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=limit_threads)
+            ctx = multiprocessing.get_context("spawn")
+            if self._pin:
+                self._pool = ProcessPoolExecutor(self._workers, mp_context=ctx, initializer=pin_next_core,
+                                                 initargs=(ctx.Value("i", 0),))
+            else:
+                self._pool = ProcessPoolExecutor(self._workers, mp_context=ctx, initializer=limit_threads)
         return self._pool
 
     def run(self, tasks: Sequence[EvalTask]) -> Iterator[tuple[int, EvalRecord]]:
@@ -154,6 +163,8 @@ class DaskExecutor(_ContextManaged):
         Scheduler address (``tcp://host:8786``); ``None`` starts a process-based ``LocalCluster``.
     workers
         Workers of the ``LocalCluster`` (ignored with ``scheduler``).
+    pin
+        Pin LocalCluster worker *i* to core *i* (as :class:`ProcessExecutor`).
 
     Notes
     -----
@@ -161,7 +172,7 @@ class DaskExecutor(_ContextManaged):
     ``approxtvm`` command, not a script piped to ``python -``).
     """
 
-    def __init__(self, scheduler: str | None = None, workers: int = 2) -> None:
+    def __init__(self, scheduler: str | None = None, workers: int = 2, pin: bool = True) -> None:
         from distributed import Client, LocalCluster
 
         self.cluster: Any = None
@@ -181,6 +192,10 @@ class DaskExecutor(_ContextManaged):
             self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                         dashboard_address=None, env=dict(WORKER_ENV))
             self.client = Client(self.cluster)
+            if pin and hasattr(os, "sched_setaffinity") and workers <= len(os.sched_getaffinity(0)):
+                from approxtvm.explore.dask_plugins import PinWorker
+
+                self.client.register_plugin(PinWorker())
         self._scheduler = scheduler
 
     @property
