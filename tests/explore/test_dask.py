@@ -6,6 +6,8 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from approxtvm.explore.evaluator import EvalContext
 from approxtvm.explore.executors import DaskExecutor, InlineExecutor
 from approxtvm.explore.journal import EvalRecord, Journal
@@ -51,6 +53,7 @@ def test_lost_worker_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> Non
         [(p.config, p.accuracy_loss, p.energy_per_inference_pj) for p in ref.pareto]
 
 
+@pytest.mark.slow
 def test_local_pool_rebuilds_after_a_lost_worker(tmp_path: Path) -> None:
     from approxtvm.explore.executors import ProcessExecutor
 

@@ -1,0 +1,30 @@
+"""The explore/experiments argument parsers."""
+
+from __future__ import annotations
+
+import argparse
+
+from approxtvm.explore.cli_explore import add_explore_parsers, cmd_experiments, cmd_explore
+from approxtvm.explore.genome import DEFAULT_MULTIPLIERS
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser()
+    add_explore_parsers(ap.add_subparsers(dest="command", required=True))
+    return ap
+
+
+def test_explore_arguments() -> None:
+    a = _parser().parse_args(["explore", "digits_cnn", "--data", "digits:test", "--multipliers", "exact",
+                              "bam:h=4,v=0", "--swings", "nominal", "0.5", "--budget", "1.5", "--scheduler",
+                              "tcp://host:8786"])
+    assert a.func is cmd_explore and a.model == "digits_cnn"
+    assert a.multipliers == ["exact", "bam:h=4,v=0"] and a.swings == [None, 0.5] and a.budget == 1.5
+    assert a.scheduler == "tcp://host:8786" and not a.local_cluster
+    d = _parser().parse_args(["explore", "m.onnx"])
+    assert d.multipliers == list(DEFAULT_MULTIPLIERS) and d.journal is None and d.workers >= 1
+
+
+def test_experiments_arguments() -> None:
+    a = _parser().parse_args(["experiments", "--out", "r", "--local-cluster", "--workers", "2", "--no-resnet50"])
+    assert a.func is cmd_experiments and a.local_cluster and a.workers == 2 and a.no_resnet50 and not a.full
