@@ -304,6 +304,11 @@ class TileGeometry:
     fills: dict[str, np.ndarray]
     words: dict[str, int]
     reads_per_word: dict[str, int]
+    ends: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for t, f in self.fills.items():
+            self.ends.setdefault(t, np.append(f[1:], self.steps).astype(np.int64))
 
     @property
     def instances(self) -> int:
@@ -312,8 +317,7 @@ class TileGeometry:
 
     def residency_ends(self, tensor: str) -> np.ndarray:
         """End step (exclusive) of every fill of ``tensor``."""
-        f = self.fills[tensor]
-        return np.append(f[1:], self.steps)
+        return self.ends[tensor]
 
     def tile_dims(self, tensor: str, mapping: Mapping) -> tuple[int, ...]:
         """Extent of ``tensor``'s tile per axis (weights KCRS, inputs NCHW padded)."""
@@ -619,6 +623,7 @@ class _LayerArrays:
     taps_len: np.ndarray  # number of (r, s) taps of the tile that read that position
     taps: np.ndarray  # (4, n) tile-relative r, s and the output p, q each tap produces
     xpad: np.ndarray | None  # padded-input scratch (border = zero point), refilled inside each call
+    cache: dict[str, Any] = field(default_factory=dict)  # kernels' prepared static arguments
 
 
 def _layer_arrays(prog: LayerProgram, geom: TileGeometry) -> _LayerArrays:
@@ -968,74 +973,82 @@ def tvm_kernels() -> FaultKernels:
         fn_scatter(*(dl(a) for a in args), dl(out), int(mul))
         _ = lib  # keep the module alive with its functions
 
+    def static(prog: LayerProgram, geom: TileGeometry, la: _LayerArrays, dtype: Any) -> dict[str, Any]:
+        """The layer's constant kernel arguments, converted once and kept with the layer's arrays."""
+        st = la.cache.get("tvm")
+        if st is not None:
+            return st
+        s, m = prog.schedule.shape, prog.schedule.mapping
+        _, K, C, P, Q, R, S, _, _ = la.dims
+        dense = s.op == "dense"
+        zx = int(np.array(prog.schedule.quant.input_zero_point).astype(dtype).view(np.uint8))
+        geo = [C, K, P, Q, R, S, s.stride_h, s.stride_w, s.dilation_h, s.dilation_w, 0 if dense else s.pad_top,
+               0 if dense else s.pad_left, 1 if dense else s.h, 1 if dense else s.w]
+        ext = geom.ext
+        arrays = {
+            # I Nt Ct Ht Wt C K P Q R S sh sw dh dw pt pl H W Kt zx ntaps
+            "prm_x": np.array([geom.instances, *geom.tile_dims("input", m), *geo, len(la.k_w), zx,
+                               la.taps.shape[1], 0, 0], np.int64),
+            # I Kt Ct Rt St C K P Q R S sh sw dh dw pt pl H W Nt Pt Qt zx
+            "prm_w": np.array([geom.instances, *geom.tile_dims("weight", m), *geo, ext[_D["N"]], ext[_D["P"]],
+                               ext[_D["Q"]], zx, 0], np.int64),
+            "fills_x": geom.fills["input"], "ends_x": geom.residency_ends("input"),
+            "fills_w": geom.fills["weight"], "ends_w": geom.residency_ends("weight"),
+            "ss": geom.step_start.ravel(), "io": geom.inst_off.ravel(), "tst": la.taps_start, "tln": la.taps_len,
+            "taps": la.taps.ravel()}
+        st = {k: dl(_compact(v, np.int64)) for k, v in arrays.items()}
+        st["w"], st["lut"] = dl(_compact(la.wflat, np.uint8)), dl(_compact(la.table, np.int32))
+        st["_keep"] = arrays
+        la.cache["tvm"] = st
+        return st
+
     def input_term(x: np.ndarray, prog: LayerProgram, geom: TileGeometry, la: _LayerArrays, cx: CorruptedWords,
                    out: np.ndarray) -> None:
         if not len(cx):
             return
         _check_out(out)
-        s = prog.schedule.shape
-        xd = geom.tile_dims("input", prog.schedule.mapping)
-        _, K, C, P, Q, R, S, _, _ = la.dims
-        dense = s.op == "dense"
-        zx = int(np.array(prog.schedule.quant.input_zero_point).astype(x.dtype).view(np.uint8))
-        prm = np.array([geom.instances, *xd, C, K, P, Q, R, S, s.stride_h, s.stride_w, s.dilation_h, s.dilation_w,
-                        0 if dense else s.pad_top, 0 if dense else s.pad_left, 1 if dense else s.h,
-                        1 if dense else s.w, len(la.k_w), zx, la.taps.shape[1], 0, 0], np.int64)
-        args = [_compact(a, dt) for a, dt in (
-            (prm, np.int64), (cx.residency, np.int64), (cx.word, np.int64), (cx.mask, np.uint8),
-            (geom.fills["input"], np.int64), (geom.residency_ends("input"), np.int64),
-            (geom.step_start.ravel(), np.int64), (geom.inst_off.ravel(), np.int64), (la.taps_start, np.int64),
-            (la.taps_len, np.int64), (la.taps.ravel(), np.int64), (np.asarray(x).view(np.uint8).ravel(), np.uint8),
-            (la.wflat, np.uint8), (la.table, np.int32))]
-        fn_input(*(dl(a) for a in args), dl(out))
+        st = static(prog, geom, la, x.dtype)
+        xr = _compact(np.asarray(x).view(np.uint8).ravel(), np.uint8)
+        fn_input(st["prm_x"], dl(_compact(cx.residency, np.int64)), dl(_compact(cx.word, np.int64)),
+                 dl(_compact(cx.mask, np.uint8)), st["fills_x"], st["ends_x"], st["ss"], st["io"], st["tst"],
+                 st["tln"], st["taps"], dl(xr), st["w"], st["lut"], dl(out))
         _ = lib
 
     def delta(x: np.ndarray, prog: LayerProgram, geom: TileGeometry, la: _LayerArrays, sample: FaultSample,
               out: np.ndarray) -> None:
         _check_out(out)
-        s = prog.schedule.shape
+        st = static(prog, geom, la, x.dtype)
         m = prog.schedule.mapping
-        _, K, C, P, Q, R, S, _, _ = la.dims
-        dense = s.op == "dense"
-        zx = int(np.array(prog.schedule.quant.input_zero_point).astype(x.dtype).view(np.uint8))
-        geo = [C, K, P, Q, R, S, s.stride_h, s.stride_w, s.dilation_h, s.dilation_w, 0 if dense else s.pad_top,
-               0 if dense else s.pad_left, 1 if dense else s.h, 1 if dense else s.w]
-        xr = _compact(np.asarray(x).view(np.uint8).ravel(), np.uint8)
-        ssf, iof = _compact(geom.step_start.ravel(), np.int64), _compact(geom.inst_off.ravel(), np.int64)
+        _, _, C, _, _, R, S, _, _ = la.dims
+        xr = dl(_compact(np.asarray(x).view(np.uint8).ravel(), np.uint8))
+        o = dl(out)
         cw, cx = sample.weight, sample.input
         if len(cw):
-            ext = geom.ext
-            prm = np.array([geom.instances, *geom.tile_dims("weight", m), *geo, ext[_D["N"]], ext[_D["P"]],
-                            ext[_D["Q"]], zx, 0], np.int64)
-            fn_weight(*(dl(_compact(a, dt)) for a, dt in (
-                (prm, np.int64), (cw.residency, np.int64), (cw.word, np.int64), (cw.mask, np.uint8),
-                (geom.fills["weight"], np.int64), (geom.residency_ends("weight"), np.int64))),
-                dl(ssf), dl(iof), dl(xr), dl(la.wflat), dl(la.table), dl(out))
+            fn_weight(st["prm_w"], dl(_compact(cw.residency, np.int64)), dl(_compact(cw.word, np.int64)),
+                      dl(_compact(cw.mask, np.uint8)), st["fills_w"], st["ends_w"], st["ss"], st["io"], xr, st["w"],
+                      st["lut"], o)
         if len(cx):
-            input_term(x, prog, geom, la, cx, out)
+            res, word, mask = (dl(_compact(cx.residency, np.int64)), dl(_compact(cx.word, np.int64)),
+                               dl(_compact(cx.mask, np.uint8)))
+            fn_input(st["prm_x"], res, word, mask, st["fills_x"], st["ends_x"], st["ss"], st["io"], st["tst"],
+                     st["tln"], st["taps"], xr, st["w"], st["lut"], o)
             if len(cw):
                 # corrupted weights by (PE, channel): k r s wo wn first-step end-step, CSR over PE·C + c
                 n_inst = geom.instances
                 j, i = cw.residency // n_inst, cw.residency % n_inst
                 kk, cc, rr, sw_ = np.unravel_index(cw.word, geom.tile_dims("weight", m))
-                st = geom.step_start[geom.fills["weight"][j]] + geom.inst_off[i]
-                k, c = st[:, _D["K"]] + kk, st[:, _D["C"]] + cc
-                r, t = st[:, _D["R"]] + rr, st[:, _D["S"]] + sw_
+                s0 = geom.step_start[geom.fills["weight"][j]] + geom.inst_off[i]
+                k, c = s0[:, _D["K"]] + kk, s0[:, _D["C"]] + cc
+                r, t = s0[:, _D["R"]] + rr, s0[:, _D["S"]] + sw_
                 wo = la.wflat[((k * C + c) * R + r) * S + t].astype(np.int64)
                 wr = np.stack([k, r, t, wo, wo ^ cw.mask.astype(np.int64), geom.fills["weight"][j],
                                geom.residency_ends("weight")[j]], axis=1)
                 bucket = i * C + c
                 order = np.argsort(bucket, kind="stable")
                 csr = np.concatenate(([0], np.cumsum(np.bincount(bucket, minlength=n_inst * C))))
-                # prm layout as input_delta: I Nt Ct Ht Wt C K P Q R S sh sw dh dw pt pl H W Kt zx ntaps
-                prm = np.array([n_inst, *geom.tile_dims("input", m), *geo, len(la.k_w), zx, la.taps.shape[1],
-                                0, 0], np.int64)
-                fn_cross(*(dl(_compact(a, dt)) for a, dt in (
-                    (prm, np.int64), (cx.residency, np.int64), (cx.word, np.int64), (cx.mask, np.uint8),
-                    (geom.fills["input"], np.int64), (geom.residency_ends("input"), np.int64))),
-                    dl(ssf), dl(iof), dl(_compact(la.taps_start, np.int64)), dl(_compact(la.taps_len, np.int64)),
-                    dl(_compact(la.taps.ravel(), np.int64)), dl(xr), dl(_compact(csr, np.int64)),
-                    dl(_compact(wr[order].ravel(), np.int64)), dl(la.table), dl(out))
+                fn_cross(st["prm_x"], res, word, mask, st["fills_x"], st["ends_x"], st["ss"], st["io"], st["tst"],
+                         st["tln"], st["taps"], xr, dl(_compact(csr, np.int64)),
+                         dl(_compact(wr[order].ravel(), np.int64)), st["lut"], o)
         _ = lib
 
     return FaultKernels(scatter, input_term, delta)

@@ -175,7 +175,7 @@ def _compiled() -> faults.FaultKernels | None:
     return _KERNELS[0]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_layers())
 def test_sparse_injection_equals_tile_by_tile_reference(layer: tuple[Mapping, Multiplier, int]) -> None:
     m, mult, seed = layer
