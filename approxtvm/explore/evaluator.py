@@ -81,9 +81,9 @@ class EvalContext:
 def code_fingerprint() -> str:
     """SHA-256 of the package files that determine an evaluation's result.
 
-    Every source and data file of ``approxtvm`` except the exploration layer (only this module and
-    ``explore/evaluate.py`` count there): editing the compiler, the runtime, a spec or a multiplier
-    table changes the journal keys, editing the search or the report does not.
+    The source and data files of the compiler, passes, targets, runtime and models packages, plus
+    this module and ``explore/evaluate.py``: editing the compiler, the runtime, a spec or a
+    multiplier table changes the journal keys; editing the search, the report or the CLI does not.
     """
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
@@ -91,10 +91,13 @@ def code_fingerprint() -> str:
         rel = path.relative_to(root).as_posix()
         if not path.is_file() or path.suffix not in _CODE_SUFFIXES or "__pycache__" in rel:
             continue
-        if rel.startswith("explore/") and rel not in ("explore/evaluator.py", "explore/evaluate.py"):
+        if not (rel.split("/")[0] in _CODE_PACKAGES or rel in ("explore/evaluator.py", "explore/evaluate.py")):
             continue
         h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
+
+
+_CODE_PACKAGES = ("compiler", "passes", "targets", "runtime", "models")
 
 
 _CODE_SUFFIXES = (".py", ".yaml", ".yml", ".json", ".tsv", ".onnx", ".c", ".bin")
