@@ -53,6 +53,7 @@ samples and injects per layer call and adds up the counters reported in
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -85,6 +86,8 @@ __all__ = [
     "FaultSession",
     "ModelFaults",
     "TileGeometry",
+    "clear_kernel_cache",
+    "compiled_kernels",
     "energy_swing_v",
     "faulty_products_reference",
     "inject",
@@ -764,32 +767,14 @@ NUMPY_KERNELS = FaultKernels(scatter_numpy)
 
 
 def tvm_kernels() -> FaultKernels:
-    """The inner loops compiled with TVM (serial loops, int32 wrap-around, in place).
+    """The inner loops compiled with TVM (serial loops, int32 wrap-around, in place); see
+    :func:`compiled_kernels` for the per-process copy the runtime uses.
 
     Raises whatever TVM raises when it cannot build; :class:`ModelFaults` then falls back to numpy.
     """
     import tvm
     import tvm_ffi
     from tvm.script import tirx as T  # noqa: N812 (TVMScript convention)
-
-    @T.prim_func(s_tir=True)
-    def scatter_diff(src_h: T.handle, sbase_h: T.handle, soff_h: T.handle, obase_h: T.handle, ooff_h: T.handle,
-                     a1_h: T.handle, a0_h: T.handle, lut_h: T.handle, out_h: T.handle, mul: T.int32):
-        T.func_attr({"global_symbol": "scatter_diff", "tirx.noalias": True})
-        ns, n, j, no = T.int64(), T.int64(), T.int64(), T.int64()
-        src = T.match_buffer(src_h, (ns,), "uint8", align=1)
-        sbase = T.match_buffer(sbase_h, (n,), "int64", align=1)
-        soff = T.match_buffer(soff_h, (j,), "int64", align=1)
-        obase = T.match_buffer(obase_h, (n,), "int64", align=1)
-        ooff = T.match_buffer(ooff_h, (j,), "int64", align=1)
-        a1 = T.match_buffer(a1_h, (n,), "int64", align=1)
-        a0 = T.match_buffer(a0_h, (n,), "int64", align=1)
-        lut = T.match_buffer(lut_h, (65536,), "int32", align=1)
-        out = T.match_buffer(out_h, (no,), "int32", align=1)
-        for i in range(n):
-            for jj in range(j):
-                v = T.Cast("int64", src[sbase[i] + soff[jj]]) * T.Cast("int64", mul)
-                out[obase[i] + ooff[jj]] = out[obase[i] + ooff[jj]] + (lut[v + a1[i]] - lut[v + a0[i]])
 
     @T.prim_func(s_tir=True)
     def input_delta(prm_h: T.handle, res_h: T.handle, word_h: T.handle, mask_h: T.handle, fills_h: T.handle,
@@ -950,28 +935,12 @@ def tvm_kernels() -> FaultKernels:
                                 out[oi] = out[oi] + ((lut[xn + wr[wi + 4]] - lut[xn + wr[wi + 3]])
                                                      - (lut[xo2 + wr[wi + 4]] - lut[xo2 + wr[wi + 3]]))
 
-    mod = tvm.IRModule({"scatter_diff": scatter_diff, "input_delta": input_delta, "weight_delta": weight_delta,
-                        "input_cross": input_cross})
+    mod = tvm.IRModule({"input_delta": input_delta, "weight_delta": weight_delta, "input_cross": input_cross})
     lib = tvm.compile(mod, target=tvm.target.Target({"kind": "llvm"}))
-    fn_scatter, fn_input = lib["scatter_diff"], lib["input_delta"]
-    fn_weight, fn_cross = lib["weight_delta"], lib["input_cross"]
+    fn_input, fn_weight, fn_cross = lib["input_delta"], lib["weight_delta"], lib["input_cross"]
 
     def dl(a: np.ndarray) -> Any:
         return tvm_ffi.from_dlpack(a, require_alignment=0)
-
-    def scatter(src: np.ndarray, sbase: np.ndarray, soff: np.ndarray, obase: np.ndarray, ooff: np.ndarray,
-                a1: np.ndarray, a0: np.ndarray, lut: np.ndarray, out: np.ndarray, mul: int) -> None:
-        if out.dtype != np.int32:  # the compiled kernel accumulates int32 only
-            scatter_numpy(src, sbase, soff, obase, ooff, a1, a0, lut, out, mul)
-            return
-        if not len(sbase) or not len(soff):
-            return
-        _check_out(out)
-        args = [_compact(a, dt) for a, dt in (
-            (src, np.uint8), (sbase, np.int64), (soff, np.int64), (obase, np.int64), (ooff, np.int64),
-            (a1, np.int64), (a0, np.int64), (lut, np.int32))]
-        fn_scatter(*(dl(a) for a in args), dl(out), int(mul))
-        _ = lib  # keep the module alive with its functions
 
     def static(prog: LayerProgram, geom: TileGeometry, la: _LayerArrays, dtype: Any) -> dict[str, Any]:
         """The layer's constant kernel arguments, converted once and kept with the layer's arrays."""
@@ -1051,7 +1020,22 @@ def tvm_kernels() -> FaultKernels:
                          dl(_compact(wr[order].ravel(), np.int64)), st["lut"], o)
         _ = lib
 
-    return FaultKernels(scatter, input_term, delta)
+    return FaultKernels(scatter_numpy, input_term, delta)
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled_kernels() -> FaultKernels:
+    return tvm_kernels()
+
+
+def compiled_kernels() -> FaultKernels:
+    """:func:`tvm_kernels`, compiled once per process (they hold no layer or model data)."""
+    return _compiled_kernels()
+
+
+def clear_kernel_cache() -> None:
+    """Forget the compiled kernels of :func:`compiled_kernels` (benchmarks measure cold builds)."""
+    _compiled_kernels.cache_clear()
 
 
 def _check_out(out: np.ndarray) -> None:
@@ -1323,7 +1307,7 @@ class ModelFaults:
         """The compiled inner loops (:func:`tvm_kernels`), or numpy if TVM cannot build them here."""
         if self._kernels is None:
             try:
-                self._kernels = tvm_kernels()
+                self._kernels = compiled_kernels()
             except Exception as exc:  # no TVM / LLVM failure: same results, slower
                 warnings.warn(f"fault injection uses numpy kernels ({type(exc).__name__}: {str(exc)[:200]})",
                               RuntimeWarning, stacklevel=2)
