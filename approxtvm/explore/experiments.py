@@ -72,8 +72,8 @@ class ExperimentSettings:
     compression_sparsity, compression_cluster_bits
         Pruning and clustering applied before compressing the knee point (experiment 5).
     knee_max_loss
-        The representative (knee) point is chosen among the Pareto points whose accuracy loss is
-        at most this fraction (all points if none but the exact one qualifies).
+        The representative (knee) point is chosen among the approximate Pareto points whose
+        accuracy loss is at most this fraction (among all Pareto points if there are none).
     """
 
     models: tuple[str, ...] = ("digits_cnn", "digits_resnet")
@@ -286,8 +286,8 @@ def _pareto_experiment(study: Study, s: ExperimentSettings, console: Any) -> Par
     result = run_nsga(study, space, s.nsga, progress)
     grid = study.points(uniform_grid(space, len(result.points), s.nsga.seed))
     front = result.pareto
-    near = [p for p in front if p.accuracy_loss <= s.knee_max_loss + 1e-12]
-    knee = knee_point(near if len(near) > 1 else front)
+    near = [p for p in front if p.accuracy_loss <= s.knee_max_loss + 1e-12 and p.energy_rel < 1.0]
+    knee = knee_point(near) if near else knee_point(front)
     best_uniform = min((p for p in result.uniform if p.accuracy_loss <= knee.accuracy_loss + 1e-12),
                        key=lambda p: (p.energy_rel, p.accuracy_loss))
     selected = {"exact": result.reference, "best uniform multiplier": best_uniform, "knee": knee,
