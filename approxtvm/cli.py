@@ -121,6 +121,37 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_faults(args: argparse.Namespace) -> int:
+    """NoC-swing or SRAM-voltage sweep on a shipped model: accuracy vs communication/memory energy."""
+    from approxtvm.explore import fault_sweeps as fs
+    from approxtvm.models import load_dataset
+
+    data = load_dataset(args.data) if args.data else None
+    if args.limit:
+        data = (data or load_dataset("digits:test")).take(args.limit)
+    seeds = tuple(range(args.seeds))
+    console = _console()
+    with console.status("sweeping") as status:
+        def progress(*a: object) -> None:
+            status.update("sweeping " + " ".join(map(str, a)))
+
+        if args.knob == "noc":
+            swings = tuple(args.volts) if args.volts else fs.DEFAULT_SWINGS_V
+            rows = fs.noc_swing_sweep(args.model, swings, data, protected_msbs=tuple(args.msbs), seeds=seeds,
+                                      progress=progress)
+            title = f"{args.model}: NoC link swing"
+        else:
+            volts = tuple(args.volts) if args.volts else fs.DEFAULT_SRAM_V
+            rows = fs.sram_voltage_sweep(args.model, volts, tuple(args.buffers), data, seeds=seeds,
+                                         progress=progress)
+            title = f"{args.model}: SRAM supply of {' + '.join(args.buffers)}"
+    fs.print_sweep(console, rows, title)
+    out = Path(args.out)
+    fs.save_sweep(rows, out / f"{args.knob}_sweep.json")
+    console.print(f"plot: {fs.plot_sweep(rows, out / f'{args.knob}_sweep.png', title)}")
+    return 0
+
+
 def cmd_energy(args: argparse.Namespace) -> int:
     """Energy of one inference batch per layer and component (data-independent), with a chart."""
     from approxtvm.explore.energy_plots import energy_table, plot_energy_by_layer
@@ -222,6 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--out", default="reports/sweep")
     p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("faults", help="NoC swing or SRAM voltage sweep: accuracy vs energy, with faults")
+    p.add_argument("knob", choices=["noc", "sram"])
+    p.add_argument("model", help="shipped model name (digits_cnn, digits_resnet)")
+    p.add_argument("--data", help="dataset (default: the digits test split)")
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--volts", type=float, nargs="+", help="swings / supply voltages in V")
+    p.add_argument("--msbs", type=int, nargs="+", default=[0], help="(noc) protected-MSB series")
+    p.add_argument("--buffers", nargs="+", default=["input_buffer", "weight_buffer"], help="(sram) buffers")
+    p.add_argument("--seeds", type=int, default=1, help="fault seeds averaged per point")
+    p.add_argument("--out", default="reports/faults")
+    p.set_defaults(func=cmd_faults)
     p = sub.add_parser("energy", help="energy per layer and component of one batch, stacked-bar PNG")
     _add_compile_args(p)
     p.add_argument("--png", help="write the stacked-bar chart here")
