@@ -103,10 +103,18 @@ def run_demo(out: Path, console: Any, limit: int = 0) -> dict[str, Any]:
     save_sweep(sweep, out / "multiplier_sweep.json")
     plot_sweep(sweep, out / "multiplier_sweep.png", f"{DEMO_MODEL}: accuracy vs compute energy")
     summary["multiplier_sweep"] = [asdict(r) for r in sweep]
+    # the study's five experiments at a demo budget (the full study: `approxtvm experiments --full`)
+    from approxtvm.explore.experiments import ExperimentSettings, run_experiments
+
+    console.print("the study's five experiments (demo budget: 60 test digits, no ResNet-50):")
+    exp = run_experiments(out / "experiments", settings=ExperimentSettings.quick().without_resnet50().with_limit(60),
+                          console=console)
+    summary["experiments_report"] = str(exp.markdown)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     _plot(rows, out / "energy.png")
     _markdown(summary, out / "report.md")
-    console.print(f"report: {out / 'report.md'} (chart {out / 'energy.png'})")
+    console.print(f"report: {out / 'report.md'} (chart {out / 'energy.png'}); "
+                  f"five experiments: {exp.markdown} (HTML {exp.html})")
     return summary
 
 
@@ -143,6 +151,8 @@ def _markdown(summary: dict[str, Any], path: Path) -> None:
         lines.append(f"| {r['policy']} | {100 * r['top1']:.2f} | {100 * r['agreement_with_exact']:.1f} | "
                      f"{r['energy_per_inference_pj'] / 1e3:.1f} | {r['pj_per_mac']:.3f} |")
     lines += ["", "![energy by component](energy.png)", ""]
+    if "experiments_report" in summary:
+        lines += [f"The study's five experiments (demo budget): [experiments/report.md](experiments/report.md).", ""]
     if "multiplier_sweep" in summary:
         lines += ["## Uniform-multiplier sweep", "",
                   "| multiplier | MAE % | power mW | top-1 % | compute energy vs exact |", "|---|---:|---:|---:|---:|"]
