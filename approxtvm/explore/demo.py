@@ -152,7 +152,7 @@ def _markdown(summary: dict[str, Any], path: Path) -> None:
                      f"{r['energy_per_inference_pj'] / 1e3:.1f} | {r['pj_per_mac']:.3f} |")
     lines += ["", "![energy by component](energy.png)", ""]
     if "experiments_report" in summary:
-        lines += [f"The study's five experiments (demo budget): [experiments/report.md](experiments/report.md).", ""]
+        lines += ["The study's five experiments (demo budget): [experiments/report.md](experiments/report.md).", ""]
     if "multiplier_sweep" in summary:
         lines += ["## Uniform-multiplier sweep", "",
                   "| multiplier | MAE % | power mW | top-1 % | compute energy vs exact |", "|---|---:|---:|---:|---:|"]
