@@ -12,9 +12,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from approxtvm.errors import PolicyError
+from approxtvm.targets.vacc.yaml_io import load_strict_yaml
 
 #: Buffers whose supply voltage a policy may scale (DESIGN §5).
 SCALABLE_BUFFERS = ("input_buffer", "weight_buffer", "global_buffer", "accum_buffer")
@@ -228,13 +227,7 @@ class ApproxPolicy:
         if not p.is_file():
             raise PolicyError(f"policy file {p} does not exist", expected="a YAML policy file", found="no such file",
                               fix="check the path")
-        try:
-            data = yaml.load(p.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader subclass
-        except yaml.YAMLError as exc:
-            raise PolicyError(f"{p} is not valid YAML", expected="a YAML mapping", found=str(exc).splitlines()[0],
-                              fix="fix the YAML syntax") from None
-        except PolicyError as exc:  # duplicate key: add the file name
-            raise PolicyError(f"{p}: {exc.what}", expected=exc.expected, found=exc.found, fix=exc.fix) from None
+        data = load_strict_yaml(p, PolicyError, "policy file")
         return ApproxPolicy.from_dict(data if data is not None else {}, str(p))
 
     def config_for(self, layer_id: str) -> ApproxConfig:
@@ -260,18 +253,3 @@ class ApproxPolicy:
     def digest(self) -> str:
         """Content hash of the policy (sha256 of its canonical JSON, 16 hex digits)."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys (PyYAML silently keeps the last one)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise PolicyError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1}",
-                                  expected="each key once", found=f"{key!r} twice",
-                                  fix="remove one of the duplicates")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)

@@ -35,9 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from approxtvm.errors import ConfigError
+from approxtvm.targets.vacc.yaml_io import load_strict_yaml
 
 __all__ = [
     "BUFFERS",
@@ -82,50 +81,6 @@ _FIXED_TENSORS = {
 # ---------------------------------------------------------------------------------------------
 # YAML loading: duplicate-key-rejecting loader and a strict dataclass builder
 # ---------------------------------------------------------------------------------------------
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys (PyYAML keeps the last one silently)."""
-
-    source_name: str = "<string>"
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise ConfigError(
-                f"{loader.source_name}: duplicate key {key!r} (line {key_node.start_mark.line + 1})",
-                expected="each key once per mapping",
-                found=f"{key!r} first on line {seen[key]} and again on line {key_node.start_mark.line + 1}",
-                fix=f"delete one of the two {key!r} entries",
-            )
-        seen[key] = key_node.start_mark.line + 1
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def load_strict_yaml(path: Path) -> Any:
-    """Parse ``path`` as YAML, rejecting duplicate keys with a :class:`ConfigError`."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read accelerator spec {path}",
-            found=str(exc),
-            fix="pass an existing YAML file or a shipped spec name such as 'simba_like'",
-        ) from exc
-    loader = _StrictLoader(text)
-    loader.source_name = str(path)
-    try:
-        return loader.get_single_data()
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML", found=str(exc), fix="fix the YAML syntax") from exc
-    finally:
-        loader.dispose()
 
 
 def _fail(file: str, key: str, what: str, *, expected: str, found: str, fix: str) -> ConfigError:
