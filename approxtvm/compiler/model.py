@@ -50,8 +50,14 @@ class RunResult:
 
     @property
     def energy_per_inference_pj(self) -> float:
-        """Total energy divided by the number of samples run."""
-        return self.energy.total_pj / max(1, int(self.counters.get("samples", 1)))
+        """Energy of one sample: total over the executed batches ÷ the samples they held.
+
+        The last batch of a run is padded to the compiled batch size; the accelerator computes
+        the padding too (it is in :attr:`energy`), so dividing by the real samples would charge it
+        to them. Energy does not depend on the data, so each executed slot costs the same.
+        """
+        slots = int(self.counters.get("batches", 1)) * int(self.counters.get("batch_size", 1))
+        return self.energy.total_pj / max(1, slots)
 
 
 def layer_energy(prog: LayerProgram, spec: AcceleratorSpec) -> LayerEnergy:

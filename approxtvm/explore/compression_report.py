@@ -14,6 +14,7 @@ from approxtvm.compiler.driver import compile_onnx
 from approxtvm.compiler.model import CompiledModel
 from approxtvm.compiler.weight_transforms import WeightTransforms
 from approxtvm.explore.evaluate import Evaluation, evaluate
+from approxtvm.explore.plots import plot_energy_breakdown
 from approxtvm.models.datasets import Dataset
 from approxtvm.runtime.counting import simulate_counts
 from approxtvm.targets.vacc.config import ApproxPolicy
@@ -64,7 +65,7 @@ class CompressionSummary:
         """JSON form."""
         def ev(e: Evaluation) -> dict[str, Any]:
             return {"top1": e.top1, "energy_per_inference_pj": e.energy_per_inference_pj,
-                    "by_component_pj": {k: v / e.samples for k, v in e.energy.by_component().items()}}
+                    "by_component_pj": e.by_component_per_inference_pj()}
         return {"baseline": ev(self.baseline), "pruned_clustered": ev(self.transformed),
                 "compressed": ev(self.compressed), "dense_weight_bytes": self.dense_weight_bytes,
                 "compressed_weight_bytes": self.compressed_weight_bytes, "footprint_ratio": self.footprint_ratio,
@@ -93,28 +94,11 @@ def compression_study(model: onnx.ModelProto, policy: ApproxPolicy, transforms: 
 
 def write_compression_report(summary: CompressionSummary, out: Path, title: str) -> Path:
     """Markdown report + JSON + a before/after energy bar chart."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out.mkdir(parents=True, exist_ok=True)
     d = summary.to_dict()
     (out / "compression.json").write_text(json.dumps(d, indent=1))
-    comps = list(d["baseline"]["by_component_pj"])
-    fig, ax = plt.subplots(figsize=(8, 4))
     names = ["baseline", "pruned_clustered", "compressed"]
-    bottom = [0.0] * 3
-    for c in comps:
-        vals = [d[n]["by_component_pj"].get(c, 0.0) / 1e3 for n in names]
-        ax.bar(names, vals, bottom=bottom, label=c)
-        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
-    ax.set_ylabel("energy per inference (nJ)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(out / "compression_energy.png", dpi=120)
-    plt.close(fig)
+    plot_energy_breakdown(out / "compression_energy.png", [(n, d[n]["by_component_pj"]) for n in names], title)
     lines = [f"# Weight compression: {title}", "",
              f"Footprint: {d['compressed_weight_bytes']:,} B of {d['dense_weight_bytes']:,} B dense "
              f"(ratio {d['footprint_ratio']:.3f}, metadata included); tile encodings {d['tile_encodings']}.", "",

@@ -13,6 +13,7 @@ import numpy as np
 from approxtvm.compiler.driver import compile_onnx
 from approxtvm.explore.evaluate import Evaluation, evaluate
 from approxtvm.explore.multiplier_sweep import DEFAULT_SWEEP, multiplier_sweep, plot_sweep, print_sweep, save_sweep
+from approxtvm.explore.plots import plot_energy_breakdown
 from approxtvm.models import get_model, load_dataset
 from approxtvm.targets.vacc.config import ApproxPolicy
 
@@ -79,7 +80,7 @@ def run_demo(out: Path, console: Any, limit: int = 0) -> dict[str, Any]:
                                "rows": []}
     for r in rows:
         ev = r.evaluation
-        comp = {k: v / ev.samples for k, v in ev.energy.by_component().items()}
+        comp = ev.by_component_per_inference_pj()
         noc = comp.get("noc_link", 0.0) + comp.get("noc_router", 0.0)
         mac = comp.get("mac", 0.0)
         mem = ev.energy_per_inference_pj - noc - mac
@@ -119,26 +120,9 @@ def run_demo(out: Path, console: Any, limit: int = 0) -> dict[str, Any]:
 
 
 def _plot(rows: list[DemoRow], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    comps = list(rows[0].evaluation.energy.by_component())
-    fig, ax = plt.subplots(figsize=(8.5, 4))
-    bottom = np.zeros(len(rows))
-    for c in comps:
-        vals = np.array([r.evaluation.energy.by_component().get(c, 0.0) / r.evaluation.samples / 1e3 for r in rows])
-        ax.bar([r.name for r in rows], vals, bottom=bottom, label=c)
-        bottom += vals
-    for i, r in enumerate(rows):
-        ax.text(i, bottom[i], f"top-1 {100 * (r.evaluation.top1 or 0):.1f}%", ha="center", va="bottom", fontsize=8)
-    ax.set_ylabel("energy per inference (nJ)")
-    ax.set_title("digits_cnn on vacc: energy by component")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    data = [(f"{r.name} (top-1 {100 * (r.evaluation.top1 or 0):.1f} %)",
+             r.evaluation.by_component_per_inference_pj()) for r in rows]
+    plot_energy_breakdown(path, data, f"{DEMO_MODEL} on vacc: energy per inference by component")
 
 
 def _markdown(summary: dict[str, Any], path: Path) -> None:

@@ -39,6 +39,19 @@ class Evaluation:
     energy_per_inference_pj: float
     result: RunResult
 
+    @property
+    def slots(self) -> int:
+        """Samples the accelerator executed: the real ones plus the padding of the last batch.
+
+        Divide energies by this (not by :attr:`samples`) to get energy per inference.
+        """
+        c = self.result.counters
+        return int(c.get("batches", 1)) * int(c.get("batch_size", 1))
+
+    def by_component_per_inference_pj(self) -> dict[str, float]:
+        """Energy of one inference per component (pJ)."""
+        return {k: v / self.slots for k, v in self.energy.by_component().items()}
+
     def agreement(self, other: Evaluation) -> float:
         """Fraction of samples with the same top-1 as ``other`` (fidelity without labels)."""
         return float(np.mean(self.predictions == other.predictions))
@@ -65,5 +78,5 @@ def print_evaluation(console: Any, ev: Evaluation, title: str) -> None:
     t.add_row("energy / inference", f"{ev.energy_per_inference_pj / 1e6:.4f} µJ")
     t.add_row("pJ / MAC", f"{ev.energy.pj_per_mac:.3f}")
     for comp, pj in ev.energy.by_component().items():
-        t.add_row(f"  {comp}", f"{pj / ev.samples / 1e6:.4f} µJ")
+        t.add_row(f"  {comp}", f"{pj / ev.slots / 1e6:.4f} µJ")
     console.print(t)

@@ -229,7 +229,7 @@ def run_task(task: EvalTask) -> EvalRecord:
             from approxtvm.explore.evaluate import evaluate
 
             ev = evaluate(model, data, seed=ctx.seed)
-            energy, samples, per = ev.energy, ev.samples, float(ev.samples)
+            energy, samples, per = ev.energy, ev.samples, float(ev.slots)  # padding excluded
             pred = ev.predictions
             correct = None if data.y is None else int(np.sum(pred == data.y))
     except ApproxTvmError as exc:

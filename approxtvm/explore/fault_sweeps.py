@@ -124,11 +124,11 @@ def _point(s: _Setup, policy: ApproxPolicy, seeds: Sequence[int],
                 if t in layer:
                     flipped += layer[t]["bits_flipped"]
                     words += layer[t]["words_corrupted"]
-    n = len(evs) * evs[0].samples
+    n = len(evs) * evs[0].slots  # faults also hit the padded samples of the last batch
     comp = evs[0].energy.by_component()
     agree = [ev.agreement(ref) for ev, ref in zip(evs, reference or evs, strict=True)]
-    return evs, {"noc": (comp["noc_link"] + comp["noc_router"]) / evs[0].samples,
-                 "mem": sum(comp[b] for b in _PE_BUFFERS) / evs[0].samples,
+    return evs, {"noc": (comp["noc_link"] + comp["noc_router"]) / evs[0].slots,
+                 "mem": sum(comp[b] for b in _PE_BUFFERS) / evs[0].slots,
                  "flipped": flipped / n, "words": words / n, "agreement": float(np.mean(agree))}
 
 

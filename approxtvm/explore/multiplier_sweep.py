@@ -92,7 +92,7 @@ def multiplier_sweep(model: onnx.ModelProto, data: Dataset, calibration: Any,
         m = resolve_multiplier(spec, signed=next(iter(compiled.programs.values())).schedule.quant.signed)
         comp = ev.energy.by_component()
         rows.append(SweepRow(spec, float(m.metrics.mae_pct), float(m.metrics.wce_pct), m.power_mw, ev.top1,
-                             ev.agreement(exact_eval), comp.get("mac", 0.0) / ev.samples,
+                             ev.agreement(exact_eval), comp.get("mac", 0.0) / ev.slots,
                              ev.energy_per_inference_pj))
     return rows
 

@@ -126,3 +126,10 @@ def test_runtime_counts_equal_schedule_predictions(cnn: CompiledModel) -> None:
     assert sum(rep.by_component().values()) == pytest.approx(rep.total_pj, rel=1e-12)
     assert sum(rep.by_layer().values()) == pytest.approx(rep.total_pj, rel=1e-12)
     assert rep.macs == 2 * sum(s.shape.macs for s in cnn.schedules.values())
+
+
+def test_energy_per_inference_ignores_batch_padding(cnn: CompiledModel) -> None:
+    full = cnn.run(calibration(8, seed=1))  # 2 full batches of 4
+    padded = cnn.run(calibration(6, seed=1))  # 2 batches, the last one padded with 2 repeats
+    assert padded.energy.total_pj == full.energy.total_pj  # the padding is executed and counted
+    assert padded.energy_per_inference_pj == full.energy_per_inference_pj == cnn.energy_per_batch().total_pj / 4
