@@ -53,9 +53,14 @@ def _compile(args: argparse.Namespace) -> Any:
         return load_compiled(args.model)
     proto = _load_model_arg(args.model)
     calib = _calibration(args.model, proto, getattr(args, "calibration", None))
-    return compile_onnx(proto, args.policy, accelerator=args.accelerator, calibration=calib,
-                        quantization=QuantOptions(signed=args.signed, per_channel=args.per_channel),
-                        batch_size=args.batch_size)
+    return compile_onnx(
+        proto,
+        args.policy,
+        accelerator=args.accelerator,
+        calibration=calib,
+        quantization=QuantOptions(signed=args.signed, per_channel=args.per_channel),
+        batch_size=args.batch_size,
+    )
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -72,8 +77,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     scheds = model.schedules
     if args.layer:
         if args.layer not in scheds:
-            raise ApproxTvmError(f"no offloaded layer {args.layer!r}", expected=", ".join(scheds),
-                                 found=args.layer, fix="pick one of the listed layer ids")
+            raise ApproxTvmError(
+                f"no offloaded layer {args.layer!r}",
+                expected=", ".join(scheds),
+                found=args.layer,
+                fix="pick one of the listed layer ids",
+            )
         scheds = {args.layer: scheds[args.layer]}
     if args.json:
         print(json.dumps({k: s.to_dict() for k, s in scheds.items()}, indent=1))
@@ -112,8 +121,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     mults = tuple(m.strip() for m in args.multipliers.split(";")) if args.multipliers else DEFAULT_SWEEP
     console = _console()
     with console.status("sweeping") as status:
-        rows = multiplier_sweep(proto, data, _calibration(args.model, proto, args.calibration), mults,
-                                progress=lambda i, n, m: status.update(f"[{i + 1}/{n}] {m}"))
+        rows = multiplier_sweep(
+            proto,
+            data,
+            _calibration(args.model, proto, args.calibration),
+            mults,
+            progress=lambda i, n, m: status.update(f"[{i + 1}/{n}] {m}"),
+        )
     print_sweep(console, rows, f"{args.model}: uniform multipliers on {data.name}")
     out = Path(args.out)
     save_sweep(rows, out / "multiplier_sweep.json")
@@ -132,18 +146,19 @@ def cmd_faults(args: argparse.Namespace) -> int:
     seeds = tuple(range(args.seeds))
     console = _console()
     with console.status("sweeping") as status:
+
         def progress(*a: object) -> None:
             status.update("sweeping " + " ".join(map(str, a)))
 
         if args.knob == "noc":
             swings = tuple(args.volts) if args.volts else fs.DEFAULT_SWINGS_V
-            rows = fs.noc_swing_sweep(args.model, swings, data, protected_msbs=tuple(args.msbs), seeds=seeds,
-                                      progress=progress)
+            rows = fs.noc_swing_sweep(
+                args.model, swings, data, protected_msbs=tuple(args.msbs), seeds=seeds, progress=progress
+            )
             title = f"{args.model}: NoC link swing"
         else:
             volts = tuple(args.volts) if args.volts else fs.DEFAULT_SRAM_V
-            rows = fs.sram_voltage_sweep(args.model, volts, tuple(args.buffers), data, seeds=seeds,
-                                         progress=progress)
+            rows = fs.sram_voltage_sweep(args.model, volts, tuple(args.buffers), data, seeds=seeds, progress=progress)
             title = f"{args.model}: SRAM supply of {' + '.join(args.buffers)}"
     fs.print_sweep(console, rows, title)
     out = Path(args.out)
@@ -179,14 +194,17 @@ def cmd_compress(args: argparse.Namespace) -> int:
     policy = ApproxPolicy.from_yaml(args.policy) if args.policy else ApproxPolicy.exact()
     wt = WeightTransforms(sparsity=args.sparsity, prune_scope=args.prune_scope, cluster_bits=args.cluster_bits)
     with _console().status("compiling and running three variants"):
-        summary = compression_study(proto, policy, wt, data, _calibration(args.model, proto, args.calibration),
-                                    mode=args.mode)
+        summary = compression_study(
+            proto, policy, wt, data, _calibration(args.model, proto, args.calibration), mode=args.mode
+        )
     path = write_compression_report(summary, Path(args.out), f"{args.model}")
     d = summary.to_dict()
-    _console().print(f"footprint {d['compressed_weight_bytes']:,} B / {d['dense_weight_bytes']:,} B dense "
-                     f"(ratio {summary.footprint_ratio:.3f}); energy/inference "
-                     f"{d['pruned_clustered']['energy_per_inference_pj'] / 1e3:.1f} → "
-                     f"{d['compressed']['energy_per_inference_pj'] / 1e3:.1f} nJ; report {path}")
+    _console().print(
+        f"footprint {d['compressed_weight_bytes']:,} B / {d['dense_weight_bytes']:,} B dense "
+        f"(ratio {summary.footprint_ratio:.3f}); energy/inference "
+        f"{d['pruned_clustered']['energy_per_inference_pj'] / 1e3:.1f} → "
+        f"{d['compressed']['energy_per_inference_pj'] / 1e3:.1f} nJ; report {path}"
+    )
     return 0
 
 
@@ -206,13 +224,21 @@ def cmd_multipliers(args: argparse.Namespace) -> int:
         mcli.print_list(_console(), sort_by=args.sort, signed=True if args.signed else None)
     elif args.action == "show":
         if not args.name:
-            raise ApproxTvmError("`multipliers show` needs a multiplier", expected="a name or spec",
-                                 found="nothing", fix="e.g. approxtvm multipliers show bam:h=4,v=0")
+            raise ApproxTvmError(
+                "`multipliers show` needs a multiplier",
+                expected="a name or spec",
+                found="nothing",
+                fix="e.g. approxtvm multipliers show bam:h=4,v=0",
+            )
         mcli.print_show(_console(), args.name, Path(args.png) if args.png else None)
     else:
         if not args.name:
-            raise ApproxTvmError("`multipliers import` needs a file", expected="a .bin table or a .c model",
-                                 found="nothing", fix="e.g. approxtvm multipliers import mul8u_2HH.bin")
+            raise ApproxTvmError(
+                "`multipliers import` needs a file",
+                expected="a .bin table or a .c model",
+                found="nothing",
+                fix="e.g. approxtvm multipliers import mul8u_2HH.bin",
+            )
         mcli.print_import(_console(), args.name, transposed=args.transposed)
     return 0
 
@@ -276,8 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sparsity", type=float, default=0.5)
     p.add_argument("--prune-scope", default="global", choices=["global", "layer"])
     p.add_argument("--cluster-bits", type=int, default=4)
-    p.add_argument("--mode", default="auto",
-                   help="auto or an encoding: dense, bitmask, rle, codebook, codebook_bitmask")
+    p.add_argument(
+        "--mode", default="auto", help="auto or an encoding: dense, bitmask, rle, codebook, codebook_bitmask"
+    )
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--out", default="reports/compression")
     p.set_defaults(func=cmd_compress)

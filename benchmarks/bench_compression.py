@@ -60,30 +60,40 @@ def bench_config(layers: list[tuple[np.ndarray, int]]) -> dict[str, object]:
     auto, seconds = _encode_all(layers, "auto")
     ratios["auto"] = round(sum(c.total_bytes for c in auto) / dense, 4)
     t0 = time.perf_counter()
-    exact = all(np.array_equal(decompress_layer(c), codes)
-                for c, (codes, _) in zip(auto, layers, strict=True))
+    exact = all(np.array_equal(decompress_layer(c), codes) for c, (codes, _) in zip(auto, layers, strict=True))
     decode_s = time.perf_counter() - t0
     tiles = Counter(e for c in auto for e in c.tile_encodings)
-    return {"footprint_ratio": ratios, "auto_encode_s": round(seconds, 3),
-            "auto_decode_s": round(decode_s, 3),
-            "decode_exact": exact, "auto_tiles": dict(tiles),
-            "metadata_fraction_auto": round(sum(c.metadata_bytes for c in auto)
-                                            / max(sum(c.total_bytes for c in auto), 1), 4)}
+    return {
+        "footprint_ratio": ratios,
+        "auto_encode_s": round(seconds, 3),
+        "auto_decode_s": round(decode_s, 3),
+        "decode_exact": exact,
+        "auto_tiles": dict(tiles),
+        "metadata_fraction_auto": round(
+            sum(c.metadata_bytes for c in auto) / max(sum(c.total_bytes for c in auto), 1), 4
+        ),
+    }
 
 
 def main() -> None:
     weights = [w for w in initializer_arrays(resnet50()).values() if w.ndim in (2, 4)]
     quant = [quantize_per_tensor(w.astype(np.float32)) for w in weights]
     base = [(codes, zp) for codes, _, zp in quant]
-    result: dict[str, object] = {"bench": "compression", "model": "resnet50", "layers": len(base),
-                                 "weights": int(sum(c.size for c, _ in base)),
-                                 "tile": f"{TILE_K}xCxRxS", "configs": {}}
+    result: dict[str, object] = {
+        "bench": "compression",
+        "model": "resnet50",
+        "layers": len(base),
+        "weights": int(sum(c.size for c, _ in base)),
+        "tile": f"{TILE_K}xCxRxS",
+        "configs": {},
+    }
     configs: dict[str, object] = {"quantized": bench_config(base)}
     transform_s: dict[str, float] = {}
     for sparsity in (0.5, 0.8):
         t0 = time.perf_counter()
-        layers = [(cluster_codes(prune_codes(codes, zp, scale, sparsity), CLUSTER_BITS, zp), zp)
-                  for codes, scale, zp in quant]
+        layers = [
+            (cluster_codes(prune_codes(codes, zp, scale, sparsity), CLUSTER_BITS, zp), zp) for codes, scale, zp in quant
+        ]
         name = f"prune{int(sparsity * 100)}_cluster{CLUSTER_BITS}"
         transform_s[name] = round(time.perf_counter() - t0, 3)
         configs[name] = bench_config(layers)
@@ -111,8 +121,9 @@ def runtime_overhead() -> dict[str, object]:
     models = {}
     for name, pol in (("plain", ApproxPolicy.exact()), ("compressed", ApproxPolicy.uniform(compression="auto"))):
         t0 = time.perf_counter()
-        models[name] = compile_onnx(get_model("digits_cnn"), pol, calibration=train.x[:128], batch_size=8,
-                                    weight_transforms=wt)
+        models[name] = compile_onnx(
+            get_model("digits_cnn"), pol, calibration=train.x[:128], batch_size=8, weight_transforms=wt
+        )
         out[f"{name}_compile_s"] = round(time.perf_counter() - t0, 3)
     times: dict[str, list[float]] = {"plain": [], "compressed": []}
     for _ in range(5):  # interleaved, medians: the machine's load drifts

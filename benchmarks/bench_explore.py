@@ -52,8 +52,9 @@ def configs(n: int, seed: int) -> list[Configuration]:
     return out
 
 
-def timed_batch(name: str, executor: Any, workers: int, ctx: EvalContext, fp: str,
-                chosen: list[Configuration]) -> dict[str, Any]:
+def timed_batch(
+    name: str, executor: Any, workers: int, ctx: EvalContext, fp: str, chosen: list[Configuration]
+) -> dict[str, Any]:
     """Evaluate fresh configurations through a fresh journal; wall time and worker-side time."""
     with tempfile.TemporaryDirectory() as tmp, Journal(Path(tmp) / "bench.sqlite") as journal:
         tasks = [make_task(ctx, fp, c) for c in chosen]
@@ -62,10 +63,16 @@ def timed_batch(name: str, executor: Any, workers: int, ctx: EvalContext, fp: st
         wall = time.perf_counter() - t0
     assert stats.evaluated == len(tasks)
     busy = sum(r.eval_s for r in recs)
-    return {"executor": name, "workers": workers, "evaluations": len(tasks), "wall_s": round(wall, 3),
-            "evals_per_min": round(60 * len(tasks) / wall, 2), "mean_eval_s": round(busy / len(tasks), 4),
-            "overhead_per_eval": round((wall * workers - busy) / busy, 4),
-            "distinct_workers": len({r.worker for r in recs})}
+    return {
+        "executor": name,
+        "workers": workers,
+        "evaluations": len(tasks),
+        "wall_s": round(wall, 3),
+        "evals_per_min": round(60 * len(tasks) / wall, 2),
+        "mean_eval_s": round(busy / len(tasks), 4),
+        "overhead_per_eval": round((wall * workers - busy) / busy, 4),
+        "distinct_workers": len({r.worker for r in recs}),
+    }
 
 
 def main() -> int:
@@ -79,7 +86,7 @@ def main() -> int:
     try:
         for name, w in modes:
             executors[name, w] = ProcessExecutor(w) if name == "process" else DaskExecutor(None, w)
-            warm, pool = pool[:WARMUP_PER_WORKER * w], pool[WARMUP_PER_WORKER * w:]
+            warm, pool = pool[: WARMUP_PER_WORKER * w], pool[WARMUP_PER_WORKER * w :]
             timed_batch(name, executors[name, w], w, ctx, fp, warm)  # worker start, quantization, data
         for rep in range(REPEATS):  # interleaved, so a noisy neighbour hits every mode alike
             for name, w in modes:
@@ -88,18 +95,24 @@ def main() -> int:
     finally:
         for ex in executors.values():
             ex.close()
-    best = {m: max((r for r in rows if (r["executor"], r["workers"]) == m), key=lambda r: r["evals_per_min"])
-            for m in modes}
+    best = {
+        m: max((r for r in rows if (r["executor"], r["workers"]) == m), key=lambda r: r["evals_per_min"]) for m in modes
+    }
     out: dict[str, Any] = {
-        "bench": "explore", "model": "digits_cnn", "images_per_eval": 360, "cpu_count": os.cpu_count(),
+        "bench": "explore",
+        "model": "digits_cnn",
+        "images_per_eval": 360,
+        "cpu_count": os.cpu_count(),
         "load_avg_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-        "rows": rows, "best": {f"{n}_{w}w": best[n, w]["evals_per_min"] for n, w in modes},
+        "rows": rows,
+        "best": {f"{n}_{w}w": best[n, w]["evals_per_min"] for n, w in modes},
         "speedup_process_2v1": round(best["process", 2]["evals_per_min"] / best["process", 1]["evals_per_min"], 3),
         "speedup_dask_2v1": round(best["dask", 2]["evals_per_min"] / best["dask", 1]["evals_per_min"], 3),
         "dask_overhead_per_eval_1w": best["dask", 1]["overhead_per_eval"],
         "dask_overhead_per_eval_2w": best["dask", 2]["overhead_per_eval"],
-        "dask_vs_process_1w_throughput": round(best["dask", 1]["evals_per_min"] / best["process", 1]["evals_per_min"],
-                                               3),
+        "dask_vs_process_1w_throughput": round(
+            best["dask", 1]["evals_per_min"] / best["process", 1]["evals_per_min"], 3
+        ),
         "goals": {"speedup_min": 1.6, "dask_overhead_max": 0.05},
     }
     out["speedup_ok"] = out["speedup_dask_2v1"] >= 1.6 and out["speedup_process_2v1"] >= 1.6

@@ -65,8 +65,9 @@ def bench(name: str, proto: Any, x: np.ndarray, batch_size: int, repeat: int, sp
         clean_model = compile_onnx(proto, policy, accelerator=spec, batch_size=batch_size)
         clean_model.set_fault_options(FaultOptions(ber_scale=0.0))
         model = compile_onnx(proto, policy, accelerator=spec, batch_size=batch_size)
-        clean, faulty = _interleaved_min([lambda m=clean_model: m.run(x, seed=0), lambda m=model: m.run(x, seed=0)],
-                                         repeat)
+        clean, faulty = _interleaved_min(
+            [lambda m=clean_model: m.run(x, seed=0), lambda m=model: m.run(x, seed=0)], repeat
+        )
         res = model.run(x, seed=0)
         flips = sum(c[t]["bits_flipped"] for c in res.counters["faults"].values() for t in ("weight", "input"))
         key = f"{name}_b{batch_size}_{label}"

@@ -41,8 +41,12 @@ def bench_model(name: str, proto, x: np.ndarray, repeat: int, batch: int = 1) ->
     ours = _median_time(lambda: model.run(xb), repeat) / batch
     ref = _median_time(lambda: sess.run(None, {model.input_name: xb}), repeat) / batch
     tag = name if batch == 1 else f"{name}_batch{batch}"
-    return {f"{tag}_compile_s": round(compile_s, 3), f"{tag}_ms_per_image": round(1e3 * ours, 4),
-            f"{tag}_ort_ms_per_image": round(1e3 * ref, 4), f"{tag}_ratio_vs_ort": round(ours / ref, 2)}
+    return {
+        f"{tag}_compile_s": round(compile_s, 3),
+        f"{tag}_ms_per_image": round(1e3 * ours, 4),
+        f"{tag}_ort_ms_per_image": round(1e3 * ref, 4),
+        f"{tag}_ratio_vs_ort": round(ours / ref, 2),
+    }
 
 
 def main() -> None:

@@ -59,18 +59,12 @@ def _run(net: str, spec: AcceleratorSpec, objective: str = "energy") -> tuple[di
     t0 = time.perf_counter()
     mappings = [map_layer(shape, spec, objective) for _, shape in layers]
     report = EnergyReport(
-        tuple(
-            energy_of(name, analytic_counts(m, spec), spec)
-            for (name, _), m in zip(layers, mappings, strict=True)
-        )
+        tuple(energy_of(name, analytic_counts(m, spec), spec) for (name, _), m in zip(layers, mappings, strict=True))
     )
     map_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     sim = EnergyReport(
-        tuple(
-            energy_of(name, simulate_counts(m, spec), spec)
-            for (name, _), m in zip(layers, mappings, strict=True)
-        )
+        tuple(energy_of(name, simulate_counts(m, spec), spec) for (name, _), m in zip(layers, mappings, strict=True))
     )
     sim_s = time.perf_counter() - t0
     comps = report.by_component()
@@ -93,9 +87,7 @@ def _run(net: str, spec: AcceleratorSpec, objective: str = "energy") -> tuple[di
 
 def main() -> None:
     default_dir = Path(
-        os.environ.get(
-            "ZIGZAG_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "zigzag-reference"
-        )
+        os.environ.get("ZIGZAG_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "zigzag-reference")
     )
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--zigzag-dir", type=Path, default=default_dir)

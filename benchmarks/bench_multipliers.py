@@ -45,7 +45,8 @@ def ort_conv_integer(x: np.ndarray, w: np.ndarray, threads: int):
     from onnx import TensorProto, helper, numpy_helper
 
     graph = helper.make_graph(
-        [helper.make_node("ConvInteger", ["x", "w", "xz"], ["y"], pads=[1, 1, 1, 1])], "bench",
+        [helper.make_node("ConvInteger", ["x", "w", "xz"], ["y"], pads=[1, 1, 1, 1])],
+        "bench",
         [helper.make_tensor_value_info("x", TensorProto.UINT8, [N, C, H, W])],
         [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
         [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(0, np.uint8), "xz")],
@@ -83,9 +84,12 @@ def main() -> None:
     t_table_first = time.perf_counter() - t0
     t_table = best_of(lambda: conv2d_products(x, w, arbitrary, path="table", **kw), args.repeat)
     nocache = KernelCache(table_cache_max_bytes=0)  # tables rebuilt every call (warm-up compiles)
-    t_table_rebuild = best_of(lambda: conv2d_products(x, w, arbitrary, path="table", pads=PADS,
-                                                      pad_value=pad_value, threads=args.threads,
-                                                      cache=nocache), max(3, args.repeat // 3))
+    t_table_rebuild = best_of(
+        lambda: conv2d_products(
+            x, w, arbitrary, path="table", pads=PADS, pad_value=pad_value, threads=args.threads, cache=nocache
+        ),
+        max(3, args.repeat // 3),
+    )
     t_lowrank = best_of(lambda: conv2d_products(x, w, bam, path="lowrank", **kw), args.repeat)
     drum = family_multiplier("drum:k=4")  # rank-1 table: one uint8 conv of mapped operands
     t_lowrank1 = best_of(lambda: conv2d_products(x, w, drum, path="lowrank", **kw), args.repeat)
@@ -101,13 +105,18 @@ def main() -> None:
 
     checks = {}
     if args.check:
-        cases = (("table", arbitrary, "table"), ("lowrank", bam, "lowrank"), ("exact", exact, "exact"),
-                 ("lowrank_rank1", drum, "lowrank"))
+        cases = (
+            ("table", arbitrary, "table"),
+            ("lowrank", bam, "lowrank"),
+            ("exact", exact, "exact"),
+            ("lowrank_rank1", drum, "lowrank"),
+        )
         for name, m, path in cases:
             ref = conv2d_products_reference(x, w, m, pads=PADS, pad_value=pad_value)
             checks[name] = bool(np.array_equal(conv2d_products(x, w, m, path=path, **kw), ref))
-        checks["table_first_call"] = bool(np.array_equal(
-            y_tab, conv2d_products_reference(x, w, arbitrary, pads=PADS, pad_value=pad_value)))
+        checks["table_first_call"] = bool(
+            np.array_equal(y_tab, conv2d_products_reference(x, w, arbitrary, pads=PADS, pad_value=pad_value))
+        )
 
     def gmacs(t: float) -> float:
         return round(MACS / t / 1e9, 2)
@@ -154,11 +163,16 @@ def main() -> None:
             "lowrank_rank1_le_2x_exact": t_lowrank1 / t_exact <= 2.0,
             "extra_memory_le_64MiB": table_bytes <= 64 * 2**20,
         },
-        "memory_bytes": {"layer_tables": int(table_bytes), "table_chunk": int(chunk_bytes),
-                         "uncached_scratch_max": int(kernels.config.table_chunk_bytes)},
-        "notes": ("lowrank runs byte_terms uint8 convs on onnxruntime: its floor is ~byte_terms x the exact "
-                  "path; table_tvm reuses the layer's cached tables, table_tvm_tables_rebuilt builds them "
-                  "every call (layers whose tables exceed 64 MiB)"),
+        "memory_bytes": {
+            "layer_tables": int(table_bytes),
+            "table_chunk": int(chunk_bytes),
+            "uncached_scratch_max": int(kernels.config.table_chunk_bytes),
+        },
+        "notes": (
+            "lowrank runs byte_terms uint8 convs on onnxruntime: its floor is ~byte_terms x the exact "
+            "path; table_tvm reuses the layer's cached tables, table_tvm_tables_rebuilt builds them "
+            "every call (layers whose tables exceed 64 MiB)"
+        ),
         "bam_h4_factorisation": {"rank": f.rank, "byte_terms": f.byte_terms(), "divisor": f.divisor},
         "checks_bit_exact": checks,
     }

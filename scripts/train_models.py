@@ -229,8 +229,10 @@ def main() -> None:
         correct = int(np.sum(np.argmax(logits, axis=1) == test_set.y))
         acc = correct / len(test_set)
         train_correct = int(np.sum(np.argmax(ort_logits(path, train_set.x), axis=1) == train_set.y))
-        print(f"{name}: test {correct}/{len(test_set)} = {acc:.4f}, train {train_correct}/{len(train_set)}, "
-              f"ort-vs-torch max diff {diff:.2e}, {path.stat().st_size} B")
+        print(
+            f"{name}: test {correct}/{len(test_set)} = {acc:.4f}, train {train_correct}/{len(train_set)}, "
+            f"ort-vs-torch max diff {diff:.2e}, {path.stat().st_size} B"
+        )
         entries[name] = {
             "file": path.name,
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),

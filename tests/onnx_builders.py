@@ -15,11 +15,18 @@ def small_cnn(seed: int = 0, classes: int = 10, size: int = 16, channels: int = 
     def init(name: str, shape: tuple[int, ...], scale: float) -> onnx.TensorProto:
         return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
 
-    inits = [init("w1", (16, channels, 3, 3), 0.3), init("b1", (16,), 0.1),
-             init("w2", (16, 16, 3, 3), 0.15), init("b2", (16,), 0.1),
-             init("w3", (16, 16, 3, 3), 0.15), init("b3", (16,), 0.1),
-             init("w4", (16, 16, 1, 1), 0.3), init("b4", (16,), 0.1),
-             init("wf", (classes, 16), 0.4), init("bf", (classes,), 0.1)]
+    inits = [
+        init("w1", (16, channels, 3, 3), 0.3),
+        init("b1", (16,), 0.1),
+        init("w2", (16, 16, 3, 3), 0.15),
+        init("b2", (16,), 0.1),
+        init("w3", (16, 16, 3, 3), 0.15),
+        init("b3", (16,), 0.1),
+        init("w4", (16, 16, 1, 1), 0.3),
+        init("b4", (16,), 0.1),
+        init("wf", (classes, 16), 0.4),
+        init("bf", (classes,), 0.1),
+    ]
     N = helper.make_node
     nodes = [
         N("Conv", ["input", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
@@ -35,9 +42,12 @@ def small_cnn(seed: int = 0, classes: int = 10, size: int = 16, channels: int = 
         N("Gemm", ["f", "wf", "bf"], ["logits"], name="fc", transB=1),
     ]
     graph = helper.make_graph(
-        nodes, "small_cnn",
+        nodes,
+        "small_cnn",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", channels, size, size])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])], inits)
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -49,15 +59,35 @@ def calibration(n: int = 32, size: int = 16, channels: int = 3, seed: int = 1) -
     return np.random.default_rng(seed).standard_normal((n, channels, size, size)).astype(np.float32)
 
 
-def single_conv(k: int, c: int, size: int, r: int, *, stride: int = 1, pad: tuple[int, int, int, int] = (0, 0, 0, 0),
-                dilation: int = 1, seed: int = 0, relu: bool = True) -> onnx.ModelProto:
+def single_conv(
+    k: int,
+    c: int,
+    size: int,
+    r: int,
+    *,
+    stride: int = 1,
+    pad: tuple[int, int, int, int] = (0, 0, 0, 0),
+    dilation: int = 1,
+    seed: int = 0,
+    relu: bool = True,
+) -> onnx.ModelProto:
     """One Conv (+ Relu): for accumulator tests over kernel sizes, strides, pads, dilations."""
     rng = np.random.default_rng(seed)
-    w = numpy_helper.from_array((rng.standard_normal((k, c, r, r)) * (1.0 / np.sqrt(c * r * r))).astype(np.float32),
-                                "w")
+    w = numpy_helper.from_array(
+        (rng.standard_normal((k, c, r, r)) * (1.0 / np.sqrt(c * r * r))).astype(np.float32), "w"
+    )
     b = numpy_helper.from_array((rng.standard_normal(k) * 0.1).astype(np.float32), "b")
-    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["c"], name="conv", strides=[stride, stride],
-                              pads=[pad[0], pad[1], pad[2], pad[3]], dilations=[dilation, dilation])]
+    nodes = [
+        helper.make_node(
+            "Conv",
+            ["input", "w", "b"],
+            ["c"],
+            name="conv",
+            strides=[stride, stride],
+            pads=[pad[0], pad[1], pad[2], pad[3]],
+            dilations=[dilation, dilation],
+        )
+    ]
     out = "c"
     if relu:
         nodes.append(helper.make_node("Relu", ["c"], ["y"], name="relu"))
@@ -66,19 +96,30 @@ def single_conv(k: int, c: int, size: int, r: int, *, stride: int = 1, pad: tupl
     wp = size + pad[1] + pad[3]
     p = (hp - dilation * (r - 1) - 1) // stride + 1
     q = (wp - dilation * (r - 1) - 1) // stride + 1
-    graph = helper.make_graph(nodes, "single_conv",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", c, size, size])],
-                              [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", k, p, q])], [w, b])
+    graph = helper.make_graph(
+        nodes,
+        "single_conv",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", c, size, size])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", k, p, q])],
+        [w, b],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
 
 
-def numpy_conv_acc(x: np.ndarray, w: np.ndarray, zx: int, zw: np.ndarray, *, stride: tuple[int, int],
-                   pads: tuple[int, int, int, int], dilation: tuple[int, int]) -> np.ndarray:
+def numpy_conv_acc(
+    x: np.ndarray,
+    w: np.ndarray,
+    zx: int,
+    zw: np.ndarray,
+    *,
+    stride: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    dilation: tuple[int, int],
+) -> np.ndarray:
     """Plain numpy integer convolution Σ (x − z_x)(w − z_w), input padded with z_x: the reference."""
-    xi = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])),
-                constant_values=zx) - zx
+    xi = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])), constant_values=zx) - zx
     wi = w.astype(np.int64) - np.asarray(zw, np.int64).reshape(-1, 1, 1, 1)
     k, _, r, s = wi.shape
     n, _, hp, wp = xi.shape
@@ -87,7 +128,11 @@ def numpy_conv_acc(x: np.ndarray, w: np.ndarray, zx: int, zw: np.ndarray, *, str
     out = np.zeros((n, k, p, q), np.int64)
     for i in range(r):
         for j in range(s):
-            patch = xi[:, :, i * dilation[0]: i * dilation[0] + stride[0] * (p - 1) + 1: stride[0],
-                       j * dilation[1]: j * dilation[1] + stride[1] * (q - 1) + 1: stride[1]]
+            patch = xi[
+                :,
+                :,
+                i * dilation[0] : i * dilation[0] + stride[0] * (p - 1) + 1 : stride[0],
+                j * dilation[1] : j * dilation[1] + stride[1] * (q - 1) + 1 : stride[1],
+            ]
             out += np.einsum("ncpq,kc->nkpq", patch, wi[:, :, i, j])
     return out

@@ -43,10 +43,13 @@ class MultiplierResolver:
         if key not in self.cache:
             m = resolve_multiplier(name, signed=signed)
             if m.signed != signed:
-                raise PolicyError(f"multiplier {name!r} is {'signed' if m.signed else 'unsigned'}",
-                                  expected=f"a {'signed (mul8s_*)' if signed else 'unsigned (mul8u_*)'} multiplier "
-                                           "for this model's operands", found=m.name,
-                                  fix="pick a multiplier of the model's signedness or re-quantize the model")
+                raise PolicyError(
+                    f"multiplier {name!r} is {'signed' if m.signed else 'unsigned'}",
+                    expected=f"a {'signed (mul8s_*)' if signed else 'unsigned (mul8u_*)'} multiplier "
+                    "for this model's operands",
+                    found=m.name,
+                    fix="pick a multiplier of the model's signedness or re-quantize the model",
+                )
             self.cache[key] = m
         return self.cache[key]
 
@@ -70,10 +73,16 @@ def build_vm(mod: tvm.IRModule) -> tuple[relax.VMExecutable, relax.VirtualMachin
     return ex, relax.VirtualMachine(ex, tvm.cpu())
 
 
-def compile_onnx(model: str | os.PathLike[str] | onnx.ModelProto, policy: ApproxPolicy | str | os.PathLike[str] |
-                 None = None, *, accelerator: str | os.PathLike[str] | AcceleratorSpec = "simba_like",
-                 calibration: np.ndarray | None = None, quantization: QuantOptions | None = None,
-                 batch_size: int = 1, weight_transforms: WeightTransforms | None = None) -> CompiledModel:
+def compile_onnx(
+    model: str | os.PathLike[str] | onnx.ModelProto,
+    policy: ApproxPolicy | str | os.PathLike[str] | None = None,
+    *,
+    accelerator: str | os.PathLike[str] | AcceleratorSpec = "simba_like",
+    calibration: np.ndarray | None = None,
+    quantization: QuantOptions | None = None,
+    batch_size: int = 1,
+    weight_transforms: WeightTransforms | None = None,
+) -> CompiledModel:
     """Compile an ONNX model for the virtual accelerator.
 
     Parameters
@@ -98,9 +107,12 @@ def compile_onnx(model: str | os.PathLike[str] | onnx.ModelProto, policy: Approx
     frontend.check_supported(proto)
     if not frontend.is_quantized(proto):
         if calibration is None:
-            raise ModelError("a float model needs calibration data to be quantized",
-                             expected="calibration=<float array shaped like the input>", found="calibration=None",
-                             fix="pass a few hundred representative inputs, or a QDQ model")
+            raise ModelError(
+                "a float model needs calibration data to be quantized",
+                expected="calibration=<float array shaped like the input>",
+                found="calibration=None",
+                fix="pass a few hundred representative inputs, or a QDQ model",
+            )
         proto = frontend.quantize(proto, calibration, quantization or QuantOptions())
     if isinstance(policy, str | os.PathLike):
         policy = ApproxPolicy.from_yaml(policy)
@@ -114,9 +126,12 @@ def compile_onnx(model: str | os.PathLike[str] | onnx.ModelProto, policy: Approx
     except ApproxTvmError:
         raise
     except Exception as exc:  # the importer raises many types; the user needs one clear message
-        raise ModelError("the Relax ONNX importer rejected the model", expected="an importable ONNX graph",
-                         found=f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}",
-                         fix="simplify the model (onnxsim) or export with opset 13–20") from None
+        raise ModelError(
+            "the Relax ONNX importer rejected the model",
+            expected="an importable ONNX graph",
+            found=f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}",
+            fix="simplify the model (onnxsim) or export with opset 13–20",
+        ) from None
     mod, detached = relax.frontend.detach_params(mod)
     n_in = int(mod["main"].attrs["num_input"])
     params = {p.name: t for p, t in zip(mod["main"].params[n_in:], detached["main"], strict=True)}
@@ -129,8 +144,9 @@ def compile_onnx(model: str | os.PathLike[str] | onnx.ModelProto, policy: Approx
     return _finish(mod, proto, policy, spec, uid, batch_size)
 
 
-def _finish(mod: tvm.IRModule, proto: onnx.ModelProto, policy: ApproxPolicy, spec: AcceleratorSpec, uid: str,
-            batch_size: int) -> CompiledModel:
+def _finish(
+    mod: tvm.IRModule, proto: onnx.ModelProto, policy: ApproxPolicy, spec: AcceleratorSpec, uid: str, batch_size: int
+) -> CompiledModel:
     resolver = MultiplierResolver(spec)
     log = CallLog()
     cache = KernelCache()  # one per model: ORT sessions, TVM kernels, weight tables
@@ -140,16 +156,26 @@ def _finish(mod: tvm.IRModule, proto: onnx.ModelProto, policy: ApproxPolicy, spe
         sch = lowered.schedule
         # weights reach the PE compressed and are decoded there: run with the decoded tiles
         weight = lowered.weight if lowered.compressed is None else decompress_layer(lowered.compressed)
-        prog = LayerProgram(sch, weight, lowered.bias,
-                            resolver.multiplier(sch.config.multiplier, sch.quant.signed), cache)
+        prog = LayerProgram(
+            sch, weight, lowered.bias, resolver.multiplier(sch.config.multiplier, sch.quant.signed), cache
+        )
         programs[sch.layer_id] = prog
         return make_runner(prog, log)
 
     session = CodegenSession(spec, resolver.info, factory)
     mod = run_codegen(mod, session)
     ex, vm = build_vm(mod)
-    return CompiledModel(proto=proto, policy=policy, spec=spec, uid=uid, batch_size=batch_size,
-                         programs=programs, executable=ex, vm=vm, log=log)
+    return CompiledModel(
+        proto=proto,
+        policy=policy,
+        spec=spec,
+        uid=uid,
+        batch_size=batch_size,
+        programs=programs,
+        executable=ex,
+        vm=vm,
+        log=log,
+    )
 
 
 def load_compiled(path: str | os.PathLike[str]) -> CompiledModel:

@@ -16,8 +16,19 @@ from approxtvm.errors import DataError, ModelError, UnsupportedOperatorError
 #: ONNX ops that carry quantization in the graph; anything else is float or plain integer.
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 #: Quantized-operator formats the Relax importer cannot read (DESIGN §2): ask for QDQ instead.
-QOPERATOR_OPS = frozenset({"QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "QGemm",
-                           "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool", "QLinearConcat"})
+QOPERATOR_OPS = frozenset(
+    {
+        "QLinearConv",
+        "ConvInteger",
+        "QLinearMatMul",
+        "MatMulInteger",
+        "QGemm",
+        "QLinearAdd",
+        "QLinearMul",
+        "QLinearGlobalAveragePool",
+        "QLinearConcat",
+    }
+)
 #: Layers the accelerator executes.
 LAYER_OPS = frozenset({"Conv", "Gemm", "MatMul"})
 
@@ -56,24 +67,37 @@ def load_model(model: str | os.PathLike[str] | onnx.ModelProto) -> onnx.ModelPro
         path = Path(model)
         where = str(path)
         if not path.is_file():
-            raise ModelError(f"ONNX model file {path} does not exist",
-                             expected="a path to an .onnx file", found="no such file",
-                             fix="check the path, or pass a name from `approxtvm.models` (e.g. digits_cnn)")
+            raise ModelError(
+                f"ONNX model file {path} does not exist",
+                expected="a path to an .onnx file",
+                found="no such file",
+                fix="check the path, or pass a name from `approxtvm.models` (e.g. digits_cnn)",
+            )
         try:
             proto = onnx.load(str(path))
         except Exception as exc:  # protobuf raises DecodeError and friends
-            raise ModelError(f"{path} is not an ONNX model", expected="a serialized onnx.ModelProto",
-                             found=f"{type(exc).__name__}: {exc}",
-                             fix="export the network with torch.onnx.export or tf2onnx") from None
+            raise ModelError(
+                f"{path} is not an ONNX model",
+                expected="a serialized onnx.ModelProto",
+                found=f"{type(exc).__name__}: {exc}",
+                fix="export the network with torch.onnx.export or tf2onnx",
+            ) from None
         if not proto.graph.node:
-            raise ModelError(f"{path} is not an ONNX model", expected="a graph with nodes",
-                             found="an empty or non-ONNX protobuf",
-                             fix="export the network with torch.onnx.export or tf2onnx")
+            raise ModelError(
+                f"{path} is not an ONNX model",
+                expected="a graph with nodes",
+                found="an empty or non-ONNX protobuf",
+                fix="export the network with torch.onnx.export or tf2onnx",
+            )
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
-        raise ModelError(f"{where} is a malformed ONNX model", expected="a model that passes onnx.checker",
-                         found=str(exc).splitlines()[0], fix="re-export the model") from None
+        raise ModelError(
+            f"{where} is a malformed ONNX model",
+            expected="a model that passes onnx.checker",
+            found=str(exc).splitlines()[0],
+            fix="re-export the model",
+        ) from None
     return proto
 
 
@@ -89,14 +113,19 @@ def check_supported(model: onnx.ModelProto) -> None:
     if unsupported:
         listing = ", ".join(f"{op} ({len(names)}× e.g. {names[0]})" for op, names in sorted(unsupported.items()))
         qop = sorted(set(unsupported) & QOPERATOR_OPS)
-        fix = ("quantize to QDQ format instead of QOperator format (onnxruntime quantize_static with "
-               "quant_format=QuantFormat.QDQ), or pass the float model and let approxtvm quantize it"
-               if qop else "replace these operators in the exporter, or decompose them into supported ones")
+        fix = (
+            "quantize to QDQ format instead of QOperator format (onnxruntime quantize_static with "
+            "quant_format=QuantFormat.QDQ), or pass the float model and let approxtvm quantize it"
+            if qop
+            else "replace these operators in the exporter, or decompose them into supported ones"
+        )
         raise UnsupportedOperatorError(
             f"the model uses {sum(map(len, unsupported.values()))} node(s) of {len(unsupported)} unsupported "
             f"operator type(s): {listing}",
-            expected="ONNX operators the Relax ONNX importer supports", found=", ".join(sorted(unsupported)),
-            fix=fix)
+            expected="ONNX operators the Relax ONNX importer supports",
+            found=", ".join(sorted(unsupported)),
+            fix=fix,
+        )
 
 
 def is_quantized(model: onnx.ModelProto) -> bool:
@@ -122,9 +151,12 @@ def fix_batch(model: onnx.ModelProto, batch_size: int) -> dict[str, list[int]]:
     for name, dims in input_specs(model).items():
         concrete = [batch_size if i == 0 and not isinstance(d, int) else d for i, d in enumerate(dims)]
         if any(not isinstance(d, int) or d <= 0 for d in concrete):
-            raise ModelError(f"input {name!r} has symbolic dimensions other than the batch: {dims}",
-                             expected="static shapes except the first (batch) dimension",
-                             found=str(dims), fix="export the model with static spatial sizes")
+            raise ModelError(
+                f"input {name!r} has symbolic dimensions other than the batch: {dims}",
+                expected="static shapes except the first (batch) dimension",
+                found=str(dims),
+                fix="export the model with static spatial sizes",
+            )
         shapes[name] = [int(d) for d in concrete]
     return shapes
 
@@ -133,7 +165,7 @@ class _Reader:
     """onnxruntime calibration reader over float batches (one sample per call)."""
 
     def __init__(self, name: str, data: np.ndarray) -> None:
-        self._it: Iterator[dict[str, np.ndarray]] = iter({name: data[i:i + 1]} for i in range(len(data)))
+        self._it: Iterator[dict[str, np.ndarray]] = iter({name: data[i : i + 1]} for i in range(len(data)))
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._it, None)
@@ -142,8 +174,9 @@ class _Reader:
         pass
 
 
-def quantize(model: onnx.ModelProto, calibration: np.ndarray | Iterable[np.ndarray],
-             options: QuantOptions = QuantOptions()) -> onnx.ModelProto:
+def quantize(
+    model: onnx.ModelProto, calibration: np.ndarray | Iterable[np.ndarray], options: QuantOptions = QuantOptions()
+) -> onnx.ModelProto:
     """Quantize a float model to QDQ with onnxruntime's static quantization.
 
     Parameters
@@ -159,34 +192,60 @@ def quantize(model: onnx.ModelProto, calibration: np.ndarray | Iterable[np.ndarr
 
     specs = input_specs(model)
     if len(specs) != 1:
-        raise ModelError("quantization needs a model with exactly one input", expected="1 input",
-                         found=f"{len(specs)}: {list(specs)}", fix="pass a QDQ model you quantized yourself")
-    (name, dims), = specs.items()
-    data = np.asarray(calibration if isinstance(calibration, np.ndarray) else np.concatenate(list(calibration)),
-                      dtype=np.float32)
-    if data.ndim != len(dims) or any(isinstance(d, int) and d != s
-                                     for d, s in zip(dims[1:], data.shape[1:], strict=True)):
-        raise DataError("calibration data does not match the model input",
-                        expected=f"shape (N, {', '.join(map(str, dims[1:]))}) for input {name!r}",
-                        found=f"shape {data.shape}", fix="resize or transpose the calibration data")
+        raise ModelError(
+            "quantization needs a model with exactly one input",
+            expected="1 input",
+            found=f"{len(specs)}: {list(specs)}",
+            fix="pass a QDQ model you quantized yourself",
+        )
+    ((name, dims),) = specs.items()
+    data = np.asarray(
+        calibration if isinstance(calibration, np.ndarray) else np.concatenate(list(calibration)), dtype=np.float32
+    )
+    if data.ndim != len(dims) or any(
+        isinstance(d, int) and d != s for d, s in zip(dims[1:], data.shape[1:], strict=True)
+    ):
+        raise DataError(
+            "calibration data does not match the model input",
+            expected=f"shape (N, {', '.join(map(str, dims[1:]))}) for input {name!r}",
+            found=f"shape {data.shape}",
+            fix="resize or transpose the calibration data",
+        )
     if len(data) == 0:
-        raise DataError("calibration data is empty", expected="at least one sample", found="0 samples",
-                        fix="pass a few hundred representative inputs")
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
+        raise DataError(
+            "calibration data is empty",
+            expected="at least one sample",
+            found="0 samples",
+            fix="pass a few hundred representative inputs",
+        )
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
     method = methods.get(options.calibration_method.lower())
     if method is None:
-        raise ModelError(f"unknown calibration method {options.calibration_method!r}",
-                         expected=f"one of {sorted(methods)}", found=options.calibration_method,
-                         fix="use MinMax")
+        raise ModelError(
+            f"unknown calibration method {options.calibration_method!r}",
+            expected=f"one of {sorted(methods)}",
+            found=options.calibration_method,
+            fix="use MinMax",
+        )
     qtype = QuantType.QInt8 if options.signed else QuantType.QUInt8
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "qdq.onnx")
         onnx.save(model, src)
-        quantize_static(src, dst, _Reader(name, data), quant_format=QuantFormat.QDQ,
-                        per_channel=options.per_channel, activation_type=qtype, weight_type=qtype,
-                        calibrate_method=method,
-                        extra_options={"WeightSymmetric": options.signed, "ActivationSymmetric": False})
+        quantize_static(
+            src,
+            dst,
+            _Reader(name, data),
+            quant_format=QuantFormat.QDQ,
+            per_channel=options.per_channel,
+            activation_type=qtype,
+            weight_type=qtype,
+            calibrate_method=method,
+            extra_options={"WeightSymmetric": options.signed, "ActivationSymmetric": False},
+        )
         return onnx.load(dst)
 
 

@@ -67,10 +67,15 @@ def layer_energy(prog: LayerProgram, spec: AcceleratorSpec) -> LayerEnergy:
     cfg = sched.config
     dense_bytes = prog.weight.size * spec.precision.bits("weight") // 8
     ratio = 1.0 if cfg.compression == "none" else sched.weight_layout.total_bytes / dense_bytes
-    return energy_of(sched.layer_id, simulate_counts(sched.mapping, spec), spec,
-                     mul_energy_pj=sched.intrinsic.mul_energy_pj,
-                     noc_swing_v=energy_swing_v(spec, cfg.noc_swing_v, cfg.noc_protected_msbs),
-                     sram_v=cfg.sram_v_map or None, weight_bytes_ratio=ratio)
+    return energy_of(
+        sched.layer_id,
+        simulate_counts(sched.mapping, spec),
+        spec,
+        mul_energy_pj=sched.intrinsic.mul_energy_pj,
+        noc_swing_v=energy_swing_v(spec, cfg.noc_swing_v, cfg.noc_protected_msbs),
+        sram_v=cfg.sram_v_map or None,
+        weight_bytes_ratio=ratio,
+    )
 
 
 class CompiledModel:
@@ -79,9 +84,19 @@ class CompiledModel:
     Build it with :func:`approxtvm.compile_onnx`; run it with :meth:`run`.
     """
 
-    def __init__(self, *, proto: onnx.ModelProto, policy: ApproxPolicy, spec: AcceleratorSpec, uid: str,
-                 batch_size: int, programs: dict[str, LayerProgram], executable: relax.VMExecutable,
-                 vm: relax.VirtualMachine, log: CallLog) -> None:
+    def __init__(
+        self,
+        *,
+        proto: onnx.ModelProto,
+        policy: ApproxPolicy,
+        spec: AcceleratorSpec,
+        uid: str,
+        batch_size: int,
+        programs: dict[str, LayerProgram],
+        executable: relax.VMExecutable,
+        vm: relax.VirtualMachine,
+        log: CallLog,
+    ) -> None:
         self.proto = proto
         self.policy = policy
         self.spec = spec
@@ -123,12 +138,19 @@ class CompiledModel:
         if x.ndim == len(self.input_shape):
             x = x[None]
         if tuple(x.shape[1:]) != self.input_shape:
-            raise DataError(f"input {self.input_name!r} has the wrong shape",
-                            expected=f"(N, {', '.join(map(str, self.input_shape))})", found=str(tuple(x.shape)),
-                            fix="resize/transpose the data to the model's input layout (NCHW)")
+            raise DataError(
+                f"input {self.input_name!r} has the wrong shape",
+                expected=f"(N, {', '.join(map(str, self.input_shape))})",
+                found=str(tuple(x.shape)),
+                fix="resize/transpose the data to the model's input layout (NCHW)",
+            )
         if not np.issubdtype(x.dtype, np.floating):
-            raise DataError(f"input {self.input_name!r} must be floating point", expected="float32",
-                            found=str(x.dtype), fix="convert and normalise the data as during training")
+            raise DataError(
+                f"input {self.input_name!r} must be floating point",
+                expected="float32",
+                found=str(x.dtype),
+                fix="convert and normalise the data as during training",
+            )
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def run(self, inputs: dict[str, np.ndarray] | np.ndarray, seed: int = 0) -> RunResult:
@@ -143,8 +165,12 @@ class CompiledModel:
         """
         if isinstance(inputs, dict):
             if set(inputs) != {self.input_name}:
-                raise DataError("inputs do not name the model's input", expected=f"{{{self.input_name!r}: array}}",
-                                found=str(sorted(inputs)), fix=f"pass {{{self.input_name!r}: x}}")
+                raise DataError(
+                    "inputs do not name the model's input",
+                    expected=f"{{{self.input_name!r}: array}}",
+                    found=str(sorted(inputs)),
+                    fix=f"pass {{{self.input_name!r}: x}}",
+                )
             x = inputs[self.input_name]
         else:
             x = inputs
@@ -156,7 +182,7 @@ class CompiledModel:
         batches = 0
         session = self._log.faults = self._faults.session(seed)  # replaced at every run
         for start in range(0, n, b):
-            chunk = x[start:start + b]
+            chunk = x[start : start + b]
             real = len(chunk)
             if real < b:  # pad the last batch by repeating its last sample; padded rows are dropped
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - real, axis=0)])
@@ -189,9 +215,14 @@ class CompiledModel:
             if p.bias is not None:
                 arrays[f"{lid}/bias"] = p.bias
         np.savez(d / "weights.npz", **arrays)
-        manifest = {"format": SAVE_FORMAT, "uid": self.uid, "batch_size": self.batch_size,
-                    "policy": self.policy.to_dict(), "accelerator": to_plain(self.spec),
-                    "schedules": [p.schedule.to_dict() for p in self.programs.values()]}
+        manifest = {
+            "format": SAVE_FORMAT,
+            "uid": self.uid,
+            "batch_size": self.batch_size,
+            "policy": self.policy.to_dict(),
+            "accelerator": to_plain(self.spec),
+            "schedules": [p.schedule.to_dict() for p in self.programs.values()],
+        }
         (d / "manifest.json").write_text(json.dumps(manifest, indent=1))
         return d
 
@@ -204,12 +235,20 @@ class CompiledModel:
 
         mpath = path / "manifest.json"
         if not mpath.is_file():
-            raise ModelError(f"{path} is not a saved approxtvm model", expected="a directory with manifest.json",
-                             found="no manifest.json", fix="save with CompiledModel.save(path)")
+            raise ModelError(
+                f"{path} is not a saved approxtvm model",
+                expected="a directory with manifest.json",
+                found="no manifest.json",
+                fix="save with CompiledModel.save(path)",
+            )
         manifest = json.loads(mpath.read_text())
         if manifest.get("format") != SAVE_FORMAT:
-            raise ModelError(f"{mpath}: unsupported save format", expected=str(SAVE_FORMAT),
-                             found=str(manifest.get("format")), fix="recompile and save with this approxtvm")
+            raise ModelError(
+                f"{mpath}: unsupported save format",
+                expected=str(SAVE_FORMAT),
+                found=str(manifest.get("format")),
+                fix="recompile and save with this approxtvm",
+            )
         spec = from_plain(AcceleratorSpec, manifest["accelerator"])
         resolver = resolver_cls(spec)
         weights = np.load(path / "weights.npz")
@@ -219,13 +258,25 @@ class CompiledModel:
         for sd in manifest["schedules"]:
             sch = LayerSchedule.from_dict(sd)
             bias = weights[f"{sch.layer_id}/bias"] if sch.has_bias else None
-            prog = LayerProgram(sch, weights[f"{sch.layer_id}/weight"], bias,
-                                resolver.multiplier(sch.config.multiplier, sch.quant.signed), cache)
+            prog = LayerProgram(
+                sch,
+                weights[f"{sch.layer_id}/weight"],
+                bias,
+                resolver.multiplier(sch.config.multiplier, sch.quant.signed),
+                cache,
+            )
             programs[sch.layer_id] = prog
             tvm_ffi.register_global_func(sch.symbol, make_runner(prog, log), override=True)
         lib = tvm.runtime.load_module(str(path / "host.so"))
         vm = relax.VirtualMachine(lib, tvm.cpu())
-        return CompiledModel(proto=onnx.load(str(path / "model.qdq.onnx")),
-                             policy=ApproxPolicy.from_dict(manifest["policy"]), spec=spec, uid=manifest["uid"],
-                             batch_size=int(manifest["batch_size"]), programs=programs, executable=lib, vm=vm,
-                             log=log)
+        return CompiledModel(
+            proto=onnx.load(str(path / "model.qdq.onnx")),
+            policy=ApproxPolicy.from_dict(manifest["policy"]),
+            spec=spec,
+            uid=manifest["uid"],
+            batch_size=int(manifest["batch_size"]),
+            programs=programs,
+            executable=lib,
+            vm=vm,
+            log=log,
+        )

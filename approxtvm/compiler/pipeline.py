@@ -14,12 +14,14 @@ from approxtvm.targets.vacc.partition import partition_for_vacc
 
 def annotate(mod: tvm.IRModule, weight_to_layer: dict[str, str], policy: ApproxPolicy) -> tvm.IRModule:
     """Name every layer after its ONNX node and attach its approximation config."""
-    return tvm.transform.Sequential([
-        NameLayers(weight_to_layer),        # layer ids from ONNX node names (weights still parameters)
-        SplitLayerInputs(),                 # each layer dequantizes its own 8-bit input codes
-        relax.transform.DeadCodeElimination(),
-        AnnotateApproximation(policy),      # per-layer ApproxConfig side table
-    ])(mod)
+    return tvm.transform.Sequential(
+        [
+            NameLayers(weight_to_layer),  # layer ids from ONNX node names (weights still parameters)
+            SplitLayerInputs(),  # each layer dequantizes its own 8-bit input codes
+            relax.transform.DeadCodeElimination(),
+            AnnotateApproximation(policy),  # per-layer ApproxConfig side table
+        ]
+    )(mod)
 
 
 def partition(mod: tvm.IRModule, params: dict[str, object], symbol_prefix: str) -> tvm.IRModule:

@@ -33,8 +33,12 @@ class WeightTransforms:
 
     def __post_init__(self) -> None:
         if isinstance(self.sparsity, float | int) and not 0.0 <= float(self.sparsity) < 1.0:
-            raise PolicyError("sparsity out of range", expected="0 ≤ sparsity < 1", found=str(self.sparsity),
-                              fix="give the fraction of weights to prune, e.g. 0.5")
+            raise PolicyError(
+                "sparsity out of range",
+                expected="0 ≤ sparsity < 1",
+                found=str(self.sparsity),
+                fix="give the fraction of weights to prune, e.g. 0.5",
+            )
 
     @property
     def active(self) -> bool:
@@ -50,8 +54,12 @@ def _per_ir_name(value: object, names: dict[str, str]) -> object:
     out = {}
     for lid, v in value:
         if lid not in by_id:
-            raise PolicyError(f"weight transform names an unknown layer {lid!r}",
-                              expected=", ".join(sorted(by_id)), found=lid, fix="use the model's layer ids")
+            raise PolicyError(
+                f"weight transform names an unknown layer {lid!r}",
+                expected=", ".join(sorted(by_id)),
+                found=lid,
+                fix="use the model's layer ids",
+            )
         out[by_id[lid]] = v
     return out
 

@@ -43,8 +43,9 @@ def _default_workers() -> int:
 
 
 def _add_execution_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=_default_workers(),
-                   help="local worker processes (0 = evaluate in this process)")
+    p.add_argument(
+        "--workers", type=int, default=_default_workers(), help="local worker processes (0 = evaluate in this process)"
+    )
     p.add_argument("--scheduler", help="Dask scheduler address: evaluate on that cluster")
     p.add_argument("--local-cluster", action="store_true", help="start a Dask LocalCluster with --workers workers")
 
@@ -58,10 +59,19 @@ def add_explore_parsers(subparsers: Any) -> None:
     p.add_argument("--calibration", help="dataset for quantizing a float model")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--energy-only", action="store_true", help="no data: energy objective only (loss 0)")
-    p.add_argument("--multipliers", nargs="+", default=list(DEFAULT_MULTIPLIERS),
-                   help="multiplier library (specs, most to least power)")
-    p.add_argument("--swings", nargs="+", type=_swing, default=list(DEFAULT_SWINGS_V),
-                   help="NoC swings in V ('nominal' = full swing)")
+    p.add_argument(
+        "--multipliers",
+        nargs="+",
+        default=list(DEFAULT_MULTIPLIERS),
+        help="multiplier library (specs, most to least power)",
+    )
+    p.add_argument(
+        "--swings",
+        nargs="+",
+        type=_swing,
+        default=list(DEFAULT_SWINGS_V),
+        help="NoC swings in V ('nominal' = full swing)",
+    )
     p.add_argument("--input-v", nargs="+", type=_float, default=list(DEFAULT_SRAM_V), help="input buffer voltages")
     p.add_argument("--weight-v", nargs="+", type=_float, default=list(DEFAULT_SRAM_V), help="weight buffer voltages")
     p.add_argument("--msbs", nargs="+", type=int, default=list(DEFAULT_PROTECTED_MSBS), help="protected MSBs")
@@ -96,21 +106,26 @@ def cmd_explore(args: argparse.Namespace) -> int:
     out = Path(args.out)
     budget = None if args.budget is None else args.budget / 100.0
     settings = NsgaSettings(args.pop_size, args.generations, args.seed, budget)
-    ctx = EvalContext(args.model, args.data, args.limit, args.batch_size, args.calibration,
-                      energy_only=args.energy_only)
+    ctx = EvalContext(
+        args.model, args.data, args.limit, args.batch_size, args.calibration, energy_only=args.energy_only
+    )
     journal_path = Path(args.journal) if args.journal else out / "journal.sqlite"
     with Journal(journal_path) as journal, make_executor(args.workers, args.scheduler, args.local_cluster) as ex:
         before = journal.count()
-        console.print(f"explore {args.model} on {'(energy only)' if args.energy_only else args.data}: "
-                      f"population {settings.pop_size} × {settings.generations} generations, seed {settings.seed}, "
-                      f"{ex.description}; journal {journal_path} ({before} evaluations stored)")
+        console.print(
+            f"explore {args.model} on {'(energy only)' if args.energy_only else args.data}: "
+            f"population {settings.pop_size} × {settings.generations} generations, seed {settings.seed}, "
+            f"{ex.description}; journal {journal_path} ({before} evaluations stored)"
+        )
         study = Study(ctx, journal, ex)
         space = study.space(args.multipliers, args.swings, args.input_v, args.weight_v, args.msbs)
 
         def progress(g: GenerationInfo) -> None:
-            console.print(f"generation {g.generation}/{g.generations} · {g.evaluations} configurations "
-                          f"({g.new_evaluations} evaluated now) · hypervolume {g.hypervolume:.5f} · "
-                          f"{g.elapsed_s:.0f} s elapsed · ETA {g.eta_s:.0f} s")
+            console.print(
+                f"generation {g.generation}/{g.generations} · {g.evaluations} configurations "
+                f"({g.new_evaluations} evaluated now) · hypervolume {g.hypervolume:.5f} · "
+                f"{g.elapsed_s:.0f} s elapsed · ETA {g.eta_s:.0f} s"
+            )
 
         result = run_nsga(study, space, settings, progress)
     paths = save_explore(result, out, f"{args.model}: NSGA-II Pareto set")

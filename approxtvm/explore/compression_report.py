@@ -63,18 +63,37 @@ class CompressionSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
+
         def ev(e: Evaluation) -> dict[str, Any]:
-            return {"top1": e.top1, "energy_per_inference_pj": e.energy_per_inference_pj,
-                    "by_component_pj": e.by_component_per_inference_pj()}
-        return {"baseline": ev(self.baseline), "pruned_clustered": ev(self.transformed),
-                "compressed": ev(self.compressed), "dense_weight_bytes": self.dense_weight_bytes,
-                "compressed_weight_bytes": self.compressed_weight_bytes, "footprint_ratio": self.footprint_ratio,
-                "bytes_moved_before": self.bytes_before, "bytes_moved_after": self.bytes_after,
-                "tile_encodings": self.encodings}
+            return {
+                "top1": e.top1,
+                "energy_per_inference_pj": e.energy_per_inference_pj,
+                "by_component_pj": e.by_component_per_inference_pj(),
+            }
+
+        return {
+            "baseline": ev(self.baseline),
+            "pruned_clustered": ev(self.transformed),
+            "compressed": ev(self.compressed),
+            "dense_weight_bytes": self.dense_weight_bytes,
+            "compressed_weight_bytes": self.compressed_weight_bytes,
+            "footprint_ratio": self.footprint_ratio,
+            "bytes_moved_before": self.bytes_before,
+            "bytes_moved_after": self.bytes_after,
+            "tile_encodings": self.encodings,
+        }
 
 
-def compression_study(model: onnx.ModelProto, policy: ApproxPolicy, transforms: WeightTransforms, data: Dataset,
-                      calibration: Any, *, mode: str = "auto", batch_size: int = 8) -> CompressionSummary:
+def compression_study(
+    model: onnx.ModelProto,
+    policy: ApproxPolicy,
+    transforms: WeightTransforms,
+    data: Dataset,
+    calibration: Any,
+    *,
+    mode: str = "auto",
+    batch_size: int = 8,
+) -> CompressionSummary:
     """Compile three variants of ``policy`` — as is, pruned/clustered, pruned/clustered and
     compressed — run them on ``data`` and compare (the last two must agree bit for bit)."""
     packed_policy = ApproxPolicy(replace(policy.default, compression=mode), policy.rules)
@@ -99,19 +118,30 @@ def write_compression_report(summary: CompressionSummary, out: Path, title: str)
     (out / "compression.json").write_text(json.dumps(d, indent=1))
     names = ["baseline", "pruned_clustered", "compressed"]
     plot_energy_breakdown(out / "compression_energy.png", [(n, d[n]["by_component_pj"]) for n in names], title)
-    lines = [f"# Weight compression: {title}", "",
-             f"Footprint: {d['compressed_weight_bytes']:,} B of {d['dense_weight_bytes']:,} B dense "
-             f"(ratio {d['footprint_ratio']:.3f}, metadata included); tile encodings {d['tile_encodings']}.", "",
-             "| variant | top-1 % | energy/inference nJ | DRAM nJ | NoC nJ | decoder nJ |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# Weight compression: {title}",
+        "",
+        f"Footprint: {d['compressed_weight_bytes']:,} B of {d['dense_weight_bytes']:,} B dense "
+        f"(ratio {d['footprint_ratio']:.3f}, metadata included); tile encodings {d['tile_encodings']}.",
+        "",
+        "| variant | top-1 % | energy/inference nJ | DRAM nJ | NoC nJ | decoder nJ |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for n in names:
         c = d[n]["by_component_pj"]
         top1 = d[n]["top1"]
-        lines.append(f"| {n} | {'n/a' if top1 is None else f'{100 * top1:.2f}'} | "
-                     f"{d[n]['energy_per_inference_pj'] / 1e3:.2f} | {c.get('dram', 0) / 1e3:.2f} | "
-                     f"{(c.get('noc_link', 0) + c.get('noc_router', 0)) / 1e3:.2f} | {c.get('decoder', 0) / 1e3:.3f} |")
-    lines += ["", "Bytes moved per batch (weights at their stored size):", "", "| level | before | after |",
-              "|---|---:|---:|"]
+        lines.append(
+            f"| {n} | {'n/a' if top1 is None else f'{100 * top1:.2f}'} | "
+            f"{d[n]['energy_per_inference_pj'] / 1e3:.2f} | {c.get('dram', 0) / 1e3:.2f} | "
+            f"{(c.get('noc_link', 0) + c.get('noc_router', 0)) / 1e3:.2f} | {c.get('decoder', 0) / 1e3:.3f} |"
+        )
+    lines += [
+        "",
+        "Bytes moved per batch (weights at their stored size):",
+        "",
+        "| level | before | after |",
+        "|---|---:|---:|",
+    ]
     for lvl in sorted(set(d["bytes_moved_before"]) | set(d["bytes_moved_after"])):
         before, after = d["bytes_moved_before"].get(lvl, 0), d["bytes_moved_after"].get(lvl, 0)
         lines.append(f"| {lvl} | {before:,.0f} | {after:,.0f} |")

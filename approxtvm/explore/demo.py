@@ -73,11 +73,19 @@ def run_demo(out: Path, console: Any, limit: int = 0) -> dict[str, Any]:
                 ort_top1 = _ort_accuracy(model, test.x, test.y)
     exact = rows[0].evaluation
     table = Table(title=f"{DEMO_MODEL} on digits test split ({len(test)} images), Simba-like vacc")
-    for col in ("policy", "top-1 %", "Δ top-1 pp", "agree w/ exact %", "energy/inf nJ", "vs exact", "MAC nJ",
-                "NoC nJ", "mem nJ"):
+    for col in (
+        "policy",
+        "top-1 %",
+        "Δ top-1 pp",
+        "agree w/ exact %",
+        "energy/inf nJ",
+        "vs exact",
+        "MAC nJ",
+        "NoC nJ",
+        "mem nJ",
+    ):
         table.add_column(col, justify="right")
-    summary: dict[str, Any] = {"model": DEMO_MODEL, "samples": len(test), "onnxruntime_qdq_top1": ort_top1,
-                               "rows": []}
+    summary: dict[str, Any] = {"model": DEMO_MODEL, "samples": len(test), "onnxruntime_qdq_top1": ort_top1, "rows": []}
     for r in rows:
         ev = r.evaluation
         comp = ev.by_component_per_inference_pj()
@@ -85,21 +93,37 @@ def run_demo(out: Path, console: Any, limit: int = 0) -> dict[str, Any]:
         mac = comp.get("mac", 0.0)
         mem = ev.energy_per_inference_pj - noc - mac
         assert ev.top1 is not None and exact.top1 is not None
-        table.add_row(r.name, f"{100 * ev.top1:.2f}", f"{100 * (ev.top1 - exact.top1):+.2f}",
-                      f"{100 * ev.agreement(exact):.1f}", f"{ev.energy_per_inference_pj / 1e3:.1f}",
-                      f"{ev.energy_per_inference_pj / exact.energy_per_inference_pj:.3f}", f"{mac / 1e3:.1f}",
-                      f"{noc / 1e3:.1f}", f"{mem / 1e3:.1f}")
-        summary["rows"].append({"policy": r.name, "policy_spec": r.policy.to_dict(), "top1": ev.top1,
-                                "agreement_with_exact": ev.agreement(exact),
-                                "energy_per_inference_pj": ev.energy_per_inference_pj,
-                                "pj_per_mac": ev.energy.pj_per_mac, "by_component_pj": comp,
-                                "compile_s": r.compile_s, "run_s": r.run_s})
+        table.add_row(
+            r.name,
+            f"{100 * ev.top1:.2f}",
+            f"{100 * (ev.top1 - exact.top1):+.2f}",
+            f"{100 * ev.agreement(exact):.1f}",
+            f"{ev.energy_per_inference_pj / 1e3:.1f}",
+            f"{ev.energy_per_inference_pj / exact.energy_per_inference_pj:.3f}",
+            f"{mac / 1e3:.1f}",
+            f"{noc / 1e3:.1f}",
+            f"{mem / 1e3:.1f}",
+        )
+        summary["rows"].append(
+            {
+                "policy": r.name,
+                "policy_spec": r.policy.to_dict(),
+                "top1": ev.top1,
+                "agreement_with_exact": ev.agreement(exact),
+                "energy_per_inference_pj": ev.energy_per_inference_pj,
+                "pj_per_mac": ev.energy.pj_per_mac,
+                "by_component_pj": comp,
+                "compile_s": r.compile_s,
+                "run_s": r.run_s,
+            }
+        )
     console.print(table)
     console.print(f"onnxruntime on the same QDQ model: top-1 {100 * (ort_top1 or 0):.2f} %")
     out.mkdir(parents=True, exist_ok=True)
     with console.status("uniform-multiplier sweep") as status:
-        sweep = multiplier_sweep(proto, test, calib, DEFAULT_SWEEP,
-                                 progress=lambda i, n, m: status.update(f"sweep [{i + 1}/{n}] {m}"))
+        sweep = multiplier_sweep(
+            proto, test, calib, DEFAULT_SWEEP, progress=lambda i, n, m: status.update(f"sweep [{i + 1}/{n}] {m}")
+        )
     print_sweep(console, sweep, f"{DEMO_MODEL}: every layer on one multiplier")
     save_sweep(sweep, out / "multiplier_sweep.json")
     plot_sweep(sweep, out / "multiplier_sweep.png", f"{DEMO_MODEL}: accuracy vs compute energy")
@@ -108,42 +132,58 @@ def run_demo(out: Path, console: Any, limit: int = 0) -> dict[str, Any]:
     from approxtvm.explore.experiments import ExperimentSettings, run_experiments
 
     console.print("the study's five experiments (demo budget: 60 test digits, no ResNet-50):")
-    exp = run_experiments(out / "experiments", settings=ExperimentSettings.quick().without_resnet50().with_limit(60),
-                          console=console)
+    exp = run_experiments(
+        out / "experiments", settings=ExperimentSettings.quick().without_resnet50().with_limit(60), console=console
+    )
     summary["experiments_report"] = str(exp.markdown)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     _plot(rows, out / "energy.png")
     _markdown(summary, out / "report.md")
-    console.print(f"report: {out / 'report.md'} (chart {out / 'energy.png'}); "
-                  f"five experiments: {exp.markdown} (HTML {exp.html})")
+    console.print(
+        f"report: {out / 'report.md'} (chart {out / 'energy.png'}); five experiments: {exp.markdown} (HTML {exp.html})"
+    )
     return summary
 
 
 def _plot(rows: list[DemoRow], path: Path) -> None:
-    data = [(f"{r.name} (top-1 {100 * (r.evaluation.top1 or 0):.1f} %)",
-             r.evaluation.by_component_per_inference_pj()) for r in rows]
+    data = [
+        (f"{r.name} (top-1 {100 * (r.evaluation.top1 or 0):.1f} %)", r.evaluation.by_component_per_inference_pj())
+        for r in rows
+    ]
     plot_energy_breakdown(path, data, f"{DEMO_MODEL} on vacc: energy per inference by component")
 
 
 def _markdown(summary: dict[str, Any], path: Path) -> None:
-    lines = [f"# approxtvm demo: {summary['model']}", "",
-             f"{summary['samples']} digits test images; onnxruntime on the same QDQ model: "
-             f"top-1 {100 * summary['onnxruntime_qdq_top1']:.2f} %.", "",
-             "| policy | top-1 % | agreement with exact % | energy/inference nJ | pJ/MAC |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"# approxtvm demo: {summary['model']}",
+        "",
+        f"{summary['samples']} digits test images; onnxruntime on the same QDQ model: "
+        f"top-1 {100 * summary['onnxruntime_qdq_top1']:.2f} %.",
+        "",
+        "| policy | top-1 % | agreement with exact % | energy/inference nJ | pJ/MAC |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for r in summary["rows"]:
-        lines.append(f"| {r['policy']} | {100 * r['top1']:.2f} | {100 * r['agreement_with_exact']:.1f} | "
-                     f"{r['energy_per_inference_pj'] / 1e3:.1f} | {r['pj_per_mac']:.3f} |")
+        lines.append(
+            f"| {r['policy']} | {100 * r['top1']:.2f} | {100 * r['agreement_with_exact']:.1f} | "
+            f"{r['energy_per_inference_pj'] / 1e3:.1f} | {r['pj_per_mac']:.3f} |"
+        )
     lines += ["", "![energy by component](energy.png)", ""]
     if "experiments_report" in summary:
         lines += ["The study's five experiments (demo budget): [experiments/report.md](experiments/report.md).", ""]
     if "multiplier_sweep" in summary:
-        lines += ["## Uniform-multiplier sweep", "",
-                  "| multiplier | MAE % | power mW | top-1 % | compute energy vs exact |", "|---|---:|---:|---:|---:|"]
+        lines += [
+            "## Uniform-multiplier sweep",
+            "",
+            "| multiplier | MAE % | power mW | top-1 % | compute energy vs exact |",
+            "|---|---:|---:|---:|---:|",
+        ]
         base = summary["multiplier_sweep"][0]["compute_energy_pj"]
         for r in summary["multiplier_sweep"]:
             pw = "?" if r["power_mw"] is None else f"{r['power_mw']:.3f}"
-            lines.append(f"| {r['multiplier']} | {r['mae_pct']:.4g} | {pw} | {100 * (r['top1'] or 0):.2f} | "
-                         f"{r['compute_energy_pj'] / base:.3f} |")
+            lines.append(
+                f"| {r['multiplier']} | {r['mae_pct']:.4g} | {pw} | {100 * (r['top1'] or 0):.2f} | "
+                f"{r['compute_energy_pj'] / base:.3f} |"
+            )
         lines += ["", "![accuracy vs compute energy](multiplier_sweep.png)", ""]
     path.write_text("\n".join(lines))

@@ -18,8 +18,13 @@ def energy_table(console: Any, report: EnergyReport, title: str) -> None:
     for le in report.layers:
         comp = le.by_component()
         top = max(comp, key=lambda k: comp[k])
-        t.add_row(le.layer_id, f"{le.macs:,}", f"{le.total_pj / 1e6:.3f}", f"{le.pj_per_mac:.3f}",
-                  f"{top} ({100 * comp[top] / le.total_pj:.0f} %)")
+        t.add_row(
+            le.layer_id,
+            f"{le.macs:,}",
+            f"{le.total_pj / 1e6:.3f}",
+            f"{le.pj_per_mac:.3f}",
+            f"{top} ({100 * comp[top] / le.total_pj:.0f} %)",
+        )
     t.add_row("total", f"{report.macs:,}", f"{report.total_pj / 1e6:.3f}", f"{report.pj_per_mac:.3f}", "")
     console.print(t)
     parts = ", ".join(f"{k} {v / report.macs:.3f}" for k, v in report.by_component().items() if v)

@@ -233,9 +233,12 @@ def run_task(task: EvalTask) -> EvalRecord:
             pred = ev.predictions
             correct = None if data.y is None else int(np.sum(pred == data.y))
     except ApproxTvmError as exc:
-        raise ExplorationError(f"evaluating configuration {config.label()!r} failed",
-                               expected="a configuration that compiles and runs", found=str(exc),
-                               fix="remove the offending knob value from the search space") from exc
+        raise ExplorationError(
+            f"evaluating configuration {config.label()!r} failed",
+            expected="a configuration that compiles and runs",
+            found=str(exc),
+            fix="remove the offending knob value from the search space",
+        ) from exc
     detail = {
         "by_component_pj": {k: v / per for k, v in energy.by_component().items()},
         "by_layer_pj": {k: v / per for k, v in energy.by_layer().items()},
@@ -243,7 +246,14 @@ def run_task(task: EvalTask) -> EvalRecord:
         "macs_per_inference": energy.macs / per,
     }
     return EvalRecord(
-        key=task.key, context=task.context_fingerprint, config_json=task.config_json, samples=samples,
-        correct=correct, energy_per_inference_pj=float(energy.total_pj / per),
-        predictions_i16=np.asarray(pred, dtype="<i2").tobytes(), detail_json=json.dumps(detail, sort_keys=True),
-        eval_s=time.perf_counter() - t0, worker=f"{socket.gethostname()}:{os.getpid()}")
+        key=task.key,
+        context=task.context_fingerprint,
+        config_json=task.config_json,
+        samples=samples,
+        correct=correct,
+        energy_per_inference_pj=float(energy.total_pj / per),
+        predictions_i16=np.asarray(pred, dtype="<i2").tobytes(),
+        detail_json=json.dumps(detail, sort_keys=True),
+        eval_s=time.perf_counter() - t0,
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+    )

@@ -31,8 +31,7 @@ from approxtvm.explore.journal import EvalRecord, Journal
 #: How many times a broken local pool is rebuilt before the run gives up.
 MAX_POOL_RESTARTS = 3
 #: Environment of Dask workers started here: one compute thread each.
-WORKER_ENV = {"OMP_NUM_THREADS": "1", "TVM_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-              "MKL_NUM_THREADS": "1"}
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "TVM_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 class Executor(Protocol):
@@ -64,8 +63,9 @@ class _ContextManaged:
     def __enter__(self) -> Any:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -95,8 +95,12 @@ class ProcessExecutor(_ContextManaged):
 
     def __init__(self, workers: int, pin: bool = True) -> None:
         if workers < 1:
-            raise ExplorationError("a process pool needs at least one worker", expected="workers ≥ 1",
-                                   found=str(workers), fix="pass --workers 1 or more (0 = in-process)")
+            raise ExplorationError(
+                "a process pool needs at least one worker",
+                expected="workers ≥ 1",
+                found=str(workers),
+                fix="pass --workers 1 or more (0 = in-process)",
+            )
         self._workers = workers
         self._pin = pin and hasattr(os, "sched_setaffinity") and workers <= len(os.sched_getaffinity(0))
         self._pool: ProcessPoolExecutor | None = None
@@ -115,8 +119,9 @@ class ProcessExecutor(_ContextManaged):
         if self._pool is None:
             ctx = multiprocessing.get_context("spawn")
             if self._pin:
-                self._pool = ProcessPoolExecutor(self._workers, mp_context=ctx, initializer=pin_next_core,
-                                                 initargs=(ctx.Value("i", 0),))
+                self._pool = ProcessPoolExecutor(
+                    self._workers, mp_context=ctx, initializer=pin_next_core, initargs=(ctx.Value("i", 0),)
+                )
             else:
                 self._pool = ProcessPoolExecutor(self._workers, mp_context=ctx, initializer=limit_threads)
         return self._pool
@@ -141,11 +146,12 @@ class ProcessExecutor(_ContextManaged):
                 self._pool.shutdown(wait=False, cancel_futures=True)  # type: ignore[union-attr]
                 self._pool = None
                 if restarts > MAX_POOL_RESTARTS:
-                    raise ExplorationError("local worker processes keep dying",
-                                           expected="workers that finish their evaluations",
-                                           found=f"the pool broke {restarts} times",
-                                           fix="check memory (each worker compiles the model) or use fewer workers"
-                                           ) from None
+                    raise ExplorationError(
+                        "local worker processes keep dying",
+                        expected="workers that finish their evaluations",
+                        found=f"the pool broke {restarts} times",
+                        fix="check memory (each worker compiles the model) or use fewer workers",
+                    ) from None
 
     def close(self) -> None:
         """Shut the pool down."""
@@ -180,17 +186,23 @@ class DaskExecutor(_ContextManaged):
             try:
                 self.client = Client(scheduler, timeout="20s")
             except OSError as exc:
-                raise ExplorationError(f"cannot reach the Dask scheduler at {scheduler}",
-                                       expected="a running `dask scheduler` reachable from here",
-                                       found=f"{type(exc).__name__}: {exc}",
-                                       fix="start it (dask scheduler; dask worker ADDRESS) or check the address"
-                                       ) from None
+                raise ExplorationError(
+                    f"cannot reach the Dask scheduler at {scheduler}",
+                    expected="a running `dask scheduler` reachable from here",
+                    found=f"{type(exc).__name__}: {exc}",
+                    fix="start it (dask scheduler; dask worker ADDRESS) or check the address",
+                ) from None
         else:
             if workers < 1:
-                raise ExplorationError("a LocalCluster needs at least one worker", expected="workers ≥ 1",
-                                       found=str(workers), fix="pass --workers 1 or more")
-            self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, env=dict(WORKER_ENV))
+                raise ExplorationError(
+                    "a LocalCluster needs at least one worker",
+                    expected="workers ≥ 1",
+                    found=str(workers),
+                    fix="pass --workers 1 or more",
+                )
+            self.cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, env=dict(WORKER_ENV)
+            )
             self.client = Client(self.cluster)
             if pin and hasattr(os, "sched_setaffinity") and workers <= len(os.sched_getaffinity(0)):
                 from approxtvm.explore.dask_plugins import PinWorker
@@ -277,8 +289,12 @@ class BatchStats:
     wall_s: float
 
 
-def evaluate_batch(tasks: Sequence[EvalTask], journal: Journal, executor: Executor,
-                   on_record: Callable[[EvalRecord], None] | None = None) -> tuple[list[EvalRecord], BatchStats]:
+def evaluate_batch(
+    tasks: Sequence[EvalTask],
+    journal: Journal,
+    executor: Executor,
+    on_record: Callable[[EvalRecord], None] | None = None,
+) -> tuple[list[EvalRecord], BatchStats]:
     """Evaluate ``tasks`` through the journal; records come back in task order.
 
     Parameters
@@ -303,9 +319,12 @@ def evaluate_batch(tasks: Sequence[EvalTask], journal: Journal, executor: Execut
     todo_list = list(todo.values())
     for i, rec in executor.run(todo_list):
         if rec.key != todo_list[i].key:
-            raise ExplorationError("a worker returned the record of another task",
-                                   expected=todo_list[i].key, found=rec.key,
-                                   fix="use workers running the same approxtvm version as the driver")
+            raise ExplorationError(
+                "a worker returned the record of another task",
+                expected=todo_list[i].key,
+                found=rec.key,
+                fix="use workers running the same approxtvm version as the driver",
+            )
         journal.put(rec)
         known[rec.key] = rec
         if on_record is not None:

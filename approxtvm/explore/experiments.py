@@ -98,8 +98,11 @@ class ExperimentSettings:
     @staticmethod
     def full(seed: int = 0) -> ExperimentSettings:
         """The whole test split, a 24 × 12 NSGA-II run, all three sweeps on ResNet-50."""
-        return ExperimentSettings(limit=0, nsga=NsgaSettings(pop_size=24, generations=12, seed=seed),
-                                  resnet50_sweeps=("multipliers", "noc_swing", "sram"))
+        return ExperimentSettings(
+            limit=0,
+            nsga=NsgaSettings(pop_size=24, generations=12, seed=seed),
+            resnet50_sweeps=("multipliers", "noc_swing", "sram"),
+        )
 
     def with_limit(self, limit: int) -> ExperimentSettings:
         """Same settings, another number of test images."""
@@ -222,16 +225,18 @@ def _sweep_configs(knob: str, s: ExperimentSettings) -> tuple[tuple[str, ...], d
     """Labels and, per sub-series, one configuration per label (layer-independent: uniform knobs)."""
     if knob == "noc_swing":
         labels = ("nominal", *(f"{v:g} V" for v in s.swings_v))
-        series = {f"{m} MSBs protected": [Configuration(),
-                                          *(Configuration.make(noc_swing_v=v, noc_protected_msbs=m)
-                                            for v in s.swings_v)]
-                  for m in s.swing_protected_msbs}
+        series = {
+            f"{m} MSBs protected": [
+                Configuration(),
+                *(Configuration.make(noc_swing_v=v, noc_protected_msbs=m) for v in s.swings_v),
+            ]
+            for m in s.swing_protected_msbs
+        }
         return labels, series
     if knob == "sram":
         labels = ("nominal", *(f"{v:g} V" for v in s.sram_v))
         series = {b: [Configuration(), *(Configuration.make(sram_v={b: v}) for v in s.sram_v)] for b in SRAM_BUFFERS}
-        series["both"] = [Configuration(), *(Configuration.make(sram_v={b: v for b in SRAM_BUFFERS})
-                                             for v in s.sram_v)]
+        series["both"] = [Configuration(), *(Configuration.make(sram_v={b: v for b in SRAM_BUFFERS}) for v in s.sram_v)]
         return labels, series
     raise ValueError(knob)
 
@@ -241,8 +246,9 @@ def _multiplier_configs(study: Study, s: ExperimentSettings) -> list[Configurati
     return [Configuration.make({lid: m for lid in lids}) for m in s.multipliers]
 
 
-def _isolation(studies: dict[str, Study], energy_only: dict[str, Study], s: ExperimentSettings,
-               console: Any) -> list[Sweep]:
+def _isolation(
+    studies: dict[str, Study], energy_only: dict[str, Study], s: ExperimentSettings, console: Any
+) -> list[Sweep]:
     sweeps: list[Sweep] = []
     # prefetch: one batch per model keeps every worker busy
     for name, st in {**studies, **energy_only}.items():
@@ -252,12 +258,15 @@ def _isolation(studies: dict[str, Study], energy_only: dict[str, Study], s: Expe
                 configs += [c for cs in _sweep_configs(knob, s)[1].values() for c in cs]
         t0 = time.perf_counter()
         st.points(list(dict.fromkeys(configs)))
-        _say(console, f"  isolation sweeps on {name}: {len(set(configs))} configurations "
-                      f"({time.perf_counter() - t0:.0f} s)")
+        _say(
+            console,
+            f"  isolation sweeps on {name}: {len(set(configs))} configurations ({time.perf_counter() - t0:.0f} s)",
+        )
     mult_series = {name: st.points(_multiplier_configs(st, s)) for name, st in studies.items()}
     if "multipliers" in s.resnet50_sweeps:
-        mult_series.update({f"{n} (energy only)": st.points(_multiplier_configs(st, s))
-                            for n, st in energy_only.items()})
+        mult_series.update(
+            {f"{n} (energy only)": st.points(_multiplier_configs(st, s)) for n, st in energy_only.items()}
+        )
     sweeps.append(Sweep("multipliers", tuple(s.multipliers), mult_series))
     for knob in ("noc_swing", "sram"):
         labels, sub = _sweep_configs(knob, s)
@@ -276,22 +285,36 @@ def _isolation(studies: dict[str, Study], energy_only: dict[str, Study], s: Expe
 def _pareto_experiment(study: Study, s: ExperimentSettings, console: Any) -> ParetoExperiment:
     from approxtvm.explore.report import knee_point
 
-    space = study.space(s.multipliers, (None, *s.swings_v), (0.9, *s.sram_v), (0.9, *s.sram_v),
-                        tuple(sorted({*DEFAULT_PROTECTED_MSBS, *s.swing_protected_msbs})))
+    space = study.space(
+        s.multipliers,
+        (None, *s.swings_v),
+        (0.9, *s.sram_v),
+        (0.9, *s.sram_v),
+        tuple(sorted({*DEFAULT_PROTECTED_MSBS, *s.swing_protected_msbs})),
+    )
 
     def progress(g: Any) -> None:
-        _say(console, f"  NSGA-II generation {g.generation}/{g.generations}: {g.evaluations} configurations, "
-                      f"hypervolume {g.hypervolume:.5f}, ETA {g.eta_s:.0f} s")
+        _say(
+            console,
+            f"  NSGA-II generation {g.generation}/{g.generations}: {g.evaluations} configurations, "
+            f"hypervolume {g.hypervolume:.5f}, ETA {g.eta_s:.0f} s",
+        )
 
     result = run_nsga(study, space, s.nsga, progress)
     grid = study.points(uniform_grid(space, len(result.points), s.nsga.seed))
     front = result.pareto
     near = [p for p in front if p.accuracy_loss <= s.knee_max_loss + 1e-12 and p.energy_rel < 1.0]
     knee = knee_point(near) if near else knee_point(front)
-    best_uniform = min((p for p in result.uniform if p.accuracy_loss <= knee.accuracy_loss + 1e-12),
-                       key=lambda p: (p.energy_rel, p.accuracy_loss))
-    selected = {"exact": result.reference, "best uniform multiplier": best_uniform, "knee": knee,
-                "lowest energy": min(front, key=lambda p: (p.energy_rel, p.accuracy_loss))}
+    best_uniform = min(
+        (p for p in result.uniform if p.accuracy_loss <= knee.accuracy_loss + 1e-12),
+        key=lambda p: (p.energy_rel, p.accuracy_loss),
+    )
+    selected = {
+        "exact": result.reference,
+        "best uniform multiplier": best_uniform,
+        "knee": knee,
+        "lowest energy": min(front, key=lambda p: (p.energy_rel, p.accuracy_loss)),
+    }
     breakdown: dict[str, dict[str, float]] = {}
     for name, p in selected.items():
         rec = study.journal.get(p.key)
@@ -299,8 +322,11 @@ def _pareto_experiment(study: Study, s: ExperimentSettings, console: Any) -> Par
         breakdown[name] = dict(rec.detail["by_component_pj"])
     clear_worker_cache()
     ref = study.reference
-    reevaluated = {name: (p, ref.point(run_task(make_task(study.context, study.fingerprint, p.config))))
-                   for name, p in selected.items() if name in ("knee", "lowest energy")}
+    reevaluated = {
+        name: (p, ref.point(run_task(make_task(study.context, study.fingerprint, p.config))))
+        for name, p in selected.items()
+        if name in ("knee", "lowest energy")
+    }
     return ParetoExperiment(result, grid, knee, selected, breakdown, reevaluated)
 
 
@@ -318,18 +344,28 @@ def _compression(s: ExperimentSettings, knee: Point, notes: list[str]) -> dict[s
     data = data.take(s.limit) if s.limit else data
     calib = load_dataset("digits:train").x[:256]
     try:
-        summary = compression_study(get_model(s.pareto_model), knee.config.policy(),
-                                    WeightTransforms(sparsity=s.compression_sparsity,
-                                                     cluster_bits=s.compression_cluster_bits),
-                                    data, calib, batch_size=s.batch_size)
+        summary = compression_study(
+            get_model(s.pareto_model),
+            knee.config.policy(),
+            WeightTransforms(sparsity=s.compression_sparsity, cluster_bits=s.compression_cluster_bits),
+            data,
+            calib,
+            batch_size=s.batch_size,
+        )
     except ApproxTvmError as exc:
         notes.append(f"Experiment 5 skipped: compressing the knee point failed ({exc.what}).")
         return None
     return summary.to_dict()
 
 
-def run_experiments(out_dir: Path, quick: bool = True, *, settings: ExperimentSettings | None = None,
-                    executor: Executor | None = None, console: Any = None) -> ExperimentsReport:
+def run_experiments(
+    out_dir: Path,
+    quick: bool = True,
+    *,
+    settings: ExperimentSettings | None = None,
+    executor: Executor | None = None,
+    console: Any = None,
+) -> ExperimentsReport:
     """Run the five experiments and write the report into ``out_dir``.
 
     Parameters
@@ -354,15 +390,19 @@ def run_experiments(out_dir: Path, quick: bool = True, *, settings: ExperimentSe
     t0 = time.perf_counter()
     notes: list[str] = []
     if not faults_modelled():
-        notes.append("The runtime of this build has no NoC/SRAM fault model (approxtvm.runtime.faults): "
-                     "in experiments 2–4 reduced swings and voltages change energy only, not accuracy. "
-                     "Re-run the experiments once it lands; the journal keys include the evaluator version.")
+        notes.append(
+            "The runtime of this build has no NoC/SRAM fault model (approxtvm.runtime.faults): "
+            "in experiments 2–4 reduced swings and voltages change energy only, not accuracy. "
+            "Re-run the experiments once it lands; the journal keys include the evaluator version."
+        )
     try:
         with Journal(out_dir / "journal.sqlite") as journal:
-            studies = {m: Study(EvalContext(m, "digits:test", s.limit, s.batch_size), journal, ex)
-                       for m in s.models}
-            heavy = {"resnet50": Study(EvalContext("resnet50", batch_size=1, energy_only=True), journal, ex)} \
-                if s.resnet50_sweeps else {}
+            studies = {m: Study(EvalContext(m, "digits:test", s.limit, s.batch_size), journal, ex) for m in s.models}
+            heavy = (
+                {"resnet50": Study(EvalContext("resnet50", batch_size=1, energy_only=True), journal, ex)}
+                if s.resnet50_sweeps
+                else {}
+            )
             _say(console, f"experiments 1–3: knobs in isolation on {', '.join([*studies, *heavy])} ({ex.description})")
             sweeps = _isolation(studies, heavy, s, console)
             _say(console, f"experiment 4: NSGA-II on {s.pareto_model}")
@@ -381,28 +421,37 @@ def run_experiments(out_dir: Path, quick: bool = True, *, settings: ExperimentSe
 # report
 # ------------------------------------------------------------------------------------------------
 
-_TITLES = {"multipliers": "1. Approximate multipliers in isolation (same multiplier on every layer)",
-           "noc_swing": "2. NoC link voltage swing in isolation (exact multipliers)",
-           "sram": "3. SRAM voltage scaling in isolation (input/weight buffers, exact multipliers)"}
+_TITLES = {
+    "multipliers": "1. Approximate multipliers in isolation (same multiplier on every layer)",
+    "noc_swing": "2. NoC link voltage swing in isolation (exact multipliers)",
+    "sram": "3. SRAM voltage scaling in isolation (input/weight buffers, exact multipliers)",
+}
 _XLABEL = {"multipliers": "multiplier", "noc_swing": "NoC swing", "sram": "buffer supply"}
 
 
 def _sweep_md(sw: Sweep, plot: str) -> list[str]:
     lines = [f"## {_TITLES[sw.knob]}", "", f"![{sw.knob}]({plot})", ""]
     for name, pts in sw.series.items():
-        lines += [f"**{name}**", "", "| value | accuracy loss pp | top-1 % | energy/inf nJ | vs exact |",
-                  "|---|---:|---:|---:|---:|"]
+        lines += [
+            f"**{name}**",
+            "",
+            "| value | accuracy loss pp | top-1 % | energy/inf nJ | vs exact |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for label, p in zip(sw.labels, pts, strict=True):
             top1 = "n/a" if p.top1 is None else f"{100 * p.top1:.2f}"
-            lines.append(f"| {label} | {100 * p.accuracy_loss:+.2f} | {top1} | {p.energy_per_inference_pj / 1e3:,.2f} "
-                         f"| {p.energy_rel:.4f} |")
+            lines.append(
+                f"| {label} | {100 * p.accuracy_loss:+.2f} | {top1} | {p.energy_per_inference_pj / 1e3:,.2f} "
+                f"| {p.energy_rel:.4f} |"
+            )
         lines.append("")
     return lines
 
 
 def _weakly_dominated(p: Point, front: list[Point]) -> bool:
-    return any(q.accuracy_loss <= p.accuracy_loss and q.energy_per_inference_pj <= p.energy_per_inference_pj
-               for q in front)
+    return any(
+        q.accuracy_loss <= p.accuracy_loss and q.energy_per_inference_pj <= p.energy_per_inference_pj for q in front
+    )
 
 
 def write_report(result: ExperimentsResult, out_dir: Path) -> ExperimentsReport:
@@ -414,12 +463,16 @@ def write_report(result: ExperimentsResult, out_dir: Path) -> ExperimentsReport:
     s = result.settings
     pe = result.pareto
     r = pe.result
-    md = ["# approxtvm: the study's five experiments", "",
-          f"Models: {', '.join(s.models)} (digits test split, {s.limit or 'all'} images, batch {s.batch_size})"
-          + (f"; ResNet-50 energy only ({', '.join(s.resnet50_sweeps)})" if s.resnet50_sweeps else "")
-          + f". {result.evaluations} evaluations in the journal, {result.wall_s:.0f} s. Energy is per inference "
-          "on the Simba-like vacc; accuracy loss is the top-1 drop against the labels in percentage points "
-          "(the exact quantized model is the reference).", ""]
+    md = [
+        "# approxtvm: the study's five experiments",
+        "",
+        f"Models: {', '.join(s.models)} (digits test split, {s.limit or 'all'} images, batch {s.batch_size})"
+        + (f"; ResNet-50 energy only ({', '.join(s.resnet50_sweeps)})" if s.resnet50_sweeps else "")
+        + f". {result.evaluations} evaluations in the journal, {result.wall_s:.0f} s. Energy is per inference "
+        "on the Simba-like vacc; accuracy loss is the top-1 drop against the labels in percentage points "
+        "(the exact quantized model is the reference).",
+        "",
+    ]
     if result.notes:
         md += [f"- {n}" for n in result.notes] + [""]
     for sw in result.sweeps:
@@ -428,95 +481,154 @@ def write_report(result: ExperimentsResult, out_dir: Path) -> ExperimentsReport:
         md += _sweep_md(sw, plot)
 
     save_explore(r, out_dir / "pareto", f"{s.pareto_model}: NSGA-II Pareto set")
-    plot_pareto(out_dir / "pareto_front.png", r.points, r.pareto, r.uniform,
-                f"{s.pareto_model}: NSGA-II ({len(r.points)} evaluations) vs uniform multipliers",
-                budget=r.settings.accuracy_budget, highlight=pe.knee)
+    plot_pareto(
+        out_dir / "pareto_front.png",
+        r.points,
+        r.pareto,
+        r.uniform,
+        f"{s.pareto_model}: NSGA-II ({len(r.points)} evaluations) vs uniform multipliers",
+        budget=r.settings.accuracy_budget,
+        highlight=pe.knee,
+    )
     grid_front = pe.grid_front
-    md += ["## 4. Combined Pareto set (NSGA-II over per-layer multiplier, NoC swing, buffer voltages, "
-           "protected MSBs)", "",
-           f"Population {r.settings.pop_size} × {r.settings.generations} generations, seed {r.settings.seed}; "
-           f"genome: {len(r.space.layer_ids)} per-layer multipliers from {len(r.space.multipliers)}, "
-           f"{len(r.space.swings_v)} swings, {len(r.space.input_buffer_v)}/{len(r.space.weight_buffer_v)} "
-           f"input/weight buffer voltages, {len(r.space.protected_msbs)} protected-MSB settings.", "",
-           "![Pareto front](pareto_front.png)", "",
-           "| search | evaluations | Pareto points | hypervolume |", "|---|---:|---:|---:|",
-           f"| NSGA-II | {len(r.points)} | {len(r.pareto)} | {r.hypervolume:.5f} |",
-           f"| uniform multipliers | {len(r.uniform)} | {len(pareto_front(r.uniform))} | "
-           f"{hypervolume(r.uniform):.5f} |",
-           f"| uniform configurations, same budget | {len(pe.grid)} | {len(grid_front)} | "
-           f"{hypervolume(grid_front):.5f} |", "",
-           "Hypervolume in (accuracy loss, energy relative to exact), reference point (100 pp, 1.0). "
-           + ("Every uniform-multiplier configuration is dominated by or equal to a point of the NSGA-II front."
-              if all(_weakly_dominated(u, r.pareto) for u in r.uniform)
-              else "Some uniform-multiplier configurations are NOT dominated by the NSGA-II front."), "",
-           "Pareto set (files: [pareto.json](pareto/pareto.json), [pareto.csv](pareto/pareto.csv)):", ""]
+    md += [
+        "## 4. Combined Pareto set (NSGA-II over per-layer multiplier, NoC swing, buffer voltages, protected MSBs)",
+        "",
+        f"Population {r.settings.pop_size} × {r.settings.generations} generations, seed {r.settings.seed}; "
+        f"genome: {len(r.space.layer_ids)} per-layer multipliers from {len(r.space.multipliers)}, "
+        f"{len(r.space.swings_v)} swings, {len(r.space.input_buffer_v)}/{len(r.space.weight_buffer_v)} "
+        f"input/weight buffer voltages, {len(r.space.protected_msbs)} protected-MSB settings.",
+        "",
+        "![Pareto front](pareto_front.png)",
+        "",
+        "| search | evaluations | Pareto points | hypervolume |",
+        "|---|---:|---:|---:|",
+        f"| NSGA-II | {len(r.points)} | {len(r.pareto)} | {r.hypervolume:.5f} |",
+        f"| uniform multipliers | {len(r.uniform)} | {len(pareto_front(r.uniform))} | {hypervolume(r.uniform):.5f} |",
+        f"| uniform configurations, same budget | {len(pe.grid)} | {len(grid_front)} | {hypervolume(grid_front):.5f} |",
+        "",
+        "Hypervolume in (accuracy loss, energy relative to exact), reference point (100 pp, 1.0). "
+        + (
+            "Every uniform-multiplier configuration is dominated by or equal to a point of the NSGA-II front."
+            if all(_weakly_dominated(u, r.pareto) for u in r.uniform)
+            else "Some uniform-multiplier configurations are NOT dominated by the NSGA-II front."
+        ),
+        "",
+        "Pareto set (files: [pareto.json](pareto/pareto.json), [pareto.csv](pareto/pareto.csv)):",
+        "",
+    ]
     md += [*front_table(r.pareto), ""]
     names = list(pe.breakdown)
-    plot_energy_breakdown(out_dir / "energy_breakdown.png", [(n, pe.breakdown[n]) for n in names],
-                          "energy per inference of selected points")
+    plot_energy_breakdown(
+        out_dir / "energy_breakdown.png",
+        [(n, pe.breakdown[n]) for n in names],
+        "energy per inference of selected points",
+    )
     comps = sorted({c for d in pe.breakdown.values() for c in d}, key=lambda c: -pe.breakdown["exact"].get(c, 0))
-    md += ["**Energy breakdown of selected points** (nJ per inference)", "", "![energy breakdown]"
-           "(energy_breakdown.png)", "", "| component | " + " | ".join(names) + " |",
-           "|---|" + "---:|" * len(names)]
+    md += [
+        "**Energy breakdown of selected points** (nJ per inference)",
+        "",
+        "![energy breakdown](energy_breakdown.png)",
+        "",
+        "| component | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
     for c in comps:
         md.append(f"| {c} | " + " | ".join(f"{pe.breakdown[n].get(c, 0.0) / 1e3:.2f}" for n in names) + " |")
     md.append("| **total** | " + " | ".join(f"{sum(pe.breakdown[n].values()) / 1e3:.2f}" for n in names) + " |")
     md += ["", "Selected points: " + "; ".join(f"{n}: {p.config.label()}" for n, p in pe.selected.items()), ""]
     rows = [(f"#{i} {100 * p.accuracy_loss:+.1f} pp, {p.energy_rel:.3f}", p.config) for i, p in enumerate(r.pareto)]
-    plot_multiplier_map(out_dir / "multiplier_map.png", r.space.layer_ids, rows, r.space.multipliers,
-                        "per-layer multipliers of the Pareto set")
-    md += ["**Per-layer multiplier map of the Pareto set**", "", "![multiplier map](multiplier_map.png)", "",
-           "**Re-evaluation** (compiled and run again from scratch, outside the journal):", "",
-           "| point | energy/inf pJ (journal) | energy/inf pJ (again) | loss pp (journal) | loss pp (again) | "
-           "identical |", "|---|---:|---:|---:|---:|---|"]
+    plot_multiplier_map(
+        out_dir / "multiplier_map.png",
+        r.space.layer_ids,
+        rows,
+        r.space.multipliers,
+        "per-layer multipliers of the Pareto set",
+    )
+    md += [
+        "**Per-layer multiplier map of the Pareto set**",
+        "",
+        "![multiplier map](multiplier_map.png)",
+        "",
+        "**Re-evaluation** (compiled and run again from scratch, outside the journal):",
+        "",
+        "| point | energy/inf pJ (journal) | energy/inf pJ (again) | loss pp (journal) | loss pp (again) | identical |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     for n, (a, b) in pe.reevaluated.items():
-        same = (a.energy_per_inference_pj, a.accuracy_loss, a.agreement) == \
-            (b.energy_per_inference_pj, b.accuracy_loss, b.agreement)
-        md.append(f"| {n} | {a.energy_per_inference_pj:.3f} | {b.energy_per_inference_pj:.3f} | "
-                  f"{100 * a.accuracy_loss:+.2f} | {100 * b.accuracy_loss:+.2f} | {'yes' if same else 'NO'} |")
+        same = (a.energy_per_inference_pj, a.accuracy_loss, a.agreement) == (
+            b.energy_per_inference_pj,
+            b.accuracy_loss,
+            b.agreement,
+        )
+        md.append(
+            f"| {n} | {a.energy_per_inference_pj:.3f} | {b.energy_per_inference_pj:.3f} | "
+            f"{100 * a.accuracy_loss:+.2f} | {100 * b.accuracy_loss:+.2f} | {'yes' if same else 'NO'} |"
+        )
     md += ["", "## 5. Weight compression on the knee point", ""]
     if result.compression is None:
         md += ["Skipped (see the notes above).", ""]
     else:
         d = result.compression
-        md += [f"Knee point (of the Pareto points within {100 * s.knee_max_loss:g} pp accuracy loss): "
-               f"{pe.knee.config.label()} ({100 * pe.knee.accuracy_loss:+.2f} pp, {pe.knee.energy_rel:.4f} × exact "
-               f"energy). Magnitude pruning {100 * s.compression_sparsity:.0f} % "
-               f"(global) and {2 ** s.compression_cluster_bits}-value clustering per layer, then per-tile "
-               f"encoding (auto). Footprint {d['compressed_weight_bytes']:,} B of {d['dense_weight_bytes']:,} B "
-               f"dense (ratio {d['footprint_ratio']:.3f}, metadata included); tile encodings "
-               f"{d['tile_encodings']}.", "", "![compression](compression_energy.png)", "",
-               "| variant | top-1 % | energy/inf nJ | DRAM nJ | NoC nJ | decoder nJ |",
-               "|---|---:|---:|---:|---:|---:|"]
+        md += [
+            f"Knee point (of the Pareto points within {100 * s.knee_max_loss:g} pp accuracy loss): "
+            f"{pe.knee.config.label()} ({100 * pe.knee.accuracy_loss:+.2f} pp, {pe.knee.energy_rel:.4f} × exact "
+            f"energy). Magnitude pruning {100 * s.compression_sparsity:.0f} % "
+            f"(global) and {2**s.compression_cluster_bits}-value clustering per layer, then per-tile "
+            f"encoding (auto). Footprint {d['compressed_weight_bytes']:,} B of {d['dense_weight_bytes']:,} B "
+            f"dense (ratio {d['footprint_ratio']:.3f}, metadata included); tile encodings "
+            f"{d['tile_encodings']}.",
+            "",
+            "![compression](compression_energy.png)",
+            "",
+            "| variant | top-1 % | energy/inf nJ | DRAM nJ | NoC nJ | decoder nJ |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for n in ("baseline", "pruned_clustered", "compressed"):
             c = d[n]["by_component_pj"]
             top1 = d[n]["top1"]
-            md.append(f"| {n} | {'n/a' if top1 is None else f'{100 * top1:.2f}'} | "
-                      f"{d[n]['energy_per_inference_pj'] / 1e3:.2f} | {c.get('dram', 0) / 1e3:.2f} | "
-                      f"{(c.get('noc_link', 0) + c.get('noc_router', 0)) / 1e3:.2f} | "
-                      f"{c.get('decoder', 0) / 1e3:.3f} |")
-        plot_energy_breakdown(out_dir / "compression_energy.png",
-                              [(n, d[n]["by_component_pj"]) for n in ("baseline", "pruned_clustered", "compressed")],
-                              "knee point: energy before and after compression")
+            md.append(
+                f"| {n} | {'n/a' if top1 is None else f'{100 * top1:.2f}'} | "
+                f"{d[n]['energy_per_inference_pj'] / 1e3:.2f} | {c.get('dram', 0) / 1e3:.2f} | "
+                f"{(c.get('noc_link', 0) + c.get('noc_router', 0)) / 1e3:.2f} | "
+                f"{c.get('decoder', 0) / 1e3:.3f} |"
+            )
+        plot_energy_breakdown(
+            out_dir / "compression_energy.png",
+            [(n, d[n]["by_component_pj"]) for n in ("baseline", "pruned_clustered", "compressed")],
+            "knee point: energy before and after compression",
+        )
         md.append("")
     md_path = out_dir / "report.md"
     md_path.write_text("\n".join(md))
     html_path = out_dir / "report.html"
     html_path.write_text(markdown_to_html("\n".join(md), "approxtvm experiments"))
     summary = {
-        "settings": {"models": list(s.models), "limit": s.limit, "batch_size": s.batch_size,
-                     "multipliers": list(s.multipliers), "nsga": r.to_dict()["settings"],
-                     "resnet50_sweeps": list(s.resnet50_sweeps)},
-        "sweeps": {sw.knob: {"labels": list(sw.labels),
-                             "series": {k: [p.to_dict() for p in v] for k, v in sw.series.items()}}
-                   for sw in result.sweeps},
-        "pareto": r.to_dict(), "grid_hypervolume": hypervolume(grid_front), "grid_evaluations": len(pe.grid),
+        "settings": {
+            "models": list(s.models),
+            "limit": s.limit,
+            "batch_size": s.batch_size,
+            "multipliers": list(s.multipliers),
+            "nsga": r.to_dict()["settings"],
+            "resnet50_sweeps": list(s.resnet50_sweeps),
+        },
+        "sweeps": {
+            sw.knob: {"labels": list(sw.labels), "series": {k: [p.to_dict() for p in v] for k, v in sw.series.items()}}
+            for sw in result.sweeps
+        },
+        "pareto": r.to_dict(),
+        "grid_hypervolume": hypervolume(grid_front),
+        "grid_evaluations": len(pe.grid),
         "front_dominates_uniform": all(_weakly_dominated(u, r.pareto) for u in r.uniform),
-        "knee": pe.knee.to_dict(), "breakdown_pj": pe.breakdown,
-        "reevaluated_identically": {n: (a.energy_per_inference_pj, a.accuracy_loss) ==
-                                    (b.energy_per_inference_pj, b.accuracy_loss)
-                                    for n, (a, b) in pe.reevaluated.items()},
-        "compression": result.compression, "notes": result.notes, "wall_s": result.wall_s,
+        "knee": pe.knee.to_dict(),
+        "breakdown_pj": pe.breakdown,
+        "reevaluated_identically": {
+            n: (a.energy_per_inference_pj, a.accuracy_loss) == (b.energy_per_inference_pj, b.accuracy_loss)
+            for n, (a, b) in pe.reevaluated.items()
+        },
+        "compression": result.compression,
+        "notes": result.notes,
+        "wall_s": result.wall_s,
         "evaluations": result.evaluations,
     }
     js = out_dir / "summary.json"
@@ -524,5 +636,4 @@ def write_report(result: ExperimentsResult, out_dir: Path) -> ExperimentsReport:
     return ExperimentsReport(md_path, html_path, js)
 
 
-__all__ = ["ExperimentSettings", "ExperimentsReport", "ExperimentsResult", "run_experiments",
-           "write_report"]
+__all__ = ["ExperimentSettings", "ExperimentsReport", "ExperimentsResult", "run_experiments", "write_report"]

@@ -92,14 +92,19 @@ class _Setup:
     batch_size: int
 
 
-def _setup(model_name: str, data: Dataset | None, calibration: np.ndarray | None, accelerator: str,
-           batch_size: int) -> _Setup:
+def _setup(
+    model_name: str, data: Dataset | None, calibration: np.ndarray | None, accelerator: str, batch_size: int
+) -> _Setup:
     proto = get_model(model_name)
     digits = model_name.startswith("digits")
     if data is None:
         if not digits:
-            raise DataError(f"no default dataset for {model_name!r}", expected="data=<Dataset>", found="None",
-                            fix="pass a dataset (approxtvm.models.load_dataset) shaped like the model's input")
+            raise DataError(
+                f"no default dataset for {model_name!r}",
+                expected="data=<Dataset>",
+                found="None",
+                fix="pass a dataset (approxtvm.models.load_dataset) shaped like the model's input",
+            )
         data = load_dataset("digits:test")
     if not frontend.is_quantized(proto):  # quantize once: every point runs the same integer model
         if calibration is None:
@@ -113,8 +118,9 @@ def _setup(model_name: str, data: Dataset | None, calibration: np.ndarray | None
     return _Setup(proto, data, AcceleratorSpec.load(accelerator), batch_size)
 
 
-def _point(s: _Setup, policy: ApproxPolicy, seeds: Sequence[int],
-           reference: list[Evaluation] | None) -> tuple[list[Evaluation], dict[str, float]]:
+def _point(
+    s: _Setup, policy: ApproxPolicy, seeds: Sequence[int], reference: list[Evaluation] | None
+) -> tuple[list[Evaluation], dict[str, float]]:
     model = compile_onnx(s.proto, policy, accelerator=s.spec, batch_size=s.batch_size)
     evs = [evaluate(model, s.data, seed=seed) for seed in seeds]
     flipped = words = 0.0
@@ -127,23 +133,48 @@ def _point(s: _Setup, policy: ApproxPolicy, seeds: Sequence[int],
     n = len(evs) * evs[0].slots  # faults also hit the padded samples of the last batch
     comp = evs[0].energy.by_component()
     agree = [ev.agreement(ref) for ev, ref in zip(evs, reference or evs, strict=True)]
-    return evs, {"noc": (comp["noc_link"] + comp["noc_router"]) / evs[0].slots,
-                 "mem": sum(comp[b] for b in _PE_BUFFERS) / evs[0].slots,
-                 "flipped": flipped / n, "words": words / n, "agreement": float(np.mean(agree))}
+    return evs, {
+        "noc": (comp["noc_link"] + comp["noc_router"]) / evs[0].slots,
+        "mem": sum(comp[b] for b in _PE_BUFFERS) / evs[0].slots,
+        "flipped": flipped / n,
+        "words": words / n,
+        "agreement": float(np.mean(agree)),
+    }
 
 
-def _row(knob: str, series: str, volts: float | None, ber: float, evs: list[Evaluation], m: dict[str, float],
-         component: str) -> FaultSweepRow:
+def _row(
+    knob: str, series: str, volts: float | None, ber: float, evs: list[Evaluation], m: dict[str, float], component: str
+) -> FaultSweepRow:
     tops = [ev.top1 for ev in evs if ev.top1 is not None]
-    return FaultSweepRow(knob, series, volts, ber, float(np.mean(tops)) if tops else None,
-                         min(tops) if tops else None, max(tops) if tops else None, m["agreement"], m[component],
-                         evs[0].energy_per_inference_pj, m["flipped"], m["words"], len(evs))
+    return FaultSweepRow(
+        knob,
+        series,
+        volts,
+        ber,
+        float(np.mean(tops)) if tops else None,
+        min(tops) if tops else None,
+        max(tops) if tops else None,
+        m["agreement"],
+        m[component],
+        evs[0].energy_per_inference_pj,
+        m["flipped"],
+        m["words"],
+        len(evs),
+    )
 
 
-def noc_swing_sweep(model_name: str, swings: Sequence[float] = DEFAULT_SWINGS_V, data: Dataset | None = None, *,
-                    protected_msbs: Sequence[int] = (0,), seeds: Sequence[int] = (0,),
-                    calibration: np.ndarray | None = None, accelerator: str = "simba_like", batch_size: int = 64,
-                    progress: Progress | None = None) -> list[FaultSweepRow]:
+def noc_swing_sweep(
+    model_name: str,
+    swings: Sequence[float] = DEFAULT_SWINGS_V,
+    data: Dataset | None = None,
+    *,
+    protected_msbs: Sequence[int] = (0,),
+    seeds: Sequence[int] = (0,),
+    calibration: np.ndarray | None = None,
+    accelerator: str = "simba_like",
+    batch_size: int = 64,
+    progress: Progress | None = None,
+) -> list[FaultSweepRow]:
     """Accuracy vs NoC energy over link swings (every layer at the same swing).
 
     Parameters
@@ -183,11 +214,19 @@ def noc_swing_sweep(model_name: str, swings: Sequence[float] = DEFAULT_SWINGS_V,
     return rows
 
 
-def sram_voltage_sweep(model_name: str, voltages: Sequence[float] = DEFAULT_SRAM_V,
-                       buffers: Sequence[str] = ("input_buffer", "weight_buffer"), data: Dataset | None = None, *,
-                       both: bool = True, seeds: Sequence[int] = (0,), calibration: np.ndarray | None = None,
-                       accelerator: str = "simba_like", batch_size: int = 64,
-                       progress: Progress | None = None) -> list[FaultSweepRow]:
+def sram_voltage_sweep(
+    model_name: str,
+    voltages: Sequence[float] = DEFAULT_SRAM_V,
+    buffers: Sequence[str] = ("input_buffer", "weight_buffer"),
+    data: Dataset | None = None,
+    *,
+    both: bool = True,
+    seeds: Sequence[int] = (0,),
+    calibration: np.ndarray | None = None,
+    accelerator: str = "simba_like",
+    batch_size: int = 64,
+    progress: Progress | None = None,
+) -> list[FaultSweepRow]:
     """Accuracy vs PE-buffer energy over SRAM supply voltages (every layer the same).
 
     Parameters
@@ -223,18 +262,25 @@ def print_sweep(console: Any, rows: Sequence[FaultSweepRow], title: str) -> None
 
     comp = "NoC nJ" if rows[0].knob == "noc_swing" else "PE buffers nJ"
     t = Table(title=title)
-    for col in ("series", "V", "BER", "top-1 %", "agree %", comp, "vs nominal", "total nJ", "flips/inf",
-                "words/inf"):
+    for col in ("series", "V", "BER", "top-1 %", "agree %", comp, "vs nominal", "total nJ", "flips/inf", "words/inf"):
         t.add_column(col, justify="right")
     base = rows[0].component_energy_pj or 1.0
     for r in rows:
         top = "n/a" if r.top1 is None else f"{100 * r.top1:.2f}"
         if r.top1 is not None and r.seeds > 1 and r.top1_min is not None and r.top1_max is not None:
             top += f" [{100 * r.top1_min:.1f}–{100 * r.top1_max:.1f}]"
-        t.add_row(r.series, "nominal" if r.voltage_v is None else f"{r.voltage_v:g}", f"{r.ber:.2g}", top,
-                  f"{100 * r.agreement:.1f}", f"{r.component_energy_pj / 1e3:.3f}",
-                  f"{r.component_energy_pj / base:.3f}", f"{r.total_energy_pj / 1e3:.1f}", f"{r.bits_flipped:.3g}",
-                  f"{r.words_corrupted:.3g}")
+        t.add_row(
+            r.series,
+            "nominal" if r.voltage_v is None else f"{r.voltage_v:g}",
+            f"{r.ber:.2g}",
+            top,
+            f"{100 * r.agreement:.1f}",
+            f"{r.component_energy_pj / 1e3:.3f}",
+            f"{r.component_energy_pj / base:.3f}",
+            f"{r.total_energy_pj / 1e3:.1f}",
+            f"{r.bits_flipped:.3g}",
+            f"{r.words_corrupted:.3g}",
+        )
     console.print(t)
 
 
@@ -261,11 +307,17 @@ def plot_sweep(rows: Sequence[FaultSweepRow], png: str | Path, title: str | None
         a1.plot([r.voltage_v for r in rs], [acc(r) for r in rs], marker="o", label=name)
         a2.plot([r.component_energy_pj / 1e3 for r in rs], [acc(r) for r in rs], marker="o", label=name)
         for r in rs:
-            a2.annotate(f"{r.voltage_v:g} V", (r.component_energy_pj / 1e3, acc(r)), fontsize=6,
-                        xytext=(2, 2), textcoords="offset points")
+            a2.annotate(
+                f"{r.voltage_v:g} V",
+                (r.component_energy_pj / 1e3, acc(r)),
+                fontsize=6,
+                xytext=(2, 2),
+                textcoords="offset points",
+            )
     a1.axhline(acc(nominal), color="gray", ls="--", lw=0.8, label="nominal")
-    a2.scatter([nominal.component_energy_pj / 1e3], [acc(nominal)], c="tab:red", marker="*", s=80, zorder=3,
-               label="nominal")
+    a2.scatter(
+        [nominal.component_energy_pj / 1e3], [acc(nominal)], c="tab:red", marker="*", s=80, zorder=3, label="nominal"
+    )
     knob = "NoC link swing (V)" if nominal.knob == "noc_swing" else "SRAM supply (V)"
     comp = "NoC energy per inference (nJ)" if nominal.knob == "noc_swing" else "PE buffer energy per inference (nJ)"
     ylab = "top-1 accuracy (%)" if labels else "agreement with nominal (%)"

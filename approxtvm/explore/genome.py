@@ -64,8 +64,13 @@ class Configuration:
     sram_v: tuple[tuple[str, float], ...] = field(default=())
 
     @staticmethod
-    def make(multipliers: Mapping[str, str] | None = None, *, noc_swing_v: float | None = None,
-             noc_protected_msbs: int = 0, sram_v: Mapping[str, float] | None = None) -> Configuration:
+    def make(
+        multipliers: Mapping[str, str] | None = None,
+        *,
+        noc_swing_v: float | None = None,
+        noc_protected_msbs: int = 0,
+        sram_v: Mapping[str, float] | None = None,
+    ) -> Configuration:
         """Build the canonical form (drops exact layers, nominal voltages, useless protection)."""
         mults = tuple(sorted((str(k), str(v)) for k, v in (multipliers or {}).items() if v != "exact"))
         swing = None if noc_swing_v is None or noc_swing_v >= VDD_V else float(noc_swing_v)
@@ -79,20 +84,30 @@ class Configuration:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (mappings for the pair tuples)."""
-        return {"multipliers": dict(self.multipliers), "noc_swing_v": self.noc_swing_v,
-                "noc_protected_msbs": self.noc_protected_msbs, "sram_v": dict(self.sram_v)}
+        return {
+            "multipliers": dict(self.multipliers),
+            "noc_swing_v": self.noc_swing_v,
+            "noc_protected_msbs": self.noc_protected_msbs,
+            "sram_v": dict(self.sram_v),
+        }
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> Configuration:
         """Inverse of :meth:`to_dict`."""
         unknown = sorted(set(d) - {"multipliers", "noc_swing_v", "noc_protected_msbs", "sram_v"})
         if unknown:
-            raise ExplorationError("a stored configuration has unknown keys",
-                                   expected="multipliers, noc_swing_v, noc_protected_msbs, sram_v",
-                                   found=", ".join(unknown), fix="use a journal written by this version")
-        return Configuration.make(d.get("multipliers") or {}, noc_swing_v=d.get("noc_swing_v"),
-                                  noc_protected_msbs=int(d.get("noc_protected_msbs") or 0),
-                                  sram_v=d.get("sram_v") or {})
+            raise ExplorationError(
+                "a stored configuration has unknown keys",
+                expected="multipliers, noc_swing_v, noc_protected_msbs, sram_v",
+                found=", ".join(unknown),
+                fix="use a journal written by this version",
+            )
+        return Configuration.make(
+            d.get("multipliers") or {},
+            noc_swing_v=d.get("noc_swing_v"),
+            noc_protected_msbs=int(d.get("noc_protected_msbs") or 0),
+            sram_v=d.get("sram_v") or {},
+        )
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys, no spaces): the identity of the configuration."""
@@ -100,16 +115,18 @@ class Configuration:
 
     def policy(self) -> ApproxPolicy:
         """The :class:`ApproxPolicy` that compiles this configuration."""
-        default = ApproxConfig(noc_swing_v=self.noc_swing_v, noc_protected_msbs=self.noc_protected_msbs,
-                               sram_v=self.sram_v)
+        default = ApproxConfig(
+            noc_swing_v=self.noc_swing_v, noc_protected_msbs=self.noc_protected_msbs, sram_v=self.sram_v
+        )
         return ApproxPolicy.per_layer(dict(self.multipliers), default=default)
 
     def label(self) -> str:
         """Short human-readable description (for tables and plots)."""
         parts = [" ".join(f"{lid}={m}" for lid, m in self.multipliers) or "exact"]
         if self.noc_swing_v is not None:
-            parts.append(f"swing {self.noc_swing_v:g} V" + (f" p{self.noc_protected_msbs}" if self.noc_protected_msbs
-                                                            else ""))
+            parts.append(
+                f"swing {self.noc_swing_v:g} V" + (f" p{self.noc_protected_msbs}" if self.noc_protected_msbs else "")
+            )
         parts += [f"{b.split('_')[0]} {v:g} V" for b, v in self.sram_v]
         return ", ".join(parts)
 
@@ -140,15 +157,22 @@ class SearchSpace:
     protected_msbs: tuple[int, ...] = DEFAULT_PROTECTED_MSBS
 
     def __post_init__(self) -> None:
-        for name in ("layer_ids", "multipliers", "swings_v", "input_buffer_v", "weight_buffer_v",
-                     "protected_msbs"):
+        for name in ("layer_ids", "multipliers", "swings_v", "input_buffer_v", "weight_buffer_v", "protected_msbs"):
             values = getattr(self, name)
             if not values:
-                raise ExplorationError(f"search space: {name} is empty", expected="at least one value",
-                                       found="()", fix=f"list at least one value for {name}")
+                raise ExplorationError(
+                    f"search space: {name} is empty",
+                    expected="at least one value",
+                    found="()",
+                    fix=f"list at least one value for {name}",
+                )
             if len(set(values)) != len(values):
-                raise ExplorationError(f"search space: {name} repeats a value", expected="distinct values",
-                                       found=repr(values), fix="remove the duplicates")
+                raise ExplorationError(
+                    f"search space: {name} repeats a value",
+                    expected="distinct values",
+                    found=repr(values),
+                    fix="remove the duplicates",
+                )
 
     @property
     def n_var(self) -> int:
@@ -158,23 +182,35 @@ class SearchSpace:
     @property
     def upper(self) -> np.ndarray:
         """Largest index of every gene (lower bounds are 0)."""
-        return np.array([len(self.multipliers) - 1] * len(self.layer_ids)
-                        + [len(self.swings_v) - 1, len(self.input_buffer_v) - 1, len(self.weight_buffer_v) - 1,
-                           len(self.protected_msbs) - 1], dtype=np.int64)
+        return np.array(
+            [len(self.multipliers) - 1] * len(self.layer_ids)
+            + [
+                len(self.swings_v) - 1,
+                len(self.input_buffer_v) - 1,
+                len(self.weight_buffer_v) - 1,
+                len(self.protected_msbs) - 1,
+            ],
+            dtype=np.int64,
+        )
 
     def decode(self, genome: Sequence[int] | np.ndarray) -> Configuration:
         """Genome (integer indices) → canonical :class:`Configuration`."""
         g = [round(float(v)) for v in genome]
         if len(g) != self.n_var or any(v < 0 or v > u for v, u in zip(g, self.upper, strict=True)):
-            raise ExplorationError("genome does not fit the search space",
-                                   expected=f"{self.n_var} indices within 0..{self.upper.tolist()}",
-                                   found=str(g), fix="decode genomes with the space that produced them")
+            raise ExplorationError(
+                "genome does not fit the search space",
+                expected=f"{self.n_var} indices within 0..{self.upper.tolist()}",
+                found=str(g),
+                fix="decode genomes with the space that produced them",
+            )
         nl = len(self.layer_ids)
         mults = {lid: self.multipliers[i] for lid, i in zip(self.layer_ids, g[:nl], strict=True)}
         return Configuration.make(
-            mults, noc_swing_v=self.swings_v[g[nl]], noc_protected_msbs=self.protected_msbs[g[nl + 3]],
-            sram_v={"input_buffer": self.input_buffer_v[g[nl + 1]],
-                    "weight_buffer": self.weight_buffer_v[g[nl + 2]]})
+            mults,
+            noc_swing_v=self.swings_v[g[nl]],
+            noc_protected_msbs=self.protected_msbs[g[nl + 3]],
+            sram_v={"input_buffer": self.input_buffer_v[g[nl + 1]], "weight_buffer": self.weight_buffer_v[g[nl + 2]]},
+        )
 
     def _nominal_index(self, values: Sequence[Any], nominal: Any) -> int:
         return values.index(nominal) if nominal in values else 0
@@ -182,9 +218,12 @@ class SearchSpace:
     def uniform_genome(self, multiplier: str) -> np.ndarray:
         """One multiplier on every layer, every other knob nominal (or its first value)."""
         if multiplier not in self.multipliers:
-            raise ExplorationError(f"multiplier {multiplier!r} is not in the search space",
-                                   expected=", ".join(self.multipliers), found=multiplier,
-                                   fix="add it to the multiplier library of the run")
+            raise ExplorationError(
+                f"multiplier {multiplier!r} is not in the search space",
+                expected=", ".join(self.multipliers),
+                found=multiplier,
+                fix="add it to the multiplier library of the run",
+            )
         nl = len(self.layer_ids)
         g = np.zeros(self.n_var, dtype=np.int64)
         g[:nl] = self.multipliers.index(multiplier)
@@ -200,6 +239,11 @@ class SearchSpace:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
-        return {"layer_ids": list(self.layer_ids), "multipliers": list(self.multipliers),
-                "swings_v": list(self.swings_v), "input_buffer_v": list(self.input_buffer_v),
-                "weight_buffer_v": list(self.weight_buffer_v), "protected_msbs": list(self.protected_msbs)}
+        return {
+            "layer_ids": list(self.layer_ids),
+            "multipliers": list(self.multipliers),
+            "swings_v": list(self.swings_v),
+            "input_buffer_v": list(self.input_buffer_v),
+            "weight_buffer_v": list(self.weight_buffer_v),
+            "protected_msbs": list(self.protected_msbs),
+        }

@@ -52,8 +52,11 @@ _SCHEMA_VERSION = "1"
 
 def evaluation_key(config_json: str, context: str) -> str:
     """SHA-256 (hex) identifying one configuration evaluated in one context."""
-    payload = json.dumps({"config": json.loads(config_json), "context": context, "evaluator": EVALUATOR_VERSION},
-                         sort_keys=True, separators=(",", ":"))
+    payload = json.dumps(
+        {"config": json.loads(config_json), "context": context, "evaluator": EVALUATOR_VERSION},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -132,20 +135,28 @@ class Journal:
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
         except sqlite3.DatabaseError as exc:
-            raise ExplorationError(f"cannot open the journal {self.path}", expected="an approxtvm SQLite journal",
-                                   found=f"{type(exc).__name__}: {exc}",
-                                   fix="pass a new --journal path, or delete the damaged file") from None
+            raise ExplorationError(
+                f"cannot open the journal {self.path}",
+                expected="an approxtvm SQLite journal",
+                found=f"{type(exc).__name__}: {exc}",
+                fix="pass a new --journal path, or delete the damaged file",
+            ) from None
         if row is None:
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
         elif row[0] != _SCHEMA_VERSION:
-            raise ExplorationError(f"journal {self.path} has schema {row[0]}", expected=f"schema {_SCHEMA_VERSION}",
-                                   found=row[0], fix="use a new journal file")
+            raise ExplorationError(
+                f"journal {self.path} has schema {row[0]}",
+                expected=f"schema {_SCHEMA_VERSION}",
+                found=row[0],
+                fix="use a new journal file",
+            )
 
     def __enter__(self) -> Journal:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -156,9 +167,20 @@ class Journal:
         """Append ``record``; returns ``False`` (and changes nothing) if its key is already stored."""
         cur = self._db.execute(
             "INSERT OR IGNORE INTO evaluations VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (record.key, record.context, record.config_json, record.samples, record.correct,
-             record.energy_per_inference_pj, record.predictions_i16, record.detail_json, record.eval_s,
-             record.worker, time.time()))
+            (
+                record.key,
+                record.context,
+                record.config_json,
+                record.samples,
+                record.correct,
+                record.energy_per_inference_pj,
+                record.predictions_i16,
+                record.detail_json,
+                record.eval_s,
+                record.worker,
+                time.time(),
+            ),
+        )
         return cur.rowcount == 1
 
     def get(self, key: str) -> EvalRecord | None:
@@ -169,9 +191,10 @@ class Journal:
         """Records of those ``keys`` that are journaled."""
         out: dict[str, EvalRecord] = {}
         for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
+            chunk = keys[start : start + 500]
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM evaluations WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+                f"SELECT {_COLUMNS} FROM evaluations WHERE key IN ({','.join('?' * len(chunk))})", chunk
+            )
             out.update((r[0], _record(r)) for r in rows)
         return out
 
@@ -199,11 +222,19 @@ class Journal:
         return None if row is None else str(row[0])
 
 
-_COLUMNS = ("key, context, config, samples, correct, energy_per_inference_pj, predictions, detail, eval_s, "
-            "worker")
+_COLUMNS = "key, context, config, samples, correct, energy_per_inference_pj, predictions, detail, eval_s, worker"
 
 
 def _record(r: tuple[Any, ...]) -> EvalRecord:
-    return EvalRecord(key=r[0], context=r[1], config_json=r[2], samples=int(r[3]),
-                      correct=None if r[4] is None else int(r[4]), energy_per_inference_pj=float(r[5]),
-                      predictions_i16=bytes(r[6]), detail_json=r[7], eval_s=float(r[8]), worker=r[9])
+    return EvalRecord(
+        key=r[0],
+        context=r[1],
+        config_json=r[2],
+        samples=int(r[3]),
+        correct=None if r[4] is None else int(r[4]),
+        energy_per_inference_pj=float(r[5]),
+        predictions_i16=bytes(r[6]),
+        detail_json=r[7],
+        eval_s=float(r[8]),
+        worker=r[9],
+    )

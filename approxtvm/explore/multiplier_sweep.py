@@ -19,8 +19,20 @@ from approxtvm.targets.vacc.config import ApproxPolicy
 #: Multipliers the project implements itself (no downloaded table needed), from accurate to
 #: aggressive: the default sweep.
 DEFAULT_SWEEP: tuple[str, ...] = (
-    "exact", "trunc:k=2", "trunc:k=4", "trunc:k=6", "trunc:k=8", "optrunc:ka=1,kb=1", "optrunc:ka=2,kb=2",
-    "bam:h=2,v=0", "bam:h=4,v=0", "bam:h=6,v=2", "drum:k=6", "drum:k=4", "mitchell", "kulkarni",
+    "exact",
+    "trunc:k=2",
+    "trunc:k=4",
+    "trunc:k=6",
+    "trunc:k=8",
+    "optrunc:ka=1,kb=1",
+    "optrunc:ka=2,kb=2",
+    "bam:h=2,v=0",
+    "bam:h=4,v=0",
+    "bam:h=6,v=2",
+    "drum:k=6",
+    "drum:k=4",
+    "mitchell",
+    "kulkarni",
 )
 
 
@@ -56,9 +68,15 @@ class SweepRow:
     total_energy_pj: float
 
 
-def multiplier_sweep(model: onnx.ModelProto, data: Dataset, calibration: Any,
-                     multipliers: tuple[str, ...] = DEFAULT_SWEEP, *, batch_size: int = 8,
-                     progress: Any = None) -> list[SweepRow]:
+def multiplier_sweep(
+    model: onnx.ModelProto,
+    data: Dataset,
+    calibration: Any,
+    multipliers: tuple[str, ...] = DEFAULT_SWEEP,
+    *,
+    batch_size: int = 8,
+    progress: Any = None,
+) -> list[SweepRow]:
     """Compile and run ``model`` with each multiplier on every layer.
 
     Parameters
@@ -91,9 +109,18 @@ def multiplier_sweep(model: onnx.ModelProto, data: Dataset, calibration: Any,
         exact_eval = exact_eval or ev
         m = resolve_multiplier(spec, signed=next(iter(compiled.programs.values())).schedule.quant.signed)
         comp = ev.energy.by_component()
-        rows.append(SweepRow(spec, float(m.metrics.mae_pct), float(m.metrics.wce_pct), m.power_mw, ev.top1,
-                             ev.agreement(exact_eval), comp.get("mac", 0.0) / ev.slots,
-                             ev.energy_per_inference_pj))
+        rows.append(
+            SweepRow(
+                spec,
+                float(m.metrics.mae_pct),
+                float(m.metrics.wce_pct),
+                m.power_mw,
+                ev.top1,
+                ev.agreement(exact_eval),
+                comp.get("mac", 0.0) / ev.slots,
+                ev.energy_per_inference_pj,
+            )
+        )
     return rows
 
 
@@ -102,16 +129,21 @@ def print_sweep(console: Any, rows: list[SweepRow], title: str) -> None:
     from rich.table import Table
 
     t = Table(title=title)
-    for col in ("multiplier", "MAE %", "WCE %", "power mW", "top-1 %", "agree %", "compute nJ", "vs exact",
-                "total nJ"):
+    for col in ("multiplier", "MAE %", "WCE %", "power mW", "top-1 %", "agree %", "compute nJ", "vs exact", "total nJ"):
         t.add_column(col, justify="right")
     base = rows[0].compute_energy_pj
     for r in rows:
-        t.add_row(r.multiplier, f"{r.mae_pct:.4g}", f"{r.wce_pct:.4g}",
-                  "?" if r.power_mw is None else f"{r.power_mw:.3f}",
-                  "n/a" if r.top1 is None else f"{100 * r.top1:.2f}", f"{100 * r.agreement:.1f}",
-                  f"{r.compute_energy_pj / 1e3:.2f}", f"{r.compute_energy_pj / base:.3f}",
-                  f"{r.total_energy_pj / 1e3:.1f}")
+        t.add_row(
+            r.multiplier,
+            f"{r.mae_pct:.4g}",
+            f"{r.wce_pct:.4g}",
+            "?" if r.power_mw is None else f"{r.power_mw:.3f}",
+            "n/a" if r.top1 is None else f"{100 * r.top1:.2f}",
+            f"{100 * r.agreement:.1f}",
+            f"{r.compute_energy_pj / 1e3:.2f}",
+            f"{r.compute_energy_pj / base:.3f}",
+            f"{r.total_energy_pj / 1e3:.1f}",
+        )
     console.print(t)
 
 

@@ -69,9 +69,16 @@ class Point:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
-        return {"label": self.config.label(), "config": self.config.to_dict(), "key": self.key,
-                "accuracy_loss": self.accuracy_loss, "energy_per_inference_pj": self.energy_per_inference_pj,
-                "energy_rel": self.energy_rel, "top1": self.top1, "agreement": self.agreement}
+        return {
+            "label": self.config.label(),
+            "config": self.config.to_dict(),
+            "key": self.key,
+            "accuracy_loss": self.accuracy_loss,
+            "energy_per_inference_pj": self.energy_per_inference_pj,
+            "energy_rel": self.energy_rel,
+            "top1": self.top1,
+            "agreement": self.agreement,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +106,21 @@ class Reference:
             loss = 0.0
         else:
             agreement = float(np.mean(record.predictions == ref.predictions))
-            loss = (ref.correct - record.correct) / ref.samples if ref.correct is not None and \
-                record.correct is not None else 1.0 - agreement
+            loss = (
+                (ref.correct - record.correct) / ref.samples
+                if ref.correct is not None and record.correct is not None
+                else 1.0 - agreement
+            )
         config = Configuration.from_dict(json.loads(record.config_json))
-        return Point(config, record.key, float(loss), record.energy_per_inference_pj,
-                     record.energy_per_inference_pj / ref.energy_per_inference_pj, record.top1, agreement)
+        return Point(
+            config,
+            record.key,
+            float(loss),
+            record.energy_per_inference_pj,
+            record.energy_per_inference_pj / ref.energy_per_inference_pj,
+            record.top1,
+            agreement,
+        )
 
 
 def pareto_front(points: Sequence[Point], budget: float | None = None) -> list[Point]:
@@ -121,16 +138,24 @@ def pareto_front(points: Sequence[Point], budget: float | None = None) -> list[P
         if p.accuracy_loss < best_loss:
             front.append(p)
             best_loss = p.accuracy_loss
-        elif front and p.accuracy_loss == front[-1].accuracy_loss and \
-                p.energy_per_inference_pj == front[-1].energy_per_inference_pj:
+        elif (
+            front
+            and p.accuracy_loss == front[-1].accuracy_loss
+            and p.energy_per_inference_pj == front[-1].energy_per_inference_pj
+        ):
             front.append(p)  # same objectives as a front point: equally good
     return front
 
 
 def hypervolume(points: Sequence[Point], ref_loss: float = 1.0, ref_energy_rel: float = 1.0) -> float:
     """Area dominated by ``points`` in (accuracy loss, relative energy), bounded by the reference point."""
-    xs = sorted({(p.energy_rel, p.accuracy_loss) for p in points if p.energy_rel < ref_energy_rel
-                 and p.accuracy_loss < ref_loss})
+    xs = sorted(
+        {
+            (p.energy_rel, p.accuracy_loss)
+            for p in points
+            if p.energy_rel < ref_energy_rel and p.accuracy_loss < ref_loss
+        }
+    )
     area, best = 0.0, ref_loss
     for i, (e, loss) in enumerate(xs):
         if loss < best:
@@ -172,15 +197,26 @@ class NsgaSettings:
 
     def __post_init__(self) -> None:
         if self.pop_size < 2 or self.generations < 1:
-            raise ExplorationError("NSGA-II settings out of range", expected="pop_size ≥ 2 and generations ≥ 1",
-                                   found=f"pop_size={self.pop_size}, generations={self.generations}",
-                                   fix="use a larger population or more generations")
+            raise ExplorationError(
+                "NSGA-II settings out of range",
+                expected="pop_size ≥ 2 and generations ≥ 1",
+                found=f"pop_size={self.pop_size}, generations={self.generations}",
+                fix="use a larger population or more generations",
+            )
         if self.operators not in ("sbx", "uniform"):
-            raise ExplorationError(f"unknown NSGA-II operators {self.operators!r}", expected="sbx or uniform",
-                                   found=self.operators, fix="pick one of the two")
+            raise ExplorationError(
+                f"unknown NSGA-II operators {self.operators!r}",
+                expected="sbx or uniform",
+                found=self.operators,
+                fix="pick one of the two",
+            )
         if self.accuracy_budget is not None and not 0 <= self.accuracy_budget <= 1:
-            raise ExplorationError("accuracy budget out of range", expected="a fraction in [0, 1]",
-                                   found=str(self.accuracy_budget), fix="e.g. 0.01 for one percentage point")
+            raise ExplorationError(
+                "accuracy budget out of range",
+                expected="a fraction in [0, 1]",
+                found=str(self.accuracy_budget),
+                fix="e.g. 0.01 for one percentage point",
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,12 +285,21 @@ class ExploreResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON summary (the Pareto set, the uniform baselines, the settings)."""
-        return {"space": self.space.to_dict(),
-                "settings": {"pop_size": self.settings.pop_size, "generations": self.settings.generations,
-                             "seed": self.settings.seed, "accuracy_budget": self.settings.accuracy_budget},
-                "reference": self.reference.to_dict(), "evaluations": len(self.points),
-                "hypervolume": self.hypervolume, "uniform_hypervolume": hypervolume(self.uniform),
-                "pareto": [p.to_dict() for p in self.pareto], "uniform": [p.to_dict() for p in self.uniform]}
+        return {
+            "space": self.space.to_dict(),
+            "settings": {
+                "pop_size": self.settings.pop_size,
+                "generations": self.settings.generations,
+                "seed": self.settings.seed,
+                "accuracy_budget": self.settings.accuracy_budget,
+            },
+            "reference": self.reference.to_dict(),
+            "evaluations": len(self.points),
+            "hypervolume": self.hypervolume,
+            "uniform_hypervolume": hypervolume(self.uniform),
+            "pareto": [p.to_dict() for p in self.pareto],
+            "uniform": [p.to_dict() for p in self.uniform],
+        }
 
 
 class Study:
@@ -274,8 +319,14 @@ class Study:
         ``context.fingerprint()`` if already known (computing it loads the model and the data).
     """
 
-    def __init__(self, context: EvalContext, journal: Journal, executor: Executor,
-                 on_record: Callable[[EvalRecord], None] | None = None, fingerprint: str | None = None) -> None:
+    def __init__(
+        self,
+        context: EvalContext,
+        journal: Journal,
+        executor: Executor,
+        on_record: Callable[[EvalRecord], None] | None = None,
+        fingerprint: str | None = None,
+    ) -> None:
         self.context = context
         self.journal = journal
         self.executor = executor
@@ -307,13 +358,23 @@ class Study:
         ref = self.reference
         return [ref.point(r) for r in self.records(configs)]
 
-    def space(self, multipliers: Sequence[str] = DEFAULT_MULTIPLIERS,
-              swings_v: Sequence[float | None] = DEFAULT_SWINGS_V,
-              input_buffer_v: Sequence[float] = DEFAULT_SRAM_V, weight_buffer_v: Sequence[float] = DEFAULT_SRAM_V,
-              protected_msbs: Sequence[int] = DEFAULT_PROTECTED_MSBS) -> SearchSpace:
+    def space(
+        self,
+        multipliers: Sequence[str] = DEFAULT_MULTIPLIERS,
+        swings_v: Sequence[float | None] = DEFAULT_SWINGS_V,
+        input_buffer_v: Sequence[float] = DEFAULT_SRAM_V,
+        weight_buffer_v: Sequence[float] = DEFAULT_SRAM_V,
+        protected_msbs: Sequence[int] = DEFAULT_PROTECTED_MSBS,
+    ) -> SearchSpace:
         """A search space over this model's layers."""
-        return SearchSpace(self.reference.layer_ids, tuple(multipliers), tuple(swings_v), tuple(input_buffer_v),
-                           tuple(weight_buffer_v), tuple(protected_msbs))
+        return SearchSpace(
+            self.reference.layer_ids,
+            tuple(multipliers),
+            tuple(swings_v),
+            tuple(input_buffer_v),
+            tuple(weight_buffer_v),
+            tuple(protected_msbs),
+        )
 
 
 def initial_population(space: SearchSpace, pop_size: int, seed: int) -> np.ndarray:
@@ -355,8 +416,12 @@ class ResetMutation(Mutation):
         return X
 
 
-def run_nsga(study: Study, space: SearchSpace, settings: NsgaSettings,
-             on_generation: Callable[[GenerationInfo], None] | None = None) -> ExploreResult:
+def run_nsga(
+    study: Study,
+    space: SearchSpace,
+    settings: NsgaSettings,
+    on_generation: Callable[[GenerationInfo], None] | None = None,
+) -> ExploreResult:
     """Run NSGA-II; every evaluation goes through the study's journal.
 
     Parameters
@@ -379,8 +444,14 @@ def run_nsga(study: Study, space: SearchSpace, settings: NsgaSettings,
     from pymoo.problems.static import StaticProblem
 
     budget = settings.accuracy_budget
-    problem = Problem(n_var=space.n_var, n_obj=2, n_ieq_constr=0 if budget is None else 1,
-                      xl=np.zeros(space.n_var), xu=space.upper.astype(float), vtype=int)
+    problem = Problem(
+        n_var=space.n_var,
+        n_obj=2,
+        n_ieq_constr=0 if budget is None else 1,
+        xl=np.zeros(space.n_var),
+        xu=space.upper.astype(float),
+        vtype=int,
+    )
     if settings.operators == "uniform":
         from pymoo.operators.crossover.ux import UX
 
@@ -389,9 +460,13 @@ def run_nsga(study: Study, space: SearchSpace, settings: NsgaSettings,
     else:
         crossover = SBX(prob=0.9, eta=settings.crossover_eta, vtype=float, repair=RoundingRepair())
         mutation = PM(eta=settings.mutation_eta, vtype=float, repair=RoundingRepair())
-    algorithm = NSGA2(pop_size=settings.pop_size,
-                      sampling=initial_population(space, settings.pop_size, settings.seed).astype(float),
-                      crossover=crossover, mutation=mutation, eliminate_duplicates=True)
+    algorithm = NSGA2(
+        pop_size=settings.pop_size,
+        sampling=initial_population(space, settings.pop_size, settings.seed).astype(float),
+        crossover=crossover,
+        mutation=mutation,
+        eliminate_duplicates=True,
+    )
     algorithm.setup(problem, termination=("n_gen", settings.generations), seed=settings.seed, verbose=False)
 
     ref = study.reference
@@ -414,16 +489,21 @@ def run_nsga(study: Study, space: SearchSpace, settings: NsgaSettings,
         algorithm.tell(infills=pop)
         gen += 1
         elapsed = time.perf_counter() - t0
-        info = GenerationInfo(gen, settings.generations, len(seen), study.new_evaluations,
-                              hypervolume(pareto_front(list(seen.values()), budget)), elapsed,
-                              elapsed / gen * (settings.generations - gen))
+        info = GenerationInfo(
+            gen,
+            settings.generations,
+            len(seen),
+            study.new_evaluations,
+            hypervolume(pareto_front(list(seen.values()), budget)),
+            elapsed,
+            elapsed / gen * (settings.generations - gen),
+        )
         history.append(info)
         if on_generation is not None:
             on_generation(info)
     points = list(seen.values())
     uniform = study.points([space.decode(g) for g in space.uniform_genomes()])  # all in generation 1
-    return ExploreResult(space, ref.point(ref.record), points, pareto_front(points, budget), uniform, settings,
-                         history)
+    return ExploreResult(space, ref.point(ref.record), points, pareto_front(points, budget), uniform, settings, history)
 
 
 def uniform_grid(space: SearchSpace, budget: int, seed: int) -> list[Configuration]:
@@ -441,4 +521,4 @@ def uniform_grid(space: SearchSpace, budget: int, seed: int) -> list[Configurati
     uniq = list(dict.fromkeys(c for c in grid if c not in first))
     rng = np.random.default_rng([seed, 0x6121D])
     rest = [uniq[i] for i in rng.permutation(len(uniq))]
-    return (first + rest)[:max(budget, len(first))]
+    return (first + rest)[: max(budget, len(first))]

@@ -25,8 +25,15 @@ def _plt() -> Any:
     return plt
 
 
-def plot_pareto(path: Path, points: Sequence[Point], front: Sequence[Point], uniform: Sequence[Point],
-                title: str, budget: float | None = None, highlight: Point | None = None) -> Path:
+def plot_pareto(
+    path: Path,
+    points: Sequence[Point],
+    front: Sequence[Point],
+    uniform: Sequence[Point],
+    title: str,
+    budget: float | None = None,
+    highlight: Point | None = None,
+) -> Path:
     """All evaluated points, the Pareto front (steps) and the uniform-multiplier baselines.
 
     x: energy per inference relative to the exact model; y: accuracy loss in percentage points.
@@ -34,24 +41,55 @@ def plot_pareto(path: Path, points: Sequence[Point], front: Sequence[Point], uni
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     if points:
-        ax.scatter([p.energy_rel for p in points], [100 * p.accuracy_loss for p in points], s=10, c="0.75",
-                   label=f"evaluated ({len(points)})", zorder=1)
+        ax.scatter(
+            [p.energy_rel for p in points],
+            [100 * p.accuracy_loss for p in points],
+            s=10,
+            c="0.75",
+            label=f"evaluated ({len(points)})",
+            zorder=1,
+        )
     if front:
         fs = sorted(front, key=lambda p: p.energy_rel)
-        ax.step([p.energy_rel for p in fs], [100 * p.accuracy_loss for p in fs], where="post", c="tab:blue",
-                zorder=2)
-        ax.scatter([p.energy_rel for p in fs], [100 * p.accuracy_loss for p in fs], s=28, c="tab:blue",
-                   label=f"NSGA-II Pareto set ({len(fs)})", zorder=3)
+        ax.step([p.energy_rel for p in fs], [100 * p.accuracy_loss for p in fs], where="post", c="tab:blue", zorder=2)
+        ax.scatter(
+            [p.energy_rel for p in fs],
+            [100 * p.accuracy_loss for p in fs],
+            s=28,
+            c="tab:blue",
+            label=f"NSGA-II Pareto set ({len(fs)})",
+            zorder=3,
+        )
     if uniform:
-        ax.scatter([p.energy_rel for p in uniform], [100 * p.accuracy_loss for p in uniform], marker="x", s=40,
-                   c="tab:red", label="uniform multiplier", zorder=4)
+        ax.scatter(
+            [p.energy_rel for p in uniform],
+            [100 * p.accuracy_loss for p in uniform],
+            marker="x",
+            s=40,
+            c="tab:red",
+            label="uniform multiplier",
+            zorder=4,
+        )
         for p in uniform:
             name = p.config.multipliers[0][1] if p.config.multipliers else "exact"
-            ax.annotate(name, (p.energy_rel, 100 * p.accuracy_loss), fontsize=6, xytext=(3, 3),
-                        textcoords="offset points", color="tab:red")
+            ax.annotate(
+                name,
+                (p.energy_rel, 100 * p.accuracy_loss),
+                fontsize=6,
+                xytext=(3, 3),
+                textcoords="offset points",
+                color="tab:red",
+            )
     if highlight is not None:
-        ax.scatter([highlight.energy_rel], [100 * highlight.accuracy_loss], s=120, facecolors="none",
-                   edgecolors="k", label="knee point", zorder=5)
+        ax.scatter(
+            [highlight.energy_rel],
+            [100 * highlight.accuracy_loss],
+            s=120,
+            facecolors="none",
+            edgecolors="k",
+            label="knee point",
+            zorder=5,
+        )
     if budget is not None:
         ax.axhline(100 * budget, ls="--", c="0.4", lw=0.8, label="accuracy-loss budget")
     ax.set_xlabel("energy per inference (relative to exact)")
@@ -66,8 +104,9 @@ def plot_pareto(path: Path, points: Sequence[Point], front: Sequence[Point], uni
     return path
 
 
-def plot_sweep(path: Path, labels: Sequence[str], series: Mapping[str, Sequence[Point]], title: str,
-               xlabel: str) -> Path:
+def plot_sweep(
+    path: Path, labels: Sequence[str], series: Mapping[str, Sequence[Point]], title: str, xlabel: str
+) -> Path:
     """A knob in isolation: accuracy loss (left) and relative energy (right) per knob value.
 
     ``series`` maps a curve name (one model, or one sub-knob) to one point per label.
@@ -118,19 +157,32 @@ def plot_energy_breakdown(path: Path, rows: Sequence[tuple[str, Mapping[str, flo
     return path
 
 
-def plot_multiplier_map(path: Path, layer_ids: Sequence[str], rows: Sequence[tuple[str, Configuration]],
-                        library: Sequence[str], title: str) -> Path:
+def plot_multiplier_map(
+    path: Path, layer_ids: Sequence[str], rows: Sequence[tuple[str, Configuration]], library: Sequence[str], title: str
+) -> Path:
     """Heat map: one row per configuration, one column per layer, colour = multiplier."""
     plt = _plt()
     lib = list(library)
-    grid = np.array([[lib.index(c.multiplier_for(lid)) if c.multiplier_for(lid) in lib else -1 for lid in layer_ids]
-                     for _, c in rows], dtype=float)
+    grid = np.array(
+        [
+            [lib.index(c.multiplier_for(lid)) if c.multiplier_for(lid) in lib else -1 for lid in layer_ids]
+            for _, c in rows
+        ],
+        dtype=float,
+    )
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(layer_ids) + 3), max(2.0, 0.45 * len(rows) + 1.2)))
     im = ax.imshow(np.ma.masked_less(grid, 0), cmap="viridis_r", vmin=0, vmax=max(1, len(lib) - 1), aspect="auto")
     for r, (_, c) in enumerate(rows):
         for k, lid in enumerate(layer_ids):
-            ax.text(k, r, c.multiplier_for(lid).replace(",", ",\n"), ha="center", va="center", fontsize=5.5,
-                    color="w" if grid[r, k] > len(lib) / 2 else "k")
+            ax.text(
+                k,
+                r,
+                c.multiplier_for(lid).replace(",", ",\n"),
+                ha="center",
+                va="center",
+                fontsize=5.5,
+                color="w" if grid[r, k] > len(lib) / 2 else "k",
+            )
     ax.set_xticks(range(len(layer_ids)), layer_ids, rotation=35, ha="right", fontsize=7)
     ax.set_yticks(range(len(rows)), [n for n, _ in rows], fontsize=7)
     cb = fig.colorbar(im, ax=ax, fraction=0.04)

@@ -46,35 +46,71 @@ def save_explore(result: ExploreResult, out: Path, title: str) -> dict[str, Path
     paths["json"].write_text(json.dumps(result.to_dict(), indent=1))
     with paths["csv"].open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["accuracy_loss", "top1", "agreement", "energy_per_inference_pj", "energy_rel", "noc_swing_v",
-                    "noc_protected_msbs", "input_buffer_v", "weight_buffer_v", *result.space.layer_ids, "key"])
+        w.writerow(
+            [
+                "accuracy_loss",
+                "top1",
+                "agreement",
+                "energy_per_inference_pj",
+                "energy_rel",
+                "noc_swing_v",
+                "noc_protected_msbs",
+                "input_buffer_v",
+                "weight_buffer_v",
+                *result.space.layer_ids,
+                "key",
+            ]
+        )
         for p in result.pareto:
             sv = dict(p.config.sram_v)
-            w.writerow([p.accuracy_loss, p.top1, p.agreement, p.energy_per_inference_pj, p.energy_rel,
-                        p.config.noc_swing_v, p.config.noc_protected_msbs, sv.get("input_buffer"),
-                        sv.get("weight_buffer"), *[p.config.multiplier_for(lid) for lid in result.space.layer_ids],
-                        p.key])
-    plot_pareto(paths["png"], result.points, result.pareto, result.uniform, title,
-                budget=result.settings.accuracy_budget,
-                highlight=knee_point(result.pareto) if result.pareto else None)
+            w.writerow(
+                [
+                    p.accuracy_loss,
+                    p.top1,
+                    p.agreement,
+                    p.energy_per_inference_pj,
+                    p.energy_rel,
+                    p.config.noc_swing_v,
+                    p.config.noc_protected_msbs,
+                    sv.get("input_buffer"),
+                    sv.get("weight_buffer"),
+                    *[p.config.multiplier_for(lid) for lid in result.space.layer_ids],
+                    p.key,
+                ]
+            )
+    plot_pareto(
+        paths["png"],
+        result.points,
+        result.pareto,
+        result.uniform,
+        title,
+        budget=result.settings.accuracy_budget,
+        highlight=knee_point(result.pareto) if result.pareto else None,
+    )
     return paths
 
 
 def front_table(points: Sequence[Point], limit: int = 0) -> list[str]:
     """Markdown table rows of points (loss, top-1, energy, configuration)."""
-    rows = ["| # | accuracy loss pp | top-1 % | agreement % | energy/inf nJ | vs exact | configuration |",
-            "|---:|---:|---:|---:|---:|---:|---|"]
+    rows = [
+        "| # | accuracy loss pp | top-1 % | agreement % | energy/inf nJ | vs exact | configuration |",
+        "|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for i, p in enumerate(points[:limit] if limit else points):
         top1 = "n/a" if p.top1 is None else f"{100 * p.top1:.2f}"
-        rows.append(f"| {i} | {100 * p.accuracy_loss:+.2f} | {top1} | {100 * p.agreement:.1f} | "
-                    f"{p.energy_per_inference_pj / 1e3:.2f} | {p.energy_rel:.4f} | {p.config.label()} |")
+        rows.append(
+            f"| {i} | {100 * p.accuracy_loss:+.2f} | {top1} | {100 * p.agreement:.1f} | "
+            f"{p.energy_per_inference_pj / 1e3:.2f} | {p.energy_rel:.4f} | {p.config.label()} |"
+        )
     return rows
 
 
 def hv_line(result: ExploreResult) -> str:
     """One sentence comparing the front's hypervolume with the uniform baselines'."""
-    return (f"Hypervolume (reference: loss 100 pp, energy 1.0 × exact): NSGA-II front "
-            f"{result.hypervolume:.5f} vs uniform multipliers {hypervolume(result.uniform):.5f}.")
+    return (
+        f"Hypervolume (reference: loss 100 pp, energy 1.0 × exact): NSGA-II front "
+        f"{result.hypervolume:.5f} vs uniform multipliers {hypervolume(result.uniform):.5f}."
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -97,11 +133,15 @@ def _inline(text: str) -> str:
 
 def markdown_to_html(md: str, title: str) -> str:
     """Render the subset of Markdown the reports use (headings, tables, lists, images, paragraphs)."""
-    out = ["<!doctype html>", "<html><head><meta charset='utf-8'>", f"<title>{html.escape(title)}</title>",
-           "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-           "table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
-           "td,th{border:1px solid #ccc;padding:2px 6px}td{text-align:right}td:last-child{text-align:left}"
-           "img{max-width:100%}code{background:#f3f3f3}</style></head><body>"]
+    out = [
+        "<!doctype html>",
+        "<html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
+        "td,th{border:1px solid #ccc;padding:2px 6px}td{text-align:right}td:last-child{text-align:left}"
+        "img{max-width:100%}code{background:#f3f3f3}</style></head><body>",
+    ]
     lines = md.splitlines()
     i = 0
     para: list[str] = []

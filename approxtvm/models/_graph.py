@@ -68,22 +68,40 @@ class GraphBuilder:
         return name
 
     def _node(
-        self, op_type: str, inputs: list[str], name: str, out: str | None = None, **attrs: object,
+        self,
+        op_type: str,
+        inputs: list[str],
+        name: str,
+        out: str | None = None,
+        **attrs: object,
     ) -> str:
         y = out if out is not None else f"{name}.out"
         self.nodes.append(helper.make_node(op_type, inputs, [y], name=name, **attrs))
         return y
 
     def conv(
-        self, x: str, name: str, cin: int, cout: int, kernel: int, stride: int = 1, pad: int = 0,
+        self,
+        x: str,
+        name: str,
+        cin: int,
+        cout: int,
+        kernel: int,
+        stride: int = 1,
+        pad: int = 0,
         gain: float = 1.0,
     ) -> str:
         """Square ``kernel``×``kernel`` convolution with bias (batch norm already folded)."""
         w = self._param(f"{name}.weight", (cout, cin, kernel, kernel), gain)
         b = self._param(f"{name}.bias", (cout,), gain)
         return self._node(
-            "Conv", [x, w, b], name, kernel_shape=[kernel, kernel], strides=[stride, stride],
-            pads=[pad, pad, pad, pad], dilations=[1, 1], group=1,
+            "Conv",
+            [x, w, b],
+            name,
+            kernel_shape=[kernel, kernel],
+            strides=[stride, stride],
+            pads=[pad, pad, pad, pad],
+            dilations=[1, 1],
+            group=1,
         )
 
     def relu(self, x: str, name: str) -> str:
@@ -97,7 +115,11 @@ class GraphBuilder:
     def maxpool(self, x: str, name: str, kernel: int, stride: int, pad: int) -> str:
         """Square max pooling."""
         return self._node(
-            "MaxPool", [x], name, kernel_shape=[kernel, kernel], strides=[stride, stride],
+            "MaxPool",
+            [x],
+            name,
+            kernel_shape=[kernel, kernel],
+            strides=[stride, stride],
             pads=[pad, pad, pad, pad],
         )
 
@@ -126,7 +148,9 @@ class GraphBuilder:
             doc_string=doc,
         )
         model = helper.make_model(
-            graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="approxtvm",
+            graph,
+            opset_imports=[helper.make_opsetid("", OPSET)],
+            producer_name="approxtvm",
         )
         model.ir_version = IR_VERSION
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
@@ -162,8 +186,7 @@ def from_arrays(arrays: dict[str, np.ndarray]) -> WeightFn:
             raise ModelError(
                 f"no weights for parameter {name}",
                 expected=f"an array named {name!r}",
-                found=f"{len(arrays)} arrays: {', '.join(sorted(arrays)[:8])}"
-                + (" ..." if len(arrays) > 8 else ""),
+                found=f"{len(arrays)} arrays: {', '.join(sorted(arrays)[:8])}" + (" ..." if len(arrays) > 8 else ""),
                 fix="name the arrays after the ONNX initializers (<node>.weight, <node>.bias)",
             )
         return arrays[name]

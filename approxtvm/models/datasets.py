@@ -65,7 +65,8 @@ class Dataset:
         if not isinstance(self.x, np.ndarray) or self.x.dtype != np.float32 or self.x.ndim != 4:
             found = (
                 f"dtype {self.x.dtype}, shape {self.x.shape}"
-                if isinstance(self.x, np.ndarray) else type(self.x).__name__
+                if isinstance(self.x, np.ndarray)
+                else type(self.x).__name__
             )
             raise DataError(
                 f"dataset {self.name}: inputs x are not a float32 NCHW array",
@@ -78,7 +79,8 @@ class Dataset:
         ):
             found = (
                 f"dtype {self.y.dtype}, shape {self.y.shape}"
-                if isinstance(self.y, np.ndarray) else type(self.y).__name__
+                if isinstance(self.y, np.ndarray)
+                else type(self.y).__name__
             )
             raise DataError(
                 f"dataset {self.name}: labels y do not match the inputs",
@@ -204,8 +206,7 @@ def load_npz(path: str | os.PathLike[str]) -> Dataset:
             f"dataset file {p}: key 'x' has {x.ndim} dimensions",
             expected="4 dimensions (N, C, H, W)",
             found=f"shape {x.shape}",
-            fix="add a channel axis (x[:, None] for N×H×W) "
-            "or transpose NHWC to NCHW (x.transpose(0, 3, 1, 2))",
+            fix="add a channel axis (x[:, None] for N×H×W) or transpose NHWC to NCHW (x.transpose(0, 3, 1, 2))",
         )
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.all(np.isfinite(x)):
@@ -293,9 +294,7 @@ def load_image_folder(
             found=repr(channels),
             fix="pass channels=1 or channels=3 to match the model's input",
         )
-    if size is not None and (
-        len(size) != 2 or not all(isinstance(s, int | np.integer) and s > 0 for s in size)
-    ):
+    if size is not None and (len(size) != 2 or not all(isinstance(s, int | np.integer) and s > 0 for s in size)):
         raise DataError(
             f"image folder {root}: invalid size={size!r}",
             expected="(height, width) with positive integers",
@@ -317,9 +316,7 @@ def load_image_folder(
     first_shape: tuple[int, ...] | None = None
     first_file: Path | None = None
     for label, class_dir in enumerate(class_dirs):
-        files = sorted(
-            f for f in class_dir.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
-        )
+        files = sorted(f for f in class_dir.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
             raise DataError(
                 f"image folder {root}: class folder {class_dir.name!r} has no images",

@@ -54,7 +54,13 @@ BUILT_MODELS: tuple[str, ...] = ("resnet8", "resnet20", "resnet18", "resnet50")
 
 
 def _basic_block(
-    g: GraphBuilder, x: str, name: str, cin: int, cout: int, stride: int, branch_gain: float,
+    g: GraphBuilder,
+    x: str,
+    name: str,
+    cin: int,
+    cout: int,
+    stride: int,
+    branch_gain: float,
 ) -> str:
     y = g.conv(x, f"{name}.conv1", cin, cout, 3, stride, 1)
     y = g.relu(y, f"{name}.relu1")
@@ -67,7 +73,13 @@ def _basic_block(
 
 
 def _bottleneck(
-    g: GraphBuilder, x: str, name: str, cin: int, width: int, stride: int, branch_gain: float,
+    g: GraphBuilder,
+    x: str,
+    name: str,
+    cin: int,
+    width: int,
+    stride: int,
+    branch_gain: float,
 ) -> str:
     cout = 4 * width
     y = g.conv(x, f"{name}.conv1", cin, width, 1, 1, 0)
@@ -108,7 +120,8 @@ def _imagenet_resnet(depth: int, batch: Dim, weights: WeightFn, num_classes: int
     y = g.flatten(y)
     y = g.gemm(y, "fc", cin, num_classes, out="logits")
     return g.finish(
-        y, [batch, num_classes],
+        y,
+        [batch, num_classes],
         doc=f"ResNet-{depth} (torchvision topology, BN folded), random He-init weights",
     )
 
@@ -131,7 +144,8 @@ def _cifar_resnet(depth: int, batch: Dim, weights: WeightFn, num_classes: int = 
     y = g.flatten(y)
     y = g.gemm(y, "fc", cin, num_classes, out="logits")
     return g.finish(
-        y, [batch, num_classes],
+        y,
+        [batch, num_classes],
         doc=f"CIFAR-style ResNet-{depth} (1x1 projection shortcuts, BN folded), random He-init weights",
     )
 
@@ -498,10 +512,21 @@ def compute_layers(model: onnx.ModelProto) -> list[ComputeLayer]:
             oy, ox = out[2], out[3]
             stride = int(attrs.get("strides", [1])[0])
             group = int(attrs.get("group", 1))
-            layers.append(ComputeLayer(
-                node.name, "Conv", k, c * group, oy, ox, fy, fx, stride,
-                k * c * oy * ox * fy * fx, int(np.prod(w)),
-            ))
+            layers.append(
+                ComputeLayer(
+                    node.name,
+                    "Conv",
+                    k,
+                    c * group,
+                    oy,
+                    ox,
+                    fy,
+                    fx,
+                    stride,
+                    k * c * oy * ox * fy * fx,
+                    int(np.prod(w)),
+                )
+            )
         else:
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             k, c = (w[0], w[1]) if attrs.get("transB", 0) else (w[1], w[0])

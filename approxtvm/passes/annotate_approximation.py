@@ -57,9 +57,12 @@ class AnnotateApproximation:
         ids = [names.get(v, v) for v in var_names]
         unmatched = self.policy.unmatched_rules(ids)
         if unmatched:
-            raise PolicyError(f"policy rule(s) {', '.join(map(repr, unmatched))} match no layer",
-                              expected=f"layer ids or globs over: {', '.join(ids)}",
-                              found=", ".join(unmatched), fix="correct the layer names (`approxtvm inspect MODEL`)")
+            raise PolicyError(
+                f"policy rule(s) {', '.join(map(repr, unmatched))} match no layer",
+                expected=f"layer ids or globs over: {', '.join(ids)}",
+                found=", ".join(unmatched),
+                fix="correct the layer names (`approxtvm inspect MODEL`)",
+            )
         # keyed by IR variable name (what the offloaded functions carry), configs chosen by layer id
         table = {v: self.policy.config_for(lid).to_json() for v, lid in zip(var_names, ids, strict=True)}
         return mod.with_attr(APPROX_ATTR, table)

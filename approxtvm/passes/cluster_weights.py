@@ -44,9 +44,12 @@ class ClusterWeights:
         for b in values:
             valid = isinstance(b, int | np.integer) and not isinstance(b, bool)
             if not valid or not MIN_BITS <= int(b) <= MAX_BITS:
-                raise PolicyError("ClusterWeights: index width out of range",
-                                  expected=f"an integer in {MIN_BITS}..{MAX_BITS}", found=repr(b),
-                                  fix="e.g. bits=4 keeps 16 shared values per layer")
+                raise PolicyError(
+                    "ClusterWeights: index width out of range",
+                    expected=f"an integer in {MIN_BITS}..{MAX_BITS}",
+                    found=repr(b),
+                    fix="e.g. bits=4 keeps 16 shared values per layer",
+                )
         self.bits = {k: int(v) for k, v in bits.items()} if isinstance(bits, dict) else int(bits)
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
@@ -65,10 +68,12 @@ class ClusterWeights:
                 if lid in targets:
                     zp = w.zero_point
                     if zp.size > 1 and np.unique(zp).size > 1:
-                        raise PolicyError(f"ClusterWeights: layer {lid!r} has per-channel zero points",
-                                          expected="one zero point per layer",
-                                          found=f"{np.unique(zp).size} distinct zero points",
-                                          fix="leave this layer out of `bits` or quantize it per tensor")
+                        raise PolicyError(
+                            f"ClusterWeights: layer {lid!r} has per-channel zero points",
+                            expected="one zero point per layer",
+                            found=f"{np.unique(zp).size} distinct zero points",
+                            fix="leave this layer out of `bits` or quantize it per tensor",
+                        )
                     repl[w.dequantize] = cluster_codes(w.codes, targets[lid], int(zp.reshape(-1)[0]))
             if repl:
                 funcs[gv] = replace_weights(mod[gv], repl)

@@ -17,8 +17,9 @@ def weight_source(expr: relax.Expr, lookup: object) -> relax.Expr:
     """Follow a layer's weight operand back through dequantize / permute_dims bindings."""
     for _ in range(4):
         bound = lookup(expr) if isinstance(expr, relax.Var) else None  # type: ignore[operator]
-        if not (isinstance(bound, relax.Call) and isinstance(bound.op, tvm.ir.Op)
-                and bound.op.name in _WEIGHT_PATH_OPS):
+        if not (
+            isinstance(bound, relax.Call) and isinstance(bound.op, tvm.ir.Op) and bound.op.name in _WEIGHT_PATH_OPS
+        ):
             break
         expr = bound.args[0]
     return expr
@@ -64,14 +65,14 @@ class NameLayers:
 
             def visit_var_binding_(self, binding: relax.VarBinding) -> None:
                 value = self.visit_expr(binding.value)
-                if (isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op)
-                        and value.op.name in LAYER_OPS):
+                if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op) and value.op.name in LAYER_OPS:
                     src = weight_source(value.args[1], self.lookup_binding)
                     layer = names.get(src.name) if isinstance(src, relax.Var) else None
                     layer = layer or f"layer_{self.count}"
                     self.count += 1
-                    emit = (self.builder_.emit if isinstance(binding.var, relax.DataflowVar)
-                            else self.builder_.emit_output)
+                    emit = (
+                        self.builder_.emit if isinstance(binding.var, relax.DataflowVar) else self.builder_.emit_output
+                    )
                     new = emit(value, name_hint=layer)
                     ids[new.name] = layer
                     self.set_var_remap(binding.var, new)

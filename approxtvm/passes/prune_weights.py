@@ -12,8 +12,16 @@ from approxtvm.errors import PolicyError, ensure_ffi_errors
 from approxtvm.passes.name_layers import LAYER_OPS
 from approxtvm.targets.vacc.compression.transforms import prune_codes, prune_codes_global
 
-__all__ = ["LayerWeight", "PruneWeights", "check_layer_ids", "host_functions", "layer_weights", "prune_codes",
-           "rebuild", "replace_weights"]
+__all__ = [
+    "LayerWeight",
+    "PruneWeights",
+    "check_layer_ids",
+    "host_functions",
+    "layer_weights",
+    "prune_codes",
+    "rebuild",
+    "replace_weights",
+]
 
 _DEQUANTIZE = "relax.dequantize"
 _PATH_OPS = frozenset({_DEQUANTIZE, "relax.permute_dims"})
@@ -84,13 +92,11 @@ def layer_weights(func: relax.Function) -> tuple[dict[str, LayerWeight], list[st
         weight = None
         for _ in range(4):
             bound = bindings.get(expr) if isinstance(expr, relax.Var) else None
-            if not (isinstance(bound, relax.Call) and isinstance(bound.op, tvm.ir.Op)
-                    and bound.op.name in _PATH_OPS):
+            if not (isinstance(bound, relax.Call) and isinstance(bound.op, tvm.ir.Op) and bound.op.name in _PATH_OPS):
                 break
             if bound.op.name == _DEQUANTIZE:
                 codes, scale, zp = (_const_value(a, bindings) for a in bound.args[:3])
-                if codes is not None and scale is not None and zp is not None \
-                        and codes.dtype in (np.uint8, np.int8):
+                if codes is not None and scale is not None and zp is not None and codes.dtype in (np.uint8, np.int8):
                     axis = int(bound.attrs.axis) % max(codes.ndim, 1)
                     weight = LayerWeight(layer, bound, codes, scale, zp, axis)
                 break
@@ -115,8 +121,9 @@ def replace_weights(func: relax.Function, new_codes: dict[relax.Call, np.ndarray
         def visit_call_(self, call: relax.Call) -> relax.Expr:
             for deq, codes in targets:
                 if call.same_as(deq):
-                    return relax.Call(call.op, [relax.const(codes), *call.args[1:]], call.attrs,
-                                      call.ty_args, call.span)
+                    return relax.Call(
+                        call.op, [relax.const(codes), *call.args[1:]], call.attrs, call.ty_args, call.span
+                    )
             return super().visit_call_(call)
 
     return _Replacer().visit_expr(func)
@@ -124,21 +131,26 @@ def replace_weights(func: relax.Function, new_codes: dict[relax.Call, np.ndarray
 
 def host_functions(mod: tvm.IRModule) -> list[tuple[tvm.ir.GlobalVar, relax.Function]]:
     """Relax functions of ``mod`` that are not offloaded (no ``Codegen`` attribute)."""
-    return [(gv, f) for gv, f in mod.functions_items()
-            if isinstance(f, relax.Function) and (f.attrs is None or "Codegen" not in f.attrs)]
+    return [
+        (gv, f)
+        for gv, f in mod.functions_items()
+        if isinstance(f, relax.Function) and (f.attrs is None or "Codegen" not in f.attrs)
+    ]
 
 
-def check_layer_ids(requested: list[str], found: dict[str, LayerWeight], missing: list[str], pass_name: str,
-                  option: str) -> None:
+def check_layer_ids(
+    requested: list[str], found: dict[str, LayerWeight], missing: list[str], pass_name: str, option: str
+) -> None:
     unknown = [lid for lid in requested if lid not in found]
     if unknown:
         bad = [lid for lid in unknown if lid in missing]
-        raise PolicyError(f"{pass_name}: {option} names layer(s) {', '.join(map(repr, unknown))} "
-                          "without a quantized constant weight",
-                          expected=f"layer ids among: {', '.join(found) or '(none)'}",
-                          found=(f"{', '.join(bad)} have non-constant or float weights; " if bad else "")
-                          + f"{len(unknown)} unmatched id(s)",
-                          fix="run after NameLayers, weight binding and QDQ import; check the layer names")
+        raise PolicyError(
+            f"{pass_name}: {option} names layer(s) {', '.join(map(repr, unknown))} without a quantized constant weight",
+            expected=f"layer ids among: {', '.join(found) or '(none)'}",
+            found=(f"{', '.join(bad)} have non-constant or float weights; " if bad else "")
+            + f"{len(unknown)} unmatched id(s)",
+            fix="run after NameLayers, weight binding and QDQ import; check the layer names",
+        )
 
 
 def rebuild(mod: tvm.IRModule, funcs: dict[tvm.ir.GlobalVar, relax.Function]) -> tvm.IRModule:
@@ -170,17 +182,28 @@ class PruneWeights:
     def __init__(self, sparsity: float | dict[str, float], scope: str = "layer") -> None:
         ensure_ffi_errors()
         if scope not in ("layer", "global"):
-            raise PolicyError("PruneWeights: unknown scope", expected="'layer' or 'global'",
-                              found=repr(scope),
-                              fix="use scope='layer' (per-layer sparsity) or 'global' (one threshold)")
+            raise PolicyError(
+                "PruneWeights: unknown scope",
+                expected="'layer' or 'global'",
+                found=repr(scope),
+                fix="use scope='layer' (per-layer sparsity) or 'global' (one threshold)",
+            )
         if scope == "global" and isinstance(sparsity, dict):
-            raise PolicyError("PruneWeights: global pruning takes one sparsity", expected="a float",
-                              found="a per-layer dict", fix="use scope='layer' for per-layer sparsities")
+            raise PolicyError(
+                "PruneWeights: global pruning takes one sparsity",
+                expected="a float",
+                found="a per-layer dict",
+                fix="use scope='layer' for per-layer sparsities",
+            )
         values = sparsity.values() if isinstance(sparsity, dict) else [sparsity]
         for s in values:
             if not isinstance(s, int | float) or not 0.0 <= float(s) <= 1.0:
-                raise PolicyError("PruneWeights: sparsity out of range", expected="a fraction in [0, 1]",
-                                  found=repr(s), fix="e.g. 0.5 prunes half of the weights")
+                raise PolicyError(
+                    "PruneWeights: sparsity out of range",
+                    expected="a fraction in [0, 1]",
+                    found=repr(s),
+                    fix="e.g. 0.5 prunes half of the weights",
+                )
         self.sparsity = dict(sparsity) if isinstance(sparsity, dict) else float(sparsity)
         self.scope = scope
 
@@ -196,8 +219,7 @@ class PruneWeights:
         new: dict[str, np.ndarray] = {}
         if self.scope == "global":
             layers = list(targets)
-            specs = [(found[lid].codes, found[lid].zero_point, found[lid].scale, found[lid].axis)
-                     for lid in layers]
+            specs = [(found[lid].codes, found[lid].zero_point, found[lid].scale, found[lid].axis) for lid in layers]
             pruned = prune_codes_global(specs, float(self.sparsity))  # type: ignore[arg-type]
             new = dict(zip(layers, pruned, strict=True))
         else:

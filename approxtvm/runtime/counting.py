@@ -247,10 +247,7 @@ def simulate_counts(mapping: Mapping, spec: AcceleratorSpec) -> AccessCounts:
                 # one access per cycle per distinct operand among the MACs (lanes share an input
                 # word across vector MACs; lanes reduce outputs in the adder tree)
                 distinct = len(
-                    {
-                        (tuple(o[d] for d in sorted(TENSOR_DIMS[t])), _above(o, mapping, a))
-                        for o in insts(n_levels)
-                    }
+                    {(tuple(o[d] for d in sorted(TENSOR_DIMS[t])), _above(o, mapping, a)) for o in insts(n_levels)}
                 )
                 n = cycles * distinct
                 if t == "output":
@@ -264,9 +261,7 @@ def simulate_counts(mapping: Mapping, spec: AcceleratorSpec) -> AccessCounts:
             n_child = len(insts(b))
             crosses = a <= 1 < b
             if t != "output":
-                shared = len(
-                    {(tuple(o[d] for d in sorted(TENSOR_DIMS[t])), _above(o, mapping, a)) for o in insts(b)}
-                )
+                shared = len({(tuple(o[d] for d in sorted(TENSOR_DIMS[t])), _above(o, mapping, a)) for o in insts(b)})
                 add(child, t, writes=res.visits * tile * n_child)
                 add(parent, t, reads=res.visits * tile * shared)
                 if crosses:

@@ -222,11 +222,16 @@ def energy_of(
     terms = energy_breakdown_pj(counts, spec, mul_energy_pj=mul_energy_pj)
     if weight_bytes_ratio != 1.0:
         if not 0 < weight_bytes_ratio < 2:
-            raise PolicyError(f"layer {layer_id}: impossible compressed weight size",
-                              expected="0 < compressed/dense < 2", found=f"{weight_bytes_ratio}",
-                              fix="check the weight layout of the schedule")
-        terms = {k: (pj * weight_bytes_ratio if k[1] == "weight" and k[0] in ("dram", "noc_link", "noc_router")
-                     else pj) for k, pj in terms.items()}
+            raise PolicyError(
+                f"layer {layer_id}: impossible compressed weight size",
+                expected="0 < compressed/dense < 2",
+                found=f"{weight_bytes_ratio}",
+                fix="check the weight layout of the schedule",
+            )
+        terms = {
+            k: (pj * weight_bytes_ratio if k[1] == "weight" and k[0] in ("dram", "noc_link", "noc_router") else pj)
+            for k, pj in terms.items()
+        }
         decoded = counts.writes("weight_buffer", "weight")
         terms[("decoder", "weight")] = decoded * spec.energy.decoder_energy_pj_per_weight
     order = {c: i for i, c in enumerate(COMPONENTS)}

@@ -55,20 +55,33 @@ class ExactLayer:
         zw = np.asarray(q.weight_zero_points, np.uint8)
         inits = [numpy_helper.from_array(np.array(self.zx, np.uint8), "zx")]
         if s.op == "dense":
-            inits += [numpy_helper.from_array(np.ascontiguousarray(weight.T), "w"),
-                      numpy_helper.from_array(zw if zw.size > 1 else zw.reshape(()), "zw")]
+            inits += [
+                numpy_helper.from_array(np.ascontiguousarray(weight.T), "w"),
+                numpy_helper.from_array(zw if zw.size > 1 else zw.reshape(()), "zw"),
+            ]
             node = helper.make_node("MatMulInteger", ["x", "w", "zx", "zw"], ["y"])
             x_shape, y_shape = [s.n, s.c], [s.n, s.k]
         else:
-            inits += [numpy_helper.from_array(np.ascontiguousarray(weight), "w"),
-                      numpy_helper.from_array(zw if zw.size > 1 else zw.reshape(()), "zw")]
-            node = helper.make_node("ConvInteger", ["x", "w", "zx", "zw"], ["y"],
-                                    strides=[s.stride_h, s.stride_w], dilations=[s.dilation_h, s.dilation_w])
+            inits += [
+                numpy_helper.from_array(np.ascontiguousarray(weight), "w"),
+                numpy_helper.from_array(zw if zw.size > 1 else zw.reshape(()), "zw"),
+            ]
+            node = helper.make_node(
+                "ConvInteger",
+                ["x", "w", "zx", "zw"],
+                ["y"],
+                strides=[s.stride_h, s.stride_w],
+                dilations=[s.dilation_h, s.dilation_w],
+            )
             x_shape = [s.n, s.c, s.h + s.pad_top + s.pad_bottom, s.w + s.pad_left + s.pad_right]
             y_shape = [s.n, s.k, s.p, s.q]
-        graph = helper.make_graph([node], "exact_layer",
-                                  [helper.make_tensor_value_info("x", TensorProto.UINT8, x_shape)],
-                                  [helper.make_tensor_value_info("y", TensorProto.INT32, y_shape)], inits)
+        graph = helper.make_graph(
+            [node],
+            "exact_layer",
+            [helper.make_tensor_value_info("x", TensorProto.UINT8, x_shape)],
+            [helper.make_tensor_value_info("y", TensorProto.INT32, y_shape)],
+            inits,
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
         model.ir_version = 8
         self._sess = _session(model)

@@ -54,14 +54,15 @@ class LayerProgram:
 
     def __post_init__(self) -> None:
         if self.multiplier.table_hash != self.schedule.intrinsic.table_hash:
-            raise DataError(f"layer {self.schedule.layer_id}: multiplier table does not match the schedule",
-                            expected=f"table sha256 {self.schedule.intrinsic.table_hash[:16]}…",
-                            found=f"{self.multiplier.name} with sha256 {self.multiplier.table_hash[:16]}…",
-                            fix="recompile the model; the multiplier's table file changed since it was compiled")
+            raise DataError(
+                f"layer {self.schedule.layer_id}: multiplier table does not match the schedule",
+                expected=f"table sha256 {self.schedule.intrinsic.table_hash[:16]}…",
+                found=f"{self.multiplier.name} with sha256 {self.multiplier.table_hash[:16]}…",
+                fix="recompile the model; the multiplier's table file changed since it was compiled",
+            )
         if not self.path:
             choice = choose_path(self.multiplier, self.schedule.shape, weights=self.weight, cache=self.cache)
             object.__setattr__(self, "path", choice.path)
-
 
     @cached_property
     def fused_exact(self) -> exact_layer.ExactLayer | None:
@@ -81,7 +82,9 @@ def _window_sums(x: np.ndarray, sched: LayerSchedule) -> np.ndarray:
     for r in range(s.r):
         for t in range(s.s):
             r0, t0 = r * s.dilation_h, t * s.dilation_w
-            out += xp[:, r0:r0 + s.stride_h * (s.p - 1) + 1:s.stride_h, t0:t0 + s.stride_w * (s.q - 1) + 1:s.stride_w]
+            out += xp[
+                :, r0 : r0 + s.stride_h * (s.p - 1) + 1 : s.stride_h, t0 : t0 + s.stride_w * (s.q - 1) + 1 : s.stride_w
+            ]
     return out[:, None]
 
 
@@ -106,17 +109,27 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
     w64 = prog.weight.astype(np.int64)
     taps = s.c * s.r * s.s
     if s.op == "dense":
-        raw = (dense_products(x, prog.weight, prog.multiplier, path=prog.path, cache=prog.cache)
-               if products is None else products)
+        raw = (
+            dense_products(x, prog.weight, prog.multiplier, path=prog.path, cache=prog.cache)
+            if products is None
+            else products
+        )
         sum_x = x.astype(np.int64).sum(axis=1, keepdims=True)  # (N, 1)
         sum_w = w64.sum(axis=1)[None, :]  # (1, K)
         zw_b = zw[None, :] if zw.size > 1 else zw[0]
     else:
         if products is None:
-            raw = conv2d_products(x, prog.weight, prog.multiplier, strides=(s.stride_h, s.stride_w),
-                                  dilations=(s.dilation_h, s.dilation_w),
-                                  pads=(s.pad_top, s.pad_left, s.pad_bottom, s.pad_right), pad_value=zx,
-                                  path=prog.path, cache=prog.cache)
+            raw = conv2d_products(
+                x,
+                prog.weight,
+                prog.multiplier,
+                strides=(s.stride_h, s.stride_w),
+                dilations=(s.dilation_h, s.dilation_w),
+                pads=(s.pad_top, s.pad_left, s.pad_bottom, s.pad_right),
+                pad_value=zx,
+                path=prog.path,
+                cache=prog.cache,
+            )
         else:
             raw = products
         sum_x = _window_sums(x, sched) if np.any(zw) else 0
@@ -165,8 +178,7 @@ def tiled_products(x: np.ndarray, prog: LayerProgram, level: str = "PE") -> np.n
         x4 = x.reshape(s.n, s.c, 1, 1)
         w4 = prog.weight.reshape(s.k, s.c, 1, 1)
     else:
-        x4 = np.pad(x, ((0, 0), (0, 0), (s.pad_top, s.pad_bottom), (s.pad_left, s.pad_right)),
-                    constant_values=zx)
+        x4 = np.pad(x, ((0, 0), (0, 0), (s.pad_top, s.pad_bottom), (s.pad_left, s.pad_right)), constant_values=zx)
         w4 = prog.weight
     acc = np.zeros((s.n, s.k, s.p, s.q), np.int64)
     for t in tile_ranges(prog, level):
@@ -176,10 +188,15 @@ def tiled_products(x: np.ndarray, prog: LayerProgram, level: str = "PE") -> np.n
         h1 = h0 + (p1 - p0 - 1) * s.stride_h + (r1 - r0 - 1) * s.dilation_h + 1
         v0 = q0 * s.stride_w + t0 * s.dilation_w
         v1 = v0 + (q1 - q0 - 1) * s.stride_w + (t1 - t0 - 1) * s.dilation_w + 1
-        part = conv2d_products(np.ascontiguousarray(x4[n0:n1, c0:c1, h0:h1, v0:v1]),
-                               np.ascontiguousarray(w4[k0:k1, c0:c1, r0:r1, t0:t1]), prog.multiplier,
-                               strides=(s.stride_h, s.stride_w), dilations=(s.dilation_h, s.dilation_w),
-                               path=prog.path, cache=prog.cache)
+        part = conv2d_products(
+            np.ascontiguousarray(x4[n0:n1, c0:c1, h0:h1, v0:v1]),
+            np.ascontiguousarray(w4[k0:k1, c0:c1, r0:r1, t0:t1]),
+            prog.multiplier,
+            strides=(s.stride_h, s.stride_w),
+            dilations=(s.dilation_h, s.dilation_w),
+            path=prog.path,
+            cache=prog.cache,
+        )
         acc[n0:n1, k0:k1, p0:p1, q0:q1] += part
     acc = acc.astype(np.int32)  # int32 accumulator semantics (wraps like the hardware's)
     return acc.reshape(s.n, s.k) if s.op == "dense" else acc
@@ -194,8 +211,9 @@ def to_float(acc: np.ndarray, prog: LayerProgram) -> np.ndarray:
     out = (acc.astype(np.float64) * scale.reshape(bshape)).astype(np.float32)
     if prog.bias is not None:
         bz = np.asarray(q.bias_zero_points, np.int64)
-        bias = ((prog.bias.astype(np.int64) - bz).astype(np.float32)
-                * np.asarray(q.bias_scales, np.float32)).astype(np.float32)
+        bias = ((prog.bias.astype(np.int64) - bz).astype(np.float32) * np.asarray(q.bias_scales, np.float32)).astype(
+            np.float32
+        )
         out = out + bias.reshape(bshape)
     return out
 
@@ -203,7 +221,7 @@ def to_float(acc: np.ndarray, prog: LayerProgram) -> np.ndarray:
 def dequantize_input(x: np.ndarray, prog: LayerProgram) -> np.ndarray:
     """``(x − z_x) · s_x`` as float32 (a dequantize shared with another graph user)."""
     q = prog.schedule.quant
-    return ((x.astype(np.int32) - q.input_zero_point).astype(np.float32) * np.float32(q.input_scale))
+    return (x.astype(np.int32) - q.input_zero_point).astype(np.float32) * np.float32(q.input_scale)
 
 
 @dataclass

@@ -136,8 +136,12 @@ def noc_ber(spec: AcceleratorSpec, swing_v: float | None) -> float:
         return 0.0
     nom = spec.noc.nominal_vdd_v
     if not 0 < swing_v <= nom:
-        raise PolicyError("NoC swing outside the link model's range", expected=f"0 < swing <= {nom} V",
-                          found=f"{swing_v} V", fix=f"choose a swing at or below the NoC supply of {spec.name}")
+        raise PolicyError(
+            "NoC swing outside the link model's range",
+            expected=f"0 < swing <= {nom} V",
+            found=f"{swing_v} V",
+            fix=f"choose a swing at or below the NoC supply of {spec.name}",
+        )
     if swing_v >= nom:
         return 0.0
     return 0.5 * math.erfc(swing_v / (2.0 * spec.noc.sigma_v) / math.sqrt(2.0))
@@ -159,9 +163,12 @@ def sram_ber(spec: AcceleratorSpec, voltage_v: float | None) -> float:
     sm = spec.sram
     lo = min(v for v, _ in sm.ber_table)
     if not lo <= voltage_v <= sm.nominal_vdd_v:
-        raise PolicyError("SRAM voltage outside the BER table's range",
-                          expected=f"{lo}–{sm.nominal_vdd_v} V (the sram.ber_table of {spec.name})",
-                          found=f"{voltage_v} V", fix="choose a voltage the table covers, or extend the table")
+        raise PolicyError(
+            "SRAM voltage outside the BER table's range",
+            expected=f"{lo}–{sm.nominal_vdd_v} V (the sram.ber_table of {spec.name})",
+            found=f"{voltage_v} V",
+            fix="choose a voltage the table covers, or extend the table",
+        )
     if voltage_v >= sm.nominal_vdd_v:
         return 0.0
     return sm.ber_at(voltage_v)
@@ -201,11 +208,19 @@ class FaultOptions:
 
     def __post_init__(self) -> None:
         if self.sram_fault_mode not in SRAM_FAULT_MODES:
-            raise PolicyError("unknown SRAM fault mode", expected=f"one of {', '.join(SRAM_FAULT_MODES)}",
-                              found=repr(self.sram_fault_mode), fix="use write (default), read or both")
+            raise PolicyError(
+                "unknown SRAM fault mode",
+                expected=f"one of {', '.join(SRAM_FAULT_MODES)}",
+                found=repr(self.sram_fault_mode),
+                fix="use write (default), read or both",
+            )
         if not (math.isfinite(self.ber_scale) and self.ber_scale >= 0):
-            raise PolicyError("ber_scale must be a finite number >= 0", expected=">= 0", found=repr(self.ber_scale),
-                              fix="use 1 for the models' rates, 0 for no faults")
+            raise PolicyError(
+                "ber_scale must be a finite number >= 0",
+                expected=">= 0",
+                found=repr(self.ber_scale),
+                fix="use 1 for the models' rates, 0 for no faults",
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,8 +264,9 @@ class FaultPlan:
         return self.noc_ber == 0.0 and all(b == 0.0 for _, b in self.sram_ber)
 
 
-def plan_faults(schedule: LayerSchedule, spec: AcceleratorSpec, layer_index: int,
-                options: FaultOptions = FaultOptions()) -> FaultPlan:
+def plan_faults(
+    schedule: LayerSchedule, spec: AcceleratorSpec, layer_index: int, options: FaultOptions = FaultOptions()
+) -> FaultPlan:
     """The fault plan of one layer from its config (range-checked against ``spec``'s models)."""
     cfg = schedule.config
     where = f"layer {schedule.layer_id}"
@@ -262,11 +278,19 @@ def plan_faults(schedule: LayerSchedule, spec: AcceleratorSpec, layer_index: int
         sb = tuple((t, sram_ber(spec, sv.get(FAULT_BUFFERS[t]))) for t in _TENSORS)
     except PolicyError as exc:
         raise PolicyError(f"{where}: {exc.what}", expected=exc.expected, found=exc.found, fix=exc.fix) from None
-    energy_only = tuple(sorted(b for b, v in sv.items()
-                               if b not in FAULT_BUFFERS.values() and v < spec.sram.nominal_vdd_v))
+    energy_only = tuple(
+        sorted(b for b, v in sv.items() if b not in FAULT_BUFFERS.values() and v < spec.sram.nominal_vdd_v)
+    )
     k = options.ber_scale
-    return FaultPlan(schedule.layer_id, layer_index, min(1.0, nb * k), cfg.noc_protected_msbs,
-                     tuple((t, min(1.0, b * k)) for t, b in sb), options.sram_fault_mode, energy_only)
+    return FaultPlan(
+        schedule.layer_id,
+        layer_index,
+        min(1.0, nb * k),
+        cfg.noc_protected_msbs,
+        tuple((t, min(1.0, b * k)) for t, b in sb),
+        options.sram_fault_mode,
+        energy_only,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,8 +365,9 @@ def tile_geometry(mapping: Mapping, spec: AcceleratorSpec) -> TileGeometry:
     ext = np.array([ext_d[d] for d in DIMS], np.int64)
     gx, gy = spec.noc.global_buffer_node
     pa = spec.pe_array
-    hops = np.array([abs(x - gx) + abs(y - gy) for x, y in (pa.pe_xy(i % pa.num_pes) for i in range(len(insts)))],
-                    np.int64)
+    hops = np.array(
+        [abs(x - gx) + abs(y - gy) for x, y in (pa.pe_xy(i % pa.num_pes) for i in range(len(insts)))], np.int64
+    )
     fills = {}
     for t in _TENSORS:
         ids = _tile_ids(w, t, mapping.shape.bounds)
@@ -353,7 +378,7 @@ def tile_geometry(mapping: Mapping, spec: AcceleratorSpec) -> TileGeometry:
     for t in _TENSORS:
         buf = FAULT_BUFFERS[t]
         rw = [(r, wr) for b, tt, r, wr in counts.buffer_accesses if b == buf and tt == t]
-        reads, writes = (rw[0] if rw else (0, 0))
+        reads, writes = rw[0] if rw else (0, 0)
         rpw[t] = max(1, round(reads / writes)) if writes else 1
     return TileGeometry(w.steps, start, off, ext, hops, fills, words, rpw)
 
@@ -434,10 +459,16 @@ def _events(plan: FaultPlan, geom: TileGeometry) -> _Events:
         res = np.arange(n_res, dtype=np.int64)
         per_source = {
             "noc": (plan.noc_ber, free, words * free * np.tile(geom.hops, len(geom.fills[t]))),
-            "sram_write": (sb[t] if plan.sram_fault_mode in ("write", "both") else 0.0, _WORD_BITS,
-                           np.full(n_res, words * _WORD_BITS, np.int64)),
-            "sram_read": (sb[t] if plan.sram_fault_mode in ("read", "both") else 0.0, _WORD_BITS,
-                          np.full(n_res, words * _WORD_BITS * geom.reads_per_word[t], np.int64)),
+            "sram_write": (
+                sb[t] if plan.sram_fault_mode in ("write", "both") else 0.0,
+                _WORD_BITS,
+                np.full(n_res, words * _WORD_BITS, np.int64),
+            ),
+            "sram_read": (
+                sb[t] if plan.sram_fault_mode in ("read", "both") else 0.0,
+                _WORD_BITS,
+                np.full(n_res, words * _WORD_BITS * geom.reads_per_word[t], np.int64),
+            ),
         }
         for src in _SOURCES:
             ber, fb, slots = per_source[src]
@@ -460,9 +491,18 @@ def _events(plan: FaultPlan, geom: TileGeometry) -> _Events:
     def cat(k: str, dtype: Any) -> np.ndarray:
         return np.concatenate(cols[k]) if cols[k] else np.zeros(0, dtype)
 
-    return _Events(cat("slots", np.int64), cat("ber", np.float64), cat("fb", np.int64), cat("ts", np.int64),
-                   cat("kb", np.int64), np.array(starts, np.int64), tuple(streams), (bases[0], bases[1]),
-                   (geom.words["weight"], geom.words["input"]), base)
+    return _Events(
+        cat("slots", np.int64),
+        cat("ber", np.float64),
+        cat("fb", np.int64),
+        cat("ts", np.int64),
+        cat("kb", np.int64),
+        np.array(starts, np.int64),
+        tuple(streams),
+        (bases[0], bases[1]),
+        (geom.words["weight"], geom.words["input"]),
+        base,
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -494,8 +534,9 @@ class FaultSample:
         return _counters(self.streams, self.flipped, (len(self.weight), len(self.input)))
 
 
-def _counters(streams: tuple[tuple[str, str, int], ...], flipped: np.ndarray, words: tuple[int, int],
-              calls: int = 1) -> dict[str, dict[str, Any]]:
+def _counters(
+    streams: tuple[tuple[str, str, int], ...], flipped: np.ndarray, words: tuple[int, int], calls: int = 1
+) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for ti, t in enumerate(_TENSORS):
         c: dict[str, Any] = {"bits_exposed": 0, "bits_flipped": 0, "words_corrupted": int(words[ti])}
@@ -513,12 +554,17 @@ def _counters(streams: tuple[tuple[str, str, int], ...], flipped: np.ndarray, wo
 
 def _check_seed(seed: int) -> None:
     if not 0 <= seed < _MAX_SEED:
-        raise PolicyError("fault seed out of range", expected="0 <= seed < 2**64", found=str(seed),
-                          fix="use a non-negative 64-bit seed")
+        raise PolicyError(
+            "fault seed out of range",
+            expected="0 <= seed < 2**64",
+            found=str(seed),
+            fix="use a non-negative 64-bit seed",
+        )
 
 
-def sample_faults(plan: FaultPlan, geom: TileGeometry, *, seed: int, call: int = 0,
-                  events: _Events | None = None) -> FaultSample:
+def sample_faults(
+    plan: FaultPlan, geom: TileGeometry, *, seed: int, call: int = 0, events: _Events | None = None
+) -> FaultSample:
     """Sample the corrupted words of one layer call (see the module docstring for the key).
 
     Parameters
@@ -537,8 +583,9 @@ def sample_faults(plan: FaultPlan, geom: TileGeometry, *, seed: int, call: int =
     return sample_block(plan, geom, seed=seed, block=call // b, events=ev)[call % b]
 
 
-def sample_block(plan: FaultPlan, geom: TileGeometry, *, seed: int, block: int,
-                 events: _Events | None = None) -> list[FaultSample]:
+def sample_block(
+    plan: FaultPlan, geom: TileGeometry, *, seed: int, block: int, events: _Events | None = None
+) -> list[FaultSample]:
     """The samples of layer calls ``block·B … block·B + B − 1`` (``B = events.block_calls``).
 
     One ``Philox`` generator per (seed, layer, block) draws, in order, the flip counts of every
@@ -556,8 +603,7 @@ def sample_block(plan: FaultPlan, geom: TileGeometry, *, seed: int, block: int,
     flat = counts.ravel()
     hit = np.flatnonzero(flat)
     if not len(hit):
-        return [FaultSample(CorruptedWords.empty(), CorruptedWords.empty(), ev.streams, flipped[c])
-                for c in range(B)]
+        return [FaultSample(CorruptedWords.empty(), CorruptedWords.empty(), ev.streams, flipped[c]) for c in range(B)]
     reps = flat[hit]
     owner = np.repeat(hit, reps)  # global row: call · E + event
     row = owner % E
@@ -585,11 +631,12 @@ def sample_block(plan: FaultPlan, geom: TileGeometry, *, seed: int, block: int,
         key = key[starts]
         nz = mask != 0
         key, mask = key[nz], mask[nz]
-    bounds = np.searchsorted(key, (np.arange(B)[:, None] * ev.key_span
-                                   + np.array([0, ev.tensor_base[1], ev.key_span])).ravel())
+    bounds = np.searchsorted(
+        key, (np.arange(B)[:, None] * ev.key_span + np.array([0, ev.tensor_base[1], ev.key_span])).ravel()
+    )
     out = []
     for c in range(B):
-        w0, x0, x1 = bounds[3 * c:3 * c + 3]
+        w0, x0, x1 = bounds[3 * c : 3 * c + 3]
         parts = []
         for ti, (lo, hi) in enumerate(((w0, x0), (x0, x1))):
             k = key[lo:hi] - (c * ev.key_span + ev.tensor_base[ti])
@@ -659,11 +706,19 @@ def _layer_arrays(prog: LayerProgram, geom: TileGeometry) -> _LayerArrays:
     if s.op != "dense" and (s.pad_top or s.pad_bottom or s.pad_left or s.pad_right):
         zx = np.array(prog.schedule.quant.input_zero_point).astype(prog.weight.dtype).view(np.uint8)
         xpad = np.full((s.n, s.c, hp, wp), zx, np.uint8)
-    return _LayerArrays(np.array(prog.multiplier.table, dtype=np.int32).ravel(),  # own writeable copies
-                        np.array(prog.weight).view(np.uint8).ravel(),
-                        (s.n, s.k, s.c, s.p, s.q, s.r, s.s, hp, wp), box_x, box_o,
-                        kt * (s.c * s.r * s.s), kt * (s.p * s.q), np.array(starts, np.int64),
-                        np.array(lens, np.int64), np.array(taps, np.int64).reshape(-1, 4).T.copy(), xpad)
+    return _LayerArrays(
+        np.array(prog.multiplier.table, dtype=np.int32).ravel(),  # own writeable copies
+        np.array(prog.weight).view(np.uint8).ravel(),
+        (s.n, s.k, s.c, s.p, s.q, s.r, s.s, hp, wp),
+        box_x,
+        box_o,
+        kt * (s.c * s.r * s.s),
+        kt * (s.p * s.q),
+        np.array(starts, np.int64),
+        np.array(lens, np.int64),
+        np.array(taps, np.int64).reshape(-1, 4).T.copy(),
+        xpad,
+    )
 
 
 def _padded_input(x: np.ndarray, prog: LayerProgram, scratch: np.ndarray | None = None) -> np.ndarray:
@@ -677,14 +732,14 @@ def _padded_input(x: np.ndarray, prog: LayerProgram, scratch: np.ndarray | None 
         return xb.ravel()
     if scratch is None:
         zx = np.array(prog.schedule.quant.input_zero_point).astype(x.dtype).view(np.uint8)
-        scratch = np.full((s.n, s.c, s.h + s.pad_top + s.pad_bottom, s.w + s.pad_left + s.pad_right), zx,
-                          np.uint8)
-    scratch[:, :, s.pad_top:s.pad_top + s.h, s.pad_left:s.pad_left + s.w] = xb
+        scratch = np.full((s.n, s.c, s.h + s.pad_top + s.pad_bottom, s.w + s.pad_left + s.pad_right), zx, np.uint8)
+    scratch[:, :, s.pad_top : s.pad_top + s.h, s.pad_left : s.pad_left + s.w] = xb
     return scratch.ravel()
 
 
-def _input_bytes(x: np.ndarray, prog: LayerProgram, n: np.ndarray, c: np.ndarray, h: np.ndarray,
-                 w: np.ndarray) -> np.ndarray:
+def _input_bytes(
+    x: np.ndarray, prog: LayerProgram, n: np.ndarray, c: np.ndarray, h: np.ndarray, w: np.ndarray
+) -> np.ndarray:
     """Input bytes at padded coordinates ``(n, c, h, w)`` (the zero point in the padding), int64."""
     s = prog.schedule.shape
     xb = np.ascontiguousarray(x).view(np.uint8).ravel()
@@ -705,8 +760,9 @@ def _expand_steps(begin: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.nd
     return rec, begin[rec] + (np.arange(int(lens.sum())) - first)
 
 
-def products_delta(x: np.ndarray, prog: LayerProgram, geom: TileGeometry, sample: FaultSample,
-                   arrays: _LayerArrays | None = None) -> np.ndarray:
+def products_delta(
+    x: np.ndarray, prog: LayerProgram, geom: TileGeometry, sample: FaultSample, arrays: _LayerArrays | None = None
+) -> np.ndarray:
     """``Σ M(x', w') − Σ M(x, w)`` of the layer under ``sample`` (int64, shaped ``(N, K, P, Q)``).
 
     Exact: weight faults × every output of their residency, input faults × every weight of theirs,
@@ -718,8 +774,18 @@ def products_delta(x: np.ndarray, prog: LayerProgram, geom: TileGeometry, sample
     return out.reshape(s.n, s.k, s.p, s.q)
 
 
-def scatter_numpy(src: np.ndarray, sbase: np.ndarray, soff: np.ndarray, obase: np.ndarray, ooff: np.ndarray,
-                  a1: np.ndarray, a0: np.ndarray, lut: np.ndarray, out: np.ndarray, mul: int) -> None:
+def scatter_numpy(
+    src: np.ndarray,
+    sbase: np.ndarray,
+    soff: np.ndarray,
+    obase: np.ndarray,
+    ooff: np.ndarray,
+    a1: np.ndarray,
+    a0: np.ndarray,
+    lut: np.ndarray,
+    out: np.ndarray,
+    mul: int,
+) -> None:
     """``out[obase[i] + ooff[j]] += lut[v·mul + a1[i]] − lut[v·mul + a0[i]]``, ``v = src[sbase[i] + soff[j]]``.
 
     The inner loop of both fault terms (a corrupted weight against the inputs of its outputs, a
@@ -734,8 +800,10 @@ def scatter_numpy(src: np.ndarray, sbase: np.ndarray, soff: np.ndarray, obase: n
         np.add.at(out, (obase[sl, None] + ooff).ravel(), d.astype(out.dtype, copy=False).ravel())  # 1-D: fast
 
 
-Scatter = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                    np.ndarray, int], None]
+Scatter = Callable[
+    [np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int],
+    None,
+]
 
 
 InputTerm = Callable[[np.ndarray, "LayerProgram", TileGeometry, "_LayerArrays", CorruptedWords, np.ndarray], None]
@@ -777,12 +845,35 @@ def tvm_kernels() -> FaultKernels:
     from tvm.script import tirx as T  # noqa: N812 (TVMScript convention)
 
     @T.prim_func(s_tir=True)
-    def input_delta(prm_h: T.handle, res_h: T.handle, word_h: T.handle, mask_h: T.handle, fills_h: T.handle,
-                    ends_h: T.handle, ss_h: T.handle, io_h: T.handle, tst_h: T.handle, tln_h: T.handle,
-                    taps_h: T.handle, x_h: T.handle, w_h: T.handle, lut_h: T.handle, out_h: T.handle):
+    def input_delta(
+        prm_h: T.handle,
+        res_h: T.handle,
+        word_h: T.handle,
+        mask_h: T.handle,
+        fills_h: T.handle,
+        ends_h: T.handle,
+        ss_h: T.handle,
+        io_h: T.handle,
+        tst_h: T.handle,
+        tln_h: T.handle,
+        taps_h: T.handle,
+        x_h: T.handle,
+        w_h: T.handle,
+        lut_h: T.handle,
+        out_h: T.handle,
+    ):
         T.func_attr({"global_symbol": "input_delta", "tirx.noalias": True})
-        ne, nf, nss, nio, nhw, ntp, nx, nw, no = (T.int64(), T.int64(), T.int64(), T.int64(), T.int64(),
-                                                  T.int64(), T.int64(), T.int64(), T.int64())
+        ne, nf, nss, nio, nhw, ntp, nx, nw, no = (
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+        )
         prm = T.match_buffer(prm_h, (24,), "int64", align=1)
         res = T.match_buffer(res_h, (ne,), "int64", align=1)
         word = T.match_buffer(word_h, (ne,), "int64", align=1)
@@ -816,8 +907,13 @@ def tvm_kernels() -> FaultKernels:
             hu = p0 * prm[11] + r0 * prm[13] + hh - prm[15]
             wu = q0 * prm[12] + s0 * prm[14] + ww - prm[16]
             inside = T.int64(0) <= hu and hu < prm[17] and T.int64(0) <= wu and wu < prm[18]
-            xo = T.if_then_else(inside, T.Cast("int64", x[T.if_then_else(
-                inside, ((n * prm[5] + c) * prm[17] + hu) * prm[18] + wu, T.int64(0))]), prm[20])
+            xo = T.if_then_else(
+                inside,
+                T.Cast(
+                    "int64", x[T.if_then_else(inside, ((n * prm[5] + c) * prm[17] + hu) * prm[18] + wu, T.int64(0))]
+                ),
+                prm[20],
+            )
             xn = T.bitwise_xor(xo, T.Cast("int64", mask[e]))
             hw = hh * prm[4] + ww
             for t in range(tln[hw]):
@@ -829,12 +925,24 @@ def tvm_kernels() -> FaultKernels:
                     for k in range(prm[19]):
                         wv = T.Cast("int64", w[wb + (k0 + k) * prm[5] * prm[9] * prm[10]])
                         out[ob + (k0 + k) * prm[7] * prm[8]] = out[ob + (k0 + k) * prm[7] * prm[8]] + (
-                            lut[xn * 256 + wv] - lut[xo * 256 + wv])
+                            lut[xn * 256 + wv] - lut[xo * 256 + wv]
+                        )
 
     @T.prim_func(s_tir=True)
-    def weight_delta(prm_h: T.handle, res_h: T.handle, word_h: T.handle, mask_h: T.handle, fills_h: T.handle,
-                     ends_h: T.handle, ss_h: T.handle, io_h: T.handle, x_h: T.handle, w_h: T.handle,
-                     lut_h: T.handle, out_h: T.handle):
+    def weight_delta(
+        prm_h: T.handle,
+        res_h: T.handle,
+        word_h: T.handle,
+        mask_h: T.handle,
+        fills_h: T.handle,
+        ends_h: T.handle,
+        ss_h: T.handle,
+        io_h: T.handle,
+        x_h: T.handle,
+        w_h: T.handle,
+        lut_h: T.handle,
+        out_h: T.handle,
+    ):
         T.func_attr({"global_symbol": "weight_delta", "tirx.noalias": True})
         ne, nf, nss, nio, nx, nw, no = T.int64(), T.int64(), T.int64(), T.int64(), T.int64(), T.int64(), T.int64()
         prm = T.match_buffer(prm_h, (24,), "int64", align=1)
@@ -870,21 +978,59 @@ def tvm_kernels() -> FaultKernels:
                             hu = (p0 + pb) * prm[11] + r * prm[13] - prm[15]
                             wu = (q0 + qb) * prm[12] + s_ * prm[14] - prm[16]
                             inside = T.int64(0) <= hu and hu < prm[17] and T.int64(0) <= wu and wu < prm[18]
-                            xo = T.if_then_else(inside, T.Cast("int64", x[T.if_then_else(
-                                inside, (((n0 + nb) * prm[5] + c) * prm[17] + hu) * prm[18] + wu, T.int64(0))]),
-                                prm[22]) * 256
+                            xo = (
+                                T.if_then_else(
+                                    inside,
+                                    T.Cast(
+                                        "int64",
+                                        x[
+                                            T.if_then_else(
+                                                inside,
+                                                (((n0 + nb) * prm[5] + c) * prm[17] + hu) * prm[18] + wu,
+                                                T.int64(0),
+                                            )
+                                        ],
+                                    ),
+                                    prm[22],
+                                )
+                                * 256
+                            )
                             oi = (((n0 + nb) * prm[6] + k) * prm[7] + p0 + pb) * prm[8] + q0 + qb
                             out[oi] = out[oi] + (lut[xo + wn] - lut[xo + wo])
 
     @T.prim_func(s_tir=True)
-    def input_cross(prm_h: T.handle, res_h: T.handle, word_h: T.handle, mask_h: T.handle, fills_h: T.handle,
-                    ends_h: T.handle, ss_h: T.handle, io_h: T.handle, tst_h: T.handle, tln_h: T.handle,
-                    taps_h: T.handle, x_h: T.handle, csr_h: T.handle, wr_h: T.handle, lut_h: T.handle,
-                    out_h: T.handle):
+    def input_cross(
+        prm_h: T.handle,
+        res_h: T.handle,
+        word_h: T.handle,
+        mask_h: T.handle,
+        fills_h: T.handle,
+        ends_h: T.handle,
+        ss_h: T.handle,
+        io_h: T.handle,
+        tst_h: T.handle,
+        tln_h: T.handle,
+        taps_h: T.handle,
+        x_h: T.handle,
+        csr_h: T.handle,
+        wr_h: T.handle,
+        lut_h: T.handle,
+        out_h: T.handle,
+    ):
         # the cross term only: corrupted inputs against the corrupted weights of the same PE and step
         T.func_attr({"global_symbol": "input_cross", "tirx.noalias": True})
-        ne, nf, nss, nio, nhw, ntp, nx, ncs, nwr, no = (T.int64(), T.int64(), T.int64(), T.int64(), T.int64(),
-                                                        T.int64(), T.int64(), T.int64(), T.int64(), T.int64())
+        ne, nf, nss, nio, nhw, ntp, nx, ncs, nwr, no = (
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+        )
         prm = T.match_buffer(prm_h, (24,), "int64", align=1)
         res = T.match_buffer(res_h, (ne,), "int64", align=1)
         word = T.match_buffer(word_h, (ne,), "int64", align=1)
@@ -918,8 +1064,13 @@ def tvm_kernels() -> FaultKernels:
                 hu = p0 * prm[11] + r0 * prm[13] + hh - prm[15]
                 wu = q0 * prm[12] + s0 * prm[14] + ww - prm[16]
                 inside = T.int64(0) <= hu and hu < prm[17] and T.int64(0) <= wu and wu < prm[18]
-                xo = T.if_then_else(inside, T.Cast("int64", x[T.if_then_else(
-                    inside, ((n * prm[5] + c) * prm[17] + hu) * prm[18] + wu, T.int64(0))]), prm[20])
+                xo = T.if_then_else(
+                    inside,
+                    T.Cast(
+                        "int64", x[T.if_then_else(inside, ((n * prm[5] + c) * prm[17] + hu) * prm[18] + wu, T.int64(0))]
+                    ),
+                    prm[20],
+                )
                 xn = T.bitwise_xor(xo, T.Cast("int64", mask[e])) * 256
                 xo2 = xo * 256
                 hw = hh * prm[4] + ww
@@ -928,12 +1079,21 @@ def tvm_kernels() -> FaultKernels:
                     for st in range(ends[jf] - f0):
                         for b in range(csr[bucket + 1] - csr[bucket]):
                             wi = (csr[bucket] + b) * 7
-                            if (wr[wi + 1] == r0 + taps[tt] and wr[wi + 2] == s0 + taps[prm[21] + tt]
-                                    and wr[wi + 5] <= f0 + st and f0 + st < wr[wi + 6]):
-                                oi = ((n * prm[6] + wr[wi]) * prm[7] + p0 + taps[2 * prm[21] + tt]) * prm[8] \
-                                    + q0 + taps[3 * prm[21] + tt]
-                                out[oi] = out[oi] + ((lut[xn + wr[wi + 4]] - lut[xn + wr[wi + 3]])
-                                                     - (lut[xo2 + wr[wi + 4]] - lut[xo2 + wr[wi + 3]]))
+                            if (
+                                wr[wi + 1] == r0 + taps[tt]
+                                and wr[wi + 2] == s0 + taps[prm[21] + tt]
+                                and wr[wi + 5] <= f0 + st
+                                and f0 + st < wr[wi + 6]
+                            ):
+                                oi = (
+                                    ((n * prm[6] + wr[wi]) * prm[7] + p0 + taps[2 * prm[21] + tt]) * prm[8]
+                                    + q0
+                                    + taps[3 * prm[21] + tt]
+                                )
+                                out[oi] = out[oi] + (
+                                    (lut[xn + wr[wi + 4]] - lut[xn + wr[wi + 3]])
+                                    - (lut[xo2 + wr[wi + 4]] - lut[xo2 + wr[wi + 3]])
+                                )
 
     mod = tvm.IRModule({"input_delta": input_delta, "weight_delta": weight_delta, "input_cross": input_cross})
     lib = tvm.compile(mod, target=tvm.target.Target({"kind": "llvm"}))
@@ -951,40 +1111,79 @@ def tvm_kernels() -> FaultKernels:
         _, K, C, P, Q, R, S, _, _ = la.dims
         dense = s.op == "dense"
         zx = int(np.array(prog.schedule.quant.input_zero_point).astype(dtype).view(np.uint8))
-        geo = [C, K, P, Q, R, S, s.stride_h, s.stride_w, s.dilation_h, s.dilation_w, 0 if dense else s.pad_top,
-               0 if dense else s.pad_left, 1 if dense else s.h, 1 if dense else s.w]
+        geo = [
+            C,
+            K,
+            P,
+            Q,
+            R,
+            S,
+            s.stride_h,
+            s.stride_w,
+            s.dilation_h,
+            s.dilation_w,
+            0 if dense else s.pad_top,
+            0 if dense else s.pad_left,
+            1 if dense else s.h,
+            1 if dense else s.w,
+        ]
         ext = geom.ext
         arrays = {
             # I Nt Ct Ht Wt C K P Q R S sh sw dh dw pt pl H W Kt zx ntaps
-            "prm_x": np.array([geom.instances, *geom.tile_dims("input", m), *geo, len(la.k_w), zx,
-                               la.taps.shape[1], 0, 0], np.int64),
+            "prm_x": np.array(
+                [geom.instances, *geom.tile_dims("input", m), *geo, len(la.k_w), zx, la.taps.shape[1], 0, 0], np.int64
+            ),
             # I Kt Ct Rt St C K P Q R S sh sw dh dw pt pl H W Nt Pt Qt zx
-            "prm_w": np.array([geom.instances, *geom.tile_dims("weight", m), *geo, ext[_D["N"]], ext[_D["P"]],
-                               ext[_D["Q"]], zx, 0], np.int64),
-            "fills_x": geom.fills["input"], "ends_x": geom.residency_ends("input"),
-            "fills_w": geom.fills["weight"], "ends_w": geom.residency_ends("weight"),
-            "ss": geom.step_start.ravel(), "io": geom.inst_off.ravel(), "tst": la.taps_start, "tln": la.taps_len,
-            "taps": la.taps.ravel()}
+            "prm_w": np.array(
+                [geom.instances, *geom.tile_dims("weight", m), *geo, ext[_D["N"]], ext[_D["P"]], ext[_D["Q"]], zx, 0],
+                np.int64,
+            ),
+            "fills_x": geom.fills["input"],
+            "ends_x": geom.residency_ends("input"),
+            "fills_w": geom.fills["weight"],
+            "ends_w": geom.residency_ends("weight"),
+            "ss": geom.step_start.ravel(),
+            "io": geom.inst_off.ravel(),
+            "tst": la.taps_start,
+            "tln": la.taps_len,
+            "taps": la.taps.ravel(),
+        }
         st = {k: dl(_compact(v, np.int64)) for k, v in arrays.items()}
         st["w"], st["lut"] = dl(_compact(la.wflat, np.uint8)), dl(_compact(la.table, np.int32))
         st["_keep"] = arrays
         la.cache["tvm"] = st
         return st
 
-    def input_term(x: np.ndarray, prog: LayerProgram, geom: TileGeometry, la: _LayerArrays, cx: CorruptedWords,
-                   out: np.ndarray) -> None:
+    def input_term(
+        x: np.ndarray, prog: LayerProgram, geom: TileGeometry, la: _LayerArrays, cx: CorruptedWords, out: np.ndarray
+    ) -> None:
         if not len(cx):
             return
         _check_out(out)
         st = static(prog, geom, la, x.dtype)
         xr = _compact(np.asarray(x).view(np.uint8).ravel(), np.uint8)
-        fn_input(st["prm_x"], dl(_compact(cx.residency, np.int64)), dl(_compact(cx.word, np.int64)),
-                 dl(_compact(cx.mask, np.uint8)), st["fills_x"], st["ends_x"], st["ss"], st["io"], st["tst"],
-                 st["tln"], st["taps"], dl(xr), st["w"], st["lut"], dl(out))
+        fn_input(
+            st["prm_x"],
+            dl(_compact(cx.residency, np.int64)),
+            dl(_compact(cx.word, np.int64)),
+            dl(_compact(cx.mask, np.uint8)),
+            st["fills_x"],
+            st["ends_x"],
+            st["ss"],
+            st["io"],
+            st["tst"],
+            st["tln"],
+            st["taps"],
+            dl(xr),
+            st["w"],
+            st["lut"],
+            dl(out),
+        )
         _ = lib
 
-    def delta(x: np.ndarray, prog: LayerProgram, geom: TileGeometry, la: _LayerArrays, sample: FaultSample,
-              out: np.ndarray) -> None:
+    def delta(
+        x: np.ndarray, prog: LayerProgram, geom: TileGeometry, la: _LayerArrays, sample: FaultSample, out: np.ndarray
+    ) -> None:
         _check_out(out)
         st = static(prog, geom, la, x.dtype)
         m = prog.schedule.mapping
@@ -993,14 +1192,43 @@ def tvm_kernels() -> FaultKernels:
         o = dl(out)
         cw, cx = sample.weight, sample.input
         if len(cw):
-            fn_weight(st["prm_w"], dl(_compact(cw.residency, np.int64)), dl(_compact(cw.word, np.int64)),
-                      dl(_compact(cw.mask, np.uint8)), st["fills_w"], st["ends_w"], st["ss"], st["io"], xr, st["w"],
-                      st["lut"], o)
+            fn_weight(
+                st["prm_w"],
+                dl(_compact(cw.residency, np.int64)),
+                dl(_compact(cw.word, np.int64)),
+                dl(_compact(cw.mask, np.uint8)),
+                st["fills_w"],
+                st["ends_w"],
+                st["ss"],
+                st["io"],
+                xr,
+                st["w"],
+                st["lut"],
+                o,
+            )
         if len(cx):
-            res, word, mask = (dl(_compact(cx.residency, np.int64)), dl(_compact(cx.word, np.int64)),
-                               dl(_compact(cx.mask, np.uint8)))
-            fn_input(st["prm_x"], res, word, mask, st["fills_x"], st["ends_x"], st["ss"], st["io"], st["tst"],
-                     st["tln"], st["taps"], xr, st["w"], st["lut"], o)
+            res, word, mask = (
+                dl(_compact(cx.residency, np.int64)),
+                dl(_compact(cx.word, np.int64)),
+                dl(_compact(cx.mask, np.uint8)),
+            )
+            fn_input(
+                st["prm_x"],
+                res,
+                word,
+                mask,
+                st["fills_x"],
+                st["ends_x"],
+                st["ss"],
+                st["io"],
+                st["tst"],
+                st["tln"],
+                st["taps"],
+                xr,
+                st["w"],
+                st["lut"],
+                o,
+            )
             if len(cw):
                 # corrupted weights by (PE, channel): k r s wo wn first-step end-step, CSR over PE·C + c
                 n_inst = geom.instances
@@ -1010,14 +1238,39 @@ def tvm_kernels() -> FaultKernels:
                 k, c = s0[:, _D["K"]] + kk, s0[:, _D["C"]] + cc
                 r, t = s0[:, _D["R"]] + rr, s0[:, _D["S"]] + sw_
                 wo = la.wflat[((k * C + c) * R + r) * S + t].astype(np.int64)
-                wr = np.stack([k, r, t, wo, wo ^ cw.mask.astype(np.int64), geom.fills["weight"][j],
-                               geom.residency_ends("weight")[j]], axis=1)
+                wr = np.stack(
+                    [
+                        k,
+                        r,
+                        t,
+                        wo,
+                        wo ^ cw.mask.astype(np.int64),
+                        geom.fills["weight"][j],
+                        geom.residency_ends("weight")[j],
+                    ],
+                    axis=1,
+                )
                 bucket = i * C + c
                 order = np.argsort(bucket, kind="stable")
                 csr = np.concatenate(([0], np.cumsum(np.bincount(bucket, minlength=n_inst * C))))
-                fn_cross(st["prm_x"], res, word, mask, st["fills_x"], st["ends_x"], st["ss"], st["io"], st["tst"],
-                         st["tln"], st["taps"], xr, dl(_compact(csr, np.int64)),
-                         dl(_compact(wr[order].ravel(), np.int64)), st["lut"], o)
+                fn_cross(
+                    st["prm_x"],
+                    res,
+                    word,
+                    mask,
+                    st["fills_x"],
+                    st["ends_x"],
+                    st["ss"],
+                    st["io"],
+                    st["tst"],
+                    st["tln"],
+                    st["taps"],
+                    xr,
+                    dl(_compact(csr, np.int64)),
+                    dl(_compact(wr[order].ravel(), np.int64)),
+                    st["lut"],
+                    o,
+                )
         _ = lib
 
     return FaultKernels(scatter_numpy, input_term, delta)
@@ -1051,8 +1304,15 @@ def _compact(a: np.ndarray, dtype: Any) -> np.ndarray:
     return a
 
 
-def _delta_into(out: np.ndarray, x: np.ndarray, prog: LayerProgram, geom: TileGeometry, sample: FaultSample,
-                la: _LayerArrays, kernels: FaultKernels | None = None) -> None:
+def _delta_into(
+    out: np.ndarray,
+    x: np.ndarray,
+    prog: LayerProgram,
+    geom: TileGeometry,
+    sample: FaultSample,
+    la: _LayerArrays,
+    kernels: FaultKernels | None = None,
+) -> None:
     """Add the delta of :func:`products_delta` into the flat accumulator ``out`` (int32 wraps)."""
     sch = prog.schedule
     sh_, m = sch.shape, sch.mapping
@@ -1079,12 +1339,21 @@ def _delta_into(out: np.ndarray, x: np.ndarray, prog: LayerProgram, geom: TileGe
         rec, step = _expand_steps(geom.fills["weight"][j], geom.residency_ends("weight")[j])
         box = geom.step_start[step] + geom.inst_off[i[rec]]
         n0, p0, q0 = box[:, _D["N"]], box[:, _D["P"]], box[:, _D["Q"]]
-        a_rec = {"step": step, "inst": i[rec], "k": k[rec], "c": c[rec], "r": r[rec], "s": t[rec],
-                 "wo": wo[rec], "wn": wn[rec]}
+        a_rec = {
+            "step": step,
+            "inst": i[rec],
+            "k": k[rec],
+            "c": c[rec],
+            "r": r[rec],
+            "s": t[rec],
+            "wo": wo[rec],
+            "wn": wn[rec],
+        }
         xb = ((n0 * C + a_rec["c"]) * Hp + p0 * sh + a_rec["r"] * dh) * Wp + q0 * sw + a_rec["s"] * dw
         ob = ((n0 * K + a_rec["k"]) * P + p0) * Q + q0
-        kernels.scatter(_padded_input(x, prog, la.xpad), xb, la.box_x, ob, la.box_o, a_rec["wn"], a_rec["wo"], T,
-                        out, 256)
+        kernels.scatter(
+            _padded_input(x, prog, la.xpad), xb, la.box_x, ob, la.box_o, a_rec["wn"], a_rec["wo"], T, out, 256
+        )
 
     cx = sample.input
     if len(cx):
@@ -1096,12 +1365,16 @@ def _delta_into(out: np.ndarray, x: np.ndarray, prog: LayerProgram, geom: TileGe
             kernels.input_term(x, prog, geom, la, cx, out)
             if mark is not None:
                 j, i = cx.residency // n_inst, cx.residency % n_inst
-                c = (geom.step_start[geom.fills["input"][j], _D["C"]] + geom.inst_off[i, _D["C"]]
-                     + np.unravel_index(cx.word, geom.tile_dims("input", m))[1])
+                c = (
+                    geom.step_start[geom.fills["input"][j], _D["C"]]
+                    + geom.inst_off[i, _D["C"]]
+                    + np.unravel_index(cx.word, geom.tile_dims("input", m))[1]
+                )
                 sub = np.flatnonzero(mark[i * C + c])
                 if len(sub):
-                    b_rec = _input_rows(x, prog, geom, la, CorruptedWords(cx.residency[sub], cx.word[sub],
-                                                                           cx.mask[sub]))
+                    b_rec = _input_rows(
+                        x, prog, geom, la, CorruptedWords(cx.residency[sub], cx.word[sub], cx.mask[sub])
+                    )
         else:
             rows = _input_rows(x, prog, geom, la, cx)
             kernels.scatter(la.wflat, rows["wb"], la.k_w, rows["ob"], la.k_o, rows["xn"], rows["xo"], T, out, 1)
@@ -1115,8 +1388,9 @@ def _delta_into(out: np.ndarray, x: np.ndarray, prog: LayerProgram, geom: TileGe
         _cross_term(out, a_rec, b_rec, geom, (C, R, S, K, P, Q), T)
 
 
-def _input_rows(x: np.ndarray, prog: LayerProgram, geom: TileGeometry, la: _LayerArrays,
-                cx: CorruptedWords) -> dict[str, np.ndarray]:
+def _input_rows(
+    x: np.ndarray, prog: LayerProgram, geom: TileGeometry, la: _LayerArrays, cx: CorruptedWords
+) -> dict[str, np.ndarray]:
     """One row per (corrupted input, tap of its tile, step of its residency), numpy.
 
     Each row holds the MAC coordinates (step, PE, n, c, r, s, p, q), the old/new byte (·256) and
@@ -1145,15 +1419,31 @@ def _input_rows(x: np.ndarray, prog: LayerProgram, geom: TileGeometry, la: _Laye
     e, ra, sa, dp, dq = e[rec], ra[rec], sa[rec], dp[rec], dq[rec]
     ie = i[e]
     k0 = geom.step_start[step, _D["K"]] + geom.inst_off[ie, _D["K"]]
-    rows = {"step": step, "inst": ie, "n": n[e], "c": c[e], "r": r0[e] + ra, "s": s0[e] + sa,
-            "p": p0[e] + dp, "q": q0[e] + dq, "xo": xo[e] * 256, "xn": xn[e] * 256}
+    rows = {
+        "step": step,
+        "inst": ie,
+        "n": n[e],
+        "c": c[e],
+        "r": r0[e] + ra,
+        "s": s0[e] + sa,
+        "p": p0[e] + dp,
+        "q": q0[e] + dq,
+        "xo": xo[e] * 256,
+        "xn": xn[e] * 256,
+    }
     rows["wb"] = ((k0 * C + rows["c"]) * R + rows["r"]) * S + rows["s"]
     rows["ob"] = ((rows["n"] * K + k0) * P + rows["p"]) * Q + rows["q"]
     return rows
 
 
-def _cross_term(out: np.ndarray, a: dict[str, np.ndarray], b: dict[str, np.ndarray], geom: TileGeometry,
-                dims: tuple[int, ...], T: np.ndarray) -> None:
+def _cross_term(
+    out: np.ndarray,
+    a: dict[str, np.ndarray],
+    b: dict[str, np.ndarray],
+    geom: TileGeometry,
+    dims: tuple[int, ...],
+    T: np.ndarray,
+) -> None:
     """Correct MACs where a corrupted weight meets a corrupted input in the same step and PE."""
     C, R, S, K, P, Q = dims
 
@@ -1173,8 +1463,15 @@ def _cross_term(out: np.ndarray, a: dict[str, np.ndarray], b: dict[str, np.ndarr
     np.add.at(out, ((b["n"][ib] * K + a["k"][ia]) * P + b["p"][ib]) * Q + b["q"][ib], corr.astype(out.dtype))
 
 
-def inject(x: np.ndarray, prog: LayerProgram, acc: np.ndarray, sample: FaultSample, geom: TileGeometry,
-           arrays: _LayerArrays | None = None, kernels: FaultKernels | None = None) -> np.ndarray:
+def inject(
+    x: np.ndarray,
+    prog: LayerProgram,
+    acc: np.ndarray,
+    sample: FaultSample,
+    geom: TileGeometry,
+    arrays: _LayerArrays | None = None,
+    kernels: FaultKernels | None = None,
+) -> np.ndarray:
     """The layer's int32 accumulators under ``sample``, from its fault-free accumulators ``acc``.
 
     The deltas are added in int32 with wrap-around, which equals the int32 accumulator of the
@@ -1184,13 +1481,15 @@ def inject(x: np.ndarray, prog: LayerProgram, acc: np.ndarray, sample: FaultSamp
     if not len(sample.weight) and not len(sample.input):
         return acc
     out = np.array(acc, dtype=np.int32, copy=True)
-    _delta_into(out.reshape(-1), x, prog, geom, sample, arrays if arrays is not None else _layer_arrays(prog, geom),
-                kernels)
+    _delta_into(
+        out.reshape(-1), x, prog, geom, sample, arrays if arrays is not None else _layer_arrays(prog, geom), kernels
+    )
     return out
 
 
-def faulty_products_reference(x: np.ndarray, prog: LayerProgram, geom: TileGeometry, sample: FaultSample,
-                              path: str | None = None) -> np.ndarray:
+def faulty_products_reference(
+    x: np.ndarray, prog: LayerProgram, geom: TileGeometry, sample: FaultSample, path: str | None = None
+) -> np.ndarray:
     """``Σ M(x', w')`` executed tile by tile with corrupted tile copies (the specification).
 
     Every temporal step above the PE level and every PE instance multiplies the PE's stored copies
@@ -1228,21 +1527,36 @@ def faulty_products_reference(x: np.ndarray, prog: LayerProgram, geom: TileGeome
         jx = int(np.searchsorted(geom.fills["input"], step, "right")) - 1
         for i in range(n_inst):
             st = {d: int(v) for d, v in zip(DIMS, geom.step_start[step] + geom.inst_off[i], strict=True)}
-            wt = wb[st["K"]:st["K"] + e["K"], st["C"]:st["C"] + e["C"], st["R"]:st["R"] + e["R"],
-                       st["S"]:st["S"] + e["S"]].copy()
+            wt = wb[
+                st["K"] : st["K"] + e["K"],
+                st["C"] : st["C"] + e["C"],
+                st["R"] : st["R"] + e["R"],
+                st["S"] : st["S"] + e["S"],
+            ].copy()
             h0, w0 = st["P"] * s.stride_h + st["R"] * s.dilation_h, st["Q"] * s.stride_w + st["S"] * s.dilation_w
-            xt = xp[st["N"]:st["N"] + e["N"], st["C"]:st["C"] + e["C"], h0:h0 + xdims[2], w0:w0 + xdims[3]].copy()
+            xt = xp[
+                st["N"] : st["N"] + e["N"], st["C"] : st["C"] + e["C"], h0 : h0 + xdims[2], w0 : w0 + xdims[3]
+            ].copy()
             mw = masks["weight"].get(jw * n_inst + i)
             if mw is not None:
                 wt ^= mw.reshape(wdims)
             mx = masks["input"].get(jx * n_inst + i)
             if mx is not None:
                 xt ^= mx.reshape(xdims)
-            part = conv2d_products(xt.view(dtype), wt.view(dtype), prog.multiplier,
-                                   strides=(s.stride_h, s.stride_w), dilations=(s.dilation_h, s.dilation_w),
-                                   path=path)
-            acc[st["N"]:st["N"] + e["N"], st["K"]:st["K"] + e["K"], st["P"]:st["P"] + e["P"],
-                st["Q"]:st["Q"] + e["Q"]] += part
+            part = conv2d_products(
+                xt.view(dtype),
+                wt.view(dtype),
+                prog.multiplier,
+                strides=(s.stride_h, s.stride_w),
+                dilations=(s.dilation_h, s.dilation_w),
+                path=path,
+            )
+            acc[
+                st["N"] : st["N"] + e["N"],
+                st["K"] : st["K"] + e["K"],
+                st["P"] : st["P"] + e["P"],
+                st["Q"] : st["Q"] + e["Q"],
+            ] += part
     out = acc.astype(np.int32)
     return out.reshape(s.n, s.k) if s.op == "dense" else out
 
@@ -1265,8 +1579,9 @@ class ModelFaults:
         Run-wide fault options.
     """
 
-    def __init__(self, schedules: MappingABC[str, LayerSchedule], spec: AcceleratorSpec,
-                 options: FaultOptions = FaultOptions()) -> None:
+    def __init__(
+        self, schedules: MappingABC[str, LayerSchedule], spec: AcceleratorSpec, options: FaultOptions = FaultOptions()
+    ) -> None:
         self.spec = spec
         self.options = options
         self.schedules = dict(schedules)
@@ -1309,8 +1624,11 @@ class ModelFaults:
             try:
                 self._kernels = compiled_kernels()
             except Exception as exc:  # no TVM / LLVM failure: same results, slower
-                warnings.warn(f"fault injection uses numpy kernels ({type(exc).__name__}: {str(exc)[:200]})",
-                              RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"fault injection uses numpy kernels ({type(exc).__name__}: {str(exc)[:200]})",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 self._kernels = NUMPY_KERNELS
         return self._kernels
 

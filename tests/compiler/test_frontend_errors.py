@@ -40,8 +40,12 @@ def _model_with(ops: list[str]) -> onnx.ModelProto:
     for i, op in enumerate(ops):
         nodes.append(helper.make_node(op, [prev], [f"t{i}"], name=f"n{i}"))
         prev = f"t{i}"
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                          [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [1, 4])])
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [1, 4])],
+    )
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.x", 1)])
 
 
@@ -56,8 +60,7 @@ def test_all_unsupported_ops_listed_at_once() -> None:
 
 def test_qoperator_format_gets_a_qdq_hint() -> None:
     m = _model_with(["Relu"])
-    m.graph.node.append(helper.make_node("QLinearConv", ["a", "b", "c", "d", "e", "f", "g", "h"], ["o"],
-                                         name="qc"))
+    m.graph.node.append(helper.make_node("QLinearConv", ["a", "b", "c", "d", "e", "f", "g", "h"], ["o"], name="qc"))
     with pytest.raises(UnsupportedOperatorError, match="QDQ"):
         frontend.check_supported(m)
 

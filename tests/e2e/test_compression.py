@@ -66,8 +66,13 @@ def test_compression_report(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from approxtvm.explore.compression_report import compression_study, write_compression_report
 
     data = load_dataset("digits:test").take(32)
-    s = compression_study(get_model("digits_cnn"), ApproxPolicy.exact(), WeightTransforms(0.5, "global", 4), data,
-                          load_dataset("digits:train").x[:64])
+    s = compression_study(
+        get_model("digits_cnn"),
+        ApproxPolicy.exact(),
+        WeightTransforms(0.5, "global", 4),
+        data,
+        load_dataset("digits:train").x[:64],
+    )
     assert s.footprint_ratio < 0.7
     assert s.bytes_after["dram"] < s.bytes_before["dram"]
     assert s.bytes_after["accum_buffer"] == s.bytes_before["accum_buffer"]

@@ -50,12 +50,19 @@ def _check_accumulators(model: CompiledModel, x: np.ndarray) -> int:
         prog = model.programs[lid]
         q, s = sch.quant, sch.shape
         if s.op == "dense":
-            ref = ((xq.astype(np.int64) - q.input_zero_point)
-                   @ (prog.weight.astype(np.int64) - np.asarray(q.weight_zero_points).reshape(-1, 1)).T)
+            ref = (xq.astype(np.int64) - q.input_zero_point) @ (
+                prog.weight.astype(np.int64) - np.asarray(q.weight_zero_points).reshape(-1, 1)
+            ).T
         else:
-            ref = numpy_conv_acc(xq, prog.weight, q.input_zero_point, np.asarray(q.weight_zero_points),
-                                 stride=(s.stride_h, s.stride_w), dilation=(s.dilation_h, s.dilation_w),
-                                 pads=(s.pad_top, s.pad_left, s.pad_bottom, s.pad_right))
+            ref = numpy_conv_acc(
+                xq,
+                prog.weight,
+                q.input_zero_point,
+                np.asarray(q.weight_zero_points),
+                stride=(s.stride_h, s.stride_w),
+                dilation=(s.dilation_h, s.dilation_w),
+                pads=(s.pad_top, s.pad_left, s.pad_bottom, s.pad_right),
+            )
         assert acc.dtype == np.int32
         np.testing.assert_array_equal(acc, ref, err_msg=f"layer {lid}")
         # executing the schedule tile by tile, in its loop order, gives the same accumulators
@@ -89,18 +96,22 @@ def test_small_cnn_matches_onnxruntime(cnn: CompiledModel) -> None:
 def test_batch_padding_does_not_change_results(cnn: CompiledModel) -> None:
     x = calibration(6, seed=11)  # not a multiple of the compiled batch of 4
     full = cnn.run(x).outputs["logits"]
-    one_by_one = np.concatenate([cnn.run(x[i:i + 1]).outputs["logits"] for i in range(6)])
+    one_by_one = np.concatenate([cnn.run(x[i : i + 1]).outputs["logits"] for i in range(6)])
     np.testing.assert_array_equal(full, one_by_one)
 
 
-@pytest.mark.parametrize(("k", "c", "size", "r", "stride", "pad", "dil"), [
-    (8, 3, 20, 7, 2, (3, 3, 3, 3), 1),   # ResNet stem-like 7×7 stride 2
-    (16, 8, 9, 1, 1, (0, 0, 0, 0), 1),   # 1×1
-    (8, 5, 12, 3, 1, (2, 2, 2, 2), 2),   # dilated
-    (12, 4, 11, 3, 3, (0, 1, 2, 0), 1),  # stride 3, asymmetric pads
-])
-def test_single_conv_accumulators(k: int, c: int, size: int, r: int, stride: int,
-                                  pad: tuple[int, int, int, int], dil: int) -> None:
+@pytest.mark.parametrize(
+    ("k", "c", "size", "r", "stride", "pad", "dil"),
+    [
+        (8, 3, 20, 7, 2, (3, 3, 3, 3), 1),  # ResNet stem-like 7×7 stride 2
+        (16, 8, 9, 1, 1, (0, 0, 0, 0), 1),  # 1×1
+        (8, 5, 12, 3, 1, (2, 2, 2, 2), 2),  # dilated
+        (12, 4, 11, 3, 3, (0, 1, 2, 0), 1),  # stride 3, asymmetric pads
+    ],
+)
+def test_single_conv_accumulators(
+    k: int, c: int, size: int, r: int, stride: int, pad: tuple[int, int, int, int], dil: int
+) -> None:
     m = single_conv(k, c, size, r, stride=stride, pad=pad, dilation=dil)
     x = calibration(3, size=size, channels=c, seed=5)
     model = compile_onnx(m, calibration=calibration(16, size=size, channels=c), batch_size=3)

@@ -18,15 +18,24 @@ pytestmark = pytest.mark.tvm
 
 def _depthwise_model() -> onnx.ModelProto:
     rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32), "w1"),
-             numpy_helper.from_array((rng.standard_normal((8, 1, 3, 3)) * 0.3).astype(np.float32), "wd"),
-             numpy_helper.from_array((rng.standard_normal((4, 8, 1, 1)) * 0.3).astype(np.float32), "w3")]
-    nodes = [helper.make_node("Conv", ["input", "w1"], ["a"], name="conv1", pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["a"], ["b"], name="relu"),
-             helper.make_node("Conv", ["b", "wd"], ["c"], name="dw", group=8, pads=[1, 1, 1, 1]),
-             helper.make_node("Conv", ["c", "w3"], ["y"], name="pw")]
-    g = helper.make_graph(nodes, "dw", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 12, 12])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 12, 12])], inits)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32), "w1"),
+        numpy_helper.from_array((rng.standard_normal((8, 1, 3, 3)) * 0.3).astype(np.float32), "wd"),
+        numpy_helper.from_array((rng.standard_normal((4, 8, 1, 1)) * 0.3).astype(np.float32), "w3"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w1"], ["a"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["a"], ["b"], name="relu"),
+        helper.make_node("Conv", ["b", "wd"], ["c"], name="dw", group=8, pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["c", "w3"], ["y"], name="pw"),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "dw",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 12, 12])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 12, 12])],
+        inits,
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     return m
@@ -40,7 +49,7 @@ def test_grouped_conv_stays_on_host_with_reason(caplog: pytest.LogCaptureFixture
     x = calibration(3, size=12, seed=2)
     ours = model.run(x).outputs["y"]
     sess = ort.InferenceSession(model.proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    ref = np.concatenate([sess.run(None, {"input": x[i:i + 1]})[0] for i in range(3)])
+    ref = np.concatenate([sess.run(None, {"input": x[i : i + 1]})[0] for i in range(3)])
     scale = float(numpy_helper.to_array(next(t for t in model.proto.graph.initializer if t.name == "y_scale")))
     d = np.abs(ours - ref) / scale
     assert d.max() <= 2 + 1e-4 and np.mean(d <= 1 + 1e-4) >= 0.99

@@ -24,7 +24,7 @@ def _compare(model_name: str, x: np.ndarray, calib: np.ndarray, batch: int) -> t
     assert len(model.layer_ids) >= 4
     ours = model.run(x).outputs[model.output_names[0]]
     sess = ort.InferenceSession(q.SerializeToString(), providers=["CPUExecutionProvider"])
-    ref = np.concatenate([sess.run(None, {model.input_name: x[i:i + batch]})[0] for i in range(0, len(x), batch)])
+    ref = np.concatenate([sess.run(None, {model.input_name: x[i : i + batch]})[0] for i in range(0, len(x), batch)])
     d = np.abs(ours - ref) / _output_step(q)
     top1 = float(np.mean(ours.argmax(1) == ref.argmax(1)))
     return float(np.mean(d <= 1 + 1e-4)), float(d.max()), top1

@@ -32,10 +32,24 @@ def fake_record(task: EvalTask) -> EvalRecord:
     rng = np.random.default_rng(int(hashlib.sha256(task.config_json.encode()).hexdigest()[:8], 16))
     truth = np.arange(SAMPLES) % 10
     pred = np.where(rng.random(SAMPLES) < min(1.0, err), (truth + 1) % 10, truth)
-    detail = {"by_component_pj": {"mac": 1000.0 * (1 - save)}, "by_layer_pj": {}, "layer_ids": list(LAYERS),
-              "macs_per_inference": 1.0}
-    return EvalRecord(task.key, task.context_fingerprint, task.config_json, SAMPLES, int(np.sum(pred == truth)),
-                      1000.0 * (1 - save), pred.astype("<i2").tobytes(), json.dumps(detail), 0.0, "fake")
+    detail = {
+        "by_component_pj": {"mac": 1000.0 * (1 - save)},
+        "by_layer_pj": {},
+        "layer_ids": list(LAYERS),
+        "macs_per_inference": 1.0,
+    }
+    return EvalRecord(
+        task.key,
+        task.context_fingerprint,
+        task.config_json,
+        SAMPLES,
+        int(np.sum(pred == truth)),
+        1000.0 * (1 - save),
+        pred.astype("<i2").tobytes(),
+        json.dumps(detail),
+        0.0,
+        "fake",
+    )
 
 
 class FakeExecutor:

@@ -15,9 +15,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def test_explore_arguments() -> None:
-    a = _parser().parse_args(["explore", "digits_cnn", "--data", "digits:test", "--multipliers", "exact",
-                              "bam:h=4,v=0", "--swings", "nominal", "0.5", "--budget", "1.5", "--scheduler",
-                              "tcp://host:8786"])
+    a = _parser().parse_args(
+        [
+            "explore",
+            "digits_cnn",
+            "--data",
+            "digits:test",
+            "--multipliers",
+            "exact",
+            "bam:h=4,v=0",
+            "--swings",
+            "nominal",
+            "0.5",
+            "--budget",
+            "1.5",
+            "--scheduler",
+            "tcp://host:8786",
+        ]
+    )
     assert a.func is cmd_explore and a.model == "digits_cnn"
     assert a.multipliers == ["exact", "bam:h=4,v=0"] and a.swings == [None, 0.5] and a.budget == 1.5
     assert a.scheduler == "tcp://host:8786" and not a.local_cluster

@@ -20,8 +20,7 @@ SETTINGS = NsgaSettings(pop_size=6, generations=2, seed=2)
 def _run(journal: Path, executor: object, on_record: object = None) -> tuple[ExploreResult, Study, int]:
     with Journal(journal) as j:
         study = Study(CTX, j, executor, on_record=on_record)  # type: ignore[arg-type]
-        space = study.space(("exact", "trunc:k=4", "drum:k=5", "drum:k=4"), (None, 0.5), (0.9, 0.7), (0.9,),
-                            (0,))
+        space = study.space(("exact", "trunc:k=4", "drum:k=5", "drum:k=4"), (None, 0.5), (0.9, 0.7), (0.9,), (0,))
         return run_nsga(study, space, SETTINGS), study, j.count()
 
 
@@ -49,8 +48,9 @@ def test_lost_worker_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> Non
     assert len({r.worker for r in recs}) >= 2
     ref, _, _ = _run(tmp_path / "inline.sqlite", InlineExecutor())
     # configurations, not keys: the keys include a fingerprint of the code, which may change between runs
-    assert [(p.config, p.accuracy_loss, p.energy_per_inference_pj) for p in res.pareto] == \
-        [(p.config, p.accuracy_loss, p.energy_per_inference_pj) for p in ref.pareto]
+    assert [(p.config, p.accuracy_loss, p.energy_per_inference_pj) for p in res.pareto] == [
+        (p.config, p.accuracy_loss, p.energy_per_inference_pj) for p in ref.pareto
+    ]
 
 
 @pytest.mark.slow

@@ -16,8 +16,7 @@ CTX = EvalContext("digits_cnn", limit=40)
 def test_front_dominates_uniform_and_reevaluates_identically(tmp_path: Path) -> None:
     with Journal(tmp_path / "j.sqlite") as j:
         study = Study(CTX, j, InlineExecutor())
-        space = study.space(("exact", "trunc:k=4", "drum:k=5", "drum:k=4"), (None, 0.5), (0.9, 0.7), (0.9, 0.7),
-                            (0, 4))
+        space = study.space(("exact", "trunc:k=4", "drum:k=5", "drum:k=4"), (None, 0.5), (0.9, 0.7), (0.9, 0.7), (0, 4))
         res = run_nsga(study, space, NsgaSettings(pop_size=6, generations=2, seed=0))
         ref = study.reference
         assert j.count() == study.new_evaluations == len({p.key for p in res.points})
@@ -28,7 +27,10 @@ def test_front_dominates_uniform_and_reevaluates_identically(tmp_path: Path) -> 
     clear_worker_cache()  # re-evaluate from scratch: same energy and accuracy, bit for bit
     for p in res.pareto:
         q = ref.point(run_task(make_task(CTX, study.fingerprint, p.config)))
-        assert (q.energy_per_inference_pj, q.accuracy_loss, q.agreement) == \
-            (p.energy_per_inference_pj, p.accuracy_loss, p.agreement)
+        assert (q.energy_per_inference_pj, q.accuracy_loss, q.agreement) == (
+            p.energy_per_inference_pj,
+            p.accuracy_loss,
+            p.agreement,
+        )
     paths = save_explore(res, tmp_path / "out", "digits_cnn")
     assert all(path.stat().st_size > 0 for path in paths.values())

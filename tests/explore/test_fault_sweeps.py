@@ -40,8 +40,14 @@ def test_noc_swing_sweep_trends_table_and_plot(data, tmp_path: Path) -> None:  #
 def test_sram_voltage_sweep_series_and_energy(data) -> None:  # type: ignore[no-untyped-def]
     rows = fs.sram_voltage_sweep("digits_cnn", (0.7, 0.5), data=data)
     assert [(r.series, r.voltage_v) for r in rows] == [
-        ("nominal", None), ("input_buffer", 0.7), ("input_buffer", 0.5), ("weight_buffer", 0.7),
-        ("weight_buffer", 0.5), ("both", 0.7), ("both", 0.5)]
+        ("nominal", None),
+        ("input_buffer", 0.7),
+        ("input_buffer", 0.5),
+        ("weight_buffer", 0.7),
+        ("weight_buffer", 0.5),
+        ("both", 0.7),
+        ("both", 0.5),
+    ]
     by = {(r.series, r.voltage_v): r for r in rows}
     assert by[("both", 0.5)].component_energy_pj < by[("input_buffer", 0.5)].component_energy_pj
     assert by[("input_buffer", 0.5)].component_energy_pj < by[("input_buffer", 0.7)].component_energy_pj

@@ -9,21 +9,25 @@ from hypothesis import strategies as st
 from approxtvm.errors import ExplorationError
 from approxtvm.explore.genome import Configuration, SearchSpace
 
-SPACE = SearchSpace(("conv1", "conv2", "fc"), ("exact", "trunc:k=4", "drum:k=4"), (None, 0.6, 0.4),
-                    (0.9, 0.7), (0.9, 0.6), (0, 4))
+SPACE = SearchSpace(
+    ("conv1", "conv2", "fc"), ("exact", "trunc:k=4", "drum:k=4"), (None, 0.6, 0.4), (0.9, 0.7), (0.9, 0.6), (0, 4)
+)
 
 
 def test_canonical_form_drops_what_means_nothing() -> None:
-    a = Configuration.make({"conv1": "exact", "fc": "drum:k=4"}, noc_swing_v=None, noc_protected_msbs=4,
-                           sram_v={"input_buffer": 0.9, "weight_buffer": 0.6})
+    a = Configuration.make(
+        {"conv1": "exact", "fc": "drum:k=4"},
+        noc_swing_v=None,
+        noc_protected_msbs=4,
+        sram_v={"input_buffer": 0.9, "weight_buffer": 0.6},
+    )
     b = Configuration.make({"fc": "drum:k=4"}, sram_v={"weight_buffer": 0.6})
     assert a == b and a.to_json() == b.to_json()
     assert a.multiplier_for("conv1") == "exact" and a.multiplier_for("fc") == "drum:k=4"
 
 
 def test_policy_matches_configuration() -> None:
-    c = Configuration.make({"conv2": "trunc:k=4"}, noc_swing_v=0.5, noc_protected_msbs=2,
-                           sram_v={"input_buffer": 0.7})
+    c = Configuration.make({"conv2": "trunc:k=4"}, noc_swing_v=0.5, noc_protected_msbs=2, sram_v={"input_buffer": 0.7})
     pol = c.policy()
     assert pol.config_for("conv2").multiplier == "trunc:k=4"
     assert pol.config_for("conv1").multiplier == "exact"
@@ -33,8 +37,13 @@ def test_policy_matches_configuration() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(0, 2), min_size=3, max_size=3), st.integers(0, 2), st.integers(0, 1),
-       st.integers(0, 1), st.integers(0, 1))
+@given(
+    st.lists(st.integers(0, 2), min_size=3, max_size=3),
+    st.integers(0, 2),
+    st.integers(0, 1),
+    st.integers(0, 1),
+    st.integers(0, 1),
+)
 def test_any_genome_decodes_and_round_trips(mults: list[int], s: int, i: int, w: int, p: int) -> None:
     c = SPACE.decode([*mults, s, i, w, p])
     assert Configuration.from_dict(c.to_dict()) == c

@@ -36,8 +36,9 @@ class ForwardExecutor(FakeExecutor):
             yield i, fake_record(t)
 
 
-def _explore(journal: Path, executor: FakeExecutor | None = None, settings: NsgaSettings | None = None
-             ) -> tuple[ExploreResult, Study]:
+def _explore(
+    journal: Path, executor: FakeExecutor | None = None, settings: NsgaSettings | None = None
+) -> tuple[ExploreResult, Study]:
     ex = executor or FakeExecutor()
     with Journal(journal) as j:
         study = Study(CTX, j, ex, fingerprint="fake-context")

@@ -81,7 +81,8 @@ BAD_NPZ = {
     "x_nan": ({"x": np.full((2, 1, 8, 8), np.nan, np.float32)}, "key 'x' contains non-finite"),
     "float_y": ({"x": np.zeros((2, 1, 8, 8), np.float32), "y": np.zeros(2)}, "key 'y' has dtype float64"),
     "onehot_y": (
-        {"x": np.zeros((2, 1, 8, 8), np.float32), "y": np.eye(2, dtype=np.int64)}, "key 'y' has shape",
+        {"x": np.zeros((2, 1, 8, 8), np.float32), "y": np.eye(2, dtype=np.int64)},
+        "key 'y' has shape",
     ),
     "length": ({"x": np.zeros((2, 1, 8, 8), np.float32), "y": np.zeros(3, np.int64)}, "different lengths"),
 }

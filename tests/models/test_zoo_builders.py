@@ -40,7 +40,11 @@ def built() -> dict[str, onnx.ModelProto]:
     ],
 )
 def test_topology_and_output(
-    built: dict[str, onnx.ModelProto], name: str, n_conv: int, in_shape: tuple[int, ...], classes: int,
+    built: dict[str, onnx.ModelProto],
+    name: str,
+    n_conv: int,
+    in_shape: tuple[int, ...],
+    classes: int,
 ) -> None:
     model = built[name]
     onnx.checker.check_model(model)
@@ -69,8 +73,14 @@ def test_layer_shapes_match_yardstick(built: dict[str, onnx.ModelProto], name: s
     for layer, r in zip(ours, ref, strict=True):
         # the yardstick names the projection conv "layerX.0.downsample" (torchvision: ".downsample.0")
         assert layer.name.removesuffix(".0") == r["name"] or layer.name == r["name"]
-        got = (layer.out_channels, layer.in_channels, layer.out_rows, layer.out_cols,
-               layer.kernel_rows, layer.kernel_cols)
+        got = (
+            layer.out_channels,
+            layer.in_channels,
+            layer.out_rows,
+            layer.out_cols,
+            layer.kernel_rows,
+            layer.kernel_cols,
+        )
         assert got == (r["K"], r["C"], r["OY"], r["OX"], r["FY"], r["FX"]), layer.name
         assert layer.macs_per_image == r["macs"]
         assert layer.weight_count == r["weights"]

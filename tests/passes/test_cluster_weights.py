@@ -76,8 +76,13 @@ def test_bad_options_raise_policy_error() -> None:
         ClusterWeights({"fc2": 4})(Before)
 
 
-@given(seed=st.integers(0, 2**32 - 1), bits=st.integers(1, 8), dtype=st.sampled_from([np.uint8, np.int8]),
-       sparsity=st.sampled_from([0.0, 0.5, 0.9]), spread=st.sampled_from([2, 10, 60, 128]))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    bits=st.integers(1, 8),
+    dtype=st.sampled_from([np.uint8, np.int8]),
+    sparsity=st.sampled_from([0.0, 0.5, 0.9]),
+    spread=st.sampled_from([2, 10, 60, 128]),
+)
 @settings(max_examples=80, deadline=None)
 def test_cluster_codes_properties(seed: int, bits: int, dtype: type, sparsity: float, spread: int) -> None:
     rng = np.random.default_rng(seed)

@@ -12,8 +12,11 @@ from approxtvm.passes.name_layers import LAYER_NAMES_ATTR, NameLayers
 @I.ir_module
 class Before:
     @R.function
-    def main(x: R.Tensor((1, 4, 8, 8), "uint8"), w1_q: R.Tensor((8, 4, 3, 3), "uint8"),  # noqa: N805
-             wf_q: R.Tensor((10, 8), "uint8")) -> R.Tensor((1, 10), "float32"):
+    def main(
+        x: R.Tensor((1, 4, 8, 8), "uint8"),  # noqa: N805
+        w1_q: R.Tensor((8, 4, 3, 3), "uint8"),
+        wf_q: R.Tensor((10, 8), "uint8"),
+    ) -> R.Tensor((1, 10), "float32"):
         R.func_attr({"num_input": 1})
         with R.dataflow():
             xd = R.dequantize(x, R.const(0.1, "float32"), R.const(3, "uint8"))
@@ -30,8 +33,11 @@ class Before:
 @I.ir_module
 class Expected:
     @R.function
-    def main(x: R.Tensor((1, 4, 8, 8), "uint8"), w1_q: R.Tensor((8, 4, 3, 3), "uint8"),  # noqa: N805
-             wf_q: R.Tensor((10, 8), "uint8")) -> R.Tensor((1, 10), "float32"):
+    def main(
+        x: R.Tensor((1, 4, 8, 8), "uint8"),  # noqa: N805
+        w1_q: R.Tensor((8, 4, 3, 3), "uint8"),
+        wf_q: R.Tensor((10, 8), "uint8"),
+    ) -> R.Tensor((1, 10), "float32"):
         R.func_attr({"num_input": 1})
         with R.dataflow():
             xd = R.dequantize(x, R.const(0.1, "float32"), R.const(3, "uint8"))

@@ -113,19 +113,20 @@ def layers(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray | int, np.ndarray, f
 @given(case=layers())
 @settings(max_examples=80, deadline=None)
 def test_prune_codes_hits_the_target_exactly_and_keeps_other_weights(
-        case: tuple[np.ndarray, np.ndarray | int, np.ndarray, float]) -> None:
+    case: tuple[np.ndarray, np.ndarray | int, np.ndarray, float],
+) -> None:
     codes, zp, scales, s = case
     original = codes.copy()
     out = prune_codes(codes, zp, scales, s)
     np.testing.assert_array_equal(codes, original)  # input not mutated
-    zero = np.broadcast_to(np.asarray(zp).reshape(-1, *[1] * (codes.ndim - 1)) if np.ndim(zp) else zp,
-                           codes.shape)
+    zero = np.broadcast_to(np.asarray(zp).reshape(-1, *[1] * (codes.ndim - 1)) if np.ndim(zp) else zp, codes.shape)
     k = int(np.floor(s * codes.size + 0.5))
     assert int((out == zero).sum()) == max(k, int((codes == zero).sum()))
     changed = out != codes
     assert np.all(out[changed] == zero[changed])  # only prunes, never alters kept weights
     mag = np.abs(codes.astype(float) - zero) * np.broadcast_to(
-        np.asarray(scales).reshape(-1, *[1] * (codes.ndim - 1)) if np.ndim(scales) else scales, codes.shape)
+        np.asarray(scales).reshape(-1, *[1] * (codes.ndim - 1)) if np.ndim(scales) else scales, codes.shape
+    )
     if changed.any() and (~changed & (codes != zero)).any():
         assert mag[changed].max() <= mag[~changed & (codes != zero)].min()
 

@@ -14,7 +14,8 @@ from approxtvm.passes.split_layer_inputs import SplitLayerInputs
 class Before:
     @R.function
     def main(x: R.Tensor((1, 4, 8, 8), "uint8"), w: R.Tensor((4, 4, 1, 1), "uint8")) -> R.Tensor(  # noqa: N805
-            (1, 4, 8, 8), "float32"):
+        (1, 4, 8, 8), "float32"
+    ):
         with R.dataflow():
             xd = R.dequantize(x, R.const(0.1, "float32"), R.const(3, "uint8"))
             wd = R.dequantize(w, R.const(0.2, "float32"), R.const(128, "uint8"))
@@ -30,7 +31,8 @@ class Before:
 class Expected:
     @R.function
     def main(x: R.Tensor((1, 4, 8, 8), "uint8"), w: R.Tensor((4, 4, 1, 1), "uint8")) -> R.Tensor(  # noqa: N805
-            (1, 4, 8, 8), "float32"):
+        (1, 4, 8, 8), "float32"
+    ):
         with R.dataflow():
             xd = R.dequantize(x, R.const(0.1, "float32"), R.const(3, "uint8"))
             wd = R.dequantize(w, R.const(0.2, "float32"), R.const(128, "uint8"))
@@ -51,6 +53,9 @@ def test_each_layer_gets_its_own_input_dequantize() -> None:
 
 def test_weight_dequantize_is_not_duplicated() -> None:
     after = SplitLayerInputs()(Before)
-    deqs = [b for b in after["main"].body.blocks[0].bindings
-            if isinstance(b.value, relax.Call) and b.value.op.name == "relax.dequantize"]
+    deqs = [
+        b
+        for b in after["main"].body.blocks[0].bindings
+        if isinstance(b.value, relax.Call) and b.value.op.name == "relax.dequantize"
+    ]
     assert sum(isinstance(b.value.args[0], relax.Var) and b.value.args[0].name == "w" for b in deqs) == 1

@@ -21,9 +21,7 @@ LAYERS = [(net, name, shape) for net in ("resnet18", "resnet50") for name, shape
 
 
 def _m(shape: LayerShape, dram=(), gb=(), pe=(), reg=()) -> Mapping:
-    return Mapping(
-        shape, tuple(LevelNest(n, tuple(lv)) for n, lv in zip(LEVELS, (dram, gb, pe, reg), strict=True))
-    )
+    return Mapping(shape, tuple(LevelNest(n, tuple(lv)) for n, lv in zip(LEVELS, (dram, gb, pe, reg), strict=True)))
 
 
 @pytest.mark.parametrize(("net", "name", "shape"), LAYERS, ids=[f"{n}:{m}" for n, m, _ in LAYERS])

@@ -21,17 +21,13 @@ SPEC = AcceleratorSpec.load("simba_like")
 def _dense_golden() -> Mapping:
     """Dense 16x8 on 2 PEs (hand-computed in tests/targets/test_mapper.py: 10528.02 pJ)."""
     levels = ((), (Loop("K", 2, True),), (Loop("K", 8, True), Loop("C", 8, True)), ())
-    return Mapping(
-        LayerShape.dense(1, 16, 8), tuple(LevelNest(n, lv) for n, lv in zip(LEVELS, levels, strict=True))
-    )
+    return Mapping(LayerShape.dense(1, 16, 8), tuple(LevelNest(n, lv) for n, lv in zip(LEVELS, levels, strict=True)))
 
 
 @pytest.fixture(scope="module")
 def report() -> EnergyReport:
     layers = resnet_layer_shapes("resnet18")
-    return EnergyReport(
-        tuple(energy_of(n, simulate_counts(map_layer(s, SPEC), SPEC), SPEC) for n, s in layers)
-    )
+    return EnergyReport(tuple(energy_of(n, simulate_counts(map_layer(s, SPEC), SPEC), SPEC) for n, s in layers))
 
 
 def test_components_add_up_exactly(report: EnergyReport) -> None:

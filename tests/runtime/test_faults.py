@@ -35,8 +35,16 @@ def _mapping(shape: LayerShape, dram=(), gb=(), pe=(), reg=()) -> Mapping:
     return Mapping(shape, tuple(LevelNest(n, tuple(lv)) for n, lv in zip(LEVELS, (dram, gb, pe, reg), strict=True)))
 
 
-def _program(shape: LayerShape, mapping: Mapping, mult: Multiplier = EXACT_U, *, zx: int = 3, zw: int = 7,
-             seed: int = 0, config: ApproxConfig | None = None) -> tuple[LayerProgram, np.ndarray]:
+def _program(
+    shape: LayerShape,
+    mapping: Mapping,
+    mult: Multiplier = EXACT_U,
+    *,
+    zx: int = 3,
+    zw: int = 7,
+    seed: int = 0,
+    config: ApproxConfig | None = None,
+) -> tuple[LayerProgram, np.ndarray]:
     rng = np.random.default_rng(seed)
     config = config or ApproxConfig()
     dtype = np.int8 if mult.signed else np.uint8
@@ -139,9 +147,13 @@ def _layers(draw: st.DrawFn) -> tuple[Mapping, Multiplier, int]:
     n = draw(st.sampled_from([1, 2]))
     pad = draw(st.sampled_from([0, 1]))
     dense = draw(st.booleans())
-    shape = (LayerShape.dense(n, k, c * 4) if dense else
-             LayerShape.conv2d(n, k, c, h, h, r, r, strides=(stride, stride), dilations=(dil, dil),
-                               pads=(pad, pad, pad, pad)))
+    shape = (
+        LayerShape.dense(n, k, c * 4)
+        if dense
+        else LayerShape.conv2d(
+            n, k, c, h, h, r, r, strides=(stride, stride), dilations=(dil, dil), pads=(pad, pad, pad, pad)
+        )
+    )
     b = shape.bounds
     k_pe = draw(st.sampled_from([d for d in range(1, 17) if b["K"] % d == 0]))
     k_vm = draw(st.sampled_from([d for d in range(1, 9) if (b["K"] // k_pe) % d == 0]))
@@ -194,29 +206,39 @@ def test_sparse_injection_equals_tile_by_tile_reference(layer: tuple[Mapping, Mu
     if _compiled() is not None:
         np.testing.assert_array_equal(faults.inject(x, prog, clean, sample, g, kernels=_compiled()), ref)
     if len(sample.weight) or len(sample.input):
-        np.testing.assert_array_equal(faults.products_delta(x, prog, g, sample).reshape(fast.shape),
-                                      fast.astype(np.int64) - clean)
+        np.testing.assert_array_equal(
+            faults.products_delta(x, prog, g, sample).reshape(fast.shape), fast.astype(np.int64) - clean
+        )
 
 
 @pytest.mark.tvm
 def test_compiled_kernels_equal_numpy_kernels() -> None:
     kernels = faults.tvm_kernels()
-    for seed, shape in enumerate((LayerShape.conv2d(2, 32, 16, 9, 9, 3, 3, strides=(2, 2), pads=(1, 1, 1, 1)),
-                                  LayerShape.conv2d(1, 24, 8, 7, 7, 3, 3, dilations=(2, 2), pads=(2, 2, 2, 2)),
-                                  LayerShape.dense(3, 40, 64))):
+    for seed, shape in enumerate(
+        (
+            LayerShape.conv2d(2, 32, 16, 9, 9, 3, 3, strides=(2, 2), pads=(1, 1, 1, 1)),
+            LayerShape.conv2d(1, 24, 8, 7, 7, 3, 3, dilations=(2, 2), pads=(2, 2, 2, 2)),
+            LayerShape.dense(3, 40, 64),
+        )
+    ):
         prog, x = _program(shape, map_layer(shape, SPEC), RAND_U, seed=seed)
         g = faults.tile_geometry(prog.schedule.mapping, SPEC)
         s = faults.sample_faults(_plan(noc=0.01, w=0.02, x=0.02), g, seed=seed)
         clean = accumulate(x, prog)
-        np.testing.assert_array_equal(faults.inject(x, prog, clean, s, g, kernels=kernels),
-                                      faults.inject(x, prog, clean, s, g))
+        np.testing.assert_array_equal(
+            faults.inject(x, prog, clean, s, g, kernels=kernels), faults.inject(x, prog, clean, s, g)
+        )
         for t in ("weight", "input"):  # a single corrupted word (1-element arrays through DLPack)
             cw = s.of(t)
             one = faults.CorruptedWords(cw.residency[3:4], cw.word[3:4], cw.mask[3:4])
-            single = faults.FaultSample(one, faults.CorruptedWords.empty()) if t == "weight" else \
-                faults.FaultSample(faults.CorruptedWords.empty(), one)
-            np.testing.assert_array_equal(faults.inject(x, prog, clean, single, g, kernels=kernels),
-                                          faults.inject(x, prog, clean, single, g))
+            single = (
+                faults.FaultSample(one, faults.CorruptedWords.empty())
+                if t == "weight"
+                else faults.FaultSample(faults.CorruptedWords.empty(), one)
+            )
+            np.testing.assert_array_equal(
+                faults.inject(x, prog, clean, single, g, kernels=kernels), faults.inject(x, prog, clean, single, g)
+            )
 
 
 def test_ber_zero_is_bit_identical_and_leaves_inputs_untouched() -> None:
@@ -252,20 +274,36 @@ def test_corrupted_weight_persists_for_its_residency_and_refill_is_fresh() -> No
     g = faults.tile_geometry(m, SPEC)
     assert g.fills["weight"].tolist() == [0, 1, 2, 3] and g.instances == 1
     # the weight buffer's copy of w[0] loses its MSB during fill 0: 3 -> 131
-    sample = faults.FaultSample(faults.CorruptedWords(np.array([0]), np.array([0]), np.array([0x80], np.uint8)),
-                           faults.CorruptedWords.empty())
+    sample = faults.FaultSample(
+        faults.CorruptedWords(np.array([0]), np.array([0]), np.array([0x80], np.uint8)), faults.CorruptedWords.empty()
+    )
     got = faults.inject(x, prog, accumulate(x, prog), sample, g)
     # acc = M(x, w) - z_w x - z_x w + z_x z_w, corrections from the fault-free operands
-    expected = np.array([[[[131 * 1 - 2 * 1 - 3 + 2, 131 * 2 - 2 * 2 - 3 + 2,   # residency 0: wrong
-                            3 * 3 - 2 * 3 - 3 + 2, 3 * 4 - 2 * 4 - 3 + 2]],      # after refill: fresh
-                          [[5 * q - 2 * q - 5 + 2 for q in (1, 2, 3, 4)]]]], np.int32)
+    expected = np.array(
+        [
+            [
+                [
+                    [
+                        131 * 1 - 2 * 1 - 3 + 2,
+                        131 * 2 - 2 * 2 - 3 + 2,  # residency 0: wrong
+                        3 * 3 - 2 * 3 - 3 + 2,
+                        3 * 4 - 2 * 4 - 3 + 2,
+                    ]
+                ],  # after refill: fresh
+                [[5 * q - 2 * q - 5 + 2 for q in (1, 2, 3, 4)]],
+            ]
+        ],
+        np.int32,
+    )
     np.testing.assert_array_equal(got, expected)
     # the same corrupted word in the refill (fill 2) hits the other two outputs only
-    sample2 = faults.FaultSample(faults.CorruptedWords(np.array([2]), np.array([0]), np.array([0x80], np.uint8)),
-                            faults.CorruptedWords.empty())
+    sample2 = faults.FaultSample(
+        faults.CorruptedWords(np.array([2]), np.array([0]), np.array([0x80], np.uint8)), faults.CorruptedWords.empty()
+    )
     got2 = faults.inject(x, prog, accumulate(x, prog), sample2, g)
-    np.testing.assert_array_equal(got2[0, 0, 0], [3 * 1 - 2 - 3 + 2, 3 * 2 - 4 - 3 + 2, 131 * 3 - 6 - 3 + 2,
-                                                  131 * 4 - 8 - 3 + 2])
+    np.testing.assert_array_equal(
+        got2[0, 0, 0], [3 * 1 - 2 - 3 + 2, 3 * 2 - 4 - 3 + 2, 131 * 3 - 6 - 3 + 2, 131 * 4 - 8 - 3 + 2]
+    )
 
 
 def test_input_copies_are_corrupted_per_receiving_pe() -> None:
@@ -280,8 +318,9 @@ def test_input_copies_are_corrupted_per_receiving_pe() -> None:
     g = faults.tile_geometry(m, SPEC)
     assert g.instances == 2 and g.hops.tolist() == [0, 1]
     # PE 1's copy of x[q=1] flips bit 0 (20 -> 21); PE 0 (k = 0, 1) is untouched
-    sample = faults.FaultSample(faults.CorruptedWords.empty(), faults.CorruptedWords(np.array([1]), np.array([1]),
-                                                                     np.array([1], np.uint8)))
+    sample = faults.FaultSample(
+        faults.CorruptedWords.empty(), faults.CorruptedWords(np.array([1]), np.array([1]), np.array([1], np.uint8))
+    )
     got = faults.inject(x, prog, accumulate(x, prog), sample, g)
     np.testing.assert_array_equal(got[0, :, 0], [[10, 20], [20, 40], [30, 63], [40, 84]])
 
@@ -398,8 +437,9 @@ def _compile(policy: ApproxPolicy, calib: np.ndarray, batch_size: int = 60):  # 
 
 def _run_config(args: tuple[float, float, int, np.ndarray, np.ndarray]) -> tuple[bytes, dict]:
     swing, volts, seed, calib, x = args
-    model = _compile(ApproxPolicy.uniform(noc_swing_v=swing, sram_v={"input_buffer": volts,
-                                                                      "weight_buffer": volts}), calib)
+    model = _compile(
+        ApproxPolicy.uniform(noc_swing_v=swing, sram_v={"input_buffer": volts, "weight_buffer": volts}), calib
+    )
     res = model.run(x, seed=seed)
     return res.outputs["logits"].tobytes(), res.counters["faults"]
 
@@ -428,8 +468,7 @@ def test_model_nominal_or_ber_zero_is_exact_and_low_ber_keeps_accuracy(digits) -
     nominal = _compile(ApproxPolicy.uniform(noc_swing_v=0.9, sram_v={"input_buffer": 0.9}), calib).run(x, seed=1)
     assert nominal.outputs["logits"].tobytes() == ref.outputs["logits"].tobytes()
     # scaled energy without faults: bit-identical outputs, energy changed only by the voltages
-    scaled = _compile(ApproxPolicy.uniform(noc_swing_v=0.5, sram_v={"input_buffer": 0.6,
-                                                                     "weight_buffer": 0.7}), calib)
+    scaled = _compile(ApproxPolicy.uniform(noc_swing_v=0.5, sram_v={"input_buffer": 0.6, "weight_buffer": 0.7}), calib)
     scaled.set_fault_options(faults.FaultOptions(ber_scale=0.0))
     r0 = scaled.run(x, seed=1)
     assert r0.outputs["logits"].tobytes() == ref.outputs["logits"].tobytes()

@@ -58,8 +58,10 @@ def _adversarial() -> list[tuple[str, np.ndarray, int]]:
         ("zero_code 255", np.array([255, 255, 0, 1, 255]), 255),
     ]
     out = [(name, np.asarray(a).astype(np.uint8), zc) for name, a, zc in cases]
-    out += [("int8 symmetric", np.array([0, 0, -128, 127, 0, 0, 0, -1], dtype=np.int8), 0),
-            ("int8 zero -128", np.array([-128] * 40 + [5, -128, 127], dtype=np.int8), -128)]
+    out += [
+        ("int8 symmetric", np.array([0, 0, -128, 127, 0, 0, 0, -1], dtype=np.int8), 0),
+        ("int8 zero -128", np.array([-128] * 40 + [5, -128, 127], dtype=np.int8), -128),
+    ]
     return out
 
 
@@ -81,8 +83,7 @@ def test_round_trip_is_exact_and_sizes_match(mode: str, case: tuple[np.ndarray, 
         assert enc.total_bytes == min(sizes.values()) <= sizes["dense"]
 
 
-@pytest.mark.parametrize(("name", "tile", "zero"), _adversarial(),
-                         ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(("name", "tile", "zero"), _adversarial(), ids=lambda v: v if isinstance(v, str) else "")
 @pytest.mark.parametrize("mode", [*ENCODINGS, "auto"])
 def test_adversarial_round_trips(name: str, tile: np.ndarray, zero: int, mode: str) -> None:
     for run_bits in (1, 4, 8):
@@ -129,8 +130,7 @@ def test_forced_codebook_with_too_many_values_is_a_clear_error() -> None:
 
 @given(case=tiles(max_size=300), mode=st.sampled_from(ENCODINGS), data=st.data())
 @settings(max_examples=100, deadline=None)
-def test_truncated_or_extended_blobs_raise(case: tuple[np.ndarray, int], mode: str,
-                                           data: st.DataObject) -> None:
+def test_truncated_or_extended_blobs_raise(case: tuple[np.ndarray, int], mode: str, data: st.DataObject) -> None:
     tile, zero = case
     blob = encode(tile, zero, mode)
     cut = data.draw(st.integers(0, len(blob) - 1))
@@ -142,8 +142,9 @@ def test_truncated_or_extended_blobs_raise(case: tuple[np.ndarray, int], mode: s
 
 @given(case=tiles(max_size=300), mode=st.sampled_from(ENCODINGS), data=st.data())
 @settings(max_examples=150, deadline=None)
-def test_corrupted_blobs_raise_compression_error_or_decode(case: tuple[np.ndarray, int], mode: str,
-                                                           data: st.DataObject) -> None:
+def test_corrupted_blobs_raise_compression_error_or_decode(
+    case: tuple[np.ndarray, int], mode: str, data: st.DataObject
+) -> None:
     tile, zero = case
     blob = bytearray(encode(tile, zero, mode))
     pos = data.draw(st.integers(0, len(blob) - 1))

@@ -22,9 +22,7 @@ def test_simba_like_encodes_design_table(spec: AcceleratorSpec) -> None:
     pa = spec.pe_array
     assert (pa.mesh_rows, pa.mesh_cols, pa.vector_macs_per_pe, pa.lanes_per_vector_mac) == (4, 4, 8, 8)
     assert pa.num_pes == 16 and pa.num_macs == 1024
-    wb, ib, acc, gb = (
-        spec.memory(n) for n in ("weight_buffer", "input_buffer", "accum_buffer", "global_buffer")
-    )
+    wb, ib, acc, gb = (spec.memory(n) for n in ("weight_buffer", "input_buffer", "accum_buffer", "global_buffer"))
     assert (wb.capacity_bytes, wb.width_bits, wb.read_energy_pj) == (32 * 1024, 64, 12.0)
     assert (ib.capacity_bytes, ib.width_bits, ib.read_energy_pj) == (8 * 1024, 64, 6.1)
     assert (acc.capacity_bytes, acc.width_bits, acc.read_energy_pj) == (3 * 1024, 24, 4.0)

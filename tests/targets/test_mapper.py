@@ -27,9 +27,7 @@ def spec() -> AcceleratorSpec:
 
 
 def _m(shape: LayerShape, dram=(), gb=(), pe=(), reg=()) -> Mapping:
-    return Mapping(
-        shape, tuple(LevelNest(n, tuple(lv)) for n, lv in zip(LEVELS, (dram, gb, pe, reg), strict=True))
-    )
+    return Mapping(shape, tuple(LevelNest(n, tuple(lv)) for n, lv in zip(LEVELS, (dram, gb, pe, reg), strict=True)))
 
 
 def _total(counts: AccessCounts, spec: AcceleratorSpec) -> float:
@@ -120,9 +118,7 @@ def test_access_counts_json_and_add(spec: AcceleratorSpec) -> None:
 
 def golden_dense() -> Mapping:
     """Dense 16x8 on 2 PEs: K 2 across PEs, K 8 across vector MACs, C 8 across lanes; 1 cycle."""
-    return _m(
-        LayerShape.dense(1, 16, 8), gb=[Loop("K", 2, True)], pe=[Loop("K", 8, True), Loop("C", 8, True)]
-    )
+    return _m(LayerShape.dense(1, 16, 8), gb=[Loop("K", 2, True)], pe=[Loop("K", 8, True), Loop("C", 8, True)])
 
 
 def golden_conv() -> Mapping:
@@ -233,9 +229,7 @@ def test_mul_energy_override_scales_only_the_multiply(spec: AcceleratorSpec) -> 
     exact = energy_breakdown_pj(c, spec)
     half = energy_breakdown_pj(c, spec, mul_energy_pj=0.1)
     assert half[("mac", "compute")] == pytest.approx(4608 * (0.1 + 0.115))
-    assert {k: v for k, v in half.items() if k[0] != "mac"} == {
-        k: v for k, v in exact.items() if k[0] != "mac"
-    }
+    assert {k: v for k, v in half.items() if k[0] != "mac"} == {k: v for k, v in exact.items() if k[0] != "mac"}
 
 
 def test_multicast_saves_noc_energy(spec: AcceleratorSpec) -> None:
@@ -256,9 +250,7 @@ def test_batch_and_package_spec() -> None:
 
 
 def test_no_fitting_mapping_is_a_schedule_error(spec: AcceleratorSpec) -> None:
-    tiny = tuple(
-        dataclasses.replace(m, capacity_bytes=16) if m.name == "input_buffer" else m for m in spec.memories
-    )
+    tiny = tuple(dataclasses.replace(m, capacity_bytes=16) if m.name == "input_buffer" else m for m in spec.memories)
     small = dataclasses.replace(spec, memories=tiny)
     with pytest.raises(ScheduleError, match="no mapping"):
         map_layer(LayerShape.conv2d(1, 8, 8, 16, 16, 5, 5), small)

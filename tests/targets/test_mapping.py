@@ -19,9 +19,7 @@ def spec() -> AcceleratorSpec:
 
 
 def _m(shape: LayerShape, dram=(), gb=(), pe=(), reg=()) -> Mapping:
-    return Mapping(
-        shape, tuple(LevelNest(n, tuple(lv)) for n, lv in zip(LEVELS, (dram, gb, pe, reg), strict=True))
-    )
+    return Mapping(shape, tuple(LevelNest(n, tuple(lv)) for n, lv in zip(LEVELS, (dram, gb, pe, reg), strict=True)))
 
 
 CONV = LayerShape.conv2d(1, 8, 16, 4, 4, 3, 3)  # P = Q = 2
@@ -169,11 +167,7 @@ def test_to_text_is_timeloop_style(spec: AcceleratorSpec) -> None:
     assert "| for C in [0:2)" in text
     assert "for C in [0:8) (Spatial-X)" in text and "for K in [0:8) (Spatial-Y)" in text
     assert text.rstrip().endswith("<< Compute >>")
-    assert (
-        text.index("GlobalBuffer [ Inputs:")
-        < text.index("PE [ Weights:")
-        < text.index("Register [ Weights:1 ]")
-    )
+    assert text.index("GlobalBuffer [ Inputs:") < text.index("PE [ Weights:") < text.index("Register [ Weights:1 ]")
 
 
 def test_mapper_mappings_round_trip(spec: AcceleratorSpec) -> None:

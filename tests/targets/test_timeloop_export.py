@@ -18,9 +18,7 @@ class _TagLoader(yaml.SafeLoader):
     """Reads ``!Component``/``!Container`` nodes as plain dicts with a ``_tag`` key."""
 
 
-_TagLoader.add_multi_constructor(
-    "!", lambda ld, tag, node: {"_tag": tag, **ld.construct_mapping(node, deep=True)}
-)
+_TagLoader.add_multi_constructor("!", lambda ld, tag, node: {"_tag": tag, **ld.construct_mapping(node, deep=True)})
 
 
 def _load(p: Path) -> Any:
@@ -35,9 +33,7 @@ def test_export_round_trip(tmp_path: Path, index: int) -> None:
     paths = export_timeloop(m, spec, tmp_path)
     arch = _load(paths["arch"])["architecture"]
     names = [n["name"] for n in arch["nodes"]]
-    assert (
-        names.index("DRAM") < names.index("GlobalBuffer") < names.index("PEAccuBuffer") < names.index("MAC")
-    )
+    assert names.index("DRAM") < names.index("GlobalBuffer") < names.index("PEAccuBuffer") < names.index("MAC")
     gb = next(n for n in arch["nodes"] if n["name"] == "GlobalBuffer")
     assert gb["_tag"] == "Component" and gb["constraints"]["dataspace"]["bypass"] == ["Weights"]
     assert gb["attributes"]["depth"] * gb["attributes"]["width"] == 64 * 1024 * 8
@@ -52,6 +48,4 @@ def test_export_round_trip(tmp_path: Path, index: int) -> None:
             product[d] *= int(v)
     assert product == {TL_DIM[d]: b for d, b in shape.bounds.items()}
     spatial = [e for e in entries if e["type"] == "spatial"]
-    assert (
-        math.prod(int(kv.split("=")[1]) for e in spatial for kv in e["factors"].split()) == m.spatial_macs()
-    )
+    assert math.prod(int(kv.split("=")[1]) for e in spatial for kv in e["factors"].split()) == m.spatial_macs()

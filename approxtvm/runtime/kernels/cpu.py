@@ -28,8 +28,13 @@ class CpuInfo:
 
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly view."""
-        return {"llvm_cpu": self.llvm_cpu, "avx2": self.avx2, "avx512": self.avx512,
-                "vnni": self.vnni, "machine": self.machine}
+        return {
+            "llvm_cpu": self.llvm_cpu,
+            "avx2": self.avx2,
+            "avx512": self.avx512,
+            "vnni": self.vnni,
+            "machine": self.machine,
+        }
 
 
 def _cpuinfo_flags() -> set[str]:

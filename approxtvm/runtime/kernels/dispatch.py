@@ -100,17 +100,18 @@ class KernelCache:
     host_cpu: CpuInfo | None = None
     _tvm: TvmKernelCache | None = field(default=None, init=False, repr=False)
     _cpu: CpuInfo | None = field(default=None, init=False, repr=False)
-    _factors: dict[tuple[str, bytes], IntegerFactors | None] = field(default_factory=dict, init=False,
-                                                                     repr=False)
-    _tables: OrderedDict[tuple, tuple[dict, int]] = field(default_factory=OrderedDict, init=False,
-                                                          repr=False)
+    _factors: dict[tuple[str, bytes], IntegerFactors | None] = field(default_factory=dict, init=False, repr=False)
+    _tables: OrderedDict[tuple, tuple[dict, int]] = field(default_factory=OrderedDict, init=False, repr=False)
     _table_bytes: int = field(default=0, init=False, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
 
     def __getstate__(self) -> dict[str, object]:
         """Pickle the settings only (sessions and compiled kernels are per process)."""
-        return {"table_cache_max_bytes": self.table_cache_max_bytes, "max_rank": self.max_rank,
-                "host_cpu": self.host_cpu}
+        return {
+            "table_cache_max_bytes": self.table_cache_max_bytes,
+            "max_rank": self.max_rank,
+            "host_cpu": self.host_cpu,
+        }
 
     def __setstate__(self, state: dict[str, object]) -> None:
         fresh = KernelCache(**state)  # type: ignore[arg-type]
@@ -187,8 +188,9 @@ class PathChoice:
     reason: str
 
 
-def choose_path(mult: Multiplier, shape: object = None, *, weights: np.ndarray | None = None,
-                cache: KernelCache | None = None) -> PathChoice:
+def choose_path(
+    mult: Multiplier, shape: object = None, *, weights: np.ndarray | None = None, cache: KernelCache | None = None
+) -> PathChoice:
     """Pick the fastest exact kernel for ``mult`` (and, if given, the layer's weights).
 
     Parameters
@@ -212,8 +214,9 @@ def choose_path(mult: Multiplier, shape: object = None, *, weights: np.ndarray |
         mask = np.bincount(np.asarray(weights).view(np.uint8).ravel(), minlength=256) > 0
     f = cache.factors(mult, mask)
     if f is not None and f.byte_terms() <= LOWRANK_MAX_BYTE_TERMS:
-        return PathChoice("lowrank", f.byte_terms(),
-                          f"exact integer factorisation with {f.rank} terms ({f.byte_terms()} uint8 convs)")
+        return PathChoice(
+            "lowrank", f.byte_terms(), f"exact integer factorisation with {f.rank} terms ({f.byte_terms()} uint8 convs)"
+        )
     bt = None if f is None else f.byte_terms()
     if tvm_available():
         return PathChoice("table", bt, "no cheap exact factorisation: TVM weight-stationary tables")
@@ -223,7 +226,9 @@ def choose_path(mult: Multiplier, shape: object = None, *, weights: np.ndarray |
 def _check_path(path: str) -> None:
     if path not in PATHS:
         raise MultiplierError(
-            f"unknown kernel path {path!r}", expected=f"one of {', '.join(PATHS)}", found=repr(path),
+            f"unknown kernel path {path!r}",
+            expected=f"one of {', '.join(PATHS)}",
+            found=repr(path),
         )
 
 
@@ -232,7 +237,8 @@ def _factors_for(mult: Multiplier, wb: np.ndarray, cache: KernelCache, path: str
         if not mult.is_exact:
             raise MultiplierError(
                 f"path='exact' requested for the approximate multiplier {mult.name!r}",
-                expected="a multiplier whose table equals a·b", found=f"MAE {mult.metrics.mae:g}",
+                expected="a multiplier whose table equals a·b",
+                found=f"MAE {mult.metrics.mae:g}",
                 fix="use path=None (automatic), 'lowrank' or 'table'",
             )
         return exact_factors(mult.signed)
@@ -240,9 +246,9 @@ def _factors_for(mult: Multiplier, wb: np.ndarray, cache: KernelCache, path: str
     f = cache.factors(mult, mask)
     if f is None:
         raise MultiplierError(
-            f"path='lowrank' requested but {mult.name!r} has no exact factorisation of rank "
-            f"≤ {cache.max_rank}",
-            expected=f"error rank ≤ {cache.max_rank} over the weights used", found="higher rank",
+            f"path='lowrank' requested but {mult.name!r} has no exact factorisation of rank ≤ {cache.max_rank}",
+            expected=f"error rank ≤ {cache.max_rank} over the weights used",
+            found="higher rank",
             fix="use path=None (automatic) or 'table'",
         )
     return f
@@ -271,11 +277,19 @@ def _set_tvm_threads(threads: int | None) -> None:
         tvm_ffi.get_global_func("runtime.config_threadpool")(1, int(threads))
 
 
-def conv2d_products(x: np.ndarray, w: np.ndarray, mult: Multiplier, *,
-                    strides: tuple[int, int] = (1, 1), dilations: tuple[int, int] = (1, 1),
-                    pads: tuple[int, int, int, int] = (0, 0, 0, 0), pad_value: int = 0,
-                    threads: int | None = None, path: str | None = None,
-                    cache: KernelCache | None = None) -> np.ndarray:
+def conv2d_products(
+    x: np.ndarray,
+    w: np.ndarray,
+    mult: Multiplier,
+    *,
+    strides: tuple[int, int] = (1, 1),
+    dilations: tuple[int, int] = (1, 1),
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0),
+    pad_value: int = 0,
+    threads: int | None = None,
+    path: str | None = None,
+    cache: KernelCache | None = None,
+) -> np.ndarray:
     """``y[n,k,p,q] = Σ_{c,r,s} M(x_pad[n, c, p·sh + r·dh, q·sw + s·dw], w[k, c, r, s])`` (int32).
 
     Parameters
@@ -314,8 +328,9 @@ def conv2d_products(x: np.ndarray, w: np.ndarray, mult: Multiplier, *,
         path = choose_path(mult, g, weights=w, cache=cache).path
     _check_path(path)
     if path == "reference":
-        return reference.conv2d_products_reference(x, w, mult, strides=strides, dilations=dilations,
-                                                   pads=pads, pad_value=pad_value)
+        return reference.conv2d_products_reference(
+            x, w, mult, strides=strides, dilations=dilations, pads=pads, pad_value=pad_value
+        )
     xp = pad_input(x, g, pad_value).view(np.uint8)
     wb = np.ascontiguousarray(w).view(np.uint8)
     gp = g.unpadded()
@@ -333,16 +348,28 @@ def conv2d_products(x: np.ndarray, w: np.ndarray, mult: Multiplier, *,
         if not auto:
             raise MultiplierError(
                 f"the TVM {path} kernel failed on this host ({cache.cpu.llvm_cpu})",
-                expected="a compiled kernel", found=f"{type(exc).__name__}: {str(exc)[:300]}",
+                expected="a compiled kernel",
+                found=f"{type(exc).__name__}: {str(exc)[:300]}",
                 fix="use path='table_numpy' (slower, same results) and report the failure",
             ) from exc
-        warnings.warn(f"TVM table kernel failed on {cache.cpu.llvm_cpu} ({type(exc).__name__}); "
-                      "using the numpy table kernel (same results, slower)", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"TVM table kernel failed on {cache.cpu.llvm_cpu} ({type(exc).__name__}); "
+            "using the numpy table kernel (same results, slower)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return conv2d_table_numpy(xp, wb, mult.table, gp)
 
 
-def _conv2d_tvm(xp: np.ndarray, wb: np.ndarray, mult: Multiplier, gp: ConvGeometry, cache: KernelCache,
-                threads: int | None, path: str) -> np.ndarray:
+def _conv2d_tvm(
+    xp: np.ndarray,
+    wb: np.ndarray,
+    mult: Multiplier,
+    gp: ConvGeometry,
+    cache: KernelCache,
+    threads: int | None,
+    path: str,
+) -> np.ndarray:
     from approxtvm.runtime.kernels.table_tvm import conv2d_table_tvm, plan_tables
 
     kernels = cache.tvm_kernels()
@@ -355,8 +382,15 @@ def _conv2d_tvm(xp: np.ndarray, wb: np.ndarray, mult: Multiplier, gp: ConvGeomet
     return conv2d_table_tvm(xp, wb, mult.table, gp, kernels, tables)
 
 
-def dense_products(x: np.ndarray, w: np.ndarray, mult: Multiplier, *, threads: int | None = None,
-                   path: str | None = None, cache: KernelCache | None = None) -> np.ndarray:
+def dense_products(
+    x: np.ndarray,
+    w: np.ndarray,
+    mult: Multiplier,
+    *,
+    threads: int | None = None,
+    path: str | None = None,
+    cache: KernelCache | None = None,
+) -> np.ndarray:
     """``y[n, k] = Σ_c M(x[n, c], w[k, c])`` (int32, (N, K)); x (N, C), w (K, C).
 
     Same paths and parameters as :func:`conv2d_products`. The TVM table path runs the dense layer
@@ -367,7 +401,8 @@ def dense_products(x: np.ndarray, w: np.ndarray, mult: Multiplier, *, threads: i
     if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
         raise MultiplierError(
             "dense_products: operands have the wrong shapes",
-            expected="x (N, C) and w (K, C) with the same C", found=f"x {x.shape}, w {w.shape}",
+            expected="x (N, C) and w (K, C) with the same C",
+            found=f"x {x.shape}, w {w.shape}",
         )
     check_operands(x, w, mult.signed, 0, "dense_products")
     cache = cache or KernelCache()

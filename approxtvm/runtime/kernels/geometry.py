@@ -88,8 +88,19 @@ class ConvGeometry:
 
     def unpadded(self) -> ConvGeometry:
         """The same convolution on the already padded input (pads all zero)."""
-        return ConvGeometry(self.n, self.c, self.hp, self.wp, self.k, self.r, self.s,
-                            self.stride_h, self.stride_w, self.dilation_h, self.dilation_w)
+        return ConvGeometry(
+            self.n,
+            self.c,
+            self.hp,
+            self.wp,
+            self.k,
+            self.r,
+            self.s,
+            self.stride_h,
+            self.stride_w,
+            self.dilation_h,
+            self.dilation_w,
+        )
 
 
 def _pair(name: str, v: tuple[int, ...] | list[int], n: int) -> tuple[int, ...]:
@@ -97,19 +108,22 @@ def _pair(name: str, v: tuple[int, ...] | list[int], n: int) -> tuple[int, ...]:
     if len(t) != n:
         raise MultiplierError(
             f"conv2d_products: {name} has the wrong length",
-            expected=f"{n} integers", found=repr(v),
+            expected=f"{n} integers",
+            found=repr(v),
             fix="pads are (top, left, bottom, right); strides and dilations are (h, w)",
         )
     return t
 
 
-def conv_geometry(x: np.ndarray, w: np.ndarray, strides: tuple[int, ...], dilations: tuple[int, ...],
-                  pads: tuple[int, ...]) -> ConvGeometry:
+def conv_geometry(
+    x: np.ndarray, w: np.ndarray, strides: tuple[int, ...], dilations: tuple[int, ...], pads: tuple[int, ...]
+) -> ConvGeometry:
     """Check NCHW/OIHW operands and return their :class:`ConvGeometry`."""
     if x.ndim != 4 or w.ndim != 4:
         raise MultiplierError(
             "conv2d_products: operands have the wrong rank",
-            expected="x NCHW (4-D) and w OIHW (4-D)", found=f"x {x.shape}, w {w.shape}",
+            expected="x NCHW (4-D) and w OIHW (4-D)",
+            found=f"x {x.shape}, w {w.shape}",
         )
     if x.shape[1] != w.shape[1]:
         raise MultiplierError(
@@ -127,12 +141,28 @@ def conv_geometry(x: np.ndarray, w: np.ndarray, strides: tuple[int, ...], dilati
             expected="strides, dilations >= 1 and pads >= 0",
             found=f"strides {strides}, dilations {dilations}, pads {pads}",
         )
-    g = ConvGeometry(x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[2], w.shape[3],
-                     sh, sw, dh, dw, pt, pl, pb, pr)
+    g = ConvGeometry(
+        x.shape[0],
+        x.shape[1],
+        x.shape[2],
+        x.shape[3],
+        w.shape[0],
+        w.shape[2],
+        w.shape[3],
+        sh,
+        sw,
+        dh,
+        dw,
+        pt,
+        pl,
+        pb,
+        pr,
+    )
     if g.p < 1 or g.q < 1:
         raise MultiplierError(
             "conv2d_products: the filter does not fit in the padded input",
-            expected="a positive output size", found=f"output {g.p}×{g.q} for {g}",
+            expected="a positive output size",
+            found=f"output {g.p}×{g.q} for {g}",
         )
     return g
 
@@ -151,7 +181,8 @@ def check_operands(x: np.ndarray, w: np.ndarray, signed: bool, pad_value: int, w
     if not lo <= int(pad_value) <= hi:
         raise MultiplierError(
             f"{who}: pad_value out of the operand range",
-            expected=f"an integer in [{lo}, {hi}] (the activation zero point)", found=str(pad_value),
+            expected=f"an integer in [{lo}, {hi}] (the activation zero point)",
+            found=str(pad_value),
         )
 
 
@@ -160,12 +191,13 @@ def pad_input(x: np.ndarray, g: ConvGeometry, pad_value: int) -> np.ndarray:
     if not any(g.pads):
         return np.ascontiguousarray(x)
     out = np.full((g.n, g.c, g.hp, g.wp), pad_value, dtype=x.dtype)
-    out[:, :, g.pad_top:g.pad_top + g.h, g.pad_left:g.pad_left + g.w] = x
+    out[:, :, g.pad_top : g.pad_top + g.h, g.pad_left : g.pad_left + g.w] = x
     return out
 
 
 def tap_view(xp: np.ndarray, g: ConvGeometry, r: int, s: int) -> np.ndarray:
     """View ``xp[:, :, r·dh + p·sh, s·dw + q·sw]`` of the padded input for one filter tap (N, C, P, Q)."""
     r0, s0 = r * g.dilation_h, s * g.dilation_w
-    return xp[:, :, r0:r0 + (g.p - 1) * g.stride_h + 1:g.stride_h,
-              s0:s0 + (g.q - 1) * g.stride_w + 1:g.stride_w]
+    return xp[
+        :, :, r0 : r0 + (g.p - 1) * g.stride_h + 1 : g.stride_h, s0 : s0 + (g.q - 1) * g.stride_w + 1 : g.stride_w
+    ]

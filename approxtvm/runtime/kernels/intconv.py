@@ -109,15 +109,22 @@ class OrtSessionCache:
     sessions: dict[tuple, object] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def conv(self, x_shape: tuple[int, ...], w_shape: tuple[int, ...], strides: tuple[int, int],
-             dilations: tuple[int, int], threads: int | None) -> object:
+    def conv(
+        self,
+        x_shape: tuple[int, ...],
+        w_shape: tuple[int, ...],
+        strides: tuple[int, int],
+        dilations: tuple[int, int],
+        threads: int | None,
+    ) -> object:
         """Session computing ``ConvInteger(x uint8, w uint8)`` (no padding, no zero points)."""
         key = ("conv", x_shape, w_shape, strides, dilations, threads)
         with self.lock:
             sess = self.sessions.get(key)
             if sess is None:
-                sess = _make_session("ConvInteger", x_shape, w_shape, threads,
-                                     strides=list(strides), dilations=list(dilations))
+                sess = _make_session(
+                    "ConvInteger", x_shape, w_shape, threads, strides=list(strides), dilations=list(dilations)
+                )
                 self.sessions[key] = sess
             return sess
 
@@ -132,15 +139,19 @@ class OrtSessionCache:
             return sess
 
 
-def _make_session(op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...], threads: int | None,
-                  **attrs: object) -> object:
+def _make_session(
+    op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...], threads: int | None, **attrs: object
+) -> object:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node(op, ["x", "w"], ["y"], **attrs)], f"approxtvm_{op}",
-        [helper.make_tensor_value_info("x", TensorProto.UINT8, list(x_shape)),
-         helper.make_tensor_value_info("w", TensorProto.UINT8, list(w_shape))],
+        [helper.make_node(op, ["x", "w"], ["y"], **attrs)],
+        f"approxtvm_{op}",
+        [
+            helper.make_tensor_value_info("x", TensorProto.UINT8, list(x_shape)),
+            helper.make_tensor_value_info("w", TensorProto.UINT8, list(w_shape)),
+        ],
         [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -253,8 +264,15 @@ def weight_plan(wb: np.ndarray, factors: IntegerFactors) -> WeightPlan:
     return WeightPlan(calls=calls, const_k=const_k + const)
 
 
-def factor_sums(xp: np.ndarray, wb: np.ndarray, factors: IntegerFactors, g: ConvGeometry | None,
-                sessions: OrtSessionCache, threads: int | None, plan: WeightPlan | None = None) -> np.ndarray:
+def factor_sums(
+    xp: np.ndarray,
+    wb: np.ndarray,
+    factors: IntegerFactors,
+    g: ConvGeometry | None,
+    sessions: OrtSessionCache,
+    threads: int | None,
+    plan: WeightPlan | None = None,
+) -> np.ndarray:
     """Exact ``Σ_taps T(x, w)`` for ``T = (Σ_t U_t V_t) / divisor``.
 
     Parameters
@@ -288,8 +306,7 @@ def factor_sums(xp: np.ndarray, wb: np.ndarray, factors: IntegerFactors, g: Conv
     out[...] = plan.const_k.astype(acc)[(slice(None), None, None) if not dense else slice(None)]
     x_index: list[np.ndarray | None] = [None]  # activation bytes as intp, shared by all calls
     for ci, (scale, fs, gs, ws) in enumerate(plan.calls):
-        main, sums = _run_call(xp, wb, fs, gs, [i for i, _ in ws], g, sessions, threads, acc, plan, ci,
-                               x_index)
+        main, sums = _run_call(xp, wb, fs, gs, [i for i, _ in ws], g, sessions, threads, acc, plan, ci, x_index)
         if main is not None:
             if scale == 1:
                 out += main
@@ -302,7 +319,8 @@ def factor_sums(xp: np.ndarray, wb: np.ndarray, factors: IntegerFactors, g: Conv
         if rem.any():  # cannot happen for a verified factorisation
             raise MultiplierError(
                 "low-rank kernel: the factor sum is not divisible by its divisor",
-                expected="an exact factorisation", found=f"divisor {factors.divisor}",
+                expected="an exact factorisation",
+                found=f"divisor {factors.divisor}",
                 fix="report this bug; use path='table' meanwhile",
             )
         out = q
@@ -319,8 +337,9 @@ def _ring(v: int, dtype: type) -> np.integer:
 _IDENTITY = np.arange(256, dtype=np.uint8)
 
 
-def _apply(m: np.ndarray, codes: np.ndarray, out: np.ndarray | None = None,
-           index: np.ndarray | None = None) -> np.ndarray:
+def _apply(
+    m: np.ndarray, codes: np.ndarray, out: np.ndarray | None = None, index: np.ndarray | None = None
+) -> np.ndarray:
     """``m[codes]`` (uint8), skipping the gather for the identity map.
 
     ``index`` is ``codes`` already converted to ``intp`` (saves numpy one conversion per map).
@@ -344,10 +363,20 @@ def _apply(m: np.ndarray, codes: np.ndarray, out: np.ndarray | None = None,
 MAX_REDUCTION_PER_CALL: int = 8192
 
 
-def _run_call(xp: np.ndarray, wb: np.ndarray, fs: list[np.ndarray], gs: list[np.ndarray | None],
-              sum_blocks: list[int], g: ConvGeometry | None, sessions: OrtSessionCache,
-              threads: int | None, acc: type, plan: WeightPlan, call_index: int,
-              x_index: list[np.ndarray | None]) -> tuple[np.ndarray | None, list[np.ndarray]]:
+def _run_call(
+    xp: np.ndarray,
+    wb: np.ndarray,
+    fs: list[np.ndarray],
+    gs: list[np.ndarray | None],
+    sum_blocks: list[int],
+    g: ConvGeometry | None,
+    sessions: OrtSessionCache,
+    threads: int | None,
+    acc: type,
+    plan: WeightPlan,
+    call_index: int,
+    x_index: list[np.ndarray | None],
+) -> tuple[np.ndarray | None, list[np.ndarray]]:
     """onnxruntime calls for ``Σ_j f_j(x)·g_j(w)`` (``None`` if all ``g`` are None) and window sums.
 
     The reduction runs over the concatenated channels ``(j, c)``; it is cut into calls of at most
@@ -360,7 +389,8 @@ def _run_call(xp: np.ndarray, wb: np.ndarray, fs: list[np.ndarray], gs: list[np.
     if _U8_PRODUCT_MAX * rs > _INT32_MAX:
         raise MultiplierError(
             "exact kernel: filter too large for int32 partial sums",
-            expected=f"R·S ≤ {_INT32_MAX // _U8_PRODUCT_MAX}", found=f"{rs}",
+            expected=f"R·S ≤ {_INT32_MAX // _U8_PRODUCT_MAX}",
+            found=f"{rs}",
         )
     per_call = max(1, min(_INT32_MAX // (_U8_PRODUCT_MAX * rs), max(1, MAX_REDUCTION_PER_CALL // rs)))
     has_main = any(gm is not None for gm in gs)
@@ -389,7 +419,7 @@ def _run_call(xp: np.ndarray, wb: np.ndarray, fs: list[np.ndarray], gs: list[np.
                 x_index[0] = xp.astype(np.intp)
             xi = x_index[0]
             for t, lo, hi, off in pieces:
-                _apply(fs[t], xp[:, lo:hi], xcat[:, off:off + hi - lo], xi[:, lo:hi])
+                _apply(fs[t], xp[:, lo:hi], xcat[:, off : off + hi - lo], xi[:, lo:hi])
         wcat = plan.weight_tensors.get((call_index, j0))
         if wcat is None:
             wcat = _weights_for_call(wb, gs, pieces, active_sums, k, kk, width, c)
@@ -416,19 +446,27 @@ def _run_call(xp: np.ndarray, wb: np.ndarray, fs: list[np.ndarray], gs: list[np.
     return main, [sv if sv is not None else 0 for sv in sums]
 
 
-def _weights_for_call(wb: np.ndarray, gs: list[np.ndarray | None], pieces: list[tuple[int, int, int, int]],
-                      active_sums: list[tuple[int, int]], k: int, kk: int, width: int, c: int) -> np.ndarray:
+def _weights_for_call(
+    wb: np.ndarray,
+    gs: list[np.ndarray | None],
+    pieces: list[tuple[int, int, int, int]],
+    active_sums: list[tuple[int, int]],
+    k: int,
+    kk: int,
+    width: int,
+    c: int,
+) -> np.ndarray:
     """Concatenated uint8 weights of one onnxruntime call (main outputs, then rows of ones)."""
     if not active_sums and len(pieces) == 1 and width == c and gs[pieces[0][0]] is not None:
         return np.ascontiguousarray(_apply(gs[pieces[0][0]], wb))
     wcat = np.zeros((kk + len(active_sums), width, *wb.shape[2:]), dtype=np.uint8)
     for t, lo, hi, off in pieces:
         if gs[t] is not None:
-            wcat[:k, off:off + hi - lo] = _apply(gs[t], wb[:, lo:hi])
+            wcat[:k, off : off + hi - lo] = _apply(gs[t], wb[:, lo:hi])
     for row, (_, blk) in enumerate(active_sums):
         for t, lo, hi, off in pieces:
             if t == blk:
-                wcat[kk + row, off:off + hi - lo] = 1
+                wcat[kk + row, off : off + hi - lo] = 1
     return wcat
 
 

@@ -63,8 +63,7 @@ def _inverse(mat: list[list[int]]) -> list[list[Fraction]] | None:
     return [row[n:] for row in a]
 
 
-def integer_factorise(m: np.ndarray,
-                      max_rank: int = DEFAULT_MAX_RANK) -> tuple[np.ndarray, np.ndarray, int] | None:
+def integer_factorise(m: np.ndarray, max_rank: int = DEFAULT_MAX_RANK) -> tuple[np.ndarray, np.ndarray, int] | None:
     """Exact factorisation ``d · m = U @ V`` with integer ``U`` (rows×r), ``V`` (r×cols), ``d ≥ 1``.
 
     Returns ``None`` when the rank exceeds ``max_rank`` or no exact integer factorisation is found.
@@ -84,8 +83,10 @@ def integer_factorise(m: np.ndarray,
     inv = _inverse([[int(v[i, j]) for j in piv_cols] for i in range(r)])
     if inv is None:
         return None
-    coef = [[sum((Fraction(int(m[a, piv_cols[k]])) * inv[k][t] for k in range(r)), Fraction(0))
-             for t in range(r)] for a in range(m.shape[0])]
+    coef = [
+        [sum((Fraction(int(m[a, piv_cols[k]])) * inv[k][t] for k in range(r)), Fraction(0)) for t in range(r)]
+        for a in range(m.shape[0])
+    ]
     d = 1
     for row in coef:
         for c in row:
@@ -100,8 +101,9 @@ def integer_factorise(m: np.ndarray,
     return u.astype(np.int64), v, d
 
 
-def find_factors(table: np.ndarray, signed: bool, weight_bytes: np.ndarray | None = None,
-                 max_rank: int = DEFAULT_MAX_RANK) -> IntegerFactors | None:
+def find_factors(
+    table: np.ndarray, signed: bool, weight_bytes: np.ndarray | None = None, max_rank: int = DEFAULT_MAX_RANK
+) -> IntegerFactors | None:
     """Cheapest exact integer factorisation of ``table`` over all activations and the used weights.
 
     Two candidates are tried: the table itself (rank-one tables such as operand truncation), and
@@ -137,8 +139,14 @@ def find_factors(table: np.ndarray, signed: bool, weight_bytes: np.ndarray | Non
         d = fe[2]
         ex = exact_factors(signed)
         e_f = _expand(fe, cols)
-        cands.append(IntegerFactors(u=np.vstack([ex.u, e_f.u]), v=np.vstack([ex.v, e_f.v]), divisor=d,
-                                    scale=np.array([d] + [1] * e_f.rank, dtype=np.int64)))
+        cands.append(
+            IntegerFactors(
+                u=np.vstack([ex.u, e_f.u]),
+                v=np.vstack([ex.v, e_f.v]),
+                divisor=d,
+                scale=np.array([d] + [1] * e_f.rank, dtype=np.int64),
+            )
+        )
     if not cands:
         return None
     return min((c.normalised() for c in cands), key=lambda f: f.byte_terms())

@@ -12,10 +12,16 @@ from approxtvm.runtime.kernels.geometry import check_operands, conv_geometry, pa
 from approxtvm.runtime.multipliers.multiplier import Multiplier
 
 
-def conv2d_products_reference(x: np.ndarray, w: np.ndarray, mult: Multiplier, *,
-                              strides: tuple[int, int] = (1, 1), dilations: tuple[int, int] = (1, 1),
-                              pads: tuple[int, int, int, int] = (0, 0, 0, 0),
-                              pad_value: int = 0) -> np.ndarray:
+def conv2d_products_reference(
+    x: np.ndarray,
+    w: np.ndarray,
+    mult: Multiplier,
+    *,
+    strides: tuple[int, int] = (1, 1),
+    dilations: tuple[int, int] = (1, 1),
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0),
+    pad_value: int = 0,
+) -> np.ndarray:
     """``y[n,k,p,q] = Σ_{c,r,s} M(x_pad[n,c,p·sh+r·dh,q·sw+s·dw], w[k,c,r,s])`` (int32, NKPQ).
 
     Parameters

@@ -139,8 +139,13 @@ def _make_table_conv(key: _ConvKey) -> tvm.tirx.PrimFunc:
     if key.single:  # constant offsets c0 = k0 = 0: simpler addressing, measured ~20 % faster
 
         @T.prim_func(s_tir=True)
-        def table_conv_single(X: T.Buffer((N, HP, WP, C), "uint8"), Tab: T.Buffer((R, S, CC, 256, KB), td),
-                              Y: T.Buffer((N, P, QP, KP), "int32"), c0: T.int32, k0: T.int32):
+        def table_conv_single(
+            X: T.Buffer((N, HP, WP, C), "uint8"),
+            Tab: T.Buffer((R, S, CC, 256, KB), td),
+            Y: T.Buffer((N, P, QP, KP), "int32"),
+            c0: T.int32,
+            k0: T.int32,
+        ):
             T.func_attr({"global_symbol": "table_conv", "tirx.noalias": True})
             for co in range(NCO):
                 for npy in T.parallel(N * P):
@@ -152,11 +157,24 @@ def _make_table_conv(key: _ConvKey) -> tvm.tirx.PrimFunc:
                         for r, s, ci in T.grid(R, S, CB):
                             for xi in T.unroll(XT):
                                 for k in T.vectorized(KB):
-                                    acc[xi, k] = acc[xi, k] + T.Cast("int32", Tab[
-                                        r, s, co * CB + ci,
-                                        T.Cast("int32", X[npy // P, (npy % P) * SH + r * DH,
-                                                          (xo * XT + xi) * SW + s * DW, co * CB + ci]),
-                                        k])
+                                    acc[xi, k] = acc[xi, k] + T.Cast(
+                                        "int32",
+                                        Tab[
+                                            r,
+                                            s,
+                                            co * CB + ci,
+                                            T.Cast(
+                                                "int32",
+                                                X[
+                                                    npy // P,
+                                                    (npy % P) * SH + r * DH,
+                                                    (xo * XT + xi) * SW + s * DW,
+                                                    co * CB + ci,
+                                                ],
+                                            ),
+                                            k,
+                                        ],
+                                    )
                         for xi in T.unroll(XT):
                             for k in T.vectorized(KB):
                                 Y[npy // P, npy % P, xo * XT + xi, k] = acc[xi, k]
@@ -164,8 +182,13 @@ def _make_table_conv(key: _ConvKey) -> tvm.tirx.PrimFunc:
         return table_conv_single
 
     @T.prim_func(s_tir=True)
-    def table_conv(X: T.Buffer((N, HP, WP, C), "uint8"), Tab: T.Buffer((R, S, CC, 256, KB), td),
-                   Y: T.Buffer((N, P, QP, KP), "int32"), c0: T.int32, k0: T.int32):
+    def table_conv(
+        X: T.Buffer((N, HP, WP, C), "uint8"),
+        Tab: T.Buffer((R, S, CC, 256, KB), td),
+        Y: T.Buffer((N, P, QP, KP), "int32"),
+        c0: T.int32,
+        k0: T.int32,
+    ):
         T.func_attr({"global_symbol": "table_conv", "tirx.noalias": True})
         for co in range(NCO):
             for npy in T.parallel(N * P):
@@ -177,11 +200,24 @@ def _make_table_conv(key: _ConvKey) -> tvm.tirx.PrimFunc:
                     for r, s, ci in T.grid(R, S, CB):
                         for xi in T.unroll(XT):
                             for k in T.vectorized(KB):
-                                acc[xi, k] = acc[xi, k] + T.Cast("int32", Tab[
-                                    r, s, co * CB + ci,
-                                    T.Cast("int32", X[npy // P, (npy % P) * SH + r * DH,
-                                                      (xo * XT + xi) * SW + s * DW, c0 + co * CB + ci]),
-                                    k])
+                                acc[xi, k] = acc[xi, k] + T.Cast(
+                                    "int32",
+                                    Tab[
+                                        r,
+                                        s,
+                                        co * CB + ci,
+                                        T.Cast(
+                                            "int32",
+                                            X[
+                                                npy // P,
+                                                (npy % P) * SH + r * DH,
+                                                (xo * XT + xi) * SW + s * DW,
+                                                c0 + co * CB + ci,
+                                            ],
+                                        ),
+                                        k,
+                                    ],
+                                )
                     for xi in T.unroll(XT):
                         for k in T.vectorized(KB):
                             Y[npy // P, npy % P, xo * XT + xi, k0 + k] = acc[xi, k]
@@ -215,9 +251,14 @@ def _make_gather_conv(key: _GatherKey) -> tvm.tirx.PrimFunc:
     LC = LUT_COLUMNS
 
     @T.prim_func(s_tir=True)
-    def gather_conv(X: T.Buffer((XLEN,), "uint8"), PIX: T.Buffer((NPIX,), "int32"),
-                    TO: T.Buffer((TAPS,), "int32"), Wi: T.Buffer((TAPS, KP), "int32"),
-                    LUT: T.Buffer((256 * LC,), td), Y: T.Buffer((NPIX, KP), "int32")):
+    def gather_conv(
+        X: T.Buffer((XLEN,), "uint8"),
+        PIX: T.Buffer((NPIX,), "int32"),
+        TO: T.Buffer((TAPS,), "int32"),
+        Wi: T.Buffer((TAPS, KP), "int32"),
+        LUT: T.Buffer((256 * LC,), td),
+        Y: T.Buffer((NPIX, KP), "int32"),
+    ):
         T.func_attr({"global_symbol": "gather_conv", "tirx.noalias": True})
         for blk in T.parallel(NKO * NPB):
             acc = T.decl_buffer((PB, KB), "int32", scope="local")
@@ -227,9 +268,13 @@ def _make_gather_conv(key: _GatherKey) -> tvm.tirx.PrimFunc:
             for t in range(TAPS):
                 for pi in range(PB):
                     for k in T.vectorized(KB):
-                        acc[pi, k] = acc[pi, k] + T.Cast("int32", LUT[
-                            T.Cast("int32", X[PIX[(blk % NPB) * PB + pi] + TO[t]]) * LC
-                            + Wi[t, (blk // NPB) * KB + k]])
+                        acc[pi, k] = acc[pi, k] + T.Cast(
+                            "int32",
+                            LUT[
+                                T.Cast("int32", X[PIX[(blk % NPB) * PB + pi] + TO[t]]) * LC
+                                + Wi[t, (blk // NPB) * KB + k]
+                            ],
+                        )
             for pi in range(PB):
                 for k in T.vectorized(KB):
                     Y[(blk % NPB) * PB + pi, (blk // NPB) * KB + k] = acc[pi, k]
@@ -244,14 +289,16 @@ def _make_build(key: _BuildKey) -> tvm.tirx.PrimFunc:
     LC = LUT_COLUMNS
 
     @T.prim_func(s_tir=True)
-    def build_tables(LUT: T.Buffer((256, LC), td), Wi: T.Buffer((R, S, CC, KB), "int32"),
-                     Tab: T.Buffer((R, S, CC, 256, KB), td)):
+    def build_tables(
+        LUT: T.Buffer((256, LC), td), Wi: T.Buffer((R, S, CC, KB), "int32"), Tab: T.Buffer((R, S, CC, 256, KB), td)
+    ):
         T.func_attr({"global_symbol": "build_tables", "tirx.noalias": True})
         for j in T.parallel(R * S * CC):
             for u in range(256):
                 for k in T.vectorized(KB):
                     Tab[j // (S * CC), (j // CC) % S, j % CC, u, k] = LUT[
-                        u, Wi[j // (S * CC), (j // CC) % S, j % CC, k]]
+                        u, Wi[j // (S * CC), (j // CC) % S, j % CC, k]
+                    ]
 
     return build_tables
 
@@ -288,7 +335,7 @@ class TvmKernelCache:
         if self.scratch is None or self.scratch.size < nbytes + 64:
             self.scratch = np.empty(max(nbytes, self.config.table_chunk_bytes) + 64, dtype=np.uint8)
         off = (-self.scratch.ctypes.data) % 64
-        view = self.scratch[off:off + nbytes].view(dtype).reshape(shape)
+        view = self.scratch[off : off + nbytes].view(dtype).reshape(shape)
         return tvm.runtime.from_dlpack(view)
 
     def __post_init__(self) -> None:
@@ -299,8 +346,7 @@ class TvmKernelCache:
         """The llvm target of the host CPU."""
         import tvm
 
-        return tvm.target.Target({"kind": "llvm", "mcpu": self.cpu.llvm_cpu,
-                                  "num-cores": max(1, os.cpu_count() or 1)})
+        return tvm.target.Target({"kind": "llvm", "mcpu": self.cpu.llvm_cpu, "num-cores": max(1, os.cpu_count() or 1)})
 
     def get(self, key: _ConvKey | _BuildKey | _GatherKey) -> tvm_ffi.Function:
         """Compiled kernel for ``key`` (compiled on first use)."""
@@ -388,21 +434,26 @@ def prefer_gather(g: ConvGeometry, plan: TablePlan, tables_cached: bool) -> bool
     return macs / GATHER_MACS_PER_S < t_table
 
 
-def _weight_index(wb: np.ndarray, c0: int, c1: int, k0: int, k1: int, cpad_to: int,
-                  kpad_to: int) -> np.ndarray:
+def _weight_index(wb: np.ndarray, c0: int, c1: int, k0: int, k1: int, cpad_to: int, kpad_to: int) -> np.ndarray:
     """int32 (R, S, cpad_to, kpad_to) weight bytes of a chunk, ZERO_COLUMN where padded."""
     k_real = wb.shape[0]
     c_real = wb.shape[1]
     out = np.full((wb.shape[2], wb.shape[3], cpad_to, kpad_to), ZERO_COLUMN, dtype=np.int32)
     ce, ke = min(c1, c_real), min(k1, k_real)
     if ce > c0 and ke > k0:
-        out[:, :, :ce - c0, :ke - k0] = wb[k0:ke, c0:ce].transpose(2, 3, 1, 0)
+        out[:, :, : ce - c0, : ke - k0] = wb[k0:ke, c0:ce].transpose(2, 3, 1, 0)
     return out
 
 
-def conv2d_table_tvm(xp: np.ndarray, wb: np.ndarray, table: np.ndarray, g: ConvGeometry,
-                     cache: TvmKernelCache, tables: dict | None = None,
-                     kernel: str = "auto") -> np.ndarray:
+def conv2d_table_tvm(
+    xp: np.ndarray,
+    wb: np.ndarray,
+    table: np.ndarray,
+    g: ConvGeometry,
+    cache: TvmKernelCache,
+    tables: dict | None = None,
+    kernel: str = "auto",
+) -> np.ndarray:
     """``Σ_taps table[x, w]`` on TVM (int32 NKPQ) over padded bytes ``xp`` (NCHW) and ``wb`` (OIHW).
 
     Parameters
@@ -427,7 +478,7 @@ def conv2d_table_tvm(xp: np.ndarray, wb: np.ndarray, table: np.ndarray, g: ConvG
     # NHWC, zero columns for the ragged last pixel tile, zero channels up to a multiple of cb
     # (their weights index the LUT's zero column)
     x_nhwc = np.zeros((g.n, g.hp, plan.wp_ext, plan.cpad), dtype=np.uint8)
-    x_nhwc[:, :, :g.wp, :g.c] = xp.transpose(0, 2, 3, 1)
+    x_nhwc[:, :, : g.wp, : g.c] = xp.transpose(0, 2, 3, 1)
     lut = extended_lut(table, plan.tdtype)
     if kernel == "gather":
         return _gather(x_nhwc, wb, lut, g, plan, cache)
@@ -438,7 +489,7 @@ def conv2d_table_tvm(xp: np.ndarray, wb: np.ndarray, table: np.ndarray, g: ConvG
     else:
         with cache.scratch_lock:
             _table_chunks(xt_, yt, wb, lut, g, plan, cache, None)
-    out = yt.numpy()[:, :, :g.q, :g.k]
+    out = yt.numpy()[:, :, : g.q, : g.k]
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 
@@ -446,8 +497,9 @@ def conv2d_table_tvm(xp: np.ndarray, wb: np.ndarray, table: np.ndarray, g: ConvG
 GATHER_PIXEL_BLOCK: int = 8
 
 
-def _gather(x_nhwc: np.ndarray, wb: np.ndarray, lut: np.ndarray, g: ConvGeometry, plan: TablePlan,
-            cache: TvmKernelCache) -> np.ndarray:
+def _gather(
+    x_nhwc: np.ndarray, wb: np.ndarray, lut: np.ndarray, g: ConvGeometry, plan: TablePlan, cache: TvmKernelCache
+) -> np.ndarray:
     """Run the direct gather kernel; returns int32 NKPQ."""
     import tvm
 
@@ -463,14 +515,28 @@ def _gather(x_nhwc: np.ndarray, wb: np.ndarray, lut: np.ndarray, g: ConvGeometry
     wi = _weight_index(wb, 0, cpad, 0, plan.kp, cpad, plan.kp).reshape(-1, plan.kp)
     key = _GatherKey(x_nhwc.size, npix, to.size, plan.kp, plan.kb, pb, plan.tdtype)
     y = tvm.runtime.tensor(np.zeros((npix, plan.kp), dtype=np.int32))
-    cache.get(key)(tvm.runtime.tensor(x_nhwc.reshape(-1)), tvm.runtime.tensor(pix), tvm.runtime.tensor(to),
-                   tvm.runtime.tensor(wi), tvm.runtime.tensor(lut.reshape(-1)), y)
-    out = y.numpy()[:npq, :g.k].reshape(g.n, g.p, g.q, g.k)
+    cache.get(key)(
+        tvm.runtime.tensor(x_nhwc.reshape(-1)),
+        tvm.runtime.tensor(pix),
+        tvm.runtime.tensor(to),
+        tvm.runtime.tensor(wi),
+        tvm.runtime.tensor(lut.reshape(-1)),
+        y,
+    )
+    out = y.numpy()[:npq, : g.k].reshape(g.n, g.p, g.q, g.k)
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 
-def _table_chunks(xt_: tvm.runtime.Tensor, yt: tvm.runtime.Tensor, wb: np.ndarray, lut: np.ndarray,
-                  g: ConvGeometry, plan: TablePlan, cache: TvmKernelCache, tables: dict | None) -> None:
+def _table_chunks(
+    xt_: tvm.runtime.Tensor,
+    yt: tvm.runtime.Tensor,
+    wb: np.ndarray,
+    lut: np.ndarray,
+    g: ConvGeometry,
+    plan: TablePlan,
+    cache: TvmKernelCache,
+    tables: dict | None,
+) -> None:
     """Run the table kernel over every (c, k) chunk, building tables that ``tables`` lacks (into
     ``tables`` when given, else into the cache's scratch buffer)."""
     import tvm
@@ -480,9 +546,28 @@ def _table_chunks(xt_: tvm.runtime.Tensor, yt: tvm.runtime.Tensor, wb: np.ndarra
     for c0 in range(0, plan.cpad, plan.cc):
         c1 = min(plan.cpad, c0 + plan.cc)
         cc = c1 - c0
-        key = _ConvKey("table", g.n, g.hp, plan.wp_ext, plan.cpad, g.r, g.s, cc, plan.kb, g.p, plan.qp,
-                       plan.kp, g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, plan.tdtype,
-                       cfg.xt, cfg.cb, single=(cc == plan.cpad and plan.kb == plan.kp))
+        key = _ConvKey(
+            "table",
+            g.n,
+            g.hp,
+            plan.wp_ext,
+            plan.cpad,
+            g.r,
+            g.s,
+            cc,
+            plan.kb,
+            g.p,
+            plan.qp,
+            plan.kp,
+            g.stride_h,
+            g.stride_w,
+            g.dilation_h,
+            g.dilation_w,
+            plan.tdtype,
+            cfg.xt,
+            cfg.cb,
+            single=(cc == plan.cpad and plan.kb == plan.kp),
+        )
         fn = cache.get(key)
         for k0 in range(0, plan.kp, plan.kb):
             tab = None if tables is None else tables.get((c0, k0))

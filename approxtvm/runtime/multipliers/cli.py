@@ -28,8 +28,19 @@ from approxtvm.runtime.multipliers.resolve import resolve_multiplier
 
 #: Family specs shown by :func:`list_multipliers` (any parameters work in a policy).
 FAMILY_EXAMPLES: tuple[str, ...] = (
-    "exact", "trunc:k=4", "trunc:k=6", "trunc:k=8", "optrunc:ka=1,kb=1", "optrunc:ka=2,kb=2",
-    "bam:h=4,v=0", "bam:h=6,v=0", "bam:h=8,v=2", "drum:k=4", "drum:k=6", "mitchell", "kulkarni",
+    "exact",
+    "trunc:k=4",
+    "trunc:k=6",
+    "trunc:k=8",
+    "optrunc:ka=1,kb=1",
+    "optrunc:ka=2,kb=2",
+    "bam:h=4,v=0",
+    "bam:h=6,v=0",
+    "bam:h=8,v=2",
+    "drum:k=4",
+    "drum:k=6",
+    "mitchell",
+    "kulkarni",
 )
 
 SORT_KEYS: tuple[str, ...] = ("power", "mae", "wce", "name")
@@ -70,8 +81,9 @@ class MultiplierRow:
 
 def _sort_key(sort_by: str) -> Callable[[MultiplierRow], tuple[float, str] | str]:
     if sort_by not in SORT_KEYS:
-        raise MultiplierError(f"cannot sort multipliers by {sort_by!r}",
-                              expected=f"one of {', '.join(SORT_KEYS)}", found=sort_by)
+        raise MultiplierError(
+            f"cannot sort multipliers by {sort_by!r}", expected=f"one of {', '.join(SORT_KEYS)}", found=sort_by
+        )
     inf = float("inf")
     return {
         "power": lambda r: (r.power_mw if r.power_mw is not None else inf, r.name),
@@ -81,8 +93,13 @@ def _sort_key(sort_by: str) -> Callable[[MultiplierRow], tuple[float, str] | str
     }[sort_by]
 
 
-def list_multipliers(sort_by: str = "power", *, signed: bool | None = None, include_v2022: bool = False,
-                     library: EvoApproxLibrary | None = None) -> list[MultiplierRow]:
+def list_multipliers(
+    sort_by: str = "power",
+    *,
+    signed: bool | None = None,
+    include_v2022: bool = False,
+    library: EvoApproxLibrary | None = None,
+) -> list[MultiplierRow]:
     """Catalogue and family multipliers, sorted.
 
     Parameters
@@ -103,36 +120,50 @@ def list_multipliers(sort_by: str = "power", *, signed: bool | None = None, incl
             continue
         if signed is not None and e.signed != signed:
             continue
-        rows.append(MultiplierRow(
-            name=e.name if e.release == "v1" else e.key, kind="evoapprox", signed=e.signed,
-            power_mw=e.power_mw, area_um2=e.area_um2, power_is_estimate=False,
-            mae_pct=e.mae_pct, wce_pct=e.wce_pct, available=_available(lib, e.key),
-        ))
+        rows.append(
+            MultiplierRow(
+                name=e.name if e.release == "v1" else e.key,
+                kind="evoapprox",
+                signed=e.signed,
+                power_mw=e.power_mw,
+                area_um2=e.area_um2,
+                power_is_estimate=False,
+                mae_pct=e.mae_pct,
+                wce_pct=e.wce_pct,
+                available=_available(lib, e.key),
+            )
+        )
     for sg in (False, True):
         if signed is not None and sg != signed:
             continue
         for spec in FAMILY_EXAMPLES:
             m = family_multiplier(spec, signed=sg)
             me = m.metrics
-            rows.append(MultiplierRow(
-                name=m.name if not sg else f"{m.name} (signed)", kind="family", signed=sg,
-                power_mw=m.power_mw, area_um2=m.area_um2, power_is_estimate=m.power_is_estimate,
-                mae_pct=me.mae_pct, wce_pct=me.wce_pct, available=True,
-            ))
+            rows.append(
+                MultiplierRow(
+                    name=m.name if not sg else f"{m.name} (signed)",
+                    kind="family",
+                    signed=sg,
+                    power_mw=m.power_mw,
+                    area_um2=m.area_um2,
+                    power_is_estimate=m.power_is_estimate,
+                    mae_pct=me.mae_pct,
+                    wce_pct=me.wce_pct,
+                    available=True,
+                )
+            )
     return sorted(rows, key=_sort_key(sort_by))
 
 
 def _available(lib: EvoApproxLibrary, key: str) -> bool:
-    offline = EvoApproxLibrary(root=lib.root, cache_dir=lib.cache_dir, allow_network=False,
-                               catalog=lib.catalog)
+    offline = EvoApproxLibrary(root=lib.root, cache_dir=lib.cache_dir, allow_network=False, catalog=lib.catalog)
     e = offline.entry(key)
     if offline.cache_path(e).is_file():
         return True
     if lib.root is None:
         return False
     names = [e.name] + [k.rpartition("/")[2] for k in e.same_circuit_as.split(",") if k]
-    return any((lib.root / sub / f"{n}{ext}").is_file() for n in names
-               for sub, ext in (("luts", ".bin"), ("c", ".c")))
+    return any((lib.root / sub / f"{n}{ext}").is_file() for n in names for sub, ext in (("luts", ".bin"), ("c", ".c")))
 
 
 @dataclass(frozen=True)
@@ -178,8 +209,13 @@ class MultiplierReport:
         return d
 
 
-def show_multiplier(spec: str, png_path: str | Path | None = None, *, signed: bool | None = None,
-                    library: EvoApproxLibrary | None = None) -> MultiplierReport:
+def show_multiplier(
+    spec: str,
+    png_path: str | Path | None = None,
+    *,
+    signed: bool | None = None,
+    library: EvoApproxLibrary | None = None,
+) -> MultiplierReport:
     """Metrics of one multiplier and (optionally) a PNG heat-map of its error ``M(a, b) − a·b``.
 
     The heat-map has the activation on the vertical axis (table row) and the weight on the
@@ -191,15 +227,27 @@ def show_multiplier(spec: str, png_path: str | Path | None = None, *, signed: bo
     key = m.source.removeprefix("evoapprox:") if m.source.startswith("evoapprox:") else None
     if key:
         e = next(c for c in load_catalog() if c.key == key)
-        published = {k: getattr(e, k) for k in ("power_mw", "area_um2", "delay_ns", "mae_pct", "wce_pct",
-                                                "ep_pct", "mre_pct", "wcre_pct", "mse")}
+        published = {
+            k: getattr(e, k)
+            for k in ("power_mw", "area_um2", "delay_ns", "mae_pct", "wce_pct", "ep_pct", "mre_pct", "wcre_pct", "mse")
+        }
     out = Path(png_path) if png_path else None
     if out is not None:
         _heatmap(m, out)
     return MultiplierReport(
-        name=m.name, signed=m.signed, source=m.source, citation=m.citation, power_mw=m.power_mw,
-        area_um2=m.area_um2, power_is_estimate=m.power_is_estimate, metrics=m.metrics, exact=m.is_exact,
-        commutative=m.is_commutative, table_hash=m.table_hash, published=published, png_path=out,
+        name=m.name,
+        signed=m.signed,
+        source=m.source,
+        citation=m.citation,
+        power_mw=m.power_mw,
+        area_um2=m.area_um2,
+        power_is_estimate=m.power_is_estimate,
+        metrics=m.metrics,
+        exact=m.is_exact,
+        commutative=m.is_commutative,
+        table_hash=m.table_hash,
+        published=published,
+        png_path=out,
     )
 
 
@@ -216,13 +264,17 @@ def _heatmap(m: Multiplier, path: Path) -> None:
     lim = max(1, int(np.abs(err).max()))
     fig = Figure(figsize=(6.4, 5.4), dpi=110)
     ax = fig.add_subplot()
-    im = ax.imshow(err, origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim, extent=(lo, hi, lo, hi),
-                   interpolation="nearest")
+    im = ax.imshow(
+        err, origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim, extent=(lo, hi, lo, hi), interpolation="nearest"
+    )
     ax.set_xlabel("weight (table column)")
     ax.set_ylabel("activation (table row)")
     me = m.metrics
-    ax.set_title(f"{m.name}: error M(a,b) − a·b\nMAE {me.mae:.4g} ({me.mae_pct:.3g} %), WCE {me.wce} "
-                 f"({me.wce_pct:.3g} %), EP {me.ep_pct:.3g} %", fontsize=9)
+    ax.set_title(
+        f"{m.name}: error M(a,b) − a·b\nMAE {me.mae:.4g} ({me.mae_pct:.3g} %), WCE {me.wce} "
+        f"({me.wce_pct:.3g} %), EP {me.ep_pct:.3g} %",
+        fontsize=9,
+    )
     fig.colorbar(im, ax=ax, label="error")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -250,8 +302,9 @@ class ImportResult:
     use_as: str
 
 
-def import_multiplier(path: str | Path, *, transposed: bool = False, signed: bool | None = None,
-                      cache_dir: Path | None = None) -> ImportResult:
+def import_multiplier(
+    path: str | Path, *, transposed: bool = False, signed: bool | None = None, cache_dir: Path | None = None
+) -> ImportResult:
     """Import a ``.bin`` table or ``.c`` model into the user's cache.
 
     A table whose sha256 matches an EvoApproxLib circuit is stored as that circuit (its catalogue
@@ -265,8 +318,12 @@ def import_multiplier(path: str | Path, *, transposed: bool = False, signed: boo
     elif p.suffix.lower() == ".bin":
         m = load_lut(p, signed=signed, transposed=transposed)
     else:
-        raise MultiplierError(f"cannot import {str(p)!r}", expected="a .bin table or a .c model",
-                              found=p.suffix or "no extension", fix="rename or convert the file")
+        raise MultiplierError(
+            f"cannot import {str(p)!r}",
+            expected="a .bin table or a .c model",
+            found=p.suffix or "no extension",
+            fix="rename or convert the file",
+        )
     digest = table_file_sha256(m.table, m.signed) if (m.signed or m.table.min() >= 0) else ""
     match = [e for e in load_catalog() if e.lut_sha256 == digest and e.signed == m.signed]
     if match:
@@ -290,19 +347,27 @@ def print_list(console: Any, sort_by: str = "power", signed: bool | None = None)
     from rich.table import Table
 
     rows = list_multipliers(sort_by, signed=signed)
-    t = Table(title=f"multipliers ({'signed' if signed else 'unsigned' if signed is False else 'all'}), "
-              f"sorted by {sort_by}")
+    t = Table(
+        title=f"multipliers ({'signed' if signed else 'unsigned' if signed is False else 'all'}), sorted by {sort_by}"
+    )
     for col in ("name", "kind", "power mW", "area µm²", "MAE %", "WCE %", "offline"):
         t.add_column(col, justify="left" if col in ("name", "kind") else "right")
     for r in rows:
         est = "~" if r.power_is_estimate else ""
-        t.add_row(r.name, r.kind, f"{est}{r.power_mw:.4g}" if r.power_mw is not None else "—",
-                  f"{est}{r.area_um2:.4g}" if r.area_um2 is not None else "—",
-                  f"{r.mae_pct:.3g}" if r.mae_pct is not None else "—",
-                  f"{r.wce_pct:.3g}" if r.wce_pct is not None else "—", "yes" if r.available else "import")
+        t.add_row(
+            r.name,
+            r.kind,
+            f"{est}{r.power_mw:.4g}" if r.power_mw is not None else "—",
+            f"{est}{r.area_um2:.4g}" if r.area_um2 is not None else "—",
+            f"{r.mae_pct:.3g}" if r.mae_pct is not None else "—",
+            f"{r.wce_pct:.3g}" if r.wce_pct is not None else "—",
+            "yes" if r.available else "import",
+        )
     console.print(t)
-    console.print("~ = estimate (surviving partial-product bits); 'import': "
-                  "`approxtvm multipliers import <name>.bin|.c`, or set APPROXTVM_EVOAPPROX")
+    console.print(
+        "~ = estimate (surviving partial-product bits); 'import': "
+        "`approxtvm multipliers import <name>.bin|.c`, or set APPROXTVM_EVOAPPROX"
+    )
 
 
 def print_show(console: Any, name: str, png: Path | None = None) -> None:
@@ -315,8 +380,14 @@ def print_show(console: Any, name: str, png: Path | None = None) -> None:
     t.add_column("value", justify="right")
     t.add_column("published", justify="right")
     me = asdict(rep.metrics)
-    pub_key = {"mae_pct": "mae_pct", "wce_pct": "wce_pct", "ep_pct": "ep_pct", "mre_pct": "mre_pct",
-               "wcre_pct": "wcre_pct", "mse": "mse"}
+    pub_key = {
+        "mae_pct": "mae_pct",
+        "wce_pct": "wce_pct",
+        "ep_pct": "ep_pct",
+        "mre_pct": "mre_pct",
+        "wcre_pct": "wcre_pct",
+        "mse": "mse",
+    }
     for k, v in me.items():
         pv = rep.published.get(pub_key.get(k, ""), None)
         t.add_row(k, f"{v:.6g}", "" if pv is None else f"{pv:g}")

@@ -66,8 +66,9 @@ def default_cache_dir() -> Path:
 
 def function_name(source: str, hint: str | None = None) -> str:
     """Name of the multiplier function defined in ``source`` (``hint`` if it is defined there)."""
-    names = re.findall(r"^\s*(?:static\s+)?(?:u?int(?:8|16|32|64)_t|unsigned|int|long)\s+(\w+)\s*\(",
-                       source, flags=re.MULTILINE)
+    names = re.findall(
+        r"^\s*(?:static\s+)?(?:u?int(?:8|16|32|64)_t|unsigned|int|long)\s+(\w+)\s*\(", source, flags=re.MULTILINE
+    )
     names = [n for n in names if n != "main"]
     if hint and hint in names:
         return hint
@@ -75,14 +76,21 @@ def function_name(source: str, hint: str | None = None) -> str:
         return names[0]
     raise MultiplierError(
         "cannot tell which C function is the multiplier",
-        expected="exactly one function, or one named after the file", found=f"functions {names or 'none'}",
+        expected="exactly one function, or one named after the file",
+        found=f"functions {names or 'none'}",
         fix="pass function=<name>",
     )
 
 
-def compile_c_table(source: str, *, signed: bool, function: str | None = None,
-                    cache_dir: Path | None = None, origin: str = "C model",
-                    compiler: str | None = None) -> tuple[bytes, Path]:
+def compile_c_table(
+    source: str,
+    *,
+    signed: bool,
+    function: str | None = None,
+    cache_dir: Path | None = None,
+    origin: str = "C model",
+    compiler: str | None = None,
+) -> tuple[bytes, Path]:
     """Compile ``source`` with the system C compiler and return the ``.bin`` bytes and their cache path.
 
     Raises
@@ -96,11 +104,12 @@ def compile_c_table(source: str, *, signed: bool, function: str | None = None,
     out = cdir / f"{fn}-{'s' if signed else 'u'}-{key}.bin"
     if out.is_file():
         return out.read_bytes(), out
-    cc = (compiler or os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-          or shutil.which("clang"))
+    cc = compiler or os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if not cc:
         raise MultiplierError(
-            f"{origin}: no C compiler found", expected="`cc` (or $CC) on PATH", found="none",
+            f"{origin}: no C compiler found",
+            expected="`cc` (or $CC) on PATH",
+            found="none",
             fix="install a C compiler (e.g. apt-get install gcc), or import the table as a .bin file",
         )
     with tempfile.TemporaryDirectory(prefix="approxtvm-c-") as tmp:
@@ -108,8 +117,17 @@ def compile_c_table(source: str, *, signed: bool, function: str | None = None,
         (t / "model.c").write_text(source)
         (t / "driver.c").write_text(_DRIVER)
         exe = t / "gen"
-        cmd = [cc, "-O1", "-w", '-DAPPROXTVM_MODEL="model.c"', f"-DAPPROXTVM_FN={fn}",
-               f"-DAPPROXTVM_SIGNED={int(signed)}", "-o", str(exe), str(t / "driver.c")]
+        cmd = [
+            cc,
+            "-O1",
+            "-w",
+            '-DAPPROXTVM_MODEL="model.c"',
+            f"-DAPPROXTVM_FN={fn}",
+            f"-DAPPROXTVM_SIGNED={int(signed)}",
+            "-o",
+            str(exe),
+            str(t / "driver.c"),
+        ]
         res = subprocess.run(cmd, cwd=t, capture_output=True, text=True, check=False)
         if res.returncode != 0:
             raise MultiplierError(
@@ -122,7 +140,8 @@ def compile_c_table(source: str, *, signed: bool, function: str | None = None,
         if run.returncode != 0:
             raise MultiplierError(
                 f"{origin}: running the compiled model failed (exit {run.returncode})",
-                expected="products that fit 16 bits", found=run.stderr.strip()[:300] or "no message",
+                expected="products that fit 16 bits",
+                found=run.stderr.strip()[:300] or "no message",
                 fix="an unsigned model must return at most 0xFFFF; use a signed model otherwise",
             )
         data = (t / "table.bin").read_bytes()
@@ -133,20 +152,28 @@ def compile_c_table(source: str, *, signed: bool, function: str | None = None,
     return data, out
 
 
-def load_c_model(path: str | Path, *, signed: bool | None = None, function: str | None = None,
-                 cache_dir: Path | None = None, name: str | None = None) -> Multiplier:
+def load_c_model(
+    path: str | Path,
+    *,
+    signed: bool | None = None,
+    function: str | None = None,
+    cache_dir: Path | None = None,
+    name: str | None = None,
+) -> Multiplier:
     """Compile a C model file into a :class:`Multiplier` (cached).
 
     ``signed`` defaults to the file name (``mul8s_*`` signed, otherwise unsigned).
     """
     p = Path(path)
     if not p.is_file():
-        raise MultiplierError(f"C model {str(p)!r} not found", expected="an existing .c file",
-                              found="no such file", fix="check the path")
+        raise MultiplierError(
+            f"C model {str(p)!r} not found", expected="an existing .c file", found="no such file", fix="check the path"
+        )
     if signed is None:
         signed = p.stem.startswith("mul8s_")
-    data, _ = compile_c_table(p.read_text(), signed=signed, function=function or p.stem, cache_dir=cache_dir,
-                              origin=f"C model {str(p)!r}")
+    data, _ = compile_c_table(
+        p.read_text(), signed=signed, function=function or p.stem, cache_dir=cache_dir, origin=f"C model {str(p)!r}"
+    )
     table, _ = decode_table(data, signed=signed, origin=f"C model {str(p)!r}")
     return Multiplier(name=name or p.stem, table=table, signed=signed, source=f"c:{p}")
 

@@ -100,14 +100,27 @@ def load_catalog() -> tuple[CatalogEntry, ...]:
     lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
     out = []
     for row in csv.DictReader(io.StringIO("\n".join(lines)), delimiter="\t"):
-        out.append(CatalogEntry(
-            name=row["name"], release=row["release"], signed=row["signedness"] == "signed",
-            power_mw=_num(row["power_mw"]), area_um2=_num(row["area_um2"]), delay_ns=_num(row["delay_ns"]),
-            mae_pct=_num(row["mae_pct"]), wce_pct=_num(row["wce_pct"]), ep_pct=_num(row["ep_pct"]),
-            mre_pct=_num(row["mre_pct"]), wcre_pct=_num(row["wcre_pct"]), mse=_num(row["mse"]),
-            lut_sha256=row["lut_sha256"], same_circuit_as=row["same_circuit_as"],
-            source_commit=row["source_commit"], source_path=row["source_path"], citation=row["citation"],
-        ))
+        out.append(
+            CatalogEntry(
+                name=row["name"],
+                release=row["release"],
+                signed=row["signedness"] == "signed",
+                power_mw=_num(row["power_mw"]),
+                area_um2=_num(row["area_um2"]),
+                delay_ns=_num(row["delay_ns"]),
+                mae_pct=_num(row["mae_pct"]),
+                wce_pct=_num(row["wce_pct"]),
+                ep_pct=_num(row["ep_pct"]),
+                mre_pct=_num(row["mre_pct"]),
+                wcre_pct=_num(row["wcre_pct"]),
+                mse=_num(row["mse"]),
+                lut_sha256=row["lut_sha256"],
+                same_circuit_as=row["same_circuit_as"],
+                source_commit=row["source_commit"],
+                source_path=row["source_path"],
+                citation=row["citation"],
+            )
+        )
     return tuple(out)
 
 
@@ -122,9 +135,15 @@ def find_entry(name: str, catalog: tuple[CatalogEntry, ...] | None = None) -> Ca
     return matches[0]
 
 
-def select(*, signed: bool, max_mae_pct: float | None = None, max_wce_pct: float | None = None,
-           max_power_mw: float | None = None, release: str = "v1",
-           catalog: tuple[CatalogEntry, ...] | None = None) -> list[CatalogEntry]:
+def select(
+    *,
+    signed: bool,
+    max_mae_pct: float | None = None,
+    max_wce_pct: float | None = None,
+    max_power_mw: float | None = None,
+    release: str = "v1",
+    catalog: tuple[CatalogEntry, ...] | None = None,
+) -> list[CatalogEntry]:
     """Catalogue entries within error/power budgets (published figures), cheapest power first.
 
     Parameters
@@ -202,7 +221,8 @@ class EvoApproxLibrary:
             raise MultiplierError(
                 f"{name!r} is not in the EvoApproxLib catalogue",
                 expected="an 8×8 EvoApproxLib name such as mul8u_2HH or mul8s_1L2H",
-                found=name, fix=f"see `approxtvm multipliers list`; e.g. {', '.join(close)}",
+                found=name,
+                fix=f"see `approxtvm multipliers list`; e.g. {', '.join(close)}",
             )
         return e
 
@@ -215,7 +235,8 @@ class EvoApproxLibrary:
         if got != e.lut_sha256:
             raise MultiplierError(
                 f"{origin}: table of {e.key} does not match the catalogue",
-                expected=f"sha256 {e.lut_sha256[:16]}…", found=f"sha256 {got[:16]}…",
+                expected=f"sha256 {e.lut_sha256[:16]}…",
+                found=f"sha256 {got[:16]}…",
                 fix="the file is corrupted or another circuit of the same name (v1 vs v2022 names)",
             )
         return data
@@ -241,8 +262,13 @@ class EvoApproxLibrary:
         cands = [self.root / "c" / f"{n}.c" for n in names] + [self.root / e.source_path]
         for cand, fn in zip(cands, [*names, e.name], strict=True):
             if cand.is_file():
-                data, _ = compile_c_table(cand.read_text(), signed=e.signed, function=fn,
-                                          cache_dir=self.cache_dir, origin=f"C model {str(cand)!r}")
+                data, _ = compile_c_table(
+                    cand.read_text(),
+                    signed=e.signed,
+                    function=fn,
+                    cache_dir=self.cache_dir,
+                    origin=f"C model {str(cand)!r}",
+                )
                 try:
                     return self._verified(data, e, str(cand))
                 except MultiplierError as exc:  # same name, other release's circuit: keep looking
@@ -260,15 +286,18 @@ class EvoApproxLibrary:
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             raise MultiplierError(
                 f"cannot fetch the C model of {e.key}",
-                expected=f"network access to {url}", found=str(getattr(exc, "reason", exc)),
+                expected=f"network access to {url}",
+                found=str(getattr(exc, "reason", exc)),
                 fix=self._howto(e),
             ) from None
 
     def _howto(self, e: CatalogEntry) -> str:
-        return (f"import the table yourself: `approxtvm multipliers import {e.name}.bin` "
-                f"(TFApprox/EvoApprox .bin) or `... import {e.name}.c` (C model from "
-                f"https://github.com/ehw-fit/evoapproxlib/blob/{e.source_commit[:7]}/{e.source_path}); "
-                "or set APPROXTVM_EVOAPPROX to a local copy of the library; or go online")
+        return (
+            f"import the table yourself: `approxtvm multipliers import {e.name}.bin` "
+            f"(TFApprox/EvoApprox .bin) or `... import {e.name}.c` (C model from "
+            f"https://github.com/ehw-fit/evoapproxlib/blob/{e.source_commit[:7]}/{e.source_path}); "
+            "or set APPROXTVM_EVOAPPROX to a local copy of the library; or go online"
+        )
 
     def table_bytes(self, name: str) -> tuple[bytes, CatalogEntry]:
         """``.bin`` bytes of ``name`` (verified against the catalogue's sha256) and its entry."""
@@ -288,8 +317,9 @@ class EvoApproxLibrary:
                     fix=self._howto(e),
                 )
             src = self.fetch_c_source(e)
-            data, _ = compile_c_table(src, signed=e.signed, function=e.name, cache_dir=self.cache_dir,
-                                      origin=f"C model of {e.key}")
+            data, _ = compile_c_table(
+                src, signed=e.signed, function=e.name, cache_dir=self.cache_dir, origin=f"C model of {e.key}"
+            )
             data = self._verified(data, e, f"C model of {e.key}")
         self._store(e, data)
         return data, e
@@ -298,6 +328,12 @@ class EvoApproxLibrary:
         """The :class:`Multiplier` of a catalogue name, with its published power and area."""
         data, e = self.table_bytes(name)
         table, _ = decode_table(data, signed=e.signed, origin=e.key)
-        return Multiplier(name=e.name if e.release == "v1" else e.key, table=table, signed=e.signed,
-                          source=f"evoapprox:{e.key}", power_mw=e.power_mw, area_um2=e.area_um2,
-                          citation=e.citation)
+        return Multiplier(
+            name=e.name if e.release == "v1" else e.key,
+            table=table,
+            signed=e.signed,
+            source=f"evoapprox:{e.key}",
+            power_mw=e.power_mw,
+            area_um2=e.area_um2,
+            citation=e.citation,
+        )

@@ -184,19 +184,35 @@ FAMILIES: dict[str, Family] = {
         Family("exact", (), exact_fn),
         Family("trunc", (("k", None),), trunc_fn),
         Family("optrunc", (("ka", None), ("kb", None)), optrunc_fn),
-        Family("bam", (("h", None), ("v", 0)), bam_fn,
-               "H. R. Mahdiani, A. Ahmadi, S. M. Fakhraie, C. Lucas, \"Bio-inspired imprecise computational "
-               "blocks for efficient VLSI implementation of soft-computing applications\", IEEE TCAS-I "
-               "57(4), 2010, doi:10.1109/TCSI.2009.2027626"),
-        Family("drum", (("k", None),), drum_fn,
-               "S. Hashemi, R. I. Bahar, S. Reda, \"DRUM: A dynamic range unbiased multiplier for "
-               "approximate applications\", ICCAD 2015, doi:10.1109/ICCAD.2015.7372600"),
-        Family("mitchell", (), mitchell_fn,
-               "J. N. Mitchell, \"Computer multiplication and division using binary logarithms\", IRE "
-               "Trans. Electronic Computers EC-11(4), 1962, doi:10.1109/TEC.1962.5219391"),
-        Family("kulkarni", (), kulkarni_fn,
-               "P. Kulkarni, P. Gupta, M. Ercegovac, \"Trading accuracy for power with an underdesigned "
-               "multiplier architecture\", VLSI Design 2011, doi:10.1109/VLSID.2011.51"),
+        Family(
+            "bam",
+            (("h", None), ("v", 0)),
+            bam_fn,
+            'H. R. Mahdiani, A. Ahmadi, S. M. Fakhraie, C. Lucas, "Bio-inspired imprecise computational '
+            'blocks for efficient VLSI implementation of soft-computing applications", IEEE TCAS-I '
+            "57(4), 2010, doi:10.1109/TCSI.2009.2027626",
+        ),
+        Family(
+            "drum",
+            (("k", None),),
+            drum_fn,
+            'S. Hashemi, R. I. Bahar, S. Reda, "DRUM: A dynamic range unbiased multiplier for '
+            'approximate applications", ICCAD 2015, doi:10.1109/ICCAD.2015.7372600',
+        ),
+        Family(
+            "mitchell",
+            (),
+            mitchell_fn,
+            'J. N. Mitchell, "Computer multiplication and division using binary logarithms", IRE '
+            "Trans. Electronic Computers EC-11(4), 1962, doi:10.1109/TEC.1962.5219391",
+        ),
+        Family(
+            "kulkarni",
+            (),
+            kulkarni_fn,
+            'P. Kulkarni, P. Gupta, M. Ercegovac, "Trading accuracy for power with an underdesigned '
+            'multiplier architecture", VLSI Design 2011, doi:10.1109/VLSID.2011.51',
+        ),
     )
 }
 
@@ -205,7 +221,8 @@ def _check_range(fam: str, key: str, val: int, lo: int, hi: int) -> None:
     if not lo <= val <= hi:
         raise MultiplierError(
             f"family {fam!r}: parameter {key}={val} out of range",
-            expected=f"{lo} ≤ {key} ≤ {hi}", found=str(val),
+            expected=f"{lo} ≤ {key} ≤ {hi}",
+            found=str(val),
         )
 
 
@@ -237,7 +254,8 @@ def parse_spec(spec: str) -> tuple[Family, dict[str, int]] | None:
         except ValueError:
             raise MultiplierError(
                 f"multiplier spec {spec!r}: parameter {key} is not an integer",
-                expected="an integer", found=val,
+                expected="an integer",
+                found=val,
             ) from None
     params: dict[str, int] = {}
     for p, default in fam.params:
@@ -246,7 +264,8 @@ def parse_spec(spec: str) -> tuple[Family, dict[str, int]] | None:
         elif default is None:
             raise MultiplierError(
                 f"multiplier spec {spec!r}: missing parameter {p}",
-                expected=f"{fam.name}:{','.join(f'{q}=<int>' for q, _ in fam.params)}", found=spec,
+                expected=f"{fam.name}:{','.join(f'{q}=<int>' for q, _ in fam.params)}",
+                found=spec,
                 fix=f"e.g. {example_spec(fam)}",
             )
         else:
@@ -278,7 +297,9 @@ def family_multiplier(spec: str, signed: bool = False) -> Multiplier:
     parsed = parse_spec(spec)
     if parsed is None:
         raise MultiplierError(
-            f"{spec!r} is not a multiplier family", expected=f"one of {', '.join(FAMILIES)}", found=spec,
+            f"{spec!r} is not a multiplier family",
+            expected=f"one of {', '.join(FAMILIES)}",
+            found=spec,
         )
     fam, params = parsed
     table, pp_bits = fam.build(signed, **params)

@@ -31,7 +31,8 @@ def table_file_bytes(table: np.ndarray, signed: bool) -> bytes:
     if t.min() < 0 or t.max() > 0xFFFF:
         raise MultiplierError(
             "unsigned table values do not fit the uint16 .bin layout",
-            expected="values in [0, 65535]", found=f"range [{t.min()}, {t.max()}]",
+            expected="values in [0, 65535]",
+            found=f"range [{t.min()}, {t.max()}]",
             fix="save it as a signed (int32) table",
         )
     return t.astype("<u2").tobytes()
@@ -42,8 +43,7 @@ def table_file_sha256(table: np.ndarray, signed: bool) -> str:
     return hashlib.sha256(table_file_bytes(table, signed)).hexdigest()
 
 
-def decode_table(data: bytes, *, signed: bool | None, origin: str,
-                 transposed: bool = False) -> tuple[np.ndarray, bool]:
+def decode_table(data: bytes, *, signed: bool | None, origin: str, transposed: bool = False) -> tuple[np.ndarray, bool]:
     """Decode ``.bin`` bytes into an int32 (256, 256) table; infer signedness from the size if ``None``.
 
     Raises
@@ -60,27 +60,31 @@ def decode_table(data: bytes, *, signed: bool | None, origin: str,
     want = SIGNED_BYTES if signed else UNSIGNED_BYTES
     if signed is None or n != want:
         kind = {UNSIGNED_BYTES: "an unsigned (uint16) table", SIGNED_BYTES: "a signed (int32) table"}.get(
-            n, "neither layout")
+            n, "neither layout"
+        )
         if signed is None:
-            expected = (f"{UNSIGNED_BYTES} bytes (unsigned, uint16 LE) or "
-                        f"{SIGNED_BYTES} bytes (signed, int32 LE)")
+            expected = f"{UNSIGNED_BYTES} bytes (unsigned, uint16 LE) or {SIGNED_BYTES} bytes (signed, int32 LE)"
             fix = "export all 256×256 products, row = activation, in one of the two layouts"
         else:
             layout = "a signed (int32 LE)" if signed else "an unsigned (uint16 LE)"
             expected = f"{want} bytes for {layout} table"
-            fix = ("drop the signedness option to infer it from the size, or pass the other signedness"
-                   if n in (UNSIGNED_BYTES, SIGNED_BYTES) else
-                   "export all 256×256 products, row = activation, in the .bin layout")
-        raise MultiplierError(f"{origin}: wrong table file size", expected=expected,
-                              found=f"{n} bytes ({kind})", fix=fix)
+            fix = (
+                "drop the signedness option to infer it from the size, or pass the other signedness"
+                if n in (UNSIGNED_BYTES, SIGNED_BYTES)
+                else "export all 256×256 products, row = activation, in the .bin layout"
+            )
+        raise MultiplierError(
+            f"{origin}: wrong table file size", expected=expected, found=f"{n} bytes ({kind})", fix=fix
+        )
     arr = np.frombuffer(data, dtype="<i4" if signed else "<u2").astype(np.int32).reshape(256, 256)
     if transposed:
         arr = arr.T
     return np.ascontiguousarray(arr), bool(signed)
 
 
-def load_lut(path: str | Path, *, signed: bool | None = None, transposed: bool = False,
-             name: str | None = None) -> Multiplier:
+def load_lut(
+    path: str | Path, *, signed: bool | None = None, transposed: bool = False, name: str | None = None
+) -> Multiplier:
     """Load a ``.bin`` product table.
 
     Parameters
@@ -96,12 +100,16 @@ def load_lut(path: str | Path, *, signed: bool | None = None, transposed: bool =
     """
     p = Path(path)
     if not p.is_file():
-        raise MultiplierError(f"table file {str(p)!r} not found", expected="an existing .bin file",
-                              found="no such file", fix="check the path")
-    table, sgn = decode_table(p.read_bytes(), signed=signed, origin=f"table file {str(p)!r}",
-                              transposed=transposed)
-    return Multiplier(name=name or p.stem, table=table, signed=sgn,
-                      source=f"lut:{p}{' (transposed)' if transposed else ''}")
+        raise MultiplierError(
+            f"table file {str(p)!r} not found",
+            expected="an existing .bin file",
+            found="no such file",
+            fix="check the path",
+        )
+    table, sgn = decode_table(p.read_bytes(), signed=signed, origin=f"table file {str(p)!r}", transposed=transposed)
+    return Multiplier(
+        name=name or p.stem, table=table, signed=sgn, source=f"lut:{p}{' (transposed)' if transposed else ''}"
+    )
 
 
 def save_lut(mult: Multiplier, path: str | Path) -> Path:

@@ -18,15 +18,20 @@ def _check_signed(m: Multiplier, signed: bool | None, spec: str) -> Multiplier:
         got = "a signed (int8)" if m.signed else "an unsigned (uint8)"
         raise MultiplierError(
             f"multiplier {spec!r} has the wrong signedness",
-            expected=f"{want} multiplier", found=f"{got} multiplier",
-            fix=("pick a mul8s_* multiplier or a family spec for signed mode" if signed else
-                 "pick a mul8u_* multiplier or a family spec for unsigned mode"),
+            expected=f"{want} multiplier",
+            found=f"{got} multiplier",
+            fix=(
+                "pick a mul8s_* multiplier or a family spec for signed mode"
+                if signed
+                else "pick a mul8u_* multiplier or a family spec for unsigned mode"
+            ),
         )
     return m
 
 
-def resolve_multiplier(spec: str, *, signed: bool | None = None, transposed: bool = False,
-                       library: EvoApproxLibrary | None = None) -> Multiplier:
+def resolve_multiplier(
+    spec: str, *, signed: bool | None = None, transposed: bool = False, library: EvoApproxLibrary | None = None
+) -> Multiplier:
     """Turn a user's multiplier spec into a :class:`Multiplier`.
 
     Parameters
@@ -66,7 +71,10 @@ def resolve_multiplier(spec: str, *, signed: bool | None = None, transposed: boo
     hint = "a file that does not exist" if ("/" in s or "\\" in s) and not Path(s).exists() else repr(s)
     raise MultiplierError(
         f"unknown multiplier {spec!r}",
-        expected=(f"a family spec ({', '.join(FAMILIES)}; e.g. bam:h=4,v=0), an EvoApproxLib name "
-                  "(mul8u_2HH), or a path to a .bin table or .c model"),
-        found=hint, fix="`approxtvm multipliers list` shows the catalogue and the families",
+        expected=(
+            f"a family spec ({', '.join(FAMILIES)}; e.g. bam:h=4,v=0), an EvoApproxLib name "
+            "(mul8u_2HH), or a path to a .bin table or .c model"
+        ),
+        found=hint,
+        fix="`approxtvm multipliers list` shows the catalogue and the families",
     )

@@ -72,8 +72,9 @@ def _ints(values: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in values)
 
 
-def lower_function(func: relax.Function, spec: AcceleratorSpec,
-                   resolve_multiplier: Callable[[str, bool], MultiplierInfo]) -> LoweredLayer:
+def lower_function(
+    func: relax.Function, spec: AcceleratorSpec, resolve_multiplier: Callable[[str, bool], MultiplierInfo]
+) -> LoweredLayer:
     """Lower one ``Codegen="vacc"`` function to a :class:`LoweredLayer`.
 
     Parameters
@@ -87,13 +88,17 @@ def lower_function(func: relax.Function, spec: AcceleratorSpec,
     """
     comp = composite_of(func)
     layer_id = str(func.attrs["vacc.layer"]) if "vacc.layer" in func.attrs else composite_layer_id(comp)
-    config = ApproxConfig.from_dict(json.loads(str(func.attrs.get("vacc.config", ApproxConfig().to_json()))),
-                                    f"layer {layer_id}")
+    config = ApproxConfig.from_dict(
+        json.loads(str(func.attrs.get("vacc.config", ApproxConfig().to_json()))), f"layer {layer_id}"
+    )
     symbol = str(func.attrs["global_symbol"])
     if len(comp.params) != 1:
-        raise ScheduleError(f"layer {layer_id}: offloaded call has {len(comp.params)} runtime inputs",
-                            expected="1 (the quantized activation; weights are bound constants)",
-                            found=str(len(comp.params)), fix="bind the parameters before partitioning")
+        raise ScheduleError(
+            f"layer {layer_id}: offloaded call has {len(comp.params)} runtime inputs",
+            expected="1 (the quantized activation; weights are bound constants)",
+            found=str(len(comp.params)),
+            fix="bind the parameters before partitioning",
+        )
     x_param = comp.params[0]
     env: dict[Any, tuple[str, Any]] = {}  # var -> (kind, payload)
     weight = bias = None
@@ -127,8 +132,18 @@ def lower_function(func: relax.Function, spec: AcceleratorSpec,
             xs = _ints(args[0].ty.shape)
             ws = _ints(args[1].ty.shape)
             pads = _ints(a.padding)
-            shape = LayerShape.conv2d(xs[0], ws[0], ws[1], xs[2], xs[3], ws[2], ws[3], strides=_ints(a.strides),
-                                      dilations=_ints(a.dilation), pads=(pads[0], pads[1], pads[2], pads[3]))
+            shape = LayerShape.conv2d(
+                xs[0],
+                ws[0],
+                ws[1],
+                xs[2],
+                xs[3],
+                ws[2],
+                ws[3],
+                strides=_ints(a.strides),
+                dilations=_ints(a.dilation),
+                pads=(pads[0], pads[1], pads[2], pads[3]),
+            )
             result_var = b.var
         elif op == "relax.matmul":
             xs = _ints(args[0].ty.shape)
@@ -140,12 +155,19 @@ def lower_function(func: relax.Function, spec: AcceleratorSpec,
         elif op in ("relax.reshape", "relax.add"):
             result_var = b.var if op == "relax.add" else result_var
         else:
-            raise ScheduleError(f"layer {layer_id}: unexpected op {op} in the offloaded function",
-                                expected="dequantize, conv2d/matmul, permute_dims, reshape, add", found=op,
-                                fix="report this model: the pattern table and codegen disagree")
+            raise ScheduleError(
+                f"layer {layer_id}: unexpected op {op} in the offloaded function",
+                expected="dequantize, conv2d/matmul, permute_dims, reshape, add",
+                found=op,
+                fix="report this model: the pattern table and codegen disagree",
+            )
     if shape is None or weight is None or "x" not in quant:
-        raise ScheduleError(f"layer {layer_id}: offloaded function lacks a layer", expected="conv2d or matmul",
-                            found="none", fix="report this model")
+        raise ScheduleError(
+            f"layer {layer_id}: offloaded function lacks a layer",
+            expected="conv2d or matmul",
+            found="none",
+            fix="report this model",
+        )
     if transpose_w:
         weight = np.ascontiguousarray(weight.T)
     body = comp.body.body
@@ -163,15 +185,33 @@ def lower_function(func: relax.Function, spec: AcceleratorSpec,
     mult = resolve_multiplier(config.multiplier, signed)
     mapping = map_layer(shape, spec)
     counts = analytic_counts(mapping, spec)
-    intrinsic = Intrinsic("vacc.mac8", spec.pe_array.lanes_per_vector_mac, config.multiplier, mult.name,
-                          mult.table_hash, mult.mul_energy_pj)
+    intrinsic = Intrinsic(
+        "vacc.mac8",
+        spec.pe_array.lanes_per_vector_mac,
+        config.multiplier,
+        mult.name,
+        mult.table_hash,
+        mult.mul_energy_pj,
+    )
     compressed = None
     if config.compression == "none":
         layout: WeightLayout = dense_layout(mapping, spec)
     else:
         layout, compressed = compressed_layout(mapping, weight, q.weight_zero_points[0], config.compression)
-    schedule = LayerSchedule(layer_id, symbol, shape, q, bias is not None, config, spec.name, mapping, intrinsic,
-                             layout, tuple(kinds), {"counts": counts.to_dict()})
+    schedule = LayerSchedule(
+        layer_id,
+        symbol,
+        shape,
+        q,
+        bias is not None,
+        config,
+        spec.name,
+        mapping,
+        intrinsic,
+        layout,
+        tuple(kinds),
+        {"counts": counts.to_dict()},
+    )
     return LoweredLayer(schedule, weight, bias, compressed)
 
 
@@ -188,8 +228,12 @@ class CodegenSession:
         Builds the runtime entry (a callable taking the VM's DPS tensors) of a lowered layer.
     """
 
-    def __init__(self, spec: AcceleratorSpec, resolve_multiplier: Callable[[str, bool], MultiplierInfo],
-                 runner_factory: Callable[[LoweredLayer], Callable[..., None]]) -> None:
+    def __init__(
+        self,
+        spec: AcceleratorSpec,
+        resolve_multiplier: Callable[[str, bool], MultiplierInfo],
+        runner_factory: Callable[[LoweredLayer], Callable[..., None]],
+    ) -> None:
         self.spec = spec
         self.resolve_multiplier = resolve_multiplier
         self.runner_factory = runner_factory
@@ -214,9 +258,12 @@ class CodegenSession:
 
 
 def _no_session(functions: Any, options: Any, constant_names: Any) -> list[Any]:
-    raise ScheduleError("relax.ext.vacc was called outside a compilation",
-                        expected="RunCodegen inside CodegenSession.active()", found="no active session",
-                        fix="compile with approxtvm.compile_onnx")
+    raise ScheduleError(
+        "relax.ext.vacc was called outside a compilation",
+        expected="RunCodegen inside CodegenSession.active()",
+        found="no active session",
+        fix="compile with approxtvm.compile_onnx",
+    )
 
 
 def run_codegen(mod: tvm.IRModule, session: CodegenSession) -> tvm.IRModule:

@@ -80,27 +80,48 @@ _FIELDS = ("multiplier", "noc_swing_v", "noc_protected_msbs", "sram_v", "compres
 
 def _check_config(c: ApproxConfig, where: str) -> None:
     if not isinstance(c.multiplier, str) or not c.multiplier:
-        raise PolicyError(f"{where}: multiplier must be a non-empty string", expected="e.g. exact, mul8u_2HH",
-                          found=repr(c.multiplier), fix="name a multiplier (`approxtvm multipliers list`)")
+        raise PolicyError(
+            f"{where}: multiplier must be a non-empty string",
+            expected="e.g. exact, mul8u_2HH",
+            found=repr(c.multiplier),
+            fix="name a multiplier (`approxtvm multipliers list`)",
+        )
     if c.noc_swing_v is not None and not SWING_RANGE_V[0] <= c.noc_swing_v <= SWING_RANGE_V[1]:
-        raise PolicyError(f"{where}: noc_swing_v out of range", expected=f"{SWING_RANGE_V[0]}–{SWING_RANGE_V[1]} V",
-                          found=f"{c.noc_swing_v} V", fix="choose a swing inside the modelled range")
+        raise PolicyError(
+            f"{where}: noc_swing_v out of range",
+            expected=f"{SWING_RANGE_V[0]}–{SWING_RANGE_V[1]} V",
+            found=f"{c.noc_swing_v} V",
+            fix="choose a swing inside the modelled range",
+        )
     if not isinstance(c.noc_protected_msbs, int) or not 0 <= c.noc_protected_msbs <= 8:
-        raise PolicyError(f"{where}: noc_protected_msbs out of range", expected="an integer 0–8",
-                          found=repr(c.noc_protected_msbs), fix="protect between 0 and 8 bits")
+        raise PolicyError(
+            f"{where}: noc_protected_msbs out of range",
+            expected="an integer 0–8",
+            found=repr(c.noc_protected_msbs),
+            fix="protect between 0 and 8 bits",
+        )
     for buf, v in c.sram_v:
         if buf not in SCALABLE_BUFFERS:
-            raise PolicyError(f"{where}: sram_v names an unknown buffer {buf!r}",
-                              expected=f"one of {', '.join(SCALABLE_BUFFERS)}", found=buf,
-                              fix="use the buffer names of the accelerator YAML")
+            raise PolicyError(
+                f"{where}: sram_v names an unknown buffer {buf!r}",
+                expected=f"one of {', '.join(SCALABLE_BUFFERS)}",
+                found=buf,
+                fix="use the buffer names of the accelerator YAML",
+            )
         if not SRAM_RANGE_V[0] <= v <= SRAM_RANGE_V[1]:
-            raise PolicyError(f"{where}: sram_v[{buf}] out of range",
-                              expected=f"{SRAM_RANGE_V[0]}–{SRAM_RANGE_V[1]} V", found=f"{v} V",
-                              fix="choose a voltage inside the BER table's range")
+            raise PolicyError(
+                f"{where}: sram_v[{buf}] out of range",
+                expected=f"{SRAM_RANGE_V[0]}–{SRAM_RANGE_V[1]} V",
+                found=f"{v} V",
+                fix="choose a voltage inside the BER table's range",
+            )
     if c.compression not in COMPRESSION_MODES:
-        raise PolicyError(f"{where}: unknown compression mode {c.compression!r}",
-                          expected=f"one of {', '.join(COMPRESSION_MODES)}", found=c.compression,
-                          fix="pick one of the listed modes")
+        raise PolicyError(
+            f"{where}: unknown compression mode {c.compression!r}",
+            expected=f"one of {', '.join(COMPRESSION_MODES)}",
+            found=c.compression,
+            fix="pick one of the listed modes",
+        )
 
 
 _VOLT = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(mV|V)\s*$")
@@ -109,26 +130,41 @@ _VOLT = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(mV|V)\s*$")
 def _volts(value: Any, where: str) -> float:
     """A voltage: a number (volts) or a string with unit ``V`` or ``mV``."""
     if isinstance(value, bool):
-        raise PolicyError(f"{where}: expected a voltage", expected="a number in volts or '600 mV'",
-                          found=repr(value), fix="write e.g. 0.6 or '600 mV'")
+        raise PolicyError(
+            f"{where}: expected a voltage",
+            expected="a number in volts or '600 mV'",
+            found=repr(value),
+            fix="write e.g. 0.6 or '600 mV'",
+        )
     if isinstance(value, int | float):
         return float(value)
     m = _VOLT.match(str(value))
     if not m:
-        raise PolicyError(f"{where}: bad voltage {value!r}", expected="a number in volts, or a string in V or mV",
-                          found=repr(value), fix="write e.g. 0.6, '0.6 V' or '600 mV'")
+        raise PolicyError(
+            f"{where}: bad voltage {value!r}",
+            expected="a number in volts, or a string in V or mV",
+            found=repr(value),
+            fix="write e.g. 0.6, '0.6 V' or '600 mV'",
+        )
     return float(m.group(1)) / (1000.0 if m.group(2) == "mV" else 1.0)
 
 
 def _config_from_mapping(base: ApproxConfig, d: Mapping[str, Any], where: str) -> ApproxConfig:
     if not isinstance(d, Mapping):
-        raise PolicyError(f"{where}: expected a mapping of knobs", expected=f"keys among {', '.join(_FIELDS)}",
-                          found=type(d).__name__, fix="write `key: value` pairs")
+        raise PolicyError(
+            f"{where}: expected a mapping of knobs",
+            expected=f"keys among {', '.join(_FIELDS)}",
+            found=type(d).__name__,
+            fix="write `key: value` pairs",
+        )
     unknown = sorted(set(d) - set(_FIELDS))
     if unknown:
-        raise PolicyError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}",
-                          expected=f"keys among {', '.join(_FIELDS)}", found=", ".join(unknown),
-                          fix="check the spelling (units are part of the names: noc_swing_v is in volts)")
+        raise PolicyError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}",
+            expected=f"keys among {', '.join(_FIELDS)}",
+            found=", ".join(unknown),
+            fix="check the spelling (units are part of the names: noc_swing_v is in volts)",
+        )
     kw: dict[str, Any] = {}
     if "multiplier" in d:
         kw["multiplier"] = str(d["multiplier"])
@@ -137,25 +173,33 @@ def _config_from_mapping(base: ApproxConfig, d: Mapping[str, Any], where: str) -
     if "noc_protected_msbs" in d:
         v = d["noc_protected_msbs"]
         if isinstance(v, bool) or not isinstance(v, int):
-            raise PolicyError(f"{where}.noc_protected_msbs must be an integer", expected="0–8", found=repr(v),
-                              fix="write a whole number of bits")
+            raise PolicyError(
+                f"{where}.noc_protected_msbs must be an integer",
+                expected="0–8",
+                found=repr(v),
+                fix="write a whole number of bits",
+            )
         kw["noc_protected_msbs"] = v
     if "sram_v" in d:
         sv = d["sram_v"]
         if sv is None:
             sv = {}
         if not isinstance(sv, Mapping):
-            raise PolicyError(f"{where}.sram_v must map buffers to voltages",
-                              expected="{input_buffer: 0.7, weight_buffer: 0.8}", found=repr(sv),
-                              fix="write a mapping")
+            raise PolicyError(
+                f"{where}.sram_v must map buffers to voltages",
+                expected="{input_buffer: 0.7, weight_buffer: 0.8}",
+                found=repr(sv),
+                fix="write a mapping",
+            )
         kw["sram_v"] = tuple(sorted((str(k), _volts(v, f"{where}.sram_v.{k}")) for k, v in sv.items()))
     if "compression" in d:
         kw["compression"] = str(d["compression"])
     try:
         return replace(base, **kw)
     except PolicyError as exc:
-        raise PolicyError(exc.what.replace("ApproxConfig", where), expected=exc.expected, found=exc.found,
-                          fix=exc.fix) from None
+        raise PolicyError(
+            exc.what.replace("ApproxConfig", where), expected=exc.expected, found=exc.found, fix=exc.fix
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,12 +219,27 @@ class ApproxPolicy:
     rules: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
 
     @staticmethod
-    def uniform(multiplier: str = "exact", *, noc_swing_v: float | None = None, noc_protected_msbs: int = 0,
-                sram_v: Mapping[str, float] | None = None, compression: str = "none") -> ApproxPolicy:
+    def uniform(
+        multiplier: str = "exact",
+        *,
+        noc_swing_v: float | None = None,
+        noc_protected_msbs: int = 0,
+        sram_v: Mapping[str, float] | None = None,
+        compression: str = "none",
+    ) -> ApproxPolicy:
         """The same configuration for every layer."""
-        return ApproxPolicy(ApproxConfig.from_dict(
-            {"multiplier": multiplier, "noc_swing_v": noc_swing_v, "noc_protected_msbs": noc_protected_msbs,
-             "sram_v": dict(sram_v or {}), "compression": compression}, "ApproxPolicy.uniform"))
+        return ApproxPolicy(
+            ApproxConfig.from_dict(
+                {
+                    "multiplier": multiplier,
+                    "noc_swing_v": noc_swing_v,
+                    "noc_protected_msbs": noc_protected_msbs,
+                    "sram_v": dict(sram_v or {}),
+                    "compression": compression,
+                },
+                "ApproxPolicy.uniform",
+            )
+        )
 
     @staticmethod
     def exact() -> ApproxPolicy:
@@ -201,18 +260,29 @@ class ApproxPolicy:
     def from_dict(d: Mapping[str, Any], where: str = "policy") -> ApproxPolicy:
         """Build from ``{default: {...}, layers: {pattern: {...}}}``."""
         if not isinstance(d, Mapping):
-            raise PolicyError(f"{where}: a policy must be a mapping", expected="keys default, layers",
-                              found=type(d).__name__, fix="see the README's policy example")
+            raise PolicyError(
+                f"{where}: a policy must be a mapping",
+                expected="keys default, layers",
+                found=type(d).__name__,
+                fix="see the README's policy example",
+            )
         unknown = sorted(set(d) - {"default", "layers"})
         if unknown:
-            raise PolicyError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}",
-                              expected="top-level keys default and layers", found=", ".join(unknown),
-                              fix="put knobs under `default:` or under `layers: {<layer id>: ...}`")
+            raise PolicyError(
+                f"{where}: unknown key(s) {', '.join(map(repr, unknown))}",
+                expected="top-level keys default and layers",
+                found=", ".join(unknown),
+                fix="put knobs under `default:` or under `layers: {<layer id>: ...}`",
+            )
         default = _config_from_mapping(ApproxConfig(), d.get("default") or {}, f"{where}: default")
         layers = d.get("layers") or {}
         if not isinstance(layers, Mapping):
-            raise PolicyError(f"{where}: layers must map layer ids to knobs", expected="a mapping",
-                              found=type(layers).__name__, fix="write `layers: {conv1: {multiplier: exact}}`")
+            raise PolicyError(
+                f"{where}: layers must map layer ids to knobs",
+                expected="a mapping",
+                found=type(layers).__name__,
+                fix="write `layers: {conv1: {multiplier: exact}}`",
+            )
         rules = []
         for pattern, over in layers.items():
             over = {"multiplier": over} if isinstance(over, str) else over
@@ -225,8 +295,12 @@ class ApproxPolicy:
         """Load a policy file; errors name the file and the key."""
         p = Path(path)
         if not p.is_file():
-            raise PolicyError(f"policy file {p} does not exist", expected="a YAML policy file", found="no such file",
-                              fix="check the path")
+            raise PolicyError(
+                f"policy file {p} does not exist",
+                expected="a YAML policy file",
+                found="no such file",
+                fix="check the path",
+            )
         data = load_strict_yaml(p, PolicyError, "policy file")
         return ApproxPolicy.from_dict(data if data is not None else {}, str(p))
 
@@ -240,8 +314,7 @@ class ApproxPolicy:
 
     def unmatched_rules(self, layer_ids: list[str]) -> list[str]:
         """Rule patterns that match none of ``layer_ids`` (typos in a policy file)."""
-        return [p for p, _ in self.rules
-                if not any(p == lid or fnmatch.fnmatchcase(lid, p) for lid in layer_ids)]
+        return [p for p, _ in self.rules if not any(p == lid or fnmatch.fnmatchcase(lid, p) for lid in layer_ids)]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form accepted by :meth:`from_dict`."""

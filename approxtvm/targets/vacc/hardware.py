@@ -100,9 +100,7 @@ def _convert(value: Any, tp: Any, file: str, key: str) -> Any:
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
-            raise _fail(
-                file, key, "wrong type", expected=f"a list ({tp})", found=repr(value), fix="write a YAML list"
-            )
+            raise _fail(file, key, "wrong type", expected=f"a list ({tp})", found=repr(value), fix="write a YAML list")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(v, args[0], file, f"{key}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
@@ -114,14 +112,10 @@ def _convert(value: Any, tp: Any, file: str, key: str) -> Any:
                 found=repr(value),
                 fix=f"give exactly {len(args)} items",
             )
-        return tuple(
-            _convert(v, a, file, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
-        )
+        return tuple(_convert(v, a, file, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
     if tp is bool:
         if not isinstance(value, bool):
-            raise _fail(
-                file, key, "wrong type", expected="true or false", found=repr(value), fix="write true/false"
-            )
+            raise _fail(file, key, "wrong type", expected="true or false", found=repr(value), fix="write true/false")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -147,9 +141,7 @@ def _convert(value: Any, tp: Any, file: str, key: str) -> Any:
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise _fail(
-                file, key, "wrong type", expected="a string", found=repr(value), fix="quote the value"
-            )
+            raise _fail(file, key, "wrong type", expected="a string", found=repr(value), fix="quote the value")
         return value
     raise TypeError(f"unsupported field type {tp!r}")  # programming error, not a user error
 
@@ -184,11 +176,7 @@ def _build(cls: type[Any], data: Any, file: str, path: str, **extra: Any) -> Any
             )
         kwargs[key] = _convert(value, hints[key], file, full)
     for name, f in fields.items():
-        if (
-            name not in kwargs
-            and f.default is dataclasses.MISSING
-            and f.default_factory is dataclasses.MISSING
-        ):
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             full = f"{path}.{name}" if path else name
             raise _fail(
                 file,
@@ -386,9 +374,7 @@ class MemoryLevel:
                 fix="give the energy of one access in pJ",
             )
         _check(
-            bool(self.tensors)
-            and set(self.tensors) <= _TENSORS
-            and len(set(self.tensors)) == len(self.tensors),
+            bool(self.tensors) and set(self.tensors) <= _TENSORS and len(set(self.tensors)) == len(self.tensors),
             "tensors",
             "unknown tensors",
             expected=f"a non-empty subset of {sorted(_TENSORS)}",
@@ -889,9 +875,7 @@ class AcceleratorSpec:
         p = Path(name_or_path)
         if p.suffix in (".yaml", ".yml") or p.exists():
             return AcceleratorSpec.from_yaml(p)
-        shipped = importlib.resources.files("approxtvm.targets.vacc").joinpath(
-            "specs", f"{name_or_path}.yaml"
-        )
+        shipped = importlib.resources.files("approxtvm.targets.vacc").joinpath("specs", f"{name_or_path}.yaml")
         if not shipped.is_file():
             names = sorted(
                 r.name.removesuffix(".yaml")

@@ -186,10 +186,7 @@ class AccessCounts:
             latency_cycles=int(d["latency_cycles"]),
             mac_slots=int(d["mac_slots"]),
             buffer_accesses=tuple(
-                sorted(
-                    (e["buffer"], e["tensor"], int(e["reads"]), int(e["writes"]))
-                    for e in d["buffer_accesses"]
-                )
+                sorted((e["buffer"], e["tensor"], int(e["reads"]), int(e["writes"])) for e in d["buffer_accesses"])
             ),
             noc_traffic=tuple(
                 sorted(
@@ -267,9 +264,7 @@ def noc_tree(spec: AcceleratorSpec, pes: tuple[int, ...]) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _noc_groups(
-    spec: AcceleratorSpec, pe_loops: tuple[tuple[str, int], ...], tensor: str
-) -> tuple[int, int, int]:
+def _noc_groups(spec: AcceleratorSpec, pe_loops: tuple[tuple[str, int], ...], tensor: str) -> tuple[int, int, int]:
     """``(groups, Σ links, Σ routers)`` for one tile transfer of ``tensor`` to every busy PE.
 
     PEs are numbered mixed-radix over the global-buffer spatial loops (outermost = most significant);
@@ -533,9 +528,7 @@ def _divisors(n: int) -> list[int]:
 @functools.lru_cache(maxsize=1024)
 def _splits3(n: int, no_outer: bool = False) -> np.ndarray:
     """Ordered triples ``(a, b, c)`` with ``a·b·c = n`` (shape ``(m, 3)``); ``c = 1`` if ``no_outer``."""
-    rows = [
-        (a, b, n // (a * b)) for a in _divisors(n) for b in _divisors(n // a) if not no_outer or a * b == n
-    ]
+    rows = [(a, b, n // (a * b)) for a in _divisors(n) for b in _divisors(n // a) if not no_outer or a * b == n]
     return np.array(rows, dtype=np.int64)
 
 
@@ -607,18 +600,13 @@ def _search(shape: LayerShape, spec: AcceleratorSpec, objective: str) -> Mapping
             return fac[d][:, col] if d in fac else one
 
         spatial_loops = {
-            lvl: [
-                (d, n)
-                for (d, n), at in zip(sp, ("GlobalBuffer", "PE", "PE"), strict=True)
-                if at == lvl and n > 1
-            ]
+            lvl: [(d, n) for (d, n), at in zip(sp, ("GlobalBuffer", "PE", "PE"), strict=True) if at == lvl and n > 1]
             for lvl in ("GlobalBuffer", "PE")
         }
         for o_dram, o_gb in itertools.product(_level_orders(), repeat=2):
             nest: _Nest = [
                 [(d, g(d, 2), False) for d in o_dram],
-                [(d, g(d, 1), False) for d in o_gb]
-                + [(d, n, True) for d, n in spatial_loops["GlobalBuffer"]],
+                [(d, g(d, 1), False) for d in o_gb] + [(d, n, True) for d, n in spatial_loops["GlobalBuffer"]],
                 [(d, g(d, 0), False) for d in ("K", "C")]
                 + [(d, rest[d], False) for d in ("R", "S")]
                 + [(d, n, True) for d, n in spatial_loops["PE"]],
@@ -660,18 +648,10 @@ def _fits(shape: LayerShape, spec: AcceleratorSpec, sp: tuple[tuple[str, int], .
         sp_pe[d] *= n
     bounds = shape.bounds
     e_pe = {d: f(d, 0) * sp_below[d] if d not in ("R", "S") else bounds[d] * sp_below[d] for d in DIMS}
-    e_gb = {
-        d: e_pe[d] * f(d, 1) * (sp_pe[d] // sp_below[d]) if d not in ("R", "S") else e_pe[d] for d in DIMS
-    }
-    ok = (
-        e_pe["K"] * e_pe["C"] * e_pe["R"] * e_pe["S"] * prec.weight_bits
-        <= spec.memory("weight_buffer").capacity_bits
-    )
+    e_gb = {d: e_pe[d] * f(d, 1) * (sp_pe[d] // sp_below[d]) if d not in ("R", "S") else e_pe[d] for d in DIMS}
+    ok = e_pe["K"] * e_pe["C"] * e_pe["R"] * e_pe["S"] * prec.weight_bits <= spec.memory("weight_buffer").capacity_bits
     ok &= _input_tile(e_pe, shape) * prec.input_bits <= spec.memory("input_buffer").capacity_bits
-    ok &= (
-        e_pe["N"] * e_pe["K"] * e_pe["P"] * e_pe["Q"] * prec.psum_bits
-        <= spec.memory("accum_buffer").capacity_bits
-    )
+    ok &= e_pe["N"] * e_pe["K"] * e_pe["P"] * e_pe["Q"] * prec.psum_bits <= spec.memory("accum_buffer").capacity_bits
     gb = spec.memory("global_buffer")
     reduce_above = (f("C", 1) * f("C", 2)) > 1
     out_bits = np.where(reduce_above, prec.psum_bits, prec.output_bits)
@@ -799,13 +779,9 @@ def resnet_layer_shapes(name: str) -> list[tuple[str, LayerShape]]:
                         conv(1, width, c_in, hw, hw, 3, 3, strides=(stride, stride), pads=(1, 1, 1, 1)),
                     )
                 )
-                layers.append(
-                    (f"{pre}.conv2", conv(1, width, width, out_hw, out_hw, 3, 3, pads=(1, 1, 1, 1)))
-                )
+                layers.append((f"{pre}.conv2", conv(1, width, width, out_hw, out_hw, 3, 3, pads=(1, 1, 1, 1))))
             if blk == 0 and (stride != 1 or c_in != c_out):
-                layers.append(
-                    (f"{pre}.downsample", conv(1, c_out, c_in, hw, hw, 1, 1, strides=(stride, stride)))
-                )
+                layers.append((f"{pre}.downsample", conv(1, c_out, c_in, hw, hw, 1, 1, strides=(stride, stride))))
             c_in, hw = c_out, out_hw
     layers.append(("fc", LayerShape.dense(1, 1000, c_in)))
     return layers

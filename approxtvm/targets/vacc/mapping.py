@@ -278,8 +278,7 @@ class Mapping:
         if level in ("PE", "Register"):
             return spec.precision.psum_bits
         reduce_above = any(
-            lp.dim not in TENSOR_DIMS["output"] and lp.bound > 1 and not lp.spatial
-            for lp in self.loops_above("PE")
+            lp.dim not in TENSOR_DIMS["output"] and lp.bound > 1 and not lp.spatial for lp in self.loops_above("PE")
         )
         return spec.precision.psum_bits if reduce_above else spec.precision.output_bits
 
@@ -349,11 +348,7 @@ class Mapping:
             for lp in nest.loops:
                 tag = ""
                 if lp.spatial:
-                    tag = (
-                        " (Spatial-Y)"
-                        if nest.level == "PE" and lp.dim in ("K", "N", "P", "Q")
-                        else " (Spatial-X)"
-                    )
+                    tag = " (Spatial-Y)" if nest.level == "PE" and lp.dim in ("K", "N", "P", "Q") else " (Spatial-X)"
                 lines.append(f"|{'  ' * depth} for {lp.dim} in [0:{lp.bound}){tag}")
                 depth += 1
             lines.append("")

@@ -87,8 +87,9 @@ class AttachVaccLayerInfo:
         return out
 
 
-def partition_for_vacc(mod: tvm.IRModule, params: dict[str, object] | None = None, *,
-                       symbol_prefix: str = "vacc_", entry: str = "main") -> tvm.IRModule:
+def partition_for_vacc(
+    mod: tvm.IRModule, params: dict[str, object] | None = None, *, symbol_prefix: str = "vacc_", entry: str = "main"
+) -> tvm.IRModule:
     """Offload every supported quantized conv2d / dense layer to vacc.
 
     Parameters
@@ -113,10 +114,10 @@ def partition_for_vacc(mod: tvm.IRModule, params: dict[str, object] | None = Non
     passes = []
     if params:
         passes.append(relax.transform.BindParams(entry, params))
-    passes += [
-    ]
+    passes += []
     if passes:
         mod = tvm.transform.Sequential(passes)(mod)
-    fuse = relax.transform.FuseOpsByPattern(vacc_patterns(layer_vars(mod[entry])), bind_constants=True,
-                                            annotate_codegen=True)
+    fuse = relax.transform.FuseOpsByPattern(
+        vacc_patterns(layer_vars(mod[entry])), bind_constants=True, annotate_codegen=True
+    )
     return tvm.transform.Sequential([fuse, AttachVaccLayerInfo(symbol_prefix)])(mod)

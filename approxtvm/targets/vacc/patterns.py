@@ -108,10 +108,16 @@ def vacc_patterns(layer_of: dict[int, str] | None = None) -> list[FusionPattern]
     return [
         FusionPattern("vacc.qconv2d_bias", conv_bias, conv_ann, _check_conv, attrs),
         FusionPattern("vacc.qconv2d", conv, conv_ann, _check_conv, attrs),
-        FusionPattern("vacc.qdense_t_bias", is_op("relax.add")(mm_t, _deq(is_const())),
-                      {**dense_ann, "root": mm_t}, _check_dense, attrs),
+        FusionPattern(
+            "vacc.qdense_t_bias",
+            is_op("relax.add")(mm_t, _deq(is_const())),
+            {**dense_ann, "root": mm_t},
+            _check_dense,
+            attrs,
+        ),
         FusionPattern("vacc.qdense_t", mm_t, {**dense_ann, "root": mm_t}, _check_dense, attrs),
-        FusionPattern("vacc.qdense_bias", is_op("relax.add")(mm, _deq(is_const())),
-                      {**dense_ann, "root": mm}, _check_dense, attrs),
+        FusionPattern(
+            "vacc.qdense_bias", is_op("relax.add")(mm, _deq(is_const())), {**dense_ann, "root": mm}, _check_dense, attrs
+        ),
         FusionPattern("vacc.qdense", mm, {**dense_ann, "root": mm}, _check_dense, attrs),
     ]

@@ -151,18 +151,32 @@ class LayerSchedule:
             "layer_id": self.layer_id,
             "symbol": self.symbol,
             "shape": self.shape.to_dict(),
-            "quant": {"signed": q.signed, "input_scale": q.input_scale, "input_zero_point": q.input_zero_point,
-                      "weight_scales": list(q.weight_scales), "weight_zero_points": list(q.weight_zero_points),
-                      "bias_scales": list(q.bias_scales), "bias_zero_points": list(q.bias_zero_points)},
+            "quant": {
+                "signed": q.signed,
+                "input_scale": q.input_scale,
+                "input_zero_point": q.input_zero_point,
+                "weight_scales": list(q.weight_scales),
+                "weight_zero_points": list(q.weight_zero_points),
+                "bias_scales": list(q.bias_scales),
+                "bias_zero_points": list(q.bias_zero_points),
+            },
             "has_bias": self.has_bias,
             "config": self.config.to_dict(),
             "accelerator": self.accelerator,
             "mapping": self.mapping.to_dict(),
-            "intrinsic": {"name": i.name, "lanes": i.lanes, "multiplier": i.multiplier,
-                          "multiplier_name": i.multiplier_name, "table_hash": i.table_hash,
-                          "mul_energy_pj": i.mul_energy_pj},
-            "weight_layout": {"tile_order": list(w.tile_order), "encoding": list(w.encoding),
-                              "tile_bytes": list(w.tile_bytes)},
+            "intrinsic": {
+                "name": i.name,
+                "lanes": i.lanes,
+                "multiplier": i.multiplier,
+                "multiplier_name": i.multiplier_name,
+                "table_hash": i.table_hash,
+                "mul_energy_pj": i.mul_energy_pj,
+            },
+            "weight_layout": {
+                "tile_order": list(w.tile_order),
+                "encoding": list(w.encoding),
+                "tile_bytes": list(w.tile_bytes),
+            },
             "outputs": list(self.outputs),
             "predicted": self.predicted,
         }
@@ -171,20 +185,42 @@ class LayerSchedule:
     def from_dict(d: dict[str, Any]) -> LayerSchedule:
         """Inverse of :meth:`to_dict`."""
         if d.get("version") != SCHEDULE_VERSION:
-            raise ScheduleError("unsupported schedule version", expected=str(SCHEDULE_VERSION),
-                                found=str(d.get("version")), fix="recompile the model with this approxtvm")
+            raise ScheduleError(
+                "unsupported schedule version",
+                expected=str(SCHEDULE_VERSION),
+                found=str(d.get("version")),
+                fix="recompile the model with this approxtvm",
+            )
         q, i, w = d["quant"], d["intrinsic"], d["weight_layout"]
         return LayerSchedule(
-            layer_id=d["layer_id"], symbol=d["symbol"], shape=LayerShape.from_dict(d["shape"]),
-            quant=QuantParams(q["signed"], float(q["input_scale"]), int(q["input_zero_point"]),
-                              tuple(map(float, q["weight_scales"])), tuple(map(int, q["weight_zero_points"])),
-                              tuple(map(float, q["bias_scales"])), tuple(map(int, q["bias_zero_points"]))),
-            has_bias=bool(d["has_bias"]), config=ApproxConfig.from_dict(d["config"]),
-            accelerator=d["accelerator"], mapping=Mapping.from_dict(d["mapping"]),
-            intrinsic=Intrinsic(i["name"], int(i["lanes"]), i["multiplier"], i["multiplier_name"],
-                                i["table_hash"], float(i["mul_energy_pj"])),
+            layer_id=d["layer_id"],
+            symbol=d["symbol"],
+            shape=LayerShape.from_dict(d["shape"]),
+            quant=QuantParams(
+                q["signed"],
+                float(q["input_scale"]),
+                int(q["input_zero_point"]),
+                tuple(map(float, q["weight_scales"])),
+                tuple(map(int, q["weight_zero_points"])),
+                tuple(map(float, q["bias_scales"])),
+                tuple(map(int, q["bias_zero_points"])),
+            ),
+            has_bias=bool(d["has_bias"]),
+            config=ApproxConfig.from_dict(d["config"]),
+            accelerator=d["accelerator"],
+            mapping=Mapping.from_dict(d["mapping"]),
+            intrinsic=Intrinsic(
+                i["name"],
+                int(i["lanes"]),
+                i["multiplier"],
+                i["multiplier_name"],
+                i["table_hash"],
+                float(i["mul_energy_pj"]),
+            ),
             weight_layout=WeightLayout(tuple(w["tile_order"]), tuple(w["encoding"]), tuple(w["tile_bytes"])),
-            outputs=tuple(d["outputs"]), predicted=dict(d.get("predicted", {})))
+            outputs=tuple(d["outputs"]),
+            predicted=dict(d.get("predicted", {})),
+        )
 
     def to_json(self) -> str:
         """JSON text."""
@@ -221,11 +257,18 @@ class LayerSchedule:
         counts = self.predicted.get("counts")
         if counts:
             util = counts["macs"] / counts["mac_slots"] if counts.get("mac_slots") else 0.0
-            lines += ["  accesses (elements; analytic = what the runtime counts):",
-                      f"    MACs {counts['macs']:,}  latency {counts['latency_cycles']:,} cycles"
-                      f"  utilisation {100 * util:.1f} %"]
-            lines += [f"    {a['buffer']:<16}{a['tensor']:<8} reads {a['reads']:>14,}  writes {a['writes']:>14,}"
-                      for a in counts["buffer_accesses"]]
-            lines += [f"    {'noc':<16}{n['tensor']:<8} bits {n['payload_bits']:>15,}  link-bit hops"
-                      f" {n['link_bit_traversals']:>14,}" for n in counts["noc_traffic"]]
+            lines += [
+                "  accesses (elements; analytic = what the runtime counts):",
+                f"    MACs {counts['macs']:,}  latency {counts['latency_cycles']:,} cycles"
+                f"  utilisation {100 * util:.1f} %",
+            ]
+            lines += [
+                f"    {a['buffer']:<16}{a['tensor']:<8} reads {a['reads']:>14,}  writes {a['writes']:>14,}"
+                for a in counts["buffer_accesses"]
+            ]
+            lines += [
+                f"    {'noc':<16}{n['tensor']:<8} bits {n['payload_bits']:>15,}  link-bit hops"
+                f" {n['link_bit_traversals']:>14,}"
+                for n in counts["noc_traffic"]
+            ]
         return "\n".join(lines)

@@ -40,8 +40,9 @@ def weight_tile_shape(mapping: Mapping, weight: np.ndarray) -> tuple[int, ...]:
     return (e["K"], e["C"]) if weight.ndim == 2 else (e["K"], e["C"], e["R"], e["S"])
 
 
-def compressed_layout(mapping: Mapping, weight: np.ndarray, zero_code: int,
-                      mode: str) -> tuple[WeightLayout, CompressedWeights]:
+def compressed_layout(
+    mapping: Mapping, weight: np.ndarray, zero_code: int, mode: str
+) -> tuple[WeightLayout, CompressedWeights]:
     """Compressed layout: the same PE weight tiles, each encoded (``mode`` or the smallest).
 
     Returns the layout recorded in the schedule and the encoded tiles (real byte blobs) the

@@ -77,8 +77,9 @@ class LayerShape:
         """Shape of a conv2d; ``pads`` is (top, left, bottom, right) as in Relax."""
         p = (h + pads[0] + pads[2] - dilations[0] * (r - 1) - 1) // strides[0] + 1
         q = (w + pads[1] + pads[3] - dilations[1] * (s - 1) - 1) // strides[1] + 1
-        return LayerShape("conv2d", n, k, c, p, q, r, s, h, w, strides[0], strides[1],
-                          dilations[0], dilations[1], *pads)
+        return LayerShape(
+            "conv2d", n, k, c, p, q, r, s, h, w, strides[0], strides[1], dilations[0], dilations[1], *pads
+        )
 
     @property
     def macs(self) -> int:

@@ -40,9 +40,12 @@ def load_strict_yaml(path: Path, error: type[ApproxTvmError] = ConfigError, what
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise error(f"cannot read {what} {path}", found=str(exc),
-                    fix="pass an existing YAML file" + (" or a shipped spec name such as 'simba_like'"
-                                                         if what == "accelerator spec" else "")) from exc
+        raise error(
+            f"cannot read {what} {path}",
+            found=str(exc),
+            fix="pass an existing YAML file"
+            + (" or a shipped spec name such as 'simba_like'" if what == "accelerator spec" else ""),
+        ) from exc
     loader = _StrictLoader(text)
     loader.source_name = str(path)
     loader.error = error

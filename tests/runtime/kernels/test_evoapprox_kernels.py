@@ -12,8 +12,7 @@ from approxtvm.runtime.kernels import choose_path, conv2d_products, conv2d_produ
 from approxtvm.runtime.kernels.lowrank import find_factors
 from approxtvm.runtime.multipliers import load_lut
 
-PACK = Path(os.environ.get("APPROXTVM_TEST_EVOAPPROX")
-            or Path(__file__).resolve().parents[4] / "shared" / "evoapprox")
+PACK = Path(os.environ.get("APPROXTVM_TEST_EVOAPPROX") or Path(__file__).resolve().parents[4] / "shared" / "evoapprox")
 pytestmark = pytest.mark.skipif(not (PACK / "luts").is_dir(), reason=f"EvoApproxLib pack not at {PACK}")
 
 

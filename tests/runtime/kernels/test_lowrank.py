@@ -43,8 +43,9 @@ def test_table_with_divisor_through_the_public_api(kcache):
     x = rng.integers(0, 120, (1, 3, 5, 5), dtype=np.uint8)
     w = rng.integers(0, 200, (2, 3, 3, 3), dtype=np.uint8)
     kw = dict(pads=(1, 1, 1, 1), pad_value=9)
-    assert np.array_equal(conv2d_products(x, w, m, path="lowrank", cache=kcache, **kw),
-                          conv2d_products_reference(x, w, m, **kw))
+    assert np.array_equal(
+        conv2d_products(x, w, m, path="lowrank", cache=kcache, **kw), conv2d_products_reference(x, w, m, **kw)
+    )
 
 
 def test_factorisation_restricted_to_used_weights_lowers_rank(kcache):

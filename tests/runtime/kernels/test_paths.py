@@ -37,8 +37,7 @@ def conv_case(draw):
     w = draw(st.integers(w0, w0 + 8))
     seed = draw(st.integers(0, 2**31))
     pad_code = draw(st.integers(0, 255))
-    return dict(n=n, c=c, k=k, r=r, s=s, h=h, w=w, dil=dil, strides=strides, pads=pads, seed=seed,
-                pad_code=pad_code)
+    return dict(n=n, c=c, k=k, r=r, s=s, h=h, w=w, dil=dil, strides=strides, pads=pads, seed=seed, pad_code=pad_code)
 
 
 def _operands(m, case):
@@ -84,12 +83,9 @@ def test_dense_ort_and_numpy_paths_match_reference(mults, kcache, name, n, c, k,
 
 # TVM compiles one kernel per shape (~1 s each): a few fixed shapes that cover the features.
 TVM_CASES = [
-    dict(n=2, c=5, k=7, r=3, s=3, h=9, w=11, dil=(1, 2), strides=(2, 1), pads=(1, 2, 0, 1), seed=1,
-         pad_code=3),
-    dict(n=1, c=3, k=70, r=7, s=7, h=12, w=12, dil=(1, 1), strides=(2, 2), pads=(3, 3, 3, 3), seed=2,
-         pad_code=200),
-    dict(n=1, c=4, k=16, r=1, s=1, h=5, w=6, dil=(1, 1), strides=(1, 1), pads=(0, 0, 0, 0), seed=3,
-         pad_code=0),
+    dict(n=2, c=5, k=7, r=3, s=3, h=9, w=11, dil=(1, 2), strides=(2, 1), pads=(1, 2, 0, 1), seed=1, pad_code=3),
+    dict(n=1, c=3, k=70, r=7, s=7, h=12, w=12, dil=(1, 1), strides=(2, 2), pads=(3, 3, 3, 3), seed=2, pad_code=200),
+    dict(n=1, c=4, k=16, r=1, s=1, h=5, w=6, dil=(1, 1), strides=(1, 1), pads=(0, 0, 0, 0), seed=3, pad_code=0),
 ]
 
 
@@ -183,8 +179,7 @@ def test_avx2_tiling_is_exact_too(mults):
     host = detect_cpu()
     if not host.avx2:
         pytest.skip("host has no AVX2")
-    cache = KernelCache(host_cpu=CpuInfo(llvm_cpu="haswell", avx2=True, avx512=False, vnni=False,
-                                         machine=host.machine))
+    cache = KernelCache(host_cpu=CpuInfo(llvm_cpu="haswell", avx2=True, avx512=False, vnni=False, machine=host.machine))
     assert cache.tvm_kernels().config.kb == 32
     m = mults["rand_s"]
     rng = np.random.default_rng(11)

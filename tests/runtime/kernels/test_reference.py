@@ -15,7 +15,7 @@ def scalar_conv(x, w, table, strides, dilations, pads, pad_value):
     k, _, r, s = w.shape
     pt, pl, pb, pr = pads
     xp = np.full((n, c, h + pt + pb, wd + pl + pr), pad_value, dtype=np.int64)
-    xp[:, :, pt:pt + h, pl:pl + wd] = x.astype(np.int64)
+    xp[:, :, pt : pt + h, pl : pl + wd] = x.astype(np.int64)
     p = (xp.shape[2] - dilations[0] * (r - 1) - 1) // strides[0] + 1
     q = (xp.shape[3] - dilations[1] * (s - 1) - 1) // strides[1] + 1
     y = np.zeros((n, k, p, q), np.int64)

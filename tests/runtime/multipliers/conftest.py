@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-PACK = Path(os.environ.get("APPROXTVM_TEST_EVOAPPROX")
-            or Path(__file__).resolve().parents[4] / "shared" / "evoapprox")
+PACK = Path(os.environ.get("APPROXTVM_TEST_EVOAPPROX") or Path(__file__).resolve().parents[4] / "shared" / "evoapprox")
 
 
 @pytest.fixture(scope="session")

@@ -41,9 +41,17 @@ def test_every_pack_table_imports_and_its_metrics_match(pack, pack_rows):
         row = by_file[f"luts/{p.name}"]
         assert m.signed == (row["signedness"] == "signed"), p.name
         me = m.metrics
-        for ours, col in ((me.mae, "mae"), (me.wce, "wce"), (me.mae_pct, "mae_pct"), (me.wce_pct, "wce_pct"),
-                          (me.ep_pct, "ep_pct"), (me.mre_pct, "mre_pct"), (me.wcre_pct, "wcre_pct"),
-                          (me.mse, "mse"), (me.bias, "bias")):
+        for ours, col in (
+            (me.mae, "mae"),
+            (me.wce, "wce"),
+            (me.mae_pct, "mae_pct"),
+            (me.wce_pct, "wce_pct"),
+            (me.ep_pct, "ep_pct"),
+            (me.mre_pct, "mre_pct"),
+            (me.wcre_pct, "wcre_pct"),
+            (me.mse, "mse"),
+            (me.bias, "bias"),
+        ):
             assert _close(ours, row[col]), (p.name, col, ours, row[col])
         assert m.is_exact == (row["exact"] == "yes")
         assert m.is_commutative == (row["commutative"] == "yes")
@@ -66,8 +74,12 @@ def test_shipped_catalogue_covers_the_library_and_agrees(pack_rows):
 
 def test_design_selection_figures():
     # DESIGN §5: (mW, MAE %, WCE %)
-    for name, pw, mae, wce in (("mul8u_2HH", 0.302, 0.057, 0.18), ("mul8u_FTA", 0.084, 0.89, 4.29),
-                               ("mul8s_1L2H", 0.301, 0.081, 0.39), ("mul8s_1KR3", 0.052, 3.08, 12.30)):
+    for name, pw, mae, wce in (
+        ("mul8u_2HH", 0.302, 0.057, 0.18),
+        ("mul8u_FTA", 0.084, 0.89, 4.29),
+        ("mul8s_1L2H", 0.301, 0.081, 0.39),
+        ("mul8s_1KR3", 0.052, 3.08, 12.30),
+    ):
         e = find_entry(name)
         assert (e.power_mw, e.mae_pct, e.wce_pct) == (pw, mae, wce)
     assert find_entry("mul8s_1KV8").release == "v1"  # v1 meaning (exact) by default
@@ -84,8 +96,10 @@ def test_library_from_local_pack_operand_order_and_cache(pack, cache_dir):
     assert np.array_equal(offline.multiplier("mul8u_FTA").table, m.table)
     assert resolve_multiplier("mul8s_1KV8", library=lib).is_exact
     assert resolve_multiplier("v2022/mul8s_1KV8", library=lib).metrics.mae == 1.25
-    assert resolve_multiplier("v2022/mul8u_0AB", library=lib).table_hash == \
-        resolve_multiplier("mul8u_2HH", library=lib).table_hash
+    assert (
+        resolve_multiplier("v2022/mul8u_0AB", library=lib).table_hash
+        == resolve_multiplier("mul8u_2HH", library=lib).table_hash
+    )
 
 
 def test_library_fetch_by_url_compiles_the_c_model(pack, cache_dir):
@@ -130,8 +144,7 @@ def test_broken_c_model_errors(tmp_path, cache_dir):
     with pytest.raises(MultiplierError, match="does not compile"):
         load_c_model(bad, cache_dir=cache_dir)
     wide = tmp_path / "mul8u_wide.c"
-    wide.write_text("#include <stdint.h>\n"
-                    "uint64_t mul8u_wide(uint64_t a, uint64_t b) { return a * b * 2; }\n")
+    wide.write_text("#include <stdint.h>\nuint64_t mul8u_wide(uint64_t a, uint64_t b) { return a * b * 2; }\n")
     with pytest.raises(MultiplierError, match="running the compiled model failed"):
         load_c_model(wide, cache_dir=cache_dir)
 

@@ -19,8 +19,15 @@ def test_degenerate_parameters_are_exact(spec, signed):
 
 @pytest.mark.parametrize("signed", [False, True])
 def test_every_family_builds_in_both_signednesses(signed):
-    examples = {"exact": "exact", "trunc": "trunc:k=4", "optrunc": "optrunc:ka=2,kb=1", "bam": "bam:h=4,v=1",
-                "drum": "drum:k=4", "mitchell": "mitchell", "kulkarni": "kulkarni"}
+    examples = {
+        "exact": "exact",
+        "trunc": "trunc:k=4",
+        "optrunc": "optrunc:ka=2,kb=1",
+        "bam": "bam:h=4,v=1",
+        "drum": "drum:k=4",
+        "mitchell": "mitchell",
+        "kulkarni": "kulkarni",
+    }
     assert set(examples) == set(FAMILIES)
     for fam, spec in examples.items():
         m = family_multiplier(spec, signed=signed)

@@ -56,8 +56,13 @@ Mode = Literal["auto", "dense", "bitmask", "rle", "codebook", "codebook_bitmask"
 TileSpec = Sequence[tuple[slice, ...]] | tuple[int, ...]
 
 _ID = {name: i for i, name in enumerate(ENCODINGS)}
-_PARAMS = {"dense": (), "bitmask": ("zero_code",), "rle": ("zero_code", "run_bits"),
-           "codebook": ("bits",), "codebook_bitmask": ("zero_code", "bits")}
+_PARAMS = {
+    "dense": (),
+    "bitmask": ("zero_code",),
+    "rle": ("zero_code", "run_bits"),
+    "codebook": ("bits",),
+    "codebook_bitmask": ("zero_code", "bits"),
+}
 _DTYPES = {False: np.dtype(np.uint8), True: np.dtype(np.int8)}
 
 
@@ -183,17 +188,28 @@ def _check_tile(tile: np.ndarray, zero_code: int) -> tuple[np.ndarray, np.ndarra
     """Return (flat codes as stored, flat non-zero mask); validate dtype and zero_code."""
     arr = np.asarray(tile)
     if arr.dtype not in (np.uint8, np.int8):
-        raise CompressionError("weight tile has the wrong element type", expected="uint8 or int8 codes",
-                               found=str(arr.dtype), fix="quantize the weights to 8-bit codes first")
+        raise CompressionError(
+            "weight tile has the wrong element type",
+            expected="uint8 or int8 codes",
+            found=str(arr.dtype),
+            fix="quantize the weights to 8-bit codes first",
+        )
     info = np.iinfo(arr.dtype)
     if not isinstance(zero_code, int | np.integer) or not info.min <= int(zero_code) <= info.max:
-        raise CompressionError("zero_code is not a code of the tile's type",
-                               expected=f"an integer in [{info.min}, {info.max}] ({arr.dtype})",
-                               found=repr(zero_code), fix="pass the layer's weight zero point")
+        raise CompressionError(
+            "zero_code is not a code of the tile's type",
+            expected=f"an integer in [{info.min}, {info.max}] ({arr.dtype})",
+            found=repr(zero_code),
+            fix="pass the layer's weight zero point",
+        )
     flat = arr.reshape(-1)
     if flat.size > MAX_TILE_WEIGHTS:
-        raise CompressionError("weight tile too large", expected=f"at most {MAX_TILE_WEIGHTS} weights",
-                               found=f"{flat.size}", fix="cut the layer into smaller tiles")
+        raise CompressionError(
+            "weight tile too large",
+            expected=f"at most {MAX_TILE_WEIGHTS} weights",
+            found=f"{flat.size}",
+            fix="cut the layer into smaller tiles",
+        )
     return flat, flat != arr.dtype.type(zero_code)
 
 
@@ -201,7 +217,7 @@ def _pack(values: np.ndarray, width: int) -> np.ndarray:
     """Pack 8-bit values as ``width``-bit fields (MSB first) into bytes."""
     if width == 8:
         return values.astype(np.uint8, copy=False)
-    bits = np.unpackbits(values.astype(np.uint8, copy=False)[:, None], axis=1)[:, 8 - width:]
+    bits = np.unpackbits(values.astype(np.uint8, copy=False)[:, None], axis=1)[:, 8 - width :]
     return np.packbits(bits.reshape(-1))
 
 
@@ -239,16 +255,23 @@ def _rle_pairs(nonzero: np.ndarray, run_bits: int) -> tuple[np.ndarray, np.ndarr
 
 def _resolve_mode(mode: str) -> str:
     if mode != "auto" and mode not in _ID:
-        raise CompressionError(f"unknown encoding {mode!r}",
-                               expected=f"'auto' or one of {', '.join(ENCODINGS)}", found=repr(mode),
-                               fix="pick an encoding name from ENCODINGS")
+        raise CompressionError(
+            f"unknown encoding {mode!r}",
+            expected=f"'auto' or one of {', '.join(ENCODINGS)}",
+            found=repr(mode),
+            fix="pick an encoding name from ENCODINGS",
+        )
     return mode
 
 
 def _check_run_bits(run_bits: int) -> None:
     if not isinstance(run_bits, int) or not 1 <= run_bits <= 8:
-        raise CompressionError("rle run field width out of range", expected="1..8 bits",
-                               found=repr(run_bits), fix="use run_bits between 1 and 8 (default 4)")
+        raise CompressionError(
+            "rle run field width out of range",
+            expected="1..8 bits",
+            found=repr(run_bits),
+            fix="use run_bits between 1 and 8 (default 4)",
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,13 +322,19 @@ def _codebook_body(values: np.ndarray, bits: int | None, what: str) -> tuple[int
     if bits is None:
         bits = need
     if not isinstance(bits, int) or not 1 <= bits <= 8:
-        raise CompressionError("codebook index width out of range", expected="1..8 bits",
-                               found=repr(bits), fix="pass codebook_bits between 1 and 8 or None")
+        raise CompressionError(
+            "codebook index width out of range",
+            expected="1..8 bits",
+            found=repr(bits),
+            fix="pass codebook_bits between 1 and 8 or None",
+        )
     if len(table) > 1 << bits:
-        raise CompressionError(f"{what} has too many distinct values for a {bits}-bit codebook",
-                               expected=f"at most {1 << bits} distinct codes", found=f"{len(table)}",
-                               fix="cluster the weights (ClusterWeights), or use codebook_bits=None "
-                                   "or mode='auto'")
+        raise CompressionError(
+            f"{what} has too many distinct values for a {bits}-bit codebook",
+            expected=f"at most {1 << bits} distinct codes",
+            found=f"{len(table)}",
+            fix="cluster the weights (ClusterWeights), or use codebook_bits=None or mode='auto'",
+        )
     lut = np.zeros(256, dtype=np.uint8)
     lut[table] = np.arange(len(table), dtype=np.uint8)
     fill = table[-1] if len(table) else np.uint8(0)
@@ -313,8 +342,14 @@ def _codebook_body(values: np.ndarray, bits: int | None, what: str) -> tuple[int
     return bits, padded.tobytes(), _pack(lut[values], bits).tobytes()
 
 
-def encode_tile(tile: np.ndarray, zero_code: int, mode: Mode | str = "auto", *,
-                run_bits: int = DEFAULT_RUN_BITS, codebook_bits: int | None = None) -> TileEncoding:
+def encode_tile(
+    tile: np.ndarray,
+    zero_code: int,
+    mode: Mode | str = "auto",
+    *,
+    run_bits: int = DEFAULT_RUN_BITS,
+    codebook_bits: int | None = None,
+) -> TileEncoding:
     """Encode one weight tile.
 
     Parameters
@@ -357,11 +392,11 @@ def encode_tile(tile: np.ndarray, zero_code: int, mode: Mode | str = "auto", *,
         runs, src = _rle_pairs(nz, run_bits)
         codes = np.full(len(runs), zc, dtype=np.uint8)
         codes[src >= 0] = raw[src[src >= 0]]
-        run_field = np.unpackbits(runs[:, None], axis=1)[:, 8 - run_bits:]
+        run_field = np.unpackbits(runs[:, None], axis=1)[:, 8 - run_bits :]
         code_field = np.unpackbits(codes[:, None], axis=1)
         body = np.packbits(np.hstack([run_field, code_field]).reshape(-1)).tobytes()
         params = bytes([zc, run_bits]) + _varint(len(runs))
-        meta, payload = body[: len(body) - len(runs)], body[len(body) - len(runs):]
+        meta, payload = body[: len(body) - len(runs)], body[len(body) - len(runs) :]
     elif name == "codebook":
         bits, table, payload = _codebook_body(raw, codebook_bits, "tile")
         params, meta = bytes([bits]), table
@@ -372,8 +407,9 @@ def encode_tile(tile: np.ndarray, zero_code: int, mode: Mode | str = "auto", *,
     return TileEncoding(name, blob, n, len(payload), len(blob) - len(payload))
 
 
-def best_encoding(tile: np.ndarray, zero_code: int, *, run_bits: int = DEFAULT_RUN_BITS,
-                  codebook_bits: int | None = None) -> TileEncoding:
+def best_encoding(
+    tile: np.ndarray, zero_code: int, *, run_bits: int = DEFAULT_RUN_BITS, codebook_bits: int | None = None
+) -> TileEncoding:
     """The encoding of ``tile`` with the fewest total bytes (metadata included).
 
     With ``codebook_bits`` given, codebook encodings that cannot represent the tile at that width
@@ -395,8 +431,14 @@ def best_encoding(tile: np.ndarray, zero_code: int, *, run_bits: int = DEFAULT_R
     return best
 
 
-def encode(tile: np.ndarray, zero_code: int, mode: Mode | str = "auto", *,
-           run_bits: int = DEFAULT_RUN_BITS, codebook_bits: int | None = None) -> bytes:
+def encode(
+    tile: np.ndarray,
+    zero_code: int,
+    mode: Mode | str = "auto",
+    *,
+    run_bits: int = DEFAULT_RUN_BITS,
+    codebook_bits: int | None = None,
+) -> bytes:
     """Encode one weight tile and return its blob (see :func:`encode_tile`)."""
     return encode_tile(tile, zero_code, mode, run_bits=run_bits, codebook_bits=codebook_bits).blob
 
@@ -407,8 +449,12 @@ def encode(tile: np.ndarray, zero_code: int, mode: Mode | str = "auto", *,
 
 
 def _corrupt(what: str, expected: str, found: str) -> CompressionError:
-    return CompressionError(f"corrupted weight blob: {what}", expected=expected, found=found,
-                            fix="re-encode the tile; the blob was truncated or overwritten")
+    return CompressionError(
+        f"corrupted weight blob: {what}",
+        expected=expected,
+        found=found,
+        fix="re-encode the tile; the blob was truncated or overwritten",
+    )
 
 
 class _Reader:
@@ -419,8 +465,11 @@ class _Reader:
 
     def byte(self, field: str) -> int:
         if self.pos >= len(self.blob):
-            raise _corrupt(f"blob ends before the {field} field",
-                           f"a {field} byte at offset {self.pos}", f"a {len(self.blob)}-byte blob")
+            raise _corrupt(
+                f"blob ends before the {field} field",
+                f"a {field} byte at offset {self.pos}",
+                f"a {len(self.blob)}-byte blob",
+            )
         self.pos += 1
         return self.blob[self.pos - 1]
 
@@ -437,22 +486,30 @@ class _Reader:
 def _mask(body: np.ndarray, n: int, what: str) -> np.ndarray:
     bits = np.unpackbits(body[: (n + 7) // 8])
     if bits[n:].any():
-        raise _corrupt(f"{what} padding bits are set", "zero bits after the last weight",
-                       f"{int(bits[n:].sum())} set bit(s)")
+        raise _corrupt(
+            f"{what} padding bits are set", "zero bits after the last weight", f"{int(bits[n:].sum())} set bit(s)"
+        )
     return bits[:n].astype(bool)
 
 
 def _need(body: np.ndarray, expected: int, n: int, detail: str) -> None:
     if len(body) != expected:
-        raise _corrupt(f"header says {n} weights, payload has {len(body)} bytes, expected {expected}",
-                       f"{expected} body bytes ({detail})", f"{len(body)} bytes")
+        raise _corrupt(
+            f"header says {n} weights, payload has {len(body)} bytes, expected {expected}",
+            f"{expected} body bytes ({detail})",
+            f"{len(body)} bytes",
+        )
 
 
 def describe(blob: bytes) -> dict[str, int | str | bool]:
     """Parse a blob's header: encoding, signedness, element count and parameters (no decoding)."""
     if not isinstance(blob, bytes | bytearray | memoryview):
-        raise CompressionError("weight blob is not bytes", expected="bytes", found=type(blob).__name__,
-                               fix="pass the blob returned by encode()")
+        raise CompressionError(
+            "weight blob is not bytes",
+            expected="bytes",
+            found=type(blob).__name__,
+            fix="pass the blob returned by encode()",
+        )
     r = _Reader(bytes(blob))
     first = r.byte("header")
     version, signed, enc_id = first >> 4, bool(first & 0x08), first & 0x07
@@ -463,8 +520,9 @@ def describe(blob: bytes) -> dict[str, int | str | bool]:
     name = ENCODINGS[enc_id]
     info: dict[str, int | str | bool] = {"encoding": name, "signed": signed, "num_weights": r.varint("count")}
     if int(info["num_weights"]) > MAX_TILE_WEIGHTS:
-        raise _corrupt("element count too large", f"at most {MAX_TILE_WEIGHTS} weights per tile",
-                       f"{info['num_weights']}")
+        raise _corrupt(
+            "element count too large", f"at most {MAX_TILE_WEIGHTS} weights per tile", f"{info['num_weights']}"
+        )
     for p in _PARAMS[name]:
         info[p] = r.byte(p)
     if name == "rle":
@@ -477,8 +535,9 @@ def describe(blob: bytes) -> dict[str, int | str | bool]:
     return info
 
 
-def decode(blob: bytes, dtype: np.dtype | type | str | None = None, *,
-           shape: tuple[int, ...] | None = None) -> np.ndarray:
+def decode(
+    blob: bytes, dtype: np.dtype | type | str | None = None, *, shape: tuple[int, ...] | None = None
+) -> np.ndarray:
     """Decode a blob back to the tile of codes, exactly.
 
     Parameters
@@ -499,14 +558,21 @@ def decode(blob: bytes, dtype: np.dtype | type | str | None = None, *,
     info = describe(blob)
     out_dtype = _DTYPES[bool(info["signed"])]
     if dtype is not None and np.dtype(dtype) != out_dtype:
-        raise CompressionError("weight blob holds codes of another type", expected=str(np.dtype(dtype)),
-                               found=f"{out_dtype} (header)", fix="decode with the layer's weight dtype")
+        raise CompressionError(
+            "weight blob holds codes of another type",
+            expected=str(np.dtype(dtype)),
+            found=f"{out_dtype} (header)",
+            fix="decode with the layer's weight dtype",
+        )
     name, n = str(info["encoding"]), int(info["num_weights"])
     if shape is not None and math.prod(shape) != n:
-        raise CompressionError("weight blob does not hold a tile of the requested shape",
-                               expected=f"{math.prod(shape)} weights for shape {tuple(shape)}",
-                               found=f"{n} weights (header)", fix="decode with the tile's own shape")
-    body = np.frombuffer(bytes(blob), dtype=np.uint8)[int(info["header_bytes"]):]
+        raise CompressionError(
+            "weight blob does not hold a tile of the requested shape",
+            expected=f"{math.prod(shape)} weights for shape {tuple(shape)}",
+            found=f"{n} weights (header)",
+            fix="decode with the tile's own shape",
+        )
+    body = np.frombuffer(bytes(blob), dtype=np.uint8)[int(info["header_bytes"]) :]
     zc = np.uint8(int(info.get("zero_code", 0)))
     mask_bytes = (n + 7) // 8
     if name == "dense":
@@ -525,38 +591,43 @@ def decode(blob: bytes, dtype: np.dtype | type | str | None = None, *,
         pairs = int(info["pairs"])
         _need(body, (pairs * width + 7) // 8, n, f"{pairs} pairs of {width} bits")
         bits = np.unpackbits(body)
-        if bits[pairs * width:].any():
+        if bits[pairs * width :].any():
             raise _corrupt("rle padding bits are set", "zero bits after the last pair", "set bits")
         fields = bits[: pairs * width].reshape(pairs, width)
         runs = np.packbits(np.pad(fields[:, :-8], ((0, 0), (8 - (width - 8), 0))), axis=1).reshape(-1)
         pos = np.cumsum(runs.astype(np.int64) + 1) - 1
         if pairs and pos[-1] >= n:
-            raise _corrupt(f"rle pairs describe {int(pos[-1]) + 1} weights, header says {n}",
-                           f"at most {n} weights", f"{int(pos[-1]) + 1}")
+            raise _corrupt(
+                f"rle pairs describe {int(pos[-1]) + 1} weights, header says {n}",
+                f"at most {n} weights",
+                f"{int(pos[-1]) + 1}",
+            )
         out = np.full(n, zc, dtype=np.uint8)
         out[pos] = np.packbits(fields[:, -8:], axis=1).reshape(-1)
     else:
         bits = int(info["bits"])
         table_bytes = 1 << bits
         if name == "codebook":
-            _need(body, table_bytes + (n * bits + 7) // 8, n,
-                  f"{table_bytes}-entry table + {n}×{bits}-bit indices")
+            _need(body, table_bytes + (n * bits + 7) // 8, n, f"{table_bytes}-entry table + {n}×{bits}-bit indices")
             out = body[:table_bytes][_unpack(body[table_bytes:], n, bits)]
         else:
             if len(body) < mask_bytes:
                 _need(body, mask_bytes, n, "at least the bitmask")
             nz = _mask(body, n, "bitmask")
             nnz = int(nz.sum())
-            _need(body, mask_bytes + table_bytes + (nnz * bits + 7) // 8, n,
-                  f"{mask_bytes} mask + {table_bytes}-entry table + {nnz}×{bits}-bit indices")
-            table = body[mask_bytes: mask_bytes + table_bytes]
+            _need(
+                body,
+                mask_bytes + table_bytes + (nnz * bits + 7) // 8,
+                n,
+                f"{mask_bytes} mask + {table_bytes}-entry table + {nnz}×{bits}-bit indices",
+            )
+            table = body[mask_bytes : mask_bytes + table_bytes]
             out = np.full(n, zc, dtype=np.uint8)
-            out[nz] = table[_unpack(body[mask_bytes + table_bytes:], nnz, bits)]
+            out[nz] = table[_unpack(body[mask_bytes + table_bytes :], nnz, bits)]
         used = (n if name == "codebook" else nnz) * bits
-        packed = body[len(body) - (used + 7) // 8:]
+        packed = body[len(body) - (used + 7) // 8 :]
         if np.unpackbits(packed)[used:].any():
-            raise _corrupt("codebook index padding bits are set", "zero bits after the last index",
-                           "set bits")
+            raise _corrupt("codebook index padding bits are set", "zero bits after the last index", "set bits")
     out = out.view(out_dtype)
     return out if shape is None else out.reshape(shape)
 
@@ -569,11 +640,13 @@ def decode(blob: bytes, dtype: np.dtype | type | str | None = None, *,
 def tile_slices(shape: tuple[int, ...], tile_shape: tuple[int, ...]) -> list[tuple[slice, ...]]:
     """Regular blocking of ``shape`` by ``tile_shape`` (edge tiles are smaller), in C order."""
     if len(tile_shape) != len(shape) or any(t < 1 for t in tile_shape):
-        raise CompressionError("tile shape does not match the weight array",
-                               expected=f"{len(shape)} positive extents", found=str(tile_shape),
-                               fix="give one extent per weight axis, e.g. (64, C, R, S)")
-    grids = [[slice(s, min(s + t, d)) for s in range(0, d, t)]
-             for d, t in zip(shape, tile_shape, strict=True)]
+        raise CompressionError(
+            "tile shape does not match the weight array",
+            expected=f"{len(shape)} positive extents",
+            found=str(tile_shape),
+            fix="give one extent per weight axis, e.g. (64, C, R, S)",
+        )
+    grids = [[slice(s, min(s + t, d)) for s in range(0, d, t)] for d, t in zip(shape, tile_shape, strict=True)]
     out: list[tuple[slice, ...]] = [()]
     for axis in grids:
         out = [(*prefix, s) for prefix in out for s in axis]
@@ -588,27 +661,44 @@ def _normalise_tiles(shape: tuple[int, ...], tiles: TileSpec) -> tuple[tuple[sli
     for i, sl in enumerate(tiles):
         sl_t = tuple(sl) if isinstance(sl, tuple) else (sl,)  # type: ignore[arg-type]
         if len(sl_t) > len(shape) or not all(isinstance(s, slice) for s in sl_t):
-            raise CompressionError(f"tile {i} is not a tuple of at most {len(shape)} slices",
-                                   expected="tuple[slice, ...]", found=repr(sl), fix="pass index slices")
+            raise CompressionError(
+                f"tile {i} is not a tuple of at most {len(shape)} slices",
+                expected="tuple[slice, ...]",
+                found=repr(sl),
+                fix="pass index slices",
+            )
         sl_t = sl_t + (slice(None),) * (len(shape) - len(sl_t))
         ranges = [s.indices(d) for s, d in zip(sl_t, shape, strict=True)]
         if any(step != 1 or stop <= start for start, stop, step in ranges):
-            raise CompressionError(f"tile {i} is empty or strided", expected="contiguous non-empty slices",
-                                   found=repr(sl), fix="use slices with step 1 and stop > start")
+            raise CompressionError(
+                f"tile {i} is empty or strided",
+                expected="contiguous non-empty slices",
+                found=repr(sl),
+                fix="use slices with step 1 and stop > start",
+            )
         norm_sl = tuple(slice(a, b) for a, b, _ in ranges)
         cover[norm_sl] += 1
         norm.append(norm_sl)
     if cover.size and (cover.min() != 1 or cover.max() != 1):
         gaps, overlaps = int((cover == 0).sum()), int((cover > 1).sum())
-        raise CompressionError("tiles do not cover the weight array exactly once",
-                               expected="every weight in exactly one tile",
-                               found=f"{gaps} weight(s) in no tile, {overlaps} in several",
-                               fix="pass the tiles the mapping moves, a partition of the array")
+        raise CompressionError(
+            "tiles do not cover the weight array exactly once",
+            expected="every weight in exactly one tile",
+            found=f"{gaps} weight(s) in no tile, {overlaps} in several",
+            fix="pass the tiles the mapping moves, a partition of the array",
+        )
     return tuple(norm)
 
 
-def compress_layer(weight: np.ndarray, tiles: TileSpec, zero_code: int, mode: Mode | str = "auto", *,
-                   run_bits: int = DEFAULT_RUN_BITS, codebook_bits: int | None = None) -> CompressedWeights:
+def compress_layer(
+    weight: np.ndarray,
+    tiles: TileSpec,
+    zero_code: int,
+    mode: Mode | str = "auto",
+    *,
+    run_bits: int = DEFAULT_RUN_BITS,
+    codebook_bits: int | None = None,
+) -> CompressedWeights:
     """Encode a layer's weight codes tile by tile.
 
     Parameters
@@ -630,8 +720,7 @@ def compress_layer(weight: np.ndarray, tiles: TileSpec, zero_code: int, mode: Mo
     arr = np.asarray(weight)
     _check_tile(arr.reshape(-1)[:0], zero_code)
     norm = _normalise_tiles(arr.shape, tiles)
-    encs = tuple(encode_tile(arr[sl], zero_code, mode, run_bits=run_bits, codebook_bits=codebook_bits)
-                 for sl in norm)
+    encs = tuple(encode_tile(arr[sl], zero_code, mode, run_bits=run_bits, codebook_bits=codebook_bits) for sl in norm)
     return CompressedWeights(tuple(arr.shape), str(arr.dtype), int(zero_code), norm, encs)
 
 

@@ -21,8 +21,12 @@ MAX_LLOYD_ITERATIONS = 100
 def _codes(codes: np.ndarray) -> np.ndarray:
     arr = np.asarray(codes)
     if arr.dtype not in (np.uint8, np.int8):
-        raise PolicyError("weights are not 8-bit codes", expected="a uint8 or int8 array",
-                          found=str(arr.dtype), fix="quantize the model (QDQ) before pruning or clustering")
+        raise PolicyError(
+            "weights are not 8-bit codes",
+            expected="a uint8 or int8 array",
+            found=str(arr.dtype),
+            fix="quantize the model (QDQ) before pruning or clustering",
+        )
     return arr
 
 
@@ -33,9 +37,12 @@ def _per_axis(value: float | np.ndarray, shape: tuple[int, ...], axis: int, what
         return v.reshape(())
     ax = axis % len(shape) if shape else 0
     if v.ndim != 1 or not shape or v.size != shape[ax]:
-        raise PolicyError(f"{what} has the wrong shape", expected=f"a scalar or {shape[ax] if shape else 1} "
-                          f"values along axis {axis} of a {shape} weight", found=f"shape {v.shape}",
-                          fix="pass per-tensor or per-output-channel quantization parameters")
+        raise PolicyError(
+            f"{what} has the wrong shape",
+            expected=f"a scalar or {shape[ax] if shape else 1} values along axis {axis} of a {shape} weight",
+            found=f"shape {v.shape}",
+            fix="pass per-tensor or per-output-channel quantization parameters",
+        )
     view = [1] * len(shape)
     view[ax] = v.size
     return v.reshape(view)
@@ -44,13 +51,18 @@ def _per_axis(value: float | np.ndarray, shape: tuple[int, ...], axis: int, what
 def _check_sparsity(sparsity: float) -> float:
     s = float(sparsity)
     if not 0.0 <= s <= 1.0:
-        raise PolicyError("sparsity out of range", expected="a fraction in [0, 1]", found=repr(sparsity),
-                          fix="e.g. 0.5 prunes half of the weights")
+        raise PolicyError(
+            "sparsity out of range",
+            expected="a fraction in [0, 1]",
+            found=repr(sparsity),
+            fix="e.g. 0.5 prunes half of the weights",
+        )
     return s
 
 
-def _magnitude(codes: np.ndarray, zero_code: int | np.ndarray, scales: float | np.ndarray,
-               axis: int) -> tuple[np.ndarray, np.ndarray]:
+def _magnitude(
+    codes: np.ndarray, zero_code: int | np.ndarray, scales: float | np.ndarray, axis: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(|code − zero_point| · |scale| as float64, is-zero-code mask), both flat in C order."""
     zp = _per_axis(zero_code, codes.shape, axis, "zero_code")
     sc = _per_axis(scales, codes.shape, axis, "scales")
@@ -67,8 +79,9 @@ def _num_pruned(sparsity: float, size: int) -> int:
     return int(np.floor(sparsity * size + 0.5))
 
 
-def prune_codes(codes: np.ndarray, zero_code: int | np.ndarray, scales: float | np.ndarray,
-                sparsity: float, *, axis: int = 0) -> np.ndarray:
+def prune_codes(
+    codes: np.ndarray, zero_code: int | np.ndarray, scales: float | np.ndarray, sparsity: float, *, axis: int = 0
+) -> np.ndarray:
     """Set the smallest-magnitude weights to the zero-point code.
 
     Magnitude is ``|code − zero_code| · |scale|`` (per-channel ``zero_code`` / ``scales`` lie along
@@ -99,8 +112,9 @@ def prune_codes(codes: np.ndarray, zero_code: int | np.ndarray, scales: float | 
     return prune_codes_global([(arr, zero_code, scales, axis)], sparsity)[0]
 
 
-def prune_codes_global(layers: Sequence[tuple[np.ndarray, int | np.ndarray, float | np.ndarray, int]],
-                       sparsity: float) -> list[np.ndarray]:
+def prune_codes_global(
+    layers: Sequence[tuple[np.ndarray, int | np.ndarray, float | np.ndarray, int]], sparsity: float
+) -> list[np.ndarray]:
     """Prune several layers together to one global sparsity (magnitudes compared across layers).
 
     Parameters
@@ -119,8 +133,11 @@ def prune_codes_global(layers: Sequence[tuple[np.ndarray, int | np.ndarray, floa
     """
     s = _check_sparsity(sparsity)
     arrs = [_codes(c) for c, *_ in layers]
-    mags, zeros = zip(*(_magnitude(a, zp, sc, ax) for a, (_, zp, sc, ax) in zip(arrs, layers, strict=True)),
-                      strict=True) if arrs else ((), ())
+    mags, zeros = (
+        zip(*(_magnitude(a, zp, sc, ax) for a, (_, zp, sc, ax) in zip(arrs, layers, strict=True)), strict=True)
+        if arrs
+        else ((), ())
+    )
     mag = np.concatenate(mags) if mags else np.zeros(0)
     is_zero = np.concatenate(zeros) if zeros else np.zeros(0, dtype=bool)
     prune = np.zeros(mag.size, dtype=bool)
@@ -129,7 +146,7 @@ def prune_codes_global(layers: Sequence[tuple[np.ndarray, int | np.ndarray, floa
     start = 0
     for a, (_, zp, _, ax) in zip(arrs, layers, strict=True):
         zero = np.broadcast_to(_per_axis(zp, a.shape, ax, "zero_code"), a.shape).astype(a.dtype)
-        mask = prune[start: start + a.size].reshape(a.shape)
+        mask = prune[start : start + a.size].reshape(a.shape)
         out.append(np.where(mask, zero, a))
         start += a.size
     return out
@@ -139,9 +156,12 @@ def _scalar_zero(zero_code: int | np.ndarray, dtype: np.dtype) -> int:
     zp = np.unique(np.asarray(zero_code))
     info = np.iinfo(dtype)
     if zp.size != 1 or not info.min <= int(zp[0]) <= info.max:
-        raise PolicyError("clustering needs one zero point per layer",
-                          expected=f"one zero code in [{info.min}, {info.max}]", found=f"{zp.tolist()}",
-                          fix="quantize this layer's weights per tensor, or per channel symmetrically")
+        raise PolicyError(
+            "clustering needs one zero point per layer",
+            expected=f"one zero code in [{info.min}, {info.max}]",
+            found=f"{zp.tolist()}",
+            fix="quantize this layer's weights per tensor, or per channel symmetrically",
+        )
     return int(zp[0])
 
 
@@ -171,8 +191,12 @@ def cluster_codes(codes: np.ndarray, bits: int, zero_code: int | np.ndarray) -> 
     """
     arr = _codes(codes)
     if not isinstance(bits, int | np.integer) or not 1 <= int(bits) <= 8:
-        raise PolicyError("clustering width out of range", expected="1..8 bits", found=repr(bits),
-                          fix="e.g. bits=4 keeps 16 shared values")
+        raise PolicyError(
+            "clustering width out of range",
+            expected="1..8 bits",
+            found=repr(bits),
+            fix="e.g. bits=4 keeps 16 shared values",
+        )
     zc = _scalar_zero(zero_code, arr.dtype)
     lo = int(np.iinfo(arr.dtype).min)
     counts = np.bincount((arr.reshape(-1).astype(np.int64) - lo), minlength=256).astype(np.float64)
