@@ -204,6 +204,13 @@ def _check(cond: bool, field: str, what: str, *, expected: str, found: object, f
         raise ConfigError(f"{field}: {what}", expected=expected, found=repr(found), fix=fix)
 
 
+def _check_energies(obj: object, names: tuple[str, ...], *, expected: str, fix: str) -> None:
+    """Each named field of ``obj`` must be a finite, non-negative energy."""
+    for name in names:
+        v = getattr(obj, name)
+        _check(math.isfinite(v) and v >= 0, name, "impossible energy", expected=expected, found=v, fix=fix)
+
+
 # ---------------------------------------------------------------------------------------------
 # Components
 # ---------------------------------------------------------------------------------------------
@@ -363,16 +370,12 @@ class MemoryLevel:
             found=self.width_bits,
             fix="give the bits moved by one access",
         )
-        for name in ("read_energy_pj", "write_energy_pj"):
-            v = getattr(self, name)
-            _check(
-                math.isfinite(v) and v >= 0,
-                name,
-                "impossible energy",
-                expected="a finite value >= 0 pJ",
-                found=v,
-                fix="give the energy of one access in pJ",
-            )
+        _check_energies(
+            self,
+            ("read_energy_pj", "write_energy_pj"),
+            expected="a finite value >= 0 pJ",
+            fix="give the energy of one access in pJ",
+        )
         _check(
             bool(self.tensors) and set(self.tensors) <= _TENSORS and len(set(self.tensors)) == len(self.tensors),
             "tensors",
@@ -450,16 +453,12 @@ class NoC:
             found=self.routing,
             fix="use routing: xy",
         )
-        for name in ("link_energy_pj_per_bit", "router_energy_pj_per_bit"):
-            v = getattr(self, name)
-            _check(
-                math.isfinite(v) and v >= 0,
-                name,
-                "impossible energy",
-                expected="a finite value >= 0 pJ/bit",
-                found=v,
-                fix="give pJ per bit per traversal",
-            )
+        _check_energies(
+            self,
+            ("link_energy_pj_per_bit", "router_energy_pj_per_bit"),
+            expected="a finite value >= 0 pJ/bit",
+            fix="give pJ per bit per traversal",
+        )
         _check(
             self.flit_bits > 0,
             "flit_bits",
@@ -523,14 +522,7 @@ class DRAM:
     tensors: tuple[str, ...] = ("weight", "input", "output")
 
     def __post_init__(self) -> None:
-        _check(
-            math.isfinite(self.energy_pj_per_bit) and self.energy_pj_per_bit >= 0,
-            "energy_pj_per_bit",
-            "impossible energy",
-            expected=">= 0 pJ/bit",
-            found=self.energy_pj_per_bit,
-            fix="give pJ per bit",
-        )
+        _check_energies(self, ("energy_pj_per_bit",), expected=">= 0 pJ/bit", fix="give pJ per bit")
         _check(
             self.bandwidth_bits_per_cycle > 0,
             "bandwidth_bits_per_cycle",
@@ -569,16 +561,12 @@ class EnergyTable:
     decoder_energy_pj_per_weight: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("mul_energy_pj", "add_energy_pj", "decoder_energy_pj_per_weight"):
-            v = getattr(self, name)
-            _check(
-                math.isfinite(v) and v >= 0,
-                name,
-                "impossible energy",
-                expected=">= 0 pJ",
-                found=v,
-                fix="give pJ per operation",
-            )
+        _check_energies(
+            self,
+            ("mul_energy_pj", "add_energy_pj", "decoder_energy_pj_per_weight"),
+            expected=">= 0 pJ",
+            fix="give pJ per operation",
+        )
 
     @property
     def mac_energy_pj(self) -> float:
@@ -690,16 +678,9 @@ class PackageNetwork:
         for name in ("chiplet_rows", "chiplet_cols", "bandwidth_bits_per_cycle"):
             v = getattr(self, name)
             _check(v > 0, name, "impossible size", expected="> 0", found=v, fix="give a positive count")
-        for name in ("link_energy_pj_per_bit", "router_energy_pj_per_bit"):
-            v = getattr(self, name)
-            _check(
-                math.isfinite(v) and v >= 0,
-                name,
-                "impossible energy",
-                expected=">= 0 pJ/bit",
-                found=v,
-                fix="give pJ per bit",
-            )
+        _check_energies(
+            self, ("link_energy_pj_per_bit", "router_energy_pj_per_bit"), expected=">= 0 pJ/bit", fix="give pJ per bit"
+        )
 
     @property
     def num_chiplets(self) -> int:
