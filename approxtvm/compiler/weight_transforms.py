@@ -8,8 +8,8 @@ import tvm
 
 from approxtvm.errors import PolicyError
 from approxtvm.passes.cluster_weights import ClusterWeights
-from approxtvm.passes.name_layers import LAYER_NAMES_ATTR
 from approxtvm.passes.prune_weights import PruneWeights
+from approxtvm.targets.vacc.partition import LAYER_NAMES_ATTR, module_table
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ def _per_ir_name(value: object, names: dict[str, str]) -> object:
 
 def apply_weight_transforms(mod: tvm.IRModule, transforms: WeightTransforms) -> tvm.IRModule:
     """Prune, then cluster (clustering keeps the zero-point code, so pruned weights stay zero)."""
-    names = {str(k): str(v) for k, v in ((mod.attrs or {}).get(LAYER_NAMES_ATTR, {}) or {}).items()}
+    names = module_table(mod, LAYER_NAMES_ATTR)
     passes = []
     if transforms.sparsity is not None:
         passes.append(PruneWeights(_per_ir_name(transforms.sparsity, names), transforms.prune_scope))  # type: ignore[arg-type]

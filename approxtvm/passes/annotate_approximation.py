@@ -6,27 +6,13 @@ import tvm
 from tvm import relax
 
 from approxtvm.errors import PolicyError, ensure_ffi_errors
-from approxtvm.passes.name_layers import LAYER_NAMES_ATTR, LAYER_OPS
 from approxtvm.targets.vacc.config import ApproxPolicy
-
-#: IRModule attribute holding the side table layer id → canonical JSON of its ApproxConfig.
-APPROX_ATTR = "vacc.approx"
+from approxtvm.targets.vacc.partition import APPROX_ATTR, LAYER_NAMES_ATTR, layer_vars, module_table
 
 
 def layer_ids(func: relax.Function) -> list[str]:
     """Ids (bound variable names) of the conv2d / matmul layers of ``func``, in program order."""
-    ids: list[str] = []
-
-    @relax.expr_functor.visitor
-    class _Collector(relax.PyExprVisitor):
-        def visit_var_binding_(self, binding: relax.VarBinding) -> None:
-            v = binding.value
-            if isinstance(v, relax.Call) and isinstance(v.op, tvm.ir.Op) and v.op.name in LAYER_OPS:
-                ids.append(binding.var.name)
-            super().visit_var_binding_(binding)
-
-    _Collector().visit_expr(func)
-    return ids
+    return list(layer_vars(func).values())
 
 
 @tvm.transform.module_pass(opt_level=0, name="AnnotateApproximation")
@@ -52,7 +38,7 @@ class AnnotateApproximation:
         ensure_ffi_errors()
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        names = {str(k): str(v) for k, v in ((mod.attrs or {}).get(LAYER_NAMES_ATTR, {}) or {}).items()}
+        names = module_table(mod, LAYER_NAMES_ATTR)
         var_names = layer_ids(mod[self.entry])
         ids = [names.get(v, v) for v in var_names]
         unmatched = self.policy.unmatched_rules(ids)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-#: Relax ops the accelerator executes.
-LAYER_OPS = frozenset({"relax.nn.conv2d", "relax.matmul"})
-#: IRModule attribute: IR variable name → layer id (TVM sanitizes ``.`` in names, ids keep them).
-LAYER_NAMES_ATTR = "vacc.layer_names"
+from approxtvm.targets.vacc.partition import LAYER_NAMES_ATTR, LAYER_OPS
+
 #: Ops a weight passes through between its parameter and the layer (QDQ and Gemm transB).
 _WEIGHT_PATH_OPS = frozenset({"relax.dequantize", "relax.permute_dims"})
 

@@ -9,8 +9,8 @@ import tvm
 from tvm import relax
 
 from approxtvm.errors import PolicyError, ensure_ffi_errors
-from approxtvm.passes.name_layers import LAYER_OPS
 from approxtvm.targets.vacc.compression.transforms import prune_codes, prune_codes_global
+from approxtvm.targets.vacc.partition import LAYER_OPS
 
 __all__ = [
     "LayerWeight",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from approxtvm.passes.name_layers import LAYER_OPS
+from approxtvm.targets.vacc.partition import LAYER_OPS
 
 
 @relax.transform.function_pass(opt_level=0, name="SplitLayerInputs")

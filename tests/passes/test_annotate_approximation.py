@@ -7,9 +7,10 @@ import json
 import pytest
 
 from approxtvm.errors import PolicyError
-from approxtvm.passes.annotate_approximation import APPROX_ATTR, AnnotateApproximation, layer_ids
+from approxtvm.passes.annotate_approximation import AnnotateApproximation, layer_ids
 from approxtvm.passes.name_layers import NameLayers
 from approxtvm.targets.vacc.config import ApproxConfig, ApproxPolicy
+from approxtvm.targets.vacc.partition import APPROX_ATTR
 
 from .test_name_layers import Before, Expected
 

@@ -6,7 +6,8 @@ import tvm
 from tvm.script import ir as I  # noqa: N812
 from tvm.script import relax as R  # noqa: N812
 
-from approxtvm.passes.name_layers import LAYER_NAMES_ATTR, NameLayers
+from approxtvm.passes.name_layers import NameLayers
+from approxtvm.targets.vacc.partition import LAYER_NAMES_ATTR
 
 
 @I.ir_module

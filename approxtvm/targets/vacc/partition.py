@@ -16,7 +16,13 @@ from approxtvm.targets.vacc.patterns import vacc_patterns
 APPROX_ATTR = "vacc.approx"
 #: Module attribute written by NameLayers (IR variable name → layer id).
 LAYER_NAMES_ATTR = "vacc.layer_names"
+#: Relax ops the accelerator executes.
 LAYER_OPS = frozenset({"relax.nn.conv2d", "relax.matmul"})
+
+
+def module_table(mod: tvm.IRModule, attr: str) -> dict[str, str]:
+    """A ``str → str`` side table stored as an IRModule attribute (empty if absent)."""
+    return {str(k): str(v) for k, v in ((mod.attrs or {}).get(attr, {}) or {}).items()}
 
 
 def composite_of(func: relax.Function) -> relax.Function:
@@ -65,8 +71,8 @@ class AttachVaccLayerInfo:
         self.symbol_prefix = symbol_prefix
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        table = dict((mod.attrs or {}).get(APPROX_ATTR, {}) or {})
-        names = {str(k): str(v) for k, v in ((mod.attrs or {}).get(LAYER_NAMES_ATTR, {}) or {}).items()}
+        table = module_table(mod, APPROX_ATTR)
+        names = module_table(mod, LAYER_NAMES_ATTR)
         default = ApproxConfig().to_json()
         out = tvm.IRModule(dict(mod.functions.items()), attrs=mod.attrs)  # never mutate the input module
         used: set[str] = set()
