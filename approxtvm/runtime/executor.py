@@ -241,6 +241,17 @@ class CallLog:
         self.traces.clear()
 
 
+def execute_layer(prog: LayerProgram, log: CallLog, x: np.ndarray) -> np.ndarray:
+    """One call of an offloaded layer on activation codes ``x``: exact accumulators through the
+    layer's kernel, the run's faults, the trace if enabled; returns the float layer output."""
+    acc = accumulate(x, prog)
+    if log.faults is not None:
+        acc = log.faults.apply(prog.schedule.layer_id, x, prog, acc)
+    if log.trace:
+        log.traces.append((prog.schedule.layer_id, x.copy(), acc))
+    return to_float(acc, prog)
+
+
 def make_runner(prog: LayerProgram, log: CallLog) -> Callable[..., None]:
     """The VM entry of one layer: DPS call ``(x_q, out_0[, out_1])``."""
     kinds = prog.schedule.outputs
@@ -257,12 +268,7 @@ def make_runner(prog: LayerProgram, log: CallLog) -> Callable[..., None]:
                 val = dequantize_input(x, prog)
             else:
                 if result is None:
-                    acc = accumulate(x, prog)
-                    if log.faults is not None:
-                        acc = log.faults.apply(layer_id, x, prog, acc)
-                    if log.trace:
-                        log.traces.append((layer_id, x.copy(), acc))
-                    result = to_float(acc, prog)
+                    result = execute_layer(prog, log, x)
                 val = result
             out.copyfrom(np.ascontiguousarray(val))  # type: ignore[attr-defined]
 
