@@ -17,7 +17,7 @@ import numpy as np
 
 from approxtvm.errors import DataError
 from approxtvm.runtime import exact_layer
-from approxtvm.runtime.kernels import KernelCache, choose_path, conv2d_products, dense_products
+from approxtvm.runtime.kernels import KernelCache, LayerStore, choose_path, conv2d_products, dense_products
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.targets.vacc.schedule import LayerSchedule
 
@@ -65,6 +65,33 @@ class LayerProgram:
             object.__setattr__(self, "path", choice.path)
 
     @cached_property
+    def store(self) -> LayerStore:
+        """Weight-derived kernel data of this layer (digest, factorisation, weight plan), built on
+        first use and kept for the program's life: its weights never change."""
+        return LayerStore.for_weights(self.weight)
+
+    @cached_property
+    def weight_sums(self) -> np.ndarray:
+        """``Σ_{c,r,s} w_q`` per output channel (int64, (K,)): the ``z_x Σ w`` correction term."""
+        return self.weight.reshape(self.weight.shape[0], -1).astype(np.int64).sum(axis=1)
+
+    @cached_property
+    def float_constants(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """``s_x · s_w`` (float64, broadcastable to the output) and the dequantized bias (float32),
+        computed once: they depend on the weights only."""
+        sched = self.schedule
+        q = sched.quant
+        bshape = (1, -1) if sched.shape.op == "dense" else (1, -1, 1, 1)
+        scale = (q.input_scale * np.asarray(q.weight_scales, np.float64)).reshape(bshape)
+        if self.bias is None:
+            return scale, None
+        bz = np.asarray(q.bias_zero_points, np.int64)
+        bias = ((self.bias.astype(np.int64) - bz).astype(np.float32) * np.asarray(q.bias_scales, np.float32)).astype(
+            np.float32
+        )
+        return scale, bias.reshape(bshape)
+
+    @cached_property
     def fused_exact(self) -> exact_layer.ExactLayer | None:
         """One-call exact path (zero points folded into the integer kernel), when it applies."""
         if self.path == "exact" and exact_layer.supports(self.schedule, self.weight):
@@ -106,16 +133,15 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
     s, q = sched.shape, sched.quant
     zx = q.input_zero_point
     zw = np.asarray(q.weight_zero_points, np.int64)
-    w64 = prog.weight.astype(np.int64)
     taps = s.c * s.r * s.s
     if s.op == "dense":
         raw = (
-            dense_products(x, prog.weight, prog.multiplier, path=prog.path, cache=prog.cache)
+            dense_products(x, prog.weight, prog.multiplier, path=prog.path, cache=prog.cache, store=prog.store)
             if products is None
             else products
         )
         sum_x = x.astype(np.int64).sum(axis=1, keepdims=True)  # (N, 1)
-        sum_w = w64.sum(axis=1)[None, :]  # (1, K)
+        sum_w = prog.weight_sums[None, :]  # (1, K)
         zw_b = zw[None, :] if zw.size > 1 else zw[0]
     else:
         if products is None:
@@ -129,11 +155,12 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
                 pad_value=zx,
                 path=prog.path,
                 cache=prog.cache,
+                store=prog.store,
             )
         else:
             raw = products
         sum_x = _window_sums(x, sched) if np.any(zw) else 0
-        sum_w = w64.reshape(s.k, -1).sum(axis=1)[None, :, None, None]
+        sum_w = prog.weight_sums[None, :, None, None]
         zw_b = zw[None, :, None, None] if zw.size > 1 else zw[0]
     acc = raw.astype(np.int64) - zw_b * sum_x - zx * sum_w + taps * zx * zw_b
     return acc.astype(np.int32)
@@ -204,17 +231,10 @@ def tiled_products(x: np.ndarray, prog: LayerProgram, level: str = "PE") -> np.n
 
 def to_float(acc: np.ndarray, prog: LayerProgram) -> np.ndarray:
     """``acc · s_x · s_w (+ dequantized bias)`` as float32, the graph's dequantized layer output."""
-    sched = prog.schedule
-    q = sched.quant
-    scale = q.input_scale * np.asarray(q.weight_scales, np.float64)
-    bshape = (1, -1) if sched.shape.op == "dense" else (1, -1, 1, 1)
-    out = (acc.astype(np.float64) * scale.reshape(bshape)).astype(np.float32)
-    if prog.bias is not None:
-        bz = np.asarray(q.bias_zero_points, np.int64)
-        bias = ((prog.bias.astype(np.int64) - bz).astype(np.float32) * np.asarray(q.bias_scales, np.float32)).astype(
-            np.float32
-        )
-        out = out + bias.reshape(bshape)
+    scale, bias = prog.float_constants
+    out = (acc.astype(np.float64) * scale).astype(np.float32)
+    if bias is not None:
+        out += bias
     return out
 
 
