@@ -137,13 +137,63 @@ def layer_nodes(proto: onnx.ModelProto) -> dict[str, int]:
     return out
 
 
-def layer_sites(proto: onnx.ModelProto, layers: Iterable[tuple[str, bool]]) -> dict[str, LayerSite]:
+def _codes_match(weight: np.ndarray, codes: np.ndarray | None) -> bool:
+    if codes is None:
+        return False
+    if codes.shape == weight.shape:
+        return bool(np.array_equal(codes, weight))
+    return codes.ndim == 2 and codes.T.shape == weight.shape and bool(np.array_equal(codes.T, weight))
+
+
+def _shape_match(weight: np.ndarray, codes: np.ndarray | None) -> bool:
+    return codes is not None and (codes.shape == weight.shape or (codes.ndim == 2 and codes.T.shape == weight.shape))
+
+
+def locate_layers(proto: onnx.ModelProto, weights: dict[str, np.ndarray]) -> dict[str, int]:
+    """Offloaded layer id → index of its Conv/Gemm/MatMul node.
+
+    By name first (:func:`layer_nodes`, accepted when the node's weight has the layer's shape), then
+    by the weight codes themselves among the nodes not yet claimed (exporters whose parameter names
+    the Relax importer rewrites leave layers named ``layer_<i>``). Layers found neither way are left
+    out of the result.
+
+    Parameters
+    ----------
+    proto
+        The QDQ model.
+    weights
+        Layer id → the weight codes of the compiled layer (OIHW or (K, C)).
+    """
+    index = layer_nodes(proto)
+    codes = {i: initializer_codes(proto, i) for i in set(index.values())}
+    out: dict[str, int] = {}
+    for lid, w in weights.items():
+        i = index.get(lid)
+        if i is not None and _shape_match(w, codes[i]):
+            out[lid] = i
+    claimed = set(out.values())
+    free = [i for i in set(index.values()) - claimed]
+    for lid, w in weights.items():
+        if lid in out:
+            continue
+        hits = [i for i in free if _codes_match(w, codes[i])]
+        if len(hits) >= 1:  # equal weights in two layers: take the first free one in graph order
+            out[lid] = min(hits)
+            free.remove(min(hits))
+    return out
+
+
+def layer_sites(
+    proto: onnx.ModelProto, located: dict[str, int], layers: Iterable[tuple[str, bool]]
+) -> dict[str, LayerSite]:
     """Locate offloaded layers in the graph.
 
     Parameters
     ----------
     proto
         The QDQ model the layers were compiled from.
+    located
+        Layer id → node index (:func:`locate_layers`).
     layers
         ``(layer_id, has_bias)`` per offloaded layer.
 
@@ -155,14 +205,14 @@ def layer_sites(proto: onnx.ModelProto, layers: Iterable[tuple[str, bool]]) -> d
     graph = proto.graph
     producers = _producers(graph)
     consumers = _consumers(graph)
-    index = layer_nodes(proto)
+    index = located
     sites: dict[str, LayerSite] = {}
     for lid, has_bias in layers:
         if lid not in index:
             raise ModelError(
                 f"offloaded layer {lid!r} has no node in the ONNX graph",
-                expected="a Conv/Gemm/MatMul node named after the layer",
-                found=f"{len(index)} layer nodes",
+                expected="a Conv/Gemm/MatMul node named after the layer or with its weights",
+                found=f"{len(index)} located layer(s)",
                 fix="compile with host='tvm'",
             )
         i = index[lid]

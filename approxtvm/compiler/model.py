@@ -18,7 +18,7 @@ from approxtvm.compiler import frontend
 from approxtvm.compiler.plain import from_plain, to_plain
 from approxtvm.errors import DataError, ModelError
 from approxtvm.runtime.counting import simulate_counts
-from approxtvm.compiler.host_graph import HostMacs, layer_nodes, mac_nodes
+from approxtvm.compiler.host_graph import HostMacs, locate_layers, mac_nodes
 from approxtvm.runtime.energy import EnergyReport, LayerEnergy, UncoveredLayer, energy_of
 from approxtvm.runtime.executor import CallLog, LayerProgram
 from approxtvm.runtime.host_ort import OrtHost
@@ -133,14 +133,18 @@ class CompiledModel:
         self.host = host
         #: Where exact, fault-free layers compute on the onnxruntime host (see :mod:`approxtvm.runtime.host_ort`).
         self.exact_layers = "onnxruntime"
-        self._ort = OrtHost(proto, programs, log, detect_cpu().vnni) if host == "onnxruntime" else None
+        located = locate_layers(proto, {lid: p.weight for lid, p in programs.items()})
+        self._ort = OrtHost(proto, programs, log, located, detect_cpu().vnni) if host == "onnxruntime" else None
         if self._ort is not None:  # build the default plan now: a graph it cannot cut fails at compile time
             self._ort.plan(self._ort.kernel_layers(self.exact_layers, self._faulty()))
-        index = layer_nodes(proto)
+        if len(located) < len(programs):
+            LOG.warning(
+                "%d offloaded layer(s) not found in the ONNX graph (%s): the host-MAC figures count them as host",
+                len(programs) - len(located),
+                ", ".join(sorted(set(programs) - set(located)))[:200],
+            )
         #: Every MAC-bearing ONNX node: its MACs per batch and the offloaded layer covering it, if any.
-        self.mac_nodes: tuple[HostMacs, ...] = mac_nodes(
-            proto, {lid: index[lid] for lid in programs if lid in index}, batch_size
-        )
+        self.mac_nodes: tuple[HostMacs, ...] = mac_nodes(proto, located, batch_size)
         self._uncovered = tuple(
             UncoveredLayer(h.node, h.op, h.macs, h.reason) for h in self.mac_nodes if h.layer_id is None
         )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from approxtvm.compiler.host_graph import LayerSite, Segment, initializer_codes, layer_nodes, split_graph
+from approxtvm.compiler.host_graph import LayerSite, Segment, initializer_codes, layer_sites, split_graph
 from approxtvm.errors import PolicyError
 from approxtvm.runtime.executor import CallLog, LayerProgram, execute_layer
 
@@ -58,6 +58,8 @@ class OrtHost:
         Offloaded layers (id → program), in program order.
     log
         The model's call log (calls, traces, the run's fault session).
+    located
+        Layer id → node index (:func:`approxtvm.compiler.host_graph.locate_layers`).
     vnni
         Whether this CPU's integer dot products are exact for signed operands.
     """
@@ -67,15 +69,14 @@ class OrtHost:
         proto: onnx.ModelProto,
         programs: Mapping[str, LayerProgram],
         log: CallLog,
+        located: Mapping[str, int],
         vnni: bool,
     ) -> None:
-        from approxtvm.compiler.host_graph import layer_sites
-
         self.proto = proto
         self.programs = dict(programs)
         self.log = log
-        self.sites = layer_sites(proto, [(lid, p.schedule.has_bias) for lid, p in self.programs.items()])
-        index = layer_nodes(proto)
+        index = dict(located)
+        self.sites = layer_sites(proto, index, [(lid, p.schedule.has_bias) for lid, p in self.programs.items()])
         self.input_name = next(i.name for i in proto.graph.input if i.name not in _init_names(proto))
         self.output_names = [o.name for o in proto.graph.output]
         self._fusable = frozenset(
