@@ -30,7 +30,6 @@ from approxtvm.targets.vacc.compression import decompress_layer
 from approxtvm.targets.vacc.config import ApproxPolicy
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 
-
 LOG = logging.getLogger("approxtvm")
 
 

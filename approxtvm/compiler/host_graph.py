@@ -10,6 +10,7 @@ those two tensors leaves host segments that onnxruntime runs with its own arithm
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -262,10 +263,8 @@ def _shapes(proto: onnx.ModelProto, batch_size: int) -> dict[str, tuple[int, ...
         if not d0.HasField("dim_value") or d0.dim_value <= 0:
             d0.Clear()
             d0.dim_value = batch_size
-    try:
+    with contextlib.suppress(Exception):  # best effort: shapes it cannot infer give unknown MACs
         m = onnx.shape_inference.infer_shapes(m, data_prop=True)
-    except Exception:  # inference is best effort here: unknown shapes give unknown MACs
-        pass
     out: dict[str, tuple[int, ...] | None] = {}
     for vi in (*m.graph.input, *m.graph.value_info, *m.graph.output):
         dims = vi.type.tensor_type.shape.dim
@@ -463,7 +462,10 @@ def split_graph(proto: onnx.ModelProto, sites: Iterable[LayerSite]) -> list[Segm
             return helper.make_tensor_value_info(name, _elem_type(name, infos, producers, inits), None)
 
         sub = helper.make_graph(
-            nodes, f"{graph.name or 'host'}_seg{k}", [vi(t) for t in ins], [vi(t) for t in outs],
+            nodes,
+            f"{graph.name or 'host'}_seg{k}",
+            [vi(t) for t in ins],
+            [vi(t) for t in outs],
             [inits[t] for t in used_inits],
         )
         model = helper.make_model(sub, opset_imports=list(proto.opset_import), ir_version=proto.ir_version)

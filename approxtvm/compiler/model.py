@@ -15,16 +15,16 @@ import tvm
 from tvm import relax
 
 from approxtvm.compiler import frontend
+from approxtvm.compiler.host_graph import HostMacs, locate_layers, mac_nodes
 from approxtvm.compiler.plain import from_plain, to_plain
 from approxtvm.errors import DataError, ModelError
 from approxtvm.runtime.counting import simulate_counts
-from approxtvm.compiler.host_graph import HostMacs, locate_layers, mac_nodes
 from approxtvm.runtime.energy import EnergyReport, LayerEnergy, UncoveredLayer, energy_of
 from approxtvm.runtime.executor import CallLog, LayerProgram
-from approxtvm.runtime.host_ort import OrtHost
-from approxtvm.runtime.kernels.cpu import detect_cpu
 from approxtvm.runtime.faults import FaultOptions, ModelFaults, energy_swing_v
+from approxtvm.runtime.host_ort import OrtHost
 from approxtvm.runtime.kernels import KernelCache
+from approxtvm.runtime.kernels.cpu import detect_cpu
 from approxtvm.targets.vacc.config import ApproxPolicy
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.schedule import LayerSchedule
@@ -248,9 +248,7 @@ class CompiledModel:
         calls: dict[str, int] = {}
         for lid in self._log.calls:
             calls[lid] = calls.get(lid, 0) + 1
-        report = EnergyReport(
-            tuple(self._layer_energy[lid] for lid in self._log.calls), self._uncovered * batches
-        )
+        report = EnergyReport(tuple(self._layer_energy[lid] for lid in self._log.calls), self._uncovered * batches)
         counters = {"samples": n, "batches": batches, "batch_size": b, "calls": calls}
         if kernels is not None:
             counters["kernel_layers"] = [lid for lid in self.programs if lid in kernels]

@@ -87,7 +87,12 @@ class ExactLayer:
         self._sess = _session(model)
         self._padded = any((s.pad_top, s.pad_bottom, s.pad_left, s.pad_right))
         self._padded_shape = tuple(x_shape)
-        self._window = (slice(None), slice(None), slice(s.pad_top, s.pad_top + s.h), slice(s.pad_left, s.pad_left + s.w))
+        self._window = (
+            slice(None),
+            slice(None),
+            slice(s.pad_top, s.pad_top + s.h),
+            slice(s.pad_left, s.pad_left + s.w),
+        )
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """int32 accumulators for activation codes ``x``."""

@@ -133,7 +133,11 @@ def test_cli_json_documents(tmp_path: object, capsys: pytest.CaptureFixture[str]
     onnx.save(q, str(path))
     np.savez(Path(str(tmp_path)) / "d.npz", x=calibration(5, size=12, seed=3), y=np.arange(5) % 5)
     docs = {}
-    for cmd in (["energy", str(path)], ["inspect", str(path)], ["run", str(path), "--data", str(path.parent / "d.npz")]):
+    for cmd in (
+        ["energy", str(path)],
+        ["inspect", str(path)],
+        ["run", str(path), "--data", str(path.parent / "d.npz")],
+    ):
         capsys.readouterr()
         assert main([*cmd, "--json"]) == 0
         docs[cmd[0]] = json.loads(capsys.readouterr().out)
