@@ -122,7 +122,9 @@ def _window_sums(
     for i in range(r):
         for j in range(s):
             h0, w0 = i * dil[0], j * dil[1]
-            out += xs[:, h0 : h0 + strides[0] * (p - 1) + 1 : strides[0], w0 : w0 + strides[1] * (q - 1) + 1 : strides[1]]
+            out += xs[
+                :, h0 : h0 + strides[0] * (p - 1) + 1 : strides[0], w0 : w0 + strides[1] * (q - 1) + 1 : strides[1]
+            ]
     return out[:, None]
 
 
@@ -164,7 +166,7 @@ def _fd_grads(k: LayerKernel, x: Any, w: Any, zx: int, zw: Any, g: Any) -> tuple
         gx = torch.einsum("nk,nkc->nc", g, da[xi, wi] - zw[None, :, None])
         gw = torch.einsum("nk,nkc->kc", g, db[xi, wi] - zx)
         return gx, gw
-    kk, c, r, s = w.shape
+    kk, _, r, s = w.shape
     cols = F.unfold(x, (r, s), dilation=k.dilations, stride=k.strides)  # (N, CRS, L)
     gl = g.reshape(g.shape[0], kk, -1)  # (N, K, L)
     wf = (w.reshape(kk, -1).long() + off)[None, :, :, None]  # (1, K, CRS, 1)

@@ -72,7 +72,9 @@ def to_onnx(net: QuantizedNet) -> onnx.ModelProto:
     return model
 
 
-def save(net: QuantizedNet, policy: ApproxPolicy, out_dir: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> Path:
+def save(
+    net: QuantizedNet, policy: ApproxPolicy, out_dir: str | os.PathLike[str], extra: dict[str, Any] | None = None
+) -> Path:
     """Write ``model.onnx`` (QDQ) and ``policy.yaml`` (and ``finetune.yaml`` with ``extra``) to ``out_dir``."""
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)

@@ -173,9 +173,7 @@ def parse_qdq(model: onnx.ModelProto, layer_ids: dict[str, str]) -> QdqGraph:
     unsupported: dict[str, list[str]] = {}
     signed: bool | None = None
     # DQ outputs folded into a layer (weights, biases); other constant DQs stay host steps
-    consumed_dq = {
-        i for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul") for i in n.input[1:]
-    }
+    consumed_dq = {i for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul") for i in n.input[1:]}
     for node in model.graph.node:
         if node.op_type in ("Conv", "Gemm", "MatMul"):
             layer = _layer(node, producers, inits, layer_ids)

@@ -52,7 +52,9 @@ def window_sum(x: Any, kernel: tuple[int, int], strides: tuple[int, int], dilati
     for i in range(kh):
         for j in range(kw):
             h0, w0 = i * dilations[0], j * dilations[1]
-            tap = x[:, :, h0 : h0 + strides[0] * (p - 1) + 1 : strides[0], w0 : w0 + strides[1] * (q - 1) + 1 : strides[1]]
+            tap = x[
+                :, :, h0 : h0 + strides[0] * (p - 1) + 1 : strides[0], w0 : w0 + strides[1] * (q - 1) + 1 : strides[1]
+            ]
             acc = tap if acc is None else acc + tap
     return acc
 

@@ -114,7 +114,9 @@ def make_optimizer(net: QuantizedNet, opts: FinetuneOptions) -> Any:
     return torch.optim.Adam(groups)
 
 
-def accuracy(net: QuantizedNet, x: np.ndarray, y: np.ndarray | None, batch: int = 512) -> tuple[float | None, np.ndarray]:
+def accuracy(
+    net: QuantizedNet, x: np.ndarray, y: np.ndarray | None, batch: int = 512
+) -> tuple[float | None, np.ndarray]:
     """Top-1 of the eval-mode forward and its logits (float32)."""
     net.eval()
     outs = []
