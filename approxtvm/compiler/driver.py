@@ -156,7 +156,7 @@ def _finish(
         sch = lowered.schedule
         # weights reach the PE compressed and are decoded there: run with the decoded tiles
         weight = lowered.weight if lowered.compressed is None else decompress_layer(lowered.compressed)
-        prog = LayerProgram(
+        prog = LayerProgram.build(
             sch, weight, lowered.bias, resolver.multiplier(sch.config.multiplier, sch.quant.signed), cache
         )
         programs[sch.layer_id] = prog
