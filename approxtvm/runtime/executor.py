@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,9 +19,6 @@ from approxtvm.runtime import exact_layer
 from approxtvm.runtime.kernels import KernelCache, choose_path, conv2d_products, dense_products
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.targets.vacc.schedule import LayerSchedule
-
-if TYPE_CHECKING:
-    from approxtvm.runtime.faults import FaultSession
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,7 +38,8 @@ class LayerProgram:
     cache
         Kernel sessions, compiled kernels and tables (share one per model).
     path
-        Kernel path (see :func:`approxtvm.runtime.kernels.choose_path`); chosen here if empty.
+        Requested kernel path (see :func:`approxtvm.runtime.kernels.choose_path`); empty: chosen on
+        first use (:attr:`kernel_path`).
     """
 
     schedule: LayerSchedule
@@ -60,16 +57,37 @@ class LayerProgram:
                 found=f"{self.multiplier.name} with sha256 {self.multiplier.table_hash[:16]}…",
                 fix="recompile the model; the multiplier's table file changed since it was compiled",
             )
-        if not self.path:
-            choice = choose_path(self.multiplier, self.schedule.shape, weights=self.weight, cache=self.cache)
-            object.__setattr__(self, "path", choice.path)
+
+    @staticmethod
+    def build(
+        schedule: LayerSchedule,
+        weight: np.ndarray,
+        bias: np.ndarray | None,
+        multiplier: Multiplier,
+        cache: KernelCache | None = None,
+    ) -> LayerProgram:
+        """A program whose kernel path is chosen now (the fastest exact path for these weights)."""
+        cache = cache if cache is not None else KernelCache()
+        path = choose_path(multiplier, schedule.shape, weights=weight, cache=cache).path
+        return LayerProgram(schedule, weight, bias, multiplier, cache, path)
+
+    @cached_property
+    def kernel_path(self) -> str:
+        """The kernel path the layer runs on: :attr:`path` if given, else chosen on first use."""
+        if self.path:
+            return self.path
+        return choose_path(self.multiplier, self.schedule.shape, weights=self.weight, cache=self.cache).path
 
     @cached_property
     def fused_exact(self) -> exact_layer.ExactLayer | None:
         """One-call exact path (zero points folded into the integer kernel), when it applies."""
-        if self.path == "exact" and exact_layer.supports(self.schedule, self.weight):
+        if self.kernel_path == "exact" and exact_layer.supports(self.schedule, self.weight):
             return exact_layer.ExactLayer(self.schedule, self.weight)
         return None
+
+
+#: A hook that may change a layer call's int32 accumulators: ``(layer_id, x_q, program, acc) -> acc``.
+AccumulatorHook = Callable[[str, np.ndarray, "LayerProgram", np.ndarray], np.ndarray]
 
 
 def _window_sums(x: np.ndarray, sched: LayerSchedule) -> np.ndarray:
@@ -110,7 +128,7 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
     taps = s.c * s.r * s.s
     if s.op == "dense":
         raw = (
-            dense_products(x, prog.weight, prog.multiplier, path=prog.path, cache=prog.cache)
+            dense_products(x, prog.weight, prog.multiplier, path=prog.kernel_path, cache=prog.cache)
             if products is None
             else products
         )
@@ -127,7 +145,7 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
                 dilations=(s.dilation_h, s.dilation_w),
                 pads=(s.pad_top, s.pad_left, s.pad_bottom, s.pad_right),
                 pad_value=zx,
-                path=prog.path,
+                path=prog.kernel_path,
                 cache=prog.cache,
             )
         else:
@@ -194,7 +212,7 @@ def tiled_products(x: np.ndarray, prog: LayerProgram, level: str = "PE") -> np.n
             prog.multiplier,
             strides=(s.stride_h, s.stride_w),
             dilations=(s.dilation_h, s.dilation_w),
-            path=prog.path,
+            path=prog.kernel_path,
             cache=prog.cache,
         )
         acc[n0:n1, k0:k1, p0:p1, q0:q1] += part
@@ -232,8 +250,9 @@ class CallLog:
     #: When set, each call also records ``(layer_id, x_q, acc)`` in :attr:`traces` (tests, debugging).
     trace: bool = False
     traces: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)
-    #: The run's fault injector (:class:`approxtvm.runtime.faults.FaultSession`); ``None``: fault-free.
-    faults: FaultSession | None = None
+    #: The run's accumulator hook ``(layer_id, x_q, program, acc) -> acc`` (e.g. the ``apply`` of an
+    #: :class:`approxtvm.runtime.faults.FaultSession`); ``None``: the fault-free accumulators are used.
+    faults: AccumulatorHook | None = None
 
     def clear(self) -> None:
         """Forget previous calls."""
@@ -259,7 +278,7 @@ def make_runner(prog: LayerProgram, log: CallLog) -> Callable[..., None]:
                 if result is None:
                     acc = accumulate(x, prog)
                     if log.faults is not None:
-                        acc = log.faults.apply(layer_id, x, prog, acc)
+                        acc = log.faults(layer_id, x, prog, acc)
                     if log.trace:
                         log.traces.append((layer_id, x.copy(), acc))
                     result = to_float(acc, prog)
