@@ -115,7 +115,7 @@ def compile_onnx(
             )
         proto = frontend.quantize(proto, calibration, quantization or QuantOptions())
     if isinstance(policy, str | os.PathLike):
-        policy = ApproxPolicy.from_yaml(policy)
+        policy = ApproxPolicy.from_spec(policy)
     policy = policy or ApproxPolicy.exact()
     spec = accelerator if isinstance(accelerator, AcceleratorSpec) else AcceleratorSpec.load(accelerator)
     if batch_size < 1:
