@@ -251,8 +251,9 @@ def layer_sites(
 
 
 # ---------------------------------------------------------------------------------------- MACs
-def _shapes(proto: onnx.ModelProto, batch_size: int) -> dict[str, tuple[int, ...] | None]:
-    """Static shape per tensor after onnx shape inference with the batch fixed."""
+def _with_batch(proto: onnx.ModelProto, batch_size: int) -> onnx.ModelProto:
+    """A copy with a symbolic batch dimension of the graph inputs set to ``batch_size``, shapes
+    inferred (best effort: what inference cannot resolve stays unknown)."""
     m = onnx.ModelProto()
     m.CopyFrom(proto)
     inits = {t.name for t in m.graph.initializer}
@@ -263,8 +264,14 @@ def _shapes(proto: onnx.ModelProto, batch_size: int) -> dict[str, tuple[int, ...
         if not d0.HasField("dim_value") or d0.dim_value <= 0:
             d0.Clear()
             d0.dim_value = batch_size
-    with contextlib.suppress(Exception):  # best effort: shapes it cannot infer give unknown MACs
+    with contextlib.suppress(Exception):
         m = onnx.shape_inference.infer_shapes(m, data_prop=True)
+    return m
+
+
+def _shapes(proto: onnx.ModelProto, batch_size: int) -> dict[str, tuple[int, ...] | None]:
+    """Static shape per tensor after onnx shape inference with the batch fixed."""
+    m = _with_batch(proto, batch_size)
     out: dict[str, tuple[int, ...] | None] = {}
     for vi in (*m.graph.input, *m.graph.value_info, *m.graph.output):
         dims = vi.type.tensor_type.shape.dim
@@ -356,13 +363,21 @@ def _node_inputs(node: onnx.NodeProto) -> list[str]:
     return names
 
 
-def _value_infos(proto: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
-    try:
-        inferred = onnx.shape_inference.infer_shapes(proto)
-    except Exception:  # types fall back to the producer's rule below
-        inferred = proto
+def _value_infos(proto: onnx.ModelProto, batch_size: int | None) -> dict[str, onnx.ValueInfoProto]:
+    """Inferred type (and, with the batch fixed, static shape) of every tensor."""
+    inferred = proto
+    if batch_size is not None:
+        inferred = _with_batch(proto, batch_size)
+    else:
+        with contextlib.suppress(Exception):
+            inferred = onnx.shape_inference.infer_shapes(proto)
     g = inferred.graph
     return {vi.name: vi for vi in (*g.input, *g.value_info, *g.output) if vi.type.tensor_type.elem_type}
+
+
+def _static(vi: onnx.ValueInfoProto) -> bool:
+    t = vi.type.tensor_type
+    return t.HasField("shape") and all(d.HasField("dim_value") for d in t.shape.dim)
 
 
 def _elem_type(name: str, infos: dict[str, onnx.ValueInfoProto], producers: dict, inits: dict) -> int:
@@ -377,8 +392,13 @@ def _elem_type(name: str, infos: dict[str, onnx.ValueInfoProto], producers: dict
     return onnx.TensorProto.FLOAT
 
 
-def split_graph(proto: onnx.ModelProto, sites: Iterable[LayerSite]) -> list[Segment | LayerSite]:
+def split_graph(
+    proto: onnx.ModelProto, sites: Iterable[LayerSite], batch_size: int | None = None
+) -> list[Segment | LayerSite]:
     """Cut the graph into host segments and layer sites, in an executable order.
+
+    With ``batch_size`` the segments' inputs and outputs carry the static shapes shape inference
+    finds for that batch (onnxruntime plans its layouts with them); without, element types only.
 
     Nodes of the sites are removed; nodes no one needs any more (the weight dequantizes of the
     removed layers) are dropped. Host nodes between two sites in the graph's topological order
@@ -436,7 +456,7 @@ def split_graph(proto: onnx.ModelProto, sites: Iterable[LayerSite]) -> list[Segm
         acc |= reads[k]
     inits = {t.name: t for t in graph.initializer}
     producers = _producers(graph)
-    infos = _value_infos(proto)
+    infos = _value_infos(proto, batch_size)
     steps: list[Segment | LayerSite] = []
     for k, g in enumerate(groups):
         if isinstance(g, LayerSite):
@@ -457,7 +477,7 @@ def split_graph(proto: onnx.ModelProto, sites: Iterable[LayerSite]) -> list[Segm
             continue
 
         def vi(name: str) -> onnx.ValueInfoProto:
-            if name in infos:
+            if batch_size is not None and name in infos and _static(infos[name]):
                 return infos[name]
             return helper.make_tensor_value_info(name, _elem_type(name, infos, producers, inits), None)
 

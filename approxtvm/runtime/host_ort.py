@@ -62,6 +62,8 @@ class OrtHost:
         Layer id → node index (:func:`approxtvm.compiler.host_graph.locate_layers`).
     vnni
         Whether this CPU's integer dot products are exact for signed operands.
+    batch_size
+        The compiled batch size (segments get static shapes for it).
     """
 
     def __init__(
@@ -71,7 +73,9 @@ class OrtHost:
         log: CallLog,
         located: Mapping[str, int],
         vnni: bool,
+        batch_size: int | None = None,
     ) -> None:
+        self.batch_size = batch_size
         self.proto = proto
         self.programs = dict(programs)
         self.log = log
@@ -107,7 +111,9 @@ class OrtHost:
         """Executable steps for a set of kernel layers (built once, then cached)."""
         plan = self._plans.get(kernels)
         if plan is None:
-            steps = split_graph(self.proto, [self.sites[lid] for lid in self._order if lid in kernels])
+            steps = split_graph(
+                self.proto, [self.sites[lid] for lid in self._order if lid in kernels], self.batch_size
+            )
             spinning = not kernels
             plan = [
                 _Step(s, None, _session(s.model, spinning)) if isinstance(s, Segment) else _Step(None, s, None)
