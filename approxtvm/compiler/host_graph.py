@@ -38,13 +38,18 @@ class LayerSite:
     output_name
         Float tensor the layer produces (the Conv/Gemm output, or its bias Add's for MatMul).
     node_indices
-        Graph nodes the layer replaces (the Conv/Gemm/MatMul and its bias Add).
+        Graph nodes the layer replaces (the Conv/Gemm/MatMul, its bias Add, its QuantizeLinear).
+    requant
+        ``(y_scale, y_zero_point, dtype)`` when the layer's only reader is a per-tensor
+        ``QuantizeLinear``: the site then produces that node's 8-bit output, requantized the way
+        onnxruntime's fused integer kernels do; ``None``: the site produces the float result.
     """
 
     layer_id: str
     input_name: str
     output_name: str
     node_indices: tuple[int, ...]
+    requant: tuple[float, int, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +211,7 @@ def layer_sites(
     graph = proto.graph
     producers = _producers(graph)
     consumers = _consumers(graph)
+    ints = {t.name: t for t in graph.initializer}
     index = located
     sites: dict[str, LayerSite] = {}
     for lid, has_bias in layers:
@@ -246,8 +252,41 @@ def layer_sites(
                 found=f"{len(node.input)} inputs",
                 fix="compile with host='tvm'",
             )
-        sites[lid] = LayerSite(lid, deq[1].input[0], out, tuple(nodes))
+        requant = None
+        q = _sole_quantize(graph, consumers, out, ints)
+        if q is not None:
+            qi, requant = q
+            nodes.append(qi)
+            out = graph.node[qi].output[0]
+        sites[lid] = LayerSite(lid, deq[1].input[0], out, tuple(nodes), requant)
     return sites
+
+
+def _sole_quantize(
+    graph: onnx.GraphProto, consumers: dict[str, list[int]], out: str, inits: dict[str, onnx.TensorProto]
+) -> tuple[int, tuple[float, int, str]] | None:
+    """The QuantizeLinear that alone reads ``out`` with a constant per-tensor scale, if any."""
+    users = consumers.get(out, [])
+    if len(users) != 1 or out in {o.name for o in graph.output}:
+        return None
+    node = graph.node[users[0]]
+    if node.op_type != "QuantizeLinear" or node.input[1] not in inits:
+        return None
+    if any(at.name in ("saturate", "output_dtype", "block_size") for at in node.attribute):
+        return None  # float8 / blocked variants: leave the node to onnxruntime
+    scale = numpy_helper.to_array(inits[node.input[1]])
+    if scale.size != 1:
+        return None
+    if len(node.input) > 2 and node.input[2]:
+        if node.input[2] not in inits:
+            return None
+        zp = numpy_helper.to_array(inits[node.input[2]])
+        if zp.size != 1 or zp.dtype not in (np.uint8, np.int8):
+            return None
+        zp_value, dtype = int(zp.reshape(-1)[0]), str(zp.dtype)
+    else:
+        zp_value, dtype = 0, "uint8"
+    return users[0], (float(scale.reshape(-1)[0]), zp_value, dtype)
 
 
 # ---------------------------------------------------------------------------------------- MACs

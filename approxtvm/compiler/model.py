@@ -134,7 +134,9 @@ class CompiledModel:
         #: Where exact, fault-free layers compute on the onnxruntime host (see :mod:`approxtvm.runtime.host_ort`).
         self.exact_layers = "onnxruntime"
         located = locate_layers(proto, {lid: p.weight for lid, p in programs.items()})
-        self._ort = OrtHost(proto, programs, log, located, detect_cpu().vnni, batch_size) if host == "onnxruntime" else None
+        self._ort = (
+            OrtHost(proto, programs, log, located, detect_cpu().vnni, batch_size) if host == "onnxruntime" else None
+        )
         if self._ort is not None:  # build the default plan now: a graph it cannot cut fails at compile time
             self._ort.plan(self._ort.kernel_layers(self.exact_layers, self._faulty()))
         if len(located) < len(programs):

@@ -217,17 +217,43 @@ class CallLog:
         self.traces.clear()
 
 
-def execute_layer(prog: LayerProgram, log: CallLog, x: np.ndarray) -> np.ndarray:
+def layer_accumulators(prog: LayerProgram, log: CallLog, x: np.ndarray) -> np.ndarray:
     """One call of an offloaded layer on activation codes ``x``: exact accumulators through the
-    layer's kernel, the run's accumulator hook (faults), the trace if enabled; returns the float
-    layer output."""
+    layer's kernel, after the run's accumulator hook (faults); traced if enabled."""
     layer_id = prog.schedule.layer_id
     acc = accumulate(x, prog)
     if log.faults is not None:
         acc = log.faults(layer_id, x, prog, acc)
     if log.trace:
         log.traces.append((layer_id, x.copy(), acc))
-    return to_float(acc, prog)
+    return acc
+
+
+def execute_layer(prog: LayerProgram, log: CallLog, x: np.ndarray) -> np.ndarray:
+    """:func:`layer_accumulators` as the float layer output (:func:`to_float`)."""
+    return to_float(layer_accumulators(prog, log, x), prog)
+
+
+def requantize(acc: np.ndarray, prog: LayerProgram, y_scale: float, y_zero_point: int, dtype: str) -> np.ndarray:
+    """8-bit layer output from the accumulators, with onnxruntime's integer-kernel arithmetic.
+
+    onnxruntime runs ``DequantizeLinear → Conv/Gemm/MatMul → QuantizeLinear`` as one integer
+    kernel (QLinearConv, QGemm, QLinearMatMul) that adds the int32 bias codes to the accumulator,
+    multiplies by the float32 scale ``s_x · s_w / s_y`` (evaluated in that order, in float32),
+    clamps to the output range, rounds half to even and adds ``z_y``. Following it keeps a layer
+    computed by our kernels bit-identical to onnxruntime's when the multiplier is exact.
+    """
+    q = prog.schedule.quant
+    bshape = (1, -1) if prog.schedule.shape.op == "dense" else (1, -1, 1, 1)
+    scale = (np.float32(q.input_scale) * np.asarray(q.weight_scales, np.float32)) / np.float32(y_scale)
+    total = acc
+    if prog.bias is not None:
+        bz = np.asarray(q.bias_zero_points, np.int64)
+        total = acc + (prog.bias.astype(np.int64) - bz).astype(np.int32).reshape(bshape)
+    info = np.iinfo(np.dtype(dtype))
+    v = total.astype(np.float32) * scale.astype(np.float32).reshape(bshape)
+    v = np.clip(v, np.float32(info.min - y_zero_point), np.float32(info.max - y_zero_point))
+    return (np.rint(v).astype(np.int32) + y_zero_point).astype(dtype)
 
 
 def make_runner(prog: LayerProgram, log: CallLog) -> Callable[..., None]:

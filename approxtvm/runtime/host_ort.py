@@ -22,7 +22,7 @@ import onnx
 
 from approxtvm.compiler.host_graph import LayerSite, Segment, initializer_codes, layer_sites, split_graph
 from approxtvm.errors import PolicyError
-from approxtvm.runtime.executor import CallLog, LayerProgram, execute_layer
+from approxtvm.runtime.executor import CallLog, LayerProgram, execute_layer, layer_accumulators, requantize
 
 #: Values of ``exact_layers``: where exact, fault-free offloaded layers compute.
 EXACT_LAYER_MODES = ("onnxruntime", "kernels")
@@ -111,9 +111,7 @@ class OrtHost:
         """Executable steps for a set of kernel layers (built once, then cached)."""
         plan = self._plans.get(kernels)
         if plan is None:
-            steps = split_graph(
-                self.proto, [self.sites[lid] for lid in self._order if lid in kernels], self.batch_size
-            )
+            steps = split_graph(self.proto, [self.sites[lid] for lid in self._order if lid in kernels], self.batch_size)
             spinning = not kernels
             plan = [
                 _Step(s, None, _session(s.model, spinning)) if isinstance(s, Segment) else _Step(None, s, None)
@@ -128,7 +126,12 @@ class OrtHost:
         for step in self.plan(kernels):
             if step.site is not None:
                 site = step.site
-                env[site.output_name] = execute_layer(self.programs[site.layer_id], self.log, env[site.input_name])
+                prog = self.programs[site.layer_id]
+                if site.requant is None:
+                    env[site.output_name] = execute_layer(prog, self.log, env[site.input_name])
+                else:
+                    acc = layer_accumulators(prog, self.log, env[site.input_name])
+                    env[site.output_name] = requantize(acc, prog, *site.requant)
             else:
                 seg = step.segment
                 assert seg is not None

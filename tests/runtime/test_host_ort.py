@@ -54,7 +54,9 @@ def test_kernel_path_agrees_with_onnxruntime_and_tvm_host(qdq_cnn: object) -> No
     assert res.counters["kernel_layers"] == model.layer_ids
     ref = _ort(qdq_cnn, x)
     d = np.abs(res.outputs["logits"] - ref) / _output_step(qdq_cnn)
-    assert np.mean(d <= 1 + 1e-4) >= 0.99 and d.max() <= 2 + 1e-4
+    # every layer that feeds a QuantizeLinear requantizes like onnxruntime's integer kernels: the
+    # kernel path reproduces onnxruntime (rare rounding ties of onnxruntime's vector code aside)
+    assert np.mean(d == 0) >= 0.99 and d.max() <= 1 + 1e-4
     assert np.array_equal(res.outputs["logits"].argmax(1), ref.argmax(1))
     tvm_model = compile_onnx(qdq_cnn, batch_size=4, host="tvm")
     assert tvm_model.host == "tvm"
