@@ -157,69 +157,6 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
     return acc.astype(np.int32)
 
 
-def tile_ranges(prog: LayerProgram, level: str = "PE") -> list[dict[str, tuple[int, int]]]:
-    """Index ranges per dim of every ``level`` tile, in the loop nest's order (outermost first).
-
-    Walks the loops of the levels above ``level`` exactly as the schedule orders them; each step
-    is one tile that the level below receives.
-    """
-    m = prog.schedule.mapping
-    ext = m.dim_extents(level)
-    loops = [lp for lp in m.loops_above(level)]
-    strides: dict[str, int] = {}
-    loop_stride = []
-    for lp in reversed(loops):  # inner loops step by the tile extent, outer ones by inner products
-        st = strides.get(lp.dim, ext[lp.dim])
-        loop_stride.append(st)
-        strides[lp.dim] = st * lp.bound
-    loop_stride.reverse()
-    out = []
-    for idx in np.ndindex(*[lp.bound for lp in loops]) if loops else [()]:
-        start = dict.fromkeys(ext, 0)
-        for lp, i, st in zip(loops, idx, loop_stride, strict=True):
-            start[lp.dim] += i * st
-        out.append({d: (start[d], start[d] + ext[d]) for d in ext})
-    return out
-
-
-def tiled_products(x: np.ndarray, prog: LayerProgram, level: str = "PE") -> np.ndarray:
-    """``Σ M(x, w)`` computed tile by tile in the schedule's loop order (the reference semantics).
-
-    Each ``level`` tile multiplies its slice of the padded input by its slice of the weights and
-    adds into its output slice; partial sums over C, R, S tiles accumulate in int64. Equal to the
-    whole-layer kernel for a fault-free run; faults act per tile (DESIGN §5).
-    """
-    sched = prog.schedule
-    s = sched.shape
-    zx = sched.quant.input_zero_point
-    if s.op == "dense":
-        x4 = x.reshape(s.n, s.c, 1, 1)
-        w4 = prog.weight.reshape(s.k, s.c, 1, 1)
-    else:
-        x4 = np.pad(x, ((0, 0), (0, 0), (s.pad_top, s.pad_bottom), (s.pad_left, s.pad_right)), constant_values=zx)
-        w4 = prog.weight
-    acc = np.zeros((s.n, s.k, s.p, s.q), np.int64)
-    for t in tile_ranges(prog, level):
-        (n0, n1), (k0, k1), (c0, c1) = t["N"], t["K"], t["C"]
-        (p0, p1), (q0, q1), (r0, r1), (t0, t1) = t["P"], t["Q"], t["R"], t["S"]
-        h0 = p0 * s.stride_h + r0 * s.dilation_h
-        h1 = h0 + (p1 - p0 - 1) * s.stride_h + (r1 - r0 - 1) * s.dilation_h + 1
-        v0 = q0 * s.stride_w + t0 * s.dilation_w
-        v1 = v0 + (q1 - q0 - 1) * s.stride_w + (t1 - t0 - 1) * s.dilation_w + 1
-        part = conv2d_products(
-            np.ascontiguousarray(x4[n0:n1, c0:c1, h0:h1, v0:v1]),
-            np.ascontiguousarray(w4[k0:k1, c0:c1, r0:r1, t0:t1]),
-            prog.multiplier,
-            strides=(s.stride_h, s.stride_w),
-            dilations=(s.dilation_h, s.dilation_w),
-            path=prog.kernel_path,
-            cache=prog.cache,
-        )
-        acc[n0:n1, k0:k1, p0:p1, q0:q1] += part
-    acc = acc.astype(np.int32)  # int32 accumulator semantics (wraps like the hardware's)
-    return acc.reshape(s.n, s.k) if s.op == "dense" else acc
-
-
 def to_float(acc: np.ndarray, prog: LayerProgram) -> np.ndarray:
     """``acc · s_x · s_w (+ dequantized bias)`` as float32, the graph's dequantized layer output."""
     sched = prog.schedule
