@@ -328,10 +328,8 @@ class Mapping:
         }
         if spec is not None:
             hier = Hierarchy.of(spec)
-            keeps = {
-                lv.name: tuple(t for t in ("weight", "input", "output") if any(t in hier.tensors(b) for b in lv.buffers))
-                for lv in hier.levels
-            }
+            held = {lv.name: {t for b in lv.buffers for t in hier.tensors(b)} for lv in hier.levels}
+            keeps = {name: tuple(t for t in ("weight", "input", "output") if t in ts) for name, ts in held.items()}
         labels = {"weight": "Weights", "input": "Inputs", "output": "Outputs"}
         lines: list[str] = []
         depth = 0
