@@ -11,15 +11,15 @@ import numpy as np
 import onnx
 import tvm
 from tvm import relax
-from tvm.relax.frontend.onnx import from_onnx
 
-from approxtvm.compiler import frontend
+from approxtvm.compiler import frontend, prepare
+from approxtvm.compiler.diagnose import import_onnx, phase
 from approxtvm.compiler.frontend import QuantOptions
 from approxtvm.compiler.host import host_target
 from approxtvm.compiler.model import CompiledModel
 from approxtvm.compiler.pipeline import annotate, partition
 from approxtvm.compiler.weight_transforms import WeightTransforms, apply_weight_transforms
-from approxtvm.errors import ApproxTvmError, ModelError, PolicyError
+from approxtvm.errors import ModelError, PolicyError
 from approxtvm.runtime.executor import CallLog, LayerProgram, make_runner
 from approxtvm.runtime.kernels import KernelCache
 from approxtvm.runtime.multipliers import Multiplier, resolve_multiplier
@@ -80,7 +80,7 @@ def compile_onnx(
     accelerator: str | os.PathLike[str] | AcceleratorSpec = "simba_like",
     calibration: np.ndarray | None = None,
     quantization: QuantOptions | None = None,
-    batch_size: int = 1,
+    batch_size: int | None = None,
     weight_transforms: WeightTransforms | None = None,
 ) -> CompiledModel:
     """Compile an ONNX model for the virtual accelerator.
@@ -98,12 +98,16 @@ def compile_onnx(
     quantization
         Signedness, per-channel weights, calibration method (float models only).
     batch_size
-        Batch the model is compiled for (schedules are per batch size).
+        Batch the model is compiled for (schedules are per batch size). ``None``: the batch the
+        model fixes, or 1 when its batch is symbolic. A value that conflicts with a batch fixed
+        in the model is an error.
     weight_transforms
         Pruning / clustering of the quantized weights (their accuracy cost is measured by running
         the compiled model); compression itself is the policy's ``compression`` knob.
     """
     proto = frontend.load_model(model)
+    batch = prepare.resolve_batch(proto, batch_size)
+    proto = phase("prepare", prepare.prepare, proto)  # names, constants, identities, own params
     frontend.check_supported(proto)
     if not frontend.is_quantized(proto):
         if calibration is None:
@@ -114,34 +118,23 @@ def compile_onnx(
                 fix="pass a few hundred representative inputs, or a QDQ model",
             )
         proto = frontend.quantize(proto, calibration, quantization or QuantOptions())
+    proto = phase("prepare", prepare.prepare, proto, batch)  # per-layer dequantizes, folded shapes
     if isinstance(policy, str | os.PathLike):
         policy = ApproxPolicy.from_yaml(policy)
     policy = policy or ApproxPolicy.exact()
     spec = accelerator if isinstance(accelerator, AcceleratorSpec) else AcceleratorSpec.load(accelerator)
-    if batch_size < 1:
-        raise ModelError("batch_size must be positive", expected="≥ 1", found=str(batch_size), fix="use 1")
-    shapes = frontend.fix_batch(proto, batch_size)
-    try:
-        mod = from_onnx(proto, shape_dict=shapes, keep_params_in_input=True)
-    except ApproxTvmError:
-        raise
-    except Exception as exc:  # the importer raises many types; the user needs one clear message
-        raise ModelError(
-            "the Relax ONNX importer rejected the model",
-            expected="an importable ONNX graph",
-            found=f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}",
-            fix="simplify the model (onnxsim) or export with opset 13–20",
-        ) from None
+    view, weight_to_layer, layer_order = prepare.import_view(proto)
+    mod = import_onnx(view, frontend.fix_batch(view, batch))
     mod, detached = relax.frontend.detach_params(mod)
     n_in = int(mod["main"].attrs["num_input"])
     params = {p.name: t for p, t in zip(mod["main"].params[n_in:], detached["main"], strict=True)}
-    mod = annotate(mod, frontend.layer_names(proto), policy)
-    mod = relax.transform.BindParams("main", params)(mod)  # weights become constants
+    mod = phase("annotate", annotate, mod, weight_to_layer, policy, layer_order)
+    mod = phase("bind", relax.transform.BindParams("main", params), mod)  # weights become constants
     if weight_transforms is not None and weight_transforms.active:
         mod = apply_weight_transforms(mod, weight_transforms)
     uid = uuid.uuid4().hex[:10]
-    mod = partition(mod, {}, f"vacc_{uid}_")
-    return _finish(mod, proto, policy, spec, uid, batch_size)
+    mod = phase("partition", partition, mod, {}, f"vacc_{uid}_")
+    return _finish(mod, proto, policy, spec, uid, batch)
 
 
 def _finish(
@@ -163,8 +156,8 @@ def _finish(
         return make_runner(prog, log)
 
     session = CodegenSession(spec, resolver.info, factory)
-    mod = run_codegen(mod, session)
-    ex, vm = build_vm(mod)
+    mod = phase("codegen", run_codegen, mod, session)
+    ex, vm = phase("build", build_vm, mod)
     return CompiledModel(
         proto=proto,
         policy=policy,
