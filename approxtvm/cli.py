@@ -315,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     from approxtvm.explore.cli_explore import add_explore_parsers
 
     add_explore_parsers(sub)  # explore, experiments
+    from approxtvm.models.finetune.cli import add_parser as add_finetune_parser
+
+    add_finetune_parser(sub)  # finetune (imports torch only when run)
     p = sub.add_parser("multipliers", help="list, show or import multipliers")
     p.add_argument("action", choices=["list", "show", "import"])
     p.add_argument("name", nargs="?")
