@@ -24,9 +24,9 @@ _FIXES = {
     "annotate": "report this model; meanwhile check the policy's layer names (`approxtvm inspect MODEL`)",
     "bind": "report this model",
     "partition": "report this model; meanwhile keep the layer named in the error on the host with a "
-    "policy rule `<node name>: {offload: false}`",
-    "codegen": "keep the named layer on the host with a policy rule `<node name>: {offload: false}` and report it",
-    "build": "report this model; meanwhile keep recently changed layers on the host (`offload: false`)",
+    "policy rule `host: [<node name>]`",
+    "codegen": "keep the named layer on the host with a policy rule `host: [<node name>]` and report it",
+    "build": "report this model; meanwhile keep recently changed layers on the host (policy `host:` list)",
 }
 
 

@@ -28,6 +28,7 @@ from approxtvm.targets.vacc.codegen import CodegenSession, LoweredLayer, Multipl
 from approxtvm.targets.vacc.compression import decompress_layer
 from approxtvm.targets.vacc.config import ApproxPolicy
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
+from approxtvm.targets.vacc.partition import host_reasons
 
 
 class MultiplierResolver:
@@ -56,7 +57,7 @@ class MultiplierResolver:
     def info(self, name: str, signed: bool) -> MultiplierInfo:
         """Codegen view: name, table hash and energy per multiply."""
         m = self.multiplier(name, signed)
-        return MultiplierInfo(m.name, m.table_hash, mul_energy_pj(m, self.spec), m.signed)
+        return MultiplierInfo(m.name, m.table_hash, mul_energy_pj(m, self.spec), m.signed, m.is_exact)
 
 
 def mul_energy_pj(m: Multiplier, spec: AcceleratorSpec) -> float:
@@ -118,12 +119,13 @@ def compile_onnx(
                 fix="pass a few hundred representative inputs, or a QDQ model",
             )
         proto = frontend.quantize(proto, calibration, quantization or QuantOptions())
-    proto = phase("prepare", prepare.prepare, proto, batch)  # per-layer dequantizes, folded shapes
+    proto = phase("prepare", prepare.prepare, proto)  # per-layer dequantizes (batch stays as exported)
     if isinstance(policy, str | os.PathLike):
         policy = ApproxPolicy.from_yaml(policy)
     policy = policy or ApproxPolicy.exact()
     spec = accelerator if isinstance(accelerator, AcceleratorSpec) else AcceleratorSpec.load(accelerator)
-    view, weight_to_layer, layer_order = prepare.import_view(proto)
+    # the imported copy has the batch fixed, so shape arithmetic folds and every layer has static shapes
+    view, weight_to_layer, layer_order = prepare.import_view(phase("prepare", prepare.prepare, proto, batch))
     mod = import_onnx(view, frontend.fix_batch(view, batch))
     mod, detached = relax.frontend.detach_params(mod)
     n_in = int(mod["main"].attrs["num_input"])
@@ -155,6 +157,7 @@ def _finish(
         programs[sch.layer_id] = prog
         return make_runner(prog, log)
 
+    reasons = host_reasons(mod)
     session = CodegenSession(spec, resolver.info, factory)
     mod = phase("codegen", run_codegen, mod, session)
     ex, vm = phase("build", build_vm, mod)
@@ -168,6 +171,7 @@ def _finish(
         executable=ex,
         vm=vm,
         log=log,
+        host_reasons=reasons,
     )
 
 

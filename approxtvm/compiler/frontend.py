@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -29,8 +31,6 @@ QOPERATOR_OPS = frozenset(
         "QLinearConcat",
     }
 )
-#: Layers the accelerator executes.
-LAYER_OPS = frozenset({"Conv", "Gemm", "MatMul"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,10 +162,18 @@ def fix_batch(model: onnx.ModelProto, batch_size: int) -> dict[str, list[int]]:
 
 
 class _Reader:
-    """onnxruntime calibration reader over float batches (one sample per call)."""
+    """onnxruntime calibration reader over float batches of ``batch`` samples per call (a model
+    with a fixed batch is fed batches of that size; the last one is padded by repetition)."""
 
-    def __init__(self, name: str, data: np.ndarray) -> None:
-        self._it: Iterator[dict[str, np.ndarray]] = iter({name: data[i : i + 1]} for i in range(len(data)))
+    def __init__(self, name: str, data: np.ndarray, batch: int = 1) -> None:
+        def chunks() -> Iterator[dict[str, np.ndarray]]:
+            for i in range(0, len(data), batch):
+                c = data[i : i + batch]
+                if len(c) < batch:
+                    c = np.concatenate([c, np.repeat(c[-1:], batch - len(c), axis=0)])
+                yield {name: c}
+
+        self._it: Iterator[dict[str, np.ndarray]] = chunks()
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._it, None)
@@ -188,7 +196,7 @@ def quantize(
     options
         Signedness, per-channel scales and calibration method.
     """
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantType, quantize_static
 
     specs = input_specs(model)
     if len(specs) != 1:
@@ -232,49 +240,33 @@ def quantize(
             fix="use MinMax",
         )
     qtype = QuantType.QInt8 if options.signed else QuantType.QUInt8
+    batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else 1
+    root = logging.getLogger()
+    level = root.level
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "qdq.onnx")
         onnx.save(model, src)
-        quantize_static(
-            src,
-            dst,
-            _Reader(name, data),
-            quant_format=QuantFormat.QDQ,
-            per_channel=options.per_channel,
-            activation_type=qtype,
-            weight_type=qtype,
-            calibrate_method=method,
-            extra_options={"WeightSymmetric": options.signed, "ActivationSymmetric": False},
-        )
+        root.setLevel(max(level, logging.ERROR))  # the quantizer's pre-processing advice is noise here
+        try:
+            _quantize_static(quantize_static, src, dst, _Reader(name, data, batch), options, qtype, method)
+        finally:
+            root.setLevel(level)
         return onnx.load(dst)
 
 
-def layer_names(model: onnx.ModelProto) -> dict[str, str]:
-    """Map each weight initializer of a Conv/Gemm/MatMul to its layer's node name.
+def _quantize_static(
+    quantize_static: Any, src: str, dst: str, reader: _Reader, options: QuantOptions, qtype: Any, method: Any
+) -> None:
+    from onnxruntime.quantization import QuantFormat
 
-    In a QDQ graph the weight reaches the layer through ``DequantizeLinear``; the initializer
-    name is what survives the Relax import (as a parameter name), the node name is the id users
-    see. Nodes without a name get ``<op>_<index>``.
-    """
-    producers = {o: n for n in model.graph.node for o in n.output}
-    inits = {t.name for t in model.graph.initializer}
-    names: dict[str, str] = {}
-    used: set[str] = set()
-    for i, node in enumerate(model.graph.node):
-        if node.op_type not in LAYER_OPS or len(node.input) < 2:
-            continue
-        src = node.input[1]
-        hops = 0
-        while src not in inits and src in producers and hops < 4:  # through DequantizeLinear / Transpose
-            src = producers[src].input[0]
-            hops += 1
-        if src not in inits:
-            continue
-        base = node.name or f"{node.op_type.lower()}_{i}"
-        name, k = base, 1
-        while name in used:  # duplicated node names would make layer ids ambiguous
-            k += 1
-            name = f"{base}_{k}"
-        used.add(name)
-        names[src] = name
-    return names
+    quantize_static(
+        src,
+        dst,
+        reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=options.per_channel,
+        activation_type=qtype,
+        weight_type=qtype,
+        calibrate_method=method,
+        extra_options={"WeightSymmetric": options.signed, "ActivationSymmetric": False},
+    )

@@ -96,6 +96,7 @@ class CompiledModel:
         executable: relax.VMExecutable,
         vm: relax.VirtualMachine,
         log: CallLog,
+        host_reasons: dict[str, str] | None = None,
     ) -> None:
         self.proto = proto
         self.policy = policy
@@ -106,6 +107,8 @@ class CompiledModel:
         self.executable = executable
         self._vm = vm
         self._log = log
+        #: Conv/dense layers left on the host: ONNX node name → why (see ``vacc.host_reasons``).
+        self.host_reasons: dict[str, str] = dict(host_reasons or {})
         specs = frontend.input_specs(proto)
         self.input_name, dims = next(iter(specs.items()))
         self.input_shape: tuple[int, ...] = tuple(int(d) for d in dims[1:] if isinstance(d, int))
@@ -222,6 +225,7 @@ class CompiledModel:
             "policy": self.policy.to_dict(),
             "accelerator": to_plain(self.spec),
             "schedules": [p.schedule.to_dict() for p in self.programs.values()],
+            "host_reasons": self.host_reasons,
         }
         (d / "manifest.json").write_text(json.dumps(manifest, indent=1))
         return d
@@ -279,4 +283,5 @@ class CompiledModel:
             executable=lib,
             vm=vm,
             log=log,
+            host_reasons=manifest.get("host_reasons", {}),
         )
