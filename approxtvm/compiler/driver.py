@@ -107,6 +107,7 @@ def compile_onnx(
         the compiled model); compression itself is the policy's ``compression`` knob.
     """
     proto = frontend.load_model(model)
+    prepare.check_shapes(proto)
     batch = prepare.resolve_batch(proto, batch_size)
     proto = phase("prepare", prepare.prepare, proto)  # names, constants, identities, own params
     frontend.check_supported(proto)

@@ -82,13 +82,13 @@ def load_model(model: str | os.PathLike[str] | onnx.ModelProto) -> onnx.ModelPro
                 found=f"{type(exc).__name__}: {exc}",
                 fix="export the network with torch.onnx.export or tf2onnx",
             ) from None
-        if not proto.graph.node:
-            raise ModelError(
-                f"{path} is not an ONNX model",
-                expected="a graph with nodes",
-                found="an empty or non-ONNX protobuf",
-                fix="export the network with torch.onnx.export or tf2onnx",
-            )
+    if not proto.graph.node:
+        raise ModelError(
+            f"{where} is not an ONNX model",
+            expected="a graph with nodes",
+            found="an empty graph or a non-ONNX protobuf",
+            fix="export the network with torch.onnx.export or tf2onnx",
+        )
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
@@ -249,6 +249,15 @@ def quantize(
         root.setLevel(max(level, logging.ERROR))  # the quantizer's pre-processing advice is noise here
         try:
             _quantize_static(quantize_static, src, dst, _Reader(name, data, batch), options, qtype, method)
+        except Exception as exc:  # onnxruntime fails on models it cannot run; its message names the node
+            lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+            raise ModelError(
+                "onnxruntime could not calibrate the float model for quantization",
+                expected="a float model onnxruntime can run on the calibration data",
+                found=f"{type(exc).__name__}: {(lines[-1] if lines else '')[:400]}",
+                fix="check the named node's shapes and attributes (the model must run in onnxruntime), "
+                "or pass a QDQ model you quantized yourself",
+            ) from None
         finally:
             root.setLevel(level)
         return onnx.load(dst)

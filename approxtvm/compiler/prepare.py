@@ -239,6 +239,29 @@ def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
         return model
 
 
+def check_shapes(model: onnx.ModelProto) -> None:
+    """Reject a model whose shapes or types contradict themselves (strict ONNX shape inference).
+
+    Raises
+    ------
+    ModelError
+        Shape or type inference fails on a node (the message names it).
+    """
+    try:
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    except onnx.shape_inference.InferenceError as exc:
+        msg = str(exc).strip()
+        if "InferenceError]" not in msg:  # e.g. no schema for a custom domain: not a contradiction
+            LOG.info("strict shape inference gave up: %s", msg)
+            return
+        raise ModelError(
+            "the model's shapes or types are inconsistent",
+            expected="a graph that passes ONNX shape inference",
+            found=msg.splitlines()[-1][:400],
+            fix="fix the named node (weight ranks, channel counts, attributes) and re-export the model",
+        ) from None
+
+
 def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     g = model.graph
     out: dict[str, tuple[int, ...]] = {}
