@@ -122,7 +122,7 @@ def compile_onnx(
         proto = frontend.quantize(proto, calibration, quantization or QuantOptions())
     proto = phase("prepare", prepare.prepare, proto)  # per-layer dequantizes (batch stays as exported)
     if isinstance(policy, str | os.PathLike):
-        policy = ApproxPolicy.from_yaml(policy)
+        policy = ApproxPolicy.from_spec(policy)
     policy = policy or ApproxPolicy.exact()
     spec = accelerator if isinstance(accelerator, AcceleratorSpec) else AcceleratorSpec.load(accelerator)
     # the imported copy has the batch fixed, so shape arithmetic folds and every layer has static shapes
@@ -152,7 +152,7 @@ def _finish(
         sch = lowered.schedule
         # weights reach the PE compressed and are decoded there: run with the decoded tiles
         weight = lowered.weight if lowered.compressed is None else decompress_layer(lowered.compressed)
-        prog = LayerProgram(
+        prog = LayerProgram.build(
             sch, weight, lowered.bias, resolver.multiplier(sch.config.multiplier, sch.quant.signed), cache
         )
         programs[sch.layer_id] = prog

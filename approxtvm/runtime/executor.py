@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,9 +19,6 @@ from approxtvm.runtime import exact_layer
 from approxtvm.runtime.kernels import KernelCache, choose_path, conv2d_products, dense_products
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.targets.vacc.schedule import LayerSchedule
-
-if TYPE_CHECKING:
-    from approxtvm.runtime.faults import FaultSession
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,7 +38,8 @@ class LayerProgram:
     cache
         Kernel sessions, compiled kernels and tables (share one per model).
     path
-        Kernel path (see :func:`approxtvm.runtime.kernels.choose_path`); chosen here if empty.
+        Requested kernel path (see :func:`approxtvm.runtime.kernels.choose_path`); empty: chosen on
+        first use (:attr:`kernel_path`).
     """
 
     schedule: LayerSchedule
@@ -60,16 +57,37 @@ class LayerProgram:
                 found=f"{self.multiplier.name} with sha256 {self.multiplier.table_hash[:16]}…",
                 fix="recompile the model; the multiplier's table file changed since it was compiled",
             )
-        if not self.path:
-            choice = choose_path(self.multiplier, self.schedule.shape, weights=self.weight, cache=self.cache)
-            object.__setattr__(self, "path", choice.path)
+
+    @staticmethod
+    def build(
+        schedule: LayerSchedule,
+        weight: np.ndarray,
+        bias: np.ndarray | None,
+        multiplier: Multiplier,
+        cache: KernelCache | None = None,
+    ) -> LayerProgram:
+        """A program whose kernel path is chosen now (the fastest exact path for these weights)."""
+        cache = cache if cache is not None else KernelCache()
+        path = choose_path(multiplier, schedule.shape, weights=weight, cache=cache).path
+        return LayerProgram(schedule, weight, bias, multiplier, cache, path)
+
+    @cached_property
+    def kernel_path(self) -> str:
+        """The kernel path the layer runs on: :attr:`path` if given, else chosen on first use."""
+        if self.path:
+            return self.path
+        return choose_path(self.multiplier, self.schedule.shape, weights=self.weight, cache=self.cache).path
 
     @cached_property
     def fused_exact(self) -> exact_layer.ExactLayer | None:
         """One-call exact path (zero points folded into the integer kernel), when it applies."""
-        if self.path == "exact" and exact_layer.supports(self.schedule, self.weight):
+        if self.kernel_path == "exact" and exact_layer.supports(self.schedule, self.weight):
             return exact_layer.ExactLayer(self.schedule, self.weight)
         return None
+
+
+#: A hook that may change a layer call's int32 accumulators: ``(layer_id, x_q, program, acc) -> acc``.
+AccumulatorHook = Callable[[str, np.ndarray, "LayerProgram", np.ndarray], np.ndarray]
 
 
 def _window_sums(x: np.ndarray, sched: LayerSchedule) -> np.ndarray:
@@ -110,7 +128,7 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
     taps = s.c * s.r * s.s
     if s.op == "dense":
         raw = (
-            dense_products(x, prog.weight, prog.multiplier, path=prog.path, cache=prog.cache)
+            dense_products(x, prog.weight, prog.multiplier, path=prog.kernel_path, cache=prog.cache)
             if products is None
             else products
         )
@@ -127,7 +145,7 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
                 dilations=(s.dilation_h, s.dilation_w),
                 pads=(s.pad_top, s.pad_left, s.pad_bottom, s.pad_right),
                 pad_value=zx,
-                path=prog.path,
+                path=prog.kernel_path,
                 cache=prog.cache,
             )
         else:
@@ -137,69 +155,6 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
         zw_b = zw[None, :, None, None] if zw.size > 1 else zw[0]
     acc = raw.astype(np.int64) - zw_b * sum_x - zx * sum_w + taps * zx * zw_b
     return acc.astype(np.int32)
-
-
-def tile_ranges(prog: LayerProgram, level: str = "PE") -> list[dict[str, tuple[int, int]]]:
-    """Index ranges per dim of every ``level`` tile, in the loop nest's order (outermost first).
-
-    Walks the loops of the levels above ``level`` exactly as the schedule orders them; each step
-    is one tile that the level below receives.
-    """
-    m = prog.schedule.mapping
-    ext = m.dim_extents(level)
-    loops = [lp for lp in m.loops_above(level)]
-    strides: dict[str, int] = {}
-    loop_stride = []
-    for lp in reversed(loops):  # inner loops step by the tile extent, outer ones by inner products
-        st = strides.get(lp.dim, ext[lp.dim])
-        loop_stride.append(st)
-        strides[lp.dim] = st * lp.bound
-    loop_stride.reverse()
-    out = []
-    for idx in np.ndindex(*[lp.bound for lp in loops]) if loops else [()]:
-        start = dict.fromkeys(ext, 0)
-        for lp, i, st in zip(loops, idx, loop_stride, strict=True):
-            start[lp.dim] += i * st
-        out.append({d: (start[d], start[d] + ext[d]) for d in ext})
-    return out
-
-
-def tiled_products(x: np.ndarray, prog: LayerProgram, level: str = "PE") -> np.ndarray:
-    """``Σ M(x, w)`` computed tile by tile in the schedule's loop order (the reference semantics).
-
-    Each ``level`` tile multiplies its slice of the padded input by its slice of the weights and
-    adds into its output slice; partial sums over C, R, S tiles accumulate in int64. Equal to the
-    whole-layer kernel for a fault-free run; faults act per tile (DESIGN §5).
-    """
-    sched = prog.schedule
-    s = sched.shape
-    zx = sched.quant.input_zero_point
-    if s.op == "dense":
-        x4 = x.reshape(s.n, s.c, 1, 1)
-        w4 = prog.weight.reshape(s.k, s.c, 1, 1)
-    else:
-        x4 = np.pad(x, ((0, 0), (0, 0), (s.pad_top, s.pad_bottom), (s.pad_left, s.pad_right)), constant_values=zx)
-        w4 = prog.weight
-    acc = np.zeros((s.n, s.k, s.p, s.q), np.int64)
-    for t in tile_ranges(prog, level):
-        (n0, n1), (k0, k1), (c0, c1) = t["N"], t["K"], t["C"]
-        (p0, p1), (q0, q1), (r0, r1), (t0, t1) = t["P"], t["Q"], t["R"], t["S"]
-        h0 = p0 * s.stride_h + r0 * s.dilation_h
-        h1 = h0 + (p1 - p0 - 1) * s.stride_h + (r1 - r0 - 1) * s.dilation_h + 1
-        v0 = q0 * s.stride_w + t0 * s.dilation_w
-        v1 = v0 + (q1 - q0 - 1) * s.stride_w + (t1 - t0 - 1) * s.dilation_w + 1
-        part = conv2d_products(
-            np.ascontiguousarray(x4[n0:n1, c0:c1, h0:h1, v0:v1]),
-            np.ascontiguousarray(w4[k0:k1, c0:c1, r0:r1, t0:t1]),
-            prog.multiplier,
-            strides=(s.stride_h, s.stride_w),
-            dilations=(s.dilation_h, s.dilation_w),
-            path=prog.path,
-            cache=prog.cache,
-        )
-        acc[n0:n1, k0:k1, p0:p1, q0:q1] += part
-    acc = acc.astype(np.int32)  # int32 accumulator semantics (wraps like the hardware's)
-    return acc.reshape(s.n, s.k) if s.op == "dense" else acc
 
 
 def to_float(acc: np.ndarray, prog: LayerProgram) -> np.ndarray:
@@ -232,8 +187,9 @@ class CallLog:
     #: When set, each call also records ``(layer_id, x_q, acc)`` in :attr:`traces` (tests, debugging).
     trace: bool = False
     traces: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)
-    #: The run's fault injector (:class:`approxtvm.runtime.faults.FaultSession`); ``None``: fault-free.
-    faults: FaultSession | None = None
+    #: The run's accumulator hook ``(layer_id, x_q, program, acc) -> acc`` (e.g. the ``apply`` of an
+    #: :class:`approxtvm.runtime.faults.FaultSession`); ``None``: the fault-free accumulators are used.
+    faults: AccumulatorHook | None = None
 
     def clear(self) -> None:
         """Forget previous calls."""
@@ -259,7 +215,7 @@ def make_runner(prog: LayerProgram, log: CallLog) -> Callable[..., None]:
                 if result is None:
                     acc = accumulate(x, prog)
                     if log.faults is not None:
-                        acc = log.faults.apply(layer_id, x, prog, acc)
+                        acc = log.faults(layer_id, x, prog, acc)
                     if log.trace:
                         log.traces.append((layer_id, x.copy(), acc))
                     result = to_float(acc, prog)

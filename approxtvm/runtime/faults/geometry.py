@@ -1,0 +1,93 @@
+"""Where the PE-level tiles of a mapping sit and when they are (re)filled: the residencies faults live in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from approxtvm.runtime.counting import simulate_counts
+from approxtvm.runtime.faults.plan import FAULT_BUFFERS, TENSORS
+from approxtvm.targets.vacc.hardware import AcceleratorSpec
+from approxtvm.targets.vacc.mapping import Mapping
+from approxtvm.targets.vacc.tilewalk import TileWalk
+from approxtvm.targets.vacc.workload import DIMS
+
+__all__ = ["DIM_INDEX", "TileGeometry", "tile_geometry"]
+
+#: Column of each dimension of :data:`DIMS` in the geometry's arrays.
+DIM_INDEX = {d: i for i, d in enumerate(DIMS)}
+_D = DIM_INDEX
+
+
+@dataclass(frozen=True, eq=False)
+class TileGeometry:
+    """Where every PE-level tile sits and when it is (re)filled.
+
+    Attributes
+    ----------
+    steps
+        Temporal steps above the PE level (execution order).
+    step_start
+        ``(steps, 7)`` start of the tile in each dimension of :data:`DIMS`, instance 0.
+    inst_off
+        ``(instances, 7)`` offset of each PE instance (PE number = instance index).
+    ext
+        ``(7,)`` tile extent per dimension.
+    hops
+        ``(instances,)`` links on the XY route from the global-buffer router to each PE.
+    fills
+        Per tensor: steps at which its tile is (re)loaded, ascending, starting at 0. Fill ``j`` is
+        resident during steps ``[fills[j], fills[j+1])``; residency ``r = j · instances + i``.
+    words
+        Per tensor: elements of one tile (the input tile in padded coordinates, halo included).
+    reads_per_word
+        Per tensor: reads of each stored word during one residency (read-mode SRAM faults).
+    ends
+        Per tensor: end step (exclusive) of every fill.
+    """
+
+    steps: int
+    step_start: np.ndarray
+    inst_off: np.ndarray
+    ext: np.ndarray
+    hops: np.ndarray
+    fills: dict[str, np.ndarray]
+    words: dict[str, int]
+    reads_per_word: dict[str, int]
+    ends: dict[str, np.ndarray]
+
+    @property
+    def instances(self) -> int:
+        """PE instances holding tiles."""
+        return len(self.inst_off)
+
+    def residency_ends(self, tensor: str) -> np.ndarray:
+        """End step (exclusive) of every fill of ``tensor``."""
+        return self.ends[tensor]
+
+    def tile_dims(self, tensor: str, mapping: Mapping) -> tuple[int, ...]:
+        """Extent of ``tensor``'s tile per axis (weights KCRS, inputs NCHW padded)."""
+        e = mapping.tile_extent("PE", tensor)
+        return tuple(e.values())
+
+
+def tile_geometry(mapping: Mapping, spec: AcceleratorSpec) -> TileGeometry:
+    """The PE-level residencies of ``mapping`` (from its :class:`~approxtvm.targets.vacc.tilewalk.TileWalk`)."""
+    w = TileWalk.of(mapping, "PE")
+    gx, gy = spec.noc.global_buffer_node
+    pa = spec.pe_array
+    hops = np.array(
+        [abs(x - gx) + abs(y - gy) for x, y in (pa.pe_xy(i % pa.num_pes) for i in range(w.instances))], np.int64
+    )
+    fills = {t: w.fills(t) for t in TENSORS}
+    ends = {t: w.ends(t) for t in TENSORS}
+    words = {t: mapping.tile_size("PE", t) for t in TENSORS}
+    counts = simulate_counts(mapping, spec)
+    rpw = {}
+    for t in TENSORS:
+        buf = FAULT_BUFFERS[t]
+        rw = [(r, wr) for b, tt, r, wr in counts.buffer_accesses if b == buf and tt == t]
+        reads, writes = rw[0] if rw else (0, 0)
+        rpw[t] = max(1, round(reads / writes)) if writes else 1
+    return TileGeometry(w.steps, w.step_start, w.inst_off, w.ext, hops, fills, words, rpw, ends)
