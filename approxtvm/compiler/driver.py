@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from approxtvm.compiler import frontend, prepare
 from approxtvm.compiler.diagnose import import_onnx, phase
 from approxtvm.compiler.frontend import QuantOptions
 from approxtvm.compiler.host import host_target
-from approxtvm.compiler.model import CompiledModel
+from approxtvm.compiler.model import HOSTS, CompiledModel
 from approxtvm.compiler.pipeline import annotate, partition
 from approxtvm.compiler.weight_transforms import WeightTransforms, apply_weight_transforms
 from approxtvm.errors import ModelError, PolicyError
@@ -29,6 +30,8 @@ from approxtvm.targets.vacc.compression import decompress_layer
 from approxtvm.targets.vacc.config import ApproxPolicy
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.partition import host_reasons
+
+LOG = logging.getLogger("approxtvm")
 
 
 class MultiplierResolver:
@@ -83,6 +86,7 @@ def compile_onnx(
     quantization: QuantOptions | None = None,
     batch_size: int | None = None,
     weight_transforms: WeightTransforms | None = None,
+    host: str = "onnxruntime",
 ) -> CompiledModel:
     """Compile an ONNX model for the virtual accelerator.
 
@@ -105,7 +109,19 @@ def compile_onnx(
     weight_transforms
         Pruning / clustering of the quantized weights (their accuracy cost is measured by running
         the compiled model); compression itself is the policy's ``compression`` knob.
+    host
+        Engine of the host part (everything not offloaded): ``"onnxruntime"`` runs the QDQ graph
+        itself in segments around the offloaded layers (onnxruntime's speed and arithmetic);
+        ``"tvm"`` builds the Relax VM (``relax.build``). A graph the onnxruntime host cannot cut
+        falls back to ``"tvm"`` with a warning.
     """
+    if host not in HOSTS:
+        raise ModelError(
+            f"unknown host {host!r}",
+            expected=" or ".join(HOSTS),
+            found=repr(host),
+            fix="host='onnxruntime' (default) or host='tvm'",
+        )
     proto = frontend.load_model(model)
     prepare.check_shapes(proto)
     batch = prepare.resolve_batch(proto, batch_size)
@@ -137,11 +153,17 @@ def compile_onnx(
         mod = apply_weight_transforms(mod, weight_transforms)
     uid = uuid.uuid4().hex[:10]
     mod = phase("partition", partition, mod, {}, f"vacc_{uid}_")
-    return _finish(mod, proto, policy, spec, uid, batch)
+    return _finish(mod, proto, policy, spec, uid, batch, host)
 
 
 def _finish(
-    mod: tvm.IRModule, proto: onnx.ModelProto, policy: ApproxPolicy, spec: AcceleratorSpec, uid: str, batch_size: int
+    mod: tvm.IRModule,
+    proto: onnx.ModelProto,
+    policy: ApproxPolicy,
+    spec: AcceleratorSpec,
+    uid: str,
+    batch_size: int,
+    host: str = "onnxruntime",
 ) -> CompiledModel:
     resolver = MultiplierResolver(spec)
     log = CallLog()
@@ -161,19 +183,29 @@ def _finish(
     reasons = host_reasons(mod)
     session = CodegenSession(spec, resolver.info, factory)
     mod = phase("codegen", run_codegen, mod, session)
+    common = {
+        "proto": proto,
+        "policy": policy,
+        "spec": spec,
+        "uid": uid,
+        "batch_size": batch_size,
+        "programs": programs,
+        "log": log,
+        "host_reasons": reasons,
+    }
+    if host == "onnxruntime":
+        try:
+            return CompiledModel(**common, executable=None, vm=None, host="onnxruntime")
+        except PolicyError:
+            raise
+        except Exception as exc:  # a graph the segmenter cannot cut still runs, on the Relax VM
+            LOG.warning(
+                "onnxruntime host unavailable for this model (%s: %s); building the TVM host instead",
+                type(exc).__name__,
+                str(exc).splitlines()[0][:200] if str(exc) else "",
+            )
     ex, vm = phase("build", build_vm, mod)
-    return CompiledModel(
-        proto=proto,
-        policy=policy,
-        spec=spec,
-        uid=uid,
-        batch_size=batch_size,
-        programs=programs,
-        executable=ex,
-        vm=vm,
-        log=log,
-        host_reasons=reasons,
-    )
+    return CompiledModel(**common, executable=ex, vm=vm, host="tvm")
 
 
 def load_compiled(path: str | os.PathLike[str]) -> CompiledModel:
