@@ -282,3 +282,26 @@ def _quantize_static(
         calibrate_method=method,
         extra_options={"WeightSymmetric": options.signed, "ActivationSymmetric": options.signed},
     )
+
+
+#: ONNX ops whose weights make accelerator layers.
+LAYER_OPS = frozenset({"Conv", "Gemm", "MatMul"})
+
+
+def layer_names(model: onnx.ModelProto) -> dict[str, str]:
+    """Map each weight initializer of a Conv/Gemm/MatMul to its layer id (the node's name).
+
+    Layer ids are ONNX node names; the compiler names unnamed nodes ``<OpType>_<index>`` and
+    gives every layer its own weight (:func:`approxtvm.compiler.prepare.prepare`), so on a
+    compiled model's ``proto`` this map is one-to-one.
+    """
+    from approxtvm.compiler.prepare import layer_param_source
+
+    names: dict[str, str] = {}
+    for i, node in enumerate(model.graph.node):
+        if node.op_type not in LAYER_OPS or len(node.input) < 2:
+            continue
+        src = layer_param_source(model.graph, node)
+        if src is not None and src not in names:
+            names[src] = node.name or f"{node.op_type}_{i}"
+    return names
