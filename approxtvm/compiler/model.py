@@ -149,7 +149,10 @@ class CompiledModel:
         #: Every MAC-bearing ONNX node: its MACs per batch and the offloaded layer covering it, if any.
         self.mac_nodes: tuple[HostMacs, ...] = mac_nodes(proto, located, batch_size)
         self._uncovered = tuple(
-            UncoveredLayer(h.node, h.op, h.macs, h.reason) for h in self.mac_nodes if h.layer_id is None
+            # the partitioner's own reason where it has one (e.g. groups, policy), else the graph's guess
+            UncoveredLayer(h.node, h.op, h.macs, self.host_reasons.get(h.node, h.reason))
+            for h in self.mac_nodes
+            if h.layer_id is None
         )
         if self._uncovered:
             share = self.energy_per_batch().host_mac_share
