@@ -11,6 +11,7 @@ from tvm import relax
 from approxtvm.errors import ensure_ffi_errors
 from approxtvm.targets.vacc.config import ApproxConfig
 from approxtvm.targets.vacc.patterns import HostReasons, vacc_patterns
+from approxtvm.targets.vacc.split_shared import SplitSharedDequantize
 
 #: Module attribute written by AnnotateApproximation (IR variable name → config JSON).
 APPROX_ATTR = "vacc.approx"
@@ -168,6 +169,7 @@ def partition_for_vacc(
     bound = params_by_name(mod, params, entry)
     if bound:
         mod = relax.transform.BindParams(entry, bound)(mod)
+    mod = SplitSharedDequantize()(mod)  # a weight/bias dequantize shared by layers: one copy per layer
     why = HostReasons(module_table(mod, LAYER_NAMES_ATTR), set(module_table(mod, HOST_POLICY_ATTR)))
     fuse = relax.transform.FuseOpsByPattern(
         vacc_patterns(layer_vars(mod[entry]), why), bind_constants=True, annotate_codegen=True
