@@ -17,7 +17,10 @@ import numpy as np
 
 from approxtvm.errors import ModelError
 from approxtvm.models.finetune._torch import require_torch
-from approxtvm.runtime.kernels import KernelCache, choose_path, conv2d_products, dense_products
+from approxtvm.runtime.kernels import KernelCache, conv2d_products, dense_products, tvm_available
+from approxtvm.runtime.kernels.dispatch import LOWRANK_MAX_BYTE_TERMS
+from approxtvm.runtime.kernels.geometry import conv_geometry
+from approxtvm.runtime.kernels.intconv import IntegerFactors, exact_factors, factor_sums, weight_plan
 from approxtvm.runtime.multipliers import Multiplier
 
 torch = require_torch()
@@ -47,7 +50,9 @@ class LayerKernel:
     grad
         ``ste`` or ``fd``.
     path
-        Kernel path (:data:`approxtvm.runtime.kernels.PATHS`); empty: chosen per call.
+        Kernel path (:data:`approxtvm.runtime.kernels.PATHS`); empty: chosen per call. ``torch``
+        (exact multiplier only) computes the exact product with torch's float64 convolution: the
+        plain quantization-aware-training reference the benchmark compares the kernels with.
     """
 
     op: str
@@ -58,8 +63,16 @@ class LayerKernel:
     grad: str = "ste"
     path: str = ""
     _fd: tuple[Any, Any] | None = field(default=None, init=False, repr=False)
+    _factors: IntegerFactors | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.path == "torch" and not self.multiplier.is_exact:
+            raise ModelError(
+                f"path 'torch' computes exact products, but the multiplier is {self.multiplier.name}",
+                expected="the exact multiplier",
+                found=self.multiplier.name,
+                fix="leave the path empty (the project's kernels) for approximate multipliers",
+            )
         if self.grad not in GRAD_MODES:
             raise ModelError(
                 f"unknown gradient mode {self.grad!r}",
@@ -77,20 +90,49 @@ class LayerKernel:
         """float tensor of integer codes → uint8/int8 numpy operands of the kernels."""
         return t.detach().numpy().astype(np.int8 if self.signed else np.uint8)
 
+    def resolve_path(self) -> str:
+        """Fix the kernel path once per layer (the weights change at every step, the table does not).
+
+        The runtime restricts a low-rank factorisation to the weight codes a layer uses; during
+        training that set changes at every step, so the factorisation is taken over the whole
+        table once and the low-rank path is used when it is cheap for every weight.
+        """
+        if not self.path:
+            m = self.multiplier
+            f = exact_factors(m.signed) if m.is_exact else self.cache.factors(m, None)
+            if f is not None and f.byte_terms() <= LOWRANK_MAX_BYTE_TERMS:
+                self.path, self._factors = ("exact" if m.is_exact else "lowrank"), f
+            else:
+                self.path = "table" if tvm_available() else "table_numpy"
+        elif self.path in ("exact", "lowrank") and self._factors is None:
+            m = self.multiplier
+            self._factors = exact_factors(m.signed) if m.is_exact else self.cache.factors(m, None)
+        return self.path
+
+    def products(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``Σ M(x, w)`` (int64) of a padded conv2d or a dense layer on the layer's kernel path."""
+        path = self.resolve_path()
+        if path in ("exact", "lowrank") and self._factors is not None:
+            xb, wb = np.ascontiguousarray(x).view(np.uint8), np.ascontiguousarray(w).view(np.uint8)
+            g = None if self.op == "dense" else conv_geometry(x, w, self.strides, self.dilations, (0, 0, 0, 0))
+            plan = weight_plan(wb, self._factors)
+            return factor_sums(xb, wb, self._factors, g, self.cache.sessions, None, plan).astype(np.int64)
+        if self.op == "dense":
+            return dense_products(x, w, self.multiplier, path=path, cache=self.cache).astype(np.int64)
+        return conv2d_products(
+            x, w, self.multiplier, strides=self.strides, dilations=self.dilations, path=path, cache=self.cache
+        ).astype(np.int64)
+
     def accumulate(self, x: np.ndarray, w: np.ndarray, zx: int, zw: np.ndarray) -> np.ndarray:
         """Exact int32 accumulators for padded activation codes ``x`` and weight codes ``w``."""
-        path = self.path or choose_path(self.multiplier, weights=w, cache=self.cache).path
+        raw = self.products(x, w)
         w64 = w.astype(np.int64)
         if self.op == "dense":
-            raw = dense_products(x, w, self.multiplier, path=path, cache=self.cache).astype(np.int64)
             sum_x = x.astype(np.int64).sum(axis=1, keepdims=True)
             sum_w = w64.sum(axis=1)[None, :]
             zwb = zw[None, :]
             taps = w.shape[1]
         else:
-            raw = conv2d_products(
-                x, w, self.multiplier, strides=self.strides, dilations=self.dilations, path=path, cache=self.cache
-            ).astype(np.int64)
             sum_x = _window_sums(x, w.shape[2], w.shape[3], self.strides, self.dilations, raw.shape[2:])
             sum_w = w64.reshape(w.shape[0], -1).sum(axis=1)[None, :, None, None]
             zwb = zw[None, :, None, None]
@@ -133,10 +175,15 @@ class ApproxLayerFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Any, w: Any, zx: int, zw: Any, kernel: LayerKernel) -> Any:  # type: ignore[override]
-        acc = kernel.accumulate(kernel.codes(x), kernel.codes(w), int(zx), zw.detach().numpy().astype(np.int64))
         ctx.save_for_backward(x, w, zw)
         ctx.zx = int(zx)
         ctx.kernel = kernel
+        if kernel.path == "torch":  # float64 holds every partial sum of 8-bit products exactly
+            xd, wd = (x - zx).to(torch.float64), (w - zw.reshape((-1,) + (1,) * (w.ndim - 1))).to(torch.float64)
+            if kernel.op == "dense":
+                return xd @ wd.t()
+            return F.conv2d(xd, wd, stride=kernel.strides, dilation=kernel.dilations)
+        acc = kernel.accumulate(kernel.codes(x), kernel.codes(w), int(zx), zw.detach().numpy().astype(np.int64))
         return torch.from_numpy(acc.astype(np.float64))
 
     @staticmethod

@@ -7,7 +7,7 @@ buffer of each receiving PE. A NoC bit error corrupts the copy the receiving PE 
 bit-cell failure corrupts the stored tile. Either way the corrupted copy is used for **every
 product computed during its residency** and disappears when the tile is evicted: the next fill
 of the same tile is a fresh, independently sampled copy. Faults therefore follow the mapping's
-reuse (the same walk as :func:`approxtvm.runtime.counting.iter_tiles`), not per-MAC noise.
+reuse (the walk of :class:`approxtvm.targets.vacc.tilewalk.TileWalk`), not per-MAC noise.
 
 **Models.** Per bit and per link traversal ``BER_noc = Q(V_sw / (2σ))`` (``spec.noc``); each
 receiving PE's copy crosses the links of its own XY route from the global-buffer router (``hops``
@@ -41,8 +41,8 @@ the fault-free layer runs on the fast whole-layer kernel and only the products o
 are recomputed (weights × every output of their residency, inputs × every weight of theirs, plus
 the exact cross term where a corrupted weight meets a corrupted input). int32 wrap-around is kept.
 The inner loops are compiled with TVM once per process (:func:`tvm_kernels`), with a numpy
-fallback (:data:`NUMPY_KERNELS`). :func:`faulty_products_reference` executes the same faults tile
-by tile with corrupted tile copies (the specification; tests hold :func:`inject` to it).
+fallback (:data:`NUMPY_KERNELS`). :func:`approxtvm.runtime.emulator.emulate` executes the same
+faults tile by tile with corrupted tile copies (the specification; tests hold :func:`inject` to it).
 
 **Plumbing.** :class:`ModelFaults` (one per compiled model) holds the per-layer plans, checked
 against the spec's model ranges when the model is built; :class:`FaultSession` (one per run)
@@ -51,8 +51,8 @@ samples and injects per layer call and adds up the counters reported in
 
 **Modules.** :mod:`.physics` (bit error rates), :mod:`.plan` (options and per-layer plans),
 :mod:`.geometry` (tile residencies), :mod:`.sampling`, :mod:`.delta_numpy` and :mod:`.delta_tvm`
-(the sparse deltas), :mod:`.reference` (the tile-by-tile specification), :mod:`.session` (per
-model and per run). The energy side of the same knobs is :mod:`approxtvm.runtime.energy`.
+(the sparse deltas), :mod:`.session` (per model and per run). The energy side of the same
+knobs is :mod:`approxtvm.runtime.energy`.
 """
 
 from approxtvm.runtime.faults.delta_numpy import (
@@ -68,7 +68,6 @@ from approxtvm.runtime.faults.delta_tvm import KernelArgs, clear_kernel_cache, c
 from approxtvm.runtime.faults.geometry import TileGeometry, tile_geometry
 from approxtvm.runtime.faults.physics import noc_ber, sram_ber
 from approxtvm.runtime.faults.plan import FAULT_BUFFERS, SRAM_FAULT_MODES, FaultOptions, FaultPlan, plan_faults
-from approxtvm.runtime.faults.reference import faulty_products_reference
 from approxtvm.runtime.faults.sampling import CorruptedWords, EventTable, FaultSample, sample_block, sample_faults
 from approxtvm.runtime.faults.session import FaultSession, ModelFaults
 
@@ -89,7 +88,6 @@ __all__ = [
     "TileGeometry",
     "clear_kernel_cache",
     "compiled_kernels",
-    "faulty_products_reference",
     "inject",
     "layer_arrays",
     "noc_ber",

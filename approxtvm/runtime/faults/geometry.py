@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from approxtvm.runtime.counting import _instances, _tile_ids, _walk, simulate_counts
-from approxtvm.runtime.faults.plan import FAULT_BUFFERS, TENSORS
+from approxtvm.runtime.counting import simulate_counts
+from approxtvm.runtime.faults.plan import TENSORS, fault_buffers
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.mapping import Mapping
+from approxtvm.targets.vacc.tilewalk import TileWalk
 from approxtvm.targets.vacc.workload import DIMS
 
 __all__ = ["DIM_INDEX", "TileGeometry", "tile_geometry"]
@@ -72,32 +73,22 @@ class TileGeometry:
 
 
 def tile_geometry(mapping: Mapping, spec: AcceleratorSpec) -> TileGeometry:
-    """The PE-level walk of ``mapping`` (the same walk as :func:`~approxtvm.runtime.counting.iter_tiles`)."""
-    li = mapping.level_index("PE")
-    w = _walk(mapping, li)
-    start = np.zeros((w.steps, len(DIMS)), np.int64)
-    for lp, ix, st in zip(w.loops, w.idx, w.strides, strict=True):
-        start[:, _D[lp.dim]] += ix * st
-    insts = _instances(mapping, li)
-    off = np.array([[o[d] for d in DIMS] for o in insts], np.int64).reshape(len(insts), len(DIMS))
-    ext_d = mapping.dim_extents("PE")
-    ext = np.array([ext_d[d] for d in DIMS], np.int64)
+    """The PE-level residencies of ``mapping`` (from its :class:`~approxtvm.targets.vacc.tilewalk.TileWalk`)."""
+    w = TileWalk.of(mapping, "PE")
     gx, gy = spec.noc.global_buffer_node
     pa = spec.pe_array
     hops = np.array(
-        [abs(x - gx) + abs(y - gy) for x, y in (pa.pe_xy(i % pa.num_pes) for i in range(len(insts)))], np.int64
+        [abs(x - gx) + abs(y - gy) for x, y in (pa.pe_xy(i % pa.num_pes) for i in range(w.instances))], np.int64
     )
-    fills = {}
-    for t in TENSORS:
-        ids = _tile_ids(w, t, mapping.shape.bounds)
-        fills[t] = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1]))).astype(np.int64)
+    fills = {t: w.fills(t) for t in TENSORS}
+    ends = {t: w.ends(t) for t in TENSORS}
     words = {t: mapping.tile_size("PE", t) for t in TENSORS}
     counts = simulate_counts(mapping, spec)
     rpw = {}
+    buffers = fault_buffers(spec)
     for t in TENSORS:
-        buf = FAULT_BUFFERS[t]
+        buf = buffers[t]
         rw = [(r, wr) for b, tt, r, wr in counts.buffer_accesses if b == buf and tt == t]
         reads, writes = rw[0] if rw else (0, 0)
         rpw[t] = max(1, round(reads / writes)) if writes else 1
-    ends = {t: np.append(f[1:], w.steps).astype(np.int64) for t, f in fills.items()}
-    return TileGeometry(w.steps, start, off, ext, hops, fills, words, rpw, ends)
+    return TileGeometry(w.steps, w.step_start, w.inst_off, w.ext, hops, fills, words, rpw, ends)
