@@ -41,34 +41,12 @@ RUN_BATCH = 25
 WITHIN_ONE_STEP = 0.99
 """Share of CNN outputs that must be within one output quantization step of onnxruntime."""
 
-_IDENTITY = "ScheduleError: offloaded call has 2 runtime inputs (torch shares equal initializers through Identity)"
-_DEPTHWISE = "escapes: tvm InternalError: Variable lvNN was used before its definition"
-_SHUFFLE = "escapes: TypeError: 'NoneType' object is not iterable (codegen _ints: no static shape after the Reshape)"
-KNOWN_FAILING: dict[str, str] = {
-    # compile errors (measured on main at 07d5f90)
-    "resnet_exported": _IDENTITY,
-    "densenet_exported": _IDENTITY,
-    "mobilenet_v3_exported": _IDENTITY,
-    "efficientnet_exported": _IDENTITY,
-    "regnet_exported": _IDENTITY,
-    "shufflenet_exported": _IDENTITY,
-    "mobilenet_v2_exported": _DEPTHWISE,
-    "shufflenet_trained": _SHUFFLE,
-    "resnet_trained_batch4": "escapes: onnxruntime InvalidArgument in our quantizer: input batch Got: 1 Expected: 4",
-    # numerics vs onnxruntime on the same QDQ model (100 images)
-    "densenet_trained": "numerics: top-1 84 %, 17.3 % within one step, max 24 steps (host BatchNormalization)",
-    "densenet_trained_qdq_u8s8": "numerics: top-1 89 %, 16.3 % within one step, max 25 steps",
-    "mobilenet_v2_trained": "numerics: top-1 97 %, 91.0 % within one step, max 4 steps",
-    "mobilenet_v2_trained_symbatch": "numerics: top-1 97 %, 91.0 % within one step, max 4 steps",
-    "mobilenet_v2_trained_dynamo": "numerics: top-1 97 %, 91.1 % within one step, max 4 steps",
-    "regnet_trained": "numerics: top-1 100 %, 98.1 % within one step, max 4 steps",
-    "vit_exported": "numerics: top-1 97 %, 40.0 % within one step, max 11 steps",
-    "vit_trained": "numerics: top-1 84 %, 19.9 % within one step, max 25 steps",
-    "vit_trained_dynamo": "numerics: top-1 84 %, 19.9 % within one step, max 25 steps",
-}
+KNOWN_FAILING: dict[str, str] = {}
 """Model → why it does not compile or agree yet: a strict xfail of the agreement test (remove the
 entry when it passes). Reasons starting with ``escapes:`` name a non-project exception, which
-also makes the error-type test a strict xfail for that model."""
+also makes the error-type test a strict xfail for that model. Empty since the onnxruntime host
+landed: every zoo model compiles and agrees (100 images: top-1 100 %, all outputs within one step,
+max 0 steps, the ViTs included)."""
 
 FAST: frozenset[str] = frozenset(
     {
