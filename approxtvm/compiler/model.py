@@ -87,9 +87,17 @@ def layer_energy(prog: LayerProgram, spec: AcceleratorSpec) -> LayerEnergy:
 
 
 class CompiledModel:
-    """A model compiled for vacc: the host VM plus one schedule per offloaded layer.
+    """A model compiled for vacc: the host part plus one schedule per offloaded layer.
 
     Build it with :func:`approxtvm.compile_onnx`; run it with :meth:`run`.
+
+    The host part (everything not offloaded) runs on :attr:`host`: ``"onnxruntime"`` (the QDQ graph
+    in onnxruntime segments around the layers our kernels execute, :mod:`approxtvm.runtime.host_ort`)
+    or ``"tvm"`` (the Relax VM). On the onnxruntime host, :attr:`exact_layers` says where exact,
+    fault-free layers compute: ``"onnxruntime"`` (inside the segments, same exact accumulators) or
+    ``"kernels"`` (through the project's kernels like approximate and faulty layers). Energy is
+    counted from the schedules either way; :attr:`mac_nodes` and the reports' ``uncovered`` list
+    the MAC layers left on the host.
     """
 
     def __init__(
