@@ -279,7 +279,11 @@ def _declared_shape_conflict(model: onnx.ModelProto) -> str:
     declared_all = {vi.name: _dims(vi) for vi in [*g.input, *g.value_info]}
     for t in g.initializer:  # an initializer whose declared type disagrees with its data
         d = declared_all.get(t.name)
-        if d is not None and len(d) == len(t.dims) and any(isinstance(x, int) and x != y for x, y in zip(d, t.dims)):
+        if (
+            d is not None
+            and len(d) == len(t.dims)
+            and any(isinstance(x, int) and x != y for x, y in zip(d, t.dims, strict=True))
+        ):
             users = [n for n in g.node if t.name in n.input]
             who = f" read by node {users[0].name} ({users[0].op_type})" if users else ""
             return f"initializer {t.name!r}{who} has shape {list(t.dims)}, declared {list(d)}"
@@ -297,7 +301,8 @@ def _declared_shape_conflict(model: onnx.ModelProto) -> str:
             a, b = declared.get(o), got.get(o)
             if a is None or b is None or len(a) != len(b):
                 continue
-            if any(isinstance(x, int) and isinstance(y, int) and x > 0 and y > 0 and x != y for x, y in zip(a, b)):
+            pairs = zip(a, b, strict=True)
+            if any(isinstance(x, int) and isinstance(y, int) and x > 0 and y > 0 and x != y for x, y in pairs):
                 return f"node {node.name or '<unnamed>'} ({node.op_type}) output {o!r} is {list(b)}, declared {list(a)}"
     return ""
 
