@@ -105,6 +105,7 @@ class CompiledModel:
         vm: relax.VirtualMachine | None,
         log: CallLog,
         host: str = "tvm",
+        host_reasons: dict[str, str] | None = None,
     ) -> None:
         if host not in HOSTS:
             raise ModelError(
@@ -124,6 +125,8 @@ class CompiledModel:
         self.executable = executable
         self._vm = vm
         self._log = log
+        #: Conv/dense layers left on the host: ONNX node name → why (see ``vacc.host_reasons``).
+        self.host_reasons: dict[str, str] = dict(host_reasons or {})
         specs = frontend.input_specs(proto)
         self.input_name, dims = next(iter(specs.items()))
         self.input_shape: tuple[int, ...] = tuple(int(d) for d in dims[1:] if isinstance(d, int))
@@ -146,7 +149,10 @@ class CompiledModel:
         #: Every MAC-bearing ONNX node: its MACs per batch and the offloaded layer covering it, if any.
         self.mac_nodes: tuple[HostMacs, ...] = mac_nodes(proto, located, batch_size)
         self._uncovered = tuple(
-            UncoveredLayer(h.node, h.op, h.macs, h.reason) for h in self.mac_nodes if h.layer_id is None
+            # the partitioner's own reason where it has one (e.g. groups, policy), else the graph's guess
+            UncoveredLayer(h.node, h.op, h.macs, self.host_reasons.get(h.node, h.reason))
+            for h in self.mac_nodes
+            if h.layer_id is None
         )
         if self._uncovered:
             share = self.energy_per_batch().host_mac_share
@@ -283,6 +289,7 @@ class CompiledModel:
             "policy": self.policy.to_dict(),
             "accelerator": to_plain(self.spec),
             "schedules": [p.schedule.to_dict() for p in self.programs.values()],
+            "host_reasons": self.host_reasons,
         }
         (d / "manifest.json").write_text(json.dumps(manifest, indent=1))
         return d
@@ -344,4 +351,5 @@ class CompiledModel:
             vm=vm,
             log=log,
             host=host,
+            host_reasons=manifest.get("host_reasons", {}),
         )

@@ -21,8 +21,9 @@ from approxtvm.targets.vacc.schedule import LayerSchedule
 
 
 def supports(sched: LayerSchedule, weight: np.ndarray) -> bool:
-    """Whether the fused path applies: unsigned operands (u8 × u8)."""
-    return not sched.quant.signed and weight.dtype == np.uint8
+    """Whether the fused path applies: unsigned operands (u8 × u8) and one weight zero point
+    (``ConvInteger`` takes a per-tensor weight zero point only; per-channel scales are fine)."""
+    return not sched.quant.signed and weight.dtype == np.uint8 and len(set(sched.quant.weight_zero_points)) == 1
 
 
 def _session(model: onnx.ModelProto) -> object:
@@ -52,7 +53,7 @@ class ExactLayer:
         s, q = sched.shape, sched.quant
         self.shape = s
         self.zx = q.input_zero_point
-        zw = np.asarray(q.weight_zero_points, np.uint8)
+        zw = np.asarray(q.weight_zero_points[:1], np.uint8)  # all equal (see supports)
         inits = [numpy_helper.from_array(np.array(self.zx, np.uint8), "zx")]
         if s.op == "dense":
             inits += [
