@@ -126,7 +126,7 @@ def test_runtime_counts_equal_schedule_predictions(cnn: CompiledModel) -> None:
     """The runtime's counted accesses (simulated over the loop nest) equal the analytic counts
     the codegen wrote into every schedule; the energy report's parts add up to its total."""
     from approxtvm.runtime.counting import simulate_counts
-    from approxtvm.targets.vacc.mapper import AccessCounts
+    from approxtvm.targets.vacc.counts import AccessCounts
 
     for lid, sch in cnn.schedules.items():
         predicted = AccessCounts.from_dict(sch.predicted["counts"])

@@ -8,10 +8,11 @@ import json
 import pytest
 
 from approxtvm.errors import PolicyError
+from approxtvm.models.layer_shapes import resnet_layer_shapes
 from approxtvm.runtime.counting import simulate_counts
 from approxtvm.runtime.energy import COMPONENTS, EnergyReport, LayerEnergy, energy_of
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
-from approxtvm.targets.vacc.mapper import analytic_counts, map_layer, resnet_layer_shapes
+from approxtvm.targets.vacc.mapper import analytic_counts, map_layer
 from approxtvm.targets.vacc.mapping import LEVELS, LevelNest, Loop, Mapping
 from approxtvm.targets.vacc.workload import LayerShape
 
