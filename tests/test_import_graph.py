@@ -89,12 +89,5 @@ def test_cycle_finder_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-#: Cycles known and owned elsewhere, each with the reason it is still there. The BYOC backend's C
-#: entry calls back into the Python runtime (byoc imports runtime.vacc_calls on first call) and the
-#: runtime decodes the layer blob with byoc.unpack_layer (vacc_calls imports byoc on first call);
-#: the fix is to move pack/unpack into a module both import. Remove the entry when it is gone.
-KNOWN_CYCLES: list[list[str]] = [["approxtvm.runtime.vacc_calls", "approxtvm.targets.vacc.byoc"]]
-
-
 def test_no_import_cycle_in_approxtvm() -> None:
-    assert [c for c in _cycles(_graph(_modules())) if c not in KNOWN_CYCLES] == []
+    assert _cycles(_graph(_modules())) == []
