@@ -50,17 +50,14 @@ and the head are offloaded today); ``host`` measured 98.1 % (max 3) on its small
 layer on the kernels. Transformers amplify one-step requantization differences (README, "Host
 layers"), hence the lower floor."""
 
-_KERNEL = "numerics, kernel path (exact_layers='kernels') vs onnxruntime, measured on main at 64e5ffd:"
+_KERNEL = "numerics, kernel path (exact_layers='kernels') vs onnxruntime, measured at the host landing:"
 KNOWN_FAILING: dict[str, str] = {
-    "densenet_trained": f"{_KERNEL} top-1 100 %, 97.7 % within one step, max 5 steps",
-    "densenet_trained_qdq_u8s8": "numerics, default AND kernel path: top-1 99 %, 76.6 % within one step, max 10 steps "
-    "(u8 activations × s8 weights, per-tensor; the default path is not onnxruntime's whole-graph result here)",
-    "mobilenet_v2_trained": f"{_KERNEL} top-1 97 %, 91.2 % within one step, max 5 steps",
-    "mobilenet_v2_trained_symbatch": f"{_KERNEL} top-1 97 %, 91.2 % within one step, max 5 steps",
-    "mobilenet_v2_trained_dynamo": f"{_KERNEL} top-1 97 %, 91.3 % within one step, max 5 steps",
-    "mobilenet_v2_trained_qdq_s8s8": f"{_KERNEL} top-1 100 %, 98.6 % within one step, max 4 steps",
-    "efficientnet_exported": f"{_KERNEL} top-1 41 %, 47.1 % within one step, max 4 steps (output step 7.7e-4)",
-    "regnet_trained": f"{_KERNEL} top-1 100 %, 98.1 % within one step, max 4 steps",
+    # per layer our requantization equals onnxruntime's; the input of block 1's first offloaded conv
+    # already differs in 3 of 262 144 codes: onnxruntime computes the preceding depthwise conv in a
+    # separate host segment slightly differently from the whole graph
+    "mobilenet_v2_trained": f"{_KERNEL} top-1 100 %, 98.8 % within one step, max 3 steps",
+    "mobilenet_v2_trained_symbatch": f"{_KERNEL} top-1 100 %, 98.8 % within one step, max 3 steps",
+    "mobilenet_v2_trained_dynamo": f"{_KERNEL} top-1 100 %, 98.8 % within one step, max 3 steps",
 }
 """Model → why it does not compile or agree yet: a strict xfail of the agreement test (remove the
 entry when it passes). Reasons starting with ``escapes:`` name a non-project exception, which
