@@ -470,17 +470,41 @@ def split_graph(
         if any(o in needed for o in node.output):
             live.add(i)
             needed.update(_node_inputs(node))
-    # group
+    # constant subgraphs (weight dequantizes, Constant nodes) go with the segment that reads them,
+    # copied into each: a weight dequantize left in an earlier segment would reach its conv as a
+    # float input, which onnxruntime cannot fuse into its integer kernel (different arithmetic)
+    init_names = {t.name for t in graph.initializer}
+    const_nodes: dict[str, int] = {}  # output name -> producing constant node
+    for i, node in enumerate(graph.node):
+        if i in live and all(t in init_names or t in const_nodes for t in _node_inputs(node)):
+            for o in node.output:
+                const_nodes[o] = i
+
+    def with_constants(idx: list[int]) -> list[int]:
+        todo = [t for i in idx for t in _node_inputs(graph.node[i]) if t in const_nodes]
+        closure: set[int] = set()
+        while todo:
+            j = const_nodes[todo.pop()]
+            if j not in closure:
+                closure.add(j)
+                todo.extend(t for t in _node_inputs(graph.node[j]) if t in const_nodes)
+        return sorted(closure | set(idx))
+
+    is_const = set(const_nodes.values())
     groups: list[list[int] | LayerSite] = [[]]
     for i in range(len(graph.node)):
         if i in site_nodes:
             if i in last:
                 groups.append(last[i])
                 groups.append([])
-        elif i in live:
+        elif i in live and i not in is_const:
             cur = groups[-1]
             assert isinstance(cur, list)
             cur.append(i)
+    tail = [const_nodes[o.name] for o in graph.output if o.name in const_nodes]
+    if tail:  # a constant graph output: computed at the end
+        groups.append(tail)
+    groups = [with_constants(g) if isinstance(g, list) else g for g in groups]
     groups = [g for g in groups if not (isinstance(g, list) and not g)]
     reads: list[set[str]] = []
     for g in groups:

@@ -50,18 +50,12 @@ and the head are offloaded today); ``host`` measured 98.1 % (max 3) on its small
 layer on the kernels. Transformers amplify one-step requantization differences (README, "Host
 layers"), hence the lower floor."""
 
-_KERNEL = "numerics, kernel path (exact_layers='kernels') vs onnxruntime, measured at the host landing:"
-KNOWN_FAILING: dict[str, str] = {
-    # per layer our requantization equals onnxruntime's; the input of block 1's first offloaded conv
-    # already differs in 3 of 262 144 codes: onnxruntime computes the preceding depthwise conv in a
-    # separate host segment slightly differently from the whole graph
-    "mobilenet_v2_trained": f"{_KERNEL} top-1 100 %, 98.8 % within one step, max 3 steps",
-    "mobilenet_v2_trained_symbatch": f"{_KERNEL} top-1 100 %, 98.8 % within one step, max 3 steps",
-    "mobilenet_v2_trained_dynamo": f"{_KERNEL} top-1 100 %, 98.8 % within one step, max 3 steps",
-}
+KNOWN_FAILING: dict[str, str] = {}
 """Model → why it does not compile or agree yet: a strict xfail of the agreement test (remove the
 entry when it passes). Reasons starting with ``escapes:`` name a non-project exception, which
-also makes the error-type test a strict xfail for that model."""
+also makes the error-type test a strict xfail for that model. Empty since the host landing: kernel
+layers requantize like onnxruntime's integer kernels and host segments keep their weight
+dequantizes, so both paths pass on every zoo model."""
 
 SLOW: frozenset[str] = frozenset(
     {
