@@ -307,7 +307,12 @@ def _add_compile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accelerator", default="simba_like", help="accelerator spec name or YAML path")
     p.add_argument("--technology", help="fault-model preset (approxtvm spec technologies) or a technology YAML path")
     p.add_argument("--calibration", help="dataset for quantizing a float model (digits, .npz, image folder)")
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="batch to compile for (default: the batch fixed in the model, else 1)",
+    )
     p.add_argument("--signed", action="store_true", help="int8 quantization (mul8s_* multipliers)")
     p.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
     p.add_argument(
