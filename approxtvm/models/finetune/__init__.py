@@ -6,7 +6,8 @@ exact int32 accumulation and zero-point corrections, padded taps through the mul
 host's float32 quantize/dequantize/pooling), trains it with a straight-through estimator and
 writes ``model.onnx`` (QDQ) + ``policy.yaml`` that :func:`approxtvm.compile_onnx` runs with
 identical outputs on the Relax-VM host (``host="tvm"``; the default onnxruntime host follows
-onnxruntime's integer requantization, within one step). torch is imported on first use, so the rest of the package works without it.
+onnxruntime's integer requantization, within one step). torch is imported on first use, so the
+rest of the package works without it.
 """
 
 from __future__ import annotations
