@@ -135,7 +135,7 @@ def compile_onnx(
     mod, detached = relax.frontend.detach_params(mod)
     n_in = int(mod["main"].attrs["num_input"])
     params = {p.name: t for p, t in zip(mod["main"].params[n_in:], detached["main"], strict=True)}
-    mod = annotate(mod, frontend.layer_names(proto), policy)
+    mod = annotate(mod, frontend.layer_names(proto), policy, frontend.act_matmul_names(proto))
     mod = relax.transform.BindParams("main", params)(mod)  # weights become constants
     if weight_transforms is not None and weight_transforms.active:
         mod = apply_weight_transforms(mod, weight_transforms)
@@ -155,7 +155,11 @@ def _finish(
     def factory(lowered: LoweredLayer) -> Callable[..., None]:
         sch = lowered.schedule
         # weights reach the PE compressed and are decoded there: run with the decoded tiles
-        weight = lowered.weight if lowered.compressed is None else decompress_layer(lowered.compressed)
+        weight = (
+            lowered.weight
+            if lowered.compressed is None
+            else decompress_layer(lowered.compressed).reshape(lowered.weight.shape)  # grouped: 5-D tiles
+        )
         prog = LayerProgram(
             sch, weight, lowered.bias, resolver.multiplier(sch.config.multiplier, sch.quant.signed), cache
         )

@@ -278,3 +278,31 @@ def layer_names(model: onnx.ModelProto) -> dict[str, str]:
         used.add(name)
         names[src] = name
     return names
+
+
+def act_matmul_names(model: onnx.ModelProto) -> list[str]:
+    """Node names of the MatMuls whose operands are both activations (attention ``QKᵀ``, ``AV``),
+    in graph order.
+
+    They have no weight initializer to name them by; the Relax importer emits their matmuls in
+    the same order, so :class:`approxtvm.passes.name_layers.NameLayers` names them by position.
+    Nodes without a name get ``matmul_<index>``.
+    """
+    producers = {o: n for n in model.graph.node for o in n.output}
+    inits = {t.name for t in model.graph.initializer}
+
+    def from_initializer(src: str) -> bool:
+        for _ in range(4):  # through DequantizeLinear / Transpose / Cast
+            if src in inits:
+                return True
+            node = producers.get(src)
+            if node is None or node.op_type not in ("DequantizeLinear", "Transpose", "Cast", "Identity"):
+                return False
+            src = node.input[0]
+        return src in inits
+
+    out = []
+    for i, node in enumerate(model.graph.node):
+        if node.op_type == "MatMul" and len(node.input) == 2 and not any(map(from_initializer, node.input)):
+            out.append(node.name or f"matmul_{i}")
+    return out

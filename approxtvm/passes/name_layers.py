@@ -23,6 +23,21 @@ def weight_source(expr: relax.Expr, lookup: object) -> relax.Expr:
     return expr
 
 
+def _act_matmuls(func: relax.Function, params: set[str]) -> list[str]:
+    """Variables bound to matmuls whose second operand is no parameter or constant, in order."""
+    bound: dict[str, relax.Expr] = {}
+    out = []
+    for block in func.body.blocks:
+        for b in block.bindings:
+            bound[b.var.name] = b.value
+            v = b.value
+            if isinstance(v, relax.Call) and isinstance(v.op, tvm.ir.Op) and v.op.name == "relax.matmul":
+                src = weight_source(v.args[1], lambda e: bound.get(e.name) if isinstance(e, relax.Var) else None)
+                if not isinstance(src, tvm.ir.Constant) and not (isinstance(src, relax.Var) and src.name in params):
+                    out.append(b.var.name)
+    return out
+
+
 @tvm.transform.module_pass(opt_level=0, name="NameLayers")
 class NameLayers:
     """Rename the variable bound to each conv2d / matmul to its layer id.
@@ -35,14 +50,21 @@ class NameLayers:
     so the module attribute ``vacc.layer_names`` maps each variable name back to its id. The
     pass must run while weights are still parameters.
 
+    Activation × activation matmuls (no weight parameter) take their ids from ``matmul_names`` in
+    program order, when the counts agree (the importer emits them in graph order).
+
     Parameters
     ----------
     weight_to_layer
         Weight parameter name → layer id.
+    matmul_names
+        Ids of the activation × activation matmuls, in graph order
+        (:func:`approxtvm.compiler.frontend.act_matmul_names`).
     """
 
-    def __init__(self, weight_to_layer: dict[str, str] | None = None) -> None:
+    def __init__(self, weight_to_layer: dict[str, str] | None = None, matmul_names: list[str] | None = None) -> None:
         self.weight_to_layer = dict(weight_to_layer or {})
+        self.matmul_names = list(matmul_names or [])
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
         out = tvm.IRModule(dict(mod.functions.items()), attrs=mod.attrs)  # never mutate the input
@@ -54,6 +76,9 @@ class NameLayers:
 
     def _rename(self, func: relax.Function, mod: tvm.IRModule, ids: dict[str, str]) -> relax.Function:
         names = self.weight_to_layer
+        params = {p.name for p in func.params}
+        act = _act_matmuls(func, params)
+        mm_names = dict(zip(act, self.matmul_names, strict=True)) if len(act) == len(self.matmul_names) else {}
 
         @relax.expr_functor.mutator
         class _Renamer(relax.PyExprMutator):
@@ -66,7 +91,7 @@ class NameLayers:
                 if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op) and value.op.name in LAYER_OPS:
                     src = weight_source(value.args[1], self.lookup_binding)
                     layer = names.get(src.name) if isinstance(src, relax.Var) else None
-                    layer = layer or f"layer_{self.count}"
+                    layer = layer or mm_names.get(binding.var.name) or f"layer_{self.count}"
                     self.count += 1
                     emit = (
                         self.builder_.emit if isinstance(binding.var, relax.DataflowVar) else self.builder_.emit_output

@@ -109,7 +109,11 @@ FAULT_BUFFERS: dict[str, str] = {"weight": "weight_buffer", "input": "input_buff
 _TENSORS = ("weight", "input")
 _SOURCES = ("noc", "sram_write", "sram_read")
 _WORD_BITS = 8
-_D = {d: i for i, d in enumerate(DIMS)}
+#: Dimensions of the packed tile arrays the fault kernels index (``7`` columns): the ungrouped
+#: ones; grouped layers and activation × activation matmuls are not fault-injected (the executor
+#: refuses them), so ``G`` is 1 wherever these arrays are built.
+_FDIMS = tuple(d for d in DIMS if d != "G")
+_D = {d: i for i, d in enumerate(_FDIMS)}
 _MAX_SEED = 2**64
 _CHUNK_ELEMS = 1 << 14  # gathered operands per vectorised chunk (small temporaries are reused)
 _MAX_BLOCK_CALLS = 64  # layer calls sampled by one generator ...
@@ -356,13 +360,13 @@ def tile_geometry(mapping: Mapping, spec: AcceleratorSpec) -> TileGeometry:
     """The PE-level walk of ``mapping`` (the same walk as :func:`~approxtvm.runtime.counting.iter_tiles`)."""
     li = mapping.level_index("PE")
     w = _walk(mapping, li)
-    start = np.zeros((w.steps, len(DIMS)), np.int64)
+    start = np.zeros((w.steps, len(_FDIMS)), np.int64)
     for lp, ix, st in zip(w.loops, w.idx, w.strides, strict=True):
         start[:, _D[lp.dim]] += ix * st
     insts = _instances(mapping, li)
-    off = np.array([[o[d] for d in DIMS] for o in insts], np.int64).reshape(len(insts), len(DIMS))
+    off = np.array([[o[d] for d in _FDIMS] for o in insts], np.int64).reshape(len(insts), len(_FDIMS))
     ext_d = mapping.dim_extents("PE")
-    ext = np.array([ext_d[d] for d in DIMS], np.int64)
+    ext = np.array([ext_d[d] for d in _FDIMS], np.int64)
     gx, gy = spec.noc.global_buffer_node
     pa = spec.pe_array
     hops = np.array(
@@ -681,7 +685,7 @@ def _layer_arrays(prog: LayerProgram, geom: TileGeometry) -> _LayerArrays:
     hp, wp = s.h + s.pad_top + s.pad_bottom, s.w + s.pad_left + s.pad_right
     if s.op == "dense":
         hp = wp = 1
-    e = {d: int(geom.ext[_D[d]]) for d in DIMS}
+    e = {d: int(geom.ext[_D[d]]) for d in _FDIMS}
     n, p, q = np.meshgrid(np.arange(e["N"]), np.arange(e["P"]), np.arange(e["Q"]), indexing="ij")
     box_x = (n * (s.c * hp * wp) + p * (s.stride_h * wp) + q * s.stride_w).ravel().astype(np.int64)
     box_o = (n * (s.k * s.p * s.q) + p * s.q + q).ravel().astype(np.int64)
@@ -1520,13 +1524,13 @@ def faulty_products_reference(
             arr = per.setdefault(res, np.zeros(math.prod(dims), np.uint8))
             arr[wd] ^= mk
         masks[t] = per
-    e = {d: int(geom.ext[_D[d]]) for d in DIMS}
+    e = {d: int(geom.ext[_D[d]]) for d in _FDIMS}
     acc = np.zeros((N, K, P, Q), np.int64)
     for step in range(geom.steps):
         jw = int(np.searchsorted(geom.fills["weight"], step, "right")) - 1
         jx = int(np.searchsorted(geom.fills["input"], step, "right")) - 1
         for i in range(n_inst):
-            st = {d: int(v) for d, v in zip(DIMS, geom.step_start[step] + geom.inst_off[i], strict=True)}
+            st = {d: int(v) for d, v in zip(_FDIMS, geom.step_start[step] + geom.inst_off[i], strict=True)}
             wt = wb[
                 st["K"] : st["K"] + e["K"],
                 st["C"] : st["C"] + e["C"],

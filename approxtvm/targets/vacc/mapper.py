@@ -303,7 +303,7 @@ def _prod(xs: Iterable[Any]) -> Any:
 def _input_tile(e: dict[str, Any], shape: LayerShape) -> Any:
     h = (e["P"] - 1) * shape.stride_h + (e["R"] - 1) * shape.dilation_h + 1
     w = (e["Q"] - 1) * shape.stride_w + (e["S"] - 1) * shape.dilation_w + 1
-    return e["N"] * e["C"] * h * w
+    return e["N"] * e["G"] * e["C"] * h * w
 
 
 def _core(nest: _Nest, shape: LayerShape, spec: AcceleratorSpec) -> dict[Any, Any]:
@@ -326,8 +326,8 @@ def _core(nest: _Nest, shape: LayerShape, spec: AcceleratorSpec) -> dict[Any, An
         if t == "input":
             return _input_tile(e, shape)
         if t == "weight":
-            return e["K"] * e["C"] * e["R"] * e["S"]
-        return e["N"] * e["K"] * e["P"] * e["Q"]
+            return e["G"] * e["K"] * e["C"] * e["R"] * e["S"]
+        return e["N"] * e["G"] * e["K"] * e["P"] * e["Q"]
 
     def inst(i: int) -> Any:
         return _prod(b for lv in spatial[:i] for _, b in lv)
@@ -535,36 +535,45 @@ def _splits3(n: int, no_outer: bool = False) -> np.ndarray:
 def _spatial_choices(shape: LayerShape, spec: AcceleratorSpec) -> list[tuple[tuple[str, int], ...]]:
     """Spatial unrollings ``((pe_dim, n), (vmac_dim, n), (lane_dim, n))`` worth searching.
 
-    Only divisors (no padded tiles). Keeps the choices with the best MAC utilisation, at most two,
+    Only divisors (no padded tiles). Keeps the choices with the best MAC utilisation, at most three,
     preferring wide lanes (fewer accumulation-buffer accesses per MAC), then more vector MACs per PE
-    (more input broadcast).
+    (more input broadcast). Groups (``G``) may take the place of ``K`` across PEs and vector MACs
+    (they are independent sets of output channels); lanes stay on ``C``, so a depthwise layer
+    (one input channel per group) uses one lane of each vector MAC, and the utilisation says so.
     """
     pa = spec.pe_array
     bounds = shape.bounds
-    dpe, dvm, dln = pa.pe_spatial_dims[0], pa.vector_mac_spatial_dims[0], pa.lane_spatial_dims[0]
+    dpe0, dvm0, dln = pa.pe_spatial_dims[0], pa.vector_mac_spatial_dims[0], pa.lane_spatial_dims[0]
+    dpes = (dpe0, "G") if dpe0 == "K" and bounds["G"] > 1 else (dpe0,)
+    dvms = (dvm0, "G") if dvm0 == "K" and bounds["G"] > 1 else (dvm0,)
     cands = []
-    for ln in _divisors(bounds[dln]):
-        if ln > pa.lanes_per_vector_mac:
-            continue
-        for vm in _divisors(bounds[dvm]):
-            if vm > pa.vector_macs_per_pe:
-                continue
-            rest_pe = bounds[dpe] // (vm if dpe == dvm else 1)
-            for pe in _divisors(rest_pe):
-                if pe > pa.num_pes:
+    for dpe in dpes:
+        for dvm in dvms:
+            for ln in _divisors(bounds[dln]):
+                if ln > pa.lanes_per_vector_mac:
                     continue
-                cands.append((pe * vm * ln, ln, vm, pe))
+                for vm in _divisors(bounds[dvm]):
+                    if vm > pa.vector_macs_per_pe:
+                        continue
+                    rest_pe = bounds[dpe] // (vm if dpe == dvm else 1)
+                    for pe in _divisors(rest_pe):
+                        if pe > pa.num_pes:
+                            continue
+                        cands.append((pe * vm * ln, ln, vm, pe, dpe, dvm))
     best = max(c[0] for c in cands)
-    keep = sorted((c for c in cands if 2 * c[0] >= best), key=lambda c: (-c[0], -c[1], -c[2]))[:3]
-    return [((dpe, pe), (dvm, vm), (dln, ln)) for _, ln, vm, pe in keep]
+    keep = sorted((c for c in cands if 2 * c[0] >= best), key=lambda c: (-c[0], -c[1], -c[2], c[4], c[5]))[:3]
+    return [((dpe, pe), (dvm, vm), (dln, ln)) for _, ln, vm, pe, dpe, dvm in keep]
 
 
 _ORDER_BLOCKS: tuple[tuple[str, ...], ...] = (("K",), ("C",), ("P", "Q"))
 
 
 def _level_orders() -> list[tuple[str, ...]]:
-    """Loop orders tried at DRAM and GlobalBuffer: N outermost, then a permutation of K, C, (P Q)."""
-    return [("N", *itertools.chain.from_iterable(perm)) for perm in itertools.permutations(_ORDER_BLOCKS)]
+    """Loop orders tried at DRAM and GlobalBuffer: N and G outermost, then a permutation of K, C, (P Q).
+
+    ``G`` indexes every tensor, so no loop outside it could reuse a tile across groups.
+    """
+    return [("N", "G", *itertools.chain.from_iterable(perm)) for perm in itertools.permutations(_ORDER_BLOCKS)]
 
 
 def _search(shape: LayerShape, spec: AcceleratorSpec, objective: str) -> Mapping:
@@ -577,7 +586,7 @@ def _search(shape: LayerShape, spec: AcceleratorSpec, objective: str) -> Mapping
         for d, n in sp:
             rest[d] //= n
         # per dim: (in-PE, GB, DRAM) factor triples; R and S live wholly in the PE.
-        dims = [d for d in ("N", "K", "C", "P", "Q") if rest[d] > 1]
+        dims = [d for d in ("N", "G", "K", "C", "P", "Q") if rest[d] > 1]
         table = {d: _splits3(rest[d], d == "Q") for d in dims}
         grids = np.meshgrid(*[np.arange(len(table[d])) for d in dims], indexing="ij")
         idx = [g.ravel() for g in grids]
@@ -607,7 +616,7 @@ def _search(shape: LayerShape, spec: AcceleratorSpec, objective: str) -> Mapping
             nest: _Nest = [
                 [(d, g(d, 2), False) for d in o_dram],
                 [(d, g(d, 1), False) for d in o_gb] + [(d, n, True) for d, n in spatial_loops["GlobalBuffer"]],
-                [(d, g(d, 0), False) for d in ("K", "C")]
+                [(d, g(d, 0), False) for d in ("G", "K", "C")]
                 + [(d, rest[d], False) for d in ("R", "S")]
                 + [(d, n, True) for d, n in spatial_loops["PE"]],
                 [(d, g(d, 0), False) for d in ("N", "P", "Q")],
@@ -649,17 +658,19 @@ def _fits(shape: LayerShape, spec: AcceleratorSpec, sp: tuple[tuple[str, int], .
     bounds = shape.bounds
     e_pe = {d: f(d, 0) * sp_below[d] if d not in ("R", "S") else bounds[d] * sp_below[d] for d in DIMS}
     e_gb = {d: e_pe[d] * f(d, 1) * (sp_pe[d] // sp_below[d]) if d not in ("R", "S") else e_pe[d] for d in DIMS}
-    ok = e_pe["K"] * e_pe["C"] * e_pe["R"] * e_pe["S"] * prec.weight_bits <= spec.memory("weight_buffer").capacity_bits
+    w_pe = e_pe["G"] * e_pe["K"] * e_pe["C"] * e_pe["R"] * e_pe["S"]
+    ok = w_pe * prec.weight_bits <= spec.memory("weight_buffer").capacity_bits
     ok &= _input_tile(e_pe, shape) * prec.input_bits <= spec.memory("input_buffer").capacity_bits
-    ok &= e_pe["N"] * e_pe["K"] * e_pe["P"] * e_pe["Q"] * prec.psum_bits <= spec.memory("accum_buffer").capacity_bits
+    o_pe = e_pe["N"] * e_pe["G"] * e_pe["K"] * e_pe["P"] * e_pe["Q"]
+    ok &= o_pe * prec.psum_bits <= spec.memory("accum_buffer").capacity_bits
     gb = spec.memory("global_buffer")
     reduce_above = (f("C", 1) * f("C", 2)) > 1
     out_bits = np.where(reduce_above, prec.psum_bits, prec.output_bits)
-    need = e_gb["N"] * e_gb["K"] * e_gb["P"] * e_gb["Q"] * out_bits if "output" in gb.tensors else 0
+    need = e_gb["N"] * e_gb["G"] * e_gb["K"] * e_gb["P"] * e_gb["Q"] * out_bits if "output" in gb.tensors else 0
     if "input" in gb.tensors:
         need = need + _input_tile(e_gb, shape) * prec.input_bits
     if "weight" in gb.tensors:
-        need = need + e_gb["K"] * e_gb["C"] * e_gb["R"] * e_gb["S"] * prec.weight_bits
+        need = need + e_gb["G"] * e_gb["K"] * e_gb["C"] * e_gb["R"] * e_gb["S"] * prec.weight_bits
     ok &= need <= gb.capacity_bits
     return np.asarray(ok)
 
@@ -715,7 +726,7 @@ def naive_mapping(shape: LayerShape, spec: AcceleratorSpec) -> Mapping:
     rest = dict(shape.bounds)
     for d, n in sp:
         rest[d] //= n
-    dram = tuple(Loop(d, rest[d]) for d in ("N", "K", "C", "R", "S", "P", "Q") if rest[d] > 1)
+    dram = tuple(Loop(d, rest[d]) for d in ("N", "G", "K", "C", "R", "S", "P", "Q") if rest[d] > 1)
     gb = tuple(Loop(d, n, True) for d, n in sp[:1] if n > 1)
     pe = tuple(Loop(d, n, True) for d, n in sp[1:] if n > 1)
     m = Mapping(
