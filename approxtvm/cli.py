@@ -51,14 +51,18 @@ def _compile(args: argparse.Namespace) -> Any:
 
     if Path(args.model).is_dir():
         return load_compiled(args.model)
+    from approxtvm.targets.vacc.config import ApproxPolicy
+
     proto = _load_model_arg(args.model)
     calib = _calibration(args.model, proto, getattr(args, "calibration", None))
+    policy = ApproxPolicy.from_spec(args.policy) if args.policy else ApproxPolicy.exact()
+    signed = args.signed or (args.policy is not None and policy.wants_signed())  # mul8s_* everywhere: int8
     return compile_onnx(
         proto,
-        args.policy,
+        policy,
         accelerator=args.accelerator,
         calibration=calib,
-        quantization=QuantOptions(signed=args.signed, per_channel=args.per_channel),
+        quantization=QuantOptions(signed=signed, per_channel=args.per_channel),
         batch_size=args.batch_size,
     )
 
@@ -191,7 +195,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if args.limit:
         data = data.take(args.limit)
     check_compatible(data, proto)
-    policy = ApproxPolicy.from_yaml(args.policy) if args.policy else ApproxPolicy.exact()
+    policy = ApproxPolicy.from_spec(args.policy) if args.policy else ApproxPolicy.exact()
     wt = WeightTransforms(sparsity=args.sparsity, prune_scope=args.prune_scope, cluster_bits=args.cluster_bits)
     with _console().status("compiling and running three variants"):
         summary = compression_study(
@@ -245,7 +249,9 @@ def cmd_multipliers(args: argparse.Namespace) -> int:
 
 def _add_compile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="shipped model name (digits_cnn, resnet18, ...), ONNX path, or saved model dir")
-    p.add_argument("--policy", help="policy YAML file (default: exact everywhere)")
+    p.add_argument(
+        "--policy", help="policy YAML file, or a multiplier name for every layer (default: exact everywhere)"
+    )
     p.add_argument("--accelerator", default="simba_like", help="accelerator spec name or YAML path")
     p.add_argument("--calibration", help="dataset for quantizing a float model (digits, .npz, image folder)")
     p.add_argument("--batch-size", type=int, default=1)
@@ -315,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     from approxtvm.explore.cli_explore import add_explore_parsers
 
     add_explore_parsers(sub)  # explore, experiments
+    from approxtvm.models.finetune.cli import add_parser as add_finetune_parser
+
+    add_finetune_parser(sub)  # finetune (imports torch only when run)
     p = sub.add_parser("multipliers", help="list, show or import multipliers")
     p.add_argument("action", choices=["list", "show", "import"])
     p.add_argument("name", nargs="?")

@@ -70,6 +70,10 @@ class ExplorationError(ApproxTvmError):
     """An exploration run cannot start or resume."""
 
 
+class TrainingError(ApproxTvmError):
+    """Fine-tuning cannot run (missing ``train`` extra, bad options, incompatible checkpoint)."""
+
+
 def ensure_ffi_errors() -> None:
     """Let our errors cross TVM's FFI with their type (idempotent).
 

@@ -71,7 +71,7 @@ def main() -> None:
             t0 = time.perf_counter()
             approx = compile_onnx(q50, ApproxPolicy.uniform(spec))
             out[f"resnet50_{tag}_compile_s"] = round(time.perf_counter() - t0, 2)
-            paths = sorted({p.path for p in approx.programs.values()})
+            paths = sorted({p.kernel_path for p in approx.programs.values()})
             t0 = time.perf_counter()
             approx.run(x50)  # first run: kernel compilation and per-layer tables
             out[f"resnet50_{tag}_first_run_s"] = round(time.perf_counter() - t0, 2)

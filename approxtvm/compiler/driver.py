@@ -115,7 +115,7 @@ def compile_onnx(
             )
         proto = frontend.quantize(proto, calibration, quantization or QuantOptions())
     if isinstance(policy, str | os.PathLike):
-        policy = ApproxPolicy.from_yaml(policy)
+        policy = ApproxPolicy.from_spec(policy)
     policy = policy or ApproxPolicy.exact()
     spec = accelerator if isinstance(accelerator, AcceleratorSpec) else AcceleratorSpec.load(accelerator)
     if batch_size < 1:
@@ -160,7 +160,7 @@ def _finish(
             if lowered.compressed is None
             else decompress_layer(lowered.compressed).reshape(lowered.weight.shape)  # grouped: 5-D tiles
         )
-        prog = LayerProgram(
+        prog = LayerProgram.build(
             sch, weight, lowered.bias, resolver.multiplier(sch.config.multiplier, sch.quant.signed), cache
         )
         programs[sch.layer_id] = prog

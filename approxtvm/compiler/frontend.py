@@ -41,7 +41,10 @@ class QuantOptions:
     ----------
     signed
         ``False``: uint8 activations and weights (the default, as TFApprox and ``mul8u_*``).
-        ``True``: int8 activations and symmetric int8 weights (``mul8s_*``).
+        ``True``: symmetric int8 activations and weights, zero points 0 (``mul8s_*``). Symmetric
+        activations keep a real 0 at code 0: EvoApproxLib's signed circuits are accurate for
+        small magnitudes, and an asymmetric zero point of −128 would send every ReLU zero through
+        their largest errors (digits CNN with mul8s_1L2H: 98.3 % top-1 symmetric, 84.4 % asymmetric).
     per_channel
         Per-output-channel weight scales.
     calibration_method
@@ -244,7 +247,7 @@ def quantize(
             activation_type=qtype,
             weight_type=qtype,
             calibrate_method=method,
-            extra_options={"WeightSymmetric": options.signed, "ActivationSymmetric": False},
+            extra_options={"WeightSymmetric": options.signed, "ActivationSymmetric": options.signed},
         )
         return onnx.load(dst)
 

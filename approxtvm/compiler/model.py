@@ -17,9 +17,9 @@ from approxtvm.compiler import frontend
 from approxtvm.compiler.plain import from_plain, to_plain
 from approxtvm.errors import DataError, ModelError
 from approxtvm.runtime.counting import simulate_counts
-from approxtvm.runtime.energy import EnergyReport, LayerEnergy, energy_of
+from approxtvm.runtime.energy import EnergyReport, LayerEnergy, energy_of, energy_swing_v
 from approxtvm.runtime.executor import CallLog, LayerProgram
-from approxtvm.runtime.faults import FaultOptions, ModelFaults, energy_swing_v
+from approxtvm.runtime.faults import FaultOptions, ModelFaults
 from approxtvm.runtime.kernels import KernelCache
 from approxtvm.targets.vacc.config import ApproxPolicy
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
@@ -180,7 +180,8 @@ class CompiledModel:
         outs: list[list[np.ndarray]] = [[] for _ in self.output_names]
         self._log.clear()
         batches = 0
-        session = self._log.faults = self._faults.session(seed)  # replaced at every run
+        session = self._faults.session(seed)  # replaced at every run
+        self._log.faults = session.apply if session is not None else None
         for start in range(0, n, b):
             chunk = x[start : start + b]
             real = len(chunk)
@@ -258,7 +259,7 @@ class CompiledModel:
         for sd in manifest["schedules"]:
             sch = LayerSchedule.from_dict(sd)
             bias = weights[f"{sch.layer_id}/bias"] if sch.has_bias else None
-            prog = LayerProgram(
+            prog = LayerProgram.build(
                 sch,
                 weights[f"{sch.layer_id}/weight"],
                 bias,

@@ -38,13 +38,44 @@ def _act_matmuls(func: relax.Function, params: set[str]) -> list[str]:
     return out
 
 
+#: Suffixes exporters and quantizers append to a layer's weight name (torch ``conv1.weight``,
+#: tf2onnx ``…/kernel:0``, onnxruntime's quantizer ``…_quantized``); stripped repeatedly.
+_WEIGHT_SUFFIXES = ("_quantized", ".weight", "_weight", "/weights", "/kernel:0", "/kernel", ":0")
+
+
+def id_from_parameter(name: str) -> str | None:
+    """A layer id from its weight parameter's name when no ONNX table is given (``conv1.weight`` →
+    ``conv1``); ``None`` for exporter-generated names that identify nothing (``onnx::Conv_193``)."""
+    if not name or name.startswith("onnx::"):
+        return None
+    stripped = True
+    while stripped:
+        stripped = False
+        for suffix in _WEIGHT_SUFFIXES:
+            if name.endswith(suffix) and len(name) > len(suffix):
+                name, stripped = name[: -len(suffix)], True
+    return name
+
+
+def unique(layer: str, taken: set[str]) -> str:
+    """``layer``, or ``layer#2``, ``layer#3``… when a weight shared by several layers names them all."""
+    if layer not in taken:
+        return layer
+    i = 2
+    while f"{layer}#{i}" in taken:
+        i += 1
+    return f"{layer}#{i}"
+
+
 @tvm.transform.module_pass(opt_level=0, name="NameLayers")
 class NameLayers:
     """Rename the variable bound to each conv2d / matmul to its layer id.
 
     The id comes from ``weight_to_layer`` (weight parameter name → ONNX node name, see
-    :func:`approxtvm.compiler.frontend.layer_names`); layers whose weight is not a named
-    parameter keep an id derived from their position (``layer_<i>``). The variable name is the
+    :func:`approxtvm.compiler.frontend.layer_names`). Without a table (a module from TVM's ONNX
+    frontend or TVMScript) the id comes from the module itself: the weight parameter's name
+    (:func:`id_from_parameter`). Layers whose weight is not a named parameter keep an id derived
+    from their position (``layer_<i>``). The variable name is the
     one identity that survives parameter binding and pattern fusion, so the codegen reads the
     layer id from it. TVM sanitizes variable names (``layer1.0.conv1`` → ``layer1_0_conv1``),
     so the module attribute ``vacc.layer_names`` maps each variable name back to its id. The
@@ -90,8 +121,10 @@ class NameLayers:
                 value = self.visit_expr(binding.value)
                 if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op) and value.op.name in LAYER_OPS:
                     src = weight_source(value.args[1], self.lookup_binding)
-                    layer = names.get(src.name) if isinstance(src, relax.Var) else None
-                    layer = layer or mm_names.get(binding.var.name) or f"layer_{self.count}"
+                    layer = None
+                    if isinstance(src, relax.Var):
+                        layer = names.get(src.name) or (None if names else id_from_parameter(src.name))
+                    layer = unique(layer or mm_names.get(binding.var.name) or f"layer_{self.count}", set(ids.values()))
                     self.count += 1
                     emit = (
                         self.builder_.emit if isinstance(binding.var, relax.DataflowVar) else self.builder_.emit_output

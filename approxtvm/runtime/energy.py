@@ -12,6 +12,7 @@ Components (:data:`COMPONENTS`): ``mac``, ``register``, ``weight_buffer``, ``inp
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +21,38 @@ from approxtvm.errors import PolicyError
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.mapper import COMPONENTS, AccessCounts, energy_breakdown_pj
 
-__all__ = ["COMPONENTS", "EnergyReport", "LayerEnergy", "energy_of"]
+__all__ = ["COMPONENTS", "EnergyReport", "LayerEnergy", "energy_of", "energy_swing_v"]
 
 _SCALABLE_SRAM = ("weight_buffer", "input_buffer", "accum_buffer", "global_buffer")
+_WORD_BITS = 8  # bits of one operand word on the NoC
+
+
+def energy_swing_v(spec: AcceleratorSpec, swing_v: float | None, protected_msbs: int) -> float | None:
+    """The swing to price NoC links at when ``protected_msbs`` of every 8 bits travel at full swing.
+
+    Link energy per bit is ``f · 1 + (1 − f) · scale(V_sw)`` with ``f = protected_msbs / 8``;
+    returned as the swing whose :meth:`~approxtvm.targets.vacc.hardware.NoC.link_energy_scale`
+    equals that mix, so :func:`energy_of` prices it exactly.
+
+    Raises
+    ------
+    PolicyError
+        If the swing is not in ``(0, nominal_vdd_v]``.
+    """
+    if swing_v is None:
+        return None
+    nom = spec.noc.nominal_vdd_v
+    if not 0 < swing_v <= nom:
+        raise PolicyError(
+            "NoC swing outside the link model's range",
+            expected=f"0 < swing <= {nom} V",
+            found=f"{swing_v} V",
+            fix=f"choose a swing at or below the NoC supply of {spec.name}",
+        )
+    f = protected_msbs / _WORD_BITS
+    mixed = f + (1.0 - f) * spec.noc.link_energy_scale(swing_v)
+    ratio = mixed if spec.noc.swing_model == "linear" else math.sqrt(mixed)
+    return min(nom, nom * ratio)
 
 
 @dataclass(frozen=True, slots=True)

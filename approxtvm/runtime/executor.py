@@ -11,20 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from approxtvm.errors import DataError, ScheduleError
+from approxtvm.errors import DataError
 from approxtvm.runtime import exact_layer
-from approxtvm.runtime.kernels import KernelCache, choose_path, conv2d_products, dense_products
+from approxtvm.runtime.kernels import KernelCache, choose_path, dense_products
 from approxtvm.runtime.kernels.act_matmul import choose_matmul_path, matmul_products
 from approxtvm.runtime.kernels.grouped import grouped_conv2d_products
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.targets.vacc.schedule import LayerSchedule
-
-if TYPE_CHECKING:
-    from approxtvm.runtime.faults import FaultSession
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,7 +32,8 @@ class LayerProgram:
     schedule
         The layer schedule.
     weight
-        Weight codes (OIHW for conv2d, (K, C) for dense).
+        Weight codes (OIHW for conv2d, (K, C / groups, R, S) when grouped, (K, C) for dense; empty
+        for an activation × activation matmul, whose second operand arrives with each call).
     bias
         int32 bias codes or ``None``.
     multiplier
@@ -44,7 +41,8 @@ class LayerProgram:
     cache
         Kernel sessions, compiled kernels and tables (share one per model).
     path
-        Kernel path (see :func:`approxtvm.runtime.kernels.choose_path`); chosen here if empty.
+        Requested kernel path (see :func:`approxtvm.runtime.kernels.choose_path`); empty: chosen on
+        first use (:attr:`kernel_path`).
     """
 
     schedule: LayerSchedule
@@ -62,23 +60,48 @@ class LayerProgram:
                 found=f"{self.multiplier.name} with sha256 {self.multiplier.table_hash[:16]}…",
                 fix="recompile the model; the multiplier's table file changed since it was compiled",
             )
-        if not self.path:
-            if self.schedule.shape.op == "matmul":  # no constant weights to specialise for
-                path = choose_matmul_path(self.multiplier, self.cache)
-            else:
-                path = choose_path(self.multiplier, self.schedule.shape, weights=self.weight, cache=self.cache).path
-            object.__setattr__(self, "path", path)
+
+    @staticmethod
+    def build(
+        schedule: LayerSchedule,
+        weight: np.ndarray,
+        bias: np.ndarray | None,
+        multiplier: Multiplier,
+        cache: KernelCache | None = None,
+    ) -> LayerProgram:
+        """A program whose kernel path is chosen now (the fastest exact path for these weights)."""
+        cache = cache if cache is not None else KernelCache()
+        path = _choose(multiplier, schedule, weight, cache)
+        return LayerProgram(schedule, weight, bias, multiplier, cache, path)
+
+    @cached_property
+    def kernel_path(self) -> str:
+        """The kernel path the layer runs on: :attr:`path` if given, else chosen on first use."""
+        if self.path:
+            return self.path
+        return _choose(self.multiplier, self.schedule, self.weight, self.cache)
 
     @cached_property
     def fused_exact(self) -> exact_layer.ExactLayer | None:
         """One-call exact path (zero points folded into the integer kernel), when it applies."""
         if (
-            self.path == "exact"
+            self.kernel_path == "exact"
             and self.schedule.shape.op != "matmul"
             and exact_layer.supports(self.schedule, self.weight)
         ):
             return exact_layer.ExactLayer(self.schedule, self.weight)
         return None
+
+
+#: A hook that may change a layer call's int32 accumulators: ``(layer_id, x_q, program, acc) -> acc``.
+AccumulatorHook = Callable[[str, np.ndarray, "LayerProgram", np.ndarray], np.ndarray]
+
+
+def _choose(multiplier: Multiplier, schedule: LayerSchedule, weight: np.ndarray, cache: KernelCache) -> str:
+    """Kernel path of a layer: specialised to its weights, or for a matmul to any second operand."""
+    if schedule.shape.op == "matmul":
+        return choose_matmul_path(multiplier, cache)
+    return choose_path(multiplier, schedule.shape, weights=weight, cache=cache).path
 
 
 def _window_sums(x: np.ndarray, sched: LayerSchedule) -> np.ndarray:
@@ -130,7 +153,7 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
     taps = s.c_per_group * s.r * s.s
     if s.op == "dense":
         raw = (
-            dense_products(x, prog.weight, prog.multiplier, path=prog.path, cache=prog.cache)
+            dense_products(x, prog.weight, prog.multiplier, path=prog.kernel_path, cache=prog.cache)
             if products is None
             else products
         )
@@ -148,7 +171,7 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
                 dilations=(s.dilation_h, s.dilation_w),
                 pads=(s.pad_top, s.pad_left, s.pad_bottom, s.pad_right),
                 pad_value=zx,
-                path=prog.path,
+                path=prog.kernel_path,
                 cache=prog.cache,
             )
         else:
@@ -173,97 +196,15 @@ def accumulate_matmul(
     a = np.broadcast_to(a, (*lead, *a.shape[-2:]))
     b = np.broadcast_to(b, (*lead, *b.shape[-2:]))
     za, zb = q.input_zero_point, q.weight_zero_points[0]
-    raw = matmul_products(a, b, prog.multiplier, path=prog.path, cache=prog.cache) if products is None else products
+    raw = (
+        matmul_products(a, b, prog.multiplier, path=prog.kernel_path, cache=prog.cache)
+        if products is None
+        else products
+    )
     sum_a = a.astype(np.int64).sum(axis=-1, keepdims=True)
     sum_b = b.astype(np.int64).sum(axis=-2, keepdims=True)
     acc = raw.astype(np.int64) - zb * sum_a - za * sum_b + a.shape[-1] * za * zb
     return acc.astype(np.int32)
-
-
-def tile_ranges(prog: LayerProgram, level: str = "PE") -> list[dict[str, tuple[int, int]]]:
-    """Index ranges per dim of every ``level`` tile, in the loop nest's order (outermost first).
-
-    Walks the loops of the levels above ``level`` exactly as the schedule orders them; each step
-    is one tile that the level below receives.
-    """
-    m = prog.schedule.mapping
-    ext = m.dim_extents(level)
-    loops = [lp for lp in m.loops_above(level)]
-    strides: dict[str, int] = {}
-    loop_stride = []
-    for lp in reversed(loops):  # inner loops step by the tile extent, outer ones by inner products
-        st = strides.get(lp.dim, ext[lp.dim])
-        loop_stride.append(st)
-        strides[lp.dim] = st * lp.bound
-    loop_stride.reverse()
-    out = []
-    for idx in np.ndindex(*[lp.bound for lp in loops]) if loops else [()]:
-        start = dict.fromkeys(ext, 0)
-        for lp, i, st in zip(loops, idx, loop_stride, strict=True):
-            start[lp.dim] += i * st
-        out.append({d: (start[d], start[d] + ext[d]) for d in ext})
-    return out
-
-
-def tiled_products(x: np.ndarray, prog: LayerProgram, level: str = "PE") -> np.ndarray:
-    """``Σ M(x, w)`` computed tile by tile in the schedule's loop order (the reference semantics).
-
-    Each ``level`` tile multiplies its slice of the padded input by its slice of the weights and
-    adds into its output slice; partial sums over C, R, S tiles accumulate in int64. Equal to the
-    whole-layer kernel for a fault-free run; faults act per tile (DESIGN §5).
-    """
-    sched = prog.schedule
-    s = sched.shape
-    zx = sched.quant.input_zero_point
-    if s.op == "matmul":
-        raise ScheduleError(
-            f"layer {sched.layer_id}: tiled execution of an activation × activation matmul",
-            expected="a conv2d or dense layer",
-            found="matmul",
-            fix="use accumulate_matmul",
-        )
-    if s.op == "dense":
-        x4 = x.reshape(s.n, s.c, 1, 1)
-        w4 = prog.weight.reshape(s.k, s.c, 1, 1)
-    else:
-        x4 = np.pad(x, ((0, 0), (0, 0), (s.pad_top, s.pad_bottom), (s.pad_left, s.pad_right)), constant_values=zx)
-        w4 = prog.weight
-    acc = np.zeros((s.n, s.k, s.p, s.q), np.int64)
-    kg, cg = s.k_per_group, s.c_per_group
-    for t in tile_ranges(prog, level):
-        for grp in range(*t["G"]):
-            _tile_products(x4, w4, prog, t, acc, grp * kg, grp * cg)
-    acc = acc.astype(np.int32)  # int32 accumulator semantics (wraps like the hardware's)
-    return acc.reshape(s.n, s.k) if s.op == "dense" else acc
-
-
-def _tile_products(
-    x4: np.ndarray,
-    w4: np.ndarray,
-    prog: LayerProgram,
-    t: dict[str, tuple[int, int]],
-    acc: np.ndarray,
-    k_base: int,
-    c_base: int,
-) -> None:
-    """Add one tile's products into ``acc`` (group offsets ``k_base``/``c_base`` into K and C)."""
-    s = prog.schedule.shape
-    (n0, n1), (k0, k1), (c0, c1) = t["N"], t["K"], t["C"]
-    (p0, p1), (q0, q1), (r0, r1), (t0, t1) = t["P"], t["Q"], t["R"], t["S"]
-    h0 = p0 * s.stride_h + r0 * s.dilation_h
-    h1 = h0 + (p1 - p0 - 1) * s.stride_h + (r1 - r0 - 1) * s.dilation_h + 1
-    v0 = q0 * s.stride_w + t0 * s.dilation_w
-    v1 = v0 + (q1 - q0 - 1) * s.stride_w + (t1 - t0 - 1) * s.dilation_w + 1
-    part = conv2d_products(
-        np.ascontiguousarray(x4[n0:n1, c_base + c0 : c_base + c1, h0:h1, v0:v1]),
-        np.ascontiguousarray(w4[k_base + k0 : k_base + k1, c0:c1, r0:r1, t0:t1]),
-        prog.multiplier,
-        strides=(s.stride_h, s.stride_w),
-        dilations=(s.dilation_h, s.dilation_w),
-        path=prog.path,
-        cache=prog.cache,
-    )
-    acc[n0:n1, k_base + k0 : k_base + k1, p0:p1, q0:q1] += part
 
 
 def to_float(acc: np.ndarray, prog: LayerProgram) -> np.ndarray:
@@ -302,8 +243,9 @@ class CallLog:
     #: When set, each call also records ``(layer_id, x_q, acc)`` in :attr:`traces` (tests, debugging).
     trace: bool = False
     traces: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)
-    #: The run's fault injector (:class:`approxtvm.runtime.faults.FaultSession`); ``None``: fault-free.
-    faults: FaultSession | None = None
+    #: The run's accumulator hook ``(layer_id, x_q, program, acc) -> acc`` (e.g. the ``apply`` of an
+    #: :class:`approxtvm.runtime.faults.FaultSession`); ``None``: the fault-free accumulators are used.
+    faults: AccumulatorHook | None = None
 
     def clear(self) -> None:
         """Forget previous calls."""
@@ -311,33 +253,17 @@ class CallLog:
         self.traces.clear()
 
 
-def _has_faults(log: CallLog, layer_id: str) -> bool:
-    """Whether the run's fault model corrupts anything in this layer."""
-    if log.faults is None:
-        return False
-    plan = log.faults.faults.plans.get(layer_id)
-    return plan is not None and not plan.trivial
-
-
 def execute_layer(prog: LayerProgram, log: CallLog, x: np.ndarray, *operands: np.ndarray) -> np.ndarray:
     """One call of an offloaded layer on activation codes ``x`` (and, for an activation ×
     activation matmul, the second operand's codes): exact accumulators through the layer's kernel,
-    the run's faults, the trace if enabled; returns the float layer output."""
+    the run's fault hook, the trace if enabled; returns the float layer output."""
     sched = prog.schedule
-    if (sched.shape.op == "matmul" or sched.shape.groups > 1) and _has_faults(log, sched.layer_id):
-        # the fault sampler walks ungrouped conv/dense tiles; these layers need their own walk
-        raise ScheduleError(
-            f"layer {sched.layer_id}: fault injection on a {sched.shape.op} layer with groups",
-            expected="NoC / SRAM faults on ungrouped conv2d and dense layers",
-            found=f"a scaled NoC swing or buffer voltage on {sched.shape.op} (groups = {sched.shape.groups})",
-            fix="keep nominal NoC swing and buffer voltages on grouped convs and attention matmuls in the policy",
-        )
     if sched.shape.op == "matmul":
         acc = accumulate_matmul(x, operands[0], prog)
     else:
         acc = accumulate(x, prog)
-        if log.faults is not None:
-            acc = log.faults.apply(sched.layer_id, x, prog, acc)
+    if log.faults is not None:
+        acc = log.faults(sched.layer_id, x, prog, acc)
     if log.trace:
         log.traces.append((sched.layer_id, x.copy(), acc))
     return to_float(acc, prog)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from approxtvm.errors import ScheduleError
-from approxtvm.runtime.counting import iter_tiles, simulate_counts
+from approxtvm.runtime.counting import simulate_counts
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.mapper import analytic_counts, map_layer, naive_mapping, resnet_layer_shapes
 from approxtvm.targets.vacc.mapping import LEVELS, LevelNest, Loop, Mapping
@@ -119,45 +118,3 @@ def test_simulated_equals_analytic_on_random_mappings(m: Mapping) -> None:
     a = analytic_counts(m, SPEC)
     assert simulate_counts(m, SPEC) == a
     assert a.macs == m.shape.macs
-
-
-# ------------------------------------------------------------------------------------------------
-# iter_tiles
-# ------------------------------------------------------------------------------------------------
-
-
-def _small() -> Mapping:
-    return _m(
-        LayerShape.conv2d(1, 32, 16, 6, 6, 3, 3),  # P = Q = 4
-        dram=[Loop("K", 2), Loop("C", 2)],
-        gb=[Loop("P", 2), Loop("K", 2, True)],
-        pe=[Loop("R", 3), Loop("S", 3), Loop("K", 8, True), Loop("C", 8, True)],
-        reg=[Loop("P", 2), Loop("Q", 4)],
-    )
-
-
-@pytest.mark.parametrize("level", LEVELS)
-def test_iter_tiles_partition_the_iteration_space(level: str) -> None:
-    m = _small()
-    b = m.shape.bounds
-    hits = np.zeros([b[d] for d in DIMS], dtype=np.int64)
-    for t in iter_tiles(m, level):
-        hits[tuple(slice(*t.ranges[d]) for d in DIMS)] += 1
-    assert (hits == 1).all()  # every (n, k, c, p, q, r, s) exactly once
-
-
-def test_iter_tiles_fills_match_the_counts() -> None:
-    m = _small()
-    c = analytic_counts(m, SPEC)
-    tiles = list(iter_tiles(m, "PE"))
-    assert len(tiles) == 2 * 2 * 2 * 2  # temporal steps above the PEs (K2 C2 P2) x 2 PEs
-    assert {t.instance for t in tiles} == {0, 1}
-    w = sum("weight" in t.filled for t in tiles) * m.tile_size("PE", "weight")
-    i = sum("input" in t.filled for t in tiles) * m.tile_size("PE", "input")
-    assert w == c.writes("weight_buffer", "weight")
-    assert i == c.writes("input_buffer", "input")
-    out_tile = m.tile_size("PE", "output")
-    visits = sum("output" in t.filled for t in tiles)
-    first = sum(t.output_first_visit and "output" in t.filled for t in tiles)
-    assert first * out_tile == c.writes("global_buffer", "output")  # finished outputs, one per tile
-    assert (visits - first) * out_tile == c.reads("global_buffer", "psum")  # refills of partial sums

@@ -9,57 +9,19 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from approxtvm.errors import PolicyError, ScheduleError
 from approxtvm.runtime import faults
-from approxtvm.runtime.counting import iter_tiles, simulate_counts
+from approxtvm.runtime.counting import simulate_counts
+from approxtvm.runtime.emulator import emulate
 from approxtvm.runtime.executor import LayerProgram, accumulate
-from approxtvm.runtime.multipliers import Multiplier, exact_table
+from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.targets.vacc.config import ApproxConfig, ApproxPolicy
-from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.mapper import map_layer
-from approxtvm.targets.vacc.mapping import LEVELS, LevelNest, Loop, Mapping
-from approxtvm.targets.vacc.schedule import Intrinsic, LayerSchedule, QuantParams, WeightLayout
+from approxtvm.targets.vacc.mapping import Loop, Mapping
+from approxtvm.targets.vacc.tilewalk import TileWalk
 from approxtvm.targets.vacc.workload import DIMS, LayerShape
-
-SPEC = AcceleratorSpec.load("simba_like")
-_RNG = np.random.default_rng(7)
-#: A non-commutative random table: any operand-order or lookup mistake shows up.
-RAND_U = Multiplier("rand_u", _RNG.integers(0, 65536, (256, 256)).astype(np.int32), False)
-EXACT_U = Multiplier("exact_u", exact_table(False), False)
-EXACT_S = Multiplier("exact_s", exact_table(True), True)
-
-
-def _mapping(shape: LayerShape, dram=(), gb=(), pe=(), reg=()) -> Mapping:
-    return Mapping(shape, tuple(LevelNest(n, tuple(lv)) for n, lv in zip(LEVELS, (dram, gb, pe, reg), strict=True)))
-
-
-def _program(
-    shape: LayerShape,
-    mapping: Mapping,
-    mult: Multiplier = EXACT_U,
-    *,
-    zx: int = 3,
-    zw: int = 7,
-    seed: int = 0,
-    config: ApproxConfig | None = None,
-) -> tuple[LayerProgram, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    config = config or ApproxConfig()
-    dtype = np.int8 if mult.signed else np.uint8
-    lo, hi = (-128, 128) if mult.signed else (0, 256)
-    if mult.signed:
-        zx = zw = 0
-    q = QuantParams(mult.signed, 0.1, zx, (0.01,), (zw,))
-    intr = Intrinsic("vacc.mac8", 8, mult.name, mult.name, mult.table_hash, 0.2)
-    sch = LayerSchedule("L", "sym", shape, q, False, config, SPEC.name, mapping, intr, WeightLayout((), (), ()))
-    wshape = (shape.k, shape.c) if shape.op == "dense" else (shape.k, shape.c, shape.r, shape.s)
-    xshape = (shape.n, shape.c) if shape.op == "dense" else (shape.n, shape.c, shape.h, shape.w)
-    w = rng.integers(lo, hi, wshape).astype(dtype)
-    x = rng.integers(lo, hi, xshape).astype(dtype)
-    path = "exact" if mult.name.startswith("exact") else "table_numpy"
-    return LayerProgram(sch, w, None, mult, path=path), x
+from tests.runtime.layers import EXACT_U, RAND_U, SPEC, _mapping, _program, layers
 
 
 def _plan(noc: float = 0.0, w: float = 0.0, x: float = 0.0, msbs: int = 0, mode: str = "write") -> faults.FaultPlan:
@@ -109,7 +71,7 @@ def test_geometry_matches_iter_tiles_and_counted_buffer_writes() -> None:
     shape = LayerShape.conv2d(2, 32, 16, 9, 9, 3, 3, strides=(2, 2), pads=(1, 1, 1, 1))
     m = map_layer(shape, SPEC)
     g = faults.tile_geometry(m, SPEC)
-    tiles = list(iter_tiles(m, "PE"))
+    tiles = list(TileWalk.of(m, "PE").tiles())
     assert len(tiles) == g.steps * g.instances
     for t in tiles:
         start = g.step_start[t.step] + g.inst_off[t.instance]
@@ -130,51 +92,8 @@ def test_geometry_matches_iter_tiles_and_counted_buffer_writes() -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def _factor(draw: st.DrawFn, n: int, parts: int) -> list[int]:
-    out = []
-    for _ in range(parts - 1):
-        f = draw(st.sampled_from([d for d in range(1, n + 1) if n % d == 0]))
-        out.append(f)
-        n //= f
-    return [*out, n]
-
-
-@st.composite
-def _layers(draw: st.DrawFn) -> tuple[Mapping, Multiplier, int]:
-    k = draw(st.sampled_from([2, 4, 8, 12, 16]))
-    c = draw(st.sampled_from([1, 3, 4, 8]))
-    r = draw(st.sampled_from([1, 2, 3]))
-    stride = draw(st.sampled_from([1, 2]))
-    dil = draw(st.sampled_from([1, 2])) if r > 1 else 1
-    h = draw(st.integers(dil * (r - 1) + 1, 7))
-    n = draw(st.sampled_from([1, 2]))
-    pad = draw(st.sampled_from([0, 1]))
-    dense = draw(st.booleans())
-    shape = (
-        LayerShape.dense(n, k, c * 4)
-        if dense
-        else LayerShape.conv2d(
-            n, k, c, h, h, r, r, strides=(stride, stride), dilations=(dil, dil), pads=(pad, pad, pad, pad)
-        )
-    )
-    b = shape.bounds
-    k_pe = draw(st.sampled_from([d for d in range(1, 17) if b["K"] % d == 0]))
-    k_vm = draw(st.sampled_from([d for d in range(1, 9) if (b["K"] // k_pe) % d == 0]))
-    c_ln = draw(st.sampled_from([d for d in range(1, 9) if b["C"] % d == 0]))
-    rest = dict(b)
-    rest["K"] //= k_pe * k_vm
-    rest["C"] //= c_ln
-    levels: list[list[Loop]] = [[], [], [], []]
-    for d in DIMS:
-        for lvl, f in enumerate(_factor(draw, rest[d], 4 if d in ("N", "P", "Q") else 3)):
-            if f > 1:
-                levels[lvl].append(Loop(d, f))
-    for lv in levels:
-        lv[:] = draw(st.permutations(lv))
-    levels[1] += [Loop("K", k_pe, True)] if k_pe > 1 else []
-    levels[2] += [Loop(d, x, True) for d, x in (("K", k_vm), ("C", c_ln)) if x > 1]
-    m = Mapping(shape, tuple(LevelNest(nm, tuple(lv)) for nm, lv in zip(LEVELS, levels, strict=True)))
-    return m, draw(st.sampled_from([EXACT_U, RAND_U, EXACT_S])), draw(st.integers(0, 2**32))
+def _corruption(sample: faults.FaultSample) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    return {t: (sample.of(t).residency, sample.of(t).word, sample.of(t).mask) for t in ("weight", "input")}
 
 
 _KERNELS: list[faults.FaultKernels | None] = []
@@ -191,8 +110,8 @@ def _compiled() -> faults.FaultKernels | None:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_layers())
-def test_sparse_injection_equals_tile_by_tile_reference(layer: tuple[Mapping, Multiplier, int]) -> None:
+@given(layers())
+def test_sparse_injection_equals_the_emulator(layer: tuple[Mapping, Multiplier, int]) -> None:
     m, mult, seed = layer
     try:
         m.validate(SPEC)
@@ -204,7 +123,7 @@ def test_sparse_injection_equals_tile_by_tile_reference(layer: tuple[Mapping, Mu
     sample = faults.sample_faults(plan, g, seed=seed)
     clean = accumulate(x, prog)
     fast = faults.inject(x, prog, clean, sample, g)
-    ref = accumulate(x, prog, products=faults.faulty_products_reference(x, prog, g, sample))
+    ref = emulate(x, prog, corruption=_corruption(sample)).acc
     np.testing.assert_array_equal(fast, ref)
     if _compiled() is not None:
         np.testing.assert_array_equal(faults.inject(x, prog, clean, sample, g, kernels=_compiled()), ref)
@@ -281,6 +200,7 @@ def test_corrupted_weight_persists_for_its_residency_and_refill_is_fresh() -> No
         faults.CorruptedWords(np.array([0]), np.array([0]), np.array([0x80], np.uint8)), faults.CorruptedWords.empty()
     )
     got = faults.inject(x, prog, accumulate(x, prog), sample, g)
+    np.testing.assert_array_equal(emulate(x, prog, _corruption(sample)).acc, got)
     # acc = M(x, w) - z_w x - z_x w + z_x z_w, corrections from the fault-free operands
     expected = np.array(
         [
@@ -326,6 +246,7 @@ def test_input_copies_are_corrupted_per_receiving_pe() -> None:
     )
     got = faults.inject(x, prog, accumulate(x, prog), sample, g)
     np.testing.assert_array_equal(got[0, :, 0], [[10, 20], [20, 40], [30, 63], [40, 84]])
+    np.testing.assert_array_equal(emulate(x, prog, _corruption(sample)).acc, got)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -156,9 +156,11 @@ def list_multipliers(
 
 
 def _available(lib: EvoApproxLibrary, key: str) -> bool:
-    offline = EvoApproxLibrary(root=lib.root, cache_dir=lib.cache_dir, allow_network=False, catalog=lib.catalog)
+    offline = EvoApproxLibrary(
+        root=lib.root, cache_dir=lib.cache_dir, allow_network=False, catalog=lib.catalog, packaged=lib.packaged
+    )
     e = offline.entry(key)
-    if offline.cache_path(e).is_file():
+    if lib.is_packaged(key) or offline.cache_path(e).is_file():
         return True
     if lib.root is None:
         return False

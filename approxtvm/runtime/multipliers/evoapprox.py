@@ -1,14 +1,17 @@
-"""EvoApproxLib 8-bit multipliers: the shipped catalogue of published figures and a table loader.
+"""EvoApproxLib 8-bit multipliers: the shipped catalogue of published figures and the table loader.
 
 The catalogue (``evoapprox_catalog.tsv``, shipped with the package) lists every 8×8 multiplier of
 the library's v1 and v2022 releases with its published power, area, delay and error figures, the
-sha256 of its table and where its C model lives in https://github.com/ehw-fit/evoapproxlib. No
-table is shipped. :class:`EvoApproxLibrary` finds a table, in this order:
+sha256 of its table and where its C model lives in https://github.com/ehw-fit/evoapproxlib. Every
+table ships with the package as well (:mod:`~approxtvm.runtime.multipliers.evoapprox_tables`,
+checked against its hash and published figures on load), so every catalogue name resolves
+offline. :class:`EvoApproxLibrary` finds a table, in this order:
 
-1. the user's cache (``<cache>/evoapprox/<release>/<name>.bin``, verified against the sha256);
-2. a local copy given as ``root`` (or ``$APPROXTVM_EVOAPPROX``): a table pack with
+1. the package's own tables (unless ``packaged=False``);
+2. the user's cache (``<cache>/evoapprox/<release>/<name>.bin``, verified against the sha256);
+3. a local copy given as ``root`` (or ``$APPROXTVM_EVOAPPROX``): a table pack with
    ``luts/<name>.bin`` and/or ``c/<name>.c``, or a clone of the library (``<source_path>``);
-3. the public GitHub repository (the C model at the catalogue's commit, fetched with ``urllib``),
+4. the public GitHub repository (the C model at the catalogue's commit, fetched with ``urllib``),
    compiled with the system C compiler.
 
 Names: ``mul8u_2HH`` means the v1 circuit (the papers', TFApprox's and DESIGN's names). Three
@@ -28,9 +31,16 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from approxtvm.errors import MultiplierError
 from approxtvm.runtime.multipliers.cmodel import compile_c_table, default_cache_dir
-from approxtvm.runtime.multipliers.lutio import decode_table
+from approxtvm.runtime.multipliers.evoapprox_tables import (
+    CHECKED_METRICS,
+    load_packaged_table,
+    packaged_table_available,
+)
+from approxtvm.runtime.multipliers.lutio import decode_table, table_file_bytes
 from approxtvm.runtime.multipliers.multiplier import Multiplier
 
 #: Raw-file URL template of the public repository; ``{commit}`` and ``{path}`` are filled in.
@@ -68,6 +78,11 @@ class CatalogEntry:
         The C model in the GitHub repository.
     citation
         The paper the C header asks to cite.
+    printed
+        The published error figures as printed (``(column, text)`` pairs), for checks at the
+        printed precision.
+    published_slips
+        Columns whose published figure the library derived from a rounded intermediate.
     """
 
     name: str
@@ -87,6 +102,8 @@ class CatalogEntry:
     source_commit: str
     source_path: str
     citation: str
+    printed: tuple[tuple[str, str], ...] = ()
+    published_slips: frozenset[str] = frozenset()
 
     @property
     def key(self) -> str:
@@ -119,6 +136,8 @@ def load_catalog() -> tuple[CatalogEntry, ...]:
                 source_commit=row["source_commit"],
                 source_path=row["source_path"],
                 citation=row["citation"],
+                printed=tuple((c, row[c].strip()) for c in CHECKED_METRICS),
+                published_slips=frozenset(x for x in row["published_slips"].split(",") if x),
             )
         )
     return tuple(out)
@@ -191,6 +210,8 @@ class EvoApproxLibrary:
         Where fetched/compiled tables are kept (default :func:`default_cache_dir`).
     allow_network
         Fetch missing C models from GitHub.
+    packaged
+        Use the tables shipped with the package first (``False``: only cache, local copy, network).
     url_template
         Raw-file URL template (``{commit}``, ``{path}``); a ``file://`` template works offline.
     timeout_s
@@ -202,6 +223,7 @@ class EvoApproxLibrary:
     allow_network: bool = True
     url_template: str = GITHUB_RAW_URL
     timeout_s: float = 20.0
+    packaged: bool = True
     catalog: tuple[CatalogEntry, ...] = field(default_factory=load_catalog, repr=False)
 
     def __post_init__(self) -> None:
@@ -299,9 +321,40 @@ class EvoApproxLibrary:
             "or set APPROXTVM_EVOAPPROX to a local copy of the library; or go online"
         )
 
+    def is_packaged(self, name: str) -> bool:
+        """``True`` when the table of ``name`` ships with the package (and ``packaged`` is on)."""
+        return self.packaged and packaged_table_available(self.entry(name).lut_sha256)
+
+    def packaged_table(self, name: str) -> tuple[np.ndarray, CatalogEntry]:
+        """The shipped int32 table of ``name`` (hash and published figures checked) and its entry."""
+        e = self.entry(name)
+        table = load_packaged_table(
+            e.lut_sha256, signed=e.signed, key=e.key, printed=dict(e.printed), slips=e.published_slips
+        )
+        return table, e
+
+    def packaged_multiplier(self, name: str) -> Multiplier:
+        """The :class:`Multiplier` of ``name`` from the package's own tables (see :meth:`packaged_table`)."""
+        table, e = self.packaged_table(name)
+        return self._multiplier(e, table)
+
+    def _multiplier(self, e: CatalogEntry, table: np.ndarray) -> Multiplier:
+        return Multiplier(
+            name=e.name if e.release == "v1" else e.key,
+            table=table,
+            signed=e.signed,
+            source=f"evoapprox:{e.key}",
+            power_mw=e.power_mw,
+            area_um2=e.area_um2,
+            citation=e.citation,
+        )
+
     def table_bytes(self, name: str) -> tuple[bytes, CatalogEntry]:
         """``.bin`` bytes of ``name`` (verified against the catalogue's sha256) and its entry."""
         e = self.entry(name)
+        if self.is_packaged(name):
+            table, _ = self.packaged_table(name)
+            return table_file_bytes(table, e.signed), e
         cp = self.cache_path(e)
         if cp.is_file():
             data = cp.read_bytes()
@@ -326,14 +379,8 @@ class EvoApproxLibrary:
 
     def multiplier(self, name: str) -> Multiplier:
         """The :class:`Multiplier` of a catalogue name, with its published power and area."""
+        if self.is_packaged(name):
+            return self.packaged_multiplier(name)
         data, e = self.table_bytes(name)
         table, _ = decode_table(data, signed=e.signed, origin=e.key)
-        return Multiplier(
-            name=e.name if e.release == "v1" else e.key,
-            table=table,
-            signed=e.signed,
-            source=f"evoapprox:{e.key}",
-            power_mw=e.power_mw,
-            area_um2=e.area_um2,
-            citation=e.citation,
-        )
+        return self._multiplier(e, table)

@@ -23,7 +23,8 @@ def _check_signed(m: Multiplier, signed: bool | None, spec: str) -> Multiplier:
             fix=(
                 "pick a mul8s_* multiplier or a family spec for signed mode"
                 if signed
-                else "pick a mul8u_* multiplier or a family spec for unsigned mode"
+                else "pick a mul8u_* multiplier or a family spec for unsigned mode, or quantize the model "
+                "in signed int8 mode (`--signed`, QuantOptions(signed=True)) to use mul8s_* circuits"
             ),
         )
     return m

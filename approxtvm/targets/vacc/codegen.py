@@ -305,11 +305,12 @@ class CodegenSession:
     @contextlib.contextmanager
     def active(self) -> Iterator[CodegenSession]:
         """Make this session the ``relax.ext.vacc`` codegen for the duration of the block."""
+        previous = tvm_ffi.get_global_func(CODEGEN_NAME, allow_missing=True)
         tvm_ffi.register_global_func(CODEGEN_NAME, self.codegen, override=True)
         try:
             yield self
-        finally:
-            tvm_ffi.register_global_func(CODEGEN_NAME, _no_session, override=True)
+        finally:  # give the backend back to whoever had it (the registered default codegen)
+            tvm_ffi.register_global_func(CODEGEN_NAME, previous or _no_session, override=True)
 
 
 def _no_session(functions: Any, options: Any, constant_names: Any) -> list[Any]:

@@ -290,6 +290,29 @@ class ApproxPolicy:
             rules.append((str(pattern), tuple(sorted(dict(over).items(), key=lambda kv: kv[0]))))
         return ApproxPolicy(default, tuple(rules))
 
+    def multiplier_names(self) -> frozenset[str]:
+        """Every multiplier spec the policy can assign (default and rules)."""
+        names = {self.default.multiplier}
+        names |= {str(v) for _, over in self.rules for k, v in over if k == "multiplier"}
+        return frozenset(names)
+
+    def wants_signed(self) -> bool:
+        """``True`` when every multiplier is a signed EvoApproxLib circuit (``mul8s_*``): int8 mode."""
+        return all(n.rpartition("/")[2].startswith("mul8s_") for n in self.multiplier_names())
+
+    @staticmethod
+    def from_spec(spec: str | os.PathLike[str]) -> ApproxPolicy:
+        """A policy YAML file, or, when no such file exists, a multiplier spec used on every layer.
+
+        ``from_spec("mul8u_FTA")`` = ``ApproxPolicy.uniform("mul8u_FTA")``; a string that looks like
+        a path (``.yaml``/``.yml`` or a separator) must be an existing file.
+        """
+        text = os.fspath(spec)
+        looks_like_path = text.lower().endswith((".yaml", ".yml")) or "/" in text.replace("v2022/", "")
+        if Path(text).is_file() or looks_like_path:
+            return ApproxPolicy.from_yaml(text)
+        return ApproxPolicy.uniform(text)
+
     @staticmethod
     def from_yaml(path: str | os.PathLike[str]) -> ApproxPolicy:
         """Load a policy file; errors name the file and the key."""

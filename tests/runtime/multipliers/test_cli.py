@@ -34,10 +34,16 @@ def test_list_sorted_by_power_and_error():
         list_multipliers("speed")
 
 
+@pytest.mark.real_circuit
 def test_list_marks_availability(pack, cache_dir):
-    rows = {r.name: r for r in list_multipliers(library=EvoApproxLibrary(root=pack, cache_dir=cache_dir))}
+    rows = list_multipliers(include_v2022=True, library=EvoApproxLibrary(cache_dir=cache_dir))
+    evo = [r for r in rows if r.kind == "evoapprox"]
+    assert len(evo) == 103 and all(r.available for r in evo)  # packaged: every name offline
+    unpackaged = EvoApproxLibrary(cache_dir=cache_dir, packaged=False)
+    local = EvoApproxLibrary(root=pack, cache_dir=cache_dir, packaged=False)
+    rows = {r.name: r for r in list_multipliers(library=local)}
     assert rows["mul8u_2HH"].available
-    rows = {r.name: r for r in list_multipliers(library=EvoApproxLibrary(cache_dir=cache_dir))}
+    rows = {r.name: r for r in list_multipliers(library=unpackaged)}
     assert not rows["mul8u_2HH"].available and rows["bam:h=4,v=0"].available
 
 
@@ -48,6 +54,7 @@ def test_show_writes_a_heatmap(tmp_path):
     assert rep.to_dict()["png_path"].endswith("bam.png")
 
 
+@pytest.mark.real_circuit
 def test_import_catalogue_table_then_resolve_offline(pack, cache_dir, monkeypatch):
     monkeypatch.setenv("APPROXTVM_CACHE_DIR", str(cache_dir))
     monkeypatch.delenv("APPROXTVM_EVOAPPROX", raising=False)
@@ -74,6 +81,7 @@ def test_import_user_table_and_transposed(tmp_path, cache_dir, monkeypatch):
         import_multiplier(tmp_path / "table.txt")
 
 
+@pytest.mark.real_circuit
 def test_rich_renderers(tmp_path, cache_dir, monkeypatch, pack):
     monkeypatch.setenv("APPROXTVM_CACHE_DIR", str(cache_dir))
     buf = io.StringIO()

@@ -1,0 +1,123 @@
+"""What can go wrong in one layer and how likely it is: run-wide options and per-layer plans."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from approxtvm.errors import PolicyError
+from approxtvm.runtime.faults.physics import noc_ber, sram_ber
+from approxtvm.targets.vacc.hardware import AcceleratorSpec
+from approxtvm.targets.vacc.schedule import LayerSchedule
+
+__all__ = ["FAULT_BUFFERS", "SRAM_FAULT_MODES", "TENSORS", "FaultOptions", "FaultPlan", "plan_faults"]
+
+#: When SRAM bit-cell faults happen: on the write of a tile, on every read of a word, or both.
+SRAM_FAULT_MODES = ("write", "read", "both")
+#: Tensors with a fault model and the PE buffer each one lives in.
+FAULT_BUFFERS: dict[str, str] = {"weight": "weight_buffer", "input": "input_buffer"}
+#: Tensors with a fault model, in sampling order.
+TENSORS = ("weight", "input")
+
+
+@dataclass(frozen=True, slots=True)
+class FaultOptions:
+    """Run-wide fault-model options (the per-layer knobs are in the schedule's config).
+
+    Attributes
+    ----------
+    sram_fault_mode
+        One of :data:`SRAM_FAULT_MODES`.
+    ber_scale
+        Multiplies every bit error rate (1 = the models; 0 = the scaled energy without any fault,
+        e.g. to separate the energy effect of a voltage from its accuracy effect).
+    """
+
+    sram_fault_mode: str = "write"
+    ber_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.sram_fault_mode not in SRAM_FAULT_MODES:
+            raise PolicyError(
+                "unknown SRAM fault mode",
+                expected=f"one of {', '.join(SRAM_FAULT_MODES)}",
+                found=repr(self.sram_fault_mode),
+                fix="use write (default), read or both",
+            )
+        if not (math.isfinite(self.ber_scale) and self.ber_scale >= 0):
+            raise PolicyError(
+                "ber_scale must be a finite number >= 0",
+                expected=">= 0",
+                found=repr(self.ber_scale),
+                fix="use 1 for the models' rates, 0 for no faults",
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPlan:
+    """What can go wrong in one layer, and how likely it is (per bit).
+
+    Attributes
+    ----------
+    layer_id
+        The layer.
+    layer_index
+        Position of the layer in the model (part of the generator key).
+    noc_ber
+        Bit error rate per link traversal (0: links at full swing).
+    noc_protected_msbs
+        Top bits of each 8-bit word sent at full swing (never flipped on the NoC).
+    sram_ber
+        ``(tensor, BER)`` of the PE buffer holding ``weight`` / ``input`` (0: nominal supply).
+    sram_fault_mode
+        See :data:`SRAM_FAULT_MODES`.
+    energy_only_buffers
+        Scaled buffers without a fault model (``global_buffer``, ``accum_buffer``).
+    """
+
+    layer_id: str
+    layer_index: int
+    noc_ber: float = 0.0
+    noc_protected_msbs: int = 0
+    sram_ber: tuple[tuple[str, float], ...] = (("weight", 0.0), ("input", 0.0))
+    sram_fault_mode: str = "write"
+    energy_only_buffers: tuple[str, ...] = ()
+
+    @property
+    def sram_ber_map(self) -> dict[str, float]:
+        """``sram_ber`` as a dict."""
+        return dict(self.sram_ber)
+
+    @property
+    def trivial(self) -> bool:
+        """No scaled component with a fault model: the fault-free fast path runs unchanged."""
+        return self.noc_ber == 0.0 and all(b == 0.0 for _, b in self.sram_ber)
+
+
+def plan_faults(
+    schedule: LayerSchedule, spec: AcceleratorSpec, layer_index: int, options: FaultOptions = FaultOptions()
+) -> FaultPlan:
+    """The fault plan of one layer from its config (range-checked against ``spec``'s models)."""
+    cfg = schedule.config
+    where = f"layer {schedule.layer_id}"
+    try:
+        nb = noc_ber(spec, cfg.noc_swing_v)
+        sv = cfg.sram_v_map
+        for v in sv.values():
+            sram_ber(spec, v)  # range check of every scaled buffer, modelled or not
+        sb = tuple((t, sram_ber(spec, sv.get(FAULT_BUFFERS[t]))) for t in TENSORS)
+    except PolicyError as exc:
+        raise PolicyError(f"{where}: {exc.what}", expected=exc.expected, found=exc.found, fix=exc.fix) from None
+    energy_only = tuple(
+        sorted(b for b, v in sv.items() if b not in FAULT_BUFFERS.values() and v < spec.sram.nominal_vdd_v)
+    )
+    k = options.ber_scale
+    return FaultPlan(
+        schedule.layer_id,
+        layer_index,
+        min(1.0, nb * k),
+        cfg.noc_protected_msbs,
+        tuple((t, min(1.0, b * k)) for t, b in sb),
+        options.sram_fault_mode,
+        energy_only,
+    )

@@ -1,0 +1,305 @@
+"""Exact per-bit sampling of the corrupted words of a layer call (DESIGN §5).
+
+The flip count of each (tile residency, destination, source) is ``Binomial(exposed bits, BER)``
+and the flipped bits are uniform without replacement among the exposed (bit, hop or read) slots.
+The generator is numpy's counter-based ``Philox``, keyed by ``(seed, layer index)``; its counter
+selects a block of ``B`` consecutive layer calls (``B ≤ 64``, fixed per layer by its number of
+fault rows and expected flips). Inside a block the draws are taken in a fixed order — call,
+tensor (weight, input), source (NoC, SRAM write, SRAM read), tile (fill), destination (PE) — one
+vectorised draw per quantity, so a call's faults are a pure function of (seed, layer, call,
+tensor, tile, destination) and do not depend on threads, processes or what ran before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from approxtvm.errors import PolicyError
+from approxtvm.runtime.faults.geometry import TileGeometry
+from approxtvm.runtime.faults.physics import WORD_BITS
+from approxtvm.runtime.faults.plan import TENSORS, FaultPlan
+
+__all__ = [
+    "CorruptedWords",
+    "EventTable",
+    "FaultSample",
+    "check_seed",
+    "event_table",
+    "fault_counters",
+    "sample_block",
+    "sample_faults",
+]
+
+_SOURCES = ("noc", "sram_write", "sram_read")
+_MAX_SEED = 2**64
+_MAX_BLOCK_CALLS = 64  # layer calls sampled by one generator ...
+_BLOCK_ROWS = 1 << 13  # ... as long as their event rows stay below this
+_BLOCK_FLIPS = 256.0  # ... and their expected flips too
+
+
+@dataclass(frozen=True, eq=False)
+class CorruptedWords:
+    """Corrupted stored words of one tensor in one layer call.
+
+    Attributes
+    ----------
+    residency
+        ``fill index · instances + instance`` of the tile copy (see :class:`TileGeometry`).
+    word
+        Flat index of the word inside the tile (C order over the tile's axes).
+    mask
+        uint8 XOR mask applied to the stored byte (never 0).
+    """
+
+    residency: np.ndarray
+    word: np.ndarray
+    mask: np.ndarray
+
+    @staticmethod
+    def empty() -> CorruptedWords:
+        """No corruption."""
+        return CorruptedWords(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8))
+
+    def __len__(self) -> int:
+        return len(self.word)
+
+
+@dataclass(frozen=True, eq=False)
+class EventTable:
+    """Static per-layer event table: one row per (tensor, source, residency) with exposure > 0.
+
+    Rows are grouped in streams (tensor, source) in :data:`TENSORS` × :data:`_SOURCES` order.
+    """
+
+    slots: np.ndarray  # exposed (bit, hop/read) slots per row
+    ber: np.ndarray
+    free_bits: np.ndarray  # bits per word that can flip (8 - protected at the NoC)
+    tile_slots: np.ndarray  # words · free_bits
+    key_base: np.ndarray  # global word key of the row's tile copy: tensor base + residency · words
+    stream_start: np.ndarray  # first row of every stream
+    streams: tuple[tuple[str, str, int], ...]  # (tensor, source label, exposed slots per call)
+    tensor_base: tuple[int, int]  # key base of weight and input words
+    words: tuple[int, int]  # words per tile of weight and input
+    key_span: int  # keys of one call: weight then input words of every residency
+
+    @property
+    def block_calls(self) -> int:
+        """Layer calls sampled together: one generator per block, the work per block bounded (rows
+        and expected flips), so that a run never samples much more than it uses."""
+        flips = float(np.dot(self.slots, self.ber)) if len(self.slots) else 0.0
+        by_flips = int(_BLOCK_FLIPS // flips) if flips > 0 else _MAX_BLOCK_CALLS
+        return max(1, min(_MAX_BLOCK_CALLS, _BLOCK_ROWS // max(1, len(self.slots)), by_flips))
+
+
+def event_table(plan: FaultPlan, geom: TileGeometry) -> EventTable:
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("slots", "ber", "fb", "ts", "kb")}
+    streams: list[tuple[str, str, int]] = []
+    starts: list[int] = []
+    n_inst = geom.instances
+    sb = plan.sram_ber_map
+    free = WORD_BITS - plan.noc_protected_msbs
+    rows = 0
+    base = 0
+    bases = []
+    for t in TENSORS:
+        n_res = len(geom.fills[t]) * n_inst
+        words = geom.words[t]
+        bases.append(base)
+        res = np.arange(n_res, dtype=np.int64)
+        per_source = {
+            "noc": (plan.noc_ber, free, words * free * np.tile(geom.hops, len(geom.fills[t]))),
+            "sram_write": (
+                sb[t] if plan.sram_fault_mode in ("write", "both") else 0.0,
+                WORD_BITS,
+                np.full(n_res, words * WORD_BITS, np.int64),
+            ),
+            "sram_read": (
+                sb[t] if plan.sram_fault_mode in ("read", "both") else 0.0,
+                WORD_BITS,
+                np.full(n_res, words * WORD_BITS * geom.reads_per_word[t], np.int64),
+            ),
+        }
+        for src in _SOURCES:
+            ber, fb, slots = per_source[src]
+            if ber <= 0.0 or fb <= 0:
+                continue
+            keep = slots > 0
+            m = int(keep.sum())
+            if not m:
+                continue
+            streams.append((t, "noc" if src == "noc" else "sram", int(slots.sum())))
+            starts.append(rows)
+            rows += m
+            cols["slots"].append(slots[keep].astype(np.int64))
+            cols["ber"].append(np.full(m, ber))
+            cols["fb"].append(np.full(m, fb, np.int64))
+            cols["ts"].append(np.full(m, words * fb, np.int64))
+            cols["kb"].append(base + res[keep] * words)
+        base += n_res * words
+
+    def cat(k: str, dtype: Any) -> np.ndarray:
+        return np.concatenate(cols[k]) if cols[k] else np.zeros(0, dtype)
+
+    return EventTable(
+        cat("slots", np.int64),
+        cat("ber", np.float64),
+        cat("fb", np.int64),
+        cat("ts", np.int64),
+        cat("kb", np.int64),
+        np.array(starts, np.int64),
+        tuple(streams),
+        (bases[0], bases[1]),
+        (geom.words["weight"], geom.words["input"]),
+        base,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class FaultSample:
+    """The faults of one layer call.
+
+    Attributes
+    ----------
+    weight, input
+        Corrupted words of each tensor.
+    streams
+        ``(tensor, source, exposed bits)`` of every sampled stream (source ``noc`` or ``sram``).
+    flipped
+        Bits flipped per stream (binomial counts; a bit hit on two hops counts twice).
+    """
+
+    weight: CorruptedWords
+    input: CorruptedWords
+    streams: tuple[tuple[str, str, int], ...] = ()
+    flipped: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def of(self, tensor: str) -> CorruptedWords:
+        """Corrupted words of ``tensor``."""
+        return self.weight if tensor == "weight" else self.input
+
+    @property
+    def counters(self) -> dict[str, dict[str, Any]]:
+        """Per tensor: ``bits_exposed``, ``bits_flipped``, ``words_corrupted``, and per source."""
+        return fault_counters(self.streams, self.flipped, (len(self.weight), len(self.input)))
+
+
+def fault_counters(
+    streams: tuple[tuple[str, str, int], ...], flipped: np.ndarray, words: tuple[int, int], calls: int = 1
+) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for ti, t in enumerate(TENSORS):
+        c: dict[str, Any] = {"bits_exposed": 0, "bits_flipped": 0, "words_corrupted": int(words[ti])}
+        for (st, label, exposed), fl in zip(streams, flipped.tolist(), strict=True):
+            if st != t:
+                continue
+            sub = c.setdefault(label, {"bits_exposed": 0, "bits_flipped": 0})
+            sub["bits_exposed"] += exposed * calls
+            sub["bits_flipped"] += int(fl)
+            c["bits_exposed"] += exposed * calls
+            c["bits_flipped"] += int(fl)
+        out[t] = c
+    return out
+
+
+def check_seed(seed: int) -> None:
+    if not 0 <= seed < _MAX_SEED:
+        raise PolicyError(
+            "fault seed out of range",
+            expected="0 <= seed < 2**64",
+            found=str(seed),
+            fix="use a non-negative 64-bit seed",
+        )
+
+
+def sample_faults(
+    plan: FaultPlan, geom: TileGeometry, *, seed: int, call: int = 0, events: EventTable | None = None
+) -> FaultSample:
+    """Sample the corrupted words of one layer call (see the module docstring for the key).
+
+    Parameters
+    ----------
+    plan, geom
+        The layer's fault plan and tile geometry.
+    seed
+        Run seed.
+    call
+        Index of the layer call within the run (batch index).
+    events
+        The layer's precomputed event table (built here if ``None``).
+    """
+    ev = events if events is not None else event_table(plan, geom)
+    b = ev.block_calls
+    return sample_block(plan, geom, seed=seed, block=call // b, events=ev)[call % b]
+
+
+def sample_block(
+    plan: FaultPlan, geom: TileGeometry, *, seed: int, block: int, events: EventTable | None = None
+) -> list[FaultSample]:
+    """The samples of layer calls ``block·B … block·B + B − 1`` (``B = events.block_calls``).
+
+    One ``Philox`` generator per (seed, layer, block) draws, in order, the flip counts of every
+    (call, tensor, source, tile, destination) row, then the flipped slots of the rows that have
+    flips: a call's faults are a pure function of (seed, layer, call), whatever ran before.
+    """
+    check_seed(seed)
+    ev = events if events is not None else event_table(plan, geom)
+    B, E = ev.block_calls, len(ev.slots)
+    if not E:
+        return [FaultSample(CorruptedWords.empty(), CorruptedWords.empty()) for _ in range(B)]
+    rng = np.random.Generator(np.random.Philox(key=seed | (plan.layer_index << 64), counter=block << 128))
+    counts = rng.binomial(np.tile(ev.slots, B), np.tile(ev.ber, B)).reshape(B, E)
+    flipped = np.add.reduceat(counts, ev.stream_start, axis=1)
+    flat = counts.ravel()
+    hit = np.flatnonzero(flat)
+    if not len(hit):
+        return [FaultSample(CorruptedWords.empty(), CorruptedWords.empty(), ev.streams, flipped[c]) for c in range(B)]
+    reps = flat[hit]
+    owner = np.repeat(hit, reps)  # global row: call · E + event
+    row = owner % E
+    nslots = ev.slots[row]
+    pos = _positions(rng, nslots)
+    if reps.max() > 1:  # positions are without replacement inside each row: redraw repeats
+        multi = np.flatnonzero(np.repeat(reps > 1, reps))  # only rows with several flips can repeat
+        while True:
+            order = multi[np.lexsort((pos[multi], owner[multi]))]
+            so, sp = owner[order], pos[order]
+            dup = np.flatnonzero((so[1:] == so[:-1]) & (sp[1:] == sp[:-1])) + 1
+            if not len(dup):
+                break
+            idx = np.sort(order[dup])
+            pos[idx] = _positions(rng, nslots[idx])
+    fb = ev.free_bits[row]
+    within = pos % ev.tile_slots[row]
+    key = (owner // E) * ev.key_span + ev.key_base[row] + within // fb
+    mask = np.left_shift(np.uint8(1), (within % fb).astype(np.uint8))
+    if len(key) > 1:
+        order = np.argsort(key, kind="stable")
+        key, mask = key[order], mask[order]
+        starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+        mask = np.bitwise_xor.reduceat(mask, starts)
+        key = key[starts]
+        nz = mask != 0
+        key, mask = key[nz], mask[nz]
+    bounds = np.searchsorted(
+        key, (np.arange(B)[:, None] * ev.key_span + np.array([0, ev.tensor_base[1], ev.key_span])).ravel()
+    )
+    out = []
+    for c in range(B):
+        w0, x0, x1 = bounds[3 * c : 3 * c + 3]
+        parts = []
+        for ti, (lo, hi) in enumerate(((w0, x0), (x0, x1))):
+            k = key[lo:hi] - (c * ev.key_span + ev.tensor_base[ti])
+            parts.append(CorruptedWords(k // ev.words[ti], k % ev.words[ti], mask[lo:hi]))
+        out.append(FaultSample(parts[0], parts[1], ev.streams, flipped[c]))
+    return out
+
+
+def _positions(rng: np.random.Generator, nslots: np.ndarray) -> np.ndarray:
+    """Uniform slot indices in ``[0, nslots)`` (53-bit uniforms; bias below 2^-40 for our sizes)."""
+    if not len(nslots):
+        return np.zeros(0, np.int64)
+    pos = (rng.random(len(nslots)) * nslots).astype(np.int64)
+    return np.minimum(pos, nslots - 1)

@@ -1,0 +1,161 @@
+"""Model-level plumbing: the fault plans of a compiled model and the injector of one run."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping as MappingABC
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from approxtvm.runtime.faults.delta_numpy import NUMPY_KERNELS, FaultKernels, LayerArrays, inject, layer_arrays
+from approxtvm.runtime.faults.delta_tvm import compiled_kernels
+from approxtvm.runtime.faults.geometry import TileGeometry, tile_geometry
+from approxtvm.runtime.faults.plan import FaultOptions, plan_faults
+from approxtvm.runtime.faults.sampling import (
+    EventTable,
+    FaultSample,
+    check_seed,
+    event_table,
+    fault_counters,
+    sample_block,
+)
+from approxtvm.targets.vacc.hardware import AcceleratorSpec
+from approxtvm.targets.vacc.schedule import LayerSchedule
+
+if TYPE_CHECKING:
+    from approxtvm.runtime.executor import LayerProgram
+
+__all__ = ["FaultSession", "ModelFaults"]
+
+
+class ModelFaults:
+    """Fault plans of a compiled model, with the per-layer geometry built on first use.
+
+    Parameters
+    ----------
+    schedules
+        Layer id → schedule, in program order (the order gives the generator's layer index).
+    spec
+        The accelerator.
+    options
+        Run-wide fault options.
+    """
+
+    def __init__(
+        self, schedules: MappingABC[str, LayerSchedule], spec: AcceleratorSpec, options: FaultOptions | None = None
+    ) -> None:
+        self.spec = spec
+        self.options = options = options or FaultOptions()
+        self.schedules = dict(schedules)
+        self.plans = {lid: plan_faults(sch, spec, i, options) for i, (lid, sch) in enumerate(self.schedules.items())}
+        self._geometry: dict[str, TileGeometry] = {}
+        self._events: dict[str, EventTable] = {}
+        self._arrays: dict[str, LayerArrays] = {}
+        self._prepared: dict[str, object] = {}
+        self._kernels: FaultKernels | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether any layer has a fault model to run."""
+        return any(not p.trivial for p in self.plans.values())
+
+    def geometry(self, layer_id: str) -> TileGeometry:
+        """Tile geometry of a layer (cached)."""
+        g = self._geometry.get(layer_id)
+        if g is None:
+            g = self._geometry[layer_id] = tile_geometry(self.schedules[layer_id].mapping, self.spec)
+        return g
+
+    def events(self, layer_id: str) -> EventTable:
+        """Static fault event table of a layer (cached)."""
+        ev = self._events.get(layer_id)
+        if ev is None:
+            ev = self._events[layer_id] = event_table(self.plans[layer_id], self.geometry(layer_id))
+        return ev
+
+    def arrays(self, layer_id: str, prog: LayerProgram) -> LayerArrays:
+        """Constants of a layer's delta computation (cached; the program's weights are fixed)."""
+        la = self._arrays.get(layer_id)
+        if la is None:
+            la = self._arrays[layer_id] = layer_arrays(prog, self.geometry(layer_id))
+        return la
+
+    def prepared(self, layer_id: str, prog: LayerProgram) -> object:
+        """The kernels' constant arguments of a layer (cached)."""
+        if layer_id not in self._prepared:
+            self._prepared[layer_id] = self.kernels.prepare(prog, self.geometry(layer_id), self.arrays(layer_id, prog))
+        return self._prepared[layer_id]
+
+    @property
+    def kernels(self) -> FaultKernels:
+        """The compiled inner loops (:func:`tvm_kernels`), or numpy if TVM cannot build them here."""
+        if self._kernels is None:
+            try:
+                self._kernels = compiled_kernels()
+            except Exception as exc:  # no TVM / LLVM failure: same results, slower
+                warnings.warn(
+                    f"fault injection uses numpy kernels ({type(exc).__name__}: {str(exc)[:200]})",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self._kernels = NUMPY_KERNELS
+        return self._kernels
+
+    def session(self, seed: int) -> FaultSession | None:
+        """A run's injector (``None`` when no layer scales anything)."""
+        scaled = self.active or any(p.energy_only_buffers for p in self.plans.values())
+        return FaultSession(self, seed) if scaled else None
+
+
+class FaultSession:
+    """Injects the faults of one run and adds up its counters (call :meth:`apply` per layer call)."""
+
+    def __init__(self, faults: ModelFaults, seed: int) -> None:
+        check_seed(seed)  # before anything runs
+        self.faults = faults
+        self.seed = seed
+        self._calls: dict[str, int] = {}
+        self._flipped: dict[str, np.ndarray] = {}
+        self._words: dict[str, list[int]] = {}
+        self._blocks: dict[str, tuple[int, list[FaultSample]]] = {}
+
+    def apply(self, layer_id: str, x: np.ndarray, prog: LayerProgram, acc: np.ndarray) -> np.ndarray:
+        """Accumulators of this layer call under its sampled faults (``acc`` unchanged if none)."""
+        plan = self.faults.plans.get(layer_id)
+        if plan is None or plan.trivial:
+            return acc
+        call = self._calls.get(layer_id, 0)
+        self._calls[layer_id] = call + 1
+        f = self.faults
+        geom = f.geometry(layer_id)
+        ev = f.events(layer_id)
+        blk, off = divmod(call, ev.block_calls)
+        cached = self._blocks.get(layer_id)
+        if cached is None or cached[0] != blk:
+            cached = self._blocks[layer_id] = (blk, sample_block(plan, geom, seed=self.seed, block=blk, events=ev))
+        sample = cached[1][off]
+        if len(sample.flipped):
+            fl = self._flipped.get(layer_id)
+            self._flipped[layer_id] = sample.flipped if fl is None else fl + sample.flipped
+        words = self._words.setdefault(layer_id, [0, 0])
+        words[0] += len(sample.weight)
+        words[1] += len(sample.input)
+        if not len(sample.weight) and not len(sample.input):
+            return acc
+        return inject(x, prog, acc, sample, geom, f.arrays(layer_id, prog), f.kernels, f.prepared(layer_id, prog))
+
+    def counters(self) -> dict[str, Any]:
+        """``{layer: {tensor: {bits_exposed, bits_flipped, words_corrupted, noc: {...}, sram: {...}}}}``.
+
+        Layers that scale only buffers without a fault model list them under ``energy_only_buffers``.
+        """
+        out: dict[str, Any] = {}
+        for lid, p in self.faults.plans.items():
+            if lid in self._calls:
+                ev = self.faults.events(lid)
+                fl = self._flipped.get(lid, np.zeros(len(ev.streams), np.int64))
+                out[lid] = fault_counters(ev.streams, fl, tuple(self._words[lid]), self._calls[lid])  # type: ignore[arg-type]
+            if p.energy_only_buffers:  # scaled without a fault model: say so
+                out.setdefault(lid, {})["energy_only_buffers"] = list(p.energy_only_buffers)
+        return out

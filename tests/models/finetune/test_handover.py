@@ -1,0 +1,38 @@
+"""Bit-exact hand-over: the fine-tuned torch model's eval forward == compile_onnx(model.onnx, policy.yaml).run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import approxtvm as at
+from approxtvm.models import get_model, load_dataset
+from approxtvm.models.finetune import FinetuneOptions, finetune
+
+# drum:k=4 runs on the low-rank kernel path, mul8u_FTA (not commutative: M(200,3)=0, M(3,200)=192)
+# on the table path
+CASES = [(m, mult) for m in ("digits_cnn", "digits_resnet") for mult in ("drum:k=4", "mul8u_FTA")]
+
+
+@pytest.mark.parametrize(("model", "mult"), CASES)
+def test_finetuned_model_runs_identically_on_the_accelerator(model, mult, evoapprox, tmp_path):
+    train, test = load_dataset("digits:train"), load_dataset("digits:test")
+    opts = FinetuneOptions(epochs=1, max_batches_per_epoch=3, seed=0)
+    res = finetune(
+        get_model(model), train, multiplier=mult, options=opts, eval_data=test, out_dir=tmp_path, progress=False
+    )
+    net = res.net
+    before = net.graph.initializers
+    moved = sum(
+        int(np.any(net.weight_codes(layer).detach().numpy() != before[layer.weight])) for layer in net.graph.layers
+    )
+    assert moved >= 1  # training changed weight codes: the hand-over is not the untouched model
+    net.eval()
+    with torch.no_grad():
+        expected = net(torch.from_numpy(test.x)).numpy()
+    compiled = at.compile_onnx(tmp_path / "model.onnx", policy=tmp_path / "policy.yaml", batch_size=32)
+    got = compiled.run(test.x).outputs["logits"]
+    assert got.dtype == expected.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+    assert res.after_top1 == pytest.approx(float(np.mean(got.argmax(1) == test.y)))

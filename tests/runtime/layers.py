@@ -1,0 +1,99 @@
+"""Layers, mappings and programs for runtime tests (hypothesis strategies and builders)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from approxtvm.runtime.executor import LayerProgram
+from approxtvm.runtime.multipliers import Multiplier, exact_table
+from approxtvm.targets.vacc.config import ApproxConfig
+from approxtvm.targets.vacc.hardware import AcceleratorSpec
+from approxtvm.targets.vacc.mapping import LEVELS, LevelNest, Loop, Mapping
+from approxtvm.targets.vacc.schedule import Intrinsic, LayerSchedule, QuantParams, WeightLayout
+from approxtvm.targets.vacc.workload import DIMS, LayerShape
+
+SPEC = AcceleratorSpec.load("simba_like")
+_RNG = np.random.default_rng(7)
+#: A non-commutative random table: any operand-order or lookup mistake shows up.
+RAND_U = Multiplier("rand_u", _RNG.integers(0, 65536, (256, 256)).astype(np.int32), False)
+EXACT_U = Multiplier("exact_u", exact_table(False), False)
+EXACT_S = Multiplier("exact_s", exact_table(True), True)
+
+
+def _mapping(shape: LayerShape, dram=(), gb=(), pe=(), reg=()) -> Mapping:
+    return Mapping(shape, tuple(LevelNest(n, tuple(lv)) for n, lv in zip(LEVELS, (dram, gb, pe, reg), strict=True)))
+
+
+def _program(
+    shape: LayerShape,
+    mapping: Mapping,
+    mult: Multiplier = EXACT_U,
+    *,
+    zx: int = 3,
+    zw: int = 7,
+    seed: int = 0,
+    config: ApproxConfig | None = None,
+) -> tuple[LayerProgram, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    config = config or ApproxConfig()
+    dtype = np.int8 if mult.signed else np.uint8
+    lo, hi = (-128, 128) if mult.signed else (0, 256)
+    if mult.signed:
+        zx = zw = 0
+    q = QuantParams(mult.signed, 0.1, zx, (0.01,), (zw,))
+    intr = Intrinsic("vacc.mac8", 8, mult.name, mult.name, mult.table_hash, 0.2)
+    sch = LayerSchedule("L", "sym", shape, q, False, config, SPEC.name, mapping, intr, WeightLayout((), (), ()))
+    wshape = (shape.k, shape.c) if shape.op == "dense" else (shape.k, shape.c, shape.r, shape.s)
+    xshape = (shape.n, shape.c) if shape.op == "dense" else (shape.n, shape.c, shape.h, shape.w)
+    w = rng.integers(lo, hi, wshape).astype(dtype)
+    x = rng.integers(lo, hi, xshape).astype(dtype)
+    path = "exact" if mult.name.startswith("exact") else "table_numpy"
+    return LayerProgram(sch, w, None, mult, path=path), x
+
+
+def _factor(draw: st.DrawFn, n: int, parts: int) -> list[int]:
+    out = []
+    for _ in range(parts - 1):
+        f = draw(st.sampled_from([d for d in range(1, n + 1) if n % d == 0]))
+        out.append(f)
+        n //= f
+    return [*out, n]
+
+
+@st.composite
+def layers(draw: st.DrawFn) -> tuple[Mapping, Multiplier, int]:
+    k = draw(st.sampled_from([2, 4, 8, 12, 16]))
+    c = draw(st.sampled_from([1, 3, 4, 8]))
+    r = draw(st.sampled_from([1, 2, 3]))
+    stride = draw(st.sampled_from([1, 2]))
+    dil = draw(st.sampled_from([1, 2])) if r > 1 else 1
+    h = draw(st.integers(dil * (r - 1) + 1, 7))
+    n = draw(st.sampled_from([1, 2]))
+    pad = draw(st.sampled_from([0, 1]))
+    dense = draw(st.booleans())
+    shape = (
+        LayerShape.dense(n, k, c * 4)
+        if dense
+        else LayerShape.conv2d(
+            n, k, c, h, h, r, r, strides=(stride, stride), dilations=(dil, dil), pads=(pad, pad, pad, pad)
+        )
+    )
+    b = shape.bounds
+    k_pe = draw(st.sampled_from([d for d in range(1, 17) if b["K"] % d == 0]))
+    k_vm = draw(st.sampled_from([d for d in range(1, 9) if (b["K"] // k_pe) % d == 0]))
+    c_ln = draw(st.sampled_from([d for d in range(1, 9) if b["C"] % d == 0]))
+    rest = dict(b)
+    rest["K"] //= k_pe * k_vm
+    rest["C"] //= c_ln
+    levels: list[list[Loop]] = [[], [], [], []]
+    for d in DIMS:
+        for lvl, f in enumerate(_factor(draw, rest[d], 4 if d in ("N", "P", "Q") else 3)):
+            if f > 1:
+                levels[lvl].append(Loop(d, f))
+    for lv in levels:
+        lv[:] = draw(st.permutations(lv))
+    levels[1] += [Loop("K", k_pe, True)] if k_pe > 1 else []
+    levels[2] += [Loop(d, x, True) for d, x in (("K", k_vm), ("C", c_ln)) if x > 1]
+    m = Mapping(shape, tuple(LevelNest(nm, tuple(lv)) for nm, lv in zip(LEVELS, levels, strict=True)))
+    return m, draw(st.sampled_from([EXACT_U, RAND_U, EXACT_S])), draw(st.integers(0, 2**32))
