@@ -85,9 +85,9 @@ def trace(seed: int = 0) -> Iterator[VaccTrace]:
         Seed of the fault generators: the same module, inputs and seed give the same outputs
         and counters as :meth:`approxtvm.CompiledModel.run` with that seed.
     """
-    from approxtvm.runtime.faults import _check_seed
+    from approxtvm.runtime.faults.sampling import check_seed
 
-    _check_seed(seed)
+    check_seed(seed)
     rec = VaccTrace(seed)
     token = _ACTIVE.set(rec)
     try:
@@ -154,7 +154,8 @@ def execute(symbol: str, blob: Any, size: int, *tensors: Any) -> None:
     if rec is not None:
         rec.calls.append(prog.schedule.layer_id)
         rec._energies.append(layer.energy)
-        log.faults = _fault_session(rec, layer)
+        session = _fault_session(rec, layer)
+        log.faults = session.apply if session is not None else None
     elif _scales_anything(prog) and symbol not in _REGISTRY.warned:
         _REGISTRY.warned.add(symbol)
         warnings.warn(
