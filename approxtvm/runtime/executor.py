@@ -258,10 +258,7 @@ def execute_layer(prog: LayerProgram, log: CallLog, x: np.ndarray, *operands: np
     activation matmul, the second operand's codes): exact accumulators through the layer's kernel,
     the run's fault hook, the trace if enabled; returns the float layer output."""
     sched = prog.schedule
-    if sched.shape.op == "matmul":
-        acc = accumulate_matmul(x, operands[0], prog)
-    else:
-        acc = accumulate(x, prog)
+    acc = accumulate_matmul(x, operands[0], prog) if sched.shape.op == "matmul" else accumulate(x, prog)
     if log.faults is not None:
         acc = log.faults(sched.layer_id, x, prog, acc)
     if log.trace:

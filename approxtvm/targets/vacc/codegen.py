@@ -126,7 +126,9 @@ def lower_function(
     if len(comp.params) != (2 if act_matmul else 1):
         raise ScheduleError(
             f"layer {layer_id}: offloaded call has {len(comp.params)} runtime inputs",
-            expected="1 (the quantized activation; weights are bound constants), 2 for an activation × activation matmul",
+            expected=(
+                "1 (the quantized activation; weights are bound constants); 2 for an activation × activation matmul"
+            ),
             found=str(len(comp.params)),
             fix="bind the parameters before partitioning",
         )

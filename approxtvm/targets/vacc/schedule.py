@@ -243,7 +243,8 @@ class LayerSchedule:
         """Readable view: header, loop nest per level (Timeloop style), intrinsic, layout."""
         s, q, i = self.shape, self.quant, self.intrinsic
         head = [
-            f"layer {self.layer_id} ({s.op}{f', {s.groups} groups' if s.groups > 1 else ''})  symbol {self.symbol}  accelerator {self.accelerator}",
+            f"layer {self.layer_id} ({s.op}{f', {s.groups} groups' if s.groups > 1 else ''})"
+            f"  symbol {self.symbol}  accelerator {self.accelerator}",
             f"  shape N={s.n} K={s.k} C={s.c} P={s.p} Q={s.q} R={s.r} S={s.s}  input {s.h}×{s.w}"
             f"  stride {s.stride_h}×{s.stride_w}  dilation {s.dilation_h}×{s.dilation_w}"
             f"  pads (t,l,b,r) {s.pad_top},{s.pad_left},{s.pad_bottom},{s.pad_right}  MACs {s.macs:,}",
