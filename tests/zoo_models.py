@@ -7,7 +7,8 @@ onnxruntime's ``quantize_static`` for the pre-quantized variants) and described 
 
 Inputs are smooth random images (a coarse normal field upsampled, plus fine noise) with roughly
 zero mean and unit variance per channel, like normalised photographs: calibration and evaluation
-draw from the same distribution with different seeds.
+draw from the same distribution with different seeds. :func:`compare` gives the agreement
+figures of an engine against onnxruntime on the same QDQ model.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
 
 ZOO_DIR = Path(__file__).resolve().parent / "data" / "zoo"
 MANIFEST = ZOO_DIR / "manifest.json"
@@ -164,3 +167,70 @@ def calibration_inputs(e: ZooEntry, n: int = 64) -> np.ndarray:
 def eval_inputs(e: ZooEntry, n: int = 100) -> np.ndarray:
     """Evaluation images (disjoint seed from calibration)."""
     return sample_inputs(e.image_shape, n, EVAL_SEED)
+
+
+# ------------------------------------------------------------------ comparison with onnxruntime
+@dataclass(frozen=True)
+class Agreement:
+    """How one engine's outputs compare with onnxruntime's on the same QDQ model.
+
+    Attributes
+    ----------
+    top1_equal
+        Share of images with the same arg-max.
+    within_one_step
+        Share of output values within one output quantization step.
+    max_steps
+        Largest difference, in output quantization steps.
+    step
+        The output quantization step (scale of the dequantize producing the output).
+    """
+
+    top1_equal: float
+    within_one_step: float
+    max_steps: float
+    step: float
+
+    def __str__(self) -> str:
+        return (
+            f"top-1 equal {self.top1_equal:.1%}, within one step {self.within_one_step:.2%}, "
+            f"max {self.max_steps:.1f} steps (step {self.step:.4g})"
+        )
+
+
+def output_step(proto: onnx.ModelProto, output: str) -> float:
+    """Scale of the DequantizeLinear that produces ``output`` (one quantization step)."""
+    inits = {t.name: t for t in proto.graph.initializer}
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    node = producers.get(output)
+    while node is not None and node.op_type != "DequantizeLinear" and node.input:
+        node = producers.get(node.input[0])  # through Identity/Reshape/Flatten after the last dequantize
+    if node is None or node.input[1] not in inits:
+        raise ValueError(f"{output!r} is not produced by a DequantizeLinear with a constant scale")
+    return float(numpy_helper.to_array(inits[node.input[1]]).max())
+
+
+def ort_session(proto: onnx.ModelProto, threads: int = 0) -> ort.InferenceSession:
+    """A quiet onnxruntime CPU session (``threads`` 0: onnxruntime's default)."""
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = threads
+    return ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def onnxruntime_outputs(proto: onnx.ModelProto, x: np.ndarray, batch: int) -> np.ndarray:
+    """The model's first output under onnxruntime, ``batch`` images per call."""
+    sess = ort_session(proto)
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: x[i : i + batch]})[0] for i in range(0, len(x), batch)])
+
+
+def compare(ours: np.ndarray, ref: np.ndarray, step: float) -> Agreement:
+    """Agreement figures of ``ours`` against onnxruntime's ``ref`` (both ``(N, classes)``)."""
+    d = np.abs(ours.astype(np.float64) - ref) / step
+    return Agreement(
+        top1_equal=float(np.mean(ours.argmax(1) == ref.argmax(1))),
+        within_one_step=float(np.mean(d <= 1 + 1e-4)),
+        max_steps=float(d.max()),
+        step=step,
+    )

@@ -90,6 +90,8 @@ def add_explore_parsers(subparsers: Any) -> None:
     p.add_argument("--limit", type=int, default=0, help="first N test images (default: quick 120, full all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-resnet50", action="store_true", help="skip the energy-only ResNet-50 sweeps")
+    p.add_argument("--finetune", action="store_true", help="fine-tune the Pareto set's points (needs torch)")
+    p.add_argument("--finetune-epochs", type=int, default=2, help="epochs per fine-tuned Pareto point")
     _add_execution_args(p)
     p.set_defaults(func=cmd_experiments)
 
@@ -148,8 +150,30 @@ def cmd_experiments(args: argparse.Namespace) -> int:
         settings = settings.without_resnet50()
     with make_executor(args.workers, args.scheduler, args.local_cluster) as ex:
         report = run_experiments(Path(args.out), settings=settings, executor=ex, console=console)
+    if args.finetune:
+        _finetune_front(Path(args.out), settings, args.finetune_epochs, report, console)
     console.print(f"report: {report.markdown} (HTML {report.html})")
     return 0
+
+
+def _finetune_front(out: Path, settings: Any, epochs: int, report: Any, console: Any) -> None:
+    """Fine-tune the Pareto points and add the moved front to the report (Markdown and HTML)."""
+    from approxtvm.explore.finetune_front import finetune_front, markdown_section
+    from approxtvm.explore.report import markdown_to_html
+
+    console.print(f"fine-tuning the Pareto set of {settings.pareto_model} ({epochs} epochs per point)")
+    moved, png = finetune_front(
+        out / "pareto" / "pareto.json",
+        out / "finetune",
+        model=settings.pareto_model,
+        limit=settings.limit,
+        epochs=epochs,
+        seed=settings.nsga.seed,
+        log=console.print,
+    )
+    md = Path(report.markdown).read_text() + "\n".join(markdown_section(moved, png, epochs))
+    Path(report.markdown).write_text(md)
+    Path(report.html).write_text(markdown_to_html(md, "approxtvm experiments"))
 
 
 def main(argv: list[str] | None = None) -> int:

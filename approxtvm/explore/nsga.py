@@ -478,7 +478,7 @@ def run_nsga(
         pop = algorithm.ask()
         X = np.rint(pop.get("X")).astype(np.int64)
         configs = [space.decode(x) for x in X]
-        pts = [ref.point(r) for r in study.records(configs)]
+        pts = study.points(configs)  # a StagedStudy screens them in stages
         for p in pts:
             seen.setdefault(p.key, p)
         F = np.array([[p.accuracy_loss, p.energy_rel] for p in pts], dtype=float)

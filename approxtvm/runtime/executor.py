@@ -16,7 +16,7 @@ import numpy as np
 
 from approxtvm.errors import DataError
 from approxtvm.runtime import exact_layer
-from approxtvm.runtime.kernels import KernelCache, choose_path, dense_products
+from approxtvm.runtime.kernels import KernelCache, LayerStore, choose_path, conv2d_products, dense_products
 from approxtvm.runtime.kernels.act_matmul import choose_matmul_path, matmul_products
 from approxtvm.runtime.kernels.grouped import grouped_conv2d_products
 from approxtvm.runtime.multipliers import Multiplier
@@ -80,6 +80,33 @@ class LayerProgram:
         if self.path:
             return self.path
         return _choose(self.multiplier, self.schedule, self.weight, self.cache)
+
+    @cached_property
+    def store(self) -> LayerStore:
+        """Weight-derived kernel data of this layer (digest, factorisation, weight plan), built on
+        first use and kept for the program's life: its weights never change."""
+        return LayerStore.for_weights(self.weight)
+
+    @cached_property
+    def weight_sums(self) -> np.ndarray:
+        """``Σ_{c,r,s} w_q`` per output channel (int64, (K,)): the ``z_x Σ w`` correction term."""
+        return self.weight.reshape(self.weight.shape[0], -1).astype(np.int64).sum(axis=1)
+
+    @cached_property
+    def float_constants(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """``s_x · s_w`` (float64, broadcastable to the output) and the dequantized bias (float32),
+        computed once: they depend on the weights only."""
+        sched = self.schedule
+        q = sched.quant
+        bshape = {"dense": (1, -1), "conv2d": (1, -1, 1, 1)}.get(sched.shape.op, (-1,))
+        scale = (q.input_scale * np.asarray(q.weight_scales, np.float64)).reshape(bshape)
+        if self.bias is None:
+            return scale, None
+        bz = np.asarray(q.bias_zero_points, np.int64)
+        bias = ((self.bias.astype(np.int64) - bz).astype(np.float32) * np.asarray(q.bias_scales, np.float32)).astype(
+            np.float32
+        )
+        return scale, bias.reshape(bshape)
 
     @cached_property
     def fused_exact(self) -> exact_layer.ExactLayer | None:
@@ -149,19 +176,18 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
         return prog.fused_exact(x)
     zx = q.input_zero_point
     zw = np.asarray(q.weight_zero_points, np.int64)
-    w64 = prog.weight.astype(np.int64)
     taps = s.c_per_group * s.r * s.s
     if s.op == "dense":
         raw = (
-            dense_products(x, prog.weight, prog.multiplier, path=prog.kernel_path, cache=prog.cache)
+            dense_products(x, prog.weight, prog.multiplier, path=prog.kernel_path, cache=prog.cache, store=prog.store)
             if products is None
             else products
         )
         sum_x = x.astype(np.int64).sum(axis=1, keepdims=True)  # (N, 1)
-        sum_w = w64.sum(axis=1)[None, :]  # (1, K)
+        sum_w = prog.weight_sums[None, :]  # (1, K)
         zw_b = zw[None, :] if zw.size > 1 else zw[0]
     else:
-        if products is None:
+        if products is None and s.groups > 1:
             raw = grouped_conv2d_products(
                 x,
                 prog.weight,
@@ -174,10 +200,23 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
                 path=prog.kernel_path,
                 cache=prog.cache,
             )
+        elif products is None:
+            raw = conv2d_products(
+                x,
+                prog.weight,
+                prog.multiplier,
+                strides=(s.stride_h, s.stride_w),
+                dilations=(s.dilation_h, s.dilation_w),
+                pads=(s.pad_top, s.pad_left, s.pad_bottom, s.pad_right),
+                pad_value=zx,
+                path=prog.kernel_path,
+                cache=prog.cache,
+                store=prog.store,
+            )
         else:
             raw = products
         sum_x = _window_sums(x, sched) if np.any(zw) else 0
-        sum_w = w64.reshape(s.k, -1).sum(axis=1)[None, :, None, None]
+        sum_w = prog.weight_sums[None, :, None, None]
         zw_b = zw[None, :, None, None] if zw.size > 1 else zw[0]
     acc = raw.astype(np.int64) - zw_b * sum_x - zx * sum_w + taps * zx * zw_b
     return acc.astype(np.int32)
@@ -209,17 +248,10 @@ def accumulate_matmul(
 
 def to_float(acc: np.ndarray, prog: LayerProgram) -> np.ndarray:
     """``acc · s_x · s_w (+ dequantized bias)`` as float32, the graph's dequantized layer output."""
-    sched = prog.schedule
-    q = sched.quant
-    scale = q.input_scale * np.asarray(q.weight_scales, np.float64)
-    bshape = {"dense": (1, -1), "conv2d": (1, -1, 1, 1)}.get(sched.shape.op, (-1,))
-    out = (acc.astype(np.float64) * scale.reshape(bshape)).astype(np.float32)
-    if prog.bias is not None:
-        bz = np.asarray(q.bias_zero_points, np.int64)
-        bias = ((prog.bias.astype(np.int64) - bz).astype(np.float32) * np.asarray(q.bias_scales, np.float32)).astype(
-            np.float32
-        )
-        out = out + bias.reshape(bshape)
+    scale, bias = prog.float_constants
+    out = (acc.astype(np.float64) * scale).astype(np.float32)
+    if bias is not None:
+        out += bias
     return out
 
 
@@ -256,13 +288,13 @@ class CallLog:
 def execute_layer(prog: LayerProgram, log: CallLog, x: np.ndarray, *operands: np.ndarray) -> np.ndarray:
     """One call of an offloaded layer on activation codes ``x`` (and, for an activation ×
     activation matmul, the second operand's codes): exact accumulators through the layer's kernel,
-    the run's fault hook, the trace if enabled; returns the float layer output."""
-    sched = prog.schedule
-    acc = accumulate_matmul(x, operands[0], prog) if sched.shape.op == "matmul" else accumulate(x, prog)
+    the run's accumulator hook (faults), the trace if enabled; returns the float layer output."""
+    layer_id = prog.schedule.layer_id
+    acc = accumulate_matmul(x, operands[0], prog) if prog.schedule.shape.op == "matmul" else accumulate(x, prog)
     if log.faults is not None:
-        acc = log.faults(sched.layer_id, x, prog, acc)
+        acc = log.faults(layer_id, x, prog, acc)
     if log.trace:
-        log.traces.append((sched.layer_id, x.copy(), acc))
+        log.traces.append((layer_id, x.copy(), acc))
     return to_float(acc, prog)
 
 

@@ -70,6 +70,9 @@ BUFFERS: tuple[str, ...] = (
     "weight_register",
 )
 _TENSORS = frozenset({"weight", "input", "output"})
+#: Buffers every spec defines (the global buffer is optional: without it, inputs and outputs move
+#: between DRAM and the PE buffers directly, over the NoC).
+_REQUIRED_BUFFERS = frozenset(BUFFER_LEVEL) - {"global_buffer"}
 _FIXED_TENSORS = {
     "weight_register": ("weight",),
     "weight_buffer": ("weight",),
@@ -735,10 +738,10 @@ class AcceleratorSpec:
     def __post_init__(self) -> None:
         names = [m.name for m in self.memories]
         _check(
-            sorted(names) == sorted(BUFFER_LEVEL),
+            len(set(names)) == len(names) and _REQUIRED_BUFFERS <= set(names) <= set(BUFFER_LEVEL),
             "memories",
             "wrong set of buffers",
-            expected=sorted(BUFFER_LEVEL),
+            expected=f"{sorted(_REQUIRED_BUFFERS)}, optionally global_buffer",
             found=names,
             fix="define each buffer exactly once",
         )
@@ -752,15 +755,16 @@ class AcceleratorSpec:
                 found=m.tensors,
                 fix=f"{m.name} stores only {fixed}",
             )
-        gb = self.memory("global_buffer")
-        _check(
-            "output" in gb.tensors,
-            "memories.global_buffer.tensors",
-            "the global buffer must hold outputs (PEs write results back through it)",
-            expected="a list containing 'output'",
-            found=gb.tensors,
-            fix="add output",
-        )
+        if "global_buffer" in names:
+            gb = self.memory("global_buffer")
+            _check(
+                "output" in gb.tensors,
+                "memories.global_buffer.tensors",
+                "the global buffer must hold outputs (PEs write results back through it)",
+                expected="a list containing 'output'",
+                found=gb.tensors,
+                fix="add output",
+            )
         acc = self.memory("accum_buffer")
         _check(
             acc.capacity_bits >= self.precision.psum_bits * self.pe_array.vector_macs_per_pe,
@@ -829,7 +833,7 @@ class AcceleratorSpec:
                 f"{file}: key 'memories': missing or not a mapping",
                 expected="a mapping of buffer name -> fields",
                 found=repr(mems),
-                fix=f"define {sorted(BUFFER_LEVEL)} under memories",
+                fix=f"define {sorted(_REQUIRED_BUFFERS)} (and optionally global_buffer) under memories",
             )
         memories: list[MemoryLevel] = []
         for name, fields in mems.items():
@@ -883,7 +887,8 @@ class AcceleratorSpec:
 
     def storage_chain(self, tensor: str) -> tuple[str, ...]:
         """Buffers holding ``tensor``, outermost (``dram``) first."""
-        return tuple(b for b in BUFFERS if b == "dram" or tensor in self.memory(b).tensors)
+        names = {m.name for m in self.memories}
+        return tuple(b for b in BUFFERS if b == "dram" or (b in names and tensor in self.memory(b).tensors))
 
     def pe_buffer(self, tensor: str) -> str:
         """The per-PE buffer holding ``tensor``."""

@@ -34,7 +34,8 @@ import numpy as np
 
 from approxtvm.errors import ScheduleError
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
-from approxtvm.targets.vacc.mapping import LEVELS, LevelNest, Loop, Mapping
+from approxtvm.targets.vacc.hierarchy import Hierarchy
+from approxtvm.targets.vacc.mapping import LevelNest, Loop, Mapping
 from approxtvm.targets.vacc.workload import DIMS, TENSOR_DIMS, LayerShape
 
 __all__ = [
@@ -64,16 +65,6 @@ COMPONENTS: tuple[str, ...] = (
     "decoder",
 )
 OBJECTIVES: tuple[str, ...] = ("energy", "edp", "latency")
-#: Buffer -> mapping level index (0 = DRAM); 4 = the MACs themselves.
-_LEVEL_OF = {
-    "dram": 0,
-    "global_buffer": 1,
-    "weight_buffer": 2,
-    "input_buffer": 2,
-    "accum_buffer": 2,
-    "weight_register": 3,
-}
-_COMPUTE = 4
 _REDUCTION = frozenset(DIMS) - TENSOR_DIMS["output"]
 
 
@@ -309,6 +300,8 @@ def _input_tile(e: dict[str, Any], shape: LayerShape) -> Any:
 def _core(nest: _Nest, shape: LayerShape, spec: AcceleratorSpec) -> dict[Any, Any]:
     """Closed-form counts of ``nest``; bounds may be numpy arrays (one entry per candidate)."""
     prec = spec.precision
+    hier = Hierarchy.of(spec)
+    compute, src = hier.compute, hier.network_source
     temporal = [[(d, b) for d, b, sp in lv if not sp] for lv in nest]
     spatial = [[(d, b) for d, b, sp in lv if sp] for lv in nest]
 
@@ -320,7 +313,7 @@ def _core(nest: _Nest, shape: LayerShape, spec: AcceleratorSpec) -> dict[Any, An
         return e
 
     def tile(i: int, t: str) -> Any:
-        if i == _COMPUTE:
+        if i == compute:
             return 1
         e = extents(i)
         if t == "input":
@@ -357,14 +350,14 @@ def _core(nest: _Nest, shape: LayerShape, spec: AcceleratorSpec) -> dict[Any, An
     cycles = _prod(b for lv in temporal for _, b in lv)
     out["compute_cycles"] = cycles
     out["macs"] = cycles * _prod(b for lv in spatial for _, b in lv)
-    gb_fanout = tuple((d, int(b)) for d, b in spatial[1])  # fixed per candidate set
+    pe_fanout = tuple((d, int(b)) for d, b in spatial[src])  # fixed per candidate set
     fresh_accum: Any = 0
     for t in ("weight", "input", "output"):
-        chain = [_LEVEL_OF[b] for b in spec.storage_chain(t)] + [_COMPUTE]
-        names = [*spec.storage_chain(t), "mac"]
+        chain = [hier.level_of(b) for b in hier.storage_chain(t)] + [compute]
+        names = [*hier.storage_chain(t), "mac"]
         for (a, an), (b, bn) in itertools.pairwise(zip(chain, names, strict=True)):
-            crosses_noc = a <= 1 < b < _COMPUTE
-            if b == _COMPUTE:
+            crosses_noc = hier.crosses_network(a, b)
+            if b == compute:
                 n_acc = cycles * inst(a) * rel_spatial(a, b, t)
                 if t == "output":
                     add((an, "psum", "writes"), n_acc)
@@ -379,8 +372,8 @@ def _core(nest: _Nest, shape: LayerShape, spec: AcceleratorSpec) -> dict[Any, An
                 add((bn, t, "writes"), ch * tl * n_b)
                 add((an, t, "reads"), ch * tl * inst(a) * rel_spatial(a, b, t))
                 if crosses_noc:
-                    groups, links, routers = _noc_groups(spec, gb_fanout, t)
-                    per = ch * tl * inst(1) * prec.bits(t)
+                    groups, links, routers = _noc_groups(spec, pe_fanout, t)
+                    per = ch * tl * inst(src) * prec.bits(t)
                     add(("noc", t, "bits"), per * groups)
                     add(("noc", t, "links"), per * links)
                     add(("noc", t, "routers"), per * routers)
@@ -396,30 +389,29 @@ def _core(nest: _Nest, shape: LayerShape, spec: AcceleratorSpec) -> dict[Any, An
             add((bn, "psum" if bn == "accum_buffer" else "output", "reads"), final)
             add((bn, "psum", "reads"), partial)
             if crosses_noc:  # outputs differ per PE: one unicast per PE (groups = busy PEs)
-                groups, links, routers = _noc_groups(spec, gb_fanout, t)
+                groups, links, routers = _noc_groups(spec, pe_fanout, t)
                 for label, n in (("output", first), ("psum", 2 * (ch - first))):  # psum: up, later back
-                    per = n * tl * inst(1) * prec.bits(label)
+                    per = n * tl * inst(src) * prec.bits(label)
                     add(("noc", label, "bits"), per * groups)
                     add(("noc", label, "links"), per * links)
                     add(("noc", label, "routers"), per * routers)
     # latency
     dram_bits = sum(v * prec.bits(k[1]) for k, v in out.items() if isinstance(k, tuple) and k[0] == "dram")
-    gb = spec.memory("global_buffer")
-    gb_r = sum(
-        v * prec.bits(k[1])
-        for k, v in out.items()
-        if isinstance(k, tuple) and k[0] == "global_buffer" and k[2] == "reads"
-    )
-    gb_w = sum(
-        v * prec.bits(k[1])
-        for k, v in out.items()
-        if isinstance(k, tuple) and k[0] == "global_buffer" and k[2] == "writes"
-    )
     bw = spec.dram.bandwidth_bits_per_cycle
-    lat = np.maximum(
-        np.maximum(cycles, -(-dram_bits // bw)),
-        np.maximum(-(-gb_r // gb.width_bits), -(-gb_w // gb.width_bits)),
-    )
+    lat = np.maximum(cycles, -(-dram_bits // bw))
+    if "global_buffer" in dict(hier.buffer_tensors):
+        gb = spec.memory("global_buffer")
+        gb_r = sum(
+            v * prec.bits(k[1])
+            for k, v in out.items()
+            if isinstance(k, tuple) and k[0] == "global_buffer" and k[2] == "reads"
+        )
+        gb_w = sum(
+            v * prec.bits(k[1])
+            for k, v in out.items()
+            if isinstance(k, tuple) and k[0] == "global_buffer" and k[2] == "writes"
+        )
+        lat = np.maximum(lat, np.maximum(-(-gb_r // gb.width_bits), -(-gb_w // gb.width_bits)))
     out["latency_cycles"] = lat
     return out
 
@@ -581,6 +573,8 @@ def _search(shape: LayerShape, spec: AcceleratorSpec, objective: str) -> Mapping
     best: Mapping | None = None
     bounds = shape.bounds
     pa = spec.pe_array
+    hier = Hierarchy.of(spec)
+    has_gb = "GlobalBuffer" in hier.names
     for sp in _spatial_choices(shape, spec):
         rest = dict(bounds)
         for d, n in sp:
@@ -588,6 +582,8 @@ def _search(shape: LayerShape, spec: AcceleratorSpec, objective: str) -> Mapping
         # per dim: (in-PE, GB, DRAM) factor triples; R and S live wholly in the PE.
         dims = [d for d in ("N", "G", "K", "C", "P", "Q") if rest[d] > 1]
         table = {d: _splits3(rest[d], d == "Q") for d in dims}
+        if not has_gb:  # nothing between DRAM and the PEs: no GlobalBuffer factor
+            table = {d: t[t[:, 1] == 1] for d, t in table.items()}
         grids = np.meshgrid(*[np.arange(len(table[d])) for d in dims], indexing="ij")
         idx = [g.ravel() for g in grids]
         fac = {d: table[d][i] for d, i in zip(dims, idx, strict=True)}
@@ -608,19 +604,19 @@ def _search(shape: LayerShape, spec: AcceleratorSpec, objective: str) -> Mapping
         def g(d: str, col: int, fac: dict[str, np.ndarray] = fac, one: np.ndarray = one) -> np.ndarray:
             return fac[d][:, col] if d in fac else one
 
-        spatial_loops = {
-            lvl: [(d, n) for (d, n), at in zip(sp, ("GlobalBuffer", "PE", "PE"), strict=True) if at == lvl and n > 1]
-            for lvl in ("GlobalBuffer", "PE")
-        }
-        for o_dram, o_gb in itertools.product(_level_orders(), repeat=2):
+        across_pes = [(d, n, True) for d, n in sp[:1] if n > 1]  # at the level feeding the PEs
+        in_pe = [(d, n, True) for d, n in sp[1:] if n > 1]  # vector MACs and lanes
+        # one loop order per level above the PEs: DRAM takes the outer factor, GlobalBuffer the middle
+        for orders in itertools.product(_level_orders(), repeat=hier.pe):
             nest: _Nest = [
-                [(d, g(d, 2), False) for d in o_dram],
-                [(d, g(d, 1), False) for d in o_gb] + [(d, n, True) for d, n in spatial_loops["GlobalBuffer"]],
-                [(d, g(d, 0), False) for d in ("G", "K", "C")]
-                + [(d, rest[d], False) for d in ("R", "S")]
-                + [(d, n, True) for d, n in spatial_loops["PE"]],
-                [(d, g(d, 0), False) for d in ("N", "P", "Q")],
+                [(d, g(d, 2 if li == 0 else 1), False) for d in order]
+                + (across_pes if li == hier.network_source else [])
+                for li, order in enumerate(orders)
             ]
+            nest.append(
+                [(d, g(d, 0), False) for d in ("G", "K", "C")] + [(d, rest[d], False) for d in ("R", "S")] + in_pe
+            )
+            nest.append([(d, g(d, 0), False) for d in ("N", "P", "Q")])
             flat = _core(nest, shape, spec)
             energy = np.broadcast_to(_total_energy(flat, spec), (sel.size,)).astype(float)
             lat = np.broadcast_to(flat["latency_cycles"], (sel.size,)).astype(float)
@@ -634,7 +630,7 @@ def _search(shape: LayerShape, spec: AcceleratorSpec, objective: str) -> Mapping
             key = (float(primary[i]), float(secondary[i]))
             if best_key is None or key < best_key:
                 best_key = key
-                best = _mapping_from(shape, nest, i)
+                best = _mapping_from(shape, hier.names, nest, i)
     if best is None:
         raise ScheduleError(
             f"no mapping of {shape.op} K={shape.k} C={shape.c} P={shape.p} Q={shape.q} "
@@ -652,8 +648,8 @@ def _fits(shape: LayerShape, spec: AcceleratorSpec, sp: tuple[tuple[str, int], .
     prec = spec.precision
     sp_pe = dict.fromkeys(DIMS, 1)
     sp_below = dict.fromkeys(DIMS, 1)
-    for (d, n), at in zip(sp, ("GlobalBuffer", "PE", "PE"), strict=True):
-        sp_below[d] *= n if at == "PE" else 1
+    for j, (d, n) in enumerate(sp):  # sp[0] spreads over the PEs, sp[1:] inside a PE
+        sp_below[d] *= n if j > 0 else 1
         sp_pe[d] *= n
     bounds = shape.bounds
     e_pe = {d: f(d, 0) * sp_below[d] if d not in ("R", "S") else bounds[d] * sp_below[d] for d in DIMS}
@@ -663,6 +659,8 @@ def _fits(shape: LayerShape, spec: AcceleratorSpec, sp: tuple[tuple[str, int], .
     ok &= _input_tile(e_pe, shape) * prec.input_bits <= spec.memory("input_buffer").capacity_bits
     o_pe = e_pe["N"] * e_pe["G"] * e_pe["K"] * e_pe["P"] * e_pe["Q"]
     ok &= o_pe * prec.psum_bits <= spec.memory("accum_buffer").capacity_bits
+    if "GlobalBuffer" not in Hierarchy.of(spec).names:
+        return np.asarray(ok)
     gb = spec.memory("global_buffer")
     reduce_above = (f("C", 1) * f("C", 2)) > 1
     out_bits = np.where(reduce_above, prec.psum_bits, prec.output_bits)
@@ -675,10 +673,10 @@ def _fits(shape: LayerShape, spec: AcceleratorSpec, sp: tuple[tuple[str, int], .
     return np.asarray(ok)
 
 
-def _mapping_from(shape: LayerShape, nest: _Nest, i: int) -> Mapping:
+def _mapping_from(shape: LayerShape, names: tuple[str, ...], nest: _Nest, i: int) -> Mapping:
     """Candidate ``i`` of a vectorised nest as a :class:`Mapping` (bound-1 loops dropped)."""
     levels = []
-    for name, lv in zip(LEVELS, nest, strict=True):
+    for name, lv in zip(names, nest, strict=True):
         loops = []
         for d, b, spatial in lv:
             v = int(b[i]) if isinstance(b, np.ndarray) else int(b)
@@ -726,18 +724,12 @@ def naive_mapping(shape: LayerShape, spec: AcceleratorSpec) -> Mapping:
     rest = dict(shape.bounds)
     for d, n in sp:
         rest[d] //= n
-    dram = tuple(Loop(d, rest[d]) for d in ("N", "G", "K", "C", "R", "S", "P", "Q") if rest[d] > 1)
-    gb = tuple(Loop(d, n, True) for d, n in sp[:1] if n > 1)
-    pe = tuple(Loop(d, n, True) for d, n in sp[1:] if n > 1)
-    m = Mapping(
-        shape,
-        (
-            LevelNest("DRAM", dram),
-            LevelNest("GlobalBuffer", gb),
-            LevelNest("PE", pe),
-            LevelNest("Register", ()),
-        ),
-    )
+    hier = Hierarchy.of(spec)
+    loops: list[tuple[Loop, ...]] = [() for _ in hier.levels]
+    loops[0] = tuple(Loop(d, rest[d]) for d in ("N", "G", "K", "C", "R", "S", "P", "Q") if rest[d] > 1)
+    loops[hier.network_source] += tuple(Loop(d, n, True) for d, n in sp[:1] if n > 1)
+    loops[hier.pe] = tuple(Loop(d, n, True) for d, n in sp[1:] if n > 1)
+    m = Mapping(shape, tuple(LevelNest(name, lp) for name, lp in zip(hier.names, loops, strict=True)))
     m.validate(spec)
     return m
 

@@ -10,12 +10,17 @@ from tvm import relax
 
 from approxtvm.errors import ensure_ffi_errors
 from approxtvm.targets.vacc.config import ApproxConfig
-from approxtvm.targets.vacc.patterns import vacc_patterns
+from approxtvm.targets.vacc.patterns import HostReasons, vacc_patterns
+from approxtvm.targets.vacc.split_shared import SplitSharedDequantize
 
 #: Module attribute written by AnnotateApproximation (IR variable name → config JSON).
 APPROX_ATTR = "vacc.approx"
 #: Module attribute written by NameLayers (IR variable name → layer id).
 LAYER_NAMES_ATTR = "vacc.layer_names"
+#: Module attribute written by AnnotateApproximation (IR variable name → why the policy keeps it on the host).
+HOST_POLICY_ATTR = "vacc.host_policy"
+#: Module attribute written by partition_for_vacc (layer id → why it stays on the host).
+HOST_REASONS_ATTR = "vacc.host_reasons"
 #: Offloaded-function attribute naming the accelerator spec (name, path or spec JSON).
 ACCELERATOR_ATTR = "vacc.accelerator"
 #: Relax ops the accelerator executes.
@@ -157,16 +162,36 @@ def partition_for_vacc(
     tvm.IRModule
         A new module; ``mod`` is not changed. Offloaded functions carry ``Codegen="vacc"``,
         ``vacc.layer``, ``vacc.config`` and ``vacc.accelerator`` attributes; rejected layers stay
-        on the host (the reason is logged on the ``approxtvm.vacc`` logger).
+        on the host (the reason is logged on the ``approxtvm.vacc`` logger and kept per layer in
+        the module attribute ``vacc.host_reasons``, see :func:`host_reasons`).
     """
     ensure_ffi_errors()
     bound = params_by_name(mod, params, entry)
     if bound:
         mod = relax.transform.BindParams(entry, bound)(mod)
+    mod = SplitSharedDequantize()(mod)  # a weight/bias dequantize shared by layers: one copy per layer
+    why = HostReasons(module_table(mod, LAYER_NAMES_ATTR), set(module_table(mod, HOST_POLICY_ATTR)))
     fuse = relax.transform.FuseOpsByPattern(
-        vacc_patterns(layer_vars(mod[entry])), bind_constants=True, annotate_codegen=True
+        vacc_patterns(layer_vars(mod[entry]), why), bind_constants=True, annotate_codegen=True
     )
-    return tvm.transform.Sequential([fuse, AttachVaccLayerInfo(symbol_prefix, _accelerator_attr(accelerator))])(mod)
+    out = tvm.transform.Sequential([fuse, AttachVaccLayerInfo(symbol_prefix, _accelerator_attr(accelerator))])(mod)
+    offloaded = {
+        str(f.attrs["vacc.layer"])
+        for f in out.functions.values()
+        if isinstance(f, relax.Function) and f.attrs is not None and "vacc.layer" in f.attrs
+    }
+    # a layer rejected by one pattern may still be taken by another (e.g. without its bias)
+    reasons = {lid: r for lid, r in why.reasons.items() if lid not in offloaded}
+    for var in layer_vars(mod[entry]).values():
+        lid = module_table(mod, LAYER_NAMES_ATTR).get(var, var)
+        if lid not in offloaded and lid not in reasons:
+            reasons[lid] = "no vacc pattern matches (the layer is not dequantize → conv2d/matmul on 8-bit codes)"
+    return out.with_attr(HOST_REASONS_ATTR, reasons)
+
+
+def host_reasons(mod: tvm.IRModule) -> dict[str, str]:
+    """``layer id → reason`` for every conv2d / matmul that stays on the host."""
+    return module_table(mod, HOST_REASONS_ATTR)
 
 
 def _accelerator_attr(accelerator: object) -> str:
