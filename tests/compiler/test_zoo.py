@@ -42,19 +42,15 @@ WITHIN_ONE_STEP = 0.99
 """Share of CNN outputs that must be within one output quantization step of onnxruntime."""
 
 _IDENTITY = "ScheduleError: offloaded call has 2 runtime inputs (torch shares equal initializers through Identity)"
-_DEPTHWISE = "escapes: tvm InternalError: Variable lvNN was used before its definition"
 _SHUFFLE = "escapes: TypeError: 'NoneType' object is not iterable (codegen _ints: no static shape after the Reshape)"
 KNOWN_FAILING: dict[str, str] = {
     # compile errors (measured on main at 07d5f90)
-    "resnet_exported": _IDENTITY,
     "densenet_exported": _IDENTITY,
     "mobilenet_v3_exported": _IDENTITY,
     "efficientnet_exported": _IDENTITY,
     "regnet_exported": _IDENTITY,
     "shufflenet_exported": _IDENTITY,
-    "mobilenet_v2_exported": _DEPTHWISE,
     "shufflenet_trained": _SHUFFLE,
-    "resnet_trained_batch4": "escapes: onnxruntime InvalidArgument in our quantizer: input batch Got: 1 Expected: 4",
     # numerics vs onnxruntime on the same QDQ model (100 images)
     "densenet_trained": "numerics: top-1 84 %, 17.3 % within one step, max 24 steps (host BatchNormalization)",
     "densenet_trained_qdq_u8s8": "numerics: top-1 89 %, 16.3 % within one step, max 25 steps",
