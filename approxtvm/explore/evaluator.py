@@ -181,6 +181,11 @@ def pin_next_core(counter: Any) -> None:
     limit_threads(core)
 
 
+def load_model_proto(model: str) -> Any:
+    """A shipped model by name, or an ONNX file."""
+    return _load_proto(model)
+
+
 def _load_proto(model: str) -> Any:
     from approxtvm.compiler.frontend import load_model
     from approxtvm.models import get_model, list_models

@@ -182,7 +182,7 @@ def plot_study(path: Path, rows: Sequence[StudyRow]) -> Path:
     fig, axes = plt.subplots(1, len(models), figsize=(6.2 * len(models), 4.4), squeeze=False)
     for ax, model in zip(axes[0], models, strict=True):
         mine = [r for r in rows if r.model == model]
-        for r in mine:
+        for i, r in enumerate(sorted(mine, key=lambda r: r.energy_before_pj)):
             x = r.energy_before_pj / 1e3
             ax.annotate(
                 "",
@@ -192,7 +192,13 @@ def plot_study(path: Path, rows: Sequence[StudyRow]) -> Path:
             )
             ax.scatter([x], [100 * r.before_top1], c="tab:red", s=18, zorder=3)
             ax.scatter([x], [100 * r.after_top1], c="tab:green", s=18, zorder=3)
-            ax.annotate(r.multiplier, (x, 100 * r.after_top1), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(  # alternate above/below: neighbouring multipliers often share an energy
+                r.multiplier,
+                (x, 100 * r.after_top1),
+                fontsize=7,
+                xytext=(3, 4 if i % 2 == 0 else -10),
+                textcoords="offset points",
+            )
         if mine:
             ax.axhline(100 * mine[0].exact_top1, color="0.5", ls="--", lw=1, label="exact multiplier")
         ax.scatter([], [], c="tab:red", s=18, label="before fine-tuning")
@@ -200,12 +206,17 @@ def plot_study(path: Path, rows: Sequence[StudyRow]) -> Path:
         ax.set_title(model)
         ax.set_xlabel("energy per inference (nJ)")
         ax.set_ylabel("top-1 (%)")
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, 106)
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def load_rows(path: Path) -> list[StudyRow]:
+    """Rows of a ``results.json`` written by :func:`run_study`."""
+    return [StudyRow(**r) for r in json.loads(Path(path).read_text())]
 
 
 def main(argv: Sequence[str] | None = None) -> Any:

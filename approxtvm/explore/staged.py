@@ -319,3 +319,13 @@ class StagedStudy(Study):
     def estimates(self) -> dict[Configuration, Estimate]:
         """The latest estimate of every configuration seen."""
         return dict(self._best)
+
+
+def make_study(
+    context: EvalContext, journal: Journal, executor: Executor, staging: StagingSettings | None = None
+) -> Study:
+    """A :class:`StagedStudy` when ``staging`` is given and the context has data, else a
+    :class:`~approxtvm.explore.nsga.Study`."""
+    if staging is None or context.energy_only:
+        return Study(context, journal, executor)
+    return StagedStudy(context, journal, executor, staging)

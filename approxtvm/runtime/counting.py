@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import itertools
 
+from approxtvm.targets.vacc.counts import AccessCounts
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.hierarchy import Hierarchy
-from approxtvm.targets.vacc.mapper import AccessCounts
 from approxtvm.targets.vacc.mapping import Mapping
 from approxtvm.targets.vacc.tilewalk import TileWalk, loop_strides
 from approxtvm.targets.vacc.workload import TENSOR_DIMS
@@ -72,7 +72,7 @@ def _pe_groups(mapping: Mapping, spec: AcceleratorSpec, tensor: str) -> tuple[in
 def simulate_counts(mapping: Mapping, spec: AcceleratorSpec) -> AccessCounts:
     """Access counts of ``mapping`` on ``spec`` by walking its loop nest (see the module docstring).
 
-    Must equal :func:`approxtvm.targets.vacc.mapper.analytic_counts` exactly; tests hold it to that.
+    Must equal :func:`approxtvm.targets.vacc.closed_form.analytic_counts` exactly; tests hold it to that.
     """
     mapping.validate(spec)
     prec = spec.precision

@@ -2,7 +2,7 @@
 
 The price list is the accelerator spec; the access counts come from
 :func:`approxtvm.runtime.counting.simulate_counts` (or the mapper's identical closed forms). The
-pricing itself is :func:`approxtvm.targets.vacc.mapper.energy_breakdown_pj`, shared with the mapper
+pricing itself is :func:`approxtvm.targets.vacc.pricing.energy_breakdown_pj`, shared with the mapper
 so that the schedule the mapper picked and the energy the runtime reports can never disagree.
 
 Components (:data:`COMPONENTS`): ``mac``, ``register``, ``weight_buffer``, ``input_buffer``,
@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from approxtvm.errors import PolicyError
+from approxtvm.targets.vacc.counts import AccessCounts
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
-from approxtvm.targets.vacc.mapper import COMPONENTS, AccessCounts, energy_breakdown_pj
+from approxtvm.targets.vacc.pricing import COMPONENTS, energy_breakdown_pj
 
 __all__ = ["COMPONENTS", "EnergyReport", "LayerEnergy", "UncoveredLayer", "energy_of", "energy_swing_v"]
 

@@ -115,7 +115,7 @@ class _Registry:
     def _decode(self, blob: bytes) -> _LoadedLayer:
         from approxtvm.compiler.driver import MultiplierResolver
         from approxtvm.compiler.model import layer_energy
-        from approxtvm.targets.vacc.byoc import unpack_layer
+        from approxtvm.targets.vacc.layer_blob import unpack_layer
 
         schedule, spec, weight, bias, index = unpack_layer(blob)
         mult = MultiplierResolver(spec).multiplier(schedule.config.multiplier, schedule.quant.signed)

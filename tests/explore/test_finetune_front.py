@@ -48,3 +48,26 @@ def test_study_rows_report_and_bit_exact_hand_over(tmp_path):
     )
     report = (tmp_path / "report.md").read_text()
     assert "drum:k=4" in report and (tmp_path / "finetune.png").is_file() and (tmp_path / "results.json").is_file()
+
+
+def test_experiments_finetune_hook_appends_the_moved_front(tmp_path):
+    import argparse
+
+    from rich.console import Console
+
+    from approxtvm.explore.cli_explore import _finetune_front, add_explore_parsers
+    from approxtvm.explore.experiments import ExperimentSettings, ExperimentsReport
+
+    ap = argparse.ArgumentParser()
+    add_explore_parsers(ap.add_subparsers(dest="command"))
+    args = ap.parse_args(["experiments", "--finetune", "--finetune-epochs", "1"])
+    assert args.finetune and args.finetune_epochs == 1
+    (tmp_path / "pareto").mkdir()
+    pareto = {"reference": {"top1": 0.99}, "pareto": [_point({"conv3": "drum:k=4"}, 0.95, 0.05, 0.94)]}
+    (tmp_path / "pareto/pareto.json").write_text(json.dumps(pareto))
+    report = ExperimentsReport(tmp_path / "report.md", tmp_path / "report.html", tmp_path / "summary.json")
+    report.markdown.write_text("# experiments\n")
+    _finetune_front(tmp_path, ExperimentSettings.quick(), 1, report, Console(quiet=True))
+    md = report.markdown.read_text()
+    assert md.startswith("# experiments") and "## 6. Fine-tuning the Pareto set" in md and "conv3" in md
+    assert "finetune_front.png" in report.html.read_text() and (tmp_path / "finetune/finetune_front.png").is_file()

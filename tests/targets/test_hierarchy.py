@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from approxtvm.errors import ConfigError, ScheduleError
+from approxtvm.models.layer_shapes import resnet_layer_shapes
 from approxtvm.runtime.counting import simulate_counts
 from approxtvm.runtime.energy import energy_of
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.hierarchy import Hierarchy
-from approxtvm.targets.vacc.mapper import analytic_counts, map_layer, naive_mapping, resnet_layer_shapes
+from approxtvm.targets.vacc.mapper import analytic_counts, map_layer, naive_mapping
 from approxtvm.targets.vacc.mapping import LEVELS
 from approxtvm.targets.vacc.workload import LayerShape
 

@@ -22,10 +22,11 @@ import tvm_ffi
 from tvm import relax
 
 from approxtvm.errors import ApproxTvmError, CompileError, PolicyError, ScheduleError, ensure_ffi_errors
+from approxtvm.targets.vacc.closed_form import analytic_counts
 from approxtvm.targets.vacc.compression import CompressedWeights
 from approxtvm.targets.vacc.config import ApproxConfig
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
-from approxtvm.targets.vacc.mapper import analytic_counts, map_layer
+from approxtvm.targets.vacc.mapper import map_layer
 from approxtvm.targets.vacc.partition import composite_layer_id, composite_of
 from approxtvm.targets.vacc.schedule import Intrinsic, LayerSchedule, QuantParams, WeightLayout
 from approxtvm.targets.vacc.weight_layout import compressed_layout, dense_layout
