@@ -295,7 +295,11 @@ def execute_layer(prog: LayerProgram, log: CallLog, x: np.ndarray, *operands: np
         acc = log.faults(layer_id, x, prog, acc)
     if log.trace:
         log.traces.append((layer_id, x.copy(), acc))
-    return to_float(acc, prog)
+    out = to_float(acc, prog)
+    s = prog.schedule.shape
+    if s.op == "dense" and x.ndim > 2:  # rows of a rank ≥ 3 input: give the output its leading dims back
+        out = out.reshape(*x.shape[:-1], s.k)
+    return out
 
 
 def make_runner(prog: LayerProgram, log: CallLog) -> Callable[..., None]:

@@ -58,7 +58,6 @@ KNOWN_FAILING: dict[str, str] = {
     "mobilenet_v2_trained_dynamo": f"{_KERNEL} top-1 97 %, 91.3 % within one step, max 5 steps",
     "mobilenet_v2_trained_qdq_s8s8": f"{_KERNEL} top-1 100 %, 98.6 % within one step, max 4 steps",
     "efficientnet_exported": f"{_KERNEL} top-1 41 %, 47.1 % within one step, max 4 steps (output step 7.7e-4)",
-    "regnet_trained": f"{_KERNEL} top-1 100 %, 98.1 % within one step, max 4 steps",
 }
 """Model → why it does not compile or agree yet: a strict xfail of the agreement test (remove the
 entry when it passes). Reasons starting with ``escapes:`` name a non-project exception, which
