@@ -6,9 +6,10 @@ Per model (``tests/data/zoo``; default: the trained-weights legacy export of eve
 * ``offloaded_mac_share``: MACs of the offloaded layers over the model's analytic MACs;
 * ``ms_per_image_b1`` / ``ms_per_image_b32``: exact-path time per image at batch 1 and 32, with
   onnxruntime's on the same QDQ model and the ratio (measured in this process, best of
-  ``--repeat``). A model exported with a fixed batch of 1 is given a symbolic batch for the
-  batch-32 figures (checked against onnxruntime's batch-1 outputs; if that changes the model
-  the batch-32 figures are ``null`` with the reason);
+  ``--repeat``). For the batch-32 figures a model exported with a fixed batch of 1 is replaced
+  by its ``*_symbatch`` sibling (same weights, symbolic batch) or, without one, given a symbolic
+  batch dimension (checked against onnxruntime's batch-1 outputs; where the export baked the
+  batch into its shape arithmetic the figures are ``null`` with the reason);
 * ``agreement``: top-1 agreement, share within one output step and the largest difference in
   steps, on ``--images`` evaluation images, for the default path (exact layers inside the
   onnxruntime host segments) and the kernel path (``exact_layers="kernels"``: every offloaded
@@ -112,7 +113,13 @@ def bench_model(name: str, images: int, repeat: int, threads: int) -> dict[str, 
         res["b32"] = None
         res["b32_reason"] = f"the model fixes a batch of {e.fixed_batch}"
         return res
-    big = proto if e.fixed_batch is None else symbolic_batch(proto)
+    sibling = f"{name}_symbatch"  # the same weights exported with a symbolic batch, when the zoo has it
+    if e.fixed_batch is None:
+        big = proto
+    elif sibling in zoo_models.names():
+        big = zoo_models.load(sibling)
+    else:
+        big = symbolic_batch(proto)
     try:
         check = zoo_models.onnxruntime_outputs(big, x[:4], 4)
         if not np.allclose(check, zoo_models.onnxruntime_outputs(proto, x[:4], batch1), atol=1e-4):

@@ -26,7 +26,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import onnx
 import pytest
+from onnx import numpy_helper
 
 from approxtvm.compiler.driver import compile_onnx
 from approxtvm.compiler.model import CompiledModel, RunResult
@@ -179,3 +181,61 @@ def test_zoo_model_agrees_with_onnxruntime(name: str) -> None:
         assert fig.top1_equal == 1.0, f"{name}, {path} path: top-1 differs ({fig})"
         floor = TRANSFORMER_WITHIN_ONE_STEP if e.is_transformer else WITHIN_ONE_STEP
         assert fig.within_one_step >= floor, f"{name}, {path} path: {fig}"
+
+
+# ---------------------------------------------------------------- damaged real exports
+# tests/compiler/test_malformed_models.py (front) holds hand-built malformed graphs; these are
+# zoo exports damaged the way a broken pipeline damages files, so the graphs are otherwise real.
+
+
+def _drop_conv_weight(m: onnx.ModelProto) -> onnx.ModelProto:
+    conv = next(n for n in m.graph.node if n.op_type == "Conv")
+    keep = [t for t in m.graph.initializer if t.name != conv.input[1]]
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(keep)
+    return m
+
+
+def _bad_shuffle_reshape(m: onnx.ModelProto) -> onnx.ModelProto:
+    # the channel shuffle's Reshape gets a target that cannot hold the tensor
+    reshape = next(n for n in m.graph.node if n.op_type == "Reshape")
+    shape = numpy_helper.from_array(np.array([1, 7, 5, 3, 3], np.int64), reshape.input[1] + "_bad")
+    m.graph.initializer.append(shape)
+    reshape.input[1] = shape.name
+    return m
+
+
+def _softmax_axis_out_of_range(m: onnx.ModelProto) -> onnx.ModelProto:
+    sm = next(n for n in m.graph.node if n.op_type == "Softmax")
+    del sm.attribute[:]
+    sm.attribute.append(onnx.helper.make_attribute("axis", 9))
+    return m
+
+
+def _conv_weight_channels_swapped(m: onnx.ModelProto) -> onnx.ModelProto:
+    # a weight saved with its output and input channel axes exchanged (a layout bug in a converter)
+    convs = {n.input[1] for n in m.graph.node if n.op_type == "Conv"}
+    for t in m.graph.initializer:
+        w = numpy_helper.to_array(t)
+        if t.name in convs and w.shape[0] != w.shape[1]:
+            t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(w.transpose(1, 0, 2, 3)), t.name))
+            return m
+    raise AssertionError("no non-square conv weight")
+
+
+DAMAGED = {
+    "resnet_exported-missing-conv-weight": ("resnet_exported", _drop_conv_weight),
+    "shufflenet_trained-impossible-shuffle-reshape": ("shufflenet_trained", _bad_shuffle_reshape),
+    "vit_trained-softmax-axis-9": ("vit_trained", _softmax_axis_out_of_range),
+    "vgg_trained-conv-weight-axes-swapped": ("vgg_trained", _conv_weight_channels_swapped),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED))
+def test_damaged_zoo_export_raises_a_project_error(case: str) -> None:
+    name, damage = DAMAGED[case]
+    e = zoo_models.entry(name)
+    proto = damage(zoo_models.load(name))
+    with pytest.raises(ApproxTvmError) as info:
+        compile_onnx(proto, calibration=zoo_models.calibration_inputs(e, 8))
+    assert "fix" in str(info.value), str(info.value)
