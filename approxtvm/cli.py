@@ -323,6 +323,29 @@ def _add_compile_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    """Experiments 2-4's conclusions re-derived with every fault and energy assumption moved."""
+    from approxtvm.explore.sensitivity import save_report, sensitivity_report
+    from approxtvm.models import load_dataset
+
+    data = load_dataset(args.data) if args.data else None
+    if args.limit:
+        data = (data or load_dataset("digits:test")).take(args.limit)
+    console = _console()
+    with console.status("sensitivity") as status:
+        report = sensitivity_report(
+            args.model,
+            data,
+            loss_limit_pp=args.loss_limit_pp,
+            accelerator=_accelerator(args),
+            progress=lambda msg: status.update(msg),
+        )
+    path = save_report(report, args.out)
+    console.print(report.to_markdown())
+    console.print(f"report: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     ap = argparse.ArgumentParser(prog="approxtvm", description=__doc__)
@@ -395,6 +418,15 @@ def build_parser() -> argparse.ArgumentParser:
     from approxtvm.targets.vacc.spec_cli import add_parser as add_spec_parser
 
     add_spec_parser(sub)  # spec list|show|technologies
+    p = sub.add_parser("sensitivity", help="do the knob conclusions hold with BER ±1 decade and energies ±25 %?")
+    p.add_argument("model", nargs="?", default="digits_cnn", help="shipped model name")
+    p.add_argument("--data", help="dataset (default: the digits test split)")
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--loss-limit-pp", type=float, default=1.0)
+    p.add_argument("--accelerator", default="simba_like")
+    p.add_argument("--technology", help="fault-model preset or technology YAML")
+    p.add_argument("--out", default="reports/sensitivity")
+    p.set_defaults(func=cmd_sensitivity)
     p = sub.add_parser("multipliers", help="list, show or import multipliers")
     p.add_argument("action", choices=["list", "show", "import"])
     p.add_argument("name", nargs="?")

@@ -88,12 +88,15 @@ class Outcome:
     compile_s: float
 
 
-_OUTCOMES: dict[str, Outcome] = {}
+@pytest.fixture(scope="module")
+def outcomes() -> dict[str, Outcome]:
+    """Compile results shared by the two tests of a model (the agreement test, defined last, frees them)."""
+    return {}
 
 
-def compiled(name: str) -> Outcome:
-    """Compile a zoo model once per session (both tests of a model share it)."""
-    if name not in _OUTCOMES:
+def compiled(name: str, cache: dict[str, Outcome]) -> Outcome:
+    """Compile a zoo model once per module run."""
+    if name not in cache:
         e = zoo_models.entry(name)
         proto = zoo_models.load(name)
         batch = e.fixed_batch or RUN_BATCH  # a batch fixed in the file is honoured (static batch 1 included)
@@ -102,10 +105,10 @@ def compiled(name: str) -> Outcome:
         try:
             model = compile_onnx(proto, calibration=calib, batch_size=batch)
         except Exception as exc:  # kept: the error test judges its type, the agreement test reports it
-            _OUTCOMES[name] = Outcome(None, exc, time.perf_counter() - t0)
+            cache[name] = Outcome(None, exc, time.perf_counter() - t0)
         else:
-            _OUTCOMES[name] = Outcome(model, None, time.perf_counter() - t0)
-    return _OUTCOMES[name]
+            cache[name] = Outcome(model, None, time.perf_counter() - t0)
+    return cache[name]
 
 
 def agreement(model: CompiledModel, x: np.ndarray, ref: np.ndarray, exact_layers: str) -> tuple[Agreement, RunResult]:
@@ -153,18 +156,18 @@ def test_manifest_matches_files() -> None:
 
 
 @pytest.mark.parametrize("name", _params("errors"))
-def test_zoo_compile_raises_only_project_errors(name: str) -> None:
+def test_zoo_compile_raises_only_project_errors(name: str, outcomes: dict[str, Outcome]) -> None:
     """Compiling a zoo model either works or raises an ApproxTvmError, never a TVM/numpy error."""
-    out = compiled(name)
+    out = compiled(name, outcomes)
     if out.error is not None and not isinstance(out.error, ApproxTvmError):
         pytest.fail(f"{name}: {type(out.error).__module__}.{type(out.error).__name__} escaped: {out.error}")
 
 
 @pytest.mark.parametrize("name", _params("agreement"))
-def test_zoo_model_agrees_with_onnxruntime(name: str) -> None:
+def test_zoo_model_agrees_with_onnxruntime(name: str, outcomes: dict[str, Outcome]) -> None:
     """Both exact paths vs onnxruntime on the same QDQ model, 100 evaluation images."""
     e = zoo_models.entry(name)
-    out = compiled(name)
+    out = outcomes.pop(name, None) or compiled(name, {})  # freed after this test: 36 models add up
     if out.error is not None:
         pytest.fail(f"{name} does not compile: {type(out.error).__name__}: {out.error}")
     model = out.model
