@@ -7,8 +7,8 @@ plays the activation's role), the second the column (the weight's role), as in D
 Paths (the names of :mod:`.dispatch`):
 
 ``exact``
-    ``a·b`` as a float64/float32 batched matmul: every partial sum of 8-bit products stays below
-    the format's exact-integer bound (checked), so the result is the exact integer.
+    ``a·b`` by onnxruntime's batched ``MatMulInteger`` on uint8 × uint8 (signed operands shifted by
+    128, the shift undone exactly by the zero points).
 ``lowrank``
     ``Σ_t scale_t · U_t(a) @ V_t(b) / divisor`` with the multiplier's factorisation over all 256
     column bytes (the second operand is not known in advance), each term an exact float64 matmul.
@@ -29,7 +29,6 @@ from approxtvm.errors import MultiplierError
 from approxtvm.runtime.kernels.dispatch import KernelCache, _check_path, dense_products, tvm_available
 from approxtvm.runtime.multipliers.multiplier import Multiplier
 
-_F32_EXACT = 2**24
 _F64_EXACT = 2**53
 
 
@@ -92,12 +91,7 @@ def matmul_products(
                 found=f"MAE {mult.metrics.mae:g}",
                 fix="use path=None (automatic), 'lowrank' or 'table'",
             )
-        big = 128 * 128 if mult.signed else 255 * 255
-        dt = np.float32 if big * c < _F32_EXACT else np.float64
-        if big * c >= _F64_EXACT:  # pragma: no cover - C above 10^11
-            return _reference(a, b, mult)
-        y = np.matmul(a.astype(dt), b.astype(dt))
-        return np.rint(y).astype(np.int64).astype(np.int32)
+        return _exact_ort(a, b, mult.signed, cache)
     if path == "lowrank":
         f = cache.factors(mult, None)
         if f is None:
@@ -142,6 +136,50 @@ def matmul_products(
         # the second operand plays the weight: dense_products takes it as (K, C)
         out[i] = dense_products(a3[i], np.ascontiguousarray(b3[i].T), mult, path="table_gather", cache=cache)
     return out.reshape(*lead, a.shape[-2], b.shape[-1])
+
+
+def _exact_ort(a: np.ndarray, b: np.ndarray, signed: bool, cache: KernelCache) -> np.ndarray:
+    """``Σ a·b`` by onnxruntime ``MatMulInteger`` on u8×u8 (batched; signed: bytes + 128, zero points 128).
+
+    u8×u8 is exact on every CPU (DESIGN §2); int32 sums wrap like the accumulator.
+    """
+    if signed:
+        au = (a.astype(np.int16) + 128).astype(np.uint8)
+        bu = (b.astype(np.int16) + 128).astype(np.uint8)
+        zp = 128
+    else:
+        au, bu, zp = np.ascontiguousarray(a), np.ascontiguousarray(b), 0
+    key = ("act_matmul", au.shape, bu.shape, zp)
+    store = cache.sessions
+    with store.lock:
+        sess = store.sessions.get(key)
+        if sess is None:
+            sess = store.sessions[key] = _matmul_session(au.shape, bu.shape, zp)
+    return sess.run(None, {"a": au, "b": bu})[0]  # type: ignore[attr-defined]
+
+
+def _matmul_session(a_shape: tuple[int, ...], b_shape: tuple[int, ...], zp: int) -> object:
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    z = numpy_helper.from_array(np.array(zp, np.uint8), "z")
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b", "z", "z"], ["y"])],
+        "approxtvm_act_matmul",
+        [
+            helper.make_tensor_value_info("a", TensorProto.UINT8, list(a_shape)),
+            helper.make_tensor_value_info("b", TensorProto.UINT8, list(b_shape)),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
+        [z],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    so = ort.SessionOptions()
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
 def choose_matmul_path(mult: Multiplier, cache: KernelCache) -> str:
