@@ -23,7 +23,10 @@ _EXPORTS = {
     "EnergyReport": "approxtvm.runtime.energy",
     "partition_for_vacc": "approxtvm.targets.vacc.partition",
     "ApproxTvmError": "approxtvm.errors",
+    "trace_vacc": "approxtvm.runtime.vacc_calls",
 }
+
+_ATTRS = {"trace_vacc": "trace"}  # public name → attribute of its module
 
 __all__ = [
     "AcceleratorSpec",
@@ -38,6 +41,7 @@ __all__ = [
     "compile_onnx",
     "load_compiled",
     "partition_for_vacc",
+    "trace_vacc",
 ]
 
 if TYPE_CHECKING:
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
     from approxtvm.compiler.model import CompiledModel, RunResult
     from approxtvm.errors import ApproxTvmError
     from approxtvm.runtime.energy import EnergyReport
+    from approxtvm.runtime.vacc_calls import trace as trace_vacc
     from approxtvm.targets.vacc.config import ApproxConfig, ApproxPolicy
     from approxtvm.targets.vacc.hardware import AcceleratorSpec
     from approxtvm.targets.vacc.partition import partition_for_vacc
@@ -56,5 +61,5 @@ def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         import importlib
 
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
+        return getattr(importlib.import_module(_EXPORTS[name]), _ATTRS.get(name, name))
     raise AttributeError(f"module 'approxtvm' has no attribute {name!r}")

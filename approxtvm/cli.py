@@ -64,6 +64,7 @@ def _compile(args: argparse.Namespace) -> Any:
         calibration=calib,
         quantization=QuantOptions(signed=signed, per_channel=args.per_channel),
         batch_size=args.batch_size,
+        host=args.host,
     )
 
 
@@ -89,11 +90,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             )
         scheds = {args.layer: scheds[args.layer]}
     if args.json:
-        print(json.dumps({k: s.to_dict() for k, s in scheds.items()}, indent=1))
+        from approxtvm.cli_reports import inspect_doc
+
+        print(json.dumps(inspect_doc(args.model, model, scheds), indent=1))
     else:
+        from approxtvm.cli_reports import print_coverage
+
         for s in scheds.values():
             print(s.to_text())
             print()
+        print_coverage(_console(), model.energy_per_batch())
     return 0
 
 
@@ -108,7 +114,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         data = data.take(args.limit)
     check_compatible(data, (None, *model.input_shape))
     ev = evaluate(model, data)
+    if args.json:
+        from approxtvm.cli_reports import run_doc
+
+        print(json.dumps(run_doc(args.model, model, args.data, ev), indent=1))
+        return 0
+    from approxtvm.cli_reports import print_coverage
+
     print_evaluation(_console(), ev, title=f"{args.model} on {data.name}")
+    print_coverage(_console(), model.energy_per_batch())
     return 0
 
 
@@ -187,7 +201,17 @@ def cmd_energy(args: argparse.Namespace) -> int:
 
     model = _compile(args)
     report = model.energy_per_batch()
+    if args.json:
+        from approxtvm.cli_reports import energy_doc
+
+        print(json.dumps(energy_doc(args.model, model), indent=1))
+        if args.png:
+            plot_energy_by_layer(report, Path(args.png), args.model)
+        return 0
+    from approxtvm.cli_reports import print_coverage
+
     energy_table(_console(), report, f"{args.model} on {model.spec.name} (batch {model.batch_size})")
+    print_coverage(_console(), report)
     if args.png:
         _console().print(f"chart: {plot_energy_by_layer(report, Path(args.png), args.model)}")
     return 0
@@ -267,6 +291,12 @@ def _add_compile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--signed", action="store_true", help="int8 quantization (mul8s_* multipliers)")
     p.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
+    p.add_argument(
+        "--host",
+        default="onnxruntime",
+        choices=["onnxruntime", "tvm"],
+        help="engine of the layers that are not offloaded (default onnxruntime: its speed and arithmetic)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -280,12 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="print the schedule of each offloaded layer")
     _add_compile_args(p)
     p.add_argument("--layer")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON document (fields: approxtvm.cli_reports)")
     p.set_defaults(func=cmd_inspect)
     p = sub.add_parser("run", help="run on a dataset: accuracy and energy")
     _add_compile_args(p)
     p.add_argument("--data", required=True, help="digits[:test|train], a .npz with x,y, or an image folder")
     p.add_argument("--limit", type=int, default=0, help="first N samples only")
+    p.add_argument("--json", action="store_true", help="one JSON document (fields: approxtvm.cli_reports)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("sweep", help="uniform-multiplier sweep: accuracy vs compute energy")
     p.add_argument("model")
@@ -313,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("energy", help="energy per layer and component of one batch, stacked-bar PNG")
     _add_compile_args(p)
     p.add_argument("--png", help="write the stacked-bar chart here")
+    p.add_argument("--json", action="store_true", help="one JSON document (fields: approxtvm.cli_reports)")
     p.set_defaults(func=cmd_energy)
     p = sub.add_parser("compress", help="prune, cluster and compress weights; report before/after")
     p.add_argument("model")

@@ -66,6 +66,10 @@ class CompressionError(ApproxTvmError):
     """A compressed weight blob is corrupted or truncated."""
 
 
+class CompileError(ApproxTvmError):
+    """A compilation phase (import, partition, codegen, host build) failed inside TVM."""
+
+
 class ExplorationError(ApproxTvmError):
     """An exploration run cannot start or resume."""
 

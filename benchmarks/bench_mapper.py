@@ -20,10 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from approxtvm.models.layer_shapes import resnet_layer_shapes
 from approxtvm.runtime.counting import simulate_counts
 from approxtvm.runtime.energy import COMPONENTS, EnergyReport, energy_of
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
-from approxtvm.targets.vacc.mapper import analytic_counts, clear_mapper_cache, map_layer, resnet_layer_shapes
+from approxtvm.targets.vacc.mapper import analytic_counts, clear_mapper_cache, map_layer
 
 #: ZigZag memory level -> our energy component (ZigZag has no NoC).
 ZIGZAG_LEVEL = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable
@@ -11,15 +12,15 @@ import numpy as np
 import onnx
 import tvm
 from tvm import relax
-from tvm.relax.frontend.onnx import from_onnx
 
-from approxtvm.compiler import frontend
+from approxtvm.compiler import frontend, prepare
+from approxtvm.compiler.diagnose import import_onnx, phase
 from approxtvm.compiler.frontend import QuantOptions
 from approxtvm.compiler.host import host_target
-from approxtvm.compiler.model import CompiledModel
+from approxtvm.compiler.model import HOSTS, CompiledModel
 from approxtvm.compiler.pipeline import annotate, partition
 from approxtvm.compiler.weight_transforms import WeightTransforms, apply_weight_transforms
-from approxtvm.errors import ApproxTvmError, ModelError, PolicyError
+from approxtvm.errors import ModelError, PolicyError
 from approxtvm.runtime.executor import CallLog, LayerProgram, make_runner
 from approxtvm.runtime.kernels import KernelCache
 from approxtvm.runtime.multipliers import Multiplier, resolve_multiplier
@@ -28,6 +29,9 @@ from approxtvm.targets.vacc.codegen import CodegenSession, LoweredLayer, Multipl
 from approxtvm.targets.vacc.compression import decompress_layer
 from approxtvm.targets.vacc.config import ApproxPolicy
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
+from approxtvm.targets.vacc.partition import host_reasons
+
+LOG = logging.getLogger("approxtvm")
 
 
 class MultiplierResolver:
@@ -56,7 +60,7 @@ class MultiplierResolver:
     def info(self, name: str, signed: bool) -> MultiplierInfo:
         """Codegen view: name, table hash and energy per multiply."""
         m = self.multiplier(name, signed)
-        return MultiplierInfo(m.name, m.table_hash, mul_energy_pj(m, self.spec), m.signed)
+        return MultiplierInfo(m.name, m.table_hash, mul_energy_pj(m, self.spec), m.signed, m.is_exact)
 
 
 def mul_energy_pj(m: Multiplier, spec: AcceleratorSpec) -> float:
@@ -80,8 +84,9 @@ def compile_onnx(
     accelerator: str | os.PathLike[str] | AcceleratorSpec = "simba_like",
     calibration: np.ndarray | None = None,
     quantization: QuantOptions | None = None,
-    batch_size: int = 1,
+    batch_size: int | None = None,
     weight_transforms: WeightTransforms | None = None,
+    host: str = "onnxruntime",
 ) -> CompiledModel:
     """Compile an ONNX model for the virtual accelerator.
 
@@ -98,12 +103,29 @@ def compile_onnx(
     quantization
         Signedness, per-channel weights, calibration method (float models only).
     batch_size
-        Batch the model is compiled for (schedules are per batch size).
+        Batch the model is compiled for (schedules are per batch size). ``None``: the batch the
+        model fixes, or 1 when its batch is symbolic. A value that conflicts with a batch fixed
+        in the model is an error.
     weight_transforms
         Pruning / clustering of the quantized weights (their accuracy cost is measured by running
         the compiled model); compression itself is the policy's ``compression`` knob.
+    host
+        Engine of the host part (everything not offloaded): ``"onnxruntime"`` runs the QDQ graph
+        itself in segments around the offloaded layers (onnxruntime's speed and arithmetic);
+        ``"tvm"`` builds the Relax VM (``relax.build``). A graph the onnxruntime host cannot cut
+        falls back to ``"tvm"`` with a warning.
     """
+    if host not in HOSTS:
+        raise ModelError(
+            f"unknown host {host!r}",
+            expected=" or ".join(HOSTS),
+            found=repr(host),
+            fix="host='onnxruntime' (default) or host='tvm'",
+        )
     proto = frontend.load_model(model)
+    prepare.check_shapes(proto)
+    batch = prepare.resolve_batch(proto, batch_size)
+    proto = phase("prepare", prepare.prepare, proto)  # names, constants, identities, own params
     frontend.check_supported(proto)
     if not frontend.is_quantized(proto):
         if calibration is None:
@@ -114,38 +136,34 @@ def compile_onnx(
                 fix="pass a few hundred representative inputs, or a QDQ model",
             )
         proto = frontend.quantize(proto, calibration, quantization or QuantOptions())
+    proto = phase("prepare", prepare.prepare, proto)  # per-layer dequantizes (batch stays as exported)
     if isinstance(policy, str | os.PathLike):
         policy = ApproxPolicy.from_spec(policy)
     policy = policy or ApproxPolicy.exact()
     spec = accelerator if isinstance(accelerator, AcceleratorSpec) else AcceleratorSpec.load(accelerator)
-    if batch_size < 1:
-        raise ModelError("batch_size must be positive", expected="≥ 1", found=str(batch_size), fix="use 1")
-    shapes = frontend.fix_batch(proto, batch_size)
-    try:
-        mod = from_onnx(proto, shape_dict=shapes, keep_params_in_input=True)
-    except ApproxTvmError:
-        raise
-    except Exception as exc:  # the importer raises many types; the user needs one clear message
-        raise ModelError(
-            "the Relax ONNX importer rejected the model",
-            expected="an importable ONNX graph",
-            found=f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}",
-            fix="simplify the model (onnxsim) or export with opset 13–20",
-        ) from None
+    # the imported copy has the batch fixed, so shape arithmetic folds and every layer has static shapes
+    view, weight_to_layer, layer_order = prepare.import_view(phase("prepare", prepare.prepare, proto, batch))
+    mod = import_onnx(view, frontend.fix_batch(view, batch))
     mod, detached = relax.frontend.detach_params(mod)
     n_in = int(mod["main"].attrs["num_input"])
     params = {p.name: t for p, t in zip(mod["main"].params[n_in:], detached["main"], strict=True)}
-    mod = annotate(mod, frontend.layer_names(proto), policy)
-    mod = relax.transform.BindParams("main", params)(mod)  # weights become constants
+    mod = phase("annotate", annotate, mod, weight_to_layer, policy, layer_order)
+    mod = phase("bind", relax.transform.BindParams("main", params), mod)  # weights become constants
     if weight_transforms is not None and weight_transforms.active:
         mod = apply_weight_transforms(mod, weight_transforms)
     uid = uuid.uuid4().hex[:10]
-    mod = partition(mod, {}, f"vacc_{uid}_")
-    return _finish(mod, proto, policy, spec, uid, batch_size)
+    mod = phase("partition", partition, mod, {}, f"vacc_{uid}_")
+    return _finish(mod, proto, policy, spec, uid, batch, host)
 
 
 def _finish(
-    mod: tvm.IRModule, proto: onnx.ModelProto, policy: ApproxPolicy, spec: AcceleratorSpec, uid: str, batch_size: int
+    mod: tvm.IRModule,
+    proto: onnx.ModelProto,
+    policy: ApproxPolicy,
+    spec: AcceleratorSpec,
+    uid: str,
+    batch_size: int,
+    host: str = "onnxruntime",
 ) -> CompiledModel:
     resolver = MultiplierResolver(spec)
     log = CallLog()
@@ -162,20 +180,32 @@ def _finish(
         programs[sch.layer_id] = prog
         return make_runner(prog, log)
 
+    reasons = host_reasons(mod)
     session = CodegenSession(spec, resolver.info, factory)
-    mod = run_codegen(mod, session)
-    ex, vm = build_vm(mod)
-    return CompiledModel(
-        proto=proto,
-        policy=policy,
-        spec=spec,
-        uid=uid,
-        batch_size=batch_size,
-        programs=programs,
-        executable=ex,
-        vm=vm,
-        log=log,
-    )
+    mod = phase("codegen", run_codegen, mod, session)
+    common = {
+        "proto": proto,
+        "policy": policy,
+        "spec": spec,
+        "uid": uid,
+        "batch_size": batch_size,
+        "programs": programs,
+        "log": log,
+        "host_reasons": reasons,
+    }
+    if host == "onnxruntime":
+        try:
+            return CompiledModel(**common, executable=None, vm=None, host="onnxruntime")
+        except PolicyError:
+            raise
+        except Exception as exc:  # a graph the segmenter cannot cut still runs, on the Relax VM
+            LOG.warning(
+                "onnxruntime host unavailable for this model (%s: %s); building the TVM host instead",
+                type(exc).__name__,
+                str(exc).splitlines()[0][:200] if str(exc) else "",
+            )
+    ex, vm = phase("build", build_vm, mod)
+    return CompiledModel(**common, executable=ex, vm=vm, host="tvm")
 
 
 def load_compiled(path: str | os.PathLike[str]) -> CompiledModel:

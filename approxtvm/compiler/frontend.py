@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -29,8 +31,6 @@ QOPERATOR_OPS = frozenset(
         "QLinearConcat",
     }
 )
-#: Layers the accelerator executes.
-LAYER_OPS = frozenset({"Conv", "Gemm", "MatMul"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +85,13 @@ def load_model(model: str | os.PathLike[str] | onnx.ModelProto) -> onnx.ModelPro
                 found=f"{type(exc).__name__}: {exc}",
                 fix="export the network with torch.onnx.export or tf2onnx",
             ) from None
-        if not proto.graph.node:
-            raise ModelError(
-                f"{path} is not an ONNX model",
-                expected="a graph with nodes",
-                found="an empty or non-ONNX protobuf",
-                fix="export the network with torch.onnx.export or tf2onnx",
-            )
+    if not proto.graph.node:
+        raise ModelError(
+            f"{where} is not an ONNX model",
+            expected="a graph with nodes",
+            found="an empty graph or a non-ONNX protobuf",
+            fix="export the network with torch.onnx.export or tf2onnx",
+        )
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
@@ -165,10 +165,18 @@ def fix_batch(model: onnx.ModelProto, batch_size: int) -> dict[str, list[int]]:
 
 
 class _Reader:
-    """onnxruntime calibration reader over float batches (one sample per call)."""
+    """onnxruntime calibration reader over float batches of ``batch`` samples per call (a model
+    with a fixed batch is fed batches of that size; the last one is padded by repetition)."""
 
-    def __init__(self, name: str, data: np.ndarray) -> None:
-        self._it: Iterator[dict[str, np.ndarray]] = iter({name: data[i : i + 1]} for i in range(len(data)))
+    def __init__(self, name: str, data: np.ndarray, batch: int = 1) -> None:
+        def chunks() -> Iterator[dict[str, np.ndarray]]:
+            for i in range(0, len(data), batch):
+                c = data[i : i + batch]
+                if len(c) < batch:
+                    c = np.concatenate([c, np.repeat(c[-1:], batch - len(c), axis=0)])
+                yield {name: c}
+
+        self._it: Iterator[dict[str, np.ndarray]] = chunks()
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._it, None)
@@ -191,7 +199,7 @@ def quantize(
     options
         Signedness, per-channel scales and calibration method.
     """
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantType, quantize_static
 
     specs = input_specs(model)
     if len(specs) != 1:
@@ -235,49 +243,65 @@ def quantize(
             fix="use MinMax",
         )
     qtype = QuantType.QInt8 if options.signed else QuantType.QUInt8
+    batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else 1
+    root = logging.getLogger()
+    level = root.level
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "qdq.onnx")
         onnx.save(model, src)
-        quantize_static(
-            src,
-            dst,
-            _Reader(name, data),
-            quant_format=QuantFormat.QDQ,
-            per_channel=options.per_channel,
-            activation_type=qtype,
-            weight_type=qtype,
-            calibrate_method=method,
-            extra_options={"WeightSymmetric": options.signed, "ActivationSymmetric": options.signed},
-        )
+        root.setLevel(max(level, logging.ERROR))  # the quantizer's pre-processing advice is noise here
+        try:
+            _quantize_static(quantize_static, src, dst, _Reader(name, data, batch), options, qtype, method)
+        except Exception as exc:  # onnxruntime fails on models it cannot run; its message names the node
+            lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+            raise ModelError(
+                "onnxruntime could not calibrate the float model for quantization",
+                expected="a float model onnxruntime can run on the calibration data",
+                found=f"{type(exc).__name__}: {(lines[-1] if lines else '')[:400]}",
+                fix="check the named node's shapes and attributes (the model must run in onnxruntime), "
+                "or pass a QDQ model you quantized yourself",
+            ) from None
+        finally:
+            root.setLevel(level)
         return onnx.load(dst)
 
 
-def layer_names(model: onnx.ModelProto) -> dict[str, str]:
-    """Map each weight initializer of a Conv/Gemm/MatMul to its layer's node name.
+def _quantize_static(
+    quantize_static: Any, src: str, dst: str, reader: _Reader, options: QuantOptions, qtype: Any, method: Any
+) -> None:
+    from onnxruntime.quantization import QuantFormat
 
-    In a QDQ graph the weight reaches the layer through ``DequantizeLinear``; the initializer
-    name is what survives the Relax import (as a parameter name), the node name is the id users
-    see. Nodes without a name get ``<op>_<index>``.
+    quantize_static(
+        src,
+        dst,
+        reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=options.per_channel,
+        activation_type=qtype,
+        weight_type=qtype,
+        calibrate_method=method,
+        extra_options={"WeightSymmetric": options.signed, "ActivationSymmetric": options.signed},
+    )
+
+
+#: ONNX ops whose weights make accelerator layers.
+LAYER_OPS = frozenset({"Conv", "Gemm", "MatMul"})
+
+
+def layer_names(model: onnx.ModelProto) -> dict[str, str]:
+    """Map each weight initializer of a Conv/Gemm/MatMul to its layer id (the node's name).
+
+    Layer ids are ONNX node names; the compiler names unnamed nodes ``<OpType>_<index>`` and
+    gives every layer its own weight (:func:`approxtvm.compiler.prepare.prepare`), so on a
+    compiled model's ``proto`` this map is one-to-one.
     """
-    producers = {o: n for n in model.graph.node for o in n.output}
-    inits = {t.name for t in model.graph.initializer}
+    from approxtvm.compiler.prepare import layer_param_source
+
     names: dict[str, str] = {}
-    used: set[str] = set()
     for i, node in enumerate(model.graph.node):
         if node.op_type not in LAYER_OPS or len(node.input) < 2:
             continue
-        src = node.input[1]
-        hops = 0
-        while src not in inits and src in producers and hops < 4:  # through DequantizeLinear / Transpose
-            src = producers[src].input[0]
-            hops += 1
-        if src not in inits:
-            continue
-        base = node.name or f"{node.op_type.lower()}_{i}"
-        name, k = base, 1
-        while name in used:  # duplicated node names would make layer ids ambiguous
-            k += 1
-            name = f"{base}_{k}"
-        used.add(name)
-        names[src] = name
+        src = layer_param_source(model.graph, node)
+        if src is not None and src not in names:
+            names[src] = node.name or f"{node.op_type}_{i}"
     return names

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,18 +15,25 @@ import tvm
 from tvm import relax
 
 from approxtvm.compiler import frontend
+from approxtvm.compiler.host_graph import HostMacs, locate_layers, mac_nodes
 from approxtvm.compiler.plain import from_plain, to_plain
 from approxtvm.errors import DataError, ModelError
 from approxtvm.runtime.counting import simulate_counts
-from approxtvm.runtime.energy import EnergyReport, LayerEnergy, energy_of, energy_swing_v
+from approxtvm.runtime.energy import EnergyReport, LayerEnergy, UncoveredLayer, energy_of, energy_swing_v
 from approxtvm.runtime.executor import CallLog, LayerProgram
 from approxtvm.runtime.faults import FaultOptions, ModelFaults
+from approxtvm.runtime.host_ort import OrtHost
 from approxtvm.runtime.kernels import KernelCache
+from approxtvm.runtime.kernels.cpu import detect_cpu
 from approxtvm.targets.vacc.config import ApproxPolicy
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.schedule import LayerSchedule
 
+LOG = logging.getLogger("approxtvm")
 SAVE_FORMAT = 1
+#: Engines that can run the host part (everything not offloaded): ``onnxruntime`` runs the QDQ
+#: graph itself in segments around the offloaded layers; ``tvm`` is the Relax VM build.
+HOSTS = ("onnxruntime", "tvm")
 
 
 @dataclass(frozen=True)
@@ -93,10 +101,21 @@ class CompiledModel:
         uid: str,
         batch_size: int,
         programs: dict[str, LayerProgram],
-        executable: relax.VMExecutable,
-        vm: relax.VirtualMachine,
+        executable: relax.VMExecutable | None,
+        vm: relax.VirtualMachine | None,
         log: CallLog,
+        host: str = "tvm",
+        host_reasons: dict[str, str] | None = None,
     ) -> None:
+        if host not in HOSTS:
+            raise ModelError(
+                f"unknown host {host!r}",
+                expected=" or ".join(HOSTS),
+                found=repr(host),
+                fix="host='onnxruntime' (fast, onnxruntime's arithmetic) or 'tvm' (the Relax VM)",
+            )
+        if host == "tvm" and vm is None:
+            raise ModelError("host='tvm' needs the built VM", expected="a VirtualMachine", found="None")
         self.proto = proto
         self.policy = policy
         self.spec = spec
@@ -106,12 +125,43 @@ class CompiledModel:
         self.executable = executable
         self._vm = vm
         self._log = log
+        #: Conv/dense layers left on the host: ONNX node name → why (see ``vacc.host_reasons``).
+        self.host_reasons: dict[str, str] = dict(host_reasons or {})
         specs = frontend.input_specs(proto)
         self.input_name, dims = next(iter(specs.items()))
         self.input_shape: tuple[int, ...] = tuple(int(d) for d in dims[1:] if isinstance(d, int))
         self.output_names = [o.name for o in proto.graph.output]
         self._layer_energy = {lid: layer_energy(p, spec) for lid, p in programs.items()}
         self._faults = ModelFaults(self.schedules, spec)  # range-checks swings/voltages against the spec
+        self.host = host
+        #: Where exact, fault-free layers compute on the onnxruntime host (see :mod:`approxtvm.runtime.host_ort`).
+        self.exact_layers = "onnxruntime"
+        located = locate_layers(proto, {lid: p.weight for lid, p in programs.items()})
+        self._ort = OrtHost(proto, programs, log, located, detect_cpu().vnni) if host == "onnxruntime" else None
+        if self._ort is not None:  # build the default plan now: a graph it cannot cut fails at compile time
+            self._ort.plan(self._ort.kernel_layers(self.exact_layers, self._faulty()))
+        if len(located) < len(programs):
+            LOG.warning(
+                "%d offloaded layer(s) not found in the ONNX graph (%s): the host-MAC figures count them as host",
+                len(programs) - len(located),
+                ", ".join(sorted(set(programs) - set(located)))[:200],
+            )
+        #: Every MAC-bearing ONNX node: its MACs per batch and the offloaded layer covering it, if any.
+        self.mac_nodes: tuple[HostMacs, ...] = mac_nodes(proto, located, batch_size)
+        self._uncovered = tuple(
+            # the partitioner's own reason where it has one (e.g. groups, policy), else the graph's guess
+            UncoveredLayer(h.node, h.op, h.macs, self.host_reasons.get(h.node, h.reason))
+            for h in self.mac_nodes
+            if h.layer_id is None
+        )
+        if self._uncovered:
+            share = self.energy_per_batch().host_mac_share
+            LOG.warning(
+                "energy reports cover the offloaded layers only: %d layer(s) with %.1f %% of the MACs run on "
+                "the host and are not counted",
+                len(self._uncovered),
+                100 * share,
+            )
 
     # ------------------------------------------------------------------ views
     @property
@@ -125,8 +175,12 @@ class CompiledModel:
         return list(self.programs)
 
     def energy_per_batch(self) -> EnergyReport:
-        """Energy of one batch through every offloaded layer (independent of the data)."""
-        return EnergyReport(tuple(self._layer_energy.values()))
+        """Energy of one batch through every offloaded layer (independent of the data), with the
+        MACs of the layers left on the host (:attr:`EnergyReport.uncovered`)."""
+        return EnergyReport(tuple(self._layer_energy.values()), self._uncovered)
+
+    def _faulty(self) -> frozenset[str]:
+        return frozenset(lid for lid, plan in self._faults.plans.items() if not plan.trivial)
 
     def set_fault_options(self, options: FaultOptions) -> None:
         """Run-wide fault-model options for later runs (SRAM write/read faults, BER scale)."""
@@ -182,25 +236,35 @@ class CompiledModel:
         batches = 0
         session = self._faults.session(seed)  # replaced at every run
         self._log.faults = session.apply if session is not None else None
+        kernels = None if self._ort is None else self._ort.kernel_layers(self.exact_layers, self._faulty())
         for start in range(0, n, b):
             chunk = x[start : start + b]
             real = len(chunk)
             if real < b:  # pad the last batch by repeating its last sample; padded rows are dropped
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - real, axis=0)])
-            res = self._vm["main"](tvm.runtime.tensor(chunk))
-            res = [res] if hasattr(res, "numpy") else list(res)
-            for i, r in enumerate(res):
-                outs[i].append(r.numpy()[:real])
+            if self._ort is not None and kernels is not None:
+                for i, r in enumerate(self._ort.run_batch(chunk, kernels)):
+                    outs[i].append(r[:real])
+            else:
+                assert self._vm is not None
+                res = self._vm["main"](tvm.runtime.tensor(chunk))
+                res = [res] if hasattr(res, "numpy") else list(res)
+                for i, r in enumerate(res):
+                    outs[i].append(r.numpy()[:real])
             batches += 1
         calls: dict[str, int] = {}
         for lid in self._log.calls:
             calls[lid] = calls.get(lid, 0) + 1
-        report = EnergyReport(tuple(self._layer_energy[lid] for lid in self._log.calls))
+        report = EnergyReport(tuple(self._layer_energy[lid] for lid in self._log.calls), self._uncovered * batches)
         counters = {"samples": n, "batches": batches, "batch_size": b, "calls": calls}
+        if kernels is not None:
+            counters["kernel_layers"] = [lid for lid in self.programs if lid in kernels]
         self._log.faults = None
         if session is not None:
             counters["faults"] = session.counters()
-        outputs = {name: np.concatenate(o) for name, o in zip(self.output_names, outs, strict=True)}
+        outputs = {
+            name: o[0] if len(o) == 1 else np.concatenate(o) for name, o in zip(self.output_names, outs, strict=True)
+        }
         return RunResult(outputs, report, counters)
 
     # ------------------------------------------------------------------ persistence
@@ -208,7 +272,8 @@ class CompiledModel:
         """Save to a directory: host library, schedules (JSON), weights (npz), QDQ model, manifest."""
         d = Path(path)
         d.mkdir(parents=True, exist_ok=True)
-        self.executable.export_library(str(d / "host.so"))
+        if self.executable is not None:
+            self.executable.export_library(str(d / "host.so"))
         onnx.save(self.proto, str(d / "model.qdq.onnx"))
         arrays: dict[str, np.ndarray] = {}
         for lid, p in self.programs.items():
@@ -220,9 +285,11 @@ class CompiledModel:
             "format": SAVE_FORMAT,
             "uid": self.uid,
             "batch_size": self.batch_size,
+            "host": self.host,
             "policy": self.policy.to_dict(),
             "accelerator": to_plain(self.spec),
             "schedules": [p.schedule.to_dict() for p in self.programs.values()],
+            "host_reasons": self.host_reasons,
         }
         (d / "manifest.json").write_text(json.dumps(manifest, indent=1))
         return d
@@ -268,8 +335,11 @@ class CompiledModel:
             )
             programs[sch.layer_id] = prog
             tvm_ffi.register_global_func(sch.symbol, make_runner(prog, log), override=True)
-        lib = tvm.runtime.load_module(str(path / "host.so"))
-        vm = relax.VirtualMachine(lib, tvm.cpu())
+        host = str(manifest.get("host", "tvm"))  # saves before the onnxruntime host were VM-only
+        lib = vm = None
+        if host == "tvm":
+            lib = tvm.runtime.load_module(str(path / "host.so"))
+            vm = relax.VirtualMachine(lib, tvm.cpu())
         return CompiledModel(
             proto=onnx.load(str(path / "model.qdq.onnx")),
             policy=ApproxPolicy.from_dict(manifest["policy"]),
@@ -280,4 +350,6 @@ class CompiledModel:
             executable=lib,
             vm=vm,
             log=log,
+            host=host,
+            host_reasons=manifest.get("host_reasons", {}),
         )

@@ -12,11 +12,13 @@ from approxtvm.targets.vacc.config import ApproxPolicy
 from approxtvm.targets.vacc.partition import partition_for_vacc
 
 
-def annotate(mod: tvm.IRModule, weight_to_layer: dict[str, str], policy: ApproxPolicy) -> tvm.IRModule:
+def annotate(
+    mod: tvm.IRModule, weight_to_layer: dict[str, str], policy: ApproxPolicy, layer_order: list[str] | None = None
+) -> tvm.IRModule:
     """Name every layer after its ONNX node and attach its approximation config."""
     return tvm.transform.Sequential(
         [
-            NameLayers(weight_to_layer),  # layer ids from ONNX node names (weights still parameters)
+            NameLayers(weight_to_layer, layer_order),  # layer ids from ONNX node names (weights still parameters)
             SplitLayerInputs(),  # each layer dequantizes its own 8-bit input codes
             relax.transform.DeadCodeElimination(),
             AnnotateApproximation(policy),  # per-layer ApproxConfig side table

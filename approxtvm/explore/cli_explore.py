@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from approxtvm.errors import ApproxTvmError
+from approxtvm.errors import ApproxTvmError, ExplorationError
 from approxtvm.explore.genome import (
     DEFAULT_MULTIPLIERS,
     DEFAULT_PROTECTED_MSBS,
@@ -20,6 +20,7 @@ from approxtvm.explore.genome import (
     DEFAULT_SWINGS_V,
     MULTIPLIER_LIBRARIES,
 )
+from approxtvm.explore.userdata import NORMALISATIONS
 
 
 def _console() -> Any:
@@ -104,6 +105,23 @@ def add_explore_parsers(subparsers: Any) -> None:
     p.add_argument("--limit", type=int, default=0, help="first N test images (default: quick 120, full all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-resnet50", action="store_true", help="skip the energy-only ResNet-50 sweeps")
+    p.add_argument("--finetune", action="store_true", help="fine-tune the Pareto set's points (needs torch)")
+    p.add_argument("--finetune-epochs", type=int, default=2, help="epochs per fine-tuned Pareto point")
+    p.add_argument("--model", help="run the study on this ONNX model (with --data) instead of the shipped models")
+    p.add_argument("--data", help="with --model: an ImageNet-style image folder (root/<class>/*.jpg) or an .npz")
+    p.add_argument("--labels", help="class folder names, one per line, in the model's output order")
+    p.add_argument("--normalise", choices=NORMALISATIONS, default="imagenet", help="pixel normalisation")
+    p.add_argument("--pop-size", type=int, help="NSGA-II population of experiment 4")
+    p.add_argument("--generations", type=int, help="NSGA-II generations of experiment 4 (at most, with --hours)")
+    p.add_argument("--hours", type=float, help="wall-clock budget: experiment 4 gets the generations that fit")
+    p.add_argument(
+        "--staged",
+        nargs="?",
+        const=100,
+        type=int,
+        metavar="FIRST",
+        help="staged evaluation: screen on FIRST stratified images (default 100), grow ×4",
+    )
     _add_execution_args(p)
     p.set_defaults(func=cmd_experiments)
 
@@ -168,10 +186,90 @@ def cmd_experiments(args: argparse.Namespace) -> int:
         settings = settings.with_limit(args.limit)
     if args.no_resnet50:
         settings = settings.without_resnet50()
+    settings = _user_settings(args, settings)
     with make_executor(args.workers, args.scheduler, args.local_cluster) as ex:
         report = run_experiments(Path(args.out), settings=settings, executor=ex, console=console)
+    if args.finetune:
+        _finetune_front(Path(args.out), settings, args.finetune_epochs, report, console)
     console.print(f"report: {report.markdown} (HTML {report.html})")
     return 0
+
+
+def _finetune_front(out: Path, settings: Any, epochs: int, report: Any, console: Any) -> None:
+    """Fine-tune the Pareto points and add the moved front to the report (Markdown and HTML)."""
+    from approxtvm.explore.finetune_front import finetune_front, markdown_section
+    from approxtvm.explore.report import markdown_to_html
+
+    console.print(f"fine-tuning the Pareto set of {settings.pareto_model} ({epochs} epochs per point)")
+    moved, png = finetune_front(
+        out / "pareto" / "pareto.json",
+        out / "finetune",
+        model=settings.pareto_model,
+        limit=settings.limit,
+        epochs=epochs,
+        seed=settings.nsga.seed,
+        log=console.print,
+    )
+    md = Path(report.markdown).read_text() + "\n".join(markdown_section(moved, png, epochs))
+    Path(report.markdown).write_text(md)
+    Path(report.html).write_text(markdown_to_html(md, "approxtvm experiments"))
+
+
+def _user_settings(args: argparse.Namespace, settings: Any) -> Any:
+    """Apply --model/--data/--labels, the NSGA-II size, --hours and --staged to the settings."""
+    from dataclasses import replace
+
+    from approxtvm.explore.evaluator import load_model_proto
+    from approxtvm.explore.staged import StagingSettings
+
+    nsga = settings.nsga
+    if args.pop_size:
+        nsga = replace(nsga, pop_size=args.pop_size)
+    if args.generations:
+        nsga = replace(nsga, generations=args.generations)
+    settings = replace(
+        settings,
+        nsga=nsga,
+        time_budget_s=None if args.hours is None else args.hours * 3600.0,
+        staging=None if args.staged is None else StagingSettings(first_samples=args.staged),
+    )
+    if args.model is None:
+        if args.data or args.labels:
+            raise ExplorationError(
+                "--data and --labels need --model",
+                expected="--model MODEL.onnx --data FOLDER [--labels FILE]",
+                found="no --model",
+                fix="add --model, or drop --data/--labels to run on the shipped models",
+            )
+        return settings
+    if not args.data:
+        raise ExplorationError(
+            "--model needs --data (the labelled images to measure accuracy on)",
+            expected="--data an image folder or .npz",
+            found="no --data",
+        )
+    from approxtvm.compiler.prepare import resolve_batch
+    from approxtvm.explore.userdata import prepare_image_folder
+
+    proto = load_model_proto(args.model)
+    data = args.data
+    if Path(data).is_dir():
+        prepared = prepare_image_folder(data, proto, Path(args.out), args.labels, args.normalise, args.limit)
+        data = str(prepared.path)
+    fixed = resolve_batch(proto, None)
+    try:  # a symbolic batch accepts any size; a fixed one only its own
+        symbolic = resolve_batch(proto, fixed + 1) == fixed + 1
+    except ApproxTvmError:
+        symbolic = False
+    return replace(
+        settings,
+        models=(args.model,),
+        pareto_model=args.model,
+        data=data,
+        calibration=data,
+        resnet50_sweeps=(),
+        batch_size=settings.batch_size if symbolic else fixed,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,6 +52,10 @@ class EvalContext:
     energy_only
         Compile only and report the energy of one inference (models without meaningful data,
         e.g. ResNet-50 with random weights).
+    subset
+        Evaluate only the first ``subset`` samples of a seeded, label-stratified order of the
+        (limited) data (0 = all samples in their order): the screening stages of staged
+        evaluation (:mod:`approxtvm.explore.staged`).
     """
 
     model: str
@@ -62,6 +66,7 @@ class EvalContext:
     seed: int = 0
     accelerator: str = "simba_like"
     energy_only: bool = False
+    subset: int = 0
 
     def fingerprint(self) -> str:
         """SHA-256 of the model bytes, the data bytes, the settings and the code that evaluates
@@ -139,10 +144,15 @@ def make_task(context: EvalContext, fingerprint: str, config: Configuration) -> 
 _PREPARED: dict[EvalContext, tuple[Any, Any]] = {}
 """Per-process cache: context → (quantized ModelProto, Dataset or None). See clear_worker_cache."""
 
+_QUANTIZED: dict[tuple[str, str | None], Any] = {}
+"""Per-process cache: (model, calibration) → quantized ModelProto, shared by the stage contexts
+of one model (they differ only in ``subset``), so a model is quantized once per worker."""
+
 
 def clear_worker_cache() -> None:
     """Forget the quantized models and datasets this process has prepared."""
     _PREPARED.clear()
+    _QUANTIZED.clear()
 
 
 def limit_threads(core: int | None = None) -> None:
@@ -171,6 +181,11 @@ def pin_next_core(counter: Any) -> None:
     limit_threads(core)
 
 
+def load_model_proto(model: str) -> Any:
+    """A shipped model by name, or an ONNX file."""
+    return _load_proto(model)
+
+
 def _load_proto(model: str) -> Any:
     from approxtvm.compiler.frontend import load_model
     from approxtvm.models import get_model, list_models
@@ -178,11 +193,17 @@ def _load_proto(model: str) -> Any:
     return get_model(model) if model in list_models() else load_model(model)
 
 
-def _load_data(ctx: EvalContext) -> Any:
+def load_context_data(ctx: EvalContext) -> Any:
+    """The dataset an evaluation in ``ctx`` runs on (limit, then the stratified subset)."""
+    from approxtvm.explore.subsets import stratified_subset
     from approxtvm.models import load_dataset
 
     data = load_dataset(ctx.data)
-    return data.take(ctx.limit) if ctx.limit else data
+    data = data.take(ctx.limit) if ctx.limit else data
+    return stratified_subset(data, ctx.subset, ctx.seed) if ctx.subset else data
+
+
+_load_data = load_context_data
 
 
 def _prepare(ctx: EvalContext) -> tuple[Any, Any]:
@@ -190,16 +211,19 @@ def _prepare(ctx: EvalContext) -> tuple[Any, Any]:
         from approxtvm.compiler import frontend
         from approxtvm.models import calibration_data, load_dataset
 
-        proto = _load_proto(ctx.model)
-        if not frontend.is_quantized(proto):
-            if ctx.calibration:
-                calib = load_dataset(ctx.calibration).x[:CALIBRATION_SAMPLES]
-            elif ctx.model.startswith("digits"):
-                calib = load_dataset("digits:train").x[:CALIBRATION_SAMPLES]
-            else:
-                calib = calibration_data(proto, n=8)
-            proto = frontend.quantize(proto, calib, frontend.QuantOptions())
-        _PREPARED[ctx] = (proto, None if ctx.energy_only else _load_data(ctx))
+        qkey = (ctx.model, ctx.calibration)
+        if qkey not in _QUANTIZED:
+            proto = _load_proto(ctx.model)
+            if not frontend.is_quantized(proto):
+                if ctx.calibration:
+                    calib = load_dataset(ctx.calibration).x[:CALIBRATION_SAMPLES]
+                elif ctx.model.startswith("digits"):
+                    calib = load_dataset("digits:train").x[:CALIBRATION_SAMPLES]
+                else:
+                    calib = calibration_data(proto, n=8)
+                proto = frontend.quantize(proto, calib, frontend.QuantOptions())
+            _QUANTIZED[qkey] = proto
+        _PREPARED[ctx] = (_QUANTIZED[qkey], None if ctx.energy_only else _load_data(ctx))
     return _PREPARED[ctx]
 
 

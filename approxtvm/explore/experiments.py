@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from approxtvm.explore.budget import plan_generations
 from approxtvm.explore.evaluator import EvalContext, clear_worker_cache, make_task, run_task
 from approxtvm.explore.executors import Executor, ProcessExecutor
 from approxtvm.explore.genome import DEFAULT_MULTIPLIERS, DEFAULT_PROTECTED_MSBS, Configuration
@@ -37,6 +38,7 @@ from approxtvm.explore.nsga import (
     run_nsga,
 )
 from approxtvm.explore.search_comparison import SearchComparison, compare_searches
+from approxtvm.explore.staged import StagingSettings, make_study
 
 #: Buffers scaled in experiment 3.
 SRAM_BUFFERS = ("input_buffer", "weight_buffer")
@@ -79,6 +81,16 @@ class ExperimentSettings:
     knee_max_loss
         The representative (knee) point is chosen among the approximate Pareto points whose
         accuracy loss is at most this fraction (among all Pareto points if there are none).
+    data, calibration
+        Evaluation and calibration dataset specs of ``models`` (the user's prepared images, see
+        :mod:`approxtvm.explore.userdata`; calibration ``None``: the digits training split for
+        digits models, random inputs otherwise).
+    staging
+        Staged evaluation of the accuracy studies (:mod:`approxtvm.explore.staged`); ``None``:
+        every configuration on every image.
+    time_budget_s
+        Wall-clock budget: experiment 4 runs as many generations as fit after experiments 1–3
+        (``None``: ``nsga.generations``).
     """
 
     models: tuple[str, ...] = ("digits_cnn", "digits_resnet")
@@ -96,6 +108,10 @@ class ExperimentSettings:
     compression_sparsity: float = 0.5
     compression_cluster_bits: int = 4
     knee_max_loss: float = 0.02
+    data: str = "digits:test"
+    calibration: str | None = None
+    staging: StagingSettings | None = None
+    time_budget_s: float | None = None
 
     @staticmethod
     def quick(seed: int = 0) -> ExperimentSettings:
@@ -343,14 +359,20 @@ def _compression(s: ExperimentSettings, knee: Point, notes: list[str]) -> dict[s
         notes.append(f"Experiment 5 skipped: weight compression is not available in this build ({exc}).")
         return None
     from approxtvm.errors import ApproxTvmError
-    from approxtvm.models import get_model, load_dataset
+    from approxtvm.explore.evaluator import CALIBRATION_SAMPLES, load_context_data, load_model_proto
+    from approxtvm.models import calibration_data, load_dataset
 
-    data = load_dataset("digits:test")
-    data = data.take(s.limit) if s.limit else data
-    calib = load_dataset("digits:train").x[:256]
+    data = load_context_data(EvalContext(s.pareto_model, s.data, s.limit))
+    proto = load_model_proto(s.pareto_model)
+    if s.calibration:
+        calib = load_dataset(s.calibration).x[:CALIBRATION_SAMPLES]
+    elif s.pareto_model.startswith("digits"):
+        calib = load_dataset("digits:train").x[:CALIBRATION_SAMPLES]
+    else:
+        calib = calibration_data(proto, n=8)
     try:
         summary = compression_study(
-            get_model(s.pareto_model),
+            proto,
             knee.config.policy(),
             WeightTransforms(sparsity=s.compression_sparsity, cluster_bits=s.compression_cluster_bits),
             data,
@@ -361,6 +383,22 @@ def _compression(s: ExperimentSettings, knee: Point, notes: list[str]) -> dict[s
         notes.append(f"Experiment 5 skipped: compressing the knee point failed ({exc.what}).")
         return None
     return summary.to_dict()
+
+
+def _fit_budget(s: ExperimentSettings, study: Study, remaining_s: float, notes: list[str]) -> ExperimentSettings:
+    """Fewer NSGA-II generations when the wall-clock budget left cannot hold them."""
+    times = [r.eval_s for r in study.journal.records(study.fingerprint)]
+    # the search comparison costs about three NSGA-II runs (NSGA-II, grid, random) per seed
+    runs = 3 * max(1, len(s.comparison_seeds))
+    gens = plan_generations(
+        remaining_s / runs, times, study.executor.n_workers, s.nsga.pop_size, s.nsga.generations, s.nsga.pop_size
+    )
+    if gens < s.nsga.generations:
+        notes.append(
+            f"Experiment 4 ran {gens} of {s.nsga.generations} NSGA-II generations to fit the "
+            f"{s.time_budget_s:.0f} s budget ({remaining_s:.0f} s were left after experiments 1–3)."
+        )
+    return replace(s, nsga=replace(s.nsga, generations=gens))
 
 
 def run_experiments(
@@ -402,7 +440,10 @@ def run_experiments(
         )
     try:
         with Journal(out_dir / "journal.sqlite") as journal:
-            studies = {m: Study(EvalContext(m, "digits:test", s.limit, s.batch_size), journal, ex) for m in s.models}
+            studies = {
+                m: make_study(EvalContext(m, s.data, s.limit, s.batch_size, s.calibration), journal, ex, s.staging)
+                for m in s.models
+            }
             heavy = (
                 {"resnet50": Study(EvalContext("resnet50", batch_size=1, energy_only=True), journal, ex)}
                 if s.resnet50_sweeps
@@ -410,7 +451,9 @@ def run_experiments(
             )
             _say(console, f"experiments 1–3: knobs in isolation on {', '.join([*studies, *heavy])} ({ex.description})")
             sweeps = _isolation(studies, heavy, s, console)
-            _say(console, f"experiment 4: NSGA-II on {s.pareto_model}")
+            if s.time_budget_s is not None:
+                s = _fit_budget(s, studies[s.pareto_model], s.time_budget_s - (time.perf_counter() - t0), notes)
+            _say(console, f"experiment 4: NSGA-II on {s.pareto_model} ({s.nsga.generations} generations)")
             pareto = _pareto_experiment(studies[s.pareto_model], s, console)
             _say(console, "experiment 5: weight compression on the knee point")
             compression = _compression(s, pareto.knee, notes)
@@ -469,7 +512,8 @@ def write_report(result: ExperimentsResult, out_dir: Path) -> ExperimentsReport:
     md = [
         "# approxtvm: the study's five experiments",
         "",
-        f"Models: {', '.join(s.models)} (digits test split, {s.limit or 'all'} images, batch {s.batch_size})"
+        f"Models: {', '.join(s.models)} ({'digits test split' if s.data == 'digits:test' else s.data}, "
+        f"{s.limit or 'all'} images, batch {s.batch_size})"
         + (f"; ResNet-50 energy only ({', '.join(s.resnet50_sweeps)})" if s.resnet50_sweeps else "")
         + f". {result.evaluations} evaluations in the journal, {result.wall_s:.0f} s. Energy is per inference "
         "on the Simba-like vacc; accuracy loss is the top-1 drop against the labels in percentage points "

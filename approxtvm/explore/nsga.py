@@ -480,7 +480,7 @@ def run_nsga(
         X = np.stack([space.repair(x) for x in np.rint(pop.get("X")).astype(np.int64)])
         pop.set("X", X.astype(float))  # the population carries what is evaluated (k-distinct repair)
         configs = [space.decode(x) for x in X]
-        pts = [ref.point(r) for r in study.records(configs)]
+        pts = study.points(configs)  # a StagedStudy screens them in stages
         for p in pts:
             seen.setdefault(p.key, p)
         F = np.array([[p.accuracy_loss, p.energy_rel] for p in pts], dtype=float)

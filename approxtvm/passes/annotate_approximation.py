@@ -7,7 +7,7 @@ from tvm import relax
 
 from approxtvm.errors import PolicyError, ensure_ffi_errors
 from approxtvm.targets.vacc.config import ApproxPolicy
-from approxtvm.targets.vacc.partition import APPROX_ATTR, LAYER_NAMES_ATTR, layer_vars, module_table
+from approxtvm.targets.vacc.partition import APPROX_ATTR, HOST_POLICY_ATTR, LAYER_NAMES_ATTR, layer_vars, module_table
 
 
 def layer_ids(func: relax.Function) -> list[str]:
@@ -38,6 +38,10 @@ class AnnotateApproximation:
         ensure_ffi_errors()
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        if (mod.attrs is None or LAYER_NAMES_ATTR not in mod.attrs) and self._named_by_parameters(mod):
+            from approxtvm.passes.name_layers import NameLayers
+
+            mod = NameLayers()(mod)  # ids from the module itself (weight parameter names)
         names = module_table(mod, LAYER_NAMES_ATTR)
         var_names = layer_ids(mod[self.entry])
         ids = [names.get(v, v) for v in var_names]
@@ -51,4 +55,16 @@ class AnnotateApproximation:
             )
         # keyed by IR variable name (what the offloaded functions carry), configs chosen by layer id
         table = {v: self.policy.config_for(lid).to_json() for v, lid in zip(var_names, ids, strict=True)}
-        return mod.with_attr(APPROX_ATTR, table)
+        host = {
+            v: "the policy keeps it on the host"
+            for v, lid in zip(var_names, ids, strict=True)
+            if self.policy.keeps_on_host(lid)
+        }
+        return mod.with_attr(APPROX_ATTR, table).with_attr(HOST_POLICY_ATTR, host)
+
+    def _named_by_parameters(self, mod: tvm.IRModule) -> bool:
+        """Whether the layers' weights are still parameters (NameLayers can read their names)."""
+        func = mod[self.entry]
+        attrs = func.attrs
+        n_in = int(attrs["num_input"]) if attrs is not None and "num_input" in attrs else len(func.params)
+        return len(func.params) > n_in

@@ -17,22 +17,14 @@ from __future__ import annotations
 
 import itertools
 
+from approxtvm.targets.vacc.counts import AccessCounts
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
-from approxtvm.targets.vacc.mapper import AccessCounts
-from approxtvm.targets.vacc.mapping import LEVELS, Mapping
+from approxtvm.targets.vacc.hierarchy import Hierarchy
+from approxtvm.targets.vacc.mapping import Mapping
 from approxtvm.targets.vacc.tilewalk import TileWalk, loop_strides
 from approxtvm.targets.vacc.workload import TENSOR_DIMS
 
 __all__ = ["simulate_counts"]
-
-_BUFFER_LEVEL = {
-    "dram": "DRAM",
-    "global_buffer": "GlobalBuffer",
-    "weight_buffer": "PE",
-    "input_buffer": "PE",
-    "accum_buffer": "PE",
-    "weight_register": "Register",
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -59,7 +51,7 @@ def _xy_tree(spec: AcceleratorSpec, pes: list[int]) -> tuple[int, int]:
 
 def _pe_groups(mapping: Mapping, spec: AcceleratorSpec, tensor: str) -> tuple[int, int, int]:
     """(groups, Σ links, Σ routers) delivering one tile of ``tensor`` to every busy PE."""
-    gb_spatial = mapping.levels[1].spatial
+    gb_spatial = mapping.levels[Hierarchy.of(spec).network_source].spatial
     groups: dict[tuple[int, ...], list[int]] = {}
     for pe, coords in enumerate(itertools.product(*(range(lp.bound) for lp in gb_spatial))):
         key = tuple(c for lp, c in zip(gb_spatial, coords, strict=True) if lp.dim in TENSOR_DIMS[tensor])
@@ -80,7 +72,7 @@ def _pe_groups(mapping: Mapping, spec: AcceleratorSpec, tensor: str) -> tuple[in
 def simulate_counts(mapping: Mapping, spec: AcceleratorSpec) -> AccessCounts:
     """Access counts of ``mapping`` on ``spec`` by walking its loop nest (see the module docstring).
 
-    Must equal :func:`approxtvm.targets.vacc.mapper.analytic_counts` exactly; tests hold it to that.
+    Must equal :func:`approxtvm.targets.vacc.closed_form.analytic_counts` exactly; tests hold it to that.
     """
     mapping.validate(spec)
     prec = spec.precision
@@ -98,8 +90,8 @@ def simulate_counts(mapping: Mapping, spec: AcceleratorSpec) -> AccessCounts:
         e[1] += links
         e[2] += routers
 
-    level_of = {name: LEVELS.index(lv) for name, lv in _BUFFER_LEVEL.items()}
-    n_levels = len(LEVELS)
+    hier = Hierarchy.of(spec)
+    n_levels = hier.compute
     walks: dict[int, TileWalk] = {}
     inst_cache: dict[int, list[dict[str, int]]] = {}
 
@@ -117,9 +109,9 @@ def simulate_counts(mapping: Mapping, spec: AcceleratorSpec) -> AccessCounts:
     macs = cycles * len(insts(n_levels))
     fresh_accum = 0
     for t in ("weight", "input", "output"):
-        chain = list(spec.storage_chain(t))
+        chain = list(hier.storage_chain(t))
         for parent, child in itertools.pairwise([*chain, "mac"]):
-            a = level_of[parent]
+            a = hier.level_of(parent)
             if child == "mac":
                 # one access per cycle per distinct operand among the MACs (lanes share an input
                 # word across vector MACs; lanes reduce outputs in the adder tree)
@@ -132,11 +124,11 @@ def simulate_counts(mapping: Mapping, spec: AcceleratorSpec) -> AccessCounts:
                 else:
                     add(parent, t, reads=n)
                 continue
-            b = level_of[child]
+            b = hier.level_of(child)
             visits = len(walk(b).fills(t))
-            tile = mapping.tile_size(LEVELS[b], t)
+            tile = mapping.tile_size(hier.names[b], t)
             n_child = len(insts(b))
-            crosses = a <= 1 < b
+            crosses = hier.crosses_network(a, b)
             if t != "output":
                 shared = len({(tuple(o[d] for d in sorted(TENSOR_DIMS[t])), _above(o, mapping, a)) for o in insts(b)})
                 add(child, t, writes=visits * tile * n_child)
@@ -163,15 +155,12 @@ def simulate_counts(mapping: Mapping, spec: AcceleratorSpec) -> AccessCounts:
 
     # latency: the roofline of compute, DRAM bandwidth and global-buffer width
     dram_bits = sum((r + w) * prec.bits(t) for (b, t), (r, w) in buf.items() if b == "dram")
-    gb = spec.memory("global_buffer")
-    gb_r = sum(r * prec.bits(t) for (b, t), (r, _) in buf.items() if b == "global_buffer")
-    gb_w = sum(w * prec.bits(t) for (b, t), (_, w) in buf.items() if b == "global_buffer")
-    latency = max(
-        cycles,
-        -(-dram_bits // spec.dram.bandwidth_bits_per_cycle),
-        -(-gb_r // gb.width_bits),
-        -(-gb_w // gb.width_bits),
-    )
+    latency = max(cycles, -(-dram_bits // spec.dram.bandwidth_bits_per_cycle))
+    if "global_buffer" in dict(hier.buffer_tensors):
+        gb = spec.memory("global_buffer")
+        gb_r = sum(r * prec.bits(t) for (b, t), (r, _) in buf.items() if b == "global_buffer")
+        gb_w = sum(w * prec.bits(t) for (b, t), (_, w) in buf.items() if b == "global_buffer")
+        latency = max(latency, -(-gb_r // gb.width_bits), -(-gb_w // gb.width_bits))
     return AccessCounts(
         macs=macs,
         compute_cycles=cycles,

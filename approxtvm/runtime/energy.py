@@ -2,7 +2,7 @@
 
 The price list is the accelerator spec; the access counts come from
 :func:`approxtvm.runtime.counting.simulate_counts` (or the mapper's identical closed forms). The
-pricing itself is :func:`approxtvm.targets.vacc.mapper.energy_breakdown_pj`, shared with the mapper
+pricing itself is :func:`approxtvm.targets.vacc.pricing.energy_breakdown_pj`, shared with the mapper
 so that the schedule the mapper picked and the energy the runtime reports can never disagree.
 
 Components (:data:`COMPONENTS`): ``mac``, ``register``, ``weight_buffer``, ``input_buffer``,
@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from approxtvm.errors import PolicyError
+from approxtvm.targets.vacc.counts import AccessCounts
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
-from approxtvm.targets.vacc.mapper import COMPONENTS, AccessCounts, energy_breakdown_pj
+from approxtvm.targets.vacc.pricing import COMPONENTS, energy_breakdown_pj
 
-__all__ = ["COMPONENTS", "EnergyReport", "LayerEnergy", "energy_of", "energy_swing_v"]
+__all__ = ["COMPONENTS", "EnergyReport", "LayerEnergy", "UncoveredLayer", "energy_of", "energy_swing_v"]
 
 _SCALABLE_SRAM = ("weight_buffer", "input_buffer", "accum_buffer", "global_buffer")
 _WORD_BITS = 8  # bits of one operand word on the NoC
@@ -124,16 +125,54 @@ class LayerEnergy:
 
 
 @dataclass(frozen=True, slots=True)
+class UncoveredLayer:
+    """A layer whose MACs run on the host CPU, so no accelerator energy is counted for them.
+
+    Attributes
+    ----------
+    node
+        ONNX node name.
+    op
+        ONNX op type (``Conv``, ``MatMul``...).
+    macs
+        Multiply-accumulates of one execution (``None``: a shape is unknown even after inference).
+    reason
+        Why the layer is not offloaded.
+    """
+
+    node: str
+    op: str
+    macs: int | None
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {"node": self.node, "op": self.op, "macs": self.macs, "reason": self.reason}
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> UncoveredLayer:
+        """Inverse of :meth:`to_dict`."""
+        macs = d.get("macs")
+        return UncoveredLayer(str(d["node"]), str(d["op"]), None if macs is None else int(macs), str(d["reason"]))
+
+
+@dataclass(frozen=True, slots=True)
 class EnergyReport:
     """Energy of a sequence of layer executions (a model run, a batch, a sum of runs).
+
+    The report prices the offloaded layers only; the layers that ran on the host are listed in
+    :attr:`uncovered` with their MACs, so every report can say what share of the work it leaves out.
 
     Attributes
     ----------
     layers
         One :class:`LayerEnergy` per execution, in execution order (a layer run twice appears twice).
+    uncovered
+        One :class:`UncoveredLayer` per execution of a host layer (per batch, like :attr:`layers`).
     """
 
     layers: tuple[LayerEnergy, ...] = ()
+    uncovered: tuple[UncoveredLayer, ...] = ()
 
     def by_component(self) -> dict[str, float]:
         """pJ per component over all layers, in :data:`COMPONENTS` order."""
@@ -169,6 +208,37 @@ class EnergyReport:
         return sum(layer.macs for layer in self.layers)
 
     @property
+    def host_macs(self) -> int:
+        """MACs of the layers that ran on the host (not priced; unknown shapes count 0)."""
+        return sum(u.macs or 0 for u in self.uncovered)
+
+    @property
+    def host_mac_share(self) -> float:
+        """Share of all layer MACs that ran on the host: ``host_macs / (macs + host_macs)``."""
+        total = self.macs + self.host_macs
+        return self.host_macs / total if total else 0.0
+
+    def host_macs_by_layer(self) -> dict[str, int | None]:
+        """MACs per host layer (executions summed; ``None`` when unknown), in first-execution order."""
+        out: dict[str, int | None] = {}
+        for u in self.uncovered:
+            prev = out.get(u.node, 0)
+            out[u.node] = None if prev is None or u.macs is None else prev + u.macs
+        return out
+
+    def coverage_note(self) -> str:
+        """One sentence on what the report leaves out (empty when every layer was offloaded)."""
+        if not self.uncovered:
+            return ""
+        n = len({u.node for u in self.uncovered})
+        unknown = sum(1 for u in self.uncovered if u.macs is None)
+        note = (
+            f"not counted: {n} host layer(s), {self.host_macs:,} MACs = {100 * self.host_mac_share:.1f} % "
+            "of all layer MACs (energy covers the offloaded layers only)"
+        )
+        return note + (f"; {unknown} with unknown shape" if unknown else "")
+
+    @property
     def latency_cycles(self) -> int:
         """Estimated cycles over all layers (run one after the other)."""
         return sum(layer.latency_cycles for layer in self.layers)
@@ -180,19 +250,25 @@ class EnergyReport:
 
     def __add__(self, other: LayerEnergy | EnergyReport) -> EnergyReport:
         if isinstance(other, LayerEnergy):
-            return EnergyReport((*self.layers, other))
+            return EnergyReport((*self.layers, other), self.uncovered)
         if isinstance(other, EnergyReport):
-            return EnergyReport((*self.layers, *other.layers))
+            return EnergyReport((*self.layers, *other.layers), (*self.uncovered, *other.uncovered))
         return NotImplemented
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (per-layer entries; totals are derived)."""
-        return {"layers": [layer.to_dict() for layer in self.layers]}
+        return {
+            "layers": [layer.to_dict() for layer in self.layers],
+            "uncovered": [u.to_dict() for u in self.uncovered],
+        }
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> EnergyReport:
         """Inverse of :meth:`to_dict`."""
-        return EnergyReport(tuple(LayerEnergy.from_dict(x) for x in d["layers"]))
+        return EnergyReport(
+            tuple(LayerEnergy.from_dict(x) for x in d["layers"]),
+            tuple(UncoveredLayer.from_dict(x) for x in d.get("uncovered", ())),
+        )
 
 
 def energy_of(

@@ -21,8 +21,9 @@ from approxtvm.targets.vacc.schedule import LayerSchedule
 
 
 def supports(sched: LayerSchedule, weight: np.ndarray) -> bool:
-    """Whether the fused path applies: unsigned operands (u8 × u8)."""
-    return not sched.quant.signed and weight.dtype == np.uint8
+    """Whether the fused path applies: unsigned operands (u8 × u8) and one weight zero point
+    (``ConvInteger`` takes a per-tensor weight zero point only; per-channel scales are fine)."""
+    return not sched.quant.signed and weight.dtype == np.uint8 and len(set(sched.quant.weight_zero_points)) == 1
 
 
 def _session(model: onnx.ModelProto) -> object:
@@ -52,7 +53,7 @@ class ExactLayer:
         s, q = sched.shape, sched.quant
         self.shape = s
         self.zx = q.input_zero_point
-        zw = np.asarray(q.weight_zero_points, np.uint8)
+        zw = np.asarray(q.weight_zero_points[:1], np.uint8)  # all equal (see supports)
         inits = [numpy_helper.from_array(np.array(self.zx, np.uint8), "zx")]
         if s.op == "dense":
             inits += [
@@ -85,11 +86,19 @@ class ExactLayer:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
         model.ir_version = 8
         self._sess = _session(model)
-        self._pads = ((0, 0), (0, 0), (s.pad_top, s.pad_bottom), (s.pad_left, s.pad_right))
-        self._padded = any(v for pair in self._pads for v in pair)
+        self._padded = any((s.pad_top, s.pad_bottom, s.pad_left, s.pad_right))
+        self._padded_shape = tuple(x_shape)
+        self._window = (
+            slice(None),
+            slice(None),
+            slice(s.pad_top, s.pad_top + s.h),
+            slice(s.pad_left, s.pad_left + s.w),
+        )
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """int32 accumulators for activation codes ``x``."""
-        if self._padded:
-            x = np.pad(x, self._pads, constant_values=self.zx)
+        if self._padded:  # a fresh buffer per call (np.pad costs ~10× more on small layers)
+            xp = np.full(self._padded_shape, self.zx, dtype=np.uint8)
+            xp[self._window] = x
+            x = xp
         return self._sess.run(None, {"x": np.ascontiguousarray(x)})[0]  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ import numpy as np
 
 from approxtvm.errors import DataError
 from approxtvm.runtime import exact_layer
-from approxtvm.runtime.kernels import KernelCache, choose_path, conv2d_products, dense_products
+from approxtvm.runtime.kernels import KernelCache, LayerStore, choose_path, conv2d_products, dense_products
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.targets.vacc.schedule import LayerSchedule
 
@@ -79,6 +79,33 @@ class LayerProgram:
         return choose_path(self.multiplier, self.schedule.shape, weights=self.weight, cache=self.cache).path
 
     @cached_property
+    def store(self) -> LayerStore:
+        """Weight-derived kernel data of this layer (digest, factorisation, weight plan), built on
+        first use and kept for the program's life: its weights never change."""
+        return LayerStore.for_weights(self.weight)
+
+    @cached_property
+    def weight_sums(self) -> np.ndarray:
+        """``Σ_{c,r,s} w_q`` per output channel (int64, (K,)): the ``z_x Σ w`` correction term."""
+        return self.weight.reshape(self.weight.shape[0], -1).astype(np.int64).sum(axis=1)
+
+    @cached_property
+    def float_constants(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """``s_x · s_w`` (float64, broadcastable to the output) and the dequantized bias (float32),
+        computed once: they depend on the weights only."""
+        sched = self.schedule
+        q = sched.quant
+        bshape = (1, -1) if sched.shape.op == "dense" else (1, -1, 1, 1)
+        scale = (q.input_scale * np.asarray(q.weight_scales, np.float64)).reshape(bshape)
+        if self.bias is None:
+            return scale, None
+        bz = np.asarray(q.bias_zero_points, np.int64)
+        bias = ((self.bias.astype(np.int64) - bz).astype(np.float32) * np.asarray(q.bias_scales, np.float32)).astype(
+            np.float32
+        )
+        return scale, bias.reshape(bshape)
+
+    @cached_property
     def fused_exact(self) -> exact_layer.ExactLayer | None:
         """One-call exact path (zero points folded into the integer kernel), when it applies."""
         if self.kernel_path == "exact" and exact_layer.supports(self.schedule, self.weight):
@@ -124,16 +151,15 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
     s, q = sched.shape, sched.quant
     zx = q.input_zero_point
     zw = np.asarray(q.weight_zero_points, np.int64)
-    w64 = prog.weight.astype(np.int64)
     taps = s.c * s.r * s.s
     if s.op == "dense":
         raw = (
-            dense_products(x, prog.weight, prog.multiplier, path=prog.kernel_path, cache=prog.cache)
+            dense_products(x, prog.weight, prog.multiplier, path=prog.kernel_path, cache=prog.cache, store=prog.store)
             if products is None
             else products
         )
         sum_x = x.astype(np.int64).sum(axis=1, keepdims=True)  # (N, 1)
-        sum_w = w64.sum(axis=1)[None, :]  # (1, K)
+        sum_w = prog.weight_sums[None, :]  # (1, K)
         zw_b = zw[None, :] if zw.size > 1 else zw[0]
     else:
         if products is None:
@@ -147,11 +173,12 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
                 pad_value=zx,
                 path=prog.kernel_path,
                 cache=prog.cache,
+                store=prog.store,
             )
         else:
             raw = products
         sum_x = _window_sums(x, sched) if np.any(zw) else 0
-        sum_w = w64.reshape(s.k, -1).sum(axis=1)[None, :, None, None]
+        sum_w = prog.weight_sums[None, :, None, None]
         zw_b = zw[None, :, None, None] if zw.size > 1 else zw[0]
     acc = raw.astype(np.int64) - zw_b * sum_x - zx * sum_w + taps * zx * zw_b
     return acc.astype(np.int32)
@@ -159,17 +186,10 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
 
 def to_float(acc: np.ndarray, prog: LayerProgram) -> np.ndarray:
     """``acc · s_x · s_w (+ dequantized bias)`` as float32, the graph's dequantized layer output."""
-    sched = prog.schedule
-    q = sched.quant
-    scale = q.input_scale * np.asarray(q.weight_scales, np.float64)
-    bshape = (1, -1) if sched.shape.op == "dense" else (1, -1, 1, 1)
-    out = (acc.astype(np.float64) * scale.reshape(bshape)).astype(np.float32)
-    if prog.bias is not None:
-        bz = np.asarray(q.bias_zero_points, np.int64)
-        bias = ((prog.bias.astype(np.int64) - bz).astype(np.float32) * np.asarray(q.bias_scales, np.float32)).astype(
-            np.float32
-        )
-        out = out + bias.reshape(bshape)
+    scale, bias = prog.float_constants
+    out = (acc.astype(np.float64) * scale).astype(np.float32)
+    if bias is not None:
+        out += bias
     return out
 
 
@@ -197,6 +217,19 @@ class CallLog:
         self.traces.clear()
 
 
+def execute_layer(prog: LayerProgram, log: CallLog, x: np.ndarray) -> np.ndarray:
+    """One call of an offloaded layer on activation codes ``x``: exact accumulators through the
+    layer's kernel, the run's accumulator hook (faults), the trace if enabled; returns the float
+    layer output."""
+    layer_id = prog.schedule.layer_id
+    acc = accumulate(x, prog)
+    if log.faults is not None:
+        acc = log.faults(layer_id, x, prog, acc)
+    if log.trace:
+        log.traces.append((layer_id, x.copy(), acc))
+    return to_float(acc, prog)
+
+
 def make_runner(prog: LayerProgram, log: CallLog) -> Callable[..., None]:
     """The VM entry of one layer: DPS call ``(x_q, out_0[, out_1])``."""
     kinds = prog.schedule.outputs
@@ -213,12 +246,7 @@ def make_runner(prog: LayerProgram, log: CallLog) -> Callable[..., None]:
                 val = dequantize_input(x, prog)
             else:
                 if result is None:
-                    acc = accumulate(x, prog)
-                    if log.faults is not None:
-                        acc = log.faults(layer_id, x, prog, acc)
-                    if log.trace:
-                        log.traces.append((layer_id, x.copy(), acc))
-                    result = to_float(acc, prog)
+                    result = execute_layer(prog, log, x)
                 val = result
             out.copyfrom(np.ascontiguousarray(val))  # type: ignore[attr-defined]
 

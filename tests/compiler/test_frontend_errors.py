@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from approxtvm.compiler import frontend
+from approxtvm.compiler import frontend, prepare
 from approxtvm.errors import ApproxTvmError, DataError, ModelError, UnsupportedOperatorError
 from tests.onnx_builders import calibration, small_cnn
 
@@ -73,7 +73,9 @@ def test_calibration_shape_mismatch() -> None:
 
 def test_layer_names_follow_qdq_weights() -> None:
     q = frontend.quantize(small_cnn(), calibration(8))
-    assert sorted(frontend.layer_names(q).values()) == ["conv1", "conv2", "conv3", "conv4", "fc"]
+    _, weight_to_layer, order = prepare.import_view(prepare.prepare(q, 1))
+    assert sorted(weight_to_layer.values()) == ["conv1", "conv2", "conv3", "conv4", "fc"]
+    assert order == ["conv1", "conv2", "conv3", "conv4", "fc"]
 
 
 def test_errors_share_one_base() -> None:

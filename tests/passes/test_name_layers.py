@@ -69,9 +69,15 @@ def test_dotted_ids_survive_name_sanitizing() -> None:
     assert all(k in _names(after) for k in names)  # keys are the IR variable names
 
 
-def test_unknown_weights_get_positional_ids_and_input_is_not_mutated() -> None:
+def test_without_a_table_ids_are_weight_names_and_input_is_not_mutated() -> None:
     before_text = Before.script()
     after = NameLayers({})(Before)
+    ids = {str(v) for v in after.attrs[LAYER_NAMES_ATTR].values()}
+    assert ids == {"w1_q", "wf_q"}  # the module's own weight parameter names
+    assert Before.script() == before_text
+
+
+def test_weights_missing_from_a_table_get_positional_ids() -> None:
+    after = NameLayers({"other": "x"})(Before)  # a table that names neither weight
     names = _names(after)
     assert "layer_0" in names and "layer_1" in names
-    assert Before.script() == before_text

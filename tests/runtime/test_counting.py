@@ -9,9 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from approxtvm.errors import ScheduleError
+from approxtvm.models.layer_shapes import resnet_layer_shapes
 from approxtvm.runtime.counting import simulate_counts
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
-from approxtvm.targets.vacc.mapper import analytic_counts, map_layer, naive_mapping, resnet_layer_shapes
+from approxtvm.targets.vacc.mapper import analytic_counts, map_layer, naive_mapping
 from approxtvm.targets.vacc.mapping import LEVELS, LevelNest, Loop, Mapping
 from approxtvm.targets.vacc.workload import DIMS, LayerShape
 

@@ -17,6 +17,7 @@ from approxtvm.runtime.emulator import emulate
 from approxtvm.runtime.executor import LayerProgram, accumulate
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.targets.vacc.config import ApproxConfig, ApproxPolicy
+from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.mapper import map_layer
 from approxtvm.targets.vacc.mapping import Loop, Mapping
 from approxtvm.targets.vacc.tilewalk import TileWalk
@@ -404,3 +405,20 @@ def test_model_nominal_or_ber_zero_is_exact_and_low_ber_keeps_accuracy(digits) -
     pred = low.outputs["logits"].argmax(1)
     assert np.mean(pred == y) == np.mean(ref.outputs["logits"].argmax(1) == y)
     assert sum(c["weight"]["bits_exposed"] + c["input"]["bits_exposed"] for c in low.counters["faults"].values()) > 0
+
+
+def test_faults_on_a_spec_without_global_buffer_equal_the_emulator() -> None:
+    # same code, another hierarchy: PEs fed straight from DRAM over the NoC
+    d = SPEC.to_dict()
+    del d["memories"]["global_buffer"]
+    spec = AcceleratorSpec.from_dict({**d, "name": "no_gb"})
+    shape = LayerShape.conv2d(2, 32, 8, 7, 7, 3, 3, pads=(1, 1, 1, 1))
+    m = map_layer(shape, spec)
+    prog, x = _program(shape, m, RAND_U, seed=5)
+    plan = faults.plan_faults(prog.schedule, spec, 0)
+    assert plan.trivial  # no knob set in the schedule's config: nothing to inject
+    g = faults.tile_geometry(m, spec)
+    sample = faults.sample_faults(_plan(noc=0.01, w=0.01, x=0.01), g, seed=2)
+    assert len(sample.weight) and len(sample.input)
+    clean = accumulate(x, prog)
+    np.testing.assert_array_equal(faults.inject(x, prog, clean, sample, g), emulate(x, prog, _corruption(sample)).acc)

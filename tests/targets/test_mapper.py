@@ -8,16 +8,13 @@ import json
 import pytest
 
 from approxtvm.errors import ScheduleError
+from approxtvm.models.layer_shapes import resnet_layer_shapes
+from approxtvm.targets.vacc.closed_form import analytic_counts
+from approxtvm.targets.vacc.counts import AccessCounts
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
-from approxtvm.targets.vacc.mapper import (
-    AccessCounts,
-    analytic_counts,
-    energy_breakdown_pj,
-    map_layer,
-    naive_mapping,
-    resnet_layer_shapes,
-)
+from approxtvm.targets.vacc.mapper import map_layer, naive_mapping
 from approxtvm.targets.vacc.mapping import LEVELS, LevelNest, Loop, Mapping
+from approxtvm.targets.vacc.pricing import energy_breakdown_pj
 from approxtvm.targets.vacc.workload import LayerShape
 
 

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from approxtvm.errors import ScheduleError
+from approxtvm.models.layer_shapes import resnet_layer_shapes
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
-from approxtvm.targets.vacc.mapper import map_layer, resnet_layer_shapes
+from approxtvm.targets.vacc.mapper import map_layer
 from approxtvm.targets.vacc.mapping import LEVELS, LevelNest, Loop, Mapping
 from approxtvm.targets.vacc.workload import LayerShape
 

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
+from approxtvm.models.layer_shapes import resnet_layer_shapes
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
-from approxtvm.targets.vacc.mapper import map_layer, resnet_layer_shapes
+from approxtvm.targets.vacc.mapper import map_layer
 from approxtvm.targets.vacc.timeloop_export import TL_DIM, export_timeloop
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from approxtvm.runtime.counting import simulate_counts
-from approxtvm.runtime.faults.plan import FAULT_BUFFERS, TENSORS
+from approxtvm.runtime.faults.plan import TENSORS, fault_buffers
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.mapping import Mapping
 from approxtvm.targets.vacc.tilewalk import TileWalk
@@ -85,8 +85,9 @@ def tile_geometry(mapping: Mapping, spec: AcceleratorSpec) -> TileGeometry:
     words = {t: mapping.tile_size("PE", t) for t in TENSORS}
     counts = simulate_counts(mapping, spec)
     rpw = {}
+    buffers = fault_buffers(spec)
     for t in TENSORS:
-        buf = FAULT_BUFFERS[t]
+        buf = buffers[t]
         rw = [(r, wr) for b, tt, r, wr in counts.buffer_accesses if b == buf and tt == t]
         reads, writes = rw[0] if rw else (0, 0)
         rpw[t] = max(1, round(reads / writes)) if writes else 1

@@ -8,14 +8,32 @@ from dataclasses import dataclass
 from approxtvm.errors import PolicyError
 from approxtvm.runtime.faults.physics import noc_ber, sram_ber
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
+from approxtvm.targets.vacc.hierarchy import Hierarchy
 from approxtvm.targets.vacc.schedule import LayerSchedule
 
-__all__ = ["FAULT_BUFFERS", "SRAM_FAULT_MODES", "TENSORS", "FaultOptions", "FaultPlan", "plan_faults"]
+__all__ = [
+    "FAULT_BUFFERS",
+    "SRAM_FAULT_MODES",
+    "TENSORS",
+    "FaultOptions",
+    "FaultPlan",
+    "fault_buffers",
+    "plan_faults",
+]
 
 #: When SRAM bit-cell faults happen: on the write of a tile, on every read of a word, or both.
 SRAM_FAULT_MODES = ("write", "read", "both")
-#: Tensors with a fault model and the PE buffer each one lives in.
+#: Tensors with a fault model and the PE buffer each one lives in on the shipped specs (a spec's own
+#: PE buffers come from its hierarchy: :func:`fault_buffers`).
 FAULT_BUFFERS: dict[str, str] = {"weight": "weight_buffer", "input": "input_buffer"}
+
+
+def fault_buffers(spec: AcceleratorSpec) -> dict[str, str]:
+    """Per tensor with a fault model: the buffer of the ``PE`` level of ``spec`` that holds it."""
+    hier = Hierarchy.of(spec)
+    return {t: b for t in TENSORS if (b := hier.buffer_of("PE", t)) is not None}
+
+
 #: Tensors with a fault model, in sampling order.
 TENSORS = ("weight", "input")
 
@@ -105,12 +123,11 @@ def plan_faults(
         sv = cfg.sram_v_map
         for v in sv.values():
             sram_ber(spec, v)  # range check of every scaled buffer, modelled or not
-        sb = tuple((t, sram_ber(spec, sv.get(FAULT_BUFFERS[t]))) for t in TENSORS)
+        fb = fault_buffers(spec)
+        sb = tuple((t, sram_ber(spec, sv.get(fb[t]))) for t in TENSORS)
     except PolicyError as exc:
         raise PolicyError(f"{where}: {exc.what}", expected=exc.expected, found=exc.found, fix=exc.fix) from None
-    energy_only = tuple(
-        sorted(b for b, v in sv.items() if b not in FAULT_BUFFERS.values() and v < spec.sram.nominal_vdd_v)
-    )
+    energy_only = tuple(sorted(b for b, v in sv.items() if b not in fb.values() and v < spec.sram.nominal_vdd_v))
     k = options.ber_scale
     return FaultPlan(
         schedule.layer_id,

@@ -9,6 +9,7 @@ from approxtvm.runtime.kernels.cpu import CpuInfo, detect_cpu
 from approxtvm.runtime.kernels.dispatch import (
     PATHS,
     KernelCache,
+    LayerStore,
     PathChoice,
     choose_path,
     conv2d_products,
@@ -23,6 +24,7 @@ __all__ = [
     "ConvGeometry",
     "CpuInfo",
     "KernelCache",
+    "LayerStore",
     "PathChoice",
     "choose_path",
     "conv2d_products",

@@ -254,17 +254,68 @@ def _factors_for(mult: Multiplier, wb: np.ndarray, cache: KernelCache, path: str
     return f
 
 
-def _plan(cache: KernelCache, mult: Multiplier, wb: np.ndarray, f: IntegerFactors) -> WeightPlan:
-    """The layer's weight-side plan, kept in the cache's layer store (rebuilt if it does not fit)."""
+@dataclass
+class LayerStore:
+    """Weight-derived data of one layer, owned by the caller that owns the weights.
+
+    A caller whose weights never change (a compiled layer) passes one per layer: the weights'
+    digest, the multiplier's factorisation over them and the weight-side plan are then computed
+    once, whatever their size, instead of on every call (or on every call of a layer too big for
+    the shared :class:`KernelCache` LRU).
+
+    Attributes
+    ----------
+    weight_key
+        Digest of the weight bytes (the key of the cache's table store).
+    entries
+        ``(kind, path) → object`` (factorisation, weight plan).
+    """
+
+    weight_key: str = ""
+    entries: dict[tuple[str, str], object] = field(default_factory=dict)
+
+    @staticmethod
+    def for_weights(w: np.ndarray) -> LayerStore:
+        """A store for fixed weights ``w`` (hashes them once)."""
+        return LayerStore(hashlib.sha1(np.ascontiguousarray(w).view(np.uint8).tobytes()).hexdigest())
+
+
+def _weight_key(wb: np.ndarray, store: LayerStore | None) -> str:
+    return store.weight_key if store is not None and store.weight_key else hashlib.sha1(wb.tobytes()).hexdigest()
+
+
+def _plan(
+    cache: KernelCache, mult: Multiplier, wb: np.ndarray, f: IntegerFactors, store: LayerStore | None = None
+) -> WeightPlan:
+    """The layer's weight-side plan: in the layer's own store when given, else in the cache's layer
+    store (rebuilt per call if it does not fit there)."""
+    if store is not None:
+        key = ("plan", mult.table_hash)
+        plan = store.entries.get(key)
+        if plan is None:
+            plan = store.entries[key] = weight_plan(wb, f)
+        return plan  # type: ignore[return-value]
     est = f.byte_terms() * wb.nbytes + 16 * wb.shape[0]
-    key = ("plan", mult.table_hash, hashlib.sha1(wb.tobytes()).hexdigest(), wb.shape)
-    store = cache.layer_tables(key, est)
-    if store is None:
+    ckey = ("plan", mult.table_hash, _weight_key(wb, None), wb.shape)
+    tables = cache.layer_tables(ckey, est)
+    if tables is None:
         return weight_plan(wb, f)
-    plan = store.get("plan")
+    plan = tables.get("plan")
     if plan is None:
-        plan = store["plan"] = weight_plan(wb, f)
+        plan = tables["plan"] = weight_plan(wb, f)
     return plan
+
+
+def _factors_stored(
+    mult: Multiplier, wb: np.ndarray, cache: KernelCache, path: str, store: LayerStore | None
+) -> IntegerFactors:
+    if store is None:
+        return _factors_for(mult, wb, cache, path)
+    key = ("factors", f"{path}:{mult.table_hash}")
+    f = store.entries.get(key)
+    if f is None:
+        f = store.entries[key] = _factors_for(mult, wb, cache, path)
+    return f  # type: ignore[return-value]
 
 
 def _set_tvm_threads(threads: int | None) -> None:
@@ -289,6 +340,7 @@ def conv2d_products(
     threads: int | None = None,
     path: str | None = None,
     cache: KernelCache | None = None,
+    store: LayerStore | None = None,
 ) -> np.ndarray:
     """``y[n,k,p,q] = Σ_{c,r,s} M(x_pad[n, c, p·sh + r·dh, q·sw + s·dw], w[k, c, r, s])`` (int32).
 
@@ -312,6 +364,8 @@ def conv2d_products(
         Force a kernel (:data:`PATHS`); ``None`` = :func:`choose_path`.
     cache
         Sessions, compiled kernels and weight tables to reuse (pass one per model).
+    store
+        Weight-derived data of this layer (:class:`LayerStore`), when ``w`` never changes.
 
     Returns
     -------
@@ -335,13 +389,13 @@ def conv2d_products(
     wb = np.ascontiguousarray(w).view(np.uint8)
     gp = g.unpadded()
     if path in ("exact", "lowrank"):
-        f = _factors_for(mult, wb, cache, path)
-        plan = _plan(cache, mult, wb, f)
+        f = _factors_stored(mult, wb, cache, path, store)
+        plan = _plan(cache, mult, wb, f, store)
         return factor_sums(xp, wb, f, gp, cache.sessions, threads, plan).astype(np.int32)
     if path == "table_numpy":
         return conv2d_table_numpy(xp, wb, mult.table, gp)
     try:
-        return _conv2d_tvm(xp, wb, mult, gp, cache, threads, path)
+        return _conv2d_tvm(xp, wb, mult, gp, cache, threads, path, store)
     except MultiplierError:
         raise
     except Exception as exc:  # TVM/LLVM failure on this host
@@ -369,6 +423,7 @@ def _conv2d_tvm(
     cache: KernelCache,
     threads: int | None,
     path: str,
+    store: LayerStore | None = None,
 ) -> np.ndarray:
     from approxtvm.runtime.kernels.table_tvm import conv2d_table_tvm, plan_tables
 
@@ -377,7 +432,7 @@ def _conv2d_tvm(
     if path == "table_gather":
         return conv2d_table_tvm(xp, wb, mult.table, gp, kernels, None, kernel="gather")
     plan = plan_tables(gp, mult.table, kernels.config)
-    wkey = hashlib.sha1(wb.tobytes()).hexdigest()
+    wkey = _weight_key(wb, store)
     tables = cache.layer_tables((mult.table_hash, wkey, wb.shape, plan), plan.table_bytes(gp))
     return conv2d_table_tvm(xp, wb, mult.table, gp, kernels, tables)
 
@@ -390,6 +445,7 @@ def dense_products(
     threads: int | None = None,
     path: str | None = None,
     cache: KernelCache | None = None,
+    store: LayerStore | None = None,
 ) -> np.ndarray:
     """``y[n, k] = Σ_c M(x[n, c], w[k, c])`` (int32, (N, K)); x (N, C), w (K, C).
 
@@ -414,8 +470,8 @@ def dense_products(
     xb = np.ascontiguousarray(x).view(np.uint8)
     wb = np.ascontiguousarray(w).view(np.uint8)
     if path in ("exact", "lowrank"):
-        f = _factors_for(mult, wb, cache, path)
-        plan = _plan(cache, mult, wb, f)
+        f = _factors_stored(mult, wb, cache, path, store)
+        plan = _plan(cache, mult, wb, f, store)
         return factor_sums(xb, wb, f, None, cache.sessions, threads, plan).astype(np.int32)
     if path == "table_numpy":
         return dense_table_numpy(xb, wb, mult.table)
@@ -427,7 +483,7 @@ def dense_products(
     xi = np.zeros((p * q, c), dtype=x.dtype)
     xi[:n] = x
     img = np.ascontiguousarray(xi.reshape(p, q, c).transpose(2, 0, 1)[None])
-    y = conv2d_products(img, w[:, :, None, None], mult, threads=threads, path=path, cache=cache)
+    y = conv2d_products(img, w[:, :, None, None], mult, threads=threads, path=path, cache=cache, store=store)
     return np.ascontiguousarray(y[0].reshape(w.shape[0], p * q)[:, :n].T)
 
 
@@ -435,6 +491,7 @@ __all__ = [
     "PATHS",
     "ConvGeometry",
     "KernelCache",
+    "LayerStore",
     "PathChoice",
     "choose_path",
     "conv2d_products",

@@ -423,12 +423,14 @@ def _run_call(
         wcat = plan.weight_tensors.get((call_index, j0))
         if wcat is None:
             wcat = _weights_for_call(wb, gs, pieces, active_sums, k, kk, width, c)
+            if dense:  # MatMulInteger reads (C, K): transpose once, not per call
+                wcat = np.ascontiguousarray(wcat.T)
             plan.weight_tensors[(call_index, j0)] = wcat
-        if wcat.shape[0] == 0:
+        if wcat.size == 0:
             continue
         if dense:
-            sess = sessions.matmul(xcat.shape, (wcat.shape[1], wcat.shape[0]), threads)
-            y = sess.run(None, {"x": xcat, "w": np.ascontiguousarray(wcat.T)})[0]
+            sess = sessions.matmul(xcat.shape, wcat.shape, threads)
+            y = sess.run(None, {"x": xcat, "w": wcat})[0]
         else:
             sess = sessions.conv(xcat.shape, wcat.shape, g.strides, g.dilations, threads)
             y = sess.run(None, {"x": xcat, "w": wcat})[0]

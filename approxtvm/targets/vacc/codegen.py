@@ -19,11 +19,12 @@ import tvm
 import tvm_ffi
 from tvm import relax
 
-from approxtvm.errors import ScheduleError, ensure_ffi_errors
+from approxtvm.errors import ApproxTvmError, CompileError, PolicyError, ScheduleError, ensure_ffi_errors
+from approxtvm.targets.vacc.closed_form import analytic_counts
 from approxtvm.targets.vacc.compression import CompressedWeights
 from approxtvm.targets.vacc.config import ApproxConfig
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
-from approxtvm.targets.vacc.mapper import analytic_counts, map_layer
+from approxtvm.targets.vacc.mapper import map_layer
 from approxtvm.targets.vacc.partition import composite_layer_id, composite_of
 from approxtvm.targets.vacc.schedule import Intrinsic, LayerSchedule, QuantParams, WeightLayout
 from approxtvm.targets.vacc.weight_layout import compressed_layout, dense_layout
@@ -40,6 +41,7 @@ class MultiplierInfo:
     table_hash: str
     mul_energy_pj: float
     signed: bool
+    exact: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,30 @@ def _const(expr: relax.Expr) -> np.ndarray:
 
 
 def _ints(values: Any) -> tuple[int, ...]:
+    if values is None:  # the pattern checks keep layers without static shapes on the host
+        raise ScheduleError(
+            "offloaded layer has no static shape",
+            expected="static shapes after ONNX shape inference",
+            found="unknown shape",
+            fix="export the model with static shapes",
+        )
     return tuple(int(v) for v in values)
+
+
+def _recode_weights(
+    weight: np.ndarray, zero_points: tuple[int, ...], activation_dtype: str
+) -> tuple[np.ndarray, tuple[int, ...], int]:
+    """Weight codes in the activations' signedness: ``(codes, zero points, offset added)``.
+
+    Flipping the top bit maps int8 ``v`` to uint8 ``v + 128`` (and back); shifting the zero
+    points alike keeps every ``w − z_w``, hence the exact products.
+    """
+    want = np.dtype(activation_dtype)
+    if weight.dtype == want:
+        return weight, zero_points, 0
+    offset = 128 if want == np.uint8 else -128
+    recoded = (np.ascontiguousarray(weight).view(np.uint8) ^ np.uint8(0x80)).view(want)
+    return recoded, tuple(z + offset for z in zero_points), offset
 
 
 def lower_function(
@@ -170,6 +195,9 @@ def lower_function(
         )
     if transpose_w:
         weight = np.ascontiguousarray(weight.T)
+    ws, wz = quant["w"]
+    x_dtype = str(x_param.ty.dtype)
+    weight, wz, offset = _recode_weights(weight, wz, x_dtype)
     body = comp.body.body
     outs = list(body.fields) if isinstance(body, relax.Tuple) else [body]
     kinds = []
@@ -178,11 +206,22 @@ def lower_function(
             kinds.append("input_dequantized")
         else:
             kinds.append("result")
-    signed = weight.dtype == np.int8
-    ws, wz = quant["w"]
+    signed = x_dtype == "int8"
     bs, bz = quant.get("b", ((), ()))
-    q = QuantParams(signed, quant["x"][0], quant["x"][1], ws, wz, bs, bz)
+    q = QuantParams(signed, quant["x"][0], quant["x"][1], ws, wz, bs, bz, offset)
     mult = resolve_multiplier(config.multiplier, signed)
+    if offset and not mult.exact:
+        a, b = ("uint8", "int8") if offset > 0 else ("int8", "uint8")
+        raise PolicyError(
+            f"layer {layer_id}: no multiplier table for {a} activations × {b} weights",
+            expected=f"the exact multiplier, or a model whose activations and weights are both {a} "
+            f"(approximate tables are {a}×{a} or the other signedness on both operands)",
+            found=f"multiplier {config.multiplier!r} ({'signed' if mult.signed else 'unsigned'} table) "
+            f"with {a} activations and {b} weights",
+            fix=f"keep this layer exact (policy rule `{layer_id}: exact`), or quantize activations and weights "
+            "to the same signedness (QuantOptions(signed=...), or onnxruntime quantize_static with "
+            "activation_type = weight_type)",
+        )
     mapping = map_layer(shape, spec)
     counts = analytic_counts(mapping, spec)
     intrinsic = Intrinsic(
@@ -215,6 +254,24 @@ def lower_function(
     return LoweredLayer(schedule, weight, bias, compressed)
 
 
+def _lower_or_explain(
+    func: relax.Function, spec: AcceleratorSpec, resolve_multiplier: Callable[[str, bool], MultiplierInfo]
+) -> LoweredLayer:
+    """:func:`lower_function`; an unexpected failure becomes a project error naming the layer."""
+    try:
+        return lower_function(func, spec, resolve_multiplier)
+    except ApproxTvmError:
+        raise
+    except Exception as exc:
+        layer = str(func.attrs["vacc.layer"]) if func.attrs is not None and "vacc.layer" in func.attrs else "?"
+        raise CompileError(
+            f"layer {layer}: lowering to the accelerator failed",
+            expected="a conv2d/dense layer the vacc codegen can schedule",
+            found=f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else ''}",
+            fix=f"keep the layer on the host (policy `host: [{layer}]`) and report the model",
+        ) from exc
+
+
 class CodegenSession:
     """One compilation's codegen: lowers functions, registers runtime entries, keeps the results.
 
@@ -242,7 +299,7 @@ class CodegenSession:
     def codegen(self, functions: list[relax.Function], options: Any, constant_names: Any) -> list[Any]:
         """The ``relax.ext.vacc`` hook: lower and register every function; emit no module."""
         for func in functions:
-            lowered = lower_function(func, self.spec, self.resolve_multiplier)
+            lowered = _lower_or_explain(func, self.spec, self.resolve_multiplier)
             self.layers[lowered.schedule.layer_id] = lowered
             tvm_ffi.register_global_func(lowered.schedule.symbol, self.runner_factory(lowered), override=True)
         return []
@@ -250,11 +307,12 @@ class CodegenSession:
     @contextlib.contextmanager
     def active(self) -> Iterator[CodegenSession]:
         """Make this session the ``relax.ext.vacc`` codegen for the duration of the block."""
+        previous = tvm_ffi.get_global_func(CODEGEN_NAME, allow_missing=True)
         tvm_ffi.register_global_func(CODEGEN_NAME, self.codegen, override=True)
         try:
             yield self
-        finally:
-            tvm_ffi.register_global_func(CODEGEN_NAME, _no_session, override=True)
+        finally:  # give the backend back to whoever had it (the registered default codegen)
+            tvm_ffi.register_global_func(CODEGEN_NAME, previous or _no_session, override=True)
 
 
 def _no_session(functions: Any, options: Any, constant_names: Any) -> list[Any]:

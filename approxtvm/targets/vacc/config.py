@@ -124,6 +124,17 @@ def _check_config(c: ApproxConfig, where: str) -> None:
         )
 
 
+#: A policy pattern with this prefix is a regular expression (full match) over layer ids.
+REGEX_PREFIX = "re:"
+
+
+def pattern_matches(pattern: str, layer_id: str) -> bool:
+    """A policy pattern matches a layer id: equal, ``fnmatch`` glob, or ``re:`` full-match regex."""
+    if pattern.startswith(REGEX_PREFIX):
+        return re.fullmatch(pattern[len(REGEX_PREFIX) :], layer_id) is not None
+    return pattern == layer_id or fnmatch.fnmatchcase(layer_id, pattern)
+
+
 _VOLT = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(mV|V)\s*$")
 
 
@@ -211,12 +222,30 @@ class ApproxPolicy:
     default
         Configuration of layers no rule matches.
     rules
-        ``(pattern, overrides)`` pairs in order; ``pattern`` is a layer id or an ``fnmatch``
-        glob (``layer1.*``); later matching rules override earlier ones key by key.
+        ``(pattern, overrides)`` pairs in order; ``pattern`` is a layer id (the ONNX node
+        name), an ``fnmatch`` glob (``/layer1/*``) or, prefixed with ``re:``, a regular
+        expression matched against the whole id (``re:/layer[12]/.*/Conv``); later matching
+        rules override earlier ones key by key.
+    host
+        Patterns (same syntax) of layers kept on the host even if the accelerator could take them.
     """
 
     default: ApproxConfig = ApproxConfig()
     rules: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    host: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for pattern in [p for p, _ in self.rules] + list(self.host):
+            if pattern.startswith(REGEX_PREFIX):
+                try:
+                    re.compile(pattern[len(REGEX_PREFIX) :])
+                except re.error as exc:
+                    raise PolicyError(
+                        f"policy pattern {pattern!r} is not a valid regular expression",
+                        expected="re:<Python regular expression>",
+                        found=str(exc),
+                        fix="escape special characters, or use a glob without the re: prefix",
+                    ) from None
 
     @staticmethod
     def uniform(
@@ -266,11 +295,11 @@ class ApproxPolicy:
                 found=type(d).__name__,
                 fix="see the README's policy example",
             )
-        unknown = sorted(set(d) - {"default", "layers"})
+        unknown = sorted(set(d) - {"default", "layers", "host"})
         if unknown:
             raise PolicyError(
                 f"{where}: unknown key(s) {', '.join(map(repr, unknown))}",
-                expected="top-level keys default and layers",
+                expected="top-level keys default, layers and host",
                 found=", ".join(unknown),
                 fix="put knobs under `default:` or under `layers: {<layer id>: ...}`",
             )
@@ -288,7 +317,15 @@ class ApproxPolicy:
             over = {"multiplier": over} if isinstance(over, str) else over
             _config_from_mapping(ApproxConfig(), over, f"{where}: layers.{pattern}")
             rules.append((str(pattern), tuple(sorted(dict(over).items(), key=lambda kv: kv[0]))))
-        return ApproxPolicy(default, tuple(rules))
+        host = d.get("host") or []
+        if isinstance(host, str) or not all(isinstance(h, str) for h in host):
+            raise PolicyError(
+                f"{where}: host must list layer patterns",
+                expected="a list of layer ids, globs or re: patterns",
+                found=repr(host),
+                fix="write `host: [/classifier/Gemm]`",
+            )
+        return ApproxPolicy(default, tuple(rules), tuple(host))
 
     def multiplier_names(self) -> frozenset[str]:
         """Every multiplier spec the policy can assign (default and rules)."""
@@ -331,19 +368,26 @@ class ApproxPolicy:
         """The configuration of one layer."""
         cfg = self.default
         for pattern, over in self.rules:
-            if pattern == layer_id or fnmatch.fnmatchcase(layer_id, pattern):
+            if pattern_matches(pattern, layer_id):
                 cfg = _config_from_mapping(cfg, dict(over), f"layers.{pattern}")
         return cfg
 
+    def keeps_on_host(self, layer_id: str) -> bool:
+        """Whether the policy keeps ``layer_id`` on the host."""
+        return any(pattern_matches(p, layer_id) for p in self.host)
+
     def unmatched_rules(self, layer_ids: list[str]) -> list[str]:
-        """Rule patterns that match none of ``layer_ids`` (typos in a policy file)."""
-        return [p for p, _ in self.rules if not any(p == lid or fnmatch.fnmatchcase(lid, p) for lid in layer_ids)]
+        """Rule and host patterns that match none of ``layer_ids`` (typos in a policy file)."""
+        patterns = [p for p, _ in self.rules] + list(self.host)
+        return [p for p in patterns if not any(pattern_matches(p, lid) for lid in layer_ids)]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form accepted by :meth:`from_dict`."""
         d: dict[str, Any] = {"default": self.default.to_dict()}
         if self.rules:
             d["layers"] = {p: dict(o) for p, o in self.rules}
+        if self.host:
+            d["host"] = list(self.host)
         return d
 
     def digest(self) -> str:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from approxtvm.errors import ScheduleError
+from approxtvm.targets.vacc.hierarchy import Hierarchy
 from approxtvm.targets.vacc.workload import DIMS, TENSOR_DIMS, LayerShape
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["LEVELS", "LevelNest", "Loop", "Mapping"]
 
 #: Mapping levels, outermost first.
+#: Levels of a spec with a global buffer (the shipped ones); see :class:`~approxtvm.targets.vacc.hierarchy.Hierarchy`.
 LEVELS: tuple[str, ...] = ("DRAM", "GlobalBuffer", "PE", "Register")
 
 
@@ -115,9 +117,9 @@ class Mapping:
                 return nest
         raise ScheduleError(
             f"mapping has no level {name!r}",
-            expected=f"one of {LEVELS}",
+            expected=f"one of {tuple(n.level for n in self.levels)}",
             found=repr(name),
-            fix="use a level name from LEVELS",
+            fix="use a level name of the mapping",
         )
 
     def level_index(self, name: str) -> int:
@@ -194,11 +196,12 @@ class Mapping:
         bound; spatial loops only where the PE array allows them and within its fan-outs; every
         tile fits its buffer.
         """
+        hier = Hierarchy.of(spec)
         names = tuple(n.level for n in self.levels)
-        if names != LEVELS:
+        if names != hier.names:
             raise ScheduleError(
                 "mapping levels are wrong",
-                expected=str(LEVELS),
+                expected=f"{hier.names} (the levels of {spec.name})",
                 found=str(names),
                 fix="give one LevelNest per level, DRAM first",
             )
@@ -212,7 +215,6 @@ class Mapping:
                     found=f"product {got[d]}",
                     fix=f"make the {d} bounds multiply to {bounds[d]}",
                 )
-        pa = spec.pe_array
         for nest in self.levels:
             seen_spatial = False
             for lp in nest.loops:
@@ -225,15 +227,9 @@ class Mapping:
                         found=str(nest.loops),
                         fix="move spatial loops to the end of the level",
                     )
-        self._check_spatial("DRAM", {}, ())
-        self._check_spatial("Register", {}, ())
-        self._check_spatial("GlobalBuffer", {"PE": pa.num_pes}, (pa.pe_spatial_dims,))
-        self._check_spatial(
-            "PE",
-            {"vector MAC": pa.vector_macs_per_pe, "lane": pa.lanes_per_vector_mac},
-            (pa.vector_mac_spatial_dims, pa.lane_spatial_dims),
-        )
-        self._check_capacity(spec)
+        for lv in hier.levels:
+            self._check_spatial(lv.name, {f.unit: f.count for f in lv.fanout}, tuple(f.dims for f in lv.fanout))
+        self._check_capacity(spec, hier)
 
     def _check_spatial(self, level: str, fanouts: dict[str, int], dims: tuple[tuple[str, ...], ...]) -> None:
         spatial = self.level(level).spatial
@@ -243,7 +239,7 @@ class Mapping:
                     f"{level} has spatial loops",
                     expected="none",
                     found=str(spatial),
-                    fix="unroll only at GlobalBuffer (across PEs) and PE (vector MACs, lanes)",
+                    fix="unroll only above the PEs (across PEs) and at PE (vector MACs, lanes)",
                 )
             return
         used = dict.fromkeys(fanouts, 1)
@@ -275,22 +271,16 @@ class Mapping:
         The accumulation buffer always holds partial sums. A higher level holds finished (requantized)
         outputs only if no temporal reduction loop (C, R, S) with bound > 1 runs above the PE level.
         """
-        if level in ("PE", "Register"):
+        if self.level_index(level) >= self.level_index("PE"):
             return spec.precision.psum_bits
         reduce_above = any(
             lp.dim not in TENSOR_DIMS["output"] and lp.bound > 1 and not lp.spatial for lp in self.loops_above("PE")
         )
         return spec.precision.psum_bits if reduce_above else spec.precision.output_bits
 
-    def _check_capacity(self, spec: AcceleratorSpec) -> None:
+    def _check_capacity(self, spec: AcceleratorSpec, hier: Hierarchy) -> None:
         prec = spec.precision
-        for buf, level in (
-            ("weight_register", "Register"),
-            ("weight_buffer", "PE"),
-            ("input_buffer", "PE"),
-            ("accum_buffer", "PE"),
-            ("global_buffer", "GlobalBuffer"),
-        ):
+        for buf, level in hier.on_chip_buffers:
             mem = spec.memory(buf)
             bits = 0
             for t in mem.tensors:
@@ -337,7 +327,9 @@ class Mapping:
             "Register": ("weight",),
         }
         if spec is not None:
-            keeps["GlobalBuffer"] = spec.memory("global_buffer").tensors
+            hier = Hierarchy.of(spec)
+            held = {lv.name: {t for b in lv.buffers for t in hier.tensors(b)} for lv in hier.levels}
+            keeps = {name: tuple(t for t in ("weight", "input", "output") if t in ts) for name, ts in held.items()}
         labels = {"weight": "Weights", "input": "Inputs", "output": "Outputs"}
         lines: list[str] = []
         depth = 0

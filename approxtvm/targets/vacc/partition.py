@@ -10,12 +10,19 @@ from tvm import relax
 
 from approxtvm.errors import ensure_ffi_errors
 from approxtvm.targets.vacc.config import ApproxConfig
-from approxtvm.targets.vacc.patterns import vacc_patterns
+from approxtvm.targets.vacc.patterns import HostReasons, vacc_patterns
+from approxtvm.targets.vacc.split_shared import SplitSharedDequantize
 
 #: Module attribute written by AnnotateApproximation (IR variable name → config JSON).
 APPROX_ATTR = "vacc.approx"
 #: Module attribute written by NameLayers (IR variable name → layer id).
 LAYER_NAMES_ATTR = "vacc.layer_names"
+#: Module attribute written by AnnotateApproximation (IR variable name → why the policy keeps it on the host).
+HOST_POLICY_ATTR = "vacc.host_policy"
+#: Module attribute written by partition_for_vacc (layer id → why it stays on the host).
+HOST_REASONS_ATTR = "vacc.host_reasons"
+#: Offloaded-function attribute naming the accelerator spec (name, path or spec JSON).
+ACCELERATOR_ATTR = "vacc.accelerator"
 #: Relax ops the accelerator executes.
 LAYER_OPS = frozenset({"relax.nn.conv2d", "relax.matmul"})
 
@@ -67,8 +74,9 @@ class AttachVaccLayerInfo:
     the default ``fused_…_vacc`` names would collide between two compiled models (DESIGN §2).
     """
 
-    def __init__(self, symbol_prefix: str = "vacc_") -> None:
+    def __init__(self, symbol_prefix: str = "vacc_", accelerator: str = "simba_like") -> None:
         self.symbol_prefix = symbol_prefix
+        self.accelerator = accelerator
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
         table = module_table(mod, APPROX_ATTR)
@@ -83,7 +91,11 @@ class AttachVaccLayerInfo:
             lid = names.get(var, var)
             cfg = str(table.get(var, default))
             json.loads(cfg)  # the side table only ever holds canonical JSON
-            func = func.with_attr("vacc.layer", lid).with_attr("vacc.config", cfg)
+            func = (
+                func.with_attr("vacc.layer", lid)
+                .with_attr("vacc.config", cfg)
+                .with_attr(ACCELERATOR_ATTR, self.accelerator)
+            )
             symbol = _symbol(self.symbol_prefix, lid)
             while symbol in used:  # ids that sanitize alike (a.b / a_b) must not share a symbol
                 symbol += "_"
@@ -93,8 +105,40 @@ class AttachVaccLayerInfo:
         return out
 
 
+def params_by_name(
+    mod: tvm.IRModule, params: dict[str, object] | list[object] | tuple[object, ...] | None, entry: str = "main"
+) -> dict[str, object]:
+    """Parameters keyed by name, from a dict or from the list ``relax.frontend.detach_params`` gives.
+
+    A list binds, in order, the parameters of ``entry`` after its ``num_input`` runtime inputs
+    (the layout of ``from_onnx(..., keep_params_in_input=True)``).
+    """
+    if not params:
+        return {}
+    if isinstance(params, dict):
+        return dict(params)
+    func = mod[entry]
+    n_in = int(func.attrs["num_input"]) if func.attrs is not None and "num_input" in func.attrs else 0
+    names = [p.name for p in func.params[n_in:]]
+    if len(names) != len(params):
+        from approxtvm.errors import ModelError
+
+        raise ModelError(
+            "partition_for_vacc: the parameter list does not match the module",
+            expected=f"{len(names)} values (the parameters of {entry!r} after its {n_in} inputs)",
+            found=f"{len(params)} values",
+            fix="pass detach_params(mod)[1]['main'] of this very module, or a {name: value} dict",
+        )
+    return dict(zip(names, params, strict=True))
+
+
 def partition_for_vacc(
-    mod: tvm.IRModule, params: dict[str, object] | None = None, *, symbol_prefix: str = "vacc_", entry: str = "main"
+    mod: tvm.IRModule,
+    params: dict[str, object] | list[object] | tuple[object, ...] | None = None,
+    *,
+    symbol_prefix: str = "vacc_",
+    entry: str = "main",
+    accelerator: str | object = "simba_like",
 ) -> tvm.IRModule:
     """Offload every supported quantized conv2d / dense layer to vacc.
 
@@ -103,27 +147,61 @@ def partition_for_vacc(
     mod
         Imported (and optionally annotated) module, before ``FoldConstant``.
     params
-        Parameters to bind as constants first (weights must be constants to be offloaded).
+        Parameters to bind as constants first (weights must be constants to be offloaded): a
+        ``{name: value}`` dict, or the list ``relax.frontend.detach_params`` returns for ``entry``.
     symbol_prefix
         Prefix of the offloaded functions' global symbols (unique per compiled model).
     entry
         Function holding the layers.
+    accelerator
+        Spec the registered ``relax.ext.vacc`` codegen maps the layers onto: a shipped name, a
+        YAML path or an :class:`~approxtvm.targets.vacc.hardware.AcceleratorSpec`.
 
     Returns
     -------
     tvm.IRModule
         A new module; ``mod`` is not changed. Offloaded functions carry ``Codegen="vacc"``,
-        ``vacc.layer`` and ``vacc.config`` attributes; rejected layers stay on the host (the
-        reason is logged on the ``approxtvm.vacc`` logger).
+        ``vacc.layer``, ``vacc.config`` and ``vacc.accelerator`` attributes; rejected layers stay
+        on the host (the reason is logged on the ``approxtvm.vacc`` logger and kept per layer in
+        the module attribute ``vacc.host_reasons``, see :func:`host_reasons`).
     """
     ensure_ffi_errors()
-    passes = []
-    if params:
-        passes.append(relax.transform.BindParams(entry, params))
-    passes += []
-    if passes:
-        mod = tvm.transform.Sequential(passes)(mod)
+    bound = params_by_name(mod, params, entry)
+    if bound:
+        mod = relax.transform.BindParams(entry, bound)(mod)
+    mod = SplitSharedDequantize()(mod)  # a weight/bias dequantize shared by layers: one copy per layer
+    why = HostReasons(module_table(mod, LAYER_NAMES_ATTR), set(module_table(mod, HOST_POLICY_ATTR)))
     fuse = relax.transform.FuseOpsByPattern(
-        vacc_patterns(layer_vars(mod[entry])), bind_constants=True, annotate_codegen=True
+        vacc_patterns(layer_vars(mod[entry]), why), bind_constants=True, annotate_codegen=True
     )
-    return tvm.transform.Sequential([fuse, AttachVaccLayerInfo(symbol_prefix)])(mod)
+    out = tvm.transform.Sequential([fuse, AttachVaccLayerInfo(symbol_prefix, _accelerator_attr(accelerator))])(mod)
+    offloaded = {
+        str(f.attrs["vacc.layer"])
+        for f in out.functions.values()
+        if isinstance(f, relax.Function) and f.attrs is not None and "vacc.layer" in f.attrs
+    }
+    # a layer rejected by one pattern may still be taken by another (e.g. without its bias)
+    reasons = {lid: r for lid, r in why.reasons.items() if lid not in offloaded}
+    for var in layer_vars(mod[entry]).values():
+        lid = module_table(mod, LAYER_NAMES_ATTR).get(var, var)
+        if lid not in offloaded and lid not in reasons:
+            reasons[lid] = "no vacc pattern matches (the layer is not dequantize → conv2d/matmul on 8-bit codes)"
+    return out.with_attr(HOST_REASONS_ATTR, reasons)
+
+
+def host_reasons(mod: tvm.IRModule) -> dict[str, str]:
+    """``layer id → reason`` for every conv2d / matmul that stays on the host."""
+    return module_table(mod, HOST_REASONS_ATTR)
+
+
+def _accelerator_attr(accelerator: object) -> str:
+    """The ``vacc.accelerator`` attribute: a name or path as given, a spec object as its JSON."""
+    if isinstance(accelerator, str):
+        return accelerator
+    import os
+
+    if isinstance(accelerator, os.PathLike):
+        return os.fspath(accelerator)
+    from approxtvm.compiler.plain import to_plain
+
+    return json.dumps(to_plain(accelerator))

@@ -28,6 +28,11 @@ class QuantParams:
         One entry (per tensor) or K entries (per output channel).
     bias_scales, bias_zero_points
         Quantization of the int32 bias (empty when the layer has no bias).
+    weight_code_offset
+        Added to the model's weight codes (and zero points) to bring them to the activations'
+        signedness: +128 for int8 weights beside uint8 activations, −128 for the reverse, 0 when
+        both agree. ``(w + o) − (z_w + o) = w − z_w``, so with the exact multiplier the
+        accumulators are unchanged; no approximate table exists for mixed operands.
     """
 
     signed: bool
@@ -37,6 +42,7 @@ class QuantParams:
     weight_zero_points: tuple[int, ...]
     bias_scales: tuple[float, ...] = ()
     bias_zero_points: tuple[int, ...] = ()
+    weight_code_offset: int = 0
 
     @property
     def dtype(self) -> str:
@@ -159,6 +165,7 @@ class LayerSchedule:
                 "weight_zero_points": list(q.weight_zero_points),
                 "bias_scales": list(q.bias_scales),
                 "bias_zero_points": list(q.bias_zero_points),
+                "weight_code_offset": q.weight_code_offset,
             },
             "has_bias": self.has_bias,
             "config": self.config.to_dict(),
@@ -204,6 +211,7 @@ class LayerSchedule:
                 tuple(map(int, q["weight_zero_points"])),
                 tuple(map(float, q["bias_scales"])),
                 tuple(map(int, q["bias_zero_points"])),
+                int(q.get("weight_code_offset", 0)),
             ),
             has_bias=bool(d["has_bias"]),
             config=ApproxConfig.from_dict(d["config"]),
@@ -244,7 +252,12 @@ class LayerSchedule:
             f"  w: {'per-channel' if len(q.weight_scales) > 1 else 'per-tensor'} scale"
             f" {q.weight_scales[0]:.6g}{'…' if len(q.weight_scales) > 1 else ''}"
             f" zp {q.weight_zero_points[0]}{'…' if len(q.weight_zero_points) > 1 else ''}"
-            f"  bias {'yes' if self.has_bias else 'no'}",
+            f"  bias {'yes' if self.has_bias else 'no'}"
+            + (
+                f"  (weight codes {q.weight_code_offset:+d}: model weights are of the other signedness)"
+                if q.weight_code_offset
+                else ""
+            ),
             f"  approx: {self.config.to_json()}",
             f"  intrinsic {i.name}: {i.lanes}-lane dot product, multiply = {i.multiplier_name}"
             f" (table sha256 {i.table_hash[:12]}…, {i.mul_energy_pj:.4g} pJ/mul), int32 accumulate",

@@ -36,3 +36,25 @@ def test_finetuned_model_runs_identically_on_the_accelerator(model, mult, evoapp
     assert got.dtype == expected.dtype == np.float32
     np.testing.assert_array_equal(got, expected)
     assert res.after_top1 == pytest.approx(float(np.mean(got.argmax(1) == test.y)))
+
+
+def test_signed_per_channel_hand_over(evoapprox, tmp_path):
+    # int8 symmetric weights with per-channel scales, a signed EvoApproxLib multiplier (table path)
+    from approxtvm.compiler.frontend import QuantOptions
+
+    train, test = load_dataset("digits:train"), load_dataset("digits:test")
+    res = finetune(
+        get_model("digits_cnn"),
+        train,
+        multiplier="mul8s_1L2H",
+        options=FinetuneOptions(epochs=1, max_batches_per_epoch=2),
+        out_dir=tmp_path,
+        quantization=QuantOptions(signed=True, per_channel=True),
+        progress=False,
+    )
+    assert res.net.graph.signed and res.net.scale(res.net.graph.layers[0].w_scale).numel() == 16
+    res.net.eval()
+    with torch.no_grad():
+        expected = res.net(torch.from_numpy(test.x)).numpy()
+    compiled = at.compile_onnx(tmp_path / "model.onnx", policy=tmp_path / "policy.yaml", batch_size=32)
+    np.testing.assert_array_equal(compiled.run(test.x).outputs["logits"], expected)

@@ -1,0 +1,331 @@
+"""Staged evaluation (racing): screen configurations on small stratified subsets, evaluate on
+more images only those that can still reach the Pareto front, and the front always on the full set.
+
+A batch of configurations (an NSGA-II generation, a sweep) runs through stages of growing size
+``n_0 < n_1 < … < N`` (``n_i = first · growthⁱ``, the last stage is the whole evaluation set).
+Stage subsets are prefixes of one label-stratified order (:mod:`approxtvm.explore.subsets`), and
+each stage is its own evaluation context, so the journal stores every stage's result (and a
+resumed run replays them). After each stage, every configuration gets a confidence interval on
+its accuracy loss:
+
+``loss ± z · sqrt(p / n) · sqrt((N − n) / (N − 1))``
+
+where ``loss`` is measured against the exact model on the same ``n`` samples, ``p`` is the
+(Laplace-smoothed) fraction of those samples on which the two disagree — the per-sample loss
+difference is in {−1, 0, 1} and non-zero only where they disagree, so ``p`` bounds its variance —
+and the last factor is the finite-population correction (the interval is a point at ``n = N``).
+Energy per inference does not depend on the images, so it is known after the first stage.
+
+A configuration is dropped when another one (of this batch, or any earlier one) has no more
+energy and an upper loss bound below its lower bound — it is then dominated with confidence and
+cannot be on the front; with an accuracy budget, also when its lower bound exceeds the budget.
+The survivors go on to the next stage. Dropped configurations report their last estimate.
+
+Finally, every configuration on the front of everything seen so far that was not evaluated on the
+full set is evaluated on it, repeatedly until the front consists of full-set evaluations only: the
+front a staged study returns is exact, and it equals the unstaged front unless a confidence bound
+failed for a configuration that was dropped (probability ≲ the one-sided tail of ``z``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from approxtvm.errors import ExplorationError
+from approxtvm.explore.evaluator import EvalContext, load_context_data
+from approxtvm.explore.executors import Executor
+from approxtvm.explore.genome import Configuration
+from approxtvm.explore.journal import EvalRecord, Journal
+from approxtvm.explore.nsga import Point, Study, pareto_front
+
+
+@dataclass(frozen=True, slots=True)
+class StagingSettings:
+    """Stage sizes and the confidence of the screening.
+
+    Attributes
+    ----------
+    first_samples
+        Samples of the first stage.
+    growth
+        Factor between consecutive stage sizes (≥ 2).
+    z
+        One-sided normal quantile of the loss bounds (2.33 ≈ 99 %).
+    """
+
+    first_samples: int = 100
+    growth: int = 4
+    z: float = 2.33
+
+    def __post_init__(self) -> None:
+        if self.first_samples < 1 or self.growth < 2 or not self.z > 0:
+            raise ExplorationError(
+                "invalid staging settings",
+                expected="first_samples ≥ 1, growth ≥ 2, z > 0",
+                found=f"first_samples={self.first_samples}, growth={self.growth}, z={self.z}",
+            )
+
+    def sizes(self, total: int) -> list[int]:
+        """Stage sizes for a set of ``total`` samples (the last is ``total``)."""
+        out: list[int] = []
+        n = self.first_samples
+        while n < total:
+            out.append(n)
+            n *= self.growth
+        return [*out, total]
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """A configuration's objective estimate after a stage.
+
+    Attributes
+    ----------
+    point
+        Objective values on the stage's samples (loss against the exact model on the same ones).
+    samples
+        Samples of the stage.
+    loss_low, loss_high
+        Confidence bounds on the full-set accuracy loss.
+    """
+
+    point: Point
+    samples: int
+    loss_low: float
+    loss_high: float
+
+
+@dataclass
+class StagingStats:
+    """Compute a staged study used, against evaluating every configuration on the full set.
+
+    Attributes
+    ----------
+    configurations
+        Distinct configurations estimated.
+    full_evaluations
+        Of those, evaluated on the full set.
+    samples_run
+        Images evaluated over all stages (journaled results included).
+    samples_unstaged
+        Images an unstaged study would have evaluated (``configurations × N``).
+    eval_s, eval_s_unstaged
+        Worker seconds (compile + run) of the records used, and an estimate of the unstaged
+        seconds: each configuration's full-set time, or, for a dropped one, its last stage's
+        time plus the remaining images at its own per-image rate (the slope between its two
+        largest stages; with one stage, the exact model's slope between the smallest and the
+        full stage), so compile time is not scaled up.
+    by_stage
+        Evaluations per stage size.
+    """
+
+    configurations: int = 0
+    full_evaluations: int = 0
+    samples_run: int = 0
+    samples_unstaged: int = 0
+    eval_s: float = 0.0
+    eval_s_unstaged: float = 0.0
+    by_stage: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def sample_savings(self) -> float:
+        """Fraction of image evaluations saved."""
+        return 0.0 if not self.samples_unstaged else 1.0 - self.samples_run / self.samples_unstaged
+
+    @property
+    def time_savings(self) -> float:
+        """Fraction of worker time saved (compile time included)."""
+        return 0.0 if not self.eval_s_unstaged else 1.0 - self.eval_s / self.eval_s_unstaged
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain-JSON form."""
+        return {
+            "configurations": self.configurations,
+            "full_evaluations": self.full_evaluations,
+            "samples_run": self.samples_run,
+            "samples_unstaged": self.samples_unstaged,
+            "sample_savings": self.sample_savings,
+            "eval_s": self.eval_s,
+            "eval_s_unstaged": self.eval_s_unstaged,
+            "time_savings": self.time_savings,
+            "by_stage": {str(k): v for k, v in sorted(self.by_stage.items())},
+        }
+
+
+def loss_bounds(point: Point, samples: int, total: int, z: float) -> tuple[float, float]:
+    """Confidence bounds on the full-set loss from a stage estimate (see the module docstring)."""
+    if samples >= total:
+        return point.accuracy_loss, point.accuracy_loss
+    disagree = round((1.0 - point.agreement) * samples)
+    p = (disagree + 1.0) / (samples + 2.0)
+    half = z * math.sqrt(p / samples) * math.sqrt((total - samples) / max(1, total - 1))
+    return point.accuracy_loss - half, point.accuracy_loss + half
+
+
+class StagedStudy(Study):
+    """A :class:`~approxtvm.explore.nsga.Study` whose :meth:`points` evaluates in stages.
+
+    Drop-in for NSGA-II and the experiments: :meth:`points` returns, in order, full-set points
+    for configurations that may be on the front and stage estimates for the others; after every
+    call the front of all points returned so far consists of full-set evaluations.
+
+    Parameters
+    ----------
+    context
+        The full evaluation context (``subset`` 0); stage contexts derive from it.
+    journal, executor, on_record, fingerprint
+        As for :class:`Study`.
+    staging
+        Stage sizes and confidence.
+    budget
+        Accuracy-loss budget (fraction): configurations whose loss is above it with confidence
+        are dropped early.
+    """
+
+    def __init__(
+        self,
+        context: EvalContext,
+        journal: Journal,
+        executor: Executor,
+        staging: StagingSettings | None = None,
+        budget: float | None = None,
+        on_record: Callable[[EvalRecord], None] | None = None,
+        fingerprint: str | None = None,
+    ) -> None:
+        if context.energy_only or context.subset:
+            raise ExplorationError(
+                "staged evaluation needs a full accuracy context",
+                expected="a context with data (not energy_only) and subset 0",
+                found=f"energy_only={context.energy_only}, subset={context.subset}",
+                fix="use a plain Study for energy-only models",
+            )
+        super().__init__(context, journal, executor, on_record, fingerprint)
+        self.staging = staging or StagingSettings()
+        self.budget = budget
+        self.total_samples = len(load_context_data(context))
+        self.sizes = self.staging.sizes(self.total_samples)
+        self.stats = StagingStats()
+        self._stage_studies: dict[int, Study] = {}
+        self._best: dict[Configuration, Estimate] = {}
+        self._times: dict[Configuration, dict[int, float]] = {}
+        self._ref_counted: set[int] = set()
+
+    # -- stages ------------------------------------------------------------------------------
+
+    def _stage(self, n: int) -> Study:
+        """The study of stage size ``n`` (this study itself for the full set)."""
+        if n >= self.total_samples:
+            return self
+        if n not in self._stage_studies:
+            ctx = replace(self.context, subset=n)
+            self._stage_studies[n] = Study(ctx, self.journal, self.executor, self._count_stage)
+        return self._stage_studies[n]
+
+    def _count_stage(self, rec: EvalRecord) -> None:
+        self._count(rec)
+
+    def full_points(self, configs: Sequence[Configuration]) -> list[Point]:
+        """Full-set points of ``configs`` (no staging)."""
+        return super().points(configs)
+
+    def _estimate(self, configs: list[Configuration], n: int) -> list[Estimate]:
+        st = self._stage(n)
+        recs = st.records(configs) if st is not self else Study.records(self, configs)
+        if n not in self._ref_counted:  # the exact model on the stage's samples
+            self._ref_counted.add(n)
+            self.stats.samples_run += n
+            self.stats.samples_unstaged += self.total_samples if n == self.total_samples else 0
+        ref = st.reference
+        out = []
+        for c, rec in zip(configs, recs, strict=True):
+            self._times.setdefault(c, {})[n] = rec.eval_s
+            pt = ref.point(rec)
+            lo, hi = loss_bounds(pt, n, self.total_samples, self.staging.z)
+            out.append(Estimate(pt, n, lo, hi))
+            self.stats.samples_run += n
+            self.stats.eval_s += rec.eval_s
+            self.stats.by_stage[n] = self.stats.by_stage.get(n, 0) + 1
+        return out
+
+    def _dominated(self, e: Estimate, pool: Sequence[Estimate]) -> bool:
+        if self.budget is not None and e.loss_low > self.budget + 1e-12:
+            return True
+        ee = e.point.energy_per_inference_pj
+        return any(q.point.energy_per_inference_pj <= ee and q.loss_high < e.loss_low for q in pool if q is not e)
+
+    # -- public ------------------------------------------------------------------------------
+
+    def points(self, configs: Sequence[Configuration]) -> list[Point]:
+        """Objective values of ``configs`` in order: full-set points for those that may reach
+        the front, the last stage estimate for those dropped (see the module docstring)."""
+        todo = list(dict.fromkeys(c for c in configs if c not in self._best))
+        self.stats.configurations += len(todo)
+        self.stats.samples_unstaged += len(todo) * self.total_samples
+        for i, n in enumerate(self.sizes):
+            if not todo:
+                break
+            for c, e in zip(todo, self._estimate(todo, n), strict=True):
+                self._best[c] = e
+            if i == len(self.sizes) - 1:
+                break
+            pool = list(self._best.values())
+            todo = [c for c in todo if not self._dominated(self._best[c], pool)]
+        self._complete_front()
+        self._update_time_estimate()
+        return [self._best[c].point for c in configs]
+
+    def _complete_front(self) -> None:
+        """Evaluate on the full set every front member that has only a stage estimate."""
+        while True:
+            by_key = {e.point.key: c for c, e in self._best.items()}
+            front = pareto_front([e.point for e in self._best.values()], self.budget)
+            partial = [by_key[p.key] for p in front if self._best[by_key[p.key]].samples < self.total_samples]
+            if not partial:
+                break
+            for c, e in zip(partial, self._estimate(partial, self.total_samples), strict=True):
+                self._best[c] = e
+        self.stats.full_evaluations = sum(e.samples >= self.total_samples for e in self._best.values())
+
+    def _slope(self, times: dict[int, float]) -> float | None:
+        if len(times) < 2:
+            return None
+        a, b = sorted(times)[-2:]
+        return max(0.0, (times[b] - times[a]) / (b - a))
+
+    def _update_time_estimate(self) -> None:
+        """Unstaged worker seconds (see :class:`StagingStats`)."""
+        first = self._stage(self.sizes[0])
+        ref_slope = 0.0
+        if first is not self:
+            rt = {self.sizes[0]: first.reference.record.eval_s, self.total_samples: self.reference.record.eval_s}
+            ref_slope = self._slope(rt) or 0.0
+        total = 0.0
+        n_full = self.total_samples
+        for c in self._best:
+            t = self._times.get(c, {})
+            if not t:
+                continue
+            last = max(t)
+            slope = self._slope(t)
+            total += t[last] + (n_full - last) * (ref_slope if slope is None else slope)
+        self.stats.eval_s_unstaged = total
+
+    def front(self) -> list[Point]:
+        """The Pareto front of everything evaluated (full-set points only, by construction)."""
+        return pareto_front([e.point for e in self._best.values()], self.budget)
+
+    def estimates(self) -> dict[Configuration, Estimate]:
+        """The latest estimate of every configuration seen."""
+        return dict(self._best)
+
+
+def make_study(
+    context: EvalContext, journal: Journal, executor: Executor, staging: StagingSettings | None = None
+) -> Study:
+    """A :class:`StagedStudy` when ``staging`` is given and the context has data, else a
+    :class:`~approxtvm.explore.nsga.Study`."""
+    if staging is None or context.energy_only:
+        return Study(context, journal, executor)
+    return StagedStudy(context, journal, executor, staging)

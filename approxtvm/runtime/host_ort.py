@@ -1,0 +1,145 @@
+"""Host execution on onnxruntime: the QDQ graph itself, cut around the layers our kernels run.
+
+Host ops run as onnxruntime sessions of the original QDQ graph (its arithmetic, its speed); each
+offloaded layer that needs our kernels (an approximate multiplier, faults, tracing, transformed
+weights) runs through :func:`approxtvm.runtime.executor.execute_layer` between them. An exact,
+fault-free layer whose weights are the graph's own may stay inside the onnxruntime segment
+(``exact_layers="onnxruntime"``): with ``M(a, b) = a·b`` onnxruntime's integer kernels compute the
+same exact int32 accumulators (u8×u8 everywhere; signed operands only on VNNI CPUs, whose integer
+dot products do not saturate, DESIGN §2), so only the requantization rounding may differ by one
+step from the kernel path. Energy never depends on where a layer's arithmetic runs: every offloaded
+layer is counted from its schedule once per batch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from approxtvm.compiler.host_graph import LayerSite, Segment, initializer_codes, layer_sites, split_graph
+from approxtvm.errors import PolicyError
+from approxtvm.runtime.executor import CallLog, LayerProgram, execute_layer
+
+#: Values of ``exact_layers``: where exact, fault-free offloaded layers compute.
+EXACT_LAYER_MODES = ("onnxruntime", "kernels")
+
+
+def _session(model: onnx.ModelProto, spinning: bool) -> object:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = os.cpu_count() or 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    if not spinning:  # several sessions alternate with our kernels: idle spinning would steal cores
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+@dataclass(frozen=True)
+class _Step:
+    segment: Segment | None
+    site: LayerSite | None
+    session: object | None
+
+
+class OrtHost:
+    """Runs batches of a compiled model with onnxruntime host segments.
+
+    Parameters
+    ----------
+    proto
+        The QDQ model the layers were compiled from.
+    programs
+        Offloaded layers (id → program), in program order.
+    log
+        The model's call log (calls, traces, the run's fault session).
+    located
+        Layer id → node index (:func:`approxtvm.compiler.host_graph.locate_layers`).
+    vnni
+        Whether this CPU's integer dot products are exact for signed operands.
+    """
+
+    def __init__(
+        self,
+        proto: onnx.ModelProto,
+        programs: Mapping[str, LayerProgram],
+        log: CallLog,
+        located: Mapping[str, int],
+        vnni: bool,
+    ) -> None:
+        self.proto = proto
+        self.programs = dict(programs)
+        self.log = log
+        index = dict(located)
+        self.sites = layer_sites(proto, index, [(lid, p.schedule.has_bias) for lid, p in self.programs.items()])
+        self.input_name = next(i.name for i in proto.graph.input if i.name not in _init_names(proto))
+        self.output_names = [o.name for o in proto.graph.output]
+        self._fusable = frozenset(
+            lid
+            for lid, p in self.programs.items()
+            if p.multiplier.is_exact
+            and (not p.schedule.quant.signed or vnni)
+            and _same_weights(p.weight, initializer_codes(proto, index[lid]))
+        )
+        self._plans: dict[frozenset[str], list[_Step]] = {}
+        self._order = tuple(self.programs)
+
+    def kernel_layers(self, exact_layers: str, faulty: frozenset[str]) -> frozenset[str]:
+        """Layers that run on our kernels under ``exact_layers``, the layers with a fault model
+        (``faulty``, always on our kernels) and the current trace setting."""
+        if exact_layers not in EXACT_LAYER_MODES:
+            raise PolicyError(
+                f"unknown exact_layers mode {exact_layers!r}",
+                expected=" or ".join(EXACT_LAYER_MODES),
+                found=repr(exact_layers),
+                fix="use 'onnxruntime' (fast) or 'kernels' (every layer through the project's kernels)",
+            )
+        if exact_layers == "kernels" or self.log.trace:
+            return frozenset(self.programs)
+        return frozenset(self.programs) - (self._fusable - faulty)
+
+    def plan(self, kernels: frozenset[str]) -> list[_Step]:
+        """Executable steps for a set of kernel layers (built once, then cached)."""
+        plan = self._plans.get(kernels)
+        if plan is None:
+            steps = split_graph(self.proto, [self.sites[lid] for lid in self._order if lid in kernels])
+            spinning = not kernels
+            plan = [
+                _Step(s, None, _session(s.model, spinning)) if isinstance(s, Segment) else _Step(None, s, None)
+                for s in steps
+            ]
+            self._plans[kernels] = plan
+        return plan
+
+    def run_batch(self, x: np.ndarray, kernels: frozenset[str]) -> list[np.ndarray]:
+        """Outputs of one batch (of the compiled size); logs one call per offloaded layer."""
+        env: dict[str, np.ndarray] = {self.input_name: x}
+        for step in self.plan(kernels):
+            if step.site is not None:
+                site = step.site
+                env[site.output_name] = execute_layer(self.programs[site.layer_id], self.log, env[site.input_name])
+            else:
+                seg = step.segment
+                assert seg is not None
+                res = step.session.run(seg.outputs, {n: env[n] for n in seg.inputs})  # type: ignore[attr-defined]
+                env.update(zip(seg.outputs, res, strict=True))
+        self.log.calls.extend(self._order)
+        return [env[n] for n in self.output_names]
+
+
+def _init_names(proto: onnx.ModelProto) -> set[str]:
+    return {t.name for t in proto.graph.initializer}
+
+
+def _same_weights(weight: np.ndarray, codes: np.ndarray | None) -> bool:
+    """Whether the program's weight codes are the graph's (pruning/clustering change them)."""
+    if codes is None:
+        return False
+    if codes.shape == weight.shape and np.array_equal(codes, weight):
+        return True
+    return codes.ndim == 2 and codes.T.shape == weight.shape and np.array_equal(codes.T, weight)

@@ -1,0 +1,166 @@
+"""Access counts of a layer: the typed result of the closed form and of the counting walk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["AccessCounts", "CountKey", "CountTable"]
+
+#: ``(buffer, tensor, "reads" | "writes")`` or ``("noc", tensor, "bits" | "links" | "routers")``;
+#: tensor ``psum`` is the partial-sum traffic of the outputs.
+CountKey = tuple[str, str, str]
+
+
+@dataclass(frozen=True, eq=False)
+class CountTable:
+    """Counts of one mapping, or of many candidates at once (numpy arrays, one entry per candidate).
+
+    Attributes
+    ----------
+    macs, compute_cycles, latency_cycles
+        MACs executed, cycles of compute, estimated cycles (int or int64 array).
+    accesses
+        Count per :data:`CountKey` (int or int64 array).
+    """
+
+    macs: Any
+    compute_cycles: Any
+    latency_cycles: Any
+    accesses: dict[CountKey, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessCounts:
+    """Access counts of one layer (or a sum of layers). Frozen, hashable, JSON-able, additive.
+
+    Attributes
+    ----------
+    macs
+        Multiply-accumulates executed (padded taps included).
+    compute_cycles
+        Cycles of compute if memory never stalls.
+    latency_cycles
+        Estimated cycles including DRAM and global-buffer bandwidth limits.
+    mac_slots
+        ``latency_cycles × MAC units``; utilisation = ``macs / mac_slots``.
+    buffer_accesses
+        ``(buffer, tensor, reads, writes)`` sorted; counts are elements of the tensor, whose width
+        is given by the spec's precision: ``weight``, ``input``, ``output`` (finished, 8 bit) and
+        ``psum`` (partial sum, 24 bit).
+    noc_traffic
+        ``(tensor, payload_bits, link_bit_traversals, router_bit_traversals)`` sorted.
+    """
+
+    macs: int = 0
+    compute_cycles: int = 0
+    latency_cycles: int = 0
+    mac_slots: int = 0
+    buffer_accesses: tuple[tuple[str, str, int, int], ...] = ()
+    noc_traffic: tuple[tuple[str, int, int, int], ...] = ()
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def reads(self, buffer: str, tensor: str) -> int:
+        """Elements of ``tensor`` read from ``buffer``."""
+        return sum(r for b, t, r, _ in self.buffer_accesses if b == buffer and t == tensor)
+
+    def writes(self, buffer: str, tensor: str) -> int:
+        """Elements of ``tensor`` written into ``buffer``."""
+        return sum(w for b, t, _, w in self.buffer_accesses if b == buffer and t == tensor)
+
+    def noc(self, tensor: str) -> tuple[int, int, int]:
+        """``(payload_bits, link_bit_traversals, router_bit_traversals)`` of ``tensor`` on the NoC."""
+        for t, bits, links, routers in self.noc_traffic:
+            if t == tensor:
+                return bits, links, routers
+        return 0, 0, 0
+
+    def noc_flits(self, tensor: str, flit_bits: int) -> int:
+        """Flits of ``tensor`` injected into the NoC, tiles packed back to back (``ceil(bits / flit)``)."""
+        return -(-self.noc(tensor)[0] // flit_bits)
+
+    @property
+    def utilisation(self) -> float:
+        """Busy MAC-cycles over available MAC-cycles (0 when nothing ran)."""
+        return self.macs / self.mac_slots if self.mac_slots else 0.0
+
+    # -- algebra and serialisation -------------------------------------------------------------
+
+    def __add__(self, other: AccessCounts) -> AccessCounts:
+        if not isinstance(other, AccessCounts):
+            return NotImplemented
+        buf: dict[tuple[str, str], list[int]] = {}
+        for b, t, r, w in (*self.buffer_accesses, *other.buffer_accesses):
+            acc = buf.setdefault((b, t), [0, 0])
+            acc[0] += r
+            acc[1] += w
+        noc: dict[str, list[int]] = {}
+        for t, *vals in (*self.noc_traffic, *other.noc_traffic):
+            acc = noc.setdefault(t, [0, 0, 0])
+            for i, v in enumerate(vals):
+                acc[i] += v
+        return AccessCounts(
+            macs=self.macs + other.macs,
+            compute_cycles=self.compute_cycles + other.compute_cycles,
+            latency_cycles=self.latency_cycles + other.latency_cycles,
+            mac_slots=self.mac_slots + other.mac_slots,
+            buffer_accesses=tuple(sorted((b, t, r, w) for (b, t), (r, w) in buf.items())),
+            noc_traffic=tuple(sorted((t, *v) for t, v in noc.items())),  # type: ignore[misc]
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {
+            "macs": self.macs,
+            "compute_cycles": self.compute_cycles,
+            "latency_cycles": self.latency_cycles,
+            "mac_slots": self.mac_slots,
+            "buffer_accesses": [
+                {"buffer": b, "tensor": t, "reads": r, "writes": w} for b, t, r, w in self.buffer_accesses
+            ],
+            "noc_traffic": [
+                {"tensor": t, "payload_bits": p, "link_bit_traversals": lk, "router_bit_traversals": rt}
+                for t, p, lk, rt in self.noc_traffic
+            ],
+        }
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> AccessCounts:
+        """Inverse of :meth:`to_dict`."""
+        return AccessCounts(
+            macs=int(d["macs"]),
+            compute_cycles=int(d["compute_cycles"]),
+            latency_cycles=int(d["latency_cycles"]),
+            mac_slots=int(d["mac_slots"]),
+            buffer_accesses=tuple(
+                sorted((e["buffer"], e["tensor"], int(e["reads"]), int(e["writes"])) for e in d["buffer_accesses"])
+            ),
+            noc_traffic=tuple(
+                sorted(
+                    (
+                        e["tensor"],
+                        int(e["payload_bits"]),
+                        int(e["link_bit_traversals"]),
+                        int(e["router_bit_traversals"]),
+                    )
+                    for e in d["noc_traffic"]
+                )
+            ),
+        )
+
+    def table(self) -> CountTable:
+        """The same counts as a :class:`CountTable`."""
+        return CountTable(self.macs, self.compute_cycles, self.latency_cycles, self.as_flat())
+
+    def as_flat(self) -> dict[tuple[str, str, str], int]:
+        """``{(buffer, tensor, 'reads'|'writes'): n}`` plus ``('noc', tensor, field)`` entries."""
+        out: dict[tuple[str, str, str], int] = {}
+        for b, t, r, w in self.buffer_accesses:
+            out[(b, t, "reads")] = r
+            out[(b, t, "writes")] = w
+        for t, p, lk, rt in self.noc_traffic:
+            out[("noc", t, "bits")] = p
+            out[("noc", t, "links")] = lk
+            out[("noc", t, "routers")] = rt
+        return out

@@ -1,0 +1,167 @@
+"""Benchmark of the test-zoo models against onnxruntime; prints ONE JSON line.
+
+Per model (``tests/data/zoo``; default: the trained-weights legacy export of every family):
+
+* ``compile_s``: ``compile_onnx`` wall time at batch 1 (float models include our quantization);
+* ``offloaded_mac_share``: MACs of the offloaded layers over the model's analytic MACs;
+* ``ms_per_image_b1`` / ``ms_per_image_b32``: exact-path time per image at batch 1 and 32, with
+  onnxruntime's on the same QDQ model and the ratio (measured in this process, best of
+  ``--repeat``). A model exported with a fixed batch of 1 is given a symbolic batch for the
+  batch-32 figures (checked against onnxruntime's batch-1 outputs; if that changes the model
+  the batch-32 figures are ``null`` with the reason);
+* ``agreement``: top-1 agreement, share within one output step and the largest difference in
+  steps, on ``--images`` evaluation images, for the default path (exact layers inside the
+  onnxruntime host segments) and the kernel path (``exact_layers="kernels"``: every offloaded
+  layer on the project's integer kernels). Times are for the default path.
+
+A model that fails to compile is reported with its error instead. Ratios are what matter;
+absolute times depend on the machine and its load (DESIGN §2).
+
+Usage::
+
+    PYTHONPATH=$PWD python benchmarks/bench_zoo.py [--models resnet_trained,vit_trained | --all]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def best_of(fn: Any, repeat: int) -> float:
+    """Best wall time of ``repeat`` calls after one warm-up, in seconds."""
+    fn()
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return min(ts)
+
+
+def symbolic_batch(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose graph input and outputs have a symbolic first dimension ``N``."""
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    for vi in [*out.graph.input, *out.graph.output]:
+        dims = vi.type.tensor_type.shape.dim
+        if dims:
+            dims[0].Clear()
+            dims[0].dim_param = "N"
+    del out.graph.value_info[:]  # batch-1 shapes recorded by the exporter would contradict it
+    return out
+
+
+def timing(model: Any, sess: Any, x: np.ndarray, repeat: int) -> dict[str, float]:
+    """Per-image times (ms) of our run and onnxruntime's on the batch ``x``, and their ratio."""
+    name = sess.get_inputs()[0].name
+    ours = best_of(lambda: model.run(x), repeat) / len(x) * 1e3
+    ref = best_of(lambda: sess.run(None, {name: x}), repeat) / len(x) * 1e3
+    return {"ours_ms": round(ours, 3), "onnxruntime_ms": round(ref, 3), "ratio": round(ours / ref, 2)}
+
+
+def offloaded_share(model: Any, macs_per_image: int) -> float:
+    """MACs of the offloaded layers (per image) over the model's analytic MACs."""
+    offloaded = sum(s.shape.macs for s in model.schedules.values()) / model.batch_size
+    return round(offloaded / macs_per_image, 4)
+
+
+def bench_model(name: str, images: int, repeat: int, threads: int) -> dict[str, Any]:
+    """Every figure of one zoo model (or its error)."""
+    from approxtvm.compiler.driver import compile_onnx
+    from tests import zoo_models
+
+    e = zoo_models.entry(name)
+    proto = zoo_models.load(name)
+    calib = None if e.quantization else zoo_models.calibration_inputs(e)
+    res: dict[str, Any] = {"arch": e.arch, "exporter": e.exporter, "weights": e.weights, "macs": e.macs_per_image}
+    batch1 = e.fixed_batch or 1
+    t0 = time.perf_counter()
+    try:
+        model = compile_onnx(proto, calibration=calib, batch_size=batch1)
+    except Exception as exc:  # reported, the other models still run
+        res["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        return res
+    res["compile_s"] = round(time.perf_counter() - t0, 2)
+    res["offloaded_mac_share"] = offloaded_share(model, e.macs_per_image)
+    x = zoo_models.eval_inputs(e, max(images, 32))
+    sess = zoo_models.ort_session(model.proto, threads)
+    ref = zoo_models.onnxruntime_outputs(model.proto, x[:images], batch1)
+    step = zoo_models.output_step(model.proto, model.output_names[0])
+    res["agreement"] = {"images": images}
+    for path in ("onnxruntime", "kernels"):  # where exact layers compute (CompiledModel.exact_layers)
+        model.exact_layers = path
+        fig = zoo_models.compare(model.run(x[:images]).outputs[model.output_names[0]], ref, step)
+        res["agreement"]["default" if path == "onnxruntime" else "kernels"] = {
+            "top1_equal": fig.top1_equal,
+            "within_one_step": round(fig.within_one_step, 4),
+            "max_steps": round(fig.max_steps, 2),
+        }
+    model.exact_layers = "onnxruntime"
+    res["b1"] = timing(model, sess, x[:batch1], repeat * 3)
+    if e.fixed_batch not in (None, 1):
+        res["b32"] = None
+        res["b32_reason"] = f"the model fixes a batch of {e.fixed_batch}"
+        return res
+    big = proto if e.fixed_batch is None else symbolic_batch(proto)
+    try:
+        check = zoo_models.onnxruntime_outputs(big, x[:4], 4)
+        if not np.allclose(check, zoo_models.onnxruntime_outputs(proto, x[:4], batch1), atol=1e-4):
+            raise ValueError("the symbolic-batch copy computes different outputs")
+        model32 = compile_onnx(big, calibration=calib, batch_size=32)
+    except Exception as exc:
+        res["b32"] = None
+        res["b32_reason"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        return res
+    res["b32"] = timing(model32, zoo_models.ort_session(model32.proto, threads), x[:32], repeat)
+    return res
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="", help="comma-separated zoo names (default: every *_trained)")
+    ap.add_argument("--all", action="store_true", help="every zoo model")
+    ap.add_argument("--images", type=int, default=100, help="evaluation images for the agreement figures")
+    ap.add_argument("--repeat", type=int, default=3, help="timed repetitions (best of)")
+    ap.add_argument(
+        "--threads", type=int, default=0, help="reference onnxruntime threads (0: its default, all cores, as our host)"
+    )
+    args = ap.parse_args(argv)
+    from tests import zoo_models
+
+    if args.all:
+        names = list(zoo_models.names())
+    elif args.models:
+        names = [n.strip() for n in args.models.split(",") if n.strip()]
+        for n in names:
+            zoo_models.entry(n)  # unknown names fail before any work
+    else:
+        names = [e.name for e in zoo_models.entries() if e.name.endswith("_trained")]
+    t0 = time.perf_counter()
+    models = {n: bench_model(n, args.images, args.repeat, args.threads) for n in names}
+    ok = [m for m in models.values() if "error" not in m]
+    summary = {
+        "compiled": f"{len(ok)}/{len(models)}",
+        "max_compile_s": max((m["compile_s"] for m in ok), default=None),
+        "max_ratio_b1": max((m["b1"]["ratio"] for m in ok), default=None),
+        "max_ratio_b32": max((m["b32"]["ratio"] for m in ok if m.get("b32")), default=None),
+        "min_top1_equal_kernels": min((m["agreement"]["kernels"]["top1_equal"] for m in ok), default=None),
+        "min_within_one_step_cnn_kernels": min(
+            (m["agreement"]["kernels"]["within_one_step"] for m in ok if m["arch"] != "vit"), default=None
+        ),
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+    print(json.dumps({"benchmark": "zoo", "threads": args.threads, "summary": summary, "models": models}))
+
+
+if __name__ == "__main__":
+    main()

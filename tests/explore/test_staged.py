@@ -1,0 +1,101 @@
+"""Staged evaluation on the shipped digits model: same front as an unstaged study, less compute."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from approxtvm.errors import ExplorationError
+from approxtvm.explore.evaluator import EvalContext, load_context_data
+from approxtvm.explore.executors import InlineExecutor
+from approxtvm.explore.journal import Journal
+from approxtvm.explore.nsga import NsgaSettings, Study, pareto_front, run_nsga
+from approxtvm.explore.staged import StagedStudy, StagingSettings, loss_bounds
+from approxtvm.explore.subsets import stratified_order
+
+CTX = EvalContext("digits_cnn", limit=120)
+MULTS = ("exact", "trunc:k=4", "drum:k=5", "drum:k=4", "drum:k=3", "trunc:k=5")
+
+
+def _front(points: list) -> list[tuple[str, float, float]]:
+    return [(p.config.to_json(), p.accuracy_loss, p.energy_per_inference_pj) for p in points]
+
+
+def test_stratified_prefixes_keep_class_shares() -> None:
+    y = np.repeat(np.arange(4), [50, 30, 15, 5])
+    order = stratified_order(y, len(y), seed=3)
+    assert sorted(order.tolist()) == list(range(len(y)))
+    for n in (10, 20, 40, 100):
+        counts = np.bincount(y[order[:n]], minlength=4)
+        expected = n * np.array([50, 30, 15, 5]) / 100
+        assert np.all(np.abs(counts - expected) <= 1.0 + 1e-9), (n, counts, expected)
+
+
+def test_loss_bounds_shrink_to_the_point_on_the_full_set() -> None:
+    class P:  # the two fields loss_bounds reads
+        accuracy_loss = 0.05
+        agreement = 0.9
+
+    lo, hi = loss_bounds(P(), 40, 400, 2.33)  # type: ignore[arg-type]
+    assert lo < 0.05 < hi
+    lo2, hi2 = loss_bounds(P(), 200, 400, 2.33)  # type: ignore[arg-type]
+    assert lo < lo2 < 0.05 < hi2 < hi
+    assert loss_bounds(P(), 400, 400, 2.33) == (0.05, 0.05)  # type: ignore[arg-type]
+
+
+def test_stage_contexts_are_nested_stratified_subsets() -> None:
+    full = load_context_data(CTX)
+    s40 = load_context_data(EvalContext("digits_cnn", limit=120, subset=40))
+    s80 = load_context_data(EvalContext("digits_cnn", limit=120, subset=80))
+    rows = {r.tobytes() for r in full.x}
+    r40, r80 = {r.tobytes() for r in s40.x}, {r.tobytes() for r in s80.x}
+    assert len(s40) == 40 and len(s80) == 80 and r40 < r80 <= rows
+    assert len(np.unique(s40.y)) == len(np.unique(full.y))  # every class present
+
+
+def test_staged_front_equals_unstaged_front_on_digits(tmp_path: Path) -> None:
+    with Journal(tmp_path / "staged.sqlite") as j:
+        staged = StagedStudy(CTX, j, InlineExecutor(), StagingSettings(first_samples=30, growth=2))
+        assert staged.sizes == [30, 60, 120]
+        space = staged.space(MULTS, (None,), (0.9,), (0.9,), (0,))
+        rng = np.random.default_rng(7)
+        configs = [space.decode(g) for g in space.uniform_genomes()]
+        configs += [space.decode(rng.integers(0, space.upper + 1)) for _ in range(4)]
+        configs = list(dict.fromkeys(configs))
+        staged_pts = staged.points(configs)
+        stats = staged.stats
+        assert len({r.context for r in j.records()}) == 3  # each stage journaled in its own context
+        # the unstaged study: every configuration on every image (full-set records are shared)
+        full_pts = Study(CTX, j, InlineExecutor()).points(configs)
+    assert _front(staged.front()) == _front(pareto_front(full_pts))
+    assert _front(pareto_front(staged_pts)) == _front(pareto_front(full_pts))
+    for c, e in staged.estimates().items():  # dropped configurations: a bound that held
+        truth = full_pts[configs.index(c)]
+        assert e.loss_low <= truth.accuracy_loss <= e.loss_high
+    assert stats.configurations == len(configs) and stats.by_stage[30] == len(configs)
+    runs = sum(n * k for n, k in stats.by_stage.items()) + 30 + 60 + 120  # + the exact model per stage
+    assert stats.samples_run == runs and stats.samples_unstaged == (len(configs) + 1) * 120
+
+
+@pytest.mark.slow  # two NSGA-II runs (≈ 3 min on 2 busy cores)
+def test_staged_nsga_front_is_full_set_and_matches_unstaged(tmp_path: Path) -> None:
+    settings = NsgaSettings(pop_size=6, generations=2, seed=0)
+    with Journal(tmp_path / "a.sqlite") as j:
+        staged = StagedStudy(CTX, j, InlineExecutor(), StagingSettings(first_samples=30, growth=4))
+        space = staged.space(MULTS, (None, 0.5), (0.9,), (0.9,), (0,))
+        res_s = run_nsga(staged, space, settings)
+        full_keys = {r.key for r in j.records(staged.fingerprint)}
+    assert {p.key for p in res_s.pareto} <= full_keys  # every front point evaluated on all images
+    with Journal(tmp_path / "b.sqlite") as j:
+        study = Study(CTX, j, InlineExecutor())
+        res_u = run_nsga(study, study.space(MULTS, (None, 0.5), (0.9,), (0.9,), (0,)), settings)
+    assert _front(res_s.pareto) == _front(res_u.pareto)
+
+
+def test_staging_rejects_energy_only_and_bad_settings(tmp_path: Path) -> None:
+    with pytest.raises(ExplorationError, match="growth"):
+        StagingSettings(first_samples=10, growth=1)
+    with Journal(tmp_path / "j.sqlite") as j, pytest.raises(ExplorationError, match="energy_only"):
+        StagedStudy(EvalContext("digits_cnn", energy_only=True), j, InlineExecutor())

@@ -1,0 +1,164 @@
+"""The onnxruntime host: same results as onnxruntime on the same QDQ model, approximate and faulty
+layers still on the project's kernels (accumulators equal the reference table convolution), and
+the energy report names the MACs it does not cover."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from approxtvm.cli import main
+from approxtvm.compiler import frontend
+from approxtvm.compiler.driver import compile_onnx
+from approxtvm.compiler.model import CompiledModel
+from approxtvm.errors import ApproxTvmError
+from approxtvm.runtime.executor import accumulate
+from approxtvm.runtime.kernels.reference import conv2d_products_reference, dense_products_reference
+from approxtvm.targets.vacc.config import ApproxPolicy
+from tests.compiler.test_host_graph import mixed_model
+from tests.e2e.test_exact_vs_references import _output_step
+from tests.onnx_builders import calibration, small_cnn
+
+pytestmark = pytest.mark.tvm
+
+
+@pytest.fixture(scope="module")
+def qdq_cnn() -> object:
+    return frontend.quantize(small_cnn(), calibration(32))
+
+
+def _ort(q: object, x: np.ndarray) -> np.ndarray:
+    sess = ort.InferenceSession(q.SerializeToString(), providers=["CPUExecutionProvider"])  # type: ignore[attr-defined]
+    return sess.run(None, {"input": x})[0]
+
+
+def test_exact_layers_inside_onnxruntime_equal_it(qdq_cnn: object) -> None:
+    model = compile_onnx(qdq_cnn, batch_size=4)
+    assert model.host == "onnxruntime" and model.executable is None  # no relax.build
+    x = calibration(10, seed=3)
+    res = model.run(x)
+    np.testing.assert_array_equal(res.outputs["logits"], _ort(qdq_cnn, x))
+    assert res.counters["kernel_layers"] == []
+    assert res.counters["calls"] == dict.fromkeys(model.layer_ids, 3)  # energy still counted per batch
+    assert res.energy.macs == 3 * sum(s.shape.macs for s in model.schedules.values())
+
+
+def test_kernel_path_agrees_with_onnxruntime_and_tvm_host(qdq_cnn: object) -> None:
+    model = compile_onnx(qdq_cnn, batch_size=4)
+    model.exact_layers = "kernels"
+    x = calibration(40, seed=8)
+    res = model.run(x)
+    assert res.counters["kernel_layers"] == model.layer_ids
+    ref = _ort(qdq_cnn, x)
+    d = np.abs(res.outputs["logits"] - ref) / _output_step(qdq_cnn)
+    assert np.mean(d <= 1 + 1e-4) >= 0.99 and d.max() <= 2 + 1e-4
+    assert np.array_equal(res.outputs["logits"].argmax(1), ref.argmax(1))
+    tvm_model = compile_onnx(qdq_cnn, batch_size=4, host="tvm")
+    assert tvm_model.host == "tvm"
+    d_tvm = np.abs(tvm_model.run(x).outputs["logits"] - res.outputs["logits"]) / _output_step(qdq_cnn)
+    assert d_tvm.max() <= 2 + 1e-4
+
+
+def test_approximate_layers_run_on_the_project_kernels(qdq_cnn: object) -> None:
+    """An approximate multiplier is never short-circuited to onnxruntime: every layer call's
+    accumulators equal the reference table convolution (activation = row, weight = column)."""
+    model = compile_onnx(qdq_cnn, ApproxPolicy.uniform("mul8u_2HH"), batch_size=2)
+    model._log.trace = True
+    try:
+        res = model.run(calibration(2, seed=4))
+        traces = list(model._log.traces)
+    finally:
+        model._log.trace = False
+    assert res.counters["kernel_layers"] == model.layer_ids
+    assert len(traces) == len(model.layer_ids)
+    for lid, xq, acc in traces:
+        prog = model.programs[lid]
+        s = prog.schedule.shape
+        if s.op == "dense":
+            prod = dense_products_reference(xq, prog.weight, prog.multiplier)
+        else:
+            prod = conv2d_products_reference(
+                xq,
+                prog.weight,
+                prog.multiplier,
+                strides=(s.stride_h, s.stride_w),
+                dilations=(s.dilation_h, s.dilation_w),
+                pads=(s.pad_top, s.pad_left, s.pad_bottom, s.pad_right),
+                pad_value=prog.schedule.quant.input_zero_point,
+            )
+        np.testing.assert_array_equal(acc, accumulate(xq, prog, products=prod), err_msg=lid)
+    # without tracing the same layers still go through the kernels, with the same outputs
+    again = model.run(calibration(2, seed=4))
+    np.testing.assert_array_equal(again.outputs["logits"], res.outputs["logits"])
+
+
+def test_faulty_layers_run_on_the_kernels_even_when_exact(qdq_cnn: object) -> None:
+    policy = ApproxPolicy.per_layer({"conv2": {"multiplier": "exact", "noc_swing_v": 0.3}})
+    model = compile_onnx(qdq_cnn, policy, batch_size=2)
+    res = model.run(calibration(4, seed=1), seed=3)
+    assert res.counters["kernel_layers"] == ["conv2"]
+    assert "conv2" in res.counters["faults"]
+    tvm_model = compile_onnx(qdq_cnn, policy, batch_size=2, host="tvm")
+    ref = tvm_model.run(calibration(4, seed=1), seed=3)
+    assert ref.counters["faults"] == res.counters["faults"]  # same fault draws on either host
+
+
+def test_energy_report_names_the_host_macs() -> None:
+    q = frontend.quantize(mixed_model(), calibration(16, size=12))
+    model = compile_onnx(q, batch_size=2)
+    rep = model.energy_per_batch()
+    dw = 2 * 8 * 10 * 10 * 9
+    offloaded = 2 * 8 * 10 * 10 * 27 + 2 * 8 * 5
+    assert rep.macs == offloaded
+    assert [(u.node, u.macs) for u in rep.uncovered] == [("dw", dw)]
+    assert rep.host_mac_share == pytest.approx(dw / (dw + offloaded))
+    assert "1 host layer(s)" in rep.coverage_note()
+    res = model.run(calibration(3, size=12, seed=2))  # 2 batches
+    assert res.energy.host_macs == 2 * dw and res.energy.host_mac_share == pytest.approx(rep.host_mac_share)
+    np.testing.assert_array_equal(res.outputs["logits"], _ort(q, calibration(3, size=12, seed=2)))
+    again = type(rep).from_dict(json.loads(json.dumps(rep.to_dict())))
+    assert again == rep
+
+
+def test_cli_json_documents(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    import onnx
+
+    q = frontend.quantize(mixed_model(), calibration(16, size=12))
+    path = Path(str(tmp_path)) / "mixed.onnx"
+    onnx.save(q, str(path))
+    np.savez(Path(str(tmp_path)) / "d.npz", x=calibration(5, size=12, seed=3), y=np.arange(5) % 5)
+    docs = {}
+    for cmd in (
+        ["energy", str(path)],
+        ["inspect", str(path)],
+        ["run", str(path), "--data", str(path.parent / "d.npz")],
+    ):
+        capsys.readouterr()
+        assert main([*cmd, "--json"]) == 0
+        docs[cmd[0]] = json.loads(capsys.readouterr().out)
+    for kind, doc in docs.items():
+        assert doc["kind"] == kind and doc["version"] == 1 and doc["host"] == "onnxruntime"
+        cov = doc["coverage"]
+        assert [h["node"] for h in cov["host_layers"]] == ["dw"]
+        assert cov["host_mac_share"] == pytest.approx(cov["host_macs"] / (cov["host_macs"] + cov["offloaded_macs"]))
+        assert "not counted" in cov["note"]
+    assert set(docs["inspect"]["schedules"]) == {"conv1", "fc"}
+    assert docs["energy"]["total_pj"] == pytest.approx(sum(x["total_pj"] for x in docs["energy"]["layers"]))
+    assert docs["run"]["samples"] == 5 and 0 <= docs["run"]["top1"] <= 1
+    capsys.readouterr()
+    assert main(["energy", str(path)]) == 0
+    assert "not counted" in capsys.readouterr().out
+
+
+def test_bad_host_and_mode_are_clear_errors(qdq_cnn: object) -> None:
+    with pytest.raises(ApproxTvmError, match="unknown host"):
+        compile_onnx(qdq_cnn, host="gpu")
+    model: CompiledModel = compile_onnx(qdq_cnn, batch_size=2)
+    model.exact_layers = "fast"
+    with pytest.raises(ApproxTvmError, match="exact_layers"):
+        model.run(calibration(1))
