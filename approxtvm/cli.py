@@ -60,12 +60,24 @@ def _compile(args: argparse.Namespace) -> Any:
     return compile_onnx(
         proto,
         policy,
-        accelerator=args.accelerator,
+        accelerator=_accelerator(args),
         calibration=calib,
         quantization=QuantOptions(signed=signed, per_channel=args.per_channel),
         batch_size=args.batch_size,
         host=args.host,
     )
+
+
+def _accelerator(args: argparse.Namespace) -> object:
+    """``--accelerator`` with ``--technology`` applied (a spec object), or the spec name as given."""
+    tech = getattr(args, "technology", None)
+    accel = getattr(args, "accelerator", "simba_like")
+    if not tech:
+        return accel
+    from approxtvm.targets.vacc.hardware import AcceleratorSpec
+    from approxtvm.targets.vacc.technology import apply_technology
+
+    return apply_technology(AcceleratorSpec.load(accel), tech)
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -163,6 +175,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_sram_volts(accel: object, default: tuple[float, ...]) -> tuple[float, ...]:
+    """The default sweep, or a technology's own table points (its measured range) when one is set."""
+    if isinstance(accel, str):
+        return default
+    return tuple(v for v, _ in accel.sram.ber_table)  # type: ignore[attr-defined]
+
+
 def cmd_faults(args: argparse.Namespace) -> int:
     """NoC-swing or SRAM-voltage sweep on a shipped model: accuracy vs communication/memory energy."""
     from approxtvm.explore import fault_sweeps as fs
@@ -178,15 +197,24 @@ def cmd_faults(args: argparse.Namespace) -> int:
         def progress(*a: object) -> None:
             status.update("sweeping " + " ".join(map(str, a)))
 
+        accel = _accelerator(args)
         if args.knob == "noc":
             swings = tuple(args.volts) if args.volts else fs.DEFAULT_SWINGS_V
             rows = fs.noc_swing_sweep(
-                args.model, swings, data, protected_msbs=tuple(args.msbs), seeds=seeds, progress=progress
+                args.model,
+                swings,
+                data,
+                protected_msbs=tuple(args.msbs),
+                seeds=seeds,
+                progress=progress,
+                accelerator=accel,
             )
             title = f"{args.model}: NoC link swing"
         else:
-            volts = tuple(args.volts) if args.volts else fs.DEFAULT_SRAM_V
-            rows = fs.sram_voltage_sweep(args.model, volts, tuple(args.buffers), data, seeds=seeds, progress=progress)
+            volts = tuple(args.volts) if args.volts else _default_sram_volts(accel, fs.DEFAULT_SRAM_V)
+            rows = fs.sram_voltage_sweep(
+                args.model, volts, tuple(args.buffers), data, seeds=seeds, progress=progress, accelerator=accel
+            )
             title = f"{args.model}: SRAM supply of {' + '.join(args.buffers)}"
     fs.print_sweep(console, rows, title)
     out = Path(args.out)
@@ -287,8 +315,14 @@ def _add_compile_args(p: argparse.ArgumentParser) -> None:
         "--policy", help="policy YAML file, or a multiplier name for every layer (default: exact everywhere)"
     )
     p.add_argument("--accelerator", default="simba_like", help="accelerator spec name or YAML path")
+    p.add_argument("--technology", help="fault-model preset (approxtvm spec technologies) or a technology YAML path")
     p.add_argument("--calibration", help="dataset for quantizing a float model (digits, .npz, image folder)")
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="batch to compile for (default: the batch fixed in the model, else 1)",
+    )
     p.add_argument("--signed", action="store_true", help="int8 quantization (mul8s_* multipliers)")
     p.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
     p.add_argument(
@@ -297,6 +331,29 @@ def _add_compile_args(p: argparse.ArgumentParser) -> None:
         choices=["onnxruntime", "tvm"],
         help="engine of the layers that are not offloaded (default onnxruntime: its speed and arithmetic)",
     )
+
+
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    """Experiments 2-4's conclusions re-derived with every fault and energy assumption moved."""
+    from approxtvm.explore.sensitivity import save_report, sensitivity_report
+    from approxtvm.models import load_dataset
+
+    data = load_dataset(args.data) if args.data else None
+    if args.limit:
+        data = (data or load_dataset("digits:test")).take(args.limit)
+    console = _console()
+    with console.status("sensitivity") as status:
+        report = sensitivity_report(
+            args.model,
+            data,
+            loss_limit_pp=args.loss_limit_pp,
+            accelerator=_accelerator(args),
+            progress=lambda msg: status.update(msg),
+        )
+    path = save_report(report, args.out)
+    console.print(report.to_markdown())
+    console.print(f"report: {path}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -339,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--msbs", type=int, nargs="+", default=[0], help="(noc) protected-MSB series")
     p.add_argument("--buffers", nargs="+", default=["input_buffer", "weight_buffer"], help="(sram) buffers")
     p.add_argument("--seeds", type=int, default=1, help="fault seeds averaged per point")
+    p.add_argument("--accelerator", default="simba_like", help="accelerator spec name or YAML path")
+    p.add_argument("--technology", help="fault-model preset or technology YAML (see `approxtvm spec technologies`)")
     p.add_argument("--out", default="reports/faults")
     p.set_defaults(func=cmd_faults)
     p = sub.add_parser("energy", help="energy per layer and component of one batch, stacked-bar PNG")
@@ -370,6 +429,18 @@ def build_parser() -> argparse.ArgumentParser:
     from approxtvm.models.finetune.cli import add_parser as add_finetune_parser
 
     add_finetune_parser(sub)  # finetune (imports torch only when run)
+    from approxtvm.targets.vacc.spec_cli import add_parser as add_spec_parser
+
+    add_spec_parser(sub)  # spec list|show|technologies
+    p = sub.add_parser("sensitivity", help="do the knob conclusions hold with BER ±1 decade and energies ±25 %?")
+    p.add_argument("model", nargs="?", default="digits_cnn", help="shipped model name")
+    p.add_argument("--data", help="dataset (default: the digits test split)")
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--loss-limit-pp", type=float, default=1.0)
+    p.add_argument("--accelerator", default="simba_like")
+    p.add_argument("--technology", help="fault-model preset or technology YAML")
+    p.add_argument("--out", default="reports/sensitivity")
+    p.set_defaults(func=cmd_sensitivity)
     p = sub.add_parser("multipliers", help="list, show or import multipliers")
     p.add_argument("action", choices=["list", "show", "import"])
     p.add_argument("name", nargs="?")

@@ -48,7 +48,7 @@ LEGACY_OPSET = 17
 DYNAMO_OPSET = 18  # the dynamo exporter's default opset (what its users get)
 DYNAMO_ARCHS = ("resnet", "mobilenet_v2", "shufflenet", "convnext", "vit")
 FIXED_BATCH_ARCH, FIXED_BATCH = "resnet", 4
-SYMBOLIC_BATCH_ARCH = "mobilenet_v2"
+SYMBOLIC_BATCH_ARCHS = ("mobilenet_v2", "shufflenet", "vit")  # the last two compute shapes from the batch
 QDQ_MODELS = {  # arch → (quantization label, activation type, weight type, per-channel)
     "resnet": ("s8s8-per-channel", "QInt8", "QInt8", True),
     "mobilenet_v2": ("s8s8-per-channel", "QInt8", "QInt8", True),
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
                 n = f"{arch}_trained_batch{FIXED_BATCH}"
                 export_legacy(model, out / f"{n}.onnx", size, FIXED_BATCH)
                 record(n, arch, "torch-legacy", weights, [FIXED_BATCH, 3, size, size], macs, params)
-            if arch == SYMBOLIC_BATCH_ARCH:
+            if arch in SYMBOLIC_BATCH_ARCHS:
                 n = f"{arch}_trained_symbatch"
                 export_legacy(model, out / f"{n}.onnx", size, "batch")
                 record(n, arch, "torch-legacy", weights, ["batch", 3, size, size], macs, params)

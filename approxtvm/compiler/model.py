@@ -68,16 +68,27 @@ class RunResult:
         return self.energy.total_pj / max(1, slots)
 
 
-def layer_energy(prog: LayerProgram, spec: AcceleratorSpec) -> LayerEnergy:
+def layer_energy(
+    prog: LayerProgram, spec: AcceleratorSpec, counts_cache: dict[object, object] | None = None
+) -> LayerEnergy:
     """Energy of one execution of a layer: counts simulated over its loop nest, priced with its
-    multiplier, NoC swing, SRAM voltages and the real (compressed) size of its weight tiles."""
+    multiplier, NoC swing, SRAM voltages and the real (compressed) size of its weight tiles.
+
+    ``counts_cache`` (mapping → counts) shares the simulation between layers with the same
+    mapping (ResNet-50: 54 layers, 24 distinct mappings); counts depend on the mapping only.
+    """
     sched = prog.schedule
+    counts = counts_cache.get(sched.mapping) if counts_cache is not None else None
+    if counts is None:
+        counts = simulate_counts(sched.mapping, spec)
+        if counts_cache is not None:
+            counts_cache[sched.mapping] = counts
     cfg = sched.config
     dense_bytes = prog.weight.size * spec.precision.bits("weight") // 8
     ratio = 1.0 if cfg.compression == "none" else sched.weight_layout.total_bytes / dense_bytes
     return energy_of(
         sched.layer_id,
-        simulate_counts(sched.mapping, spec),
+        counts,  # type: ignore[arg-type]
         spec,
         mul_energy_pj=sched.intrinsic.mul_energy_pj,
         noc_swing_v=energy_swing_v(spec, cfg.noc_swing_v, cfg.noc_protected_msbs),
@@ -131,7 +142,8 @@ class CompiledModel:
         self.input_name, dims = next(iter(specs.items()))
         self.input_shape: tuple[int, ...] = tuple(int(d) for d in dims[1:] if isinstance(d, int))
         self.output_names = [o.name for o in proto.graph.output]
-        self._layer_energy = {lid: layer_energy(p, spec) for lid, p in programs.items()}
+        counts: dict[object, object] = {}  # one count simulation per distinct mapping
+        self._layer_energy = {lid: layer_energy(p, spec, counts) for lid, p in programs.items()}
         self._faults = ModelFaults(self.schedules, spec)  # range-checks swings/voltages against the spec
         self.host = host
         #: Where exact, fault-free layers compute on the onnxruntime host (see :mod:`approxtvm.runtime.host_ort`).

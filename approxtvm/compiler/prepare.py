@@ -254,12 +254,57 @@ def check_shapes(model: onnx.ModelProto) -> None:
         if "InferenceError]" not in msg:  # e.g. no schema for a custom domain: not a contradiction
             LOG.info("strict shape inference gave up: %s", msg)
             return
+        found = msg.splitlines()[-1][:400]
+        if "node name" not in found:  # a conflict with a declared shape: onnx does not say where
+            where = _declared_shape_conflict(model)
+            found = f"{where}: {found}" if where else found
         raise ModelError(
             "the model's shapes or types are inconsistent",
             expected="a graph that passes ONNX shape inference",
-            found=msg.splitlines()[-1][:400],
+            found=found,
             fix="fix the named node (weight ranks, channel counts, attributes) and re-export the model",
         ) from None
+
+
+def _dims(vi: onnx.ValueInfoProto) -> tuple[int | str, ...] | None:
+    t = vi.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim)
+
+
+def _declared_shape_conflict(model: onnx.ModelProto) -> str:
+    """The node whose output shape, inferred from its inputs, contradicts the declared one."""
+    g = model.graph
+    declared_all = {vi.name: _dims(vi) for vi in [*g.input, *g.value_info]}
+    for t in g.initializer:  # an initializer whose declared type disagrees with its data
+        d = declared_all.get(t.name)
+        if (
+            d is not None
+            and len(d) == len(t.dims)
+            and any(isinstance(x, int) and x != y for x, y in zip(d, t.dims, strict=True))
+        ):
+            users = [n for n in g.node if t.name in n.input]
+            who = f" read by node {users[0].name} ({users[0].op_type})" if users else ""
+            return f"initializer {t.name!r}{who} has shape {list(t.dims)}, declared {list(d)}"
+    bare = onnx.ModelProto()
+    bare.CopyFrom(model)
+    declared = {vi.name: _dims(vi) for vi in [*bare.graph.value_info, *bare.graph.output]}
+    del bare.graph.value_info[:]
+    try:
+        inferred = onnx.shape_inference.infer_shapes(bare, strict_mode=False)
+    except Exception:
+        return ""
+    got = {vi.name: _dims(vi) for vi in inferred.graph.value_info}
+    for node in model.graph.node:
+        for o in node.output:
+            a, b = declared.get(o), got.get(o)
+            if a is None or b is None or len(a) != len(b):
+                continue
+            pairs = zip(a, b, strict=True)
+            if any(isinstance(x, int) and isinstance(y, int) and x > 0 and y > 0 and x != y for x, y in pairs):
+                return f"node {node.name or '<unnamed>'} ({node.op_type}) output {o!r} is {list(b)}, declared {list(a)}"
+    return ""
 
 
 def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:

@@ -93,7 +93,11 @@ class _Setup:
 
 
 def _setup(
-    model_name: str, data: Dataset | None, calibration: np.ndarray | None, accelerator: str, batch_size: int
+    model_name: str,
+    data: Dataset | None,
+    calibration: np.ndarray | None,
+    accelerator: str | AcceleratorSpec,
+    batch_size: int,
 ) -> _Setup:
     proto = get_model(model_name)
     digits = model_name.startswith("digits")
@@ -115,7 +119,8 @@ def _setup(
 
                 calibration = calibration_data(proto)
         proto = frontend.quantize(proto, calibration)
-    return _Setup(proto, data, AcceleratorSpec.load(accelerator), batch_size)
+    spec = accelerator if isinstance(accelerator, AcceleratorSpec) else AcceleratorSpec.load(accelerator)
+    return _Setup(proto, data, spec, batch_size)
 
 
 def _point(
@@ -171,7 +176,7 @@ def noc_swing_sweep(
     protected_msbs: Sequence[int] = (0,),
     seeds: Sequence[int] = (0,),
     calibration: np.ndarray | None = None,
-    accelerator: str = "simba_like",
+    accelerator: str | AcceleratorSpec = "simba_like",
     batch_size: int = 64,
     progress: Progress | None = None,
 ) -> list[FaultSweepRow]:
@@ -223,7 +228,7 @@ def sram_voltage_sweep(
     both: bool = True,
     seeds: Sequence[int] = (0,),
     calibration: np.ndarray | None = None,
-    accelerator: str = "simba_like",
+    accelerator: str | AcceleratorSpec = "simba_like",
     batch_size: int = 64,
     progress: Progress | None = None,
 ) -> list[FaultSweepRow]:

@@ -322,10 +322,14 @@ class StagedStudy(Study):
 
 
 def make_study(
-    context: EvalContext, journal: Journal, executor: Executor, staging: StagingSettings | None = None
+    context: EvalContext,
+    journal: Journal,
+    executor: Executor,
+    staging: StagingSettings | None = None,
+    fingerprint: str | None = None,
 ) -> Study:
     """A :class:`StagedStudy` when ``staging`` is given and the context has data, else a
     :class:`~approxtvm.explore.nsga.Study`."""
     if staging is None or context.energy_only:
-        return Study(context, journal, executor)
-    return StagedStudy(context, journal, executor, staging)
+        return Study(context, journal, executor, fingerprint=fingerprint)
+    return StagedStudy(context, journal, executor, staging, fingerprint=fingerprint)

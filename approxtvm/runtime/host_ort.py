@@ -76,7 +76,12 @@ class OrtHost:
         self.programs = dict(programs)
         self.log = log
         index = dict(located)
-        self.sites = layer_sites(proto, index, [(lid, p.schedule.has_bias) for lid, p in self.programs.items()])
+        self.sites = layer_sites(
+            proto,
+            index,
+            [(lid, p.schedule.has_bias) for lid, p in self.programs.items()],
+            frozenset(lid for lid, p in self.programs.items() if p.schedule.shape.op == "matmul"),
+        )
         self.input_name = next(i.name for i in proto.graph.input if i.name not in _init_names(proto))
         self.output_names = [o.name for o in proto.graph.output]
         self._fusable = frozenset(
@@ -122,7 +127,8 @@ class OrtHost:
         for step in self.plan(kernels):
             if step.site is not None:
                 site = step.site
-                env[site.output_name] = execute_layer(self.programs[site.layer_id], self.log, env[site.input_name])
+                operands = [env[site.input_name]] + ([env[site.input2_name]] if site.input2_name else [])
+                env[site.output_name] = execute_layer(self.programs[site.layer_id], self.log, *operands)
             else:
                 seg = step.segment
                 assert seg is not None

@@ -71,3 +71,18 @@ def test_experiments_finetune_hook_appends_the_moved_front(tmp_path):
     md = report.markdown.read_text()
     assert md.startswith("# experiments") and "## 6. Fine-tuning the Pareto set" in md and "conv3" in md
     assert "finetune_front.png" in report.html.read_text() and (tmp_path / "finetune/finetune_front.png").is_file()
+
+
+def test_experiments_finetune_hook_skips_user_data_without_a_training_split(tmp_path):
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from approxtvm.explore.cli_explore import _finetune_front
+    from approxtvm.explore.experiments import ExperimentSettings, ExperimentsReport
+
+    report = ExperimentsReport(tmp_path / "report.md", tmp_path / "report.html", tmp_path / "summary.json")
+    report.markdown.write_text("# experiments\n")
+    console = Console(record=True, width=200)
+    _finetune_front(tmp_path, replace(ExperimentSettings.quick(), data="user.npz"), 1, report, console)
+    assert report.markdown.read_text() == "# experiments\n" and "skipped" in console.export_text()

@@ -99,6 +99,7 @@ def test_experiments_on_a_user_image_folder(tmp_path: Path) -> None:
     md = rep.markdown.read_text()
     for title in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5."):
         assert title in md
+    assert "staged evaluation" in md  # experiment 4 screened on 12, then 48 (> 36: the full set)
     summary = json.loads(rep.summary_json.read_text())
     exact = summary["pareto"]["reference"]
     assert exact["top1"] is not None and exact["top1"] > 0.8  # labels mapped through the file

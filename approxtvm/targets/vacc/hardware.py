@@ -210,6 +210,7 @@ class AcceleratorSpec:
                 fix="start from approxtvm/targets/vacc/specs/simba_like.yaml",
             )
         data = dict(data)
+        data.pop("sources", None)  # provenance of the numbers: read by targets.vacc.provenance
         mems = data.pop("memories", None)
         if not isinstance(mems, dict):
             raise ConfigError(
