@@ -112,6 +112,7 @@ class ExperimentSettings:
     calibration: str | None = None
     staging: StagingSettings | None = None
     time_budget_s: float | None = None
+    sensitivity: bool = False
 
     @staticmethod
     def quick(seed: int = 0) -> ExperimentSettings:
@@ -125,6 +126,7 @@ class ExperimentSettings:
             limit=0,
             nsga=NsgaSettings(pop_size=24, generations=12, seed=seed),
             resnet50_sweeps=("multipliers", "noc_swing", "sram"),
+            sensitivity=True,
         )
 
     def with_limit(self, limit: int) -> ExperimentSettings:
@@ -465,12 +467,42 @@ def run_experiments(
                 )
             _say(console, "experiment 5: weight compression on the knee point")
             compression = _compression(s, pareto.knee, notes)
+            if s.sensitivity:
+                _sensitivity(s, out_dir, notes, console)
             count = journal.count()
     finally:
         if own:
             ex.close()
     result = ExperimentsResult(s, sweeps, pareto, compression, notes, time.perf_counter() - t0, count)
     return write_report(result, out_dir)
+
+
+def _sensitivity(s: ExperimentSettings, out_dir: Path, notes: list[str], console: Any) -> None:
+    """Experiments 2-4's conclusions with the fault and energy assumptions moved (``sensitivity/``)."""
+    from approxtvm.explore.sensitivity import save_report, sensitivity_report
+    from approxtvm.models import load_dataset
+    from approxtvm.models.zoo import SHIPPED_MODELS
+
+    if s.pareto_model not in SHIPPED_MODELS:
+        notes.append(
+            f"Sensitivity report skipped: {s.pareto_model} is not a shipped model (run `approxtvm sensitivity`)."
+        )
+        return
+    _say(console, f"sensitivity: experiments 2-4 with BER ±1 decade and energies ±25 % ({s.pareto_model})")
+    data = load_dataset(s.data)
+    data = data.take(s.limit) if s.limit else data
+    report = sensitivity_report(s.pareto_model, data)
+    save_report(report, out_dir / "sensitivity")
+    holds = report.holds()
+    moved = sorted({sc for c in holds for sc, ok in holds[c].items() if not ok})
+    notes.append(
+        "Sensitivity (sensitivity/sensitivity.md): "
+        + (
+            "every conclusion holds in every scenario."
+            if not moved
+            else f"conclusions change under {', '.join(moved)}."
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------------------
