@@ -140,7 +140,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Uniform-multiplier sweep: accuracy vs compute energy, table, JSON and plot."""
-    from approxtvm.explore.multiplier_sweep import DEFAULT_SWEEP, multiplier_sweep, plot_sweep, print_sweep, save_sweep
+    from approxtvm.explore.multiplier_sweep import (
+        DEFAULT_SWEEP,
+        NAMED_SWEEPS,
+        multiplier_sweep,
+        plot_sweep,
+        print_sweep,
+        save_sweep,
+    )
     from approxtvm.models import check_compatible, load_dataset
 
     proto = _load_model_arg(args.model)
@@ -148,7 +155,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.limit:
         data = data.take(args.limit)
     check_compatible(data, proto)
-    mults = tuple(m.strip() for m in args.multipliers.split(";")) if args.multipliers else DEFAULT_SWEEP
+    if args.multipliers in NAMED_SWEEPS:
+        mults = NAMED_SWEEPS[args.multipliers]
+    else:
+        mults = tuple(m.strip() for m in args.multipliers.split(";")) if args.multipliers else DEFAULT_SWEEP
     console = _console()
     with console.status("sweeping") as status:
         rows = multiplier_sweep(
@@ -369,7 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--data", required=True)
     p.add_argument("--calibration")
-    p.add_argument("--multipliers", help="';'-separated specs (default: 14 built-in family members)")
+    p.add_argument(
+        "--multipliers",
+        help="';'-separated specs, or `evoapprox` (default: EvoApproxLib's unsigned power–MAE Pareto set "
+        "plus exact, 22 circuits) or `families` (14 built-in family members)",
+    )
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--out", default="reports/sweep")
     p.set_defaults(func=cmd_sweep)

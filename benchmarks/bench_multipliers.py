@@ -16,6 +16,7 @@ import json
 import os
 import time
 
+import modern_layers  # sibling module of this script
 import numpy as np
 
 from approxtvm.runtime.kernels import KernelCache, conv2d_products, conv2d_products_reference, detect_cpu
@@ -174,6 +175,8 @@ def main() -> None:
             "every call (layers whose tables exceed 64 MiB)"
         ),
         "bam_h4_factorisation": {"rank": f.rank, "byte_terms": f.byte_terms(), "divisor": f.divisor},
+        # depthwise 3x3, ViT Linear and attention QK^T on every path, vs onnxruntime (benchmarks/modern_layers.py)
+        "modern_layers": modern_layers.measure(max(3, args.repeat // 2), args.threads, args.check),
         "checks_bit_exact": checks,
     }
     print(json.dumps(out))

@@ -173,7 +173,11 @@ def _finish(
     def factory(lowered: LoweredLayer) -> Callable[..., None]:
         sch = lowered.schedule
         # weights reach the PE compressed and are decoded there: run with the decoded tiles
-        weight = lowered.weight if lowered.compressed is None else decompress_layer(lowered.compressed)
+        weight = (
+            lowered.weight
+            if lowered.compressed is None
+            else decompress_layer(lowered.compressed).reshape(lowered.weight.shape)  # grouped: 5-D tiles
+        )
         prog = LayerProgram.build(
             sch, weight, lowered.bias, resolver.multiplier(sch.config.multiplier, sch.quant.signed), cache
         )

@@ -38,18 +38,29 @@ class LayerSite:
     output_name
         Float tensor the layer produces (the Conv/Gemm output, or its bias Add's for MatMul).
     node_indices
+<<<<<<< HEAD
         Graph nodes the layer replaces (the Conv/Gemm/MatMul, its bias Add, its QuantizeLinear).
     requant
         ``(y_scale, y_zero_point, dtype)`` when the layer's only reader is a per-tensor
         ``QuantizeLinear``: the site then produces that node's 8-bit output, requantized the way
         onnxruntime's fused integer kernels do; ``None``: the site produces the float result.
+=======
+        Graph nodes the layer replaces (the Conv/Gemm/MatMul and its bias Add).
+    input2_name
+        For an activation × activation MatMul, the codes of its second operand (input of the
+        second DequantizeLinear); empty otherwise.
+>>>>>>> main
     """
 
     layer_id: str
     input_name: str
     output_name: str
     node_indices: tuple[int, ...]
+<<<<<<< HEAD
     requant: tuple[float, int, str] | None = None
+=======
+    input2_name: str = ""
+>>>>>>> main
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +186,8 @@ def locate_layers(proto: onnx.ModelProto, weights: dict[str, np.ndarray]) -> dic
     out: dict[str, int] = {}
     for lid, w in weights.items():
         i = index.get(lid)
-        if i is not None and _shape_match(w, codes[i]):
+        # an activation × activation MatMul has no weight (empty codes): its node name is the match
+        if i is not None and (_shape_match(w, codes[i]) or (w.size == 0 and codes[i] is None)):
             out[lid] = i
     claimed = set(out.values())
     free = [i for i in set(index.values()) - claimed]
@@ -190,7 +202,10 @@ def locate_layers(proto: onnx.ModelProto, weights: dict[str, np.ndarray]) -> dic
 
 
 def layer_sites(
-    proto: onnx.ModelProto, located: dict[str, int], layers: Iterable[tuple[str, bool]]
+    proto: onnx.ModelProto,
+    located: dict[str, int],
+    layers: Iterable[tuple[str, bool]],
+    act_matmuls: frozenset[str] = frozenset(),
 ) -> dict[str, LayerSite]:
     """Locate offloaded layers in the graph.
 
@@ -202,6 +217,8 @@ def layer_sites(
         Layer id → node index (:func:`locate_layers`).
     layers
         ``(layer_id, has_bias)`` per offloaded layer.
+    act_matmuls
+        Layers that are activation × activation MatMuls (both operands read from the graph).
 
     Raises
     ------
@@ -252,6 +269,7 @@ def layer_sites(
                 found=f"{len(node.input)} inputs",
                 fix="compile with host='tvm'",
             )
+<<<<<<< HEAD
         requant = None
         q = _sole_quantize(graph, consumers, out, ints)
         if q is not None:
@@ -259,6 +277,20 @@ def layer_sites(
             nodes.append(qi)
             out = graph.node[qi].output[0]
         sites[lid] = LayerSite(lid, deq[1].input[0], out, tuple(nodes), requant)
+=======
+        second = ""
+        if node.op_type == "MatMul" and lid in act_matmuls:
+            deq2 = producers.get(node.input[1])
+            if deq2 is None or deq2[1].op_type != "DequantizeLinear":
+                raise ModelError(
+                    f"layer {lid!r}: the second operand of its activation × activation MatMul is not dequantized",
+                    expected="DequantizeLinear → MatMul (both operands)",
+                    found="no DequantizeLinear" if deq2 is None else deq2[1].op_type,
+                    fix="compile with host='tvm'",
+                )
+            second = deq2[1].input[0]
+        sites[lid] = LayerSite(lid, deq[1].input[0], out, tuple(nodes), second)
+>>>>>>> main
     return sites
 
 
@@ -465,6 +497,8 @@ def split_graph(
         if i in site_nodes:
             if i in last:
                 needed.add(last[i].input_name)
+                if last[i].input2_name:
+                    needed.add(last[i].input2_name)
             continue
         node = graph.node[i]
         if any(o in needed for o in node.output):
@@ -509,7 +543,7 @@ def split_graph(
     reads: list[set[str]] = []
     for g in groups:
         if isinstance(g, LayerSite):
-            reads.append({g.input_name})
+            reads.append({g.input_name, g.input2_name} - {""})
         else:
             reads.append({t for i in g for t in _node_inputs(graph.node[i])})
     later: list[set[str]] = [set() for _ in groups]

@@ -6,6 +6,7 @@ import tvm
 from tvm import relax
 
 from approxtvm.passes.annotate_approximation import AnnotateApproximation
+from approxtvm.passes.fold_weight_transpose import FoldWeightTranspose
 from approxtvm.passes.name_layers import NameLayers
 from approxtvm.passes.split_layer_inputs import SplitLayerInputs
 from approxtvm.targets.vacc.config import ApproxPolicy
@@ -28,4 +29,7 @@ def annotate(
 
 def partition(mod: tvm.IRModule, params: dict[str, object], symbol_prefix: str) -> tvm.IRModule:
     """Bind weights and offload quantized conv/dense to vacc (before any FoldConstant)."""
-    return partition_for_vacc(mod, params, symbol_prefix=symbol_prefix)
+    if params:
+        mod = relax.transform.BindParams("main", params)(mod)
+    mod = FoldWeightTranspose()(mod)  # MatMul(x, Transpose(W)): the weight is a constant again
+    return partition_for_vacc(mod, symbol_prefix=symbol_prefix)

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from approxtvm.errors import ApproxTvmError, ExplorationError
-from approxtvm.explore.genome import DEFAULT_MULTIPLIERS, DEFAULT_PROTECTED_MSBS, DEFAULT_SRAM_V, DEFAULT_SWINGS_V
+from approxtvm.explore.genome import (
+    DEFAULT_MULTIPLIERS,
+    DEFAULT_PROTECTED_MSBS,
+    DEFAULT_SRAM_V,
+    DEFAULT_SWINGS_V,
+    MULTIPLIER_LIBRARIES,
+)
 from approxtvm.explore.userdata import NORMALISATIONS
 
 
@@ -64,7 +70,15 @@ def add_explore_parsers(subparsers: Any) -> None:
         "--multipliers",
         nargs="+",
         default=list(DEFAULT_MULTIPLIERS),
-        help="multiplier library (specs, most to least power)",
+        help="multiplier library (specs, most to least power), or `evoapprox` (default: EvoApproxLib's "
+        "unsigned power–MAE Pareto set plus exact) or `families` (the built-in families)",
+    )
+    p.add_argument(
+        "--max-distinct-multipliers",
+        type=int,
+        default=None,
+        metavar="K",
+        help="at most K different multipliers in the whole network (a chip has a few multiplier types)",
     )
     p.add_argument(
         "--swings",
@@ -136,7 +150,15 @@ def cmd_explore(args: argparse.Namespace) -> int:
             f"{ex.description}; journal {journal_path} ({before} evaluations stored)"
         )
         study = Study(ctx, journal, ex)
-        space = study.space(args.multipliers, args.swings, args.input_v, args.weight_v, args.msbs)
+        mults = MULTIPLIER_LIBRARIES.get(args.multipliers[0], args.multipliers) if len(args.multipliers) == 1 else None
+        space = study.space(
+            mults or args.multipliers,
+            args.swings,
+            args.input_v,
+            args.weight_v,
+            args.msbs,
+            args.max_distinct_multipliers,
+        )
 
         def progress(g: GenerationInfo) -> None:
             console.print(

@@ -3,7 +3,8 @@
 1. approximate multipliers in isolation (one multiplier on every layer),
 2. NoC link swing in isolation (with and without protected MSBs),
 3. SRAM voltage scaling of the input and weight buffers in isolation,
-4. the combined NSGA-II Pareto set, against the uniform configurations at the same evaluation budget,
+4. the combined NSGA-II Pareto set, and NSGA-II against a uniform grid and random search at the
+   same evaluation budget over several seeds (hypervolume mean ± sd),
 5. weight compression on the knee point of that Pareto set.
 
 Every evaluation goes through one journal in the output folder, so running the experiments again
@@ -34,11 +35,9 @@ from approxtvm.explore.nsga import (
     NsgaSettings,
     Point,
     Study,
-    hypervolume,
-    pareto_front,
     run_nsga,
-    uniform_grid,
 )
+from approxtvm.explore.search_comparison import SearchComparison, compare_searches
 from approxtvm.explore.staged import StagedStudy, StagingSettings, make_study
 
 #: Buffers scaled in experiment 3.
@@ -58,7 +57,13 @@ class ExperimentSettings:
     batch_size
         Compiled batch size.
     multipliers
-        Multiplier library (experiment 1 and the genome).
+        Multiplier library (experiment 1 and the genome): by default EvoApproxLib's unsigned
+        power–MAE Pareto set plus exact (``genome.FAMILY_MULTIPLIERS`` for the project's families).
+    max_distinct_multipliers
+        At most this many multiplier types in the whole network in experiment 4 (``None``: no limit).
+    comparison_seeds
+        Seeds of the NSGA-II vs grid vs random comparison of experiment 4 (the first is also the
+        seed of the reported NSGA-II run).
     swings_v
         Reduced NoC swings of experiment 2 (volts).
     swing_protected_msbs
@@ -92,6 +97,8 @@ class ExperimentSettings:
     limit: int = 120
     batch_size: int = 8
     multipliers: tuple[str, ...] = DEFAULT_MULTIPLIERS
+    max_distinct_multipliers: int | None = None
+    comparison_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     swings_v: tuple[float, ...] = (0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
     swing_protected_msbs: tuple[int, ...] = (0, 4)
     sram_v: tuple[float, ...] = (0.8, 0.7, 0.6, 0.5)
@@ -105,6 +112,7 @@ class ExperimentSettings:
     calibration: str | None = None
     staging: StagingSettings | None = None
     time_budget_s: float | None = None
+    sensitivity: bool = False
 
     @staticmethod
     def quick(seed: int = 0) -> ExperimentSettings:
@@ -118,6 +126,7 @@ class ExperimentSettings:
             limit=0,
             nsga=NsgaSettings(pop_size=24, generations=12, seed=seed),
             resnet50_sweeps=("multipliers", "noc_swing", "sram"),
+            sensitivity=True,
         )
 
     def with_limit(self, limit: int) -> ExperimentSettings:
@@ -156,8 +165,8 @@ class ParetoExperiment:
     ----------
     result
         The NSGA-II run.
-    grid
-        Uniform configurations evaluated with the same budget.
+    comparison
+        NSGA-II vs a uniform grid vs random search at the same budget, over the comparison seeds.
     knee
         Representative (knee) Pareto point.
     selected
@@ -169,16 +178,11 @@ class ParetoExperiment:
     """
 
     result: ExploreResult
-    grid: list[Point]
+    comparison: SearchComparison
     knee: Point
     selected: dict[str, Point]
     breakdown: dict[str, dict[str, float]]
     reevaluated: dict[str, tuple[Point, Point]]
-
-    @property
-    def grid_front(self) -> list[Point]:
-        """Pareto set of the uniform grid."""
-        return pareto_front(self.grid, self.result.settings.accuracy_budget)
 
 
 @dataclass(frozen=True)
@@ -307,6 +311,7 @@ def _pareto_experiment(study: Study, s: ExperimentSettings, console: Any) -> Par
         (0.9, *s.sram_v),
         (0.9, *s.sram_v),
         tuple(sorted({*DEFAULT_PROTECTED_MSBS, *s.swing_protected_msbs})),
+        s.max_distinct_multipliers,
     )
 
     def progress(g: Any) -> None:
@@ -316,8 +321,10 @@ def _pareto_experiment(study: Study, s: ExperimentSettings, console: Any) -> Par
             f"hypervolume {g.hypervolume:.5f}, ETA {g.eta_s:.0f} s",
         )
 
-    result = run_nsga(study, space, s.nsga, progress)
-    grid = study.points(uniform_grid(space, len(result.points), s.nsga.seed))
+    nsga = replace(s.nsga, seed=s.comparison_seeds[0]) if s.comparison_seeds else s.nsga
+    result = run_nsga(study, space, nsga, progress)
+    _say(console, f"  NSGA-II vs uniform grid vs random search, seeds {list(s.comparison_seeds)}")
+    comparison = compare_searches(study, space, nsga, s.comparison_seeds or (nsga.seed,), console)
     front = result.pareto
     near = [p for p in front if p.accuracy_loss <= s.knee_max_loss + 1e-12 and p.energy_rel < 1.0]
     knee = knee_point(near) if near else knee_point(front)
@@ -343,7 +350,7 @@ def _pareto_experiment(study: Study, s: ExperimentSettings, console: Any) -> Par
         for name, p in selected.items()
         if name in ("knee", "lowest energy")
     }
-    return ParetoExperiment(result, grid, knee, selected, breakdown, reevaluated)
+    return ParetoExperiment(result, comparison, knee, selected, breakdown, reevaluated)
 
 
 def _compression(s: ExperimentSettings, knee: Point, notes: list[str]) -> dict[str, Any] | None:
@@ -383,8 +390,10 @@ def _compression(s: ExperimentSettings, knee: Point, notes: list[str]) -> dict[s
 def _fit_budget(s: ExperimentSettings, study: Study, remaining_s: float, notes: list[str]) -> ExperimentSettings:
     """Fewer NSGA-II generations when the wall-clock budget left cannot hold them."""
     times = [r.eval_s for r in study.journal.records(study.fingerprint)]
+    # the search comparison costs about three NSGA-II runs (NSGA-II, grid, random) per seed
+    runs = 3 * max(1, len(s.comparison_seeds))
     gens = plan_generations(
-        remaining_s, times, study.executor.n_workers, s.nsga.pop_size, s.nsga.generations, s.nsga.pop_size
+        remaining_s / runs, times, study.executor.n_workers, s.nsga.pop_size, s.nsga.generations, s.nsga.pop_size
     )
     if gens < s.nsga.generations:
         notes.append(
@@ -458,12 +467,42 @@ def run_experiments(
                 )
             _say(console, "experiment 5: weight compression on the knee point")
             compression = _compression(s, pareto.knee, notes)
+            if s.sensitivity:
+                _sensitivity(s, out_dir, notes, console)
             count = journal.count()
     finally:
         if own:
             ex.close()
     result = ExperimentsResult(s, sweeps, pareto, compression, notes, time.perf_counter() - t0, count)
     return write_report(result, out_dir)
+
+
+def _sensitivity(s: ExperimentSettings, out_dir: Path, notes: list[str], console: Any) -> None:
+    """Experiments 2-4's conclusions with the fault and energy assumptions moved (``sensitivity/``)."""
+    from approxtvm.explore.sensitivity import save_report, sensitivity_report
+    from approxtvm.models import load_dataset
+    from approxtvm.models.zoo import SHIPPED_MODELS
+
+    if s.pareto_model not in SHIPPED_MODELS:
+        notes.append(
+            f"Sensitivity report skipped: {s.pareto_model} is not a shipped model (run `approxtvm sensitivity`)."
+        )
+        return
+    _say(console, f"sensitivity: experiments 2-4 with BER ±1 decade and energies ±25 % ({s.pareto_model})")
+    data = load_dataset(s.data)
+    data = data.take(s.limit) if s.limit else data
+    report = sensitivity_report(s.pareto_model, data)
+    save_report(report, out_dir / "sensitivity")
+    holds = report.holds()
+    moved = sorted({sc for c in holds for sc, ok in holds[c].items() if not ok})
+    notes.append(
+        "Sensitivity (sensitivity/sensitivity.md): "
+        + (
+            "every conclusion holds in every scenario."
+            if not moved
+            else f"conclusions change under {', '.join(moved)}."
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -480,6 +519,10 @@ _XLABEL = {"multipliers": "multiplier", "noc_swing": "NoC swing", "sram": "buffe
 
 def _sweep_md(sw: Sweep, plot: str) -> list[str]:
     lines = [f"## {_TITLES[sw.knob]}", "", f"![{sw.knob}]({plot})", ""]
+    if sw.knob == "multipliers":
+        from approxtvm.explore.multiplier_table import multiplier_table_md
+
+        lines += [*multiplier_table_md(sw.labels, sw.series), ""]
     for name, pts in sw.series.items():
         lines += [
             f"**{name}**",
@@ -495,12 +538,6 @@ def _sweep_md(sw: Sweep, plot: str) -> list[str]:
             )
         lines.append("")
     return lines
-
-
-def _weakly_dominated(p: Point, front: list[Point]) -> bool:
-    return any(
-        q.accuracy_loss <= p.accuracy_loss and q.energy_per_inference_pj <= p.energy_per_inference_pj for q in front
-    )
 
 
 def write_report(result: ExperimentsResult, out_dir: Path) -> ExperimentsReport:
@@ -540,29 +577,26 @@ def write_report(result: ExperimentsResult, out_dir: Path) -> ExperimentsReport:
         budget=r.settings.accuracy_budget,
         highlight=pe.knee,
     )
-    grid_front = pe.grid_front
     md += [
         "## 4. Combined Pareto set (NSGA-II over per-layer multiplier, NoC swing, buffer voltages, protected MSBs)",
         "",
         f"Population {r.settings.pop_size} × {r.settings.generations} generations, seed {r.settings.seed}; "
         f"genome: {len(r.space.layer_ids)} per-layer multipliers from {len(r.space.multipliers)}, "
         f"{len(r.space.swings_v)} swings, {len(r.space.input_buffer_v)}/{len(r.space.weight_buffer_v)} "
-        f"input/weight buffer voltages, {len(r.space.protected_msbs)} protected-MSB settings.",
+        f"input/weight buffer voltages, {len(r.space.protected_msbs)} protected-MSB settings"
+        + (
+            f"; at most {r.space.max_distinct_multipliers} distinct multipliers in the network"
+            if r.space.max_distinct_multipliers
+            else ""
+        )
+        + f". This run: {len(r.points)} evaluations, {len(r.pareto)} Pareto points, hypervolume "
+        f"{r.hypervolume:.5f}.",
         "",
         "![Pareto front](pareto_front.png)",
         "",
-        "| search | evaluations | Pareto points | hypervolume |",
-        "|---|---:|---:|---:|",
-        f"| NSGA-II | {len(r.points)} | {len(r.pareto)} | {r.hypervolume:.5f} |",
-        f"| uniform multipliers | {len(r.uniform)} | {len(pareto_front(r.uniform))} | {hypervolume(r.uniform):.5f} |",
-        f"| uniform configurations, same budget | {len(pe.grid)} | {len(grid_front)} | {hypervolume(grid_front):.5f} |",
+        "**Does NSGA-II beat simpler searches with the same number of evaluations?**",
         "",
-        "Hypervolume in (accuracy loss, energy relative to exact), reference point (100 pp, 1.0). "
-        + (
-            "Every uniform-multiplier configuration is dominated by or equal to a point of the NSGA-II front."
-            if all(_weakly_dominated(u, r.pareto) for u in r.uniform)
-            else "Some uniform-multiplier configurations are NOT dominated by the NSGA-II front."
-        ),
+        *pe.comparison.markdown(),
         "",
         "Pareto set (files: [pareto.json](pareto/pareto.json), [pareto.csv](pareto/pareto.csv)):",
         "",
@@ -667,9 +701,7 @@ def write_report(result: ExperimentsResult, out_dir: Path) -> ExperimentsReport:
             for sw in result.sweeps
         },
         "pareto": r.to_dict(),
-        "grid_hypervolume": hypervolume(grid_front),
-        "grid_evaluations": len(pe.grid),
-        "front_dominates_uniform": all(_weakly_dominated(u, r.pareto) for u in r.uniform),
+        "search_comparison": pe.comparison.to_dict(),
         "knee": pe.knee.to_dict(),
         "breakdown_pj": pe.breakdown,
         "reevaluated_identically": {

@@ -19,10 +19,36 @@ import numpy as np
 from approxtvm.errors import ExplorationError
 from approxtvm.targets.vacc.config import VDD_V, ApproxConfig, ApproxPolicy
 
-#: Multipliers the project implements itself (no downloaded tables), ordered from most to least
-#: power so that neighbouring genome indices are similar circuits (crossover and mutation act on
-#: the index).
-DEFAULT_MULTIPLIERS: tuple[str, ...] = (
+#: The study's library: EvoApproxLib's unsigned 8×8 power–MAE Pareto set (v1 names, shipped with
+#: the package; :func:`approxtvm.runtime.multipliers.pareto_set`, exact circuit ``mul8u_1JFF`` as
+#: ``exact``), ordered from most to least power so that neighbouring genome indices are similar
+#: circuits (crossover and mutation act on the index). A test holds it equal to the catalogue's set.
+EVOAPPROX_MULTIPLIERS: tuple[str, ...] = (
+    "exact",
+    "mul8u_Y48",
+    "mul8u_125K",
+    "mul8u_EXZ",
+    "mul8u_KEM",
+    "mul8u_150Q",
+    "mul8u_QJD",
+    "mul8u_2AC",
+    "mul8u_2HH",
+    "mul8u_NGR",
+    "mul8u_185Q",
+    "mul8u_19DB",
+    "mul8u_DM1",
+    "mul8u_12N4",
+    "mul8u_17KS",
+    "mul8u_1AGV",
+    "mul8u_FTA",
+    "mul8u_JV3",
+    "mul8u_18DU",
+    "mul8u_13QR",
+    "mul8u_17C8",
+    "mul8u_17QU",
+)
+#: Multipliers the project implements itself (parametric families), most to least power.
+FAMILY_MULTIPLIERS: tuple[str, ...] = (
     "exact",
     "trunc:k=2",
     "trunc:k=4",
@@ -33,6 +59,10 @@ DEFAULT_MULTIPLIERS: tuple[str, ...] = (
     "drum:k=4",
     "drum:k=3",
 )
+#: The default multiplier library of the genome and of experiment 1.
+DEFAULT_MULTIPLIERS: tuple[str, ...] = EVOAPPROX_MULTIPLIERS
+#: Named multiplier libraries (``--multipliers evoapprox`` / ``families`` on the command line).
+MULTIPLIER_LIBRARIES: dict[str, tuple[str, ...]] = {"evoapprox": EVOAPPROX_MULTIPLIERS, "families": FAMILY_MULTIPLIERS}
 #: NoC link swings in volts (``None`` = nominal full swing).
 DEFAULT_SWINGS_V: tuple[float | None, ...] = (None, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 #: Input/weight buffer supply voltages in volts (``VDD_V`` = not scaled).
@@ -147,6 +177,10 @@ class SearchSpace:
         Buffer supply voltages in volts.
     protected_msbs
         Protected-MSB counts.
+    max_distinct_multipliers
+        At most this many different multipliers in the whole network (``exact`` counts when
+        used), as a chip has a few multiplier types (ALWANN); ``None`` = no limit. Genomes that use
+        more are repaired on decoding (:meth:`repair`).
     """
 
     layer_ids: tuple[str, ...]
@@ -155,8 +189,16 @@ class SearchSpace:
     input_buffer_v: tuple[float, ...] = DEFAULT_SRAM_V
     weight_buffer_v: tuple[float, ...] = DEFAULT_SRAM_V
     protected_msbs: tuple[int, ...] = DEFAULT_PROTECTED_MSBS
+    max_distinct_multipliers: int | None = None
 
     def __post_init__(self) -> None:
+        if self.max_distinct_multipliers is not None and self.max_distinct_multipliers < 1:
+            raise ExplorationError(
+                "search space: max_distinct_multipliers must be at least 1",
+                expected="an integer ≥ 1 (or None for no limit)",
+                found=str(self.max_distinct_multipliers),
+                fix="e.g. 2 for a chip with two multiplier types",
+            )
         for name in ("layer_ids", "multipliers", "swings_v", "input_buffer_v", "weight_buffer_v", "protected_msbs"):
             values = getattr(self, name)
             if not values:
@@ -193,8 +235,28 @@ class SearchSpace:
             dtype=np.int64,
         )
 
+    def repair(self, genome: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The genome with at most :attr:`max_distinct_multipliers` distinct multiplier genes.
+
+        Keeps the most used multipliers (ties: the more accurate, i.e. lower index) and moves every
+        other layer to the nearest kept one in library order (the closest circuit in power;
+        ties: the more accurate). Genomes within the limit are returned unchanged.
+        """
+        g = np.array([round(float(v)) for v in genome], dtype=np.int64)
+        k = self.max_distinct_multipliers
+        nl = len(self.layer_ids)
+        used = g[:nl]
+        values, counts = np.unique(used, return_counts=True)
+        if k is None or len(values) <= k:
+            return g
+        order = sorted(zip(values.tolist(), counts.tolist(), strict=True), key=lambda vc: (-vc[1], vc[0]))
+        kept = np.array(sorted(v for v, _ in order[:k]), dtype=np.int64)
+        dist = np.abs(used[:, None] - kept[None, :])
+        g[:nl] = kept[np.argmin(dist, axis=1)]  # argmin takes the first (lower-index) kept on ties
+        return g
+
     def decode(self, genome: Sequence[int] | np.ndarray) -> Configuration:
-        """Genome (integer indices) → canonical :class:`Configuration`."""
+        """Genome (integer indices) → canonical :class:`Configuration` (repaired, see :meth:`repair`)."""
         g = [round(float(v)) for v in genome]
         if len(g) != self.n_var or any(v < 0 or v > u for v, u in zip(g, self.upper, strict=True)):
             raise ExplorationError(
@@ -203,6 +265,7 @@ class SearchSpace:
                 found=str(g),
                 fix="decode genomes with the space that produced them",
             )
+        g = self.repair(g).tolist()
         nl = len(self.layer_ids)
         mults = {lid: self.multipliers[i] for lid, i in zip(self.layer_ids, g[:nl], strict=True)}
         return Configuration.make(
@@ -246,4 +309,5 @@ class SearchSpace:
             "input_buffer_v": list(self.input_buffer_v),
             "weight_buffer_v": list(self.weight_buffer_v),
             "protected_msbs": list(self.protected_msbs),
+            "max_distinct_multipliers": self.max_distinct_multipliers,
         }

@@ -12,13 +12,13 @@ import onnx
 
 from approxtvm.compiler.driver import compile_onnx
 from approxtvm.explore.evaluate import evaluate
+from approxtvm.explore.genome import EVOAPPROX_MULTIPLIERS
 from approxtvm.models.datasets import Dataset
 from approxtvm.runtime.multipliers import resolve_multiplier
 from approxtvm.targets.vacc.config import ApproxPolicy
 
-#: Multipliers the project implements itself (no downloaded table needed), from accurate to
-#: aggressive: the default sweep.
-DEFAULT_SWEEP: tuple[str, ...] = (
+#: Multipliers the project implements itself (parametric families), accurate to aggressive.
+FAMILY_SWEEP: tuple[str, ...] = (
     "exact",
     "trunc:k=2",
     "trunc:k=4",
@@ -34,6 +34,11 @@ DEFAULT_SWEEP: tuple[str, ...] = (
     "mitchell",
     "kulkarni",
 )
+#: The default sweep, as in the study: EvoApproxLib's unsigned power–MAE Pareto set plus exact
+#: (shipped tables, most power first).
+DEFAULT_SWEEP: tuple[str, ...] = EVOAPPROX_MULTIPLIERS
+#: Named sweeps for the command line (``--multipliers evoapprox`` / ``families``).
+NAMED_SWEEPS: dict[str, tuple[str, ...]] = {"evoapprox": EVOAPPROX_MULTIPLIERS, "families": FAMILY_SWEEP}
 
 
 @dataclass(frozen=True, slots=True)

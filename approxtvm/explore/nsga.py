@@ -296,7 +296,6 @@ class ExploreResult:
             "reference": self.reference.to_dict(),
             "evaluations": len(self.points),
             "hypervolume": self.hypervolume,
-            "uniform_hypervolume": hypervolume(self.uniform),
             "pareto": [p.to_dict() for p in self.pareto],
             "uniform": [p.to_dict() for p in self.uniform],
         }
@@ -365,8 +364,9 @@ class Study:
         input_buffer_v: Sequence[float] = DEFAULT_SRAM_V,
         weight_buffer_v: Sequence[float] = DEFAULT_SRAM_V,
         protected_msbs: Sequence[int] = DEFAULT_PROTECTED_MSBS,
+        max_distinct_multipliers: int | None = None,
     ) -> SearchSpace:
-        """A search space over this model's layers."""
+        """A search space over this model's layers (see :class:`SearchSpace`)."""
         return SearchSpace(
             self.reference.layer_ids,
             tuple(multipliers),
@@ -374,6 +374,7 @@ class Study:
             tuple(input_buffer_v),
             tuple(weight_buffer_v),
             tuple(protected_msbs),
+            max_distinct_multipliers,
         )
 
 
@@ -476,7 +477,8 @@ def run_nsga(
     gen = 0
     while algorithm.has_next():
         pop = algorithm.ask()
-        X = np.rint(pop.get("X")).astype(np.int64)
+        X = np.stack([space.repair(x) for x in np.rint(pop.get("X")).astype(np.int64)])
+        pop.set("X", X.astype(float))  # the population carries what is evaluated (k-distinct repair)
         configs = [space.decode(x) for x in X]
         pts = study.points(configs)  # a StagedStudy screens them in stages
         for p in pts:

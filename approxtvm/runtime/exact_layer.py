@@ -73,6 +73,7 @@ class ExactLayer:
                 ["y"],
                 strides=[s.stride_h, s.stride_w],
                 dilations=[s.dilation_h, s.dilation_w],
+                group=s.groups,  # grouped / depthwise: onnxruntime splits the channels alike
             )
             x_shape = [s.n, s.c, s.h + s.pad_top + s.pad_bottom, s.w + s.pad_left + s.pad_right]
             y_shape = [s.n, s.k, s.p, s.q]

@@ -17,6 +17,8 @@ import numpy as np
 from approxtvm.errors import DataError
 from approxtvm.runtime import exact_layer
 from approxtvm.runtime.kernels import KernelCache, LayerStore, choose_path, conv2d_products, dense_products
+from approxtvm.runtime.kernels.act_matmul import choose_matmul_path, matmul_products
+from approxtvm.runtime.kernels.grouped import grouped_conv2d_products
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.targets.vacc.schedule import LayerSchedule
 
@@ -30,7 +32,8 @@ class LayerProgram:
     schedule
         The layer schedule.
     weight
-        Weight codes (OIHW for conv2d, (K, C) for dense).
+        Weight codes (OIHW for conv2d, (K, C / groups, R, S) when grouped, (K, C) for dense; empty
+        for an activation × activation matmul, whose second operand arrives with each call).
     bias
         int32 bias codes or ``None``.
     multiplier
@@ -68,7 +71,7 @@ class LayerProgram:
     ) -> LayerProgram:
         """A program whose kernel path is chosen now (the fastest exact path for these weights)."""
         cache = cache if cache is not None else KernelCache()
-        path = choose_path(multiplier, schedule.shape, weights=weight, cache=cache).path
+        path = _choose(multiplier, schedule, weight, cache)
         return LayerProgram(schedule, weight, bias, multiplier, cache, path)
 
     @cached_property
@@ -76,7 +79,7 @@ class LayerProgram:
         """The kernel path the layer runs on: :attr:`path` if given, else chosen on first use."""
         if self.path:
             return self.path
-        return choose_path(self.multiplier, self.schedule.shape, weights=self.weight, cache=self.cache).path
+        return _choose(self.multiplier, self.schedule, self.weight, self.cache)
 
     @cached_property
     def store(self) -> LayerStore:
@@ -95,7 +98,7 @@ class LayerProgram:
         computed once: they depend on the weights only."""
         sched = self.schedule
         q = sched.quant
-        bshape = (1, -1) if sched.shape.op == "dense" else (1, -1, 1, 1)
+        bshape = {"dense": (1, -1), "conv2d": (1, -1, 1, 1)}.get(sched.shape.op, (-1,))
         scale = (q.input_scale * np.asarray(q.weight_scales, np.float64)).reshape(bshape)
         if self.bias is None:
             return scale, None
@@ -108,7 +111,11 @@ class LayerProgram:
     @cached_property
     def fused_exact(self) -> exact_layer.ExactLayer | None:
         """One-call exact path (zero points folded into the integer kernel), when it applies."""
-        if self.kernel_path == "exact" and exact_layer.supports(self.schedule, self.weight):
+        if (
+            self.kernel_path == "exact"
+            and self.schedule.shape.op != "matmul"
+            and exact_layer.supports(self.schedule, self.weight)
+        ):
             return exact_layer.ExactLayer(self.schedule, self.weight)
         return None
 
@@ -117,20 +124,36 @@ class LayerProgram:
 AccumulatorHook = Callable[[str, np.ndarray, "LayerProgram", np.ndarray], np.ndarray]
 
 
+def _choose(multiplier: Multiplier, schedule: LayerSchedule, weight: np.ndarray, cache: KernelCache) -> str:
+    """Kernel path of a layer: specialised to its weights, or for a matmul to any second operand."""
+    if schedule.shape.op == "matmul":
+        return choose_matmul_path(multiplier, cache)
+    return choose_path(multiplier, schedule.shape, weights=weight, cache=cache).path
+
+
 def _window_sums(x: np.ndarray, sched: LayerSchedule) -> np.ndarray:
-    """Σ over (C, R, S) of the padded input under each output position: (N, 1, P, Q) int64."""
+    """Σ over (C, R, S) of the padded input under each output position: (N, 1, P, Q) int64.
+
+    Grouped layers sum over each group's own channels: (N, K, P, Q), one window sum per group
+    repeated for its ``K / G`` output channels.
+    """
     s = sched.shape
     zx = sched.quant.input_zero_point
-    xs = x.astype(np.int64).sum(axis=1)  # (N, H, W)
-    xp = np.pad(xs, ((0, 0), (s.pad_top, s.pad_bottom), (s.pad_left, s.pad_right)), constant_values=zx * s.c)
-    out = np.zeros((s.n, s.p, s.q), np.int64)
+    g = s.groups
+    xs = x.astype(np.int64).reshape(s.n, g, s.c_per_group, s.h, s.w).sum(axis=2)  # (N, G, H, W)
+    pads = ((0, 0), (0, 0), (s.pad_top, s.pad_bottom), (s.pad_left, s.pad_right))
+    xp = np.pad(xs, pads, constant_values=zx * s.c_per_group)
+    out = np.zeros((s.n, g, s.p, s.q), np.int64)
     for r in range(s.r):
         for t in range(s.s):
             r0, t0 = r * s.dilation_h, t * s.dilation_w
             out += xp[
-                :, r0 : r0 + s.stride_h * (s.p - 1) + 1 : s.stride_h, t0 : t0 + s.stride_w * (s.q - 1) + 1 : s.stride_w
+                :,
+                :,
+                r0 : r0 + s.stride_h * (s.p - 1) + 1 : s.stride_h,
+                t0 : t0 + s.stride_w * (s.q - 1) + 1 : s.stride_w,
             ]
-    return out[:, None]
+    return out if g == 1 else np.repeat(out, s.k_per_group, axis=1)
 
 
 def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = None) -> np.ndarray:
@@ -145,13 +168,15 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
     products
         Precomputed ``Σ M(x, w)`` (e.g. from a tiled or faulty execution); computed here if ``None``.
     """
-    if products is None and prog.fused_exact is not None:
-        return prog.fused_exact(x)
     sched = prog.schedule
     s, q = sched.shape, sched.quant
+    if s.op == "dense":
+        x = x.reshape(-1, s.c)  # a rank ≥ 3 input is a batch of rows
+    if products is None and prog.fused_exact is not None:
+        return prog.fused_exact(x)
     zx = q.input_zero_point
     zw = np.asarray(q.weight_zero_points, np.int64)
-    taps = s.c * s.r * s.s
+    taps = s.c_per_group * s.r * s.s
     if s.op == "dense":
         raw = (
             dense_products(x, prog.weight, prog.multiplier, path=prog.kernel_path, cache=prog.cache, store=prog.store)
@@ -162,7 +187,20 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
         sum_w = prog.weight_sums[None, :]  # (1, K)
         zw_b = zw[None, :] if zw.size > 1 else zw[0]
     else:
-        if products is None:
+        if products is None and s.groups > 1:
+            raw = grouped_conv2d_products(
+                x,
+                prog.weight,
+                prog.multiplier,
+                groups=s.groups,
+                strides=(s.stride_h, s.stride_w),
+                dilations=(s.dilation_h, s.dilation_w),
+                pads=(s.pad_top, s.pad_left, s.pad_bottom, s.pad_right),
+                pad_value=zx,
+                path=prog.kernel_path,
+                cache=prog.cache,
+            )
+        elif products is None:
             raw = conv2d_products(
                 x,
                 prog.weight,
@@ -184,6 +222,30 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
     return acc.astype(np.int32)
 
 
+def accumulate_matmul(
+    a: np.ndarray, b: np.ndarray, prog: LayerProgram, products: np.ndarray | None = None
+) -> np.ndarray:
+    """Exact int32 accumulators of an activation × activation matmul.
+
+    ``acc = Σ_c M(a, b) − z_b Σ_c a − z_a Σ_c b + C z_a z_b`` over the codes ``a`` (..., M, C)
+    (table rows) and ``b`` (..., C, K) (table columns), broadcast to one batch shape.
+    """
+    q = prog.schedule.quant
+    lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a = np.broadcast_to(a, (*lead, *a.shape[-2:]))
+    b = np.broadcast_to(b, (*lead, *b.shape[-2:]))
+    za, zb = q.input_zero_point, q.weight_zero_points[0]
+    raw = (
+        matmul_products(a, b, prog.multiplier, path=prog.kernel_path, cache=prog.cache)
+        if products is None
+        else products
+    )
+    sum_a = a.astype(np.int64).sum(axis=-1, keepdims=True)
+    sum_b = b.astype(np.int64).sum(axis=-2, keepdims=True)
+    acc = raw.astype(np.int64) - zb * sum_a - za * sum_b + a.shape[-1] * za * zb
+    return acc.astype(np.int32)
+
+
 def to_float(acc: np.ndarray, prog: LayerProgram) -> np.ndarray:
     """``acc · s_x · s_w (+ dequantized bias)`` as float32, the graph's dequantized layer output."""
     scale, bias = prog.float_constants
@@ -197,6 +259,12 @@ def dequantize_input(x: np.ndarray, prog: LayerProgram) -> np.ndarray:
     """``(x − z_x) · s_x`` as float32 (a dequantize shared with another graph user)."""
     q = prog.schedule.quant
     return (x.astype(np.int32) - q.input_zero_point).astype(np.float32) * np.float32(q.input_scale)
+
+
+def dequantize_second(b: np.ndarray, prog: LayerProgram) -> np.ndarray:
+    """``(b − z_b) · s_b`` for the second operand of an activation × activation matmul."""
+    q = prog.schedule.quant
+    return (b.astype(np.int32) - q.weight_zero_points[0]).astype(np.float32) * np.float32(q.weight_scales[0])
 
 
 @dataclass
@@ -217,15 +285,23 @@ class CallLog:
         self.traces.clear()
 
 
+<<<<<<< HEAD
 def layer_accumulators(prog: LayerProgram, log: CallLog, x: np.ndarray) -> np.ndarray:
     """One call of an offloaded layer on activation codes ``x``: exact accumulators through the
     layer's kernel, after the run's accumulator hook (faults); traced if enabled."""
+=======
+def execute_layer(prog: LayerProgram, log: CallLog, x: np.ndarray, *operands: np.ndarray) -> np.ndarray:
+    """One call of an offloaded layer on activation codes ``x`` (and, for an activation ×
+    activation matmul, the second operand's codes): exact accumulators through the layer's kernel,
+    the run's accumulator hook (faults), the trace if enabled; returns the float layer output."""
+>>>>>>> main
     layer_id = prog.schedule.layer_id
-    acc = accumulate(x, prog)
+    acc = accumulate_matmul(x, operands[0], prog) if prog.schedule.shape.op == "matmul" else accumulate(x, prog)
     if log.faults is not None:
         acc = log.faults(layer_id, x, prog, acc)
     if log.trace:
         log.traces.append((layer_id, x.copy(), acc))
+<<<<<<< HEAD
     return acc
 
 
@@ -254,26 +330,39 @@ def requantize(acc: np.ndarray, prog: LayerProgram, y_scale: float, y_zero_point
     v = total.astype(np.float32) * scale.astype(np.float32).reshape(bshape)
     v = np.clip(v, np.float32(info.min - y_zero_point), np.float32(info.max - y_zero_point))
     return (np.rint(v).astype(np.int32) + y_zero_point).astype(dtype)
+=======
+    out = to_float(acc, prog)
+    s = prog.schedule.shape
+    if s.op == "dense" and x.ndim > 2:  # rows of a rank ≥ 3 input: give the output its leading dims back
+        out = out.reshape(*x.shape[:-1], s.k)
+    return out
+>>>>>>> main
 
 
 def make_runner(prog: LayerProgram, log: CallLog) -> Callable[..., None]:
-    """The VM entry of one layer: DPS call ``(x_q, out_0[, out_1])``."""
+    """The VM entry of one layer: DPS call ``(x_q[, y_q], out_0[, out_1 ...])``."""
     kinds = prog.schedule.outputs
+    order = prog.schedule.inputs
     n_out = len(kinds)
     layer_id = prog.schedule.layer_id
 
     def run(*tensors: object) -> None:
         ins, outs = tensors[:-n_out], tensors[-n_out:]
-        x = ins[0].numpy()  # type: ignore[attr-defined]
+        xs = [t.numpy() for t in ins]  # type: ignore[attr-defined]
+        if order != ("x",) and order[0] == "b":
+            xs.reverse()  # the partitioner passed the second operand first
         log.calls.append(layer_id)
         result = None
         for kind, out in zip(kinds, outs, strict=True):
             if kind == "input_dequantized":
-                val = dequantize_input(x, prog)
+                val = dequantize_input(xs[0], prog)
+            elif kind == "input2_dequantized":
+                val = dequantize_second(xs[1], prog)
             else:
                 if result is None:
-                    result = execute_layer(prog, log, x)
+                    result = execute_layer(prog, log, *xs)
                 val = result
-            out.copyfrom(np.ascontiguousarray(val))  # type: ignore[attr-defined]
+            shape = tuple(int(d) for d in out.shape)  # type: ignore[attr-defined]
+            out.copyfrom(np.ascontiguousarray(val.reshape(shape)))  # type: ignore[attr-defined]
 
     return run

@@ -80,7 +80,12 @@ class OrtHost:
         self.programs = dict(programs)
         self.log = log
         index = dict(located)
-        self.sites = layer_sites(proto, index, [(lid, p.schedule.has_bias) for lid, p in self.programs.items()])
+        self.sites = layer_sites(
+            proto,
+            index,
+            [(lid, p.schedule.has_bias) for lid, p in self.programs.items()],
+            frozenset(lid for lid, p in self.programs.items() if p.schedule.shape.op == "matmul"),
+        )
         self.input_name = next(i.name for i in proto.graph.input if i.name not in _init_names(proto))
         self.output_names = [o.name for o in proto.graph.output]
         self._fusable = frozenset(
@@ -126,12 +131,17 @@ class OrtHost:
         for step in self.plan(kernels):
             if step.site is not None:
                 site = step.site
+<<<<<<< HEAD
                 prog = self.programs[site.layer_id]
                 if site.requant is None:
                     env[site.output_name] = execute_layer(prog, self.log, env[site.input_name])
                 else:
                     acc = layer_accumulators(prog, self.log, env[site.input_name])
                     env[site.output_name] = requantize(acc, prog, *site.requant)
+=======
+                operands = [env[site.input_name]] + ([env[site.input2_name]] if site.input2_name else [])
+                env[site.output_name] = execute_layer(self.programs[site.layer_id], self.log, *operands)
+>>>>>>> main
             else:
                 seg = step.segment
                 assert seg is not None

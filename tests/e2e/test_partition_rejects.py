@@ -41,11 +41,10 @@ def _depthwise_model() -> onnx.ModelProto:
     return m
 
 
-def test_grouped_conv_stays_on_host_with_reason(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="approxtvm.vacc"):
-        model = compile_onnx(_depthwise_model(), calibration=calibration(16, size=12))
-    assert model.layer_ids == ["conv1", "pw"]
-    assert any("groups = 8" in r.getMessage() and "dw" in r.getMessage() for r in caplog.records)
+def test_grouped_conv_is_offloaded_and_matches_onnxruntime() -> None:
+    model = compile_onnx(_depthwise_model(), calibration=calibration(16, size=12))
+    assert model.layer_ids == ["conv1", "dw", "pw"]
+    assert model.schedules["dw"].shape.groups == 8
     x = calibration(3, size=12, seed=2)
     ours = model.run(x).outputs["y"]
     sess = ort.InferenceSession(model.proto.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -53,3 +52,29 @@ def test_grouped_conv_stays_on_host_with_reason(caplog: pytest.LogCaptureFixture
     scale = float(numpy_helper.to_array(next(t for t in model.proto.graph.initializer if t.name == "y_scale")))
     d = np.abs(ours - ref) / scale
     assert d.max() <= 2 + 1e-4 and np.mean(d <= 1 + 1e-4) >= 0.99
+
+
+def _batched_weight_model() -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array((rng.standard_normal((2, 6, 3)) * 0.3).astype(np.float32), "w")
+    g = helper.make_graph(
+        [
+            helper.make_node("Relu", ["input"], ["r"], name="relu"),
+            helper.make_node("MatMul", ["r", "w"], ["y"], name="bmm"),
+        ],
+        "bmm",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 3])],
+        [w],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def test_batched_constant_matmul_stays_on_host_with_reason(caplog: pytest.LogCaptureFixture) -> None:
+    calib = np.random.default_rng(1).standard_normal((8, 4, 6)).astype(np.float32)
+    with caplog.at_level(logging.INFO, logger="approxtvm.vacc"):
+        model = compile_onnx(_batched_weight_model(), calibration=calib)
+    assert model.layer_ids == []
+    assert any("not 2-D" in r.getMessage() for r in caplog.records)

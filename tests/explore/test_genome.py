@@ -64,3 +64,55 @@ def test_bad_genome_and_space_are_rejected() -> None:
         SearchSpace(("a",), ("exact", "exact"))
     with pytest.raises(ExplorationError, match="empty"):
         SearchSpace(())
+
+
+def test_default_library_is_evoapprox_pareto_set() -> None:
+    from approxtvm.explore.genome import DEFAULT_MULTIPLIERS, EVOAPPROX_MULTIPLIERS
+    from approxtvm.runtime.multipliers import pareto_set, resolve_multiplier
+
+    front = [e.name for e in pareto_set(signed=False)]
+    assert front[0] == "mul8u_1JFF"  # the exact circuit, spelled "exact" in the library
+    assert DEFAULT_MULTIPLIERS == EVOAPPROX_MULTIPLIERS == ("exact", *front[1:])
+    powers = [resolve_multiplier(m).power_mw for m in EVOAPPROX_MULTIPLIERS[1:]]
+    assert powers == sorted(powers, reverse=True) and powers[-1] < 0.01 < 0.39 < powers[0] + 0.01
+    # no v1 unsigned circuit is both cheaper and more accurate than a member; every other is beaten
+    from approxtvm.runtime.multipliers import load_catalog
+
+    pool = [e for e in load_catalog() if e.release == "v1" and not e.signed and e.mae_pct <= 10.0]
+    names = set(EVOAPPROX_MULTIPLIERS) | {"mul8u_1JFF"}
+    for e in pool:
+        beaten = any(
+            o.power_mw <= e.power_mw
+            and o.mae_pct <= e.mae_pct
+            and o != e
+            and (o.power_mw, o.mae_pct) != (e.power_mw, e.mae_pct)
+            for o in pool
+        )
+        assert beaten == (e.name not in names) or e.name == "mul8u_LM7", e.name  # LM7 = EXZ, same table
+
+
+K_SPACE = SearchSpace(("a", "b", "c", "d", "e"), ("exact", "m1", "m2", "m3", "m4"), (None,), (0.9,), (0.9,), (0,), 2)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(0, 4), min_size=5, max_size=5))
+def test_at_most_k_distinct_multipliers(mults: list[int]) -> None:
+    c = K_SPACE.decode([*mults, 0, 0, 0, 0])
+    used = [c.multiplier_for(lid) for lid in K_SPACE.layer_ids]
+    assert len(set(used)) <= 2
+    if len(set(mults)) <= 2:  # within the limit: unchanged
+        assert used == [K_SPACE.multipliers[m] for m in mults]
+    else:  # the two most used kept; every other layer moved to the nearest kept one in library order
+        kept = {K_SPACE.multipliers.index(m) for m in used}
+        counts = {m: mults.count(m) for m in set(mults)}
+        assert min(counts[k] for k in kept) >= max(v for m, v in counts.items() if m not in kept)
+        for m, u in zip(mults, used, strict=True):
+            assert abs(K_SPACE.multipliers.index(u) - m) == min(abs(k - m) for k in kept)
+
+
+def test_k_distinct_examples_and_bad_k() -> None:
+    g = K_SPACE.repair([0, 1, 1, 4, 4, 0, 0, 0, 0])  # 1 and 4 most used (tie with nothing), 0 → 1
+    assert g[:5].tolist() == [1, 1, 1, 4, 4]
+    assert K_SPACE.repair([0, 1, 2, 3, 4, 0, 0, 0, 0])[:5].tolist() == [0, 1, 1, 1, 1]  # ties: lower index
+    with pytest.raises(ExplorationError, match="max_distinct_multipliers"):
+        SearchSpace(("a",), ("exact",), max_distinct_multipliers=0)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from approxtvm.errors import ExplorationError
@@ -23,6 +26,7 @@ from approxtvm.explore.nsga import (
     uniform_grid,
 )
 from approxtvm.explore.report import knee_point
+from approxtvm.explore.search_comparison import SearchComparison, SeedResult, compare_searches, random_configs
 from tests.explore.fakes import LAYERS, FakeExecutor, fake_record
 
 CTX = EvalContext("digits_cnn")
@@ -76,13 +80,63 @@ def test_resume_from_a_partial_journal(tmp_path: Path) -> None:
     assert study3.new_evaluations == 0 and _front(again) == _front(full)
 
 
-def test_front_dominates_uniform_seeds_and_respects_budget(tmp_path: Path) -> None:
-    r, _ = _explore(tmp_path / "a.sqlite")
-    assert r.hypervolume >= hypervolume(r.uniform) > 0
-    for u in r.uniform:  # every uniform seed is dominated by or equal to a front point
-        assert any(p.accuracy_loss <= u.accuracy_loss and p.energy_rel <= u.energy_rel for p in r.pareto)
+def test_accuracy_budget_is_respected(tmp_path: Path) -> None:
     b, _ = _explore(tmp_path / "b.sqlite", settings=NsgaSettings(10, 4, 3, accuracy_budget=0.05))
     assert b.pareto and all(p.accuracy_loss <= 0.05 for p in b.pareto)
+    assert any(p.accuracy_loss > 0.05 for p in b.points)  # the constraint had something to exclude
+
+
+def _area(points: Sequence[Point]) -> float:
+    """Hypervolume by integrating 1 − (best loss among points with energy ≤ x) over x in [0, 1]."""
+    pts = [(p.energy_rel, p.accuracy_loss) for p in points if p.energy_rel < 1 and p.accuracy_loss < 1]
+    xs = sorted({e for e, _ in pts} | {1.0})
+    return sum((x1 - x0) * (1 - min(loss for e, loss in pts if e <= x0)) for x0, x1 in itertools.pairwise(xs))
+
+
+def test_nsga_vs_grid_vs_random_same_budget_over_five_seeds(tmp_path: Path) -> None:
+    settings = NsgaSettings(pop_size=8, generations=3)
+    with Journal(tmp_path / "c.sqlite") as j:
+        study = Study(CTX, j, FakeExecutor(), fingerprint="fake-context")
+        space = study.space(LIB, (None, 0.6, 0.4), (0.9, 0.7, 0.5), (0.9, 0.6), (0, 4))
+        cmp = compare_searches(study, space, settings, seeds=range(5))
+        assert [s.seed for s in cmp.seeds] == [0, 1, 2, 3, 4]
+        for sr in cmp.seeds:
+            nsga = run_nsga(study, space, replace(settings, seed=sr.seed))  # from the journal
+            n = len(nsga.points)
+            grid = study.points(uniform_grid(space, n, sr.seed))
+            rand = study.points(random_configs(space, n, sr.seed))
+            assert sr.evaluations == {"nsga2": n, "grid": n, "random": n}  # the same budget
+            assert len({p.key for p in rand}) == n and any(
+                len(set(dict(p.config.multipliers).values())) > 1 for p in rand
+            )
+            for method, pts in (("nsga2", nsga.points), ("grid", grid), ("random", rand)):
+                assert sr.hypervolume[method] == pytest.approx(_area(pts), abs=1e-12), method
+    for m in ("nsga2", "grid", "random"):
+        v = [s.hypervolume[m] for s in cmp.seeds]
+        assert cmp.mean_sd(m) == pytest.approx((float(np.mean(v)), float(np.std(v, ddof=1))))
+    gain, _, wins = cmp.paired("random")
+    assert gain == pytest.approx(cmp.mean_sd("nsga2")[0] - cmp.mean_sd("random")[0])
+    assert cmp.verdict("random") == ("better" if gain > 0 and wins >= 3 else "not better")
+    md = "\n".join(cmp.markdown())
+    assert "reference point (accuracy loss 1.0 = 100 pp, energy 1.0 × exact)" in md
+    assert f"vs the uniform grid: **{cmp.verdict('grid')}**" in md and "5 seeds" in md
+    js = cmp.to_dict()
+    assert js["nsga2_vs"]["grid"]["verdict"] == cmp.verdict("grid") and len(js["seeds"]) == 5
+
+
+def test_comparison_can_say_not_better() -> None:
+    def seeds(pairs: list[tuple[float, float]]) -> tuple[SeedResult, ...]:
+        n = {"nsga2": 10, "grid": 10, "random": 10}
+        return tuple(SeedResult(i, n, {"nsga2": a, "grid": b, "random": b}) for i, (a, b) in enumerate(pairs))
+
+    worse = SearchComparison(seeds([(0.5, 0.6), (0.5, 0.4), (0.5, 0.6), (0.5, 0.6), (0.5, 0.6)]))
+    assert worse.verdict("grid") == "not better" and worse.paired("grid")[2] == 1
+    lucky = SearchComparison(seeds([(0.9, 0.1), (0.4, 0.5), (0.4, 0.5), (0.4, 0.5), (0.4, 0.5)]))
+    assert lucky.paired("grid")[0] > 0 and lucky.verdict("grid") == "not better"  # one big win is not enough
+    better = SearchComparison(seeds([(0.6, 0.5), (0.6, 0.5), (0.6, 0.5), (0.4, 0.5), (0.6, 0.5)]))
+    assert better.verdict("random") == "better"
+    with pytest.raises(ExplorationError, match="at least one seed"):
+        compare_searches(None, None, NsgaSettings(), seeds=())  # type: ignore[arg-type]
 
 
 def _pt(loss: float, e: float, name: str = "") -> Point:
@@ -119,7 +173,6 @@ def test_uniform_operators_and_small_populations(tmp_path: Path) -> None:
     b, _ = _explore(tmp_path / "b.sqlite", ForwardExecutor(), settings=s)
     assert _front(a) == _front(b)
     assert len(a.history) == 4 and a.history[0].evaluations == len(LIB)  # all seeds, pop_size or not
-    assert a.hypervolume >= hypervolume(a.uniform)
     with pytest.raises(ExplorationError, match="operators"):
         NsgaSettings(operators="bogus")
 

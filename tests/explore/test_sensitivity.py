@@ -83,3 +83,27 @@ def test_report_files(report, tmp_path: Path) -> None:
     assert "| BER x10 |" in text and "stand-in" in text
     doc = json.loads((tmp_path / "sensitivity.json").read_text())
     assert set(doc["holds"]) == {"NoC knee swing", "SRAM knee voltage", "combined front"}
+
+
+def test_experiments_full_runs_the_sensitivity_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from approxtvm.explore import experiments, sensitivity
+
+    calls = []
+
+    def fake(model, data, **kw):
+        calls.append((model, len(data)))
+        r = sensitivity.SensitivityReport(1.0)
+        for sc in ("baseline", "BER x10"):
+            r.noc_knee[sc] = (0.4 if sc == "baseline" else 0.45, 0.01)
+            r.sram_knee[sc] = (0.6, 0.02)
+            r.front[sc] = ["a"]
+        return r
+
+    monkeypatch.setattr(sensitivity, "sensitivity_report", fake)
+    assert experiments.ExperimentSettings.full().sensitivity and not experiments.ExperimentSettings.quick().sensitivity
+    notes: list[str] = []
+    s = experiments.ExperimentSettings.quick().with_limit(30)
+    experiments._sensitivity(s, tmp_path, notes, None)
+    assert calls == [("digits_cnn", 30)]
+    assert (tmp_path / "sensitivity" / "sensitivity.md").is_file()
+    assert notes and "BER x10" in notes[0]  # the NoC knee moved in that scenario

@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from approxtvm.runtime.faults.geometry import DIM_INDEX as _D
-from approxtvm.runtime.faults.geometry import TileGeometry
+from approxtvm.runtime.faults.geometry import FAULT_DIMS, TileGeometry
 from approxtvm.runtime.faults.sampling import CorruptedWords, FaultSample
-from approxtvm.targets.vacc.workload import DIMS
 
 if TYPE_CHECKING:
     from approxtvm.runtime.executor import LayerProgram
@@ -61,7 +60,7 @@ def layer_arrays(prog: LayerProgram, geom: TileGeometry) -> LayerArrays:
     hp, wp = s.h + s.pad_top + s.pad_bottom, s.w + s.pad_left + s.pad_right
     if s.op == "dense":
         hp = wp = 1
-    e = {d: int(geom.ext[_D[d]]) for d in DIMS}
+    e = {d: int(geom.ext[_D[d]]) for d in FAULT_DIMS}
     n, p, q = np.meshgrid(np.arange(e["N"]), np.arange(e["P"]), np.arange(e["Q"]), indexing="ij")
     box_x = (n * (s.c * hp * wp) + p * (s.stride_h * wp) + q * s.stride_w).ravel().astype(np.int64)
     box_o = (n * (s.k * s.p * s.q) + p * s.q + q).ravel().astype(np.int64)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from approxtvm.errors import ScheduleError
 from approxtvm.runtime.counting import simulate_counts
 from approxtvm.runtime.faults.plan import TENSORS, fault_buffers
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
@@ -13,10 +14,14 @@ from approxtvm.targets.vacc.mapping import Mapping
 from approxtvm.targets.vacc.tilewalk import TileWalk
 from approxtvm.targets.vacc.workload import DIMS
 
-__all__ = ["DIM_INDEX", "TileGeometry", "tile_geometry"]
+__all__ = ["DIM_INDEX", "FAULT_DIMS", "TileGeometry", "tile_geometry"]
 
-#: Column of each dimension of :data:`DIMS` in the geometry's arrays.
-DIM_INDEX = {d: i for i, d in enumerate(DIMS)}
+#: Dimensions of the geometry's packed arrays (7 columns, as the compiled fault kernels index
+#: them): the ungrouped ones. ``G`` is last in :data:`DIMS`, so dropping it keeps the columns;
+#: grouped layers and activation × activation matmuls are not fault-injected (see :func:`tile_geometry`).
+FAULT_DIMS = tuple(d for d in DIMS if d != "G")
+#: Column of each dimension of :data:`FAULT_DIMS` in the geometry's arrays.
+DIM_INDEX = {d: i for i, d in enumerate(FAULT_DIMS)}
 _D = DIM_INDEX
 
 
@@ -74,7 +79,15 @@ class TileGeometry:
 
 def tile_geometry(mapping: Mapping, spec: AcceleratorSpec) -> TileGeometry:
     """The PE-level residencies of ``mapping`` (from its :class:`~approxtvm.targets.vacc.tilewalk.TileWalk`)."""
+    if mapping.shape.groups > 1 or mapping.shape.op == "matmul":
+        raise ScheduleError(
+            f"fault injection on a {mapping.shape.op} layer with {mapping.shape.groups} groups",
+            expected="NoC / SRAM faults on ungrouped conv2d and dense layers",
+            found=f"a scaled NoC swing or buffer voltage on {mapping.shape.op} (groups = {mapping.shape.groups})",
+            fix="keep nominal NoC swing and buffer voltages on grouped convs and attention matmuls in the policy",
+        )
     w = TileWalk.of(mapping, "PE")
+    cols = [DIMS.index(d) for d in FAULT_DIMS]
     gx, gy = spec.noc.global_buffer_node
     pa = spec.pe_array
     hops = np.array(
@@ -91,4 +104,4 @@ def tile_geometry(mapping: Mapping, spec: AcceleratorSpec) -> TileGeometry:
         rw = [(r, wr) for b, tt, r, wr in counts.buffer_accesses if b == buf and tt == t]
         reads, writes = rw[0] if rw else (0, 0)
         rpw[t] = max(1, round(reads / writes)) if writes else 1
-    return TileGeometry(w.steps, w.step_start, w.inst_off, w.ext, hops, fills, words, rpw, ends)
+    return TileGeometry(w.steps, w.step_start[:, cols], w.inst_off[:, cols], w.ext[cols], hops, fills, words, rpw, ends)

@@ -11,6 +11,7 @@ from approxtvm.runtime.multipliers.evoapprox import (
     EvoApproxLibrary,
     find_entry,
     load_catalog,
+    pareto_set,
     select,
 )
 from approxtvm.runtime.multipliers.families import FAMILIES, family_multiplier
@@ -34,6 +35,7 @@ __all__ = [
     "load_catalog",
     "load_lut",
     "operand_values",
+    "pareto_set",
     "resolve_multiplier",
     "save_lut",
     "select",

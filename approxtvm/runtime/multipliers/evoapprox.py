@@ -191,6 +191,50 @@ def select(
     return sorted(out, key=lambda e: (e.power_mw if e.power_mw is not None else float("inf"), e.name))
 
 
+def pareto_set(
+    *,
+    signed: bool = False,
+    release: str = "v1",
+    max_mae_pct: float = 10.0,
+    catalog: tuple[CatalogEntry, ...] | None = None,
+) -> list[CatalogEntry]:
+    """The library's power–error Pareto set: circuits no other circuit beats on both published
+    power and published MAE%, most power first (neighbours are similar circuits).
+
+    Parameters
+    ----------
+    signed
+        Operand signedness.
+    release
+        ``v1`` (default: the papers' and TFApprox's names) or ``v2022``.
+    max_mae_pct
+        Drop circuits above this MAE% (the default 10 drops the constant-zero "multipliers"
+        ``mul8u_199Z``/``E9R``, which sit on the front only because they cost nothing).
+
+    Circuits with byte-identical tables (e.g. ``mul8u_EXZ`` = ``mul8u_LM7``) appear once, under the
+    first name in alphabetical order.
+    """
+    cat = catalog if catalog is not None else load_catalog()
+    pool = [
+        e
+        for e in cat
+        if e.signed == signed
+        and e.release == release
+        and e.power_mw is not None
+        and e.mae_pct is not None
+        and e.mae_pct <= max_mae_pct
+    ]
+    front: dict[str, CatalogEntry] = {}
+    for e in sorted(pool, key=lambda e: e.name):
+        dominated = any(
+            o.power_mw <= e.power_mw and o.mae_pct <= e.mae_pct and (o.power_mw < e.power_mw or o.mae_pct < e.mae_pct)
+            for o in pool
+        )
+        if not dominated:
+            front.setdefault(e.lut_sha256, e)
+    return sorted(front.values(), key=lambda e: (-e.power_mw, e.mae_pct, e.name))
+
+
 def is_catalog_name(spec: str) -> bool:
     """``True`` for strings shaped like an EvoApprox 8×8 name (``mul8u_*``, ``mul8s_*``, ``v2022/...``)."""
     base = spec.rpartition("/")[2]

@@ -129,7 +129,7 @@ def _prod(xs: Iterable[Any]) -> Any:
 def input_tile_elements(e: dict[str, Any], shape: LayerShape) -> Any:
     h = (e["P"] - 1) * shape.stride_h + (e["R"] - 1) * shape.dilation_h + 1
     w = (e["Q"] - 1) * shape.stride_w + (e["S"] - 1) * shape.dilation_w + 1
-    return e["N"] * e["C"] * h * w
+    return e["N"] * e["G"] * e["C"] * h * w
 
 
 def closed_form(nest: Nest, shape: LayerShape, spec: AcceleratorSpec) -> CountTable:
@@ -154,8 +154,8 @@ def closed_form(nest: Nest, shape: LayerShape, spec: AcceleratorSpec) -> CountTa
         if t == "input":
             return input_tile_elements(e, shape)
         if t == "weight":
-            return e["K"] * e["C"] * e["R"] * e["S"]
-        return e["N"] * e["K"] * e["P"] * e["Q"]
+            return e["G"] * e["K"] * e["C"] * e["R"] * e["S"]
+        return e["N"] * e["G"] * e["K"] * e["P"] * e["Q"]
 
     def inst(i: int) -> Any:
         return _prod(b for lv in spatial[:i] for _, b in lv)

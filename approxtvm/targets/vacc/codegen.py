@@ -9,7 +9,9 @@ The entry is built by a factory the caller supplies, so this package never impor
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +55,8 @@ class LoweredLayer:
     schedule
         The layer schedule.
     weight
-        Weight codes, OIHW for conv2d and (K, C) for dense.
+        Weight codes, OIHW for conv2d ((K, C / groups, R, S) when grouped) and (K, C) for dense;
+        an empty array for an activation × activation matmul (its second operand streams in).
     bias
         int32 bias codes (K,) or ``None``.
     compressed
@@ -79,6 +82,33 @@ def _ints(values: Any) -> tuple[int, ...]:
             fix="export the model with static shapes",
         )
     return tuple(int(v) for v in values)
+
+
+def _is_act_matmul(comp: relax.Function) -> bool:
+    """Whether ``comp`` is an activation × activation matmul (``Composite = vacc.qmatmul``)."""
+    return comp.attrs is not None and str(comp.attrs.get("Composite", "")) == "vacc.qmatmul"
+
+
+def _matmul_operands(comp: relax.Function) -> tuple[relax.Var, relax.Var]:
+    """The parameters feeding the first (table row) and second (column) operand of the matmul."""
+    bound = {b.var: b.value for b in comp.body.blocks[0].bindings}
+    for value in bound.values():
+        if isinstance(value, relax.Call) and value.op.name == "relax.matmul":
+            srcs = []
+            for arg in value.args[:2]:
+                deq = bound.get(arg)
+                src = deq.args[0] if isinstance(deq, relax.Call) else None
+                if not isinstance(src, relax.Var):
+                    break
+                srcs.append(src)
+            if len(srcs) == 2:
+                return srcs[0], srcs[1]
+    raise ScheduleError(
+        "activation × activation matmul without dequantized operands",
+        expected="matmul(dequantize(a), dequantize(b))",
+        found=str(comp)[:200],
+        fix="report this model: the pattern table and codegen disagree",
+    )
 
 
 def _recode_weights(
@@ -117,14 +147,22 @@ def lower_function(
         json.loads(str(func.attrs.get("vacc.config", ApproxConfig().to_json()))), f"layer {layer_id}"
     )
     symbol = str(func.attrs["global_symbol"])
-    if len(comp.params) != 1:
+    act_matmul = _is_act_matmul(comp)
+    if len(comp.params) != (2 if act_matmul else 1):
         raise ScheduleError(
             f"layer {layer_id}: offloaded call has {len(comp.params)} runtime inputs",
-            expected="1 (the quantized activation; weights are bound constants)",
+            expected=(
+                "1 (the quantized activation; weights are bound constants); 2 for an activation × activation matmul"
+            ),
             found=str(len(comp.params)),
             fix="bind the parameters before partitioning",
         )
     x_param = comp.params[0]
+    y_param = comp.params[1] if act_matmul else None
+    inputs: tuple[str, ...] = ("x",)
+    if act_matmul:
+        x_param, y_param = _matmul_operands(comp)
+        inputs = ("a", "b") if x_param.same_as(comp.params[0]) else ("b", "a")
     env: dict[Any, tuple[str, Any]] = {}  # var -> (kind, payload)
     weight = bias = None
     quant: dict[str, Any] = {}
@@ -141,6 +179,11 @@ def lower_function(
             if isinstance(src, relax.Var) and src.same_as(x_param):
                 quant["x"] = (float(scale[0]), int(zp[0]))
                 env[b.var] = ("x", None)
+            elif y_param is not None and isinstance(src, relax.Var) and src.same_as(y_param):
+                # the second activation plays the weight's role (table column, weight buffer)
+                quant["w"] = ((float(scale[0]),), (int(zp[0]),))
+                weight = np.zeros((0, 0), dtype=str(src.ty.dtype))
+                env[b.var] = ("x2", None)
             elif src.ty.dtype == "int32":
                 bias = _const(src).reshape(-1).astype(np.int32)
                 quant["b"] = (tuple(map(float, scale)), tuple(map(int, zp)))
@@ -160,7 +203,7 @@ def lower_function(
             shape = LayerShape.conv2d(
                 xs[0],
                 ws[0],
-                ws[1],
+                xs[1],
                 xs[2],
                 xs[3],
                 ws[2],
@@ -168,14 +211,21 @@ def lower_function(
                 strides=_ints(a.strides),
                 dilations=_ints(a.dilation),
                 pads=(pads[0], pads[1], pads[2], pads[3]),
+                groups=int(a.groups),
             )
+            result_var = b.var
+        elif op == "relax.matmul" and act_matmul:
+            xs, ys = _ints(args[0].ty.shape), _ints(args[1].ty.shape)
+            lead = np.broadcast_shapes(xs[:-2], ys[:-2])
+            shape = LayerShape.matmul(math.prod(lead), xs[-2], ys[-1], xs[-1])
             result_var = b.var
         elif op == "relax.matmul":
             xs = _ints(args[0].ty.shape)
             kind = env.get(args[1], ("?", None))[0]
             transpose_w = kind == "w"  # matmul(x, W) with W (C, K)
-            k = _ints(call.ty.shape)[1]
-            shape = LayerShape.dense(xs[0], k, xs[1])
+            k = _ints(call.ty.shape)[-1]
+            # a rank ≥ 3 input is a batch of rows: leading dimensions flatten into N
+            shape = LayerShape.dense(math.prod(xs[:-1]), k, xs[-1])
             result_var = b.var
         elif op in ("relax.reshape", "relax.add"):
             result_var = b.var if op == "relax.add" else result_var
@@ -202,10 +252,16 @@ def lower_function(
     outs = list(body.fields) if isinstance(body, relax.Tuple) else [body]
     kinds = []
     for o in outs:
-        if env.get(o, ("", None))[0] == "x":
+        kind = env.get(o, ("", None))[0]
+        if kind == "x":
             kinds.append("input_dequantized")
+        elif kind == "x2":
+            kinds.append("input2_dequantized")
         else:
             kinds.append("result")
+    if act_matmul and config.compression != "none":
+        # the second operand is produced at run time: there is no stored weight to encode
+        config = dataclasses.replace(config, compression="none")
     signed = x_dtype == "int8"
     bs, bz = quant.get("b", ((), ()))
     q = QuantParams(signed, quant["x"][0], quant["x"][1], ws, wz, bs, bz, offset)
@@ -233,7 +289,7 @@ def lower_function(
         mult.mul_energy_pj,
     )
     compressed = None
-    if config.compression == "none":
+    if config.compression == "none" or act_matmul:
         layout: WeightLayout = dense_layout(mapping, spec)
     else:
         layout, compressed = compressed_layout(mapping, weight, q.weight_zero_points[0], config.compression)
@@ -250,6 +306,7 @@ def lower_function(
         layout,
         tuple(kinds),
         {"counts": counts.to_dict()},
+        inputs,
     )
     return LoweredLayer(schedule, weight, bias, compressed)
 

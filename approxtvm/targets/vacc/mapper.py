@@ -52,28 +52,34 @@ def _splits3(n: int, no_outer: bool = False) -> np.ndarray:
 def _spatial_choices(shape: LayerShape, spec: AcceleratorSpec) -> list[tuple[tuple[str, int], ...]]:
     """Spatial unrollings ``((pe_dim, n), (vmac_dim, n), (lane_dim, n))`` worth searching.
 
-    Only divisors (no padded tiles). Keeps the choices with the best MAC utilisation, at most two,
+    Only divisors (no padded tiles). Keeps the choices with the best MAC utilisation, at most three,
     preferring wide lanes (fewer accumulation-buffer accesses per MAC), then more vector MACs per PE
-    (more input broadcast).
+    (more input broadcast). Groups (``G``) may take the place of ``K`` across PEs and vector MACs
+    (they are independent sets of output channels); lanes stay on ``C``, so a depthwise layer
+    (one input channel per group) uses one lane of each vector MAC, and the utilisation says so.
     """
     pa = spec.pe_array
     bounds = shape.bounds
-    dpe, dvm, dln = pa.pe_spatial_dims[0], pa.vector_mac_spatial_dims[0], pa.lane_spatial_dims[0]
+    dpe0, dvm0, dln = pa.pe_spatial_dims[0], pa.vector_mac_spatial_dims[0], pa.lane_spatial_dims[0]
+    dpes = (dpe0, "G") if dpe0 == "K" and bounds["G"] > 1 else (dpe0,)
+    dvms = (dvm0, "G") if dvm0 == "K" and bounds["G"] > 1 else (dvm0,)
     cands = []
-    for ln in _divisors(bounds[dln]):
-        if ln > pa.lanes_per_vector_mac:
-            continue
-        for vm in _divisors(bounds[dvm]):
-            if vm > pa.vector_macs_per_pe:
-                continue
-            rest_pe = bounds[dpe] // (vm if dpe == dvm else 1)
-            for pe in _divisors(rest_pe):
-                if pe > pa.num_pes:
+    for dpe in dpes:
+        for dvm in dvms:
+            for ln in _divisors(bounds[dln]):
+                if ln > pa.lanes_per_vector_mac:
                     continue
-                cands.append((pe * vm * ln, ln, vm, pe))
+                for vm in _divisors(bounds[dvm]):
+                    if vm > pa.vector_macs_per_pe:
+                        continue
+                    rest_pe = bounds[dpe] // (vm if dpe == dvm else 1)
+                    for pe in _divisors(rest_pe):
+                        if pe > pa.num_pes:
+                            continue
+                        cands.append((pe * vm * ln, ln, vm, pe, dpe, dvm))
     best = max(c[0] for c in cands)
-    keep = sorted((c for c in cands if 2 * c[0] >= best), key=lambda c: (-c[0], -c[1], -c[2]))[:3]
-    return [((dpe, pe), (dvm, vm), (dln, ln)) for _, ln, vm, pe in keep]
+    keep = sorted((c for c in cands if 2 * c[0] >= best), key=lambda c: (-c[0], -c[1], -c[2], c[4], c[5]))[:3]
+    return [((dpe, pe), (dvm, vm), (dln, ln)) for _, ln, vm, pe, dpe, dvm in keep]
 
 
 _ORDER_BLOCKS: tuple[tuple[str, ...], ...] = (("K",), ("C",), ("P", "Q"))
@@ -81,7 +87,8 @@ _ORDER_BLOCKS: tuple[tuple[str, ...], ...] = (("K",), ("C",), ("P", "Q"))
 
 def _level_orders() -> list[tuple[str, ...]]:
     """Loop orders tried at DRAM and GlobalBuffer: N outermost, then a permutation of K, C, (P Q)."""
-    return [("N", *itertools.chain.from_iterable(perm)) for perm in itertools.permutations(_ORDER_BLOCKS)]
+    # G indexes every tensor: no loop outside it could reuse a tile across groups
+    return [("N", "G", *itertools.chain.from_iterable(perm)) for perm in itertools.permutations(_ORDER_BLOCKS)]
 
 
 def _search(shape: LayerShape, spec: AcceleratorSpec, objective: str) -> Mapping:
@@ -96,7 +103,7 @@ def _search(shape: LayerShape, spec: AcceleratorSpec, objective: str) -> Mapping
         for d, n in sp:
             rest[d] //= n
         # per dim: (in-PE, GB, DRAM) factor triples; R and S live wholly in the PE.
-        dims = [d for d in ("N", "K", "C", "P", "Q") if rest[d] > 1]
+        dims = [d for d in ("N", "G", "K", "C", "P", "Q") if rest[d] > 1]
         table = {d: _splits3(rest[d], d == "Q") for d in dims}
         if not has_gb:  # nothing between DRAM and the PEs: no GlobalBuffer factor
             table = {d: t[t[:, 1] == 1] for d, t in table.items()}
@@ -129,7 +136,9 @@ def _search(shape: LayerShape, spec: AcceleratorSpec, objective: str) -> Mapping
                 + (across_pes if li == hier.network_source else [])
                 for li, order in enumerate(orders)
             ]
-            nest.append([(d, g(d, 0), False) for d in ("K", "C")] + [(d, rest[d], False) for d in ("R", "S")] + in_pe)
+            nest.append(
+                [(d, g(d, 0), False) for d in ("G", "K", "C")] + [(d, rest[d], False) for d in ("R", "S")] + in_pe
+            )
             nest.append([(d, g(d, 0), False) for d in ("N", "P", "Q")])
             table = closed_form(nest, shape, spec)
             energy = np.broadcast_to(total_energy(table, spec), (sel.size,)).astype(float)
@@ -168,19 +177,21 @@ def _fits(shape: LayerShape, spec: AcceleratorSpec, sp: tuple[tuple[str, int], .
     bounds = shape.bounds
     e_pe = {d: f(d, 0) * sp_below[d] if d not in ("R", "S") else bounds[d] * sp_below[d] for d in DIMS}
     e_gb = {d: e_pe[d] * f(d, 1) * (sp_pe[d] // sp_below[d]) if d not in ("R", "S") else e_pe[d] for d in DIMS}
-    ok = e_pe["K"] * e_pe["C"] * e_pe["R"] * e_pe["S"] * prec.weight_bits <= spec.memory("weight_buffer").capacity_bits
+    w_pe = e_pe["G"] * e_pe["K"] * e_pe["C"] * e_pe["R"] * e_pe["S"]
+    ok = w_pe * prec.weight_bits <= spec.memory("weight_buffer").capacity_bits
     ok &= input_tile_elements(e_pe, shape) * prec.input_bits <= spec.memory("input_buffer").capacity_bits
-    ok &= e_pe["N"] * e_pe["K"] * e_pe["P"] * e_pe["Q"] * prec.psum_bits <= spec.memory("accum_buffer").capacity_bits
+    o_pe = e_pe["N"] * e_pe["G"] * e_pe["K"] * e_pe["P"] * e_pe["Q"]
+    ok &= o_pe * prec.psum_bits <= spec.memory("accum_buffer").capacity_bits
     if "GlobalBuffer" not in Hierarchy.of(spec).names:
         return np.asarray(ok)
     gb = spec.memory("global_buffer")
     reduce_above = (f("C", 1) * f("C", 2)) > 1
     out_bits = np.where(reduce_above, prec.psum_bits, prec.output_bits)
-    need = e_gb["N"] * e_gb["K"] * e_gb["P"] * e_gb["Q"] * out_bits if "output" in gb.tensors else 0
+    need = e_gb["N"] * e_gb["G"] * e_gb["K"] * e_gb["P"] * e_gb["Q"] * out_bits if "output" in gb.tensors else 0
     if "input" in gb.tensors:
         need = need + input_tile_elements(e_gb, shape) * prec.input_bits
     if "weight" in gb.tensors:
-        need = need + e_gb["K"] * e_gb["C"] * e_gb["R"] * e_gb["S"] * prec.weight_bits
+        need = need + e_gb["G"] * e_gb["K"] * e_gb["C"] * e_gb["R"] * e_gb["S"] * prec.weight_bits
     ok &= need <= gb.capacity_bits
     return np.asarray(ok)
 
@@ -238,7 +249,7 @@ def naive_mapping(shape: LayerShape, spec: AcceleratorSpec) -> Mapping:
         rest[d] //= n
     hier = Hierarchy.of(spec)
     loops: list[tuple[Loop, ...]] = [() for _ in hier.levels]
-    loops[0] = tuple(Loop(d, rest[d]) for d in ("N", "K", "C", "R", "S", "P", "Q") if rest[d] > 1)
+    loops[0] = tuple(Loop(d, rest[d]) for d in ("N", "G", "K", "C", "R", "S", "P", "Q") if rest[d] > 1)
     loops[hier.network_source] += tuple(Loop(d, n, True) for d, n in sp[:1] if n > 1)
     loops[hier.pe] = tuple(Loop(d, n, True) for d, n in sp[1:] if n > 1)
     m = Mapping(shape, tuple(LevelNest(name, lp) for name, lp in zip(hier.names, loops, strict=True)))

@@ -139,17 +139,20 @@ class Mapping:
         """Extent of ``tensor``'s tile at ``level``, per tensor axis.
 
         Weights: ``K, C, R, S``; outputs: ``N, K, P, Q``; inputs: ``N, C, H, W`` with
-        ``H = (P-1)·stride + (R-1)·dilation + 1`` (padded coordinates, halo included).
+        ``H = (P-1)·stride + (R-1)·dilation + 1`` (padded coordinates, halo included); a grouped
+        layer's tiles lead with ``G`` (groups in the tile).
         """
         e = self.dim_extents(level)
         sh = self.shape
+        lead = {"G": e["G"]} if sh.groups > 1 else {}
         if tensor == "weight":
-            return {d: e[d] for d in ("K", "C", "R", "S")}
+            return lead | {d: e[d] for d in ("K", "C", "R", "S")}
         if tensor == "output":
-            return {d: e[d] for d in ("N", "K", "P", "Q")}
+            return {"N": e["N"]} | lead | {d: e[d] for d in ("K", "P", "Q")}
         if tensor == "input":
             return {
                 "N": e["N"],
+                **lead,
                 "C": e["C"],
                 "H": sh.input_extent(e["P"], e["R"], sh.stride_h, sh.dilation_h),
                 "W": sh.input_extent(e["Q"], e["S"], sh.stride_w, sh.dilation_w),
@@ -243,6 +246,8 @@ class Mapping:
                 )
             return
         used = dict.fromkeys(fanouts, 1)
+        # groups are placed like output channels: wherever K may be unrolled, G may too
+        dims = tuple((*ds, "G") if "K" in ds else ds for ds in dims)
         for lp in spatial:
             for unit, allowed in zip(fanouts, dims, strict=True):
                 if lp.dim in allowed:
@@ -340,7 +345,9 @@ class Mapping:
             for lp in nest.loops:
                 tag = ""
                 if lp.spatial:
-                    tag = " (Spatial-Y)" if nest.level == "PE" and lp.dim in ("K", "N", "P", "Q") else " (Spatial-X)"
+                    tag = (
+                        " (Spatial-Y)" if nest.level == "PE" and lp.dim in ("G", "K", "N", "P", "Q") else " (Spatial-X)"
+                    )
                 lines.append(f"|{'  ' * depth} for {lp.dim} in [0:{lp.bound}){tag}")
                 depth += 1
             lines.append("")

@@ -1,4 +1,6 @@
-"""BYOC pattern table of the vacc accelerator: quantized conv2d / dense, with and without bias.
+"""BYOC pattern table of the vacc accelerator: quantized conv2d (grouped and depthwise too), dense
+layers (MatMul / Gemm with a constant weight, input of any rank), with and without bias, and
+activation × activation MatMuls (attention ``QKᵀ`` and ``AV``, batched over heads).
 
 Patterns match ``dequantize → conv2d/matmul`` and must run before ``FoldConstant``, which would
 fold the weight dequantize into a float constant (DESIGN §2).
@@ -92,9 +94,6 @@ def _check_conv(ctx: relax.transform.PatternCheckContext, why: HostReasons) -> b
     if why.var_name(ctx) in why.forced:
         return why.reject(ctx, "the policy keeps it on the host")
     a = ctx.annotated_expr["root"].attrs
-    if int(a.groups) != 1:
-        # the Simba-like PE array maps C across lanes of one K; grouped/depthwise convs need another dataflow
-        return why.reject(ctx, f"groups = {int(a.groups)} (only groups = 1 is mapped)")
     if a.data_layout != "NCHW" or a.kernel_layout != "OIHW":
         return why.reject(ctx, f"layouts {a.data_layout}/{a.kernel_layout} (only NCHW/OIHW)")
     wdeq = ctx.annotated_expr["weight_deq"]
@@ -107,11 +106,12 @@ def _check_dense(ctx: relax.transform.PatternCheckContext, why: HostReasons, tra
     if why.var_name(ctx) in why.forced:
         return why.reject(ctx, "the policy keeps it on the host")
     x = ctx.annotated_expr["input"]
-    if x.ty.shape is None or len(x.ty.shape) != 2:
+    if x.ty.shape is None or len(x.ty.shape) < 2:
+        # leading dimensions of a rank ≥ 3 input are flattened into rows; a vector has none
         rank = "unknown" if x.ty.shape is None else len(x.ty.shape)
-        return why.reject(ctx, f"matmul input has rank {rank} (only 2-D dense layers are mapped)")
+        return why.reject(ctx, f"matmul input has rank {rank} (a dense layer needs rows: rank ≥ 2)")
     if len(ctx.annotated_expr["weight"].ty.shape) != 2:
-        return why.reject(ctx, "matmul weight is not 2-D")
+        return why.reject(ctx, "matmul weight is not 2-D (a batched constant operand is not a dense layer)")
     wdeq = ctx.annotated_expr["weight_deq"]
     if len(wdeq.args[1].ty.shape) > 0 and int(wdeq.args[1].ty.shape[0]) > 1:
         # per-channel scales must run along the output dimension K: axis 0 of (K, C), axis 1 of (C, K)
@@ -119,6 +119,29 @@ def _check_dense(ctx: relax.transform.PatternCheckContext, why: HostReasons, tra
         if axis != (0 if transposed else 1):
             return why.reject(ctx, "weight scales are per input feature, not per output feature")
     return _check_operands(ctx, why)
+
+
+def _check_act_matmul(ctx: relax.transform.PatternCheckContext, why: HostReasons) -> bool:
+    a, b = ctx.annotated_expr["input"], ctx.annotated_expr["weight"]
+    if isinstance(b, tvm.ir.Constant) or isinstance(a, tvm.ir.Constant):
+        return False  # a constant operand is a dense layer (the next patterns), not a rejection
+    if why.var_name(ctx) in why.forced:
+        return why.reject(ctx, "the policy keeps it on the host")
+    root = ctx.annotated_expr["root"]
+    if not (_static(a) and _static(b) and _static(root)) or len(a.ty.shape) < 2 or len(b.ty.shape) < 2:
+        return why.reject(ctx, "activation × activation matmul needs static operands of rank ≥ 2")
+    ad, bd = a.ty.dtype, b.ty.dtype
+    if ad not in OPERAND_DTYPES or bd not in OPERAND_DTYPES:
+        return why.reject(ctx, f"operands are {ad}×{bd}; the PE array multiplies 8-bit integers")
+    if ad != bd:
+        # one multiplier table is unsigned×unsigned or signed×signed, and neither operand is a
+        # constant that could be re-coded at compile time
+        return why.reject(ctx, f"mixed operand types {ad}×{bd}; quantize both operands alike")
+    for name in ("input_deq", "weight_deq"):
+        sc = ctx.annotated_expr[name].args[1]
+        if len(sc.ty.shape) > 0 and any(int(d) != 1 for d in sc.ty.shape):
+            return why.reject(ctx, f"{name}: per-channel activation scales are not supported")
+    return True
 
 
 def vacc_patterns(layer_of: dict[int, str] | None = None, why: HostReasons | None = None) -> list[FusionPattern]:
@@ -146,6 +169,9 @@ def vacc_patterns(layer_of: dict[int, str] | None = None, why: HostReasons | Non
     def dense_check(ctx: relax.transform.PatternCheckContext) -> bool:
         return _check_dense(ctx, why, transposed=False)
 
+    def matmul_check(ctx: relax.transform.PatternCheckContext) -> bool:
+        return _check_act_matmul(ctx, why)
+
     def attrs(annotated: dict[str, relax.Expr]) -> dict[str, str]:
         return {"vacc.var": names.get(annotated["root"].__chandle__(), "")}
 
@@ -163,6 +189,9 @@ def vacc_patterns(layer_of: dict[int, str] | None = None, why: HostReasons | Non
     return [
         FusionPattern("vacc.qconv2d_bias", conv_bias, conv_ann, conv_check, attrs),
         FusionPattern("vacc.qconv2d", conv, conv_ann, conv_check, attrs),
+        # both operands are activations (attention): a layer kind of its own, tried before the
+        # dense patterns (which would reject a non-constant weight)
+        FusionPattern("vacc.qmatmul", mm, {**dense_ann, "root": mm}, matmul_check, attrs),
         FusionPattern(
             "vacc.qdense_t_bias",
             is_op("relax.add")(mm_t, _deq(is_const())),

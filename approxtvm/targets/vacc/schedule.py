@@ -133,6 +133,10 @@ class LayerSchedule:
         dequantize shared with another user becomes a second output, DESIGN §2).
     predicted
         Predicted access counts (analytic), JSON form.
+    inputs
+        What each runtime input of the offloaded call is, in call order: ``x`` (the activation
+        codes); for an activation × activation matmul ``a`` (first operand, table row) and ``b``
+        (second operand, table column) in whichever order the partitioner passes them.
     """
 
     layer_id: str
@@ -147,6 +151,7 @@ class LayerSchedule:
     weight_layout: WeightLayout
     outputs: tuple[str, ...] = ("result",)
     predicted: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    inputs: tuple[str, ...] = ("x",)
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
@@ -186,6 +191,7 @@ class LayerSchedule:
             },
             "outputs": list(self.outputs),
             "predicted": self.predicted,
+            "inputs": list(self.inputs),
         }
 
     @staticmethod
@@ -228,6 +234,7 @@ class LayerSchedule:
             weight_layout=WeightLayout(tuple(w["tile_order"]), tuple(w["encoding"]), tuple(w["tile_bytes"])),
             outputs=tuple(d["outputs"]),
             predicted=dict(d.get("predicted", {})),
+            inputs=tuple(d.get("inputs", ["x"])),
         )
 
     def to_json(self) -> str:
@@ -244,7 +251,8 @@ class LayerSchedule:
         """Readable view: header, loop nest per level (Timeloop style), intrinsic, layout."""
         s, q, i = self.shape, self.quant, self.intrinsic
         head = [
-            f"layer {self.layer_id} ({s.op})  symbol {self.symbol}  accelerator {self.accelerator}",
+            f"layer {self.layer_id} ({s.op}{f', {s.groups} groups' if s.groups > 1 else ''})"
+            f"  symbol {self.symbol}  accelerator {self.accelerator}",
             f"  shape N={s.n} K={s.k} C={s.c} P={s.p} Q={s.q} R={s.r} S={s.s}  input {s.h}×{s.w}"
             f"  stride {s.stride_h}×{s.stride_w}  dilation {s.dilation_h}×{s.dilation_w}"
             f"  pads (t,l,b,r) {s.pad_top},{s.pad_left},{s.pad_bottom},{s.pad_right}  MACs {s.macs:,}",

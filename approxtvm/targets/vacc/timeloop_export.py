@@ -31,8 +31,9 @@ from approxtvm.targets.vacc.workload import DIMS, LayerShape
 __all__ = ["arch_yaml", "export_timeloop", "mapping_yaml", "problem_yaml"]
 
 #: Our dimension names -> Timeloop's.
-TL_DIM = {"N": "N", "K": "M", "C": "C", "P": "P", "Q": "Q", "R": "R", "S": "S"}
-_TL_ORDER = ("C", "M", "R", "S", "N", "P", "Q")
+TL_DIM = {"N": "N", "G": "G", "K": "M", "C": "C", "P": "P", "Q": "Q", "R": "R", "S": "S"}
+#: Timeloop's grouped-CNN dimensions (``G`` = groups, ``M``/``C`` per group).
+_TL_ORDER = ("G", "C", "M", "R", "S", "N", "P", "Q")
 _TENSOR = {"weight": "Weights", "input": "Inputs", "output": "Outputs"}
 
 
@@ -114,7 +115,11 @@ def arch_yaml(spec: AcceleratorSpec) -> str:
 
 
 def problem_yaml(shape: LayerShape) -> str:
-    """Timeloop v4 problem (CNN layer) for ``shape``."""
+    """Timeloop v4 problem (grouped CNN layer; ``G = 1`` for a plain one) for ``shape``.
+
+    An activation × activation MatMul is the grouped dense case: its second operand is the
+    ``Weights`` data space, one slice per group.
+    """
     b = shape.bounds
     doc = {
         "problem": {
@@ -129,11 +134,12 @@ def problem_yaml(shape: LayerShape) -> str:
                     {"name": "Hdilation", "default": 1},
                 ],
                 "data_spaces": [
-                    {"name": "Weights", "projection": [[["C"]], [["M"]], [["R"]], [["S"]]]},
+                    {"name": "Weights", "projection": [[["G"]], [["C"]], [["M"]], [["R"]], [["S"]]]},
                     {
                         "name": "Inputs",
                         "projection": [
                             [["N"]],
+                            [["G"]],
                             [["C"]],
                             [["R", "Wdilation"], ["P", "Wstride"]],
                             [["S", "Hdilation"], ["Q", "Hstride"]],
@@ -141,7 +147,7 @@ def problem_yaml(shape: LayerShape) -> str:
                     },
                     {
                         "name": "Outputs",
-                        "projection": [[["N"]], [["M"]], [["Q"]], [["P"]]],
+                        "projection": [[["N"]], [["G"]], [["M"]], [["Q"]], [["P"]]],
                         "read_write": True,
                     },
                 ],
@@ -197,7 +203,7 @@ def mapping_yaml(mapping: Mapping, spec: AcceleratorSpec) -> str:
     entries = [
         _entry("DRAM", "temporal", mapping.level("DRAM").temporal),
         _entry("GlobalBuffer", "temporal", mapping.level("GlobalBuffer").temporal),
-        _entry("GlobalBuffer", "spatial", mapping.level("GlobalBuffer").spatial, split=7),
+        _entry("GlobalBuffer", "spatial", mapping.level("GlobalBuffer").spatial, split=len(_TL_ORDER)),
         _entry("PEInputBuffer", "temporal", ()),
         _entry("PEWeightBuffer", "temporal", ()),
         _entry("PEAccuBuffer", "temporal", pe.temporal),

@@ -24,20 +24,32 @@ def dense_layout(mapping: Mapping, spec: AcceleratorSpec) -> WeightLayout:
     """Uncompressed layout: one tile per PE-level weight tile, ``bits/8`` bytes per weight.
 
     The tile is the block of weights one PE's weight buffer holds (``tile_size("PE", "weight")``);
-    the layer's weights are cut into ``K·C·R·S / tile`` such tiles.
+    the layer's weights are cut into ``K·(C/G)·R·S / tile`` such tiles (for an activation ×
+    activation matmul, the second operand's slices as they stream into the weight buffers).
     """
     s = mapping.shape
     tile = mapping.tile_size("PE", "weight")
-    total = s.k * s.c * s.r * s.s
+    total = s.k * s.c_per_group * s.r * s.s
     n_tiles = total // tile
     tile_bytes = tile * spec.precision.bits("weight") // 8
     return WeightLayout(weight_tile_dims(mapping), ("dense",) * n_tiles, (tile_bytes,) * n_tiles)
 
 
 def weight_tile_shape(mapping: Mapping, weight: np.ndarray) -> tuple[int, ...]:
-    """Extents of one PE weight tile along the weight array's axes (OIHW, or (K, C) for dense)."""
+    """Extents of one PE weight tile along the weight array's axes (OIHW, or (K, C) for dense;
+    a grouped layer's weights are viewed as (G, K/G, C/G, R, S), see :func:`grouped_view`)."""
     e = mapping.tile_extent("PE", "weight")
+    if mapping.shape.groups > 1:
+        return (e["G"], e["K"], e["C"], e["R"], e["S"])
     return (e["K"], e["C"]) if weight.ndim == 2 else (e["K"], e["C"], e["R"], e["S"])
+
+
+def grouped_view(mapping: Mapping, weight: np.ndarray) -> np.ndarray:
+    """The weights with the group axis split out, (G, K/G, C/G, R, S), when the layer is grouped."""
+    s = mapping.shape
+    if s.groups == 1:
+        return weight
+    return weight.reshape(s.groups, s.k_per_group, s.c_per_group, s.r, s.s)
 
 
 def compressed_layout(
@@ -48,6 +60,7 @@ def compressed_layout(
     Returns the layout recorded in the schedule and the encoded tiles (real byte blobs) the
     runtime decodes at the PE.
     """
+    weight = grouped_view(mapping, weight)
     tiles = tile_slices(weight.shape, weight_tile_shape(mapping, weight))
     comp = compress_layer(weight, tiles, zero_code, mode)
     return (WeightLayout(weight_tile_dims(mapping), comp.tile_encodings, comp.tile_bytes), comp)
