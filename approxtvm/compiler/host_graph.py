@@ -38,29 +38,22 @@ class LayerSite:
     output_name
         Float tensor the layer produces (the Conv/Gemm output, or its bias Add's for MatMul).
     node_indices
-<<<<<<< HEAD
         Graph nodes the layer replaces (the Conv/Gemm/MatMul, its bias Add, its QuantizeLinear).
     requant
         ``(y_scale, y_zero_point, dtype)`` when the layer's only reader is a per-tensor
         ``QuantizeLinear``: the site then produces that node's 8-bit output, requantized the way
         onnxruntime's fused integer kernels do; ``None``: the site produces the float result.
-=======
-        Graph nodes the layer replaces (the Conv/Gemm/MatMul and its bias Add).
     input2_name
         For an activation × activation MatMul, the codes of its second operand (input of the
         second DequantizeLinear); empty otherwise.
->>>>>>> main
     """
 
     layer_id: str
     input_name: str
     output_name: str
     node_indices: tuple[int, ...]
-<<<<<<< HEAD
     requant: tuple[float, int, str] | None = None
-=======
     input2_name: str = ""
->>>>>>> main
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,15 +262,6 @@ def layer_sites(
                 found=f"{len(node.input)} inputs",
                 fix="compile with host='tvm'",
             )
-<<<<<<< HEAD
-        requant = None
-        q = _sole_quantize(graph, consumers, out, ints)
-        if q is not None:
-            qi, requant = q
-            nodes.append(qi)
-            out = graph.node[qi].output[0]
-        sites[lid] = LayerSite(lid, deq[1].input[0], out, tuple(nodes), requant)
-=======
         second = ""
         if node.op_type == "MatMul" and lid in act_matmuls:
             deq2 = producers.get(node.input[1])
@@ -289,8 +273,13 @@ def layer_sites(
                     fix="compile with host='tvm'",
                 )
             second = deq2[1].input[0]
-        sites[lid] = LayerSite(lid, deq[1].input[0], out, tuple(nodes), second)
->>>>>>> main
+        requant = None
+        q = None if second else _sole_quantize(graph, consumers, out, ints)  # weight layers only
+        if q is not None:
+            qi, requant = q
+            nodes.append(qi)
+            out = graph.node[qi].output[0]
+        sites[lid] = LayerSite(lid, deq[1].input[0], out, tuple(nodes), requant, second)
     return sites
 
 

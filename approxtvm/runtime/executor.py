@@ -285,29 +285,26 @@ class CallLog:
         self.traces.clear()
 
 
-<<<<<<< HEAD
-def layer_accumulators(prog: LayerProgram, log: CallLog, x: np.ndarray) -> np.ndarray:
-    """One call of an offloaded layer on activation codes ``x``: exact accumulators through the
-    layer's kernel, after the run's accumulator hook (faults); traced if enabled."""
-=======
-def execute_layer(prog: LayerProgram, log: CallLog, x: np.ndarray, *operands: np.ndarray) -> np.ndarray:
+def layer_accumulators(prog: LayerProgram, log: CallLog, x: np.ndarray, *operands: np.ndarray) -> np.ndarray:
     """One call of an offloaded layer on activation codes ``x`` (and, for an activation ×
     activation matmul, the second operand's codes): exact accumulators through the layer's kernel,
-    the run's accumulator hook (faults), the trace if enabled; returns the float layer output."""
->>>>>>> main
+    after the run's accumulator hook (faults); traced if enabled."""
     layer_id = prog.schedule.layer_id
     acc = accumulate_matmul(x, operands[0], prog) if prog.schedule.shape.op == "matmul" else accumulate(x, prog)
     if log.faults is not None:
         acc = log.faults(layer_id, x, prog, acc)
     if log.trace:
         log.traces.append((layer_id, x.copy(), acc))
-<<<<<<< HEAD
     return acc
 
 
-def execute_layer(prog: LayerProgram, log: CallLog, x: np.ndarray) -> np.ndarray:
+def execute_layer(prog: LayerProgram, log: CallLog, x: np.ndarray, *operands: np.ndarray) -> np.ndarray:
     """:func:`layer_accumulators` as the float layer output (:func:`to_float`)."""
-    return to_float(layer_accumulators(prog, log, x), prog)
+    out = to_float(layer_accumulators(prog, log, x, *operands), prog)
+    s = prog.schedule.shape
+    if s.op == "dense" and x.ndim > 2:  # rows of a rank ≥ 3 input: give the output its leading dims back
+        out = out.reshape(*x.shape[:-1], s.k)
+    return out
 
 
 def requantize(acc: np.ndarray, prog: LayerProgram, y_scale: float, y_zero_point: int, dtype: str) -> np.ndarray:
@@ -320,7 +317,7 @@ def requantize(acc: np.ndarray, prog: LayerProgram, y_scale: float, y_zero_point
     computed by our kernels bit-identical to onnxruntime's when the multiplier is exact.
     """
     q = prog.schedule.quant
-    bshape = (1, -1) if prog.schedule.shape.op == "dense" else (1, -1, 1, 1)
+    bshape = (1, -1, 1, 1) if prog.schedule.shape.op == "conv2d" else (1, -1)
     scale = (np.float32(q.input_scale) * np.asarray(q.weight_scales, np.float32)) / np.float32(y_scale)
     total = acc
     if prog.bias is not None:
@@ -330,13 +327,6 @@ def requantize(acc: np.ndarray, prog: LayerProgram, y_scale: float, y_zero_point
     v = total.astype(np.float32) * scale.astype(np.float32).reshape(bshape)
     v = np.clip(v, np.float32(info.min - y_zero_point), np.float32(info.max - y_zero_point))
     return (np.rint(v).astype(np.int32) + y_zero_point).astype(dtype)
-=======
-    out = to_float(acc, prog)
-    s = prog.schedule.shape
-    if s.op == "dense" and x.ndim > 2:  # rows of a rank ≥ 3 input: give the output its leading dims back
-        out = out.reshape(*x.shape[:-1], s.k)
-    return out
->>>>>>> main
 
 
 def make_runner(prog: LayerProgram, log: CallLog) -> Callable[..., None]:

@@ -131,17 +131,14 @@ class OrtHost:
         for step in self.plan(kernels):
             if step.site is not None:
                 site = step.site
-<<<<<<< HEAD
                 prog = self.programs[site.layer_id]
-                if site.requant is None:
-                    env[site.output_name] = execute_layer(prog, self.log, env[site.input_name])
-                else:
-                    acc = layer_accumulators(prog, self.log, env[site.input_name])
-                    env[site.output_name] = requantize(acc, prog, *site.requant)
-=======
                 operands = [env[site.input_name]] + ([env[site.input2_name]] if site.input2_name else [])
-                env[site.output_name] = execute_layer(self.programs[site.layer_id], self.log, *operands)
->>>>>>> main
+                op = prog.schedule.shape.op
+                if site.requant is not None and (op == "conv2d" or (op == "dense" and operands[0].ndim == 2)):
+                    acc = layer_accumulators(prog, self.log, *operands)
+                    env[site.output_name] = requantize(acc, prog, *site.requant)
+                else:
+                    env[site.output_name] = execute_layer(prog, self.log, *operands)
             else:
                 seg = step.segment
                 assert seg is not None
