@@ -108,8 +108,24 @@ def test_faulty_layers_run_on_the_kernels_even_when_exact(qdq_cnn: object) -> No
     assert ref.counters["faults"] == res.counters["faults"]  # same fault draws on either host
 
 
-def test_energy_report_names_the_host_macs() -> None:
+def _mixed_with_float_dw() -> object:
+    """The mixed model quantized, with the depthwise conv's weight turned back into a float
+    initializer: a float layer no accelerator pattern takes, so it stays on the host."""
+    from onnx import numpy_helper
+
     q = frontend.quantize(mixed_model(), calibration(16, size=12))
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    dw = next(n for n in q.graph.node if n.name == "dw")
+    deq = next(n for n in q.graph.node if dw.input[1] in n.output)
+    zp = inits[deq.input[2]].astype(np.float32) if len(deq.input) > 2 else 0.0
+    w = (inits[deq.input[0]].astype(np.float32) - zp) * inits[deq.input[1]].astype(np.float32)
+    q.graph.initializer.append(numpy_helper.from_array(w.astype(np.float32), "wd_float"))
+    dw.input[1] = "wd_float"
+    return q
+
+
+def test_energy_report_names_the_host_macs() -> None:
+    q = _mixed_with_float_dw()
     model = compile_onnx(q, batch_size=2)
     rep = model.energy_per_batch()
     dw = 2 * 8 * 10 * 10 * 9
@@ -130,7 +146,7 @@ def test_cli_json_documents(tmp_path: object, capsys: pytest.CaptureFixture[str]
 
     import onnx
 
-    q = frontend.quantize(mixed_model(), calibration(16, size=12))
+    q = _mixed_with_float_dw()
     path = Path(str(tmp_path)) / "mixed.onnx"
     onnx.save(q, str(path))
     np.savez(Path(str(tmp_path)) / "d.npz", x=calibration(5, size=12, seed=3), y=np.arange(5) % 5)
