@@ -133,10 +133,17 @@ class OrtHost:
                 site = step.site
                 prog = self.programs[site.layer_id]
                 operands = [env[site.input_name]] + ([env[site.input2_name]] if site.input2_name else [])
-                op = prog.schedule.shape.op
-                if site.requant is not None and (op == "conv2d" or (op == "dense" and operands[0].ndim == 2)):
-                    acc = layer_accumulators(prog, self.log, *operands)
-                    env[site.output_name] = requantize(acc, prog, *site.requant)
+                shape = prog.schedule.shape
+                if site.requant is not None and shape.op in ("conv2d", "dense"):
+                    y = requantize(layer_accumulators(prog, self.log, *operands), prog, *site.requant)
+                    if shape.op == "dense" and operands[0].ndim > 2:  # rows of a rank ≥ 3 input
+                        y = y.reshape(*operands[0].shape[:-1], shape.k)
+                    env[site.output_name] = y
+                elif site.requant is not None:  # the graph's QuantizeLinear on the float result
+                    scale, zp, dtype = site.requant
+                    v = np.rint(execute_layer(prog, self.log, *operands) / np.float32(scale)) + zp
+                    info = np.iinfo(np.dtype(dtype))
+                    env[site.output_name] = np.clip(v, info.min, info.max).astype(dtype)
                 else:
                     env[site.output_name] = execute_layer(prog, self.log, *operands)
             else:
