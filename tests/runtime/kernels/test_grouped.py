@@ -3,9 +3,6 @@ numpy reference written here (hypothesis over shapes, groups, strides, pads; non
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,12 +12,11 @@ from approxtvm.errors import MultiplierError
 from approxtvm.runtime.kernels import tvm_available
 from approxtvm.runtime.kernels.act_matmul import choose_matmul_path, matmul_products
 from approxtvm.runtime.kernels.grouped import grouped_conv2d_products
-from approxtvm.runtime.multipliers import load_lut
+from approxtvm.runtime.multipliers import resolve_multiplier
 
 FAST = {"exact_u": ["exact"], "exact_s": ["exact"], "bam_u": ["lowrank"], "bam_s": ["lowrank"]}
 TABLE = ["table_numpy"] + (["table"] if tvm_available() else [])
 ALL = ["exact_u", "exact_s", "bam_u", "bam_s", "rand_u", "rand_s"]
-PACK = Path(os.environ.get("APPROXTVM_TEST_EVOAPPROX") or Path(__file__).resolve().parents[4] / "shared" / "evoapprox")
 
 
 def grouped_reference(x, w, table, groups, strides, dilations, pads, pad_value):
@@ -179,9 +175,9 @@ def test_act_matmul_operand_order_is_row_then_column(mults, kcache):
     assert choose_matmul_path(m, kcache) in ("table", "table_numpy")
 
 
-@pytest.mark.skipif(not (PACK / "luts").is_dir(), reason=f"EvoApproxLib pack not at {PACK}")
+@pytest.mark.real_circuit
 def test_mul8u_fta_depthwise_and_matmul(kcache):
-    m = load_lut(PACK / "luts" / "mul8u_FTA.bin")
+    m = resolve_multiplier("mul8u_FTA")  # shipped with the package: runs on any clone
     assert m.table[200, 3] != m.table[3, 200]  # DESIGN §3: activation = row
     rng = np.random.default_rng(11)
     x = rng.integers(0, 256, (2, 8, 9, 9), dtype=np.uint8)
