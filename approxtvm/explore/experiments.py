@@ -302,6 +302,16 @@ def _isolation(
     return sweeps
 
 
+def best_uniform_point(uniform: list[Any], knee: Any, reference: Any) -> Any:
+    """The cheapest uniform-multiplier point at most as lossy as the knee; if the knee beats them all
+    on loss (a configuration can even gain accuracy on a small set), the least lossy one; the exact
+    reference when there is no uniform point."""
+    within = [p for p in uniform if p.accuracy_loss <= knee.accuracy_loss + 1e-12]
+    if within:
+        return min(within, key=lambda p: (p.energy_rel, p.accuracy_loss))
+    return min(uniform or [reference], key=lambda p: (p.accuracy_loss, p.energy_rel))
+
+
 def _pareto_experiment(study: Study, s: ExperimentSettings, console: Any) -> ParetoExperiment:
     from approxtvm.explore.report import knee_point
 
@@ -328,10 +338,7 @@ def _pareto_experiment(study: Study, s: ExperimentSettings, console: Any) -> Par
     front = result.pareto
     near = [p for p in front if p.accuracy_loss <= s.knee_max_loss + 1e-12 and p.energy_rel < 1.0]
     knee = knee_point(near) if near else knee_point(front)
-    best_uniform = min(
-        (p for p in result.uniform if p.accuracy_loss <= knee.accuracy_loss + 1e-12),
-        key=lambda p: (p.energy_rel, p.accuracy_loss),
-    )
+    best_uniform = best_uniform_point(result.uniform, knee, result.reference)
     selected = {
         "exact": result.reference,
         "best uniform multiplier": best_uniform,

@@ -64,3 +64,21 @@ def test_markdown_to_html() -> None:
     )
     assert "<h1>T</h1>" in html and "<code>x</code>" in html and "<b>b</b>" in html
     assert "<th>a</th>" in html and "<td>2</td>" in html and "<li>two</li>" in html and '<img src="p.png"' in html
+
+
+def test_best_uniform_point_when_the_knee_beats_every_uniform_multiplier() -> None:
+    from types import SimpleNamespace as P
+
+    from approxtvm.explore.experiments import best_uniform_point
+
+    uniform = [
+        P(accuracy_loss=0.02, energy_rel=0.5),
+        P(accuracy_loss=0.0, energy_rel=0.9),
+        P(accuracy_loss=0.0, energy_rel=0.8),
+    ]
+    ref = P(accuracy_loss=0.0, energy_rel=1.0)
+    assert best_uniform_point(uniform, P(accuracy_loss=0.03), ref) is uniform[0]  # cheapest within the knee's loss
+    assert best_uniform_point(uniform, P(accuracy_loss=0.01), ref) is uniform[2]
+    # a knee that gains accuracy (negative loss): no uniform point qualifies; the demo crashed here
+    assert best_uniform_point(uniform, P(accuracy_loss=-0.008), ref) is uniform[2]
+    assert best_uniform_point([], P(accuracy_loss=-0.008), ref) is ref
