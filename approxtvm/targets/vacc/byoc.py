@@ -107,9 +107,7 @@ def c_source(layers: list[tuple[str, bytes]]) -> str:
 def _accelerator_of(func: relax.Function) -> AcceleratorSpec:
     value = str(func.attrs.get(ACCELERATOR_ATTR, DEFAULT_ACCELERATOR)) if func.attrs else DEFAULT_ACCELERATOR
     if value.lstrip().startswith("{"):
-        from approxtvm.compiler.plain import from_plain
-
-        return from_plain(AcceleratorSpec, json.loads(value))
+        return AcceleratorSpec.from_dict(json.loads(value), "vacc.accelerator attribute")
     return AcceleratorSpec.load(value)
 
 

@@ -26,13 +26,12 @@ def pack_layer(lowered: LoweredLayer, spec: AcceleratorSpec, layer_index: int) -
     The weight is stored decoded: compressed tiles are decoded at the PE, so execution uses the
     decoded codes while the schedule's weight layout keeps the compressed sizes for energy.
     """
-    from approxtvm.compiler.plain import to_plain
     from approxtvm.targets.vacc.compression import decompress_layer
 
     weight = lowered.weight if lowered.compressed is None else decompress_layer(lowered.compressed)
     arrays: dict[str, np.ndarray] = {
         "schedule": np.frombuffer(lowered.schedule.to_json().encode(), np.uint8),
-        "spec": np.frombuffer(json.dumps(to_plain(spec)).encode(), np.uint8),
+        "spec": np.frombuffer(json.dumps(spec.to_dict()).encode(), np.uint8),
         "weight": np.ascontiguousarray(weight),
         "layer_index": np.asarray(layer_index, np.int64),
     }
@@ -45,13 +44,12 @@ def pack_layer(lowered: LoweredLayer, spec: AcceleratorSpec, layer_index: int) -
 
 def unpack_layer(blob: bytes) -> tuple[Any, AcceleratorSpec, np.ndarray, np.ndarray | None, int]:
     """Inverse of :func:`pack_layer`: ``(LayerSchedule, AcceleratorSpec, weight, bias or None, index)``."""
-    from approxtvm.compiler.plain import from_plain
     from approxtvm.targets.vacc.schedule import LayerSchedule
 
     try:
         z = np.load(io.BytesIO(blob), allow_pickle=False)
         schedule = LayerSchedule.from_dict(json.loads(z["schedule"].tobytes().decode()))
-        spec = from_plain(AcceleratorSpec, json.loads(z["spec"].tobytes().decode()))
+        spec = AcceleratorSpec.from_dict(json.loads(z["spec"].tobytes().decode()), "layer blob")
         weight = z["weight"]
         bias = z["bias"] if "bias" in z.files else None
         index = int(z["layer_index"])

@@ -202,6 +202,4 @@ def _accelerator_attr(accelerator: object) -> str:
 
     if isinstance(accelerator, os.PathLike):
         return os.fspath(accelerator)
-    from approxtvm.compiler.plain import to_plain
-
-    return json.dumps(to_plain(accelerator))
+    return json.dumps(accelerator.to_dict())  # type: ignore[attr-defined]
