@@ -12,8 +12,7 @@ from approxtvm.cli import main
 from approxtvm.errors import ConfigError, PolicyError
 from approxtvm.runtime.faults.physics import noc_ber, sram_ber
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
-from approxtvm.targets.vacc.provenance import spec_sources, unsourced
-from approxtvm.targets.vacc.spec_cli import _spec_names
+from approxtvm.targets.vacc.provenance import shipped_specs, spec_sources, unsourced
 from approxtvm.targets.vacc.technology import (
     apply_technology,
     load_technology,
@@ -29,7 +28,7 @@ def test_shipped_presets_load_and_every_number_has_a_source() -> None:
         assert rows and all(src.strip() for _, _, src in rows), name
 
 
-@pytest.mark.parametrize("name", _spec_names())
+@pytest.mark.parametrize("name", shipped_specs())
 def test_shipped_specs_source_every_number(name: str) -> None:
     assert unsourced(name) == []
     rows = spec_sources(name)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from approxtvm.targets.vacc.components import (
     Precision,
     SramVoltageModel,
 )
+from approxtvm.targets.vacc.provenance import spec_path
 from approxtvm.targets.vacc.spec_schema import build as _build
 from approxtvm.targets.vacc.spec_schema import check as _check
 from approxtvm.targets.vacc.spec_schema import rekey as _rekey
@@ -241,24 +241,7 @@ class AcceleratorSpec:
     @staticmethod
     def load(name_or_path: str | Path) -> AcceleratorSpec:
         """Load a shipped spec by name (``"simba_like"``) or a YAML file by path."""
-        p = Path(name_or_path)
-        if p.suffix in (".yaml", ".yml") or p.exists():
-            return AcceleratorSpec.from_yaml(p)
-        shipped = importlib.resources.files("approxtvm.targets.vacc").joinpath("specs", f"{name_or_path}.yaml")
-        if not shipped.is_file():
-            names = sorted(
-                r.name.removesuffix(".yaml")
-                for r in importlib.resources.files("approxtvm.targets.vacc").joinpath("specs").iterdir()
-                if r.name.endswith(".yaml")
-            )
-            raise ConfigError(
-                f"unknown accelerator {name_or_path!r}",
-                expected=f"one of {names} or a YAML path",
-                found=str(name_or_path),
-                fix="pass a shipped name or an existing .yaml file",
-            )
-        with importlib.resources.as_file(shipped) as real:
-            return AcceleratorSpec.from_yaml(real)
+        return AcceleratorSpec.from_yaml(spec_path(name_or_path))
 
     # -- queries ----------------------------------------------------------------------------------
 

@@ -42,8 +42,14 @@ class SourcedValue:
         return self.source.lower().startswith("estimate")
 
 
+def shipped_specs() -> list[str]:
+    """Names of the accelerator specs shipped with the package."""
+    folder = importlib.resources.files("approxtvm.targets.vacc").joinpath("specs")
+    return sorted(r.name.removesuffix(".yaml") for r in folder.iterdir() if r.name.endswith(".yaml"))
+
+
 def spec_path(name_or_path: str | Path) -> Path:
-    """The YAML file of a shipped spec name or a path."""
+    """The YAML file of a shipped spec name or a path (what :meth:`AcceleratorSpec.load` reads)."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
         return p
@@ -51,9 +57,9 @@ def spec_path(name_or_path: str | Path) -> Path:
     if not res.is_file():
         raise ConfigError(
             f"unknown accelerator {name_or_path!r}",
-            expected="a shipped spec name or a YAML path",
+            expected=f"one of {shipped_specs()} or a YAML path",
             found=str(name_or_path),
-            fix="see `approxtvm spec list`",
+            fix="pass a shipped name or an existing .yaml file",
         )
     with importlib.resources.as_file(res) as real:
         return Path(real)

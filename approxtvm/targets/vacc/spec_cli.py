@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.resources
 import json
 from typing import Any
 
@@ -18,23 +17,18 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_spec)
 
 
-def _spec_names() -> list[str]:
-    folder = importlib.resources.files("approxtvm.targets.vacc").joinpath("specs")
-    return sorted(r.name.removesuffix(".yaml") for r in folder.iterdir() if r.name.endswith(".yaml"))
-
-
 def cmd_spec(args: argparse.Namespace) -> int:
     """List specs / presets, or print a spec's numbers with their sources."""
     from rich.console import Console
     from rich.table import Table
 
     from approxtvm.errors import ConfigError
-    from approxtvm.targets.vacc.provenance import spec_sources
+    from approxtvm.targets.vacc.provenance import shipped_specs, spec_sources
     from approxtvm.targets.vacc.technology import load_technology, shipped_technologies, technology_sources
 
     console = Console()
     if args.action == "list":
-        names = _spec_names()
+        names = shipped_specs()
         print(json.dumps({"specs": names}) if args.json else "\n".join(names))
         return 0
     if args.action == "technologies":
