@@ -109,6 +109,7 @@ class AccessCounts:
             acc = buf.setdefault((b, t), [0, 0])
             acc[0] += r
             acc[1] += w
+
         def merged(a: tuple[tuple[str, int, int, int], ...], b: tuple[tuple[str, int, int, int], ...]) -> Any:
             out: dict[str, list[int]] = {}
             for t, *vals in (*a, *b):

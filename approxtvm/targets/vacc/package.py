@@ -118,19 +118,19 @@ def sub_shape(shape: LayerShape, partition: Partition) -> LayerShape:
     """
     b = shape.bounds
     for d, n in partition.splits:
-        if b[d] % n:
-            raise ScheduleError(
-                f"partition {partition.label()} does not divide the layer",
-                expected=f"{d} = {b[d]} divisible by {n}",
-                found=f"{b[d]} % {n} = {b[d] % n}",
-                fix="split along divisors only",
-            )
         if d in ("K", "C") and shape.groups > 1:
             raise ScheduleError(
                 f"partition {partition.label()} splits {d} of a grouped layer",
                 expected="G splits for grouped layers",
                 found=f"groups = {shape.groups}",
                 fix="split G instead",
+            )
+        if b[d] % n:
+            raise ScheduleError(
+                f"partition {partition.label()} does not divide the layer",
+                expected=f"{d} = {b[d]} divisible by {n}",
+                found=f"{b[d]} % {n} = {b[d] % n}",
+                fix="split along divisors only",
             )
     if not partition.splits:
         return shape

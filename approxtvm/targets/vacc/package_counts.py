@@ -121,7 +121,7 @@ def package_traffic(partition: Partition, sub: AccessCounts, spec: AcceleratorSp
     writes: Counter[str] = Counter()
 
     def send(tensor: str, bits: int, links: list[Link]) -> None:
-        if not bits:
+        if not bits or not links:  # the chiplet at the memory node: nothing crosses the package
             return
         t = traffic.setdefault(tensor, [0, 0, 0])
         t[0] += bits
