@@ -12,7 +12,7 @@ from approxtvm.runtime.faults.plan import TENSORS, fault_buffers
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.mapping import Mapping
 from approxtvm.targets.vacc.tilewalk import TileWalk
-from approxtvm.targets.vacc.workload import DIMS
+from approxtvm.targets.vacc.workload import DIMS, LayerShape
 
 __all__ = ["DIM_INDEX", "FAULT_DIMS", "TileGeometry", "tile_geometry"]
 
@@ -77,9 +77,17 @@ class TileGeometry:
         return tuple(e.values())
 
 
+def fault_injectable(shape: LayerShape) -> bool:
+    """Whether NoC / SRAM faults are injected into a layer of this shape (ungrouped conv2d and dense).
+
+    The experiments' knob-reach report asks this too, so it states what :func:`tile_geometry` accepts.
+    """
+    return shape.groups == 1 and shape.op != "matmul"
+
+
 def tile_geometry(mapping: Mapping, spec: AcceleratorSpec) -> TileGeometry:
     """The PE-level residencies of ``mapping`` (from its :class:`~approxtvm.targets.vacc.tilewalk.TileWalk`)."""
-    if mapping.shape.groups > 1 or mapping.shape.op == "matmul":
+    if not fault_injectable(mapping.shape):
         raise ScheduleError(
             f"fault injection on a {mapping.shape.op} layer with {mapping.shape.groups} groups",
             expected="NoC / SRAM faults on ungrouped conv2d and dense layers",
