@@ -9,8 +9,8 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from approxtvm.targets.vacc.spec_schema import check as _check
-from approxtvm.targets.vacc.spec_schema import check_energies as _check_energies
+from approxtvm.schema import check as _check
+from approxtvm.schema import check_energies as _check_energies
 
 __all__ = [
     "BUFFERS",
