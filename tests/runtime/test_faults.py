@@ -317,7 +317,7 @@ def test_seed_and_call_key_the_faults() -> None:
 
 
 def _energy(config: ApproxConfig) -> dict[str, float]:
-    from approxtvm.compiler.model import layer_energy
+    from approxtvm.runtime.energy import layer_energy
 
     shape = LayerShape.conv2d(1, 64, 64, 14, 14, 3, 3, pads=(1, 1, 1, 1))
     prog, _ = _program(shape, map_layer(shape, SPEC), config=config)
