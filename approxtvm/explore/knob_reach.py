@@ -1,10 +1,10 @@
 """Which share of a model's work each approximation knob reaches.
 
-A knob only changes the layers it can act on: the approximate multiplier and the energy of the NoC
-and SRAM knobs cover the offloaded layers; the NoC / SRAM fault model (their accuracy effect)
-covers the layers :func:`~approxtvm.runtime.faults.geometry.fault_injectable` accepts; compression
-covers the stored weights of offloaded layers (not the run-time operand of an activation ×
-activation MatMul). Layers kept on the host (unsupported, or a policy's ``host:`` rule) reach none.
+A knob only changes the layers it can act on: the approximate multiplier, and the NoC swing and
+SRAM voltage (energy and fault injection, which covers every offloaded layer kind, grouped convs and
+activation × activation MatMuls included), act on the offloaded layers; compression acts on the
+stored weights of offloaded layers (not on the run-time operand of an activation × activation
+MatMul). Layers kept on the host (unsupported, or a policy's ``host:`` rule) reach no knob.
 Without these shares an accuracy-vs-energy result can silently be about a fraction of the network;
 the experiments and the demo print them per model.
 """
@@ -15,15 +15,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from approxtvm.compiler.model import CompiledModel
-from approxtvm.runtime.faults.geometry import fault_injectable
 
 #: Row label → (unit, field of the reached amount, field of the total) of :meth:`KnobReach.shares`.
 KNOB_ROWS: dict[str, tuple[str, str, str]] = {
     "approximate multiplier": ("MACs", "offloaded_macs", "total_macs"),
-    "NoC swing: energy": ("MACs", "offloaded_macs", "total_macs"),
-    "NoC swing: faults (accuracy)": ("MACs", "fault_macs", "total_macs"),
-    "SRAM voltage: energy": ("MACs", "offloaded_macs", "total_macs"),
-    "SRAM voltage: faults (accuracy)": ("MACs", "fault_macs", "total_macs"),
+    "NoC swing (energy and faults)": ("MACs", "offloaded_macs", "total_macs"),
+    "SRAM voltage (energy and faults)": ("MACs", "offloaded_macs", "total_macs"),
     "weight compression": ("weights", "compressible_weight_elements", "total_weight_elements"),
 }
 
@@ -61,9 +58,8 @@ class KnobReach:
     total_macs
         MACs of every MAC-bearing ONNX node, offloaded or not.
     offloaded_macs
-        MACs of the offloaded layers: the approximate multiplier applies and NoC / SRAM energy is priced.
-    fault_macs
-        Offloaded MACs of layers the NoC / SRAM fault model injects into (their accuracy effect).
+        MACs of the offloaded layers: the approximate multiplier applies, NoC / SRAM energy is priced
+        and their faults are injected.
     total_weight_elements
         Constant weight elements of every MAC node.
     compressible_weight_elements
@@ -81,7 +77,6 @@ class KnobReach:
     model: str
     total_macs: int
     offloaded_macs: int
-    fault_macs: int
     total_weight_elements: int
     compressible_weight_elements: int
     applied_multiplier_macs: int
@@ -129,7 +124,7 @@ def knob_reach(model: CompiledModel, name: str) -> KnobReach:
         Model name for the report.
     """
     schedules = model.schedules
-    total = offloaded = faulty = 0
+    total = offloaded = 0
     weights = compressible = 0
     mult = noc = sram = compressed = 0
     host: list[HostLayer] = []
@@ -145,7 +140,6 @@ def knob_reach(model: CompiledModel, name: str) -> KnobReach:
             continue
         sch = schedules[node.layer_id]
         offloaded += macs
-        faulty += macs if fault_injectable(sch.shape) else 0
         # an activation × activation MatMul has no stored weight (codegen forces compression off)
         compressible += node.weight_elements if sch.shape.op != "matmul" else 0
         cfg = sch.config
@@ -157,7 +151,6 @@ def knob_reach(model: CompiledModel, name: str) -> KnobReach:
         name,
         total,
         offloaded,
-        faulty,
         weights,
         compressible,
         mult,

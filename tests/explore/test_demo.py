@@ -9,7 +9,7 @@ from approxtvm.explore.knob_reach import HostLayer, KnobReach
 
 
 def test_demo_markdown_shows_the_knob_reach(tmp_path: Path) -> None:
-    reach = KnobReach("m", 1000, 750, 500, 100, 80, 750, 0, 0, 0, (HostLayer("fc", 250, "the policy keeps it"),), 0)
+    reach = KnobReach("m", 1000, 750, 100, 80, 750, 0, 0, 0, (HostLayer("fc", 250, "the policy keeps it"),), 0)
     row = {"policy": "p", "top1": 0.9, "agreement_with_exact": 1.0, "energy_per_inference_pj": 2e3, "pj_per_mac": 1.0}
     summary = {
         "model": "m",
@@ -22,5 +22,5 @@ def test_demo_markdown_shows_the_knob_reach(tmp_path: Path) -> None:
     md = (tmp_path / "r.md").read_text()
     assert "| p | 90.00 | 100.0 | 2.0 | 1.000 | 75.0 |" in md
     assert "| approximate multiplier | MACs | 75.0 % |" in md
-    assert "| NoC swing: faults (accuracy) | MACs | 50.0 % |" in md
+    assert "| SRAM voltage (energy and faults) | MACs | 75.0 % |" in md
     assert "| weight compression | weights | 80.0 % |" in md and "`fc` (the policy keeps it)" in md

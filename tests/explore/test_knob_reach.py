@@ -80,17 +80,23 @@ def test_applied_shares_follow_per_layer_rules(digits) -> None:
     assert r.applied_multiplier_macs == r.applied_noc_macs == 0
 
 
-def test_depthwise_layers_reach_the_multiplier_but_not_the_fault_model() -> None:
-    """MobileNet-V2: all MACs offloaded; NoC/SRAM faults skip the grouped convs (their accuracy effect)."""
+def test_depthwise_layers_count_and_a_kept_depthwise_layer_is_subtracted_exactly() -> None:
+    """MobileNet-V2: every MAC offloaded (depthwise included); keeping one depthwise conv on the host
+    lowers the multiplier and NoC/SRAM shares by its MACs and the compression share by its weights."""
     e = zoo_models.entry("mobilenet_v2_trained")
     proto = zoo_models.load(e.name)
     facts = _conv_facts(proto, 1)
-    grouped = sum(m for m, _, g in facts.values() if g > 1)
-    assert grouped > 0
-    model = compile_onnx(proto, None, calibration=zoo_models.calibration_inputs(e, 8), batch_size=1)
-    r = knob_reach(model, e.name)
-    assert r.total_macs == e.macs_per_image  # the zoo generator's own count
-    assert r.offloaded_macs == r.total_macs
-    assert r.total_macs - r.fault_macs == grouped
-    s = r.shares()
-    assert s["NoC swing: faults (accuracy)"] < s["approximate multiplier"] == 1.0
+    calib = zoo_models.calibration_inputs(e, 8)
+    full = knob_reach(compile_onnx(proto, None, calibration=calib, batch_size=1), e.name)
+    assert full.total_macs == e.macs_per_image  # the zoo generator's own count
+    assert full.offloaded_macs == full.total_macs and not full.host_layers
+    depthwise = next(name for name, (_, _, g) in facts.items() if g > 1)
+    kept = ApproxPolicy.from_dict({"host": [depthwise]})
+    part = knob_reach(compile_onnx(proto, kept, calibration=calib, batch_size=1), e.name)
+    macs, weights, _ = facts[depthwise]
+    assert full.offloaded_macs - part.offloaded_macs == macs
+    assert full.compressible_weight_elements - part.compressible_weight_elements == weights
+    assert [h.node for h in part.host_layers] == [depthwise]
+    s = part.shares()
+    assert s["NoC swing (energy and faults)"] == s["approximate multiplier"]
+    assert s["approximate multiplier"] == pytest.approx(1 - macs / full.total_macs, rel=1e-12)

@@ -65,10 +65,10 @@ def write_report(result: ExperimentsResult, out_dir: Path) -> ExperimentsReport:
         md += [
             "## Knob reach: the share of each model a knob can change",
             "",
-            "An approximation knob acts only on the layers it reaches: the multiplier and the NoC/SRAM energy on "
-            "the offloaded layers, the NoC/SRAM fault model (their accuracy effect) on the layers it injects "
-            "into, compression on the stored weights of offloaded layers. Layers on the host reach no knob, so "
-            "the results below are about this share of each model.",
+            "An approximation knob acts only on the layers it reaches: the multiplier, the NoC swing and the "
+            "SRAM voltages (energy and faults) on the offloaded layers, compression on the stored weights of "
+            "offloaded layers. Layers on the host reach no knob, so the results below are about this share of "
+            "each model.",
             "",
             *reach_table_md(list(result.reach)),
             "",
