@@ -87,6 +87,7 @@ def test_report_files(report, tmp_path: Path) -> None:
 
 def test_experiments_full_runs_the_sensitivity_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from approxtvm.explore import experiments, sensitivity
+    from approxtvm.explore.experiments.sensitivity_section import sensitivity_section
 
     calls = []
 
@@ -103,7 +104,7 @@ def test_experiments_full_runs_the_sensitivity_section(tmp_path: Path, monkeypat
     assert experiments.ExperimentSettings.full().sensitivity and not experiments.ExperimentSettings.quick().sensitivity
     notes: list[str] = []
     s = experiments.ExperimentSettings.quick().with_limit(30)
-    experiments._sensitivity(s, tmp_path, notes, None)
+    sensitivity_section(s, tmp_path, notes, None)
     assert calls == [("digits_cnn", 30)]
     assert (tmp_path / "sensitivity" / "sensitivity.md").is_file()
     assert notes and "BER x10" in notes[0]  # the NoC knee moved in that scenario

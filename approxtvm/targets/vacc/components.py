@@ -9,13 +9,14 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from approxtvm.targets.vacc.spec_schema import check as _check
-from approxtvm.targets.vacc.spec_schema import check_energies as _check_energies
+from approxtvm.schema import check as _check
+from approxtvm.schema import check_energies as _check_energies
 
 __all__ = [
     "BUFFERS",
     "BUFFER_LEVEL",
     "DRAM",
+    "SRAM_FAILURE_MODES",
     "EnergyTable",
     "MemoryLevel",
     "NoC",
@@ -43,6 +44,8 @@ BUFFERS: tuple[str, ...] = (
     "weight_register",
 )
 _TENSORS = frozenset({"weight", "input", "output"})
+#: How an SRAM bit-cell failure reaches the data: once per tile residency, on every read, or both.
+SRAM_FAILURE_MODES = ("write", "read", "both")
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,6 +417,13 @@ class SramVoltageModel:
     ber_table
         ``(voltage_v, bit_error_rate)`` points, voltages strictly decreasing, BER non-decreasing;
         interpolated log-linearly by :meth:`ber_at`.
+    failure_mode
+        How a bit-cell failure reaches the data, as the table's source observed it (one of
+        :data:`SRAM_FAILURE_MODES`): ``write`` — a stored word is corrupted once per tile residency
+        and the flip persists until the tile is replaced (data held and read back at the low
+        supply); ``read`` — every read of a word fails independently (read disturb / sensing
+        failure); ``both``. The fault planner uses it unless ``FaultOptions.sram_fault_mode`` says
+        otherwise.
     """
 
     nominal_vdd_v: float = 0.9
@@ -424,8 +434,17 @@ class SramVoltageModel:
         (0.6, 1e-4),
         (0.5, 1e-2),
     )
+    failure_mode: str = "write"
 
     def __post_init__(self) -> None:
+        _check(
+            self.failure_mode in SRAM_FAILURE_MODES,
+            "failure_mode",
+            "unknown SRAM failure mode",
+            expected=f"one of {SRAM_FAILURE_MODES}",
+            found=self.failure_mode,
+            fix="write (once per residency), read (every read) or both",
+        )
         _check(
             0 < self.nominal_vdd_v <= 5,
             "nominal_vdd_v",
@@ -444,6 +463,22 @@ class SramVoltageModel:
         )
         volts = [v for v, _ in self.ber_table]
         bers = [b for _, b in self.ber_table]
+        _check(
+            all(0 < v <= 5 for v in volts),
+            "ber_table",
+            "impossible voltage in the table",
+            expected="0 < V <= 5 for every point",
+            found=volts,
+            fix="give volts",
+        )
+        _check(
+            volts[-1] < self.nominal_vdd_v,
+            "ber_table",
+            "no point below the nominal supply",
+            expected=f"a lowest point below nominal_vdd_v = {self.nominal_vdd_v} V",
+            found=volts,
+            fix="add the scaled-supply measurements (or correct nominal_vdd_v)",
+        )
         _check(
             all(a > b for a, b in itertools.pairwise(volts)),
             "ber_table",
