@@ -107,7 +107,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("approxtvm.passes",),
     ("approxtvm.runtime",),
     ("approxtvm.targets",),
-    ("approxtvm.errors",),
+    ("approxtvm.errors", "approxtvm.schema"),
 )
 
 

@@ -17,7 +17,6 @@ from tvm import relax
 from approxtvm.compiler import frontend
 from approxtvm.compiler.host_graph import HostMacs, locate_layers, mac_nodes
 from approxtvm.compiler.host_ort import OrtHost
-from approxtvm.compiler.plain import from_plain, to_plain
 from approxtvm.errors import DataError, ModelError
 from approxtvm.runtime.energy import EnergyReport, UncoveredLayer, layer_energy
 from approxtvm.runtime.executor import CallLog, LayerProgram
@@ -29,7 +28,8 @@ from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.schedule import LayerSchedule
 
 LOG = logging.getLogger("approxtvm")
-SAVE_FORMAT = 1
+#: 2: the accelerator is saved in its spec-file layout (``AcceleratorSpec.to_dict``).
+SAVE_FORMAT = 2
 #: Engines that can run the host part (everything not offloaded): ``onnxruntime`` runs the QDQ
 #: graph itself in segments around the offloaded layers; ``tvm`` is the Relax VM build.
 HOSTS = ("onnxruntime", "tvm")
@@ -279,7 +279,7 @@ class CompiledModel:
             "batch_size": self.batch_size,
             "host": self.host,
             "policy": self.policy.to_dict(),
-            "accelerator": to_plain(self.spec),
+            "accelerator": self.spec.to_dict(),
             "schedules": [p.schedule.to_dict() for p in self.programs.values()],
             "host_reasons": self.host_reasons,
         }
@@ -309,7 +309,7 @@ class CompiledModel:
                 found=str(manifest.get("format")),
                 fix="recompile and save with this approxtvm",
             )
-        spec = from_plain(AcceleratorSpec, manifest["accelerator"])
+        spec = AcceleratorSpec.from_dict(manifest["accelerator"], f"{mpath}: accelerator")
         resolver = resolver_cls(spec)
         weights = np.load(path / "weights.npz")
         log = CallLog()
