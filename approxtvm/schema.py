@@ -32,7 +32,7 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from approxtvm.errors import ApproxTvmError, ConfigError
 
-__all__ = ["FieldHook", "Invalid", "Schema", "check", "check_energies", "nested"]
+__all__ = ["FieldHook", "Invalid", "Schema", "check", "check_energies", "nested", "rekey"]
 
 T = TypeVar("T")
 
@@ -271,13 +271,19 @@ class Schema:
             where = ".".join(p for p in (key, leaf.key) if p) or "<top level>"
             return self.fail(source, where, leaf.what, expected=leaf.expected, found=leaf.found, fix=leaf.fix)
         if isinstance(leaf, ApproxTvmError):
-            # a __post_init__ check: "<field>: <what>", relative to the dataclass at ``key``
-            field, sep, what = leaf.what.partition(": ")
-            if not sep:
-                field, what = "", leaf.what
-            full = ".".join(p for p in (key, field) if p)
-            return self.fail(source, full, what, expected=leaf.expected, found=leaf.found, fix=leaf.fix)
+            return rekey(leaf, source, key, self.error)
         raise exc  # a programming error (an unsupported field type), not a user error
+
+
+def rekey(exc: ApproxTvmError, source: str, path: str, error: type[ApproxTvmError] | None = None) -> ApproxTvmError:
+    """A ``"<field>: <what>"`` error from a ``__post_init__`` check, prefixed with the file and the key
+    path of the dataclass that raised it (``error``: the class to raise, default ``type(exc)``)."""
+    field, sep, what = exc.what.partition(": ")
+    if not sep:
+        field, what = "", exc.what
+    full = ".".join(p for p in (path, field) if p)
+    where = f"{source}: key {full!r}" if full else source
+    return (error or type(exc))(f"{where}: {what}", expected=exc.expected, found=exc.found, fix=exc.fix)
 
 
 def _segment(exc: BaseException) -> str:

@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from approxtvm.errors import ConfigError
+from approxtvm.schema import rekey
 from approxtvm.targets.vacc.components import SRAM_FAILURE_MODES
 from approxtvm.targets.vacc.hardware import AcceleratorSpec, SramVoltageModel
-from approxtvm.targets.vacc.spec_schema import rekey
 from approxtvm.targets.vacc.yaml_io import load_strict_yaml
 
 #: How an SRAM failure reaches the data (``SramVoltageModel.failure_mode``, used by the fault planner).
