@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from approxtvm.explore.evaluator import EvalContext
+from approxtvm.explore.experiments.calibration import calibration_inputs
 from approxtvm.explore.experiments.settings import ExperimentSettings
 from approxtvm.explore.nsga import Point
 
@@ -18,17 +19,11 @@ def knee_compression(s: ExperimentSettings, knee: Point, notes: list[str]) -> di
         notes.append(f"Experiment 5 skipped: weight compression is not available in this build ({exc}).")
         return None
     from approxtvm.errors import ApproxTvmError
-    from approxtvm.explore.evaluator import CALIBRATION_SAMPLES, load_context_data, load_model_proto
-    from approxtvm.models import calibration_data, load_dataset
+    from approxtvm.explore.evaluator import load_context_data, load_model_proto
 
     data = load_context_data(EvalContext(s.pareto_model, s.data, s.limit))
     proto = load_model_proto(s.pareto_model)
-    if s.calibration:
-        calib = load_dataset(s.calibration).x[:CALIBRATION_SAMPLES]
-    elif s.pareto_model.startswith("digits"):
-        calib = load_dataset("digits:train").x[:CALIBRATION_SAMPLES]
-    else:
-        calib = calibration_data(proto, n=8)
+    calib = calibration_inputs(s.pareto_model, s.calibration, proto)
     try:
         summary = compression_study(
             proto,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from approxtvm.explore.experiments.settings import ExperimentSettings
+from approxtvm.explore.knob_reach import KnobReach
 from approxtvm.explore.nsga import ExploreResult, Point
 from approxtvm.explore.search_comparison import SearchComparison
 
@@ -78,6 +79,8 @@ class ExperimentsResult:
         Wall time of the experiments (s).
     evaluations
         Evaluations in the journal at the end.
+    reach
+        Per model, the share of MACs / weights each knob can change (:mod:`approxtvm.explore.knob_reach`).
     """
 
     settings: ExperimentSettings
@@ -87,6 +90,7 @@ class ExperimentsResult:
     notes: list[str]
     wall_s: float
     evaluations: int
+    reach: tuple[KnobReach, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

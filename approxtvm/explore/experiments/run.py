@@ -13,6 +13,7 @@ from approxtvm.explore.experiments.compression import knee_compression
 from approxtvm.explore.experiments.console import say
 from approxtvm.explore.experiments.isolation import isolation_sweeps
 from approxtvm.explore.experiments.pareto import fit_budget, pareto_experiment
+from approxtvm.explore.experiments.reach import model_reach
 from approxtvm.explore.experiments.results import ExperimentsReport, ExperimentsResult
 from approxtvm.explore.experiments.sensitivity_section import sensitivity_section
 from approxtvm.explore.experiments.settings import ExperimentSettings
@@ -74,6 +75,8 @@ def run_experiments(
                 if s.resnet50_sweeps
                 else {}
             )
+            say(console, f"knob reach: compiling {', '.join([*studies, *heavy])} once (exact)")
+            reach = tuple(model_reach(st.context) for st in (*studies.values(), *heavy.values()))
             say(console, f"experiments 1–3: knobs in isolation on {', '.join([*studies, *heavy])} ({ex.description})")
             sweeps = isolation_sweeps(studies, heavy, s, console)
             if s.time_budget_s is not None:
@@ -92,12 +95,12 @@ def run_experiments(
             say(console, "experiment 5: weight compression on the knee point")
             compression = knee_compression(s, pareto.knee, notes)
             if s.sensitivity:
-                sensitivity_section(s, out_dir, notes, console)
+                sensitivity_section(s, out_dir, notes, console, journal=journal, executor=ex)
             count = journal.count()
     finally:
         if own:
             ex.close()
-    result = ExperimentsResult(s, sweeps, pareto, compression, notes, time.perf_counter() - t0, count)
+    result = ExperimentsResult(s, sweeps, pareto, compression, notes, time.perf_counter() - t0, count, reach)
     return write_report(result, out_dir)
 
 

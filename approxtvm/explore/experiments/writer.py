@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from approxtvm.explore.experiments.results import ExperimentsReport, ExperimentsResult, Sweep
+from approxtvm.explore.knob_reach import reach_table_md
 
 _TITLES = {
     "multipliers": "1. Approximate multipliers in isolation (same multiplier on every layer)",
@@ -60,6 +61,18 @@ def write_report(result: ExperimentsResult, out_dir: Path) -> ExperimentsReport:
     ]
     if result.notes:
         md += [f"- {n}" for n in result.notes] + [""]
+    if result.reach:
+        md += [
+            "## Knob reach: the share of each model a knob can change",
+            "",
+            "An approximation knob acts only on the layers it reaches: the multiplier, the NoC swing and the "
+            "SRAM voltages (energy and faults) on the offloaded layers, compression on the stored weights of "
+            "offloaded layers. Layers on the host reach no knob, so the results below are about this share of "
+            "each model.",
+            "",
+            *reach_table_md(list(result.reach)),
+            "",
+        ]
     for sw in result.sweeps:
         plot = f"sweep_{sw.knob}.png"
         plot_sweep(out_dir / plot, sw.labels, sw.series, _TITLES[sw.knob], _XLABEL[sw.knob])
@@ -208,6 +221,7 @@ def write_report(result: ExperimentsResult, out_dir: Path) -> ExperimentsReport:
         },
         "compression": result.compression,
         "notes": result.notes,
+        "knob_reach": {r.model: r.to_dict() for r in result.reach},
         "wall_s": result.wall_s,
         "evaluations": result.evaluations,
     }

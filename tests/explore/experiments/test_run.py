@@ -50,6 +50,10 @@ def test_experiments_report(tmp_path: Path) -> None:
         for other in ("grid", "random"):
             v = cmp["nsga2_vs"][other]["verdict"]
             assert v in ("better", "not better") and f"**{v}**" in md
+        # knob reach: digits_cnn is offloaded whole, so every knob reaches all of it
+        assert "## Knob reach" in md and "| approximate multiplier | MACs | 100.0 % |" in md
+        reach = s["knob_reach"]["digits_cnn"]
+        assert reach["offloaded_macs"] == reach["total_macs"] > 0 and reach["host_layers"] == []
         assert "| mul8u_2HH | 0.302 |" in md  # experiment 1: published power next to the accuracy loss
         # a second run finds everything in the journal
         before = s["evaluations"]
