@@ -557,6 +557,9 @@ class PackageNetwork:
         Full swing of the package links, volts (the ``nop_swing_v`` knob scales below it).
     sigma_v
         Receiver noise σ of the package links for ``BER = Q(V_sw / (2σ))``, volts.
+    mapping_objective
+        What the package mapper optimises when it splits layers across chiplets: ``energy``,
+        ``edp`` or ``latency`` (the chiplet mapper uses it for the sub-layers too).
     """
 
     chiplet_rows: int
@@ -569,6 +572,7 @@ class PackageNetwork:
     swing_model: str = "linear"
     nominal_swing_v: float = 0.2
     sigma_v: float = 0.01
+    mapping_objective: str = "energy"
 
     def __post_init__(self) -> None:
         for name in ("chiplet_rows", "chiplet_cols", "bandwidth_bits_per_cycle"):
@@ -601,6 +605,14 @@ class PackageNetwork:
             expected="0 < V <= 5",
             found=self.nominal_swing_v,
             fix="give the links' full swing in volts",
+        )
+        _check(
+            self.mapping_objective in ("energy", "edp", "latency"),
+            "mapping_objective",
+            "unknown mapper objective",
+            expected="energy, edp or latency",
+            found=self.mapping_objective,
+            fix="pick one of the three",
         )
         _check(
             0 < self.sigma_v < self.nominal_swing_v,
