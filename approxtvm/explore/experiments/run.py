@@ -95,7 +95,7 @@ def run_experiments(
             say(console, "experiment 5: weight compression on the knee point")
             compression = knee_compression(s, pareto.knee, notes)
             if s.sensitivity:
-                sensitivity_section(s, out_dir, notes, console)
+                sensitivity_section(s, out_dir, notes, console, journal=journal, executor=ex)
             count = journal.count()
     finally:
         if own:

@@ -176,6 +176,12 @@ class MemoryLevel:
         Energy of one access of ``width_bits`` (pJ); charged pro rata per bit.
     tensors
         Tensors stored (``weight``, ``input``, ``output``).
+    level
+        Mapping level of the buffer. Empty for the buffers of :data:`BUFFER_LEVEL` (their level is
+        fixed); any other buffer is an extra shared (one per chip) level above the PEs and names its
+        level here (``L2``, ``GlobalBuffer2``...). Levels above the PEs are ordered as their buffers
+        appear in the spec's ``memories``, innermost first (the shipped specs list the register first
+        and the global buffer last).
     """
 
     name: str
@@ -184,6 +190,7 @@ class MemoryLevel:
     read_energy_pj: float
     write_energy_pj: float
     tensors: tuple[str, ...]
+    level: str = ""
 
     def __post_init__(self) -> None:
         _check(
@@ -216,6 +223,11 @@ class MemoryLevel:
             found=self.tensors,
             fix="list the tensors this buffer stores",
         )
+
+    @property
+    def mapping_level(self) -> str:
+        """The mapping level this buffer sits at (:attr:`level`, or the fixed one of its name)."""
+        return self.level or BUFFER_LEVEL.get(self.name, "")
 
     @property
     def read_energy_pj_per_bit(self) -> float:
@@ -520,16 +532,34 @@ class SramVoltageModel:
 
 @dataclass(frozen=True, slots=True)
 class PackageNetwork:
-    """Package-level network joining several chiplets (Simba's network-on-package).
+    """Package-level network joining several chiplets (Simba's network-on-package, NoP).
+
+    The chiplets sit on a 2-D mesh of package routers with XY routing; the off-package memory
+    interface attaches to the router of :attr:`memory_node`. A hop is one inter-chiplet link plus
+    the router it enters, so a chiplet at the memory node receives without a hop (and a package of
+    one chiplet has no package traffic).
 
     Attributes
     ----------
     chiplet_rows, chiplet_cols
         Chiplet mesh.
     link_energy_pj_per_bit, router_energy_pj_per_bit
-        Energy per bit per inter-chiplet link / package router traversal.
+        Energy per bit per inter-chiplet link / package router traversal, at full swing.
     bandwidth_bits_per_cycle
-        Per-link bandwidth (latency model only).
+        Bits per chiplet-clock cycle one link carries in one direction (latency model).
+    memory_node
+        ``(x, y)`` of the chiplet whose package router the memory interface attaches to.
+    multicast
+        Whether one injection reaches several chiplets along the union of their XY routes.
+    swing_model
+        Link energy vs swing, as :attr:`NoC.swing_model` (``linear`` or ``quadratic``).
+    nominal_swing_v
+        Full swing of the package links, volts (the ``nop_swing_v`` knob scales below it).
+    sigma_v
+        Receiver noise σ of the package links for ``BER = Q(V_sw / (2σ))``, volts.
+    mapping_objective
+        What the package mapper optimises when it splits layers across chiplets: ``energy``,
+        ``edp`` or ``latency`` (the chiplet mapper uses it for the sub-layers too).
     """
 
     chiplet_rows: int
@@ -537,6 +567,12 @@ class PackageNetwork:
     link_energy_pj_per_bit: float
     router_energy_pj_per_bit: float
     bandwidth_bits_per_cycle: int = 64
+    memory_node: tuple[int, int] = (0, 0)
+    multicast: bool = True
+    swing_model: str = "linear"
+    nominal_swing_v: float = 0.2
+    sigma_v: float = 0.01
+    mapping_objective: str = "energy"
 
     def __post_init__(self) -> None:
         for name in ("chiplet_rows", "chiplet_cols", "bandwidth_bits_per_cycle"):
@@ -545,8 +581,58 @@ class PackageNetwork:
         _check_energies(
             self, ("link_energy_pj_per_bit", "router_energy_pj_per_bit"), expected=">= 0 pJ/bit", fix="give pJ per bit"
         )
+        mx, my = self.memory_node
+        _check(
+            0 <= mx < self.chiplet_cols and 0 <= my < self.chiplet_rows,
+            "memory_node",
+            "outside the chiplet mesh",
+            expected=f"x < {self.chiplet_cols}, y < {self.chiplet_rows}",
+            found=self.memory_node,
+            fix="attach the memory interface to a chiplet of the package",
+        )
+        _check(
+            self.swing_model in ("linear", "quadratic"),
+            "swing_model",
+            "unknown swing model",
+            expected="'linear' or 'quadratic'",
+            found=self.swing_model,
+            fix="pick one of the two",
+        )
+        _check(
+            0 < self.nominal_swing_v <= 5,
+            "nominal_swing_v",
+            "impossible voltage",
+            expected="0 < V <= 5",
+            found=self.nominal_swing_v,
+            fix="give the links' full swing in volts",
+        )
+        _check(
+            self.mapping_objective in ("energy", "edp", "latency"),
+            "mapping_objective",
+            "unknown mapper objective",
+            expected="energy, edp or latency",
+            found=self.mapping_objective,
+            fix="pick one of the three",
+        )
+        _check(
+            0 < self.sigma_v < self.nominal_swing_v,
+            "sigma_v",
+            "impossible noise",
+            expected="0 < σ < the nominal swing",
+            found=self.sigma_v,
+            fix="give σ in volts",
+        )
 
     @property
     def num_chiplets(self) -> int:
         """Chiplets in the package."""
         return self.chiplet_rows * self.chiplet_cols
+
+    def chiplet_xy(self, index: int) -> tuple[int, int]:
+        """``(x, y)`` of chiplet ``index`` (row-major: ``x = index mod cols``)."""
+        return index % self.chiplet_cols, index // self.chiplet_cols
+
+    def link_energy_scale(self, swing_v: float) -> float:
+        """Package link energy at swing ``swing_v`` relative to full swing (per :attr:`swing_model`)."""
+        ratio = swing_v / self.nominal_swing_v
+        return ratio if self.swing_model == "linear" else ratio * ratio
