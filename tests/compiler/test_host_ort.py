@@ -68,12 +68,8 @@ def test_approximate_layers_run_on_the_project_kernels(qdq_cnn: object) -> None:
     """An approximate multiplier is never short-circuited to onnxruntime: every layer call's
     accumulators equal the reference table convolution (activation = row, weight = column)."""
     model = compile_onnx(qdq_cnn, ApproxPolicy.uniform("mul8u_2HH"), batch_size=2)
-    model._log.trace = True
-    try:
-        res = model.run(calibration(2, seed=4))
-        traces = list(model._log.traces)
-    finally:
-        model._log.trace = False
+    res = model.run(calibration(2, seed=4), trace=True)
+    traces = res.traces
     assert res.counters["kernel_layers"] == model.layer_ids
     assert len(traces) == len(model.layer_ids)
     for lid, xq, acc in traces:

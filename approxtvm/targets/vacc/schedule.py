@@ -9,6 +9,7 @@ from typing import Any
 from approxtvm.errors import ScheduleError
 from approxtvm.targets.vacc.config import ApproxConfig
 from approxtvm.targets.vacc.mapping import Mapping
+from approxtvm.targets.vacc.package import PackageMapping
 from approxtvm.targets.vacc.workload import LayerShape
 
 SCHEDULE_VERSION = 1
@@ -137,6 +138,10 @@ class LayerSchedule:
         What each runtime input of the offloaded call is, in call order: ``x`` (the activation
         codes); for an activation × activation matmul ``a`` (first operand, table row) and ``b``
         (second operand, table column) in whichever order the partitioner passes them.
+    package
+        On a multi-chiplet spec, the package level: how the layer is split across chiplets and
+        the chiplet mapping of each part (energy and counts follow it); ``mapping`` is then the
+        whole layer's nest the kernels execute. ``None`` on a spec without a package.
     """
 
     layer_id: str
@@ -152,12 +157,13 @@ class LayerSchedule:
     outputs: tuple[str, ...] = ("result",)
     predicted: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     inputs: tuple[str, ...] = ("x",)
+    package: PackageMapping | None = None
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form; :meth:`from_dict` inverts it exactly."""
         q, i, w = self.quant, self.intrinsic, self.weight_layout
-        return {
+        out = {
             "version": SCHEDULE_VERSION,
             "layer_id": self.layer_id,
             "symbol": self.symbol,
@@ -193,6 +199,9 @@ class LayerSchedule:
             "predicted": self.predicted,
             "inputs": list(self.inputs),
         }
+        if self.package is not None:
+            out["package"] = self.package.to_dict()
+        return out
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> LayerSchedule:
@@ -235,6 +244,7 @@ class LayerSchedule:
             outputs=tuple(d["outputs"]),
             predicted=dict(d.get("predicted", {})),
             inputs=tuple(d.get("inputs", ["x"])),
+            package=PackageMapping.from_dict(d["package"]) if d.get("package") else None,
         )
 
     def to_json(self) -> str:
@@ -274,7 +284,8 @@ class LayerSchedule:
             f" {sorted(set(self.weight_layout.encoding))}, {self.weight_layout.total_bytes:,} B",
             "  loop nest:",
         ]
-        lines = head + ["    " + line for line in self.mapping.to_text().splitlines()]
+        nest = self.mapping if self.package is None else self.package
+        lines = head + ["    " + line for line in nest.to_text().splitlines()]
         counts = self.predicted.get("counts")
         if counts:
             util = counts["macs"] / counts["mac_slots"] if counts.get("mac_slots") else 0.0
@@ -291,5 +302,10 @@ class LayerSchedule:
                 f"    {'noc':<16}{n['tensor']:<8} bits {n['payload_bits']:>15,}  link-bit hops"
                 f" {n['link_bit_traversals']:>14,}"
                 for n in counts["noc_traffic"]
+            ]
+            lines += [
+                f"    {'package':<16}{n['tensor']:<8} bits {n['payload_bits']:>15,}  link-bit hops"
+                f" {n['link_bit_traversals']:>14,}"
+                for n in counts.get("package_traffic", ())
             ]
         return "\n".join(lines)
