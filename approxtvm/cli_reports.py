@@ -70,13 +70,32 @@ def inspect_doc(model_arg: str, model: Any, schedules: dict[str, Any]) -> dict[s
 
 
 def energy_doc(model_arg: str, model: Any) -> dict[str, Any]:
-    """``energy --json`` (one batch; energy does not depend on the data)."""
+    """``energy --json`` (one batch; energy does not depend on the data).
+
+    Latency is the layers' estimated cycles run one after the other; utilisation is the busy
+    MAC-cycles over all MAC-cycles of the accelerator (every chiplet of a package) in that time.
+    """
+    from approxtvm.targets.vacc.hierarchy import Hierarchy
+
     rep = model.energy_per_batch()
+    macs_per_cycle = model.spec.pe_array.num_macs * Hierarchy.of(model.spec).chiplets
+    schedules = model.schedules
+
+    def util(macs: int, cycles: int) -> float:
+        return macs / (cycles * macs_per_cycle) if cycles else 0.0
+
+    def split(layer_id: str) -> str | None:
+        s = schedules.get(layer_id)
+        return None if s is None or s.package is None else s.package.partition.label()
+
     return {
         **_header("energy", model_arg, model),
         "coverage": coverage(rep),
         "total_pj": rep.total_pj,
         "pj_per_mac": rep.pj_per_mac,
+        "latency_cycles": rep.latency_cycles,
+        "utilisation": util(rep.macs, rep.latency_cycles),
+        "chiplets": Hierarchy.of(model.spec).chiplets,
         "by_component": rep.by_component(),
         "layers": [
             {
@@ -84,6 +103,9 @@ def energy_doc(model_arg: str, model: Any) -> dict[str, Any]:
                 "macs": le.macs,
                 "total_pj": le.total_pj,
                 "pj_per_mac": le.pj_per_mac,
+                "latency_cycles": le.latency_cycles,
+                "utilisation": util(le.macs, le.latency_cycles),
+                "partition": split(le.layer_id),
                 "by_component": le.by_component(),
             }
             for le in rep.layers

@@ -10,6 +10,7 @@ from approxtvm.errors import ScheduleError
 from approxtvm.schema import FieldHook, Schema
 from approxtvm.targets.vacc.config import ApproxConfig
 from approxtvm.targets.vacc.mapping import Mapping
+from approxtvm.targets.vacc.package import PackageMapping
 from approxtvm.targets.vacc.workload import LayerShape
 
 SCHEDULE_VERSION = 1
@@ -138,6 +139,10 @@ class LayerSchedule:
         What each runtime input of the offloaded call is, in call order: ``x`` (the activation
         codes); for an activation × activation matmul ``a`` (first operand, table row) and ``b``
         (second operand, table column) in whichever order the partitioner passes them.
+    package
+        On a multi-chiplet spec, the package level: how the layer is split across chiplets and
+        the chiplet mapping of each part (energy and counts follow it); ``mapping`` is then the
+        whole layer's nest the kernels execute. ``None`` on a spec without a package.
     """
 
     layer_id: str
@@ -153,11 +158,15 @@ class LayerSchedule:
     outputs: tuple[str, ...] = ("result",)
     predicted: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     inputs: tuple[str, ...] = ("x",)
+    package: PackageMapping | None = None
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form; :meth:`from_dict` inverts it exactly."""
-        return {"version": SCHEDULE_VERSION, **SCHEDULE_SCHEMA.unstructure(self)}
+        out = {"version": SCHEDULE_VERSION, **SCHEDULE_SCHEMA.unstructure(self)}
+        if out["package"] is None:
+            del out["package"]  # single-chiplet schedules keep the form they had before packages
+        return out
 
     @staticmethod
     def from_dict(d: dict[str, Any], source: str = "schedule") -> LayerSchedule:
@@ -209,7 +218,8 @@ class LayerSchedule:
             f" {sorted(set(self.weight_layout.encoding))}, {self.weight_layout.total_bytes:,} B",
             "  loop nest:",
         ]
-        lines = head + ["    " + line for line in self.mapping.to_text().splitlines()]
+        nest = self.mapping if self.package is None else self.package
+        lines = head + ["    " + line for line in nest.to_text().splitlines()]
         counts = self.predicted.get("counts")
         if counts:
             util = counts["macs"] / counts["mac_slots"] if counts.get("mac_slots") else 0.0
@@ -227,16 +237,27 @@ class LayerSchedule:
                 f" {n['link_bit_traversals']:>14,}"
                 for n in counts["noc_traffic"]
             ]
+            lines += [
+                f"    {'package':<16}{n['tensor']:<8} bits {n['payload_bits']:>15,}  link-bit hops"
+                f" {n['link_bit_traversals']:>14,}"
+                for n in counts.get("package_traffic", ())
+            ]
         return "\n".join(lines)
 
 
 #: Schedules ↔ plain JSON (saved models, the BYOC layer blob). The layer shape, the policy's
-#: config and the mapping keep their own JSON forms (``to_dict`` / ``from_dict``).
+#: config, the mapping and the package mapping keep their own JSON forms (``to_dict`` / ``from_dict``).
 SCHEDULE_SCHEMA = Schema(
     ScheduleError,
     hooks=(
         FieldHook(LayerSchedule, "shape", lambda v, _: LayerShape.from_dict(v), lambda v, _: v.to_dict()),
         FieldHook(LayerSchedule, "config", lambda v, _: ApproxConfig.from_dict(v), lambda v, _: v.to_dict()),
         FieldHook(LayerSchedule, "mapping", lambda v, _: Mapping.from_dict(v), lambda v, _: v.to_dict()),
+        FieldHook(
+            LayerSchedule,
+            "package",
+            lambda v, _: PackageMapping.from_dict(v) if v else None,
+            lambda v, _: None if v is None else v.to_dict(),
+        ),
     ),
 )
