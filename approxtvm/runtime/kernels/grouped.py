@@ -10,10 +10,15 @@ Paths (the same names as :mod:`.dispatch`):
     one onnxruntime ``ConvInteger`` with ``group = G`` on uint8 × uint8 (signed operands are
     shifted by 128 and the shift is undone exactly by the operator's zero points).
 ``lowrank``
-    the multiplier's exact integer factorisation ``Σ_t U_t(x)·V_t(w)``, each term a grouped
-    convolution of the byte maps in float64 (exact: the bound ``Σ|U||V|·taps < 2^53`` is checked,
-    int64 otherwise).
-``table`` / ``table_gather`` / ``table_numpy``
+    with TVM and a 16-bit table: the column kernel below (the factorisation is exact, so the table
+    gives the same sums in one pass). Otherwise the multiplier's exact integer factorisation
+    ``Σ_t U_t(x)·V_t(w)``, each term a grouped convolution of the byte maps in float64 (exact: the
+    bound ``Σ|U||V|·taps < 2^53`` is checked, int64 otherwise).
+``table`` / ``table_perm`` / ``table_gather``
+    with TVM and a 16-bit table: the weight-stationary column kernel of :mod:`.table_perm` (one
+    256-entry column per weight, looked up by 32 activations at a time; register permutes on
+    AVX-512 BW). Otherwise, like ``table_numpy``:
+``table_numpy``
     a table gather per tap and per input channel of the group (``M`` applied product by product);
     groups with enough channels run one ordinary table convolution per group instead.
 ``reference``
@@ -144,8 +149,14 @@ def grouped_conv2d_products(
     if path == "lowrank":
         f = _factors_for(mult, np.ascontiguousarray(w).view(np.uint8), cache, path)
         xb = pad_input(x, g, pad_value).view(np.uint8)
+        if _column_kernel_ok(mult, cache):
+            # the factorisation is exact, so its sum equals the table's: one column-kernel pass
+            # costs less than r grouped convolutions of byte maps
+            return _column(xb, w, mult, groups, g, cache, threads)
         return _factor_grouped(xb, np.ascontiguousarray(w).view(np.uint8), f, groups, g)
     # table paths
+    if path in ("table", "table_perm", "table_gather") and _column_kernel_ok(mult, cache):
+        return _column(pad_input(x, g, pad_value).view(np.uint8), w, mult, groups, g, cache, threads)
     if groups <= PER_GROUP_MAX_GROUPS and cg * kg >= PER_GROUP_MIN_WORK:
         xp = pad_input(x, g, pad_value)
         parts = [
@@ -164,6 +175,35 @@ def grouped_conv2d_products(
         return np.concatenate(parts, axis=1)
     xb = pad_input(x, g, pad_value).view(np.uint8)
     return _table_grouped(xb, np.ascontiguousarray(w).view(np.uint8), mult.table, groups, g)
+
+
+def _column_kernel_ok(mult: Multiplier, cache: KernelCache) -> bool:
+    """Whether the TVM weight-stationary column kernel runs ``mult`` (TVM present, 16-bit table)."""
+    from approxtvm.runtime.kernels.dispatch import tvm_available
+
+    if not tvm_available():
+        return False
+    from approxtvm.runtime.kernels.table_perm import perm_dtype
+
+    return perm_dtype(mult.table) is not None
+
+
+def _column(
+    xb: np.ndarray,
+    w: np.ndarray,
+    mult: Multiplier,
+    groups: int,
+    g: ConvGeometry,
+    cache: KernelCache,
+    threads: int | None,
+) -> np.ndarray:
+    """The grouped table kernel of :mod:`.table_perm` on padded bytes ``xb``."""
+    from approxtvm.runtime.kernels.dispatch import _set_tvm_threads
+    from approxtvm.runtime.kernels.table_perm import grouped_table_tvm
+
+    _set_tvm_threads(threads)
+    wb = np.ascontiguousarray(w).view(np.uint8)
+    return grouped_table_tvm(xb, wb, mult.table, groups, _padded(g), cache.tvm_kernels(), mult.table_hash)
 
 
 def _padded(g: ConvGeometry) -> ConvGeometry:
