@@ -353,6 +353,21 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     path = save_report(report, args.out)
     console.print(report.to_markdown())
     console.print(f"report: {path}")
+    if args.search_generations > 0:  # experiment 4: the search itself, re-run per scenario
+        from approxtvm.explore.sensitivity_search import SearchBudget, run_search_report
+
+        budget = SearchBudget(args.search_pop, args.search_generations, limit=args.limit or SearchBudget.limit)
+        with console.status("search sensitivity") as status:
+            search = run_search_report(
+                args.model,
+                args.out,
+                data=args.data or "digits:test",
+                accelerator=_accelerator(args),
+                budget=budget,
+                progress=lambda msg: status.update(msg),
+            )
+        console.print(search.to_markdown())
+        console.print(f"report: {Path(args.out) / 'search.md'}")
     return 0
 
 
@@ -440,6 +455,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accelerator", default="simba_like")
     p.add_argument("--technology", help="fault-model preset or technology YAML")
     p.add_argument("--out", default="reports/sensitivity")
+    p.add_argument("--search-pop", type=int, default=8, help="experiment 4 re-search: NSGA-II population")
+    p.add_argument(
+        "--search-generations", type=int, default=4, help="experiment 4 re-search: generations per scenario (0: skip)"
+    )
     p.set_defaults(func=cmd_sensitivity)
     p = sub.add_parser("multipliers", help="list, show or import multipliers")
     p.add_argument("action", choices=["list", "show", "import"])

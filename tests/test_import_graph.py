@@ -91,3 +91,53 @@ def test_cycle_finder_finds_a_cycle() -> None:
 
 def test_no_import_cycle_in_approxtvm() -> None:
     assert _cycles(_graph(_modules())) == []
+
+
+#: The layers, top first: a module may import its own layer and the layers below it, never one
+#: above. Longest prefix wins. ``compiler > runtime > targets``: the compiler drives the runtime
+#: (the simulator), which executes on the accelerator description (``targets.vacc``: specs,
+#: mappings, schedules, costs). The BYOC glue (``targets.vacc.byoc`` and the package's
+#: ``__init__``, which registers it with TVM on import) ties codegen and execution together, so it
+#: sits at the compiler's level.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("approxtvm", "approxtvm.cli", "approxtvm.cli_reports"),
+    ("approxtvm.explore",),
+    ("approxtvm.models",),
+    ("approxtvm.compiler", "approxtvm.targets.vacc.byoc", "approxtvm.targets.vacc"),
+    ("approxtvm.passes",),
+    ("approxtvm.runtime",),
+    ("approxtvm.targets",),
+    ("approxtvm.errors", "approxtvm.schema"),
+)
+
+
+def _layer_of(module: str, layers: tuple[tuple[str, ...], ...] = LAYERS) -> int:
+    """Index of the layer whose longest prefix names ``module`` (a package init matches exactly)."""
+    best, best_len = -1, -1
+    for i, prefixes in enumerate(layers):
+        for p in prefixes:
+            exact_only = p in ("approxtvm", "approxtvm.targets.vacc")
+            hit = module == p if exact_only else (module == p or module.startswith(p + "."))
+            if hit and len(p) > best_len:
+                best, best_len = i, len(p)
+    return best
+
+
+def _upward(graph: dict[str, set[str]], layers: tuple[tuple[str, ...], ...] = LAYERS) -> list[str]:
+    return sorted(
+        f"{a} -> {b}" for a, deps in graph.items() for b in deps if _layer_of(b, layers) < _layer_of(a, layers)
+    )
+
+
+def test_layer_checker_finds_an_upward_import() -> None:
+    layers = (("p.top",), ("p.low",))
+    graph = {"p.top.a": {"p.low.b"}, "p.low.b": {"p.low.c"}, "p.low.c": {"p.top.a"}}
+    assert _upward(graph, layers) == ["p.low.c -> p.top.a"]
+
+
+def test_every_module_has_a_layer() -> None:
+    assert [m for m in _modules() if _layer_of(m) < 0] == []
+
+
+def test_no_module_imports_a_layer_above_it() -> None:
+    assert _upward(_graph(_modules())) == []

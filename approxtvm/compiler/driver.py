@@ -23,51 +23,14 @@ from approxtvm.compiler.weight_transforms import WeightTransforms, apply_weight_
 from approxtvm.errors import ModelError, PolicyError
 from approxtvm.runtime.executor import CallLog, LayerProgram, make_runner
 from approxtvm.runtime.kernels import KernelCache
-from approxtvm.runtime.multipliers import Multiplier, resolve_multiplier
-from approxtvm.runtime.multipliers.energy import exact_power_mw
-from approxtvm.targets.vacc.codegen import CodegenSession, LoweredLayer, MultiplierInfo, run_codegen
+from approxtvm.runtime.multipliers.resolver import MultiplierResolver
+from approxtvm.targets.vacc.codegen import CodegenSession, LoweredLayer, run_codegen
 from approxtvm.targets.vacc.compression import decompress_layer
 from approxtvm.targets.vacc.config import ApproxPolicy
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.partition import host_reasons
 
 LOG = logging.getLogger("approxtvm")
-
-
-class MultiplierResolver:
-    """Resolves multiplier specs once per compilation and prices them for the accelerator."""
-
-    def __init__(self, spec: AcceleratorSpec) -> None:
-        self.spec = spec
-        self.cache: dict[tuple[str, bool], Multiplier] = {}
-
-    def multiplier(self, name: str, signed: bool) -> Multiplier:
-        """The :class:`Multiplier` for a policy spec."""
-        key = (name, signed)
-        if key not in self.cache:
-            m = resolve_multiplier(name, signed=signed)
-            if m.signed != signed:
-                raise PolicyError(
-                    f"multiplier {name!r} is {'signed' if m.signed else 'unsigned'}",
-                    expected=f"a {'signed (mul8s_*)' if signed else 'unsigned (mul8u_*)'} multiplier "
-                    "for this model's operands",
-                    found=m.name,
-                    fix="pick a multiplier of the model's signedness or re-quantize the model",
-                )
-            self.cache[key] = m
-        return self.cache[key]
-
-    def info(self, name: str, signed: bool) -> MultiplierInfo:
-        """Codegen view: name, table hash and energy per multiply."""
-        m = self.multiplier(name, signed)
-        return MultiplierInfo(m.name, m.table_hash, mul_energy_pj(m, self.spec), m.signed, m.is_exact)
-
-
-def mul_energy_pj(m: Multiplier, spec: AcceleratorSpec) -> float:
-    """``E_mul = E_exact × P(m) / P(exact)`` (DESIGN §4): approximation scales only the multiply."""
-    if m.power_mw is None:  # unknown power: priced as the exact multiplier, never as free
-        return spec.energy.mul_energy_pj
-    return spec.energy.mul_energy_pj * m.power_mw / exact_power_mw(m.signed)
 
 
 def build_vm(mod: tvm.IRModule) -> tuple[relax.VMExecutable, relax.VirtualMachine]:

@@ -72,6 +72,8 @@ class HostMacs:
         The offloaded layer it belongs to, or ``None`` when it runs on the host.
     reason
         Why it stays on the host (empty when offloaded).
+    weight_elements
+        Elements of its constant weight initializer (0 when both operands are activations).
     """
 
     node: str
@@ -79,6 +81,7 @@ class HostMacs:
     macs: int | None
     layer_id: str | None
     reason: str = ""
+    weight_elements: int = 0
 
 
 @dataclass(frozen=True)
@@ -390,13 +393,16 @@ def mac_nodes(proto: onnx.ModelProto, layer_index: dict[str, int], batch_size: i
     producers = _producers(graph)
     inits = {t.name for t in graph.initializer}
     owner = {i: lid for lid, i in layer_index.items()}
+    sizes = {t.name: int(np.prod(t.dims, dtype=np.int64)) for t in graph.initializer}
     out = []
     for i, node in enumerate(graph.node):
         if node.op_type not in MAC_OPS:
             continue
         lid = owner.get(i)
         reason = "" if lid is not None else _host_reason(node, producers, inits)
-        out.append(HostMacs(_node_name(node, i), node.op_type, _node_macs(node, shapes), lid, reason))
+        src = _weight_source(node.input[1], producers, inits) if len(node.input) > 1 else None
+        weights = sizes[src] if src is not None else 0
+        out.append(HostMacs(_node_name(node, i), node.op_type, _node_macs(node, shapes), lid, reason, weights))
     return tuple(out)
 
 

@@ -16,13 +16,11 @@ from tvm import relax
 
 from approxtvm.compiler import frontend
 from approxtvm.compiler.host_graph import HostMacs, locate_layers, mac_nodes
-from approxtvm.compiler.plain import from_plain, to_plain
+from approxtvm.compiler.host_ort import OrtHost
 from approxtvm.errors import DataError, ModelError
-from approxtvm.runtime.counting import simulate_counts
-from approxtvm.runtime.energy import EnergyReport, LayerEnergy, UncoveredLayer, energy_of, energy_swing_v
+from approxtvm.runtime.energy import EnergyReport, UncoveredLayer, layer_energy
 from approxtvm.runtime.executor import CallLog, LayerProgram
 from approxtvm.runtime.faults import FaultOptions, ModelFaults
-from approxtvm.runtime.host_ort import OrtHost
 from approxtvm.runtime.kernels import KernelCache
 from approxtvm.runtime.kernels.cpu import detect_cpu
 from approxtvm.targets.vacc.config import ApproxPolicy
@@ -30,7 +28,8 @@ from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.schedule import LayerSchedule
 
 LOG = logging.getLogger("approxtvm")
-SAVE_FORMAT = 1
+#: 2: the accelerator is saved in its spec-file layout (``AcceleratorSpec.to_dict``).
+SAVE_FORMAT = 2
 #: Engines that can run the host part (everything not offloaded): ``onnxruntime`` runs the QDQ
 #: graph itself in segments around the offloaded layers; ``tvm`` is the Relax VM build.
 HOSTS = ("onnxruntime", "tvm")
@@ -68,42 +67,13 @@ class RunResult:
         return self.energy.total_pj / max(1, slots)
 
 
-def layer_energy(
-    prog: LayerProgram, spec: AcceleratorSpec, counts_cache: dict[object, object] | None = None
-) -> LayerEnergy:
-    """Energy of one execution of a layer: counts simulated over its loop nest, priced with its
-    multiplier, NoC swing, SRAM voltages and the real (compressed) size of its weight tiles.
-
-    ``counts_cache`` (mapping → counts) shares the simulation between layers with the same
-    mapping (ResNet-50: 54 layers, 24 distinct mappings); counts depend on the mapping only.
-    """
-    sched = prog.schedule
-    counts = counts_cache.get(sched.mapping) if counts_cache is not None else None
-    if counts is None:
-        counts = simulate_counts(sched.mapping, spec)
-        if counts_cache is not None:
-            counts_cache[sched.mapping] = counts
-    cfg = sched.config
-    dense_bytes = prog.weight.size * spec.precision.bits("weight") // 8
-    ratio = 1.0 if cfg.compression == "none" else sched.weight_layout.total_bytes / dense_bytes
-    return energy_of(
-        sched.layer_id,
-        counts,  # type: ignore[arg-type]
-        spec,
-        mul_energy_pj=sched.intrinsic.mul_energy_pj,
-        noc_swing_v=energy_swing_v(spec, cfg.noc_swing_v, cfg.noc_protected_msbs),
-        sram_v=cfg.sram_v_map or None,
-        weight_bytes_ratio=ratio,
-    )
-
-
 class CompiledModel:
     """A model compiled for vacc: the host part plus one schedule per offloaded layer.
 
     Build it with :func:`approxtvm.compile_onnx`; run it with :meth:`run`.
 
     The host part (everything not offloaded) runs on :attr:`host`: ``"onnxruntime"`` (the QDQ graph
-    in onnxruntime segments around the layers our kernels execute, :mod:`approxtvm.runtime.host_ort`)
+    in onnxruntime segments around the layers our kernels execute, :mod:`approxtvm.compiler.host_ort`)
     or ``"tvm"`` (the Relax VM). On the onnxruntime host, :attr:`exact_layers` says where exact,
     fault-free layers compute: ``"onnxruntime"`` (inside the segments, same exact accumulators) or
     ``"kernels"`` (through the project's kernels like approximate and faulty layers). Energy is
@@ -154,7 +124,7 @@ class CompiledModel:
         self._layer_energy = {lid: layer_energy(p, spec, counts) for lid, p in programs.items()}
         self._faults = ModelFaults(self.schedules, spec)  # range-checks swings/voltages against the spec
         self.host = host
-        #: Where exact, fault-free layers compute on the onnxruntime host (see :mod:`approxtvm.runtime.host_ort`).
+        #: Where exact, fault-free layers compute on the onnxruntime host (see :mod:`approxtvm.compiler.host_ort`).
         self.exact_layers = "onnxruntime"
         located = locate_layers(proto, {lid: p.weight for lid, p in programs.items()})
         self._ort = (
@@ -309,7 +279,7 @@ class CompiledModel:
             "batch_size": self.batch_size,
             "host": self.host,
             "policy": self.policy.to_dict(),
-            "accelerator": to_plain(self.spec),
+            "accelerator": self.spec.to_dict(),
             "schedules": [p.schedule.to_dict() for p in self.programs.values()],
             "host_reasons": self.host_reasons,
         }
@@ -339,7 +309,7 @@ class CompiledModel:
                 found=str(manifest.get("format")),
                 fix="recompile and save with this approxtvm",
             )
-        spec = from_plain(AcceleratorSpec, manifest["accelerator"])
+        spec = AcceleratorSpec.from_dict(manifest["accelerator"], f"{mpath}: accelerator")
         resolver = resolver_cls(spec)
         weights = np.load(path / "weights.npz")
         log = CallLog()

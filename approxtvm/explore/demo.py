@@ -12,6 +12,7 @@ import numpy as np
 
 from approxtvm.compiler.driver import compile_onnx
 from approxtvm.explore.evaluate import Evaluation, evaluate
+from approxtvm.explore.knob_reach import KNOB_ROWS, KnobReach, knob_reach
 from approxtvm.explore.multiplier_sweep import DEFAULT_SWEEP, multiplier_sweep, plot_sweep, print_sweep, save_sweep
 from approxtvm.explore.plots import plot_energy_breakdown
 from approxtvm.models import get_model, load_dataset
@@ -39,6 +40,7 @@ class DemoRow:
     evaluation: Evaluation
     compile_s: float
     run_s: float
+    reach: KnobReach
 
 
 def _ort_accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
@@ -70,7 +72,7 @@ def run_demo(out: Path, console: Any, limit: int = 0) -> dict[str, Any]:
             t1 = time.perf_counter()
             status.update(f"running {len(test)} digits with policy {name}")
             ev = evaluate(model, test)
-            rows.append(DemoRow(name, policy, ev, t1 - t0, time.perf_counter() - t1))
+            rows.append(DemoRow(name, policy, ev, t1 - t0, time.perf_counter() - t1, knob_reach(model, DEMO_MODEL)))
             if ort_top1 is None:
                 ort_top1 = _ort_accuracy(model, test.x, test.y)
     exact = rows[0].evaluation
@@ -82,6 +84,7 @@ def run_demo(out: Path, console: Any, limit: int = 0) -> dict[str, Any]:
         "agree w/ exact %",
         "energy/inf nJ",
         "vs exact",
+        "approx. MACs %",
         "MAC nJ",
         "NoC nJ",
         "mem nJ",
@@ -102,6 +105,7 @@ def run_demo(out: Path, console: Any, limit: int = 0) -> dict[str, Any]:
             f"{100 * ev.agreement(exact):.1f}",
             f"{ev.energy_per_inference_pj / 1e3:.1f}",
             f"{ev.energy_per_inference_pj / exact.energy_per_inference_pj:.3f}",
+            f"{100 * r.reach.applied_shares()['approximate multiplier']:.1f}",
             f"{mac / 1e3:.1f}",
             f"{noc / 1e3:.1f}",
             f"{mem / 1e3:.1f}",
@@ -117,8 +121,10 @@ def run_demo(out: Path, console: Any, limit: int = 0) -> dict[str, Any]:
                 "by_component_pj": comp,
                 "compile_s": r.compile_s,
                 "run_s": r.run_s,
+                "applied_shares": r.reach.applied_shares(),
             }
         )
+    summary["knob_reach"] = rows[0].reach.to_dict()  # the exact policy: what any knob can reach
     console.print(table)
     console.print(f"onnxruntime on the same QDQ model: top-1 {100 * (ort_top1 or 0):.2f} %")
     out.mkdir(parents=True, exist_ok=True)
@@ -171,15 +177,31 @@ def _markdown(summary: dict[str, Any], path: Path) -> None:
         f"{summary['samples']} digits test images; onnxruntime on the same QDQ model: "
         f"top-1 {100 * summary['onnxruntime_qdq_top1']:.2f} %.",
         "",
-        "| policy | top-1 % | agreement with exact % | energy/inference nJ | pJ/MAC |",
-        "|---|---:|---:|---:|---:|",
+        "| policy | top-1 % | agreement with exact % | energy/inference nJ | pJ/MAC | MACs on an approximate "
+        "multiplier % |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for r in summary["rows"]:
+        applied = r.get("applied_shares", {}).get("approximate multiplier", 0.0)
         lines.append(
             f"| {r['policy']} | {100 * r['top1']:.2f} | {100 * r['agreement_with_exact']:.1f} | "
-            f"{r['energy_per_inference_pj'] / 1e3:.1f} | {r['pj_per_mac']:.3f} |"
+            f"{r['energy_per_inference_pj'] / 1e3:.1f} | {r['pj_per_mac']:.3f} | {100 * applied:.1f} |"
         )
     lines += ["", "![energy by component](energy.png)", ""]
+    if "knob_reach" in summary:
+        reach = summary["knob_reach"]
+        lines += ["## Knob reach (share of the model each knob can change)", ""]
+        lines += ["| knob | share of | reached |", "|---|---|---:|"]
+        for label, (unit, _, _) in KNOB_ROWS.items():
+            lines.append(f"| {label} | {unit} | {100 * reach['shares'][label]:.1f} % |")
+        host = reach["host_layers"]
+        lines += [
+            "",
+            f"{len(host)} MAC layer(s) on the host: " + ", ".join(f"`{h['node']}` ({h['reason']})" for h in host)
+            if host
+            else "Every MAC layer runs on the accelerator.",
+            "",
+        ]
     if "experiments_report" in summary:
         lines += ["The study's five experiments (demo budget): [experiments/report.md](experiments/report.md).", ""]
     if "multiplier_sweep" in summary:

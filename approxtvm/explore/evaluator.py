@@ -56,6 +56,9 @@ class EvalContext:
         Evaluate only the first ``subset`` samples of a seeded, label-stratified order of the
         (limited) data (0 = all samples in their order): the screening stages of staged
         evaluation (:mod:`approxtvm.explore.staged`).
+    ber_scale
+        Factor on every fault model's bit error rate (``FaultOptions.ber_scale``; the sensitivity
+        report moves it by a decade). 1 leaves the fingerprint as it was without the field.
     """
 
     model: str
@@ -67,12 +70,16 @@ class EvalContext:
     accelerator: str = "simba_like"
     energy_only: bool = False
     subset: int = 0
+    ber_scale: float = 1.0
 
     def fingerprint(self) -> str:
         """SHA-256 of the model bytes, the data bytes, the settings and the code that evaluates
         (the journal context): a journal never serves results of another version of the runtime."""
         h = hashlib.sha256()
-        h.update(json.dumps(asdict(self), sort_keys=True).encode())
+        fields = asdict(self)
+        if fields["ber_scale"] == 1.0:  # the models' own rates: the fingerprint of earlier journals
+            del fields["ber_scale"]
+        h.update(json.dumps(fields, sort_keys=True).encode())
         h.update(code_fingerprint().encode())
         h.update(_load_proto(self.model).SerializeToString(deterministic=True))
         if not self.energy_only:
@@ -244,6 +251,10 @@ def run_task(task: EvalTask) -> EvalRecord:
     config = Configuration.from_dict(json.loads(task.config_json))
     try:
         model = compile_onnx(proto, config.policy(), accelerator=ctx.accelerator, batch_size=ctx.batch_size)
+        if ctx.ber_scale != 1.0:
+            from approxtvm.runtime.faults import FaultOptions
+
+            model.set_fault_options(FaultOptions(ber_scale=ctx.ber_scale))
         if ctx.energy_only:
             energy = model.energy_per_batch()
             samples, per = 0, float(ctx.batch_size)

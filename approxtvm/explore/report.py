@@ -1,7 +1,6 @@
 """Outputs of explorations and experiments: Pareto set (JSON/CSV), Markdown and HTML reports.
 
-The HTML report is the Markdown one rendered by a small converter (headings, paragraphs, pipe
-tables, images, lists); nothing here needs a Markdown package.
+The HTML report is the Markdown one rendered by markdown-it-py (CommonMark plus pipe tables).
 """
 
 from __future__ import annotations
@@ -9,9 +8,10 @@ from __future__ import annotations
 import csv
 import html
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
+
+from markdown_it import MarkdownIt
 
 from approxtvm.explore.nsga import ExploreResult, Point, hypervolume
 from approxtvm.explore.plots import plot_pareto
@@ -117,22 +117,9 @@ def hv_line(result: ExploreResult) -> str:
 # Markdown → HTML
 # ------------------------------------------------------------------------------------------------
 
-_IMG = re.compile(r"!\[([^\]]*)\]\(([^)]+)\)")
-_LINK = re.compile(r"\[([^\]]+)\]\(([^)]+)\)")
-_CODE = re.compile(r"`([^`]+)`")
-_BOLD = re.compile(r"\*\*([^*]+)\*\*")
-
-
-def _inline(text: str) -> str:
-    t = html.escape(text, quote=False)
-    t = _IMG.sub(lambda m: f'<img src="{m.group(2)}" alt="{m.group(1)}">', t)
-    t = _LINK.sub(lambda m: f'<a href="{m.group(2)}">{m.group(1)}</a>', t)
-    t = _CODE.sub(r"<code>\1</code>", t)
-    return _BOLD.sub(r"<b>\1</b>", t)
-
 
 def markdown_to_html(md: str, title: str) -> str:
-    """Render the subset of Markdown the reports use (headings, tables, lists, images, paragraphs)."""
+    """A standalone HTML page of the Markdown report ``md`` (raw HTML in ``md`` is escaped)."""
     out = [
         "<!doctype html>",
         "<html><head><meta charset='utf-8'>",
@@ -142,46 +129,6 @@ def markdown_to_html(md: str, title: str) -> str:
         "td,th{border:1px solid #ccc;padding:2px 6px}td{text-align:right}td:last-child{text-align:left}"
         "img{max-width:100%}code{background:#f3f3f3}</style></head><body>",
     ]
-    lines = md.splitlines()
-    i = 0
-    para: list[str] = []
-
-    def flush() -> None:
-        if para:
-            out.append("<p>" + " ".join(_inline(p) for p in para) + "</p>")
-            para.clear()
-
-    while i < len(lines):
-        line = lines[i]
-        if line.startswith("#"):
-            flush()
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{_inline(line[level:].strip())}</h{level}>")
-        elif line.startswith("|"):
-            flush()
-            block = []
-            while i < len(lines) and lines[i].startswith("|"):
-                block.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
-                i += 1
-            out.append("<table>")
-            out.append("<tr>" + "".join(f"<th>{_inline(c)}</th>" for c in block[0]) + "</tr>")
-            for row in block[2:]:
-                out.append("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>")
-            out.append("</table>")
-            continue
-        elif line.startswith("- "):
-            flush()
-            out.append("<ul>")
-            while i < len(lines) and lines[i].startswith("- "):
-                out.append(f"<li>{_inline(lines[i][2:])}</li>")
-                i += 1
-            out.append("</ul>")
-            continue
-        elif not line.strip():
-            flush()
-        else:
-            para.append(line)
-        i += 1
-    flush()
+    out.append(MarkdownIt("commonmark", {"html": False}).enable("table").render(md))
     out.append("</body></html>")
     return "\n".join(out)

@@ -11,8 +11,9 @@ Conclusions checked per scenario: the knee of the NoC-swing sweep (experiment 2)
 sweep of both PE buffers (experiment 3): the lowest voltage whose accuracy loss stays within the
 limit, and its saving of total energy; and for the combined set (experiment 4), the Pareto front
 of a fixed grid of combined configurations (multiplier × swing × SRAM voltage): which points are on
-it and their energy order. Re-running NSGA-II per scenario is out of this report's budget; the
-grid re-evaluated under every scenario is the stand-in, and the report says so.
+it and their energy order. Experiment 4's search itself is re-run per scenario by
+:mod:`approxtvm.explore.sensitivity_search` (``search.md``): the grid says whether fixed combined
+points keep their order, the re-run whether a search would find another knee.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ class SensitivityReport:
         lines = [
             f"Accuracy-loss limit {self.loss_limit_pp:g} pp. Knee = lowest voltage within the limit; saving = "
             "1 − total energy at the knee / at nominal. Combined front = Pareto set of a fixed grid of combined "
-            "configurations (stand-in for experiment 4's NSGA-II; not re-searched per scenario).",
+            "configurations (experiment 4's search re-run per scenario: search.md).",
             "",
             "| scenario | NoC knee (saving) | SRAM knee (saving) | combined front (by energy) | conclusions held |",
             "|---|---|---|---|---|",

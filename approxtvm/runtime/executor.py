@@ -120,8 +120,9 @@ class LayerProgram:
         return None
 
 
-#: A hook that may change a layer call's int32 accumulators: ``(layer_id, x_q, program, acc) -> acc``.
-AccumulatorHook = Callable[[str, np.ndarray, "LayerProgram", np.ndarray], np.ndarray]
+#: A hook that may change a layer call's int32 accumulators: ``(layer_id, x_q, program, acc, *operands)
+#: -> acc`` (``operands``: an activation × activation matmul's second operand).
+AccumulatorHook = Callable[..., np.ndarray]
 
 
 def _choose(multiplier: Multiplier, schedule: LayerSchedule, weight: np.ndarray, cache: KernelCache) -> str:
@@ -275,7 +276,7 @@ class CallLog:
     #: When set, each call also records ``(layer_id, x_q, acc)`` in :attr:`traces` (tests, debugging).
     trace: bool = False
     traces: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)
-    #: The run's accumulator hook ``(layer_id, x_q, program, acc) -> acc`` (e.g. the ``apply`` of an
+    #: The run's accumulator hook ``(layer_id, x_q, program, acc, *operands) -> acc`` (e.g. the ``apply`` of an
     #: :class:`approxtvm.runtime.faults.FaultSession`); ``None``: the fault-free accumulators are used.
     faults: AccumulatorHook | None = None
 
@@ -292,7 +293,7 @@ def layer_accumulators(prog: LayerProgram, log: CallLog, x: np.ndarray, *operand
     layer_id = prog.schedule.layer_id
     acc = accumulate_matmul(x, operands[0], prog) if prog.schedule.shape.op == "matmul" else accumulate(x, prog)
     if log.faults is not None:
-        acc = log.faults(layer_id, x, prog, acc)
+        acc = log.faults(layer_id, x, prog, acc, *operands)
     if log.trace:
         log.traces.append((layer_id, x.copy(), acc))
     return acc

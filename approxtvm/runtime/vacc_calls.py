@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from approxtvm.runtime.energy import EnergyReport, LayerEnergy
+from approxtvm.runtime.energy import EnergyReport, LayerEnergy, layer_energy
 from approxtvm.runtime.executor import CallLog, LayerProgram, make_runner
 from approxtvm.runtime.kernels import KernelCache
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
@@ -113,8 +113,7 @@ class _Registry:
         return layer
 
     def _decode(self, blob: bytes) -> _LoadedLayer:
-        from approxtvm.compiler.driver import MultiplierResolver
-        from approxtvm.compiler.model import layer_energy
+        from approxtvm.runtime.multipliers.resolver import MultiplierResolver
         from approxtvm.targets.vacc.layer_blob import unpack_layer
 
         schedule, spec, weight, bias, index = unpack_layer(blob)

@@ -80,13 +80,14 @@ def test_energy_scenarios_reprice_exactly_and_ber_scenarios_move_accuracy(report
 def test_report_files(report, tmp_path: Path) -> None:
     md = save_report(report, tmp_path)
     text = md.read_text()
-    assert "| BER x10 |" in text and "stand-in" in text
+    assert "| BER x10 |" in text and "search.md" in text
     doc = json.loads((tmp_path / "sensitivity.json").read_text())
     assert set(doc["holds"]) == {"NoC knee swing", "SRAM knee voltage", "combined front"}
 
 
 def test_experiments_full_runs_the_sensitivity_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from approxtvm.explore import experiments, sensitivity
+    from approxtvm.explore import experiments, sensitivity, sensitivity_search
+    from approxtvm.explore.experiments.sensitivity_section import sensitivity_section
 
     calls = []
 
@@ -99,11 +100,20 @@ def test_experiments_full_runs_the_sensitivity_section(tmp_path: Path, monkeypat
             r.front[sc] = ["a"]
         return r
 
+    def fake_search(model, out, **kw):
+        calls.append(("search", kw["budget"].limit))
+        r = sensitivity_search.SearchSensitivity(kw["budget"], kw["knee_max_loss"])
+        for sc in ("baseline", "BER x10"):
+            knee = {"label": "k", "knobs": "swing 0.4 V", "accuracy_loss": 0.0, "energy_rel": 0.9}
+            r.searches[sc] = sensitivity_search.ScenarioSearch(sc, 3, 0.1, [], knee, order_holds=sc == "baseline")
+        return r
+
     monkeypatch.setattr(sensitivity, "sensitivity_report", fake)
+    monkeypatch.setattr(sensitivity_search, "run_search_report", fake_search)
     assert experiments.ExperimentSettings.full().sensitivity and not experiments.ExperimentSettings.quick().sensitivity
     notes: list[str] = []
     s = experiments.ExperimentSettings.quick().with_limit(30)
-    experiments._sensitivity(s, tmp_path, notes, None)
-    assert calls == [("digits_cnn", 30)]
+    sensitivity_section(s, tmp_path, notes, None)
+    assert calls == [("digits_cnn", 30), ("search", 30)]  # the search gets at most the section's images
     assert (tmp_path / "sensitivity" / "sensitivity.md").is_file()
     assert notes and "BER x10" in notes[0]  # the NoC knee moved in that scenario

@@ -44,12 +44,24 @@ def _program(
     q = QuantParams(mult.signed, 0.1, zx, (0.01,), (zw,))
     intr = Intrinsic("vacc.mac8", 8, mult.name, mult.name, mult.table_hash, 0.2)
     sch = LayerSchedule("L", "sym", shape, q, False, config, SPEC.name, mapping, intr, WeightLayout((), (), ()))
-    wshape = (shape.k, shape.c) if shape.op == "dense" else (shape.k, shape.c, shape.r, shape.s)
+    cg = shape.c_per_group
+    wshape = (shape.k, cg) if shape.op == "dense" else (shape.k, cg, shape.r, shape.s)
     xshape = (shape.n, shape.c) if shape.op == "dense" else (shape.n, shape.c, shape.h, shape.w)
+    if shape.op == "matmul":  # a (G, M, C) codes; the second operand comes with each call (matmul_operand)
+        wshape, xshape = (0,), (shape.groups, shape.n, cg)
     w = rng.integers(lo, hi, wshape).astype(dtype)
     x = rng.integers(lo, hi, xshape).astype(dtype)
     path = "exact" if mult.name.startswith("exact") else "table_numpy"
     return LayerProgram(sch, w, None, mult, path=path), x
+
+
+def matmul_operand(prog: LayerProgram, seed: int = 0) -> np.ndarray:
+    """Random codes of a matmul's second operand ``(G, C, K)`` (the weight role) for ``prog``."""
+    s = prog.schedule.shape
+    signed = prog.multiplier.signed
+    lo, hi = (-128, 128) if signed else (0, 256)
+    rng = np.random.default_rng(seed + 1)
+    return rng.integers(lo, hi, (s.groups, s.c_per_group, s.k_per_group)).astype(np.int8 if signed else np.uint8)
 
 
 def _factor(draw: st.DrawFn, n: int, parts: int) -> list[int]:
@@ -62,7 +74,13 @@ def _factor(draw: st.DrawFn, n: int, parts: int) -> list[int]:
 
 
 @st.composite
-def layers(draw: st.DrawFn) -> tuple[Mapping, Multiplier, int]:
+def layers(draw: st.DrawFn, kinds: tuple[str, ...] = ("conv2d", "dense")) -> tuple[Mapping, Multiplier, int]:
+    """A layer with a random valid-looking mapping (the caller skips those ``validate`` rejects).
+
+    ``kinds``: ``conv2d``, ``dense``, ``grouped`` (grouped or depthwise conv2d) and ``matmul``
+    (activation × activation, batch slices = groups).
+    """
+    kind = draw(st.sampled_from(kinds))
     k = draw(st.sampled_from([2, 4, 8, 12, 16]))
     c = draw(st.sampled_from([1, 3, 4, 8]))
     r = draw(st.sampled_from([1, 2, 3]))
@@ -71,20 +89,36 @@ def layers(draw: st.DrawFn) -> tuple[Mapping, Multiplier, int]:
     h = draw(st.integers(dil * (r - 1) + 1, 7))
     n = draw(st.sampled_from([1, 2]))
     pad = draw(st.sampled_from([0, 1]))
-    dense = draw(st.booleans())
-    shape = (
-        LayerShape.dense(n, k, c * 4)
-        if dense
-        else LayerShape.conv2d(
-            n, k, c, h, h, r, r, strides=(stride, stride), dilations=(dil, dil), pads=(pad, pad, pad, pad)
+    groups = draw(st.sampled_from([2, 3, 4])) if kind in ("grouped", "matmul") else 1
+    if kind == "dense":
+        shape = LayerShape.dense(n, k, c * 4)
+    elif kind == "matmul":
+        shape = LayerShape.matmul(groups, draw(st.sampled_from([1, 2, 3])), k, c)
+    else:
+        depthwise = kind == "grouped" and draw(st.booleans())
+        cin, kout = (groups, groups * draw(st.sampled_from([1, 2]))) if depthwise else (c * groups, k * groups)
+        shape = LayerShape.conv2d(
+            n,
+            kout if kind == "grouped" else k,
+            cin if kind == "grouped" else c,
+            h,
+            h,
+            r,
+            r,
+            strides=(stride, stride),
+            dilations=(dil, dil),
+            pads=(pad, pad, pad, pad),
+            groups=groups,
         )
-    )
     b = shape.bounds
     k_pe = draw(st.sampled_from([d for d in range(1, 17) if b["K"] % d == 0]))
+    g_pe = draw(st.sampled_from([d for d in range(1, 17 // k_pe + 1) if b["G"] % d == 0]))
     k_vm = draw(st.sampled_from([d for d in range(1, 9) if (b["K"] // k_pe) % d == 0]))
+    g_vm = draw(st.sampled_from([d for d in range(1, 8 // k_vm + 1) if (b["G"] // g_pe) % d == 0]))
     c_ln = draw(st.sampled_from([d for d in range(1, 9) if b["C"] % d == 0]))
     rest = dict(b)
     rest["K"] //= k_pe * k_vm
+    rest["G"] //= g_pe * g_vm
     rest["C"] //= c_ln
     levels: list[list[Loop]] = [[], [], [], []]
     for d in DIMS:
@@ -93,7 +127,7 @@ def layers(draw: st.DrawFn) -> tuple[Mapping, Multiplier, int]:
                 levels[lvl].append(Loop(d, f))
     for lv in levels:
         lv[:] = draw(st.permutations(lv))
-    levels[1] += [Loop("K", k_pe, True)] if k_pe > 1 else []
-    levels[2] += [Loop(d, x, True) for d, x in (("K", k_vm), ("C", c_ln)) if x > 1]
+    levels[1] += [Loop(d, x, True) for d, x in (("K", k_pe), ("G", g_pe)) if x > 1]
+    levels[2] += [Loop(d, x, True) for d, x in (("K", k_vm), ("G", g_vm), ("C", c_ln)) if x > 1]
     m = Mapping(shape, tuple(LevelNest(nm, tuple(lv)) for nm, lv in zip(LEVELS, levels, strict=True)))
     return m, draw(st.sampled_from([EXACT_U, RAND_U, EXACT_S])), draw(st.integers(0, 2**32))

@@ -58,9 +58,9 @@ def test_resnet18_lands_near_zigzag(report: EnergyReport) -> None:
 
 def test_golden_total() -> None:
     e = energy_of("fc", analytic_counts(_dense_golden(), SPEC), SPEC)
-    assert e.total_pj == pytest.approx(10528.02)
+    assert e.total_pj == pytest.approx(10526.74)  # test_mapper derives it by hand; register: fills only
     assert e.by_component()["dram"] == pytest.approx(9728.0)
-    assert e.pj_per_mac == pytest.approx(10528.02 / 128)
+    assert e.pj_per_mac == pytest.approx(10526.74 / 128)
     assert e.latency_cycles == 19
 
 

@@ -76,10 +76,7 @@ def test_geometry_matches_iter_tiles_and_counted_buffer_writes() -> None:
     assert len(tiles) == g.steps * g.instances
     for t in tiles:
         start = g.step_start[t.step] + g.inst_off[t.instance]
-        dims = [d for d in DIMS if d != "G"]  # the packed arrays of ungrouped layers (G = 1)
-        assert {d: (int(start[i]), int(start[i] + g.ext[i])) for i, d in enumerate(dims)} == {
-            d: r for d, r in t.ranges.items() if d != "G"
-        }
+        assert {d: (int(start[i]), int(start[i] + g.ext[i])) for i, d in enumerate(DIMS)} == t.ranges
     counts = {(b, t): w for b, t, _, w in simulate_counts(m, SPEC).buffer_accesses}
     ev_plan = _plan(w=1e-3, x=1e-3)
     s = faults.sample_faults(ev_plan, g, seed=0)
@@ -317,7 +314,7 @@ def test_seed_and_call_key_the_faults() -> None:
 
 
 def _energy(config: ApproxConfig) -> dict[str, float]:
-    from approxtvm.compiler.model import layer_energy
+    from approxtvm.runtime.energy import layer_energy
 
     shape = LayerShape.conv2d(1, 64, 64, 14, 14, 3, 3, pads=(1, 1, 1, 1))
     prog, _ = _program(shape, map_layer(shape, SPEC), config=config)

@@ -55,6 +55,13 @@ def test_load_by_path_and_round_trip(spec: AcceleratorSpec) -> None:
     assert hash(spec) == hash(AcceleratorSpec.from_dict(d))  # usable as a cache key
 
 
+@pytest.mark.parametrize("path", sorted(SPECS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_spec_survives_the_json_round_trip(path: Path) -> None:
+    # the form saved models and the BYOC accelerator attribute carry
+    spec = AcceleratorSpec.from_yaml(path)
+    assert AcceleratorSpec.from_dict(json.loads(json.dumps(spec.to_dict())), str(path)) == spec
+
+
 def test_unknown_spec_name() -> None:
     with pytest.raises(ConfigError, match="unknown accelerator 'simba_huge'") as exc:
         AcceleratorSpec.load("simba_huge")

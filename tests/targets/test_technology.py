@@ -71,6 +71,7 @@ sram:
 noc:
   sigma_v: 0.04
 sources:
+  node_nm: "my test chips"
   sram.nominal_vdd_v: "estimate: foundry nominal"
   sram.ber_table[0.8-0.6]: "my measurement, chip A"
   sram.ber_table[0.5]: "my measurement, chip B"
@@ -82,7 +83,7 @@ def test_a_users_own_technology_file(tmp_path: Path) -> None:
     tech = load_technology(_write(tmp_path, GOOD))
     spec = apply_technology(AcceleratorSpec.load("simba_like"), tech)
     assert spec.noc.sigma_v == 0.04 and sram_ber(spec, 0.6) == pytest.approx(1e-6)
-    assert [r[0] for r in technology_sources(tech)][:2] == ["sram.nominal_vdd_v", "sram.ber_table[0.8]"]
+    assert [r[0] for r in technology_sources(tech)][:3] == ["node_nm", "sram.nominal_vdd_v", "sram.ber_table[0.8]"]
 
 
 @pytest.mark.parametrize(
@@ -93,8 +94,24 @@ def test_a_users_own_technology_file(tmp_path: Path) -> None:
         (lambda t: t.replace("sigma_v: 0.04", "sigma_mv: 40"), "noc.sigma_mv"),
         (lambda t: t.replace("[0.5, 1.0e-3]", "[0.7, 1.0e-3]"), "sram.ber_table"),
         (lambda t: t.replace("sram.ber_table[0.5]", "sram.ber_table[0.45]"), "sources.sram.ber_table[0.45]"),
+        (lambda t: t.replace("nominal_vdd_v: 0.8", "nominal_vdd_v: 8"), "sram.nominal_vdd_v"),
+        (lambda t: t.replace("[0.5, 1.0e-3]", "[-0.5, 1.0e-3]"), "sram.ber_table"),
+        (lambda t: t.replace("sigma_v: 0.04", "sigma_v: 0.04\n  nominal_vdd_v: 9"), "noc.nominal_vdd_v"),
+        (lambda t: t.replace("  ber_table:", "  failure: sometimes\n  ber_table:"), "sram.failure"),
+        (lambda t: t.replace('  node_nm: "my test chips"\n', ""), "sources"),
     ],
-    ids=["unsourced point", "unknown key", "bad unit", "unsorted table", "source of no point"],
+    ids=[
+        "unsourced point",
+        "unknown key",
+        "bad unit",
+        "unsorted table",
+        "source of no point",
+        "nominal out of range",
+        "negative table voltage",
+        "link supply out of range",
+        "unknown failure mode",
+        "unsourced node",
+    ],
 )
 def test_bad_technology_files_name_file_and_key(tmp_path: Path, edit: object, key: str) -> None:
     p = _write(tmp_path, edit(GOOD))  # type: ignore[operator]

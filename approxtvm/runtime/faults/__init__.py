@@ -8,6 +8,11 @@ bit-cell failure corrupts the stored tile. Either way the corrupted copy is used
 product computed during its residency** and disappears when the tile is evicted: the next fill
 of the same tile is a fresh, independently sampled copy. Faults therefore follow the mapping's
 reuse (the walk of :class:`approxtvm.targets.vacc.tilewalk.TileWalk`), not per-MAC noise.
+Grouped and depthwise convolutions walk their ``G`` dimension like any other (a tile's words are
+in C order over ``(G, K, C, R, S)`` and ``(N, G, C, H, W)``). An activation × activation matmul
+(attention ``QKᵀ``, ``AV``) is the grouped dense layer the emulator describes: its second operand
+plays the weight role — it streams through the NoC into the weight buffers, is corrupted at the
+weight buffer's voltage, and, arriving with each call, is sampled per call like every residency.
 
 **Models.** Per bit and per link traversal ``BER_noc = Q(V_sw / (2σ))`` (``spec.noc``); each
 receiving PE's copy crosses the links of its own XY route from the global-buffer router (``hops``

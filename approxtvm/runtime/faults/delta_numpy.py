@@ -28,8 +28,10 @@ __all__ = [
     "NUMPY_KERNELS",
     "FaultKernels",
     "LayerArrays",
+    "MatmulOperands",
     "inject",
     "layer_arrays",
+    "matmul_operands",
     "padded_input",
     "products_delta",
     "scatter_numpy",
@@ -43,8 +45,10 @@ class LayerArrays:
     """Per-layer constants of the delta computation (flat offsets, table, weight bytes, tap tables)."""
 
     table: np.ndarray  # int32 (65536,): table[a * 256 + w]
-    wflat: np.ndarray  # weight bytes, flat (K·C·R·S)
-    dims: tuple[int, ...]  # N, K, C, P, Q, R, S, Hp, Wp
+    wflat: np.ndarray  # weight bytes, flat (K·C/G·R·S); empty for a matmul (its weights come per call)
+    dims: tuple[int, ...]  # N, K, C / G, P, Q, R, S, Hp, Wp (K over all groups, C per group)
+    in_c: int  # input channels over all groups (C)
+    group_k: int  # output channels of one group (K / G)
     box_x: np.ndarray  # (Nt·Pt·Qt,) offsets in the padded input of an output box's (n, p, q)
     box_o: np.ndarray  # same box in the output
     k_w: np.ndarray  # (Kt,) offsets of k in the weights
@@ -88,10 +92,12 @@ def layer_arrays(prog: LayerProgram, geom: TileGeometry) -> LayerArrays:
     return LayerArrays(
         np.array(prog.multiplier.table, dtype=np.int32).ravel(),  # own writeable copies
         np.array(prog.weight).view(np.uint8).ravel(),
-        (s.n, s.k, s.c, s.p, s.q, s.r, s.s, hp, wp),
+        (s.n, s.k, s.c_per_group, s.p, s.q, s.r, s.s, hp, wp),
+        s.c,
+        s.k_per_group,
         box_x,
         box_o,
-        kt * (s.c * s.r * s.s),
+        kt * (s.c_per_group * s.r * s.s),
         kt * (s.p * s.q),
         np.array(starts, np.int64),
         np.array(lens, np.int64),
@@ -140,17 +146,73 @@ def _expand_steps(begin: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def products_delta(
-    x: np.ndarray, prog: LayerProgram, geom: TileGeometry, sample: FaultSample, arrays: LayerArrays | None = None
+    x: np.ndarray,
+    prog: LayerProgram,
+    geom: TileGeometry,
+    sample: FaultSample,
+    arrays: LayerArrays | None = None,
+    second: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``Σ M(x', w') − Σ M(x, w)`` of the layer under ``sample`` (int64, shaped ``(N, K, P, Q)``).
+    """``Σ M(x', w') − Σ M(x, w)`` of the layer under ``sample`` (int64, shaped like the accumulators:
+    ``(N, K, P, Q)``, ``(..., M, K)`` for a matmul whose second operand is ``second``).
 
     Exact: weight faults × every output of their residency, input faults × every weight of theirs,
     and the cross term where a corrupted weight meets a corrupted input in the same step.
     """
     s = prog.schedule.shape
+    la = arrays if arrays is not None else layer_arrays(prog, geom)
     out = np.zeros(s.n * s.k * s.p * s.q, np.int64)
-    _delta_into(out, x, prog, geom, sample, arrays if arrays is not None else layer_arrays(prog, geom))
+    if s.op == "matmul":
+        op = matmul_operands(x, second, prog)
+        _delta_into(out, op.x, prog, geom, sample, la, op.wflat)
+        return op.from_canonical(out.reshape(s.n, s.k))
+    _delta_into(out, x, prog, geom, sample, la, la.wflat)
     return out.reshape(s.n, s.k, s.p, s.q)
+
+
+@dataclass(frozen=True, eq=False)
+class MatmulOperands:
+    """An activation × activation matmul call as the grouped dense layer the accelerator runs.
+
+    Attributes
+    ----------
+    x
+        The first operand as dense input rows, ``(M, G·C)`` (slice ``g`` in columns ``g·C …``).
+    wflat
+        The second operand as grouped weight bytes ``(G·K, C)``, flat (the transposed slices).
+    lead
+        The slices' batch shape (``G`` = its product).
+    """
+
+    x: np.ndarray
+    wflat: np.ndarray
+    lead: tuple[int, ...]
+
+    def to_canonical(self, acc: np.ndarray) -> np.ndarray:
+        """Accumulators ``(..., M, K)`` as the dense layer's ``(M, G·K)``."""
+        g = int(np.prod(self.lead, dtype=np.int64))
+        m, k = acc.shape[-2:]
+        return acc.reshape(g, m, k).transpose(1, 0, 2).reshape(m, g * k)
+
+    def from_canonical(self, out: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`to_canonical`."""
+        g = int(np.prod(self.lead, dtype=np.int64))
+        m = out.shape[0]
+        return out.reshape(m, g, -1).transpose(1, 0, 2).reshape(*self.lead, m, -1)
+
+
+def matmul_operands(a: np.ndarray, b: np.ndarray | None, prog: LayerProgram) -> MatmulOperands:
+    """The operands of a matmul call laid out as the layer's grouped dense problem (see the emulator)."""
+    s = prog.schedule.shape
+    if b is None:
+        raise ValueError(f"layer {prog.schedule.layer_id}: an activation × activation matmul needs its second operand")
+    lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    g = s.groups
+    a3 = np.broadcast_to(a, (*lead, *a.shape[-2:])).reshape(g, s.n, s.c_per_group)
+    b3 = np.broadcast_to(b, (*lead, *b.shape[-2:])).reshape(g, s.c_per_group, s.k_per_group)
+    x = np.ascontiguousarray(a3.transpose(1, 0, 2)).reshape(s.n, s.c)
+    w = np.ascontiguousarray(b3.transpose(0, 2, 1)).view(np.uint8).ravel()
+    return MatmulOperands(x, w, tuple(lead))
 
 
 def scatter_numpy(
@@ -181,8 +243,11 @@ def scatter_numpy(
 
 #: ``kernels.prepare(prog, geom, arrays)``: a layer's constant kernel arguments, built once per layer.
 Prepare = Callable[["LayerProgram", TileGeometry, LayerArrays], object]
-#: ``kernels.delta(x, prog, geom, arrays, prepared, sample, out)``: add the delta into flat ``out``.
-Delta = Callable[[np.ndarray, "LayerProgram", TileGeometry, LayerArrays, object, FaultSample, np.ndarray], None]
+#: ``kernels.delta(x, prog, geom, arrays, prepared, sample, out, wflat)``: add the delta into flat
+#: ``out`` (``wflat``: the flat weight bytes, the layer's own or a matmul call's second operand).
+Delta = Callable[
+    [np.ndarray, "LayerProgram", TileGeometry, LayerArrays, object, FaultSample, np.ndarray, np.ndarray], None
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -211,12 +276,18 @@ def _delta_into(
     geom: TileGeometry,
     sample: FaultSample,
     la: LayerArrays,
+    wflat: np.ndarray,
 ) -> None:
-    """Add the delta of :func:`products_delta` into the flat accumulator ``out`` (int32 wraps), numpy."""
+    """Add the delta of :func:`products_delta` into the flat accumulator ``out`` (int32 wraps), numpy.
+
+    Channels: ``C`` is per group (the weights' axis), ``Ct`` over all groups (the input's); the
+    records carry global output and input channels (``g·K/G + k``, ``g·C/G + c``).
+    """
     sch = prog.schedule
     sh_, m = sch.shape, sch.mapping
     sh, sw, dh, dw = sh_.stride_h, sh_.stride_w, sh_.dilation_h, sh_.dilation_w
     _, K, C, P, Q, R, S, Hp, Wp = la.dims
+    Ct, Kg = la.in_c, la.group_k
     T = la.table
     n_inst = geom.instances
     a_rec: dict[str, np.ndarray] | None = None
@@ -225,11 +296,12 @@ def _delta_into(
     cw = sample.weight
     if len(cw):
         j, i = cw.residency // n_inst, cw.residency % n_inst
-        kk, cc, rr, ss = np.unravel_index(cw.word, geom.tile_dims("weight", m))
+        gg, kk, cc, rr, ss = np.unravel_index(cw.word, geom.tile_dims("weight", m))
         st = geom.step_start[geom.fills["weight"][j]] + geom.inst_off[i]
-        k, c = st[:, _D["K"]] + kk, st[:, _D["C"]] + cc
+        g = st[:, _D["G"]] + gg
+        k, c = g * Kg + st[:, _D["K"]] + kk, st[:, _D["C"]] + cc  # global output, in-group input channel
         r, t = st[:, _D["R"]] + rr, st[:, _D["S"]] + ss
-        wo = la.wflat[((k * C + c) * R + r) * S + t].astype(np.int64)
+        wo = wflat[((k * C + c) * R + r) * S + t].astype(np.int64)
         wn = wo ^ cw.mask.astype(np.int64)
         rec, step = _expand_steps(geom.fills["weight"][j], geom.residency_ends("weight")[j])
         box = geom.step_start[step] + geom.inst_off[i[rec]]
@@ -238,13 +310,13 @@ def _delta_into(
             "step": step,
             "inst": i[rec],
             "k": k[rec],
-            "c": c[rec],
+            "c": (g * C + c)[rec],  # global input channel
             "r": r[rec],
             "s": t[rec],
             "wo": wo[rec],
             "wn": wn[rec],
         }
-        xb = ((n0 * C + a_rec["c"]) * Hp + p0 * sh + a_rec["r"] * dh) * Wp + q0 * sw + a_rec["s"] * dw
+        xb = ((n0 * Ct + a_rec["c"]) * Hp + p0 * sh + a_rec["r"] * dh) * Wp + q0 * sw + a_rec["s"] * dw
         ob = ((n0 * K + a_rec["k"]) * P + p0) * Q + q0
         scatter_numpy(padded_input(x, prog, la.xpad), xb, la.box_x, ob, la.box_o, a_rec["wn"], a_rec["wo"], T, out, 256)
 
@@ -252,18 +324,18 @@ def _delta_into(
     if len(cx):
         mark = None
         if a_rec is not None:  # cross term: only a (PE, channel) holding a corrupted weight matters
-            mark = np.zeros(n_inst * C, bool)
-            mark[a_rec["inst"] * C + a_rec["c"]] = True
+            mark = np.zeros(n_inst * Ct, bool)
+            mark[a_rec["inst"] * Ct + a_rec["c"]] = True
         rows = _input_rows(x, prog, geom, la, cx)
-        scatter_numpy(la.wflat, rows["wb"], la.k_w, rows["ob"], la.k_o, rows["xn"], rows["xo"], T, out, 1)
+        scatter_numpy(wflat, rows["wb"], la.k_w, rows["ob"], la.k_o, rows["xn"], rows["xo"], T, out, 1)
         if mark is not None:
             b_rec = rows
         if b_rec is not None and mark is not None:
-            sel = np.flatnonzero(mark[b_rec["inst"] * C + b_rec["c"]])
+            sel = np.flatnonzero(mark[b_rec["inst"] * Ct + b_rec["c"]])
             b_rec = {k: v[sel] for k, v in b_rec.items()} if len(sel) else None
 
     if a_rec is not None and b_rec is not None:
-        _cross_term(out, a_rec, b_rec, geom, (C, R, S, K, P, Q), T)
+        _cross_term(out, a_rec, b_rec, geom, (Ct, R, S, K, P, Q), T)
 
 
 def _input_rows(
@@ -271,37 +343,41 @@ def _input_rows(
 ) -> dict[str, np.ndarray]:
     """One row per (corrupted input, tap of its tile, step of its residency), numpy.
 
-    Each row holds the MAC coordinates (step, PE, n, c, r, s, p, q), the old/new byte (·256) and
-    the flat weight/output offsets of the PE's first output channel at that step.
+    Each row holds the MAC coordinates (step, PE, n, c, r, s, p, q; ``c`` the global input channel),
+    the old/new byte (·256) and the flat weight/output offsets of the PE's first output channel of
+    the input's group at that step.
     """
     sch = prog.schedule
     sh_, m = sch.shape, sch.mapping
     sh, sw, dh, dw = sh_.stride_h, sh_.stride_w, sh_.dilation_h, sh_.dilation_w
     _, K, C, P, Q, R, S, _, _ = la.dims
+    Kg = la.group_k
     n_inst = geom.instances
     j, i = cx.residency // n_inst, cx.residency % n_inst
     xdims = geom.tile_dims("input", m)
-    nn, cc, hh, ww = np.unravel_index(cx.word, xdims)
+    nn, gg, cc, hh, ww = np.unravel_index(cx.word, xdims)
     st = geom.step_start[geom.fills["input"][j]] + geom.inst_off[i]
     p0, q0, r0, s0 = st[:, _D["P"]], st[:, _D["Q"]], st[:, _D["R"]], st[:, _D["S"]]
+    g = st[:, _D["G"]] + gg
     n, c = st[:, _D["N"]] + nn, st[:, _D["C"]] + cc
     h, w = p0 * sh + r0 * dh + hh, q0 * sw + s0 * dw + ww
-    xo = _input_bytes(x, prog, n, c, h, w)
+    xo = _input_bytes(x, prog, n, g * C + c, h, w)
     xn = xo ^ cx.mask.astype(np.int64)
     # taps (r, s) of the tile that read this input, and the output (p, q) they produce
-    hw = hh * xdims[3] + ww
+    hw = hh * xdims[4] + ww
     e, ti = _expand_steps(la.taps_start[hw], la.taps_start[hw] + la.taps_len[hw])
     ra, sa, dp, dq = la.taps[:, ti]
     begin = geom.fills["input"][j[e]]
     rec, step = _expand_steps(begin, geom.residency_ends("input")[j[e]])
     e, ra, sa, dp, dq = e[rec], ra[rec], sa[rec], dp[rec], dq[rec]
     ie = i[e]
-    k0 = geom.step_start[step, _D["K"]] + geom.inst_off[ie, _D["K"]]
+    k0 = g[e] * Kg + geom.step_start[step, _D["K"]] + geom.inst_off[ie, _D["K"]]  # global output channel
+    cg = c[e]
     rows = {
         "step": step,
         "inst": ie,
         "n": n[e],
-        "c": c[e],
+        "c": g[e] * C + cg,
         "r": r0[e] + ra,
         "s": s0[e] + sa,
         "p": p0[e] + dp,
@@ -309,7 +385,7 @@ def _input_rows(
         "xo": xo[e] * 256,
         "xn": xn[e] * 256,
     }
-    rows["wb"] = ((k0 * C + rows["c"]) * R + rows["r"]) * S + rows["s"]
+    rows["wb"] = ((k0 * C + cg) * R + rows["r"]) * S + rows["s"]
     rows["ob"] = ((rows["n"] * K + k0) * P + rows["p"]) * Q + rows["q"]
     return rows
 
@@ -350,22 +426,29 @@ def inject(
     arrays: LayerArrays | None = None,
     kernels: FaultKernels | None = None,
     prepared: object = None,
+    second: np.ndarray | None = None,
 ) -> np.ndarray:
     """The layer's int32 accumulators under ``sample``, from its fault-free accumulators ``acc``.
 
     The deltas are added in int32 with wrap-around, which equals the int32 accumulator of the
     whole faulty sum (addition modulo 2^32 is associative). ``kernels``: numpy (default) or the
     compiled :func:`~approxtvm.runtime.faults.delta_tvm.tvm_kernels` (same results); ``prepared``:
-    the layer's ``kernels.prepare`` result when the caller keeps it (built here otherwise).
+    the layer's ``kernels.prepare`` result when the caller keeps it (built here otherwise);
+    ``second``: an activation × activation matmul's second operand (its weights for this call).
     """
     if not len(sample.weight) and not len(sample.input):
         return acc
-    out = np.array(acc, dtype=np.int32, copy=True)
     la = arrays if arrays is not None else layer_arrays(prog, geom)
     k = kernels or NUMPY_KERNELS
     if prepared is None:
         prepared = k.prepare(prog, geom, la)
-    k.delta(x, prog, geom, la, prepared, sample, out.reshape(-1))
+    if prog.schedule.shape.op == "matmul":
+        op = matmul_operands(x, second, prog)
+        out = np.array(op.to_canonical(acc), dtype=np.int32, order="C")
+        k.delta(op.x, prog, geom, la, prepared, sample, out.reshape(-1), op.wflat)
+        return op.from_canonical(out)
+    out = np.array(acc, dtype=np.int32, copy=True)
+    k.delta(x, prog, geom, la, prepared, sample, out.reshape(-1), la.wflat)
     return out
 
 
@@ -377,8 +460,9 @@ def _numpy_delta(
     prepared: object,
     sample: FaultSample,
     out: np.ndarray,
+    wflat: np.ndarray,
 ) -> None:
-    _delta_into(out, x, prog, geom, sample, la)
+    _delta_into(out, x, prog, geom, sample, la, wflat)
 
 
 def _no_preparation(prog: LayerProgram, geom: TileGeometry, la: LayerArrays) -> object:

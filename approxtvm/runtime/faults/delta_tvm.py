@@ -41,7 +41,8 @@ class KernelArgs:
     tile_h, tile_w
         Height and width of the PE's input tile (padded coordinates, halo included).
     layer_c, layer_k, layer_p, layer_q, layer_r, layer_s
-        Layer bounds (dense: P = Q = R = S = 1).
+        Layer bounds (dense: P = Q = R = S = 1); ``layer_c`` per group (the weights' C axis),
+        ``layer_k`` over all groups (the output's channel axis).
     stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left
         Convolution geometry (dense: 1, 1, 1, 1, 0, 0).
     in_h, in_w
@@ -50,6 +51,12 @@ class KernelArgs:
         The input zero point as a stored byte (what a padded tap holds).
     taps
         Number of (r, s, p, q) entries of the layer's tap table.
+    tile_g
+        Groups in the PE-level tile (1 for an ungrouped layer).
+    group_k
+        Output channels of one group (``layer_k`` when ungrouped).
+    in_c
+        Input channels over all groups (``layer_c`` is per group: the weights' C axis).
     """
 
     instances: int
@@ -78,6 +85,9 @@ class KernelArgs:
     in_w: int
     zero_x: int
     taps: int
+    tile_g: int
+    group_k: int
+    in_c: int
 
     def values(self) -> tuple[int, ...]:
         """The fields in parameter order (what the packed call takes positionally)."""
@@ -89,8 +99,8 @@ def kernel_args(prog: LayerProgram, geom: TileGeometry, la: LayerArrays) -> Kern
     s, m = prog.schedule.shape, prog.schedule.mapping
     dense = s.op == "dense"
     _, k, c, p, q, r, ss, _, _ = la.dims
-    tk, tc, tr, ts = geom.tile_dims("weight", m)
-    tn, _, th, tw = geom.tile_dims("input", m)
+    tg, tk, tc, tr, ts = geom.tile_dims("weight", m)
+    tn, _, _, th, tw = geom.tile_dims("input", m)
     zx = int(np.array(prog.schedule.quant.input_zero_point).astype(prog.weight.dtype).view(np.uint8))
     return KernelArgs(
         instances=geom.instances,
@@ -119,6 +129,9 @@ def kernel_args(prog: LayerProgram, geom: TileGeometry, la: LayerArrays) -> Kern
         in_w=1 if dense else s.w,
         zero_x=zx,
         taps=la.taps.shape[1],
+        tile_g=tg,
+        group_k=la.group_k,
+        in_c=la.in_c,
     )
 
 
@@ -160,6 +173,9 @@ def tvm_kernels() -> FaultKernels:
         in_w: T.int64,
         zero_x: T.int64,
         taps: T.int64,
+        tile_g: T.int64,
+        group_k: T.int64,
+        in_c: T.int64,
         res_h: T.handle,
         word_h: T.handle,
         mask_h: T.handle,
@@ -208,20 +224,25 @@ def tvm_kernels() -> FaultKernels:
             ww = word[e] % tile_w
             hh = (word[e] // tile_w) % tile_h
             cc = (word[e] // (tile_w * tile_h)) % tile_c
-            nn = word[e] // (tile_w * tile_h * tile_c)
+            gg = (word[e] // (tile_w * tile_h * tile_c)) % tile_g
+            nn = word[e] // (tile_w * tile_h * tile_c * tile_g)
             f0 = fills[jf]
-            n = ss[f0 * 7 + 0] + io[i * 7 + 0] + nn
-            c = ss[f0 * 7 + 2] + io[i * 7 + 2] + cc
-            p0 = ss[f0 * 7 + 3] + io[i * 7 + 3]
-            q0 = ss[f0 * 7 + 4] + io[i * 7 + 4]
-            r0 = ss[f0 * 7 + 5] + io[i * 7 + 5]
-            s0 = ss[f0 * 7 + 6] + io[i * 7 + 6]
+            n = ss[f0 * 8 + 0] + io[i * 8 + 0] + nn
+            g = ss[f0 * 8 + 7] + io[i * 8 + 7] + gg
+            c = ss[f0 * 8 + 2] + io[i * 8 + 2] + cc
+            p0 = ss[f0 * 8 + 3] + io[i * 8 + 3]
+            q0 = ss[f0 * 8 + 4] + io[i * 8 + 4]
+            r0 = ss[f0 * 8 + 5] + io[i * 8 + 5]
+            s0 = ss[f0 * 8 + 6] + io[i * 8 + 6]
             hu = p0 * stride_h + r0 * dilation_h + hh - pad_top
             wu = q0 * stride_w + s0 * dilation_w + ww - pad_left
             inside = T.int64(0) <= hu and hu < in_h and T.int64(0) <= wu and wu < in_w
             xo = T.if_then_else(
                 inside,
-                T.Cast("int64", x[T.if_then_else(inside, ((n * layer_c + c) * in_h + hu) * in_w + wu, T.int64(0))]),
+                T.Cast(
+                    "int64",
+                    x[T.if_then_else(inside, ((n * in_c + g * layer_c + c) * in_h + hu) * in_w + wu, T.int64(0))],
+                ),
                 zero_x,
             )
             xn = T.bitwise_xor(xo, T.Cast("int64", mask[e]))
@@ -231,7 +252,7 @@ def tvm_kernels() -> FaultKernels:
                 wb = ((c * layer_r + r0 + tap[tt]) * layer_s) + s0 + tap[taps + tt]
                 ob = (n * layer_k * layer_p + p0 + tap[2 * taps + tt]) * layer_q + q0 + tap[3 * taps + tt]
                 for st in range(ends[jf] - f0):
-                    k0 = ss[(f0 + st) * 7 + 1] + io[i * 7 + 1]
+                    k0 = g * group_k + ss[(f0 + st) * 8 + 1] + io[i * 8 + 1]
                     for k in range(tile_k):
                         wv = T.Cast("int64", w[wb + (k0 + k) * layer_c * layer_r * layer_s])
                         oi = ob + (k0 + k) * layer_p * layer_q
@@ -265,6 +286,9 @@ def tvm_kernels() -> FaultKernels:
         in_w: T.int64,
         zero_x: T.int64,
         taps: T.int64,
+        tile_g: T.int64,
+        group_k: T.int64,
+        in_c: T.int64,
         res_h: T.handle,
         word_h: T.handle,
         mask_h: T.handle,
@@ -295,16 +319,17 @@ def tvm_kernels() -> FaultKernels:
             i = res[e] % instances
             jf = res[e] // instances
             f0 = fills[jf]
-            k = ss[f0 * 7 + 1] + io[i * 7 + 1] + word[e] // (tile_s * tile_r * tile_c)
-            c = ss[f0 * 7 + 2] + io[i * 7 + 2] + (word[e] // (tile_s * tile_r)) % tile_c
-            r = ss[f0 * 7 + 5] + io[i * 7 + 5] + (word[e] // tile_s) % tile_r
-            s_ = ss[f0 * 7 + 6] + io[i * 7 + 6] + word[e] % tile_s
+            g = ss[f0 * 8 + 7] + io[i * 8 + 7] + word[e] // (tile_s * tile_r * tile_c * tile_k)
+            k = g * group_k + ss[f0 * 8 + 1] + io[i * 8 + 1] + (word[e] // (tile_s * tile_r * tile_c)) % tile_k
+            c = ss[f0 * 8 + 2] + io[i * 8 + 2] + (word[e] // (tile_s * tile_r)) % tile_c
+            r = ss[f0 * 8 + 5] + io[i * 8 + 5] + (word[e] // tile_s) % tile_r
+            s_ = ss[f0 * 8 + 6] + io[i * 8 + 6] + word[e] % tile_s
             wo = T.Cast("int64", w[((k * layer_c + c) * layer_r + r) * layer_s + s_])
             wn = T.bitwise_xor(wo, T.Cast("int64", mask[e]))
             for st in range(ends[jf] - f0):
-                n0 = ss[(f0 + st) * 7 + 0] + io[i * 7 + 0]
-                p0 = ss[(f0 + st) * 7 + 3] + io[i * 7 + 3]
-                q0 = ss[(f0 + st) * 7 + 4] + io[i * 7 + 4]
+                n0 = ss[(f0 + st) * 8 + 0] + io[i * 8 + 0]
+                p0 = ss[(f0 + st) * 8 + 3] + io[i * 8 + 3]
+                q0 = ss[(f0 + st) * 8 + 4] + io[i * 8 + 4]
                 for nb in range(tile_n):
                     for pb in range(tile_p):
                         for qb in range(tile_q):
@@ -319,7 +344,7 @@ def tvm_kernels() -> FaultKernels:
                                         x[
                                             T.if_then_else(
                                                 inside,
-                                                (((n0 + nb) * layer_c + c) * in_h + hu) * in_w + wu,
+                                                (((n0 + nb) * in_c + g * layer_c + c) * in_h + hu) * in_w + wu,
                                                 T.int64(0),
                                             )
                                         ],
@@ -359,6 +384,9 @@ def tvm_kernels() -> FaultKernels:
         in_w: T.int64,
         zero_x: T.int64,
         taps: T.int64,
+        tile_g: T.int64,
+        group_k: T.int64,
+        in_c: T.int64,
         res_h: T.handle,
         word_h: T.handle,
         mask_h: T.handle,
@@ -410,20 +438,21 @@ def tvm_kernels() -> FaultKernels:
             ww = word[e] % tile_w
             hh = (word[e] // tile_w) % tile_h
             f0 = fills[jf]
-            c = ss[f0 * 7 + 2] + io[i * 7 + 2] + (word[e] // (tile_w * tile_h)) % tile_c
-            bucket = i * layer_c + c
+            g = ss[f0 * 8 + 7] + io[i * 8 + 7] + (word[e] // (tile_w * tile_h * tile_c)) % tile_g
+            c = g * layer_c + ss[f0 * 8 + 2] + io[i * 8 + 2] + (word[e] // (tile_w * tile_h)) % tile_c  # global
+            bucket = i * in_c + c
             if csr[bucket + 1] > csr[bucket]:
-                n = ss[f0 * 7 + 0] + io[i * 7 + 0] + word[e] // (tile_w * tile_h * tile_c)
-                p0 = ss[f0 * 7 + 3] + io[i * 7 + 3]
-                q0 = ss[f0 * 7 + 4] + io[i * 7 + 4]
-                r0 = ss[f0 * 7 + 5] + io[i * 7 + 5]
-                s0 = ss[f0 * 7 + 6] + io[i * 7 + 6]
+                n = ss[f0 * 8 + 0] + io[i * 8 + 0] + word[e] // (tile_w * tile_h * tile_c * tile_g)
+                p0 = ss[f0 * 8 + 3] + io[i * 8 + 3]
+                q0 = ss[f0 * 8 + 4] + io[i * 8 + 4]
+                r0 = ss[f0 * 8 + 5] + io[i * 8 + 5]
+                s0 = ss[f0 * 8 + 6] + io[i * 8 + 6]
                 hu = p0 * stride_h + r0 * dilation_h + hh - pad_top
                 wu = q0 * stride_w + s0 * dilation_w + ww - pad_left
                 inside = T.int64(0) <= hu and hu < in_h and T.int64(0) <= wu and wu < in_w
                 xo = T.if_then_else(
                     inside,
-                    T.Cast("int64", x[T.if_then_else(inside, ((n * layer_c + c) * in_h + hu) * in_w + wu, T.int64(0))]),
+                    T.Cast("int64", x[T.if_then_else(inside, ((n * in_c + c) * in_h + hu) * in_w + wu, T.int64(0))]),
                     zero_x,
                 )
                 xn = T.bitwise_xor(xo, T.Cast("int64", mask[e])) * 256
@@ -484,13 +513,16 @@ def tvm_kernels() -> FaultKernels:
         prepared: object,
         sample: FaultSample,
         out: np.ndarray,
+        wflat: np.ndarray,
     ) -> None:
         _check_out(out)
         st: dict[str, Any] = prepared  # type: ignore[assignment]
         args = st["args"]
         m = prog.schedule.mapping
         _, _, C, _, _, R, S, _, _ = la.dims
+        Ct, Kg = la.in_c, la.group_k
         xr = dl(_compact(np.asarray(x).view(np.uint8).ravel(), np.uint8))
+        wd = st["w"] if wflat is la.wflat else dl(_compact(wflat, np.uint8))  # a matmul's weights: per call
         o = dl(out)
         cw, cx = sample.weight, sample.input
         if len(cw):
@@ -504,7 +536,7 @@ def tvm_kernels() -> FaultKernels:
                 st["ss"],
                 st["io"],
                 xr,
-                st["w"],
+                wd,
                 st["lut"],
                 o,
             )
@@ -515,16 +547,17 @@ def tvm_kernels() -> FaultKernels:
                 dl(_compact(cx.mask, np.uint8)),
             )
             common = (res, word, mask, st["fills_x"], st["ends_x"], st["ss"], st["io"], st["tst"], st["tln"])
-            fn_input(*args, *common, st["taps"], xr, st["w"], st["lut"], o)
+            fn_input(*args, *common, st["taps"], xr, wd, st["lut"], o)
             if len(cw):
                 # corrupted weights by (PE, channel): k r s wo wn first-step end-step, CSR over PE·C + c
                 n_inst = geom.instances
                 j, i = cw.residency // n_inst, cw.residency % n_inst
-                kk, cc, rr, sw_ = np.unravel_index(cw.word, geom.tile_dims("weight", m))
+                gg, kk, cc, rr, sw_ = np.unravel_index(cw.word, geom.tile_dims("weight", m))
                 s0 = geom.step_start[geom.fills["weight"][j]] + geom.inst_off[i]
-                k, c = s0[:, _D["K"]] + kk, s0[:, _D["C"]] + cc
+                g = s0[:, _D["G"]] + gg
+                k, c = g * Kg + s0[:, _D["K"]] + kk, s0[:, _D["C"]] + cc
                 r, t = s0[:, _D["R"]] + rr, s0[:, _D["S"]] + sw_
-                wo = la.wflat[((k * C + c) * R + r) * S + t].astype(np.int64)
+                wo = wflat[((k * C + c) * R + r) * S + t].astype(np.int64)
                 wr = np.stack(
                     [
                         k,
@@ -537,9 +570,9 @@ def tvm_kernels() -> FaultKernels:
                     ],
                     axis=1,
                 )
-                bucket = i * C + c
+                bucket = i * Ct + g * C + c  # (PE, global input channel)
                 order = np.argsort(bucket, kind="stable")
-                csr = np.concatenate(([0], np.cumsum(np.bincount(bucket, minlength=n_inst * C))))
+                csr = np.concatenate(([0], np.cumsum(np.bincount(bucket, minlength=n_inst * Ct))))
                 fn_cross(
                     *args,
                     *common,

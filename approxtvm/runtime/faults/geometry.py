@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from approxtvm.errors import ScheduleError
 from approxtvm.runtime.counting import simulate_counts
 from approxtvm.runtime.faults.plan import TENSORS, fault_buffers
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
@@ -16,10 +15,9 @@ from approxtvm.targets.vacc.workload import DIMS
 
 __all__ = ["DIM_INDEX", "FAULT_DIMS", "TileGeometry", "tile_geometry"]
 
-#: Dimensions of the geometry's packed arrays (7 columns, as the compiled fault kernels index
-#: them): the ungrouped ones. ``G`` is last in :data:`DIMS`, so dropping it keeps the columns;
-#: grouped layers and activation × activation matmuls are not fault-injected (see :func:`tile_geometry`).
-FAULT_DIMS = tuple(d for d in DIMS if d != "G")
+#: Dimensions of the geometry's packed arrays (8 columns, as the compiled fault kernels index them):
+#: every loop dimension, ``G`` last (1 for an ungrouped layer).
+FAULT_DIMS = DIMS
 #: Column of each dimension of :data:`FAULT_DIMS` in the geometry's arrays.
 DIM_INDEX = {d: i for i, d in enumerate(FAULT_DIMS)}
 _D = DIM_INDEX
@@ -34,11 +32,11 @@ class TileGeometry:
     steps
         Temporal steps above the PE level (execution order).
     step_start
-        ``(steps, 7)`` start of the tile in each dimension of :data:`DIMS`, instance 0.
+        ``(steps, 8)`` start of the tile in each dimension of :data:`FAULT_DIMS`, instance 0.
     inst_off
-        ``(instances, 7)`` offset of each PE instance (PE number = instance index).
+        ``(instances, 8)`` offset of each PE instance (PE number = instance index).
     ext
-        ``(7,)`` tile extent per dimension.
+        ``(8,)`` tile extent per dimension.
     hops
         ``(instances,)`` links on the XY route from the global-buffer router to each PE.
     fills
@@ -72,22 +70,19 @@ class TileGeometry:
         return self.ends[tensor]
 
     def tile_dims(self, tensor: str, mapping: Mapping) -> tuple[int, ...]:
-        """Extent of ``tensor``'s tile per axis (weights KCRS, inputs NCHW padded)."""
+        """Extent of ``tensor``'s tile per axis: weights ``(G, K, C, R, S)``, inputs ``(N, G, C, H, W)``
+        (padded, halo included). ``G`` is always there (1 when ungrouped): the words' C-order index
+        over these axes is the same as over the tile's own axes (:meth:`Mapping.tile_extent`)."""
         e = mapping.tile_extent("PE", tensor)
-        return tuple(e.values())
+        g = {"G": int(self.ext[DIM_INDEX["G"]])}
+        if tensor == "weight":
+            return tuple((g | {d: e[d] for d in ("K", "C", "R", "S")}).values())
+        return tuple(({"N": e["N"]} | g | {d: e[d] for d in ("C", "H", "W")}).values())
 
 
 def tile_geometry(mapping: Mapping, spec: AcceleratorSpec) -> TileGeometry:
     """The PE-level residencies of ``mapping`` (from its :class:`~approxtvm.targets.vacc.tilewalk.TileWalk`)."""
-    if mapping.shape.groups > 1 or mapping.shape.op == "matmul":
-        raise ScheduleError(
-            f"fault injection on a {mapping.shape.op} layer with {mapping.shape.groups} groups",
-            expected="NoC / SRAM faults on ungrouped conv2d and dense layers",
-            found=f"a scaled NoC swing or buffer voltage on {mapping.shape.op} (groups = {mapping.shape.groups})",
-            fix="keep nominal NoC swing and buffer voltages on grouped convs and attention matmuls in the policy",
-        )
     w = TileWalk.of(mapping, "PE")
-    cols = [DIMS.index(d) for d in FAULT_DIMS]
     gx, gy = spec.noc.global_buffer_node
     pa = spec.pe_array
     hops = np.array(
@@ -104,4 +99,4 @@ def tile_geometry(mapping: Mapping, spec: AcceleratorSpec) -> TileGeometry:
         rw = [(r, wr) for b, tt, r, wr in counts.buffer_accesses if b == buf and tt == t]
         reads, writes = rw[0] if rw else (0, 0)
         rpw[t] = max(1, round(reads / writes)) if writes else 1
-    return TileGeometry(w.steps, w.step_start[:, cols], w.inst_off[:, cols], w.ext[cols], hops, fills, words, rpw, ends)
+    return TileGeometry(w.steps, w.step_start, w.inst_off, w.ext, hops, fills, words, rpw, ends)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from approxtvm.errors import PolicyError
 from approxtvm.runtime.faults.physics import noc_ber, sram_ber
+from approxtvm.targets.vacc.components import SRAM_FAILURE_MODES
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.hierarchy import Hierarchy
 from approxtvm.targets.vacc.schedule import LayerSchedule
@@ -22,7 +23,7 @@ __all__ = [
 ]
 
 #: When SRAM bit-cell faults happen: on the write of a tile, on every read of a word, or both.
-SRAM_FAULT_MODES = ("write", "read", "both")
+SRAM_FAULT_MODES = SRAM_FAILURE_MODES
 #: Tensors with a fault model and the PE buffer each one lives in on the shipped specs (a spec's own
 #: PE buffers come from its hierarchy: :func:`fault_buffers`).
 FAULT_BUFFERS: dict[str, str] = {"weight": "weight_buffer", "input": "input_buffer"}
@@ -45,22 +46,23 @@ class FaultOptions:
     Attributes
     ----------
     sram_fault_mode
-        One of :data:`SRAM_FAULT_MODES`.
+        One of :data:`SRAM_FAULT_MODES`, or ``None`` (default): the spec's own
+        ``sram.failure_mode``, i.e. what its technology's source describes.
     ber_scale
         Multiplies every bit error rate (1 = the models; 0 = the scaled energy without any fault,
         e.g. to separate the energy effect of a voltage from its accuracy effect).
     """
 
-    sram_fault_mode: str = "write"
+    sram_fault_mode: str | None = None
     ber_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.sram_fault_mode not in SRAM_FAULT_MODES:
+        if self.sram_fault_mode is not None and self.sram_fault_mode not in SRAM_FAULT_MODES:
             raise PolicyError(
                 "unknown SRAM fault mode",
                 expected=f"one of {', '.join(SRAM_FAULT_MODES)}",
                 found=repr(self.sram_fault_mode),
-                fix="use write (default), read or both",
+                fix="use write, read or both (or None: the spec's sram.failure_mode)",
             )
         if not (math.isfinite(self.ber_scale) and self.ber_scale >= 0):
             raise PolicyError(
@@ -135,6 +137,6 @@ def plan_faults(
         min(1.0, nb * k),
         cfg.noc_protected_msbs,
         tuple((t, min(1.0, b * k)) for t, b in sb),
-        options.sram_fault_mode,
+        options.sram_fault_mode or spec.sram.failure_mode,
         energy_only,
     )

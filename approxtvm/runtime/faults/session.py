@@ -120,8 +120,12 @@ class FaultSession:
         self._words: dict[str, list[int]] = {}
         self._blocks: dict[str, tuple[int, list[FaultSample]]] = {}
 
-    def apply(self, layer_id: str, x: np.ndarray, prog: LayerProgram, acc: np.ndarray) -> np.ndarray:
-        """Accumulators of this layer call under its sampled faults (``acc`` unchanged if none)."""
+    def apply(
+        self, layer_id: str, x: np.ndarray, prog: LayerProgram, acc: np.ndarray, *operands: np.ndarray
+    ) -> np.ndarray:
+        """Accumulators of this layer call under its sampled faults (``acc`` unchanged if none).
+
+        ``operands``: the second operand of an activation × activation matmul (its weight role)."""
         plan = self.faults.plans.get(layer_id)
         if plan is None or plan.trivial:
             return acc
@@ -143,7 +147,10 @@ class FaultSession:
         words[1] += len(sample.input)
         if not len(sample.weight) and not len(sample.input):
             return acc
-        return inject(x, prog, acc, sample, geom, f.arrays(layer_id, prog), f.kernels, f.prepared(layer_id, prog))
+        second = operands[0] if operands else None
+        return inject(
+            x, prog, acc, sample, geom, f.arrays(layer_id, prog), f.kernels, f.prepared(layer_id, prog), second
+        )
 
     def counters(self) -> dict[str, Any]:
         """``{layer: {tensor: {bits_exposed, bits_flipped, words_corrupted, noc: {...}, sram: {...}}}}``.

@@ -112,7 +112,7 @@ def _accelerator_of(func: relax.Function) -> AcceleratorSpec:
 
 
 def _resolver(spec: AcceleratorSpec) -> Callable[[str, bool], MultiplierInfo]:
-    from approxtvm.compiler.driver import MultiplierResolver  # the compiler prices multipliers
+    from approxtvm.runtime.multipliers.resolver import MultiplierResolver  # imported on first codegen
 
     return MultiplierResolver(spec).info
 

@@ -14,7 +14,8 @@ Access-count model (the same one :mod:`approxtvm.runtime.counting` re-derives by
   The accumulation buffer holds partial sums only; there is no output register, so every cycle each
   busy vector MAC does one read-modify-write (the first update of a fresh output skips the read).
 * Inputs and weights are read by the MACs every cycle: the input buffer once per cycle per lane
-  (broadcast to the PE's vector MACs), the weight register once per MAC.
+  (broadcast to the PE's vector MACs), the weight register once per MAC (counted; the shipped
+  specs price these reads at 0 pJ: the register drives the multiplier, only its fills cost energy).
 * NoC: every transfer into or out of a PE buffer crosses the 4×4 mesh from the global-buffer router
   (weights too: they bypass the global buffer but enter the mesh at its router). XY routing; a
   multicast follows the union of the XY paths; cost = bits × (links × link energy + routers ×

@@ -9,13 +9,14 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from approxtvm.targets.vacc.spec_schema import check as _check
-from approxtvm.targets.vacc.spec_schema import check_energies as _check_energies
+from approxtvm.schema import check as _check
+from approxtvm.schema import check_energies as _check_energies
 
 __all__ = [
     "BUFFERS",
     "BUFFER_LEVEL",
     "DRAM",
+    "SRAM_FAILURE_MODES",
     "EnergyTable",
     "MemoryLevel",
     "NoC",
@@ -43,6 +44,8 @@ BUFFERS: tuple[str, ...] = (
     "weight_register",
 )
 _TENSORS = frozenset({"weight", "input", "output"})
+#: How an SRAM bit-cell failure reaches the data: once per tile residency, on every read, or both.
+SRAM_FAILURE_MODES = ("write", "read", "both")
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,6 +417,13 @@ class SramVoltageModel:
     ber_table
         ``(voltage_v, bit_error_rate)`` points, voltages strictly decreasing, BER non-decreasing;
         interpolated log-linearly by :meth:`ber_at`.
+    failure_mode
+        How a bit-cell failure reaches the data, as the table's source observed it (one of
+        :data:`SRAM_FAILURE_MODES`): ``write`` — a stored word is corrupted once per tile residency
+        and the flip persists until the tile is replaced (data held and read back at the low
+        supply); ``read`` — every read of a word fails independently (read disturb / sensing
+        failure); ``both``. The fault planner uses it unless ``FaultOptions.sram_fault_mode`` says
+        otherwise.
     """
 
     nominal_vdd_v: float = 0.9
@@ -424,8 +434,17 @@ class SramVoltageModel:
         (0.6, 1e-4),
         (0.5, 1e-2),
     )
+    failure_mode: str = "write"
 
     def __post_init__(self) -> None:
+        _check(
+            self.failure_mode in SRAM_FAILURE_MODES,
+            "failure_mode",
+            "unknown SRAM failure mode",
+            expected=f"one of {SRAM_FAILURE_MODES}",
+            found=self.failure_mode,
+            fix="write (once per residency), read (every read) or both",
+        )
         _check(
             0 < self.nominal_vdd_v <= 5,
             "nominal_vdd_v",
@@ -444,6 +463,22 @@ class SramVoltageModel:
         )
         volts = [v for v, _ in self.ber_table]
         bers = [b for _, b in self.ber_table]
+        _check(
+            all(0 < v <= 5 for v in volts),
+            "ber_table",
+            "impossible voltage in the table",
+            expected="0 < V <= 5 for every point",
+            found=volts,
+            fix="give volts",
+        )
+        _check(
+            volts[-1] < self.nominal_vdd_v,
+            "ber_table",
+            "no point below the nominal supply",
+            expected=f"a lowest point below nominal_vdd_v = {self.nominal_vdd_v} V",
+            found=volts,
+            fix="add the scaled-supply measurements (or correct nominal_vdd_v)",
+        )
         _check(
             all(a > b for a, b in itertools.pairwise(volts)),
             "ber_table",
@@ -485,16 +520,31 @@ class SramVoltageModel:
 
 @dataclass(frozen=True, slots=True)
 class PackageNetwork:
-    """Package-level network joining several chiplets (Simba's network-on-package).
+    """Package-level network joining several chiplets (Simba's network-on-package, NoP).
+
+    The chiplets sit on a 2-D mesh of package routers with XY routing; the off-package memory
+    interface attaches to the router of :attr:`memory_node`. A hop is one inter-chiplet link plus
+    the router it enters, so a chiplet at the memory node receives without a hop (and a package of
+    one chiplet has no package traffic).
 
     Attributes
     ----------
     chiplet_rows, chiplet_cols
         Chiplet mesh.
     link_energy_pj_per_bit, router_energy_pj_per_bit
-        Energy per bit per inter-chiplet link / package router traversal.
+        Energy per bit per inter-chiplet link / package router traversal, at full swing.
     bandwidth_bits_per_cycle
-        Per-link bandwidth (latency model only).
+        Bits per chiplet-clock cycle one link carries in one direction (latency model).
+    memory_node
+        ``(x, y)`` of the chiplet whose package router the memory interface attaches to.
+    multicast
+        Whether one injection reaches several chiplets along the union of their XY routes.
+    swing_model
+        Link energy vs swing, as :attr:`NoC.swing_model` (``linear`` or ``quadratic``).
+    nominal_swing_v
+        Full swing of the package links, volts (the ``nop_swing_v`` knob scales below it).
+    sigma_v
+        Receiver noise σ of the package links for ``BER = Q(V_sw / (2σ))``, volts.
     """
 
     chiplet_rows: int
@@ -502,6 +552,11 @@ class PackageNetwork:
     link_energy_pj_per_bit: float
     router_energy_pj_per_bit: float
     bandwidth_bits_per_cycle: int = 64
+    memory_node: tuple[int, int] = (0, 0)
+    multicast: bool = True
+    swing_model: str = "linear"
+    nominal_swing_v: float = 0.2
+    sigma_v: float = 0.01
 
     def __post_init__(self) -> None:
         for name in ("chiplet_rows", "chiplet_cols", "bandwidth_bits_per_cycle"):
@@ -510,8 +565,50 @@ class PackageNetwork:
         _check_energies(
             self, ("link_energy_pj_per_bit", "router_energy_pj_per_bit"), expected=">= 0 pJ/bit", fix="give pJ per bit"
         )
+        mx, my = self.memory_node
+        _check(
+            0 <= mx < self.chiplet_cols and 0 <= my < self.chiplet_rows,
+            "memory_node",
+            "outside the chiplet mesh",
+            expected=f"x < {self.chiplet_cols}, y < {self.chiplet_rows}",
+            found=self.memory_node,
+            fix="attach the memory interface to a chiplet of the package",
+        )
+        _check(
+            self.swing_model in ("linear", "quadratic"),
+            "swing_model",
+            "unknown swing model",
+            expected="'linear' or 'quadratic'",
+            found=self.swing_model,
+            fix="pick one of the two",
+        )
+        _check(
+            0 < self.nominal_swing_v <= 5,
+            "nominal_swing_v",
+            "impossible voltage",
+            expected="0 < V <= 5",
+            found=self.nominal_swing_v,
+            fix="give the links' full swing in volts",
+        )
+        _check(
+            0 < self.sigma_v < self.nominal_swing_v,
+            "sigma_v",
+            "impossible noise",
+            expected="0 < σ < the nominal swing",
+            found=self.sigma_v,
+            fix="give σ in volts",
+        )
 
     @property
     def num_chiplets(self) -> int:
         """Chiplets in the package."""
         return self.chiplet_rows * self.chiplet_cols
+
+    def chiplet_xy(self, index: int) -> tuple[int, int]:
+        """``(x, y)`` of chiplet ``index`` (row-major: ``x = index mod cols``)."""
+        return index % self.chiplet_cols, index // self.chiplet_cols
+
+    def link_energy_scale(self, swing_v: float) -> float:
+        """Package link energy at swing ``swing_v`` relative to full swing (per :attr:`swing_model`)."""
+        ratio = swing_v / self.nominal_swing_v
+        return ratio if self.swing_model == "linear" else ratio * ratio

@@ -8,11 +8,12 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from approxtvm.errors import PolicyError
+from approxtvm.schema import FieldHook, Invalid, Schema
 from approxtvm.targets.vacc.yaml_io import load_strict_yaml
 
 #: Buffers whose supply voltage a policy may scale (DESIGN §5).
@@ -52,7 +53,7 @@ class ApproxConfig:
     compression: str = "none"
 
     def __post_init__(self) -> None:
-        _check_config(self, "ApproxConfig")
+        _check_config(self)
 
     @property
     def sram_v_map(self) -> dict[str, float]:
@@ -61,41 +62,44 @@ class ApproxConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (``sram_v`` as a mapping)."""
-        d = asdict(self)
-        d["sram_v"] = dict(self.sram_v)
-        return d
+        return POLICY_SCHEMA.unstructure(self)
 
     @staticmethod
     def from_dict(d: Mapping[str, Any], where: str = "config") -> ApproxConfig:
         """Build from a mapping, rejecting unknown keys; ``where`` names the source in errors."""
-        return _config_from_mapping(ApproxConfig(), d, where)
+        return _config_from_mapping(ApproxConfig(), d, where, "")
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys): identical configs give identical strings."""
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
-_FIELDS = ("multiplier", "noc_swing_v", "noc_protected_msbs", "sram_v", "compression")
-
-
-def _check_config(c: ApproxConfig, where: str) -> None:
+def _check_config(c: ApproxConfig) -> None:
+    """Range checks; errors are ``"<field>: <what>"`` (the schema adds the file and the key)."""
     if not isinstance(c.multiplier, str) or not c.multiplier:
         raise PolicyError(
-            f"{where}: multiplier must be a non-empty string",
+            "multiplier: must be a non-empty string",
             expected="e.g. exact, mul8u_2HH",
             found=repr(c.multiplier),
             fix="name a multiplier (`approxtvm multipliers list`)",
         )
     if c.noc_swing_v is not None and not SWING_RANGE_V[0] <= c.noc_swing_v <= SWING_RANGE_V[1]:
         raise PolicyError(
-            f"{where}: noc_swing_v out of range",
+            "noc_swing_v: out of range",
             expected=f"{SWING_RANGE_V[0]}–{SWING_RANGE_V[1]} V",
             found=f"{c.noc_swing_v} V",
             fix="choose a swing inside the modelled range",
         )
-    if not isinstance(c.noc_protected_msbs, int) or not 0 <= c.noc_protected_msbs <= 8:
+    if isinstance(c.noc_protected_msbs, bool) or not isinstance(c.noc_protected_msbs, int):
         raise PolicyError(
-            f"{where}: noc_protected_msbs out of range",
+            "noc_protected_msbs: must be an integer",
+            expected="0–8",
+            found=repr(c.noc_protected_msbs),
+            fix="write a whole number of bits",
+        )
+    if not 0 <= c.noc_protected_msbs <= 8:
+        raise PolicyError(
+            "noc_protected_msbs: out of range",
             expected="an integer 0–8",
             found=repr(c.noc_protected_msbs),
             fix="protect between 0 and 8 bits",
@@ -103,21 +107,21 @@ def _check_config(c: ApproxConfig, where: str) -> None:
     for buf, v in c.sram_v:
         if buf not in SCALABLE_BUFFERS:
             raise PolicyError(
-                f"{where}: sram_v names an unknown buffer {buf!r}",
+                f"sram_v.{buf}: unknown buffer",
                 expected=f"one of {', '.join(SCALABLE_BUFFERS)}",
                 found=buf,
                 fix="use the buffer names of the accelerator YAML",
             )
         if not SRAM_RANGE_V[0] <= v <= SRAM_RANGE_V[1]:
             raise PolicyError(
-                f"{where}: sram_v[{buf}] out of range",
+                f"sram_v.{buf}: out of range",
                 expected=f"{SRAM_RANGE_V[0]}–{SRAM_RANGE_V[1]} V",
                 found=f"{v} V",
                 fix="choose a voltage inside the BER table's range",
             )
     if c.compression not in COMPRESSION_MODES:
         raise PolicyError(
-            f"{where}: unknown compression mode {c.compression!r}",
+            f"compression: unknown compression mode {c.compression!r}",
             expected=f"one of {', '.join(COMPRESSION_MODES)}",
             found=c.compression,
             fix="pick one of the listed modes",
@@ -138,79 +142,90 @@ def pattern_matches(pattern: str, layer_id: str) -> bool:
 _VOLT = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(mV|V)\s*$")
 
 
-def _volts(value: Any, where: str) -> float:
+def _volts(value: Any, key: str = "") -> float:
     """A voltage: a number (volts) or a string with unit ``V`` or ``mV``."""
     if isinstance(value, bool):
-        raise PolicyError(
-            f"{where}: expected a voltage",
+        raise Invalid(
+            "expected a voltage",
             expected="a number in volts or '600 mV'",
             found=repr(value),
             fix="write e.g. 0.6 or '600 mV'",
+            key=key,
         )
     if isinstance(value, int | float):
         return float(value)
     m = _VOLT.match(str(value))
     if not m:
-        raise PolicyError(
-            f"{where}: bad voltage {value!r}",
+        raise Invalid(
+            f"bad voltage {value!r}",
             expected="a number in volts, or a string in V or mV",
             found=repr(value),
             fix="write e.g. 0.6, '0.6 V' or '600 mV'",
+            key=key,
         )
     return float(m.group(1)) / (1000.0 if m.group(2) == "mV" else 1.0)
 
 
-def _config_from_mapping(base: ApproxConfig, d: Mapping[str, Any], where: str) -> ApproxConfig:
+def _swing_from(value: Any, _: Schema) -> float | None:
+    return None if value is None else _volts(value)
+
+
+def _sram_from(value: Any, _: Schema) -> tuple[tuple[str, float], ...]:
+    """``sram_v: {buffer: voltage}`` → sorted ``(buffer, volts)`` pairs."""
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise Invalid(
+            "must map buffers to voltages",
+            expected="{input_buffer: 0.7, weight_buffer: 0.8}",
+            found=repr(value),
+            fix="write a mapping",
+        )
+    return tuple(sorted((str(k), _volts(v, str(k))) for k, v in value.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyFile:
+    """The layout of a policy file (see :meth:`ApproxPolicy.from_dict`).
+
+    Attributes
+    ----------
+    default
+        Knobs of every layer (:class:`ApproxConfig` keys).
+    layers
+        Layer pattern → knobs overriding ``default`` (or a bare multiplier name).
+    host
+        Layer patterns kept on the host.
+    """
+
+    default: dict[str, Any] | None = None
+    layers: dict[str, Any] | None = None
+    host: tuple[str, ...] | None = None
+
+
+#: Policy files and configs ↔ :class:`ApproxConfig`: strict types, unknown keys rejected, voltages
+#: with units (``'600 mV'``), errors naming the file and the key.
+POLICY_SCHEMA = Schema(
+    PolicyError,
+    hooks=(
+        FieldHook(ApproxConfig, "noc_swing_v", _swing_from),
+        FieldHook(ApproxConfig, "sram_v", _sram_from, lambda v, _: dict(v)),
+    ),
+)
+
+
+def _config_from_mapping(base: ApproxConfig, d: Any, source: str, path: str) -> ApproxConfig:
+    """``base`` with the knobs of mapping ``d`` (at key ``path`` of ``source``) applied."""
     if not isinstance(d, Mapping):
-        raise PolicyError(
-            f"{where}: expected a mapping of knobs",
-            expected=f"keys among {', '.join(_FIELDS)}",
+        raise POLICY_SCHEMA.fail(
+            source,
+            path,
+            "expected a mapping of knobs",
+            expected=f"keys among {', '.join(base.to_dict())}",
             found=type(d).__name__,
             fix="write `key: value` pairs",
         )
-    unknown = sorted(set(d) - set(_FIELDS))
-    if unknown:
-        raise PolicyError(
-            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}",
-            expected=f"keys among {', '.join(_FIELDS)}",
-            found=", ".join(unknown),
-            fix="check the spelling (units are part of the names: noc_swing_v is in volts)",
-        )
-    kw: dict[str, Any] = {}
-    if "multiplier" in d:
-        kw["multiplier"] = str(d["multiplier"])
-    if "noc_swing_v" in d:
-        kw["noc_swing_v"] = None if d["noc_swing_v"] is None else _volts(d["noc_swing_v"], f"{where}.noc_swing_v")
-    if "noc_protected_msbs" in d:
-        v = d["noc_protected_msbs"]
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise PolicyError(
-                f"{where}.noc_protected_msbs must be an integer",
-                expected="0–8",
-                found=repr(v),
-                fix="write a whole number of bits",
-            )
-        kw["noc_protected_msbs"] = v
-    if "sram_v" in d:
-        sv = d["sram_v"]
-        if sv is None:
-            sv = {}
-        if not isinstance(sv, Mapping):
-            raise PolicyError(
-                f"{where}.sram_v must map buffers to voltages",
-                expected="{input_buffer: 0.7, weight_buffer: 0.8}",
-                found=repr(sv),
-                fix="write a mapping",
-            )
-        kw["sram_v"] = tuple(sorted((str(k), _volts(v, f"{where}.sram_v.{k}")) for k, v in sv.items()))
-    if "compression" in d:
-        kw["compression"] = str(d["compression"])
-    try:
-        return replace(base, **kw)
-    except PolicyError as exc:
-        raise PolicyError(
-            exc.what.replace("ApproxConfig", where), expected=exc.expected, found=exc.found, fix=exc.fix
-        ) from None
+    return POLICY_SCHEMA.structure({**base.to_dict(), **d}, ApproxConfig, source=source, path=path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +296,7 @@ class ApproxPolicy:
         rules = []
         for pattern, over in layers.items():
             over = {"multiplier": over} if isinstance(over, str) else dict(over)
-            _config_from_mapping(ApproxConfig(), over, f"layers.{pattern}")  # validate now
+            _config_from_mapping(ApproxConfig(), over, "ApproxPolicy.per_layer", f"layers.{pattern}")  # validate now
             rules.append((str(pattern), tuple(sorted(over.items(), key=lambda kv: kv[0]))))
         return ApproxPolicy(default or ApproxConfig(), tuple(rules))
 
@@ -295,37 +310,14 @@ class ApproxPolicy:
                 found=type(d).__name__,
                 fix="see the README's policy example",
             )
-        unknown = sorted(set(d) - {"default", "layers", "host"})
-        if unknown:
-            raise PolicyError(
-                f"{where}: unknown key(s) {', '.join(map(repr, unknown))}",
-                expected="top-level keys default, layers and host",
-                found=", ".join(unknown),
-                fix="put knobs under `default:` or under `layers: {<layer id>: ...}`",
-            )
-        default = _config_from_mapping(ApproxConfig(), d.get("default") or {}, f"{where}: default")
-        layers = d.get("layers") or {}
-        if not isinstance(layers, Mapping):
-            raise PolicyError(
-                f"{where}: layers must map layer ids to knobs",
-                expected="a mapping",
-                found=type(layers).__name__,
-                fix="write `layers: {conv1: {multiplier: exact}}`",
-            )
+        f = POLICY_SCHEMA.structure(d, PolicyFile, source=where)
+        default = _config_from_mapping(ApproxConfig(), f.default or {}, where, "default")
         rules = []
-        for pattern, over in layers.items():
+        for pattern, over in (f.layers or {}).items():
             over = {"multiplier": over} if isinstance(over, str) else over
-            _config_from_mapping(ApproxConfig(), over, f"{where}: layers.{pattern}")
+            _config_from_mapping(ApproxConfig(), over, where, f"layers.{pattern}")
             rules.append((str(pattern), tuple(sorted(dict(over).items(), key=lambda kv: kv[0]))))
-        host = d.get("host") or []
-        if isinstance(host, str) or not all(isinstance(h, str) for h in host):
-            raise PolicyError(
-                f"{where}: host must list layer patterns",
-                expected="a list of layer ids, globs or re: patterns",
-                found=repr(host),
-                fix="write `host: [/classifier/Gemm]`",
-            )
-        return ApproxPolicy(default, tuple(rules), tuple(host))
+        return ApproxPolicy(default, tuple(rules), f.host or ())
 
     def multiplier_names(self) -> frozenset[str]:
         """Every multiplier spec the policy can assign (default and rules)."""
@@ -369,7 +361,7 @@ class ApproxPolicy:
         cfg = self.default
         for pattern, over in self.rules:
             if pattern_matches(pattern, layer_id):
-                cfg = _config_from_mapping(cfg, dict(over), f"layers.{pattern}")
+                cfg = _config_from_mapping(cfg, dict(over), "policy", f"layers.{pattern}")
         return cfg
 
     def keeps_on_host(self, layer_id: str) -> bool:

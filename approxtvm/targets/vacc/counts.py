@@ -7,8 +7,9 @@ from typing import Any
 
 __all__ = ["AccessCounts", "CountKey", "CountTable"]
 
-#: ``(buffer, tensor, "reads" | "writes")`` or ``("noc", tensor, "bits" | "links" | "routers")``;
-#: tensor ``psum`` is the partial-sum traffic of the outputs.
+#: ``(buffer, tensor, "reads" | "writes")``, ``("noc", tensor, "bits" | "links" | "routers")``,
+#: ``("package", tensor, "bits" | "links" | "routers")`` or ``("package", "output", "adds")`` (the
+#: partial-sum additions of a cross-chiplet reduction); tensor ``psum`` is the partial-sum traffic.
 CountKey = tuple[str, str, str]
 
 
@@ -50,6 +51,10 @@ class AccessCounts:
         ``psum`` (partial sum, 24 bit).
     noc_traffic
         ``(tensor, payload_bits, link_bit_traversals, router_bit_traversals)`` sorted.
+    package_traffic
+        The same for the network-on-package between chiplets (empty on one chiplet).
+    reduction_adds
+        Partial-sum additions of cross-chiplet reductions (0 on one chiplet).
     """
 
     macs: int = 0
@@ -58,6 +63,8 @@ class AccessCounts:
     mac_slots: int = 0
     buffer_accesses: tuple[tuple[str, str, int, int], ...] = ()
     noc_traffic: tuple[tuple[str, int, int, int], ...] = ()
+    package_traffic: tuple[tuple[str, int, int, int], ...] = ()
+    reduction_adds: int = 0
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -72,6 +79,13 @@ class AccessCounts:
     def noc(self, tensor: str) -> tuple[int, int, int]:
         """``(payload_bits, link_bit_traversals, router_bit_traversals)`` of ``tensor`` on the NoC."""
         for t, bits, links, routers in self.noc_traffic:
+            if t == tensor:
+                return bits, links, routers
+        return 0, 0, 0
+
+    def package(self, tensor: str) -> tuple[int, int, int]:
+        """``(payload_bits, link_bit_traversals, router_bit_traversals)`` of ``tensor`` on the package."""
+        for t, bits, links, routers in self.package_traffic:
             if t == tensor:
                 return bits, links, routers
         return 0, 0, 0
@@ -95,23 +109,29 @@ class AccessCounts:
             acc = buf.setdefault((b, t), [0, 0])
             acc[0] += r
             acc[1] += w
-        noc: dict[str, list[int]] = {}
-        for t, *vals in (*self.noc_traffic, *other.noc_traffic):
-            acc = noc.setdefault(t, [0, 0, 0])
-            for i, v in enumerate(vals):
-                acc[i] += v
+
+        def merged(a: tuple[tuple[str, int, int, int], ...], b: tuple[tuple[str, int, int, int], ...]) -> Any:
+            out: dict[str, list[int]] = {}
+            for t, *vals in (*a, *b):
+                acc = out.setdefault(t, [0, 0, 0])
+                for i, v in enumerate(vals):
+                    acc[i] += v
+            return tuple(sorted((t, *v) for t, v in out.items()))
+
         return AccessCounts(
             macs=self.macs + other.macs,
             compute_cycles=self.compute_cycles + other.compute_cycles,
             latency_cycles=self.latency_cycles + other.latency_cycles,
             mac_slots=self.mac_slots + other.mac_slots,
             buffer_accesses=tuple(sorted((b, t, r, w) for (b, t), (r, w) in buf.items())),
-            noc_traffic=tuple(sorted((t, *v) for t, v in noc.items())),  # type: ignore[misc]
+            noc_traffic=merged(self.noc_traffic, other.noc_traffic),
+            package_traffic=merged(self.package_traffic, other.package_traffic),
+            reduction_adds=self.reduction_adds + other.reduction_adds,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return {
+        """Plain-JSON form (the package keys only when there is package traffic)."""
+        out = {
             "macs": self.macs,
             "compute_cycles": self.compute_cycles,
             "latency_cycles": self.latency_cycles,
@@ -124,6 +144,13 @@ class AccessCounts:
                 for t, p, lk, rt in self.noc_traffic
             ],
         }
+        if self.package_traffic or self.reduction_adds:
+            out["package_traffic"] = [
+                {"tensor": t, "payload_bits": p, "link_bit_traversals": lk, "router_bit_traversals": rt}
+                for t, p, lk, rt in self.package_traffic
+            ]
+            out["reduction_adds"] = self.reduction_adds
+        return out
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> AccessCounts:
@@ -147,6 +174,18 @@ class AccessCounts:
                     for e in d["noc_traffic"]
                 )
             ),
+            package_traffic=tuple(
+                sorted(
+                    (
+                        e["tensor"],
+                        int(e["payload_bits"]),
+                        int(e["link_bit_traversals"]),
+                        int(e["router_bit_traversals"]),
+                    )
+                    for e in d.get("package_traffic", ())
+                )
+            ),
+            reduction_adds=int(d.get("reduction_adds", 0)),
         )
 
     def table(self) -> CountTable:
@@ -163,4 +202,10 @@ class AccessCounts:
             out[("noc", t, "bits")] = p
             out[("noc", t, "links")] = lk
             out[("noc", t, "routers")] = rt
+        for t, p, lk, rt in self.package_traffic:
+            out[("package", t, "bits")] = p
+            out[("package", t, "links")] = lk
+            out[("package", t, "routers")] = rt
+        if self.reduction_adds:
+            out[("package", "output", "adds")] = self.reduction_adds
         return out

@@ -24,13 +24,15 @@ Energies of SRAM buffers are given per access of ``width_bits`` and charged pro 
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from approxtvm.errors import ConfigError
+from approxtvm.schema import FieldHook, Invalid, Schema, nested
+from approxtvm.schema import check as _check
 from approxtvm.targets.vacc.components import (
     BUFFER_LEVEL,
     BUFFERS,
@@ -44,9 +46,6 @@ from approxtvm.targets.vacc.components import (
     SramVoltageModel,
 )
 from approxtvm.targets.vacc.provenance import spec_path
-from approxtvm.targets.vacc.spec_schema import build as _build
-from approxtvm.targets.vacc.spec_schema import check as _check
-from approxtvm.targets.vacc.spec_schema import rekey as _rekey
 from approxtvm.targets.vacc.yaml_io import load_strict_yaml
 
 __all__ = [
@@ -188,55 +187,19 @@ class AcceleratorSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form, in the YAML layout (``memories`` keyed by buffer name)."""
-
-        def plain(v: Any) -> Any:
-            if dataclasses.is_dataclass(v):
-                return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
-            if isinstance(v, tuple):
-                return [plain(x) for x in v]
-            return v
-
-        out = {f: plain(getattr(self, f)) for f in _SPEC_FIELDS if f != "memories"}
-        out["memories"] = {m.name: {k: v for k, v in plain(m).items() if k != "name"} for m in self.memories}
-        return out
+        return SPEC_SCHEMA.unstructure(self)
 
     @staticmethod
     def _from_data(data: Any, file: str) -> AcceleratorSpec:
-        if not isinstance(data, dict):
+        if not isinstance(data, Mapping):
             raise ConfigError(
                 f"{file}: the top level must be a mapping",
                 expected="`name: ...`, `pe_array: ...`",
                 found=repr(data),
                 fix="start from approxtvm/targets/vacc/specs/simba_like.yaml",
             )
-        data = dict(data)
-        data.pop("sources", None)  # provenance of the numbers: read by targets.vacc.provenance
-        mems = data.pop("memories", None)
-        if not isinstance(mems, dict):
-            raise ConfigError(
-                f"{file}: key 'memories': missing or not a mapping",
-                expected="a mapping of buffer name -> fields",
-                found=repr(mems),
-                fix=f"define {sorted(_REQUIRED_BUFFERS)} (and optionally global_buffer) under memories",
-            )
-        memories: list[MemoryLevel] = []
-        for name, fields in mems.items():
-            if name not in BUFFER_LEVEL:
-                close = difflib.get_close_matches(str(name), list(BUFFER_LEVEL), n=1)
-                raise ConfigError(
-                    f"{file}: key 'memories.{name}': unknown buffer",
-                    expected=f"one of {sorted(BUFFER_LEVEL)}",
-                    found=repr(name),
-                    fix=f"did you mean {close[0]!r}?" if close else "remove it",
-                )
-            if isinstance(fields, dict) and "tensors" not in fields and name in _FIXED_TENSORS:
-                fields = {**fields, "tensors": list(_FIXED_TENSORS[name])}
-            memories.append(_build(MemoryLevel, fields, file, f"memories.{name}", name=name))
-        spec = _build(_SpecFields, data, file, "", memories=tuple(memories))
-        try:
-            return AcceleratorSpec(**{f: getattr(spec, f) for f in _SPEC_FIELDS})
-        except ConfigError as exc:
-            raise _rekey(exc, file, "") from None
+        data = {k: v for k, v in data.items() if k != "sources"}  # provenance: targets.vacc.provenance
+        return SPEC_SCHEMA.structure(data, AcceleratorSpec, source=file)
 
     @staticmethod
     def load(name_or_path: str | Path) -> AcceleratorSpec:
@@ -262,31 +225,48 @@ class AcceleratorSpec:
         return {"weight": "weight_buffer", "input": "input_buffer", "output": "accum_buffer"}[tensor]
 
 
-_SPEC_FIELDS = (
-    "name",
-    "memories",
-    "pe_array",
-    "energy",
-    "noc",
-    "dram",
-    "precision",
-    "sram",
-    "technology_nm",
-    "package",
+def _memories_from(value: Any, schema: Schema) -> tuple[MemoryLevel, ...]:
+    """``memories: {buffer name: fields}`` → the buffers (the name is the key; fixed tensors implied)."""
+    if not isinstance(value, Mapping):
+        raise Invalid(
+            "not a mapping",
+            expected="a mapping of buffer name -> fields",
+            found=type(value).__name__,
+            fix=f"define {sorted(_REQUIRED_BUFFERS)} (and optionally global_buffer) under memories",
+        )
+    out = []
+    for name, fields in value.items():
+        if name not in BUFFER_LEVEL:
+            close = difflib.get_close_matches(str(name), list(BUFFER_LEVEL), n=1)
+            raise Invalid(
+                "unknown buffer",
+                expected=f"one of {sorted(BUFFER_LEVEL)}",
+                found=repr(name),
+                fix=f"did you mean {close[0]!r}?" if close else "remove it",
+                key=str(name),
+            )
+        if isinstance(fields, Mapping):
+            if "name" in fields:
+                raise Invalid(
+                    "unknown key in MemoryLevel",
+                    expected="the buffer's fields, without name",
+                    found="'name'",
+                    fix="remove it: the key under memories is the buffer's name",
+                    key=f"{name}.name",
+                )
+            implied = {"tensors": list(_FIXED_TENSORS[name])} if name in _FIXED_TENSORS else {}
+            fields = {**implied, **fields, "name": name}
+        out.append(nested(str(name), lambda fields=fields: schema.convert(fields, MemoryLevel)))
+    return tuple(out)
+
+
+def _memories_to(memories: tuple[MemoryLevel, ...], schema: Schema) -> dict[str, Any]:
+    return {m.name: {k: v for k, v in schema.unstructure(m).items() if k != "name"} for m in memories}
+
+
+#: Spec files ↔ :class:`AcceleratorSpec`: strict types, unknown keys rejected, errors name the key.
+SPEC_SCHEMA = Schema(
+    ConfigError,
+    hooks=(FieldHook(AcceleratorSpec, "memories", _memories_from, _memories_to),),
+    implied=((MemoryLevel, "name"),),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class _SpecFields:
-    """Parsing view of :class:`AcceleratorSpec` (``memories`` is parsed separately, by name)."""
-
-    name: str
-    pe_array: PEArray
-    energy: EnergyTable
-    noc: NoC
-    dram: DRAM
-    memories: tuple[MemoryLevel, ...]
-    precision: Precision = Precision()  # noqa: RUF009 (frozen: one shared immutable default)
-    sram: SramVoltageModel = SramVoltageModel()  # noqa: RUF009 (frozen: one shared immutable default)
-    technology_nm: int = 45
-    package: PackageNetwork | None = None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from approxtvm.targets.vacc.hardware import BUFFER_LEVEL, AcceleratorSpec
+from approxtvm.targets.vacc.hardware import BUFFER_LEVEL, AcceleratorSpec, PackageNetwork
 
 __all__ = ["COMPUTE", "LEVEL_ORDER", "Fanout", "Hierarchy", "Level"]
 
@@ -75,10 +75,19 @@ class Hierarchy:
         Storage levels, outermost (``DRAM``) first.
     buffer_tensors
         ``(buffer, tensors it holds)`` for every buffer, ``dram`` (all tensors) included.
+    package
+        The level above the chiplet: the chiplet mesh and its network (``None``: one chiplet,
+        no package). :mod:`approxtvm.targets.vacc.package` splits layers across it.
     """
 
     levels: tuple[Level, ...]
     buffer_tensors: tuple[tuple[str, tuple[str, ...]], ...]
+    package: PackageNetwork | None = None
+
+    @property
+    def chiplets(self) -> int:
+        """Chiplets a layer may be split across (1 without a package)."""
+        return 1 if self.package is None else self.package.num_chiplets
 
     @staticmethod
     def of(spec: AcceleratorSpec) -> Hierarchy:
@@ -165,4 +174,4 @@ def _hierarchy(spec: AcceleratorSpec) -> Hierarchy:
     src = levels[pe - 1]
     levels[pe - 1] = Level(src.name, src.buffers, (Fanout("PE", pa.num_pes, pa.pe_spatial_dims),))
     tensors = (("dram", ("weight", "input", "output")), *((m.name, m.tensors) for m in spec.memories))
-    return Hierarchy(tuple(levels), tensors)
+    return Hierarchy(tuple(levels), tensors, spec.package)

@@ -20,6 +20,8 @@ COMPONENTS: tuple[str, ...] = (
     "global_buffer",
     "noc_link",
     "noc_router",
+    "package_link",
+    "package_router",
     "dram",
     "decoder",
 )
@@ -33,7 +35,17 @@ def energy_terms(table: CountTable, spec: AcceleratorSpec, mul_energy_pj: float 
     for (where, tensor, field), v in table.accesses.items():
         owner = "output" if tensor == "psum" else tensor
         bits = v * prec.bits(tensor)
-        if where == "noc":
+        if where == "package":
+            pkg = spec.package
+            if field == "adds":  # cross-chiplet partial-sum reduction: additions, no multiply
+                key, e, bits = ("mac", "output"), spec.energy.add_energy_pj, v
+            elif field in ("links", "routers") and pkg is not None:
+                comp = "package_link" if field == "links" else "package_router"
+                e = pkg.link_energy_pj_per_bit if field == "links" else pkg.router_energy_pj_per_bit
+                key, bits = (comp, owner), v
+            else:
+                continue
+        elif where == "noc":
             if field == "links":
                 key, e = ("noc_link", owner), spec.noc.link_energy_pj_per_bit
             elif field == "routers":

@@ -34,11 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from approxtvm.errors import ConfigError
+from approxtvm.schema import rekey
+from approxtvm.targets.vacc.components import SRAM_FAILURE_MODES
 from approxtvm.targets.vacc.hardware import AcceleratorSpec, SramVoltageModel
 from approxtvm.targets.vacc.yaml_io import load_strict_yaml
 
-#: How an SRAM failure reaches the data (``FaultOptions.sram_fault_mode``).
-FAILURE_MODES = ("write", "read", "both")
+#: How an SRAM failure reaches the data (``SramVoltageModel.failure_mode``, used by the fault planner).
+FAILURE_MODES = SRAM_FAILURE_MODES
 _TOP_KEYS = {"name", "description", "node_nm", "sram", "noc", "sources"}
 _SRAM_KEYS = {"nominal_vdd_v", "ber_table", "failure"}
 _NOC_KEYS = {"nominal_vdd_v", "sigma_v", "swing_model"}
@@ -130,24 +132,30 @@ def _parse(data: Any, file: str) -> Technology:
             raise _err(file, k, "missing", "present", None, f"add {k}")
     sram = _section(data, "sram", _SRAM_KEYS, file, True)
     noc = _section(data, "noc", _NOC_KEYS, file, False)
+    failure = str(sram.get("failure", "write"))
+    if failure not in FAILURE_MODES:
+        raise _err(file, "sram.failure", "unknown failure mode", f"one of {FAILURE_MODES}", failure, "pick one")
     try:
         table = tuple((float(v), float(b)) for v, b in sram["ber_table"])
-        model = SramVoltageModel(float(sram["nominal_vdd_v"]), table)
+        model = SramVoltageModel(float(sram["nominal_vdd_v"]), table, failure)
     except (KeyError, TypeError, ValueError) as exc:
         raise _err(
             file, "sram", "incomplete or malformed", "nominal_vdd_v (V) and ber_table [[V, BER], ...]", exc, "fix it"
         ) from None
     except ConfigError as exc:
-        raise _err(file, "sram.ber_table", exc.what, exc.expected, exc.found, exc.fix) from None
-    failure = str(sram.get("failure", "write"))
-    if failure not in FAILURE_MODES:
-        raise _err(file, "sram.failure", "unknown failure mode", f"one of {FAILURE_MODES}", failure, "pick one")
+        raise rekey(exc, file, "sram") from None
     swing = noc.get("swing_model")
     if swing is not None and swing not in ("linear", "quadratic"):
         raise _err(file, "noc.swing_model", "unknown model", "linear or quadratic", swing, "pick one")
     sigma = noc.get("sigma_v")
     if sigma is not None and not (isinstance(sigma, int | float) and 0 < sigma < 1):
         raise _err(file, "noc.sigma_v", "impossible noise", "0 < σ < 1 V", sigma, "give volts")
+    noc_vdd = noc.get("nominal_vdd_v")
+    if noc_vdd is not None and not (isinstance(noc_vdd, int | float) and 0 < noc_vdd <= 5):
+        raise _err(file, "noc.nominal_vdd_v", "impossible voltage", "0 < V <= 5", noc_vdd, "give the supply in volts")
+    node = data.get("node_nm", 0)
+    if isinstance(node, bool) or not isinstance(node, int) or node < 0:
+        raise _err(file, "node_nm", "not a process node", "a whole number of nanometres", node, "e.g. node_nm: 28")
     sources = data["sources"]
     if not isinstance(sources, dict) or not all(isinstance(v, str) and v.strip() for v in sources.values()):
         raise _err(file, "sources", "not a mapping of key -> text", "key: citation or 'estimate: ...'", sources, "")
@@ -156,19 +164,20 @@ def _parse(data: Any, file: str) -> Technology:
         description=str(data.get("description", "")),
         node_nm=int(data.get("node_nm", 0)),
         sram=model,
-        sram_failure=failure,
+        sram_failure=model.failure_mode,
         noc_nominal_vdd_v=None if noc.get("nominal_vdd_v") is None else float(noc["nominal_vdd_v"]),
         noc_sigma_v=None if sigma is None else float(sigma),
         noc_swing_model=swing,
         sources=tuple((str(k), str(v)) for k, v in sources.items()),
     )
-    _check_sources(tech, sram, noc, file)
+    _check_sources(tech, sram, noc, file, has_node="node_nm" in data)
     return tech
 
 
-def _check_sources(tech: Technology, sram: dict[str, Any], noc: dict[str, Any], file: str) -> None:
+def _check_sources(tech: Technology, sram: dict[str, Any], noc: dict[str, Any], file: str, *, has_node: bool) -> None:
     """Every key names a number of the file, and every number has a source."""
     keys = {f"sram.{k}" for k in sram if k != "ber_table"} | {f"noc.{k}" for k in noc}
+    keys |= {"node_nm"} if has_node else set()
     covered: set[str] = set()
     points = [v for v, _ in tech.sram.ber_table]
     covered_points: set[float] = set()
@@ -219,9 +228,10 @@ def technology_sources(tech: Technology | str | Path) -> list[tuple[str, str, st
     if not isinstance(tech, Technology):
         tech = load_technology(tech)
     src = dict(tech.sources)
-    rows: list[tuple[str, str, str]] = [
-        ("sram.nominal_vdd_v", f"{tech.sram.nominal_vdd_v} V", src.get("sram.nominal_vdd_v", ""))
-    ]
+    rows: list[tuple[str, str, str]] = (
+        [("node_nm", f"{tech.node_nm} nm", src.get("node_nm", ""))] if tech.node_nm else []
+    )
+    rows.append(("sram.nominal_vdd_v", f"{tech.sram.nominal_vdd_v} V", src.get("sram.nominal_vdd_v", "")))
     for v, b in tech.sram.ber_table:
         rows.append((f"sram.ber_table[{v}]", f"{b:.3g}", _point_source(src, v)))
     rows.append(("sram.failure", tech.sram_failure, src.get("sram.failure", "")))

@@ -8,7 +8,6 @@ from pathlib import Path
 from approxtvm.explore.executors import ProcessExecutor
 from approxtvm.explore.experiments import ExperimentSettings, run_experiments
 from approxtvm.explore.nsga import NsgaSettings
-from approxtvm.explore.report import markdown_to_html
 
 TINY = ExperimentSettings(
     models=("digits_cnn",),
@@ -51,19 +50,15 @@ def test_experiments_report(tmp_path: Path) -> None:
         for other in ("grid", "random"):
             v = cmp["nsga2_vs"][other]["verdict"]
             assert v in ("better", "not better") and f"**{v}**" in md
+        # knob reach: digits_cnn is offloaded whole, so every knob reaches all of it
+        assert "## Knob reach" in md and "| approximate multiplier | MACs | 100.0 % |" in md
+        reach = s["knob_reach"]["digits_cnn"]
+        assert reach["offloaded_macs"] == reach["total_macs"] > 0 and reach["host_layers"] == []
         assert "| mul8u_2HH | 0.302 |" in md  # experiment 1: published power next to the accuracy loss
         # a second run finds everything in the journal
         before = s["evaluations"]
         rep2 = run_experiments(tmp_path, settings=TINY, executor=ex)
         assert json.loads(rep2.summary_json.read_text())["evaluations"] == before
-
-
-def test_markdown_to_html() -> None:
-    html = markdown_to_html(
-        "# T\n\ntext `x` **b**\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n- one\n- two\n\n![p](p.png)", "t"
-    )
-    assert "<h1>T</h1>" in html and "<code>x</code>" in html and "<b>b</b>" in html
-    assert "<th>a</th>" in html and "<td>2</td>" in html and "<li>two</li>" in html and '<img src="p.png"' in html
 
 
 def test_best_uniform_point_when_the_knee_beats_every_uniform_multiplier() -> None:
