@@ -429,16 +429,19 @@ def _conv2d_tvm(
     path: str,
     store: LayerStore | None = None,
 ) -> np.ndarray:
-    from approxtvm.runtime.kernels.table_perm import conv2d_perm, perm_available, perm_dtype
+    from approxtvm.runtime.kernels.table_perm import PermConv, perm_available, perm_dtype
     from approxtvm.runtime.kernels.table_tvm import conv2d_table_tvm, plan_tables
 
     kernels = cache.tvm_kernels()
     _set_tvm_threads(threads)
     if path == "table_gather":
         return conv2d_table_tvm(xp, wb, mult.table, gp, kernels, None, kernel="gather")
-    perm_ok = perm_available(kernels.cpu) and perm_dtype(mult.table) is not None
-    if path == "table_perm":
-        if not perm_ok:
+    # the layer's kernel choice and prepared register-LUT kernel live in its store (weights fixed)
+    skey = ("tvm_table", f"{path}:{mult.table_hash}:{gp}")
+    prepared = store.entries.get(skey) if store is not None else None
+    if prepared is None:
+        perm_ok = perm_available(kernels.cpu) and perm_dtype(mult.table) is not None
+        if path == "table_perm" and not perm_ok:
             raise MultiplierError(
                 "path='table_perm' needs an AVX-512 BW host and a table whose values fit 16 bits",
                 expected="avx512 and int16/uint16 table values",
@@ -446,13 +449,18 @@ def _conv2d_tvm(
                 f"{int(mult.table.min())}..{int(mult.table.max())}",
                 fix="use path='table'",
             )
-        return conv2d_perm(xp, wb, mult.table, gp, kernels, mult.table_hash)
-    plan = plan_tables(gp, mult.table, kernels.config)
-    nbytes = plan.table_bytes(gp)
-    if perm_ok and not _tables_pay(gp, plan, nbytes, cache):
-        return conv2d_perm(xp, wb, mult.table, gp, kernels, mult.table_hash)
+        plan = plan_tables(gp, mult.table, kernels.config)
+        if path == "table_perm" or (perm_ok and not _tables_pay(gp, plan, plan.table_bytes(gp), cache)):
+            prepared = PermConv(wb, mult.table, gp, kernels, mult.table_hash)
+        else:
+            prepared = plan
+        if store is not None:
+            store.entries[skey] = prepared
+    if isinstance(prepared, PermConv):
+        return prepared(xp)
+    plan = prepared
     wkey = _weight_key(wb, store)
-    tables = cache.layer_tables((mult.table_hash, wkey, wb.shape, plan), nbytes)
+    tables = cache.layer_tables((mult.table_hash, wkey, wb.shape, plan), plan.table_bytes(gp))
     return conv2d_table_tvm(xp, wb, mult.table, gp, kernels, tables)
 
 

@@ -192,6 +192,58 @@ def perm_plan(g: ConvGeometry) -> tuple[int, int, int, int]:
     return PERM_XT, kb, _round_up(g.k, kb), _round_up(g.q, PERM_XT)
 
 
+class PermConv:
+    """One layer's activation-stationary register-LUT kernel, prepared once: compiled kernel, padded
+    int16 weight codes and the table on the device. Call it with padded activation bytes.
+
+    Parameters
+    ----------
+    wb
+        Weight bytes (OIHW uint8).
+    table
+        (256, 256) product table whose values fit :func:`perm_dtype`.
+    g
+        Padded geometry (pads zero).
+    cache
+        Compiled kernels (the host must have AVX-512 BW, :func:`perm_available`).
+    table_key
+        Identity of ``table`` (its hash) under which its device copy is kept in ``cache``.
+    """
+
+    def __init__(
+        self, wb: np.ndarray, table: np.ndarray, g: ConvGeometry, cache: TvmKernelCache, table_key: str | None = None
+    ) -> None:
+        import tvm
+
+        self.lut, td = _lut(table, cache, table_key, transposed=False)
+        xt, kb, self.kp, self.qp = perm_plan(g)
+        self.wp_ext = max(g.wp, (self.qp - 1) * g.stride_w + (g.s - 1) * g.dilation_w + 1)
+        wi = _aligned_empty((g.r, g.s, g.c, self.kp), "int16")
+        wi[...] = 0  # padded channels look up code 0; their outputs are dropped
+        wi[..., : g.k] = wb.transpose(2, 3, 1, 0)
+        self.wi = tvm.runtime.from_dlpack(wi)
+        self._wi_host = wi  # keeps the memory the device view points at alive
+        key = PermKey(
+            g.n, g.hp, self.wp_ext, g.c, g.r, g.s, self.kp, g.p, self.qp, g.stride_h, g.stride_w, g.dilation_h,
+            g.dilation_w, td, xt, kb,
+        )  # fmt: skip
+        self.fn = cache.get(key)
+        self.g = g
+
+    def __call__(self, xp: np.ndarray) -> np.ndarray:
+        """``Σ_taps table[x, w]`` (int32 NKPQ) for padded activation bytes ``xp`` (NCHW uint8)."""
+        import tvm
+
+        g = self.g
+        x_nhwc = _aligned_empty((g.n, g.hp, self.wp_ext, g.c), "uint8")
+        if self.wp_ext > g.wp:
+            x_nhwc[:, :, g.wp :] = 0
+        x_nhwc[:, :, : g.wp] = xp.transpose(0, 2, 3, 1)
+        y = _aligned_empty((g.n, g.p, self.qp, self.kp), "int32")
+        self.fn(tvm.runtime.from_dlpack(x_nhwc), self.wi, self.lut, tvm.runtime.from_dlpack(y))
+        return np.ascontiguousarray(y[:, :, : g.q, : g.k].transpose(0, 3, 1, 2))
+
+
 def conv2d_perm(
     xp: np.ndarray,
     wb: np.ndarray,
@@ -200,36 +252,9 @@ def conv2d_perm(
     cache: TvmKernelCache,
     table_key: str | None = None,
 ) -> np.ndarray:
-    """``Σ_taps table[x, w]`` (int32 NKPQ) by the activation-stationary register-LUT kernel.
-
-    Parameters
-    ----------
-    xp, wb
-        Padded activation bytes (NCHW uint8) and weight bytes (OIHW uint8); ``g`` is the padded
-        geometry (pads zero).
-    table
-        (256, 256) product table whose values fit :func:`perm_dtype`.
-    cache
-        Compiled kernels (the host must have AVX-512 BW, :func:`perm_available`).
-    table_key
-        Identity of ``table`` (its hash) under which its device copy is kept in ``cache``.
-    """
-    import tvm
-
-    lut, td = _lut(table, cache, table_key, transposed=False)
-    xt, kb, kp, qp = perm_plan(g)
-    wp_ext = max(g.wp, (qp - 1) * g.stride_w + (g.s - 1) * g.dilation_w + 1)
-    x_nhwc = np.zeros((g.n, g.hp, wp_ext, g.c), dtype=np.uint8)
-    x_nhwc[:, :, : g.wp] = xp.transpose(0, 2, 3, 1)
-    wi = np.zeros((g.r, g.s, g.c, kp), dtype=np.int16)  # padded channels look up code 0; dropped
-    wi[..., : g.k] = wb.transpose(2, 3, 1, 0)
-    key = PermKey(
-        g.n, g.hp, wp_ext, g.c, g.r, g.s, kp, g.p, qp, g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, td, xt, kb
-    )  # fmt: skip
-    y = _aligned_empty((g.n, g.p, qp, kp), "int32")
-    cache.get(key)(tvm.runtime.tensor(x_nhwc), tvm.runtime.tensor(wi), lut, tvm.runtime.from_dlpack(y))
-    out = y[:, :, : g.q, : g.k]
-    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+    """``Σ_taps table[x, w]`` (int32 NKPQ) by the activation-stationary register-LUT kernel
+    (:class:`PermConv` built and run once)."""
+    return PermConv(wb, table, g, cache, table_key)(xp)
 
 
 @dataclass(frozen=True)
@@ -341,21 +366,14 @@ class ColumnKey:
 COLUMN_BLOCK: int = 128
 
 
-def grouped_table_tvm(
-    xp: np.ndarray,
-    wb: np.ndarray,
-    table: np.ndarray,
-    groups: int,
-    g: ConvGeometry,
-    cache: TvmKernelCache,
-    table_key: str | None = None,
-) -> np.ndarray:
-    """``Σ_taps table[x, w]`` of a grouped conv (int32 NKPQ) by the weight-stationary column kernel.
+class ColumnConv:
+    """One grouped layer's weight-stationary column kernel, prepared once: compiled kernel, weight
+    codes, tap offsets and the transposed table on the device. Call it with padded activation bytes.
 
     Parameters
     ----------
-    xp, wb
-        Padded activation bytes (NCHW uint8) and weight bytes ((K, C/groups, R, S) uint8).
+    wb
+        Weight bytes ((K, C/groups, R, S) uint8).
     table
         (256, 256) product table whose values fit :func:`perm_dtype`.
     groups
@@ -367,44 +385,80 @@ def grouped_table_tvm(
     table_key
         Identity of ``table`` (its hash) under which its device copy is kept in ``cache``.
     """
-    import tvm
 
-    lut_t, td = _lut(table, cache, table_key, transposed=True)  # row = weight code
-    sh, sw, dh, dw = g.stride_h, g.stride_w, g.dilation_h, g.dilation_w
-    # phase planes: x[.., i·sh + a, j·sw + b] → plane (a, b) at (i, j), so every tap reads its plane
-    # with unit stride at a fixed offset, and outputs are flattened as o = p·wq + q (q < wq)
-    hq, wq = -(-g.hp // sh), -(-g.wp // sw)
-    rr, ss = np.meshgrid(np.arange(g.r), np.arange(g.s), indexing="ij")
-    tph = (((rr * dh) % sh) * sw + (ss * dw) % sw).ravel().astype(np.int32)
-    toff = (((rr * dh) // sh) * wq + (ss * dw) // sw).ravel().astype(np.int32)
-    ob = min(COLUMN_BLOCK, _round_up(g.p * wq, _LANES))
-    olen = _round_up(g.p * wq, ob)
-    plen = max(hq * wq, olen + int(toff.max()))
-    planes = np.zeros((g.n, g.c, sh * sw, plen), dtype=np.uint8)
-    for a in range(sh):
-        for b in range(sw):
-            sub = xp[:, :, a::sh, b::sw]
-            view = planes[:, :, a * sw + b, : hq * wq].reshape(g.n, g.c, hq, wq)
-            view[:, :, : sub.shape[2], : sub.shape[3]] = sub
-    kg, cg = g.k // groups, g.c // groups
-    wc = np.ascontiguousarray(wb.reshape(g.k, cg, g.r * g.s), dtype=np.int32)
-    key = ColumnKey(g.n, g.c, sh * sw, plen, g.k, cg, kg, g.r * g.s, olen, ob, td, perm_available(cache.cpu))
-    y = _aligned_empty((g.n, g.k, olen), "int32")
-    cache.get(key)(
-        tvm.runtime.tensor(planes),
-        tvm.runtime.tensor(wc),
-        tvm.runtime.tensor(tph),
-        tvm.runtime.tensor(toff),
-        lut_t,
-        tvm.runtime.from_dlpack(y),
-    )
-    out = y[:, :, : g.p * wq].reshape(g.n, g.k, g.p, wq)[:, :, :, : g.q]
-    return np.ascontiguousarray(out)
+    def __init__(
+        self,
+        wb: np.ndarray,
+        table: np.ndarray,
+        groups: int,
+        g: ConvGeometry,
+        cache: TvmKernelCache,
+        table_key: str | None = None,
+    ) -> None:
+        import tvm
+
+        self.lut_t, td = _lut(table, cache, table_key, transposed=True)  # row = weight code
+        sh, sw, dh, dw = g.stride_h, g.stride_w, g.dilation_h, g.dilation_w
+        # phase planes: x[.., i·sh + a, j·sw + b] → plane (a, b) at (i, j), so every tap reads its
+        # plane with unit stride at a fixed offset; outputs are flattened as o = p·wq + q (q < wq)
+        self.hq, self.wq = -(-g.hp // sh), -(-g.wp // sw)
+        rr, ss = np.meshgrid(np.arange(g.r), np.arange(g.s), indexing="ij")
+        tph = (((rr * dh) % sh) * sw + (ss * dw) % sw).ravel().astype(np.int32)
+        toff = (((rr * dh) // sh) * self.wq + (ss * dw) // sw).ravel().astype(np.int32)
+        ob = min(COLUMN_BLOCK, _round_up(g.p * self.wq, _LANES))
+        self.olen = _round_up(g.p * self.wq, ob)
+        self.plen = max(self.hq * self.wq, self.olen + int(toff.max()))
+        kg, cg = g.k // groups, g.c // groups
+        wc = np.ascontiguousarray(wb.reshape(g.k, cg, g.r * g.s), dtype=np.int32)
+        self.consts = [tvm.runtime.tensor(wc), tvm.runtime.tensor(tph), tvm.runtime.tensor(toff)]
+        key = ColumnKey(
+            g.n, g.c, sh * sw, self.plen, g.k, cg, kg, g.r * g.s, self.olen, ob, td, perm_available(cache.cpu)
+        )  # fmt: skip
+        self.fn = cache.get(key)
+        self.g = g
+
+    def __call__(self, xp: np.ndarray) -> np.ndarray:
+        """``Σ_taps table[x, w]`` (int32 NKPQ) for padded activation bytes ``xp`` (NCHW uint8)."""
+        import tvm
+
+        g, hq, wq = self.g, self.hq, self.wq
+        sh, sw = g.stride_h, g.stride_w
+        planes = _aligned_empty((g.n, g.c, sh * sw, self.plen), "uint8")
+        if sh == sw == 1 and g.hp * g.wp == hq * wq:
+            planes[:, :, 0, : hq * wq] = xp.reshape(g.n, g.c, hq * wq)
+            planes[:, :, 0, hq * wq :] = 0
+        else:
+            planes[...] = 0
+            for a in range(sh):
+                for b in range(sw):
+                    sub = xp[:, :, a::sh, b::sw]
+                    view = planes[:, :, a * sw + b, : hq * wq].reshape(g.n, g.c, hq, wq)
+                    view[:, :, : sub.shape[2], : sub.shape[3]] = sub
+        y = _aligned_empty((g.n, g.k, self.olen), "int32")
+        self.fn(tvm.runtime.from_dlpack(planes), *self.consts, self.lut_t, tvm.runtime.from_dlpack(y))
+        out = y[:, :, : g.p * wq].reshape(g.n, g.k, g.p, wq)[:, :, :, : g.q]
+        return np.ascontiguousarray(out)
+
+
+def grouped_table_tvm(
+    xp: np.ndarray,
+    wb: np.ndarray,
+    table: np.ndarray,
+    groups: int,
+    g: ConvGeometry,
+    cache: TvmKernelCache,
+    table_key: str | None = None,
+) -> np.ndarray:
+    """``Σ_taps table[x, w]`` of a grouped conv (int32 NKPQ) by the weight-stationary column kernel
+    (:class:`ColumnConv` built and run once)."""
+    return ColumnConv(wb, table, groups, g, cache, table_key)(xp)
 
 
 __all__ = [
     "PERM_MACS_PER_S",
+    "ColumnConv",
     "ColumnKey",
+    "PermConv",
     "PermKey",
     "conv2d_perm",
     "grouped_table_tvm",
