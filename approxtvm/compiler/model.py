@@ -49,11 +49,16 @@ class RunResult:
         ``{"calls": {layer: n}, "samples": n, "layers": {layer: {counter: value}}}``; when a layer
         scales a NoC swing or SRAM voltage, ``"faults": {layer: {tensor: {bits_exposed, bits_flipped,
         words_corrupted, noc: {...}, sram: {...}}}}`` (see :mod:`approxtvm.runtime.faults`).
+    traces
+        With ``run(..., trace=True)``: ``(layer_id, x_q, acc)`` per offloaded call, in call order:
+        the layer's input codes and its int32 accumulators (after faults), for checks against
+        independent references; empty otherwise.
     """
 
     outputs: dict[str, np.ndarray]
     energy: EnergyReport
     counters: dict[str, Any] = field(default_factory=dict)
+    traces: tuple[tuple[str, np.ndarray, np.ndarray], ...] = ()
 
     @property
     def energy_per_inference_pj(self) -> float:
@@ -199,7 +204,7 @@ class CompiledModel:
             )
         return np.ascontiguousarray(x, dtype=np.float32)
 
-    def run(self, inputs: dict[str, np.ndarray] | np.ndarray, seed: int = 0) -> RunResult:
+    def run(self, inputs: dict[str, np.ndarray] | np.ndarray, seed: int = 0, *, trace: bool = False) -> RunResult:
         """Run the model on a batch of any size (split into compiled-size batches).
 
         Parameters
@@ -208,6 +213,9 @@ class CompiledModel:
             ``{input_name: array}`` or the array itself, batch first.
         seed
             Seed of the fault generators (runs are deterministic for a given seed).
+        trace
+            Record every offloaded call's input codes and accumulators in
+            :attr:`RunResult.traces` (costs a copy of each layer input).
         """
         if isinstance(inputs, dict):
             if set(inputs) != {self.input_name}:
@@ -225,6 +233,7 @@ class CompiledModel:
         b = self.batch_size
         outs: list[list[np.ndarray]] = [[] for _ in self.output_names]
         self._log.clear()
+        self._log.trace = trace
         batches = 0
         session = self._faults.session(seed)  # replaced at every run
         self._log.faults = session.apply if session is not None else None
@@ -252,12 +261,15 @@ class CompiledModel:
         if kernels is not None:
             counters["kernel_layers"] = [lid for lid in self.programs if lid in kernels]
         self._log.faults = None
+        self._log.trace = False
+        traces = tuple(self._log.traces)
+        self._log.traces.clear()
         if session is not None:
             counters["faults"] = session.counters()
         outputs = {
             name: o[0] if len(o) == 1 else np.concatenate(o) for name, o in zip(self.output_names, outs, strict=True)
         }
-        return RunResult(outputs, report, counters)
+        return RunResult(outputs, report, counters, traces)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -316,7 +328,7 @@ class CompiledModel:
         cache = KernelCache()
         programs: dict[str, LayerProgram] = {}
         for sd in manifest["schedules"]:
-            sch = LayerSchedule.from_dict(sd)
+            sch = LayerSchedule.from_dict(sd, f"{mpath}: schedules")
             bias = weights[f"{sch.layer_id}/bias"] if sch.has_bias else None
             prog = LayerProgram.build(
                 sch,

@@ -115,6 +115,13 @@ class ProcessExecutor(_ContextManaged):
         """One line for progress output."""
         return f"{self._workers} local process(es)"
 
+    def worker_pids(self) -> tuple[int, ...]:
+        """Process ids of the pool's live workers, sorted (empty before the first :meth:`run`)."""
+        if self._pool is None:
+            return ()
+        procs = getattr(self._pool, "_processes", None) or {}  # the stdlib pool keeps no public list
+        return tuple(sorted(pid for pid, p in procs.items() if p.is_alive()))
+
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             ctx = multiprocessing.get_context("spawn")

@@ -33,10 +33,13 @@ __all__ = [
     "energy_of",
     "energy_swing_v",
     "layer_energy",
+    "nop_energy_swing_v",
 ]
 
 _SCALABLE_SRAM = ("weight_buffer", "input_buffer", "accum_buffer", "global_buffer")
 _WORD_BITS = 8  # bits of one operand word on the NoC
+#: Components that move weights as stored (compressed weights stay compressed there).
+_WEIGHT_TRANSPORT = ("dram", "noc_link", "noc_router", "package_link", "package_router")
 
 
 def energy_swing_v(spec: AcceleratorSpec, swing_v: float | None, protected_msbs: int) -> float | None:
@@ -67,6 +70,31 @@ def energy_swing_v(spec: AcceleratorSpec, swing_v: float | None, protected_msbs:
     return min(nom, nom * ratio)
 
 
+def nop_energy_swing_v(spec: AcceleratorSpec, swing_v: float | None, protected_msbs: int) -> float | None:
+    """:func:`energy_swing_v` for the package links (``spec.package``'s swing model and full swing).
+
+    Raises
+    ------
+    PolicyError
+        If the spec has no package, or the swing is not in ``(0, nominal_swing_v]``.
+    """
+    if swing_v is None:
+        return None
+    pkg = spec.package
+    if pkg is None or not 0 < swing_v <= pkg.nominal_swing_v:
+        raise PolicyError(
+            "package link swing outside the link model's range",
+            expected="a spec with a package, and 0 < swing <= its package.nominal_swing_v"
+            + (f" ({pkg.nominal_swing_v} V)" if pkg is not None else ""),
+            found=f"{swing_v} V on {spec.name}" + ("" if pkg is not None else " (no package)"),
+            fix="use a package spec (simba_package_6x6) and a swing at or below its nominal swing",
+        )
+    f = protected_msbs / _WORD_BITS
+    mixed = f + (1.0 - f) * pkg.link_energy_scale(swing_v)
+    ratio = mixed if pkg.swing_model == "linear" else math.sqrt(mixed)
+    return min(pkg.nominal_swing_v, pkg.nominal_swing_v * ratio)
+
+
 @dataclass(frozen=True, slots=True)
 class LayerEnergy:
     """Energy of one layer execution.
@@ -91,8 +119,8 @@ class LayerEnergy:
     def by_component(self) -> dict[str, float]:
         """pJ per component, in :data:`COMPONENTS` order (zeros included)."""
         out = dict.fromkeys(COMPONENTS, 0.0)
-        for comp, _, pj in self.entries:
-            out[comp] += pj
+        for comp, _, pj in self.entries:  # a spec's extra buffers come after the fixed components
+            out[comp] = out.get(comp, 0.0) + pj
         return out
 
     def by_tensor(self) -> dict[str, float]:
@@ -190,7 +218,7 @@ class EnergyReport:
         out = dict.fromkeys(COMPONENTS, 0.0)
         for layer in self.layers:
             for comp, pj in layer.by_component().items():
-                out[comp] += pj
+                out[comp] = out.get(comp, 0.0) + pj
         return out
 
     def by_layer(self) -> dict[str, float]:
@@ -290,6 +318,7 @@ def energy_of(
     mul_energy_pj: float | None = None,
     noc_swing_v: float | None = None,
     sram_v: MappingABC[str, float] | None = None,
+    nop_swing_v: float | None = None,
     weight_bytes_ratio: float = 1.0,
 ) -> LayerEnergy:
     """Price ``counts`` on ``spec``.
@@ -307,6 +336,8 @@ def energy_of(
         pass ``spec.energy.mul_energy_pj × P(m) / P(exact)``; only the multiply share changes.
     noc_swing_v
         Link voltage swing; scales ``noc_link`` by ``spec.noc.link_energy_scale`` (routers unchanged).
+    nop_swing_v
+        Package link swing; scales ``package_link`` by ``spec.package.link_energy_scale``.
     sram_v
         Supply per SRAM buffer (``weight_buffer``, ``input_buffer``, ``accum_buffer``,
         ``global_buffer``); that buffer's dynamic energy scales by ``(V / nominal)²``.
@@ -327,6 +358,16 @@ def energy_of(
                 fix="choose a swing at or below the supply",
             )
         scale["noc_link"] = spec.noc.link_energy_scale(noc_swing_v)
+    if nop_swing_v is not None:
+        pkg = spec.package
+        if pkg is None or not 0 < nop_swing_v <= pkg.nominal_swing_v:
+            raise PolicyError(
+                f"layer {layer_id}: package link swing out of range",
+                expected="a package spec and 0 < swing <= package.nominal_swing_v",
+                found=f"{nop_swing_v} V on {spec.name}",
+                fix="choose a swing at or below the package links' nominal swing",
+            )
+        scale["package_link"] = pkg.link_energy_scale(nop_swing_v)
     for buf, v in (sram_v or {}).items():
         if buf not in _SCALABLE_SRAM or not 0 < v <= spec.sram.nominal_vdd_v:
             raise PolicyError(
@@ -346,7 +387,7 @@ def energy_of(
                 fix="check the weight layout of the schedule",
             )
         terms = {
-            k: (pj * weight_bytes_ratio if k[1] == "weight" and k[0] in ("dram", "noc_link", "noc_router") else pj)
+            k: (pj * weight_bytes_ratio if k[1] == "weight" and k[0] in _WEIGHT_TRANSPORT else pj)
             for k, pj in terms.items()
         }
         decoded = counts.writes("weight_buffer", "weight")
@@ -355,7 +396,11 @@ def energy_of(
     tensor_order = {"compute": 0, "weight": 1, "input": 2, "output": 3}
     entries = tuple(
         (comp, t, pj * scale.get(comp, 1.0))
-        for (comp, t), pj in sorted(terms.items(), key=lambda kv: (order[kv[0][0]], tensor_order[kv[0][1]]))
+        for (comp, t), pj in sorted(
+            # an extra buffer of the spec (not in COMPONENTS) sorts after the global buffer
+            terms.items(),
+            key=lambda kv: (order.get(kv[0][0], order["global_buffer"] + 0.5), kv[0][0], tensor_order[kv[0][1]]),
+        )
     )
     return LayerEnergy(layer_id, counts.macs, entries, counts.latency_cycles)
 
@@ -370,13 +415,19 @@ def layer_energy(
     mapping (ResNet-50: 54 layers, 24 distinct mappings); counts depend on the mapping only.
     """
     sched = prog.schedule
-    counts = counts_cache.get(sched.mapping) if counts_cache is not None else None
+    key = sched.mapping if sched.package is None else sched.package
+    counts = counts_cache.get(key) if counts_cache is not None else None
     if counts is None:
         from approxtvm.runtime.counting import simulate_counts
 
-        counts = simulate_counts(sched.mapping, spec)
+        if sched.package is None:
+            counts = simulate_counts(sched.mapping, spec)
+        else:  # every busy chiplet walks its part's nest; the package adds its traffic
+            from approxtvm.targets.vacc.package_counts import combine
+
+            counts = combine(sched.package.partition, simulate_counts(sched.package.chiplet, spec), spec)
         if counts_cache is not None:
-            counts_cache[sched.mapping] = counts
+            counts_cache[key] = counts
     cfg = sched.config
     dense_bytes = prog.weight.size * spec.precision.bits("weight") // 8
     ratio = 1.0 if cfg.compression == "none" else sched.weight_layout.total_bytes / dense_bytes
@@ -387,5 +438,6 @@ def layer_energy(
         mul_energy_pj=sched.intrinsic.mul_energy_pj,
         noc_swing_v=energy_swing_v(spec, cfg.noc_swing_v, cfg.noc_protected_msbs),
         sram_v=cfg.sram_v_map or None,
+        nop_swing_v=nop_energy_swing_v(spec, cfg.nop_swing_v, cfg.nop_protected_msbs),
         weight_bytes_ratio=ratio,
     )

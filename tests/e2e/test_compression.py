@@ -49,8 +49,8 @@ def test_energy_scales_with_measured_bytes(pair) -> None:  # type: ignore[no-unt
         ratio = layout.total_bytes / dense_bytes
         assert ratio < 1.0, (lid, ratio)
         assert set(layout.encoding) <= {"dense", "bitmask", "rle", "codebook", "codebook_bitmask"}
-        e0 = plain._layer_energy[lid]
-        e1 = packed._layer_energy[lid]
+        e0 = next(e for e in plain.energy_per_batch().layers if e.layer_id == lid)
+        e1 = next(e for e in packed.energy_per_batch().layers if e.layer_id == lid)
         w0, w1 = dict(((c, t), v) for c, t, v in e0.entries), dict(((c, t), v) for c, t, v in e1.entries)
         for comp in ("dram", "noc_link", "noc_router"):
             assert w1[(comp, "weight")] == pytest.approx(w0[(comp, "weight")] * ratio, rel=1e-12)

@@ -161,12 +161,8 @@ def test_every_layer_matches_a_product_by_product_table_reference(multiplier: st
             assert model.programs[lid].weight.dtype == np.int8
 
     x = load_dataset("digits:test").x[: 2 * BATCH]
-    model._log.trace = True
-    try:
-        res = model.run({model.input_name: x}, seed=0)
-        traces = list(model._log.traces)
-    finally:
-        model._log.trace = False
+    res = model.run({model.input_name: x}, seed=0, trace=True)
+    traces = res.traces
     assert [t[0] for t in traces] == lids * 2  # two batches, every layer offloaded
 
     swapped_differs = dict.fromkeys(lids, False)

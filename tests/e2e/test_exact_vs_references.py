@@ -39,12 +39,8 @@ def _output_step(proto: onnx.ModelProto) -> float:
 
 
 def _check_accumulators(model: CompiledModel, x: np.ndarray) -> int:
-    model._log.trace = True
-    try:
-        model.run(x)
-        traces = list(model._log.traces)
-    finally:
-        model._log.trace = False
+    res = model.run(x, trace=True)
+    traces = res.traces
     for lid, xq, acc in traces:
         sch = model.schedules[lid]
         prog = model.programs[lid]

@@ -127,12 +127,8 @@ def test_matches_onnxruntime(vit: CompiledModel) -> None:
 
 
 def test_accumulators_equal_integer_references(vit: CompiledModel) -> None:
-    vit._log.trace = True
-    try:
-        vit.run(calibration(1, size=8, channels=8, seed=9))
-        traces = list(vit._log.traces)
-    finally:
-        vit._log.trace = False
+    res = vit.run(calibration(1, size=8, channels=8, seed=9), trace=True)
+    traces = res.traces
     seen = set()
     for lid, xq, acc in traces:
         sch, prog = vit.schedules[lid], vit.programs[lid]

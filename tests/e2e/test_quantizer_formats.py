@@ -57,12 +57,8 @@ def _model_codes(proto: onnx.ModelProto, layer: str) -> tuple[np.ndarray, np.nda
 
 
 def _check_against_model_codes(model: CompiledModel, x: np.ndarray) -> set[str]:
-    model._log.trace = True
-    try:
-        model.run(x)
-        traces = list(model._log.traces)
-    finally:
-        model._log.trace = False
+    res = model.run(x, trace=True)
+    traces = res.traces
     dtypes = set()
     for lid, xq, acc in traces:
         s, q = model.schedules[lid].shape, model.schedules[lid].quant

@@ -6,8 +6,6 @@ import os
 import signal
 from pathlib import Path
 
-import pytest
-
 from approxtvm.explore.evaluator import EvalContext
 from approxtvm.explore.executors import DaskExecutor, InlineExecutor
 from approxtvm.explore.journal import EvalRecord, Journal
@@ -53,7 +51,6 @@ def test_lost_worker_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> Non
     ]
 
 
-@pytest.mark.slow
 def test_local_pool_rebuilds_after_a_lost_worker(tmp_path: Path) -> None:
     from approxtvm.explore.executors import ProcessExecutor
 
@@ -65,7 +62,7 @@ def test_local_pool_rebuilds_after_a_lost_worker(tmp_path: Path) -> None:
             nonlocal seen
             seen += 1
             if seen == 3 and not killed:
-                pid = sorted(ex._pool._processes)[0]  # type: ignore[union-attr]
+                pid = ex.worker_pids()[0]
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
 

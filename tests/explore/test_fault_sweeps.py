@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,8 @@ def test_noc_swing_sweep_trends_table_and_plot(data, tmp_path: Path) -> None:  #
     fs.print_sweep(console, rows, "swing")
     assert "3 MSBs protected" in console.export_text()
     assert fs.plot_sweep(rows, tmp_path / "noc.png").stat().st_size > 1000
-    assert fs.save_sweep(rows, tmp_path / "noc.json").is_file()
+    saved = json.loads(fs.save_sweep(rows, tmp_path / "noc.json").read_text())
+    assert [(r["series"], r["voltage_v"]) for r in saved] == [(r.series, r.voltage_v) for r in rows]
 
 
 def test_sram_voltage_sweep_series_and_energy(data) -> None:  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -30,8 +31,9 @@ def test_put_get_and_duplicates_are_ignored(tmp_path: Path) -> None:
         back = j.get(rec.key)
         assert back == rec and back is not None
         assert (back.predictions == rec.predictions).all() and back.top1 == rec.top1
-        mode = j._db.execute("PRAGMA journal_mode").fetchone()[0]
-        assert mode == "wal"
+    # WAL is a property of the file: any other connection sees it
+    with contextlib.closing(sqlite3.connect(tmp_path / "j.sqlite")) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_key_depends_on_config_and_context() -> None:

@@ -12,7 +12,7 @@ import math
 from approxtvm.errors import PolicyError
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 
-__all__ = ["WORD_BITS", "noc_ber", "sram_ber"]
+__all__ = ["WORD_BITS", "noc_ber", "nop_ber", "sram_ber"]
 
 #: Bits of one stored or transported operand word (8-bit activations and weights).
 WORD_BITS = 8
@@ -41,6 +41,33 @@ def noc_ber(spec: AcceleratorSpec, swing_v: float | None) -> float:
     if swing_v >= nom:
         return 0.0
     return 0.5 * math.erfc(swing_v / (2.0 * spec.noc.sigma_v) / math.sqrt(2.0))
+
+
+def nop_ber(spec: AcceleratorSpec, swing_v: float | None) -> float:
+    """Bit error rate of one package (chiplet-to-chiplet) link traversal: ``Q(V_sw / (2σ))``.
+
+    The NoC's Gaussian-noise model with the package links' own ``sigma_v`` and full swing
+    (``spec.package``). ``None`` or the nominal swing is the unscaled link: 0.
+
+    Raises
+    ------
+    PolicyError
+        If the spec has no package or the swing is not in ``(0, nominal_swing_v]``.
+    """
+    if swing_v is None:
+        return 0.0
+    pkg = spec.package
+    if pkg is None or not 0 < swing_v <= pkg.nominal_swing_v:
+        raise PolicyError(
+            "package link swing outside the link model's range",
+            expected="a package spec and 0 < swing <= package.nominal_swing_v"
+            + (f" ({pkg.nominal_swing_v} V)" if pkg is not None else ""),
+            found=f"{swing_v} V on {spec.name}",
+            fix="choose a swing at or below the package links' nominal swing",
+        )
+    if swing_v >= pkg.nominal_swing_v:
+        return 0.0
+    return 0.5 * math.erfc(swing_v / (2.0 * pkg.sigma_v) / math.sqrt(2.0))
 
 
 def sram_ber(spec: AcceleratorSpec, voltage_v: float | None) -> float:

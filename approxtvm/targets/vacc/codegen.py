@@ -27,6 +27,8 @@ from approxtvm.targets.vacc.compression import CompressedWeights
 from approxtvm.targets.vacc.config import ApproxConfig
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.mapper import map_layer
+from approxtvm.targets.vacc.package_counts import package_counts
+from approxtvm.targets.vacc.package_mapper import map_package
 from approxtvm.targets.vacc.partition import composite_layer_id, composite_of
 from approxtvm.targets.vacc.schedule import Intrinsic, LayerSchedule, QuantParams, WeightLayout
 from approxtvm.targets.vacc.weight_layout import compressed_layout, dense_layout
@@ -278,8 +280,14 @@ def lower_function(
             "to the same signedness (QuantOptions(signed=...), or onnxruntime quantize_static with "
             "activation_type = weight_type)",
         )
-    mapping = map_layer(shape, spec)
-    counts = analytic_counts(mapping, spec)
+    package = None
+    if spec.package is None:
+        mapping = map_layer(shape, spec, spec.mapping_objective)
+        counts = analytic_counts(mapping, spec)
+    else:  # split across the chiplets; the kernels run the whole layer's nest (same arithmetic)
+        package = map_package(shape, spec, spec.package.mapping_objective)
+        mapping = package.chiplet if not package.partition.splits else map_layer(shape, spec, spec.mapping_objective)
+        counts = package_counts(package, spec)
     intrinsic = Intrinsic(
         "vacc.mac8",
         spec.pe_array.lanes_per_vector_mac,
@@ -307,6 +315,7 @@ def lower_function(
         tuple(kinds),
         {"counts": counts.to_dict()},
         inputs,
+        package,
     )
     return LoweredLayer(schedule, weight, bias, compressed)
 

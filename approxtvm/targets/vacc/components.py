@@ -176,6 +176,12 @@ class MemoryLevel:
         Energy of one access of ``width_bits`` (pJ); charged pro rata per bit.
     tensors
         Tensors stored (``weight``, ``input``, ``output``).
+    level
+        Mapping level of the buffer. Empty for the buffers of :data:`BUFFER_LEVEL` (their level is
+        fixed); any other buffer is an extra shared (one per chip) level above the PEs and names its
+        level here (``L2``, ``GlobalBuffer2``...). Levels above the PEs are ordered as their buffers
+        appear in the spec's ``memories``, innermost first (the shipped specs list the register first
+        and the global buffer last).
     """
 
     name: str
@@ -184,6 +190,7 @@ class MemoryLevel:
     read_energy_pj: float
     write_energy_pj: float
     tensors: tuple[str, ...]
+    level: str = ""
 
     def __post_init__(self) -> None:
         _check(
@@ -216,6 +223,11 @@ class MemoryLevel:
             found=self.tensors,
             fix="list the tensors this buffer stores",
         )
+
+    @property
+    def mapping_level(self) -> str:
+        """The mapping level this buffer sits at (:attr:`level`, or the fixed one of its name)."""
+        return self.level or BUFFER_LEVEL.get(self.name, "")
 
     @property
     def read_energy_pj_per_bit(self) -> float:
@@ -545,6 +557,9 @@ class PackageNetwork:
         Full swing of the package links, volts (the ``nop_swing_v`` knob scales below it).
     sigma_v
         Receiver noise σ of the package links for ``BER = Q(V_sw / (2σ))``, volts.
+    mapping_objective
+        What the package mapper optimises when it splits layers across chiplets: ``energy``,
+        ``edp`` or ``latency`` (the chiplet mapper uses it for the sub-layers too).
     """
 
     chiplet_rows: int
@@ -557,6 +572,7 @@ class PackageNetwork:
     swing_model: str = "linear"
     nominal_swing_v: float = 0.2
     sigma_v: float = 0.01
+    mapping_objective: str = "energy"
 
     def __post_init__(self) -> None:
         for name in ("chiplet_rows", "chiplet_cols", "bandwidth_bits_per_cycle"):
@@ -589,6 +605,14 @@ class PackageNetwork:
             expected="0 < V <= 5",
             found=self.nominal_swing_v,
             fix="give the links' full swing in volts",
+        )
+        _check(
+            self.mapping_objective in ("energy", "edp", "latency"),
+            "mapping_objective",
+            "unknown mapper objective",
+            expected="energy, edp or latency",
+            found=self.mapping_objective,
+            fix="pick one of the three",
         )
         _check(
             0 < self.sigma_v < self.nominal_swing_v,

@@ -40,6 +40,11 @@ class ApproxConfig:
         NoC link voltage swing in volts; ``None`` is the nominal (full) swing.
     noc_protected_msbs
         Most-significant bits of each 8-bit word sent at full swing (0–8).
+    nop_swing_v
+        Package (chiplet-to-chiplet) link swing in volts, on a package spec; ``None`` is the
+        links' nominal swing (``package.nominal_swing_v`` of the spec).
+    nop_protected_msbs
+        Most-significant bits of each 8-bit word sent over package links at full swing (0–8).
     sram_v
         Scaled buffer → supply voltage in volts, as sorted ``(buffer, volts)`` pairs.
     compression
@@ -51,6 +56,8 @@ class ApproxConfig:
     noc_protected_msbs: int = 0
     sram_v: tuple[tuple[str, float], ...] = field(default=())
     compression: str = "none"
+    nop_swing_v: float | None = None
+    nop_protected_msbs: int = 0
 
     def __post_init__(self) -> None:
         _check_config(self)
@@ -102,6 +109,27 @@ def _check_config(c: ApproxConfig) -> None:
             "noc_protected_msbs: out of range",
             expected="an integer 0–8",
             found=repr(c.noc_protected_msbs),
+            fix="protect between 0 and 8 bits",
+        )
+    if c.nop_swing_v is not None and not 0 < c.nop_swing_v <= VDD_V:
+        raise PolicyError(
+            "nop_swing_v: out of range",
+            expected=f"0 < swing <= {VDD_V} V (and at most the package links' nominal swing of the spec)",
+            found=f"{c.nop_swing_v} V",
+            fix="choose a package link swing in volts",
+        )
+    if isinstance(c.nop_protected_msbs, bool) or not isinstance(c.nop_protected_msbs, int):
+        raise PolicyError(
+            "nop_protected_msbs: must be an integer",
+            expected="0–8",
+            found=repr(c.nop_protected_msbs),
+            fix="write a whole number of bits",
+        )
+    if not 0 <= c.nop_protected_msbs <= 8:
+        raise PolicyError(
+            "nop_protected_msbs: out of range",
+            expected="an integer 0–8",
+            found=repr(c.nop_protected_msbs),
             fix="protect between 0 and 8 bits",
         )
     for buf, v in c.sram_v:
@@ -209,6 +237,7 @@ POLICY_SCHEMA = Schema(
     PolicyError,
     hooks=(
         FieldHook(ApproxConfig, "noc_swing_v", _swing_from),
+        FieldHook(ApproxConfig, "nop_swing_v", _swing_from),
         FieldHook(ApproxConfig, "sram_v", _sram_from, lambda v, _: dict(v)),
     ),
 )
@@ -270,6 +299,8 @@ class ApproxPolicy:
         noc_protected_msbs: int = 0,
         sram_v: Mapping[str, float] | None = None,
         compression: str = "none",
+        nop_swing_v: float | None = None,
+        nop_protected_msbs: int = 0,
     ) -> ApproxPolicy:
         """The same configuration for every layer."""
         return ApproxPolicy(
@@ -280,6 +311,8 @@ class ApproxPolicy:
                     "noc_protected_msbs": noc_protected_msbs,
                     "sram_v": dict(sram_v or {}),
                     "compression": compression,
+                    "nop_swing_v": nop_swing_v,
+                    "nop_protected_msbs": nop_protected_msbs,
                 },
                 "ApproxPolicy.uniform",
             )
