@@ -218,8 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument(
         "--approx",
-        default="mitchell,bam:h=4,v=0",
-        help="multipliers put on every layer for the approximate timings (comma-separated; '' = none)",
+        default="mitchell;bam:h=4,v=0",
+        help="multipliers put on every layer for the approximate timings (';'-separated; '' = none)",
     )
     ap.add_argument("--approx-batch", type=int, default=64, help="evaluation batch of the approximate timings")
     args = ap.parse_args(argv)
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         names = [e.name for e in zoo_models.entries() if e.name.endswith("_trained")]
     t0 = time.perf_counter()
-    mults = [m.strip() for m in args.approx.split(",") if m.strip()]
+    mults = [m.strip() for m in args.approx.split(";") if m.strip()]
     models = {n: bench_model(n, args.images, args.repeat, args.threads, mults, args.approx_batch) for n in names}
     ok = [m for m in models.values() if "error" not in m]
     summary = {
