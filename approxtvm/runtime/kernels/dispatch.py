@@ -278,6 +278,16 @@ class LayerStore:
     weight_key: str = ""
     entries: dict[tuple[str, str], object] = field(default_factory=dict)
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickle the numpy-only entries (factorisations, weight plans); prepared TVM kernels are
+        per process and are rebuilt on first use."""
+        keep = {k: v for k, v in self.entries.items() if k[0] in ("factors", "plan")}
+        return {"weight_key": self.weight_key, "entries": keep}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.weight_key = state["weight_key"]  # type: ignore[assignment]
+        self.entries = dict(state["entries"])  # type: ignore[call-overload]
+
     @staticmethod
     def for_weights(w: np.ndarray) -> LayerStore:
         """A store for fixed weights ``w`` (hashes them once)."""

@@ -227,3 +227,21 @@ def test_cost_model_keeps_cached_tables_for_wide_images():
     assert _tables_pay(wide, plan_tables(wide, table, cfg), plan_tables(wide, table, cfg).table_bytes(wide), cache)
     ps = plan_tables(small, table, cfg)
     assert not _tables_pay(small, ps, ps.table_bytes(small), cache)
+
+
+def test_layer_store_pickles_without_its_prepared_kernels(caches):
+    import pickle
+
+    from approxtvm.runtime.kernels import LayerStore
+
+    m = Multiplier("order", _order_table(), False)
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 256, (1, 4, 5, 5), dtype=np.uint8)
+    w = rng.integers(0, 256, (4, 1, 3, 3), dtype=np.uint8)
+    store = LayerStore.for_weights(w)
+    want = grouped_conv2d_products(x, w, m, groups=4, pads=(1,) * 4, cache=caches["host"], store=store)
+    assert any(k[0] == "column" for k in store.entries)  # the prepared kernel is kept
+    back = pickle.loads(pickle.dumps(store))
+    assert back.weight_key == store.weight_key and not any(k[0] == "column" for k in back.entries)
+    got = grouped_conv2d_products(x, w, m, groups=4, pads=(1,) * 4, cache=caches["host"], store=back)
+    assert np.array_equal(got, want)
