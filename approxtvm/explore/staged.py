@@ -327,9 +327,11 @@ def make_study(
     executor: Executor,
     staging: StagingSettings | None = None,
     fingerprint: str | None = None,
+    budget: float | None = None,
 ) -> Study:
     """A :class:`StagedStudy` when ``staging`` is given and the context has data, else a
-    :class:`~approxtvm.explore.nsga.Study`."""
+    :class:`~approxtvm.explore.nsga.Study`; ``budget`` is the accuracy-loss budget of the search
+    (configurations over it with confidence are dropped after a stage)."""
     if staging is None or context.energy_only:
         return Study(context, journal, executor, fingerprint=fingerprint)
-    return StagedStudy(context, journal, executor, staging, fingerprint=fingerprint)
+    return StagedStudy(context, journal, executor, staging, budget, fingerprint=fingerprint)

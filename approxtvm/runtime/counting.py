@@ -153,14 +153,14 @@ def simulate_counts(mapping: Mapping, spec: AcceleratorSpec) -> AccessCounts:
                     per = n_vis * tile * prec.bits(label)
                     add_noc(label, per * groups, per * links, per * routers)
 
-    # latency: the roofline of compute, DRAM bandwidth and global-buffer width
+    # latency: the roofline of compute, DRAM bandwidth and the width of every shared on-chip buffer
     dram_bits = sum((r + w) * prec.bits(t) for (b, t), (r, w) in buf.items() if b == "dram")
     latency = max(cycles, -(-dram_bits // spec.dram.bandwidth_bits_per_cycle))
-    if "global_buffer" in dict(hier.buffer_tensors):
-        gb = spec.memory("global_buffer")
-        gb_r = sum(r * prec.bits(t) for (b, t), (r, _) in buf.items() if b == "global_buffer")
-        gb_w = sum(w * prec.bits(t) for (b, t), (_, w) in buf.items() if b == "global_buffer")
-        latency = max(latency, -(-gb_r // gb.width_bits), -(-gb_w // gb.width_bits))
+    for name in hier.shared_buffers:
+        width = spec.memory(name).width_bits
+        rd = sum(r * prec.bits(t) for (b, t), (r, _) in buf.items() if b == name)
+        wr = sum(w * prec.bits(t) for (b, t), (_, w) in buf.items() if b == name)
+        latency = max(latency, -(-rd // width), -(-wr // width))
     return AccessCounts(
         macs=macs,
         compute_cycles=cycles,

@@ -119,8 +119,8 @@ class LayerEnergy:
     def by_component(self) -> dict[str, float]:
         """pJ per component, in :data:`COMPONENTS` order (zeros included)."""
         out = dict.fromkeys(COMPONENTS, 0.0)
-        for comp, _, pj in self.entries:
-            out[comp] += pj
+        for comp, _, pj in self.entries:  # a spec's extra buffers come after the fixed components
+            out[comp] = out.get(comp, 0.0) + pj
         return out
 
     def by_tensor(self) -> dict[str, float]:
@@ -218,7 +218,7 @@ class EnergyReport:
         out = dict.fromkeys(COMPONENTS, 0.0)
         for layer in self.layers:
             for comp, pj in layer.by_component().items():
-                out[comp] += pj
+                out[comp] = out.get(comp, 0.0) + pj
         return out
 
     def by_layer(self) -> dict[str, float]:
@@ -396,7 +396,11 @@ def energy_of(
     tensor_order = {"compute": 0, "weight": 1, "input": 2, "output": 3}
     entries = tuple(
         (comp, t, pj * scale.get(comp, 1.0))
-        for (comp, t), pj in sorted(terms.items(), key=lambda kv: (order[kv[0][0]], tensor_order[kv[0][1]]))
+        for (comp, t), pj in sorted(
+            # an extra buffer of the spec (not in COMPONENTS) sorts after the global buffer
+            terms.items(),
+            key=lambda kv: (order.get(kv[0][0], order["global_buffer"] + 0.5), kv[0][0], tensor_order[kv[0][1]]),
+        )
     )
     return LayerEnergy(layer_id, counts.macs, entries, counts.latency_cycles)
 

@@ -18,6 +18,7 @@ from approxtvm.explore.sensitivity_search import (
     scenario_context,
 )
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
+from approxtvm.targets.vacc.technology import apply_technology
 
 
 def _pt(swing: float | None, loss: float, energy: float) -> Point:
@@ -51,7 +52,9 @@ def test_scenario_contexts_carry_the_moved_assumption(tmp_path: Path) -> None:
 def tiny(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("search")
     budget = SearchBudget(pop_size=4, generations=2, limit=40)  # a tiny budget: the fast suite stays fast
-    return out, run_search_report("digits_cnn", out, budget=budget, only=("BER x10",))
+    # a spec object (here: a technology applied) reaches the workers as a YAML file
+    spec = apply_technology(AcceleratorSpec.load("simba_like"), "illustrative_45nm")
+    return out, run_search_report("digits_cnn", out, budget=budget, accelerator=spec, only=("BER x10",))
 
 
 def test_a_tiny_search_per_scenario(tiny) -> None:
@@ -67,6 +70,7 @@ def test_a_tiny_search_per_scenario(tiny) -> None:
     doc = json.loads((out / "search.json").read_text())
     assert doc["budget"]["pop_size"] == 4 and set(doc["searches"]) == {"baseline", "BER x10"}
     assert "BER x10" in (out / "search.md").read_text()
+    assert AcceleratorSpec.load(out / "specs" / "base.yaml").name == "simba_like+illustrative_45nm"
 
 
 def test_ber_x10_loses_at_least_as_much_on_the_baseline_front(tiny) -> None:

@@ -55,9 +55,12 @@ def test_stage_contexts_are_nested_stratified_subsets() -> None:
     assert len(np.unique(s40.y)) == len(np.unique(full.y))  # every class present
 
 
-def test_staged_front_equals_unstaged_front_on_digits(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("model", "budget"), [("digits_cnn", None), ("digits_resnet", 0.02)])
+def test_staged_front_equals_unstaged_front_on_digits(tmp_path: Path, model: str, budget: float | None) -> None:
+    """Both shipped models; with a budget, configurations surely over it are dropped early."""
+    ctx = EvalContext(model, limit=120)
     with Journal(tmp_path / "staged.sqlite") as j:
-        staged = StagedStudy(CTX, j, InlineExecutor(), StagingSettings(first_samples=30, growth=2))
+        staged = StagedStudy(ctx, j, InlineExecutor(), StagingSettings(first_samples=30, growth=2), budget)
         assert staged.sizes == [30, 60, 120]
         space = staged.space(MULTS, (None,), (0.9,), (0.9,), (0,))
         rng = np.random.default_rng(7)
@@ -68,9 +71,9 @@ def test_staged_front_equals_unstaged_front_on_digits(tmp_path: Path) -> None:
         stats = staged.stats
         assert len({r.context for r in j.records()}) == 3  # each stage journaled in its own context
         # the unstaged study: every configuration on every image (full-set records are shared)
-        full_pts = Study(CTX, j, InlineExecutor()).points(configs)
-    assert _front(staged.front()) == _front(pareto_front(full_pts))
-    assert _front(pareto_front(staged_pts)) == _front(pareto_front(full_pts))
+        full_pts = Study(ctx, j, InlineExecutor()).points(configs)
+    assert _front(staged.front()) == _front(pareto_front(full_pts, budget))
+    assert _front(pareto_front(staged_pts, budget)) == _front(pareto_front(full_pts, budget))
     for c, e in staged.estimates().items():  # dropped configurations: a bound that held
         truth = full_pts[configs.index(c)]
         assert e.loss_low <= truth.accuracy_loss <= e.loss_high

@@ -422,3 +422,20 @@ def test_faults_on_a_spec_without_global_buffer_equal_the_emulator() -> None:
     assert len(sample.weight) and len(sample.input)
     clean = accumulate(x, prog)
     np.testing.assert_array_equal(faults.inject(x, prog, clean, sample, g), emulate(x, prog, _corruption(sample)).acc)
+
+
+def test_faults_on_a_spec_with_an_extra_level_equal_the_emulator() -> None:
+    # same code, a fifth level: an L2 above the global buffer that also keeps the weights
+    d = SPEC.to_dict()
+    l2 = {"capacity_bytes": 262144, "width_bits": 256, "read_energy_pj": 80.0, "write_energy_pj": 80.0}
+    mems = {**d["memories"], "l2_buffer": {**l2, "tensors": ["weight", "input", "output"], "level": "L2"}}
+    spec = AcceleratorSpec.from_dict({**d, "memories": mems, "name": "with_l2"})
+    shape = LayerShape.conv2d(2, 32, 8, 7, 7, 3, 3, pads=(1, 1, 1, 1))
+    m = map_layer(shape, spec)
+    assert [n.level for n in m.levels] == ["DRAM", "L2", "GlobalBuffer", "PE", "Register"]
+    prog, x = _program(shape, m, RAND_U, seed=5)
+    g = faults.tile_geometry(m, spec)
+    sample = faults.sample_faults(_plan(noc=0.01, w=0.01, x=0.01), g, seed=2)
+    assert len(sample.weight) and len(sample.input)
+    clean = accumulate(x, prog)
+    np.testing.assert_array_equal(faults.inject(x, prog, clean, sample, g), emulate(x, prog, _corruption(sample)).acc)

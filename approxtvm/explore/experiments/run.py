@@ -83,7 +83,7 @@ def run_experiments(
                 s = fit_budget(s, studies[s.pareto_model], s.time_budget_s - (time.perf_counter() - t0), notes)
             say(console, f"experiment 4: NSGA-II on {s.pareto_model} ({s.nsga.generations} generations)")
             base = studies[s.pareto_model]  # the sweeps stay unstaged: every point of a curve exact
-            search = make_study(base.context, journal, ex, s.staging, base.fingerprint)
+            search = make_study(base.context, journal, ex, s.staging, base.fingerprint, s.nsga.accuracy_budget)
             pareto = pareto_experiment(search, s, console)
             if isinstance(search, StagedStudy):
                 st = search.stats

@@ -20,7 +20,8 @@ Access-count model (the same one :mod:`approxtvm.runtime.counting` re-derives by
   (weights too: they bypass the global buffer but enter the mesh at its router). XY routing; a
   multicast follows the union of the XY paths; cost = bits × (links × link energy + routers ×
   router energy), a unicast over ``d`` links visiting ``d + 1`` routers.
-* Latency = max(compute cycles, DRAM bits / DRAM bandwidth, global-buffer bits / its width).
+* Latency = max(compute cycles, DRAM bits / DRAM bandwidth, and for every shared on-chip buffer
+  (the global buffer, any extra level) its read bits and its write bits / its width).
 """
 
 from __future__ import annotations
@@ -234,11 +235,11 @@ def closed_form(nest: Nest, shape: LayerShape, spec: AcceleratorSpec) -> CountTa
     dram_bits = sum(v * prec.bits(k[1]) for k, v in out.items() if k[0] == "dram")
     bw = spec.dram.bandwidth_bits_per_cycle
     lat = np.maximum(cycles, -(-dram_bits // bw))
-    if "global_buffer" in dict(hier.buffer_tensors):
-        gb = spec.memory("global_buffer")
-        gb_r = sum(v * prec.bits(k[1]) for k, v in out.items() if k[0] == "global_buffer" and k[2] == "reads")
-        gb_w = sum(v * prec.bits(k[1]) for k, v in out.items() if k[0] == "global_buffer" and k[2] == "writes")
-        lat = np.maximum(lat, np.maximum(-(-gb_r // gb.width_bits), -(-gb_w // gb.width_bits)))
+    for buf in hier.shared_buffers:  # one port of width_bits each way per cycle
+        mem = spec.memory(buf)
+        rd = sum(v * prec.bits(k[1]) for k, v in out.items() if k[0] == buf and k[2] == "reads")
+        wr = sum(v * prec.bits(k[1]) for k, v in out.items() if k[0] == buf and k[2] == "writes")
+        lat = np.maximum(lat, np.maximum(-(-rd // mem.width_bits), -(-wr // mem.width_bits)))
     return CountTable(macs, cycles, lat, out)
 
 

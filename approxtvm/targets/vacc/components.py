@@ -176,6 +176,12 @@ class MemoryLevel:
         Energy of one access of ``width_bits`` (pJ); charged pro rata per bit.
     tensors
         Tensors stored (``weight``, ``input``, ``output``).
+    level
+        Mapping level of the buffer. Empty for the buffers of :data:`BUFFER_LEVEL` (their level is
+        fixed); any other buffer is an extra shared (one per chip) level above the PEs and names its
+        level here (``L2``, ``GlobalBuffer2``...). Levels above the PEs are ordered as their buffers
+        appear in the spec's ``memories``, innermost first (the shipped specs list the register first
+        and the global buffer last).
     """
 
     name: str
@@ -184,6 +190,7 @@ class MemoryLevel:
     read_energy_pj: float
     write_energy_pj: float
     tensors: tuple[str, ...]
+    level: str = ""
 
     def __post_init__(self) -> None:
         _check(
@@ -216,6 +223,11 @@ class MemoryLevel:
             found=self.tensors,
             fix="list the tensors this buffer stores",
         )
+
+    @property
+    def mapping_level(self) -> str:
+        """The mapping level this buffer sits at (:attr:`level`, or the fixed one of its name)."""
+        return self.level or BUFFER_LEVEL.get(self.name, "")
 
     @property
     def read_energy_pj_per_bit(self) -> float:

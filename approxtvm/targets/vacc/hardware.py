@@ -65,6 +65,8 @@ __all__ = [
 #: Buffers every spec defines (the global buffer is optional: without it, inputs and outputs move
 #: between DRAM and the PE buffers directly, over the NoC).
 _REQUIRED_BUFFERS = frozenset(BUFFER_LEVEL) - {"global_buffer"}
+#: Level names a spec cannot give an extra buffer (DRAM is off-chip; PE and Register are per PE / MAC).
+_RESERVED_LEVELS = ("DRAM", "PE", "Register")
 _FIXED_TENSORS = {
     "weight_register": ("weight",),
     "weight_buffer": ("weight",),
@@ -120,13 +122,14 @@ class AcceleratorSpec:
     def __post_init__(self) -> None:
         names = [m.name for m in self.memories]
         _check(
-            len(set(names)) == len(names) and _REQUIRED_BUFFERS <= set(names) <= set(BUFFER_LEVEL),
+            len(set(names)) == len(names) and set(names) >= _REQUIRED_BUFFERS,
             "memories",
             "wrong set of buffers",
-            expected=f"{sorted(_REQUIRED_BUFFERS)}, optionally global_buffer",
+            expected=f"{sorted(_REQUIRED_BUFFERS)}, optionally global_buffer and extra levels",
             found=names,
             fix="define each buffer exactly once",
         )
+        self._check_levels()
         for m in self.memories:
             fixed = _FIXED_TENSORS.get(m.name)
             _check(
@@ -165,6 +168,53 @@ class AcceleratorSpec:
             found=self.noc.global_buffer_node,
             fix="attach the global buffer to a mesh router",
         )
+
+    def _check_levels(self) -> None:
+        """Extra buffers sit at named shared levels above the PEs, listed together, one per tensor."""
+        shared: list[str] = []
+        for m in self.memories:
+            fixed = BUFFER_LEVEL.get(m.name)
+            if fixed is not None:
+                _check(
+                    m.level in ("", fixed),
+                    f"memories.{m.name}.level",
+                    "the level of this buffer is fixed",
+                    expected=repr(fixed),
+                    found=m.level,
+                    fix="remove the key",
+                )
+            else:
+                _check(
+                    bool(m.level) and m.level not in _RESERVED_LEVELS,
+                    f"memories.{m.name}.level",
+                    "an extra buffer needs the name of its level above the PEs",
+                    expected=f"a level name other than {_RESERVED_LEVELS} (e.g. L2)",
+                    found=m.level,
+                    fix=f"add `level: L2` under memories.{m.name}, or use one of {sorted(BUFFER_LEVEL)}",
+                )
+            lv = m.mapping_level
+            if lv in ("PE", "Register"):
+                continue
+            _check(
+                not shared or lv == shared[-1] or lv not in shared,
+                f"memories.{m.name}.level",
+                "the buffers of one level must be listed together",
+                expected=f"level {lv!r} next to its other buffers",
+                found=[x.name for x in self.memories],
+                fix="reorder memories: innermost level first, the buffers of a level side by side",
+            )
+            if lv not in shared:
+                shared.append(lv)
+            for t in m.tensors:
+                other = [x.name for x in self.memories if x.mapping_level == lv and t in x.tensors]
+                _check(
+                    len(other) == 1,
+                    f"memories.{m.name}.tensors",
+                    f"two buffers of level {lv} hold {t}",
+                    expected="at most one buffer per tensor and level",
+                    found=other,
+                    fix="keep the tensor in one of them",
+                )
 
     # -- construction ---------------------------------------------------------------------------
 
@@ -215,10 +265,22 @@ class AcceleratorSpec:
                 return m
         raise KeyError(name)
 
+    def on_chip_levels(self) -> tuple[tuple[str, tuple[MemoryLevel, ...]], ...]:
+        """``(level, its buffers)`` of every on-chip level, outermost first.
+
+        The levels above the PEs (the global buffer's, and any extra level) are ordered as their
+        buffers appear in :attr:`memories`, innermost first; then come ``PE`` and ``Register``.
+        """
+        shared: list[str] = []
+        for m in self.memories:
+            if m.mapping_level not in ("PE", "Register") and m.mapping_level not in shared:
+                shared.append(m.mapping_level)
+        order = [*reversed(shared), "PE", "Register"]
+        return tuple((lv, bufs) for lv in order if (bufs := tuple(m for m in self.memories if m.mapping_level == lv)))
+
     def storage_chain(self, tensor: str) -> tuple[str, ...]:
         """Buffers holding ``tensor``, outermost (``dram``) first."""
-        names = {m.name for m in self.memories}
-        return tuple(b for b in BUFFERS if b == "dram" or (b in names and tensor in self.memory(b).tensors))
+        return ("dram", *(m.name for _, bufs in self.on_chip_levels() for m in bufs if tensor in m.tensors))
 
     def pe_buffer(self, tensor: str) -> str:
         """The per-PE buffer holding ``tensor``."""
@@ -236,13 +298,14 @@ def _memories_from(value: Any, schema: Schema) -> tuple[MemoryLevel, ...]:
         )
     out = []
     for name, fields in value.items():
-        if name not in BUFFER_LEVEL:
+        if name not in BUFFER_LEVEL and not (isinstance(fields, Mapping) and "level" in fields):
             close = difflib.get_close_matches(str(name), list(BUFFER_LEVEL), n=1)
             raise Invalid(
                 "unknown buffer",
                 expected=f"one of {sorted(BUFFER_LEVEL)}",
                 found=repr(name),
-                fix=f"did you mean {close[0]!r}?" if close else "remove it",
+                fix=(f"did you mean {close[0]!r}? " if close else "remove it, ")
+                + "or give it `level: NAME` to add a shared level above the PEs",
                 key=str(name),
             )
         if isinstance(fields, Mapping):
@@ -261,7 +324,11 @@ def _memories_from(value: Any, schema: Schema) -> tuple[MemoryLevel, ...]:
 
 
 def _memories_to(memories: tuple[MemoryLevel, ...], schema: Schema) -> dict[str, Any]:
-    return {m.name: {k: v for k, v in schema.unstructure(m).items() if k != "name"} for m in memories}
+    # ``level`` is written only for extra buffers (the fixed ones' is implied by their name)
+    return {
+        m.name: {k: v for k, v in schema.unstructure(m).items() if k != "name" and (k != "level" or v)}
+        for m in memories
+    }
 
 
 #: Spec files ↔ :class:`AcceleratorSpec`: strict types, unknown keys rejected, errors name the key.

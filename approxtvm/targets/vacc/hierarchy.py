@@ -1,14 +1,15 @@
 """The accelerator's memory hierarchy as data, derived from its spec (DESIGN §4).
 
 A :class:`Hierarchy` lists the storage levels of a mapping outermost first (``DRAM``, then the
-on-chip levels the spec defines: ``GlobalBuffer`` when it has a global buffer, ``PE``,
-``Register``), the buffers at each level and the tensors each one holds, the spatial fan-out
-below each level (how many PEs, vector MACs and lanes, along which loop dimensions) and where the
-network sits: every transfer from a level above ``PE`` into the PE level or below crosses the NoC
-from the router of :attr:`~approxtvm.targets.vacc.hardware.NoC.global_buffer_node`. Mapping
-validation, the mapper's closed form and search, the counting walk and the fault model read the
-hierarchy instead of fixed level numbers, so a spec without a global buffer maps, counts, prices
-and injects faults with the same code.
+on-chip levels the spec defines: ``GlobalBuffer`` when it has a global buffer, any extra shared
+level one of its buffers names, ``PE``, ``Register``), the buffers at each level and the tensors
+each one holds, the spatial fan-out below each level (how many PEs, vector MACs and lanes, along
+which loop dimensions) and where the network sits: every transfer from a level above ``PE`` into
+the PE level or below crosses the NoC from the router of
+:attr:`~approxtvm.targets.vacc.hardware.NoC.global_buffer_node`. Mapping validation, the mapper's
+closed form and search, the counting walk, the fault model and the Timeloop export read the
+hierarchy instead of fixed level numbers, so a spec without a global buffer, or with an extra
+level, maps, counts, prices and injects faults with the same code.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from approxtvm.targets.vacc.hardware import BUFFER_LEVEL, AcceleratorSpec, PackageNetwork
+from approxtvm.targets.vacc.hardware import AcceleratorSpec, PackageNetwork
 
 __all__ = ["COMPUTE", "LEVEL_ORDER", "Fanout", "Hierarchy", "Level"]
 
-#: Every level a spec may define, outermost first (a level exists when one of its buffers does;
-#: ``DRAM`` and ``PE`` always do).
+#: The levels of the shipped specs, outermost first (a level exists when one of its buffers does;
+#: ``DRAM`` and ``PE`` always do). A spec may add shared levels above the PEs: see
+#: :meth:`~approxtvm.targets.vacc.hardware.AcceleratorSpec.on_chip_levels`.
 LEVEL_ORDER: tuple[str, ...] = ("DRAM", "GlobalBuffer", "PE", "Register")
 #: Pseudo-level of the MACs, below the innermost storage level.
 COMPUTE = "MAC"
@@ -149,6 +151,11 @@ class Hierarchy:
         return None
 
     @property
+    def shared_buffers(self) -> tuple[str, ...]:
+        """On-chip buffers above the PEs (one instance per chip), outermost first."""
+        return tuple(b for lv in self.levels[1 : self.pe] for b in lv.buffers)
+
+    @property
     def on_chip_buffers(self) -> tuple[tuple[str, str], ...]:
         """``(buffer, level name)`` of every on-chip buffer, innermost first."""
         return tuple((b, lv.name) for lv in reversed(self.levels[1:]) for b in lv.buffers)
@@ -156,7 +163,6 @@ class Hierarchy:
 
 @functools.lru_cache(maxsize=64)
 def _hierarchy(spec: AcceleratorSpec) -> Hierarchy:
-    present = {m.name: m for m in spec.memories}
     pa = spec.pe_array
     fanouts = {
         "PE": (
@@ -165,10 +171,8 @@ def _hierarchy(spec: AcceleratorSpec) -> Hierarchy:
         ),
     }
     levels: list[Level] = [Level("DRAM", ("dram",))]
-    for name in LEVEL_ORDER[1:]:
-        bufs = tuple(b for b in present if BUFFER_LEVEL[b] == name)
-        if bufs or name == "PE":
-            levels.append(Level(name, bufs, fanouts.get(name, ())))
+    for name, bufs in spec.on_chip_levels():
+        levels.append(Level(name, tuple(m.name for m in bufs), fanouts.get(name, ())))
     # the level just above the PEs spreads tiles over them
     pe = [lv.name for lv in levels].index("PE")
     src = levels[pe - 1]

@@ -42,11 +42,23 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+def _splits(n: int, parts: int) -> list[tuple[int, ...]]:
+    """Ordered ``parts``-tuples of positive integers whose product is ``n`` (first part slowest)."""
+    if parts == 1:
+        return [(n,)]
+    return [(a, *rest) for a in _divisors(n) for rest in _splits(n // a, parts - 1)]
+
+
 @functools.lru_cache(maxsize=1024)
+def _factor_table(n: int, parts: int, no_outer: bool = False) -> np.ndarray:
+    """:func:`_splits` as an ``(m, parts)`` array; the last (DRAM) part is 1 if ``no_outer``."""
+    rows = [r for r in _splits(n, parts) if not no_outer or r[-1] == 1]
+    return np.array(rows, dtype=np.int64).reshape(len(rows), parts)
+
+
 def _splits3(n: int, no_outer: bool = False) -> np.ndarray:
     """Ordered triples ``(a, b, c)`` with ``a·b·c = n`` (shape ``(m, 3)``); ``c = 1`` if ``no_outer``."""
-    rows = [(a, b, n // (a * b)) for a in _divisors(n) for b in _divisors(n // a) if not no_outer or a * b == n]
-    return np.array(rows, dtype=np.int64)
+    return _factor_table(n, 3, no_outer)
 
 
 def _spatial_choices(shape: LayerShape, spec: AcceleratorSpec) -> list[tuple[tuple[str, int], ...]]:
@@ -97,16 +109,16 @@ def _search(shape: LayerShape, spec: AcceleratorSpec, objective: str) -> Mapping
     bounds = shape.bounds
     pa = spec.pe_array
     hier = Hierarchy.of(spec)
-    has_gb = "GlobalBuffer" in hier.names
+    # factor columns: 0 = inside the PE, then one per level above the PE, innermost first
+    # (level ``li`` above the PE takes column ``pe - li``; DRAM, level 0, the last one)
+    parts = hier.pe + 1
     for sp in _spatial_choices(shape, spec):
         rest = dict(bounds)
         for d, n in sp:
             rest[d] //= n
-        # per dim: (in-PE, GB, DRAM) factor triples; R and S live wholly in the PE.
+        # R and S live wholly in the PE
         dims = [d for d in ("N", "G", "K", "C", "P", "Q") if rest[d] > 1]
-        table = {d: _splits3(rest[d], d == "Q") for d in dims}
-        if not has_gb:  # nothing between DRAM and the PEs: no GlobalBuffer factor
-            table = {d: t[t[:, 1] == 1] for d, t in table.items()}
+        table = {d: _factor_table(rest[d], parts, d == "Q") for d in dims}
         grids = np.meshgrid(*[np.arange(len(table[d])) for d in dims], indexing="ij")
         idx = [g.ravel() for g in grids]
         fac = {d: table[d][i] for d, i in zip(dims, idx, strict=True)}
@@ -116,7 +128,7 @@ def _search(shape: LayerShape, spec: AcceleratorSpec, objective: str) -> Mapping
         def f(d: str, col: int, fac: dict[str, np.ndarray] = fac, one: np.ndarray = one) -> np.ndarray:
             return fac[d][:, col] if d in fac else one
 
-        # capacity filter (vectorised) on the PE and GB tiles
+        # capacity filter (vectorised) on the PE tiles and the tiles of every level above
         ok = _fits(shape, spec, sp, f)
         if not ok.any():
             continue
@@ -129,11 +141,10 @@ def _search(shape: LayerShape, spec: AcceleratorSpec, objective: str) -> Mapping
 
         across_pes = [(d, n, True) for d, n in sp[:1] if n > 1]  # at the level feeding the PEs
         in_pe = [(d, n, True) for d, n in sp[1:] if n > 1]  # vector MACs and lanes
-        # one loop order per level above the PEs: DRAM takes the outer factor, GlobalBuffer the middle
+        # one loop order per level above the PEs
         for orders in itertools.product(_level_orders(), repeat=hier.pe):
             nest: Nest = [
-                [(d, g(d, 2 if li == 0 else 1), False) for d in order]
-                + (across_pes if li == hier.network_source else [])
+                [(d, g(d, hier.pe - li), False) for d in order] + (across_pes if li == hier.network_source else [])
                 for li, order in enumerate(orders)
             ]
             nest.append(
@@ -167,8 +178,12 @@ def _search(shape: LayerShape, spec: AcceleratorSpec, objective: str) -> Mapping
 
 
 def _fits(shape: LayerShape, spec: AcceleratorSpec, sp: tuple[tuple[str, int], ...], f: Any) -> np.ndarray:
-    """Capacity check of PE and GB tiles for every candidate (``f(dim, col)``: 0 = in-PE, 1 = GB)."""
+    """Capacity check of the PE tiles and of every shared level's tiles for every candidate.
+
+    ``f(dim, col)``: factor of ``dim`` inside the PE (column 0) or at the level ``col`` steps above it.
+    """
     prec = spec.precision
+    hier = Hierarchy.of(spec)
     sp_pe = dict.fromkeys(DIMS, 1)
     sp_below = dict.fromkeys(DIMS, 1)
     for j, (d, n) in enumerate(sp):  # sp[0] spreads over the PEs, sp[1:] inside a PE
@@ -176,24 +191,38 @@ def _fits(shape: LayerShape, spec: AcceleratorSpec, sp: tuple[tuple[str, int], .
         sp_pe[d] *= n
     bounds = shape.bounds
     e_pe = {d: f(d, 0) * sp_below[d] if d not in ("R", "S") else bounds[d] * sp_below[d] for d in DIMS}
-    e_gb = {d: e_pe[d] * f(d, 1) * (sp_pe[d] // sp_below[d]) if d not in ("R", "S") else e_pe[d] for d in DIMS}
     w_pe = e_pe["G"] * e_pe["K"] * e_pe["C"] * e_pe["R"] * e_pe["S"]
     ok = w_pe * prec.weight_bits <= spec.memory("weight_buffer").capacity_bits
     ok &= input_tile_elements(e_pe, shape) * prec.input_bits <= spec.memory("input_buffer").capacity_bits
     o_pe = e_pe["N"] * e_pe["G"] * e_pe["K"] * e_pe["P"] * e_pe["Q"]
     ok &= o_pe * prec.psum_bits <= spec.memory("accum_buffer").capacity_bits
-    if "GlobalBuffer" not in Hierarchy.of(spec).names:
+    if hier.pe == 1:  # nothing between DRAM and the PEs
         return np.asarray(ok)
-    gb = spec.memory("global_buffer")
-    reduce_above = (f("C", 1) * f("C", 2)) > 1
+    # outputs above the PE are partial sums while a reduction loop runs above the PE (any level)
+    reduce_above = _prod_cols(f, "C", range(1, hier.pe + 1)) > 1
     out_bits = np.where(reduce_above, prec.psum_bits, prec.output_bits)
-    need = e_gb["N"] * e_gb["G"] * e_gb["K"] * e_gb["P"] * e_gb["Q"] * out_bits if "output" in gb.tensors else 0
-    if "input" in gb.tensors:
-        need = need + input_tile_elements(e_gb, shape) * prec.input_bits
-    if "weight" in gb.tensors:
-        need = need + e_gb["G"] * e_gb["K"] * e_gb["C"] * e_gb["R"] * e_gb["S"] * prec.weight_bits
-    ok &= need <= gb.capacity_bits
+    e = {d: e_pe[d] * (sp_pe[d] // sp_below[d]) for d in DIMS}  # the tile across the PEs
+    for li in range(hier.pe - 1, 0, -1):  # shared levels, innermost first
+        col = hier.pe - li
+        e = {d: e[d] * f(d, col) if d not in ("R", "S") else e[d] for d in DIMS}
+        for buf in hier.levels[li].buffers:
+            mem = spec.memory(buf)
+            need: Any = 0
+            if "output" in mem.tensors:
+                need = need + e["N"] * e["G"] * e["K"] * e["P"] * e["Q"] * out_bits
+            if "input" in mem.tensors:
+                need = need + input_tile_elements(e, shape) * prec.input_bits
+            if "weight" in mem.tensors:
+                need = need + e["G"] * e["K"] * e["C"] * e["R"] * e["S"] * prec.weight_bits
+            ok &= need <= mem.capacity_bits
     return np.asarray(ok)
+
+
+def _prod_cols(f: Any, d: str, cols: Any) -> Any:
+    out: Any = 1
+    for c in cols:
+        out = out * f(d, c)
+    return out
 
 
 def _mapping_from(shape: LayerShape, names: tuple[str, ...], nest: Nest, i: int) -> Mapping:
@@ -219,8 +248,9 @@ def map_layer(shape: LayerShape, spec: AcceleratorSpec, objective: str = "energy
 
     Deterministic; cached per ``(shape, spec, objective)`` (all three are frozen and hashable).
     Searches, per spatial unrolling (K across PEs and vector MACs, C across lanes, divisors only),
-    every factorisation of the remaining N, K, C, P, Q bounds into (inside the PE, GlobalBuffer,
-    DRAM) that fits the buffers, and six loop orders at each of DRAM and GlobalBuffer; R and S run
+    every factorisation of the remaining N, K, C, P, Q bounds into (inside the PE, each level above
+    the PE: the global buffer's, any extra level, DRAM) that fits the buffers, and six loop orders
+    at each level above the PE; R and S run
     inside the PE, the PE's P/Q/N loops sit at the Register level (weights stay in the register).
     The cost is :func:`analytic_counts` priced by :func:`energy_breakdown_pj` (NoC included).
     """

@@ -1,7 +1,9 @@
 """A layer's mapping onto ``vacc``: one loop nest per storage level, Timeloop style.
 
-A :class:`Mapping` has four levels, outermost first: ``DRAM``, ``GlobalBuffer``, ``PE`` (the per-PE
-weight, input and accumulation buffers) and ``Register`` (the per-MAC weight register). Each level
+A :class:`Mapping` has one level per level of the spec's
+:class:`~approxtvm.targets.vacc.hierarchy.Hierarchy`, outermost first; on the shipped specs four:
+``DRAM``, ``GlobalBuffer``, ``PE`` (the per-PE weight, input and accumulation buffers) and
+``Register`` (the per-MAC weight register). Each level
 lists its loops outermost first; spatial loops sit at the end of a level's nest and distribute
 that level's tile to its children:
 
@@ -102,7 +104,7 @@ class Mapping:
     shape
         The layer.
     levels
-        One :class:`LevelNest` per entry of :data:`LEVELS`, in that order.
+        One :class:`LevelNest` per level of the spec's hierarchy, outermost first.
     """
 
     shape: LayerShape
@@ -195,7 +197,7 @@ class Mapping:
     def validate(self, spec: AcceleratorSpec) -> None:
         """Raise :class:`ScheduleError` unless the mapping is legal on ``spec``.
 
-        Checks: the four levels in order; per dimension the product of bounds equals the layer
+        Checks: the spec's levels in order; per dimension the product of bounds equals the layer
         bound; spatial loops only where the PE array allows them and within its fan-outs; every
         tile fits its buffer.
         """
@@ -339,7 +341,8 @@ class Mapping:
         lines: list[str] = []
         depth = 0
         for nest in self.levels:
-            tiles = " ".join(f"{labels[t]}:{self.tile_size(nest.level, t)}" for t in keeps[nest.level])
+            held = keeps.get(nest.level, ("weight", "input", "output"))
+            tiles = " ".join(f"{labels[t]}:{self.tile_size(nest.level, t)}" for t in held)
             header = f"{nest.level} [ {tiles} ]"
             lines += [header, "-" * len(header)]
             for lp in nest.loops:

@@ -2,22 +2,25 @@
 
 The files let the same layer be checked by Timeloop/Accelergy. Correspondence:
 
-* Architecture (``arch.yaml``): ``DRAM`` → ``GlobalBuffer`` (keeps inputs and outputs, bypasses
-  weights, as our spec says) → container ``PE`` with ``meshX`` = number of PEs (Timeloop sees a count;
-  our NoC model owns the 4×4 topology) → ``PEInputBuffer``, ``PEWeightBuffer``, ``PEAccuBuffer``
-  → container ``MACs`` (``meshX`` = lanes, ``meshY`` = vector MACs) → ``PEWeightRegs`` → ``MAC``.
-  Capacities and widths come from the spec; energies are left to Accelergy (not emitted).
+* Architecture (``arch.yaml``): ``DRAM`` → the shared levels of the spec's hierarchy, outermost
+  first (``GlobalBuffer`` on the shipped specs: keeps inputs and outputs, bypasses weights, as our
+  spec says; none without a global buffer; an extra level under its level name) → container ``PE``
+  with ``meshX`` = number of PEs (Timeloop sees a count; our NoC model owns the 4×4 topology) →
+  ``PEInputBuffer``, ``PEWeightBuffer``, ``PEAccuBuffer`` → container ``MACs`` (``meshX`` = lanes,
+  ``meshY`` = vector MACs) → ``PEWeightRegs`` → ``MAC``. Capacities and widths come from the spec;
+  energies are left to Accelergy (not emitted).
 * Problem (``problem.yaml``): Timeloop's CNN layer; our ``K`` is Timeloop's ``M``. Our (P, R) pair is
   Timeloop's (P, R) with ``Wstride``/``Wdilation`` = our ``stride_h``/``dilation_h``; (Q, S) uses
   ``Hstride``/``Hdilation`` = our ``stride_w``/``dilation_w`` (Timeloop only needs the pairs to match).
 * Package: on a spec with several chiplets the ``chiplet`` container fans out ``meshX`` =
   chiplets below DRAM, and a :class:`~approxtvm.targets.vacc.package.PackageMapping`'s partition
   is a spatial entry at ``DRAM``; the problem is the whole layer.
-* Mapping (``mapping.yaml``): one temporal entry per Timeloop storage level and a spatial entry at
-  ``GlobalBuffer`` (across PEs) and ``PEAccuBuffer`` (lanes on X, vector MACs on Y). Our ``PE`` level
-  loops go to ``PEAccuBuffer``, the innermost PE buffer, so all three PE buffers hold the whole PE tile;
-  ``PEInputBuffer``/``PEWeightBuffer`` get factors of 1. ``permutation`` lists loops innermost first,
-  as Timeloop expects. Two loops over one dimension at one level are merged (Timeloop allows one).
+* Mapping (``mapping.yaml``): one temporal entry per Timeloop storage level, a spatial entry at the
+  storage feeding the PEs (``GlobalBuffer``; ``DRAM`` without a shared level) and one at
+  ``PEAccuBuffer`` (lanes on X, vector MACs on Y). Our ``PE`` level loops go to ``PEAccuBuffer``, the
+  innermost PE buffer, so all three PE buffers hold the whole PE tile; ``PEInputBuffer`` and
+  ``PEWeightBuffer`` get factors of 1. ``permutation`` lists loops innermost first, as Timeloop
+  expects. Two loops over one dimension at one level are merged (Timeloop allows one).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 import yaml
 
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
+from approxtvm.targets.vacc.hierarchy import Hierarchy
 from approxtvm.targets.vacc.mapping import Loop, Mapping
 from approxtvm.targets.vacc.package import PackageMapping
 from approxtvm.targets.vacc.workload import DIMS, LayerShape
@@ -85,6 +89,23 @@ def _chiplets(spec: AcceleratorSpec) -> _Tagged:
     return _Tagged("!Container", {"name": "chiplet", **({"spatial": {"meshX": n}} if n > 1 else {})})
 
 
+def _shared_levels(spec: AcceleratorSpec) -> tuple[str, ...]:
+    """Levels between DRAM and the PEs (``GlobalBuffer`` on the shipped specs), outermost first."""
+    hier = Hierarchy.of(spec)
+    return hier.names[1 : hier.pe]
+
+
+def _components(spec: AcceleratorSpec, level: str) -> list[tuple[str, str]]:
+    """``(buffer, Timeloop component name)`` of one shared level, outermost first.
+
+    A level with one buffer keeps the level's name (``GlobalBuffer``); several buffers at one
+    level are named ``<level>_<buffer>`` and the level's loops go to the last (innermost) one.
+    """
+    hier = Hierarchy.of(spec)
+    bufs = hier.levels[hier.index(level)].buffers
+    return [(b, level if len(bufs) == 1 else f"{level}_{b}") for b in bufs]
+
+
 def arch_yaml(spec: AcceleratorSpec) -> str:
     """Timeloop v4 architecture of ``spec`` (capacities, widths, keep/bypass, fan-outs)."""
     pa, prec = spec.pe_array, spec.precision
@@ -103,7 +124,11 @@ def arch_yaml(spec: AcceleratorSpec) -> str:
             },
         ),
         _chiplets(spec),
-        _buffer(spec, "global_buffer", "GlobalBuffer", prec.input_bits),
+        *(
+            _buffer(spec, buf, name, prec.input_bits)
+            for level in _shared_levels(spec)
+            for buf, name in _components(spec, level)
+        ),
         _Tagged("!Container", {"name": "PE", "spatial": {"meshX": pa.num_pes}}),
         _buffer(spec, "input_buffer", "PEInputBuffer", prec.input_bits),
         _buffer(spec, "weight_buffer", "PEWeightBuffer", prec.weight_bits),
@@ -225,10 +250,16 @@ def _entries(mapping: Mapping, spec: AcceleratorSpec) -> list[dict[str, Any]]:
         + "".join(d for d in _TL_ORDER if d not in {TL_DIM[lp.dim] for lp in pe.spatial})
     )
     lane_entry["split"] = len({lp.dim for lp in lane_loops})
-    entries = [
-        _entry("DRAM", "temporal", mapping.level("DRAM").temporal),
-        _entry("GlobalBuffer", "temporal", mapping.level("GlobalBuffer").temporal),
-        _entry("GlobalBuffer", "spatial", mapping.level("GlobalBuffer").spatial, split=len(_TL_ORDER)),
+    entries = [_entry("DRAM", "temporal", mapping.level("DRAM").temporal)]
+    feeder = "DRAM"  # the storage the spatial loops across the PEs hang off
+    for level in _shared_levels(spec):
+        comps = _components(spec, level)
+        entries += [_entry(name, "temporal", ()) for _, name in comps[:-1]]
+        feeder = comps[-1][1]
+        entries.append(_entry(feeder, "temporal", mapping.level(level).temporal))
+    across = mapping.levels[Hierarchy.of(spec).network_source].spatial
+    entries += [
+        _entry(feeder, "spatial", across, split=len(_TL_ORDER)),
         _entry("PEInputBuffer", "temporal", ()),
         _entry("PEWeightBuffer", "temporal", ()),
         _entry("PEAccuBuffer", "temporal", pe.temporal),
