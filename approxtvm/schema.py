@@ -27,7 +27,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import cattrs
-from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.errors import (
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    StructureHandlerNotFoundError,
+)
 from cattrs.gen import make_dict_structure_fn, override
 
 from approxtvm.errors import ApproxTvmError, ConfigError
@@ -162,7 +167,9 @@ class Schema:
     def fail(self, source: str, key: str, what: str, *, expected: str, found: str, fix: str) -> ApproxTvmError:
         """An :attr:`error` in the schema's format (``<source>: key '<key>': <what>``)."""
         where = f"{source}: key {key!r}" if key else source
-        return self.error(f"{where}: {what}", expected=expected, found=found, fix=fix)
+        err = self.error(f"{where}: {what}", expected=expected, found=found, fix=fix)
+        err.schema_key, err.schema_what = key, what  # type: ignore[attr-defined]  # for a schema nesting this one
+        return err
 
     # -- hooks ----------------------------------------------------------------------------------------
 
@@ -270,9 +277,27 @@ class Schema:
         if isinstance(leaf, Invalid):
             where = ".".join(p for p in (key, leaf.key) if p) or "<top level>"
             return self.fail(source, where, leaf.what, expected=leaf.expected, found=leaf.found, fix=leaf.fix)
-        if isinstance(leaf, ApproxTvmError):
-            return rekey(leaf, source, key, self.error)
-        raise exc  # a programming error (an unsupported field type), not a user error
+        if isinstance(leaf, ApproxTvmError) and hasattr(leaf, "schema_key"):
+            # another schema's error, raised by a field hook: its key continues this one's
+            full = ".".join(p for p in (key, leaf.schema_key) if p)
+            return self.fail(source, full, leaf.schema_what, expected=leaf.expected, found=leaf.found, fix=leaf.fix)
+        if isinstance(leaf, ApproxTvmError):  # a __post_init__ check: "<field>: <what>"
+            field, sep, what = leaf.what.partition(": ")
+            if not sep:
+                field, what = "", leaf.what
+            full = ".".join(p for p in (key, field) if p)
+            return self.fail(source, full, what, expected=leaf.expected, found=leaf.found, fix=leaf.fix)
+        if isinstance(leaf, StructureHandlerNotFoundError):
+            raise exc  # a programming error (an unsupported field type), not a user error
+        # a field hook's own parser failed on a malformed value (a KeyError in a nested form, ...)
+        return self.fail(
+            source,
+            where,
+            "malformed value",
+            expected="a value of the documented form",
+            found=f"{type(leaf).__name__}: {leaf}",
+            fix="correct the value, or regenerate the file with this approxtvm",
+        )
 
 
 def rekey(exc: ApproxTvmError, source: str, path: str, error: type[ApproxTvmError] | None = None) -> ApproxTvmError:

@@ -328,7 +328,7 @@ class CompiledModel:
         cache = KernelCache()
         programs: dict[str, LayerProgram] = {}
         for sd in manifest["schedules"]:
-            sch = LayerSchedule.from_dict(sd)
+            sch = LayerSchedule.from_dict(sd, f"{mpath}: schedules")
             bias = weights[f"{sch.layer_id}/bias"] if sch.has_bias else None
             prog = LayerProgram.build(
                 sch,

@@ -560,9 +560,6 @@ class PackageNetwork:
     memory_bandwidth_bits_per_cycle
         Bits per cycle of the package's memory interface (``None``: one DRAM channel of the
         chiplet spec, ``dram.bandwidth_bits_per_cycle``).
-    mapping_objective
-        What the package mapper optimises when it splits layers across chiplets: ``energy``,
-        ``edp`` or ``latency`` (the chiplet mapper uses it for the sub-layers too).
     """
 
     chiplet_rows: int
@@ -575,7 +572,6 @@ class PackageNetwork:
     swing_model: str = "linear"
     nominal_swing_v: float = 0.2
     sigma_v: float = 0.01
-    mapping_objective: str = "energy"
     memory_bandwidth_bits_per_cycle: int | None = None
 
     def __post_init__(self) -> None:
@@ -617,14 +613,6 @@ class PackageNetwork:
             expected="> 0 (or leave it out: one DRAM channel)",
             found=self.memory_bandwidth_bits_per_cycle,
             fix="give the memory interface's bits per cycle",
-        )
-        _check(
-            self.mapping_objective in ("energy", "edp", "latency"),
-            "mapping_objective",
-            "unknown mapper objective",
-            expected="energy, edp or latency",
-            found=self.mapping_objective,
-            fix="pick one of the three",
         )
         _check(
             0 < self.sigma_v < self.nominal_swing_v,

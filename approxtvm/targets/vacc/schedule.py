@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from approxtvm.errors import ScheduleError
+from approxtvm.schema import FieldHook, Schema
 from approxtvm.targets.vacc.config import ApproxConfig
 from approxtvm.targets.vacc.mapping import Mapping
 from approxtvm.targets.vacc.package import PackageMapping
@@ -162,90 +163,23 @@ class LayerSchedule:
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form; :meth:`from_dict` inverts it exactly."""
-        q, i, w = self.quant, self.intrinsic, self.weight_layout
-        out = {
-            "version": SCHEDULE_VERSION,
-            "layer_id": self.layer_id,
-            "symbol": self.symbol,
-            "shape": self.shape.to_dict(),
-            "quant": {
-                "signed": q.signed,
-                "input_scale": q.input_scale,
-                "input_zero_point": q.input_zero_point,
-                "weight_scales": list(q.weight_scales),
-                "weight_zero_points": list(q.weight_zero_points),
-                "bias_scales": list(q.bias_scales),
-                "bias_zero_points": list(q.bias_zero_points),
-                "weight_code_offset": q.weight_code_offset,
-            },
-            "has_bias": self.has_bias,
-            "config": self.config.to_dict(),
-            "accelerator": self.accelerator,
-            "mapping": self.mapping.to_dict(),
-            "intrinsic": {
-                "name": i.name,
-                "lanes": i.lanes,
-                "multiplier": i.multiplier,
-                "multiplier_name": i.multiplier_name,
-                "table_hash": i.table_hash,
-                "mul_energy_pj": i.mul_energy_pj,
-            },
-            "weight_layout": {
-                "tile_order": list(w.tile_order),
-                "encoding": list(w.encoding),
-                "tile_bytes": list(w.tile_bytes),
-            },
-            "outputs": list(self.outputs),
-            "predicted": self.predicted,
-            "inputs": list(self.inputs),
-        }
-        if self.package is not None:
-            out["package"] = self.package.to_dict()
+        out = {"version": SCHEDULE_VERSION, **SCHEDULE_SCHEMA.unstructure(self)}
+        if out["package"] is None:
+            del out["package"]  # single-chiplet schedules keep the form they had before packages
         return out
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> LayerSchedule:
-        """Inverse of :meth:`to_dict`."""
-        if d.get("version") != SCHEDULE_VERSION:
+    def from_dict(d: dict[str, Any], source: str = "schedule") -> LayerSchedule:
+        """Inverse of :meth:`to_dict` (strict: errors name ``source`` and the key)."""
+        if not isinstance(d, dict) or d.get("version") != SCHEDULE_VERSION:
             raise ScheduleError(
-                "unsupported schedule version",
+                f"{source}: unsupported schedule version",
                 expected=str(SCHEDULE_VERSION),
-                found=str(d.get("version")),
+                found=str(d.get("version") if isinstance(d, dict) else type(d).__name__),
                 fix="recompile the model with this approxtvm",
             )
-        q, i, w = d["quant"], d["intrinsic"], d["weight_layout"]
-        return LayerSchedule(
-            layer_id=d["layer_id"],
-            symbol=d["symbol"],
-            shape=LayerShape.from_dict(d["shape"]),
-            quant=QuantParams(
-                q["signed"],
-                float(q["input_scale"]),
-                int(q["input_zero_point"]),
-                tuple(map(float, q["weight_scales"])),
-                tuple(map(int, q["weight_zero_points"])),
-                tuple(map(float, q["bias_scales"])),
-                tuple(map(int, q["bias_zero_points"])),
-                int(q.get("weight_code_offset", 0)),
-            ),
-            has_bias=bool(d["has_bias"]),
-            config=ApproxConfig.from_dict(d["config"]),
-            accelerator=d["accelerator"],
-            mapping=Mapping.from_dict(d["mapping"]),
-            intrinsic=Intrinsic(
-                i["name"],
-                int(i["lanes"]),
-                i["multiplier"],
-                i["multiplier_name"],
-                i["table_hash"],
-                float(i["mul_energy_pj"]),
-            ),
-            weight_layout=WeightLayout(tuple(w["tile_order"]), tuple(w["encoding"]), tuple(w["tile_bytes"])),
-            outputs=tuple(d["outputs"]),
-            predicted=dict(d.get("predicted", {})),
-            inputs=tuple(d.get("inputs", ["x"])),
-            package=PackageMapping.from_dict(d["package"]) if d.get("package") else None,
-        )
+        fields = {k: v for k, v in d.items() if k != "version"}
+        return SCHEDULE_SCHEMA.structure(fields, LayerSchedule, source=source)
 
     def to_json(self) -> str:
         """JSON text."""
@@ -309,3 +243,21 @@ class LayerSchedule:
                 for n in counts.get("package_traffic", ())
             ]
         return "\n".join(lines)
+
+
+#: Schedules ↔ plain JSON (saved models, the BYOC layer blob). The layer shape, the policy's
+#: config, the mapping and the package mapping keep their own JSON forms (``to_dict`` / ``from_dict``).
+SCHEDULE_SCHEMA = Schema(
+    ScheduleError,
+    hooks=(
+        FieldHook(LayerSchedule, "shape", lambda v, _: LayerShape.from_dict(v), lambda v, _: v.to_dict()),
+        FieldHook(LayerSchedule, "config", lambda v, _: ApproxConfig.from_dict(v), lambda v, _: v.to_dict()),
+        FieldHook(LayerSchedule, "mapping", lambda v, _: Mapping.from_dict(v), lambda v, _: v.to_dict()),
+        FieldHook(
+            LayerSchedule,
+            "package",
+            lambda v, _: PackageMapping.from_dict(v) if v else None,
+            lambda v, _: None if v is None else v.to_dict(),
+        ),
+    ),
+)
