@@ -323,9 +323,14 @@ def requantize(acc: np.ndarray, prog: LayerProgram, y_scale: float, y_zero_point
         bz = np.asarray(q.bias_zero_points, np.int64)
         total = acc + (prog.bias.astype(np.int64) - bz).astype(np.int32).reshape(bshape)
     info = np.iinfo(np.dtype(dtype))
-    v = total.astype(np.float32) * scale.astype(np.float32).reshape(bshape)
-    v = np.clip(v, np.float32(info.min - y_zero_point), np.float32(info.max - y_zero_point))
-    return (np.rint(v).astype(np.int32) + y_zero_point).astype(dtype)
+    # in place on one float32 buffer; adding z_y after the rounding is exact in float32 (|v| ≤ 2^9)
+    v = total.astype(np.float32)
+    v *= scale.astype(np.float32).reshape(bshape)
+    np.clip(v, np.float32(info.min - y_zero_point), np.float32(info.max - y_zero_point), out=v)
+    np.rint(v, out=v)
+    if y_zero_point:
+        v += np.float32(y_zero_point)
+    return v.astype(dtype)
 
 
 def make_runner(prog: LayerProgram, log: CallLog) -> Callable[..., None]:
