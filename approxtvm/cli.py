@@ -72,12 +72,18 @@ def _accelerator(args: argparse.Namespace) -> object:
     """``--accelerator`` with ``--technology`` applied (a spec object), or the spec name as given."""
     tech = getattr(args, "technology", None)
     accel = getattr(args, "accelerator", "simba_like")
-    if not tech:
+    objective = getattr(args, "objective", None)
+    if not tech and not objective:
         return accel
+    import dataclasses
+
     from approxtvm.targets.vacc.hardware import AcceleratorSpec
     from approxtvm.targets.vacc.technology import apply_technology
 
-    return apply_technology(AcceleratorSpec.load(accel), tech)
+    spec = AcceleratorSpec.load(accel)
+    if objective:
+        spec = dataclasses.replace(spec, mapping_objective=objective)
+    return apply_technology(spec, tech) if tech else spec
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -106,10 +112,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
         print(json.dumps(inspect_doc(args.model, model, scheds), indent=1))
     else:
-        from approxtvm.cli_reports import print_coverage
+        from approxtvm.cli_reports import layer_estimates, print_coverage
 
+        est = layer_estimates(model)
         for s in scheds.values():
             print(s.to_text())
+            e = est.get(s.layer_id)
+            if e is not None:  # energy beside latency: an energy-optimal nest may idle the array
+                print(
+                    f"  estimate per batch: {e['total_pj'] / 1e6:.3f} µJ ({e['pj_per_mac']:.3f} pJ/MAC),"
+                    f" {e['latency_cycles']:,} cycles, utilisation {100 * e['utilisation']:.1f} %"
+                )
             print()
         print_coverage(_console(), model.energy_per_batch())
     return 0
@@ -198,7 +211,21 @@ def cmd_faults(args: argparse.Namespace) -> int:
             status.update("sweeping " + " ".join(map(str, a)))
 
         accel = _accelerator(args)
-        if args.knob == "noc":
+        if args.knob == "links":
+            if accel == "simba_like":  # the package knob needs a package: Simba's 36 chiplets
+                accel = "simba_package_6x6"
+            fractions = tuple(args.volts) if args.volts else fs.DEFAULT_LINK_FRACTIONS
+            rows = fs.link_swing_sweep(
+                args.model,
+                fractions,
+                data,
+                protected_msbs=args.msbs[0],
+                seeds=seeds,
+                progress=progress,
+                accelerator=accel,
+            )
+            title = f"{args.model}: on-chip and package link swing"
+        elif args.knob == "noc":
             swings = tuple(args.volts) if args.volts else fs.DEFAULT_SWINGS_V
             rows = fs.noc_swing_sweep(
                 args.model,
@@ -237,8 +264,14 @@ def cmd_energy(args: argparse.Namespace) -> int:
             plot_energy_by_layer(report, Path(args.png), args.model)
         return 0
     from approxtvm.cli_reports import print_coverage
+    from approxtvm.targets.vacc.hierarchy import Hierarchy
 
-    energy_table(_console(), report, f"{args.model} on {model.spec.name} (batch {model.batch_size})")
+    energy_table(
+        _console(),
+        report,
+        f"{args.model} on {model.spec.name} (batch {model.batch_size})",
+        model.spec.pe_array.num_macs * Hierarchy.of(model.spec).chiplets,
+    )
     print_coverage(_console(), report)
     if args.png:
         _console().print(f"chart: {plot_energy_by_layer(report, Path(args.png), args.model)}")
@@ -315,6 +348,11 @@ def _add_compile_args(p: argparse.ArgumentParser) -> None:
         "--policy", help="policy YAML file, or a multiplier name for every layer (default: exact everywhere)"
     )
     p.add_argument("--accelerator", default="simba_like", help="accelerator spec name or YAML path")
+    p.add_argument(
+        "--objective",
+        choices=("energy", "edp", "latency"),
+        help="what the mapper minimises per layer (default: the spec's mapping_objective, energy)",
+    )
     p.add_argument("--technology", help="fault-model preset (approxtvm spec technologies) or a technology YAML path")
     p.add_argument("--calibration", help="dataset for quantizing a float model (digits, .npz, image folder)")
     p.add_argument(
@@ -403,11 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports/sweep")
     p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("faults", help="NoC swing or SRAM voltage sweep: accuracy vs energy, with faults")
-    p.add_argument("knob", choices=["noc", "sram"])
+    p.add_argument("knob", choices=["noc", "sram", "links"], help="links: NoC and package swing on a package spec")
     p.add_argument("model", help="shipped model name (digits_cnn, digits_resnet)")
     p.add_argument("--data", help="dataset (default: the digits test split)")
     p.add_argument("--limit", type=int, default=0)
-    p.add_argument("--volts", type=float, nargs="+", help="swings / supply voltages in V")
+    p.add_argument("--volts", type=float, nargs="+", help="swings / supply voltages in V (links: fractions of nominal)")
     p.add_argument("--msbs", type=int, nargs="+", default=[0], help="(noc) protected-MSB series")
     p.add_argument("--buffers", nargs="+", default=["input_buffer", "weight_buffer"], help="(sram) buffers")
     p.add_argument("--seeds", type=int, default=1, help="fault seeds averaged per point")

@@ -60,12 +60,36 @@ def _header(kind: str, model_arg: str, model: Any) -> dict[str, Any]:
     }
 
 
+def _macs_per_cycle(model: Any) -> int:
+    from approxtvm.targets.vacc.hierarchy import Hierarchy
+
+    return int(model.spec.pe_array.num_macs * Hierarchy.of(model.spec).chiplets)
+
+
+def layer_estimates(model: Any) -> dict[str, dict[str, Any]]:
+    """Per offloaded layer, one batch: energy, pJ/MAC, estimated cycles and MAC utilisation."""
+    per_cycle = _macs_per_cycle(model)
+    out: dict[str, dict[str, Any]] = {}
+    for le in model.energy_per_batch().layers:
+        if le.layer_id in out:  # a layer run twice: one estimate (the schedule is the same)
+            continue
+        out[le.layer_id] = {
+            "total_pj": le.total_pj,
+            "pj_per_mac": le.pj_per_mac,
+            "latency_cycles": le.latency_cycles,
+            "utilisation": le.macs / (le.latency_cycles * per_cycle) if le.latency_cycles else 0.0,
+        }
+    return out
+
+
 def inspect_doc(model_arg: str, model: Any, schedules: dict[str, Any]) -> dict[str, Any]:
-    """``inspect --json``."""
+    """``inspect --json``: the schedules and, per layer, energy beside latency."""
+    est = layer_estimates(model)
     return {
         **_header("inspect", model_arg, model),
         "coverage": coverage(model.energy_per_batch()),
         "schedules": {k: s.to_dict() for k, s in schedules.items()},
+        "estimates": {k: est[k] for k in schedules if k in est},
     }
 
 
@@ -78,7 +102,7 @@ def energy_doc(model_arg: str, model: Any) -> dict[str, Any]:
     from approxtvm.targets.vacc.hierarchy import Hierarchy
 
     rep = model.energy_per_batch()
-    macs_per_cycle = model.spec.pe_array.num_macs * Hierarchy.of(model.spec).chiplets
+    macs_per_cycle = _macs_per_cycle(model)
     schedules = model.schedules
 
     def util(macs: int, cycles: int) -> float:
@@ -124,10 +148,18 @@ def run_doc(model_arg: str, model: Any, data_name: str, ev: Any) -> dict[str, An
         "top1": ev.top1,
         "energy_per_inference_pj": ev.energy_per_inference_pj,
         "pj_per_mac": ev.energy.pj_per_mac,
+        # cycles of one compiled batch (the offloaded layers one after the other), beside its energy
+        "latency_cycles_per_batch": model.energy_per_batch().latency_cycles,
+        "utilisation": _utilisation(model),
         "by_component_per_inference_pj": ev.by_component_per_inference_pj(),
         "kernel_layers": list(counters.get("kernel_layers", model.layer_ids)),
         "calls": dict(counters.get("calls", {})),
     }
+
+
+def _utilisation(model: Any) -> float:
+    rep = model.energy_per_batch()
+    return rep.macs / (rep.latency_cycles * _macs_per_cycle(model)) if rep.latency_cycles else 0.0
 
 
 def print_coverage(console: Any, report: EnergyReport) -> None:

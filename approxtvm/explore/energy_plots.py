@@ -8,24 +8,32 @@ from typing import Any
 from approxtvm.runtime.energy import EnergyReport
 
 
-def energy_table(console: Any, report: EnergyReport, title: str) -> None:
-    """Per-layer energy (µJ), pJ/MAC and the largest component."""
+def energy_table(console: Any, report: EnergyReport, title: str, macs_per_cycle: int | None = None) -> None:
+    """Per-layer energy (µJ), pJ/MAC, estimated cycles (and MAC utilisation) and the largest component.
+
+    ``macs_per_cycle``: MAC units of the accelerator (all chiplets); without it the utilisation
+    column is left out. Latency sits beside energy so an energy-optimal mapping that idles most of
+    the array is visible.
+    """
     from rich.table import Table
 
+    def util(macs: int, cycles: int) -> str:
+        return f"{100 * macs / (cycles * macs_per_cycle):.0f} %" if macs_per_cycle and cycles else "-"
+
+    cols = ["layer", "MACs", "energy µJ", "pJ/MAC", "cycles"] + (["util"] if macs_per_cycle else [])
     t = Table(title=title)
-    for col in ("layer", "MACs", "energy µJ", "pJ/MAC", "largest component"):
+    for col in (*cols, "largest component"):
         t.add_column(col, justify="right")
     for le in report.layers:
         comp = le.by_component()
         top = max(comp, key=lambda k: comp[k])
-        t.add_row(
-            le.layer_id,
-            f"{le.macs:,}",
-            f"{le.total_pj / 1e6:.3f}",
-            f"{le.pj_per_mac:.3f}",
-            f"{top} ({100 * comp[top] / le.total_pj:.0f} %)",
-        )
-    t.add_row("total", f"{report.macs:,}", f"{report.total_pj / 1e6:.3f}", f"{report.pj_per_mac:.3f}", "")
+        row = [le.layer_id, f"{le.macs:,}", f"{le.total_pj / 1e6:.3f}", f"{le.pj_per_mac:.3f}"]
+        row.append(f"{le.latency_cycles:,}")
+        row += [util(le.macs, le.latency_cycles)] if macs_per_cycle else []
+        t.add_row(*row, f"{top} ({100 * comp[top] / le.total_pj:.0f} %)")
+    total = ["total", f"{report.macs:,}", f"{report.total_pj / 1e6:.3f}", f"{report.pj_per_mac:.3f}"]
+    total += [f"{report.latency_cycles:,}"] + ([util(report.macs, report.latency_cycles)] if macs_per_cycle else [])
+    t.add_row(*total, "")
     console.print(t)
     parts = ", ".join(f"{k} {v / report.macs:.3f}" for k, v in report.by_component().items() if v)
     console.print(f"pJ/MAC by component: {parts}")

@@ -164,9 +164,19 @@ def test_cli_json_documents(tmp_path: object, capsys: pytest.CaptureFixture[str]
     assert set(docs["inspect"]["schedules"]) == {"conv1", "fc"}
     assert docs["energy"]["total_pj"] == pytest.approx(sum(x["total_pj"] for x in docs["energy"]["layers"]))
     assert docs["run"]["samples"] == 5 and 0 <= docs["run"]["top1"] <= 1
+    # latency beside energy in every document: the same per-layer cycles as the energy report
+    layers = {x["layer_id"]: x for x in docs["energy"]["layers"]}
+    assert set(docs["inspect"]["estimates"]) == {"conv1", "fc"}
+    for lid, est in docs["inspect"]["estimates"].items():
+        assert est["latency_cycles"] == layers[lid]["latency_cycles"] > 0
+        assert est["total_pj"] == pytest.approx(layers[lid]["total_pj"])
+        assert est["latency_cycles"] == docs["inspect"]["schedules"][lid]["predicted"]["counts"]["latency_cycles"]
+    assert docs["run"]["latency_cycles_per_batch"] == docs["energy"]["latency_cycles"] > 0
+    assert docs["run"]["utilisation"] == pytest.approx(docs["energy"]["utilisation"])
     capsys.readouterr()
     assert main(["energy", str(path)]) == 0
-    assert "not counted" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "not counted" in out and "cycles" in out and f"{docs['energy']['latency_cycles']:,}" in out
 
 
 def test_bad_host_and_mode_are_clear_errors(qdq_cnn: object) -> None:

@@ -43,6 +43,7 @@ def test_cli_inspect_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["inspect", "digits_cnn", "--layer", "conv2"]) == 0
     out = capsys.readouterr().out
     assert "layer conv2" in out and "DRAM" in out and "vacc.mac8" in out
+    assert "estimate per batch:" in out and "pJ/MAC" in out and "cycles, utilisation" in out
     assert main(["inspect", str(tmp_path / "missing.onnx")]) == 2
     assert "does not exist" in capsys.readouterr().err
     bad = tmp_path / "p.yaml"
@@ -58,3 +59,33 @@ def test_cli_run_rejects_shape_mismatch(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["run", "digits_cnn", "--data", str(f)]) == 2
     err = capsys.readouterr().err
     assert "9" in err and "8" in err
+
+
+def test_mapper_objective_is_data_of_the_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import dataclasses
+    import json
+
+    from approxtvm.errors import ConfigError
+    from approxtvm.targets.vacc.hardware import AcceleratorSpec
+    from approxtvm.targets.vacc.mapper import map_layer
+
+    spec = AcceleratorSpec.load("simba_like")
+    assert spec.mapping_objective == "energy"
+    with pytest.raises(ConfigError, match="mapping_objective"):
+        AcceleratorSpec.from_dict({**spec.to_dict(), "mapping_objective": "fast"})
+    lat = dataclasses.replace(spec, mapping_objective="latency")
+    assert AcceleratorSpec.from_dict(lat.to_dict()) == lat
+    model = compile_onnx(small_cnn(), accelerator=lat, calibration=calibration(16), batch_size=2)
+    for s in model.schedules.values():  # the compiler maps with the spec's objective
+        assert s.mapping == map_layer(s.mapping.shape, spec, "latency")
+    model.save(tmp_path / "m")
+    assert load_compiled(tmp_path / "m").spec.mapping_objective == "latency"
+    # the CLI flag replaces the spec's objective; the estimates show the cycles it buys
+    docs = {}
+    for obj in ("energy", "latency"):
+        capsys.readouterr()
+        assert main(["inspect", "digits_cnn", "--objective", obj, "--json"]) == 0
+        docs[obj] = json.loads(capsys.readouterr().out)
+    cycles = {o: sum(e["latency_cycles"] for e in d["estimates"].values()) for o, d in docs.items()}
+    energy = {o: sum(e["total_pj"] for e in d["estimates"].values()) for o, d in docs.items()}
+    assert cycles["latency"] <= cycles["energy"] and energy["energy"] <= energy["latency"]

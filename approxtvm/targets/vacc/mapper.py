@@ -17,7 +17,7 @@ import numpy as np
 from approxtvm.errors import ScheduleError
 from approxtvm.targets.vacc.closed_form import Nest, analytic_counts, closed_form, input_tile_elements, noc_tree
 from approxtvm.targets.vacc.counts import AccessCounts
-from approxtvm.targets.vacc.hardware import AcceleratorSpec
+from approxtvm.targets.vacc.hardware import MAPPING_OBJECTIVES, AcceleratorSpec
 from approxtvm.targets.vacc.hierarchy import Hierarchy
 from approxtvm.targets.vacc.mapping import LevelNest, Loop, Mapping
 from approxtvm.targets.vacc.pricing import COMPONENTS, energy_breakdown_pj, total_energy
@@ -35,7 +35,7 @@ __all__ = [
     "noc_tree",
 ]
 
-OBJECTIVES: tuple[str, ...] = ("energy", "edp", "latency")
+OBJECTIVES: tuple[str, ...] = MAPPING_OBJECTIVES
 
 
 def _divisors(n: int) -> list[int]:
