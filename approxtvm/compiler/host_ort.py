@@ -28,11 +28,18 @@ from approxtvm.runtime.executor import CallLog, LayerProgram, execute_layer, lay
 EXACT_LAYER_MODES = ("onnxruntime", "kernels")
 
 
+#: Node types that carry a layer's MACs: a segment without one is light (elementwise, pooling).
+_MAC_OPS = frozenset({"Conv", "ConvInteger", "QLinearConv", "MatMul", "MatMulInteger", "QLinearMatMul", "Gemm"})
+
+
 def _session(model: onnx.ModelProto, spinning: bool) -> object:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = os.cpu_count() or 1
+    # a segment that alternates with our kernels cannot spin; if it is light, waking a sleeping pool
+    # costs more than it saves (see exact_layer.SINGLE_THREAD_MACS): it runs on the calling thread
+    light = not spinning and not any(n.op_type in _MAC_OPS for n in model.graph.node)
+    opts.intra_op_num_threads = 1 if light else os.cpu_count() or 1
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     if not spinning:  # several sessions alternate with our kernels: idle spinning would steal cores

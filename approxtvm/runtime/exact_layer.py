@@ -12,12 +12,14 @@ exact multiplier), so no engine-specific padding rule is relied on.
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from approxtvm.targets.vacc.schedule import LayerSchedule
+from approxtvm.targets.vacc.workload import LayerShape
 
 
 def supports(sched: LayerSchedule, weight: np.ndarray) -> bool:
@@ -26,11 +28,24 @@ def supports(sched: LayerSchedule, weight: np.ndarray) -> bool:
     return not sched.quant.signed and weight.dtype == np.uint8 and len(set(sched.quant.weight_zero_points)) == 1
 
 
-def _session(model: onnx.ModelProto) -> object:
+#: MACs per call below which a per-layer session runs on the calling thread alone (about 2 ms of
+#: one core). Sessions that alternate with Python code cannot let their pool spin, and waking a
+#: sleeping pool costs more than it saves on small layers: measured on 2 busy cores, the digits
+#: layers at batch 64 took 11.3 ms per batch with 2 threads and 1.0 ms with 1; ResNet-18's layers
+#: at batch 1 (0.1–0.2 GMAC each) 166 ms with 2 threads and 123 ms with 1.
+SINGLE_THREAD_MACS = 1 << 28
+
+
+def session_threads(macs: int) -> int:
+    """Intra-op threads of a non-spinning onnxruntime session doing ``macs`` MACs per call."""
+    return 1 if macs < SINGLE_THREAD_MACS else os.cpu_count() or 1
+
+
+def _session(model: onnx.ModelProto, threads: int) -> object:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = os.cpu_count() or 1
+    opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     # one pool per layer session: spinning idle pools would steal the cores from the active one
@@ -86,7 +101,14 @@ class ExactLayer:
         )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
         model.ir_version = 8
-        self._sess = _session(model)
+        threads = session_threads(s.macs)
+        self._sess = _session(model, threads)
+        # the same accumulators in float32 where they are exact (see _float_model): on small
+        # spatial sizes MLAS's float conv is ~3× faster than ConvInteger, on large ones slower;
+        # the first calls time both and keep the faster (their results are identical)
+        fmodel = _float_model(s, weight, np.asarray(q.weight_zero_points, np.int64), self.zx)
+        self._fsess = _session(fmodel, threads) if fmodel is not None else None
+        self._timings: list[float] = []
         self._padded = any((s.pad_top, s.pad_bottom, s.pad_left, s.pad_right))
         self._padded_shape = tuple(x_shape)
         self._window = (
@@ -96,10 +118,90 @@ class ExactLayer:
             slice(s.pad_left, s.pad_left + s.w),
         )
 
+    @property
+    def path(self) -> str:
+        """``float`` once the float session was measured faster, else ``integer``."""
+        if self._fsess is not None and len(self._timings) == 2 and self._timings[1] < self._timings[0]:
+            return "float"
+        return "integer"
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """int32 accumulators for activation codes ``x``."""
+        if self._fsess is not None and len(self._timings) < 2:  # time the integer, then the float session
+            t0 = time.perf_counter()
+            out = self.run_float(x) if self._timings else self.run_integer(x)
+            self._timings.append(time.perf_counter() - t0)
+            return out
+        return self.run_float(x) if self.path == "float" else self.run_integer(x)
+
+    @property
+    def has_float(self) -> bool:
+        """Whether the float32 formulation is exact for these weights (and built)."""
+        return self._fsess is not None
+
+    def run_float(self, x: np.ndarray) -> np.ndarray:
+        """The accumulators by the float32 session (only when :attr:`has_float`)."""
+        if self._fsess is None:
+            raise ValueError("the float32 formulation is not exact for this layer's weights")
+        return self._fsess.run(None, {"x": np.ascontiguousarray(x)})[0]  # type: ignore[union-attr]
+
+    def run_integer(self, x: np.ndarray) -> np.ndarray:
+        """The accumulators by the ``ConvInteger`` / ``MatMulInteger`` session."""
         if self._padded:  # a fresh buffer per call (np.pad costs ~10× more on small layers)
             xp = np.full(self._padded_shape, self.zx, dtype=np.uint8)
             xp[self._window] = x
             x = xp
         return self._sess.run(None, {"x": np.ascontiguousarray(x)})[0]  # type: ignore[attr-defined]
+
+
+#: Largest magnitude float32 holds every integer up to (2^24): below it, sums of integer products
+#: are exact in any order.
+_FLOAT_EXACT = 1 << 24
+
+
+def _float_model(s: LayerShape, weight: np.ndarray, zw: np.ndarray, zx: int) -> onnx.ModelProto | None:
+    """``Σ (x − z_x)(w − z_w)`` as a float32 ``Conv`` / ``MatMul`` cast to int32, or ``None`` when a
+    partial sum could reach 2^24 (then float32 would round).
+
+    Every partial sum of an output is bounded by ``max|x − z_x| · Σ|w − z_w|`` over its taps, so
+    below 2^24 each product and each partial sum is an integer float32 holds exactly, whatever the
+    summation order (MLAS's float conv and GEMM only multiply and add). Padding with 0 after the
+    subtraction is padding the codes with ``z_x``, as the contract requires.
+    """
+    wd = weight.astype(np.int64) - zw.reshape(-1, *([1] * (weight.ndim - 1)))
+    bound = int(np.abs(wd).reshape(len(wd), -1).sum(axis=1).max(initial=0)) * max(zx, 255 - zx)
+    if bound >= _FLOAT_EXACT:
+        return None
+    wf = wd.astype(np.float32)
+    inits = [numpy_helper.from_array(np.array(zx, np.float32), "zx")]
+    if s.op == "dense":
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(wf.T), "w"))
+        node = helper.make_node("MatMul", ["xs", "w"], ["yf"])
+        x_shape = [s.n, s.c]
+    else:
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(wf), "w"))
+        node = helper.make_node(
+            "Conv",
+            ["xs", "w"],
+            ["yf"],
+            strides=[s.stride_h, s.stride_w],
+            dilations=[s.dilation_h, s.dilation_w],
+            pads=[s.pad_top, s.pad_left, s.pad_bottom, s.pad_right],
+            group=s.groups,
+        )
+        x_shape = [s.n, s.c, s.h, s.w]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT),
+            helper.make_node("Sub", ["xf", "zx"], ["xs"]),
+            node,
+            helper.make_node("Cast", ["yf"], ["y"], to=TensorProto.INT32),
+        ],
+        "exact_layer_float",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, x_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
