@@ -47,8 +47,6 @@ DEFAULT_SRAM_V: tuple[float, ...] = (0.9, 0.8, 0.7, 0.65, 0.6, 0.55, 0.5)
 DEFAULT_LINK_FRACTIONS: tuple[float, ...] = (0.75, 0.6, 0.5, 0.4)
 _PE_BUFFERS = tuple(FAULT_BUFFERS.values())
 _LINKS = ("noc_link", "noc_router", "package_link", "package_router")
-#: Package links have a BER model (physics.nop_ber) and an energy model, but no fault injection yet.
-PACKAGE_FAULTS_NOTE = "package link faults not injected: accuracy reflects NoC faults only"
 
 Progress = Callable[[int, int, str], None]
 
@@ -153,10 +151,11 @@ def _point(
     flipped = words = 0.0
     for ev in evs:
         for layer in ev.result.counters.get("faults", {}).values():
-            for t in ("weight", "input"):
-                if t in layer:
-                    flipped += layer[t]["bits_flipped"]
-                    words += layer[t]["words_corrupted"]
+            for src in (layer, layer.get("package", {})):  # on-chip, then package copies
+                for t in ("weight", "input"):
+                    if t in src:
+                        flipped += src[t]["bits_flipped"]
+                        words += src[t]["words_corrupted"]
     n = len(evs) * evs[0].slots  # faults also hit the padded samples of the last batch
     comp = evs[0].energy.by_component()
     agree = [ev.agreement(ref) for ev, ref in zip(evs, reference or evs, strict=True)]
@@ -259,8 +258,9 @@ def link_swing_sweep(
     Each point scales the links to ``fraction`` of their nominal swing (NoC: ``noc.nominal_vdd_v``,
     package: ``package.nominal_swing_v``), with ``protected_msbs`` of every word at full swing on
     the scaled links. ``component_energy_pj`` is the NoC plus the package (links and routers).
-    NoC faults are injected; package link faults are not yet (each row's ``note`` says so and
-    ``package_ber`` gives the per-hop rate the model would inject).
+    NoC faults are injected on the PE tiles, package faults on each receiving chiplet's copy of
+    its operands (:mod:`approxtvm.runtime.faults.package_faults`); ``package_ber`` is the per-hop
+    rate of the package links.
 
     Raises
     ------
@@ -301,9 +301,7 @@ def link_swing_sweep(
             evs, m = _point(s, policy, seeds, ref)
             row = _row("link_swing", series, f, noc_ber(s.spec, noc_v), evs, m, "links")
             pber = nop_ber(s.spec, nop_v)
-            rows.append(
-                dataclasses.replace(row, package_ber=pber, note=PACKAGE_FAULTS_NOTE if nop_v is not None else "")
-            )
+            rows.append(dataclasses.replace(row, package_ber=pber))
     return rows
 
 
@@ -377,10 +375,11 @@ def print_sweep(console: Any, rows: Sequence[FaultSweepRow], title: str) -> None
         )
     console.print(t)
     for note in sorted({r.note for r in rows if r.note}):
+        console.print(f"[bold]{note}[/bold]")
+    if rows[0].knob == "link_swing":  # the BER column is the NoC's; the package links have their own
         console.print(
-            f"[bold]{note}[/bold] (package BER per hop: "
+            "package BER per hop (× nominal swing): "
             + ", ".join(f"{r.voltage_v:g}: {r.package_ber:.2g}" for r in rows if r.series == "package")
-            + ")"
         )
 
 
