@@ -211,7 +211,21 @@ def cmd_faults(args: argparse.Namespace) -> int:
             status.update("sweeping " + " ".join(map(str, a)))
 
         accel = _accelerator(args)
-        if args.knob == "noc":
+        if args.knob == "links":
+            if accel == "simba_like":  # the package knob needs a package: Simba's 36 chiplets
+                accel = "simba_package_6x6"
+            fractions = tuple(args.volts) if args.volts else fs.DEFAULT_LINK_FRACTIONS
+            rows = fs.link_swing_sweep(
+                args.model,
+                fractions,
+                data,
+                protected_msbs=args.msbs[0],
+                seeds=seeds,
+                progress=progress,
+                accelerator=accel,
+            )
+            title = f"{args.model}: on-chip and package link swing"
+        elif args.knob == "noc":
             swings = tuple(args.volts) if args.volts else fs.DEFAULT_SWINGS_V
             rows = fs.noc_swing_sweep(
                 args.model,
@@ -427,11 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports/sweep")
     p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("faults", help="NoC swing or SRAM voltage sweep: accuracy vs energy, with faults")
-    p.add_argument("knob", choices=["noc", "sram"])
+    p.add_argument("knob", choices=["noc", "sram", "links"], help="links: NoC and package swing on a package spec")
     p.add_argument("model", help="shipped model name (digits_cnn, digits_resnet)")
     p.add_argument("--data", help="dataset (default: the digits test split)")
     p.add_argument("--limit", type=int, default=0)
-    p.add_argument("--volts", type=float, nargs="+", help="swings / supply voltages in V")
+    p.add_argument("--volts", type=float, nargs="+", help="swings / supply voltages in V (links: fractions of nominal)")
     p.add_argument("--msbs", type=int, nargs="+", default=[0], help="(noc) protected-MSB series")
     p.add_argument("--buffers", nargs="+", default=["input_buffer", "weight_buffer"], help="(sram) buffers")
     p.add_argument("--seeds", type=int, default=1, help="fault seeds averaged per point")

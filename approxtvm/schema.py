@@ -37,7 +37,7 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from approxtvm.errors import ApproxTvmError, ConfigError
 
-__all__ = ["FieldHook", "Invalid", "Schema", "check", "check_energies", "nested", "rekey"]
+__all__ = ["FieldHook", "Invalid", "Schema", "check", "check_energies", "nested"]
 
 T = TypeVar("T")
 
@@ -298,17 +298,6 @@ class Schema:
             found=f"{type(leaf).__name__}: {leaf}",
             fix="correct the value, or regenerate the file with this approxtvm",
         )
-
-
-def rekey(exc: ApproxTvmError, source: str, path: str, error: type[ApproxTvmError] | None = None) -> ApproxTvmError:
-    """A ``"<field>: <what>"`` error from a ``__post_init__`` check, prefixed with the file and the key
-    path of the dataclass that raised it (``error``: the class to raise, default ``type(exc)``)."""
-    field, sep, what = exc.what.partition(": ")
-    if not sep:
-        field, what = "", exc.what
-    full = ".".join(p for p in (path, field) if p)
-    where = f"{source}: key {full!r}" if full else source
-    return (error or type(exc))(f"{where}: {what}", expected=exc.expected, found=exc.found, fix=exc.fix)
 
 
 def _segment(exc: BaseException) -> str:

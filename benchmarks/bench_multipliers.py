@@ -91,6 +91,10 @@ def main() -> None:
         ),
         max(3, args.repeat // 3),
     )
+    cpu = detect_cpu()
+    t_perm = None
+    if cpu.avx512:  # the register-LUT kernel (vpermi2w): no per-weight tables at all
+        t_perm = best_of(lambda: conv2d_products(x, w, arbitrary, path="table_perm", **kw), args.repeat)
     t_lowrank = best_of(lambda: conv2d_products(x, w, bam, path="lowrank", **kw), args.repeat)
     drum = family_multiplier("drum:k=4")  # rank-1 table: one uint8 conv of mapped operands
     t_lowrank1 = best_of(lambda: conv2d_products(x, w, drum, path="lowrank", **kw), args.repeat)
@@ -108,6 +112,7 @@ def main() -> None:
     if args.check:
         cases = (
             ("table", arbitrary, "table"),
+            *((("table_perm", arbitrary, "table_perm"),) if cpu.avx512 else ()),
             ("lowrank", bam, "lowrank"),
             ("exact", exact, "exact"),
             ("lowrank_rank1", drum, "lowrank"),
@@ -126,13 +131,15 @@ def main() -> None:
         "layer": "conv 64x56x56->64 3x3 pad1 batch1",
         "macs": MACS,
         "threads": args.threads,
-        "cpu": detect_cpu().to_dict(),
+        "cpu": cpu.to_dict(),
+        "isa": "avx512" if cpu.avx512 else ("avx2" if cpu.avx2 else "generic"),
         "table_kernel_config": dataclasses.asdict(kernels.config),
         "ms": {
             "ort_conv_integer": round(t_ort * 1e3, 3),
             "exact_path": round(t_exact * 1e3, 3),
             "table_tvm": round(t_table * 1e3, 3),
             "table_tvm_tables_rebuilt": round(t_table_rebuild * 1e3, 3),
+            "table_perm_register_lut": None if t_perm is None else round(t_perm * 1e3, 3),
             "table_tvm_first_call_incl_compile": round(t_table_first * 1e3, 1),
             "lowrank_bam_h4": round(t_lowrank * 1e3, 3),
             "lowrank_drum_k4_rank1": round(t_lowrank1 * 1e3, 3),
@@ -152,6 +159,7 @@ def main() -> None:
         "ratios": {
             "table_tvm_over_ort": round(t_table / t_ort, 2),
             "table_tvm_rebuilt_over_ort": round(t_table_rebuild / t_ort, 2),
+            "table_perm_over_ort": None if t_perm is None else round(t_perm / t_ort, 2),
             "lowrank_over_exact_path": round(t_lowrank / t_exact, 2),
             "lowrank_over_ort": round(t_lowrank / t_ort, 2),
             "lowrank_rank1_over_exact_path": round(t_lowrank1 / t_exact, 2),
@@ -172,7 +180,9 @@ def main() -> None:
         "notes": (
             "lowrank runs byte_terms uint8 convs on onnxruntime: its floor is ~byte_terms x the exact "
             "path; table_tvm reuses the layer's cached tables, table_tvm_tables_rebuilt builds them "
-            "every call (layers whose tables exceed 64 MiB)"
+            "every call (layers whose tables exceed 64 MiB; the automatic table path sends those to "
+            "the register-LUT kernel on AVX-512); table_perm_register_lut keeps the table in "
+            "registers (vpermi2w, AVX-512 BW only, null elsewhere)"
         ),
         "bam_h4_factorisation": {"rank": f.rank, "byte_terms": f.byte_terms(), "divisor": f.divisor},
         # depthwise 3x3, ViT Linear and attention QK^T on every path, vs onnxruntime (benchmarks/modern_layers.py)

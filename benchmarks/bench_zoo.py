@@ -10,6 +10,10 @@ Per model (``tests/data/zoo``; default: the trained-weights legacy export of eve
   by its ``*_symbatch`` sibling (same weights, symbolic batch) or, without one, given a symbolic
   batch dimension (checked against onnxruntime's batch-1 outputs; where the export baked the
   batch into its shape arithmetic the figures are ``null`` with the reason);
+* ``approx``: per multiplier of ``--approx`` (on every offloaded layer), ms/image of the exact and
+  the approximate model and their ratio, at batch 1 (``b1``, the model's own batch) and at the
+  evaluation batch ``--approx-batch`` (default 64, on the symbolic-batch copy), with the kernel
+  paths the layers ran on;
 * ``agreement``: top-1 agreement, share within one output step and the largest difference in
   steps, on ``--images`` evaluation images, for the default path (exact layers inside the
   onnxruntime host segments) and the kernel path (``exact_layers="kernels"``: every offloaded
@@ -86,7 +90,61 @@ def offloaded_share(model: Any, macs_per_image: int) -> float:
     return round(offloaded / macs_per_image, 4)
 
 
-def bench_model(name: str, images: int, repeat: int, threads: int) -> dict[str, Any]:
+def approx_figures(exact: Any, approx: Any, x: np.ndarray, repeat: int) -> dict[str, Any]:
+    """Per-image ms of the exact and the approximate model on the batch ``x`` (timed alternately in
+    this process, best of ``repeat``), their ratio and the approximate layers' kernel paths."""
+    exact.run(x), approx.run(x)  # warm-up: kernel compilation, per-layer plans and tables
+    te, ta = float("inf"), float("inf")
+    for _ in range(repeat):
+        te = min(te, best_of(lambda: exact.run(x), 1, warm=False))
+        ta = min(ta, best_of(lambda: approx.run(x), 1, warm=False))
+    n = len(x)
+    return {
+        "batch": n,
+        "exact_ms_per_image": round(te / n * 1e3, 3),
+        "approx_ms_per_image": round(ta / n * 1e3, 3),
+        "ratio": round(ta / te, 2),
+        "paths": sorted({p.kernel_path for p in approx.programs.values()}),
+    }
+
+
+def bench_approx(
+    proto: onnx.ModelProto,
+    big: onnx.ModelProto | None,
+    calib: np.ndarray | None,
+    x: np.ndarray,
+    batch1: int,
+    big_batch: int,
+    multipliers: list[str],
+    repeat: int,
+) -> dict[str, Any]:
+    """An approximate multiplier on every layer vs the exact path, per image, at the model's own batch
+    (``b1``) and at ``big_batch`` (the symbolic-batch copy ``big``; ``None`` when there is none)."""
+    from approxtvm.compiler.driver import compile_onnx
+    from approxtvm.targets.vacc.config import ApproxPolicy
+
+    out: dict[str, Any] = {}
+    exact1 = compile_onnx(proto, calibration=calib, batch_size=batch1)
+    exact_big = None if big is None else compile_onnx(big, calibration=calib, batch_size=big_batch)
+    for spec in multipliers:
+        entry: dict[str, Any] = {}
+        a1 = compile_onnx(proto, ApproxPolicy.uniform(spec), calibration=calib, batch_size=batch1)
+        entry["b1"] = approx_figures(exact1, a1, x[:batch1], repeat)
+        if exact_big is not None and len(x) >= big_batch:
+            ab = compile_onnx(big, ApproxPolicy.uniform(spec), calibration=calib, batch_size=big_batch)
+            entry[f"b{big_batch}"] = approx_figures(exact_big, ab, x[:big_batch], max(2, repeat // 2))
+        out[spec] = entry
+    return out
+
+
+def bench_model(
+    name: str,
+    images: int,
+    repeat: int,
+    threads: int,
+    multipliers: list[str] | None = None,
+    approx_batch: int = 64,
+) -> dict[str, Any]:
     """Every figure of one zoo model (or its error)."""
     from approxtvm.compiler.driver import compile_onnx
     from tests import zoo_models
@@ -122,6 +180,8 @@ def bench_model(name: str, images: int, repeat: int, threads: int) -> dict[str, 
     if e.fixed_batch not in (None, 1):
         res["b32"] = None
         res["b32_reason"] = f"the model fixes a batch of {e.fixed_batch}"
+        if multipliers:
+            res["approx"] = bench_approx(proto, None, calib, x, batch1, approx_batch, multipliers, repeat)
         return res
     sibling = f"{name}_symbatch"  # the same weights exported with a symbolic batch, when the zoo has it
     if e.fixed_batch is None:
@@ -138,8 +198,12 @@ def bench_model(name: str, images: int, repeat: int, threads: int) -> dict[str, 
     except Exception as exc:
         res["b32"] = None
         res["b32_reason"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-        return res
-    res["b32"] = timing(model32, zoo_models.ort_session(model32.proto, threads), x[:32], repeat * 4)
+        big = None
+    else:
+        res["b32"] = timing(model32, zoo_models.ort_session(model32.proto, threads), x[:32], repeat * 4)
+    if multipliers:
+        xa = zoo_models.eval_inputs(e, max(approx_batch, batch1))
+        res["approx"] = bench_approx(proto, big, calib, xa, batch1, approx_batch, multipliers, repeat)
     return res
 
 
@@ -152,6 +216,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--threads", type=int, default=0, help="reference onnxruntime threads (0: its default, all cores, as our host)"
     )
+    ap.add_argument(
+        "--approx",
+        default="mitchell;bam:h=4,v=0",
+        help="multipliers put on every layer for the approximate timings (';'-separated; '' = none)",
+    )
+    ap.add_argument("--approx-batch", type=int, default=64, help="evaluation batch of the approximate timings")
     args = ap.parse_args(argv)
     from tests import zoo_models
 
@@ -164,7 +234,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         names = [e.name for e in zoo_models.entries() if e.name.endswith("_trained")]
     t0 = time.perf_counter()
-    models = {n: bench_model(n, args.images, args.repeat, args.threads) for n in names}
+    mults = [m.strip() for m in args.approx.split(";") if m.strip()]
+    models = {n: bench_model(n, args.images, args.repeat, args.threads, mults, args.approx_batch) for n in names}
     ok = [m for m in models.values() if "error" not in m]
     summary = {
         "compiled": f"{len(ok)}/{len(models)}",
@@ -175,9 +246,20 @@ def main(argv: list[str] | None = None) -> None:
         "min_within_one_step_cnn_kernels": min(
             (m["agreement"]["kernels"]["within_one_step"] for m in ok if m["arch"] != "vit"), default=None
         ),
+        "max_approx_ratio": {
+            f"b{b}": max(
+                (fig[f"b{b}"]["ratio"] for m in ok for fig in m.get("approx", {}).values() if f"b{b}" in fig),
+                default=None,
+            )
+            for b in (1, args.approx_batch)
+        },
         "wall_s": round(time.perf_counter() - t0, 1),
     }
-    print(json.dumps({"benchmark": "zoo", "threads": args.threads, "summary": summary, "models": models}))
+    from approxtvm.runtime.kernels import detect_cpu
+
+    cpu = detect_cpu()
+    isa = "avx512" if cpu.avx512 else ("avx2" if cpu.avx2 else "generic")
+    print(json.dumps({"benchmark": "zoo", "threads": args.threads, "isa": isa, "summary": summary, "models": models}))
 
 
 if __name__ == "__main__":

@@ -8,10 +8,15 @@ Used by ``bench_multipliers.py`` (its ``modern_layers`` entry); runnable alone, 
   the flattened tokens; onnxruntime ``MatMulInteger`` vs our paths.
 * attention: ``QKᵀ`` of ViT-B/16 (12 heads, 197 tokens, 64 dims; 29.8 M MACs), both operands
   activations; onnxruntime ``MatMulInteger`` (batched) vs our paths.
+
+``isa`` says which instruction set the table kernels ran with; on an AVX-512 host the table (and
+depthwise low-rank) figures are also measured with the kernels compiled for an AVX2-only CPU
+(``*_avx2``), the CI machines' kind.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -19,7 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from approxtvm.runtime.kernels import KernelCache, dense_products
+from approxtvm.runtime.kernels import KernelCache, LayerStore, dense_products, detect_cpu
 from approxtvm.runtime.kernels.act_matmul import matmul_products
 from approxtvm.runtime.kernels.grouped import grouped_conv2d_products
 from approxtvm.runtime.multipliers import Multiplier, family_multiplier
@@ -62,7 +67,13 @@ def measure(repeat: int = 10, threads: int | None = None, check: bool = False) -
     arbitrary = Multiplier("random", rng.integers(0, 65536, (256, 256)).astype(np.int32), False)
     mults = {"exact": family_multiplier("exact"), "lowrank": family_multiplier("bam:h=4,v=0"), "table": arbitrary}
     cache = KernelCache()
-    out: dict[str, object] = {}
+    cpu = detect_cpu()
+    out: dict[str, object] = {"isa": "avx512" if cpu.avx512 else ("avx2" if cpu.avx2 else "generic")}
+    if cpu.avx512:  # the same table kernels compiled for an AVX2-only CPU, measured in this process
+        avx2 = KernelCache(host_cpu=dataclasses.replace(cpu, llvm_cpu="haswell", avx512=False, vnni=False))
+        mults_avx2 = {"table_avx2": (arbitrary, avx2), "lowrank_avx2": (mults["lowrank"], avx2)}
+    else:
+        mults_avx2 = {}
 
     # depthwise 3×3
     c, h = 144, 56
@@ -76,11 +87,15 @@ def measure(repeat: int = 10, threads: int | None = None, check: bool = False) -
         threads,
     )
     t_ort = _best(lambda: sess.run(None, {"x": x}), repeat)
+    # one store per path, as a compiled layer keeps (its prepared kernel, weight-side data)
+    stores = {tag: LayerStore.for_weights(w) for tag in [*mults, *mults_avx2]}
     dw: dict[str, object] = {"macs": c * h * h * 9, "ms": {"ort_conv_integer": round(t_ort * 1e3, 3)}}
     for path, m in mults.items():
 
         def run(m: Multiplier = m, path: str = path) -> np.ndarray:
-            return grouped_conv2d_products(x, w, m, groups=c, pads=(1, 1, 1, 1), pad_value=7, path=path, cache=cache)
+            return grouped_conv2d_products(
+                x, w, m, groups=c, pads=(1, 1, 1, 1), pad_value=7, path=path, cache=cache, store=stores[path]
+            )
 
         t = _best(run, repeat)
         dw["ms"][path] = round(t * 1e3, 3)  # type: ignore[index]
@@ -88,6 +103,17 @@ def measure(repeat: int = 10, threads: int | None = None, check: bool = False) -
         if check:
             ref = grouped_conv2d_products(x, w, m, groups=c, pads=(1, 1, 1, 1), pad_value=7, path="reference")
             dw[f"{path}_bit_exact"] = bool(np.array_equal(run(), ref))
+    for tag, (m, c2) in mults_avx2.items():
+        path = tag.split("_")[0]
+
+        def run2(m: Multiplier = m, c2: KernelCache = c2, path: str = path, tag: str = tag) -> np.ndarray:
+            return grouped_conv2d_products(
+                x, w, m, groups=c, pads=(1, 1, 1, 1), pad_value=7, path=path, cache=c2, store=stores[tag]
+            )
+
+        t = _best(run2, repeat)
+        dw["ms"][tag] = round(t * 1e3, 3)  # type: ignore[index]
+        dw[f"{tag}_over_ort"] = round(t / t_ort, 2)
     out["depthwise_3x3_144x56x56"] = dw
 
     # ViT-B/16 MLP fc1 over 197 tokens
@@ -99,9 +125,19 @@ def measure(repeat: int = 10, threads: int | None = None, check: bool = False) -
     t_ort2 = _best(lambda: sess2.run(None, {"x": xa}), repeat)
     lin: dict[str, object] = {"macs": t_ * d * k, "ms": {"ort_matmul_integer": round(t_ort2 * 1e3, 3)}}
     for path, m in mults.items():
-        t = _best(lambda m=m, path=path: dense_products(xa, wk, m, path=path, cache=cache), max(2, repeat // 3))
+        st_ = LayerStore.for_weights(wk)
+        t = _best(
+            lambda m=m, path=path, st_=st_: dense_products(xa, wk, m, path=path, cache=cache, store=st_),
+            max(2, repeat // 3),
+        )
         lin["ms"][path] = round(t * 1e3, 3)  # type: ignore[index]
         lin[f"{path}_over_ort"] = round(t / t_ort2, 2)
+    if mults_avx2:
+        m, c2 = mults_avx2["table_avx2"]
+        st2 = LayerStore.for_weights(wk)
+        t = _best(lambda: dense_products(xa, wk, m, path="table", cache=c2, store=st2), max(2, repeat // 3))
+        lin["ms"]["table_avx2"] = round(t * 1e3, 3)  # type: ignore[index]
+        lin["table_avx2_over_ort"] = round(t / t_ort2, 2)
     out["vit_linear_197x768x3072"] = lin
 
     # attention QKᵀ, 12 heads

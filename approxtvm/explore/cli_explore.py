@@ -105,6 +105,10 @@ def add_explore_parsers(subparsers: Any) -> None:
     p.add_argument("--limit", type=int, default=0, help="first N test images (default: quick 120, full all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-resnet50", action="store_true", help="skip the energy-only ResNet-50 sweeps")
+    p.add_argument(
+        "--package",
+        help="package spec of experiment 2's on-chip + package link sweep (default simba_package_6x6; 'none': skip)",
+    )
     p.add_argument("--finetune", action="store_true", help="fine-tune the Pareto set's points (needs torch)")
     p.add_argument("--finetune-epochs", type=int, default=2, help="epochs per fine-tuned Pareto point")
     p.add_argument("--model", help="run the study on this ONNX model (with --data) instead of the shipped models")
@@ -177,6 +181,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 def cmd_experiments(args: argparse.Namespace) -> int:
     """Run the five experiments and write the report."""
+    from dataclasses import replace
+
     from approxtvm.explore.executors import make_executor
     from approxtvm.explore.experiments import ExperimentSettings, run_experiments
 
@@ -186,6 +192,8 @@ def cmd_experiments(args: argparse.Namespace) -> int:
         settings = settings.with_limit(args.limit)
     if args.no_resnet50:
         settings = settings.without_resnet50()
+    if args.package:
+        settings = replace(settings, package_accelerator=None if args.package == "none" else args.package)
     settings = _user_settings(args, settings)
     with make_executor(args.workers, args.scheduler, args.local_cluster) as ex:
         report = run_experiments(Path(args.out), settings=settings, executor=ex, console=console)

@@ -9,6 +9,7 @@ sweep is the nominal configuration, the reference for agreement and energy ratio
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -24,16 +25,28 @@ from approxtvm.explore.evaluate import Evaluation, evaluate
 from approxtvm.models import get_model, load_dataset
 from approxtvm.models.datasets import Dataset
 from approxtvm.runtime.faults import FAULT_BUFFERS, noc_ber, sram_ber
+from approxtvm.runtime.faults.physics import nop_ber
 from approxtvm.targets.vacc.config import ApproxPolicy
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 
-__all__ = ["FaultSweepRow", "noc_swing_sweep", "plot_sweep", "print_sweep", "save_sweep", "sram_voltage_sweep"]
+__all__ = [
+    "FaultSweepRow",
+    "link_swing_sweep",
+    "noc_swing_sweep",
+    "plot_sweep",
+    "print_sweep",
+    "save_sweep",
+    "sram_voltage_sweep",
+]
 
 #: Default swings (V): BER from ~1e-19 (0.9 V, no fault model) to ~1e-3 (0.3 V).
 DEFAULT_SWINGS_V: tuple[float, ...] = (0.9, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35, 0.3)
 #: Default SRAM voltages (V) over the default BER table (1e-12 … 1e-2).
 DEFAULT_SRAM_V: tuple[float, ...] = (0.9, 0.8, 0.7, 0.65, 0.6, 0.55, 0.5)
+#: Default link swings as fractions of each link's nominal swing (on-chip and package together).
+DEFAULT_LINK_FRACTIONS: tuple[float, ...] = (0.75, 0.6, 0.5, 0.4)
 _PE_BUFFERS = tuple(FAULT_BUFFERS.values())
+_LINKS = ("noc_link", "noc_router", "package_link", "package_router")
 
 Progress = Callable[[int, int, str], None]
 
@@ -45,7 +58,8 @@ class FaultSweepRow:
     Attributes
     ----------
     knob
-        ``noc_swing`` or ``sram``.
+        ``noc_swing``, ``sram`` or ``link_swing`` (on-chip and package links, separately and
+        together; ``voltage_v`` is then the swing as a fraction of each link's nominal swing).
     series
         ``"<m> MSBs protected"`` (swing sweep) or the scaled buffer(s): ``input_buffer``,
         ``weight_buffer``, ``both``; ``nominal`` for the reference row.
@@ -67,6 +81,10 @@ class FaultSweepRow:
         Per inference, over all layers and tensors, averaged over seeds.
     seeds
         Number of seeds run.
+    package_ber
+        Bit error rate of one package link traversal at the point (``link_swing`` sweeps).
+    note
+        What the accuracy reflects when a scaled component has no fault injection.
     """
 
     knob: str
@@ -82,6 +100,8 @@ class FaultSweepRow:
     bits_flipped: float
     words_corrupted: float
     seeds: int
+    package_ber: float = 0.0
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -131,16 +151,18 @@ def _point(
     flipped = words = 0.0
     for ev in evs:
         for layer in ev.result.counters.get("faults", {}).values():
-            for t in ("weight", "input"):
-                if t in layer:
-                    flipped += layer[t]["bits_flipped"]
-                    words += layer[t]["words_corrupted"]
+            for src in (layer, layer.get("package", {})):  # on-chip, then package copies
+                for t in ("weight", "input"):
+                    if t in src:
+                        flipped += src[t]["bits_flipped"]
+                        words += src[t]["words_corrupted"]
     n = len(evs) * evs[0].slots  # faults also hit the padded samples of the last batch
     comp = evs[0].energy.by_component()
     agree = [ev.agreement(ref) for ev, ref in zip(evs, reference or evs, strict=True)]
     return evs, {
         "noc": (comp["noc_link"] + comp["noc_router"]) / evs[0].slots,
         "mem": sum(comp[b] for b in _PE_BUFFERS) / evs[0].slots,
+        "links": sum(comp.get(c, 0.0) for c in _LINKS) / evs[0].slots,
         "flipped": flipped / n,
         "words": words / n,
         "agreement": float(np.mean(agree)),
@@ -219,6 +241,70 @@ def noc_swing_sweep(
     return rows
 
 
+def link_swing_sweep(
+    model_name: str,
+    fractions: Sequence[float] = DEFAULT_LINK_FRACTIONS,
+    data: Dataset | None = None,
+    *,
+    protected_msbs: int = 0,
+    seeds: Sequence[int] = (0,),
+    calibration: np.ndarray | None = None,
+    accelerator: str | AcceleratorSpec = "simba_package_6x6",
+    batch_size: int = 64,
+    progress: Progress | None = None,
+) -> list[FaultSweepRow]:
+    """Accuracy vs link energy on a package: the on-chip swing, the package swing, and both.
+
+    Each point scales the links to ``fraction`` of their nominal swing (NoC: ``noc.nominal_vdd_v``,
+    package: ``package.nominal_swing_v``), with ``protected_msbs`` of every word at full swing on
+    the scaled links. ``component_energy_pj`` is the NoC plus the package (links and routers).
+    NoC faults are injected on the PE tiles, package faults on each receiving chiplet's copy of
+    its operands (:mod:`approxtvm.runtime.faults.package_faults`); ``package_ber`` is the per-hop
+    rate of the package links.
+
+    Raises
+    ------
+    PolicyError
+        If the spec has no package.
+    """
+    s = _setup(model_name, data, calibration, accelerator, batch_size)
+    pkg = s.spec.package
+    if pkg is None:
+        from approxtvm.errors import PolicyError
+
+        raise PolicyError(
+            "a package swing sweep needs a package spec",
+            expected="an accelerator with a `package` section (simba_package_2x2, simba_package_6x6)",
+            found=s.spec.name,
+            fix="pass accelerator='simba_package_6x6'",
+        )
+    noc_nom = s.spec.noc.nominal_vdd_v
+    total = 1 + 3 * len(fractions)
+    if progress:
+        progress(0, total, "nominal")
+    ref, m0 = _point(s, ApproxPolicy.exact(), seeds, None)
+    rows = [_row("link_swing", "nominal", None, 0.0, ref, m0, "links")]
+    i = 0
+    for series in ("NoC", "package", "both"):
+        for f in fractions:
+            i += 1
+            noc_v = round(noc_nom * f, 6) if series != "package" else None
+            nop_v = round(pkg.nominal_swing_v * f, 6) if series != "NoC" else None
+            if progress:
+                progress(i, total, f"{series} at {f:g} of nominal")
+            policy = ApproxPolicy.uniform(
+                noc_swing_v=noc_v,
+                noc_protected_msbs=protected_msbs if noc_v is not None else 0,
+                nop_swing_v=nop_v,
+                nop_protected_msbs=protected_msbs if nop_v is not None else 0,
+            )
+            evs, m = _point(s, policy, seeds, ref)
+            row = _row("link_swing", series, f, noc_ber(s.spec, noc_v), evs, m, "links")
+            pber = nop_ber(s.spec, nop_v)
+            rows.append(dataclasses.replace(row, package_ber=pber))
+    return rows
+
+
 def sram_voltage_sweep(
     model_name: str,
     voltages: Sequence[float] = DEFAULT_SRAM_V,
@@ -265,9 +351,10 @@ def print_sweep(console: Any, rows: Sequence[FaultSweepRow], title: str) -> None
     """Rich table of a sweep (energies in nJ per inference, ratios against the nominal row)."""
     from rich.table import Table
 
-    comp = "NoC nJ" if rows[0].knob == "noc_swing" else "PE buffers nJ"
+    comp = {"noc_swing": "NoC nJ", "link_swing": "NoC + package nJ"}.get(rows[0].knob, "PE buffers nJ")
     t = Table(title=title)
-    for col in ("series", "V", "BER", "top-1 %", "agree %", comp, "vs nominal", "total nJ", "flips/inf", "words/inf"):
+    volts = "× nominal" if rows[0].knob == "link_swing" else "V"
+    for col in ("series", volts, "BER", "top-1 %", "agree %", comp, "vs nominal", "total nJ", "flips/inf", "words/inf"):
         t.add_column(col, justify="right")
     base = rows[0].component_energy_pj or 1.0
     for r in rows:
@@ -287,6 +374,13 @@ def print_sweep(console: Any, rows: Sequence[FaultSweepRow], title: str) -> None
             f"{r.words_corrupted:.3g}",
         )
     console.print(t)
+    for note in sorted({r.note for r in rows if r.note}):
+        console.print(f"[bold]{note}[/bold]")
+    if rows[0].knob == "link_swing":  # the BER column is the NoC's; the package links have their own
+        console.print(
+            "package BER per hop (× nominal swing): "
+            + ", ".join(f"{r.voltage_v:g}: {r.package_ber:.2g}" for r in rows if r.series == "package")
+        )
 
 
 def plot_sweep(rows: Sequence[FaultSweepRow], png: str | Path, title: str | None = None) -> Path:

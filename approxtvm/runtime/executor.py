@@ -20,6 +20,7 @@ from approxtvm.runtime.kernels import KernelCache, LayerStore, choose_path, conv
 from approxtvm.runtime.kernels.act_matmul import choose_matmul_path, matmul_products
 from approxtvm.runtime.kernels.grouped import grouped_conv2d_products
 from approxtvm.runtime.multipliers import Multiplier
+from approxtvm.runtime.window_sums import WindowSums
 from approxtvm.targets.vacc.schedule import LayerSchedule
 
 
@@ -93,6 +94,25 @@ class LayerProgram:
         return self.weight.reshape(self.weight.shape[0], -1).astype(np.int64).sum(axis=1)
 
     @cached_property
+    def zero_point_terms(self) -> tuple[np.ndarray, np.ndarray]:
+        """``z_w`` and ``z_x Σ w − C·R·S z_x z_w`` per output channel as int32 (wrapped modulo
+        2^32), shaped to broadcast against the layer's accumulators."""
+        s, q = self.schedule.shape, self.schedule.quant
+        zx = int(q.input_zero_point)
+        zw = np.asarray(q.weight_zero_points, np.int64)
+        taps = s.c_per_group * s.r * s.s
+        const = zx * self.weight_sums - taps * zx * zw
+        bshape = (1, -1) if s.op == "dense" else (1, -1, 1, 1)
+        zw_b = np.broadcast_to(zw, (s.k,)) if zw.size > 1 else zw
+        const_b = np.broadcast_to(const, (s.k,))
+        return zw_b.astype(np.int32).reshape(bshape), const_b.astype(np.int32).reshape(bshape)
+
+    @cached_property
+    def window_sums(self) -> WindowSums:
+        """The layer's window-sum operator (conv layers; built on first use)."""
+        return WindowSums(self.schedule)
+
+    @cached_property
     def float_constants(self) -> tuple[np.ndarray, np.ndarray | None]:
         """``s_x · s_w`` (float64, broadcastable to the output) and the dequantized bias (float32),
         computed once: they depend on the weights only."""
@@ -132,31 +152,6 @@ def _choose(multiplier: Multiplier, schedule: LayerSchedule, weight: np.ndarray,
     return choose_path(multiplier, schedule.shape, weights=weight, cache=cache).path
 
 
-def _window_sums(x: np.ndarray, sched: LayerSchedule) -> np.ndarray:
-    """Σ over (C, R, S) of the padded input under each output position: (N, 1, P, Q) int64.
-
-    Grouped layers sum over each group's own channels: (N, K, P, Q), one window sum per group
-    repeated for its ``K / G`` output channels.
-    """
-    s = sched.shape
-    zx = sched.quant.input_zero_point
-    g = s.groups
-    xs = x.astype(np.int64).reshape(s.n, g, s.c_per_group, s.h, s.w).sum(axis=2)  # (N, G, H, W)
-    pads = ((0, 0), (0, 0), (s.pad_top, s.pad_bottom), (s.pad_left, s.pad_right))
-    xp = np.pad(xs, pads, constant_values=zx * s.c_per_group)
-    out = np.zeros((s.n, g, s.p, s.q), np.int64)
-    for r in range(s.r):
-        for t in range(s.s):
-            r0, t0 = r * s.dilation_h, t * s.dilation_w
-            out += xp[
-                :,
-                :,
-                r0 : r0 + s.stride_h * (s.p - 1) + 1 : s.stride_h,
-                t0 : t0 + s.stride_w * (s.q - 1) + 1 : s.stride_w,
-            ]
-    return out if g == 1 else np.repeat(out, s.k_per_group, axis=1)
-
-
 def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = None) -> np.ndarray:
     """Exact int32 accumulators of the layer for activation codes ``x``.
 
@@ -177,16 +172,14 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
         return prog.fused_exact(x)
     zx = q.input_zero_point
     zw = np.asarray(q.weight_zero_points, np.int64)
-    taps = s.c_per_group * s.r * s.s
     if s.op == "dense":
         raw = (
             dense_products(x, prog.weight, prog.multiplier, path=prog.kernel_path, cache=prog.cache, store=prog.store)
             if products is None
             else products
         )
-        sum_x = x.astype(np.int64).sum(axis=1, keepdims=True)  # (N, 1)
-        sum_w = prog.weight_sums[None, :]  # (1, K)
-        zw_b = zw[None, :] if zw.size > 1 else zw[0]
+        zw_b, const = prog.zero_point_terms
+        sum_x = x.sum(axis=1, dtype=np.int32, keepdims=True) if zw.any() else None  # (N, 1)
     else:
         if products is None and s.groups > 1:
             raw = grouped_conv2d_products(
@@ -200,6 +193,7 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
                 pad_value=zx,
                 path=prog.kernel_path,
                 cache=prog.cache,
+                store=prog.store,
             )
         elif products is None:
             raw = conv2d_products(
@@ -216,11 +210,15 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
             )
         else:
             raw = products
-        sum_x = _window_sums(x, sched) if np.any(zw) else 0
-        sum_w = prog.weight_sums[None, :, None, None]
-        zw_b = zw[None, :, None, None] if zw.size > 1 else zw[0]
-    acc = raw.astype(np.int64) - zw_b * sum_x - zx * sum_w + taps * zx * zw_b
-    return acc.astype(np.int32)
+        zw_b, const = prog.zero_point_terms
+        sum_x = prog.window_sums(x) if zw.any() else None
+    # int32 ring arithmetic: every term wraps modulo 2^32 like the int32 accumulator, so this equals
+    # the exact int64 sum wrapped once (and moves half the bytes of int64 temporaries)
+    acc = np.array(raw, dtype=np.int32, copy=True)
+    if sum_x is not None:
+        acc -= zw_b * sum_x
+    acc -= const
+    return acc
 
 
 def accumulate_matmul(

@@ -20,8 +20,8 @@ pytestmark = pytest.mark.tvm
 
 def _one_chiplet() -> AcceleratorSpec:
     two = AcceleratorSpec.load("simba_package_2x2")
-    pkg = dataclasses.replace(two.package, chiplet_rows=1, chiplet_cols=1, mapping_objective="energy")
-    return dataclasses.replace(two, name="simba_package_1x1", package=pkg)
+    pkg = dataclasses.replace(two.package, chiplet_rows=1, chiplet_cols=1)
+    return dataclasses.replace(two, name="simba_package_1x1", package=pkg, mapping_objective="energy")
 
 
 @pytest.mark.parametrize("name", ["digits_cnn", "digits_resnet"])

@@ -57,3 +57,27 @@ def test_sram_voltage_sweep_series_and_energy(data) -> None:  # type: ignore[no-
     assert by[("both", 0.5)].bits_flipped > by[("both", 0.7)].bits_flipped
     assert by[("both", 0.5)].top1 is not None and rows[0].top1 is not None
     assert by[("both", 0.5)].top1 < rows[0].top1
+
+
+def test_link_swing_sweep_on_a_package(data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from approxtvm.errors import PolicyError
+
+    rows = fs.link_swing_sweep("digits_cnn", (0.3,), data.take(40), accelerator="simba_package_2x2")
+    assert [r.series for r in rows] == ["nominal", "NoC", "package", "both"]
+    nominal, noc, pkg, both = rows
+    # linear swing model: the scaled links' energy halves, routers stay
+    assert nominal.component_energy_pj > noc.component_energy_pj > both.component_energy_pj
+    assert nominal.component_energy_pj > pkg.component_energy_pj > both.component_energy_pj
+    saved_noc = nominal.component_energy_pj - noc.component_energy_pj
+    saved_pkg = nominal.component_energy_pj - pkg.component_energy_pj
+    assert nominal.component_energy_pj - both.component_energy_pj == pytest.approx(saved_noc + saved_pkg)
+    assert noc.ber > 0 and noc.package_ber == 0 and not noc.note
+    assert pkg.ber == 0 and pkg.package_ber > 0 and not pkg.note
+    # package faults are injected on the chiplets' copies (BER ~1e-3 per hop at 0.3 of the swing), from
+    # their own generator stream: together, the on-chip and package flips are exactly those of each alone
+    assert pkg.bits_flipped > 0 and both.bits_flipped == pytest.approx(noc.bits_flipped + pkg.bits_flipped)
+    console = Console(record=True, width=200)
+    fs.print_sweep(console, rows, "links")
+    assert "package BER per hop" in console.export_text()
+    with pytest.raises(PolicyError, match="package spec"):
+        fs.link_swing_sweep("digits_cnn", (0.5,), data.take(8), accelerator="simba_like")

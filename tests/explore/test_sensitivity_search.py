@@ -59,7 +59,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory):
 
 def test_a_tiny_search_per_scenario(tiny) -> None:
     out, rep = tiny
-    assert list(rep.searches) == ["baseline", "BER x10"]
+    assert list(rep.searches) == ["baseline", "baseline, seed 1", "BER x10"]  # with the noise-floor row
     for r in rep.searches.values():
         assert 1 <= r.evaluations <= 4 * 2
         labels = [f[0] for f in r.front]
@@ -68,7 +68,9 @@ def test_a_tiny_search_per_scenario(tiny) -> None:
     holds = rep.holds()
     assert holds["search knee knobs"]["baseline"] and holds["front ordering"]["baseline"]
     doc = json.loads((out / "search.json").read_text())
-    assert doc["budget"]["pop_size"] == 4 and set(doc["searches"]) == {"baseline", "BER x10"}
+    assert doc["budget"]["pop_size"] == 4 and set(doc["searches"]) == {"baseline", "baseline, seed 1", "BER x10"}
+    reseeded = rep.searches["baseline, seed 1"]  # same assumptions: the baseline front re-evaluates to itself
+    assert reseeded.order_holds
     assert "BER x10" in (out / "search.md").read_text()
     assert AcceleratorSpec.load(out / "specs" / "base.yaml").name == "simba_like+illustrative_45nm"
 

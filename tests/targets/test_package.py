@@ -9,6 +9,8 @@ import math
 from collections import Counter
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from approxtvm.errors import ScheduleError
 from approxtvm.models.layer_shapes import resnet_layer_shapes
@@ -381,3 +383,33 @@ def test_combine_scales_on_chip_counts_by_busy_chiplets(pkg2: AcceleratorSpec) -
     assert c.noc_traffic == tuple((t, 2 * p, 2 * lk, 2 * rt) for t, p, lk, rt in one.noc_traffic)
     assert math.isclose(c.utilisation, c.macs / (c.latency_cycles * 1024 * 4))
     assert list(itertools.islice(c.to_dict(), 0, None))[-2:] == ["package_traffic", "reduction_adds"]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    k=st.sampled_from([8, 16, 24]),
+    c=st.sampled_from([8, 16]),
+    hw=st.sampled_from([4, 6, 8]),
+    r=st.sampled_from([1, 3]),
+    rows=st.integers(1, 3),
+    cols=st.integers(2, 4),
+    pick=st.integers(0, 10_000),
+    mem=st.integers(0, 100),
+)
+def test_random_partitions_match_the_simulation(k, c, hw, r, rows, cols, pick, mem) -> None:
+    base = AcceleratorSpec.load("simba_package_2x2")
+    node = ((mem % cols), (mem // cols) % rows)
+    spec = _with_mesh(base, rows, cols, memory_node=node)
+    shape = LayerShape.conv2d(1, k, c, hw, hw, r, r, pads=(r // 2,) * 4)
+    cands = [p for p in partition_candidates(shape, rows * cols) if p.splits]
+    if not cands:
+        return
+    part = cands[pick % len(cands)]
+    m = map_layer(sub_shape(shape, part), spec)
+    got = package_counts(PackageMapping(shape, part, m), spec)
+    per_tensor, per_link = _simulate(shape, part, spec, m)
+    for t in ("weight", "input", "output", "psum"):
+        bits, links, _ = got.package(t)
+        assert (bits, links) == (per_tensor[(t, "bits")], per_tensor[(t, "links")]), (t, part)
+    tr = package_traffic(part, analytic_counts(m, spec), spec)
+    assert dict(tr.link_bits) == {lk: v for lk, v in per_link.items() if v}

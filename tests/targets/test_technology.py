@@ -139,3 +139,18 @@ def test_cli_spec_show_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert all(r["source"] for r in doc["spec"] if isinstance(r["value"], int | float))
     assert any(r["key"] == "sram.ber_table[0.55]" and "Sun" in r["source"] for r in doc["technology"])
     assert main(["spec", "show", "nonexistent_spec"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "what"),
+    [
+        ("[0.5, 1.0e-3]", "0.5", "sram.ber_table[2]", "a list"),
+        ("sigma_v: 0.04", "sigma_v: 40 mV", "noc.sigma_v", "units are in the key name"),
+        ("node_nm: 22", "node_nm: '22'", "node_nm", "an integer"),
+    ],
+)
+def test_malformed_values_are_keyed_to_the_entry(tmp_path: Path, old: str, new: str, key: str, what: str) -> None:
+    assert old in GOOD
+    with pytest.raises(ConfigError) as err:
+        load_technology(_write(tmp_path, GOOD.replace(old, new, 1)))
+    assert repr(key) in str(err.value) and what in str(err.value)

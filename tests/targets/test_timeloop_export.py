@@ -50,3 +50,33 @@ def test_export_round_trip(tmp_path: Path, index: int) -> None:
     assert product == {TL_DIM[d]: b for d, b in shape.bounds.items()}
     spatial = [e for e in entries if e["type"] == "spatial"]
     assert math.prod(int(kv.split("=")[1]) for e in spatial for kv in e["factors"].split()) == m.spatial_macs()
+
+
+def test_package_export_puts_the_partition_across_chiplets(tmp_path: Path) -> None:
+    from approxtvm.targets.vacc.package import PackageMapping, Partition, sub_shape
+
+    spec = AcceleratorSpec.load("simba_package_2x2")
+    shape = resnet_layer_shapes("resnet18")[7][1]
+    part = Partition((("K", 2), ("C", 2)))
+    pm = PackageMapping(shape, part, map_layer(sub_shape(shape, part), spec))
+    paths = export_timeloop(pm, spec, tmp_path)
+    arch = _load(paths["arch"])["architecture"]
+    chiplet = next(n for n in arch["nodes"] if n["name"] == "chiplet")
+    assert chiplet["_tag"] == "Container" and chiplet["spatial"] == {"meshX": 4}
+    assert _load(paths["problem"])["problem"]["instance"]["M"] == shape.k  # the whole layer
+    entries = _load(paths["mapping"])["mapping"]
+    across = [e for e in entries if e["target"] == "DRAM" and e["type"] == "spatial"]
+    assert len(across) == 1 and "M=2" in across[0]["factors"] and "C=2" in across[0]["factors"]
+    product = dict.fromkeys(TL_DIM.values(), 1)
+    for e in entries:
+        for kv in e["factors"].split():
+            d, v = kv.split("=")
+            product[d] *= int(v)
+    assert product == {TL_DIM[d]: b for d, b in shape.bounds.items()}  # partition × chiplet nest = layer
+    # a spec without a package keeps the plain chiplet container
+    plain = _load(
+        export_timeloop(
+            map_layer(shape, AcceleratorSpec.load("simba_like")), AcceleratorSpec.load("simba_like"), tmp_path / "p"
+        )["arch"]
+    )
+    assert "spatial" not in next(n for n in plain["architecture"]["nodes"] if n["name"] == "chiplet")

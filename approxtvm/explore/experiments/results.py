@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from approxtvm.explore.experiments.settings import ExperimentSettings
+from approxtvm.explore.fault_sweeps import FaultSweepRow
 from approxtvm.explore.knob_reach import KnobReach
 from approxtvm.explore.nsga import ExploreResult, Point
 from approxtvm.explore.search_comparison import SearchComparison
@@ -81,6 +82,9 @@ class ExperimentsResult:
         Evaluations in the journal at the end.
     reach
         Per model, the share of MACs / weights each knob can change (:mod:`approxtvm.explore.knob_reach`).
+    link_sweep
+        Experiment 2 on the package spec (on-chip and package swing, separately and together;
+        :mod:`.package_links`), empty without one.
     """
 
     settings: ExperimentSettings
@@ -91,6 +95,7 @@ class ExperimentsResult:
     wall_s: float
     evaluations: int
     reach: tuple[KnobReach, ...] = ()
+    link_sweep: tuple[FaultSweepRow, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

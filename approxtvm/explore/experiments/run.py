@@ -12,6 +12,7 @@ from approxtvm.explore.executors import Executor, ProcessExecutor
 from approxtvm.explore.experiments.compression import knee_compression
 from approxtvm.explore.experiments.console import say
 from approxtvm.explore.experiments.isolation import isolation_sweeps
+from approxtvm.explore.experiments.package_links import package_link_sweep
 from approxtvm.explore.experiments.pareto import fit_budget, pareto_experiment
 from approxtvm.explore.experiments.reach import model_reach
 from approxtvm.explore.experiments.results import ExperimentsReport, ExperimentsResult
@@ -79,6 +80,7 @@ def run_experiments(
             reach = tuple(model_reach(st.context) for st in (*studies.values(), *heavy.values()))
             say(console, f"experiments 1–3: knobs in isolation on {', '.join([*studies, *heavy])} ({ex.description})")
             sweeps = isolation_sweeps(studies, heavy, s, console)
+            link_sweep = package_link_sweep(s, console)
             if s.time_budget_s is not None:
                 s = fit_budget(s, studies[s.pareto_model], s.time_budget_s - (time.perf_counter() - t0), notes)
             say(console, f"experiment 4: NSGA-II on {s.pareto_model} ({s.nsga.generations} generations)")
@@ -100,7 +102,9 @@ def run_experiments(
     finally:
         if own:
             ex.close()
-    result = ExperimentsResult(s, sweeps, pareto, compression, notes, time.perf_counter() - t0, count, reach)
+    result = ExperimentsResult(
+        s, sweeps, pareto, compression, notes, time.perf_counter() - t0, count, reach, link_sweep
+    )
     return write_report(result, out_dir)
 
 

@@ -56,6 +56,16 @@ class ExperimentSettings:
     time_budget_s
         Wall-clock budget: experiment 4 runs as many generations as fit after experiments 1–3
         (``None``: ``nsga.generations``).
+    sensitivity
+        Also run the sensitivity section (``--full``).
+    package_accelerator
+        A spec with a ``package`` section (``simba_package_6x6``): experiment 2 then also sweeps
+        the on-chip and the package link swing, separately and together, on ``pareto_model``
+        (``None``: no package sweep).
+    link_fractions
+        Swings of that sweep as fractions of each link's nominal swing.
+    link_protected_msbs
+        MSBs of every word kept at full swing on the scaled links of that sweep.
     """
 
     models: tuple[str, ...] = ("digits_cnn", "digits_resnet")
@@ -78,11 +88,18 @@ class ExperimentSettings:
     staging: StagingSettings | None = None
     time_budget_s: float | None = None
     sensitivity: bool = False
+    package_accelerator: str | None = None
+    link_fractions: tuple[float, ...] = (0.75, 0.6, 0.5, 0.4)
+    link_protected_msbs: int = 0
 
     @staticmethod
     def quick(seed: int = 0) -> ExperimentSettings:
         """Minutes on two cores: 120 images, a 16 × 6 NSGA-II run, ResNet-50 multipliers only."""
-        return ExperimentSettings(nsga=NsgaSettings(pop_size=16, generations=6, seed=seed))
+        return ExperimentSettings(
+            nsga=NsgaSettings(pop_size=16, generations=6, seed=seed),
+            package_accelerator="simba_package_6x6",
+            link_fractions=(0.6, 0.4),
+        )
 
     @staticmethod
     def full(seed: int = 0) -> ExperimentSettings:
@@ -92,6 +109,7 @@ class ExperimentSettings:
             nsga=NsgaSettings(pop_size=24, generations=12, seed=seed),
             resnet50_sweeps=("multipliers", "noc_swing", "sram"),
             sensitivity=True,
+            package_accelerator="simba_package_6x6",
         )
 
     def with_limit(self, limit: int) -> ExperimentSettings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from approxtvm.explore.experiments.package_links import package_link_json, package_link_md
 from approxtvm.explore.experiments.results import ExperimentsReport, ExperimentsResult, Sweep
 from approxtvm.explore.knob_reach import reach_table_md
 
@@ -77,6 +78,8 @@ def write_report(result: ExperimentsResult, out_dir: Path) -> ExperimentsReport:
         plot = f"sweep_{sw.knob}.png"
         plot_sweep(out_dir / plot, sw.labels, sw.series, _TITLES[sw.knob], _XLABEL[sw.knob])
         md += _sweep_md(sw, plot)
+    if result.link_sweep:
+        md += package_link_md(result.link_sweep, s.package_accelerator or "")
 
     save_explore(r, out_dir / "pareto", f"{s.pareto_model}: NSGA-II Pareto set")
     plot_pareto(
@@ -222,6 +225,7 @@ def write_report(result: ExperimentsResult, out_dir: Path) -> ExperimentsReport:
         "compression": result.compression,
         "notes": result.notes,
         "knob_reach": {r.model: r.to_dict() for r in result.reach},
+        "package_link_sweep": package_link_json(result.link_sweep),
         "wall_s": result.wall_s,
         "evaluations": result.evaluations,
     }

@@ -54,10 +54,14 @@ against the spec's model ranges when the model is built; :class:`FaultSession` (
 samples and injects per layer call and adds up the counters reported in
 ``RunResult.counters["faults"]``. A layer without a scaled component never reaches this module.
 
+**Package links.** On a multi-chip package, each receiving chiplet's copy of its part's
+operands is corrupted on the package links (``nop_swing_v``, ``nop_protected_msbs``):
+:mod:`.package_faults`, applied after the on-chip faults of the same call.
+
 **Modules.** :mod:`.physics` (bit error rates), :mod:`.plan` (options and per-layer plans),
 :mod:`.geometry` (tile residencies), :mod:`.sampling`, :mod:`.delta_numpy` and :mod:`.delta_tvm`
-(the sparse deltas), :mod:`.session` (per model and per run). The energy side of the same
-knobs is :mod:`approxtvm.runtime.energy`.
+(the sparse deltas), :mod:`.package_faults` (package copies), :mod:`.session` (per model and per
+run). The energy side of the same knobs is :mod:`approxtvm.runtime.energy`.
 """
 
 from approxtvm.runtime.faults.delta_numpy import (

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from approxtvm.errors import PolicyError
-from approxtvm.runtime.faults.physics import noc_ber, sram_ber
+from approxtvm.runtime.faults.physics import noc_ber, nop_ber, sram_ber
 from approxtvm.targets.vacc.components import SRAM_FAILURE_MODES
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.hierarchy import Hierarchy
@@ -93,6 +93,11 @@ class FaultPlan:
         See :data:`SRAM_FAULT_MODES`.
     energy_only_buffers
         Scaled buffers without a fault model (``global_buffer``, ``accum_buffer``).
+    nop_ber
+        Bit error rate per package link traversal (0: package links at full swing, or no package;
+        :mod:`.package_faults`).
+    nop_protected_msbs
+        Top bits of each 8-bit word sent at full swing on the package links.
     """
 
     layer_id: str
@@ -102,6 +107,8 @@ class FaultPlan:
     sram_ber: tuple[tuple[str, float], ...] = (("weight", 0.0), ("input", 0.0))
     sram_fault_mode: str = "write"
     energy_only_buffers: tuple[str, ...] = ()
+    nop_ber: float = 0.0
+    nop_protected_msbs: int = 0
 
     @property
     def sram_ber_map(self) -> dict[str, float]:
@@ -111,6 +118,11 @@ class FaultPlan:
     @property
     def trivial(self) -> bool:
         """No scaled component with a fault model: the fault-free fast path runs unchanged."""
+        return self.onchip_trivial and self.nop_ber == 0.0
+
+    @property
+    def onchip_trivial(self) -> bool:
+        """No on-chip fault (NoC, PE buffers): only package faults, if any."""
         return self.noc_ber == 0.0 and all(b == 0.0 for _, b in self.sram_ber)
 
 
@@ -127,6 +139,8 @@ def plan_faults(
             sram_ber(spec, v)  # range check of every scaled buffer, modelled or not
         fb = fault_buffers(spec)
         sb = tuple((t, sram_ber(spec, sv.get(fb[t]))) for t in TENSORS)
+        # package faults where the layer crosses the package (its schedule has a package level)
+        pb = nop_ber(spec, cfg.nop_swing_v) if schedule.package is not None and spec.package is not None else 0.0
     except PolicyError as exc:
         raise PolicyError(f"{where}: {exc.what}", expected=exc.expected, found=exc.found, fix=exc.fix) from None
     energy_only = tuple(sorted(b for b, v in sv.items() if b not in fb.values() and v < spec.sram.nominal_vdd_v))
@@ -139,4 +153,6 @@ def plan_faults(
         tuple((t, min(1.0, b * k)) for t, b in sb),
         options.sram_fault_mode or spec.sram.failure_mode,
         energy_only,
+        min(1.0, pb * k),
+        cfg.nop_protected_msbs,
     )

@@ -11,6 +11,15 @@ import numpy as np
 from approxtvm.runtime.faults.delta_numpy import NUMPY_KERNELS, FaultKernels, LayerArrays, inject, layer_arrays
 from approxtvm.runtime.faults.delta_tvm import compiled_kernels
 from approxtvm.runtime.faults.geometry import TileGeometry, tile_geometry
+from approxtvm.runtime.faults.package_faults import (
+    ChipletPart,
+    chiplet_parts,
+    package_delta,
+    package_rng,
+    received_words,
+    sample_package_faults,
+)
+from approxtvm.runtime.faults.physics import WORD_BITS
 from approxtvm.runtime.faults.plan import FaultOptions, plan_faults
 from approxtvm.runtime.faults.sampling import (
     EventTable,
@@ -54,6 +63,7 @@ class ModelFaults:
         self._arrays: dict[str, LayerArrays] = {}
         self._prepared: dict[str, object] = {}
         self._kernels: FaultKernels | None = None
+        self._parts: dict[str, tuple[ChipletPart, ...]] = {}
 
     @property
     def active(self) -> bool:
@@ -102,6 +112,25 @@ class ModelFaults:
                 self._kernels = NUMPY_KERNELS
         return self._kernels
 
+    def parts(self, layer_id: str) -> tuple[ChipletPart, ...]:
+        """The chiplet parts of a layer split across the package (cached)."""
+        pp = self._parts.get(layer_id)
+        if pp is None:
+            sch = self.schedules[layer_id]
+            assert sch.package is not None  # plan_faults gives nop_ber > 0 only to package layers
+            pp = self._parts[layer_id] = chiplet_parts(sch.shape, sch.package, self.spec)
+        return pp
+
+    def package_exposed(self, layer_id: str) -> dict[str, int]:
+        """Per tensor, free bits × hops of every chiplet copy of one layer call."""
+        plan = self.plans[layer_id]
+        shape = self.schedules[layer_id].shape
+        free = WORD_BITS - plan.nop_protected_msbs
+        return {
+            t: sum(int(received_words(shape, p, t).size) * free * p.hops for p in self.parts(layer_id))
+            for t in ("weight", "input")
+        }
+
     def session(self, seed: int) -> FaultSession | None:
         """A run's injector (``None`` when no layer scales anything)."""
         scaled = self.active or any(p.energy_only_buffers for p in self.plans.values())
@@ -119,6 +148,7 @@ class FaultSession:
         self._flipped: dict[str, np.ndarray] = {}
         self._words: dict[str, list[int]] = {}
         self._blocks: dict[str, tuple[int, list[FaultSample]]] = {}
+        self._package_tally: dict[str, dict[str, list[int]]] = {}
 
     def apply(
         self, layer_id: str, x: np.ndarray, prog: LayerProgram, acc: np.ndarray, *operands: np.ndarray
@@ -131,6 +161,16 @@ class FaultSession:
             return acc
         call = self._calls.get(layer_id, 0)
         self._calls[layer_id] = call + 1
+        if not plan.onchip_trivial:
+            acc = self._onchip(layer_id, call, x, prog, acc, *operands)
+        if plan.nop_ber > 0.0 and not operands:  # no package faults on activation × activation matmuls
+            acc = self._package(layer_id, call, x, prog, acc)
+        return acc
+
+    def _onchip(
+        self, layer_id: str, call: int, x: np.ndarray, prog: LayerProgram, acc: np.ndarray, *operands: np.ndarray
+    ) -> np.ndarray:
+        plan = self.faults.plans[layer_id]
         f = self.faults
         geom = f.geometry(layer_id)
         ev = f.events(layer_id)
@@ -152,6 +192,20 @@ class FaultSession:
             x, prog, acc, sample, geom, f.arrays(layer_id, prog), f.kernels, f.prepared(layer_id, prog), second
         )
 
+    def _package(self, layer_id: str, call: int, x: np.ndarray, prog: LayerProgram, acc: np.ndarray) -> np.ndarray:
+        plan = self.faults.plans[layer_id]
+        parts = self.faults.parts(layer_id)
+        rng = package_rng(self.seed, plan.layer_index, call)
+        faults = sample_package_faults(prog.schedule.shape, parts, plan.nop_ber, plan.nop_protected_msbs, rng)
+        tally = self._package_tally.setdefault(layer_id, {t: [0, 0, 0] for t in ("weight", "input")})
+        exposed = self.faults.package_exposed(layer_id)
+        for t in tally:
+            tally[t][0] += exposed[t]
+        for cf in faults:
+            tally[cf.tensor][1] += cf.bits_flipped
+            tally[cf.tensor][2] += len(cf.index)
+        return package_delta(x, prog, acc, parts, faults)
+
     def counters(self) -> dict[str, Any]:
         """``{layer: {tensor: {bits_exposed, bits_flipped, words_corrupted, noc: {...}, sram: {...}}}}``.
 
@@ -159,10 +213,15 @@ class FaultSession:
         """
         out: dict[str, Any] = {}
         for lid, p in self.faults.plans.items():
-            if lid in self._calls:
+            if lid in self._package_tally:
+                out.setdefault(lid, {})["package"] = {
+                    t: {"bits_exposed": e, "bits_flipped": fl, "words_corrupted": w}
+                    for t, (e, fl, w) in self._package_tally[lid].items()
+                }
+            if lid in self._calls and not p.onchip_trivial:
                 ev = self.faults.events(lid)
                 fl = self._flipped.get(lid, np.zeros(len(ev.streams), np.int64))
-                out[lid] = fault_counters(ev.streams, fl, tuple(self._words[lid]), self._calls[lid])  # type: ignore[arg-type]
+                out[lid] = out.get(lid, {}) | fault_counters(ev.streams, fl, tuple(self._words[lid]), self._calls[lid])  # type: ignore[arg-type]
             if p.energy_only_buffers:  # scaled without a fault model: say so
                 out.setdefault(lid, {})["energy_only_buffers"] = list(p.energy_only_buffers)
         return out

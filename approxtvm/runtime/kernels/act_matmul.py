@@ -27,6 +27,7 @@ import numpy as np
 
 from approxtvm.errors import MultiplierError
 from approxtvm.runtime.kernels.dispatch import KernelCache, _check_path, dense_products, tvm_available
+from approxtvm.runtime.kernels.geometry import ConvGeometry
 from approxtvm.runtime.multipliers.multiplier import Multiplier
 
 _F64_EXACT = 2**53
@@ -101,6 +102,7 @@ def matmul_products(
                 found="higher rank",
                 fix="use path=None (automatic) or 'table'",
             )
+    if path == "lowrank" and not _column_kernel_ok(mult):
         ab, bb = a.view(np.uint8), b.view(np.uint8)
         total = np.zeros((*a.shape[:-1], b.shape[-1]), np.int64)
         for t in range(f.rank):
@@ -124,6 +126,8 @@ def matmul_products(
     lead = a.shape[:-2]
     a3 = a.reshape(-1, *a.shape[-2:])
     b3 = b.reshape(-1, *b.shape[-2:])
+    # table paths, and the low-rank path where the column kernel runs (the factorisation is exact,
+    # so the table gives the same sums in one pass instead of r float64 matmuls)
     if path == "table_numpy" or not tvm_available():
         tab = mult.table.astype(np.int32, copy=False)
         ab, bb = a3.view(np.uint8), b3.view(np.uint8)
@@ -131,11 +135,31 @@ def matmul_products(
         for ci in range(c):
             acc += tab[ab[:, :, ci, None], bb[:, None, ci, :]]
         return acc.reshape(*lead, a.shape[-2], b.shape[-1])
+    from approxtvm.runtime.kernels.table_perm import grouped_table_tvm
+
+    if _column_kernel_ok(mult):
+        # all slices in one grouped 1×1 conv: slice i = group i, a's rows = pixels, b's columns =
+        # output channels (weight-stationary columns, no per-call weight tables)
+        nb, m, k = a3.shape[0], a3.shape[1], b3.shape[2]
+        xg = np.ascontiguousarray(a3.view(np.uint8).transpose(0, 2, 1)).reshape(1, nb * c, m, 1)
+        wg = np.ascontiguousarray(b3.view(np.uint8).transpose(0, 2, 1)).reshape(nb * k, c, 1, 1)
+        g = ConvGeometry(1, nb * c, m, 1, nb * k, 1, 1)
+        y = grouped_table_tvm(xg, wg, mult.table, nb, g, cache.tvm_kernels(), mult.table_hash)
+        return np.ascontiguousarray(y.reshape(nb, k, m).transpose(0, 2, 1)).reshape(*lead, m, k)
     out = np.empty((a3.shape[0], a3.shape[1], b3.shape[2]), np.int32)
     for i in range(a3.shape[0]):
         # the second operand plays the weight: dense_products takes it as (K, C)
         out[i] = dense_products(a3[i], np.ascontiguousarray(b3[i].T), mult, path="table_gather", cache=cache)
     return out.reshape(*lead, a.shape[-2], b.shape[-1])
+
+
+def _column_kernel_ok(mult: Multiplier) -> bool:
+    """TVM is present and the table fits the 16-bit column kernel."""
+    if not tvm_available():
+        return False
+    from approxtvm.runtime.kernels.table_perm import perm_dtype
+
+    return perm_dtype(mult.table) is not None
 
 
 def _exact_ort(a: np.ndarray, b: np.ndarray, signed: bool, cache: KernelCache) -> np.ndarray:

@@ -9,8 +9,12 @@ Paths (all bit-exact against :mod:`approxtvm.runtime.kernels.reference`):
     ``M`` has an exact integer factorisation of small rank (over all activations and the weights
     that occur): integer convs of byte maps on onnxruntime (:mod:`.lowrank`, :mod:`.intconv`).
 ``table``
-    Any table on TVM (:mod:`.table_tvm`): weight-stationary per-weight tables, or, for layers with
-    few output pixels whose tables are not cached, a direct LUT gather (cost model).
+    Any table on TVM, the fastest of three kernels by a cost model: the register-LUT kernel of
+    :mod:`.table_perm` (AVX-512 BW, 16-bit tables; no per-weight tables), weight-stationary
+    per-weight tables (:mod:`.table_tvm`, fastest for many output pixels when the tables stay
+    cached), or a direct LUT gather.
+``table_perm``
+    Any 16-bit table, forcing the register-LUT kernel (AVX-512 BW hosts only).
 ``table_gather``
     Any table, forcing TVM's direct gather kernel.
 ``table_numpy``
@@ -55,7 +59,7 @@ if TYPE_CHECKING:
     from approxtvm.runtime.kernels.table_tvm import TvmKernelCache
 
 #: Valid values of ``path=``.
-PATHS: tuple[str, ...] = ("exact", "lowrank", "table", "table_gather", "table_numpy", "reference")
+PATHS: tuple[str, ...] = ("exact", "lowrank", "table", "table_perm", "table_gather", "table_numpy", "reference")
 
 #: The low-rank path is chosen while it needs at most this many uint8 product terms (one term
 #: costs about one exact integer conv; the table path costs about ten).
@@ -274,6 +278,16 @@ class LayerStore:
     weight_key: str = ""
     entries: dict[tuple[str, str], object] = field(default_factory=dict)
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickle the numpy-only entries (factorisations, weight plans); prepared TVM kernels are
+        per process and are rebuilt on first use."""
+        keep = {k: v for k, v in self.entries.items() if k[0] in ("factors", "plan")}
+        return {"weight_key": self.weight_key, "entries": keep}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.weight_key = state["weight_key"]  # type: ignore[assignment]
+        self.entries = dict(state["entries"])  # type: ignore[call-overload]
+
     @staticmethod
     def for_weights(w: np.ndarray) -> LayerStore:
         """A store for fixed weights ``w`` (hashes them once)."""
@@ -425,16 +439,51 @@ def _conv2d_tvm(
     path: str,
     store: LayerStore | None = None,
 ) -> np.ndarray:
+    from approxtvm.runtime.kernels.table_perm import PermConv, perm_available, perm_dtype
     from approxtvm.runtime.kernels.table_tvm import conv2d_table_tvm, plan_tables
 
     kernels = cache.tvm_kernels()
     _set_tvm_threads(threads)
     if path == "table_gather":
         return conv2d_table_tvm(xp, wb, mult.table, gp, kernels, None, kernel="gather")
-    plan = plan_tables(gp, mult.table, kernels.config)
+    # the layer's kernel choice and prepared register-LUT kernel live in its store (weights fixed)
+    skey = ("tvm_table", f"{path}:{mult.table_hash}:{gp}")
+    prepared = store.entries.get(skey) if store is not None else None
+    if prepared is None:
+        perm_ok = perm_available(kernels.cpu) and perm_dtype(mult.table) is not None
+        if path == "table_perm" and not perm_ok:
+            raise MultiplierError(
+                "path='table_perm' needs an AVX-512 BW host and a table whose values fit 16 bits",
+                expected="avx512 and int16/uint16 table values",
+                found=f"{kernels.cpu.llvm_cpu} (avx512={kernels.cpu.avx512}), values "
+                f"{int(mult.table.min())}..{int(mult.table.max())}",
+                fix="use path='table'",
+            )
+        plan = plan_tables(gp, mult.table, kernels.config)
+        if path == "table_perm" or (perm_ok and not _tables_pay(gp, plan, plan.table_bytes(gp), cache)):
+            prepared = PermConv(wb, mult.table, gp, kernels, mult.table_hash)
+        else:
+            prepared = plan
+        if store is not None:
+            store.entries[skey] = prepared
+    if isinstance(prepared, PermConv):
+        return prepared(xp)
+    plan = prepared
     wkey = _weight_key(wb, store)
     tables = cache.layer_tables((mult.table_hash, wkey, wb.shape, plan), plan.table_bytes(gp))
     return conv2d_table_tvm(xp, wb, mult.table, gp, kernels, tables)
+
+
+def _tables_pay(gp: ConvGeometry, plan: object, nbytes: int, cache: KernelCache) -> bool:
+    """Whether cached per-weight tables beat the register-LUT kernel on this layer (many output
+    pixels per weight, and tables small enough to stay in the cache)."""
+    from approxtvm.runtime.kernels.table_perm import PERM_MACS_PER_S
+    from approxtvm.runtime.kernels.table_tvm import TABLE_MACS_PER_S, TABLE_STREAM_BYTES_PER_S
+
+    if nbytes > min(LAYER_TABLE_CACHE_MAX_BYTES, cache.table_cache_max_bytes):
+        return False
+    macs = gp.macs
+    return macs / TABLE_MACS_PER_S + nbytes / TABLE_STREAM_BYTES_PER_S < macs / PERM_MACS_PER_S
 
 
 def dense_products(

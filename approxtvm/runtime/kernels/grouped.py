@@ -10,10 +10,15 @@ Paths (the same names as :mod:`.dispatch`):
     one onnxruntime ``ConvInteger`` with ``group = G`` on uint8 × uint8 (signed operands are
     shifted by 128 and the shift is undone exactly by the operator's zero points).
 ``lowrank``
-    the multiplier's exact integer factorisation ``Σ_t U_t(x)·V_t(w)``, each term a grouped
-    convolution of the byte maps in float64 (exact: the bound ``Σ|U||V|·taps < 2^53`` is checked,
-    int64 otherwise).
-``table`` / ``table_gather`` / ``table_numpy``
+    with TVM and a 16-bit table: the column kernel below (the factorisation is exact, so the table
+    gives the same sums in one pass). Otherwise the multiplier's exact integer factorisation
+    ``Σ_t U_t(x)·V_t(w)``, each term a grouped convolution of the byte maps in float64 (exact: the
+    bound ``Σ|U||V|·taps < 2^53`` is checked, int64 otherwise).
+``table`` / ``table_perm`` / ``table_gather``
+    with TVM and a 16-bit table: the weight-stationary column kernel of :mod:`.table_perm` (one
+    256-entry column per weight, looked up by 32 activations at a time; register permutes on
+    AVX-512 BW). Otherwise, like ``table_numpy``:
+``table_numpy``
     a table gather per tap and per input channel of the group (``M`` applied product by product);
     groups with enough channels run one ordinary table convolution per group instead.
 ``reference``
@@ -26,7 +31,14 @@ import numpy as np
 
 from approxtvm.errors import MultiplierError
 from approxtvm.runtime.kernels import reference
-from approxtvm.runtime.kernels.dispatch import KernelCache, _check_path, _factors_for, choose_path, conv2d_products
+from approxtvm.runtime.kernels.dispatch import (
+    KernelCache,
+    LayerStore,
+    _check_path,
+    _factors_for,
+    choose_path,
+    conv2d_products,
+)
 from approxtvm.runtime.kernels.geometry import ConvGeometry, check_operands, pad_input, tap_view
 from approxtvm.runtime.kernels.intconv import IntegerFactors
 from approxtvm.runtime.multipliers.multiplier import Multiplier
@@ -89,6 +101,7 @@ def grouped_conv2d_products(
     threads: int | None = None,
     path: str | None = None,
     cache: KernelCache | None = None,
+    store: LayerStore | None = None,
 ) -> np.ndarray:
     """Raw products ``Σ M(x, w)`` of a grouped convolution (int32 (N, K, P, Q), wrapping).
 
@@ -102,8 +115,9 @@ def grouped_conv2d_products(
         The multiplier; activation = table row, weight = column.
     groups
         Number of groups ``G`` (``C`` for a depthwise convolution).
-    strides, dilations, pads, pad_value, threads, path, cache
-        As in :func:`approxtvm.runtime.kernels.conv2d_products`.
+    strides, dilations, pads, pad_value, threads, path, cache, store
+        As in :func:`approxtvm.runtime.kernels.conv2d_products` (``store`` keeps the layer's
+        prepared column kernel when its weights never change).
     """
     x = np.asarray(x)
     w = np.asarray(w)
@@ -119,6 +133,7 @@ def grouped_conv2d_products(
             threads=threads,
             path=path,
             cache=cache,
+            store=store,
         )
     g = grouped_geometry(x, w, groups, strides, dilations, pads)
     check_operands(x, w, mult.signed, pad_value, "grouped_conv2d_products")
@@ -144,8 +159,14 @@ def grouped_conv2d_products(
     if path == "lowrank":
         f = _factors_for(mult, np.ascontiguousarray(w).view(np.uint8), cache, path)
         xb = pad_input(x, g, pad_value).view(np.uint8)
+        if _column_kernel_ok(mult, cache):
+            # the factorisation is exact, so its sum equals the table's: one column-kernel pass
+            # costs less than r grouped convolutions of byte maps
+            return _column(xb, w, mult, groups, g, cache, threads, store)
         return _factor_grouped(xb, np.ascontiguousarray(w).view(np.uint8), f, groups, g)
     # table paths
+    if path in ("table", "table_perm", "table_gather") and _column_kernel_ok(mult, cache):
+        return _column(pad_input(x, g, pad_value).view(np.uint8), w, mult, groups, g, cache, threads, store)
     if groups <= PER_GROUP_MAX_GROUPS and cg * kg >= PER_GROUP_MIN_WORK:
         xp = pad_input(x, g, pad_value)
         parts = [
@@ -164,6 +185,44 @@ def grouped_conv2d_products(
         return np.concatenate(parts, axis=1)
     xb = pad_input(x, g, pad_value).view(np.uint8)
     return _table_grouped(xb, np.ascontiguousarray(w).view(np.uint8), mult.table, groups, g)
+
+
+def _column_kernel_ok(mult: Multiplier, cache: KernelCache) -> bool:
+    """Whether the TVM weight-stationary column kernel runs ``mult`` (TVM present, 16-bit table)."""
+    from approxtvm.runtime.kernels.dispatch import tvm_available
+
+    if not tvm_available():
+        return False
+    from approxtvm.runtime.kernels.table_perm import perm_dtype
+
+    return perm_dtype(mult.table) is not None
+
+
+def _column(
+    xb: np.ndarray,
+    w: np.ndarray,
+    mult: Multiplier,
+    groups: int,
+    g: ConvGeometry,
+    cache: KernelCache,
+    threads: int | None,
+    store: LayerStore | None = None,
+) -> np.ndarray:
+    """The grouped table kernel of :mod:`.table_perm` on padded bytes ``xb`` (prepared once per
+    layer in ``store`` when given)."""
+    from approxtvm.runtime.kernels.dispatch import _set_tvm_threads
+    from approxtvm.runtime.kernels.table_perm import ColumnConv
+
+    _set_tvm_threads(threads)
+    gp = _padded(g)
+    key = ("column", f"{mult.table_hash}:{groups}:{gp}")
+    conv = store.entries.get(key) if store is not None else None
+    if conv is None:
+        wb = np.ascontiguousarray(w).view(np.uint8)
+        conv = ColumnConv(wb, mult.table, groups, gp, cache.tvm_kernels(), mult.table_hash)
+        if store is not None:
+            store.entries[key] = conv
+    return conv(xb)  # type: ignore[operator]
 
 
 def _padded(g: ConvGeometry) -> ConvGeometry:

@@ -326,6 +326,9 @@ class TvmKernelCache:
     #: hold ``scratch_lock`` while using it.
     scratch: np.ndarray | None = field(default=None, repr=False)
     scratch_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: Device copies of product tables (and their transposes) in the kernels' element type, by
+    #: ``(table key, layout)``; filled by :mod:`.table_perm`.
+    luts: dict[tuple[str, str], tuple[object, str]] = field(default_factory=dict, repr=False)
 
     def scratch_tensor(self, shape: tuple[int, ...], dtype: str) -> tvm.runtime.Tensor:
         """A TVM view (zero-copy) of the scratch buffer; caller holds :attr:`scratch_lock`."""
@@ -348,14 +351,17 @@ class TvmKernelCache:
 
         return tvm.target.Target({"kind": "llvm", "mcpu": self.cpu.llvm_cpu, "num-cores": max(1, os.cpu_count() or 1)})
 
-    def get(self, key: _ConvKey | _BuildKey | _GatherKey) -> tvm_ffi.Function:
-        """Compiled kernel for ``key`` (compiled on first use)."""
+    def get(self, key: object) -> tvm_ffi.Function:
+        """Compiled kernel for ``key`` (compiled on first use): a key of this module, or any frozen
+        key with a ``name`` and a ``prim_func()`` (e.g. :mod:`.table_perm`)."""
         with self.lock:
             hit = self.kernels.get(key)
             if hit is None:
                 import tvm
 
-                if isinstance(key, _BuildKey):
+                if hasattr(key, "prim_func"):  # kernels of other modules describe themselves
+                    name, func = key.name, key.prim_func()
+                elif isinstance(key, _BuildKey):
                     name, func = "build_tables", _make_build(key)
                 elif isinstance(key, _GatherKey):
                     name, func = "gather_conv", _make_gather_conv(key)

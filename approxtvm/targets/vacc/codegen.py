@@ -285,7 +285,7 @@ def lower_function(
         mapping = map_layer(shape, spec, spec.mapping_objective)
         counts = analytic_counts(mapping, spec)
     else:  # split across the chiplets; the kernels run the whole layer's nest (same arithmetic)
-        package = map_package(shape, spec, spec.package.mapping_objective)
+        package = map_package(shape, spec, spec.mapping_objective)
         mapping = package.chiplet if not package.partition.splits else map_layer(shape, spec, spec.mapping_objective)
         counts = package_counts(package, spec)
     intrinsic = Intrinsic(

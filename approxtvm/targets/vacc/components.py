@@ -557,9 +557,9 @@ class PackageNetwork:
         Full swing of the package links, volts (the ``nop_swing_v`` knob scales below it).
     sigma_v
         Receiver noise σ of the package links for ``BER = Q(V_sw / (2σ))``, volts.
-    mapping_objective
-        What the package mapper optimises when it splits layers across chiplets: ``energy``,
-        ``edp`` or ``latency`` (the chiplet mapper uses it for the sub-layers too).
+    memory_bandwidth_bits_per_cycle
+        Bits per cycle of the package's memory interface (``None``: one DRAM channel of the
+        chiplet spec, ``dram.bandwidth_bits_per_cycle``).
     """
 
     chiplet_rows: int
@@ -572,7 +572,7 @@ class PackageNetwork:
     swing_model: str = "linear"
     nominal_swing_v: float = 0.2
     sigma_v: float = 0.01
-    mapping_objective: str = "energy"
+    memory_bandwidth_bits_per_cycle: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("chiplet_rows", "chiplet_cols", "bandwidth_bits_per_cycle"):
@@ -607,12 +607,12 @@ class PackageNetwork:
             fix="give the links' full swing in volts",
         )
         _check(
-            self.mapping_objective in ("energy", "edp", "latency"),
-            "mapping_objective",
-            "unknown mapper objective",
-            expected="energy, edp or latency",
-            found=self.mapping_objective,
-            fix="pick one of the three",
+            self.memory_bandwidth_bits_per_cycle is None or self.memory_bandwidth_bits_per_cycle > 0,
+            "memory_bandwidth_bits_per_cycle",
+            "impossible size",
+            expected="> 0 (or leave it out: one DRAM channel)",
+            found=self.memory_bandwidth_bits_per_cycle,
+            fix="give the memory interface's bits per cycle",
         )
         _check(
             0 < self.sigma_v < self.nominal_swing_v,

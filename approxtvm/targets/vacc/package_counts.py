@@ -19,7 +19,7 @@ Model (Simba-like network-on-package, see :class:`~approxtvm.targets.vacc.hardwa
   memory node, lowest index on ties), which adds them (``(ways − 1)`` adds per output, priced at
   the spec's add energy) and writes the finished outputs to memory once.
 * Latency = max(chiplet latency, busiest directed package link's bits / link bandwidth, the
-  package's memory bits / the DRAM bandwidth of one interface).
+  package's memory bits / :func:`memory_bandwidth`).
 
 The counts are an :class:`~approxtvm.targets.vacc.counts.AccessCounts` whose ``package_traffic``
 holds ``(tensor, payload bits, link-bit traversals, router-bit traversals)``; a package of one
@@ -38,7 +38,7 @@ from approxtvm.targets.vacc.hardware import AcceleratorSpec, PackageNetwork
 from approxtvm.targets.vacc.package import PackageMapping, Partition
 from approxtvm.targets.vacc.workload import TENSOR_DIMS
 
-__all__ = ["PackageTraffic", "package_counts", "package_traffic", "xy_route"]
+__all__ = ["PackageTraffic", "memory_bandwidth", "package_counts", "package_traffic", "xy_route"]
 
 Link = tuple[tuple[int, int], tuple[int, int]]
 
@@ -166,6 +166,14 @@ def package_traffic(partition: Partition, sub: AccessCounts, spec: AcceleratorSp
     )
 
 
+def memory_bandwidth(spec: AcceleratorSpec) -> int:
+    """Bits per cycle of the package's memory interface (one DRAM channel unless the package says)."""
+    pkg = spec.package
+    if pkg is not None and pkg.memory_bandwidth_bits_per_cycle is not None:
+        return pkg.memory_bandwidth_bits_per_cycle
+    return spec.dram.bandwidth_bits_per_cycle
+
+
 def package_counts(pm: PackageMapping, spec: AcceleratorSpec) -> AccessCounts:
     """Counts of the whole layer on the package (all chiplets, the package network, the memory).
 
@@ -197,7 +205,7 @@ def combine(partition: Partition, sub: AccessCounts, spec: AcceleratorSpec) -> A
     lat = max(
         sub.latency_cycles,
         -(-tr.busiest_link_bits // bw),
-        -(-mem_bits // spec.dram.bandwidth_bits_per_cycle),
+        -(-mem_bits // memory_bandwidth(spec)),
     )
     chiplets = pkg.num_chiplets if pkg is not None else 1
     return AccessCounts(

@@ -24,7 +24,7 @@ from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.hierarchy import Hierarchy
 from approxtvm.targets.vacc.mapper import OBJECTIVES, map_layer
 from approxtvm.targets.vacc.package import PackageMapping, Partition, partition_candidates, sub_shape
-from approxtvm.targets.vacc.package_counts import combine, package_traffic
+from approxtvm.targets.vacc.package_counts import combine, memory_bandwidth, package_traffic
 from approxtvm.targets.vacc.pricing import energy_breakdown_pj
 from approxtvm.targets.vacc.workload import LayerShape
 
@@ -80,7 +80,7 @@ def _bound(shape: LayerShape, part: Partition, spec: AcceleratorSpec) -> tuple[f
     latency = max(
         -(-sub.macs // spec.pe_array.num_macs),
         -(-tr.busiest_link_bits // bw),
-        -(-mem_bits // spec.dram.bandwidth_bits_per_cycle),
+        -(-mem_bits // memory_bandwidth(spec)),
     )
     return energy, float(latency)
 
@@ -114,7 +114,7 @@ def _map_package_cached(shape: LayerShape, spec: AcceleratorSpec, objective: str
 
 
 def map_package(
-    shape: LayerShape, spec: AcceleratorSpec, objective: str = "energy", *, keep: int = 4
+    shape: LayerShape, spec: AcceleratorSpec, objective: str = "energy", *, keep: int = 3
 ) -> PackageMapping:
     """Best :class:`PackageMapping` of ``shape`` on ``spec``'s package for ``objective``.
 

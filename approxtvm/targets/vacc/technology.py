@@ -34,16 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from approxtvm.errors import ConfigError
-from approxtvm.schema import rekey
+from approxtvm.schema import Schema, check
 from approxtvm.targets.vacc.components import SRAM_FAILURE_MODES
 from approxtvm.targets.vacc.hardware import AcceleratorSpec, SramVoltageModel
 from approxtvm.targets.vacc.yaml_io import load_strict_yaml
 
 #: How an SRAM failure reaches the data (``SramVoltageModel.failure_mode``, used by the fault planner).
 FAILURE_MODES = SRAM_FAILURE_MODES
-_TOP_KEYS = {"name", "description", "node_nm", "sram", "noc", "sources"}
-_SRAM_KEYS = {"nominal_vdd_v", "ber_table", "failure"}
-_NOC_KEYS = {"nominal_vdd_v", "sigma_v", "swing_model"}
 _POINT_KEY = re.compile(r"^sram\.ber_table\[(?P<hi>[0-9.]+)(?:-(?P<lo>[0-9.]+))?\]$")
 
 
@@ -107,70 +104,120 @@ def _err(file: str, key: str, what: str, expected: str, found: Any, fix: str) ->
     return ConfigError(f"{file}: key {key!r}: {what}", expected=expected, found=repr(found), fix=fix)
 
 
-def _section(data: dict[str, Any], key: str, allowed: set[str], file: str, required: bool) -> dict[str, Any]:
-    sec = data.get(key)
-    if sec is None and not required:
-        return {}
-    if not isinstance(sec, dict):
-        raise _err(file, key, "missing or not a mapping", f"a mapping with {sorted(allowed)}", sec, "see the docs")
-    unknown = set(sec) - allowed
-    if unknown:
-        k = sorted(unknown)[0]
-        raise _err(file, f"{key}.{k}", "unknown key", f"one of {sorted(allowed)}", k, "remove or rename it")
-    return sec
+@dataclass(frozen=True, slots=True)
+class SramSection:
+    """``sram:`` of a technology file.
+
+    Attributes
+    ----------
+    nominal_vdd_v
+        Supply of the measurements (V).
+    ber_table
+        ``[volts, bit-cell failure probability]`` points, highest voltage first.
+    failure
+        How the source observed the failures (see :data:`FAILURE_MODES`).
+    """
+
+    nominal_vdd_v: float
+    ber_table: tuple[tuple[float, float], ...]
+    failure: str = "write"
+
+    def __post_init__(self) -> None:
+        check(
+            self.failure in FAILURE_MODES,
+            "failure",
+            "unknown failure mode",
+            expected=f"one of {FAILURE_MODES}",
+            found=self.failure,
+            fix="pick one",
+        )
+        self.model()  # the spec model's own checks (table order, voltage range), keyed under sram
+
+    def model(self) -> SramVoltageModel:
+        """The spec's SRAM model (its own checks: table order, voltage range)."""
+        return SramVoltageModel(self.nominal_vdd_v, self.ber_table, self.failure)
+
+
+@dataclass(frozen=True, slots=True)
+class NocSection:
+    """``noc:`` of a technology file (each value ``None``: the spec's is kept).
+
+    Attributes
+    ----------
+    nominal_vdd_v
+        Full link swing (V).
+    sigma_v
+        Link noise σ (V): ``BER = Q(V_sw / 2σ)``.
+    swing_model
+        ``linear`` or ``quadratic``.
+    """
+
+    nominal_vdd_v: float | None = None
+    sigma_v: float | None = None
+    swing_model: str | None = None
+
+    def __post_init__(self) -> None:
+        v, sigma, swing = self.nominal_vdd_v, self.sigma_v, self.swing_model
+        check(v is None or 0 < v <= 5, "nominal_vdd_v", "impossible voltage", expected="0 < V <= 5", found=v,
+              fix="give the supply in volts")  # fmt: skip
+        check(sigma is None or 0 < sigma < 1, "sigma_v", "impossible noise", expected="0 < σ < 1 V", found=sigma,
+              fix="give volts")  # fmt: skip
+        check(swing in (None, "linear", "quadratic"), "swing_model", "unknown model", expected="linear or quadratic",
+              found=swing, fix="pick one")  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class TechnologyFile:
+    """The layout of a technology YAML (see the module docstring).
+
+    Attributes
+    ----------
+    name, description
+        Preset name and one line on what was measured, where.
+    sram, noc
+        The sections.
+    sources
+        Key → citation or ``"estimate: …"``; every number of the file needs one.
+    node_nm
+        Process node of the measurements (0: not given).
+    """
+
+    name: str
+    sram: SramSection
+    sources: dict[str, str]
+    description: str = ""
+    node_nm: int = 0
+    noc: NocSection = NocSection()
+
+    def __post_init__(self) -> None:
+        check(self.node_nm >= 0, "node_nm", "not a process node", expected="a whole number of nanometres",
+              found=self.node_nm, fix="e.g. node_nm: 28")  # fmt: skip
+        check(all(v.strip() for v in self.sources.values()), "sources", "empty source",
+              expected="key: citation or 'estimate: ...'", found=self.sources, fix="cite each number")  # fmt: skip
+
+
+#: Technology files ↔ :class:`TechnologyFile`: strict types, unknown keys rejected, errors keyed.
+TECHNOLOGY_SCHEMA = Schema(ConfigError)
 
 
 def _parse(data: Any, file: str) -> Technology:
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: the top level must be a mapping", expected="name, sram, sources", found=repr(data))
-    unknown = set(data) - _TOP_KEYS
-    if unknown:
-        k = sorted(unknown)[0]
-        raise _err(file, k, "unknown key", f"one of {sorted(_TOP_KEYS)}", k, "remove or rename it")
-    for k in ("name", "sram", "sources"):
-        if k not in data:
-            raise _err(file, k, "missing", "present", None, f"add {k}")
-    sram = _section(data, "sram", _SRAM_KEYS, file, True)
-    noc = _section(data, "noc", _NOC_KEYS, file, False)
-    failure = str(sram.get("failure", "write"))
-    if failure not in FAILURE_MODES:
-        raise _err(file, "sram.failure", "unknown failure mode", f"one of {FAILURE_MODES}", failure, "pick one")
-    try:
-        table = tuple((float(v), float(b)) for v, b in sram["ber_table"])
-        model = SramVoltageModel(float(sram["nominal_vdd_v"]), table, failure)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _err(
-            file, "sram", "incomplete or malformed", "nominal_vdd_v (V) and ber_table [[V, BER], ...]", exc, "fix it"
-        ) from None
-    except ConfigError as exc:
-        raise rekey(exc, file, "sram") from None
-    swing = noc.get("swing_model")
-    if swing is not None and swing not in ("linear", "quadratic"):
-        raise _err(file, "noc.swing_model", "unknown model", "linear or quadratic", swing, "pick one")
-    sigma = noc.get("sigma_v")
-    if sigma is not None and not (isinstance(sigma, int | float) and 0 < sigma < 1):
-        raise _err(file, "noc.sigma_v", "impossible noise", "0 < σ < 1 V", sigma, "give volts")
-    noc_vdd = noc.get("nominal_vdd_v")
-    if noc_vdd is not None and not (isinstance(noc_vdd, int | float) and 0 < noc_vdd <= 5):
-        raise _err(file, "noc.nominal_vdd_v", "impossible voltage", "0 < V <= 5", noc_vdd, "give the supply in volts")
-    node = data.get("node_nm", 0)
-    if isinstance(node, bool) or not isinstance(node, int) or node < 0:
-        raise _err(file, "node_nm", "not a process node", "a whole number of nanometres", node, "e.g. node_nm: 28")
-    sources = data["sources"]
-    if not isinstance(sources, dict) or not all(isinstance(v, str) and v.strip() for v in sources.values()):
-        raise _err(file, "sources", "not a mapping of key -> text", "key: citation or 'estimate: ...'", sources, "")
+    f = TECHNOLOGY_SCHEMA.structure(data, TechnologyFile, source=file)
+    model = f.sram.model()
     tech = Technology(
-        name=str(data["name"]),
-        description=str(data.get("description", "")),
-        node_nm=int(data.get("node_nm", 0)),
+        name=f.name,
+        description=f.description,
+        node_nm=f.node_nm,
         sram=model,
         sram_failure=model.failure_mode,
-        noc_nominal_vdd_v=None if noc.get("nominal_vdd_v") is None else float(noc["nominal_vdd_v"]),
-        noc_sigma_v=None if sigma is None else float(sigma),
-        noc_swing_model=swing,
-        sources=tuple((str(k), str(v)) for k, v in sources.items()),
+        noc_nominal_vdd_v=f.noc.nominal_vdd_v,
+        noc_sigma_v=f.noc.sigma_v,
+        noc_swing_model=f.noc.swing_model,
+        sources=tuple(f.sources.items()),
     )
-    _check_sources(tech, sram, noc, file, has_node="node_nm" in data)
+    # which keys the file spells (a number needs a source only where the file gives it)
+    _check_sources(tech, data["sram"], data.get("noc") or {}, file, has_node="node_nm" in data)
     return tech
 
 

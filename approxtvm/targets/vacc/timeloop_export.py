@@ -12,6 +12,9 @@ The files let the same layer be checked by Timeloop/Accelergy. Correspondence:
 * Problem (``problem.yaml``): Timeloop's CNN layer; our ``K`` is Timeloop's ``M``. Our (P, R) pair is
   Timeloop's (P, R) with ``Wstride``/``Wdilation`` = our ``stride_h``/``dilation_h``; (Q, S) uses
   ``Hstride``/``Hdilation`` = our ``stride_w``/``dilation_w`` (Timeloop only needs the pairs to match).
+* Package: on a spec with several chiplets the ``chiplet`` container fans out ``meshX`` =
+  chiplets below DRAM, and a :class:`~approxtvm.targets.vacc.package.PackageMapping`'s partition
+  is a spatial entry at ``DRAM``; the problem is the whole layer.
 * Mapping (``mapping.yaml``): one temporal entry per Timeloop storage level, a spatial entry at the
   storage feeding the PEs (``GlobalBuffer``; ``DRAM`` without a shared level) and one at
   ``PEAccuBuffer`` (lanes on X, vector MACs on Y). Our ``PE`` level loops go to ``PEAccuBuffer``, the
@@ -30,9 +33,10 @@ import yaml
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.hierarchy import Hierarchy
 from approxtvm.targets.vacc.mapping import Loop, Mapping
+from approxtvm.targets.vacc.package import PackageMapping
 from approxtvm.targets.vacc.workload import DIMS, LayerShape
 
-__all__ = ["arch_yaml", "export_timeloop", "mapping_yaml", "problem_yaml"]
+__all__ = ["arch_yaml", "export_timeloop", "mapping_yaml", "package_mapping_yaml", "problem_yaml"]
 
 #: Our dimension names -> Timeloop's.
 TL_DIM = {"N": "N", "G": "G", "K": "M", "C": "C", "P": "P", "Q": "Q", "R": "R", "S": "S"}
@@ -78,6 +82,13 @@ def _buffer(spec: AcceleratorSpec, buf: str, name: str, datawidth: int) -> _Tagg
     )
 
 
+def _chiplets(spec: AcceleratorSpec) -> _Tagged:
+    """The chiplet container: a fan-out of ``num_chiplets`` below DRAM on a package (a count, as
+    for the PEs: the package mesh and its routes are our model's, not Timeloop's)."""
+    n = spec.package.num_chiplets if spec.package is not None else 1
+    return _Tagged("!Container", {"name": "chiplet", **({"spatial": {"meshX": n}} if n > 1 else {})})
+
+
 def _shared_levels(spec: AcceleratorSpec) -> tuple[str, ...]:
     """Levels between DRAM and the PEs (``GlobalBuffer`` on the shipped specs), outermost first."""
     hier = Hierarchy.of(spec)
@@ -112,7 +123,7 @@ def arch_yaml(spec: AcceleratorSpec) -> str:
                 },
             },
         ),
-        _Tagged("!Container", {"name": "chiplet"}),
+        _chiplets(spec),
         *(
             _buffer(spec, buf, name, prec.input_bits)
             for level in _shared_levels(spec)
@@ -213,6 +224,20 @@ def _entry(target: str, kind: str, loops: tuple[Loop, ...], split: int | None = 
 def mapping_yaml(mapping: Mapping, spec: AcceleratorSpec) -> str:
     """Timeloop v4 mapping equivalent to ``mapping`` on the architecture of :func:`arch_yaml`."""
     mapping.validate(spec)
+    return _dump({"mapping": _entries(mapping, spec)})
+
+
+def package_mapping_yaml(pm: PackageMapping, spec: AcceleratorSpec) -> str:
+    """Timeloop v4 mapping of a layer split across a package: the partition is a spatial entry at
+    ``DRAM`` (across the chiplet containers), each chiplet's nest as :func:`mapping_yaml`."""
+    pm.validate(spec)
+    entries = _entries(pm.chiplet, spec)
+    part = tuple(Loop(d, n, True) for d, n in pm.partition.splits)
+    entries.insert(1, _entry("DRAM", "spatial", part, split=len(_TL_ORDER)))
+    return _dump({"mapping": entries})
+
+
+def _entries(mapping: Mapping, spec: AcceleratorSpec) -> list[dict[str, Any]]:
     lanes = set(spec.pe_array.lane_spatial_dims)
     pe = mapping.level("PE")
     lane_loops = tuple(lp for lp in pe.spatial if lp.dim in lanes)
@@ -241,11 +266,12 @@ def mapping_yaml(mapping: Mapping, spec: AcceleratorSpec) -> str:
         lane_entry,
         _entry("PEWeightRegs", "temporal", mapping.level("Register").temporal),
     ]
-    return _dump({"mapping": entries})
+    return entries
 
 
-def export_timeloop(mapping: Mapping, spec: AcceleratorSpec, directory: str | Path) -> dict[str, Path]:
-    """Write ``arch.yaml``, ``problem.yaml`` and ``mapping.yaml`` for one layer into ``directory``.
+def export_timeloop(mapping: Mapping | PackageMapping, spec: AcceleratorSpec, directory: str | Path) -> dict[str, Path]:
+    """Write ``arch.yaml``, ``problem.yaml`` and ``mapping.yaml`` for one layer into ``directory``
+    (a :class:`~approxtvm.targets.vacc.package.PackageMapping`: the whole layer across the package).
 
     Returns
     -------
@@ -257,5 +283,8 @@ def export_timeloop(mapping: Mapping, spec: AcceleratorSpec, directory: str | Pa
     out = {"arch": d / "arch.yaml", "problem": d / "problem.yaml", "mapping": d / "mapping.yaml"}
     out["arch"].write_text(arch_yaml(spec))
     out["problem"].write_text(problem_yaml(mapping.shape))
-    out["mapping"].write_text(mapping_yaml(mapping, spec))
+    if isinstance(mapping, PackageMapping):
+        out["mapping"].write_text(package_mapping_yaml(mapping, spec))
+    else:
+        out["mapping"].write_text(mapping_yaml(mapping, spec))
     return out

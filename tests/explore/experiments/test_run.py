@@ -19,6 +19,8 @@ TINY = ExperimentSettings(
     sram_v=(0.6,),
     nsga=NsgaSettings(pop_size=6, generations=2),
     resnet50_sweeps=(),
+    package_accelerator="simba_package_2x2",  # experiment 2 on a package: tests/explore/experiments/test_package_links
+    link_fractions=(0.3,),
 )
 
 
@@ -26,7 +28,7 @@ def test_experiments_report(tmp_path: Path) -> None:
     with ProcessExecutor(2) as ex:
         rep = run_experiments(tmp_path, settings=TINY, executor=ex)
         md = rep.markdown.read_text()
-        for title in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5."):
+        for title in ("## 1.", "## 2.", "## 2b.", "## 3.", "## 4.", "## 5."):
             assert title in md
         html = rep.html.read_text()
         assert "<table>" in html and 'src="pareto_front.png"' in html
@@ -41,6 +43,7 @@ def test_experiments_report(tmp_path: Path) -> None:
             assert (tmp_path / png).stat().st_size > 1000
         s = json.loads(rep.summary_json.read_text())
         assert all(s["reevaluated_identically"].values())
+        assert [r["series"] for r in s["package_link_sweep"]] == ["nominal", "NoC", "package", "both"]
         cmp = s["search_comparison"]
         assert [x["seed"] for x in cmp["seeds"]] == [0]
         for x in cmp["seeds"]:  # the same budget for the three searches

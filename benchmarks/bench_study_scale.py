@@ -1,0 +1,213 @@
+"""Experiment 4 at ResNet-50 scale: measured per-evaluation cost per stage, the projection to
+1,000 images × 300 configurations on one 2-core machine, and Dask scaling from 1 to 2 workers.
+
+Data: the shipped ``resnet50`` (ImageNet topology, random weights) on random 224² images with
+**no labels**; the loss is top-1 disagreement with the exact
+model. Only the cost is measured here, and the cost of an evaluation does not depend on the labels.
+
+Default mode (cost): this process, pinned to one core with one compute thread (as each worker
+of the projection), compiles each probe configuration (timed: the fixed cost of an evaluation)
+and runs one image (lazily built kernels count as fixed cost) and then ``BENCH_SCALE_IMAGES``
+images one by one (timed: the per-image cost). An evaluation on n images costs
+``fixed + n · per_image``. Probes: exact; an EvoApproxLib circuit (mul8u_2HH) and a low-rank family
+multiplier (drum:k=4) on every layer; ``BENCH_SCALE_RANDOM`` (default 2) seeded random per-layer
+genomes of experiment 4's default space (the library of ``genome.DEFAULT_MULTIPLIERS``). The
+projection uses the mean of the random genomes (what NSGA-II evaluates) and stages
+100 → 400 → 1,000 (``StagingSettings(100, 4)``), for several survival fractions q₁ (of stage 1)
+and q₂ (of stage 2), which depend on the data and cannot be measured without ImageNet labels.
+
+``--dask``: evaluations per hour of a real batch of ``BENCH_SCALE_DASK_CONFIGS`` (default 4)
+random genomes on ``BENCH_SCALE_DASK_IMAGES`` images (default 2) on a Dask ``LocalCluster`` with
+1 and then 2 workers (each pinned, one thread), after a warm-up per worker (worker start, model
+quantization). The machine has 2 cores, shared with other processes: the load average is printed.
+
+Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from approxtvm.explore.evaluator import EvalContext, make_task
+from approxtvm.explore.executors import DaskExecutor, evaluate_batch
+from approxtvm.explore.genome import DEFAULT_MULTIPLIERS, Configuration, SearchSpace
+from approxtvm.explore.journal import EvalRecord, Journal
+
+IMAGES = int(os.environ.get("BENCH_SCALE_IMAGES", "4"))
+RANDOM = int(os.environ.get("BENCH_SCALE_RANDOM", "2"))
+DASK_CONFIGS = int(os.environ.get("BENCH_SCALE_DASK_CONFIGS", "4"))
+DASK_IMAGES = int(os.environ.get("BENCH_SCALE_DASK_IMAGES", "2"))
+#: The goal: experiment 4 with this many images and configurations within this many hours.
+GOAL_IMAGES, GOAL_CONFIGS, GOAL_HOURS = 1000, 300, 8.0
+#: Stage sizes of the projection (StagingSettings(first_samples=100, growth=4) on 1,000 images).
+STAGES = (100, 400, 1000)
+#: Survival fractions (q1: past stage 1, q2: past stage 2) the projection is given for.
+SURVIVAL = ((1.0, 1.0), (0.5, 0.25), (0.25, 0.1), (0.15, 0.04))
+
+
+def random_genomes(layer_ids: list[str], n: int, seed: int) -> list[Configuration]:
+    """``n`` distinct random per-layer genomes of experiment 4's default space."""
+    space = SearchSpace(tuple(layer_ids), DEFAULT_MULTIPLIERS)
+    rng = np.random.default_rng(seed)
+    out: list[Configuration] = []
+    while len(out) < n:
+        c = space.decode(rng.integers(0, space.upper + 1))
+        if c not in out:
+            out.append(c)
+    return out
+
+
+def _data(tmp: str, n: int) -> EvalContext:
+    from approxtvm.models import calibration_data
+
+    npz = Path(tmp) / "r50.npz"
+    np.savez(npz, x=calibration_data("resnet50", n=n, seed=11))
+    return EvalContext("resnet50", str(npz), batch_size=1)
+
+
+def _layer_ids(rec: EvalRecord) -> list[str]:
+    return list(json.loads(rec.detail_json)["layer_ids"])
+
+
+def projection(fixed_s: float, per_image_s: float, workers: int, scaling: float) -> dict[str, Any]:
+    """Hours for experiment 4 (300 configurations × 1,000 images) unstaged and staged.
+
+    ``workers`` single-thread workers give ``scaling`` × one worker's throughput.
+    """
+
+    def cost(n: int) -> float:
+        return fixed_s + n * per_image_s
+
+    unstaged = GOAL_CONFIGS * cost(GOAL_IMAGES) / scaling / 3600
+    staged = {}
+    for q1, q2 in SURVIVAL:
+        per_config = cost(STAGES[0]) + q1 * cost(STAGES[1]) + q2 * cost(STAGES[2])
+        # the exact model once per stage, then the front completion is inside q2's share
+        total = GOAL_CONFIGS * per_config + sum(cost(n) for n in STAGES)
+        staged[f"q1={q1:g},q2={q2:g}"] = round(total / scaling / 3600, 2)
+    budget_s = GOAL_HOURS * 3600 * scaling / GOAL_CONFIGS
+    return {
+        "workers": workers,
+        "throughput_vs_one_worker": scaling,
+        "unstaged_h": round(unstaged, 2),
+        "staged_h": staged,
+        "per_config_budget_s_for_8h": round(budget_s, 1),
+        "images_per_config_within_8h": int(max(0.0, (budget_s - fixed_s) / per_image_s)),
+    }
+
+
+def cost_mode() -> dict[str, Any]:
+    """Per-evaluation cost per probe configuration (compile and run timed apart), then the projection."""
+    from approxtvm.compiler import frontend
+    from approxtvm.compiler.driver import compile_onnx
+    from approxtvm.models import calibration_data, get_model
+
+    load = os.getloadavg()[0]
+    proto = get_model("resnet50")
+    t0 = time.perf_counter()
+    qdq = frontend.quantize(proto, calibration_data(proto, n=8), frontend.QuantOptions())
+    quantize_s = time.perf_counter() - t0
+    x = calibration_data(proto, n=IMAGES + 1, seed=11)
+    probes: dict[str, Configuration] = {"exact": Configuration()}
+    rows: dict[str, dict[str, Any]] = {}
+    lids: list[str] = []
+    k = 0
+    while k < len(probes):
+        name, config = list(probes.items())[k]
+        t0 = time.perf_counter()
+        model = compile_onnx(qdq, config.policy(), batch_size=1)
+        compile_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        model.run(x[:1])  # first call: lazily built kernels and tables belong to the fixed cost
+        first_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for i in range(1, IMAGES + 1):
+            model.run(x[i : i + 1])
+        per_image = (time.perf_counter() - t0) / IMAGES
+        fixed = compile_s + max(0.0, first_s - per_image)
+        rows[name] = {
+            "compile_s": round(compile_s, 2),
+            "first_image_s": round(first_s, 3),
+            "per_image_s": round(per_image, 3),
+            "fixed_s": round(fixed, 2),
+            "stage_eval_s": {str(n): round(fixed + n * per_image, 1) for n in STAGES},
+        }
+        if not lids:  # the probes need the layer ids of the compiled model
+            lids = list(model.layer_ids)
+            probes["mul8u_2HH on every layer"] = Configuration.make(dict.fromkeys(lids, "mul8u_2HH"))
+            probes["drum:k=4 on every layer"] = Configuration.make(dict.fromkeys(lids, "drum:k=4"))
+            for i, c in enumerate(random_genomes(lids, RANDOM, seed=3)):
+                probes[f"random genome {i}"] = c
+        k += 1
+        print(name, rows[name], file=sys.stderr, flush=True)
+    rand = [rows[n] for n in rows if n.startswith("random")]
+    fixed = float(np.mean([r["fixed_s"] for r in rand]))
+    per_image = float(np.mean([r["per_image_s"] for r in rand]))
+    return {
+        "bench": "study_scale_cost",
+        "model": "resnet50 (random weights), random 224² images, no labels",
+        "threads": os.environ.get("TVM_NUM_THREADS"),
+        "images_timed": IMAGES,
+        "quantize_s": round(quantize_s, 1),
+        "load_avg_1min_before_after": [round(load, 2), round(os.getloadavg()[0], 2)],
+        "probes": rows,
+        "genome_mean": {"fixed_s": round(fixed, 2), "per_image_s": round(per_image, 3)},
+        "projection_1_worker": projection(fixed, per_image, 1, 1.0),
+        "projection_2_workers_linear": projection(fixed, per_image, 2, 2.0),
+        "stages": list(STAGES),
+    }
+
+
+def dask_mode() -> dict[str, Any]:
+    """Evaluations per hour of one real batch at 1 and 2 LocalCluster workers."""
+    load = os.getloadavg()[0]
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = _data(tmp, DASK_IMAGES)
+        fp = ctx.fingerprint()
+        lids: list[str] = []
+        for w in (1, 2):
+            with DaskExecutor(None, w) as ex, Journal(Path(tmp) / f"w{w}.sqlite") as j:
+                # warm-up: one evaluation per worker (start, model quantization, data), on one image
+                warm = [Configuration(), *(random_genomes(lids, w - 1, seed=99) if lids else [])]
+                recs, _ = evaluate_batch([make_task(replace(ctx, subset=1), fp, c) for c in warm], j, ex)
+                lids = lids or _layer_ids(recs[0])
+                configs = random_genomes(lids, DASK_CONFIGS, seed=7 + w)  # fresh, so nothing is journaled
+                t0 = time.perf_counter()
+                recs, _ = evaluate_batch([make_task(ctx, fp, c) for c in configs], j, ex)
+                wall = time.perf_counter() - t0
+                busy = sum(r.eval_s for r in recs)
+                rows[f"{w}_workers"] = {
+                    "evaluations": len(recs),
+                    "wall_s": round(wall, 1),
+                    "evals_per_hour": round(3600 * len(recs) / wall, 1),
+                    "mean_eval_s": round(busy / len(recs), 1),
+                    "distinct_workers": len({r.worker for r in recs}),
+                }
+    return {
+        "bench": "study_scale_dask",
+        "model": "resnet50 (random weights), random 224² images, no labels",
+        "images_per_eval": DASK_IMAGES,
+        "cpu_count": os.cpu_count(),
+        "load_avg_1min_before_after": [round(load, 2), round(os.getloadavg()[0], 2)],
+        "rows": rows,
+        "speedup_2v1": round(rows["2_workers"]["evals_per_hour"] / rows["1_workers"]["evals_per_hour"], 3),
+    }
+
+
+if __name__ == "__main__":
+    if "--dask" not in sys.argv:
+        from approxtvm.explore.evaluator import limit_threads
+
+        limit_threads(0)  # one single-thread worker, as each of the projection's workers
+    print(json.dumps(dask_mode() if "--dask" in sys.argv else cost_mode(), separators=(",", ":")))
+    sys.exit(0)
