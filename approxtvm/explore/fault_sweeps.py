@@ -22,7 +22,7 @@ from approxtvm.compiler import frontend
 from approxtvm.compiler.driver import compile_onnx
 from approxtvm.errors import DataError
 from approxtvm.explore.evaluate import Evaluation, evaluate
-from approxtvm.models import get_model, load_dataset
+from approxtvm.models import load_dataset
 from approxtvm.models.datasets import Dataset
 from approxtvm.runtime.faults import FAULT_BUFFERS, noc_ber, sram_ber
 from approxtvm.runtime.faults.physics import nop_ber
@@ -119,7 +119,9 @@ def _setup(
     accelerator: str | AcceleratorSpec,
     batch_size: int,
 ) -> _Setup:
-    proto = get_model(model_name)
+    from approxtvm.explore.evaluator import load_model_proto
+
+    proto = load_model_proto(model_name)  # a shipped model, or an ONNX file (experiments on user models)
     digits = model_name.startswith("digits")
     if data is None:
         if not digits:
