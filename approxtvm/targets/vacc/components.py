@@ -8,9 +8,33 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from approxtvm.schema import check as _check
 from approxtvm.schema import check_energies as _check_energies
+
+
+def _check_signalling(link: Any, voltage_field: str, voltage_name: str, *, fix_v: str, fix_sigma: str) -> None:
+    """Checks every swing-scaled link shares (on-chip NoC, package): swing model, voltage, noise σ."""
+    _check(
+        link.swing_model in ("linear", "quadratic"),
+        "swing_model",
+        "unknown swing model",
+        expected="'linear' or 'quadratic'",
+        found=link.swing_model,
+        fix="pick one of the two",
+    )
+    v = getattr(link, voltage_field)
+    _check(0 < v <= 5, voltage_field, "impossible voltage", expected="0 < V <= 5", found=v, fix=fix_v)
+    _check(
+        0 < link.sigma_v < v,
+        "sigma_v",
+        "impossible noise",
+        expected=f"0 < σ < {voltage_name}",
+        found=link.sigma_v,
+        fix=fix_sigma,
+    )
+
 
 __all__ = [
     "BUFFERS",
@@ -311,29 +335,12 @@ class NoC:
             found=self.flit_bits,
             fix="give the flit payload in bits",
         )
-        _check(
-            self.swing_model in ("linear", "quadratic"),
-            "swing_model",
-            "unknown swing model",
-            expected="'linear' or 'quadratic'",
-            found=self.swing_model,
-            fix="pick one of the two",
-        )
-        _check(
-            0 < self.nominal_vdd_v <= 5,
+        _check_signalling(
+            self,
             "nominal_vdd_v",
-            "impossible voltage",
-            expected="0 < V <= 5",
-            found=self.nominal_vdd_v,
-            fix="give the supply in volts",
-        )
-        _check(
-            0 < self.sigma_v < self.nominal_vdd_v,
-            "sigma_v",
-            "impossible noise",
-            expected="0 < σ < Vdd",
-            found=self.sigma_v,
-            fix="give σ in volts (0.05 by default)",
+            "Vdd",
+            fix_v="give the supply in volts",
+            fix_sigma="give σ in volts (0.05 by default)",
         )
 
     @property
@@ -590,21 +597,12 @@ class PackageNetwork:
             found=self.memory_node,
             fix="attach the memory interface to a chiplet of the package",
         )
-        _check(
-            self.swing_model in ("linear", "quadratic"),
-            "swing_model",
-            "unknown swing model",
-            expected="'linear' or 'quadratic'",
-            found=self.swing_model,
-            fix="pick one of the two",
-        )
-        _check(
-            0 < self.nominal_swing_v <= 5,
+        _check_signalling(
+            self,
             "nominal_swing_v",
-            "impossible voltage",
-            expected="0 < V <= 5",
-            found=self.nominal_swing_v,
-            fix="give the links' full swing in volts",
+            "the nominal swing",
+            fix_v="give the links' full swing in volts",
+            fix_sigma="give σ in volts",
         )
         _check(
             self.memory_bandwidth_bits_per_cycle is None or self.memory_bandwidth_bits_per_cycle > 0,
@@ -613,14 +611,6 @@ class PackageNetwork:
             expected="> 0 (or leave it out: one DRAM channel)",
             found=self.memory_bandwidth_bits_per_cycle,
             fix="give the memory interface's bits per cycle",
-        )
-        _check(
-            0 < self.sigma_v < self.nominal_swing_v,
-            "sigma_v",
-            "impossible noise",
-            expected="0 < σ < the nominal swing",
-            found=self.sigma_v,
-            fix="give σ in volts",
         )
 
     @property
