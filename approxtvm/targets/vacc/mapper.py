@@ -141,8 +141,15 @@ def _search(shape: LayerShape, spec: AcceleratorSpec, objective: str) -> Mapping
 
         across_pes = [(d, n, True) for d, n in sp[:1] if n > 1]  # at the level feeding the PEs
         in_pe = [(d, n, True) for d, n in sp[1:] if n > 1]  # vector MACs and lanes
-        # one loop order per level above the PEs
+        # one loop order per level above the PEs; orders that differ only in where bound-1 dims sit
+        # give identical counts (a bound-1 loop changes no tile and no reuse), so each distinct
+        # order is priced once, the first of its class as before (depthwise: 1 of 36, dense: 4)
+        seen: set[tuple[tuple[str, ...], ...]] = set()
         for orders in itertools.product(_level_orders(), repeat=hier.pe):
+            live = tuple(tuple(d for d in order if d in fac) for order in orders)
+            if live in seen:
+                continue
+            seen.add(live)
             nest: Nest = [
                 [(d, g(d, hier.pe - li), False) for d in order] + (across_pes if li == hier.network_source else [])
                 for li, order in enumerate(orders)
