@@ -23,6 +23,7 @@ import onnx
 from approxtvm.compiler.host_graph import LayerSite, Segment, initializer_codes, layer_sites, split_graph
 from approxtvm.errors import PolicyError
 from approxtvm.runtime.executor import CallLog, LayerProgram, execute_layer, layer_accumulators, requantize
+from approxtvm.runtime.kernels.ort_session import runtime_session
 
 #: Values of ``exact_layers``: where exact, fault-free offloaded layers compute.
 EXACT_LAYER_MODES = ("onnxruntime", "kernels")
@@ -33,18 +34,10 @@ _MAC_OPS = frozenset({"Conv", "ConvInteger", "QLinearConv", "MatMul", "MatMulInt
 
 
 def _session(model: onnx.ModelProto, spinning: bool) -> object:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
     # a segment that alternates with our kernels cannot spin; if it is light, waking a sleeping pool
     # costs more than it saves (see exact_layer.SINGLE_THREAD_MACS): it runs on the calling thread
     light = not spinning and not any(n.op_type in _MAC_OPS for n in model.graph.node)
-    opts.intra_op_num_threads = 1 if light else os.cpu_count() or 1
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    if not spinning:  # several sessions alternate with our kernels: idle spinning would steal cores
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return runtime_session(model, 1 if light else os.cpu_count() or 1, spinning=spinning)
 
 
 @dataclass(frozen=True)

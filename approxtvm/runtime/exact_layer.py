@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from approxtvm.runtime.kernels.ort_session import runtime_session
 from approxtvm.targets.vacc.schedule import LayerSchedule
 from approxtvm.targets.vacc.workload import LayerShape
 
@@ -42,15 +43,8 @@ def session_threads(macs: int) -> int:
 
 
 def _session(model: onnx.ModelProto, threads: int) -> object:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
     # one pool per layer session: spinning idle pools would steal the cores from the active one
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return runtime_session(model, threads)
 
 
 class ExactLayer:

@@ -16,6 +16,7 @@ import os
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
+from approxtvm.runtime.kernels.ort_session import runtime_session
 from approxtvm.targets.vacc.schedule import LayerSchedule
 
 
@@ -29,7 +30,6 @@ class WindowSums:
     """
 
     def __init__(self, sched: LayerSchedule) -> None:
-        import onnxruntime as ort
 
         s = sched.shape
         zx = int(sched.quant.input_zero_point)
@@ -55,12 +55,7 @@ class WindowSums:
         )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
         model.ir_version = 8
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = os.cpu_count() or 1
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        self._sess = runtime_session(model, os.cpu_count() or 1)
         self._signed = bool(sched.quant.signed)
         term = self._constant_term(sched, zx, self._signed)
         self._term = term if term.any() else None

@@ -28,6 +28,7 @@ import numpy as np
 from approxtvm.errors import MultiplierError
 from approxtvm.runtime.kernels.dispatch import KernelCache, _check_path, dense_products, tvm_available
 from approxtvm.runtime.kernels.geometry import ConvGeometry
+from approxtvm.runtime.kernels.ort_session import integer_op_session
 from approxtvm.runtime.multipliers.multiplier import Multiplier
 
 _F64_EXACT = 2**53
@@ -178,32 +179,8 @@ def _exact_ort(a: np.ndarray, b: np.ndarray, signed: bool, cache: KernelCache) -
     with store.lock:
         sess = store.sessions.get(key)
         if sess is None:
-            sess = store.sessions[key] = _matmul_session(au.shape, bu.shape, zp)
-    return sess.run(None, {"a": au, "b": bu})[0]  # type: ignore[attr-defined]
-
-
-def _matmul_session(a_shape: tuple[int, ...], b_shape: tuple[int, ...], zp: int) -> object:
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
-
-    z = numpy_helper.from_array(np.array(zp, np.uint8), "z")
-    graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["a", "b", "z", "z"], ["y"])],
-        "approxtvm_act_matmul",
-        [
-            helper.make_tensor_value_info("a", TensorProto.UINT8, list(a_shape)),
-            helper.make_tensor_value_info("b", TensorProto.UINT8, list(b_shape)),
-        ],
-        [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
-        [z],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    so = ort.SessionOptions()
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+            sess = store.sessions[key] = integer_op_session("MatMulInteger", au.shape, bu.shape, None, zero_point=zp)
+    return sess.run(None, {"x": au, "w": bu})[0]  # type: ignore[attr-defined]
 
 
 def choose_matmul_path(mult: Multiplier, cache: KernelCache) -> str:

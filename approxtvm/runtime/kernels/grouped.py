@@ -41,6 +41,7 @@ from approxtvm.runtime.kernels.dispatch import (
 )
 from approxtvm.runtime.kernels.geometry import ConvGeometry, check_operands, pad_input, tap_view
 from approxtvm.runtime.kernels.intconv import IntegerFactors
+from approxtvm.runtime.kernels.ort_session import integer_op_session
 from approxtvm.runtime.multipliers.multiplier import Multiplier
 
 #: Per-group ordinary convolutions are used for the table paths when each group has at least
@@ -253,43 +254,17 @@ def _exact_ort(
     with store.lock:
         sess = store.sessions.get(key)
         if sess is None:
-            sess = store.sessions[key] = _gconv_session(xu.shape, wu.shape, g, groups, zp, threads)
+            sess = store.sessions[key] = integer_op_session(
+                "ConvInteger",
+                xu.shape,
+                wu.shape,
+                threads,
+                zero_point=zp,
+                group=int(groups),
+                strides=list(g.strides),
+                dilations=list(g.dilations),
+            )
     return sess.run(None, {"x": xu, "w": wu})[0]  # type: ignore[attr-defined]
-
-
-def _gconv_session(
-    x_shape: tuple[int, ...], w_shape: tuple[int, ...], g: ConvGeometry, groups: int, zp: int, threads: int | None
-) -> object:
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
-
-    z = numpy_helper.from_array(np.array(zp, np.uint8), "z")
-    node = helper.make_node(
-        "ConvInteger",
-        ["x", "w", "z", "z"],
-        ["y"],
-        group=int(groups),
-        strides=list(g.strides),
-        dilations=list(g.dilations),
-    )
-    graph = helper.make_graph(
-        [node],
-        "approxtvm_grouped_conv",
-        [
-            helper.make_tensor_value_info("x", TensorProto.UINT8, list(x_shape)),
-            helper.make_tensor_value_info("w", TensorProto.UINT8, list(w_shape)),
-        ],
-        [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
-        [z],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads) if threads else 0
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
 def _grouped_int_conv(u: np.ndarray, v: np.ndarray, groups: int, g: ConvGeometry, dtype: type) -> np.ndarray:

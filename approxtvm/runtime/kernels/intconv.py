@@ -27,6 +27,7 @@ import numpy as np
 
 from approxtvm.errors import MultiplierError
 from approxtvm.runtime.kernels.geometry import ConvGeometry
+from approxtvm.runtime.kernels.ort_session import integer_op_session
 
 _INT32_MAX = 2**31 - 1
 _U8_PRODUCT_MAX = 255 * 255
@@ -122,7 +123,7 @@ class OrtSessionCache:
         with self.lock:
             sess = self.sessions.get(key)
             if sess is None:
-                sess = _make_session(
+                sess = integer_op_session(
                     "ConvInteger", x_shape, w_shape, threads, strides=list(strides), dilations=list(dilations)
                 )
                 self.sessions[key] = sess
@@ -134,35 +135,9 @@ class OrtSessionCache:
         with self.lock:
             sess = self.sessions.get(key)
             if sess is None:
-                sess = _make_session("MatMulInteger", x_shape, w_shape, threads)
+                sess = integer_op_session("MatMulInteger", x_shape, w_shape, threads)
                 self.sessions[key] = sess
             return sess
-
-
-def _make_session(
-    op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...], threads: int | None, **attrs: object
-) -> object:
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node(op, ["x", "w"], ["y"], **attrs)],
-        f"approxtvm_{op}",
-        [
-            helper.make_tensor_value_info("x", TensorProto.UINT8, list(x_shape)),
-            helper.make_tensor_value_info("w", TensorProto.UINT8, list(w_shape)),
-        ],
-        [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads) if threads else 0
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    # no busy-waiting between runs: the sessions of other layers and TVM's pool share the cores
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
 @dataclass(frozen=True)
