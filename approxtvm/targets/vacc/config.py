@@ -81,6 +81,24 @@ class ApproxConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
+def _check_protected_msbs(key: str, value: object) -> None:
+    """A link's protected MSBs: a whole number of bits, 0–8 (NoC and package links alike)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PolicyError(
+            f"{key}: must be an integer",
+            expected="0–8",
+            found=repr(value),
+            fix="write a whole number of bits",
+        )
+    if not 0 <= value <= 8:
+        raise PolicyError(
+            f"{key}: out of range",
+            expected="an integer 0–8",
+            found=repr(value),
+            fix="protect between 0 and 8 bits",
+        )
+
+
 def _check_config(c: ApproxConfig) -> None:
     """Range checks; errors are ``"<field>: <what>"`` (the schema adds the file and the key)."""
     if not isinstance(c.multiplier, str) or not c.multiplier:
@@ -97,20 +115,7 @@ def _check_config(c: ApproxConfig) -> None:
             found=f"{c.noc_swing_v} V",
             fix="choose a swing inside the modelled range",
         )
-    if isinstance(c.noc_protected_msbs, bool) or not isinstance(c.noc_protected_msbs, int):
-        raise PolicyError(
-            "noc_protected_msbs: must be an integer",
-            expected="0–8",
-            found=repr(c.noc_protected_msbs),
-            fix="write a whole number of bits",
-        )
-    if not 0 <= c.noc_protected_msbs <= 8:
-        raise PolicyError(
-            "noc_protected_msbs: out of range",
-            expected="an integer 0–8",
-            found=repr(c.noc_protected_msbs),
-            fix="protect between 0 and 8 bits",
-        )
+    _check_protected_msbs("noc_protected_msbs", c.noc_protected_msbs)
     if c.nop_swing_v is not None and not 0 < c.nop_swing_v <= VDD_V:
         raise PolicyError(
             "nop_swing_v: out of range",
@@ -118,20 +123,7 @@ def _check_config(c: ApproxConfig) -> None:
             found=f"{c.nop_swing_v} V",
             fix="choose a package link swing in volts",
         )
-    if isinstance(c.nop_protected_msbs, bool) or not isinstance(c.nop_protected_msbs, int):
-        raise PolicyError(
-            "nop_protected_msbs: must be an integer",
-            expected="0–8",
-            found=repr(c.nop_protected_msbs),
-            fix="write a whole number of bits",
-        )
-    if not 0 <= c.nop_protected_msbs <= 8:
-        raise PolicyError(
-            "nop_protected_msbs: out of range",
-            expected="an integer 0–8",
-            found=repr(c.nop_protected_msbs),
-            fix="protect between 0 and 8 bits",
-        )
+    _check_protected_msbs("nop_protected_msbs", c.nop_protected_msbs)
     for buf, v in c.sram_v:
         if buf not in SCALABLE_BUFFERS:
             raise PolicyError(
