@@ -168,6 +168,7 @@ class FaultSession:
         self._words: dict[str, list[int]] = {}
         self._blocks: dict[str, tuple[int, list[FaultSample]]] = {}
         self._package_tally: dict[str, dict[str, list[int]]] = {}
+        self._rng = np.random.Generator(np.random.Philox(key=0))  # state reset per block (sample_block)
 
     def apply(
         self, layer_id: str, x: np.ndarray, prog: LayerProgram, acc: np.ndarray, *operands: np.ndarray
@@ -196,7 +197,10 @@ class FaultSession:
         blk, off = divmod(call, ev.block_calls)
         cached = self._blocks.get(layer_id)
         if cached is None or cached[0] != blk:
-            cached = self._blocks[layer_id] = (blk, sample_block(plan, geom, seed=self.seed, block=blk, events=ev))
+            cached = self._blocks[layer_id] = (
+                blk,
+                sample_block(plan, geom, seed=self.seed, block=blk, events=ev, generator=self._rng),
+            )
         sample = cached[1][off]
         if len(sample.flipped):
             fl = self._flipped.get(layer_id)
