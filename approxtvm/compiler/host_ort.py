@@ -180,7 +180,9 @@ class OrtHost:
             if exact is None:
                 exact = self._grouped[(site.layer_id, len(xm))] = ExactLayer(prog.schedule, prog.weight, len(xm))
             acc = exact(xm)
-            if hook is not None:
+            if self.log.faults_calls is not None:
+                acc = self.log.faults_calls(site.layer_id, xin, prog, acc, calls)
+            elif hook is not None:
                 rows, xrows = len(acc) // calls, len(xin) // calls
                 for c in range(calls):
                     part = acc[c * rows : (c + 1) * rows]
