@@ -21,6 +21,7 @@ from approxtvm.targets.vacc.hardware import MAPPING_OBJECTIVES, AcceleratorSpec
 from approxtvm.targets.vacc.hierarchy import Hierarchy
 from approxtvm.targets.vacc.mapping import LevelNest, Loop, Mapping
 from approxtvm.targets.vacc.pricing import COMPONENTS, energy_breakdown_pj, total_energy
+from approxtvm.targets.vacc.uneven import refine_uneven
 from approxtvm.targets.vacc.workload import DIMS, LayerShape
 
 __all__ = [
@@ -247,7 +248,10 @@ def _mapping_from(shape: LayerShape, names: tuple[str, ...], nest: Nest, i: int)
 
 @functools.lru_cache(maxsize=4096)
 def _map_layer_cached(shape: LayerShape, spec: AcceleratorSpec, objective: str) -> Mapping:
-    return _search(shape, spec, objective)
+    best = _search(shape, spec, objective)
+    if spec.mapper.uneven:
+        best = refine_uneven(best, spec, objective)
+    return best
 
 
 def map_layer(shape: LayerShape, spec: AcceleratorSpec, objective: str = "energy") -> Mapping:
@@ -260,6 +264,8 @@ def map_layer(shape: LayerShape, spec: AcceleratorSpec, objective: str = "energy
     at each level above the PE; R and S run
     inside the PE, the PE's P/Q/N loops sit at the Register level (weights stay in the register).
     The cost is :func:`analytic_counts` priced by :func:`energy_breakdown_pj` (NoC included).
+    With ``spec.mapper.uneven`` the even optimum is refined into an uneven mapping
+    (:func:`approxtvm.targets.vacc.uneven.refine_uneven`).
     """
     if objective not in OBJECTIVES:
         raise ScheduleError(
