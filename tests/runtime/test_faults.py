@@ -308,6 +308,28 @@ def test_seed_and_call_key_the_faults() -> None:
     assert len({key(1, 0), key(2, 0), key(1, 1), key(1, 0, layer=1)}) == 4
 
 
+def test_a_reused_generator_draws_what_a_fresh_one_draws() -> None:
+    # the session resets one Philox generator per block instead of building one: same stream for
+    # every key and counter (a block index past 2^64, a seed past 2^63, a BER high enough that
+    # positions repeat and must be redrawn), and nothing carried over from the previous block
+    shape = LayerShape.conv2d(2, 16, 8, 6, 6, 3, 3, pads=(1, 1, 1, 1))
+    g = faults.tile_geometry(map_layer(shape, SPEC), SPEC)
+    gen = np.random.Generator(np.random.Philox(key=0))
+    gen.random(3)  # a generator in the middle of a buffer
+    for plan in (_plan(noc=1e-3, w=1e-3, x=1e-3), _plan(noc=0.2, w=0.3, x=0.05, msbs=2, mode="both")):
+        ev = faults.sampling.event_table(plan, g)
+        for seed, block, layer in ((0, 0, 0), (7, 3, 2), (2**63 + 5, 2**70 + 1, 5)):
+            pl = replace(plan, layer_index=layer)
+            fresh = faults.sample_block(pl, g, seed=seed, block=block, events=ev)
+            reused = faults.sample_block(pl, g, seed=seed, block=block, events=ev, generator=gen)
+            assert len(fresh) == len(reused) == ev.block_calls
+            for a, b in zip(fresh, reused, strict=True):
+                assert np.array_equal(a.flipped, b.flipped)
+                for t in ("weight", "input"):
+                    for f in ("residency", "word", "mask"):
+                        assert np.array_equal(getattr(a.of(t), f), getattr(b.of(t), f)), (seed, block, t, f)
+
+
 # ------------------------------------------------------------------------------------------------
 # Energy
 # ------------------------------------------------------------------------------------------------

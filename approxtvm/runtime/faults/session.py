@@ -49,12 +49,20 @@ class ModelFaults:
         The accelerator.
     options
         Run-wide fault options.
+    geometry_cache
+        Mapping → tile geometry shared with other models on ``spec`` (the geometry depends on the
+        mapping and the spec only); ``None``: this model's own.
     """
 
     def __init__(
-        self, schedules: MappingABC[str, LayerSchedule], spec: AcceleratorSpec, options: FaultOptions | None = None
+        self,
+        schedules: MappingABC[str, LayerSchedule],
+        spec: AcceleratorSpec,
+        options: FaultOptions | None = None,
+        geometry_cache: dict[object, TileGeometry] | None = None,
     ) -> None:
         self.spec = spec
+        self._shared_geometry = geometry_cache
         self.options = options = options or FaultOptions()
         self.schedules = dict(schedules)
         self.plans = {lid: plan_faults(sch, spec, i, options) for i, (lid, sch) in enumerate(self.schedules.items())}
@@ -74,7 +82,14 @@ class ModelFaults:
         """Tile geometry of a layer (cached)."""
         g = self._geometry.get(layer_id)
         if g is None:
-            g = self._geometry[layer_id] = tile_geometry(self.schedules[layer_id].mapping, self.spec)
+            mapping = self.schedules[layer_id].mapping
+            shared = self._shared_geometry
+            g = shared.get(mapping) if shared is not None else None
+            if g is None:
+                g = tile_geometry(mapping, self.spec)
+                if shared is not None:
+                    shared[mapping] = g
+            self._geometry[layer_id] = g
         return g
 
     def events(self, layer_id: str) -> EventTable:
@@ -131,10 +146,14 @@ class ModelFaults:
             for t in ("weight", "input")
         }
 
+    @property
+    def scaled(self) -> bool:
+        """Whether a run needs an injector: some layer scales a swing or a voltage."""
+        return self.active or any(p.energy_only_buffers for p in self.plans.values())
+
     def session(self, seed: int) -> FaultSession | None:
         """A run's injector (``None`` when no layer scales anything)."""
-        scaled = self.active or any(p.energy_only_buffers for p in self.plans.values())
-        return FaultSession(self, seed) if scaled else None
+        return FaultSession(self, seed) if self.scaled else None
 
 
 class FaultSession:
@@ -149,6 +168,7 @@ class FaultSession:
         self._words: dict[str, list[int]] = {}
         self._blocks: dict[str, tuple[int, list[FaultSample]]] = {}
         self._package_tally: dict[str, dict[str, list[int]]] = {}
+        self._rng = np.random.Generator(np.random.Philox(key=0))  # state reset per block (sample_block)
 
     def apply(
         self, layer_id: str, x: np.ndarray, prog: LayerProgram, acc: np.ndarray, *operands: np.ndarray
@@ -177,7 +197,10 @@ class FaultSession:
         blk, off = divmod(call, ev.block_calls)
         cached = self._blocks.get(layer_id)
         if cached is None or cached[0] != blk:
-            cached = self._blocks[layer_id] = (blk, sample_block(plan, geom, seed=self.seed, block=blk, events=ev))
+            cached = self._blocks[layer_id] = (
+                blk,
+                sample_block(plan, geom, seed=self.seed, block=blk, events=ev, generator=self._rng),
+            )
         sample = cached[1][off]
         if len(sample.flipped):
             fl = self._flipped.get(layer_id)
