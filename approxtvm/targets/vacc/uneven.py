@@ -12,22 +12,25 @@ three tensors are then joined under the shared buffers' capacities and the objec
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from approxtvm.errors import ScheduleError
-from approxtvm.targets.vacc.closed_form import Nest, _nest_of, closed_form
+from approxtvm.targets.vacc.closed_form import Nest, _nest_of, closed_form, views_of
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.hierarchy import Hierarchy
 from approxtvm.targets.vacc.mapping import TENSORS, Boundary, Mapping
-from approxtvm.targets.vacc.pricing import energy_terms
+from approxtvm.targets.vacc.pricing import energy_terms, total_energy
 
-__all__ = ["REACH", "refine_uneven"]
+__all__ = ["REACH", "SEEDS", "best_of", "refine_uneven"]
 
 #: How many temporal loops a tensor's cut may move away from its level's boundary.
 REACH = 3
+#: How many even mappings (the best of as many loop orders) the mapper refines.
+SEEDS = 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -189,3 +192,24 @@ def refine_uneven(m: Mapping, spec: AcceleratorSpec, objective: str) -> Mapping:
     out = replace(m, boundaries=bounds)
     out.validate(spec)
     return out
+
+
+def _key(m: Mapping, spec: AcceleratorSpec, objective: str) -> tuple[float, float]:
+    table = closed_form(_nest_of(m), m.shape, spec, views_of(m))
+    energy, lat = float(total_energy(table, spec)), float(table.latency_cycles)
+    if objective == "energy":
+        return energy, lat
+    if objective == "edp":
+        return energy * lat, energy
+    return lat, energy
+
+
+def best_of(mappings: Iterable[Mapping], spec: AcceleratorSpec, objective: str) -> Mapping:
+    """The mapping of ``mappings`` with the lowest ``objective`` (the first one on a tie)."""
+    best: tuple[tuple[float, float], Mapping] | None = None
+    for m in mappings:
+        key = _key(m, spec, objective)
+        if best is None or key < best[0]:
+            best = (key, m)
+    assert best is not None, "best_of needs at least one mapping"
+    return best[1]
