@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from approxtvm.runtime.faults.boxes import for_deltas
 from approxtvm.runtime.faults.geometry import DIM_INDEX as _D
 from approxtvm.runtime.faults.geometry import FAULT_DIMS, TileGeometry
 from approxtvm.runtime.faults.sampling import CorruptedWords, FaultSample
@@ -61,6 +62,7 @@ class LayerArrays:
 
 
 def layer_arrays(prog: LayerProgram, geom: TileGeometry) -> LayerArrays:
+    geom = geom.compute or geom  # uneven mappings: the deltas run on the PE's boxes
     s = prog.schedule.shape
     hp, wp = s.h + s.pad_top + s.pad_bottom, s.w + s.pad_left + s.pad_right
     if s.op == "dense":
@@ -162,6 +164,7 @@ def products_delta(
     """
     s = prog.schedule.shape
     la = arrays if arrays is not None else layer_arrays(prog, geom)
+    geom, sample = for_deltas(geom, sample, prog.schedule.mapping)
     out = np.zeros(s.n * s.k * s.p * s.q, np.int64)
     if s.op == "matmul":
         op = matmul_operands(x, second, prog)
@@ -452,6 +455,7 @@ def inject(
     k = kernels or NUMPY_KERNELS
     if prepared is None:
         prepared = k.prepare(prog, geom, la)
+    geom, sample = for_deltas(geom, sample, prog.schedule.mapping)
     if prog.schedule.shape.op == "matmul":
         op = matmul_operands(x, second, prog)
         out = np.array(op.to_canonical(acc), dtype=np.int32, order="C")

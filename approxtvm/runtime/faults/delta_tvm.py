@@ -160,6 +160,7 @@ def tvm_kernels() -> FaultKernels:
 
     def prepare(prog: LayerProgram, geom: TileGeometry, la: LayerArrays) -> dict[str, Any]:
         """The layer's constant kernel arguments, converted once (the caller keeps them per layer)."""
+        geom = geom.compute or geom  # uneven mappings: the deltas run on the PE's boxes
         arrays = {
             "fills_x": geom.fills["input"],
             "ends_x": geom.residency_ends("input"),
