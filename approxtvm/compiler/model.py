@@ -250,12 +250,23 @@ class CompiledModel:
         batches = 0
         session = self._faults.session(seed)  # replaced at every run
         self._log.faults = session.apply if session is not None else None
+        self._log.faults_calls = session.apply_calls if session is not None else None
         kernels = None if self._ort is None else self._ort.kernel_layers(self.exact_layers, self._faulty())
-        for start in range(0, n, b):
-            chunk = x[start : start + b]
+        # batches per call of every layer (same results as one call each; see OrtHost.run_batches)
+        group = 1 if self._ort is None or kernels is None else self._ort.group_size(kernels, -(-n // b))
+        start = 0
+        while start < n:
+            grouped = min(group, -(-(n - start) // b))
+            chunk = x[start : start + grouped * b]
             real = len(chunk)
-            if real < b:  # pad the last batch by repeating its last sample; padded rows are dropped
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - real, axis=0)])
+            if real < grouped * b:  # pad the last batch by repeating its last sample; padded rows are dropped
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], grouped * b - real, axis=0)])
+            start += real
+            if self._ort is not None and kernels is not None and grouped > 1:
+                for i, r in enumerate(self._ort.run_batches(chunk, kernels, grouped)):
+                    outs[i].append(r[:real])
+                batches += grouped
+                continue
             if self._ort is not None and kernels is not None:
                 for i, r in enumerate(self._ort.run_batch(chunk, kernels)):
                     outs[i].append(r[:real])
@@ -273,7 +284,7 @@ class CompiledModel:
         counters = {"samples": n, "batches": batches, "batch_size": b, "calls": calls}
         if kernels is not None:
             counters["kernel_layers"] = [lid for lid in self.programs if lid in kernels]
-        self._log.faults = None
+        self._log.faults = self._log.faults_calls = None
         self._log.trace = False
         traces = tuple(self._log.traces)
         self._log.traces.clear()
