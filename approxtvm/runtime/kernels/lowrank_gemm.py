@@ -261,20 +261,44 @@ def gemm_plan(wb: np.ndarray, plan: WeightPlan, divisor: int, signed_exact: bool
     return GemmPlan(tuple(calls), const_k, signed_exact)
 
 
-def im2col(xp: np.ndarray, g: ConvGeometry) -> np.ndarray:
-    """uint8 (C·R·S, N·P·Q) columns of the padded input ``xp`` (N, C, Hp, Wp); a view when the conv
-    is 1×1, unit-stride and N = 1."""
-    n, c, hp, wp = xp.shape
-    if g.r == g.s == 1 and g.strides == (1, 1) and n == 1:
-        return xp.reshape(c, hp * wp)
-    sn, sc, sh, sw = xp.strides
+def im2col(planes: np.ndarray, g: ConvGeometry) -> np.ndarray:
+    """uint8 (B·C·R·S, N·P·Q) columns of ``B`` stacked padded inputs ``planes`` (B, N, C, Hp, Wp),
+    block-major (the order of the GEMM's weight columns); a view when the conv is 1×1, unit-stride
+    and ``B = N = 1``."""
+    nb, n, c, hp, wp = planes.shape
+    if g.r == g.s == 1 and g.strides == (1, 1) and n == nb == 1:
+        return planes.reshape(c, hp * wp)
+    sb, sn, sc, sh, sw = planes.strides
     view = as_strided(
-        xp,
-        shape=(c, g.r, g.s, n, g.p, g.q),
-        strides=(sc, g.dilation_h * sh, g.dilation_w * sw, sn, g.stride_h * sh, g.stride_w * sw),
+        planes,
+        shape=(nb, c, g.r, g.s, n, g.p, g.q),
+        strides=(sb, sc, g.dilation_h * sh, g.dilation_w * sw, sn, g.stride_h * sh, g.stride_w * sw),
         writeable=False,
     )
-    return np.ascontiguousarray(view).reshape(c * g.r * g.s, n * g.p * g.q)
+    return np.ascontiguousarray(view).reshape(nb * c * g.r * g.s, n * g.p * g.q)
+
+
+def _columns(xp: np.ndarray, g: ConvGeometry, gm: Gemm, cache: dict[str, object]) -> np.ndarray:
+    """The GEMM's activation columns: its maps of ``xp``, im2col'd.
+
+    A 1×1 conv maps its (strided) columns, which are never more than the input; a larger filter
+    maps the padded input first (R·S times fewer bytes than its columns) and im2cols all blocks
+    in one copy.
+    """
+    index = cache.setdefault("index", [None])
+    if g.r * g.s == 1:
+        cols = cache.get("cols")
+        if cols is None:
+            cols = cache["cols"] = im2col(xp[None], g)
+        taps = cols.shape[0]
+        xcol = np.empty((len(gm.maps) * taps, cols.shape[1]), np.uint8)
+        for bi, amap in enumerate(gm.maps):
+            amap.apply(cols, xcol[bi * taps : (bi + 1) * taps], index)  # type: ignore[arg-type]
+        return xcol
+    planes = np.empty((len(gm.maps), *xp.shape), np.uint8)
+    for bi, amap in enumerate(gm.maps):
+        amap.apply(xp, planes[bi], index)  # type: ignore[arg-type]
+    return im2col(planes, g)
 
 
 def gemm_sums(
@@ -314,15 +338,11 @@ def gemm_sums(
     # (K, N·P·Q) in the order the GEMMs produce; NCHW at the end
     out = np.empty((k, npq), dtype=acc)
     out[...] = _ring_vec(plan.const_k, acc)[:, None]
-    cols = im2col(xp, g)
-    taps = cols.shape[0]
-    index: list[np.ndarray | None] = [None]
+    shared: dict[str, object] = {}  # the input's columns / intp codes, shared by the calls' maps
     for call in plan.calls:
         sums: list[np.ndarray | None] = [None] * len(call.sum_coefs)
         for gm in call.gemms:
-            xcol = np.empty((len(gm.blocks) * taps, npq), np.uint8)
-            for bi, amap in enumerate(gm.maps):
-                amap.apply(cols, xcol[bi * taps : (bi + 1) * taps], index)
+            xcol = _columns(xp, g, gm, shared)
             sess = sessions.gemm(gm.w_mat.shape, xcol.shape, gm.signed, threads)
             y = sess.run(None, {"x": gm.w_mat, "w": xcol.view(np.int8) if gm.signed else xcol})[0]
             if gm.main_rows:
