@@ -22,11 +22,19 @@ import onnx
 
 from approxtvm.compiler.host_graph import LayerSite, Segment, initializer_codes, layer_sites, split_graph
 from approxtvm.errors import PolicyError
+from approxtvm.runtime.exact_layer import ExactLayer
 from approxtvm.runtime.executor import CallLog, LayerProgram, execute_layer, layer_accumulators, requantize
 from approxtvm.runtime.kernels.ort_session import runtime_session
 
 #: Values of ``exact_layers``: where exact, fault-free offloaded layers compute.
 EXACT_LAYER_MODES = ("onnxruntime", "kernels")
+
+
+#: Rows of one grouped call (:meth:`OrtHost.run_batches`): enough to amortise the per-call costs of
+#: small batches (digits at batch 1: one call instead of 360), bounded with ...
+GROUP_ROWS = 512
+#: ... the accumulator bytes of the largest layer of one grouped call.
+GROUP_ACC_BYTES = 64 << 20
 
 
 #: Node types that carry a layer's MACs: a segment without one is light (elementwise, pooling).
@@ -95,8 +103,9 @@ class OrtHost:
             and (not p.schedule.quant.signed or vnni)
             and _same_weights(p.weight, initializer_codes(proto, index[lid]))
         )
-        self._plans: dict[frozenset[str], list[_Step]] = {}
+        self._plans: dict[tuple[frozenset[str], int | None], list[_Step]] = {}
         self._order = tuple(self.programs)
+        self._grouped: dict[tuple[str, int], ExactLayer] = {}
 
     def kernel_layers(self, exact_layers: str, faulty: frozenset[str]) -> frozenset[str]:
         """Layers that run on our kernels under ``exact_layers``, the layers with a fault model
@@ -112,18 +121,80 @@ class OrtHost:
             return frozenset(self.programs)
         return frozenset(self.programs) - (self._fusable - faulty)
 
-    def plan(self, kernels: frozenset[str]) -> list[_Step]:
-        """Executable steps for a set of kernel layers (built once, then cached)."""
-        plan = self._plans.get(kernels)
+    def plan(self, kernels: frozenset[str], batch_size: int | None = None) -> list[_Step]:
+        """Executable steps for a set of kernel layers (built once per batch size, then cached)."""
+        rows = self.batch_size if batch_size is None else batch_size
+        plan = self._plans.get((kernels, rows))
         if plan is None:
-            steps = split_graph(self.proto, [self.sites[lid] for lid in self._order if lid in kernels], self.batch_size)
+            steps = split_graph(self.proto, [self.sites[lid] for lid in self._order if lid in kernels], rows)
             spinning = not kernels
             plan = [
                 _Step(s, None, _session(s.model, spinning)) if isinstance(s, Segment) else _Step(None, s, None)
                 for s in steps
             ]
-            self._plans[kernels] = plan
+            self._plans[(kernels, rows)] = plan
         return plan
+
+    def group_size(self, kernels: frozenset[str], batches: int) -> int:
+        """Batches of a run of ``batches`` that :meth:`run_batches` takes at once (1: one at a time).
+
+        Grouping applies when every kernel layer is an exact integer conv/dense layer requantized by
+        the graph (its accumulators do not depend on how many rows one call holds) and the run is
+        not traced. At most :data:`GROUP_ROWS` rows and :data:`GROUP_ACC_BYTES` of accumulators of
+        one layer per group.
+        """
+        b = self.batch_size
+        if b is None or batches < 2 or not kernels or self.log.trace:
+            return 1
+        acc_bytes = 0
+        for lid in kernels:
+            prog, site = self.programs[lid], self.sites[lid]
+            s = prog.schedule.shape
+            if prog.fused_exact is None or s.op not in ("conv2d", "dense") or site.requant is None:
+                return 1
+            acc_bytes = max(acc_bytes, 4 * s.n * s.k * s.p * s.q)
+        return max(1, min(batches, GROUP_ROWS // b, GROUP_ACC_BYTES // max(1, acc_bytes)))
+
+    def run_batches(self, x: np.ndarray, kernels: frozenset[str], calls: int) -> list[np.ndarray]:
+        """Outputs of ``calls`` consecutive batches stacked in ``x`` (``calls`` × the compiled size),
+        computed with one call per layer and host segment; only valid when :meth:`groupable`.
+
+        Each batch stays its own layer call for the accumulator hook (faults), called in batch order
+        per layer with that batch's rows: the results equal ``calls`` runs of :meth:`run_batch`.
+        """
+        env: dict[str, np.ndarray] = {self.input_name: x}
+        hook = self.log.faults
+        for step in self.plan(kernels, len(x)):
+            site = step.site
+            if site is None:
+                seg = step.segment
+                assert seg is not None
+                res = step.session.run(seg.outputs, {n: env[n] for n in seg.inputs})  # type: ignore[attr-defined]
+                env.update(zip(seg.outputs, res, strict=True))
+                continue
+            prog = self.programs[site.layer_id]
+            xin = env[site.input_name]
+            shape = prog.schedule.shape
+            xm = xin.reshape(-1, shape.c) if shape.op == "dense" else xin
+            exact = self._grouped.get((site.layer_id, len(xm)))
+            if exact is None:
+                exact = self._grouped[(site.layer_id, len(xm))] = ExactLayer(prog.schedule, prog.weight, len(xm))
+            acc = exact(xm)
+            if self.log.faults_calls is not None:
+                acc = self.log.faults_calls(site.layer_id, xin, prog, acc, calls)
+            elif hook is not None:
+                rows, xrows = len(acc) // calls, len(xin) // calls
+                for c in range(calls):
+                    part = acc[c * rows : (c + 1) * rows]
+                    faulty = hook(site.layer_id, xin[c * xrows : (c + 1) * xrows], prog, part)
+                    if faulty is not part:
+                        part[...] = faulty
+            y = requantize(acc, prog, *site.requant)  # type: ignore[misc]
+            if shape.op == "dense" and xin.ndim > 2:  # rows of a rank ≥ 3 input
+                y = y.reshape(*xin.shape[:-1], shape.k)
+            env[site.output_name] = y
+        self.log.calls.extend(self._order * calls)
+        return [env[n] for n in self.output_names]
 
     def run_batch(self, x: np.ndarray, kernels: frozenset[str]) -> list[np.ndarray]:
         """Outputs of one batch (of the compiled size); logs one call per offloaded layer."""

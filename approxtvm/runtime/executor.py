@@ -277,6 +277,9 @@ class CallLog:
     #: The run's accumulator hook ``(layer_id, x_q, program, acc, *operands) -> acc`` (e.g. the ``apply`` of an
     #: :class:`approxtvm.runtime.faults.FaultSession`); ``None``: the fault-free accumulators are used.
     faults: AccumulatorHook | None = None
+    #: The same hook for several consecutive calls of a layer stacked along ``N``, in place:
+    #: ``(layer_id, x_q, program, acc, calls) -> acc`` (:meth:`~approxtvm.runtime.faults.FaultSession.apply_calls`).
+    faults_calls: Callable[..., np.ndarray] | None = None
 
     def clear(self) -> None:
         """Forget previous calls."""
