@@ -172,8 +172,13 @@ def test_compiled_kernels_equal_numpy_kernels() -> None:
 def test_stacked_calls_equal_the_emulator_call_by_call(shape: LayerShape) -> None:
     """Several layer calls stacked along N, injected at once (one kernel call: every word carries
     its call), equal the emulator run on each call with that call's corrupted copies."""
-    calls = 3
-    prog, x0 = _program(shape, map_layer(shape, SPEC), RAND_U, seed=6)
+    check_stacked_calls(map_layer(shape, SPEC))
+
+
+def check_stacked_calls(mapping: Mapping, calls: int = 3) -> None:
+    """:func:`faults.inject_calls` on ``calls`` stacked calls of a layer mapped by ``mapping``
+    (numpy and compiled kernels) against the emulator, call by call."""
+    prog, x0 = _program(mapping.shape, mapping, RAND_U, seed=6)
     g = faults.tile_geometry(prog.schedule.mapping, SPEC)
     rng = np.random.default_rng(1)
     xs = [x0] + [rng.integers(0, 256, x0.shape).astype(x0.dtype) for _ in range(calls - 1)]
