@@ -23,7 +23,7 @@ import onnx
 from approxtvm.compiler.host_graph import LayerSite, Segment, initializer_codes, layer_sites, split_graph
 from approxtvm.errors import PolicyError
 from approxtvm.runtime.exact_layer import ExactLayer
-from approxtvm.runtime.executor import CallLog, LayerProgram, execute_layer, layer_accumulators, requantize
+from approxtvm.runtime.executor import CallLog, LayerProgram, Requantizer, execute_layer, layer_accumulators
 from approxtvm.runtime.kernels.ort_session import runtime_session
 
 #: Values of ``exact_layers``: where exact, fault-free offloaded layers compute.
@@ -106,6 +106,8 @@ class OrtHost:
         self._plans: dict[tuple[frozenset[str], int | None], list[_Step]] = {}
         self._order = tuple(self.programs)
         self._grouped: dict[tuple[str, int], ExactLayer] = {}
+        self._requant: dict[str, Requantizer] = {}
+        self._scratch: dict[tuple[str, int], np.ndarray] = {}
 
     def kernel_layers(self, exact_layers: str, faulty: frozenset[str]) -> frozenset[str]:
         """Layers that run on our kernels under ``exact_layers``, the layers with a fault model
@@ -180,19 +182,35 @@ class OrtHost:
             if exact is None:
                 exact = self._grouped[(site.layer_id, len(xm))] = ExactLayer(prog.schedule, prog.weight, len(xm))
             acc = exact(xm)
-            if hook is not None:
+            if self.log.faults_calls is not None:
+                acc = self.log.faults_calls(site.layer_id, xin, prog, acc, calls)
+            elif hook is not None:
                 rows, xrows = len(acc) // calls, len(xin) // calls
                 for c in range(calls):
                     part = acc[c * rows : (c + 1) * rows]
                     faulty = hook(site.layer_id, xin[c * xrows : (c + 1) * xrows], prog, part)
                     if faulty is not part:
                         part[...] = faulty
-            y = requantize(acc, prog, *site.requant)  # type: ignore[misc]
+            y = self._requantize(site, prog, acc, in_place=True)
             if shape.op == "dense" and xin.ndim > 2:  # rows of a rank ≥ 3 input
                 y = y.reshape(*xin.shape[:-1], shape.k)
             env[site.output_name] = y
         self.log.calls.extend(self._order * calls)
         return [env[n] for n in self.output_names]
+
+    def _requantize(self, site: LayerSite, prog: LayerProgram, acc: np.ndarray, in_place: bool) -> np.ndarray:
+        """:func:`~approxtvm.runtime.executor.requantize` of a site's accumulators, with the site's
+        constants and a float32 buffer kept per layer and size (fresh large temporaries page-fault:
+        digits_cnn at batch 360, 2.2 → 0.9 ms of process CPU per batch in this function)."""
+        rq = self._requant.get(site.layer_id)
+        if rq is None:
+            assert site.requant is not None
+            rq = self._requant[site.layer_id] = Requantizer.of(prog, *site.requant)
+        key = (site.layer_id, acc.size)
+        scratch = self._scratch.get(key)
+        if scratch is None:
+            scratch = self._scratch[key] = np.empty(acc.size, np.float32)
+        return rq(acc, in_place=in_place, scratch=scratch)
 
     def run_batch(self, x: np.ndarray, kernels: frozenset[str]) -> list[np.ndarray]:
         """Outputs of one batch (of the compiled size); logs one call per offloaded layer."""
@@ -204,7 +222,8 @@ class OrtHost:
                 operands = [env[site.input_name]] + ([env[site.input2_name]] if site.input2_name else [])
                 shape = prog.schedule.shape
                 if site.requant is not None and shape.op in ("conv2d", "dense"):
-                    y = requantize(layer_accumulators(prog, self.log, *operands), prog, *site.requant)
+                    acc = layer_accumulators(prog, self.log, *operands)
+                    y = self._requantize(site, prog, acc, in_place=not self.log.trace)  # traces keep acc
                     if shape.op == "dense" and operands[0].ndim > 2:  # rows of a rank ≥ 3 input
                         y = y.reshape(*operands[0].shape[:-1], shape.k)
                     env[site.output_name] = y

@@ -15,7 +15,7 @@ from approxtvm.targets.vacc.mapping import LEVELS, Boundary, LevelNest, Loop, Ma
 from approxtvm.targets.vacc.workload import LayerShape
 from tests.onnx_builders import numpy_conv_acc
 from tests.runtime.layers import EXACT_U, RAND_U, SPEC, _program, uneven_layers
-from tests.runtime.test_faults import _compiled, _corruption, _plan
+from tests.runtime.test_faults import _compiled, _corruption, _plan, check_stacked_calls
 
 
 def _hand() -> Mapping:
@@ -94,6 +94,7 @@ def _check_faults(m: Mapping, mult: Multiplier, seed: int) -> None:
 def test_faults_of_the_hand_mapping_equal_the_emulator() -> None:
     for seed in range(4):
         _check_faults(_hand(), RAND_U, seed)
+    check_stacked_calls(_hand())  # several calls injected at once
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from approxtvm.runtime.faults.delta_numpy import NUMPY_KERNELS, FaultKernels, LayerArrays, inject, layer_arrays
+from approxtvm.runtime.faults.delta_numpy import (
+    NUMPY_KERNELS,
+    FaultKernels,
+    LayerArrays,
+    inject,
+    inject_calls,
+    layer_arrays,
+)
 from approxtvm.runtime.faults.delta_tvm import compiled_kernels
 from approxtvm.runtime.faults.geometry import TileGeometry, tile_geometry
 from approxtvm.runtime.faults.package_faults import (
@@ -187,13 +194,35 @@ class FaultSession:
             acc = self._package(layer_id, call, x, prog, acc)
         return acc
 
-    def _onchip(
-        self, layer_id: str, call: int, x: np.ndarray, prog: LayerProgram, acc: np.ndarray, *operands: np.ndarray
-    ) -> np.ndarray:
-        plan = self.faults.plans[layer_id]
+    def apply_calls(self, layer_id: str, x: np.ndarray, prog: LayerProgram, acc: np.ndarray, calls: int) -> np.ndarray:
+        """:meth:`apply` for ``calls`` consecutive calls of a conv/dense layer stacked along ``N``
+        (call ``c`` = the ``c``-th block of rows of ``x`` and ``acc``), in place into ``acc``
+        (C-contiguous int32); the same faults and counters as ``calls`` calls of :meth:`apply`."""
+        plan = self.faults.plans.get(layer_id)
+        if plan is None or plan.trivial:
+            return acc
+        if plan.nop_ber > 0.0 or plan.onchip_trivial or prog.schedule.shape.op == "matmul":
+            rows, xrows = len(acc) // calls, len(x) // calls
+            for c in range(calls):  # package faults follow each call's on-chip faults: one call at a time
+                part = acc[c * rows : (c + 1) * rows]
+                faulty = self.apply(layer_id, x[c * xrows : (c + 1) * xrows], prog, part)
+                if faulty is not part:
+                    part[...] = faulty
+            return acc
+        samples = []
+        for _ in range(calls):
+            call = self._calls.get(layer_id, 0)
+            self._calls[layer_id] = call + 1
+            samples.append(self._sample(layer_id, call))
         f = self.faults
-        geom = f.geometry(layer_id)
-        ev = f.events(layer_id)
+        geom, arrays = f.geometry(layer_id), f.arrays(layer_id, prog)
+        return inject_calls(x, prog, acc, samples, geom, arrays, f.kernels, f.prepared(layer_id, prog))
+
+    def _sample(self, layer_id: str, call: int) -> FaultSample:
+        """The on-chip sample of one layer call, added to the run's counters."""
+        plan = self.faults.plans[layer_id]
+        geom = self.faults.geometry(layer_id)
+        ev = self.faults.events(layer_id)
         blk, off = divmod(call, ev.block_calls)
         cached = self._blocks.get(layer_id)
         if cached is None or cached[0] != blk:
@@ -208,11 +237,26 @@ class FaultSession:
         words = self._words.setdefault(layer_id, [0, 0])
         words[0] += len(sample.weight)
         words[1] += len(sample.input)
+        return sample
+
+    def _onchip(
+        self, layer_id: str, call: int, x: np.ndarray, prog: LayerProgram, acc: np.ndarray, *operands: np.ndarray
+    ) -> np.ndarray:
+        sample = self._sample(layer_id, call)
         if not len(sample.weight) and not len(sample.input):
             return acc
+        f = self.faults
         second = operands[0] if operands else None
         return inject(
-            x, prog, acc, sample, geom, f.arrays(layer_id, prog), f.kernels, f.prepared(layer_id, prog), second
+            x,
+            prog,
+            acc,
+            sample,
+            f.geometry(layer_id),
+            f.arrays(layer_id, prog),
+            f.kernels,
+            f.prepared(layer_id, prog),
+            second,
         )
 
     def _package(self, layer_id: str, call: int, x: np.ndarray, prog: LayerProgram, acc: np.ndarray) -> np.ndarray:
