@@ -159,7 +159,7 @@ def test_illegal_cuts_are_rejected_with_the_reason() -> None:
         pe=[Loop("K", 8, True), Loop("C", 8, True)],
         boundaries=(Boundary("output", "PE", 1),),
     )
-    with pytest.raises(ScheduleError, match="non-contiguous in K"):
+    with pytest.raises(ScheduleError, match="non-contiguous"):
         spread.validate(SPEC)
     # an input cut above C2 is legal (inputs do not depend on K): the buffer keeps both C halves
     dataclasses.replace(m, boundaries=(Boundary("input", "PE", 0),)).validate(SPEC)
