@@ -181,6 +181,13 @@ def test_json_forms_are_unchanged_for_even_mappings_and_round_trip_uneven_ones()
     assert d["boundaries"] == [{"tensor": "output", "level": "PE", "temporal_loops_above": 0}]
     assert Mapping.from_dict(d) == u
     assert "uneven: Outputs at PE below 0 temporal loops" in u.to_text(SPEC)
+    # the mapping schema is strict and names the key
+    with pytest.raises(ScheduleError, match=r"(?s)boundaries\[0\]\.temporal_loops'.*temporal_loops_above"):
+        Mapping.from_dict({**d, "boundaries": [{"tensor": "output", "level": "PE", "temporal_loops": 0}]})
+    bad = even.to_dict()
+    bad["levels"][1]["loops"][0]["bound"] = "2"
+    with pytest.raises(ScheduleError, match=r"(?s)levels\[1\]\.loops\[0\]\.bound'.*wrong type"):
+        Mapping.from_dict(bad)
     with pytest.raises(ScheduleError, match="uneven mapping has no Timeloop form"):
         mapping_yaml(u, SPEC)
 

@@ -38,13 +38,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from approxtvm.errors import ScheduleError
+from approxtvm.schema import OMIT, FieldHook, Schema
 from approxtvm.targets.vacc.hierarchy import Hierarchy
 from approxtvm.targets.vacc.workload import DIMS, TENSOR_DIMS, LayerShape
 
 if TYPE_CHECKING:
     from approxtvm.targets.vacc.hardware import AcceleratorSpec
 
-__all__ = ["LEVELS", "TENSORS", "Boundary", "LevelNest", "Loop", "Mapping"]
+__all__ = ["LEVELS", "MAPPING_HOOKS", "MAPPING_SCHEMA", "TENSORS", "Boundary", "LevelNest", "Loop", "Mapping"]
 
 #: Mapping levels, outermost first.
 #: Levels of a spec with a global buffer (the shipped ones); see :class:`~approxtvm.targets.vacc.hierarchy.Hierarchy`.
@@ -77,10 +78,6 @@ class Loop:
                 fix="use a positive divisor of the layer dimension",
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return {"dim": self.dim, "bound": self.bound, "spatial": self.spatial}
-
 
 @dataclass(frozen=True, slots=True)
 class LevelNest:
@@ -98,10 +95,6 @@ class LevelNest:
     def spatial(self) -> tuple[Loop, ...]:
         """Spatial loops, outermost first."""
         return tuple(lp for lp in self.loops if lp.spatial)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return {"level": self.level, "loops": [lp.to_dict() for lp in self.loops]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +115,6 @@ class Boundary:
     tensor: str
     level: str
     temporal_loops_above: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return {"tensor": self.tensor, "level": self.level, "temporal_loops_above": self.temporal_loops_above}
 
 
 def _prod(xs: Iterator[int] | list[int] | tuple[int, ...]) -> int:
@@ -474,28 +463,13 @@ class Mapping:
     # -- serialisation -------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        out = {"shape": self.shape.to_dict(), "levels": [n.to_dict() for n in self.levels]}
-        if self.boundaries:
-            out["boundaries"] = [b.to_dict() for b in self.boundaries]
-        return out
+        """Plain-JSON form (:data:`MAPPING_SCHEMA`; ``boundaries`` only when the mapping has some)."""
+        return MAPPING_SCHEMA.unstructure(self)
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> Mapping:
-        """Inverse of :meth:`to_dict`."""
-        return Mapping(
-            shape=LayerShape.from_dict(d["shape"]),
-            levels=tuple(
-                LevelNest(
-                    n["level"],
-                    tuple(Loop(lp["dim"], int(lp["bound"]), bool(lp["spatial"])) for lp in n["loops"]),
-                )
-                for n in d["levels"]
-            ),
-            boundaries=tuple(
-                Boundary(b["tensor"], b["level"], int(b["temporal_loops_above"])) for b in d.get("boundaries", ())
-            ),
-        )
+    def from_dict(d: dict[str, Any], source: str = "mapping") -> Mapping:
+        """Inverse of :meth:`to_dict` (strict: errors name ``source`` and the key)."""
+        return MAPPING_SCHEMA.structure(d, Mapping, source=source)
 
     def to_text(self, spec: AcceleratorSpec | None = None) -> str:
         """Timeloop-style loop-nest view, outermost level first.
@@ -537,3 +511,17 @@ class Mapping:
                 f"(level boundary {self.even_cut(b.level)}), tile {self.tile_size(b.level, b.tensor)}"
             )
         return "\n".join(lines)
+
+
+#: Field conversions of a mapping's JSON form, shared by every schema that nests a mapping: an even
+#: mapping has no ``boundaries`` key (its form is the one it had before uneven mappings).
+MAPPING_HOOKS = (
+    FieldHook(
+        Mapping,
+        "boundaries",
+        lambda v, schema: schema.convert(v, tuple[Boundary, ...]),
+        lambda v, schema: schema.unstructure(v) if v else OMIT,
+    ),
+)
+#: Mappings ↔ plain JSON.
+MAPPING_SCHEMA = Schema(ScheduleError, hooks=MAPPING_HOOKS)
