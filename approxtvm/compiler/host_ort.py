@@ -22,7 +22,7 @@ import onnx
 
 from approxtvm.compiler.host_graph import LayerSite, Segment, initializer_codes, layer_sites, split_graph
 from approxtvm.errors import PolicyError
-from approxtvm.runtime.executor import CallLog, LayerProgram, execute_layer, layer_accumulators, requantize
+from approxtvm.runtime.executor import CallLog, LayerProgram, execute_layer, layer_accumulators, layer_codes, requantize
 from approxtvm.runtime.kernels.ort_session import runtime_session
 
 #: Values of ``exact_layers``: where exact, fault-free offloaded layers compute.
@@ -134,9 +134,11 @@ class OrtHost:
                 prog = self.programs[site.layer_id]
                 operands = [env[site.input_name]] + ([env[site.input2_name]] if site.input2_name else [])
                 shape = prog.schedule.shape
-                if site.requant is not None and shape.op in ("conv2d", "dense"):
+                if site.requant is not None and shape.op == "conv2d":
+                    env[site.output_name] = layer_codes(prog, self.log, operands[0], *site.requant)
+                elif site.requant is not None and shape.op == "dense":
                     y = requantize(layer_accumulators(prog, self.log, *operands), prog, *site.requant)
-                    if shape.op == "dense" and operands[0].ndim > 2:  # rows of a rank ≥ 3 input
+                    if operands[0].ndim > 2:  # rows of a rank ≥ 3 input
                         y = y.reshape(*operands[0].shape[:-1], shape.k)
                     env[site.output_name] = y
                 elif site.requant is not None:  # the graph's QuantizeLinear on the float result

@@ -18,6 +18,8 @@ from approxtvm.errors import DataError
 from approxtvm.runtime import exact_layer
 from approxtvm.runtime.kernels import KernelCache, LayerStore, choose_path, conv2d_products, dense_products
 from approxtvm.runtime.kernels.act_matmul import choose_matmul_path, matmul_products
+from approxtvm.runtime.kernels.column_fused import FusedColumn, Requant, column_pays
+from approxtvm.runtime.kernels.geometry import ConvGeometry
 from approxtvm.runtime.kernels.grouped import grouped_conv2d_products
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.runtime.window_sums import WindowSums
@@ -129,6 +131,59 @@ class LayerProgram:
         return scale, bias.reshape(bshape)
 
     @cached_property
+    def column_fused(self) -> bool:
+        """Whether the layer runs as one fused column-kernel call (products, zero-point correction
+        and, on the onnxruntime host, requantization: :mod:`approxtvm.runtime.kernels.column_fused`)."""
+        s = self.schedule.shape
+        path = self.kernel_path
+        if s.op != "conv2d" or path not in ("table", "table_perm", "table_gather", "lowrank"):
+            return False
+        from approxtvm.runtime.kernels.dispatch import _factors_stored, tvm_available
+
+        if not tvm_available():
+            return False
+        from approxtvm.runtime.kernels.table_perm import perm_available, perm_dtype
+
+        if perm_dtype(self.multiplier.table) is None:
+            return False
+        bt = None
+        if path == "lowrank" and s.groups == 1:
+            wb = np.ascontiguousarray(self.weight).view(np.uint8)
+            bt = _factors_stored(self.multiplier, wb, self.cache, path, self.store).byte_terms()
+        register_lut = perm_available(self.cache.tvm_kernels().cpu)
+        return column_pays(self.geometry, s.groups, path, bt, register_lut)
+
+    @property
+    def geometry(self) -> ConvGeometry:
+        """The conv layer's kernel geometry (with its pads)."""
+        s = self.schedule.shape
+        return ConvGeometry(
+            s.n, s.c, s.h, s.w, s.k, s.r, s.s, s.stride_h, s.stride_w, s.dilation_h, s.dilation_w,
+            s.pad_top, s.pad_left, s.pad_bottom, s.pad_right,
+        )  # fmt: skip
+
+    def fused_call(self, x: np.ndarray, requant: tuple[float, int, str] | None = None) -> np.ndarray:
+        """The layer as one fused column-kernel call (:attr:`column_fused` must hold) on activation
+        codes ``x``: int32 accumulators, or with ``requant = (y_scale, y_zero_point, dtype)`` the
+        codes :func:`requantize` gives. Prepared once per input shape and output quantization."""
+        key = ("fused", f"{x.shape}:{requant}")
+        layer = self.store.entries.get(key)
+        if layer is None:
+            import dataclasses
+
+            rq = None if requant is None else requant_constants(self, *requant)
+            g = dataclasses.replace(self.geometry, n=int(x.shape[0]))
+            s = self.schedule.shape
+            wb = np.ascontiguousarray(self.weight).view(np.uint8)
+            layer = FusedColumn(
+                wb, self.multiplier.table, s.groups, g, int(self.schedule.quant.input_zero_point),
+                self.zero_point_terms, bool(self.schedule.quant.signed), rq, self.cache.tvm_kernels(),
+                self.multiplier.table_hash,
+            )  # fmt: skip
+            self.store.entries[key] = layer
+        return layer(x)  # type: ignore[operator]
+
+    @cached_property
     def fused_exact(self) -> exact_layer.ExactLayer | None:
         """One-call exact path (zero points folded into the integer kernel), when it applies."""
         if (
@@ -170,6 +225,8 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
         x = x.reshape(-1, s.c)  # a rank ≥ 3 input is a batch of rows
     if products is None and prog.fused_exact is not None:
         return prog.fused_exact(x)
+    if products is None and prog.column_fused:
+        return prog.fused_call(x)
     zx = q.input_zero_point
     zw = np.asarray(q.weight_zero_points, np.int64)
     if s.op == "dense":
@@ -315,22 +372,45 @@ def requantize(acc: np.ndarray, prog: LayerProgram, y_scale: float, y_zero_point
     clamps to the output range, rounds half to even and adds ``z_y``. Following it keeps a layer
     computed by our kernels bit-identical to onnxruntime's when the multiplier is exact.
     """
-    q = prog.schedule.quant
     bshape = (1, -1, 1, 1) if prog.schedule.shape.op == "conv2d" else (1, -1)
-    scale = (np.float32(q.input_scale) * np.asarray(q.weight_scales, np.float32)) / np.float32(y_scale)
+    rq = requant_constants(prog, y_scale, y_zero_point, dtype)
     total = acc
     if prog.bias is not None:
-        bz = np.asarray(q.bias_zero_points, np.int64)
-        total = acc + (prog.bias.astype(np.int64) - bz).astype(np.int32).reshape(bshape)
+        total = acc + rq.bias_codes.reshape(bshape)
     info = np.iinfo(np.dtype(dtype))
     # in place on one float32 buffer; adding z_y after the rounding is exact in float32 (|v| ≤ 2^9)
     v = total.astype(np.float32)
-    v *= scale.astype(np.float32).reshape(bshape)
+    v *= rq.scale.reshape(bshape)
     np.clip(v, np.float32(info.min - y_zero_point), np.float32(info.max - y_zero_point), out=v)
     np.rint(v, out=v)
     if y_zero_point:
         v += np.float32(y_zero_point)
     return v.astype(dtype)
+
+
+def requant_constants(prog: LayerProgram, y_scale: float, y_zero_point: int, dtype: str) -> Requant:
+    """The constants of :func:`requantize` per output channel: int32 bias codes ``bias − z_bias``
+    (zeros without a bias) and the float32 scale ``(s_x · s_w) / s_y`` (computed in that order)."""
+    q = prog.schedule.quant
+    scale = (np.float32(q.input_scale) * np.asarray(q.weight_scales, np.float32)) / np.float32(y_scale)
+    k = prog.schedule.shape.k
+    if prog.bias is None:
+        bias = np.zeros(k, np.int32)
+    else:
+        bz = np.asarray(q.bias_zero_points, np.int64)
+        bias = (prog.bias.astype(np.int64) - bz).astype(np.int32).reshape(-1)
+    return Requant(bias, np.asarray(scale, np.float32).reshape(-1), int(y_zero_point), str(np.dtype(dtype)))
+
+
+def layer_codes(
+    prog: LayerProgram, log: CallLog, x: np.ndarray, y_scale: float, y_zero_point: int, dtype: str
+) -> np.ndarray:
+    """One call of a conv/dense layer whose output the graph quantizes: 8-bit codes
+    (:func:`requantize` of :func:`layer_accumulators`). Without faults or tracing, a layer on the
+    fused column kernel computes them in one call (the same codes)."""
+    if log.faults is None and not log.trace and prog.column_fused:
+        return prog.fused_call(x, (float(y_scale), int(y_zero_point), str(dtype)))
+    return requantize(layer_accumulators(prog, log, x), prog, y_scale, y_zero_point, dtype)
 
 
 def make_runner(prog: LayerProgram, log: CallLog) -> Callable[..., None]:
