@@ -73,16 +73,19 @@ def _accelerator(args: argparse.Namespace) -> object:
     tech = getattr(args, "technology", None)
     accel = getattr(args, "accelerator", "simba_like")
     objective = getattr(args, "objective", None)
-    if not tech and not objective:
+    uneven = getattr(args, "uneven", False)
+    if not tech and not objective and not uneven:
         return accel
     import dataclasses
 
-    from approxtvm.targets.vacc.hardware import AcceleratorSpec
+    from approxtvm.targets.vacc.hardware import AcceleratorSpec, MapperOptions
     from approxtvm.targets.vacc.technology import apply_technology
 
     spec = AcceleratorSpec.load(accel)
     if objective:
         spec = dataclasses.replace(spec, mapping_objective=objective)
+    if uneven:
+        spec = dataclasses.replace(spec, mapper=MapperOptions(uneven=True))
     return apply_technology(spec, tech) if tech else spec
 
 
@@ -352,6 +355,11 @@ def _add_compile_args(p: argparse.ArgumentParser) -> None:
         "--objective",
         choices=("energy", "edp", "latency"),
         help="what the mapper minimises per layer (default: the spec's mapping_objective, energy)",
+    )
+    p.add_argument(
+        "--uneven",
+        action="store_true",
+        help="let each tensor's buffers cut the loop nest at their own place (the spec's mapper: {uneven: true})",
     )
     p.add_argument("--technology", help="fault-model preset (approxtvm spec technologies) or a technology YAML path")
     p.add_argument("--calibration", help="dataset for quantizing a float model (digits, .npz, image folder)")

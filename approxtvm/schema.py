@@ -37,9 +37,13 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from approxtvm.errors import ApproxTvmError, ConfigError
 
-__all__ = ["FieldHook", "Invalid", "Schema", "check", "check_energies", "nested"]
+__all__ = ["OMIT", "FieldHook", "Invalid", "Schema", "check", "check_energies", "nested"]
 
 T = TypeVar("T")
+
+#: Returned by a :class:`FieldHook`'s ``unstructure`` to leave the field out of the plain data
+#: (a section written only when it differs from its default).
+OMIT: Any = object()
 
 
 class Invalid(Exception):  # noqa: N818 (an internal signal, re-raised as the schema's error class)
@@ -82,7 +86,7 @@ class FieldHook:
     structure
         ``(plain value, schema) -> field value``; raise :class:`Invalid` on bad input.
     unstructure
-        ``(field value, schema) -> plain value``; ``None`` keeps the default.
+        ``(field value, schema) -> plain value`` (or :data:`OMIT`: no key); ``None`` keeps the default.
     """
 
     cls: type
@@ -239,7 +243,9 @@ class Schema:
             out = {}
             for n in names:
                 v = getattr(obj, n)
-                out[n] = custom[n](v, self) if n in custom else self._conv.unstructure(v)
+                plain = custom[n](v, self) if n in custom else self._conv.unstructure(v)
+                if plain is not OMIT:
+                    out[n] = plain
             return out
 
         return unstructure

@@ -17,12 +17,15 @@ Run from a file (``python benchmarks/bench_explore.py``): a LocalCluster cannot 
 Prints one JSON line.
 
 ``--resnet50``: instead, evaluations per hour on ResNet-50 with staged evaluation on and off
-(in-process, one worker): ``BENCH_R50_IMAGES`` random images (default 12; the shipped ResNet-50
-has random weights, so the loss is top-1 disagreement with the exact model), the uniform
-configurations of ``BENCH_R50_MULTIPLIERS`` (``;``-separated), stages from ``BENCH_R50_FIRST`` images growing ×2.
-Reports per-configuration compile and per-image times (the inputs of the 1,000-image × 300-
-configuration projection), the fraction of image evaluations and worker time staging saved, and
-whether the staged front equals the unstaged one.
+(in-process, one worker, the worker caches emptied before each): ``BENCH_R50_IMAGES`` random images
+(default 12; the shipped ResNet-50 has random weights, so the loss is top-1 disagreement with the
+exact model), the uniform configurations of ``BENCH_R50_MULTIPLIERS`` (``;``-separated; nominal
+voltages, so a later stage runs only the images it adds) and ``BENCH_R50_RANDOM`` (default 2)
+seeded random genomes of experiment 4's space (most draw faults and rerun a stage's images),
+stages from ``BENCH_R50_FIRST`` images growing ×2. Reports evaluations per hour both ways, the
+fraction of image evaluations and worker time staging saved, and whether the staged front equals
+the unstaged one. With so few images and no ImageNet labels the drop rates say nothing about a
+real study; the per-configuration costs are ``bench_study_scale.py``'s.
 """
 
 from __future__ import annotations
@@ -131,15 +134,20 @@ def main() -> int:
 
 def resnet50_staging() -> int:
     """Evaluations per hour on ResNet-50, staged vs unstaged (see the module docstring)."""
+    from approxtvm.explore.evaluator import clear_worker_cache, limit_threads
     from approxtvm.explore.executors import InlineExecutor
+    from approxtvm.explore.genome import DEFAULT_MULTIPLIERS
     from approxtvm.explore.nsga import Study, pareto_front
     from approxtvm.explore.staged import StagedStudy, StagingSettings
     from approxtvm.models import calibration_data
 
+    limit_threads(0)  # one single-thread worker
     n_img = int(os.environ.get("BENCH_R50_IMAGES", "12"))
     first = int(os.environ.get("BENCH_R50_FIRST", "3"))
+    n_random = int(os.environ.get("BENCH_R50_RANDOM", "2"))
     mults = os.environ.get("BENCH_R50_MULTIPLIERS", "trunc:k=4;drum:k=6;drum:k=3;bam:h=6,v=2").split(";")
     load_before = os.getloadavg()
+    cpu0 = time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "r50.npz"
         np.savez(npz, x=calibration_data("resnet50", n=n_img, seed=11))
@@ -147,13 +155,18 @@ def resnet50_staging() -> int:
         out: dict[str, Any] = {"bench": "explore_resnet50_staging", "images": n_img, "first_stage": first}
         with Journal(Path(tmp) / "staged.sqlite") as j:
             staged = StagedStudy(ctx, j, InlineExecutor(), StagingSettings(first_samples=first, growth=2))
+            clear_worker_cache()
             lids = staged.reference.layer_ids
             configs = [Configuration.make(dict.fromkeys(lids, m)) for m in mults]
+            space = SearchSpace(tuple(lids), DEFAULT_MULTIPLIERS)
+            rng = np.random.default_rng(3)
+            configs += [space.decode(rng.integers(0, space.upper + 1)) for _ in range(n_random)]
             t0 = time.perf_counter()
             staged.points(configs)
             wall_staged = time.perf_counter() - t0 + staged.reference.record.eval_s
             stats = staged.stats.to_dict()
             front_s = [(p.config.to_json(), p.accuracy_loss) for p in staged.front()]
+        clear_worker_cache()  # the unstaged study starts from a fresh worker too
         with Journal(Path(tmp) / "full.sqlite") as j:
             study = Study(ctx, j, InlineExecutor())
             t0 = time.perf_counter()
@@ -165,7 +178,10 @@ def resnet50_staging() -> int:
     out.update(
         {
             "multipliers": mults,
+            "random_genomes": n_random,
+            "configurations": len(configs),
             "load_avg_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+            "process_cpu_s": round(time.process_time() - cpu0, 1),
             "unstaged_wall_s": round(wall_full, 1),
             "staged_wall_s": round(wall_staged, 1),
             "unstaged_evals_per_hour": round(3600 * (len(configs) + 1) / wall_full, 2),

@@ -11,10 +11,19 @@ and runs one image (lazily built kernels count as fixed cost) and then ``BENCH_S
 images one by one (timed: the per-image cost). An evaluation on n images costs
 ``fixed + n · per_image``. Probes: exact; an EvoApproxLib circuit (mul8u_2HH) and a low-rank family
 multiplier (drum:k=4) on every layer; ``BENCH_SCALE_RANDOM`` (default 2) seeded random per-layer
-genomes of experiment 4's default space (the library of ``genome.DEFAULT_MULTIPLIERS``). The
-projection uses the mean of the random genomes (what NSGA-II evaluates) and stages
-100 → 400 → 1,000 (``StagingSettings(100, 4)``), for several survival fractions q₁ (of stage 1)
-and q₂ (of stage 2), which depend on the data and cannot be measured without ImageNet labels.
+genomes of experiment 4's default space (the library of ``genome.DEFAULT_MULTIPLIERS``, swings,
+buffer voltages: most draw faults). Every probe compiles with one
+:class:`~approxtvm.runtime.shared_caches.SharedCaches`, as an exploration worker does (kernels per
+shape, sessions, factorisations, access counts and fault geometry shared between configurations;
+two warm-up genomes fill it first); each random genome is also compiled and first-run with fresh
+caches (``cold``: the cost per configuration before the caches were shared). The projection
+uses the warm mean of the random genomes (what NSGA-II evaluates) and stages 100 → 400 → 1,000
+(``StagingSettings(100, 4)``), for several survival fractions q₁ (of stage 1) and q₂ (of stage 2),
+which depend on the data and cannot be measured without ImageNet labels. A later stage reuses
+the worker's compiled model when the configuration lands on the same worker (probability
+1/workers; otherwise it pays the fixed cost again) and runs all its images when the
+configuration draws faults (``rerun``) or only the images the stage adds (``added``: nominal
+swings and voltages).
 
 ``--dask``: evaluations per hour of a real batch of ``BENCH_SCALE_DASK_CONFIGS`` (default 4)
 random genomes on ``BENCH_SCALE_DASK_IMAGES`` images (default 2) on a Dask ``LocalCluster`` with
@@ -87,13 +96,21 @@ def projection(fixed_s: float, per_image_s: float, workers: int, scaling: float)
     def cost(n: int) -> float:
         return fixed_s + n * per_image_s
 
+    miss = 1.0 - 1.0 / workers  # a later stage on another worker compiles again
+
+    def staged_config(q1: float, q2: float, added: bool) -> float:
+        n1, n2, n3 = STAGES
+        later = [(q1, n2, n1), (q2, n3, n2)]
+        return cost(n1) + sum(q * (miss * fixed_s + (n - (m if added else 0)) * per_image_s) for q, n, m in later)
+
     unstaged = GOAL_CONFIGS * cost(GOAL_IMAGES) / scaling / 3600
-    staged = {}
+    staged: dict[str, dict[str, float]] = {}
     for q1, q2 in SURVIVAL:
-        per_config = cost(STAGES[0]) + q1 * cost(STAGES[1]) + q2 * cost(STAGES[2])
-        # the exact model once per stage, then the front completion is inside q2's share
-        total = GOAL_CONFIGS * per_config + sum(cost(n) for n in STAGES)
-        staged[f"q1={q1:g},q2={q2:g}"] = round(total / scaling / 3600, 2)
+        refs = sum(cost(n) for n in STAGES)  # the exact model once per stage
+        staged[f"q1={q1:g},q2={q2:g}"] = {
+            mode: round((GOAL_CONFIGS * staged_config(q1, q2, mode == "added") + refs) / scaling / 3600, 2)
+            for mode in ("rerun", "added")
+        }
     budget_s = GOAL_HOURS * 3600 * scaling / GOAL_CONFIGS
     return {
         "workers": workers,
@@ -105,52 +122,72 @@ def projection(fixed_s: float, per_image_s: float, workers: int, scaling: float)
     }
 
 
+def _time_probe(qdq: Any, config: Configuration, x: np.ndarray, caches: Any, images: int) -> dict[str, Any]:
+    """Compile, first image, then ``images`` images one by one (per-image time; 0 = not timed)."""
+    from approxtvm.compiler.driver import compile_onnx
+
+    t0 = time.perf_counter()
+    model = compile_onnx(qdq, config.policy(), batch_size=1, caches=caches)
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model.run(x[:1])  # first call: lazily built kernels and tables belong to the fixed cost
+    first_s = time.perf_counter() - t0
+    row: dict[str, Any] = {"compile_s": round(compile_s, 2), "first_image_s": round(first_s, 3), "model": model}
+    if images:
+        t0 = time.perf_counter()
+        for i in range(1, images + 1):
+            model.run(x[i : i + 1])
+        row["per_image_s"] = round((time.perf_counter() - t0) / images, 3)
+    return row
+
+
 def cost_mode() -> dict[str, Any]:
     """Per-evaluation cost per probe configuration (compile and run timed apart), then the projection."""
     from approxtvm.compiler import frontend
-    from approxtvm.compiler.driver import compile_onnx
     from approxtvm.models import calibration_data, get_model
+    from approxtvm.runtime.shared_caches import SharedCaches
 
     load = os.getloadavg()[0]
+    cpu0 = time.process_time()
     proto = get_model("resnet50")
     t0 = time.perf_counter()
     qdq = frontend.quantize(proto, calibration_data(proto, n=8), frontend.QuantOptions())
     quantize_s = time.perf_counter() - t0
     x = calibration_data(proto, n=IMAGES + 1, seed=11)
-    probes: dict[str, Configuration] = {"exact": Configuration()}
+    caches = SharedCaches()  # one worker's: shared by every configuration it compiles
     rows: dict[str, dict[str, Any]] = {}
-    lids: list[str] = []
-    k = 0
-    while k < len(probes):
-        name, config = list(probes.items())[k]
-        t0 = time.perf_counter()
-        model = compile_onnx(qdq, config.policy(), batch_size=1)
-        compile_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        model.run(x[:1])  # first call: lazily built kernels and tables belong to the fixed cost
-        first_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for i in range(1, IMAGES + 1):
-            model.run(x[i : i + 1])
-        per_image = (time.perf_counter() - t0) / IMAGES
-        fixed = compile_s + max(0.0, first_s - per_image)
-        rows[name] = {
-            "compile_s": round(compile_s, 2),
-            "first_image_s": round(first_s, 3),
-            "per_image_s": round(per_image, 3),
-            "fixed_s": round(fixed, 2),
-            "stage_eval_s": {str(n): round(fixed + n * per_image, 1) for n in STAGES},
-        }
-        if not lids:  # the probes need the layer ids of the compiled model
-            lids = list(model.layer_ids)
-            probes["mul8u_2HH on every layer"] = Configuration.make(dict.fromkeys(lids, "mul8u_2HH"))
-            probes["drum:k=4 on every layer"] = Configuration.make(dict.fromkeys(lids, "drum:k=4"))
-            for i, c in enumerate(random_genomes(lids, RANDOM, seed=3)):
-                probes[f"random genome {i}"] = c
-        k += 1
-        print(name, rows[name], file=sys.stderr, flush=True)
+
+    def record(name: str, row: dict[str, Any]) -> None:
+        row.pop("model", None)
+        row["fixed_s"] = round(row["compile_s"] + max(0.0, row["first_image_s"] - row["per_image_s"]), 2)
+        row["stage_eval_s"] = {str(n): round(row["fixed_s"] + n * row["per_image_s"], 1) for n in STAGES}
+        rows[name] = row
+        print(name, row, file=sys.stderr, flush=True)
+
+    exact = _time_probe(qdq, Configuration(), x, caches, IMAGES)
+    lids = list(exact["model"].layer_ids)
+    record("exact", exact)
+    record(
+        "mul8u_2HH on every layer",
+        _time_probe(qdq, Configuration.make(dict.fromkeys(lids, "mul8u_2HH")), x, caches, IMAGES),
+    )
+    record(
+        "drum:k=4 on every layer",
+        _time_probe(qdq, Configuration.make(dict.fromkeys(lids, "drum:k=4")), x, caches, IMAGES),
+    )
+    warm_up, probes = random_genomes(lids, 2 + RANDOM, seed=3)[:2], random_genomes(lids, 2 + RANDOM, seed=3)[2:]
+    for c in warm_up:  # a worker that has evaluated a few configurations already
+        _time_probe(qdq, c, x, caches, 0)
+    for i, c in enumerate(probes):
+        cold = _time_probe(qdq, c, x, None, 0)  # fresh caches: the cost before they were shared
+        warm = _time_probe(qdq, c, x, caches, IMAGES)
+        warm["cold_compile_s"], warm["cold_first_image_s"] = cold["compile_s"], cold["first_image_s"]
+        warm["cold_fixed_s"] = round(cold["compile_s"] + max(0.0, cold["first_image_s"] - warm["per_image_s"]), 2)
+        warm["draws_faults"] = bool(warm["model"].draws_faults)
+        record(f"random genome {i}", warm)
     rand = [rows[n] for n in rows if n.startswith("random")]
     fixed = float(np.mean([r["fixed_s"] for r in rand]))
+    cold_fixed = float(np.mean([r["cold_fixed_s"] for r in rand]))
     per_image = float(np.mean([r["per_image_s"] for r in rand]))
     return {
         "bench": "study_scale_cost",
@@ -159,8 +196,14 @@ def cost_mode() -> dict[str, Any]:
         "images_timed": IMAGES,
         "quantize_s": round(quantize_s, 1),
         "load_avg_1min_before_after": [round(load, 2), round(os.getloadavg()[0], 2)],
+        "process_cpu_s": round(time.process_time() - cpu0, 1),
         "probes": rows,
-        "genome_mean": {"fixed_s": round(fixed, 2), "per_image_s": round(per_image, 3)},
+        "genome_mean": {
+            "fixed_s": round(fixed, 2),
+            "fixed_s_cold_caches": round(cold_fixed, 2),
+            "fixed_shared_vs_cold": round(fixed / cold_fixed, 3),
+            "per_image_s": round(per_image, 3),
+        },
         "projection_1_worker": projection(fixed, per_image, 1, 1.0),
         "projection_2_workers_linear": projection(fixed, per_image, 2, 2.0),
         "stages": list(STAGES),

@@ -24,6 +24,7 @@ from approxtvm.errors import ModelError, PolicyError
 from approxtvm.runtime.executor import CallLog, LayerProgram, make_runner
 from approxtvm.runtime.kernels import KernelCache
 from approxtvm.runtime.multipliers.resolver import MultiplierResolver
+from approxtvm.runtime.shared_caches import SharedCaches
 from approxtvm.targets.vacc.codegen import CodegenSession, LoweredLayer, run_codegen
 from approxtvm.targets.vacc.compression import decompress_layer
 from approxtvm.targets.vacc.config import ApproxPolicy
@@ -50,6 +51,7 @@ def compile_onnx(
     batch_size: int | None = None,
     weight_transforms: WeightTransforms | None = None,
     host: str = "onnxruntime",
+    caches: SharedCaches | None = None,
 ) -> CompiledModel:
     """Compile an ONNX model for the virtual accelerator.
 
@@ -77,6 +79,10 @@ def compile_onnx(
         itself in segments around the offloaded layers (onnxruntime's speed and arithmetic);
         ``"tvm"`` builds the Relax VM (``relax.build``). A graph the onnxruntime host cannot cut
         falls back to ``"tvm"`` with a warning.
+    caches
+        Kernels, sessions, access counts and fault geometry to share with other models compiled
+        in this process (:class:`~approxtvm.runtime.shared_caches.SharedCaches`; an exploration
+        worker passes one for all its configurations). ``None``: this model's own.
     """
     if host not in HOSTS:
         raise ModelError(
@@ -116,7 +122,7 @@ def compile_onnx(
         mod = apply_weight_transforms(mod, weight_transforms)
     uid = uuid.uuid4().hex[:10]
     mod = phase("partition", partition, mod, {}, f"vacc_{uid}_")
-    return _finish(mod, proto, policy, spec, uid, batch, host)
+    return _finish(mod, proto, policy, spec, uid, batch, host, caches)
 
 
 def _finish(
@@ -127,10 +133,12 @@ def _finish(
     uid: str,
     batch_size: int,
     host: str = "onnxruntime",
+    caches: SharedCaches | None = None,
 ) -> CompiledModel:
     resolver = MultiplierResolver(spec)
     log = CallLog()
-    cache = KernelCache()  # one per model: ORT sessions, TVM kernels, weight tables
+    # ORT sessions, TVM kernels, weight tables: the caller's (shared by its models) or this model's
+    cache = caches.kernels if caches is not None else KernelCache()
     programs: dict[str, LayerProgram] = {}
 
     def factory(lowered: LoweredLayer) -> Callable[..., None]:
@@ -159,6 +167,7 @@ def _finish(
         "programs": programs,
         "log": log,
         "host_reasons": reasons,
+        "caches": caches,
     }
     if host == "onnxruntime":
         try:

@@ -23,6 +23,7 @@ from approxtvm.runtime.executor import CallLog, LayerProgram
 from approxtvm.runtime.faults import FaultOptions, ModelFaults
 from approxtvm.runtime.kernels import KernelCache
 from approxtvm.runtime.kernels.cpu import detect_cpu
+from approxtvm.runtime.shared_caches import SharedCaches
 from approxtvm.targets.vacc.config import ApproxPolicy
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.schedule import LayerSchedule
@@ -100,6 +101,7 @@ class CompiledModel:
         log: CallLog,
         host: str = "tvm",
         host_reasons: dict[str, str] | None = None,
+        caches: SharedCaches | None = None,
     ) -> None:
         if host not in HOSTS:
             raise ModelError(
@@ -125,9 +127,13 @@ class CompiledModel:
         self.input_name, dims = next(iter(specs.items()))
         self.input_shape: tuple[int, ...] = tuple(int(d) for d in dims[1:] if isinstance(d, int))
         self.output_names = [o.name for o in proto.graph.output]
-        counts: dict[object, object] = {}  # one count simulation per distinct mapping
+        # one count simulation per distinct mapping (and fault geometry), shared with the caller's
+        # other models when it passes caches
+        counts: dict[object, object] = caches.counts_for(spec) if caches is not None else {}
+        self._geometry = caches.geometry_for(spec) if caches is not None else {}
         self._layer_energy = {lid: layer_energy(p, spec, counts) for lid, p in programs.items()}
-        self._faults = ModelFaults(self.schedules, spec)  # range-checks swings/voltages against the spec
+        # range-checks swings/voltages against the spec
+        self._faults = ModelFaults(self.schedules, spec, geometry_cache=self._geometry)
         self.host = host
         #: Where exact, fault-free layers compute on the onnxruntime host (see :mod:`approxtvm.compiler.host_ort`).
         self.exact_layers = "onnxruntime"
@@ -179,9 +185,16 @@ class CompiledModel:
     def _faulty(self) -> frozenset[str]:
         return frozenset(lid for lid, plan in self._faults.plans.items() if not plan.trivial)
 
+    @property
+    def draws_faults(self) -> bool:
+        """Whether a run draws faults. Faults are drawn per layer call (batch) of a run, so then a
+        sample's outputs depend on its position in the run; without faults every sample's outputs
+        are the same in any run that holds it (samples of a batch are computed independently)."""
+        return self._faults.scaled
+
     def set_fault_options(self, options: FaultOptions) -> None:
         """Run-wide fault-model options for later runs (SRAM write/read faults, BER scale)."""
-        self._faults = ModelFaults(self.schedules, self.spec, options)
+        self._faults = ModelFaults(self.schedules, self.spec, options, self._geometry)
 
     # ------------------------------------------------------------------ running
     def _check_input(self, x: np.ndarray) -> np.ndarray:
@@ -237,12 +250,23 @@ class CompiledModel:
         batches = 0
         session = self._faults.session(seed)  # replaced at every run
         self._log.faults = session.apply if session is not None else None
+        self._log.faults_calls = session.apply_calls if session is not None else None
         kernels = None if self._ort is None else self._ort.kernel_layers(self.exact_layers, self._faulty())
-        for start in range(0, n, b):
-            chunk = x[start : start + b]
+        # batches per call of every layer (same results as one call each; see OrtHost.run_batches)
+        group = 1 if self._ort is None or kernels is None else self._ort.group_size(kernels, -(-n // b))
+        start = 0
+        while start < n:
+            grouped = min(group, -(-(n - start) // b))
+            chunk = x[start : start + grouped * b]
             real = len(chunk)
-            if real < b:  # pad the last batch by repeating its last sample; padded rows are dropped
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - real, axis=0)])
+            if real < grouped * b:  # pad the last batch by repeating its last sample; padded rows are dropped
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], grouped * b - real, axis=0)])
+            start += real
+            if self._ort is not None and kernels is not None and grouped > 1:
+                for i, r in enumerate(self._ort.run_batches(chunk, kernels, grouped)):
+                    outs[i].append(r[:real])
+                batches += grouped
+                continue
             if self._ort is not None and kernels is not None:
                 for i, r in enumerate(self._ort.run_batch(chunk, kernels)):
                     outs[i].append(r[:real])
@@ -260,7 +284,7 @@ class CompiledModel:
         counters = {"samples": n, "batches": batches, "batch_size": b, "calls": calls}
         if kernels is not None:
             counters["kernel_layers"] = [lid for lid in self.programs if lid in kernels]
-        self._log.faults = None
+        self._log.faults = self._log.faults_calls = None
         self._log.trace = False
         traces = tuple(self._log.traces)
         self._log.traces.clear()

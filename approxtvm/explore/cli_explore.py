@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -117,7 +118,12 @@ def add_explore_parsers(subparsers: Any) -> None:
     p.add_argument("--normalise", choices=NORMALISATIONS, default="imagenet", help="pixel normalisation")
     p.add_argument("--pop-size", type=int, help="NSGA-II population of experiment 4")
     p.add_argument("--generations", type=int, help="NSGA-II generations of experiment 4 (at most, with --hours)")
-    p.add_argument("--hours", type=float, help="wall-clock budget: experiment 4 gets the generations that fit")
+    p.add_argument(
+        "--hours",
+        type=float,
+        help="wall-clock budget of the whole run: experiment 4 gets the generations that fit, and the run "
+        "stops at the first evaluation past it (report of what finished; run again to resume)",
+    )
     p.add_argument(
         "--staged",
         nargs="?",
@@ -197,7 +203,9 @@ def cmd_experiments(args: argparse.Namespace) -> int:
     settings = _user_settings(args, settings)
     with make_executor(args.workers, args.scheduler, args.local_cluster) as ex:
         report = run_experiments(Path(args.out), settings=settings, executor=ex, console=console)
-    if args.finetune:
+    if args.finetune and json.loads(Path(report.summary_json).read_text()).get("pareto") is None:
+        console.print("--finetune: skipped, experiment 4 was cut by the wall-clock budget")
+    elif args.finetune:
         _finetune_front(Path(args.out), settings, args.finetune_epochs, report, console)
     console.print(f"report: {report.markdown} (HTML {report.html})")
     return 0

@@ -3,8 +3,18 @@
 This is the function the executors ship to worker processes (local or Dask), so everything it
 receives is plain picklable data (:class:`EvalContext`, :class:`EvalTask`) and everything it
 returns is an :class:`~approxtvm.explore.journal.EvalRecord`. A worker keeps the quantized model
-and the dataset of the contexts it has seen (:func:`clear_worker_cache` empties that cache);
-nothing else survives between evaluations, and the result depends only on the task.
+and the dataset of the contexts it has seen, the kernels, sessions, access counts and fault
+geometry its compiled models share (:class:`~approxtvm.runtime.shared_caches.SharedCaches`), and
+its most recently used compiled models (an LRU bounded by :data:`COMPILED_CACHE_BYTES`, so a
+configuration that goes on to a later stage of a staged study is compiled once per worker);
+:func:`clear_worker_cache` empties all of it. The result depends only on the task.
+
+A task may carry the predictions of the same configuration on an earlier, nested stage subset
+(:class:`StagePrior`): when the compiled model draws no faults, only the samples the stage adds
+are run and the earlier predictions are merged in — the record equals a run on the whole stage
+subset (each sample's prediction does not depend on the other samples of its run; energy does
+not depend on the data). A model that draws faults runs the whole subset (faults are drawn per
+batch call of a run, so a sample's outcome depends on its position).
 """
 
 from __future__ import annotations
@@ -14,7 +24,8 @@ import json
 import os
 import socket
 import time
-from dataclasses import asdict, dataclass
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +37,9 @@ from approxtvm.explore.journal import EvalRecord, evaluation_key
 
 #: Samples used to quantize a float model when no calibration set is named.
 CALIBRATION_SAMPLES = 256
+#: Estimated bytes of compiled models a worker keeps for later stages (least recently used
+#: evicted first): ≈ 10 ResNet-50 models, a few thousand digits models.
+COMPILED_CACHE_BYTES = 1 << 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +130,22 @@ _CODE_SUFFIXES = (".py", ".yaml", ".yml", ".json", ".tsv", ".onnx", ".c", ".bin"
 
 
 @dataclass(frozen=True, slots=True)
+class StagePrior:
+    """The same configuration's predictions on an earlier stage of a staged study.
+
+    Attributes
+    ----------
+    subset
+        That stage's ``EvalContext.subset`` (≥ 1; its samples are part of every later stage's).
+    predictions_i16
+        Its top-1 class per sample (``EvalRecord.predictions_i16``), in the stage's order.
+    """
+
+    subset: int
+    predictions_i16: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class EvalTask:
     """One configuration to evaluate in one context.
 
@@ -127,11 +157,16 @@ class EvalTask:
         ``context.fingerprint()``, computed once by the driver.
     config_json
         Canonical configuration JSON.
+    prior
+        The configuration's predictions on an earlier, nested stage (a staged study's later
+        stages): the worker may then run only the samples this stage adds. The result (and the
+        journal key) is the same with or without it.
     """
 
     context: EvalContext
     context_fingerprint: str
     config_json: str
+    prior: StagePrior | None = None
 
     @property
     def key(self) -> str:
@@ -139,9 +174,18 @@ class EvalTask:
         return evaluation_key(self.config_json, self.context_fingerprint)
 
 
-def make_task(context: EvalContext, fingerprint: str, config: Configuration) -> EvalTask:
-    """Task for one configuration."""
-    return EvalTask(context, fingerprint, config.to_json())
+def make_task(
+    context: EvalContext, fingerprint: str, config: Configuration, prior: StagePrior | None = None
+) -> EvalTask:
+    """Task for one configuration (``prior``: see :attr:`EvalTask.prior`)."""
+    if prior is not None and not (prior.subset >= 1 and (context.subset == 0 or prior.subset < context.subset)):
+        raise ExplorationError(
+            "a stage prior must come from a smaller, earlier stage",
+            expected=f"1 ≤ prior subset < {context.subset or 'the whole set'}",
+            found=f"prior subset {prior.subset}",
+            fix="pass the record of an earlier stage of the same staged study",
+        )
+    return EvalTask(context, fingerprint, config.to_json(), prior)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -156,10 +200,58 @@ _QUANTIZED: dict[tuple[str, str | None], Any] = {}
 of one model (they differ only in ``subset``), so a model is quantized once per worker."""
 
 
+_COMPILED: OrderedDict[tuple[EvalContext, str], tuple[Any, int]] = OrderedDict()
+"""Per-process LRU: (context without its subset, configuration JSON) → (compiled model, estimated
+bytes). The stage contexts of one study differ only in ``subset``, so they share entries."""
+
+_SHARED: list[Any] = []
+"""Per-process :class:`~approxtvm.runtime.shared_caches.SharedCaches` (created on first use)."""
+
+
 def clear_worker_cache() -> None:
-    """Forget the quantized models and datasets this process has prepared."""
+    """Forget the quantized models, datasets, compiled models and shared kernel caches of this process."""
     _PREPARED.clear()
     _QUANTIZED.clear()
+    _COMPILED.clear()
+    _SHARED.clear()
+
+
+def _shared_caches() -> Any:
+    if not _SHARED:
+        from approxtvm.runtime.shared_caches import SharedCaches
+
+        _SHARED.append(SharedCaches())
+    return _SHARED[0]
+
+
+def _model_bytes(model: Any) -> int:
+    """Rough resident size of a compiled model: the QDQ graph (the host runs it) and its layers'
+    weights three times (codes, the kernels' padded copies, the fault arrays)."""
+    return int(model.proto.ByteSize()) + 3 * sum(int(p.weight.nbytes) for p in model.programs.values())
+
+
+def compiled_model(ctx: EvalContext, proto: Any, config: Configuration, config_json: str) -> Any:
+    """The model compiled for ``config`` in ``ctx``, from this worker's LRU if it has it."""
+    from approxtvm.compiler.driver import compile_onnx
+
+    key = (replace(ctx, subset=0), config_json)
+    hit = _COMPILED.get(key)
+    if hit is not None:
+        _COMPILED.move_to_end(key)
+        return hit[0]
+    model = compile_onnx(
+        proto, config.policy(), accelerator=ctx.accelerator, batch_size=ctx.batch_size, caches=_shared_caches()
+    )
+    if ctx.ber_scale != 1.0:
+        from approxtvm.runtime.faults import FaultOptions
+
+        model.set_fault_options(FaultOptions(ber_scale=ctx.ber_scale))
+    nbytes = _model_bytes(model)
+    if nbytes <= COMPILED_CACHE_BYTES:
+        while _COMPILED and sum(b for _, b in _COMPILED.values()) + nbytes > COMPILED_CACHE_BYTES:
+            _COMPILED.popitem(last=False)
+        _COMPILED[key] = (model, nbytes)
+    return model
 
 
 def limit_threads(core: int | None = None) -> None:
@@ -242,7 +334,6 @@ def run_task(task: EvalTask) -> EvalRecord:
     ExplorationError
         The configuration cannot be compiled or run (the message names it).
     """
-    from approxtvm.compiler.driver import compile_onnx
     from approxtvm.errors import ApproxTvmError
 
     t0 = time.perf_counter()
@@ -250,16 +341,16 @@ def run_task(task: EvalTask) -> EvalRecord:
     proto, data = _prepare(ctx)
     config = Configuration.from_dict(json.loads(task.config_json))
     try:
-        model = compile_onnx(proto, config.policy(), accelerator=ctx.accelerator, batch_size=ctx.batch_size)
-        if ctx.ber_scale != 1.0:
-            from approxtvm.runtime.faults import FaultOptions
-
-            model.set_fault_options(FaultOptions(ber_scale=ctx.ber_scale))
+        model = compiled_model(ctx, proto, config, task.config_json)
         if ctx.energy_only:
             energy = model.energy_per_batch()
             samples, per = 0, float(ctx.batch_size)
             pred = np.zeros(0, dtype=np.int64)
             correct = None
+        elif task.prior is not None and not model.draws_faults:
+            energy, pred, per = _run_added(model, ctx, task.prior)
+            samples = len(pred)
+            correct = None if data.y is None else int(np.sum(pred == data.y))
         else:
             from approxtvm.explore.evaluate import evaluate
 
@@ -292,3 +383,44 @@ def run_task(task: EvalTask) -> EvalRecord:
         eval_s=time.perf_counter() - t0,
         worker=f"{socket.gethostname()}:{os.getpid()}",
     )
+
+
+def _run_added(model: Any, ctx: EvalContext, prior: StagePrior) -> tuple[Any, np.ndarray, float]:
+    """Energy, predictions and executed slots of ``ctx``'s stage from a fault-free model run on the
+    samples the stage adds to ``prior``'s only: what :func:`evaluate` returns on the whole stage.
+
+    Predictions: the prior's on its samples, the run's on the added ones, in the stage's order.
+    Energy: the run's per-batch sequence of layer executions repeated for the stage's batches, the
+    report :meth:`CompiledModel.run` builds for the whole stage (the same objects, the same sums).
+    """
+    from approxtvm.explore.subsets import stratified_indices
+    from approxtvm.runtime.energy import EnergyReport
+
+    full = _prepare(replace(ctx, subset=0))[1]
+    idx = stratified_indices(full.y, len(full), ctx.subset, ctx.seed)
+    before = stratified_indices(full.y, len(full), prior.subset, ctx.seed)
+    old = np.isin(idx, before)
+    prev = np.frombuffer(prior.predictions_i16, dtype="<i2")
+    if int(old.sum()) != len(before) or len(prev) != len(before):
+        raise ExplorationError(
+            "a stage prior does not match the stage's samples",
+            expected=f"{len(before)} predictions of samples inside this stage's {len(idx)}",
+            found=f"{len(prev)} predictions, {int(old.sum())} samples shared",
+            fix="pass the record of an earlier stage of the same study (same data, limit and seed)",
+        )
+    pred = np.empty(len(idx), dtype=np.int64)
+    pred[old] = prev
+    added = idx[~old]
+    b = model.batch_size
+    batches = -(-len(idx) // b)
+    if len(added) == 0:  # nothing new: one batch gives the per-batch energy
+        res = model.run(full.x[idx[:1]], seed=ctx.seed)
+    else:
+        res = model.run(full.x[added], seed=ctx.seed)
+        logits = res.outputs[model.output_names[0]]
+        pred[~old] = logits.reshape(len(logits), -1).argmax(axis=1)
+    ran = int(res.counters.get("batches", 1))
+    per_layers = len(res.energy.layers) // ran
+    per_host = len(res.energy.uncovered) // ran
+    energy = EnergyReport(res.energy.layers[:per_layers] * batches, res.energy.uncovered[:per_host] * batches)
+    return energy, pred, float(batches * b)

@@ -148,6 +148,10 @@ class ProcessExecutor(_ContextManaged):
                         rec = fut.result()
                         pending.discard(i)
                         yield i, rec
+            except GeneratorExit:  # the consumer stopped early (a budget): start nothing more
+                for fut in futures:
+                    fut.cancel()
+                raise
             except BrokenProcessPool:
                 restarts += 1
                 self._pool.shutdown(wait=False, cancel_futures=True)  # type: ignore[union-attr]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ import numpy as np
 from pymoo.core.mutation import Mutation
 
 from approxtvm.errors import ExplorationError
-from approxtvm.explore.evaluator import EvalContext, EvalTask, make_task
+from approxtvm.explore.evaluator import EvalContext, EvalTask, StagePrior, make_task
 from approxtvm.explore.executors import Executor, evaluate_batch
 from approxtvm.explore.genome import (
     DEFAULT_MULTIPLIERS,
@@ -339,9 +339,13 @@ class Study:
         if self.on_record is not None:
             self.on_record(rec)
 
-    def records(self, configs: Sequence[Configuration]) -> list[EvalRecord]:
-        """Records of ``configs`` (journal first, then the executor), in order."""
-        tasks: list[EvalTask] = [make_task(self.context, self.fingerprint, c) for c in configs]
+    def records(
+        self, configs: Sequence[Configuration], priors: Mapping[Configuration, StagePrior] | None = None
+    ) -> list[EvalRecord]:
+        """Records of ``configs`` (journal first, then the executor), in order; ``priors``: their
+        predictions on an earlier stage, if any (:attr:`EvalTask.prior`; the records are the same)."""
+        priors = priors or {}
+        tasks: list[EvalTask] = [make_task(self.context, self.fingerprint, c, priors.get(c)) for c in configs]
         recs, _ = evaluate_batch(tasks, self.journal, self.executor, self._count)
         return recs
 

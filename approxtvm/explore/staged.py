@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from approxtvm.errors import ExplorationError
-from approxtvm.explore.evaluator import EvalContext, load_context_data
+from approxtvm.explore.evaluator import EvalContext, StagePrior, load_context_data
 from approxtvm.explore.executors import Executor
 from approxtvm.explore.genome import Configuration
 from approxtvm.explore.journal import EvalRecord, Journal
@@ -108,15 +108,18 @@ class StagingStats:
     full_evaluations
         Of those, evaluated on the full set.
     samples_run
-        Images evaluated over all stages (journaled results included).
+        Images evaluated over all stages (journaled results included): a later stage of a
+        configuration with nominal swings and voltages counts only the images it adds (the
+        worker merges the earlier stage's predictions, :class:`~approxtvm.explore.evaluator.StagePrior`).
     samples_unstaged
         Images an unstaged study would have evaluated (``configurations × N``).
     eval_s, eval_s_unstaged
         Worker seconds (compile + run) of the records used, and an estimate of the unstaged
-        seconds: each configuration's full-set time, or, for a dropped one, its last stage's
-        time plus the remaining images at its own per-image rate (the slope between its two
-        largest stages; with one stage, the exact model's slope between the smallest and the
-        full stage), so compile time is not scaled up.
+        seconds: each configuration's first-stage time (its compile included) plus the remaining
+        images at its per-image rate, measured on its later stages (their compiled model usually
+        comes from the worker's cache) or, for a configuration dropped after its first stage, the
+        median rate of the others (the exact model's full-set rate when there is none), so
+        compile time is not scaled up.
     by_stage
         Evaluations per stage size.
     """
@@ -209,7 +212,8 @@ class StagedStudy(Study):
         self.stats = StagingStats()
         self._stage_studies: dict[int, Study] = {}
         self._best: dict[Configuration, Estimate] = {}
-        self._times: dict[Configuration, dict[int, float]] = {}
+        self._times: dict[Configuration, dict[int, tuple[float, int]]] = {}
+        self._last: dict[Configuration, tuple[int, EvalRecord]] = {}
         self._ref_counted: set[int] = set()
 
     # -- stages ------------------------------------------------------------------------------
@@ -230,9 +234,21 @@ class StagedStudy(Study):
         """Full-set points of ``configs`` (no staging)."""
         return super().points(configs)
 
+    def _priors(self, configs: list[Configuration]) -> dict[Configuration, StagePrior]:
+        """Earlier-stage predictions of the configurations whose later stages may run only the
+        samples they add: nominal swings and voltages (no faults are drawn; a faulty configuration
+        reruns the whole stage, see :mod:`approxtvm.explore.evaluator`)."""
+        out = {}
+        for c in configs:
+            last = self._last.get(c)
+            if last is not None and last[0] < self.total_samples and c.noc_swing_v is None and not c.sram_v:
+                out[c] = StagePrior(last[0], last[1].predictions_i16)
+        return out
+
     def _estimate(self, configs: list[Configuration], n: int) -> list[Estimate]:
         st = self._stage(n)
-        recs = st.records(configs) if st is not self else Study.records(self, configs)
+        priors = self._priors(configs)
+        recs = st.records(configs, priors) if st is not self else Study.records(self, configs, priors)
         if n not in self._ref_counted:  # the exact model on the stage's samples
             self._ref_counted.add(n)
             self.stats.samples_run += n
@@ -240,11 +256,13 @@ class StagedStudy(Study):
         ref = st.reference
         out = []
         for c, rec in zip(configs, recs, strict=True):
-            self._times.setdefault(c, {})[n] = rec.eval_s
+            ran = n - (priors[c].subset if c in priors else 0)
+            self._times.setdefault(c, {})[n] = (rec.eval_s, ran)
+            self._last[c] = (n, rec)
             pt = ref.point(rec)
             lo, hi = loss_bounds(pt, n, self.total_samples, self.staging.z)
             out.append(Estimate(pt, n, lo, hi))
-            self.stats.samples_run += n
+            self.stats.samples_run += ran
             self.stats.eval_s += rec.eval_s
             self.stats.by_stage[n] = self.stats.by_stage.get(n, 0) + 1
         return out
@@ -288,28 +306,20 @@ class StagedStudy(Study):
                 self._best[c] = e
         self.stats.full_evaluations = sum(e.samples >= self.total_samples for e in self._best.values())
 
-    def _slope(self, times: dict[int, float]) -> float | None:
-        if len(times) < 2:
-            return None
-        a, b = sorted(times)[-2:]
-        return max(0.0, (times[b] - times[a]) / (b - a))
-
     def _update_time_estimate(self) -> None:
         """Unstaged worker seconds (see :class:`StagingStats`)."""
-        first = self._stage(self.sizes[0])
-        ref_slope = 0.0
-        if first is not self:
-            rt = {self.sizes[0]: first.reference.record.eval_s, self.total_samples: self.reference.record.eval_s}
-            ref_slope = self._slope(rt) or 0.0
+        rates = {c: t[n][0] / t[n][1] for c, t in self._times.items() for n in sorted(t)[1:] if t[n][1] > 0}
+        if rates:
+            fallback = float(sorted(rates.values())[len(rates) // 2])
+        else:  # no configuration went past its first stage: the exact model's rate on the full set
+            fallback = self.reference.record.eval_s / max(1, self.total_samples)
         total = 0.0
-        n_full = self.total_samples
         for c in self._best:
             t = self._times.get(c, {})
             if not t:
                 continue
-            last = max(t)
-            slope = self._slope(t)
-            total += t[last] + (n_full - last) * (ref_slope if slope is None else slope)
+            n0 = min(t)
+            total += t[n0][0] + (self.total_samples - n0) * rates.get(c, fallback)
         self.stats.eval_s_unstaged = total
 
     def front(self) -> list[Point]:

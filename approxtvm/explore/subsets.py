@@ -48,6 +48,21 @@ def stratified_order(labels: np.ndarray | None, n_samples: int, seed: int = 0) -
     return np.argsort(key, kind="stable")
 
 
+def stratified_indices(labels: np.ndarray | None, n_samples: int, n: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of the first ``n`` samples of :func:`stratified_order` (all ``n_samples``
+    when ``n`` is 0 or ≥ ``n_samples``): the samples of a stage, in the dataset's own order."""
+    if n < 0:
+        raise ExplorationError(
+            "a stage subset cannot be negative",
+            expected="subset ≥ 0 (0 = all samples)",
+            found=str(n),
+            fix="use a positive first-stage size",
+        )
+    if n == 0 or n >= n_samples:
+        return np.arange(n_samples)
+    return np.sort(stratified_order(labels, n_samples, seed)[:n])
+
+
 def stratified_subset(data: Any, n: int, seed: int = 0) -> Any:
     """The first ``n`` samples of :func:`stratified_order` of a :class:`~approxtvm.models.Dataset`
     (the whole set, in stratified order, when ``n ≥ len(data)``)."""
@@ -60,6 +75,5 @@ def stratified_subset(data: Any, n: int, seed: int = 0) -> Any:
         )
     from approxtvm.models import Dataset
 
-    idx = stratified_order(data.y, len(data), seed)[:n]
-    idx = np.sort(idx)  # keep the dataset's own order inside the subset
+    idx = stratified_indices(data.y, len(data), n, seed)  # the dataset's own order inside the subset
     return Dataset(data.x[idx], None if data.y is None else data.y[idx], data.name, data.classes)

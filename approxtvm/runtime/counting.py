@@ -9,7 +9,8 @@ tile's last (its write-back carries finished, requantized outputs). Spatial fan-
 instance by instance: instances that need the same tile share one parent read (multicast), and the
 NoC cost of each such group is the size of its XY-routing tree, recomputed here from the mesh.
 The MACs' own accesses (weight register, input buffer, accumulation buffer read-modify-write) are
-one per cycle per distinct operand, counted from the number of temporal steps. The walk itself is
+one per cycle per distinct operand, counted from the number of temporal steps. In an uneven
+mapping each buffer walks the loops above its own cut. The walk itself is
 :class:`~approxtvm.targets.vacc.tilewalk.TileWalk`, shared with the fault model.
 """
 
@@ -92,13 +93,14 @@ def simulate_counts(mapping: Mapping, spec: AcceleratorSpec) -> AccessCounts:
 
     hier = Hierarchy.of(spec)
     n_levels = hier.compute
-    walks: dict[int, TileWalk] = {}
+    walks: dict[tuple[int, str | None], TileWalk] = {}
     inst_cache: dict[int, list[dict[str, int]]] = {}
 
-    def walk(i: int) -> TileWalk:
-        if i not in walks:
-            walks[i] = TileWalk.of(mapping, i)
-        return walks[i]
+    def walk(i: int, tensor: str | None = None) -> TileWalk:
+        # each tensor's buffer walks the loops above its own cut (they differ in uneven mappings)
+        if (i, tensor) not in walks:
+            walks[(i, tensor)] = TileWalk.of(mapping, i, tensor)
+        return walks[(i, tensor)]
 
     def insts(i: int) -> list[dict[str, int]]:
         if i not in inst_cache:
@@ -125,7 +127,7 @@ def simulate_counts(mapping: Mapping, spec: AcceleratorSpec) -> AccessCounts:
                     add(parent, t, reads=n)
                 continue
             b = hier.level_of(child)
-            visits = len(walk(b).fills(t))
+            visits = len(walk(b, t).fills(t))
             tile = mapping.tile_size(hier.names[b], t)
             n_child = len(insts(b))
             crosses = hier.crosses_network(a, b)
@@ -138,7 +140,7 @@ def simulate_counts(mapping: Mapping, spec: AcceleratorSpec) -> AccessCounts:
                     per = visits * tile * prec.bits(t)
                     add_noc(t, per * groups, per * links, per * routers)
                 continue
-            final_visits, refills = walk(b).output_visits()
+            final_visits, refills = walk(b, t).output_visits()
             final = final_visits * tile * n_child
             partial = refills * tile * n_child
             if child == "accum_buffer":

@@ -23,8 +23,10 @@ What the accelerator does with a :class:`~approxtvm.targets.vacc.schedule.LayerS
    *filled*: it stores a fresh copy, and the copy of fill ``j`` of PE ``i`` is residency
    ``j · PEs + i``. A corruption mask given for that residency (XOR per stored byte, words in C
    order over the tile's axes) is applied to the copy, which then serves every product until the
-   next fill evicts it.
-4. The PE multiplies its copies: ``out[n, g, k, p, q] += Σ_{c, r, s} M(x[n, g, c, p·sh + r·dh,
+   next fill evicts it. In an uneven mapping a buffer's tile spans the loops below its own cut:
+   the PE steps over the loops above the finer of the two cuts and each step reads its box out of
+   the larger copy.
+4. The PE multiplies its copies (the box of this step): ``out[n, g, k, p, q] += Σ_{c, r, s} M(x[n, g, c, p·sh + r·dh,
    q·sw + s·dw], w[g, k, c, r, s])`` over its tile, ``M`` the multiplier's table (row = activation
    byte, column = weight byte). Partial sums over C, R and S tiles accumulate exactly.
 5. The zero-point corrections ``− z_w Σx − z_x Σw + K z_x z_w`` (sums over one group's taps) use the
@@ -109,60 +111,115 @@ def emulate(
     xbytes, wbytes = np.ascontiguousarray(xpad5).view(np.uint8), np.ascontiguousarray(w5).view(np.uint8)
     table = np.asarray(prog.multiplier.table, np.int64).reshape(256, 256)
 
-    # step 2: the loops above the PE, with the distance each one advances its dimension
+    # step 2: the loops above the PE, with the distance each one advances its dimension. Each PE
+    # buffer cuts the temporal loops at its own place (its level's boundary unless the mapping is
+    # uneven); the PE steps at the finest of the weight and input cuts and computes one box per step
     pe_level = m.level_index("PE")
-    flat = [lp for nest in m.levels for lp in nest.loops]
-    n_above = sum(len(nest.loops) for nest in m.levels[:pe_level])
-    stride = [math.prod(b.bound for b in flat[i + 1 :] if b.dim == lp.dim) for i, lp in enumerate(flat)]
-    ext = {d: math.prod(lp.bound for lp in flat[n_above:] if lp.dim == d) for d in DIMS}
-    temporal = [(lp, stride[i]) for i, lp in enumerate(flat[:n_above]) if not lp.spatial]
-    spatial = [(lp, stride[i]) for i, lp in enumerate(flat[:n_above]) if lp.spatial]
+    flat = [(li, lp) for li, nest in enumerate(m.levels) for lp in nest.loops]
+    stride = [math.prod(b.bound for _, b in flat[i + 1 :] if b.dim == lp.dim) for i, (_, lp) in enumerate(flat)]
+    rank = list(itertools.accumulate((0 if lp.spatial else 1 for _, lp in flat), initial=0))[:-1]
+    cut = {t: m.cut("PE", t) for t in ("weight", "input")}
+    step_cut = max(cut.values())
+
+    def above(i: int, c: int) -> bool:  # loop i is outside a buffer that cuts after c temporal loops
+        li, lp = flat[i]
+        return li < pe_level if lp.spatial else rank[i] < c
+
+    def extent(c: int) -> dict[str, int]:
+        return {
+            d: math.prod(lp.bound for i, (_, lp) in enumerate(flat) if lp.dim == d and not above(i, c)) for d in DIMS
+        }
+
+    temporal = [(lp, stride[i], rank[i]) for i, (_, lp) in enumerate(flat) if not lp.spatial and rank[i] < step_cut]
+    spatial = [(lp, stride[i]) for i, (li, lp) in enumerate(flat) if lp.spatial and li < pe_level]
     n_pes = math.prod(lp.bound for lp, _ in spatial)
-    th = (ext["P"] - 1) * s.stride_h + (ext["R"] - 1) * s.dilation_h + 1
-    tw = (ext["Q"] - 1) * s.stride_w + (ext["S"] - 1) * s.dilation_w + 1
+    ext = extent(step_cut)  # the box one step computes
+    text = {t: extent(c) for t, c in cut.items()}  # the tile each buffer holds
+
+    def rows(e: dict[str, int], along: str, kernel: str, st: int, dl: int) -> int:
+        return (e[along] - 1) * st + (e[kernel] - 1) * dl + 1
+
+    th, tw = rows(ext, "P", "R", s.stride_h, s.dilation_h), rows(ext, "Q", "S", s.stride_w, s.dilation_w)
 
     # a tile's words in C order over (G, K, C, R, S) for weights and (N, G, C, H, W) for inputs
+    we, xe = text["weight"], text["input"]
     shapes = {
-        "weight": (ext["G"], ext["K"], ext["C"], ext["R"], ext["S"]),
-        "input": (ext["N"], ext["G"], ext["C"], th, tw),
+        "weight": (we["G"], we["K"], we["C"], we["R"], we["S"]),
+        "input": (
+            xe["N"],
+            xe["G"],
+            xe["C"],
+            rows(xe, "P", "R", s.stride_h, s.dilation_h),
+            rows(xe, "Q", "S", s.stride_w, s.dilation_w),
+        ),
     }
     masks = _masks(corruption or {}, shapes)
-    held: list[dict[str, tuple[tuple[int, ...], np.ndarray]]] = [{} for _ in range(n_pes)]
+    held: list[dict[str, tuple[tuple[int, ...], dict[str, int], np.ndarray]]] = [{} for _ in range(n_pes)]
     n_fills = [dict.fromkeys(("weight", "input"), 0) for _ in range(n_pes)]
     raw = np.zeros((s.n, G, Kg, s.p, s.q), np.int64)
-    for t_idx in itertools.product(*(range(lp.bound) for lp, _ in temporal)):
-        base = dict.fromkeys(DIMS, 0)
-        for (lp, st), i in zip(temporal, t_idx, strict=True):
-            base[lp.dim] += i * st
+    for t_idx in itertools.product(*(range(lp.bound) for lp, _, _ in temporal)):
         for pe, s_idx in enumerate(itertools.product(*(range(lp.bound) for lp, _ in spatial))):
-            o = dict(base)
+            # where this PE's box and each buffer's tile start: the loops outside each
+            o = dict.fromkeys(DIMS, 0)
             for (lp, st), i in zip(spatial, s_idx, strict=True):
                 o[lp.dim] += i * st
+            start = {t: dict(o) for t in cut}
+            for (lp, st, r), i in zip(temporal, t_idx, strict=True):
+                o[lp.dim] += i * st
+                for t, c in cut.items():
+                    if r < c:
+                        start[t][lp.dim] += i * st
             # step 3: the tiles this PE needs now; a different tile is a fill with a fresh copy
-            h0 = o["P"] * s.stride_h + o["R"] * s.dilation_h
-            v0 = o["Q"] * s.stride_w + o["S"] * s.dilation_w
-            g = slice(o["G"], o["G"] + ext["G"])
-            need = {
-                "weight": wbytes[
-                    g,
-                    o["K"] : o["K"] + ext["K"],
-                    o["C"] : o["C"] + ext["C"],
-                    o["R"] : o["R"] + ext["R"],
-                    o["S"] : o["S"] + ext["S"],
-                ],
-                "input": xbytes[o["N"] : o["N"] + ext["N"], g, o["C"] : o["C"] + ext["C"], h0 : h0 + th, v0 : v0 + tw],
-            }
-            for t, src in need.items():
-                key = tuple(o[d] for d in DIMS if d in TENSOR_DIMS[t])
+            for t, t0 in start.items():
+                e = text[t]
+                key = tuple(t0[d] for d in DIMS if d in TENSOR_DIMS[t])
                 if t not in held[pe] or held[pe][t][0] != key:
+                    g0 = slice(t0["G"], t0["G"] + e["G"])
+                    if t == "weight":
+                        src = wbytes[
+                            g0,
+                            t0["K"] : t0["K"] + e["K"],
+                            t0["C"] : t0["C"] + e["C"],
+                            t0["R"] : t0["R"] + e["R"],
+                            t0["S"] : t0["S"] + e["S"],
+                        ]
+                    else:
+                        h0 = t0["P"] * s.stride_h + t0["R"] * s.dilation_h
+                        v0 = t0["Q"] * s.stride_w + t0["S"] * s.dilation_w
+                        src = xbytes[
+                            t0["N"] : t0["N"] + e["N"],
+                            g0,
+                            t0["C"] : t0["C"] + e["C"],
+                            h0 : h0 + shapes["input"][3],
+                            v0 : v0 + shapes["input"][4],
+                        ]
                     copy = src.copy()
                     mask = masks[t].get(n_fills[pe][t] * n_pes + pe)
                     if mask is not None:
                         copy ^= mask
-                    held[pe][t] = (key, copy)
+                    held[pe][t] = (key, t0, copy)
                     n_fills[pe][t] += 1
-            # step 4: the PE's products over its tile (each group with its own channels), into its box
-            wt, xt = held[pe]["weight"][1], held[pe]["input"][1]
+            # the box's operands inside the held copies (the whole copy unless the mapping is uneven)
+            _, w0, wfull = held[pe]["weight"]
+            _, x0, xfull = held[pe]["input"]
+            wt = wfull[
+                o["G"] - w0["G"] : o["G"] - w0["G"] + ext["G"],
+                o["K"] - w0["K"] : o["K"] - w0["K"] + ext["K"],
+                o["C"] - w0["C"] : o["C"] - w0["C"] + ext["C"],
+                o["R"] - w0["R"] : o["R"] - w0["R"] + ext["R"],
+                o["S"] - w0["S"] : o["S"] - w0["S"] + ext["S"],
+            ]
+            dh_ = (o["P"] - x0["P"]) * s.stride_h + (o["R"] - x0["R"]) * s.dilation_h
+            dw_ = (o["Q"] - x0["Q"]) * s.stride_w + (o["S"] - x0["S"]) * s.dilation_w
+            xt = xfull[
+                o["N"] - x0["N"] : o["N"] - x0["N"] + ext["N"],
+                o["G"] - x0["G"] : o["G"] - x0["G"] + ext["G"],
+                o["C"] - x0["C"] : o["C"] - x0["C"] + ext["C"],
+                dh_ : dh_ + th,
+                dw_ : dw_ + tw,
+            ]
+            # step 4: the PE's products over its box (each group with its own channels), into its outputs
+            g = slice(o["G"], o["G"] + ext["G"])
             box = np.zeros((ext["N"], ext["G"], ext["K"], ext["P"], ext["Q"]), np.int64)
             for r in range(ext["R"]):
                 for t_ in range(ext["S"]):

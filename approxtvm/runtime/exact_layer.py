@@ -56,10 +56,14 @@ class ExactLayer:
         The layer schedule (shape, zero points).
     weight
         uint8 weight codes (OIHW or (K, C)).
+    batch
+        Rows per call (``N``; for a dense layer the rows of its input matrix); default: the
+        schedule's. Accumulators do not depend on it: every output is its own exact sum.
     """
 
-    def __init__(self, sched: LayerSchedule, weight: np.ndarray) -> None:
+    def __init__(self, sched: LayerSchedule, weight: np.ndarray, batch: int | None = None) -> None:
         s, q = sched.shape, sched.quant
+        n = s.n if batch is None else batch
         self.shape = s
         self.zx = q.input_zero_point
         zw = np.asarray(q.weight_zero_points[:1], np.uint8)  # all equal (see supports)
@@ -70,7 +74,7 @@ class ExactLayer:
                 numpy_helper.from_array(zw if zw.size > 1 else zw.reshape(()), "zw"),
             ]
             node = helper.make_node("MatMulInteger", ["x", "w", "zx", "zw"], ["y"])
-            x_shape, y_shape = [s.n, s.c], [s.n, s.k]
+            x_shape, y_shape = [n, s.c], [n, s.k]
         else:
             inits += [
                 numpy_helper.from_array(np.ascontiguousarray(weight), "w"),
@@ -84,8 +88,8 @@ class ExactLayer:
                 dilations=[s.dilation_h, s.dilation_w],
                 group=s.groups,  # grouped / depthwise: onnxruntime splits the channels alike
             )
-            x_shape = [s.n, s.c, s.h + s.pad_top + s.pad_bottom, s.w + s.pad_left + s.pad_right]
-            y_shape = [s.n, s.k, s.p, s.q]
+            x_shape = [n, s.c, s.h + s.pad_top + s.pad_bottom, s.w + s.pad_left + s.pad_right]
+            y_shape = [n, s.k, s.p, s.q]
         graph = helper.make_graph(
             [node],
             "exact_layer",
@@ -95,14 +99,12 @@ class ExactLayer:
         )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
         model.ir_version = 8
-        threads = session_threads(s.macs)
+        threads = session_threads(s.macs * n // max(1, s.n))
         self._sess = _session(model, threads)
         # the same accumulators in float32 where they are exact (see _float_model): on small
-        # spatial sizes MLAS's float conv is ~3× faster than ConvInteger, on large ones slower;
-        # the first calls time both and keep the faster (their results are identical)
-        fmodel = _float_model(s, weight, np.asarray(q.weight_zero_points, np.int64), self.zx)
+        # spatial sizes MLAS's float conv is ~3× faster than ConvInteger, on large ones slower
+        fmodel = _float_model(s, weight, np.asarray(q.weight_zero_points, np.int64), self.zx, n)
         self._fsess = _session(fmodel, threads) if fmodel is not None else None
-        self._timings: list[float] = []
         self._padded = any((s.pad_top, s.pad_bottom, s.pad_left, s.pad_right))
         self._padded_shape = tuple(x_shape)
         self._window = (
@@ -111,24 +113,33 @@ class ExactLayer:
             slice(s.pad_top, s.pad_top + s.h),
             slice(s.pad_left, s.pad_left + s.w),
         )
+        self._float = self._fsess is not None and self._float_is_faster(
+            [n, s.c] if s.op == "dense" else [n, s.c, s.h, s.w]
+        )
+
+    def _float_is_faster(self, x_shape: list[int]) -> bool:
+        """Time both sessions on a synthetic input (their speed does not depend on the values; their
+        results are identical): one warm-up run each (first runs allocate), then the best of
+        :data:`_CHOICE_RUNS` alternating runs each. One timing each was measured to pick the 3×
+        slower integer kernel on a busy machine."""
+        x = np.full(x_shape, self.zx, np.uint8)
+        best = {False: float("inf"), True: float("inf")}
+        for i in range(2 + 2 * _CHOICE_RUNS):
+            use_float = bool(i % 2)
+            t0 = time.perf_counter()
+            self.run_float(x) if use_float else self.run_integer(x)
+            if i >= 2:
+                best[use_float] = min(best[use_float], time.perf_counter() - t0)
+        return best[True] < best[False]
 
     @property
     def path(self) -> str:
-        """``float`` once the float session was measured faster, else ``integer``."""
-        if self._fsess is not None and len(self._timings) == 4 and self._timings[3] < self._timings[2]:
-            return "float"
-        return "integer"
+        """``float`` when the float session was measured faster at construction, else ``integer``."""
+        return "float" if self._float else "integer"
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """int32 accumulators for activation codes ``x``."""
-        if self._fsess is not None and len(self._timings) < 4:
-            # calls 0 and 1 warm the integer and the float session up (first runs allocate),
-            # calls 2 and 3 time them
-            t0 = time.perf_counter()
-            out = self.run_float(x) if len(self._timings) % 2 else self.run_integer(x)
-            self._timings.append(time.perf_counter() - t0)
-            return out
-        return self.run_float(x) if self.path == "float" else self.run_integer(x)
+        return self.run_float(x) if self._float else self.run_integer(x)
 
     @property
     def has_float(self) -> bool:
@@ -150,12 +161,15 @@ class ExactLayer:
         return self._sess.run(None, {"x": np.ascontiguousarray(x)})[0]  # type: ignore[attr-defined]
 
 
+#: Timed runs of each formulation that choose between them (after one warm-up run each).
+_CHOICE_RUNS = 3
+
 #: Largest magnitude float32 holds every integer up to (2^24): below it, sums of integer products
 #: are exact in any order.
 _FLOAT_EXACT = 1 << 24
 
 
-def _float_model(s: LayerShape, weight: np.ndarray, zw: np.ndarray, zx: int) -> onnx.ModelProto | None:
+def _float_model(s: LayerShape, weight: np.ndarray, zw: np.ndarray, zx: int, n: int) -> onnx.ModelProto | None:
     """``Σ (x − z_x)(w − z_w)`` as a float32 ``Conv`` / ``MatMul`` cast to int32, or ``None`` when a
     partial sum could reach 2^24 (then float32 would round).
 
@@ -173,7 +187,7 @@ def _float_model(s: LayerShape, weight: np.ndarray, zw: np.ndarray, zx: int) -> 
     if s.op == "dense":
         inits.append(numpy_helper.from_array(np.ascontiguousarray(wf.T), "w"))
         node = helper.make_node("MatMul", ["xs", "w"], ["yf"])
-        x_shape = [s.n, s.c]
+        x_shape = [n, s.c]
     else:
         inits.append(numpy_helper.from_array(np.ascontiguousarray(wf), "w"))
         node = helper.make_node(
@@ -185,7 +199,7 @@ def _float_model(s: LayerShape, weight: np.ndarray, zw: np.ndarray, zx: int) -> 
             pads=[s.pad_top, s.pad_left, s.pad_bottom, s.pad_right],
             group=s.groups,
         )
-        x_shape = [s.n, s.c, s.h, s.w]
+        x_shape = [n, s.c, s.h, s.w]
     graph = helper.make_graph(
         [
             helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT),

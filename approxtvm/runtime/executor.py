@@ -334,6 +334,9 @@ class CallLog:
     #: The run's accumulator hook ``(layer_id, x_q, program, acc, *operands) -> acc`` (e.g. the ``apply`` of an
     #: :class:`approxtvm.runtime.faults.FaultSession`); ``None``: the fault-free accumulators are used.
     faults: AccumulatorHook | None = None
+    #: The same hook for several consecutive calls of a layer stacked along ``N``, in place:
+    #: ``(layer_id, x_q, program, acc, calls) -> acc`` (:meth:`~approxtvm.runtime.faults.FaultSession.apply_calls`).
+    faults_calls: Callable[..., np.ndarray] | None = None
 
     def clear(self) -> None:
         """Forget previous calls."""
@@ -372,45 +375,82 @@ def requantize(acc: np.ndarray, prog: LayerProgram, y_scale: float, y_zero_point
     clamps to the output range, rounds half to even and adds ``z_y``. Following it keeps a layer
     computed by our kernels bit-identical to onnxruntime's when the multiplier is exact.
     """
-    bshape = (1, -1, 1, 1) if prog.schedule.shape.op == "conv2d" else (1, -1)
-    rq = requant_constants(prog, y_scale, y_zero_point, dtype)
-    total = acc
-    if prog.bias is not None:
-        total = acc + rq.bias_codes.reshape(bshape)
-    info = np.iinfo(np.dtype(dtype))
-    # in place on one float32 buffer; adding z_y after the rounding is exact in float32 (|v| ≤ 2^9)
-    v = total.astype(np.float32)
-    v *= rq.scale.reshape(bshape)
-    np.clip(v, np.float32(info.min - y_zero_point), np.float32(info.max - y_zero_point), out=v)
-    np.rint(v, out=v)
-    if y_zero_point:
-        v += np.float32(y_zero_point)
-    return v.astype(dtype)
+    return Requantizer.of(prog, y_scale, y_zero_point, dtype)(acc)
+
+
+@dataclass(frozen=True, eq=False)
+class Requantizer:
+    """:func:`requantize` of one layer and output quantization, its constants computed once.
+
+    Attributes
+    ----------
+    scale
+        ``s_x · s_w / s_y`` as float32, broadcast over the output channels.
+    bias
+        int32 bias codes minus their zero point (broadcast), or ``None``.
+    low, high
+        The output range minus ``z_y`` (the clamp before the rounding), float32.
+    zero_point
+        ``z_y`` as float32.
+    dtype
+        The 8-bit output type.
+    """
+
+    scale: np.ndarray
+    bias: np.ndarray | None
+    low: np.float32
+    high: np.float32
+    zero_point: np.float32
+    dtype: np.dtype
+
+    @staticmethod
+    def of(prog: LayerProgram, y_scale: float, y_zero_point: int, dtype: str) -> Requantizer:
+        """The requantizer of ``prog``'s accumulators to ``(y_scale, y_zero_point, dtype)``."""
+        q = prog.schedule.quant
+        bshape = (1, -1, 1, 1) if prog.schedule.shape.op == "conv2d" else (1, -1)
+        scale = (np.float32(q.input_scale) * np.asarray(q.weight_scales, np.float32)) / np.float32(y_scale)
+        bias = None
+        if prog.bias is not None:
+            bz = np.asarray(q.bias_zero_points, np.int64)
+            bias = (prog.bias.astype(np.int64) - bz).astype(np.int32).reshape(bshape)
+        info = np.iinfo(np.dtype(dtype))
+        return Requantizer(
+            scale.astype(np.float32).reshape(bshape),
+            bias,
+            np.float32(info.min - y_zero_point),
+            np.float32(info.max - y_zero_point),
+            np.float32(y_zero_point),
+            np.dtype(dtype),
+        )
+
+    def __call__(self, acc: np.ndarray, *, in_place: bool = False, scratch: np.ndarray | None = None) -> np.ndarray:
+        """The 8-bit output of int32 accumulators ``acc``.
+
+        ``in_place``: the bias is added into ``acc`` (the caller's array, changed); ``scratch``: a
+        float32 buffer of ``acc``'s size for the intermediate (fresh large temporaries page-fault).
+        """
+        total = (
+            acc if self.bias is None else np.add(acc, self.bias, out=acc if in_place and acc.flags.writeable else None)
+        )
+        if scratch is not None and scratch.size == total.size:
+            v = np.multiply(total, self.scale, out=scratch.reshape(total.shape), dtype=np.float32)
+        else:  # float32(total) · scale: the int32 → float32 cast, then the float32 product
+            v = np.multiply(total, self.scale, dtype=np.float32)
+        # in place on one float32 buffer; adding z_y after the rounding is exact in float32 (|v| ≤ 2^9)
+        np.clip(v, self.low, self.high, out=v)
+        np.rint(v, out=v)
+        if self.zero_point:
+            v += self.zero_point
+        return v.astype(self.dtype)
 
 
 def requant_constants(prog: LayerProgram, y_scale: float, y_zero_point: int, dtype: str) -> Requant:
-    """The constants of :func:`requantize` per output channel: int32 bias codes ``bias − z_bias``
-    (zeros without a bias) and the float32 scale ``(s_x · s_w) / s_y`` (computed in that order)."""
-    q = prog.schedule.quant
-    scale = (np.float32(q.input_scale) * np.asarray(q.weight_scales, np.float32)) / np.float32(y_scale)
+    """The constants of :func:`requantize` per output channel for the fused kernel: int32 bias codes
+    ``bias − z_bias`` (zeros without a bias) and the float32 scale ``(s_x · s_w) / s_y``."""
+    rq = Requantizer.of(prog, y_scale, y_zero_point, dtype)
     k = prog.schedule.shape.k
-    if prog.bias is None:
-        bias = np.zeros(k, np.int32)
-    else:
-        bz = np.asarray(q.bias_zero_points, np.int64)
-        bias = (prog.bias.astype(np.int64) - bz).astype(np.int32).reshape(-1)
-    return Requant(bias, np.asarray(scale, np.float32).reshape(-1), int(y_zero_point), str(np.dtype(dtype)))
-
-
-def layer_codes(
-    prog: LayerProgram, log: CallLog, x: np.ndarray, y_scale: float, y_zero_point: int, dtype: str
-) -> np.ndarray:
-    """One call of a conv/dense layer whose output the graph quantizes: 8-bit codes
-    (:func:`requantize` of :func:`layer_accumulators`). Without faults or tracing, a layer on the
-    fused column kernel computes them in one call (the same codes)."""
-    if log.faults is None and not log.trace and prog.column_fused:
-        return prog.fused_call(x, (float(y_scale), int(y_zero_point), str(dtype)))
-    return requantize(layer_accumulators(prog, log, x), prog, y_scale, y_zero_point, dtype)
+    bias = np.zeros(k, np.int32) if rq.bias is None else rq.bias.reshape(-1)
+    return Requant(bias, rq.scale.reshape(-1), int(y_zero_point), str(rq.dtype))
 
 
 def make_runner(prog: LayerProgram, log: CallLog) -> Callable[..., None]:

@@ -186,3 +186,26 @@ def test_bad_host_and_mode_are_clear_errors(qdq_cnn: object) -> None:
     model.exact_layers = "fast"
     with pytest.raises(ApproxTvmError, match="exact_layers"):
         model.run(calibration(1))
+
+
+def test_grouped_batches_equal_one_batch_at_a_time(qdq_cnn: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several batches through one call per layer (faulty exact layers) give the outputs, fault
+    counters, calls and energy of one batch at a time, the padded last batch and a shorter last
+    group included; the fault draws equal the TVM host's."""
+    from approxtvm.compiler import host_ort
+
+    policy = ApproxPolicy.uniform(noc_swing_v=0.33, sram_v={"input_buffer": 0.6, "weight_buffer": 0.6})
+    model = compile_onnx(qdq_cnn, policy, batch_size=2)
+    x = calibration(9, seed=5)  # 5 batches, the last one padded
+    monkeypatch.setattr(host_ort, "GROUP_ROWS", 6)  # groups of 3 batches, then 2
+    assert model._ort is not None and model._ort.group_size(frozenset(model.layer_ids), 5) == 3
+    grouped = model.run(x, seed=4)
+    single = model.run(x, seed=4, trace=True)  # a traced run goes one batch at a time
+    assert len(single.traces) == 5 * len(model.layer_ids)
+    np.testing.assert_array_equal(grouped.outputs["logits"], single.outputs["logits"])
+    assert grouped.counters["faults"] == single.counters["faults"]
+    assert sum(c["weight"]["bits_flipped"] + c["input"]["bits_flipped"] for c in grouped.counters["faults"].values())
+    assert grouped.counters["calls"] == single.counters["calls"] == dict.fromkeys(model.layer_ids, 5)
+    assert grouped.counters["batches"] == 5 and grouped.energy.total_pj == single.energy.total_pj
+    tvm_model = compile_onnx(qdq_cnn, policy, batch_size=2, host="tvm")
+    assert tvm_model.run(x, seed=4).counters["faults"] == grouped.counters["faults"]

@@ -9,7 +9,8 @@ from approxtvm.runtime.executor import LayerProgram
 from approxtvm.runtime.multipliers import Multiplier, exact_table
 from approxtvm.targets.vacc.config import ApproxConfig
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
-from approxtvm.targets.vacc.mapping import LEVELS, LevelNest, Loop, Mapping
+from approxtvm.targets.vacc.hierarchy import Hierarchy
+from approxtvm.targets.vacc.mapping import LEVELS, TENSORS, Boundary, LevelNest, Loop, Mapping
 from approxtvm.targets.vacc.schedule import Intrinsic, LayerSchedule, QuantParams, WeightLayout
 from approxtvm.targets.vacc.workload import DIMS, LayerShape
 
@@ -131,3 +132,26 @@ def layers(draw: st.DrawFn, kinds: tuple[str, ...] = ("conv2d", "dense")) -> tup
     levels[2] += [Loop(d, x, True) for d, x in (("K", k_vm), ("G", g_vm), ("C", c_ln)) if x > 1]
     m = Mapping(shape, tuple(LevelNest(nm, tuple(lv)) for nm, lv in zip(LEVELS, levels, strict=True)))
     return m, draw(st.sampled_from([EXACT_U, RAND_U, EXACT_S])), draw(st.integers(0, 2**32))
+
+
+@st.composite
+def uneven_layers(draw: st.DrawFn, kinds: tuple[str, ...] = ("conv2d", "dense")) -> tuple[Mapping, Multiplier, int]:
+    """:func:`layers` with every tensor's on-chip cuts drawn anywhere in the loop nest (uneven).
+
+    Cuts along a storage chain are drawn in order, so they nest; ``validate`` still rejects tiles
+    that are non-contiguous or do not fit (the caller skips those).
+    """
+    m, mult, seed = draw(layers(kinds))
+    hier = Hierarchy.of(SPEC)
+    n = len(m.temporal_loops)
+    bounds = []
+    for t in TENSORS:
+        low = 0
+        for lv in hier.levels[1:]:
+            if hier.buffer_of(lv.name, t) is None:
+                continue
+            c = draw(st.integers(low, n))
+            low = c
+            if c != m.even_cut(lv.name):
+                bounds.append(Boundary(t, lv.name, c))
+    return Mapping(m.shape, m.levels, tuple(bounds)), mult, seed

@@ -161,6 +161,43 @@ def test_compiled_kernels_equal_numpy_kernels() -> None:
             )
 
 
+@pytest.mark.parametrize(
+    "shape",
+    [
+        LayerShape.conv2d(2, 32, 16, 9, 9, 3, 3, strides=(2, 2), pads=(1, 1, 1, 1)),
+        LayerShape.conv2d(1, 24, 12, 7, 7, 3, 3, dilations=(2, 2), pads=(2, 2, 2, 2), groups=4),
+        LayerShape.dense(3, 40, 64),
+    ],
+)
+def test_stacked_calls_equal_the_emulator_call_by_call(shape: LayerShape) -> None:
+    """Several layer calls stacked along N, injected at once (one kernel call: every word carries
+    its call), equal the emulator run on each call with that call's corrupted copies."""
+    check_stacked_calls(map_layer(shape, SPEC))
+
+
+def check_stacked_calls(mapping: Mapping, calls: int = 3) -> None:
+    """:func:`faults.inject_calls` on ``calls`` stacked calls of a layer mapped by ``mapping``
+    (numpy and compiled kernels) against the emulator, call by call."""
+    prog, x0 = _program(mapping.shape, mapping, RAND_U, seed=6)
+    g = faults.tile_geometry(prog.schedule.mapping, SPEC)
+    rng = np.random.default_rng(1)
+    xs = [x0] + [rng.integers(0, 256, x0.shape).astype(x0.dtype) for _ in range(calls - 1)]
+    plan = _plan(noc=0.01, w=0.02, x=0.02)
+    samples = [faults.sample_faults(plan, g, seed=3, call=c) for c in range(calls)]
+    assert all(len(s.weight) and len(s.input) for s in samples)
+    ref = np.concatenate([emulate(x, prog, corruption=_corruption(s)).acc for x, s in zip(xs, samples, strict=True)])
+    x = np.concatenate(xs)
+    clean = np.concatenate([accumulate(xc, prog) for xc in xs])
+    la = faults.layer_arrays(prog, g)
+    for kernels in (faults.NUMPY_KERNELS, _compiled()):
+        if kernels is None:
+            continue
+        acc = clean.copy()
+        got = faults.inject_calls(x, prog, acc, samples, g, la, kernels, kernels.prepare(prog, g, la))
+        assert got is acc
+        np.testing.assert_array_equal(got, ref, err_msg=kernels.name)
+
+
 def test_ber_zero_is_bit_identical_and_leaves_inputs_untouched() -> None:
     shape = LayerShape.conv2d(2, 16, 8, 6, 6, 3, 3, pads=(1, 1, 1, 1))
     prog, x = _program(shape, map_layer(shape, SPEC), RAND_U)
@@ -306,6 +343,28 @@ def test_seed_and_call_key_the_faults() -> None:
 
     assert key(1, 0) == key(1, 0)
     assert len({key(1, 0), key(2, 0), key(1, 1), key(1, 0, layer=1)}) == 4
+
+
+def test_a_reused_generator_draws_what_a_fresh_one_draws() -> None:
+    # the session resets one Philox generator per block instead of building one: same stream for
+    # every key and counter (a block index past 2^64, a seed past 2^63, a BER high enough that
+    # positions repeat and must be redrawn), and nothing carried over from the previous block
+    shape = LayerShape.conv2d(2, 16, 8, 6, 6, 3, 3, pads=(1, 1, 1, 1))
+    g = faults.tile_geometry(map_layer(shape, SPEC), SPEC)
+    gen = np.random.Generator(np.random.Philox(key=0))
+    gen.random(3)  # a generator in the middle of a buffer
+    for plan in (_plan(noc=1e-3, w=1e-3, x=1e-3), _plan(noc=0.2, w=0.3, x=0.05, msbs=2, mode="both")):
+        ev = faults.sampling.event_table(plan, g)
+        for seed, block, layer in ((0, 0, 0), (7, 3, 2), (2**63 + 5, 2**70 + 1, 5)):
+            pl = replace(plan, layer_index=layer)
+            fresh = faults.sample_block(pl, g, seed=seed, block=block, events=ev)
+            reused = faults.sample_block(pl, g, seed=seed, block=block, events=ev, generator=gen)
+            assert len(fresh) == len(reused) == ev.block_calls
+            for a, b in zip(fresh, reused, strict=True):
+                assert np.array_equal(a.flipped, b.flipped)
+                for t in ("weight", "input"):
+                    for f in ("residency", "word", "mask"):
+                        assert np.array_equal(getattr(a.of(t), f), getattr(b.of(t), f)), (seed, block, t, f)
 
 
 # ------------------------------------------------------------------------------------------------

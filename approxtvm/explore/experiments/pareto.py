@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from approxtvm.explore.budget import plan_generations
+from approxtvm.explore.deadline import BudgetExhaustedError, Deadline
 from approxtvm.explore.evaluator import clear_worker_cache, make_task, run_task
 from approxtvm.explore.experiments.console import say
 from approxtvm.explore.experiments.results import ParetoExperiment
@@ -25,8 +26,15 @@ def best_uniform_point(uniform: list[Any], knee: Any, reference: Any) -> Any:
     return min(uniform or [reference], key=lambda p: (p.accuracy_loss, p.energy_rel))
 
 
-def pareto_experiment(study: Study, s: ExperimentSettings, console: Any) -> ParetoExperiment:
-    """Experiment 4: NSGA-II, the search comparison, the knee and its neighbours re-evaluated."""
+def pareto_experiment(
+    study: Study, s: ExperimentSettings, console: Any, deadline: Deadline | None = None
+) -> ParetoExperiment:
+    """Experiment 4: NSGA-II, the search comparison, the knee and its neighbours re-evaluated.
+
+    With a ``deadline``, a budget stop in the NSGA-II run propagates (:class:`BudgetExhaustedError`);
+    one in the search comparison leaves ``comparison`` ``None``, and the re-evaluation (outside
+    the journal) is skipped once the budget is gone (``reevaluated`` empty).
+    """
     from approxtvm.explore.report import knee_point
 
     space = study.space(
@@ -48,7 +56,10 @@ def pareto_experiment(study: Study, s: ExperimentSettings, console: Any) -> Pare
     nsga = replace(s.nsga, seed=s.comparison_seeds[0]) if s.comparison_seeds else s.nsga
     result = run_nsga(study, space, nsga, progress)
     say(console, f"  NSGA-II vs uniform grid vs random search, seeds {list(s.comparison_seeds)}")
-    comparison = compare_searches(study, space, nsga, s.comparison_seeds or (nsga.seed,), console)
+    try:
+        comparison = compare_searches(study, space, nsga, s.comparison_seeds or (nsga.seed,), console)
+    except BudgetExhaustedError:
+        comparison = None
     front = result.pareto
     near = [p for p in front if p.accuracy_loss <= s.knee_max_loss + 1e-12 and p.energy_rel < 1.0]
     knee = knee_point(near) if near else knee_point(front)
@@ -69,7 +80,7 @@ def pareto_experiment(study: Study, s: ExperimentSettings, console: Any) -> Pare
     reevaluated = {
         name: (p, ref.point(run_task(make_task(study.context, study.fingerprint, p.config))))
         for name, p in selected.items()
-        if name in ("knee", "lowest energy")
+        if name in ("knee", "lowest energy") and (deadline is None or not deadline.expired())
     }
     return ParetoExperiment(result, comparison, knee, selected, breakdown, reevaluated)
 

@@ -41,7 +41,8 @@ class ParetoExperiment:
     result
         The NSGA-II run.
     comparison
-        NSGA-II vs a uniform grid vs random search at the same budget, over the comparison seeds.
+        NSGA-II vs a uniform grid vs random search at the same budget, over the comparison seeds
+        (``None``: cut by the wall-clock budget).
     knee
         Representative (knee) Pareto point.
     selected
@@ -53,7 +54,7 @@ class ParetoExperiment:
     """
 
     result: ExploreResult
-    comparison: SearchComparison
+    comparison: SearchComparison | None
     knee: Point
     selected: dict[str, Point]
     breakdown: dict[str, dict[str, float]]
@@ -71,7 +72,7 @@ class ExperimentsResult:
     sweeps
         Experiments 1–3 (one :class:`Sweep` per knob).
     pareto
-        Experiment 4.
+        Experiment 4 (``None``: cut by the wall-clock budget).
     compression
         Experiment 5 summary (``CompressionSummary.to_dict()``), or ``None`` when skipped.
     notes
@@ -85,17 +86,20 @@ class ExperimentsResult:
     link_sweep
         Experiment 2 on the package spec (on-chip and package swing, separately and together;
         :mod:`.package_links`), empty without one.
+    cut
+        Sections the wall-clock budget cut (:mod:`approxtvm.explore.deadline`), in run order.
     """
 
     settings: ExperimentSettings
     sweeps: list[Sweep]
-    pareto: ParetoExperiment
+    pareto: ParetoExperiment | None
     compression: dict[str, Any] | None
     notes: list[str]
     wall_s: float
     evaluations: int
     reach: tuple[KnobReach, ...] = ()
     link_sweep: tuple[FaultSweepRow, ...] = ()
+    cut: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

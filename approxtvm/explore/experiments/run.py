@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from approxtvm.explore.deadline import BudgetedExecutor, BudgetExhaustedError, Deadline
 from approxtvm.explore.evaluator import EvalContext
 from approxtvm.explore.executors import Executor, ProcessExecutor
 from approxtvm.explore.experiments.compression import knee_compression
@@ -39,6 +41,11 @@ def run_experiments(
 ) -> ExperimentsReport:
     """Run the five experiments and write the report into ``out_dir``.
 
+    With ``settings.time_budget_s`` the whole run is budgeted (:mod:`approxtvm.explore.deadline`):
+    evaluations stop at the first evaluation boundary past the deadline, sections that evaluate
+    outside the journal do not start after it, the report shows what finished and names what was
+    cut, and the same call with the same ``out_dir`` resumes from the journal.
+
     Parameters
     ----------
     out_dir
@@ -57,15 +64,36 @@ def run_experiments(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     own = executor is None
-    ex: Any = executor or ProcessExecutor(2)
+    inner: Any = executor or ProcessExecutor(2)
+    deadline = None if s.time_budget_s is None else Deadline.start(s.time_budget_s)
+    ex: Any = inner if deadline is None else BudgetedExecutor(inner, deadline)
     t0 = time.perf_counter()
     notes: list[str] = []
+    cut: list[str] = []
     if not faults_modelled():
         notes.append(
             "The runtime of this build has no NoC/SRAM fault model (approxtvm.runtime.faults): "
             "in experiments 2–4 reduced swings and voltages change energy only, not accuracy. "
             "Re-run the experiments once it lands; the journal keys include the evaluator version."
         )
+
+    def section(name: str, fn: Callable[[], Any], default: Any) -> Any:
+        """Run one section unless the budget is gone; a budget stop inside it cuts it (and the rest)."""
+        if cut:  # an earlier section ran out: everything after it is cut too
+            cut.append(name)
+            return default
+        try:
+            if deadline is not None:
+                deadline.check(name)
+            return fn()
+        except BudgetExhaustedError:
+            cut.append(name)
+            return default
+
+    pareto = compression = None
+    sweeps: list[Any] = []
+    reach: tuple[Any, ...] = ()
+    link_sweep: tuple[Any, ...] = ()
     try:
         with Journal(out_dir / "journal.sqlite") as journal:
             studies = {
@@ -77,17 +105,25 @@ def run_experiments(
                 else {}
             )
             say(console, f"knob reach: compiling {', '.join([*studies, *heavy])} once (exact)")
-            reach = tuple(model_reach(st.context) for st in (*studies.values(), *heavy.values()))
+            reach = section(
+                "the knob reach",
+                lambda: tuple(model_reach(st.context) for st in (*studies.values(), *heavy.values())),
+                (),
+            )
             say(console, f"experiments 1–3: knobs in isolation on {', '.join([*studies, *heavy])} ({ex.description})")
-            sweeps = isolation_sweeps(studies, heavy, s, console)
-            link_sweep = package_link_sweep(s, console)
-            if s.time_budget_s is not None:
-                s = fit_budget(s, studies[s.pareto_model], s.time_budget_s - (time.perf_counter() - t0), notes)
+            sweeps = section("experiments 1–3", lambda: isolation_sweeps(studies, heavy, s, console), [])
+            link_sweep = section("experiment 2b (package links)", lambda: package_link_sweep(s, console), ())
+            if deadline is not None and not cut:
+                s = fit_budget(s, studies[s.pareto_model], deadline.remaining_s(), notes)
             say(console, f"experiment 4: NSGA-II on {s.pareto_model} ({s.nsga.generations} generations)")
             base = studies[s.pareto_model]  # the sweeps stay unstaged: every point of a curve exact
             search = make_study(base.context, journal, ex, s.staging, base.fingerprint, s.nsga.accuracy_budget)
-            pareto = pareto_experiment(search, s, console)
-            if isinstance(search, StagedStudy):
+            pareto = section("experiment 4", lambda: pareto_experiment(search, s, console, deadline), None)
+            if pareto is not None and pareto.comparison is None:
+                cut.append("the search comparison (NSGA-II vs grid vs random)")
+            if pareto is not None and not pareto.reevaluated:
+                cut.append("the re-evaluation of the knee and lowest-energy points")
+            if isinstance(search, StagedStudy) and search.stats.configurations:
                 st = search.stats
                 notes.append(
                     f"Experiment 4 used staged evaluation: {st.full_evaluations} of {st.configurations} "
@@ -95,15 +131,31 @@ def run_experiments(
                     f"evaluations and {100 * st.time_savings:.0f} % of worker time saved."
                 )
             say(console, "experiment 5: weight compression on the knee point")
-            compression = knee_compression(s, pareto.knee, notes)
+            if pareto is not None:
+                knee = pareto.knee
+                compression = section("experiment 5", lambda: knee_compression(s, knee, notes), None)
+            else:
+                section("experiment 5", lambda: None, None)
             if s.sensitivity:
-                sensitivity_section(s, out_dir, notes, console, journal=journal, executor=ex)
+                section(
+                    "the sensitivity section",
+                    lambda: sensitivity_section(s, out_dir, notes, console, journal=journal, executor=ex),
+                    None,
+                )
             count = journal.count()
     finally:
         if own:
-            ex.close()
+            inner.close()
+    if cut:
+        assert deadline is not None
+        notes.insert(
+            0,
+            f"**Cut by the wall-clock budget** ({deadline.budget_s:.0f} s, {deadline.elapsed_s():.0f} s used): "
+            f"{', '.join(cut)}. Every finished evaluation is in the journal ({count}); run the same command "
+            "again (same output folder) to resume.",
+        )
     result = ExperimentsResult(
-        s, sweeps, pareto, compression, notes, time.perf_counter() - t0, count, reach, link_sweep
+        s, sweeps, pareto, compression, notes, time.perf_counter() - t0, count, reach, link_sweep, tuple(cut)
     )
     return write_report(result, out_dir)
 

@@ -40,47 +40,16 @@ def _sweep_md(sw: Sweep, plot: str) -> list[str]:
     return lines
 
 
-def write_report(result: ExperimentsResult, out_dir: Path) -> ExperimentsReport:
-    """Write ``report.md``, ``report.html``, ``summary.json`` and the plots into ``out_dir``."""
-    from approxtvm.explore.plots import plot_energy_breakdown, plot_multiplier_map, plot_pareto, plot_sweep
-    from approxtvm.explore.report import front_table, markdown_to_html, save_explore
+def _pareto_md(result: ExperimentsResult, out_dir: Path) -> list[str]:
+    """Experiments 4 and 5: the Pareto set, the search comparison, breakdowns, re-evaluation, compression."""
+    from approxtvm.explore.plots import plot_energy_breakdown, plot_multiplier_map, plot_pareto
+    from approxtvm.explore.report import front_table, save_explore
 
-    out_dir = Path(out_dir)
     s = result.settings
     pe = result.pareto
+    assert pe is not None
     r = pe.result
-    md = [
-        "# approxtvm: the study's five experiments",
-        "",
-        f"Models: {', '.join(s.models)} ({'digits test split' if s.data == 'digits:test' else s.data}, "
-        f"{s.limit or 'all'} images, batch {s.batch_size})"
-        + (f"; ResNet-50 energy only ({', '.join(s.resnet50_sweeps)})" if s.resnet50_sweeps else "")
-        + f". {result.evaluations} evaluations in the journal, {result.wall_s:.0f} s. Energy is per inference "
-        "on the Simba-like vacc; accuracy loss is the top-1 drop against the labels in percentage points "
-        "(the exact quantized model is the reference).",
-        "",
-    ]
-    if result.notes:
-        md += [f"- {n}" for n in result.notes] + [""]
-    if result.reach:
-        md += [
-            "## Knob reach: the share of each model a knob can change",
-            "",
-            "An approximation knob acts only on the layers it reaches: the multiplier, the NoC swing and the "
-            "SRAM voltages (energy and faults) on the offloaded layers, compression on the stored weights of "
-            "offloaded layers. Layers on the host reach no knob, so the results below are about this share of "
-            "each model.",
-            "",
-            *reach_table_md(list(result.reach)),
-            "",
-        ]
-    for sw in result.sweeps:
-        plot = f"sweep_{sw.knob}.png"
-        plot_sweep(out_dir / plot, sw.labels, sw.series, _TITLES[sw.knob], _XLABEL[sw.knob])
-        md += _sweep_md(sw, plot)
-    if result.link_sweep:
-        md += package_link_md(result.link_sweep, s.package_accelerator or "")
-
+    md: list[str] = []
     save_explore(r, out_dir / "pareto", f"{s.pareto_model}: NSGA-II Pareto set")
     plot_pareto(
         out_dir / "pareto_front.png",
@@ -110,7 +79,7 @@ def write_report(result: ExperimentsResult, out_dir: Path) -> ExperimentsReport:
         "",
         "**Does NSGA-II beat simpler searches with the same number of evaluations?**",
         "",
-        *pe.comparison.markdown(),
+        *(pe.comparison.markdown() if pe.comparison is not None else ["Cut by the wall-clock budget."]),
         "",
         "Pareto set (files: [pareto.json](pareto/pareto.json), [pareto.csv](pareto/pareto.csv)):",
         "",
@@ -197,6 +166,65 @@ def write_report(result: ExperimentsResult, out_dir: Path) -> ExperimentsReport:
             "knee point: energy before and after compression",
         )
         md.append("")
+    return md
+
+
+def write_report(result: ExperimentsResult, out_dir: Path) -> ExperimentsReport:
+    """Write ``report.md``, ``report.html``, ``summary.json`` and the plots into ``out_dir``."""
+    from approxtvm.explore.plots import plot_sweep
+    from approxtvm.explore.report import markdown_to_html
+
+    out_dir = Path(out_dir)
+    s = result.settings
+    pe = result.pareto
+    r = None if pe is None else pe.result
+    md = [
+        "# approxtvm: the study's five experiments",
+        "",
+        f"Models: {', '.join(s.models)} ({'digits test split' if s.data == 'digits:test' else s.data}, "
+        f"{s.limit or 'all'} images, batch {s.batch_size})"
+        + (f"; ResNet-50 energy only ({', '.join(s.resnet50_sweeps)})" if s.resnet50_sweeps else "")
+        + f". {result.evaluations} evaluations in the journal, {result.wall_s:.0f} s. Energy is per inference "
+        "on the Simba-like vacc; accuracy loss is the top-1 drop against the labels in percentage points "
+        "(the exact quantized model is the reference).",
+        "",
+    ]
+    if result.notes:
+        md += [f"- {n}" for n in result.notes] + [""]
+    if result.reach:
+        md += [
+            "## Knob reach: the share of each model a knob can change",
+            "",
+            "An approximation knob acts only on the layers it reaches: the multiplier, the NoC swing and the "
+            "SRAM voltages (energy and faults) on the offloaded layers, compression on the stored weights of "
+            "offloaded layers. Layers on the host reach no knob, so the results below are about this share of "
+            "each model.",
+            "",
+            *reach_table_md(list(result.reach)),
+            "",
+        ]
+    if "experiments 1–3" in result.cut:
+        md += ["## 1–3. Knobs in isolation", "", "Cut by the wall-clock budget (see the notes above).", ""]
+    for sw in result.sweeps:
+        plot = f"sweep_{sw.knob}.png"
+        plot_sweep(out_dir / plot, sw.labels, sw.series, _TITLES[sw.knob], _XLABEL[sw.knob])
+        md += _sweep_md(sw, plot)
+    if result.link_sweep:
+        md += package_link_md(result.link_sweep, s.package_accelerator or "")
+
+    if pe is None:
+        md += [
+            "## 4. Combined Pareto set",
+            "",
+            "Cut by the wall-clock budget (see the notes above): its finished evaluations are in the journal.",
+            "",
+            "## 5. Weight compression on the knee point",
+            "",
+            "Cut by the wall-clock budget (it needs experiment 4's knee point).",
+            "",
+        ]
+    else:
+        md += _pareto_md(result, out_dir)
     md_path = out_dir / "report.md"
     md_path.write_text("\n".join(md))
     html_path = out_dir / "report.html"
@@ -207,18 +235,20 @@ def write_report(result: ExperimentsResult, out_dir: Path) -> ExperimentsReport:
             "limit": s.limit,
             "batch_size": s.batch_size,
             "multipliers": list(s.multipliers),
-            "nsga": r.to_dict()["settings"],
+            "nsga": None if r is None else r.to_dict()["settings"],
             "resnet50_sweeps": list(s.resnet50_sweeps),
         },
         "sweeps": {
             sw.knob: {"labels": list(sw.labels), "series": {k: [p.to_dict() for p in v] for k, v in sw.series.items()}}
             for sw in result.sweeps
         },
-        "pareto": r.to_dict(),
-        "search_comparison": pe.comparison.to_dict(),
-        "knee": pe.knee.to_dict(),
-        "breakdown_pj": pe.breakdown,
-        "reevaluated_identically": {
+        "pareto": None if r is None else r.to_dict(),
+        "search_comparison": None if pe is None or pe.comparison is None else pe.comparison.to_dict(),
+        "knee": None if pe is None else pe.knee.to_dict(),
+        "breakdown_pj": None if pe is None else pe.breakdown,
+        "reevaluated_identically": {}
+        if pe is None
+        else {
             n: (a.energy_per_inference_pj, a.accuracy_loss) == (b.energy_per_inference_pj, b.accuracy_loss)
             for n, (a, b) in pe.reevaluated.items()
         },
@@ -226,6 +256,7 @@ def write_report(result: ExperimentsResult, out_dir: Path) -> ExperimentsReport:
         "notes": result.notes,
         "knob_reach": {r.model: r.to_dict() for r in result.reach},
         "package_link_sweep": package_link_json(result.link_sweep),
+        "cut_by_budget": list(result.cut),
         "wall_s": result.wall_s,
         "evaluations": result.evaluations,
     }

@@ -11,12 +11,13 @@ kept. :mod:`approxtvm.runtime.faults.delta_tvm` compiles the same loops with TVM
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from approxtvm.runtime.faults.boxes import for_deltas
 from approxtvm.runtime.faults.geometry import DIM_INDEX as _D
 from approxtvm.runtime.faults.geometry import FAULT_DIMS, TileGeometry
 from approxtvm.runtime.faults.sampling import CorruptedWords, FaultSample
@@ -30,6 +31,7 @@ __all__ = [
     "LayerArrays",
     "MatmulOperands",
     "inject",
+    "inject_calls",
     "layer_arrays",
     "matmul_operands",
     "padded_input",
@@ -60,6 +62,7 @@ class LayerArrays:
 
 
 def layer_arrays(prog: LayerProgram, geom: TileGeometry) -> LayerArrays:
+    geom = geom.compute or geom  # uneven mappings: the deltas run on the PE's boxes
     s = prog.schedule.shape
     hp, wp = s.h + s.pad_top + s.pad_bottom, s.w + s.pad_left + s.pad_right
     if s.op == "dense":
@@ -161,6 +164,7 @@ def products_delta(
     """
     s = prog.schedule.shape
     la = arrays if arrays is not None else layer_arrays(prog, geom)
+    geom, sample = for_deltas(geom, sample, prog.schedule.mapping)
     out = np.zeros(s.n * s.k * s.p * s.q, np.int64)
     if s.op == "matmul":
         op = matmul_operands(x, second, prog)
@@ -248,6 +252,12 @@ Prepare = Callable[["LayerProgram", TileGeometry, LayerArrays], object]
 Delta = Callable[
     [np.ndarray, "LayerProgram", TileGeometry, LayerArrays, object, FaultSample, np.ndarray, np.ndarray], None
 ]
+#: ``kernels.delta_calls(x, prog, geom, arrays, prepared, samples, out, wflat)``: :data:`Delta` for
+#: consecutive layer calls stacked along ``N`` (sample ``c`` belongs to the ``c``-th block of rows).
+DeltaCalls = Callable[
+    [np.ndarray, "LayerProgram", TileGeometry, LayerArrays, object, Sequence[FaultSample], np.ndarray, np.ndarray],
+    None,
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -262,11 +272,14 @@ class FaultKernels:
         Builds a layer's constant kernel arguments (the caller caches them per layer).
     delta
         Adds ``Σ M(x', w') − Σ M(x, w)`` of a sample into the flat int32 accumulators.
+    delta_calls
+        The same for the samples of consecutive layer calls stacked along ``N``.
     """
 
     name: str
     prepare: Prepare
     delta: Delta
+    delta_calls: DeltaCalls
 
 
 def _delta_into(
@@ -442,6 +455,7 @@ def inject(
     k = kernels or NUMPY_KERNELS
     if prepared is None:
         prepared = k.prepare(prog, geom, la)
+    geom, sample = for_deltas(geom, sample, prog.schedule.mapping)
     if prog.schedule.shape.op == "matmul":
         op = matmul_operands(x, second, prog)
         out = np.array(op.to_canonical(acc), dtype=np.int32, order="C")
@@ -465,9 +479,51 @@ def _numpy_delta(
     _delta_into(out, x, prog, geom, sample, la, wflat)
 
 
+def _numpy_delta_calls(
+    x: np.ndarray,
+    prog: LayerProgram,
+    geom: TileGeometry,
+    la: LayerArrays,
+    prepared: object,
+    samples: Sequence[FaultSample],
+    out: np.ndarray,
+    wflat: np.ndarray,
+) -> None:
+    xs, os_ = len(x) // len(samples), out.size // len(samples)
+    for c, s in enumerate(samples):
+        _delta_into(out[c * os_ : (c + 1) * os_], x[c * xs : (c + 1) * xs], prog, geom, s, la, wflat)
+
+
+def inject_calls(
+    x: np.ndarray,
+    prog: LayerProgram,
+    acc: np.ndarray,
+    samples: Sequence[FaultSample],
+    geom: TileGeometry,
+    arrays: LayerArrays,
+    kernels: FaultKernels,
+    prepared: object,
+) -> np.ndarray:
+    """:func:`inject` of consecutive calls of a conv/dense layer at once, in place: ``x`` and ``acc``
+    stack the calls' inputs and int32 accumulators along ``N`` (call ``c`` = the ``c``-th block of
+    rows); ``samples`` holds one sample per call. Returns ``acc``."""
+    if prog.schedule.shape.op == "matmul":
+        raise ValueError("inject_calls takes conv and dense layers (an activation matmul's weights vary per call)")
+    if acc.dtype != np.int32 or not acc.flags.c_contiguous or not acc.flags.writeable:
+        raise ValueError("inject_calls adds in place into a writeable C-contiguous int32 array")
+    if any(len(s.weight) or len(s.input) for s in samples):
+        boxes = geom
+        boxed = []
+        for s in samples:  # uneven mappings: the deltas run on the PE's boxes (same geometry for every call)
+            boxes, b = for_deltas(geom, s, prog.schedule.mapping)
+            boxed.append(b)
+        kernels.delta_calls(x, prog, boxes, arrays, prepared, boxed, acc.reshape(-1), arrays.wflat)
+    return acc
+
+
 def _no_preparation(prog: LayerProgram, geom: TileGeometry, la: LayerArrays) -> object:
     return ()
 
 
 #: Pure-numpy kernels (no TVM needed).
-NUMPY_KERNELS = FaultKernels("numpy", _no_preparation, _numpy_delta)
+NUMPY_KERNELS = FaultKernels("numpy", _no_preparation, _numpy_delta, _numpy_delta_calls)

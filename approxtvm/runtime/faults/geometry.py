@@ -1,8 +1,15 @@
-"""Where the PE-level tiles of a mapping sit and when they are (re)filled: the residencies faults live in."""
+"""Where the PE-level tiles of a mapping sit and when they are (re)filled: the residencies faults live in.
+
+In an uneven mapping the weight and input buffers cut the loop nest at different places, so a
+buffer's tile may span several of the boxes the PE computes one after the other. Faults are sampled
+over the buffers' own residencies (:func:`tile_geometry`); the deltas run on the boxes
+(:attr:`TileGeometry.compute`), and :func:`approxtvm.runtime.faults.boxes.for_deltas` re-expresses
+every corrupted stored word as the same corruption in each box that reads it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -48,6 +55,11 @@ class TileGeometry:
         Per tensor: reads of each stored word during one residency (read-mode SRAM faults).
     ends
         Per tensor: end step (exclusive) of every fill.
+    tensor_ext
+        Per tensor, ``(8,)`` extent of its tile when it is not ``ext`` (uneven mappings).
+    compute
+        Uneven mappings: the geometry of the boxes the PE computes step by step (one fill per box
+        change), on which the deltas run (see :mod:`approxtvm.runtime.faults.boxes`); ``None`` when tiles are boxes.
     """
 
     steps: int
@@ -59,6 +71,8 @@ class TileGeometry:
     words: dict[str, int]
     reads_per_word: dict[str, int]
     ends: dict[str, np.ndarray]
+    tensor_ext: dict[str, np.ndarray] = field(default_factory=dict)
+    compute: TileGeometry | None = None
 
     @property
     def instances(self) -> int:
@@ -73,23 +87,34 @@ class TileGeometry:
         """Extent of ``tensor``'s tile per axis: weights ``(G, K, C, R, S)``, inputs ``(N, G, C, H, W)``
         (padded, halo included). ``G`` is always there (1 when ungrouped): the words' C-order index
         over these axes is the same as over the tile's own axes (:meth:`Mapping.tile_extent`)."""
-        e = mapping.tile_extent("PE", tensor)
-        g = {"G": int(self.ext[DIM_INDEX["G"]])}
+        ext = self.tensor_ext.get(tensor, self.ext)
+        e = {d: int(ext[DIM_INDEX[d]]) for d in FAULT_DIMS}
         if tensor == "weight":
-            return tuple((g | {d: e[d] for d in ("K", "C", "R", "S")}).values())
-        return tuple(({"N": e["N"]} | g | {d: e[d] for d in ("C", "H", "W")}).values())
+            return (e["G"], e["K"], e["C"], e["R"], e["S"])
+        sh = mapping.shape
+        h = sh.input_extent(e["P"], e["R"], sh.stride_h, sh.dilation_h)
+        w = sh.input_extent(e["Q"], e["S"], sh.stride_w, sh.dilation_w)
+        return (e["N"], e["G"], e["C"], h, w)
 
 
 def tile_geometry(mapping: Mapping, spec: AcceleratorSpec) -> TileGeometry:
-    """The PE-level residencies of ``mapping`` (from its :class:`~approxtvm.targets.vacc.tilewalk.TileWalk`)."""
-    w = TileWalk.of(mapping, "PE")
+    """The PE-level residencies of ``mapping`` (from its :class:`~approxtvm.targets.vacc.tilewalk.TileWalk`).
+
+    Steps are those of the finer of the weight and input buffers' cuts; each buffer's fills are at
+    its own residencies (in an even mapping both cut at the PE level's boundary).
+    """
+    cuts = {t: mapping.cut("PE", t) for t in TENSORS}
+    w = TileWalk.of(mapping, "PE", cut=max(cuts.values()))
     gx, gy = spec.noc.global_buffer_node
     pa = spec.pe_array
     hops = np.array(
         [abs(x - gx) + abs(y - gy) for x, y in (pa.pe_xy(i % pa.num_pes) for i in range(w.instances))], np.int64
     )
-    fills = {t: w.fills(t) for t in TENSORS}
-    ends = {t: w.ends(t) for t in TENSORS}
+    own = {t: TileWalk.of(mapping, "PE", t) for t in TENSORS}
+    # a buffer's own steps are a prefix of the loops stepped here: its step s is step s·ratio here
+    ratio = {t: w.steps // own[t].steps for t in TENSORS}
+    fills = {t: own[t].fills(t) * ratio[t] for t in TENSORS}
+    ends = {t: own[t].ends(t) * ratio[t] for t in TENSORS}
     words = {t: mapping.tile_size("PE", t) for t in TENSORS}
     counts = simulate_counts(mapping, spec)
     rpw = {}
@@ -99,4 +124,19 @@ def tile_geometry(mapping: Mapping, spec: AcceleratorSpec) -> TileGeometry:
         rw = [(r, wr) for b, tt, r, wr in counts.buffer_accesses if b == buf and tt == t]
         reads, writes = rw[0] if rw else (0, 0)
         rpw[t] = max(1, round(reads / writes)) if writes else 1
-    return TileGeometry(w.steps, w.step_start, w.inst_off, w.ext, hops, fills, words, rpw, ends)
+    geom = TileGeometry(w.steps, w.step_start, w.inst_off, w.ext, hops, fills, words, rpw, ends)
+    if all(np.array_equal(own[t].ext, w.ext) for t in TENSORS):
+        return geom
+    boxes = TileGeometry(
+        w.steps,
+        w.step_start,
+        w.inst_off,
+        w.ext,
+        hops,
+        {t: w.fills(t) for t in TENSORS},
+        {},
+        dict.fromkeys(TENSORS, 1),
+        {t: w.ends(t) for t in TENSORS},
+    )
+    boxes = replace(boxes, words={t: int(np.prod(boxes.tile_dims(t, mapping))) for t in TENSORS})
+    return replace(geom, tensor_ext={t: own[t].ext for t in TENSORS}, compute=boxes)

@@ -13,6 +13,7 @@ tensor, tile, destination) and do not depend on threads, processes or what ran b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -85,13 +86,18 @@ class EventTable:
     words: tuple[int, int]  # words per tile of weight and input
     key_span: int  # keys of one call: weight then input words of every residency
 
-    @property
+    @cached_property
     def block_calls(self) -> int:
         """Layer calls sampled together: one generator per block, the work per block bounded (rows
         and expected flips), so that a run never samples much more than it uses."""
         flips = float(np.dot(self.slots, self.ber)) if len(self.slots) else 0.0
         by_flips = int(_BLOCK_FLIPS // flips) if flips > 0 else _MAX_BLOCK_CALLS
         return max(1, min(_MAX_BLOCK_CALLS, _BLOCK_ROWS // max(1, len(self.slots)), by_flips))
+
+    @cached_property
+    def block_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Exposed slots and BER of every row of a block (the rows of each call, calls in order)."""
+        return np.tile(self.slots, self.block_calls), np.tile(self.ber, self.block_calls)
 
 
 def event_table(plan: FaultPlan, geom: TileGeometry) -> EventTable:
@@ -236,21 +242,30 @@ def sample_faults(
 
 
 def sample_block(
-    plan: FaultPlan, geom: TileGeometry, *, seed: int, block: int, events: EventTable | None = None
+    plan: FaultPlan,
+    geom: TileGeometry,
+    *,
+    seed: int,
+    block: int,
+    events: EventTable | None = None,
+    generator: np.random.Generator | None = None,
 ) -> list[FaultSample]:
     """The samples of layer calls ``block·B … block·B + B − 1`` (``B = events.block_calls``).
 
     One ``Philox`` generator per (seed, layer, block) draws, in order, the flip counts of every
     (call, tensor, source, tile, destination) row, then the flipped slots of the rows that have
     flips: a call's faults are a pure function of (seed, layer, call), whatever ran before.
+    ``generator``: a ``Philox``-backed generator to reuse (its state is set to this block's key
+    and counter, the same stream a fresh one would draw, at a fifth of the construction cost).
     """
     check_seed(seed)
     ev = events if events is not None else event_table(plan, geom)
     B, E = ev.block_calls, len(ev.slots)
     if not E:
         return [FaultSample(CorruptedWords.empty(), CorruptedWords.empty()) for _ in range(B)]
-    rng = np.random.Generator(np.random.Philox(key=seed | (plan.layer_index << 64), counter=block << 128))
-    counts = rng.binomial(np.tile(ev.slots, B), np.tile(ev.ber, B)).reshape(B, E)
+    rng = _block_generator(seed, plan.layer_index, block, generator)
+    slots_b, ber_b = ev.block_rows
+    counts = rng.binomial(slots_b, ber_b).reshape(B, E)
     flipped = np.add.reduceat(counts, ev.stream_start, axis=1)
     flat = counts.ravel()
     hit = np.flatnonzero(flat)
@@ -262,15 +277,7 @@ def sample_block(
     nslots = ev.slots[row]
     pos = _positions(rng, nslots)
     if reps.max() > 1:  # positions are without replacement inside each row: redraw repeats
-        multi = np.flatnonzero(np.repeat(reps > 1, reps))  # only rows with several flips can repeat
-        while True:
-            order = multi[np.lexsort((pos[multi], owner[multi]))]
-            so, sp = owner[order], pos[order]
-            dup = np.flatnonzero((so[1:] == so[:-1]) & (sp[1:] == sp[:-1])) + 1
-            if not len(dup):
-                break
-            idx = np.sort(order[dup])
-            pos[idx] = _positions(rng, nslots[idx])
+        _redraw_repeats(rng, owner, pos, nslots, np.flatnonzero(np.repeat(reps > 1, reps)))
     fb = ev.free_bits[row]
     within = pos % ev.tile_slots[row]
     key = (owner // E) * ev.key_span + ev.key_base[row] + within // fb
@@ -278,23 +285,75 @@ def sample_block(
     if len(key) > 1:
         order = np.argsort(key, kind="stable")
         key, mask = key[order], mask[order]
-        starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
-        mask = np.bitwise_xor.reduceat(mask, starts)
-        key = key[starts]
-        nz = mask != 0
-        key, mask = key[nz], mask[nz]
-    bounds = np.searchsorted(
-        key, (np.arange(B)[:, None] * ev.key_span + np.array([0, ev.tensor_base[1], ev.key_span])).ravel()
-    )
+        new = np.empty(len(key), bool)
+        new[0] = True
+        np.not_equal(key[1:], key[:-1], out=new[1:])
+        if not new.all():  # two flips of one word: XOR their masks (a bit flipped twice is intact)
+            starts = np.flatnonzero(new)
+            mask = np.bitwise_xor.reduceat(mask, starts)
+            key = key[starts]
+            nz = mask != 0
+            key, mask = key[nz], mask[nz]
+    # split per call and tensor: one vectorised pass, then views
+    call, k = np.divmod(key, ev.key_span)
+    is_x = k >= ev.tensor_base[1]
+    k -= np.where(is_x, ev.tensor_base[1], ev.tensor_base[0])
+    words = np.where(is_x, ev.words[1], ev.words[0])
+    res, word = np.divmod(k, words)
+    bounds = np.searchsorted(call * 2 + is_x, np.arange(2 * B + 1)).tolist()
     out = []
     for c in range(B):
-        w0, x0, x1 = bounds[3 * c : 3 * c + 3]
-        parts = []
-        for ti, (lo, hi) in enumerate(((w0, x0), (x0, x1))):
-            k = key[lo:hi] - (c * ev.key_span + ev.tensor_base[ti])
-            parts.append(CorruptedWords(k // ev.words[ti], k % ev.words[ti], mask[lo:hi]))
-        out.append(FaultSample(parts[0], parts[1], ev.streams, flipped[c]))
+        w0, x0, x1 = bounds[2 * c : 2 * c + 3]
+        out.append(
+            FaultSample(
+                CorruptedWords(res[w0:x0], word[w0:x0], mask[w0:x0]),
+                CorruptedWords(res[x0:x1], word[x0:x1], mask[x0:x1]),
+                ev.streams,
+                flipped[c],
+            )
+        )
     return out
+
+
+def _block_generator(
+    seed: int, layer_index: int, block: int, generator: np.random.Generator | None
+) -> np.random.Generator:
+    """``Generator(Philox(key=seed | layer_index << 64, counter=block << 128))``, reusing ``generator``."""
+    if generator is None or not isinstance(generator.bit_generator, np.random.Philox):
+        return np.random.Generator(np.random.Philox(key=seed | (layer_index << 64), counter=block << 128))
+    m64 = (1 << 64) - 1
+    generator.bit_generator.state = {
+        "bit_generator": "Philox",
+        "state": {
+            "counter": np.array([0, 0, block & m64, (block >> 64) & m64], np.uint64),
+            "key": np.array([seed, layer_index], np.uint64),
+        },
+        "buffer": np.zeros(4, np.uint64),
+        "buffer_pos": 4,
+        "has_uint32": 0,
+        "uinteger": 0,
+    }
+    return generator
+
+
+def _redraw_repeats(
+    rng: np.random.Generator, owner: np.ndarray, pos: np.ndarray, nslots: np.ndarray, multi: np.ndarray
+) -> None:
+    """Redraw, in place, every position repeated inside its row (``multi``: the flips of rows with
+    several), until none is: each later copy of a repeat gets a fresh uniform slot."""
+    span = int(nslots.max()) + 1
+    single_key = (int(owner[-1]) + 1) * span < (1 << 62)  # (row, position) as one int64: one sort, same order
+    while True:
+        if single_key:
+            order = multi[np.argsort(owner[multi] * span + pos[multi], kind="stable")]
+        else:
+            order = multi[np.lexsort((pos[multi], owner[multi]))]
+        so, sp = owner[order], pos[order]
+        dup = np.flatnonzero((so[1:] == so[:-1]) & (sp[1:] == sp[:-1])) + 1
+        if not len(dup):
+            return
+        idx = np.sort(order[dup])
+        pos[idx] = _positions(rng, nslots[idx])
 
 
 def _positions(rng: np.random.Generator, nslots: np.ndarray) -> np.ndarray:

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from approxtvm.runtime.faults.delta_numpy import NUMPY_KERNELS, FaultKernels, LayerArrays, inject, layer_arrays
+from approxtvm.runtime.faults.delta_numpy import (
+    NUMPY_KERNELS,
+    FaultKernels,
+    LayerArrays,
+    inject,
+    inject_calls,
+    layer_arrays,
+)
 from approxtvm.runtime.faults.delta_tvm import compiled_kernels
 from approxtvm.runtime.faults.geometry import TileGeometry, tile_geometry
 from approxtvm.runtime.faults.package_faults import (
@@ -49,12 +56,20 @@ class ModelFaults:
         The accelerator.
     options
         Run-wide fault options.
+    geometry_cache
+        Mapping → tile geometry shared with other models on ``spec`` (the geometry depends on the
+        mapping and the spec only); ``None``: this model's own.
     """
 
     def __init__(
-        self, schedules: MappingABC[str, LayerSchedule], spec: AcceleratorSpec, options: FaultOptions | None = None
+        self,
+        schedules: MappingABC[str, LayerSchedule],
+        spec: AcceleratorSpec,
+        options: FaultOptions | None = None,
+        geometry_cache: dict[object, TileGeometry] | None = None,
     ) -> None:
         self.spec = spec
+        self._shared_geometry = geometry_cache
         self.options = options = options or FaultOptions()
         self.schedules = dict(schedules)
         self.plans = {lid: plan_faults(sch, spec, i, options) for i, (lid, sch) in enumerate(self.schedules.items())}
@@ -74,7 +89,14 @@ class ModelFaults:
         """Tile geometry of a layer (cached)."""
         g = self._geometry.get(layer_id)
         if g is None:
-            g = self._geometry[layer_id] = tile_geometry(self.schedules[layer_id].mapping, self.spec)
+            mapping = self.schedules[layer_id].mapping
+            shared = self._shared_geometry
+            g = shared.get(mapping) if shared is not None else None
+            if g is None:
+                g = tile_geometry(mapping, self.spec)
+                if shared is not None:
+                    shared[mapping] = g
+            self._geometry[layer_id] = g
         return g
 
     def events(self, layer_id: str) -> EventTable:
@@ -131,10 +153,14 @@ class ModelFaults:
             for t in ("weight", "input")
         }
 
+    @property
+    def scaled(self) -> bool:
+        """Whether a run needs an injector: some layer scales a swing or a voltage."""
+        return self.active or any(p.energy_only_buffers for p in self.plans.values())
+
     def session(self, seed: int) -> FaultSession | None:
         """A run's injector (``None`` when no layer scales anything)."""
-        scaled = self.active or any(p.energy_only_buffers for p in self.plans.values())
-        return FaultSession(self, seed) if scaled else None
+        return FaultSession(self, seed) if self.scaled else None
 
 
 class FaultSession:
@@ -149,6 +175,7 @@ class FaultSession:
         self._words: dict[str, list[int]] = {}
         self._blocks: dict[str, tuple[int, list[FaultSample]]] = {}
         self._package_tally: dict[str, dict[str, list[int]]] = {}
+        self._rng = np.random.Generator(np.random.Philox(key=0))  # state reset per block (sample_block)
 
     def apply(
         self, layer_id: str, x: np.ndarray, prog: LayerProgram, acc: np.ndarray, *operands: np.ndarray
@@ -167,17 +194,42 @@ class FaultSession:
             acc = self._package(layer_id, call, x, prog, acc)
         return acc
 
-    def _onchip(
-        self, layer_id: str, call: int, x: np.ndarray, prog: LayerProgram, acc: np.ndarray, *operands: np.ndarray
-    ) -> np.ndarray:
-        plan = self.faults.plans[layer_id]
+    def apply_calls(self, layer_id: str, x: np.ndarray, prog: LayerProgram, acc: np.ndarray, calls: int) -> np.ndarray:
+        """:meth:`apply` for ``calls`` consecutive calls of a conv/dense layer stacked along ``N``
+        (call ``c`` = the ``c``-th block of rows of ``x`` and ``acc``), in place into ``acc``
+        (C-contiguous int32); the same faults and counters as ``calls`` calls of :meth:`apply`."""
+        plan = self.faults.plans.get(layer_id)
+        if plan is None or plan.trivial:
+            return acc
+        if plan.nop_ber > 0.0 or plan.onchip_trivial or prog.schedule.shape.op == "matmul":
+            rows, xrows = len(acc) // calls, len(x) // calls
+            for c in range(calls):  # package faults follow each call's on-chip faults: one call at a time
+                part = acc[c * rows : (c + 1) * rows]
+                faulty = self.apply(layer_id, x[c * xrows : (c + 1) * xrows], prog, part)
+                if faulty is not part:
+                    part[...] = faulty
+            return acc
+        samples = []
+        for _ in range(calls):
+            call = self._calls.get(layer_id, 0)
+            self._calls[layer_id] = call + 1
+            samples.append(self._sample(layer_id, call))
         f = self.faults
-        geom = f.geometry(layer_id)
-        ev = f.events(layer_id)
+        geom, arrays = f.geometry(layer_id), f.arrays(layer_id, prog)
+        return inject_calls(x, prog, acc, samples, geom, arrays, f.kernels, f.prepared(layer_id, prog))
+
+    def _sample(self, layer_id: str, call: int) -> FaultSample:
+        """The on-chip sample of one layer call, added to the run's counters."""
+        plan = self.faults.plans[layer_id]
+        geom = self.faults.geometry(layer_id)
+        ev = self.faults.events(layer_id)
         blk, off = divmod(call, ev.block_calls)
         cached = self._blocks.get(layer_id)
         if cached is None or cached[0] != blk:
-            cached = self._blocks[layer_id] = (blk, sample_block(plan, geom, seed=self.seed, block=blk, events=ev))
+            cached = self._blocks[layer_id] = (
+                blk,
+                sample_block(plan, geom, seed=self.seed, block=blk, events=ev, generator=self._rng),
+            )
         sample = cached[1][off]
         if len(sample.flipped):
             fl = self._flipped.get(layer_id)
@@ -185,11 +237,26 @@ class FaultSession:
         words = self._words.setdefault(layer_id, [0, 0])
         words[0] += len(sample.weight)
         words[1] += len(sample.input)
+        return sample
+
+    def _onchip(
+        self, layer_id: str, call: int, x: np.ndarray, prog: LayerProgram, acc: np.ndarray, *operands: np.ndarray
+    ) -> np.ndarray:
+        sample = self._sample(layer_id, call)
         if not len(sample.weight) and not len(sample.input):
             return acc
+        f = self.faults
         second = operands[0] if operands else None
         return inject(
-            x, prog, acc, sample, geom, f.arrays(layer_id, prog), f.kernels, f.prepared(layer_id, prog), second
+            x,
+            prog,
+            acc,
+            sample,
+            f.geometry(layer_id),
+            f.arrays(layer_id, prog),
+            f.kernels,
+            f.prepared(layer_id, prog),
+            second,
         )
 
     def _package(self, layer_id: str, call: int, x: np.ndarray, prog: LayerProgram, acc: np.ndarray) -> np.ndarray:

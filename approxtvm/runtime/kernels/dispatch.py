@@ -52,6 +52,7 @@ from approxtvm.runtime.kernels.intconv import (
     weight_plan,
 )
 from approxtvm.runtime.kernels.lowrank import DEFAULT_MAX_RANK, find_factors
+from approxtvm.runtime.kernels.lowrank_gemm import GemmPlan, gemm_plan, gemm_sums, s8_gemm_exact
 from approxtvm.runtime.kernels.table_numpy import conv2d_table_numpy, dense_table_numpy
 from approxtvm.runtime.multipliers.multiplier import Multiplier
 
@@ -320,6 +321,31 @@ def _plan(
     return plan
 
 
+def _gemm_plan(
+    cache: KernelCache,
+    mult: Multiplier,
+    wb: np.ndarray,
+    f: IntegerFactors,
+    plan: WeightPlan,
+    store: LayerStore | None,
+) -> GemmPlan | None:
+    """The layer's GEMM plan (:mod:`.lowrank_gemm`), kept like its weight plan; ``None`` when the
+    layer must stay on ``ConvInteger`` (an int32 partial sum could overflow)."""
+    signed_exact = s8_gemm_exact(cache.sessions, cache.cpu.vnni)
+    key = ("plan", f"gemm:{mult.table_hash}:{signed_exact}")
+    if store is not None:
+        if key not in store.entries:
+            store.entries[key] = gemm_plan(wb, plan, f.divisor, signed_exact)
+        return store.entries[key]  # type: ignore[return-value]
+    est = f.byte_terms() * wb.nbytes + 16 * wb.shape[0]
+    tables = cache.layer_tables((*key, _weight_key(wb, None), wb.shape), est)
+    if tables is None:
+        return gemm_plan(wb, plan, f.divisor, signed_exact)
+    if "gemm" not in tables:
+        tables["gemm"] = gemm_plan(wb, plan, f.divisor, signed_exact)
+    return tables["gemm"]
+
+
 def _factors_stored(
     mult: Multiplier, wb: np.ndarray, cache: KernelCache, path: str, store: LayerStore | None
 ) -> IntegerFactors:
@@ -405,6 +431,9 @@ def conv2d_products(
     if path in ("exact", "lowrank"):
         f = _factors_stored(mult, wb, cache, path, store)
         plan = _plan(cache, mult, wb, f, store)
+        gplan = _gemm_plan(cache, mult, wb, f, plan, store) if path == "lowrank" else None
+        if gplan is not None:
+            return gemm_sums(xp, gp, gplan, f.divisor, cache.sessions, threads).astype(np.int32, copy=False)
         return factor_sums(xp, wb, f, gp, cache.sessions, threads, plan).astype(np.int32)
     if path == "table_numpy":
         return conv2d_table_numpy(xp, wb, mult.table, gp)

@@ -39,7 +39,7 @@ from approxtvm.targets.vacc.hierarchy import Hierarchy
 from approxtvm.targets.vacc.mapping import Mapping
 from approxtvm.targets.vacc.workload import DIMS, TENSOR_DIMS, LayerShape
 
-__all__ = ["Nest", "analytic_counts", "closed_form", "input_tile_elements", "noc_tree", "to_counts"]
+__all__ = ["Nest", "analytic_counts", "closed_form", "input_tile_elements", "noc_tree", "to_counts", "views_of"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,17 +134,30 @@ def input_tile_elements(e: dict[str, Any], shape: LayerShape) -> Any:
     return e["N"] * e["G"] * e["C"] * h * w
 
 
-def closed_form(nest: Nest, shape: LayerShape, spec: AcceleratorSpec) -> CountTable:
-    """Closed-form counts of ``nest``; bounds may be numpy arrays (one entry per candidate)."""
+def closed_form(
+    nest: Nest, shape: LayerShape, spec: AcceleratorSpec, views: dict[str, Nest] | None = None
+) -> CountTable:
+    """Closed-form counts of ``nest``; bounds may be numpy arrays (one entry per candidate).
+
+    ``views``: per tensor of an uneven mapping, the nest that tensor sees
+    (:meth:`~approxtvm.targets.vacc.mapping.Mapping.tensor_view`); its counts follow that nest. The
+    loops, and hence cycles, MACs and fan-out, are the same in every view.
+    """
     prec = spec.precision
     hier = Hierarchy.of(spec)
     compute, src = hier.compute, hier.network_source
-    temporal = [[(d, b) for d, b, sp in lv if not sp] for lv in nest]
-    spatial = [[(d, b) for d, b, sp in lv if sp] for lv in nest]
+    views = views or {}
 
-    def extents(i: int) -> dict[str, Any]:
+    def split(nt: Nest) -> tuple[list[list[tuple[str, Any]]], list[list[tuple[str, Any]]]]:
+        return [[(d, b) for d, b, sp in lv if not sp] for lv in nt], [[(d, b) for d, b, sp in lv if sp] for lv in nt]
+
+    temporal, spatial = split(nest)
+    temporal_of = {t: split(views[t])[0] if t in views else temporal for t in ("weight", "input", "output")}
+    nest_of = {t: views.get(t, nest) for t in ("weight", "input", "output")}
+
+    def extents(i: int, nt: Nest) -> dict[str, Any]:
         e: dict[str, Any] = dict.fromkeys(DIMS, 1)
-        for lv in nest[i:]:
+        for lv in nt[i:]:
             for d, b, _ in lv:
                 e[d] = e[d] * b
         return e
@@ -152,7 +165,7 @@ def closed_form(nest: Nest, shape: LayerShape, spec: AcceleratorSpec) -> CountTa
     def tile(i: int, t: str) -> Any:
         if i == compute:
             return 1
-        e = extents(i)
+        e = extents(i, nest_of[t])
         if t == "input":
             return input_tile_elements(e, shape)
         if t == "weight":
@@ -168,7 +181,7 @@ def closed_form(nest: Nest, shape: LayerShape, spec: AcceleratorSpec) -> CountTa
 
     def changes_first(i: int, t: str) -> tuple[Any, Any]:
         rel = TENSOR_DIMS[t]
-        loops = [lp for lv in temporal[:i] for lp in lv]
+        loops = [lp for lv in temporal_of[t][:i] for lp in lv]
         total = _prod(b for _, b in loops)
         trailing: Any = 1
         stopped: Any = False
@@ -247,6 +260,13 @@ def _nest_of(mapping: Mapping) -> Nest:
     return [[(lp.dim, lp.bound, lp.spatial) for lp in n.loops] for n in mapping.levels]
 
 
+def views_of(mapping: Mapping) -> dict[str, Nest] | None:
+    """The per-tensor nests of an uneven mapping for :func:`closed_form` (``None`` if even)."""
+    if not mapping.boundaries:
+        return None
+    return {t: _nest_of(mapping.tensor_view(t)) for t in ("weight", "input", "output")}
+
+
 def analytic_counts(mapping: Mapping, spec: AcceleratorSpec) -> AccessCounts:
     """Closed-form access counts of ``mapping`` on ``spec`` (see the module docstring for the model).
 
@@ -256,7 +276,7 @@ def analytic_counts(mapping: Mapping, spec: AcceleratorSpec) -> AccessCounts:
         If the mapping is not valid on ``spec``.
     """
     mapping.validate(spec)
-    table = closed_form(_nest_of(mapping), mapping.shape, spec)
+    table = closed_form(_nest_of(mapping), mapping.shape, spec, views_of(mapping))
     return to_counts(table, spec)
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from approxtvm.errors import ConfigError
-from approxtvm.schema import FieldHook, Invalid, Schema, nested
+from approxtvm.schema import OMIT, FieldHook, Invalid, Schema, nested
 from approxtvm.schema import check as _check
 from approxtvm.targets.vacc.components import (
     BUFFER_LEVEL,
@@ -55,6 +55,7 @@ __all__ = [
     "MAPPING_OBJECTIVES",
     "AcceleratorSpec",
     "EnergyTable",
+    "MapperOptions",
     "MemoryLevel",
     "NoC",
     "PEArray",
@@ -81,6 +82,20 @@ _FIXED_TENSORS = {
 # ---------------------------------------------------------------------------------------------
 # The whole accelerator
 # ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MapperOptions:
+    """How the mapper searches (the spec's ``mapper`` section; written out only when not the default).
+
+    Attributes
+    ----------
+    uneven
+        Refine each layer's even optimum into an uneven mapping: every tensor's buffers may cut the
+        loop nest at their own place (:mod:`approxtvm.targets.vacc.uneven`). Off by default.
+    """
+
+    uneven: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +128,8 @@ class AcceleratorSpec:
         What the mapper minimises per layer on one chiplet: ``energy`` (default), ``edp``
         (energy × latency) or ``latency``. ``edp`` costs ResNet-18/50 1.7 % energy for 29-39 %
         fewer cycles (README); the digits models map the same either way.
+    mapper
+        Search options (:class:`MapperOptions`).
     """
 
     name: str
@@ -126,6 +143,7 @@ class AcceleratorSpec:
     technology_nm: int = 45
     package: PackageNetwork | None = None
     mapping_objective: str = "energy"
+    mapper: MapperOptions = MapperOptions()
 
     def __post_init__(self) -> None:
         _check(
@@ -350,6 +368,15 @@ def _memories_to(memories: tuple[MemoryLevel, ...], schema: Schema) -> dict[str,
 #: Spec files ↔ :class:`AcceleratorSpec`: strict types, unknown keys rejected, errors name the key.
 SPEC_SCHEMA = Schema(
     ConfigError,
-    hooks=(FieldHook(AcceleratorSpec, "memories", _memories_from, _memories_to),),
+    hooks=(
+        FieldHook(AcceleratorSpec, "memories", _memories_from, _memories_to),
+        # the default is left out, so specs, saved models and schedules without it stay byte-identical
+        FieldHook(
+            AcceleratorSpec,
+            "mapper",
+            lambda v, schema: schema.convert(v, MapperOptions),
+            lambda v, schema: OMIT if v == MapperOptions() else schema.unstructure(v),
+        ),
+    ),
     implied=((MemoryLevel, "name"),),
 )

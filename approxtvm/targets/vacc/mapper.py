@@ -21,6 +21,8 @@ from approxtvm.targets.vacc.hardware import MAPPING_OBJECTIVES, AcceleratorSpec
 from approxtvm.targets.vacc.hierarchy import Hierarchy
 from approxtvm.targets.vacc.mapping import LevelNest, Loop, Mapping
 from approxtvm.targets.vacc.pricing import COMPONENTS, energy_breakdown_pj, total_energy
+from approxtvm.targets.vacc.uneven import SEEDS as UNEVEN_SEEDS
+from approxtvm.targets.vacc.uneven import best_of, refine_uneven
 from approxtvm.targets.vacc.workload import DIMS, LayerShape
 
 __all__ = [
@@ -103,9 +105,9 @@ def _level_orders() -> list[tuple[str, ...]]:
     return [("N", "G", *itertools.chain.from_iterable(perm)) for perm in itertools.permutations(_ORDER_BLOCKS)]
 
 
-def _search(shape: LayerShape, spec: AcceleratorSpec, objective: str) -> Mapping:
-    best_key: tuple[float, float] | None = None
-    best: Mapping | None = None
+def _search(shape: LayerShape, spec: AcceleratorSpec, objective: str, keep: int = 1) -> list[Mapping]:
+    """The ``keep`` best mappings, best first, each the cheapest of its loop orders and unrolling."""
+    ranked: list[tuple[tuple[float, float], Nest, int]] = []  # per priced order: its best candidate
     bounds = shape.bounds
     pa = spec.pe_array
     hier = Hierarchy.of(spec)
@@ -168,11 +170,8 @@ def _search(shape: LayerShape, spec: AcceleratorSpec, objective: str) -> Mapping
             else:
                 primary, secondary = lat, energy
             i = int(np.lexsort((secondary, primary))[0])
-            key = (float(primary[i]), float(secondary[i]))
-            if best_key is None or key < best_key:
-                best_key = key
-                best = _mapping_from(shape, hier.names, nest, i)
-    if best is None:
+            ranked.append(((float(primary[i]), float(secondary[i])), nest, i))
+    if not ranked:
         raise ScheduleError(
             f"no mapping of {shape.op} K={shape.k} C={shape.c} P={shape.p} Q={shape.q} "
             f"R={shape.r} S={shape.s} fits {spec.name}",
@@ -180,8 +179,10 @@ def _search(shape: LayerShape, spec: AcceleratorSpec, objective: str) -> Mapping
             found=f"{pa.num_pes} PEs, buffers {[m.capacity_bytes for m in spec.memories]} B",
             fix="use a spec with larger PE buffers, or split the layer",
         )
-    best.validate(spec)
-    return best
+    ranked.sort(key=lambda r: r[0])  # stable: on a tie the first priced order wins
+    out = [_mapping_from(shape, hier.names, nest, i) for _, nest, i in ranked[:keep]]
+    out[0].validate(spec)
+    return out
 
 
 def _fits(shape: LayerShape, spec: AcceleratorSpec, sp: tuple[tuple[str, int], ...], f: Any) -> np.ndarray:
@@ -247,7 +248,11 @@ def _mapping_from(shape: LayerShape, names: tuple[str, ...], nest: Nest, i: int)
 
 @functools.lru_cache(maxsize=4096)
 def _map_layer_cached(shape: LayerShape, spec: AcceleratorSpec, objective: str) -> Mapping:
-    return _search(shape, spec, objective)
+    if not spec.mapper.uneven:
+        return _search(shape, spec, objective)[0]
+    # uneven: refine the best even mappings of a few loop orders (a cut can favour another order)
+    seeds = _search(shape, spec, objective, UNEVEN_SEEDS)
+    return best_of((refine_uneven(m, spec, objective) for m in seeds), spec, objective)
 
 
 def map_layer(shape: LayerShape, spec: AcceleratorSpec, objective: str = "energy") -> Mapping:
@@ -260,6 +265,8 @@ def map_layer(shape: LayerShape, spec: AcceleratorSpec, objective: str = "energy
     at each level above the PE; R and S run
     inside the PE, the PE's P/Q/N loops sit at the Register level (weights stay in the register).
     The cost is :func:`analytic_counts` priced by :func:`energy_breakdown_pj` (NoC included).
+    With ``spec.mapper.uneven`` the even optimum is refined into an uneven mapping
+    (:func:`approxtvm.targets.vacc.uneven.refine_uneven`).
     """
     if objective not in OBJECTIVES:
         raise ScheduleError(

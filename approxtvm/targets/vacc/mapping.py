@@ -13,6 +13,16 @@ that level's tile to its children:
 
 The tile of a tensor held at a level covers the loops of that level and of every level below.
 
+**Uneven mappings** (ZigZag's term). By default every buffer of a level cuts the loop nest at the
+same point: the level's boundary. A :class:`Boundary` moves one tensor's cut at one level to another
+place in the sequence of temporal loops (outermost first), so that, e.g., the accumulation buffer
+holds its outputs across a reduction loop the weight and input buffers sit below. The loops still run
+in the one order the levels list; only what each buffer keeps changes. :meth:`Mapping.tensor_view`
+is the even mapping one tensor sees (its temporal loops redistributed by its cuts); tile sizes,
+counts, capacities and walks of that tensor follow it. A cut may not make a tile non-contiguous
+(a loop over a dimension of the tensor kept outside the tile while an outer loop over the same
+dimension is inside it), and the cuts along a tensor's storage chain nest.
+
 **Partial tiles.** Loop bounds must divide the layer's dimensions exactly: the mapper only uses
 divisors, so there is no padding and no ragged edge. A layer whose ``K`` or ``C`` is not a multiple
 of the array size (``C = 3`` in conv1) runs with idle MACs; :meth:`Mapping.spatial_utilisation`
@@ -21,23 +31,27 @@ reports the fraction used. Dense layers are 1×1 convolutions on a 1×1 image.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from approxtvm.errors import ScheduleError
+from approxtvm.schema import OMIT, FieldHook, Schema
 from approxtvm.targets.vacc.hierarchy import Hierarchy
 from approxtvm.targets.vacc.workload import DIMS, TENSOR_DIMS, LayerShape
 
 if TYPE_CHECKING:
     from approxtvm.targets.vacc.hardware import AcceleratorSpec
 
-__all__ = ["LEVELS", "LevelNest", "Loop", "Mapping"]
+__all__ = ["LEVELS", "MAPPING_HOOKS", "MAPPING_SCHEMA", "TENSORS", "Boundary", "LevelNest", "Loop", "Mapping"]
 
 #: Mapping levels, outermost first.
 #: Levels of a spec with a global buffer (the shipped ones); see :class:`~approxtvm.targets.vacc.hierarchy.Hierarchy`.
 LEVELS: tuple[str, ...] = ("DRAM", "GlobalBuffer", "PE", "Register")
+#: The tensors of a layer.
+TENSORS: tuple[str, ...] = ("weight", "input", "output")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +78,6 @@ class Loop:
                 fix="use a positive divisor of the layer dimension",
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return {"dim": self.dim, "bound": self.bound, "spatial": self.spatial}
-
 
 @dataclass(frozen=True, slots=True)
 class LevelNest:
@@ -86,9 +96,25 @@ class LevelNest:
         """Spatial loops, outermost first."""
         return tuple(lp for lp in self.loops if lp.spatial)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return {"level": self.level, "loops": [lp.to_dict() for lp in self.loops]}
+
+@dataclass(frozen=True, slots=True)
+class Boundary:
+    """Where one tensor's buffer at one level cuts the loop nest, when not at the level's boundary.
+
+    Attributes
+    ----------
+    tensor
+        ``weight``, ``input`` or ``output``.
+    level
+        The level whose buffer holding ``tensor`` this cut belongs to (not ``DRAM``).
+    temporal_loops_above
+        Temporal loops of the whole nest (all levels, outermost first) above the cut: the buffer's
+        tile covers the temporal loops after them and the spatial loops of its level and below.
+    """
+
+    tensor: str
+    level: str
+    temporal_loops_above: int
 
 
 def _prod(xs: Iterator[int] | list[int] | tuple[int, ...]) -> int:
@@ -105,10 +131,13 @@ class Mapping:
         The layer.
     levels
         One :class:`LevelNest` per level of the spec's hierarchy, outermost first.
+    boundaries
+        Per-tensor cuts that differ from the level boundaries (empty: an even mapping).
     """
 
     shape: LayerShape
     levels: tuple[LevelNest, ...]
+    boundaries: tuple[Boundary, ...] = ()
 
     # -- structure -----------------------------------------------------------------------------
 
@@ -137,13 +166,73 @@ class Mapping:
                 out[lp.dim] *= lp.bound
         return out
 
+    # -- uneven mappings -------------------------------------------------------------------------
+
+    @property
+    def temporal_loops(self) -> tuple[Loop, ...]:
+        """Every temporal loop, outermost first (the sequence :class:`Boundary` cuts index)."""
+        return tuple(lp for nest in self.levels for lp in nest.temporal)
+
+    def even_cut(self, level: str) -> int:
+        """Temporal loops above ``level``'s boundary (the cut of every buffer of an even mapping)."""
+        return sum(len(nest.temporal) for nest in self.levels[: self.level_index(level)])
+
+    def cut(self, level: str, tensor: str) -> int:
+        """Temporal loops above the cut of ``tensor``'s buffer at ``level``."""
+        for b in self.boundaries:
+            if b.tensor == tensor and b.level == level:
+                return b.temporal_loops_above
+        return self.even_cut(level)
+
+    @property
+    def is_even(self) -> bool:
+        """Whether every buffer cuts the nest at its level's boundary."""
+        return all(b.temporal_loops_above == self.even_cut(b.level) for b in self.boundaries)
+
+    def tensor_view(self, tensor: str) -> Mapping:
+        """The even mapping ``tensor`` sees: the temporal loops redistributed over the levels by its cuts.
+
+        Levels whose buffers do not hold ``tensor`` get the cut nearest their own boundary that keeps
+        the cuts nested (what sits there does not change the tensor's tiles). Spatial loops stay at
+        their levels; loop order, bounds and hence execution are those of this mapping.
+        """
+        if not self.boundaries:
+            return self
+        temporal = self.temporal_loops
+        own = {b.level: b.temporal_loops_above for b in self.boundaries if b.tensor == tensor}
+        if not own:
+            return Mapping(self.shape, self.levels)
+        names = [n.level for n in self.levels]
+        cuts: list[int] = []
+        for i, name in enumerate(names):
+            if i == 0:
+                cuts.append(0)
+            elif name in own:
+                cuts.append(own[name])
+            else:
+                lower = cuts[-1]
+                upper = min((own[n] for n in names[i + 1 :] if n in own), default=len(temporal))
+                cuts.append(min(max(self.even_cut(name), lower), upper))
+        cuts.append(len(temporal))
+        levels = tuple(
+            LevelNest(nest.level, (*temporal[cuts[i] : max(cuts[i], cuts[i + 1])], *nest.spatial))
+            for i, nest in enumerate(self.levels)
+        )
+        return Mapping(self.shape, levels)
+
     def tile_extent(self, level: str, tensor: str) -> dict[str, int]:
         """Extent of ``tensor``'s tile at ``level``, per tensor axis.
 
         Weights: ``K, C, R, S``; outputs: ``N, K, P, Q``; inputs: ``N, C, H, W`` with
         ``H = (P-1)·stride + (R-1)·dilation + 1`` (padded coordinates, halo included); a grouped
-        layer's tiles lead with ``G`` (groups in the tile).
+        layer's tiles lead with ``G`` (groups in the tile). An uneven mapping's tile follows the
+        tensor's own cut (:meth:`tensor_view`).
         """
+        if self.boundaries and tensor in TENSORS:
+            return self.tensor_view(tensor)._tile_extent(level, tensor)
+        return self._tile_extent(level, tensor)
+
+    def _tile_extent(self, level: str, tensor: str) -> dict[str, int]:
         e = self.dim_extents(level)
         sh = self.shape
         lead = {"G": e["G"]} if sh.groups > 1 else {}
@@ -234,7 +323,76 @@ class Mapping:
                     )
         for lv in hier.levels:
             self._check_spatial(lv.name, {f.unit: f.count for f in lv.fanout}, tuple(f.dims for f in lv.fanout))
+        if self.boundaries:
+            self.check_boundaries(spec)
         self._check_capacity(spec, hier)
+
+    def check_boundaries(self, spec: AcceleratorSpec) -> None:
+        """Raise :class:`ScheduleError` unless the per-tensor cuts are legal (capacities aside).
+
+        Each names an on-chip buffer of its tensor once and lies in the nest; a tensor's cuts nest
+        along its storage chain; no tile is non-contiguous.
+        """
+        hier = Hierarchy.of(spec)
+        n_temporal = len(self.temporal_loops)
+        seen: set[tuple[str, str]] = set()
+        for b in self.boundaries:
+            where = f"boundary of the {b.tensor} at {b.level}"
+            if b.tensor not in TENSORS or b.level not in hier.names[1:] or hier.buffer_of(b.level, b.tensor) is None:
+                raise ScheduleError(
+                    f"{where}: no such buffer",
+                    expected="a tensor and an on-chip level whose buffer holds it",
+                    found=f"{b.tensor!r} at {b.level!r}",
+                    fix=f"use levels of {hier.names[1:]} that hold the tensor",
+                )
+            if (b.tensor, b.level) in seen:
+                raise ScheduleError(
+                    f"{where} is given twice", expected="one", found="two", fix="keep one per tensor and level"
+                )
+            seen.add((b.tensor, b.level))
+            if not isinstance(b.temporal_loops_above, int) or not 0 <= b.temporal_loops_above <= n_temporal:
+                raise ScheduleError(
+                    f"{where} is outside the loop nest",
+                    expected=f"0 … {n_temporal} temporal loops above it",
+                    found=repr(b.temporal_loops_above),
+                    fix="count the temporal loops of all levels, outermost first",
+                )
+        # every loop in nest order, with its rank among the temporal loops (None: spatial)
+        flat: list[tuple[int, Loop, int | None]] = []
+        rank = 0
+        for li, nest in enumerate(self.levels):
+            for lp in nest.loops:
+                flat.append((li, lp, None if lp.spatial else rank))
+                rank += 0 if lp.spatial else 1
+        for t in TENSORS:
+            chain = [hier.index(lv.name) for lv in hier.levels[1:] if hier.buffer_of(lv.name, t) is not None]
+            cuts = [self.cut(hier.names[li], t) for li in chain]
+            if any(a > b for a, b in itertools.pairwise(cuts)):
+                raise ScheduleError(
+                    f"the {t}'s cuts do not nest",
+                    expected="an inner buffer's cut at or below the outer buffer's",
+                    found=f"{dict(zip((hier.names[li] for li in chain), cuts, strict=True))}",
+                    fix="keep each tile inside the tile of the buffer above it",
+                )
+            for li, c in zip(chain, cuts, strict=True):
+                for d in TENSOR_DIMS[t]:
+                    inside = [
+                        pos
+                        for pos, (lv, lp, r) in enumerate(flat)
+                        if lp.dim == d and lp.bound > 1 and (lv >= li if r is None else r >= c)
+                    ]
+                    outside = [
+                        pos
+                        for pos, (lv, lp, r) in enumerate(flat)
+                        if lp.dim == d and lp.bound > 1 and not (lv >= li if r is None else r >= c)
+                    ]
+                    if inside and outside and max(outside) > min(inside):
+                        raise ScheduleError(
+                            f"the {t}'s cut at {hier.names[li]} makes its tile non-contiguous in {d}",
+                            expected=f"every loop over {d} the tile spans nested inside those it does not",
+                            found=f"cut after {c} temporal loops",
+                            fix=f"move the cut so it does not cross a loop over {d}",
+                        )
 
     def _check_spatial(self, level: str, fanouts: dict[str, int], dims: tuple[tuple[str, ...], ...]) -> None:
         spatial = self.level(level).spatial
@@ -281,7 +439,8 @@ class Mapping:
         if self.level_index(level) >= self.level_index("PE"):
             return spec.precision.psum_bits
         reduce_above = any(
-            lp.dim not in TENSOR_DIMS["output"] and lp.bound > 1 and not lp.spatial for lp in self.loops_above("PE")
+            lp.dim not in TENSOR_DIMS["output"] and lp.bound > 1
+            for lp in self.temporal_loops[: self.cut("PE", "output")]
         )
         return spec.precision.psum_bits if reduce_above else spec.precision.output_bits
 
@@ -304,22 +463,13 @@ class Mapping:
     # -- serialisation -------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return {"shape": self.shape.to_dict(), "levels": [n.to_dict() for n in self.levels]}
+        """Plain-JSON form (:data:`MAPPING_SCHEMA`; ``boundaries`` only when the mapping has some)."""
+        return MAPPING_SCHEMA.unstructure(self)
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> Mapping:
-        """Inverse of :meth:`to_dict`."""
-        return Mapping(
-            shape=LayerShape.from_dict(d["shape"]),
-            levels=tuple(
-                LevelNest(
-                    n["level"],
-                    tuple(Loop(lp["dim"], int(lp["bound"]), bool(lp["spatial"])) for lp in n["loops"]),
-                )
-                for n in d["levels"]
-            ),
-        )
+    def from_dict(d: dict[str, Any], source: str = "mapping") -> Mapping:
+        """Inverse of :meth:`to_dict` (strict: errors name ``source`` and the key)."""
+        return MAPPING_SCHEMA.structure(d, Mapping, source=source)
 
     def to_text(self, spec: AcceleratorSpec | None = None) -> str:
         """Timeloop-style loop-nest view, outermost level first.
@@ -355,4 +505,23 @@ class Mapping:
                 depth += 1
             lines.append("")
         lines.append(f"|{'  ' * depth} << Compute >>")
+        for b in self.boundaries:  # uneven: where each moved buffer cuts instead
+            lines.append(
+                f"uneven: {labels[b.tensor]} at {b.level} below {b.temporal_loops_above} temporal loops "
+                f"(level boundary {self.even_cut(b.level)}), tile {self.tile_size(b.level, b.tensor)}"
+            )
         return "\n".join(lines)
+
+
+#: Field conversions of a mapping's JSON form, shared by every schema that nests a mapping: an even
+#: mapping has no ``boundaries`` key (its form is the one it had before uneven mappings).
+MAPPING_HOOKS = (
+    FieldHook(
+        Mapping,
+        "boundaries",
+        lambda v, schema: schema.convert(v, tuple[Boundary, ...]),
+        lambda v, schema: schema.unstructure(v) if v else OMIT,
+    ),
+)
+#: Mappings ↔ plain JSON.
+MAPPING_SCHEMA = Schema(ScheduleError, hooks=MAPPING_HOOKS)

@@ -6,9 +6,12 @@ residency, never per MAC) and, for every instance of the level (mixed radix over
 above it, outermost most significant; for ``"PE"`` the instance is the PE number), the tile's
 start in every dimension of :data:`~approxtvm.targets.vacc.workload.DIMS`. A tensor's tile is
 *filled* at a step where the part of the start that indexes the tensor changes and *evicted* at
-the next fill. Counting (:mod:`approxtvm.runtime.counting`), fault residencies
-(:mod:`approxtvm.runtime.faults`) and the tile views of the runtime read this one walk; the tests
-hold it to a naive loop nest and the emulator (:mod:`approxtvm.runtime.emulator`) walks on its own.
+the next fill. In an uneven mapping each tensor's buffer cuts the nest at its own place: the walk
+of one tensor (``TileWalk.of(mapping, level, tensor)``) steps over the temporal loops above that
+tensor's cut, with the strides of the mapping's real loop order. Counting
+(:mod:`approxtvm.runtime.counting`), fault residencies (:mod:`approxtvm.runtime.faults`) and the
+tile views of the runtime read this one walk; the tests hold it to a naive loop nest and the
+emulator (:mod:`approxtvm.runtime.emulator`) walks on its own.
 """
 
 from __future__ import annotations
@@ -91,6 +94,8 @@ class TileWalk:
         Spatial loops above the level, outermost first (their iterations are the instances).
     spatial_strides
         Per spatial loop: the same distance.
+    extent
+        ``(7,)`` extent of the tile per dimension (the loops below the cut).
     """
 
     mapping: Mapping
@@ -99,20 +104,38 @@ class TileWalk:
     strides: tuple[int, ...]
     spatial: tuple[Loop, ...]
     spatial_strides: tuple[int, ...]
+    extent: tuple[int, ...]
 
     @staticmethod
-    def of(mapping: Mapping, level: str | int) -> TileWalk:
-        """The walk of ``level`` (a name of :data:`LEVELS`, :data:`COMPUTE`, or a level index)."""
+    def of(mapping: Mapping, level: str | int, tensor: str | None = None, cut: int | None = None) -> TileWalk:
+        """The walk of ``level`` (a name of :data:`LEVELS`, :data:`COMPUTE`, or a level index).
+
+        ``tensor``: walk that tensor's buffer at ``level`` (its own cut in an uneven mapping).
+        ``cut``: step over the first ``cut`` temporal loops instead (the finest cut of several buffers).
+        """
         if isinstance(level, int):
             li = level
         elif level == COMPUTE:
             li = len(mapping.levels)
         else:
             li = mapping.level_index(mapping.level(level).level)  # mapping.level names a bad level
+        if cut is None:
+            even = sum(len(n.temporal) for n in mapping.levels[:li])
+            cut = even if tensor is None or li == len(mapping.levels) else mapping.cut(mapping.levels[li].level, tensor)
         st = loop_strides(mapping)
-        above = [(lp, st[i][j]) for i in range(li) for j, lp in enumerate(mapping.levels[i].loops)]
-        temporal = [(lp, s) for lp, s in above if not lp.spatial]
-        spatial = [(lp, s) for lp, s in above if lp.spatial]
+        temporal, spatial = [], []
+        ext = np.ones(len(DIMS), np.int64)
+        rank = 0
+        for i, nest in enumerate(mapping.levels):
+            for j, lp in enumerate(nest.loops):
+                above = i < li if lp.spatial else rank < cut
+                rank += 0 if lp.spatial else 1
+                if not above:
+                    ext[_D[lp.dim]] *= lp.bound
+                elif lp.spatial:
+                    spatial.append((lp, st[i][j]))
+                else:
+                    temporal.append((lp, st[i][j]))
         return TileWalk(
             mapping,
             li,
@@ -120,6 +143,7 @@ class TileWalk:
             tuple(s for _, s in temporal),
             tuple(lp for lp, _ in spatial),
             tuple(s for _, s in spatial),
+            tuple(int(v) for v in ext),
         )
 
     # -- the steps ---------------------------------------------------------------------------------
@@ -177,12 +201,8 @@ class TileWalk:
 
     @cached_property
     def ext(self) -> np.ndarray:
-        """``(7,)`` extent of the level's tile per dimension (loops of the level and below)."""
-        e = np.ones(len(DIMS), np.int64)
-        for nest in self.mapping.levels[self.level_index :]:
-            for lp in nest.loops:
-                e[_D[lp.dim]] *= lp.bound
-        return e
+        """``(7,)`` extent of the walked tile per dimension (the loops below the cut)."""
+        return np.array(self.extent, np.int64)
 
     # -- residencies ---------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from approxtvm.errors import ScheduleError
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.hierarchy import Hierarchy
 from approxtvm.targets.vacc.mapping import Loop, Mapping
@@ -238,6 +239,13 @@ def package_mapping_yaml(pm: PackageMapping, spec: AcceleratorSpec) -> str:
 
 
 def _entries(mapping: Mapping, spec: AcceleratorSpec) -> list[dict[str, Any]]:
+    if not mapping.is_even:
+        raise ScheduleError(
+            "an uneven mapping has no Timeloop form here",
+            expected="one loop boundary per storage level (an even mapping)",
+            found=f"per-tensor cuts {[(b.tensor, b.level, b.temporal_loops_above) for b in mapping.boundaries]}",
+            fix="export the mapping of a spec without `mapper: {uneven: true}`",
+        )
     lanes = set(spec.pe_array.lane_spatial_dims)
     pe = mapping.level("PE")
     lane_loops = tuple(lp for lp in pe.spatial if lp.dim in lanes)

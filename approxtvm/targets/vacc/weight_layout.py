@@ -12,9 +12,9 @@ from approxtvm.targets.vacc.workload import TENSOR_DIMS
 
 
 def weight_tile_dims(mapping: Mapping) -> tuple[str, ...]:
-    """Weight-indexing dims of the loops above the PE level, outermost first (the tile order)."""
+    """Weight-indexing dims of the loops above the PE weight buffer, outermost first (the tile order)."""
     seen: list[str] = []
-    for lp in mapping.loops_above("PE"):
+    for lp in mapping.tensor_view("weight").loops_above("PE"):
         if lp.dim in TENSOR_DIMS["weight"] and lp.bound > 1 and lp.dim not in seen:
             seen.append(lp.dim)
     return tuple(seen)

@@ -1,0 +1,371 @@
+"""The TIR source of the compiled fault-delta kernels (:mod:`.delta_tvm` holds their arguments and calls).
+
+Three serial kernels add into flat int32 accumulators in place (int32 wrap-around, as the
+hardware's accumulator): ``weight_delta`` (each corrupted weight against every output of its
+residency), ``input_delta`` (each corrupted input against every weight of its residency) and
+``input_cross`` (the exact correction where a corrupted input meets a corrupted weight of the same
+PE, step and call). Their scalar parameters are the fields of :class:`.delta_tvm.KernelArgs`, in
+order; the arrays follow. Every corrupted word carries its layer call ``cl``: the accumulators and
+inputs of several calls are stacked along ``N`` (call ``c`` holds rows ``c · layer_n …``), so one
+kernel call adds the deltas of a whole group of calls.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["build_library"]
+
+
+def build_library() -> Any:
+    """The three kernels compiled for the host CPU (a TVM runtime module with ``input_delta``,
+    ``weight_delta`` and ``input_cross``); raises whatever TVM raises when it cannot build."""
+    import tvm
+    from tvm.script import tirx as T  # noqa: N812 (TVMScript convention)
+
+    @T.prim_func(s_tir=True)
+    def input_delta(
+        instances: T.int64,
+        tile_n: T.int64,
+        tile_k: T.int64,
+        tile_c: T.int64,
+        tile_p: T.int64,
+        tile_q: T.int64,
+        tile_r: T.int64,
+        tile_s: T.int64,
+        tile_h: T.int64,
+        tile_w: T.int64,
+        layer_c: T.int64,
+        layer_k: T.int64,
+        layer_p: T.int64,
+        layer_q: T.int64,
+        layer_r: T.int64,
+        layer_s: T.int64,
+        stride_h: T.int64,
+        stride_w: T.int64,
+        dilation_h: T.int64,
+        dilation_w: T.int64,
+        pad_top: T.int64,
+        pad_left: T.int64,
+        in_h: T.int64,
+        in_w: T.int64,
+        zero_x: T.int64,
+        taps: T.int64,
+        tile_g: T.int64,
+        group_k: T.int64,
+        in_c: T.int64,
+        layer_n: T.int64,
+        res_h: T.handle,
+        word_h: T.handle,
+        mask_h: T.handle,
+        cl_h: T.handle,
+        fills_h: T.handle,
+        ends_h: T.handle,
+        ss_h: T.handle,
+        io_h: T.handle,
+        tst_h: T.handle,
+        tln_h: T.handle,
+        tap_h: T.handle,
+        x_h: T.handle,
+        w_h: T.handle,
+        lut_h: T.handle,
+        out_h: T.handle,
+    ):
+        # each corrupted input word against every weight of the PE during its residency
+        T.func_attr({"global_symbol": "input_delta", "tirx.noalias": True})
+        ne, nf, nss, nio, nhw, ntp, nx, nw, no = (
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+        )
+        res = T.match_buffer(res_h, (ne,), "int64", align=1)
+        word = T.match_buffer(word_h, (ne,), "int64", align=1)
+        mask = T.match_buffer(mask_h, (ne,), "uint8", align=1)
+        cl = T.match_buffer(cl_h, (ne,), "int64", align=1)  # call of the word (row block cl · layer_n)
+        fills = T.match_buffer(fills_h, (nf,), "int64", align=1)
+        ends = T.match_buffer(ends_h, (nf,), "int64", align=1)
+        ss = T.match_buffer(ss_h, (nss,), "int64", align=1)
+        io = T.match_buffer(io_h, (nio,), "int64", align=1)
+        tst = T.match_buffer(tst_h, (nhw,), "int64", align=1)
+        tln = T.match_buffer(tln_h, (nhw,), "int64", align=1)
+        tap = T.match_buffer(tap_h, (ntp,), "int64", align=1)
+        x = T.match_buffer(x_h, (nx,), "uint8", align=1)
+        w = T.match_buffer(w_h, (nw,), "uint8", align=1)
+        lut = T.match_buffer(lut_h, (65536,), "int32", align=1)
+        out = T.match_buffer(out_h, (no,), "int32", align=1)
+        for e in range(ne):
+            i = res[e] % instances
+            jf = res[e] // instances
+            ww = word[e] % tile_w
+            hh = (word[e] // tile_w) % tile_h
+            cc = (word[e] // (tile_w * tile_h)) % tile_c
+            gg = (word[e] // (tile_w * tile_h * tile_c)) % tile_g
+            nn = word[e] // (tile_w * tile_h * tile_c * tile_g)
+            f0 = fills[jf]
+            n = ss[f0 * 8 + 0] + io[i * 8 + 0] + nn + cl[e] * layer_n
+            g = ss[f0 * 8 + 7] + io[i * 8 + 7] + gg
+            c = ss[f0 * 8 + 2] + io[i * 8 + 2] + cc
+            p0 = ss[f0 * 8 + 3] + io[i * 8 + 3]
+            q0 = ss[f0 * 8 + 4] + io[i * 8 + 4]
+            r0 = ss[f0 * 8 + 5] + io[i * 8 + 5]
+            s0 = ss[f0 * 8 + 6] + io[i * 8 + 6]
+            hu = p0 * stride_h + r0 * dilation_h + hh - pad_top
+            wu = q0 * stride_w + s0 * dilation_w + ww - pad_left
+            inside = T.int64(0) <= hu and hu < in_h and T.int64(0) <= wu and wu < in_w
+            xo = T.if_then_else(
+                inside,
+                T.Cast(
+                    "int64",
+                    x[T.if_then_else(inside, ((n * in_c + g * layer_c + c) * in_h + hu) * in_w + wu, T.int64(0))],
+                ),
+                zero_x,
+            )
+            xn = T.bitwise_xor(xo, T.Cast("int64", mask[e]))
+            hw = hh * tile_w + ww
+            for t in range(tln[hw]):
+                tt = tst[hw] + t
+                wb = ((c * layer_r + r0 + tap[tt]) * layer_s) + s0 + tap[taps + tt]
+                ob = (n * layer_k * layer_p + p0 + tap[2 * taps + tt]) * layer_q + q0 + tap[3 * taps + tt]
+                for st in range(ends[jf] - f0):
+                    k0 = g * group_k + ss[(f0 + st) * 8 + 1] + io[i * 8 + 1]
+                    for k in range(tile_k):
+                        wv = T.Cast("int64", w[wb + (k0 + k) * layer_c * layer_r * layer_s])
+                        oi = ob + (k0 + k) * layer_p * layer_q
+                        out[oi] = out[oi] + (lut[xn * 256 + wv] - lut[xo * 256 + wv])
+
+    @T.prim_func(s_tir=True)
+    def weight_delta(
+        instances: T.int64,
+        tile_n: T.int64,
+        tile_k: T.int64,
+        tile_c: T.int64,
+        tile_p: T.int64,
+        tile_q: T.int64,
+        tile_r: T.int64,
+        tile_s: T.int64,
+        tile_h: T.int64,
+        tile_w: T.int64,
+        layer_c: T.int64,
+        layer_k: T.int64,
+        layer_p: T.int64,
+        layer_q: T.int64,
+        layer_r: T.int64,
+        layer_s: T.int64,
+        stride_h: T.int64,
+        stride_w: T.int64,
+        dilation_h: T.int64,
+        dilation_w: T.int64,
+        pad_top: T.int64,
+        pad_left: T.int64,
+        in_h: T.int64,
+        in_w: T.int64,
+        zero_x: T.int64,
+        taps: T.int64,
+        tile_g: T.int64,
+        group_k: T.int64,
+        in_c: T.int64,
+        layer_n: T.int64,
+        res_h: T.handle,
+        word_h: T.handle,
+        mask_h: T.handle,
+        cl_h: T.handle,
+        fills_h: T.handle,
+        ends_h: T.handle,
+        ss_h: T.handle,
+        io_h: T.handle,
+        x_h: T.handle,
+        w_h: T.handle,
+        lut_h: T.handle,
+        out_h: T.handle,
+    ):
+        # each corrupted weight word against every output of the PE during its residency
+        T.func_attr({"global_symbol": "weight_delta", "tirx.noalias": True})
+        ne, nf, nss, nio, nx, nw, no = T.int64(), T.int64(), T.int64(), T.int64(), T.int64(), T.int64(), T.int64()
+        res = T.match_buffer(res_h, (ne,), "int64", align=1)
+        word = T.match_buffer(word_h, (ne,), "int64", align=1)
+        mask = T.match_buffer(mask_h, (ne,), "uint8", align=1)
+        cl = T.match_buffer(cl_h, (ne,), "int64", align=1)  # call of the word (row block cl · layer_n)
+        fills = T.match_buffer(fills_h, (nf,), "int64", align=1)
+        ends = T.match_buffer(ends_h, (nf,), "int64", align=1)
+        ss = T.match_buffer(ss_h, (nss,), "int64", align=1)
+        io = T.match_buffer(io_h, (nio,), "int64", align=1)
+        x = T.match_buffer(x_h, (nx,), "uint8", align=1)
+        w = T.match_buffer(w_h, (nw,), "uint8", align=1)
+        lut = T.match_buffer(lut_h, (65536,), "int32", align=1)
+        out = T.match_buffer(out_h, (no,), "int32", align=1)
+        for e in range(ne):
+            i = res[e] % instances
+            jf = res[e] // instances
+            f0 = fills[jf]
+            g = ss[f0 * 8 + 7] + io[i * 8 + 7] + word[e] // (tile_s * tile_r * tile_c * tile_k)
+            k = g * group_k + ss[f0 * 8 + 1] + io[i * 8 + 1] + (word[e] // (tile_s * tile_r * tile_c)) % tile_k
+            c = ss[f0 * 8 + 2] + io[i * 8 + 2] + (word[e] // (tile_s * tile_r)) % tile_c
+            r = ss[f0 * 8 + 5] + io[i * 8 + 5] + (word[e] // tile_s) % tile_r
+            s_ = ss[f0 * 8 + 6] + io[i * 8 + 6] + word[e] % tile_s
+            wo = T.Cast("int64", w[((k * layer_c + c) * layer_r + r) * layer_s + s_])
+            wn = T.bitwise_xor(wo, T.Cast("int64", mask[e]))
+            for st in range(ends[jf] - f0):
+                n0 = ss[(f0 + st) * 8 + 0] + io[i * 8 + 0] + cl[e] * layer_n
+                p0 = ss[(f0 + st) * 8 + 3] + io[i * 8 + 3]
+                q0 = ss[(f0 + st) * 8 + 4] + io[i * 8 + 4]
+                for nb in range(tile_n):
+                    for pb in range(tile_p):
+                        for qb in range(tile_q):
+                            hu = (p0 + pb) * stride_h + r * dilation_h - pad_top
+                            wu = (q0 + qb) * stride_w + s_ * dilation_w - pad_left
+                            inside = T.int64(0) <= hu and hu < in_h and T.int64(0) <= wu and wu < in_w
+                            xo = (
+                                T.if_then_else(
+                                    inside,
+                                    T.Cast(
+                                        "int64",
+                                        x[
+                                            T.if_then_else(
+                                                inside,
+                                                (((n0 + nb) * in_c + g * layer_c + c) * in_h + hu) * in_w + wu,
+                                                T.int64(0),
+                                            )
+                                        ],
+                                    ),
+                                    zero_x,
+                                )
+                                * 256
+                            )
+                            oi = (((n0 + nb) * layer_k + k) * layer_p + p0 + pb) * layer_q + q0 + qb
+                            out[oi] = out[oi] + (lut[xo + wn] - lut[xo + wo])
+
+    @T.prim_func(s_tir=True)
+    def input_cross(
+        instances: T.int64,
+        tile_n: T.int64,
+        tile_k: T.int64,
+        tile_c: T.int64,
+        tile_p: T.int64,
+        tile_q: T.int64,
+        tile_r: T.int64,
+        tile_s: T.int64,
+        tile_h: T.int64,
+        tile_w: T.int64,
+        layer_c: T.int64,
+        layer_k: T.int64,
+        layer_p: T.int64,
+        layer_q: T.int64,
+        layer_r: T.int64,
+        layer_s: T.int64,
+        stride_h: T.int64,
+        stride_w: T.int64,
+        dilation_h: T.int64,
+        dilation_w: T.int64,
+        pad_top: T.int64,
+        pad_left: T.int64,
+        in_h: T.int64,
+        in_w: T.int64,
+        zero_x: T.int64,
+        taps: T.int64,
+        tile_g: T.int64,
+        group_k: T.int64,
+        in_c: T.int64,
+        layer_n: T.int64,
+        res_h: T.handle,
+        word_h: T.handle,
+        mask_h: T.handle,
+        cl_h: T.handle,
+        fills_h: T.handle,
+        ends_h: T.handle,
+        ss_h: T.handle,
+        io_h: T.handle,
+        tst_h: T.handle,
+        tln_h: T.handle,
+        tap_h: T.handle,
+        x_h: T.handle,
+        csr_h: T.handle,
+        wr_h: T.handle,
+        lut_h: T.handle,
+        out_h: T.handle,
+    ):
+        # the cross term only: corrupted inputs against the corrupted weights of the same PE and step
+        T.func_attr({"global_symbol": "input_cross", "tirx.noalias": True})
+        ne, nf, nss, nio, nhw, ntp, nx, ncs, nwr, no = (
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+            T.int64(),
+        )
+        res = T.match_buffer(res_h, (ne,), "int64", align=1)
+        word = T.match_buffer(word_h, (ne,), "int64", align=1)
+        mask = T.match_buffer(mask_h, (ne,), "uint8", align=1)
+        cl = T.match_buffer(cl_h, (ne,), "int64", align=1)  # call of the word (row block cl · layer_n)
+        fills = T.match_buffer(fills_h, (nf,), "int64", align=1)
+        ends = T.match_buffer(ends_h, (nf,), "int64", align=1)
+        ss = T.match_buffer(ss_h, (nss,), "int64", align=1)
+        io = T.match_buffer(io_h, (nio,), "int64", align=1)
+        tst = T.match_buffer(tst_h, (nhw,), "int64", align=1)
+        tln = T.match_buffer(tln_h, (nhw,), "int64", align=1)
+        tap = T.match_buffer(tap_h, (ntp,), "int64", align=1)
+        x = T.match_buffer(x_h, (nx,), "uint8", align=1)
+        csr = T.match_buffer(csr_h, (ncs,), "int64", align=1)
+        wr = T.match_buffer(wr_h, (nwr,), "int64", align=1)  # per weight record: k r s wo wn begin end
+        lut = T.match_buffer(lut_h, (65536,), "int32", align=1)
+        out = T.match_buffer(out_h, (no,), "int32", align=1)
+        for e in range(ne):
+            i = res[e] % instances
+            jf = res[e] // instances
+            ww = word[e] % tile_w
+            hh = (word[e] // tile_w) % tile_h
+            f0 = fills[jf]
+            g = ss[f0 * 8 + 7] + io[i * 8 + 7] + (word[e] // (tile_w * tile_h * tile_c)) % tile_g
+            c = g * layer_c + ss[f0 * 8 + 2] + io[i * 8 + 2] + (word[e] // (tile_w * tile_h)) % tile_c  # global
+            bucket = (cl[e] * instances + i) * in_c + c  # (call, PE, channel)
+            if csr[bucket + 1] > csr[bucket]:
+                n = ss[f0 * 8 + 0] + io[i * 8 + 0] + word[e] // (tile_w * tile_h * tile_c * tile_g) + cl[e] * layer_n
+                p0 = ss[f0 * 8 + 3] + io[i * 8 + 3]
+                q0 = ss[f0 * 8 + 4] + io[i * 8 + 4]
+                r0 = ss[f0 * 8 + 5] + io[i * 8 + 5]
+                s0 = ss[f0 * 8 + 6] + io[i * 8 + 6]
+                hu = p0 * stride_h + r0 * dilation_h + hh - pad_top
+                wu = q0 * stride_w + s0 * dilation_w + ww - pad_left
+                inside = T.int64(0) <= hu and hu < in_h and T.int64(0) <= wu and wu < in_w
+                xo = T.if_then_else(
+                    inside,
+                    T.Cast("int64", x[T.if_then_else(inside, ((n * in_c + c) * in_h + hu) * in_w + wu, T.int64(0))]),
+                    zero_x,
+                )
+                xn = T.bitwise_xor(xo, T.Cast("int64", mask[e])) * 256
+                xo2 = xo * 256
+                hw = hh * tile_w + ww
+                for t in range(tln[hw]):
+                    tt = tst[hw] + t
+                    for st in range(ends[jf] - f0):
+                        for b in range(csr[bucket + 1] - csr[bucket]):
+                            wi = (csr[bucket] + b) * 7
+                            if (
+                                wr[wi + 1] == r0 + tap[tt]
+                                and wr[wi + 2] == s0 + tap[taps + tt]
+                                and wr[wi + 5] <= f0 + st
+                                and f0 + st < wr[wi + 6]
+                            ):
+                                oi = (
+                                    ((n * layer_k + wr[wi]) * layer_p + p0 + tap[2 * taps + tt]) * layer_q
+                                    + q0
+                                    + tap[3 * taps + tt]
+                                )
+                                out[oi] = out[oi] + (
+                                    (lut[xn + wr[wi + 4]] - lut[xn + wr[wi + 3]])
+                                    - (lut[xo2 + wr[wi + 4]] - lut[xo2 + wr[wi + 3]])
+                                )
+
+    mod = tvm.IRModule({"input_delta": input_delta, "weight_delta": weight_delta, "input_cross": input_cross})
+    lib = tvm.compile(mod, target=tvm.target.Target({"kind": "llvm"}))
+    return lib
