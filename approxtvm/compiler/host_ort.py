@@ -107,7 +107,7 @@ class OrtHost:
         self._order = tuple(self.programs)
         self._grouped: dict[tuple[str, int], ExactLayer] = {}
         self._requant: dict[str, Requantizer] = {}
-        self._scratch: dict[tuple[str, int], np.ndarray] = {}
+        self._scratch: dict[tuple[str, str, tuple[int, ...]], np.ndarray] = {}
 
     def kernel_layers(self, exact_layers: str, faulty: frozenset[str]) -> frozenset[str]:
         """Layers that run on our kernels under ``exact_layers``, the layers with a fault model
@@ -138,22 +138,23 @@ class OrtHost:
         return plan
 
     def group_size(self, kernels: frozenset[str], batches: int) -> int:
-        """Batches of a run of ``batches`` that :meth:`run_batches` takes at once (1: one at a time).
+        """Batches of a run of ``batches`` that :meth:`run_batches` takes at once (0: it does not
+        apply, every batch goes through :meth:`run_batch`).
 
         Grouping applies when every kernel layer is an exact integer conv/dense layer requantized by
         the graph (its accumulators do not depend on how many rows one call holds) and the run is
         not traced. At most :data:`GROUP_ROWS` rows and :data:`GROUP_ACC_BYTES` of accumulators of
-        one layer per group.
+        one layer per group (and at least one batch).
         """
         b = self.batch_size
-        if b is None or batches < 2 or not kernels or self.log.trace:
-            return 1
+        if b is None or not kernels or self.log.trace:
+            return 0
         acc_bytes = 0
         for lid in kernels:
             prog, site = self.programs[lid], self.sites[lid]
             s = prog.schedule.shape
             if prog.fused_exact is None or s.op not in ("conv2d", "dense") or site.requant is None:
-                return 1
+                return 0
             acc_bytes = max(acc_bytes, 4 * s.n * s.k * s.p * s.q)
         return max(1, min(batches, GROUP_ROWS // b, GROUP_ACC_BYTES // max(1, acc_bytes)))
 
@@ -178,7 +179,7 @@ class OrtHost:
             xin = env[site.input_name]
             shape = prog.schedule.shape
             xm = xin.reshape(-1, shape.c) if shape.op == "dense" else xin
-            exact = self._grouped.get((site.layer_id, len(xm)))
+            exact = prog.fused_exact if len(xm) == shape.n else self._grouped.get((site.layer_id, len(xm)))
             if exact is None:
                 exact = self._grouped[(site.layer_id, len(xm))] = ExactLayer(prog.schedule, prog.weight, len(xm))
             acc = exact(xm)
@@ -206,11 +207,15 @@ class OrtHost:
         if rq is None:
             assert site.requant is not None
             rq = self._requant[site.layer_id] = Requantizer.of(prog, *site.requant)
-        key = (site.layer_id, acc.size)
-        scratch = self._scratch.get(key)
-        if scratch is None:
-            scratch = self._scratch[key] = np.empty(acc.size, np.float32)
-        return rq(acc, in_place=in_place, scratch=scratch)
+        return rq(acc, in_place=in_place, scratch=self._buffer(("requant", site.layer_id), (acc.size,), np.float32))
+
+    def _buffer(self, key: tuple[str, str], shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        """A buffer kept across batches (per layer, purpose and shape) for intermediates that never
+        leave a batch (fresh large arrays page-fault)."""
+        buf = self._scratch.get((*key, shape))
+        if buf is None:
+            buf = self._scratch[(*key, shape)] = np.empty(shape, dtype)
+        return buf
 
     def run_batch(self, x: np.ndarray, kernels: frozenset[str]) -> list[np.ndarray]:
         """Outputs of one batch (of the compiled size); logs one call per offloaded layer."""

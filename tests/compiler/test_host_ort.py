@@ -199,6 +199,7 @@ def test_grouped_batches_equal_one_batch_at_a_time(qdq_cnn: object, monkeypatch:
     x = calibration(9, seed=5)  # 5 batches, the last one padded
     monkeypatch.setattr(host_ort, "GROUP_ROWS", 6)  # groups of 3 batches, then 2
     assert model._ort is not None and model._ort.group_size(frozenset(model.layer_ids), 5) == 3
+    assert model._ort.group_size(frozenset(model.layer_ids), 1) == 1
     grouped = model.run(x, seed=4)
     single = model.run(x, seed=4, trace=True)  # a traced run goes one batch at a time
     assert len(single.traces) == 5 * len(model.layer_ids)
