@@ -95,6 +95,10 @@ class OrtHost:
             frozenset(lid for lid, p in self.programs.items() if p.schedule.shape.op == "matmul"),
         )
         self.input_name = next(i.name for i in proto.graph.input if i.name not in _init_names(proto))
+        # an input whose batch dimension is a number (an export with a fixed batch): the segments
+        # accept only that many rows, so batches cannot be stacked into one call
+        dims = next(i for i in proto.graph.input if i.name == self.input_name).type.tensor_type.shape.dim
+        self._fixed_rows = bool(dims) and dims[0].HasField("dim_value")
         self.output_names = [o.name for o in proto.graph.output]
         self._fusable = frozenset(
             lid
@@ -142,12 +146,13 @@ class OrtHost:
         apply, every batch goes through :meth:`run_batch`).
 
         Grouping applies when every kernel layer is an exact integer conv/dense layer requantized by
-        the graph (its accumulators do not depend on how many rows one call holds) and the run is
-        not traced. At most :data:`GROUP_ROWS` rows and :data:`GROUP_ACC_BYTES` of accumulators of
+        the graph (its accumulators do not depend on how many rows one call holds), the run is not
+        traced and the graph's input does not fix the batch (a fixed-batch export takes only its own
+        number of rows). At most :data:`GROUP_ROWS` rows and :data:`GROUP_ACC_BYTES` of accumulators of
         one layer per group (and at least one batch).
         """
         b = self.batch_size
-        if b is None or not kernels or self.log.trace:
+        if b is None or not kernels or self.log.trace or self._fixed_rows:
             return 0
         acc_bytes = 0
         for lid in kernels:
