@@ -41,6 +41,12 @@ OUT_DTYPES = ("int32", "uint8", "int8")
 #: MAC/s of the column kernel with register lookups, counting the dropped columns (2-core Zen4,
 #: MobileNet-V2 layers at batch 1 and 64: 9.6–11 G); for the cost model only.
 COLUMN_MACS_PER_S: float = 9.5e9
+#: The same for the generic variant (a scalar column read per lookup; AVX2 code on the same host).
+COLUMN_GENERIC_MACS_PER_S: float = 1.5e9
+#: MAC/s and fixed cost per call of the weight-stationary table path of :mod:`.table_tvm` compiled
+#: for AVX2 (MobileNet-V2 1×1 layers at batch 1 and 64: 0.6–2.9 G, ≈ 250 µs per call at batch 1).
+TABLE_GENERIC_MACS_PER_S: float = 2.0e9
+TABLE_GENERIC_CALL_S: float = 150e-6
 #: MAC/s of one exact onnxruntime integer conv and the cost of one call (the low-rank path runs one
 #: per byte term of the factorisation); for the cost model only.
 ORT_INT_MACS_PER_S: float = 60e9
@@ -63,23 +69,29 @@ def column_pays(g: ConvGeometry, groups: int, path: str, byte_terms: int | None,
     """Whether a layer runs on the fused column kernel.
 
     Grouped layers always do on the table and low-rank paths (as in :mod:`.grouped`). An ungrouped
-    layer does when the host has the register lookup (the generic column read is far slower than
-    the other kernels) and the estimated time beats its path's own kernel plus the host passes the
-    fusion saves: the register-LUT kernel of :mod:`.table_perm`, whose 32-channel blocks waste lanes
-    on narrow layers (``table``), or one onnxruntime integer conv per byte term (``lowrank``).
+    layer does on the ``table`` and ``lowrank`` paths when the kernel's estimated time beats its
+    path's own kernel plus the host passes the fusion saves. The own kernel is the register-LUT
+    kernel of :mod:`.table_perm`, whose 32-channel blocks waste lanes on narrow layers (``table``
+    with ``register_lut``), the weight-stationary tables of :mod:`.table_tvm` (``table`` without),
+    or one onnxruntime integer conv per byte term (``lowrank``). Without ``register_lut`` (an AVX2
+    host) the column kernel reads its column scalar by scalar: it wins on small layers, where the
+    table path's fixed cost per call dominates.
     """
     if groups > 1:
         return path in ("table", "table_perm", "table_gather", "lowrank")
-    if not register_lut or path not in ("table", "lowrank"):
+    if path not in ("table", "lowrank"):
         return False
     from approxtvm.runtime.kernels.table_perm import PERM_MACS_PER_S, perm_plan
 
     taps = g.c * g.r * g.s
-    column_s = g.n * g.k * column_olen(g) * taps / COLUMN_MACS_PER_S
+    rate = COLUMN_MACS_PER_S if register_lut else COLUMN_GENERIC_MACS_PER_S
+    column_s = g.n * g.k * column_olen(g) * taps / rate
     host_s = HOST_PASSES_S + g.n * g.k * g.p * g.q * HOST_PASSES_S_PER_OUTPUT
-    if path == "table":
+    if path == "table" and register_lut:
         _, _, kp, qp = perm_plan(g.unpadded())
         return column_s < g.n * g.p * qp * kp * taps / PERM_MACS_PER_S + host_s
+    if path == "table":
+        return column_s < g.macs / TABLE_GENERIC_MACS_PER_S + TABLE_GENERIC_CALL_S + host_s
     if byte_terms is None:
         return False
     return column_s < byte_terms * (g.macs / ORT_INT_MACS_PER_S + ORT_CALL_S) + host_s

@@ -131,6 +131,8 @@ def test_cost_model_picks_the_column_kernel_for_narrow_layers():
     assert column_pays(narrow, 1, "table", None, register_lut=True)
     assert not column_pays(narrow, 1, "table", None, register_lut=False)  # scalar column reads are slow
     assert not column_pays(narrow, 1, "table_perm", None, register_lut=True)  # an explicit kernel choice
+    small = ConvGeometry(1, 16, 8, 8, 64, 1, 1)  # 65 K MACs: the other paths' fixed costs dominate
+    assert column_pays(small, 1, "table", None, register_lut=False)
     wide = ConvGeometry(1, 256, 14, 14, 256, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1)  # ResNet-50 stage 3
     assert not column_pays(wide, 1, "table", None, register_lut=True)
     assert not column_pays(wide, 1, "lowrank", 5, register_lut=True)
