@@ -228,7 +228,10 @@ class OrtHost:
                 prog = self.programs[site.layer_id]
                 operands = [env[site.input_name]] + ([env[site.input2_name]] if site.input2_name else [])
                 shape = prog.schedule.shape
-                if site.requant is not None and shape.op in ("conv2d", "dense"):
+                if site.requant is not None and prog.column_fused and self.log.faults is None and not self.log.trace:
+                    # products, zero-point correction and requantization in one kernel call
+                    env[site.output_name] = prog.fused_call(operands[0], site.requant)
+                elif site.requant is not None and shape.op in ("conv2d", "dense"):
                     acc = layer_accumulators(prog, self.log, *operands)
                     y = self._requantize(site, prog, acc, in_place=not self.log.trace)  # traces keep acc
                     if shape.op == "dense" and operands[0].ndim > 2:  # rows of a rank ≥ 3 input

@@ -64,6 +64,20 @@ def test_kernel_path_agrees_with_onnxruntime_and_tvm_host(qdq_cnn: object) -> No
     assert d_tvm.max() <= 2 + 1e-4
 
 
+def test_fixed_batch_export_runs_its_batches_one_by_one() -> None:
+    """A graph whose input fixes the batch (the zoo's legacy exports: 1) cannot stack batches into
+    one call: several images on the kernel path give each image's own outputs."""
+    from tests import zoo_models
+
+    e = zoo_models.entry("mobilenet_v2_trained")
+    model = compile_onnx(zoo_models.load(e.name), calibration=zoo_models.calibration_inputs(e, 16), batch_size=1)
+    model.exact_layers = "kernels"
+    x = zoo_models.eval_inputs(e, 3)
+    out = model.run(x).outputs[model.output_names[0]]
+    one = np.concatenate([model.run(x[i : i + 1]).outputs[model.output_names[0]] for i in range(3)])
+    assert np.array_equal(out, one)
+
+
 def test_approximate_layers_run_on_the_project_kernels(qdq_cnn: object) -> None:
     """An approximate multiplier is never short-circuited to onnxruntime: every layer call's
     accumulators equal the reference table convolution (activation = row, weight = column)."""
