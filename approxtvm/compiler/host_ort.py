@@ -107,6 +107,7 @@ class OrtHost:
         self._order = tuple(self.programs)
         self._grouped: dict[tuple[str, int], ExactLayer] = {}
         self._requant: dict[str, Requantizer] = {}
+        self._rows_independent = rows_independent(proto)
         self._scratch: dict[tuple[str, str, tuple[int, ...]], np.ndarray] = {}
 
     def kernel_layers(self, exact_layers: str, faulty: frozenset[str]) -> frozenset[str]:
@@ -142,12 +143,13 @@ class OrtHost:
         apply, every batch goes through :meth:`run_batch`).
 
         Grouping applies when every kernel layer is an exact integer conv/dense layer requantized by
-        the graph (its accumulators do not depend on how many rows one call holds) and the run is
-        not traced. At most :data:`GROUP_ROWS` rows and :data:`GROUP_ACC_BYTES` of accumulators of
-        one layer per group (and at least one batch).
+        the graph (its accumulators do not depend on how many rows one call holds), the graph treats
+        every batch row on its own (:func:`rows_independent`) and the run is not traced. At most
+        :data:`GROUP_ROWS` rows and :data:`GROUP_ACC_BYTES` of accumulators of one layer per group
+        (and at least one batch).
         """
         b = self.batch_size
-        if b is None or not kernels or self.log.trace:
+        if b is None or not kernels or self.log.trace or not self._rows_independent:
             return 0
         acc_bytes = 0
         for lid in kernels:
@@ -226,7 +228,10 @@ class OrtHost:
                 prog = self.programs[site.layer_id]
                 operands = [env[site.input_name]] + ([env[site.input2_name]] if site.input2_name else [])
                 shape = prog.schedule.shape
-                if site.requant is not None and shape.op in ("conv2d", "dense"):
+                if site.requant is not None and prog.column_fused and self.log.faults is None and not self.log.trace:
+                    # products, zero-point correction and requantization in one kernel call
+                    env[site.output_name] = prog.fused_call(operands[0], site.requant)
+                elif site.requant is not None and shape.op in ("conv2d", "dense"):
                     acc = layer_accumulators(prog, self.log, *operands)
                     y = self._requantize(site, prog, acc, in_place=not self.log.trace)  # traces keep acc
                     if shape.op == "dense" and operands[0].ndim > 2:  # rows of a rank ≥ 3 input
@@ -246,6 +251,52 @@ class OrtHost:
                 env.update(zip(seg.outputs, res, strict=True))
         self.log.calls.extend(self._order)
         return [env[n] for n in self.output_names]
+
+
+#: Ops that compute each batch row on its own, whatever their attributes (elementwise, pooling,
+#: per-sample convs and GEMMs); a few more are checked by :func:`rows_independent`.
+_ROW_OPS = frozenset(
+    {
+        "QuantizeLinear", "DequantizeLinear", "Conv", "ConvInteger", "QLinearConv", "MatMul", "MatMulInteger",
+        "QLinearMatMul", "Add", "Sub", "Mul", "Div", "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid",
+        "HardSwish", "Max", "Min", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Identity",
+        "BatchNormalization", "Cast", "Sqrt", "Exp", "Erf", "Neg", "Abs",
+    }
+)  # fmt: skip
+
+
+def rows_independent(proto: onnx.ModelProto) -> bool:
+    """Whether the graph computes every batch row on its own, so that ``g`` batches stacked into
+    one run give the rows of ``g`` runs: a symbolic batch dimension in and out, and only ops that
+    keep rows apart (:data:`_ROW_OPS`; Gemm without a transposed input; Flatten, Softmax, Concat
+    not over axis 0; Transpose keeping axis 0 first; Reshape to a constant shape that keeps or
+    infers axis 0 over at least two axes). Anything else: ``False`` (one batch at a time)."""
+
+    def symbolic(v: onnx.ValueInfoProto) -> bool:
+        dims = v.type.tensor_type.shape.dim
+        return bool(dims) and (bool(dims[0].dim_param) or not dims[0].HasField("dim_value"))
+
+    inits = {t.name: t for t in proto.graph.initializer}
+    ins = [i for i in proto.graph.input if i.name not in inits]
+    if not all(symbolic(v) for v in [*ins, *proto.graph.output]):
+        return False
+    for n in proto.graph.node:
+        at = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        if n.op_type in _ROW_OPS:
+            continue
+        if n.op_type == "Gemm" and not at.get("transA", 0):
+            continue
+        axis = at.get("axis", 1)  # a negative axis other than -1 may be axis 0: refused
+        if n.op_type in ("Flatten", "Softmax", "LogSoftmax", "Concat") and (axis > 0 or axis == -1):
+            continue
+        if n.op_type == "Transpose" and list(at.get("perm", [1]))[:1] == [0]:
+            continue
+        if n.op_type == "Reshape" and n.input[1] in inits:
+            shape = onnx.numpy_helper.to_array(inits[n.input[1]]).tolist()
+            if len(shape) >= 2 and shape[0] in (0, -1):
+                continue
+        return False
+    return True
 
 
 def _init_names(proto: onnx.ModelProto) -> set[str]:

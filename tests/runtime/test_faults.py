@@ -345,6 +345,21 @@ def test_seed_and_call_key_the_faults() -> None:
     assert len({key(1, 0), key(2, 0), key(1, 1), key(1, 0, layer=1)}) == 4
 
 
+def test_flips_of_one_residency_never_repeat_a_bit() -> None:
+    # SRAM write faults only: one row per residency, so flips are drawn without replacement inside
+    # each stored tile. At a BER where drawing with replacement would repeat bits in most tiles,
+    # every flipped bit must still be a distinct set bit of the XOR masks
+    shape = LayerShape.conv2d(2, 16, 8, 6, 6, 3, 3, pads=(1, 1, 1, 1))
+    g = faults.tile_geometry(map_layer(shape, SPEC), SPEC)
+    for w, x in ((0.3, 0.0), (0.0, 0.4), (0.25, 0.35)):
+        for call in range(6):
+            s = faults.sample_faults(_plan(w=w, x=x), g, seed=21, call=call)
+            for t in ("weight", "input"):
+                set_bits = int(np.unpackbits(s.of(t).mask).sum())
+                ber = w if t == "weight" else x
+                assert set_bits == s.counters[t]["bits_flipped"] and (set_bits > 0) == (ber > 0)
+
+
 def test_a_reused_generator_draws_what_a_fresh_one_draws() -> None:
     # the session resets one Philox generator per block instead of building one: same stream for
     # every key and counter (a block index past 2^64, a seed past 2^63, a BER high enough that

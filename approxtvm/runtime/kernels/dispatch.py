@@ -7,7 +7,8 @@ Paths (all bit-exact against :mod:`approxtvm.runtime.kernels.reference`):
     shifted by 128 and corrected exactly).
 ``lowrank``
     ``M`` has an exact integer factorisation of small rank (over all activations and the weights
-    that occur): integer convs of byte maps on onnxruntime (:mod:`.lowrank`, :mod:`.intconv`).
+    that occur): integer products of byte maps on onnxruntime (:mod:`.lowrank`, :mod:`.intconv`);
+    ungrouped convs as one u8×s8 GEMM per call group (:mod:`.lowrank_gemm`).
 ``table``
     Any table on TVM, the fastest of three kernels by a cost model: the register-LUT kernel of
     :mod:`.table_perm` (AVX-512 BW, 16-bit tables; no per-weight tables), weight-stationary
