@@ -13,7 +13,9 @@ Per model (``tests/data/zoo``; default: the trained-weights legacy export of eve
 * ``approx``: per multiplier of ``--approx`` (on every offloaded layer), ms/image of the exact and
   the approximate model and their ratio, at batch 1 (``b1``, the model's own batch) and at the
   evaluation batch ``--approx-batch`` (default 64, on the symbolic-batch copy), with the kernel
-  paths the layers ran on;
+  paths the layers ran on; with ``--avx2`` on an AVX-512 host also ``b1_avx2`` / ``b64_avx2``, the
+  approximate kernels compiled for an AVX2-only CPU; a multiplier that does not fit the model
+  (e.g. unsigned on a signed model) gives its ``error``;
 * ``agreement``: top-1 agreement, share within one output step and the largest difference in
   steps, on ``--images`` evaluation images, for the default path (exact layers inside the
   onnxruntime host segments) and the kernel path (``exact_layers="kernels"``: every offloaded
@@ -117,10 +119,13 @@ def bench_approx(
     big_batch: int,
     multipliers: list[str],
     repeat: int,
+    avx2: Any = None,
 ) -> dict[str, Any]:
     """An approximate multiplier on every layer vs the exact path, per image, at the model's own batch
-    (``b1``) and at ``big_batch`` (the symbolic-batch copy ``big``; ``None`` when there is none)."""
+    (``b1``) and at ``big_batch`` (the symbolic-batch copy ``big``; ``None`` when there is none); with
+    ``avx2`` (a CPU description) also with the approximate kernels compiled for it (``*_avx2``)."""
     from approxtvm.compiler.driver import compile_onnx
+    from approxtvm.errors import ApproxTvmError
     from approxtvm.targets.vacc.config import ApproxPolicy
 
     out: dict[str, Any] = {}
@@ -128,13 +133,26 @@ def bench_approx(
     exact_big = None if big is None else compile_onnx(big, calibration=calib, batch_size=big_batch)
     for spec in multipliers:
         entry: dict[str, Any] = {}
-        a1 = compile_onnx(proto, ApproxPolicy.uniform(spec), calibration=calib, batch_size=batch1)
-        entry["b1"] = approx_figures(exact1, a1, x[:batch1], repeat)
-        if exact_big is not None and len(x) >= big_batch:
-            ab = compile_onnx(big, ApproxPolicy.uniform(spec), calibration=calib, batch_size=big_batch)
-            entry[f"b{big_batch}"] = approx_figures(exact_big, ab, x[:big_batch], max(2, repeat // 2))
+        for tag, force in [("", None)] + ([("_avx2", avx2)] if avx2 is not None else []):
+            try:
+                a1 = compile_onnx(proto, ApproxPolicy.uniform(spec), calibration=calib, batch_size=batch1)
+            except ApproxTvmError as exc:  # e.g. an unsigned multiplier on a signed model
+                entry["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                break
+            entry[f"b1{tag}"] = approx_figures(exact1, _forced(a1, force), x[:batch1], repeat)
+            if exact_big is not None and len(x) >= big_batch:
+                ab = compile_onnx(big, ApproxPolicy.uniform(spec), calibration=calib, batch_size=big_batch)
+                fig = approx_figures(exact_big, _forced(ab, force), x[:big_batch], max(2, repeat // 2))
+                entry[f"b{big_batch}{tag}"] = fig
         out[spec] = entry
     return out
+
+
+def _forced(model: Any, cpu: Any) -> Any:
+    """``model`` with its kernels compiled for ``cpu`` (``None``: the host), set before any is built."""
+    if cpu is not None:
+        next(iter(model.programs.values())).cache.host_cpu = cpu  # one cache per model
+    return model
 
 
 def bench_model(
@@ -144,6 +162,7 @@ def bench_model(
     threads: int,
     multipliers: list[str] | None = None,
     approx_batch: int = 64,
+    avx2: Any = None,
 ) -> dict[str, Any]:
     """Every figure of one zoo model (or its error)."""
     from approxtvm.compiler.driver import compile_onnx
@@ -181,7 +200,7 @@ def bench_model(
         res["b32"] = None
         res["b32_reason"] = f"the model fixes a batch of {e.fixed_batch}"
         if multipliers:
-            res["approx"] = bench_approx(proto, None, calib, x, batch1, approx_batch, multipliers, repeat)
+            res["approx"] = bench_approx(proto, None, calib, x, batch1, approx_batch, multipliers, repeat, avx2)
         return res
     sibling = f"{name}_symbatch"  # the same weights exported with a symbolic batch, when the zoo has it
     if e.fixed_batch is None:
@@ -203,7 +222,7 @@ def bench_model(
         res["b32"] = timing(model32, zoo_models.ort_session(model32.proto, threads), x[:32], repeat * 4)
     if multipliers:
         xa = zoo_models.eval_inputs(e, max(approx_batch, batch1))
-        res["approx"] = bench_approx(proto, big, calib, xa, batch1, approx_batch, multipliers, repeat)
+        res["approx"] = bench_approx(proto, big, calib, xa, batch1, approx_batch, multipliers, repeat, avx2)
     return res
 
 
@@ -222,8 +241,19 @@ def main(argv: list[str] | None = None) -> None:
         help="multipliers put on every layer for the approximate timings (';'-separated; '' = none)",
     )
     ap.add_argument("--approx-batch", type=int, default=64, help="evaluation batch of the approximate timings")
+    ap.add_argument(
+        "--avx2",
+        action="store_true",
+        help="on an AVX-512 host, also time the approximate models with kernels compiled for AVX2 (haswell)",
+    )
     args = ap.parse_args(argv)
+    import dataclasses
+
+    from approxtvm.runtime.kernels import detect_cpu
     from tests import zoo_models
+
+    cpu = detect_cpu()
+    avx2 = dataclasses.replace(cpu, llvm_cpu="haswell", avx512=False, vnni=False) if args.avx2 and cpu.avx512 else None
 
     if args.all:
         names = list(zoo_models.names())
@@ -235,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
         names = [e.name for e in zoo_models.entries() if e.name.endswith("_trained")]
     t0 = time.perf_counter()
     mults = [m.strip() for m in args.approx.split(";") if m.strip()]
-    models = {n: bench_model(n, args.images, args.repeat, args.threads, mults, args.approx_batch) for n in names}
+    models = {n: bench_model(n, args.images, args.repeat, args.threads, mults, args.approx_batch, avx2) for n in names}
     ok = [m for m in models.values() if "error" not in m]
     summary = {
         "compiled": f"{len(ok)}/{len(models)}",
@@ -247,17 +277,16 @@ def main(argv: list[str] | None = None) -> None:
             (m["agreement"]["kernels"]["within_one_step"] for m in ok if m["arch"] != "vit"), default=None
         ),
         "max_approx_ratio": {
-            f"b{b}": max(
-                (fig[f"b{b}"]["ratio"] for m in ok for fig in m.get("approx", {}).values() if f"b{b}" in fig),
+            f"b{b}{tag}": max(
+                (fig[f"b{b}{tag}"]["ratio"] for m in ok for fig in m.get("approx", {}).values() if f"b{b}{tag}" in fig),
                 default=None,
             )
             for b in (1, args.approx_batch)
+            for tag in ("", "_avx2")
+            if tag == "" or avx2 is not None
         },
         "wall_s": round(time.perf_counter() - t0, 1),
     }
-    from approxtvm.runtime.kernels import detect_cpu
-
-    cpu = detect_cpu()
     isa = "avx512" if cpu.avx512 else ("avx2" if cpu.avx2 else "generic")
     print(json.dumps({"benchmark": "zoo", "threads": args.threads, "isa": isa, "summary": summary, "models": models}))
 

@@ -13,7 +13,7 @@ import onnx
 import tvm
 from tvm import relax
 
-from approxtvm.compiler import frontend, prepare
+from approxtvm.compiler import fold, frontend, prepare
 from approxtvm.compiler.diagnose import import_onnx, phase
 from approxtvm.compiler.frontend import QuantOptions
 from approxtvm.compiler.host import host_target
@@ -92,7 +92,7 @@ def compile_onnx(
             fix="host='onnxruntime' (default) or host='tvm'",
         )
     proto = frontend.load_model(model)
-    prepare.check_shapes(proto)
+    fold.check_shapes(proto)
     batch = prepare.resolve_batch(proto, batch_size)
     proto = phase("prepare", prepare.prepare, proto)  # names, constants, identities, own params
     frontend.check_supported(proto)

@@ -253,16 +253,16 @@ class CompiledModel:
         self._log.faults_calls = session.apply_calls if session is not None else None
         kernels = None if self._ort is None else self._ort.kernel_layers(self.exact_layers, self._faulty())
         # batches per call of every layer (same results as one call each; see OrtHost.run_batches)
-        group = 1 if self._ort is None or kernels is None else self._ort.group_size(kernels, -(-n // b))
+        group = 0 if self._ort is None or kernels is None else self._ort.group_size(kernels, -(-n // b))
         start = 0
         while start < n:
-            grouped = min(group, -(-(n - start) // b))
+            grouped = min(max(1, group), -(-(n - start) // b))
             chunk = x[start : start + grouped * b]
             real = len(chunk)
             if real < grouped * b:  # pad the last batch by repeating its last sample; padded rows are dropped
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], grouped * b - real, axis=0)])
             start += real
-            if self._ort is not None and kernels is not None and grouped > 1:
+            if self._ort is not None and kernels is not None and group:
                 for i, r in enumerate(self._ort.run_batches(chunk, kernels, grouped)):
                     outs[i].append(r[:real])
                 batches += grouped

@@ -17,7 +17,8 @@ from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from approxtvm.errors import PolicyError
+from approxtvm.errors import DataError, PolicyError
+from approxtvm.schema import FieldHook, Schema
 from approxtvm.targets.vacc.counts import AccessCounts
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.pricing import COMPONENTS, energy_breakdown_pj
@@ -144,23 +145,13 @@ class LayerEnergy:
         return EnergyReport((self,)) + other
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return {
-            "layer_id": self.layer_id,
-            "macs": self.macs,
-            "latency_cycles": self.latency_cycles,
-            "entries": [{"component": c, "tensor": t, "pj": pj} for c, t, pj in self.entries],
-        }
+        """Plain-JSON form (:data:`ENERGY_SCHEMA`; each entry ``{component, tensor, pj}``)."""
+        return ENERGY_SCHEMA.unstructure(self)
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> LayerEnergy:
-        """Inverse of :meth:`to_dict`."""
-        return LayerEnergy(
-            layer_id=str(d["layer_id"]),
-            macs=int(d["macs"]),
-            entries=tuple((e["component"], e["tensor"], float(e["pj"])) for e in d["entries"]),
-            latency_cycles=int(d.get("latency_cycles", 0)),
-        )
+    def from_dict(d: dict[str, Any], source: str = "layer energy") -> LayerEnergy:
+        """Inverse of :meth:`to_dict` (strict: errors name ``source`` and the key)."""
+        return ENERGY_SCHEMA.structure(d, LayerEnergy, source=source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,14 +176,13 @@ class UncoveredLayer:
     reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return {"node": self.node, "op": self.op, "macs": self.macs, "reason": self.reason}
+        """Plain-JSON form (:data:`ENERGY_SCHEMA`)."""
+        return ENERGY_SCHEMA.unstructure(self)
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> UncoveredLayer:
-        """Inverse of :meth:`to_dict`."""
-        macs = d.get("macs")
-        return UncoveredLayer(str(d["node"]), str(d["op"]), None if macs is None else int(macs), str(d["reason"]))
+    def from_dict(d: dict[str, Any], source: str = "host layer") -> UncoveredLayer:
+        """Inverse of :meth:`to_dict` (strict: errors name ``source`` and the key)."""
+        return ENERGY_SCHEMA.structure(d, UncoveredLayer, source=source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,19 +285,41 @@ class EnergyReport:
         return NotImplemented
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form (per-layer entries; totals are derived)."""
-        return {
-            "layers": [layer.to_dict() for layer in self.layers],
-            "uncovered": [u.to_dict() for u in self.uncovered],
-        }
+        """Plain-JSON form (:data:`ENERGY_SCHEMA`: per-layer entries; totals are derived)."""
+        return ENERGY_SCHEMA.unstructure(self)
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> EnergyReport:
-        """Inverse of :meth:`to_dict`."""
-        return EnergyReport(
-            tuple(LayerEnergy.from_dict(x) for x in d["layers"]),
-            tuple(UncoveredLayer.from_dict(x) for x in d.get("uncovered", ())),
-        )
+    def from_dict(d: dict[str, Any], source: str = "energy report") -> EnergyReport:
+        """Inverse of :meth:`to_dict` (strict: errors name ``source`` and the key)."""
+        return ENERGY_SCHEMA.structure(d, EnergyReport, source=source)
+
+
+def _entries_from(value: Any, schema: Schema) -> tuple[tuple[str, str, float], ...]:
+    rows = schema.convert(value, tuple[_Entry, ...])
+    return tuple((e.component, e.tensor, e.pj) for e in rows)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One ``(component, tensor, pJ)`` of :attr:`LayerEnergy.entries` in its JSON form."""
+
+    component: str
+    tensor: str
+    pj: float
+
+
+#: Energy reports ↔ plain JSON (a layer's entries are ``{component, tensor, pj}`` objects).
+ENERGY_SCHEMA = Schema(
+    DataError,
+    hooks=(
+        FieldHook(
+            LayerEnergy,
+            "entries",
+            _entries_from,
+            lambda v, schema: [schema.unstructure(_Entry(c, t, pj)) for c, t, pj in v],
+        ),
+    ),
+)
 
 
 def energy_of(

@@ -18,6 +18,8 @@ from approxtvm.errors import DataError
 from approxtvm.runtime import exact_layer
 from approxtvm.runtime.kernels import KernelCache, LayerStore, choose_path, conv2d_products, dense_products
 from approxtvm.runtime.kernels.act_matmul import choose_matmul_path, matmul_products
+from approxtvm.runtime.kernels.column_fused import FusedColumn, Requant, column_pays
+from approxtvm.runtime.kernels.geometry import ConvGeometry
 from approxtvm.runtime.kernels.grouped import grouped_conv2d_products
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.runtime.window_sums import WindowSums
@@ -129,6 +131,59 @@ class LayerProgram:
         return scale, bias.reshape(bshape)
 
     @cached_property
+    def column_fused(self) -> bool:
+        """Whether the layer runs as one fused column-kernel call (products, zero-point correction
+        and, on the onnxruntime host, requantization: :mod:`approxtvm.runtime.kernels.column_fused`)."""
+        s = self.schedule.shape
+        path = self.kernel_path
+        if s.op != "conv2d" or path not in ("table", "table_perm", "table_gather", "lowrank"):
+            return False
+        from approxtvm.runtime.kernels.dispatch import _factors_stored, tvm_available
+
+        if not tvm_available():
+            return False
+        from approxtvm.runtime.kernels.table_perm import perm_available, perm_dtype
+
+        if perm_dtype(self.multiplier.table) is None:
+            return False
+        bt = None
+        if path == "lowrank" and s.groups == 1:
+            wb = np.ascontiguousarray(self.weight).view(np.uint8)
+            bt = _factors_stored(self.multiplier, wb, self.cache, path, self.store).byte_terms()
+        register_lut = perm_available(self.cache.tvm_kernels().cpu)
+        return column_pays(self.geometry, s.groups, path, bt, register_lut)
+
+    @property
+    def geometry(self) -> ConvGeometry:
+        """The conv layer's kernel geometry (with its pads)."""
+        s = self.schedule.shape
+        return ConvGeometry(
+            s.n, s.c, s.h, s.w, s.k, s.r, s.s, s.stride_h, s.stride_w, s.dilation_h, s.dilation_w,
+            s.pad_top, s.pad_left, s.pad_bottom, s.pad_right,
+        )  # fmt: skip
+
+    def fused_call(self, x: np.ndarray, requant: tuple[float, int, str] | None = None) -> np.ndarray:
+        """The layer as one fused column-kernel call (:attr:`column_fused` must hold) on activation
+        codes ``x``: int32 accumulators, or with ``requant = (y_scale, y_zero_point, dtype)`` the
+        codes :func:`requantize` gives. Prepared once per input shape and output quantization."""
+        key = ("fused", f"{x.shape}:{requant}")
+        layer = self.store.entries.get(key)
+        if layer is None:
+            import dataclasses
+
+            rq = None if requant is None else requant_constants(self, *requant)
+            g = dataclasses.replace(self.geometry, n=int(x.shape[0]))
+            s = self.schedule.shape
+            wb = np.ascontiguousarray(self.weight).view(np.uint8)
+            layer = FusedColumn(
+                wb, self.multiplier.table, s.groups, g, int(self.schedule.quant.input_zero_point),
+                self.zero_point_terms, bool(self.schedule.quant.signed), rq, self.cache.tvm_kernels(),
+                self.multiplier.table_hash,
+            )  # fmt: skip
+            self.store.entries[key] = layer
+        return layer(x)  # type: ignore[operator]
+
+    @cached_property
     def fused_exact(self) -> exact_layer.ExactLayer | None:
         """One-call exact path (zero points folded into the integer kernel), when it applies."""
         if (
@@ -170,6 +225,8 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
         x = x.reshape(-1, s.c)  # a rank ≥ 3 input is a batch of rows
     if products is None and prog.fused_exact is not None:
         return prog.fused_exact(x)
+    if products is None and prog.column_fused:
+        return prog.fused_call(x)
     zx = q.input_zero_point
     zw = np.asarray(q.weight_zero_points, np.int64)
     if s.op == "dense":
@@ -318,22 +375,82 @@ def requantize(acc: np.ndarray, prog: LayerProgram, y_scale: float, y_zero_point
     clamps to the output range, rounds half to even and adds ``z_y``. Following it keeps a layer
     computed by our kernels bit-identical to onnxruntime's when the multiplier is exact.
     """
-    q = prog.schedule.quant
-    bshape = (1, -1, 1, 1) if prog.schedule.shape.op == "conv2d" else (1, -1)
-    scale = (np.float32(q.input_scale) * np.asarray(q.weight_scales, np.float32)) / np.float32(y_scale)
-    total = acc
-    if prog.bias is not None:
-        bz = np.asarray(q.bias_zero_points, np.int64)
-        total = acc + (prog.bias.astype(np.int64) - bz).astype(np.int32).reshape(bshape)
-    info = np.iinfo(np.dtype(dtype))
-    # in place on one float32 buffer; adding z_y after the rounding is exact in float32 (|v| ≤ 2^9)
-    v = total.astype(np.float32)
-    v *= scale.astype(np.float32).reshape(bshape)
-    np.clip(v, np.float32(info.min - y_zero_point), np.float32(info.max - y_zero_point), out=v)
-    np.rint(v, out=v)
-    if y_zero_point:
-        v += np.float32(y_zero_point)
-    return v.astype(dtype)
+    return Requantizer.of(prog, y_scale, y_zero_point, dtype)(acc)
+
+
+@dataclass(frozen=True, eq=False)
+class Requantizer:
+    """:func:`requantize` of one layer and output quantization, its constants computed once.
+
+    Attributes
+    ----------
+    scale
+        ``s_x · s_w / s_y`` as float32, broadcast over the output channels.
+    bias
+        int32 bias codes minus their zero point (broadcast), or ``None``.
+    low, high
+        The output range minus ``z_y`` (the clamp before the rounding), float32.
+    zero_point
+        ``z_y`` as float32.
+    dtype
+        The 8-bit output type.
+    """
+
+    scale: np.ndarray
+    bias: np.ndarray | None
+    low: np.float32
+    high: np.float32
+    zero_point: np.float32
+    dtype: np.dtype
+
+    @staticmethod
+    def of(prog: LayerProgram, y_scale: float, y_zero_point: int, dtype: str) -> Requantizer:
+        """The requantizer of ``prog``'s accumulators to ``(y_scale, y_zero_point, dtype)``."""
+        q = prog.schedule.quant
+        bshape = (1, -1, 1, 1) if prog.schedule.shape.op == "conv2d" else (1, -1)
+        scale = (np.float32(q.input_scale) * np.asarray(q.weight_scales, np.float32)) / np.float32(y_scale)
+        bias = None
+        if prog.bias is not None:
+            bz = np.asarray(q.bias_zero_points, np.int64)
+            bias = (prog.bias.astype(np.int64) - bz).astype(np.int32).reshape(bshape)
+        info = np.iinfo(np.dtype(dtype))
+        return Requantizer(
+            scale.astype(np.float32).reshape(bshape),
+            bias,
+            np.float32(info.min - y_zero_point),
+            np.float32(info.max - y_zero_point),
+            np.float32(y_zero_point),
+            np.dtype(dtype),
+        )
+
+    def __call__(self, acc: np.ndarray, *, in_place: bool = False, scratch: np.ndarray | None = None) -> np.ndarray:
+        """The 8-bit output of int32 accumulators ``acc``.
+
+        ``in_place``: the bias is added into ``acc`` (the caller's array, changed); ``scratch``: a
+        float32 buffer of ``acc``'s size for the intermediate (fresh large temporaries page-fault).
+        """
+        total = (
+            acc if self.bias is None else np.add(acc, self.bias, out=acc if in_place and acc.flags.writeable else None)
+        )
+        if scratch is not None and scratch.size == total.size:
+            v = np.multiply(total, self.scale, out=scratch.reshape(total.shape), dtype=np.float32)
+        else:  # float32(total) · scale: the int32 → float32 cast, then the float32 product
+            v = np.multiply(total, self.scale, dtype=np.float32)
+        # in place on one float32 buffer; adding z_y after the rounding is exact in float32 (|v| ≤ 2^9)
+        np.clip(v, self.low, self.high, out=v)
+        np.rint(v, out=v)
+        if self.zero_point:
+            v += self.zero_point
+        return v.astype(self.dtype)
+
+
+def requant_constants(prog: LayerProgram, y_scale: float, y_zero_point: int, dtype: str) -> Requant:
+    """The constants of :func:`requantize` per output channel for the fused kernel: int32 bias codes
+    ``bias − z_bias`` (zeros without a bias) and the float32 scale ``(s_x · s_w) / s_y``."""
+    rq = Requantizer.of(prog, y_scale, y_zero_point, dtype)
+    k = prog.schedule.shape.k
+    bias = np.zeros(k, np.int32) if rq.bias is None else rq.bias.reshape(-1)
+    return Requant(bias, rq.scale.reshape(-1), int(y_zero_point), str(rq.dtype))
 
 
 def make_runner(prog: LayerProgram, log: CallLog) -> Callable[..., None]:

@@ -64,6 +64,20 @@ def test_kernel_path_agrees_with_onnxruntime_and_tvm_host(qdq_cnn: object) -> No
     assert d_tvm.max() <= 2 + 1e-4
 
 
+def test_fixed_batch_export_runs_its_batches_one_by_one() -> None:
+    """A graph whose input fixes the batch (the zoo's legacy exports: 1) cannot stack batches into
+    one call: several images on the kernel path give each image's own outputs."""
+    from tests import zoo_models
+
+    e = zoo_models.entry("mobilenet_v2_trained")
+    model = compile_onnx(zoo_models.load(e.name), calibration=zoo_models.calibration_inputs(e, 16), batch_size=1)
+    model.exact_layers = "kernels"
+    x = zoo_models.eval_inputs(e, 3)
+    out = model.run(x).outputs[model.output_names[0]]
+    one = np.concatenate([model.run(x[i : i + 1]).outputs[model.output_names[0]] for i in range(3)])
+    assert np.array_equal(out, one)
+
+
 def test_approximate_layers_run_on_the_project_kernels(qdq_cnn: object) -> None:
     """An approximate multiplier is never short-circuited to onnxruntime: every layer call's
     accumulators equal the reference table convolution (activation = row, weight = column)."""
@@ -199,6 +213,7 @@ def test_grouped_batches_equal_one_batch_at_a_time(qdq_cnn: object, monkeypatch:
     x = calibration(9, seed=5)  # 5 batches, the last one padded
     monkeypatch.setattr(host_ort, "GROUP_ROWS", 6)  # groups of 3 batches, then 2
     assert model._ort is not None and model._ort.group_size(frozenset(model.layer_ids), 5) == 3
+    assert model._ort.group_size(frozenset(model.layer_ids), 1) == 1
     grouped = model.run(x, seed=4)
     single = model.run(x, seed=4, trace=True)  # a traced run goes one batch at a time
     assert len(single.traces) == 5 * len(model.layer_ids)
@@ -209,3 +224,53 @@ def test_grouped_batches_equal_one_batch_at_a_time(qdq_cnn: object, monkeypatch:
     assert grouped.counters["batches"] == 5 and grouped.energy.total_pj == single.energy.total_pj
     tvm_model = compile_onnx(qdq_cnn, policy, batch_size=2, host="tvm")
     assert tvm_model.run(x, seed=4).counters["faults"] == grouped.counters["faults"]
+
+
+def _one_node_graph(op: str, batch: int | str = "N", inputs: tuple[str, ...] = (), **attrs: object) -> object:
+    """``x (batch, 4, 6) → op → y`` with constant extra inputs (``shape:``-prefixed: a Reshape target)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = []
+    names = ["x"]
+    for i, spec in enumerate(inputs):
+        name = f"c{i}"
+        values = [int(v) for v in spec.split(":")[1].split(",")] if spec.startswith("shape:") else [1.0]
+        inits.append(
+            numpy_helper.from_array(np.array(values, np.int64 if spec.startswith("shape:") else np.float32), name)
+        )
+        names.append(name)
+    graph = helper.make_graph(
+        [helper.make_node(op, names, ["y"], **attrs)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", None, None])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_rows_independent_accepts_row_wise_graphs_only(qdq_cnn: object) -> None:
+    from approxtvm.compiler.host_ort import rows_independent
+
+    assert rows_independent(qdq_cnn)  # type: ignore[arg-type]
+    keeps = [
+        _one_node_graph("Relu"),
+        _one_node_graph("Add", inputs=("c",)),
+        _one_node_graph("Softmax", axis=-1),
+        _one_node_graph("Flatten", axis=1),
+        _one_node_graph("Transpose", perm=[0, 2, 1]),
+        _one_node_graph("Reshape", inputs=("shape:0,24",)),
+        _one_node_graph("Reshape", inputs=("shape:-1,12",)),
+    ]
+    mixes = [
+        _one_node_graph("Relu", batch=1),  # a fixed batch: the graph has one size only
+        _one_node_graph("Softmax", axis=0),
+        _one_node_graph("Softmax", axis=-3),  # may be axis 0
+        _one_node_graph("Flatten", axis=0),
+        _one_node_graph("Transpose", perm=[1, 0, 2]),  # batch no longer the leading axis
+        _one_node_graph("Reshape", inputs=("shape:-1",)),  # rows merged into one vector
+        _one_node_graph("Reshape", inputs=("shape:2,-1",)),
+        _one_node_graph("ReduceMean", keepdims=1),  # not known to keep rows apart
+    ]
+    assert all(rows_independent(m) for m in keeps)  # type: ignore[arg-type]
+    assert not any(rows_independent(m) for m in mixes)  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from approxtvm.errors import PolicyError
+from approxtvm.errors import DataError, PolicyError
 from approxtvm.models.layer_shapes import resnet_layer_shapes
 from approxtvm.runtime.counting import simulate_counts
 from approxtvm.runtime.energy import COMPONENTS, EnergyReport, LayerEnergy, energy_of
@@ -101,3 +101,10 @@ def test_report_algebra_and_json(report: EnergyReport) -> None:
     assert again == report
     assert LayerEnergy.from_dict(a.to_dict()) == a
     assert report.latency_cycles == sum(layer.latency_cycles for layer in report.layers)
+
+
+def test_report_json_is_strict_and_names_the_key(report: EnergyReport) -> None:
+    d = report.to_dict()
+    d["layers"][0]["entries"][0] = {"component": "mac", "tensor": "compute", "pJ": 1.0}
+    with pytest.raises(DataError, match=r"(?s)layers\[0\]\.entries\[0\]\.pJ'.*did you mean 'pj'"):
+        EnergyReport.from_dict(d)

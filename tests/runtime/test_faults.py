@@ -172,8 +172,13 @@ def test_compiled_kernels_equal_numpy_kernels() -> None:
 def test_stacked_calls_equal_the_emulator_call_by_call(shape: LayerShape) -> None:
     """Several layer calls stacked along N, injected at once (one kernel call: every word carries
     its call), equal the emulator run on each call with that call's corrupted copies."""
-    calls = 3
-    prog, x0 = _program(shape, map_layer(shape, SPEC), RAND_U, seed=6)
+    check_stacked_calls(map_layer(shape, SPEC))
+
+
+def check_stacked_calls(mapping: Mapping, calls: int = 3) -> None:
+    """:func:`faults.inject_calls` on ``calls`` stacked calls of a layer mapped by ``mapping``
+    (numpy and compiled kernels) against the emulator, call by call."""
+    prog, x0 = _program(mapping.shape, mapping, RAND_U, seed=6)
     g = faults.tile_geometry(prog.schedule.mapping, SPEC)
     rng = np.random.default_rng(1)
     xs = [x0] + [rng.integers(0, 256, x0.shape).astype(x0.dtype) for _ in range(calls - 1)]
@@ -338,6 +343,21 @@ def test_seed_and_call_key_the_faults() -> None:
 
     assert key(1, 0) == key(1, 0)
     assert len({key(1, 0), key(2, 0), key(1, 1), key(1, 0, layer=1)}) == 4
+
+
+def test_flips_of_one_residency_never_repeat_a_bit() -> None:
+    # SRAM write faults only: one row per residency, so flips are drawn without replacement inside
+    # each stored tile. At a BER where drawing with replacement would repeat bits in most tiles,
+    # every flipped bit must still be a distinct set bit of the XOR masks
+    shape = LayerShape.conv2d(2, 16, 8, 6, 6, 3, 3, pads=(1, 1, 1, 1))
+    g = faults.tile_geometry(map_layer(shape, SPEC), SPEC)
+    for w, x in ((0.3, 0.0), (0.0, 0.4), (0.25, 0.35)):
+        for call in range(6):
+            s = faults.sample_faults(_plan(w=w, x=x), g, seed=21, call=call)
+            for t in ("weight", "input"):
+                set_bits = int(np.unpackbits(s.of(t).mask).sum())
+                ber = w if t == "weight" else x
+                assert set_bits == s.counters[t]["bits_flipped"] and (set_bits > 0) == (ber > 0)
 
 
 def test_a_reused_generator_draws_what_a_fresh_one_draws() -> None:

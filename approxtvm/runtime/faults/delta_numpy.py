@@ -512,7 +512,12 @@ def inject_calls(
     if acc.dtype != np.int32 or not acc.flags.c_contiguous or not acc.flags.writeable:
         raise ValueError("inject_calls adds in place into a writeable C-contiguous int32 array")
     if any(len(s.weight) or len(s.input) for s in samples):
-        kernels.delta_calls(x, prog, geom, arrays, prepared, samples, acc.reshape(-1), arrays.wflat)
+        boxes = geom
+        boxed = []
+        for s in samples:  # uneven mappings: the deltas run on the PE's boxes (same geometry for every call)
+            boxes, b = for_deltas(geom, s, prog.schedule.mapping)
+            boxed.append(b)
+        kernels.delta_calls(x, prog, boxes, arrays, prepared, boxed, acc.reshape(-1), arrays.wflat)
     return acc
 
 

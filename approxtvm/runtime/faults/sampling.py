@@ -276,15 +276,28 @@ def sample_block(
     row = owner % E
     nslots = ev.slots[row]
     pos = _positions(rng, nslots)
-    if reps.max() > 1:  # positions are without replacement inside each row: redraw repeats
-        _redraw_repeats(rng, owner, pos, nslots, np.flatnonzero(np.repeat(reps > 1, reps)))
     fb = ev.free_bits[row]
-    within = pos % ev.tile_slots[row]
-    key = (owner // E) * ev.key_span + ev.key_base[row] + within // fb
-    mask = np.left_shift(np.uint8(1), (within % fb).astype(np.uint8))
+    call_base = (owner // E) * ev.key_span + ev.key_base[row]
+    tile_slots = ev.tile_slots[row]
+
+    def flips_by_word(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Word key and bit of every flip, and their order by (key, bit) (ties: draw order)."""
+        within = pos % tile_slots
+        key, bit = call_base + within // fb, within % fb
+        return key, bit, np.argsort(key * 8 + bit, kind="stable")
+
+    key, bit, order = flips_by_word(pos)
+    if reps.max() > 1:
+        # positions are without replacement inside each row. A repeat has the same word, bit and
+        # row, and the row's flips are adjacent among equal (word, bit) in this order: only when
+        # such a pair exists can a repeat exist; then redraw exactly as without this shortcut
+        kb, ow = (key * 8 + bit)[order], owner[order]
+        if np.any((kb[1:] == kb[:-1]) & (ow[1:] == ow[:-1])):
+            _redraw_repeats(rng, owner, pos, nslots, np.flatnonzero(np.repeat(reps > 1, reps)))
+            key, bit, order = flips_by_word(pos)
+    key = key[order]
+    mask = np.left_shift(np.uint8(1), bit[order].astype(np.uint8))
     if len(key) > 1:
-        order = np.argsort(key, kind="stable")
-        key, mask = key[order], mask[order]
         new = np.empty(len(key), bool)
         new[0] = True
         np.not_equal(key[1:], key[:-1], out=new[1:])

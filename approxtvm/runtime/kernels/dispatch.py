@@ -7,7 +7,8 @@ Paths (all bit-exact against :mod:`approxtvm.runtime.kernels.reference`):
     shifted by 128 and corrected exactly).
 ``lowrank``
     ``M`` has an exact integer factorisation of small rank (over all activations and the weights
-    that occur): integer convs of byte maps on onnxruntime (:mod:`.lowrank`, :mod:`.intconv`).
+    that occur): integer products of byte maps on onnxruntime (:mod:`.lowrank`, :mod:`.intconv`);
+    ungrouped convs as one u8×s8 GEMM per call group (:mod:`.lowrank_gemm`).
 ``table``
     Any table on TVM, the fastest of three kernels by a cost model: the register-LUT kernel of
     :mod:`.table_perm` (AVX-512 BW, 16-bit tables; no per-weight tables), weight-stationary
@@ -52,6 +53,7 @@ from approxtvm.runtime.kernels.intconv import (
     weight_plan,
 )
 from approxtvm.runtime.kernels.lowrank import DEFAULT_MAX_RANK, find_factors
+from approxtvm.runtime.kernels.lowrank_gemm import GemmPlan, gemm_plan, gemm_sums, s8_gemm_exact
 from approxtvm.runtime.kernels.table_numpy import conv2d_table_numpy, dense_table_numpy
 from approxtvm.runtime.multipliers.multiplier import Multiplier
 
@@ -320,6 +322,31 @@ def _plan(
     return plan
 
 
+def _gemm_plan(
+    cache: KernelCache,
+    mult: Multiplier,
+    wb: np.ndarray,
+    f: IntegerFactors,
+    plan: WeightPlan,
+    store: LayerStore | None,
+) -> GemmPlan | None:
+    """The layer's GEMM plan (:mod:`.lowrank_gemm`), kept like its weight plan; ``None`` when the
+    layer must stay on ``ConvInteger`` (an int32 partial sum could overflow)."""
+    signed_exact = s8_gemm_exact(cache.sessions, cache.cpu.vnni)
+    key = ("plan", f"gemm:{mult.table_hash}:{signed_exact}")
+    if store is not None:
+        if key not in store.entries:
+            store.entries[key] = gemm_plan(wb, plan, f.divisor, signed_exact)
+        return store.entries[key]  # type: ignore[return-value]
+    est = f.byte_terms() * wb.nbytes + 16 * wb.shape[0]
+    tables = cache.layer_tables((*key, _weight_key(wb, None), wb.shape), est)
+    if tables is None:
+        return gemm_plan(wb, plan, f.divisor, signed_exact)
+    if "gemm" not in tables:
+        tables["gemm"] = gemm_plan(wb, plan, f.divisor, signed_exact)
+    return tables["gemm"]
+
+
 def _factors_stored(
     mult: Multiplier, wb: np.ndarray, cache: KernelCache, path: str, store: LayerStore | None
 ) -> IntegerFactors:
@@ -405,6 +432,9 @@ def conv2d_products(
     if path in ("exact", "lowrank"):
         f = _factors_stored(mult, wb, cache, path, store)
         plan = _plan(cache, mult, wb, f, store)
+        gplan = _gemm_plan(cache, mult, wb, f, plan, store) if path == "lowrank" else None
+        if gplan is not None:
+            return gemm_sums(xp, gp, gplan, f.divisor, cache.sessions, threads).astype(np.int32, copy=False)
         return factor_sums(xp, wb, f, gp, cache.sessions, threads, plan).astype(np.int32)
     if path == "table_numpy":
         return conv2d_table_numpy(xp, wb, mult.table, gp)

@@ -129,6 +129,16 @@ class OrtSessionCache:
                 self.sessions[key] = sess
             return sess
 
+    def gemm(self, a_shape: tuple[int, ...], b_shape: tuple[int, ...], b_signed: bool, threads: int | None) -> object:
+        """Session computing ``MatMulInteger(x uint8 (M, L), w int8 or uint8 (L, N))``."""
+        key = ("gemm", a_shape, b_shape, b_signed, threads)
+        with self.lock:
+            sess = self.sessions.get(key)
+            if sess is None:
+                sess = integer_op_session("MatMulInteger", a_shape, b_shape, threads, w_signed=b_signed)
+                self.sessions[key] = sess
+            return sess
+
     def matmul(self, x_shape: tuple[int, ...], w_shape: tuple[int, ...], threads: int | None) -> object:
         """Session computing ``MatMulInteger(x uint8 (N, C), w uint8 (C, K))``."""
         key = ("matmul", x_shape, w_shape, threads)

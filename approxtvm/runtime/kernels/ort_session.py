@@ -42,11 +42,14 @@ def integer_op_session(
     threads: int | None,
     *,
     zero_point: int | None = None,
+    w_signed: bool = False,
     **attrs: object,
 ) -> Any:
     """Session of one ``ConvInteger`` / ``MatMulInteger`` node on uint8 inputs ``x`` and ``w``.
 
     ``zero_point``: a uint8 zero point subtracted from both operands (``None``: none).
+    ``w_signed``: the second input is int8 instead of uint8 (see
+    :mod:`approxtvm.runtime.kernels.lowrank_gemm` for when that is exact).
     """
     from onnx import TensorProto, helper, numpy_helper
 
@@ -60,7 +63,7 @@ def integer_op_session(
         f"approxtvm_{op}",
         [
             helper.make_tensor_value_info("x", TensorProto.UINT8, list(x_shape)),
-            helper.make_tensor_value_info("w", TensorProto.UINT8, list(w_shape)),
+            helper.make_tensor_value_info("w", TensorProto.INT8 if w_signed else TensorProto.UINT8, list(w_shape)),
         ],
         [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
         initializers,

@@ -39,12 +39,11 @@ from approxtvm.targets.vacc.components import (
     DRAM,
     EnergyTable,
     MemoryLevel,
-    NoC,
-    PackageNetwork,
     PEArray,
     Precision,
     SramVoltageModel,
 )
+from approxtvm.targets.vacc.links import NoC, PackageNetwork
 from approxtvm.targets.vacc.provenance import spec_path
 from approxtvm.targets.vacc.yaml_io import load_strict_yaml
 

@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from approxtvm.errors import ScheduleError
+from approxtvm.schema import FieldHook, Schema
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.hierarchy import Hierarchy
-from approxtvm.targets.vacc.mapping import Mapping
+from approxtvm.targets.vacc.mapping import MAPPING_HOOKS, Mapping
 from approxtvm.targets.vacc.workload import LayerShape
 
 __all__ = ["PARTITION_DIMS", "PackageMapping", "Partition", "partition_candidates", "sub_shape"]
@@ -95,13 +96,13 @@ class Partition:
         return "×".join(f"{d}{n}" for d, n in self.splits) or "1"
 
     def to_dict(self) -> list[list[Any]]:
-        """Plain-JSON form."""
-        return [[d, n] for d, n in self.splits]
+        """Plain-JSON form: ``[[dim, ways], ...]`` (the ``partition`` of :data:`PACKAGE_SCHEMA`)."""
+        return PACKAGE_SCHEMA.unstructure(self.splits)
 
     @staticmethod
-    def from_dict(d: list[list[Any]]) -> Partition:
+    def from_dict(d: list[list[Any]], source: str = "partition") -> Partition:
         """Inverse of :meth:`to_dict`."""
-        return Partition(tuple((str(a), int(b)) for a, b in d))
+        return Partition(PACKAGE_SCHEMA.structure(d, tuple[tuple[str, int], ...], source=source))
 
 
 def sub_shape(shape: LayerShape, partition: Partition) -> LayerShape:
@@ -240,12 +241,25 @@ class PackageMapping:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return {"shape": self.shape.to_dict(), "partition": self.partition.to_dict(), "chiplet": self.chiplet.to_dict()}
+        """Plain-JSON form (:data:`PACKAGE_SCHEMA`)."""
+        return PACKAGE_SCHEMA.unstructure(self)
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> PackageMapping:
-        """Inverse of :meth:`to_dict`."""
-        return PackageMapping(
-            LayerShape.from_dict(d["shape"]), Partition.from_dict(d["partition"]), Mapping.from_dict(d["chiplet"])
-        )
+    def from_dict(d: dict[str, Any], source: str = "package mapping") -> PackageMapping:
+        """Inverse of :meth:`to_dict` (strict: errors name ``source`` and the key)."""
+        return PACKAGE_SCHEMA.structure(d, PackageMapping, source=source)
+
+
+#: Field conversions of a package mapping's JSON form (the partition is a list of ``[dim, ways]``),
+#: shared by every schema that nests one.
+PACKAGE_HOOKS = (
+    *MAPPING_HOOKS,
+    FieldHook(
+        PackageMapping,
+        "partition",
+        lambda v, schema: Partition(schema.convert(v, tuple[tuple[str, int], ...])),
+        lambda v, schema: schema.unstructure(v.splits),
+    ),
+)
+#: Package mappings ↔ plain JSON.
+PACKAGE_SCHEMA = Schema(ScheduleError, hooks=PACKAGE_HOOKS)

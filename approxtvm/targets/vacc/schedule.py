@@ -10,7 +10,7 @@ from approxtvm.errors import ScheduleError
 from approxtvm.schema import FieldHook, Schema
 from approxtvm.targets.vacc.config import ApproxConfig
 from approxtvm.targets.vacc.mapping import Mapping
-from approxtvm.targets.vacc.package import PackageMapping
+from approxtvm.targets.vacc.package import PACKAGE_HOOKS, PackageMapping
 from approxtvm.targets.vacc.workload import LayerShape
 
 SCHEDULE_VERSION = 1
@@ -245,19 +245,12 @@ class LayerSchedule:
         return "\n".join(lines)
 
 
-#: Schedules ↔ plain JSON (saved models, the BYOC layer blob). The layer shape, the policy's
-#: config, the mapping and the package mapping keep their own JSON forms (``to_dict`` / ``from_dict``).
+#: Schedules ↔ plain JSON (saved models, the BYOC layer blob). The policy's config keeps its own
+#: JSON form (the policy schema's); the shape, mapping and package mapping are the schema's own.
 SCHEDULE_SCHEMA = Schema(
     ScheduleError,
     hooks=(
-        FieldHook(LayerSchedule, "shape", lambda v, _: LayerShape.from_dict(v), lambda v, _: v.to_dict()),
         FieldHook(LayerSchedule, "config", lambda v, _: ApproxConfig.from_dict(v), lambda v, _: v.to_dict()),
-        FieldHook(LayerSchedule, "mapping", lambda v, _: Mapping.from_dict(v), lambda v, _: v.to_dict()),
-        FieldHook(
-            LayerSchedule,
-            "package",
-            lambda v, _: PackageMapping.from_dict(v) if v else None,
-            lambda v, _: None if v is None else v.to_dict(),
-        ),
+        *PACKAGE_HOOKS,
     ),
 )

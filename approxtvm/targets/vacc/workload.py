@@ -7,10 +7,11 @@ groups are the batch slices (images × heads) and whose "weight" is the second a
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from approxtvm.errors import ScheduleError
+from approxtvm.schema import Schema
 
 #: Loop dimensions, Timeloop/ZigZag naming: batch, output channels (per group), input channels
 #: (per group), output rows, output columns, filter rows, filter columns, groups. ``G`` comes last
@@ -153,10 +154,14 @@ class LayerShape:
         return (p_tile - 1) * stride + (r_tile - 1) * dilation + 1
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return asdict(self)
+        """Plain-JSON form (:data:`SHAPE_SCHEMA`)."""
+        return SHAPE_SCHEMA.unstructure(self)
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> LayerShape:
-        """Inverse of :meth:`to_dict`."""
-        return LayerShape(**d)
+    def from_dict(d: dict[str, Any], source: str = "layer shape") -> LayerShape:
+        """Inverse of :meth:`to_dict` (strict: errors name ``source`` and the key)."""
+        return SHAPE_SCHEMA.structure(d, LayerShape, source=source)
+
+
+#: Layer shapes ↔ plain JSON (one field per key, strict types).
+SHAPE_SCHEMA = Schema(ScheduleError)

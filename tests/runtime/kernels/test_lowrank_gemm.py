@@ -1,0 +1,167 @@
+"""The low-rank GEMM kernel (lowrank_gemm) equals a product-by-product reference written here.
+
+Hypothesis over shapes, strides, dilations, pads, pad codes, batch, operand signedness and low-rank
+tables (broken-array, operand truncation, and random integer factorisations whose byte maps have
+no fast form), with the host's int8 policy and with the int8 GEMM taken as inexact (the AVX2
+policy). Also: the activation-map forms, the int8 probe, the pair-sum bound of the AVX2 policy and
+the fallback when an int32 partial sum could overflow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from approxtvm.runtime.kernels import KernelCache, conv2d_products, detect_cpu
+from approxtvm.runtime.kernels.intconv import OrtSessionCache, weight_plan
+from approxtvm.runtime.kernels.lowrank import find_factors
+from approxtvm.runtime.kernels.lowrank_gemm import ActivationMap, gemm_plan, s8_gemm_exact
+from approxtvm.runtime.multipliers.multiplier import Multiplier, operand_values
+
+from .conftest import bam_table
+
+HOST = detect_cpu()
+#: The same host with the int8 GEMM taken as inexact (what a CPU without VNNI gets).
+NO_VNNI = dataclasses.replace(HOST, vnni=False)
+
+
+def product_reference(x, w, table, strides, dilations, pads, pad_value):
+    """Every multiply of the conv is one lookup ``table[x_byte, w_byte]``, summed in int64, wrapped."""
+    n, c, h, wd = x.shape
+    k, _, r, s = w.shape
+    xp = np.full((n, c, h + pads[0] + pads[2], wd + pads[1] + pads[3]), pad_value, dtype=x.dtype)
+    xp[:, :, pads[0] : pads[0] + h, pads[1] : pads[1] + wd] = x
+    p = (xp.shape[2] - dilations[0] * (r - 1) - 1) // strides[0] + 1
+    q = (xp.shape[3] - dilations[1] * (s - 1) - 1) // strides[1] + 1
+    xb, wb = xp.view(np.uint8).astype(np.int64), w.view(np.uint8).astype(np.int64)
+    t = np.asarray(table, np.int64)
+    out = np.zeros((n, k, p, q), np.int64)
+    for i in range(r):
+        for j in range(s):
+            r0, s0 = i * dilations[0], j * dilations[1]
+            win = xb[
+                :, :, r0 : r0 + strides[0] * (p - 1) + 1 : strides[0], s0 : s0 + strides[1] * (q - 1) + 1 : strides[1]
+            ]
+            # (N, 1, C, P, Q) activation bytes against (1, K, C, 1, 1) weight bytes: one lookup each
+            out += t[win[:, None], wb[None, :, :, i, j, None, None]].sum(axis=2)
+    return ((out + 2**31) % 2**32 - 2**31).astype(np.int32)
+
+
+def _optrunc(signed: bool, ka: int, kb: int) -> np.ndarray:
+    v = operand_values(signed)
+    return ((v >> ka) << ka)[:, None] * ((v >> kb) << kb)[None, :]
+
+
+def _random_lowrank(signed: bool, rank: int, seed: int) -> np.ndarray:
+    """``a·b + Σ u_t(a) v_t(b)`` with random small-integer maps (no shift/mask form)."""
+    rng = np.random.default_rng(seed)
+    v = operand_values(signed)
+    t = v[:, None] * v[None, :]
+    for _ in range(rank):
+        t = t + np.outer(rng.integers(-9, 10, 256), rng.integers(-40, 41, 256))
+    return t
+
+
+TABLES = {
+    "bam4": lambda signed: bam_table(signed, 4),
+    "bam2": lambda signed: bam_table(signed, 2),
+    "optrunc": lambda signed: _optrunc(signed, 2, 3),
+    "random2": lambda signed: _random_lowrank(signed, 2, 7),
+}
+
+CACHES = {"host": KernelCache(), "no_vnni": KernelCache(host_cpu=NO_VNNI)}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.data(),
+    table=st.sampled_from(sorted(TABLES)),
+    signed=st.booleans(),
+    policy=st.sampled_from(sorted(CACHES)),
+)
+def test_lowrank_gemm_equals_product_reference(data, table, signed, policy):
+    draw = data.draw
+    n = draw(st.integers(1, 2))
+    c = draw(st.integers(1, 6))
+    k = draw(st.integers(1, 5))
+    r, s = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    strides = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    dilations = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    h = draw(st.integers(dilations[0] * (r - 1) + 1, 8))
+    wd = draw(st.integers(dilations[1] * (s - 1) + 1, 8))
+    seed = draw(st.integers(0, 2**31))
+    rng = np.random.default_rng(seed)
+    dt, lo, hi = (np.int8, -128, 128) if signed else (np.uint8, 0, 256)
+    x = rng.integers(lo, hi, (n, c, h, wd)).astype(dt)
+    w = rng.integers(lo, hi, (k, c, r, s)).astype(dt)
+    pad_value = int(rng.integers(lo, hi))
+    mult = Multiplier(f"{table}_{signed}", TABLES[table](signed).astype(np.int32), signed)
+    kw = dict(strides=strides, dilations=dilations, pads=pads, pad_value=pad_value)
+    got = conv2d_products(x, w, mult, path="lowrank", cache=CACHES[policy], **kw)
+    assert got.dtype == np.int32 and got.flags.c_contiguous
+    assert np.array_equal(got, product_reference(x, w, mult.table, **kw))
+
+
+def test_activation_map_forms_equal_their_table():
+    codes = np.arange(256)
+    rng = np.random.default_rng(0)
+    maps = {
+        "bit3": (codes >> 3) & 1,
+        "16·bit1": ((codes >> 1) & 1) * 16,
+        "1 − bit0": 1 - (codes & 1),
+        "x − 128": codes ^ 0x80,
+        "high nibble": codes & 0xF0,
+        "15 − low nibble": 15 - (codes & 15),
+        "random": rng.integers(0, 256, 256),
+    }
+    x = rng.integers(0, 256, (3, 7, 5), dtype=np.uint8)
+    for name, m in maps.items():
+        amap = ActivationMap.of(m.astype(np.uint8))
+        assert (amap.lut is None) == (name != "random"), name
+        out = np.empty_like(x)
+        amap.apply(x, out, [None])
+        assert np.array_equal(out, m.astype(np.uint8)[x]), name
+
+
+def test_int8_probe_and_the_pair_bound_without_vnni():
+    sessions = OrtSessionCache()
+    assert s8_gemm_exact(sessions, vnni=False) is False
+    exact = s8_gemm_exact(sessions, vnni=HOST.vnni)
+    assert exact is (HOST.vnni and exact)  # a bool; True only on a VNNI host
+    f = find_factors(bam_table(False, 4), False)
+    rng = np.random.default_rng(1)
+    wb = rng.integers(0, 256, (6, 4, 3, 3), dtype=np.uint8)
+    plan = gemm_plan(wb, weight_plan(wb, f), f.divisor, signed_exact=False)
+    assert plan is not None
+    kinds = {gm.signed for call in plan.calls for gm in call.gemms}
+    assert kinds == {True, False}  # the 1-bit terms as int8, the wide term as uint8
+    for call in plan.calls:
+        for gm in call.gemms:
+            if gm.signed:  # no 16-bit pair sum can saturate
+                amax = max(int(np.abs(m_bytes(m)).max()) for m in gm.maps)
+                assert 2 * amax * int(gm.w_mat.max()) <= 2**15 - 1
+
+
+def m_bytes(amap: ActivationMap) -> np.ndarray:
+    """The int8 values a map feeds to the GEMM, over all codes."""
+    codes = np.arange(256, dtype=np.uint8)
+    out = np.empty_like(codes)
+    amap.apply(codes, out, [None])
+    return out.view(np.int8).astype(np.int64)
+
+
+def test_int32_overflow_bound_falls_back_to_convinteger():
+    """A reduction long enough for an int32 partial sum to overflow keeps the ConvInteger path."""
+    mult = Multiplier("bam4", bam_table(False, 4), False)
+    rng = np.random.default_rng(2)
+    c = 7500  # 7500·9 taps per block: 5 blocks · 67500 · 128 · 255 > 2^31
+    x = rng.integers(0, 256, (1, c, 3, 3), dtype=np.uint8)
+    w = rng.integers(0, 256, (2, c, 3, 3), dtype=np.uint8)
+    f = find_factors(mult.table, False, np.unique(w))
+    assert gemm_plan(w, weight_plan(w, f), f.divisor, signed_exact=True) is None
+    got = conv2d_products(x, w, mult, path="lowrank", cache=CACHES["host"])
+    assert np.array_equal(got, product_reference(x, w, mult.table, (1, 1), (1, 1), (0, 0, 0, 0), 0))
