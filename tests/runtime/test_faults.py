@@ -366,7 +366,12 @@ def test_blocks_sampled_together_equal_blocks_sampled_alone() -> None:
     # every call's words, masks and counts equal sample_block's, block by block
     shape = LayerShape.conv2d(2, 16, 8, 6, 6, 3, 3, pads=(1, 1, 1, 1))
     g = faults.tile_geometry(map_layer(shape, SPEC), SPEC)
-    for plan in (_plan(noc=1e-3, w=1e-3, x=1e-3), _plan(noc=0.05, w=0.02, x=0.1, msbs=1, mode="both")):
+    plans = (  # no block redrawn; 3 of 6 (measured); every one
+        _plan(noc=1e-3, w=1e-3, x=1e-3),
+        _plan(w=0.01, x=0.004),
+        _plan(noc=0.05, w=0.02, x=0.1, msbs=1, mode="both"),
+    )
+    for plan in plans:
         ev = faults.sampling.event_table(plan, g)
         together = faults.sampling.sample_blocks(plan, g, seed=5, blocks=range(3, 9), events=ev)
         alone = [s for b in range(3, 9) for s in faults.sample_block(plan, g, seed=5, block=b, events=ev)]
