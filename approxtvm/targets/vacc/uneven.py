@@ -43,6 +43,7 @@ class _Options:
     reads: dict[str, np.ndarray]  # shared buffer -> bits read
     writes: dict[str, np.ndarray]
     footprint: dict[str, np.ndarray]  # on-chip buffer -> bits of the tensor's tile
+    moved: np.ndarray  # cuts away from their level's boundary
 
 
 def _owner(tensor: str) -> str:
@@ -141,7 +142,8 @@ def _options(m: Mapping, spec: AcceleratorSpec, tensor: str) -> _Options | None:
         else:
             bits = np.where(psum_above, prec.psum_bits, prec.output_bits)
         footprint[buf] = arr(words * bits)
-    return _Options(combos, np.asarray(energy, float), dram, reads, writes, footprint)
+    moved = np.array([sum(c != m.even_cut(lv) for lv, c in combo.items()) for combo in combos], np.int64)
+    return _Options(combos, np.asarray(energy, float), dram, reads, writes, footprint, moved)
 
 
 def refine_uneven(m: Mapping, spec: AcceleratorSpec, objective: str) -> Mapping:
@@ -194,7 +196,8 @@ def refine_uneven(m: Mapping, spec: AcceleratorSpec, objective: str) -> Mapping:
         next(j for j, c in enumerate(o.cuts) if all(v == m.even_cut(lv) for lv, v in c.items())) for o in (ow, oi, oo)
     )
     best = even
-    flat = np.lexsort((secondary.ravel(), primary.ravel()))[0]
+    # on a tie, the fewest moved cuts (a cut that saves nothing stays at its level's boundary)
+    flat = np.lexsort((join(lambda o: o.moved).ravel(), secondary.ravel(), primary.ravel()))[0]
     cand = np.unravel_index(flat, primary.shape)
     if (primary[cand], secondary[cand]) < (primary[even], secondary[even]):
         best = tuple(int(c) for c in cand)
