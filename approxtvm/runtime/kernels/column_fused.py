@@ -51,6 +51,9 @@ TABLE_GENERIC_CALL_S: float = 150e-6
 #: per byte term of the factorisation); for the cost model only.
 ORT_INT_MACS_PER_S: float = 60e9
 ORT_CALL_S: float = 15e-6
+#: Reduction length or output channels below which that rate drops in proportion (MobileNet-V2
+#: 1×1 layers at batch 64: 8 channels ≈ 6.5 G, 16 ≈ 20 G, 24 ≈ 32 G per byte term).
+ORT_FULL_WIDTH: int = 64
 #: What an unfused layer adds to its kernel: a window-sum call and the host's correction and
 #: requantization passes (a fixed cost per call plus a cost per output value; MobileNet-V2 layers
 #: at batch 1 and 64, 2-core Zen4); for the cost model only.
@@ -94,7 +97,9 @@ def column_pays(g: ConvGeometry, groups: int, path: str, byte_terms: int | None,
         return column_s < g.macs / TABLE_GENERIC_MACS_PER_S + TABLE_GENERIC_CALL_S + host_s
     if byte_terms is None:
         return False
-    return column_s < byte_terms * (g.macs / ORT_INT_MACS_PER_S + ORT_CALL_S) + host_s
+    # onnxruntime's integer GEMMs lose efficiency on narrow layers (8–16 channels: ≈ 1/8–1/4)
+    ort_rate = ORT_INT_MACS_PER_S * min(1.0, min(taps, g.k) / ORT_FULL_WIDTH)
+    return column_s < byte_terms * (g.macs / ort_rate + ORT_CALL_S) + host_s
 
 
 @dataclass(frozen=True)
