@@ -87,12 +87,16 @@ class FieldHook:
         ``(plain value, schema) -> field value``; raise :class:`Invalid` on bad input.
     unstructure
         ``(field value, schema) -> plain value`` (or :data:`OMIT`: no key); ``None`` keeps the default.
+    omit
+        ``(the whole object) -> bool``: leave the field out when true (a key written only together
+        with another one).
     """
 
     cls: type
     field: str
     structure: Callable[[Any, Schema], Any]
     unstructure: Callable[[Any, Schema], Any] | None = None
+    omit: Callable[[Any], bool] | None = None
 
 
 def _type_name(value: Any) -> str:
@@ -136,8 +140,9 @@ class Schema:
         c.register_structure_hook_factory(dataclasses.is_dataclass, self._dataclass_hook)
         for cls, by_field in self._hooks.items():
             unstructurers = {n: h.unstructure for n, h in by_field.items() if h.unstructure is not None}
-            if unstructurers:
-                c.register_unstructure_hook(cls, self._dataclass_unstructurer(cls, unstructurers))
+            omits = {n: h.omit for n, h in by_field.items() if h.omit is not None}
+            if unstructurers or omits:
+                c.register_unstructure_hook(cls, self._dataclass_unstructurer(cls, unstructurers, omits))
 
     # -- public -------------------------------------------------------------------------------------
 
@@ -235,13 +240,18 @@ class Schema:
         return structure
 
     def _dataclass_unstructurer(
-        self, cls: type, custom: dict[str, Callable[[Any, Schema], Any]]
+        self,
+        cls: type,
+        custom: dict[str, Callable[[Any, Schema], Any]],
+        omits: dict[str, Callable[[Any], bool]],
     ) -> Callable[[Any], Any]:
         names = [f.name for f in dataclasses.fields(cls)]
 
         def unstructure(obj: Any) -> dict[str, Any]:
             out = {}
             for n in names:
+                if n in omits and omits[n](obj):
+                    continue
                 v = getattr(obj, n)
                 plain = custom[n](v, self) if n in custom else self._conv.unstructure(v)
                 if plain is not OMIT:

@@ -22,7 +22,9 @@ Prints one JSON line.
 exact model), the uniform configurations of ``BENCH_R50_MULTIPLIERS`` (``;``-separated; nominal
 voltages, so a later stage runs only the images it adds) and ``BENCH_R50_RANDOM`` (default 2)
 seeded random genomes of experiment 4's space (most draw faults and rerun a stage's images),
-stages from ``BENCH_R50_FIRST`` images growing ×2. Reports evaluations per hour both ways, the
+stages from ``BENCH_R50_FIRST`` images growing ×2, with the accuracy-loss budget
+``BENCH_R50_BUDGET`` (fraction; default none: with no budget a configuration is only dropped when
+another one beats it with confidence, which a few images rarely show). Reports evaluations per hour both ways, the
 fraction of image evaluations and worker time staging saved, and whether the staged front equals
 the unstaged one. With so few images and no ImageNet labels the drop rates say nothing about a
 real study; the per-configuration costs are ``bench_study_scale.py``'s.
@@ -146,15 +148,21 @@ def resnet50_staging() -> int:
     first = int(os.environ.get("BENCH_R50_FIRST", "3"))
     n_random = int(os.environ.get("BENCH_R50_RANDOM", "2"))
     mults = os.environ.get("BENCH_R50_MULTIPLIERS", "trunc:k=4;drum:k=6;drum:k=3;bam:h=6,v=2").split(";")
+    budget = float(os.environ["BENCH_R50_BUDGET"]) if os.environ.get("BENCH_R50_BUDGET") else None
     load_before = os.getloadavg()
     cpu0 = time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "r50.npz"
         np.savez(npz, x=calibration_data("resnet50", n=n_img, seed=11))
         ctx = EvalContext("resnet50", str(npz), batch_size=1)
-        out: dict[str, Any] = {"bench": "explore_resnet50_staging", "images": n_img, "first_stage": first}
+        out: dict[str, Any] = {
+            "bench": "explore_resnet50_staging",
+            "images": n_img,
+            "first_stage": first,
+            "accuracy_budget": budget,
+        }
         with Journal(Path(tmp) / "staged.sqlite") as j:
-            staged = StagedStudy(ctx, j, InlineExecutor(), StagingSettings(first_samples=first, growth=2))
+            staged = StagedStudy(ctx, j, InlineExecutor(), StagingSettings(first_samples=first, growth=2), budget)
             clear_worker_cache()
             lids = staged.reference.layer_ids
             configs = [Configuration.make(dict.fromkeys(lids, m)) for m in mults]
@@ -173,7 +181,7 @@ def resnet50_staging() -> int:
             pts = study.points(configs)
             wall_full = time.perf_counter() - t0 + study.reference.record.eval_s
             recs = {r.config_json: r for r in j.records()}
-            front_u = [(p.config.to_json(), p.accuracy_loss) for p in pareto_front(pts)]
+            front_u = [(p.config.to_json(), p.accuracy_loss) for p in pareto_front(pts, budget)]
     per_cfg = [r.eval_s for r in recs.values()]
     out.update(
         {
@@ -189,6 +197,7 @@ def resnet50_staging() -> int:
             "mean_full_eval_s": round(float(np.mean(per_cfg)), 2),
             "staging": stats,
             "fronts_equal": front_s == front_u,
+            "unstaged_losses": sorted(round(p.accuracy_loss, 3) for p in pts),
         }
     )
     print(json.dumps(out, separators=(",", ":")))

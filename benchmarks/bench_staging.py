@@ -5,9 +5,11 @@ batch 8) the same configurations are evaluated twice in this process, each throu
 journal and one in-process worker: once by a :class:`~approxtvm.explore.staged.StagedStudy`
 (stages of ``BENCH_STAGING_FIRST`` images growing ×``BENCH_STAGING_GROWTH``, default 40 → 120 →
 360) and once by a plain :class:`~approxtvm.explore.nsga.Study` (every configuration on every
-image). The configurations are every multiplier of the default library on every layer plus
-``BENCH_STAGING_RANDOM`` seeded random per-layer genomes of the default search space. The staged
-run is repeated for each accuracy-loss budget of ``BENCH_STAGING_BUDGETS`` (default: none and
+image). Each run starts from an empty worker cache
+(:func:`~approxtvm.explore.evaluator.clear_worker_cache`: no compiled model, kernel or table carried
+over from the previous run). The configurations are every multiplier of the default library on every
+layer plus ``BENCH_STAGING_RANDOM`` seeded random per-layer genomes of the default search space. The
+staged run is repeated for each accuracy-loss budget of ``BENCH_STAGING_BUDGETS`` (default: none and
 2 pp; with a budget, a configuration whose loss is over it with confidence is dropped early, and
 both fronts keep only points within it).
 
@@ -32,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from approxtvm.explore.evaluator import EvalContext, load_context_data
+from approxtvm.explore.evaluator import EvalContext, clear_worker_cache, load_context_data
 from approxtvm.explore.executors import InlineExecutor
 from approxtvm.explore.genome import DEFAULT_MULTIPLIERS, Configuration
 from approxtvm.explore.journal import Journal
@@ -72,6 +74,7 @@ def staged_run(
 ) -> dict[str, Any]:
     """One staged run through its own journal, compared with the unstaged points."""
     n_unstaged = (len(configs) + 1) * len(load_context_data(ctx))
+    clear_worker_cache()
     with Journal(Path(tmp) / f"staged-{budget}.sqlite") as j:
         staged = StagedStudy(
             ctx, j, InlineExecutor(), StagingSettings(first_samples=FIRST, growth=GROWTH), budget=budget
@@ -111,6 +114,7 @@ def compare(model: str) -> dict[str, Any]:
     """Staged vs unstaged on one model (see the module docstring)."""
     ctx = EvalContext(model, "digits:test", limit=LIMIT, batch_size=8)
     with tempfile.TemporaryDirectory() as tmp:
+        clear_worker_cache()
         with Journal(Path(tmp) / "unstaged.sqlite") as j:
             full = Study(ctx, j, InlineExecutor())
             configs = configurations(full, RANDOM, seed=5)

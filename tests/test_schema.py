@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from approxtvm.errors import ApproxTvmError, ConfigError, PolicyError
-from approxtvm.schema import FieldHook, Invalid, Schema, check
+from approxtvm.schema import OMIT, FieldHook, Invalid, Schema, check
 
 
 @dataclass(frozen=True)
@@ -85,3 +85,23 @@ def test_the_error_class_and_field_hooks_are_the_callers() -> None:
 
 def test_top_level_non_mapping() -> None:
     assert "a mapping for Chip" in str(_error([1, 2]))
+
+
+def test_fields_left_out_of_the_plain_data() -> None:
+    # OMIT from a field's own hook (a default section), omit= from the whole object (keys written together)
+    schema = Schema(
+        ConfigError,
+        hooks=(
+            FieldHook(
+                Chip, "spare", lambda v, s: s.convert(v, Port), lambda v, s: OMIT if v is None else s.unstructure(v)
+            ),
+            FieldHook(Chip, "node", lambda v, s: s.convert(v, tuple[int, int]), omit=lambda c: not c.ports),
+        ),
+    )
+    bare = Chip("a", ())
+    assert schema.unstructure(bare) == {"name": "a", "ports": []}
+    assert schema.structure(schema.unstructure(bare), Chip, source="x") == bare
+    full = Chip("b", (Port(8),), (1, 2), Port(4, 2.0))
+    d = schema.unstructure(full)
+    assert d["node"] == [1, 2] and d["spare"] == {"width_bits": 4, "energy_pj": 2.0}
+    assert schema.structure(d, Chip, source="x") == full

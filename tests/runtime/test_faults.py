@@ -360,6 +360,29 @@ def test_flips_of_one_residency_never_repeat_a_bit() -> None:
                 assert set_bits == s.counters[t]["bits_flipped"] and (set_bits > 0) == (ber > 0)
 
 
+def test_blocks_sampled_together_equal_blocks_sampled_alone() -> None:
+    # sample_blocks turns the flips of several blocks into words in one pass; a block that may
+    # repeat a position inside a row is redrawn alone. At BERs where repeats are common and rare,
+    # every call's words, masks and counts equal sample_block's, block by block
+    shape = LayerShape.conv2d(2, 16, 8, 6, 6, 3, 3, pads=(1, 1, 1, 1))
+    g = faults.tile_geometry(map_layer(shape, SPEC), SPEC)
+    plans = (  # no block redrawn; 3 of 6 (measured); every one
+        _plan(noc=1e-3, w=1e-3, x=1e-3),
+        _plan(w=0.01, x=0.004),
+        _plan(noc=0.05, w=0.02, x=0.1, msbs=1, mode="both"),
+    )
+    for plan in plans:
+        ev = faults.sampling.event_table(plan, g)
+        together = faults.sampling.sample_blocks(plan, g, seed=5, blocks=range(3, 9), events=ev)
+        alone = [s for b in range(3, 9) for s in faults.sample_block(plan, g, seed=5, block=b, events=ev)]
+        assert len(together) == len(alone) == 6 * ev.block_calls
+        for a, b in zip(alone, together, strict=True):
+            assert np.array_equal(a.flipped, b.flipped)
+            for t in ("weight", "input"):
+                for f in ("residency", "word", "mask"):
+                    assert np.array_equal(getattr(a.of(t), f), getattr(b.of(t), f)), (t, f)
+
+
 def test_a_reused_generator_draws_what_a_fresh_one_draws() -> None:
     # the session resets one Philox generator per block instead of building one: same stream for
     # every key and counter (a block index past 2^64, a seed past 2^63, a BER high enough that

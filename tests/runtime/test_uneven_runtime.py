@@ -9,12 +9,12 @@ from approxtvm.errors import ScheduleError
 from approxtvm.runtime import faults
 from approxtvm.runtime.counting import simulate_counts
 from approxtvm.runtime.emulator import emulate
-from approxtvm.runtime.executor import accumulate
+from approxtvm.runtime.executor import accumulate, accumulate_matmul
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.targets.vacc.mapping import LEVELS, Boundary, LevelNest, Loop, Mapping
 from approxtvm.targets.vacc.workload import LayerShape
 from tests.onnx_builders import numpy_conv_acc
-from tests.runtime.layers import EXACT_U, RAND_U, SPEC, _program, uneven_layers
+from tests.runtime.layers import EXACT_U, RAND_U, SPEC, _program, matmul_operand, uneven_layers
 from tests.runtime.test_faults import _compiled, _corruption, _plan, check_stacked_calls
 
 
@@ -75,19 +75,21 @@ def test_uneven_mappings_emulate_to_the_whole_layer_result(layer: tuple[Mapping,
 
 def _check_faults(m: Mapping, mult: Multiplier, seed: int) -> None:
     prog, x = _program(m.shape, m, mult, seed=seed % 1000)
+    b = matmul_operand(prog, seed % 1000) if m.shape.op == "matmul" else None  # its weight role
     g = faults.tile_geometry(m, SPEC)
     # faults live in the buffers' own residencies: one per fill of each PE's tile
     for t, buf in (("weight", "weight_buffer"), ("input", "input_buffer")):
         assert len(g.fills[t]) * g.instances * g.words[t] == simulate_counts(m, SPEC).writes(buf, t)
     plan = _plan(noc=0.02, w=0.03, x=0.03, msbs=seed % 3, mode=("write", "read", "both")[seed % 3])
     sample = faults.sample_faults(plan, g, seed=seed)
-    clean = accumulate(x, prog)
-    ref = emulate(x, prog, corruption=_corruption(sample)).acc
-    np.testing.assert_array_equal(faults.inject(x, prog, clean, sample, g), ref)
+    clean = accumulate_matmul(x, b, prog) if b is not None else accumulate(x, prog)
+    np.testing.assert_array_equal(emulate(x, prog, second=b).acc, clean)
+    ref = emulate(x, prog, corruption=_corruption(sample), second=b).acc
+    np.testing.assert_array_equal(faults.inject(x, prog, clean, sample, g, second=b), ref)
     if _compiled() is not None:
-        np.testing.assert_array_equal(faults.inject(x, prog, clean, sample, g, kernels=_compiled()), ref)
+        np.testing.assert_array_equal(faults.inject(x, prog, clean, sample, g, kernels=_compiled(), second=b), ref)
     if len(sample.weight) or len(sample.input):
-        delta = faults.products_delta(x, prog, g, sample).reshape(ref.shape)
+        delta = faults.products_delta(x, prog, g, sample, second=b).reshape(ref.shape)
         np.testing.assert_array_equal(delta, ref.astype(np.int64) - clean)
 
 
@@ -98,7 +100,7 @@ def test_faults_of_the_hand_mapping_equal_the_emulator() -> None:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(uneven_layers(("conv2d", "dense", "grouped")))
+@given(uneven_layers(("conv2d", "dense", "grouped", "matmul")))
 def test_sparse_injection_equals_the_emulator_on_uneven_mappings(layer: tuple[Mapping, Multiplier, int]) -> None:
     m, mult, seed = layer
     try:

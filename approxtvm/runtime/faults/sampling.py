@@ -31,6 +31,7 @@ __all__ = [
     "event_table",
     "fault_counters",
     "sample_block",
+    "sample_blocks",
     "sample_faults",
 ]
 
@@ -258,43 +259,78 @@ def sample_block(
     ``generator``: a ``Philox``-backed generator to reuse (its state is set to this block's key
     and counter, the same stream a fresh one would draw, at a fifth of the construction cost).
     """
+    return sample_blocks(plan, geom, seed=seed, blocks=range(block, block + 1), events=events, generator=generator)
+
+
+def sample_blocks(
+    plan: FaultPlan,
+    geom: TileGeometry,
+    *,
+    seed: int,
+    blocks: range,
+    events: EventTable | None = None,
+    generator: np.random.Generator | None = None,
+) -> list[FaultSample]:
+    """:func:`sample_block` of consecutive ``blocks``, their samples in call order: each block's
+    generator draws as in :func:`sample_block`, the flips of all blocks are then turned into
+    corrupted words in one vectorised pass (a block whose rows may repeat a position is redrawn
+    alone, exactly as :func:`sample_block` does)."""
     check_seed(seed)
     ev = events if events is not None else event_table(plan, geom)
     B, E = ev.block_calls, len(ev.slots)
     if not E:
-        return [FaultSample(CorruptedWords.empty(), CorruptedWords.empty()) for _ in range(B)]
-    rng = _block_generator(seed, plan.layer_index, block, generator)
+        return [FaultSample(CorruptedWords.empty(), CorruptedWords.empty()) for _ in range(B * len(blocks))]
     slots_b, ber_b = ev.block_rows
-    counts = rng.binomial(slots_b, ber_b).reshape(B, E)
-    flipped = np.add.reduceat(counts, ev.stream_start, axis=1)
-    flat = counts.ravel()
-    hit = np.flatnonzero(flat)
-    if not len(hit):
-        return [FaultSample(CorruptedWords.empty(), CorruptedWords.empty(), ev.streams, flipped[c]) for c in range(B)]
-    reps = flat[hit]
-    owner = np.repeat(hit, reps)  # global row: call · E + event
-    row = owner % E
-    nslots = ev.slots[row]
-    pos = _positions(rng, nslots)
-    fb = ev.free_bits[row]
-    call_base = (owner // E) * ev.key_span + ev.key_base[row]
-    tile_slots = ev.tile_slots[row]
-
-    def flips_by_word(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Word key and bit of every flip, and their order by (key, bit) (ties: draw order)."""
-        within = pos % tile_slots
-        key, bit = call_base + within // fb, within % fb
-        return key, bit, np.argsort(key * 8 + bit, kind="stable")
-
-    key, bit, order = flips_by_word(pos)
-    if reps.max() > 1:
+    owners, positions, flipped, multi_blocks = [], [], [], []
+    for bi, block in enumerate(blocks):
+        rng = _block_generator(seed, plan.layer_index, block, generator)
+        counts = rng.binomial(slots_b, ber_b)
+        flipped.append(np.add.reduceat(counts.reshape(B, E), ev.stream_start, axis=1))
+        hit = np.flatnonzero(counts)
+        reps = counts[hit]
+        owner = np.repeat(hit, reps)
+        owners.append(owner + bi * B * E)  # global row over the blocks: (block · B + call) · E + event
+        positions.append(_positions(rng, ev.slots[owner % E]))
+        if len(reps) and reps.max() > 1:
+            multi_blocks.append(bi)
+    owner = np.concatenate(owners)
+    pos = np.concatenate(positions)
+    flips = np.concatenate(flipped)
+    redo: set[int] = set()
+    if multi_blocks:
         # positions are without replacement inside each row. A repeat has the same word, bit and
-        # row, and the row's flips are adjacent among equal (word, bit) in this order: only when
-        # such a pair exists can a repeat exist; then redraw exactly as without this shortcut
+        # row, and a row's flips are adjacent among equal (word, bit) in the stable order below:
+        # only a block with such a pair can hold a repeat; it is redrawn alone (sample_block's way)
+        key, bit = _flip_keys(ev, owner, pos)
+        order = np.argsort(key * 8 + bit, kind="stable")
         kb, ow = (key * 8 + bit)[order], owner[order]
-        if np.any((kb[1:] == kb[:-1]) & (ow[1:] == ow[:-1])):
-            _redraw_repeats(rng, owner, pos, nslots, np.flatnonzero(np.repeat(reps > 1, reps)))
-            key, bit, order = flips_by_word(pos)
+        pair = np.flatnonzero((kb[1:] == kb[:-1]) & (ow[1:] == ow[:-1]))
+        redo = {int(v) for v in np.unique(ow[pair] // (B * E))}
+    keep = np.ones(len(owner), bool)
+    for bi in redo:
+        keep &= owner // (B * E) != bi
+    out = _corrupted_words(ev, owner[keep], pos[keep], flips, B * len(blocks))
+    for bi in sorted(redo):
+        out[bi * B : (bi + 1) * B] = _sample_block_exact(plan, ev, seed, blocks[bi], generator)
+    return out
+
+
+def _flip_keys(ev: EventTable, owner: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Word key (call · key span + the word's key) and bit of every flip."""
+    E = len(ev.slots)
+    row = owner % E
+    fb = ev.free_bits[row]
+    within = pos % ev.tile_slots[row]
+    return (owner // E) * ev.key_span + ev.key_base[row] + within // fb, within % fb
+
+
+def _corrupted_words(
+    ev: EventTable, owner: np.ndarray, pos: np.ndarray, flipped: np.ndarray, calls: int
+) -> list[FaultSample]:
+    """The samples of ``calls`` calls from their flips (global rows ``owner``, slots ``pos``):
+    flips of one word merged (XOR), then split per call and tensor (views of shared arrays)."""
+    key, bit = _flip_keys(ev, owner, pos)
+    order = np.argsort(key * 8 + bit, kind="stable")
     key = key[order]
     mask = np.left_shift(np.uint8(1), bit[order].astype(np.uint8))
     if len(key) > 1:
@@ -307,15 +343,14 @@ def sample_block(
             key = key[starts]
             nz = mask != 0
             key, mask = key[nz], mask[nz]
-    # split per call and tensor: one vectorised pass, then views
     call, k = np.divmod(key, ev.key_span)
     is_x = k >= ev.tensor_base[1]
     k -= np.where(is_x, ev.tensor_base[1], ev.tensor_base[0])
     words = np.where(is_x, ev.words[1], ev.words[0])
     res, word = np.divmod(k, words)
-    bounds = np.searchsorted(call * 2 + is_x, np.arange(2 * B + 1)).tolist()
+    bounds = np.searchsorted(call * 2 + is_x, np.arange(2 * calls + 1)).tolist()
     out = []
-    for c in range(B):
+    for c in range(calls):
         w0, x0, x1 = bounds[2 * c : 2 * c + 3]
         out.append(
             FaultSample(
@@ -326,6 +361,24 @@ def sample_block(
             )
         )
     return out
+
+
+def _sample_block_exact(
+    plan: FaultPlan, ev: EventTable, seed: int, block: int, generator: np.random.Generator | None
+) -> list[FaultSample]:
+    """One block drawn with the repeat check and redraws: the definition of the sampling."""
+    B, E = ev.block_calls, len(ev.slots)
+    rng = _block_generator(seed, plan.layer_index, block, generator)
+    counts = rng.binomial(*ev.block_rows)
+    flipped = np.add.reduceat(counts.reshape(B, E), ev.stream_start, axis=1)
+    hit = np.flatnonzero(counts)
+    reps = counts[hit]
+    owner = np.repeat(hit, reps)  # global row: call · E + event
+    nslots = ev.slots[owner % E]
+    pos = _positions(rng, nslots)
+    if len(reps) and reps.max() > 1:  # positions are without replacement inside each row: redraw repeats
+        _redraw_repeats(rng, owner, pos, nslots, np.flatnonzero(np.repeat(reps > 1, reps)))
+    return _corrupted_words(ev, owner, pos, flipped, B)
 
 
 def _block_generator(

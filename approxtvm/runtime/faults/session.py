@@ -35,6 +35,7 @@ from approxtvm.runtime.faults.sampling import (
     event_table,
     fault_counters,
     sample_block,
+    sample_blocks,
 )
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.schedule import LayerSchedule
@@ -209,28 +210,42 @@ class FaultSession:
                 if faulty is not part:
                     part[...] = faulty
             return acc
+        first = self._calls.get(layer_id, 0)
+        self._prefetch(layer_id, first, calls)
         samples = []
-        for _ in range(calls):
-            call = self._calls.get(layer_id, 0)
+        for call in range(first, first + calls):
             self._calls[layer_id] = call + 1
             samples.append(self._sample(layer_id, call))
         f = self.faults
         geom, arrays = f.geometry(layer_id), f.arrays(layer_id, prog)
         return inject_calls(x, prog, acc, samples, geom, arrays, f.kernels, f.prepared(layer_id, prog))
 
+    def _prefetch(self, layer_id: str, first: int, calls: int) -> None:
+        """Sample the blocks of calls ``first … first + calls − 1`` at once (:func:`sample_blocks`)."""
+        ev = self.faults.events(layer_id)
+        b0, b1 = first // ev.block_calls, (first + calls - 1) // ev.block_calls + 1
+        cached = self._blocks.get(layer_id)
+        if b1 - b0 < 2 or (
+            cached is not None and cached[0] <= b0 and b1 * ev.block_calls <= cached[0] + len(cached[1])
+        ):
+            return
+        plan, geom = self.faults.plans[layer_id], self.faults.geometry(layer_id)
+        samples = sample_blocks(plan, geom, seed=self.seed, blocks=range(b0, b1), events=ev, generator=self._rng)
+        self._blocks[layer_id] = (b0 * ev.block_calls, samples)
+
     def _sample(self, layer_id: str, call: int) -> FaultSample:
         """The on-chip sample of one layer call, added to the run's counters."""
         plan = self.faults.plans[layer_id]
         geom = self.faults.geometry(layer_id)
         ev = self.faults.events(layer_id)
-        blk, off = divmod(call, ev.block_calls)
-        cached = self._blocks.get(layer_id)
-        if cached is None or cached[0] != blk:
+        cached = self._blocks.get(layer_id)  # (first call, samples of consecutive calls)
+        if cached is None or not cached[0] <= call < cached[0] + len(cached[1]):
+            blk = call // ev.block_calls
             cached = self._blocks[layer_id] = (
-                blk,
+                blk * ev.block_calls,
                 sample_block(plan, geom, seed=self.seed, block=blk, events=ev, generator=self._rng),
             )
-        sample = cached[1][off]
+        sample = cached[1][call - cached[0]]
         if len(sample.flipped):
             fl = self._flipped.get(layer_id)
             self._flipped[layer_id] = sample.flipped if fl is None else fl + sample.flipped

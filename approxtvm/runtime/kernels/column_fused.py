@@ -47,13 +47,15 @@ COLUMN_GENERIC_MACS_PER_S: float = 1.5e9
 #: for AVX2 (MobileNet-V2 1×1 layers at batch 1 and 64: 0.6–2.9 G, ≈ 250 µs per call at batch 1).
 TABLE_GENERIC_MACS_PER_S: float = 2.0e9
 TABLE_GENERIC_CALL_S: float = 150e-6
-#: MAC/s of one exact onnxruntime integer conv and the cost of one call (the low-rank path runs one
-#: per byte term of the factorisation); for the cost model only.
-ORT_INT_MACS_PER_S: float = 60e9
-ORT_CALL_S: float = 15e-6
+#: MAC/s per byte term of the low-rank path's single u8×s8 GEMM (:mod:`.lowrank_gemm`) and its
+#: fixed cost per layer call (activation maps, im2col, the GEMM call). Measured on a 2-core Zen4 at
+#: load ≈ 5: ResNet-50 stage-1/2 layers 95–150 G per byte term, MobileNet-V2 1×1 layers of
+#: 0.05–0.4 M MACs 100–200 µs per call with the host passes; for the cost model only.
+LOWRANK_GEMM_MACS_PER_S: float = 100e9
+LOWRANK_GEMM_CALL_S: float = 75e-6
 #: Reduction length or output channels below which that rate drops in proportion (MobileNet-V2
-#: 1×1 layers at batch 64: 8 channels ≈ 6.5 G, 16 ≈ 20 G, 24 ≈ 32 G per byte term).
-ORT_FULL_WIDTH: int = 64
+#: 1×1 layers at batch 64, load ≈ 5: 8 channels ≈ 6.5 G, 16 ≈ 20 G, 24 ≈ 32 G per byte term).
+LOWRANK_GEMM_FULL_WIDTH: int = 64
 #: What an unfused layer adds to its kernel: a window-sum call and the host's correction and
 #: requantization passes (a fixed cost per call plus a cost per output value; MobileNet-V2 layers
 #: at batch 1 and 64, 2-core Zen4); for the cost model only.
@@ -76,7 +78,7 @@ def column_pays(g: ConvGeometry, groups: int, path: str, byte_terms: int | None,
     path's own kernel plus the host passes the fusion saves. The own kernel is the register-LUT
     kernel of :mod:`.table_perm`, whose 32-channel blocks waste lanes on narrow layers (``table``
     with ``register_lut``), the weight-stationary tables of :mod:`.table_tvm` (``table`` without),
-    or one onnxruntime integer conv per byte term (``lowrank``). Without ``register_lut`` (an AVX2
+    or the low-rank path's GEMM over all byte terms (``lowrank``). Without ``register_lut`` (an AVX2
     host) the column kernel reads its column scalar by scalar: it wins on small layers, where the
     table path's fixed cost per call dominates.
     """
@@ -97,9 +99,9 @@ def column_pays(g: ConvGeometry, groups: int, path: str, byte_terms: int | None,
         return column_s < g.macs / TABLE_GENERIC_MACS_PER_S + TABLE_GENERIC_CALL_S + host_s
     if byte_terms is None:
         return False
-    # onnxruntime's integer GEMMs lose efficiency on narrow layers (8–16 channels: ≈ 1/8–1/4)
-    ort_rate = ORT_INT_MACS_PER_S * min(1.0, min(taps, g.k) / ORT_FULL_WIDTH)
-    return column_s < byte_terms * (g.macs / ort_rate + ORT_CALL_S) + host_s
+    # the GEMM loses efficiency on narrow layers (8–16 channels or taps: ≈ 1/8–1/4 of its rate)
+    rate = LOWRANK_GEMM_MACS_PER_S * min(1.0, min(taps, g.k) / LOWRANK_GEMM_FULL_WIDTH)
+    return column_s < byte_terms * g.macs / rate + LOWRANK_GEMM_CALL_S + host_s
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
+
+from approxtvm.errors import ScheduleError
+from approxtvm.schema import FieldHook, Schema
 
 __all__ = ["AccessCounts", "CountKey", "CountTable"]
 
@@ -130,63 +133,13 @@ class AccessCounts:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form (the package keys only when there is package traffic)."""
-        out = {
-            "macs": self.macs,
-            "compute_cycles": self.compute_cycles,
-            "latency_cycles": self.latency_cycles,
-            "mac_slots": self.mac_slots,
-            "buffer_accesses": [
-                {"buffer": b, "tensor": t, "reads": r, "writes": w} for b, t, r, w in self.buffer_accesses
-            ],
-            "noc_traffic": [
-                {"tensor": t, "payload_bits": p, "link_bit_traversals": lk, "router_bit_traversals": rt}
-                for t, p, lk, rt in self.noc_traffic
-            ],
-        }
-        if self.package_traffic or self.reduction_adds:
-            out["package_traffic"] = [
-                {"tensor": t, "payload_bits": p, "link_bit_traversals": lk, "router_bit_traversals": rt}
-                for t, p, lk, rt in self.package_traffic
-            ]
-            out["reduction_adds"] = self.reduction_adds
-        return out
+        """Plain-JSON form (:data:`COUNTS_SCHEMA`; the package keys only when there is package traffic)."""
+        return COUNTS_SCHEMA.unstructure(self)
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> AccessCounts:
-        """Inverse of :meth:`to_dict`."""
-        return AccessCounts(
-            macs=int(d["macs"]),
-            compute_cycles=int(d["compute_cycles"]),
-            latency_cycles=int(d["latency_cycles"]),
-            mac_slots=int(d["mac_slots"]),
-            buffer_accesses=tuple(
-                sorted((e["buffer"], e["tensor"], int(e["reads"]), int(e["writes"])) for e in d["buffer_accesses"])
-            ),
-            noc_traffic=tuple(
-                sorted(
-                    (
-                        e["tensor"],
-                        int(e["payload_bits"]),
-                        int(e["link_bit_traversals"]),
-                        int(e["router_bit_traversals"]),
-                    )
-                    for e in d["noc_traffic"]
-                )
-            ),
-            package_traffic=tuple(
-                sorted(
-                    (
-                        e["tensor"],
-                        int(e["payload_bits"]),
-                        int(e["link_bit_traversals"]),
-                        int(e["router_bit_traversals"]),
-                    )
-                    for e in d.get("package_traffic", ())
-                )
-            ),
-            reduction_adds=int(d.get("reduction_adds", 0)),
-        )
+    def from_dict(d: dict[str, Any], source: str = "access counts") -> AccessCounts:
+        """Inverse of :meth:`to_dict` (strict: errors name ``source`` and the key)."""
+        return COUNTS_SCHEMA.structure(d, AccessCounts, source=source)
 
     def table(self) -> CountTable:
         """The same counts as a :class:`CountTable`."""
@@ -209,3 +162,53 @@ class AccessCounts:
         if self.reduction_adds:
             out[("package", "output", "adds")] = self.reduction_adds
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _BufferAccess:
+    """One entry of :attr:`AccessCounts.buffer_accesses` in its JSON form."""
+
+    buffer: str
+    tensor: str
+    reads: int
+    writes: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Traffic:
+    """One entry of :attr:`AccessCounts.noc_traffic` / ``package_traffic`` in its JSON form."""
+
+    tensor: str
+    payload_bits: int
+    link_bit_traversals: int
+    router_bit_traversals: int
+
+
+def _rows(cls: type) -> tuple[Any, Any]:
+    """Structure / unstructure a tuple of plain tuples as a sorted list of ``cls`` objects."""
+
+    def structure(value: Any, schema: Schema) -> tuple[tuple[Any, ...], ...]:
+        rows = schema.convert(value, tuple[cls, ...])  # type: ignore[valid-type]
+        return tuple(sorted(tuple(getattr(r, f.name) for f in fields(cls)) for r in rows))
+
+    def unstructure(value: tuple[tuple[Any, ...], ...], schema: Schema) -> Any:
+        return [schema.unstructure(cls(*row)) for row in value]
+
+    return structure, unstructure
+
+
+def _one_chiplet(c: AccessCounts) -> bool:
+    return not c.package_traffic and not c.reduction_adds
+
+
+#: Access counts ↔ plain JSON (the ``predicted`` counts of a schedule): entries are objects with
+#: named fields; the package's traffic and reduction additions are written only when there are any.
+COUNTS_SCHEMA = Schema(
+    ScheduleError,
+    hooks=(
+        FieldHook(AccessCounts, "buffer_accesses", *_rows(_BufferAccess)),
+        FieldHook(AccessCounts, "noc_traffic", *_rows(_Traffic)),
+        FieldHook(AccessCounts, "package_traffic", *_rows(_Traffic), omit=_one_chiplet),
+        FieldHook(AccessCounts, "reduction_adds", lambda v, schema: schema.convert(v, int), omit=_one_chiplet),
+    ),
+)

@@ -199,26 +199,50 @@ class Mapping:
         if not self.boundaries:
             return self
         temporal = self.temporal_loops
-        own = {b.level: b.temporal_loops_above for b in self.boundaries if b.tensor == tensor}
-        if not own:
-            return Mapping(self.shape, self.levels)
-        names = [n.level for n in self.levels]
-        cuts: list[int] = []
-        for i, name in enumerate(names):
-            if i == 0:
-                cuts.append(0)
-            elif name in own:
-                cuts.append(own[name])
-            else:
-                lower = cuts[-1]
-                upper = min((own[n] for n in names[i + 1 :] if n in own), default=len(temporal))
-                cuts.append(min(max(self.even_cut(name), lower), upper))
-        cuts.append(len(temporal))
+        cuts = self.view_cuts({b.level: b.temporal_loops_above for b in self.boundaries if b.tensor == tensor})
         levels = tuple(
             LevelNest(nest.level, (*temporal[cuts[i] : max(cuts[i], cuts[i + 1])], *nest.spatial))
             for i, nest in enumerate(self.levels)
         )
         return Mapping(self.shape, levels)
+
+    def view_cuts(self, own: dict[str, int]) -> list[int]:
+        """Per level, the temporal loops above it in the view of a tensor cut at ``own`` (level → cut),
+        then the number of temporal loops (see :meth:`tensor_view`)."""
+        names = [n.level for n in self.levels]
+        n_temporal = len(self.temporal_loops)
+        cuts: list[int] = []
+        even = 0
+        for i, nest in enumerate(self.levels):
+            name = names[i]
+            if i == 0:
+                cuts.append(0)
+            elif name in own:
+                cuts.append(own[name])
+            else:
+                upper = min((own[n] for n in names[i + 1 :] if n in own), default=n_temporal)
+                cuts.append(min(max(even, cuts[-1]), upper))
+            even += len(nest.temporal)
+        return [*cuts, n_temporal]
+
+    def tile_is_contiguous(self, level: str, tensor: str, cut: int) -> bool:
+        """Whether ``tensor``'s buffer at ``level`` cut after ``cut`` temporal loops holds one block:
+        over each of the tensor's dimensions every loop outside the tile comes before every loop inside."""
+        li = self.level_index(level)
+        rel = TENSOR_DIMS[tensor]
+        last_out: dict[str, int] = {}
+        first_in: dict[str, int] = {}
+        rank = pos = 0
+        for lv, nest in enumerate(self.levels):
+            for lp in nest.loops:
+                if lp.bound > 1 and lp.dim in rel:
+                    if lv >= li if lp.spatial else rank >= cut:
+                        first_in.setdefault(lp.dim, pos)
+                    else:
+                        last_out[lp.dim] = pos
+                rank += 0 if lp.spatial else 1
+                pos += 1
+        return all(last_out.get(d, -1) < p for d, p in first_in.items())
 
     def tile_extent(self, level: str, tensor: str) -> dict[str, int]:
         """Extent of ``tensor``'s tile at ``level``, per tensor axis.
@@ -327,11 +351,11 @@ class Mapping:
             self.check_boundaries(spec)
         self._check_capacity(spec, hier)
 
-    def check_boundaries(self, spec: AcceleratorSpec) -> None:
+    def check_boundaries(self, spec: AcceleratorSpec, tensors: tuple[str, ...] = TENSORS) -> None:
         """Raise :class:`ScheduleError` unless the per-tensor cuts are legal (capacities aside).
 
         Each names an on-chip buffer of its tensor once and lies in the nest; a tensor's cuts nest
-        along its storage chain; no tile is non-contiguous.
+        along its storage chain; no tile is non-contiguous. ``tensors``: whose chains to check.
         """
         hier = Hierarchy.of(spec)
         n_temporal = len(self.temporal_loops)
@@ -357,16 +381,11 @@ class Mapping:
                     found=repr(b.temporal_loops_above),
                     fix="count the temporal loops of all levels, outermost first",
                 )
-        # every loop in nest order, with its rank among the temporal loops (None: spatial)
-        flat: list[tuple[int, Loop, int | None]] = []
-        rank = 0
-        for li, nest in enumerate(self.levels):
-            for lp in nest.loops:
-                flat.append((li, lp, None if lp.spatial else rank))
-                rank += 0 if lp.spatial else 1
-        for t in TENSORS:
-            chain = [hier.index(lv.name) for lv in hier.levels[1:] if hier.buffer_of(lv.name, t) is not None]
-            cuts = [self.cut(hier.names[li], t) for li in chain]
+        even = [self.even_cut(n.level) for n in self.levels]
+        own = {(b.tensor, b.level): b.temporal_loops_above for b in self.boundaries}
+        for t in tensors:
+            chain = [i for i, lv in enumerate(hier.levels) if i and hier.buffer_of(lv.name, t) is not None]
+            cuts = [own.get((t, hier.names[li]), even[li]) for li in chain]
             if any(a > b for a, b in itertools.pairwise(cuts)):
                 raise ScheduleError(
                     f"the {t}'s cuts do not nest",
@@ -375,24 +394,13 @@ class Mapping:
                     fix="keep each tile inside the tile of the buffer above it",
                 )
             for li, c in zip(chain, cuts, strict=True):
-                for d in TENSOR_DIMS[t]:
-                    inside = [
-                        pos
-                        for pos, (lv, lp, r) in enumerate(flat)
-                        if lp.dim == d and lp.bound > 1 and (lv >= li if r is None else r >= c)
-                    ]
-                    outside = [
-                        pos
-                        for pos, (lv, lp, r) in enumerate(flat)
-                        if lp.dim == d and lp.bound > 1 and not (lv >= li if r is None else r >= c)
-                    ]
-                    if inside and outside and max(outside) > min(inside):
-                        raise ScheduleError(
-                            f"the {t}'s cut at {hier.names[li]} makes its tile non-contiguous in {d}",
-                            expected=f"every loop over {d} the tile spans nested inside those it does not",
-                            found=f"cut after {c} temporal loops",
-                            fix=f"move the cut so it does not cross a loop over {d}",
-                        )
+                if not self.tile_is_contiguous(hier.names[li], t, c):
+                    raise ScheduleError(
+                        f"the {t}'s cut at {hier.names[li]} makes its tile non-contiguous",
+                        expected="over each dimension, the loops the tile spans nested inside those it does not",
+                        found=f"cut after {c} temporal loops",
+                        fix="move the cut so it does not cross a loop over one of the tensor's dimensions",
+                    )
 
     def _check_spatial(self, level: str, fanouts: dict[str, int], dims: tuple[tuple[str, ...], ...]) -> None:
         spatial = self.level(level).spatial

@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from approxtvm.errors import ScheduleError
-from approxtvm.targets.vacc.closed_form import Nest, _nest_of, closed_form, views_of
+from approxtvm.targets.vacc.closed_form import Nest, _nest_of, closed_form, input_tile_elements, views_of
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.hierarchy import Hierarchy
 from approxtvm.targets.vacc.mapping import TENSORS, Boundary, Mapping
 from approxtvm.targets.vacc.pricing import energy_terms, total_energy
+from approxtvm.targets.vacc.workload import DIMS, TENSOR_DIMS
 
 __all__ = ["REACH", "SEEDS", "best_of", "refine_uneven"]
 
@@ -43,6 +43,7 @@ class _Options:
     reads: dict[str, np.ndarray]  # shared buffer -> bits read
     writes: dict[str, np.ndarray]
     footprint: dict[str, np.ndarray]  # on-chip buffer -> bits of the tensor's tile
+    moved: np.ndarray  # cuts away from their level's boundary
 
 
 def _owner(tensor: str) -> str:
@@ -71,25 +72,22 @@ def _superset_nest(m: Mapping, cuts: list[list[int]]) -> Nest:
 def _options(m: Mapping, spec: AcceleratorSpec, tensor: str) -> _Options | None:
     hier = Hierarchy.of(spec)
     prec = spec.precision
-    n_temporal = len(m.temporal_loops)
+    temporal = m.temporal_loops
     chain = [lv.name for lv in hier.levels[1:] if hier.buffer_of(lv.name, tensor) is not None]
-    ranges = [range(max(0, m.even_cut(lv) - REACH), min(n_temporal, m.even_cut(lv) + REACH) + 1) for lv in chain]
-    combos: list[dict[str, int]] = []
-    views: list[Mapping] = []
-    for cs in itertools.product(*ranges):
-        if any(a > b for a, b in itertools.pairwise(cs)):
-            continue
-        bounds = tuple(Boundary(tensor, lv, c) for lv, c in zip(chain, cs, strict=True) if c != m.even_cut(lv))
-        u = replace(m, boundaries=bounds)
-        try:
-            u.check_boundaries(spec)
-        except ScheduleError:
-            continue
-        combos.append(dict(zip(chain, cs, strict=True)))
-        views.append(u.tensor_view(tensor))
+    # a cut's contiguity depends on that cut alone: the legal cuts per level, then their nested combinations
+    allowed = []
+    for lv in chain:
+        even = m.even_cut(lv)
+        span = range(max(0, even - REACH), min(len(temporal), even + REACH) + 1)
+        allowed.append([c for c in span if m.tile_is_contiguous(lv, tensor, c)])
+    combos = [
+        dict(zip(chain, cs, strict=True))
+        for cs in itertools.product(*allowed)
+        if all(a <= b for a, b in itertools.pairwise(cs))
+    ]
     if not combos:
         return None
-    level_cuts = [[v.even_cut(lv.level) for lv in m.levels] for v in views]
+    level_cuts = [m.view_cuts(c)[:-1] for c in combos]
     view = _superset_nest(m, level_cuts)
     table = closed_form(_nest_of(m), m.shape, spec, {tensor: view})
     n = len(combos)
@@ -115,16 +113,37 @@ def _options(m: Mapping, spec: AcceleratorSpec, tensor: str) -> _Options | None:
         b: sum((v * prec.bits(k[1]) for k, v in own.items() if k[0] == b and k[2] == "writes"), np.zeros(n, np.int64))
         for b in hier.shared_buffers
     }
+    # tile footprints from the same nest: the loops at and below each buffer's level in the view
+    if tensor == "output":
+        pe_cut = np.array([c["PE"] for c in combos], np.int64)
+        reduces = np.array([lp.bound > 1 and lp.dim not in TENSOR_DIMS["output"] for lp in temporal], bool)
+        first_reduction = np.flatnonzero(reduces)[0] if reduces.any() else len(temporal)
+        psum_above = pe_cut > first_reduction  # a reduction loop runs above the accumulation buffer
     footprint: dict[str, np.ndarray] = {}
+    pe = hier.pe
     for buf, level in hier.on_chip_buffers:
         if tensor not in spec.memory(buf).tensors:
             continue
-        sizes = []
-        for v in views:
-            bits = v.output_tile_bits(level, spec) if tensor == "output" else prec.bits(tensor)
-            sizes.append(v.tile_size(level, tensor) * bits)
-        footprint[buf] = np.array(sizes, np.int64)
-    return _Options(combos, np.asarray(energy, float), dram, reads, writes, footprint)
+        li = hier.index(level)
+        e: dict[str, Any] = dict.fromkeys(DIMS, 1)
+        for lv in view[li:]:
+            for d, b, _ in lv:
+                e[d] = e[d] * b
+        if tensor == "input":
+            words = input_tile_elements(e, m.shape)
+        elif tensor == "weight":
+            words = e["G"] * e["K"] * e["C"] * e["R"] * e["S"]
+        else:
+            words = e["N"] * e["G"] * e["K"] * e["P"] * e["Q"]
+        if tensor != "output":
+            bits: Any = prec.bits(tensor)
+        elif li >= pe:
+            bits = prec.psum_bits
+        else:
+            bits = np.where(psum_above, prec.psum_bits, prec.output_bits)
+        footprint[buf] = arr(words * bits)
+    moved = np.array([sum(c != m.even_cut(lv) for lv, c in combo.items()) for combo in combos], np.int64)
+    return _Options(combos, np.asarray(energy, float), dram, reads, writes, footprint, moved)
 
 
 def refine_uneven(m: Mapping, spec: AcceleratorSpec, objective: str) -> Mapping:
@@ -177,7 +196,8 @@ def refine_uneven(m: Mapping, spec: AcceleratorSpec, objective: str) -> Mapping:
         next(j for j, c in enumerate(o.cuts) if all(v == m.even_cut(lv) for lv, v in c.items())) for o in (ow, oi, oo)
     )
     best = even
-    flat = np.lexsort((secondary.ravel(), primary.ravel()))[0]
+    # on a tie, the fewest moved cuts (a cut that saves nothing stays at its level's boundary)
+    flat = np.lexsort((join(lambda o: o.moved).ravel(), secondary.ravel(), primary.ravel()))[0]
     cand = np.unravel_index(flat, primary.shape)
     if (primary[cand], secondary[cand]) < (primary[even], secondary[even]):
         best = tuple(int(c) for c in cand)
