@@ -115,7 +115,8 @@ def run_experiments(
             link_sweep = section("experiment 2b (package links)", lambda: package_link_sweep(s, console), ())
             if deadline is not None and not cut:
                 s = fit_budget(s, studies[s.pareto_model], deadline.remaining_s(), notes)
-            say(console, f"experiment 4: NSGA-II on {s.pareto_model} ({s.nsga.generations} generations)")
+            live = None if cut else console  # no progress line for a section the budget cut
+            say(live, f"experiment 4: NSGA-II on {s.pareto_model} ({s.nsga.generations} generations)")
             base = studies[s.pareto_model]  # the sweeps stay unstaged: every point of a curve exact
             search = make_study(base.context, journal, ex, s.staging, base.fingerprint, s.nsga.accuracy_budget)
             pareto = section("experiment 4", lambda: pareto_experiment(search, s, console, deadline), None)
@@ -130,7 +131,7 @@ def run_experiments(
                     f"configurations reached the full set; {100 * st.sample_savings:.0f} % of image "
                     f"evaluations and {100 * st.time_savings:.0f} % of worker time saved."
                 )
-            say(console, "experiment 5: weight compression on the knee point")
+            say(None if cut else console, "experiment 5: weight compression on the knee point")
             if pareto is not None:
                 knee = pareto.knee
                 compression = section("experiment 5", lambda: knee_compression(s, knee, notes), None)
@@ -148,6 +149,7 @@ def run_experiments(
             inner.close()
     if cut:
         assert deadline is not None
+        say(console, f"cut by the wall-clock budget: {', '.join(cut)} (run again to resume)")
         notes.insert(
             0,
             f"**Cut by the wall-clock budget** ({deadline.budget_s:.0f} s, {deadline.elapsed_s():.0f} s used): "

@@ -53,6 +53,9 @@ TABLE_GENERIC_CALL_S: float = 150e-6
 #: 0.05–0.4 M MACs 100–200 µs per call with the host passes; for the cost model only.
 LOWRANK_GEMM_MACS_PER_S: float = 100e9
 LOWRANK_GEMM_CALL_S: float = 75e-6
+#: Reduction length or output channels below which that rate drops in proportion (MobileNet-V2
+#: 1×1 layers at batch 64, load ≈ 5: 8 channels ≈ 6.5 G, 16 ≈ 20 G, 24 ≈ 32 G per byte term).
+LOWRANK_GEMM_FULL_WIDTH: int = 64
 #: What an unfused layer adds to its kernel: a window-sum call and the host's correction and
 #: requantization passes (a fixed cost per call plus a cost per output value; MobileNet-V2 layers
 #: at batch 1 and 64, 2-core Zen4); for the cost model only.
@@ -96,7 +99,9 @@ def column_pays(g: ConvGeometry, groups: int, path: str, byte_terms: int | None,
         return column_s < g.macs / TABLE_GENERIC_MACS_PER_S + TABLE_GENERIC_CALL_S + host_s
     if byte_terms is None:
         return False
-    return column_s < byte_terms * g.macs / LOWRANK_GEMM_MACS_PER_S + LOWRANK_GEMM_CALL_S + host_s
+    # the GEMM loses efficiency on narrow layers (8–16 channels or taps: ≈ 1/8–1/4 of its rate)
+    rate = LOWRANK_GEMM_MACS_PER_S * min(1.0, min(taps, g.k) / LOWRANK_GEMM_FULL_WIDTH)
+    return column_s < byte_terms * g.macs / rate + LOWRANK_GEMM_CALL_S + host_s
 
 
 @dataclass(frozen=True)
