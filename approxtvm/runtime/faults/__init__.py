@@ -53,6 +53,8 @@ faults tile by tile with corrupted tile copies (the specification; tests hold :f
 against the spec's model ranges when the model is built; :class:`FaultSession` (one per run)
 samples and injects per layer call and adds up the counters reported in
 ``RunResult.counters["faults"]``. A layer without a scaled component never reaches this module.
+When the host runs several batches as one call per layer (:meth:`FaultSession.apply_calls`), each
+batch is still its own layer call with its own sample; one kernel call adds the deltas of all.
 
 **Package links.** On a multi-chip package, each receiving chiplet's copy of its part's
 operands is corrupted on the package links (``nop_swing_v``, ``nop_protected_msbs``):

@@ -226,7 +226,9 @@ class FaultSession:
         b0, b1 = first // ev.block_calls, (first + calls - 1) // ev.block_calls + 1
         cached = self._blocks.get(layer_id)
         if b1 - b0 < 2 or (
-            cached is not None and cached[0] <= b0 and b1 * ev.block_calls <= cached[0] + len(cached[1])
+            cached is not None
+            and cached[0] <= b0 * ev.block_calls
+            and b1 * ev.block_calls <= cached[0] + len(cached[1])
         ):
             return
         plan, geom = self.faults.plans[layer_id], self.faults.geometry(layer_id)
