@@ -20,7 +20,7 @@ from approxtvm.targets.vacc.counts import AccessCounts
 from approxtvm.targets.vacc.hardware import MAPPING_OBJECTIVES, AcceleratorSpec
 from approxtvm.targets.vacc.hierarchy import Hierarchy
 from approxtvm.targets.vacc.mapping import LevelNest, Loop, Mapping
-from approxtvm.targets.vacc.pricing import COMPONENTS, energy_breakdown_pj, total_energy
+from approxtvm.targets.vacc.pricing import COMPONENTS, energy_breakdown_pj, objective_key, total_energy
 from approxtvm.targets.vacc.uneven import SEEDS as UNEVEN_SEEDS
 from approxtvm.targets.vacc.uneven import best_of, refine_uneven
 from approxtvm.targets.vacc.workload import DIMS, LayerShape
@@ -163,12 +163,7 @@ def _search(shape: LayerShape, spec: AcceleratorSpec, objective: str, keep: int 
             table = closed_form(nest, shape, spec)
             energy = np.broadcast_to(total_energy(table, spec), (sel.size,)).astype(float)
             lat = np.broadcast_to(table.latency_cycles, (sel.size,)).astype(float)
-            if objective == "energy":
-                primary, secondary = energy, lat
-            elif objective == "edp":
-                primary, secondary = energy * lat, energy
-            else:
-                primary, secondary = lat, energy
+            primary, secondary = objective_key(objective, energy, lat)
             i = int(np.lexsort((secondary, primary))[0])
             ranked.append(((float(primary[i]), float(secondary[i])), nest, i))
     if not ranked:

@@ -25,18 +25,14 @@ from approxtvm.targets.vacc.hierarchy import Hierarchy
 from approxtvm.targets.vacc.mapper import OBJECTIVES, map_layer
 from approxtvm.targets.vacc.package import PackageMapping, Partition, partition_candidates, sub_shape
 from approxtvm.targets.vacc.package_counts import combine, memory_bandwidth, package_traffic
-from approxtvm.targets.vacc.pricing import energy_breakdown_pj
+from approxtvm.targets.vacc.pricing import energy_breakdown_pj, objective_key
 from approxtvm.targets.vacc.workload import LayerShape
 
 __all__ = ["clear_package_cache", "map_package"]
 
 
 def _key(objective: str, energy: float, latency: float, chiplets: int) -> tuple[float, float, int]:
-    if objective == "energy":
-        return energy, latency, chiplets
-    if objective == "edp":
-        return energy * latency, energy, chiplets
-    return latency, energy, chiplets
+    return (*objective_key(objective, energy, latency), chiplets)
 
 
 def _bound(shape: LayerShape, part: Partition, spec: AcceleratorSpec) -> tuple[float, float]:

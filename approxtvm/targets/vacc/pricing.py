@@ -7,9 +7,8 @@ from typing import Any
 from approxtvm.targets.vacc.counts import AccessCounts, CountTable
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 
-__all__ = ["COMPONENTS", "energy_breakdown_pj", "energy_terms", "total_energy"]
+__all__ = ["COMPONENTS", "energy_breakdown_pj", "energy_terms", "objective_key", "total_energy"]
 
-#: Energy components, in report order.
 #: Energy components, in report order.
 COMPONENTS: tuple[str, ...] = (
     "mac",
@@ -79,3 +78,16 @@ def energy_breakdown_pj(
 def total_energy(table: CountTable, spec: AcceleratorSpec) -> Any:
     """Total pJ of a count table at the spec's exact multiplier."""
     return sum(energy_terms(table, spec, None).values())
+
+
+def objective_key(objective: str, energy: Any, latency: Any) -> tuple[Any, Any]:
+    """``(primary, secondary)`` ranking key of a mapping under a spec's mapping objective.
+
+    ``energy`` (pJ) and ``latency`` (cycles) are scalars or numpy arrays of candidates; the
+    secondary term breaks ties: latency for ``energy``, energy for ``edp`` and ``latency``.
+    """
+    if objective == "energy":
+        return energy, latency
+    if objective == "edp":
+        return energy * latency, energy
+    return latency, energy

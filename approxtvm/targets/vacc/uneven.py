@@ -22,7 +22,7 @@ from approxtvm.targets.vacc.closed_form import Nest, _nest_of, closed_form, inpu
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.hierarchy import Hierarchy
 from approxtvm.targets.vacc.mapping import TENSORS, Boundary, Mapping
-from approxtvm.targets.vacc.pricing import energy_terms, total_energy
+from approxtvm.targets.vacc.pricing import energy_terms, objective_key, total_energy
 from approxtvm.targets.vacc.workload import DIMS, TENSOR_DIMS
 
 __all__ = ["REACH", "SEEDS", "best_of", "refine_uneven"]
@@ -185,12 +185,7 @@ def refine_uneven(m: Mapping, spec: AcceleratorSpec, objective: str) -> Mapping:
         wr = join(lambda o, b=buf: o.writes[b])
         lat = np.maximum(lat, np.maximum(-(-rd // width), -(-wr // width)))
     lat = lat.astype(float)
-    if objective == "energy":
-        primary, secondary = energy, lat
-    elif objective == "edp":
-        primary, secondary = energy * lat, energy
-    else:
-        primary, secondary = lat, energy
+    primary, secondary = objective_key(objective, energy, lat)
     primary, secondary = np.where(ok, primary, np.inf), np.where(ok, secondary, np.inf)
     even = tuple(
         next(j for j, c in enumerate(o.cuts) if all(v == m.even_cut(lv) for lv, v in c.items())) for o in (ow, oi, oo)
@@ -216,12 +211,7 @@ def refine_uneven(m: Mapping, spec: AcceleratorSpec, objective: str) -> Mapping:
 
 def _key(m: Mapping, spec: AcceleratorSpec, objective: str) -> tuple[float, float]:
     table = closed_form(_nest_of(m), m.shape, spec, views_of(m))
-    energy, lat = float(total_energy(table, spec)), float(table.latency_cycles)
-    if objective == "energy":
-        return energy, lat
-    if objective == "edp":
-        return energy * lat, energy
-    return lat, energy
+    return objective_key(objective, float(total_energy(table, spec)), float(table.latency_cycles))
 
 
 def best_of(mappings: Iterable[Mapping], spec: AcceleratorSpec, objective: str) -> Mapping:
