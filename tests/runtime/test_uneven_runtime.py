@@ -15,6 +15,7 @@ from approxtvm.targets.vacc.mapping import LEVELS, Boundary, LevelNest, Loop, Ma
 from approxtvm.targets.vacc.workload import LayerShape
 from tests.onnx_builders import numpy_conv_acc
 from tests.runtime.layers import EXACT_U, RAND_U, SPEC, _program, matmul_operand, uneven_layers
+from tests.runtime.test_emulator import check_emulation
 from tests.runtime.test_faults import _compiled, _corruption, _plan, check_stacked_calls
 
 
@@ -60,17 +61,7 @@ def test_exact_emulation_of_an_uneven_mapping_equals_a_plain_integer_convolution
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(uneven_layers(("conv2d", "dense", "grouped")))
 def test_uneven_mappings_emulate_to_the_whole_layer_result(layer: tuple[Mapping, Multiplier, int]) -> None:
-    m, mult, seed = layer
-    try:
-        m.validate(SPEC)
-    except ScheduleError:
-        return
-    prog, x = _program(m.shape, m, mult, seed=seed % 1000)
-    run = emulate(x, prog)
-    np.testing.assert_array_equal(accumulate(x, prog), run.acc)
-    counts = simulate_counts(m, SPEC)
-    assert run.words_filled["weight"] == counts.writes("weight_buffer", "weight")
-    assert run.words_filled["input"] == counts.writes("input_buffer", "input")
+    check_emulation(layer)
 
 
 def _check_faults(m: Mapping, mult: Multiplier, seed: int) -> None:
