@@ -6,8 +6,8 @@ A batch of configurations (an NSGA-II generation, a sweep) runs through stages o
 the whole evaluation set). Stage subsets are prefixes of one label-stratified order
 (:mod:`approxtvm.explore.subsets`), run in that order (:mod:`approxtvm.explore.stage_runs`): a
 configuration's later stage runs only the images it adds, faulty or not. Each stage is its own
-evaluation context, so the journal stores every stage's result (and a resumed run replays them). After each stage, every configuration gets a
-confidence interval on its accuracy loss:
+evaluation context, so the journal stores every stage's result (and a resumed run replays them).
+After each stage, every configuration gets a confidence interval on its accuracy loss:
 
 ``loss ± z · sqrt(p / n) · sqrt((N − n) / (N − 1))``
 
