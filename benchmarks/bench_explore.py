@@ -20,8 +20,9 @@ Prints one JSON line.
 (in-process, one worker, the worker caches emptied before each): ``BENCH_R50_IMAGES`` random images
 (default 12; the shipped ResNet-50 has random weights, so the loss is top-1 disagreement with the
 exact model), the uniform configurations of ``BENCH_R50_MULTIPLIERS`` (``;``-separated; nominal
-voltages, so a later stage runs only the images it adds) and ``BENCH_R50_RANDOM`` (default 2)
-seeded random genomes of experiment 4's space (most draw faults and rerun a stage's images),
+voltages) and ``BENCH_R50_RANDOM`` (default 2)
+seeded random genomes of experiment 4's space (most draw faults; a later stage runs only the
+images it adds, faulty or not),
 stages from ``BENCH_R50_FIRST`` images growing ×2, with the accuracy-loss budget
 ``BENCH_R50_BUDGET`` (fraction; default none: with no budget a configuration is only dropped when
 another one beats it with confidence, which a few images rarely show). Reports evaluations per hour both ways, the

@@ -19,11 +19,13 @@ two warm-up genomes fill it first); each random genome is also compiled and firs
 caches (``cold``: the cost per configuration before the caches were shared). The projection
 uses the warm mean of the random genomes (what NSGA-II evaluates) and stages 100 → 400 → 1,000
 (``StagingSettings(100, 4)``), for several survival fractions q₁ (of stage 1) and q₂ (of stage 2),
-which depend on the data and cannot be measured without ImageNet labels. A later stage reuses
-the worker's compiled model when the configuration lands on the same worker (probability
-1/workers; otherwise it pays the fixed cost again) and runs all its images when the
-configuration draws faults (``rerun``) or only the images the stage adds (``added``: nominal
-swings and voltages).
+which depend on the data and cannot be measured without ImageNet labels. A later stage runs only
+the images it adds (``added``: since stage subsets are prefixes of one fixed order of whole
+batches, for faulty configurations too) or, as before that, all its images when the configuration
+draws faults (``rerun``, for comparison). It reuses the worker's compiled model when the
+configuration lands on the same worker: with a process pool with probability 1/workers
+(otherwise it pays the fixed cost again), on Dask always (``added_routed``: later stages are
+routed to the worker that compiled them).
 
 ``--dask``: evaluations per hour of a real batch of ``BENCH_SCALE_DASK_CONFIGS`` (default 4)
 random genomes on ``BENCH_SCALE_DASK_IMAGES`` images (default 2) on a Dask ``LocalCluster`` with
@@ -98,18 +100,22 @@ def projection(fixed_s: float, per_image_s: float, workers: int, scaling: float)
 
     miss = 1.0 - 1.0 / workers  # a later stage on another worker compiles again
 
-    def staged_config(q1: float, q2: float, added: bool) -> float:
+    def staged_config(q1: float, q2: float, added: bool, routed: bool = False) -> float:
         n1, n2, n3 = STAGES
         later = [(q1, n2, n1), (q2, n3, n2)]
-        return cost(n1) + sum(q * (miss * fixed_s + (n - (m if added else 0)) * per_image_s) for q, n, m in later)
+        recompile = 0.0 if routed else miss * fixed_s
+        return cost(n1) + sum(q * (recompile + (n - (m if added else 0)) * per_image_s) for q, n, m in later)
 
     unstaged = GOAL_CONFIGS * cost(GOAL_IMAGES) / scaling / 3600
     staged: dict[str, dict[str, float]] = {}
     for q1, q2 in SURVIVAL:
         refs = sum(cost(n) for n in STAGES)  # the exact model once per stage
         staged[f"q1={q1:g},q2={q2:g}"] = {
-            mode: round((GOAL_CONFIGS * staged_config(q1, q2, mode == "added") + refs) / scaling / 3600, 2)
-            for mode in ("rerun", "added")
+            mode: round(
+                (GOAL_CONFIGS * staged_config(q1, q2, mode != "rerun", mode == "added_routed") + refs) / scaling / 3600,
+                2,
+            )
+            for mode in ("rerun", "added", "added_routed")
         }
     budget_s = GOAL_HOURS * 3600 * scaling / GOAL_CONFIGS
     return {
