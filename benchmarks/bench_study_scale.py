@@ -81,12 +81,42 @@ def random_genomes(layer_ids: list[str], n: int, seed: int) -> list[Configuratio
     return out
 
 
+def resnet50_proto(batch: int) -> Any:
+    """The shipped ResNet-50; for ``batch`` > 1 with a symbolic batch axis (the shipped export
+    fixes batch 1; a user's export with ``dynamic_axes`` has it symbolic, and ResNet-50 has no
+    shape constants that pin it: its classifier input is a ``Flatten``)."""
+    import onnx
+
+    from approxtvm.models import get_model
+
+    proto = get_model("resnet50")
+    if batch == 1:
+        return proto
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    for v in [*out.graph.input, *out.graph.output]:
+        v.type.tensor_type.shape.dim[0].dim_param = "N"
+    del out.graph.value_info[:]
+    return out
+
+
+def resnet50_model(tmp: str, batch: int) -> str:
+    """``EvalContext.model`` for ResNet-50 compiled at ``batch`` (a file when the batch is symbolic)."""
+    if batch == 1:
+        return "resnet50"
+    import onnx
+
+    path = Path(tmp) / "resnet50_nbatch.onnx"
+    onnx.save(resnet50_proto(batch), path)
+    return str(path)
+
+
 def _data(tmp: str, n: int) -> EvalContext:
     from approxtvm.models import calibration_data
 
     npz = Path(tmp) / "r50.npz"
     np.savez(npz, x=calibration_data("resnet50", n=n, seed=11))
-    return EvalContext("resnet50", str(npz), batch_size=BATCH)
+    return EvalContext(resnet50_model(tmp, BATCH), str(npz), batch_size=BATCH)
 
 
 def _layer_ids(rec: EvalRecord) -> list[str]:
@@ -155,12 +185,12 @@ def _time_probe(qdq: Any, config: Configuration, x: np.ndarray, caches: Any, ima
 def cost_mode() -> dict[str, Any]:
     """Per-evaluation cost per probe configuration (compile and run timed apart), then the projection."""
     from approxtvm.compiler import frontend
-    from approxtvm.models import calibration_data, get_model
+    from approxtvm.models import calibration_data
     from approxtvm.runtime.shared_caches import SharedCaches
 
     load = os.getloadavg()[0]
     cpu0 = time.process_time()
-    proto = get_model("resnet50")
+    proto = resnet50_proto(BATCH)
     t0 = time.perf_counter()
     qdq = frontend.quantize(proto, calibration_data(proto, n=8), frontend.QuantOptions())
     quantize_s = time.perf_counter() - t0
