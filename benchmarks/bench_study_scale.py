@@ -53,6 +53,7 @@ from approxtvm.explore.evaluator import EvalContext, make_task
 from approxtvm.explore.executors import DaskExecutor, evaluate_batch
 from approxtvm.explore.genome import DEFAULT_MULTIPLIERS, Configuration, SearchSpace
 from approxtvm.explore.journal import EvalRecord, Journal
+from approxtvm.explore.staged import StagingSettings
 
 #: Batch the model is compiled for (``approxtvm experiments`` compiles for 8: weight faults are
 #: drawn per batch call, so their cost per image falls with the batch).
@@ -63,8 +64,9 @@ DASK_CONFIGS = int(os.environ.get("BENCH_SCALE_DASK_CONFIGS", "4"))
 DASK_IMAGES = int(os.environ.get("BENCH_SCALE_DASK_IMAGES", "2"))
 #: The goal: experiment 4 with this many images and configurations within this many hours.
 GOAL_IMAGES, GOAL_CONFIGS, GOAL_HOURS = 1000, 300, 8.0
-#: Stage sizes of the projection (StagingSettings(first_samples=100, growth=4) on 1,000 images).
-STAGES = (100, 400, 1000)
+#: Stage sizes of the projection: StagingSettings(first_samples=100, growth=4) on 1,000 images,
+#: whole batches (104, 400, 1,000 at batch 8).
+STAGES = tuple(StagingSettings(first_samples=100, growth=4).sizes(GOAL_IMAGES, BATCH))
 #: Survival fractions (q1: past stage 1, q2: past stage 2) the projection is given for.
 SURVIVAL = ((1.0, 1.0), (0.5, 0.25), (0.25, 0.1), (0.15, 0.04))
 
