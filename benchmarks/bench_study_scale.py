@@ -9,7 +9,8 @@ Default mode (cost): this process, pinned to one core with one compute thread (a
 of the projection), compiles each probe configuration (timed: the fixed cost of an evaluation)
 compiled for batch ``BENCH_SCALE_BATCH`` (default 8, as ``approxtvm experiments``), and runs one
 batch (lazily built kernels count as fixed cost) and then ``BENCH_SCALE_IMAGES`` images a batch
-at a time (timed: the per-image cost). An evaluation on n images costs
+at a time (timed: the per-image cost, wall and process CPU — one compute thread, so the CPU time
+is what an idle core would take; ``projection_2_workers_linear_cpu`` uses it). An evaluation on n images costs
 ``fixed + n · per_image``. Probes: exact; an EvoApproxLib circuit (mul8u_2HH) and a low-rank family
 multiplier (drum:k=4) on every layer; ``BENCH_SCALE_RANDOM`` (default 2) seeded random per-layer
 genomes of experiment 4's default space (the library of ``genome.DEFAULT_MULTIPLIERS``, swings,
@@ -177,10 +178,12 @@ def _time_probe(qdq: Any, config: Configuration, x: np.ndarray, caches: Any, ima
     row: dict[str, Any] = {"compile_s": round(compile_s, 2), "first_batch_s": round(first_s, 3), "model": model}
     if images:
         batches = max(1, images // BATCH)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in range(1, batches + 1):
             model.run(x[i * BATCH : (i + 1) * BATCH], first_batch=i)
         row["per_image_s"] = round((time.perf_counter() - t0) / (batches * BATCH), 3)
+        # one compute thread: the process CPU time is the wall time an idle core would take
+        row["per_image_cpu_s"] = round((time.process_time() - c0) / (batches * BATCH), 3)
     return row
 
 
@@ -234,6 +237,7 @@ def cost_mode() -> dict[str, Any]:
     fixed = float(np.mean([r["fixed_s"] for r in rand]))
     cold_fixed = float(np.mean([r["cold_fixed_s"] for r in rand]))
     per_image = float(np.mean([r["per_image_s"] for r in rand]))
+    per_image_cpu = float(np.mean([r["per_image_cpu_s"] for r in rand]))
     return {
         "bench": "study_scale_cost",
         "model": "resnet50 (random weights), random 224² images, no labels",
@@ -249,9 +253,12 @@ def cost_mode() -> dict[str, Any]:
             "fixed_s_cold_caches": round(cold_fixed, 2),
             "fixed_shared_vs_cold": round(fixed / cold_fixed, 3),
             "per_image_s": round(per_image, 3),
+            "per_image_cpu_s": round(per_image_cpu, 3),
         },
         "projection_1_worker": projection(fixed, per_image, 1, 1.0),
         "projection_2_workers_linear": projection(fixed, per_image, 2, 2.0),
+        # the per-image CPU time as an idle core's wall time (fixed cost as measured)
+        "projection_2_workers_linear_cpu": projection(fixed, per_image_cpu, 2, 2.0),
         "stages": list(STAGES),
     }
 
