@@ -361,9 +361,9 @@ def test_flips_of_one_residency_never_repeat_a_bit() -> None:
 
 
 def test_blocks_sampled_together_equal_blocks_sampled_alone() -> None:
-    # sample_blocks turns the flips of several blocks into words in one pass; a block that may
-    # repeat a position inside a row is redrawn alone. At BERs where repeats are common and rare,
-    # every call's words, masks and counts equal sample_block's, block by block
+    # sample_blocks turns the flips of several blocks into words in one pass, redrawing repeated
+    # positions inside each block as it goes. At BERs where repeats are common and rare, every
+    # call's words, masks and counts equal those of each block drawn alone, step by step
     shape = LayerShape.conv2d(2, 16, 8, 6, 6, 3, 3, pads=(1, 1, 1, 1))
     g = faults.tile_geometry(map_layer(shape, SPEC), SPEC)
     plans = (  # no block redrawn; 3 of 6 (measured); every one
@@ -374,7 +374,7 @@ def test_blocks_sampled_together_equal_blocks_sampled_alone() -> None:
     for plan in plans:
         ev = faults.sampling.event_table(plan, g)
         together = faults.sampling.sample_blocks(plan, g, seed=5, blocks=range(3, 9), events=ev)
-        alone = [s for b in range(3, 9) for s in faults.sample_block(plan, g, seed=5, block=b, events=ev)]
+        alone = [s for b in range(3, 9) for s in faults.sampling.sample_block_reference(plan, ev, 5, b)]
         assert len(together) == len(alone) == 6 * ev.block_calls
         for a, b in zip(alone, together, strict=True):
             assert np.array_equal(a.flipped, b.flipped)
