@@ -9,7 +9,7 @@ import math
 from collections import Counter
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from approxtvm.errors import ScheduleError
@@ -402,8 +402,7 @@ def test_random_partitions_match_the_simulation(k, c, hw, r, rows, cols, pick, m
     spec = _with_mesh(base, rows, cols, memory_node=node)
     shape = LayerShape.conv2d(1, k, c, hw, hw, r, r, pads=(r // 2,) * 4)
     cands = [p for p in partition_candidates(shape, rows * cols) if p.splits]
-    if not cands:
-        return
+    assume(cands)  # a shape no mesh split fits: hypothesis counts it as rejected, not as a pass
     part = cands[pick % len(cands)]
     m = map_layer(sub_shape(shape, part), spec)
     got = package_counts(PackageMapping(shape, part, m), spec)
