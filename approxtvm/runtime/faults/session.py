@@ -159,18 +159,27 @@ class ModelFaults:
         """Whether a run needs an injector: some layer scales a swing or a voltage."""
         return self.active or any(p.energy_only_buffers for p in self.plans.values())
 
-    def session(self, seed: int) -> FaultSession | None:
-        """A run's injector (``None`` when no layer scales anything)."""
-        return FaultSession(self, seed) if self.scaled else None
+    def session(self, seed: int, first_call: int = 0) -> FaultSession | None:
+        """A run's injector (``None`` when no layer scales anything); ``first_call``: see
+        :class:`FaultSession`."""
+        return FaultSession(self, seed, first_call) if self.scaled else None
 
 
 class FaultSession:
-    """Injects the faults of one run and adds up its counters (call :meth:`apply` per layer call)."""
+    """Injects the faults of one run and adds up its counters (call :meth:`apply` per layer call).
 
-    def __init__(self, faults: ModelFaults, seed: int) -> None:
+    ``first_call``: index of the run's first layer call (0 = a whole run). A run that continues
+    an earlier one (the later images of a fixed order, from batch ``first_call`` on) draws the
+    faults of the same global calls as the whole run would; its counters count its own calls.
+    """
+
+    def __init__(self, faults: ModelFaults, seed: int, first_call: int = 0) -> None:
         check_seed(seed)  # before anything runs
+        if first_call < 0:
+            raise ValueError(f"first_call must be >= 0, found {first_call}")
         self.faults = faults
         self.seed = seed
+        self._first = first_call
         self._calls: dict[str, int] = {}
         self._flipped: dict[str, np.ndarray] = {}
         self._words: dict[str, list[int]] = {}
@@ -187,7 +196,7 @@ class FaultSession:
         plan = self.faults.plans.get(layer_id)
         if plan is None or plan.trivial:
             return acc
-        call = self._calls.get(layer_id, 0)
+        call = self._calls.get(layer_id, self._first)
         self._calls[layer_id] = call + 1
         if not plan.onchip_trivial:
             acc = self._onchip(layer_id, call, x, prog, acc, *operands)
@@ -210,7 +219,7 @@ class FaultSession:
                 if faulty is not part:
                     part[...] = faulty
             return acc
-        first = self._calls.get(layer_id, 0)
+        first = self._calls.get(layer_id, self._first)
         self._prefetch(layer_id, first, calls)
         samples = []
         for call in range(first, first + calls):
@@ -305,7 +314,9 @@ class FaultSession:
             if lid in self._calls and not p.onchip_trivial:
                 ev = self.faults.events(lid)
                 fl = self._flipped.get(lid, np.zeros(len(ev.streams), np.int64))
-                out[lid] = out.get(lid, {}) | fault_counters(ev.streams, fl, tuple(self._words[lid]), self._calls[lid])  # type: ignore[arg-type]
+                out[lid] = out.get(lid, {}) | fault_counters(
+                    ev.streams, fl, tuple(self._words[lid]), self._calls[lid] - self._first
+                )  # type: ignore[arg-type]
             if p.energy_only_buffers:  # scaled without a fault model: say so
                 out.setdefault(lid, {})["energy_only_buffers"] = list(p.energy_only_buffers)
         return out
