@@ -26,6 +26,7 @@ from approxtvm.errors import PolicyError
 from approxtvm.runtime.exact_layer import ExactLayer
 from approxtvm.runtime.executor import CallLog, LayerProgram, Requantizer, execute_layer, layer_accumulators
 from approxtvm.runtime.kernels.ort_session import runtime_session
+from approxtvm.runtime.requant_tvm import compiled_requantize
 
 #: Values of ``exact_layers``: where exact, fault-free offloaded layers compute.
 EXACT_LAYER_MODES = ("onnxruntime", "kernels")
@@ -229,11 +230,15 @@ class OrtHost:
     def _requantize(self, site: LayerSite, prog: LayerProgram, acc: np.ndarray, in_place: bool) -> np.ndarray:
         """:func:`~approxtvm.runtime.executor.requantize` of a site's accumulators, with the site's
         constants and a float32 buffer kept per layer and size (fresh large temporaries page-fault:
-        digits_cnn at batch 360, 2.2 → 0.9 ms of process CPU per batch in this function)."""
+        digits_cnn at batch 360, 2.2 → 0.9 ms of process CPU per batch in this function); one compiled
+        pass (:func:`~approxtvm.runtime.requant_tvm.compiled_requantize`) where TVM builds."""
         rq = self._requant.get(site.layer_id)
         if rq is None:
             assert site.requant is not None
             rq = self._requant[site.layer_id] = Requantizer.of(prog, *site.requant)
+        fused = compiled_requantize(rq, acc)  # one compiled pass, the same numbers
+        if fused is not None:
+            return fused
         return rq(acc, in_place=in_place, scratch=self._buffer(("requant", site.layer_id), (acc.size,), np.float32))
 
     def _buffer(self, key: tuple[str, str], shape: tuple[int, ...], dtype: type) -> np.ndarray:
