@@ -265,9 +265,11 @@ class OrtHost:
                     exact = prog.fused_exact
                     if exact is not None and self.log.faults is not None and not self.log.trace:
                         xm = operands[0].reshape(-1, shape.c) if shape.op == "dense" else operands[0]
-                        acc = self.log.faults(
-                            site.layer_id, operands[0], prog, self._accumulate(site.layer_id, exact, xm, 1)
-                        )
+                        acc = self._accumulate(site.layer_id, exact, xm, 1)
+                        if self.log.faults_calls is not None and _in_place_ok(acc):  # our own array: no copy
+                            acc = self.log.faults_calls(site.layer_id, operands[0], prog, acc, 1)
+                        else:
+                            acc = self.log.faults(site.layer_id, operands[0], prog, acc)
                     else:
                         acc = layer_accumulators(prog, self.log, *operands)
                     y = self._requantize(site, prog, acc, in_place=not self.log.trace)  # traces keep acc
@@ -334,6 +336,11 @@ def rows_independent(proto: onnx.ModelProto) -> bool:
                 continue
         return False
     return True
+
+
+def _in_place_ok(acc: np.ndarray) -> bool:
+    """Whether the fault hook may add into ``acc`` in place (a writeable C-contiguous int32 array)."""
+    return acc.dtype == np.int32 and acc.flags.c_contiguous and acc.flags.writeable
 
 
 def _init_names(proto: onnx.ModelProto) -> set[str]:
