@@ -14,6 +14,7 @@ layer is counted from its schedule once per batch.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -213,7 +214,16 @@ class OrtHost:
         ahead = self.log.faults_ahead
         if ahead is None:
             return exact(x)
-        pending = self._worker().submit(exact, x)
+        started = threading.Event()
+
+        def run() -> np.ndarray:
+            started.set()
+            return exact(x)
+
+        pending = self._worker().submit(run)
+        # let the worker take the interpreter lock on its way into onnxruntime (which releases it):
+        # the small numpy calls of the sampling would otherwise keep it for a whole switch interval
+        started.wait()
         try:
             ahead(layer_id, calls)
         finally:
