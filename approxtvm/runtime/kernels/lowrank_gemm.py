@@ -1,26 +1,27 @@
-"""Low-rank factor sums of a conv layer as onnxruntime ``MatMulInteger`` GEMMs with int8 activations.
+"""Low-rank factor sums of a conv layer as onnxruntime ``MatMulInteger`` GEMMs on the integer
+dot-product instruction.
 
 The byte terms of a :class:`~approxtvm.runtime.kernels.intconv.WeightPlan` (activation byte maps
-``f_j``, weight byte maps ``g_j``, window-sum rows) are evaluated as one GEMM per call:
-``Y (K', N·P·Q) = Wcat (K', L) @ Xcol (L, N·P·Q)``, where ``Wcat`` holds the weight maps of all
-blocks side by side (``L = blocks · C·R·S``) and ``Xcol`` the im2col of the activation maps. The
-output is already in NCHW order.
+``f_j``, weight byte maps ``g_j``, window sums) are evaluated as one GEMM per call:
+``Y (N·P·Q, K') = Xcol (N·P·Q, L) @ W (L, K')``, where ``Xcol`` is the im2col of the activation
+maps (``L = blocks · R·S·C``, built from an NHWC copy of the input so that it copies runs of C
+bytes) and ``W`` holds the weight maps of all blocks, one column per output channel plus one column
+of ones per window sum. ``W`` is a constant of the layer's onnxruntime session, which packs it once;
+the same session transposes the output to NCHW (blocked and threaded).
 
-Why a GEMM with **int8** activations: onnxruntime's u8×s8 integer GEMM runs on the CPU's integer
-dot-product instruction (AVX-512 VNNI / AVX-VNNI), which its u8×u8 GEMM and ``ConvInteger`` do not;
-measured on this project's AVX-512 VNNI host, ``MatMulInteger`` u8×s8 ran 2–3× faster per MAC than
-the u8×u8 ``ConvInteger`` the generic low-rank path uses (``ConvInteger`` with int8 weights was
-slower still).
+Why **int8 weights**: onnxruntime's u8×s8 integer GEMM runs on the CPU's integer dot-product
+instruction (AVX-512 VNNI / AVX-VNNI), which its u8×u8 GEMM and ``ConvInteger`` do not (measured on
+this project's AVX-512 VNNI host: 2–3× the u8×u8 ``ConvInteger`` per MAC, and activations ×
+prepacked weights 1.1–1.8× weights × activations on ResNet-50 shapes). Weights of an int8 GEMM are
+stored as ``g − 128`` and the session's weight zero point −128 restores ``g`` inside the kernel, so
+the activations stay uint8 and no correction term is needed.
 
-Exactness of int8: a byte map ``f`` with values above 127 is stored as ``f − 128`` (the byte
-``f ^ 0x80``), and ``128 · Σ_taps g(w)`` (a constant per output channel) is added back; window-sum
-rows get ``128 · taps`` back. The products are exact integers everywhere, but CPUs without VNNI
-compute u8×s8 with a 16-bit pairwise sum that **saturates** (DESIGN §2). So a block is fed as int8
-only when
+The products are exact integers everywhere, but CPUs without VNNI compute u8×s8 with a 16-bit
+pairwise sum that **saturates** (DESIGN §2). So a block is fed to the int8 GEMM only when
 
 * the host's u8×s8 GEMM is shown exact at run time (:func:`s8_gemm_exact`: the CPU has VNNI *and*
   a probe GEMM whose pair sums would saturate in 16 bits returns the exact int64 result), or
-* no pair of products can reach the 16-bit limit: ``2 · max|f| · max g ≤ 32767``;
+* no pair of products can reach the 16-bit limit: ``2 · max f · 128 ≤ 32767``;
 
 other blocks run as uint8 in a second GEMM of the same call (u8×u8 is exact everywhere).
 Each GEMM's reduction is bounded so that no int32 partial sum can overflow; a layer whose bound
@@ -179,9 +180,9 @@ class GemmPlan:
 def s8_gemm_exact(sessions: OrtSessionCache, vnni: bool) -> bool:
     """Whether onnxruntime's u8×s8 ``MatMulInteger`` is exact on this host (cached in ``sessions``).
 
-    ``False`` without VNNI (the 16-bit pair sums saturate). With VNNI a probe GEMM decides: every
-    pair of its products sums to ±64770, beyond int16, so a saturating kernel returns a different
-    number than the exact int64 product.
+    ``False`` without VNNI (the 16-bit pair sums saturate). With VNNI probe GEMMs decide: every
+    pair of their stored products sums to ±64770, beyond int16, so a saturating kernel returns a
+    different number than the exact int64 product.
     """
     if not vnni:
         return False
@@ -194,9 +195,16 @@ def s8_gemm_exact(sessions: OrtSessionCache, vnni: bool) -> bool:
     a[:, ::7] = rng.integers(0, 256, a[:, ::7].shape, dtype=np.uint8)
     b = np.where(rng.random((512, 64)) < 0.5, -128, 127).astype(np.int8)
     b[::2] = b[1::2]  # equal signs in every pair: the pair sums reach ±64770
-    sess = sessions.gemm(a.shape, b.shape, True, 1)
-    got = sess.run(None, {"x": a, "w": b})[0]
-    ok = bool(np.array_equal(got.astype(np.int64), a.astype(np.int64) @ b.astype(np.int64)))
+    # the exact session kind the plans use: prepacked int8 weights with zero point −128, a plain one
+    # (weights as an input), both on one and on all threads
+    probe = Gemm((0,), (), True, b, b.shape[1], (), "s8_probe")
+    want = a.astype(np.int64) @ (b.astype(np.int64) + 128)
+    ok = True
+    for threads in (1, None):
+        got = _session(sessions, probe, threads, 1, a.shape[0]).run(None, {"x": a})[0]  # type: ignore[attr-defined]
+        ok = ok and bool(np.array_equal(got[0].T.astype(np.int64), want))
+    plain = sessions.gemm(a.shape, b.shape, True, 1).run(None, {"x": a, "w": b})[0]  # type: ignore[attr-defined]
+    ok = ok and bool(np.array_equal(plain.astype(np.int64), a.astype(np.int64) @ b.astype(np.int64)))
     with sessions.lock:
         sessions.sessions[("s8_exact",)] = ok
     return ok
