@@ -20,9 +20,11 @@ Prints one JSON line.
 (in-process, one worker, the worker caches emptied before each): ``BENCH_R50_IMAGES`` random images
 (default 12; the shipped ResNet-50 has random weights, so the loss is top-1 disagreement with the
 exact model), the uniform configurations of ``BENCH_R50_MULTIPLIERS`` (``;``-separated; nominal
-voltages, so a later stage runs only the images it adds) and ``BENCH_R50_RANDOM`` (default 2)
-seeded random genomes of experiment 4's space (most draw faults and rerun a stage's images),
-stages from ``BENCH_R50_FIRST`` images growing ×2, with the accuracy-loss budget
+voltages) and ``BENCH_R50_RANDOM`` (default 2)
+seeded random genomes of experiment 4's space (most draw faults; a later stage runs only the
+images it adds, faulty or not),
+stages from ``BENCH_R50_FIRST`` images growing ×2 (rounded up to whole batches of
+``BENCH_R50_BATCH``, default 8 as ``approxtvm experiments``), with the accuracy-loss budget
 ``BENCH_R50_BUDGET`` (fraction; default none: with no budget a configuration is only dropped when
 another one beats it with confidence, which a few images rarely show). Reports evaluations per hour both ways, the
 fraction of image evaluations and worker time staging saved, and whether the staged front equals
@@ -149,15 +151,17 @@ def resnet50_staging() -> int:
     n_random = int(os.environ.get("BENCH_R50_RANDOM", "2"))
     mults = os.environ.get("BENCH_R50_MULTIPLIERS", "trunc:k=4;drum:k=6;drum:k=3;bam:h=6,v=2").split(";")
     budget = float(os.environ["BENCH_R50_BUDGET"]) if os.environ.get("BENCH_R50_BUDGET") else None
+    batch = int(os.environ.get("BENCH_R50_BATCH", "8"))  # as `approxtvm experiments`
     load_before = os.getloadavg()
     cpu0 = time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "r50.npz"
         np.savez(npz, x=calibration_data("resnet50", n=n_img, seed=11))
-        ctx = EvalContext("resnet50", str(npz), batch_size=1)
+        ctx = EvalContext("resnet50", str(npz), batch_size=batch)
         out: dict[str, Any] = {
             "bench": "explore_resnet50_staging",
             "images": n_img,
+            "batch_size": batch,
             "first_stage": first,
             "accuracy_budget": budget,
         }
@@ -188,6 +192,7 @@ def resnet50_staging() -> int:
             "multipliers": mults,
             "random_genomes": n_random,
             "configurations": len(configs),
+            "stage_sizes": staged.sizes,
             "load_avg_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
             "process_cpu_s": round(time.process_time() - cpu0, 1),
             "unstaged_wall_s": round(wall_full, 1),

@@ -7,8 +7,9 @@ model. Only the cost is measured here, and the cost of an evaluation does not de
 
 Default mode (cost): this process, pinned to one core with one compute thread (as each worker
 of the projection), compiles each probe configuration (timed: the fixed cost of an evaluation)
-and runs one image (lazily built kernels count as fixed cost) and then ``BENCH_SCALE_IMAGES``
-images one by one (timed: the per-image cost). An evaluation on n images costs
+compiled for batch ``BENCH_SCALE_BATCH`` (default 8, as ``approxtvm experiments``), and runs one
+batch (lazily built kernels count as fixed cost) and then ``BENCH_SCALE_IMAGES`` images a batch
+at a time (timed: the per-image cost). An evaluation on n images costs
 ``fixed + n · per_image``. Probes: exact; an EvoApproxLib circuit (mul8u_2HH) and a low-rank family
 multiplier (drum:k=4) on every layer; ``BENCH_SCALE_RANDOM`` (default 2) seeded random per-layer
 genomes of experiment 4's default space (the library of ``genome.DEFAULT_MULTIPLIERS``, swings,
@@ -19,11 +20,13 @@ two warm-up genomes fill it first); each random genome is also compiled and firs
 caches (``cold``: the cost per configuration before the caches were shared). The projection
 uses the warm mean of the random genomes (what NSGA-II evaluates) and stages 100 → 400 → 1,000
 (``StagingSettings(100, 4)``), for several survival fractions q₁ (of stage 1) and q₂ (of stage 2),
-which depend on the data and cannot be measured without ImageNet labels. A later stage reuses
-the worker's compiled model when the configuration lands on the same worker (probability
-1/workers; otherwise it pays the fixed cost again) and runs all its images when the
-configuration draws faults (``rerun``) or only the images the stage adds (``added``: nominal
-swings and voltages).
+which depend on the data and cannot be measured without ImageNet labels. A later stage runs only
+the images it adds (``added``: since stage subsets are prefixes of one fixed order of whole
+batches, for faulty configurations too) or, as before that, all its images when the configuration
+draws faults (``rerun``, for comparison). It reuses the worker's compiled model when the
+configuration lands on the same worker: with a process pool with probability 1/workers
+(otherwise it pays the fixed cost again), on Dask always (``added_routed``: later stages are
+routed to the worker that compiled them).
 
 ``--dask``: evaluations per hour of a real batch of ``BENCH_SCALE_DASK_CONFIGS`` (default 4)
 random genomes on ``BENCH_SCALE_DASK_IMAGES`` images (default 2) on a Dask ``LocalCluster`` with
@@ -51,7 +54,10 @@ from approxtvm.explore.executors import DaskExecutor, evaluate_batch
 from approxtvm.explore.genome import DEFAULT_MULTIPLIERS, Configuration, SearchSpace
 from approxtvm.explore.journal import EvalRecord, Journal
 
-IMAGES = int(os.environ.get("BENCH_SCALE_IMAGES", "4"))
+#: Batch the model is compiled for (``approxtvm experiments`` compiles for 8: weight faults are
+#: drawn per batch call, so their cost per image falls with the batch).
+BATCH = int(os.environ.get("BENCH_SCALE_BATCH", "8"))
+IMAGES = int(os.environ.get("BENCH_SCALE_IMAGES", str(max(4, BATCH))))
 RANDOM = int(os.environ.get("BENCH_SCALE_RANDOM", "2"))
 DASK_CONFIGS = int(os.environ.get("BENCH_SCALE_DASK_CONFIGS", "4"))
 DASK_IMAGES = int(os.environ.get("BENCH_SCALE_DASK_IMAGES", "2"))
@@ -80,7 +86,7 @@ def _data(tmp: str, n: int) -> EvalContext:
 
     npz = Path(tmp) / "r50.npz"
     np.savez(npz, x=calibration_data("resnet50", n=n, seed=11))
-    return EvalContext("resnet50", str(npz), batch_size=1)
+    return EvalContext("resnet50", str(npz), batch_size=BATCH)
 
 
 def _layer_ids(rec: EvalRecord) -> list[str]:
@@ -98,18 +104,22 @@ def projection(fixed_s: float, per_image_s: float, workers: int, scaling: float)
 
     miss = 1.0 - 1.0 / workers  # a later stage on another worker compiles again
 
-    def staged_config(q1: float, q2: float, added: bool) -> float:
+    def staged_config(q1: float, q2: float, added: bool, routed: bool = False) -> float:
         n1, n2, n3 = STAGES
         later = [(q1, n2, n1), (q2, n3, n2)]
-        return cost(n1) + sum(q * (miss * fixed_s + (n - (m if added else 0)) * per_image_s) for q, n, m in later)
+        recompile = 0.0 if routed else miss * fixed_s
+        return cost(n1) + sum(q * (recompile + (n - (m if added else 0)) * per_image_s) for q, n, m in later)
 
     unstaged = GOAL_CONFIGS * cost(GOAL_IMAGES) / scaling / 3600
     staged: dict[str, dict[str, float]] = {}
     for q1, q2 in SURVIVAL:
         refs = sum(cost(n) for n in STAGES)  # the exact model once per stage
         staged[f"q1={q1:g},q2={q2:g}"] = {
-            mode: round((GOAL_CONFIGS * staged_config(q1, q2, mode == "added") + refs) / scaling / 3600, 2)
-            for mode in ("rerun", "added")
+            mode: round(
+                (GOAL_CONFIGS * staged_config(q1, q2, mode != "rerun", mode == "added_routed") + refs) / scaling / 3600,
+                2,
+            )
+            for mode in ("rerun", "added", "added_routed")
         }
     budget_s = GOAL_HOURS * 3600 * scaling / GOAL_CONFIGS
     return {
@@ -123,21 +133,22 @@ def projection(fixed_s: float, per_image_s: float, workers: int, scaling: float)
 
 
 def _time_probe(qdq: Any, config: Configuration, x: np.ndarray, caches: Any, images: int) -> dict[str, Any]:
-    """Compile, first image, then ``images`` images one by one (per-image time; 0 = not timed)."""
+    """Compile, first batch, then ``images`` images a batch at a time (per-image time; 0 = not timed)."""
     from approxtvm.compiler.driver import compile_onnx
 
     t0 = time.perf_counter()
-    model = compile_onnx(qdq, config.policy(), batch_size=1, caches=caches)
+    model = compile_onnx(qdq, config.policy(), batch_size=BATCH, caches=caches)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    model.run(x[:1])  # first call: lazily built kernels and tables belong to the fixed cost
+    model.run(x[:BATCH])  # first call: lazily built kernels and tables belong to the fixed cost
     first_s = time.perf_counter() - t0
-    row: dict[str, Any] = {"compile_s": round(compile_s, 2), "first_image_s": round(first_s, 3), "model": model}
+    row: dict[str, Any] = {"compile_s": round(compile_s, 2), "first_batch_s": round(first_s, 3), "model": model}
     if images:
+        batches = max(1, images // BATCH)
         t0 = time.perf_counter()
-        for i in range(1, images + 1):
-            model.run(x[i : i + 1])
-        row["per_image_s"] = round((time.perf_counter() - t0) / images, 3)
+        for i in range(1, batches + 1):
+            model.run(x[i * BATCH : (i + 1) * BATCH], first_batch=i)
+        row["per_image_s"] = round((time.perf_counter() - t0) / (batches * BATCH), 3)
     return row
 
 
@@ -153,13 +164,13 @@ def cost_mode() -> dict[str, Any]:
     t0 = time.perf_counter()
     qdq = frontend.quantize(proto, calibration_data(proto, n=8), frontend.QuantOptions())
     quantize_s = time.perf_counter() - t0
-    x = calibration_data(proto, n=IMAGES + 1, seed=11)
+    x = calibration_data(proto, n=BATCH * (1 + max(1, IMAGES // BATCH)), seed=11)
     caches = SharedCaches()  # one worker's: shared by every configuration it compiles
     rows: dict[str, dict[str, Any]] = {}
 
     def record(name: str, row: dict[str, Any]) -> None:
         row.pop("model", None)
-        row["fixed_s"] = round(row["compile_s"] + max(0.0, row["first_image_s"] - row["per_image_s"]), 2)
+        row["fixed_s"] = round(row["compile_s"] + max(0.0, row["first_batch_s"] - BATCH * row["per_image_s"]), 2)
         row["stage_eval_s"] = {str(n): round(row["fixed_s"] + n * row["per_image_s"], 1) for n in STAGES}
         rows[name] = row
         print(name, row, file=sys.stderr, flush=True)
@@ -181,8 +192,10 @@ def cost_mode() -> dict[str, Any]:
     for i, c in enumerate(probes):
         cold = _time_probe(qdq, c, x, None, 0)  # fresh caches: the cost before they were shared
         warm = _time_probe(qdq, c, x, caches, IMAGES)
-        warm["cold_compile_s"], warm["cold_first_image_s"] = cold["compile_s"], cold["first_image_s"]
-        warm["cold_fixed_s"] = round(cold["compile_s"] + max(0.0, cold["first_image_s"] - warm["per_image_s"]), 2)
+        warm["cold_compile_s"], warm["cold_first_batch_s"] = cold["compile_s"], cold["first_batch_s"]
+        warm["cold_fixed_s"] = round(
+            cold["compile_s"] + max(0.0, cold["first_batch_s"] - BATCH * warm["per_image_s"]), 2
+        )
         warm["draws_faults"] = bool(warm["model"].draws_faults)
         record(f"random genome {i}", warm)
     rand = [rows[n] for n in rows if n.startswith("random")]
@@ -193,7 +206,8 @@ def cost_mode() -> dict[str, Any]:
         "bench": "study_scale_cost",
         "model": "resnet50 (random weights), random 224² images, no labels",
         "threads": os.environ.get("TVM_NUM_THREADS"),
-        "images_timed": IMAGES,
+        "batch_size": BATCH,
+        "images_timed": BATCH * max(1, IMAGES // BATCH),
         "quantize_s": round(quantize_s, 1),
         "load_avg_1min_before_after": [round(load, 2), round(os.getloadavg()[0], 2)],
         "process_cpu_s": round(time.process_time() - cpu0, 1),
@@ -240,6 +254,7 @@ def dask_mode() -> dict[str, Any]:
         "bench": "study_scale_dask",
         "model": "resnet50 (random weights), random 224² images, no labels",
         "images_per_eval": DASK_IMAGES,
+        "batch_size": BATCH,
         "cpu_count": os.cpu_count(),
         "load_avg_1min_before_after": [round(load, 2), round(os.getloadavg()[0], 2)],
         "rows": rows,

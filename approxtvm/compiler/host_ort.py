@@ -14,7 +14,9 @@ layer is counted from its schedule once per batch.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +27,7 @@ from approxtvm.errors import PolicyError
 from approxtvm.runtime.exact_layer import ExactLayer
 from approxtvm.runtime.executor import CallLog, LayerProgram, Requantizer, execute_layer, layer_accumulators
 from approxtvm.runtime.kernels.ort_session import runtime_session
+from approxtvm.runtime.requant_tvm import compiled_requantize
 
 #: Values of ``exact_layers``: where exact, fault-free offloaded layers compute.
 EXACT_LAYER_MODES = ("onnxruntime", "kernels")
@@ -109,6 +112,7 @@ class OrtHost:
         self._requant: dict[str, Requantizer] = {}
         self._rows_independent = rows_independent(proto)
         self._scratch: dict[tuple[str, str, tuple[int, ...]], np.ndarray] = {}
+        self._pool: tuple[int, ThreadPoolExecutor] | None = None  # (owner pid, one worker)
 
     def kernel_layers(self, exact_layers: str, faulty: frozenset[str]) -> frozenset[str]:
         """Layers that run on our kernels under ``exact_layers``, the layers with a fault model
@@ -184,7 +188,7 @@ class OrtHost:
             exact = prog.fused_exact if len(xm) == shape.n else self._grouped.get((site.layer_id, len(xm)))
             if exact is None:
                 exact = self._grouped[(site.layer_id, len(xm))] = ExactLayer(prog.schedule, prog.weight, len(xm))
-            acc = exact(xm)
+            acc = self._accumulate(site.layer_id, exact, xm, calls)
             if self.log.faults_calls is not None:
                 acc = self.log.faults_calls(site.layer_id, xin, prog, acc, calls)
             elif hook is not None:
@@ -201,14 +205,50 @@ class OrtHost:
         self.log.calls.extend(self._order * calls)
         return [env[n] for n in self.output_names]
 
+    def _accumulate(
+        self, layer_id: str, exact: Callable[[np.ndarray], np.ndarray], x: np.ndarray, calls: int
+    ) -> np.ndarray:
+        """``exact(x)``; with faults drawn ahead (:attr:`CallLog.faults_ahead`), computed on a worker
+        thread while this thread samples the layer's next ``calls`` calls (the samples depend on
+        neither; onnxruntime releases the interpreter lock while it runs)."""
+        ahead = self.log.faults_ahead
+        if ahead is None:
+            return exact(x)
+        started = threading.Event()
+
+        def run() -> np.ndarray:
+            started.set()
+            return exact(x)
+
+        pending = self._worker().submit(run)
+        # let the worker take the interpreter lock on its way into onnxruntime (which releases it):
+        # the small numpy calls of the sampling would otherwise keep it for a whole switch interval
+        started.wait()
+        try:
+            ahead(layer_id, calls)
+        finally:
+            acc = pending.result()
+        return acc
+
+    def _worker(self) -> ThreadPoolExecutor:
+        """This process's worker thread (a forked child gets its own: threads do not survive a fork)."""
+        pid = os.getpid()
+        if self._pool is None or self._pool[0] != pid:
+            self._pool = (pid, ThreadPoolExecutor(max_workers=1, thread_name_prefix="approxtvm-acc"))
+        return self._pool[1]
+
     def _requantize(self, site: LayerSite, prog: LayerProgram, acc: np.ndarray, in_place: bool) -> np.ndarray:
         """:func:`~approxtvm.runtime.executor.requantize` of a site's accumulators, with the site's
         constants and a float32 buffer kept per layer and size (fresh large temporaries page-fault:
-        digits_cnn at batch 360, 2.2 → 0.9 ms of process CPU per batch in this function)."""
+        digits_cnn at batch 360, 2.2 → 0.9 ms of process CPU per batch in this function); one compiled
+        pass (:func:`~approxtvm.runtime.requant_tvm.compiled_requantize`) where TVM builds."""
         rq = self._requant.get(site.layer_id)
         if rq is None:
             assert site.requant is not None
             rq = self._requant[site.layer_id] = Requantizer.of(prog, *site.requant)
+        fused = compiled_requantize(rq, acc)  # one compiled pass, the same numbers
+        if fused is not None:
+            return fused
         return rq(acc, in_place=in_place, scratch=self._buffer(("requant", site.layer_id), (acc.size,), np.float32))
 
     def _buffer(self, key: tuple[str, str], shape: tuple[int, ...], dtype: type) -> np.ndarray:
@@ -232,7 +272,16 @@ class OrtHost:
                     # products, zero-point correction and requantization in one kernel call
                     env[site.output_name] = prog.fused_call(operands[0], site.requant)
                 elif site.requant is not None and shape.op in ("conv2d", "dense"):
-                    acc = layer_accumulators(prog, self.log, *operands)
+                    exact = prog.fused_exact
+                    if exact is not None and self.log.faults is not None and not self.log.trace:
+                        xm = operands[0].reshape(-1, shape.c) if shape.op == "dense" else operands[0]
+                        acc = self._accumulate(site.layer_id, exact, xm, 1)
+                        if self.log.faults_calls is not None and _in_place_ok(acc):  # our own array: no copy
+                            acc = self.log.faults_calls(site.layer_id, operands[0], prog, acc, 1)
+                        else:
+                            acc = self.log.faults(site.layer_id, operands[0], prog, acc)
+                    else:
+                        acc = layer_accumulators(prog, self.log, *operands)
                     y = self._requantize(site, prog, acc, in_place=not self.log.trace)  # traces keep acc
                     if shape.op == "dense" and operands[0].ndim > 2:  # rows of a rank ≥ 3 input
                         y = y.reshape(*operands[0].shape[:-1], shape.k)
@@ -297,6 +346,11 @@ def rows_independent(proto: onnx.ModelProto) -> bool:
                 continue
         return False
     return True
+
+
+def _in_place_ok(acc: np.ndarray) -> bool:
+    """Whether the fault hook may add into ``acc`` in place (a writeable C-contiguous int32 array)."""
+    return acc.dtype == np.int32 and acc.flags.c_contiguous and acc.flags.writeable
 
 
 def _init_names(proto: onnx.ModelProto) -> set[str]:

@@ -217,7 +217,9 @@ class CompiledModel:
             )
         return np.ascontiguousarray(x, dtype=np.float32)
 
-    def run(self, inputs: dict[str, np.ndarray] | np.ndarray, seed: int = 0, *, trace: bool = False) -> RunResult:
+    def run(
+        self, inputs: dict[str, np.ndarray] | np.ndarray, seed: int = 0, *, trace: bool = False, first_batch: int = 0
+    ) -> RunResult:
         """Run the model on a batch of any size (split into compiled-size batches).
 
         Parameters
@@ -229,6 +231,10 @@ class CompiledModel:
         trace
             Record every offloaded call's input codes and accumulators in
             :attr:`RunResult.traces` (costs a copy of each layer input).
+        first_batch
+            Index of this run's first batch in a longer run it continues (faults are drawn per
+            batch call): running a whole run's batches from ``first_batch`` on gives the outputs
+            the whole run gives them. Only the fault draws depend on it.
         """
         if isinstance(inputs, dict):
             if set(inputs) != {self.input_name}:
@@ -248,9 +254,10 @@ class CompiledModel:
         self._log.clear()
         self._log.trace = trace
         batches = 0
-        session = self._faults.session(seed)  # replaced at every run
+        session = self._faults.session(seed, first_batch)  # replaced at every run
         self._log.faults = session.apply if session is not None else None
         self._log.faults_calls = session.apply_calls if session is not None else None
+        self._log.faults_ahead = session.draw_ahead if session is not None else None
         kernels = None if self._ort is None else self._ort.kernel_layers(self.exact_layers, self._faulty())
         # batches per call of every layer (same results as one call each; see OrtHost.run_batches)
         group = 0 if self._ort is None or kernels is None else self._ort.group_size(kernels, -(-n // b))
@@ -284,7 +291,7 @@ class CompiledModel:
         counters = {"samples": n, "batches": batches, "batch_size": b, "calls": calls}
         if kernels is not None:
             counters["kernel_layers"] = [lid for lid in self.programs if lid in kernels]
-        self._log.faults = self._log.faults_calls = None
+        self._log.faults = self._log.faults_calls = self._log.faults_ahead = None
         self._log.trace = False
         traces = tuple(self._log.traces)
         self._log.traces.clear()

@@ -9,12 +9,14 @@ its most recently used compiled models (an LRU bounded by :data:`COMPILED_CACHE_
 configuration that goes on to a later stage of a staged study is compiled once per worker);
 :func:`clear_worker_cache` empties all of it. The result depends only on the task.
 
-A task may carry the predictions of the same configuration on an earlier, nested stage subset
-(:class:`StagePrior`): when the compiled model draws no faults, only the samples the stage adds
-are run and the earlier predictions are merged in — the record equals a run on the whole stage
-subset (each sample's prediction does not depend on the other samples of its run; energy does
-not depend on the data). A model that draws faults runs the whole subset (faults are drawn per
-batch call of a run, so a sample's outcome depends on its position).
+Every evaluation with data runs its samples in one fixed, label-stratified order of the context's
+seed (a stage runs a prefix of it; :mod:`approxtvm.explore.stage_runs`), so a sample sits in the
+same batch call at the same row in every stage. A task may carry the predictions of the same
+configuration on an earlier stage (:class:`StagePrior`): only the samples the stage adds are run,
+from the global batch call where the earlier stage ended, and the earlier predictions are merged
+in — the record equals a run of the whole stage, with or without faults (faults are drawn per
+(seed, layer, batch call); energy does not depend on the data). A faulty model reruns the stage
+only when the earlier stage is not a whole number of batches.
 """
 
 from __future__ import annotations
@@ -119,13 +121,15 @@ def code_fingerprint() -> str:
         rel = path.relative_to(root).as_posix()
         if not path.is_file() or path.suffix not in _CODE_SUFFIXES or "__pycache__" in rel:
             continue
-        if not (rel.split("/")[0] in _CODE_PACKAGES or rel in ("explore/evaluator.py", "explore/evaluate.py")):
+        if not (rel.split("/")[0] in _CODE_PACKAGES or rel in _CODE_MODULES):
             continue
         h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
 
 _CODE_PACKAGES = ("compiler", "passes", "targets", "runtime", "models")
+#: Modules outside those packages that determine a record (what runs, in which order).
+_CODE_MODULES = ("explore/evaluator.py", "explore/evaluate.py", "explore/stage_runs.py", "explore/subsets.py")
 
 
 _CODE_SUFFIXES = (".py", ".yaml", ".yml", ".json", ".tsv", ".onnx", ".c", ".bin")
@@ -342,7 +346,7 @@ def run_task(task: EvalTask) -> EvalRecord:
 
     t0 = time.perf_counter()
     ctx = task.context
-    proto, data = _prepare(ctx)
+    proto = _prepare(replace(ctx, subset=0))[0]  # stage contexts share the whole set (no copies)
     config = Configuration.from_dict(json.loads(task.config_json))
     try:
         model = compiled_model(ctx, proto, config, task.config_json)
@@ -351,17 +355,11 @@ def run_task(task: EvalTask) -> EvalRecord:
             samples, per = 0, float(ctx.batch_size)
             pred = np.zeros(0, dtype=np.int64)
             correct = None
-        elif task.prior is not None and not model.draws_faults:
-            energy, pred, per = _run_added(model, ctx, task.prior)
-            samples = len(pred)
-            correct = None if data.y is None else int(np.sum(pred == data.y))
         else:
-            from approxtvm.explore.evaluate import evaluate
-
-            ev = evaluate(model, data, seed=ctx.seed)
-            energy, samples, per = ev.energy, ev.samples, float(ev.slots)  # padding excluded
-            pred = ev.predictions
-            correct = None if data.y is None else int(np.sum(pred == data.y))
+            energy, pred, per = _run_data(model, ctx, task.prior)
+            samples = len(pred)
+            y = _stage_labels(ctx)
+            correct = None if y is None else int(np.sum(pred == y))
     except ApproxTvmError as exc:
         raise ExplorationError(
             f"evaluating configuration {config.label()!r} failed",
@@ -389,42 +387,29 @@ def run_task(task: EvalTask) -> EvalRecord:
     )
 
 
-def _run_added(model: Any, ctx: EvalContext, prior: StagePrior) -> tuple[Any, np.ndarray, float]:
-    """Energy, predictions and executed slots of ``ctx``'s stage from a fault-free model run on the
-    samples the stage adds to ``prior``'s only: what :func:`evaluate` returns on the whole stage.
-
-    Predictions: the prior's on its samples, the run's on the added ones, in the stage's order.
-    Energy: the run's per-batch sequence of layer executions repeated for the stage's batches, the
-    report :meth:`CompiledModel.run` builds for the whole stage (the same objects, the same sums).
-    """
-    from approxtvm.explore.subsets import stratified_indices
-    from approxtvm.runtime.energy import EnergyReport
+def _run_data(model: Any, ctx: EvalContext, prior: StagePrior | None) -> tuple[Any, np.ndarray, float]:
+    """Energy, predictions (ascending sample index) and executed slots of ``ctx``'s samples, run
+    in the context's fixed order (:mod:`approxtvm.explore.stage_runs`), after a prior's samples
+    when it can be reused."""
+    from approxtvm.explore.stage_runs import run_stage, stage_order
 
     full = _prepare(replace(ctx, subset=0))[1]
-    idx = stratified_indices(full.y, len(full), ctx.subset, ctx.seed)
-    before = stratified_indices(full.y, len(full), prior.subset, ctx.seed)
-    old = np.isin(idx, before)
-    prev = np.frombuffer(prior.predictions_i16, dtype="<i2")
-    if int(old.sum()) != len(before) or len(prev) != len(before):
+    order = stage_order(full.y, len(full), ctx.subset, ctx.seed)
+    if prior is not None and prior.subset >= len(order):
         raise ExplorationError(
             "a stage prior does not match the stage's samples",
-            expected=f"{len(before)} predictions of samples inside this stage's {len(idx)}",
-            found=f"{len(prev)} predictions, {int(old.sum())} samples shared",
+            expected=f"an earlier stage of fewer than {len(order)} samples",
+            found=f"prior subset {prior.subset}",
             fix="pass the record of an earlier stage of the same study (same data, limit and seed)",
         )
-    pred = np.empty(len(idx), dtype=np.int64)
-    pred[old] = prev
-    added = idx[~old]
-    b = model.batch_size
-    batches = -(-len(idx) // b)
-    if len(added) == 0:  # nothing new: one batch gives the per-batch energy
-        res = model.run(full.x[idx[:1]], seed=ctx.seed)
-    else:
-        res = model.run(full.x[added], seed=ctx.seed)
-        logits = res.outputs[model.output_names[0]]
-        pred[~old] = logits.reshape(len(logits), -1).argmax(axis=1)
-    ran = int(res.counters.get("batches", 1))
-    per_layers = len(res.energy.layers) // ran
-    per_host = len(res.energy.uncovered) // ran
-    energy = EnergyReport(res.energy.layers[:per_layers] * batches, res.energy.uncovered[:per_host] * batches)
-    return energy, pred, float(batches * b)
+    return run_stage(model, full.x, order, ctx.seed, None if prior is None else (prior.subset, prior.predictions_i16))
+
+
+def _stage_labels(ctx: EvalContext) -> np.ndarray | None:
+    """Labels of ``ctx``'s samples in ascending sample index (``None`` without labels)."""
+    full = _prepare(replace(ctx, subset=0))[1]
+    if full.y is None:
+        return None
+    from approxtvm.explore.stage_runs import stage_order
+
+    return full.y[np.sort(stage_order(full.y, len(full), ctx.subset, ctx.seed))]

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -187,6 +187,13 @@ class DaskExecutor(_ContextManaged):
     -----
     A ``LocalCluster`` can only be started from an importable ``__main__`` (a script file or the
     ``approxtvm`` command, not a script piped to ``python -``).
+
+    **Affinity.** A worker keeps the models it compiled (:func:`~approxtvm.explore.evaluator.compiled_model`),
+    so a configuration's later stage (a task with a :class:`~approxtvm.explore.evaluator.StagePrior`)
+    is routed to the worker that evaluated its earlier stage (``workers=``, with
+    ``allow_other_workers=True`` so a lost worker does not strand it), at most a fair share of a
+    batch per worker (``⌈tasks / workers⌉``): the rest go wherever the scheduler puts them, so
+    routing never leaves a worker idle while another queues a stage.
     """
 
     def __init__(self, scheduler: str | None = None, workers: int = 2, pin: bool = True) -> None:
@@ -220,6 +227,7 @@ class DaskExecutor(_ContextManaged):
 
                 self.client.register_plugin(PinWorker())
         self._scheduler = scheduler
+        self._homes: dict[tuple[Any, str], str] = {}  # (context without subset, config) → worker address
 
     @property
     def n_workers(self) -> int:
@@ -237,24 +245,63 @@ class DaskExecutor(_ContextManaged):
         """Submit every task keyed by its journal key; yield results as they complete."""
         from distributed import as_completed
 
+        homes = self.placements(tasks)
         futures = {}
         for i, t in enumerate(tasks):
-            fut = self.client.submit(run_task, t, key=f"approxtvm-eval-{t.key}", pure=False)
+            where = homes.get(i)
+            fut = self.client.submit(
+                run_task_where,
+                t,
+                key=f"approxtvm-eval-{t.key}",
+                pure=False,
+                workers=None if where is None else [where],
+                allow_other_workers=where is not None,
+            )
             futures[fut.key] = (i, fut)
         try:
             for fut in as_completed([f for _, f in futures.values()]):
                 i = futures[fut.key][0]
-                yield i, fut.result()
+                rec, address = fut.result()
+                self._homes[_compile_key(tasks[i])] = address
+                yield i, rec
                 fut.release()
         finally:
             for _, fut in futures.values():
                 fut.release()
+
+    def placements(self, tasks: Sequence[EvalTask]) -> dict[int, str]:
+        """Task index → the live worker that compiled its configuration, for later-stage tasks,
+        at most ``⌈len(tasks) / workers⌉`` per worker (see the class notes)."""
+        live = set(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+        if not live:
+            return {}
+        cap = -(-len(tasks) // len(live))
+        load: dict[str, int] = {}
+        out = {}
+        for i, t in enumerate(tasks):
+            home = self._homes.get(_compile_key(t)) if t.prior is not None else None
+            if home is not None and home in live and load.get(home, 0) < cap:
+                out[i] = home
+                load[home] = load.get(home, 0) + 1
+        return out
 
     def close(self) -> None:
         """Close the client and the LocalCluster started here."""
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+
+def _compile_key(task: EvalTask) -> tuple[Any, str]:
+    """What a worker's compiled model depends on: the context without its stage, the configuration."""
+    return replace(task.context, subset=0), task.config_json
+
+
+def run_task_where(task: EvalTask) -> tuple[EvalRecord, str]:
+    """:func:`~approxtvm.explore.evaluator.run_task` on a Dask worker, with the worker's address."""
+    from distributed import get_worker
+
+    return run_task(task), get_worker().address
 
 
 def make_executor(workers: int = 1, scheduler: str | None = None, local_cluster: bool = False) -> Any:

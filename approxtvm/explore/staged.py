@@ -2,11 +2,12 @@
 more images only those that can still reach the Pareto front, and the front always on the full set.
 
 A batch of configurations (an NSGA-II generation, a sweep) runs through stages of growing size
-``n_0 < n_1 < … < N`` (``n_i = first · growthⁱ``, the last stage is the whole evaluation set).
-Stage subsets are prefixes of one label-stratified order (:mod:`approxtvm.explore.subsets`), and
-each stage is its own evaluation context, so the journal stores every stage's result (and a
-resumed run replays them). After each stage, every configuration gets a confidence interval on
-its accuracy loss:
+``n_0 < n_1 < … < N`` (``n_i = first · growthⁱ`` rounded up to whole batches, the last stage is
+the whole evaluation set). Stage subsets are prefixes of one label-stratified order
+(:mod:`approxtvm.explore.subsets`), run in that order (:mod:`approxtvm.explore.stage_runs`): a
+configuration's later stage runs only the images it adds, faulty or not. Each stage is its own
+evaluation context, so the journal stores every stage's result (and a resumed run replays them).
+After each stage, every configuration gets a confidence interval on its accuracy loss:
 
 ``loss ± z · sqrt(p / n) · sqrt((N − n) / (N − 1))``
 
@@ -39,6 +40,7 @@ from approxtvm.explore.executors import Executor
 from approxtvm.explore.genome import Configuration
 from approxtvm.explore.journal import EvalRecord, Journal
 from approxtvm.explore.nsga import Point, Study, pareto_front
+from approxtvm.explore.stage_runs import reusable_prefix
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +69,15 @@ class StagingSettings:
                 found=f"first_samples={self.first_samples}, growth={self.growth}, z={self.z}",
             )
 
-    def sizes(self, total: int) -> list[int]:
-        """Stage sizes for a set of ``total`` samples (the last is ``total``)."""
+    def sizes(self, total: int, batch_size: int = 1) -> list[int]:
+        """Stage sizes for a set of ``total`` samples (the last is ``total``): ``first · growthⁱ``
+        rounded up to whole batches of ``batch_size``, so a later stage of a configuration that
+        draws faults can reuse the earlier one (:mod:`approxtvm.explore.stage_runs`)."""
         out: list[int] = []
         n = self.first_samples
-        while n < total:
-            out.append(n)
+        while (m := -(-n // batch_size) * batch_size) < total:
+            if not out or m > out[-1]:
+                out.append(m)
             n *= self.growth
         return [*out, total]
 
@@ -108,9 +113,9 @@ class StagingStats:
     full_evaluations
         Of those, evaluated on the full set.
     samples_run
-        Images evaluated over all stages (journaled results included): a later stage of a
-        configuration with nominal swings and voltages counts only the images it adds (the
-        worker merges the earlier stage's predictions, :class:`~approxtvm.explore.evaluator.StagePrior`).
+        Images evaluated over all stages (journaled results included): a later stage counts
+        only the images it adds (the worker merges the earlier stage's predictions,
+        :class:`~approxtvm.explore.evaluator.StagePrior`).
     samples_unstaged
         Images an unstaged study would have evaluated (``configurations × N``).
     eval_s, eval_s_unstaged
@@ -208,7 +213,7 @@ class StagedStudy(Study):
         self.staging = staging or StagingSettings()
         self.budget = budget
         self.total_samples = len(load_context_data(context))
-        self.sizes = self.staging.sizes(self.total_samples)
+        self.sizes = self.staging.sizes(self.total_samples, context.batch_size)
         self.stats = StagingStats()
         self._stage_studies: dict[int, Study] = {}
         self._best: dict[Configuration, Estimate] = {}
@@ -235,15 +240,21 @@ class StagedStudy(Study):
         return super().points(configs)
 
     def _priors(self, configs: list[Configuration]) -> dict[Configuration, StagePrior]:
-        """Earlier-stage predictions of the configurations whose later stages may run only the
-        samples they add: nominal swings and voltages (no faults are drawn; a faulty configuration
-        reruns the whole stage, see :mod:`approxtvm.explore.evaluator`)."""
+        """Earlier-stage predictions of the configurations: their later stages run only the
+        samples they add (stage sizes are whole batches, so faulty ones too; see
+        :mod:`approxtvm.explore.stage_runs`)."""
         out = {}
         for c in configs:
             last = self._last.get(c)
-            if last is not None and last[0] < self.total_samples and c.noc_swing_v is None and not c.sram_v:
+            if last is not None and last[0] < self.total_samples:
                 out[c] = StagePrior(last[0], last[1].predictions_i16)
         return out
+
+    def _reused(self, c: Configuration, prior: StagePrior | None) -> int:
+        """Samples of a stage the worker takes from ``prior`` (:func:`~approxtvm.explore.stage_runs.reusable_prefix`;
+        a configuration at nominal swings and voltages draws no faults)."""
+        faulty = c.noc_swing_v is not None or bool(c.sram_v)
+        return reusable_prefix(None if prior is None else prior.subset, self.context.batch_size, faulty)
 
     def _estimate(self, configs: list[Configuration], n: int) -> list[Estimate]:
         st = self._stage(n)
@@ -256,7 +267,7 @@ class StagedStudy(Study):
         ref = st.reference
         out = []
         for c, rec in zip(configs, recs, strict=True):
-            ran = n - (priors[c].subset if c in priors else 0)
+            ran = n - self._reused(c, priors.get(c))
             self._times.setdefault(c, {})[n] = (rec.eval_s, ran)
             self._last[c] = (n, rec)
             pt = ref.point(rec)

@@ -71,3 +71,26 @@ def test_local_pool_rebuilds_after_a_lost_worker(tmp_path: Path) -> None:
     assert stored == study.new_evaluations == len({p.key for p in (*res.points, *res.uniform)})
     with Journal(tmp_path / "pool.sqlite") as j:
         assert len({r.key for r in j.records()}) == stored
+
+
+def test_later_stages_go_to_the_worker_that_compiled_them() -> None:
+    """Stage 2 of each configuration runs where its stage 1 ran (its compiled model is there),
+    at most a fair share per worker; tasks without a prior are not routed."""
+    from dataclasses import replace
+
+    from approxtvm.explore.evaluator import StagePrior, make_task
+    from approxtvm.explore.genome import Configuration
+
+    s1, s2 = replace(CTX, subset=16), replace(CTX, subset=32)
+    fp1, fp2 = s1.fingerprint(), s2.fingerprint()
+    configs = [Configuration.make({"conv1": m}) for m in ("trunc:k=4", "drum:k=4", "drum:k=5", "trunc:k=5", "drum:k=3")]
+    with DaskExecutor(None, workers=2) as ex:
+        first = dict(ex.run([make_task(s1, fp1, c) for c in configs]))
+        later = [make_task(s2, fp2, c, StagePrior(16, first[i].predictions_i16)) for i, c in enumerate(configs)]
+        homes = ex.placements(later)
+        assert ex.placements([make_task(s2, fp2, c) for c in configs]) == {}
+        pids = ex.client.run(os.getpid)
+        second = dict(ex.run(later))
+    assert len(homes) >= len(configs) // 2 and max(list(homes.values()).count(a) for a in homes.values()) <= 3
+    for i, address in homes.items():
+        assert first[i].worker.endswith(f":{pids[address]}") and second[i].worker == first[i].worker

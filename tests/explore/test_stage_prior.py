@@ -1,5 +1,6 @@
 """A later stage that runs only the images it adds (and a worker's compiled-model cache) gives the
-record an evaluation of the whole stage gives; a configuration that draws faults reruns the stage."""
+record an evaluation of the whole stage gives, with or without faults; a configuration that draws
+faults reruns a stage whose prior is not a whole number of batches."""
 
 from __future__ import annotations
 
@@ -54,25 +55,31 @@ def runs(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
     clear_worker_cache()
 
 
+NOMINAL = Configuration.make({"conv1": "mul8u_2HH", "layer1.0.conv2": "drum:k=3", "fc": "trunc:k=5"})
+FAULTY = Configuration.make({"layer1.0.conv2": "drum:k=4"}, noc_swing_v=0.5, sram_v={"input_buffer": 0.6})
+
+
 @pytest.mark.parametrize(
-    ("config", "added_only"),
+    ("config", "sizes", "ran"),
     [
-        (Configuration.make({"conv1": "mul8u_2HH", "layer1.0.conv2": "drum:k=3", "fc": "trunc:k=5"}), True),
-        (Configuration.make({"layer1.0.conv2": "drum:k=4"}, noc_swing_v=0.5, sram_v={"input_buffer": 0.6}), False),
+        (NOMINAL, (40, 80), [40, 40, 40]),
+        (FAULTY, (40, 80), [40, 40, 40]),  # whole batches of 8: the later stages add only
+        (NOMINAL, (20, 44), [20, 24, 76]),
+        (FAULTY, (20, 44), [20, 44, 120]),  # 20 and 44 images end inside a batch: rerun
     ],
-    ids=["nominal", "faulty"],
+    ids=["nominal", "faulty", "nominal-unaligned", "faulty-unaligned"],
 )
 def test_added_images_merged_equal_the_whole_stage(
-    runs: dict[str, list[int]], config: Configuration, added_only: bool
+    runs: dict[str, list[int]], config: Configuration, sizes: tuple[int, int], ran: list[int]
 ) -> None:
-    stages = [replace(CTX, subset=40), replace(CTX, subset=80), CTX]  # 40 → 80 → all 120 images
+    stages = [replace(CTX, subset=sizes[0]), replace(CTX, subset=sizes[1]), CTX]  # … → all 120 images
     fps = [c.fingerprint() for c in stages]
     staged = [run_task(make_task(stages[0], fps[0], config))]
     for i in (1, 2):
         prior = StagePrior(stages[i - 1].subset, staged[-1].predictions_i16)
         staged.append(run_task(make_task(stages[i], fps[i], config, prior)))
     assert len(runs["compiles"]) == 1  # one compile for the three stages (the worker's cache)
-    assert runs["samples"] == ([40, 40, 40] if added_only else [40, 80, 120])
+    assert runs["samples"] == ran
     clear_worker_cache()
     direct = [run_task(make_task(c, fp, config)) for c, fp in zip(stages, fps, strict=True)]
     for s, d in zip(staged, direct, strict=True):

@@ -61,7 +61,7 @@ def test_staged_front_equals_unstaged_front_on_digits(tmp_path: Path, model: str
     ctx = EvalContext(model, limit=120)
     with Journal(tmp_path / "staged.sqlite") as j:
         staged = StagedStudy(ctx, j, InlineExecutor(), StagingSettings(first_samples=30, growth=2), budget)
-        assert staged.sizes == [30, 60, 120]
+        assert staged.sizes == [32, 64, 120]  # 30 · 2ⁱ rounded up to whole batches of 8
         space = staged.space(MULTS, (None,), (0.9,), (0.9,), (0,))
         rng = np.random.default_rng(7)
         configs = [space.decode(g) for g in space.uniform_genomes()]
@@ -77,10 +77,10 @@ def test_staged_front_equals_unstaged_front_on_digits(tmp_path: Path, model: str
     for c, e in staged.estimates().items():  # dropped configurations: a bound that held
         truth = full_pts[configs.index(c)]
         assert e.loss_low <= truth.accuracy_loss <= e.loss_high
-    assert stats.configurations == len(configs) and stats.by_stage[30] == len(configs)
-    # nominal voltages: a later stage runs only the images it adds, so each configuration ran the
-    # images of its last stage once (+ the exact model per stage)
-    runs = sum(e.samples for e in staged.estimates().values()) + 30 + 60 + 120
+    assert stats.configurations == len(configs) and stats.by_stage[32] == len(configs)
+    # a later stage runs only the images it adds, so each configuration ran the images of its
+    # last stage once (+ the exact model per stage)
+    runs = sum(e.samples for e in staged.estimates().values()) + 32 + 64 + 120
     assert stats.samples_run == runs and stats.samples_unstaged == (len(configs) + 1) * 120
 
 
@@ -97,6 +97,15 @@ def test_staged_nsga_front_is_full_set_and_matches_unstaged(tmp_path: Path) -> N
         study = Study(CTX, j, InlineExecutor())
         res_u = run_nsga(study, study.space(MULTS, (None, 0.5), (0.9,), (0.9,), (0,)), settings)
     assert _front(res_s.pareto) == _front(res_u.pareto)
+
+
+def test_stage_sizes_are_whole_batches() -> None:
+    st = StagingSettings(first_samples=100, growth=4)
+    assert st.sizes(1000) == [100, 400, 1000]
+    assert st.sizes(1000, batch_size=8) == [104, 400, 1000]
+    assert st.sizes(1000, batch_size=3) == [102, 402, 1000]
+    assert StagingSettings(first_samples=1, growth=2).sizes(20, batch_size=8) == [8, 16, 20]  # 1, 2, 4 → 8
+    assert st.sizes(90, batch_size=8) == [90]
 
 
 def test_staging_rejects_energy_only_and_bad_settings(tmp_path: Path) -> None:

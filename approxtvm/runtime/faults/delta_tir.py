@@ -181,7 +181,7 @@ def build_library() -> Any:
         io_h: T.handle,
         x_h: T.handle,
         w_h: T.handle,
-        lut_h: T.handle,
+        lut_t_h: T.handle,
         out_h: T.handle,
     ):
         # each corrupted weight word against every output of the PE during its residency
@@ -197,7 +197,7 @@ def build_library() -> Any:
         io = T.match_buffer(io_h, (nio,), "int64", align=1)
         x = T.match_buffer(x_h, (nx,), "uint8", align=1)
         w = T.match_buffer(w_h, (nw,), "uint8", align=1)
-        lut = T.match_buffer(lut_h, (65536,), "int32", align=1)
+        lut_t = T.match_buffer(lut_t_h, (65536,), "int32", align=1)  # lut_t[w * 256 + x] = M(x, w)
         out = T.match_buffer(out_h, (no,), "int32", align=1)
         for e in range(ne):
             i = res[e] % instances
@@ -209,36 +209,31 @@ def build_library() -> Any:
             r = ss[f0 * 8 + 5] + io[i * 8 + 5] + (word[e] // tile_s) % tile_r
             s_ = ss[f0 * 8 + 6] + io[i * 8 + 6] + word[e] % tile_s
             wo = T.Cast("int64", w[((k * layer_c + c) * layer_r + r) * layer_s + s_])
-            wn = T.bitwise_xor(wo, T.Cast("int64", mask[e]))
+            # rows of the transposed table (lut_t[w · 256 + x] = M(x, w)): every product of this
+            # word reads 2 × 1 KiB, not 2 × 256 lines of the x-major table
+            rn = T.bitwise_xor(wo, T.Cast("int64", mask[e])) * 256
+            ro = wo * 256
+            dz = lut_t[rn + zero_x] - lut_t[ro + zero_x]  # a padded tap (the zero point's byte)
             for st in range(ends[jf] - f0):
                 n0 = ss[(f0 + st) * 8 + 0] + io[i * 8 + 0] + cl[e] * layer_n
                 p0 = ss[(f0 + st) * 8 + 3] + io[i * 8 + 3]
                 q0 = ss[(f0 + st) * 8 + 4] + io[i * 8 + 4]
                 for nb in range(tile_n):
                     for pb in range(tile_p):
-                        for qb in range(tile_q):
-                            hu = (p0 + pb) * stride_h + r * dilation_h - pad_top
-                            wu = (q0 + qb) * stride_w + s_ * dilation_w - pad_left
-                            inside = T.int64(0) <= hu and hu < in_h and T.int64(0) <= wu and wu < in_w
-                            xo = (
-                                T.if_then_else(
-                                    inside,
-                                    T.Cast(
-                                        "int64",
-                                        x[
-                                            T.if_then_else(
-                                                inside,
-                                                (((n0 + nb) * in_c + g * layer_c + c) * in_h + hu) * in_w + wu,
-                                                T.int64(0),
-                                            )
-                                        ],
-                                    ),
-                                    zero_x,
+                        hu = (p0 + pb) * stride_h + r * dilation_h - pad_top
+                        ob = (((n0 + nb) * layer_k + k) * layer_p + p0 + pb) * layer_q + q0
+                        if T.int64(0) <= hu and hu < in_h:
+                            xb = (((n0 + nb) * in_c + g * layer_c + c) * in_h + hu) * in_w
+                            for qb in range(tile_q):
+                                wu = (q0 + qb) * stride_w + s_ * dilation_w - pad_left
+                                inside = T.int64(0) <= wu and wu < in_w
+                                xo = T.if_then_else(
+                                    inside, T.Cast("int64", x[T.if_then_else(inside, xb + wu, T.int64(0))]), zero_x
                                 )
-                                * 256
-                            )
-                            oi = (((n0 + nb) * layer_k + k) * layer_p + p0 + pb) * layer_q + q0 + qb
-                            out[oi] = out[oi] + (lut[xo + wn] - lut[xo + wo])
+                                out[ob + qb] = out[ob + qb] + (lut_t[rn + xo] - lut_t[ro + xo])
+                        else:
+                            for qb in range(tile_q):
+                                out[ob + qb] = out[ob + qb] + dz
 
     @T.prim_func(s_tir=True)
     def input_cross(

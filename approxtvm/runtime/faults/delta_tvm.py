@@ -174,6 +174,8 @@ def tvm_kernels() -> FaultKernels:
         }
         st: dict[str, Any] = {k: dl(_compact(v, np.int64)) for k, v in arrays.items()}
         st["w"], st["lut"] = dl(_compact(la.wflat, np.uint8)), dl(_compact(la.table, np.int32))
+        arrays["lut_t"] = _compact(la.table.reshape(256, 256).T.ravel(), np.int32)  # weight-major, for weight_delta
+        st["lut_t"] = dl(arrays["lut_t"])
         st["args"] = kernel_args(prog, geom, la).values()
         st["_keep"] = arrays  # the DLPack views above borrow these buffers
         st["weight_tile"] = geom.tile_dims("weight", prog.schedule.mapping)
@@ -198,9 +200,8 @@ def tvm_kernels() -> FaultKernels:
         cw, cw_call = _stacked(samples, 0)
         cx, cx_call = _stacked(samples, 1)
         if len(cw[0]):
-            fn_weight(
-                *args, *map(dl, cw), dl(cw_call), st["fills_w"], st["ends_w"], st["ss"], st["io"], xr, wd, st["lut"], o
-            )
+            fills = (st["fills_w"], st["ends_w"], st["ss"], st["io"])
+            fn_weight(*args, *map(dl, cw), dl(cw_call), *fills, xr, wd, st["lut_t"], o)
         if not len(cx[0]):
             return
         common = (*map(dl, cx), dl(cx_call), st["fills_x"], st["ends_x"], st["ss"], st["io"], st["tst"], st["tln"])

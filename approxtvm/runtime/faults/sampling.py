@@ -31,6 +31,7 @@ __all__ = [
     "event_table",
     "fault_counters",
     "sample_block",
+    "sample_block_reference",
     "sample_blocks",
     "sample_faults",
 ]
@@ -272,47 +273,32 @@ def sample_blocks(
     generator: np.random.Generator | None = None,
 ) -> list[FaultSample]:
     """:func:`sample_block` of consecutive ``blocks``, their samples in call order: each block's
-    generator draws as in :func:`sample_block`, the flips of all blocks are then turned into
-    corrupted words in one vectorised pass (a block whose rows may repeat a position is redrawn
-    alone, exactly as :func:`sample_block` does)."""
+    generator draws as in :func:`sample_block_reference` (repeated positions inside a row redrawn
+    right after the block's draws), the flips of all blocks are then turned into corrupted words in
+    one vectorised pass."""
     check_seed(seed)
     ev = events if events is not None else event_table(plan, geom)
     B, E = ev.block_calls, len(ev.slots)
     if not E:
         return [FaultSample(CorruptedWords.empty(), CorruptedWords.empty()) for _ in range(B * len(blocks))]
     slots_b, ber_b = ev.block_rows
-    owners, positions, flipped, multi_blocks = [], [], [], []
+    owners, positions, flipped = [], [], []
     for bi, block in enumerate(blocks):
         rng = _block_generator(seed, plan.layer_index, block, generator)
         counts = rng.binomial(slots_b, ber_b)
         flipped.append(np.add.reduceat(counts.reshape(B, E), ev.stream_start, axis=1))
         hit = np.flatnonzero(counts)
         reps = counts[hit]
-        owner = np.repeat(hit, reps)
+        owner = np.repeat(hit, reps)  # row within the block: call · E + event
+        nslots = ev.slots[owner % E]
+        pos = _positions(rng, nslots)
+        if len(reps) and reps.max() > 1:  # without replacement inside each row: redraw repeats, as
+            # sample_block_reference does, while this block's generator is where it left off
+            _redraw_repeats(rng, owner, pos, nslots, np.flatnonzero(np.repeat(reps > 1, reps)))
         owners.append(owner + bi * B * E)  # global row over the blocks: (block · B + call) · E + event
-        positions.append(_positions(rng, ev.slots[owner % E]))
-        if len(reps) and reps.max() > 1:
-            multi_blocks.append(bi)
-    owner = np.concatenate(owners)
-    pos = np.concatenate(positions)
-    flips = np.concatenate(flipped)
-    redo: set[int] = set()
-    if multi_blocks:
-        # positions are without replacement inside each row. A repeat has the same word, bit and
-        # row, and a row's flips are adjacent among equal (word, bit) in the stable order below:
-        # only a block with such a pair can hold a repeat; it is redrawn alone (sample_block's way)
-        key, bit = _flip_keys(ev, owner, pos)
-        order = np.argsort(key * 8 + bit, kind="stable")
-        kb, ow = (key * 8 + bit)[order], owner[order]
-        pair = np.flatnonzero((kb[1:] == kb[:-1]) & (ow[1:] == ow[:-1]))
-        redo = {int(v) for v in np.unique(ow[pair] // (B * E))}
-    keep = np.ones(len(owner), bool)
-    for bi in redo:
-        keep &= owner // (B * E) != bi
-    out = _corrupted_words(ev, owner[keep], pos[keep], flips, B * len(blocks))
-    for bi in sorted(redo):
-        out[bi * B : (bi + 1) * B] = _sample_block_exact(plan, ev, seed, blocks[bi], generator)
-    return out
+        positions.append(pos)
+    owner, pos = np.concatenate(owners), np.concatenate(positions)
+    return _corrupted_words(ev, owner, pos, np.concatenate(flipped), B * len(blocks))
 
 
 def _flip_keys(ev: EventTable, owner: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -363,10 +349,11 @@ def _corrupted_words(
     return out
 
 
-def _sample_block_exact(
-    plan: FaultPlan, ev: EventTable, seed: int, block: int, generator: np.random.Generator | None
+def sample_block_reference(
+    plan: FaultPlan, ev: EventTable, seed: int, block: int, generator: np.random.Generator | None = None
 ) -> list[FaultSample]:
-    """One block drawn with the repeat check and redraws: the definition of the sampling."""
+    """One block drawn on its own, step by step, with the repeat check and redraws: the definition
+    of the sampling that :func:`sample_blocks` vectorises over blocks (the tests compare them)."""
     B, E = ev.block_calls, len(ev.slots)
     rng = _block_generator(seed, plan.layer_index, block, generator)
     counts = rng.binomial(*ev.block_rows)

@@ -159,23 +159,33 @@ class ModelFaults:
         """Whether a run needs an injector: some layer scales a swing or a voltage."""
         return self.active or any(p.energy_only_buffers for p in self.plans.values())
 
-    def session(self, seed: int) -> FaultSession | None:
-        """A run's injector (``None`` when no layer scales anything)."""
-        return FaultSession(self, seed) if self.scaled else None
+    def session(self, seed: int, first_call: int = 0) -> FaultSession | None:
+        """A run's injector (``None`` when no layer scales anything); ``first_call``: see
+        :class:`FaultSession`."""
+        return FaultSession(self, seed, first_call) if self.scaled else None
 
 
 class FaultSession:
-    """Injects the faults of one run and adds up its counters (call :meth:`apply` per layer call)."""
+    """Injects the faults of one run and adds up its counters (call :meth:`apply` per layer call).
 
-    def __init__(self, faults: ModelFaults, seed: int) -> None:
+    ``first_call``: index of the run's first layer call (0 = a whole run). A run that continues
+    an earlier one (the later images of a fixed order, from batch ``first_call`` on) draws the
+    faults of the same global calls as the whole run would; its counters count its own calls.
+    """
+
+    def __init__(self, faults: ModelFaults, seed: int, first_call: int = 0) -> None:
         check_seed(seed)  # before anything runs
+        if first_call < 0:
+            raise ValueError(f"first_call must be >= 0, found {first_call}")
         self.faults = faults
         self.seed = seed
+        self._first = first_call
         self._calls: dict[str, int] = {}
         self._flipped: dict[str, np.ndarray] = {}
         self._words: dict[str, list[int]] = {}
         self._blocks: dict[str, tuple[int, list[FaultSample]]] = {}
         self._package_tally: dict[str, dict[str, list[int]]] = {}
+        self._ahead: dict[str, tuple[int, list[FaultSample]]] = {}  # (first call, samples) drawn ahead
         self._rng = np.random.Generator(np.random.Philox(key=0))  # state reset per block (sample_block)
 
     def apply(
@@ -187,7 +197,7 @@ class FaultSession:
         plan = self.faults.plans.get(layer_id)
         if plan is None or plan.trivial:
             return acc
-        call = self._calls.get(layer_id, 0)
+        call = self._calls.get(layer_id, self._first)
         self._calls[layer_id] = call + 1
         if not plan.onchip_trivial:
             acc = self._onchip(layer_id, call, x, prog, acc, *operands)
@@ -210,15 +220,42 @@ class FaultSession:
                 if faulty is not part:
                     part[...] = faulty
             return acc
-        first = self._calls.get(layer_id, 0)
-        self._prefetch(layer_id, first, calls)
+        first = self._calls.get(layer_id, self._first)
+        if layer_id not in self._ahead:
+            self._prefetch(layer_id, first, calls)
         samples = []
         for call in range(first, first + calls):
             self._calls[layer_id] = call + 1
-            samples.append(self._sample(layer_id, call))
+            samples.append(self._take(layer_id, call))
         f = self.faults
         geom, arrays = f.geometry(layer_id), f.arrays(layer_id, prog)
         return inject_calls(x, prog, acc, samples, geom, arrays, f.kernels, f.prepared(layer_id, prog))
+
+    def draw_ahead(self, layer_id: str, calls: int) -> None:
+        """Sample the on-chip faults of the layer's next ``calls`` calls now, counted as they are
+        drawn; the next :meth:`apply` / :meth:`apply_calls` of those calls uses them.
+
+        The samples depend on neither the operands nor the accumulators, so a host can draw them
+        while another thread computes the accumulators. Layers with package faults or an
+        activation × activation matmul draw when applied, as before (nothing is drawn here).
+        """
+        plan = self.faults.plans.get(layer_id)
+        if plan is None or plan.trivial or plan.onchip_trivial or plan.nop_ber > 0.0:
+            return
+        if self.faults.schedules[layer_id].shape.op == "matmul":
+            return
+        first = self._calls.get(layer_id, self._first)
+        self._prefetch(layer_id, first, calls)
+        self._ahead[layer_id] = (first, [self._sample(layer_id, c) for c in range(first, first + calls)])
+
+    def _take(self, layer_id: str, call: int) -> FaultSample:
+        """The sample of a call: drawn ahead (:meth:`draw_ahead`) or drawn now (:meth:`_sample`)."""
+        ahead = self._ahead.get(layer_id)
+        if ahead is not None and ahead[0] <= call < ahead[0] + len(ahead[1]):
+            if call == ahead[0] + len(ahead[1]) - 1:
+                del self._ahead[layer_id]
+            return ahead[1][call - ahead[0]]
+        return self._sample(layer_id, call)
 
     def _prefetch(self, layer_id: str, first: int, calls: int) -> None:
         """Sample the blocks of calls ``first … first + calls − 1`` at once (:func:`sample_blocks`)."""
@@ -259,7 +296,7 @@ class FaultSession:
     def _onchip(
         self, layer_id: str, call: int, x: np.ndarray, prog: LayerProgram, acc: np.ndarray, *operands: np.ndarray
     ) -> np.ndarray:
-        sample = self._sample(layer_id, call)
+        sample = self._take(layer_id, call)
         if not len(sample.weight) and not len(sample.input):
             return acc
         f = self.faults
@@ -305,7 +342,9 @@ class FaultSession:
             if lid in self._calls and not p.onchip_trivial:
                 ev = self.faults.events(lid)
                 fl = self._flipped.get(lid, np.zeros(len(ev.streams), np.int64))
-                out[lid] = out.get(lid, {}) | fault_counters(ev.streams, fl, tuple(self._words[lid]), self._calls[lid])  # type: ignore[arg-type]
+                out[lid] = out.get(lid, {}) | fault_counters(
+                    ev.streams, fl, tuple(self._words[lid]), self._calls[lid] - self._first
+                )  # type: ignore[arg-type]
             if p.energy_only_buffers:  # scaled without a fault model: say so
                 out.setdefault(lid, {})["energy_only_buffers"] = list(p.energy_only_buffers)
         return out

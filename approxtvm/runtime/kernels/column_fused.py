@@ -29,6 +29,7 @@ import numpy as np
 
 from approxtvm.runtime.kernels.geometry import ConvGeometry
 from approxtvm.runtime.kernels.table_perm import _LANES, COLUMN_BLOCK, _aligned_empty, _lookup, _lut, _round_up
+from approxtvm.runtime.kernels.threads import use_tvm_threads
 
 if TYPE_CHECKING:  # TVM is imported lazily at run time
     import tvm
@@ -359,6 +360,7 @@ class FusedColumn:
         self.fn = cache.get(key)
         self.g = g
         self.out = out
+        self.macs = g.n * g.k * g.p * g.q * cg * g.r * g.s
         self.pad_byte = np.array(pad_value, np.int8 if signed else np.uint8).view(np.uint8)
         self._local = threading.local()
         # where the real pixels land: per phase (a, b), rows y0::sh of x go to plane rows i0.., etc.
@@ -401,6 +403,7 @@ class FusedColumn:
         g, hq, wq = self.g, self.hq, self.wq
         sh, sw = g.stride_h, g.stride_w
         planes, xt, yt, y = self._buffers()
+        use_tvm_threads(self.macs)
         xb = x.view(np.uint8)
         for ph, y0, z0, i0, j0, ny, nz in self._writes:
             view = planes[:, :, ph, : hq * wq].reshape(g.n, g.c, hq, wq)

@@ -359,16 +359,6 @@ def _factors_stored(
     return f  # type: ignore[return-value]
 
 
-def _set_tvm_threads(threads: int | None) -> None:
-    if threads is None:
-        return
-    import tvm_ffi
-
-    if int(tvm_ffi.get_global_func("runtime.NumThreads")()) != int(threads):
-        # affinity mode 1 (kBig): all cores of a homogeneous CPU
-        tvm_ffi.get_global_func("runtime.config_threadpool")(1, int(threads))
-
-
 def conv2d_products(
     x: np.ndarray,
     w: np.ndarray,
@@ -400,7 +390,7 @@ def conv2d_products(
     pad_value
         Activation code used for padding (the activation zero point).
     threads
-        Worker threads (``None``: all cores).
+        Worker threads (``None``: onnxruntime on all cores; TVM kernels by size, :mod:`.threads`).
     path
         Force a kernel (:data:`PATHS`); ``None`` = :func:`choose_path`.
     cache
@@ -473,9 +463,8 @@ def _conv2d_tvm(
     from approxtvm.runtime.kernels.table_tvm import conv2d_table_tvm, plan_tables
 
     kernels = cache.tvm_kernels()
-    _set_tvm_threads(threads)
     if path == "table_gather":
-        return conv2d_table_tvm(xp, wb, mult.table, gp, kernels, None, kernel="gather")
+        return conv2d_table_tvm(xp, wb, mult.table, gp, kernels, None, kernel="gather", threads=threads)
     # the layer's kernel choice and prepared register-LUT kernel live in its store (weights fixed)
     skey = ("tvm_table", f"{path}:{mult.table_hash}:{gp}")
     prepared = store.entries.get(skey) if store is not None else None
@@ -497,11 +486,11 @@ def _conv2d_tvm(
         if store is not None:
             store.entries[skey] = prepared
     if isinstance(prepared, PermConv):
-        return prepared(xp)
+        return prepared(xp, threads)
     plan = prepared
     wkey = _weight_key(wb, store)
     tables = cache.layer_tables((mult.table_hash, wkey, wb.shape, plan), plan.table_bytes(gp))
-    return conv2d_table_tvm(xp, wb, mult.table, gp, kernels, tables)
+    return conv2d_table_tvm(xp, wb, mult.table, gp, kernels, tables, threads=threads)
 
 
 def _tables_pay(gp: ConvGeometry, plan: object, nbytes: int, cache: KernelCache) -> bool:

@@ -211,10 +211,8 @@ def _column(
 ) -> np.ndarray:
     """The grouped table kernel of :mod:`.table_perm` on padded bytes ``xb`` (prepared once per
     layer in ``store`` when given)."""
-    from approxtvm.runtime.kernels.dispatch import _set_tvm_threads
     from approxtvm.runtime.kernels.table_perm import ColumnConv
 
-    _set_tvm_threads(threads)
     gp = _padded(g)
     key = ("column", f"{mult.table_hash}:{groups}:{gp}")
     conv = store.entries.get(key) if store is not None else None
@@ -223,7 +221,7 @@ def _column(
         conv = ColumnConv(wb, mult.table, groups, gp, cache.tvm_kernels(), mult.table_hash)
         if store is not None:
             store.entries[key] = conv
-    return conv(xb)  # type: ignore[operator]
+    return conv(xb, threads)  # type: ignore[operator]
 
 
 def _padded(g: ConvGeometry) -> ConvGeometry:

@@ -1,26 +1,27 @@
-"""Low-rank factor sums of a conv layer as onnxruntime ``MatMulInteger`` GEMMs with int8 activations.
+"""Low-rank factor sums of a conv layer as onnxruntime ``MatMulInteger`` GEMMs on the integer
+dot-product instruction.
 
 The byte terms of a :class:`~approxtvm.runtime.kernels.intconv.WeightPlan` (activation byte maps
-``f_j``, weight byte maps ``g_j``, window-sum rows) are evaluated as one GEMM per call:
-``Y (K', N·P·Q) = Wcat (K', L) @ Xcol (L, N·P·Q)``, where ``Wcat`` holds the weight maps of all
-blocks side by side (``L = blocks · C·R·S``) and ``Xcol`` the im2col of the activation maps. The
-output is already in NCHW order.
+``f_j``, weight byte maps ``g_j``, window sums) are evaluated as one GEMM per call:
+``Y (N·P·Q, K') = Xcol (N·P·Q, L) @ W (L, K')``, where ``Xcol`` is the im2col of the activation
+maps (``L = blocks · R·S·C``, built from an NHWC copy of the input so that it copies runs of C
+bytes) and ``W`` holds the weight maps of all blocks, one column per output channel plus one column
+of ones per window sum. ``W`` is a constant of the layer's onnxruntime session, which packs it once;
+the same session transposes the output to NCHW (blocked and threaded).
 
-Why a GEMM with **int8** activations: onnxruntime's u8×s8 integer GEMM runs on the CPU's integer
-dot-product instruction (AVX-512 VNNI / AVX-VNNI), which its u8×u8 GEMM and ``ConvInteger`` do not;
-measured on this project's AVX-512 VNNI host, ``MatMulInteger`` u8×s8 ran 2–3× faster per MAC than
-the u8×u8 ``ConvInteger`` the generic low-rank path uses (``ConvInteger`` with int8 weights was
-slower still).
+Why **int8 weights**: onnxruntime's u8×s8 integer GEMM runs on the CPU's integer dot-product
+instruction (AVX-512 VNNI / AVX-VNNI), which its u8×u8 GEMM and ``ConvInteger`` do not (measured on
+this project's AVX-512 VNNI host: 2–3× the u8×u8 ``ConvInteger`` per MAC, and activations ×
+prepacked weights 1.1–1.8× weights × activations on ResNet-50 shapes). Weights of an int8 GEMM are
+stored as ``g − 128`` and the session's weight zero point −128 restores ``g`` inside the kernel, so
+the activations stay uint8 and no correction term is needed.
 
-Exactness of int8: a byte map ``f`` with values above 127 is stored as ``f − 128`` (the byte
-``f ^ 0x80``), and ``128 · Σ_taps g(w)`` (a constant per output channel) is added back; window-sum
-rows get ``128 · taps`` back. The products are exact integers everywhere, but CPUs without VNNI
-compute u8×s8 with a 16-bit pairwise sum that **saturates** (DESIGN §2). So a block is fed as int8
-only when
+The products are exact integers everywhere, but CPUs without VNNI compute u8×s8 with a 16-bit
+pairwise sum that **saturates** (DESIGN §2). So a block is fed to the int8 GEMM only when
 
 * the host's u8×s8 GEMM is shown exact at run time (:func:`s8_gemm_exact`: the CPU has VNNI *and*
   a probe GEMM whose pair sums would saturate in 16 bits returns the exact int64 result), or
-* no pair of products can reach the 16-bit limit: ``2 · max|f| · max g ≤ 32767``;
+* no pair of products can reach the 16-bit limit: ``2 · max f · 128 ≤ 32767``;
 
 other blocks run as uint8 in a second GEMM of the same call (u8×u8 is exact everywhere).
 Each GEMM's reduction is bounded so that no int32 partial sum can overflow; a layer whose bound
@@ -29,6 +30,7 @@ fails is left to the ``ConvInteger`` path (:func:`gemm_plan` returns ``None``).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,53 +104,53 @@ class ActivationMap:
 
 @dataclass(frozen=True, eq=False)
 class Gemm:
-    """One ``MatMulInteger`` of a call: some blocks of the call, all int8 or all uint8.
+    """One ``MatMulInteger`` of a call, ``Y (N·P·Q, cols) = Xcol (N·P·Q, rows) @ W (rows, cols)``:
+    some blocks of the call, their weights all int8 or all uint8 (the activations are uint8).
 
     Attributes
     ----------
     blocks
-        Indices of the call's blocks in this GEMM, in ``Xcol`` order.
+        Indices of the call's blocks in this GEMM, in ``Xcol`` column order.
     maps
         Activation map per block.
     signed
-        Activations fed as int8 (else uint8).
+        Weights fed as int8 (else uint8).
     w_mat
-        uint8 (rows, len(blocks)·taps): weight maps of the main rows (K, or 0 when the call has none),
-        then one row of ones per window sum in ``sum_rows``.
-    main_rows
+        int8 or uint8 (len(blocks)·taps, cols), rows in (block, r, s, c) order: the weight maps of
+        the main columns (K, or 0 when the GEMM has none; a map with values above 127 stored as
+        ``g − 128`` in int8), then one column of ones over one block per extra sum.
+    main_cols
         K, or 0.
-    sum_rows
-        Window-sum indices (into the call's window sums) computed as the extra rows, in row order.
+    extra_coefs
+        Coefficient of each extra column (a window sum of the plan, or ``128 · scale`` for a block
+        whose weights are stored as ``g − 128``), added to every output channel.
+    w_key
+        Digest of ``w_mat``: its onnxruntime session (weights prepacked) is cached under it.
     """
 
     blocks: tuple[int, ...]
     maps: tuple[ActivationMap, ...]
     signed: bool
     w_mat: np.ndarray
-    main_rows: int
-    sum_rows: tuple[int, ...]
+    main_cols: int
+    extra_coefs: tuple[int, ...]
+    w_key: str
 
 
 @dataclass(frozen=True, eq=False)
 class GemmCall:
-    """The GEMMs of one :class:`WeightPlan` call, and its scale and window-sum coefficients.
+    """The GEMMs of one :class:`WeightPlan` call.
 
     Attributes
     ----------
     scale
         Integer factor of the call's main output.
     gemms
-        One or two :class:`Gemm` (int8 blocks, uint8 blocks).
-    sum_coefs
-        Coefficient of each window sum.
-    sum_offsets
-        Added to each window sum before its coefficient (``128·taps`` for an int8-shifted block).
+        One or two :class:`Gemm` (int8 weights, uint8 weights).
     """
 
     scale: int
     gemms: tuple[Gemm, ...]
-    sum_coefs: tuple[int, ...]
-    sum_offsets: tuple[int, ...]
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,7 +162,7 @@ class GemmPlan:
     calls
         One per plan call.
     const_k
-        int64 (K,): the plan's per-channel constant plus the int8 shift corrections.
+        int64 (K,): the plan's per-channel constant.
     signed_exact
         Whether the host's u8×s8 GEMM was taken as exact when the plan was built.
     """
@@ -178,9 +180,9 @@ class GemmPlan:
 def s8_gemm_exact(sessions: OrtSessionCache, vnni: bool) -> bool:
     """Whether onnxruntime's u8×s8 ``MatMulInteger`` is exact on this host (cached in ``sessions``).
 
-    ``False`` without VNNI (the 16-bit pair sums saturate). With VNNI a probe GEMM decides: every
-    pair of its products sums to ±64770, beyond int16, so a saturating kernel returns a different
-    number than the exact int64 product.
+    ``False`` without VNNI (the 16-bit pair sums saturate). With VNNI probe GEMMs decide: every
+    pair of their stored products sums to ±64770, beyond int16, so a saturating kernel returns a
+    different number than the exact int64 product.
     """
     if not vnni:
         return False
@@ -193,9 +195,16 @@ def s8_gemm_exact(sessions: OrtSessionCache, vnni: bool) -> bool:
     a[:, ::7] = rng.integers(0, 256, a[:, ::7].shape, dtype=np.uint8)
     b = np.where(rng.random((512, 64)) < 0.5, -128, 127).astype(np.int8)
     b[::2] = b[1::2]  # equal signs in every pair: the pair sums reach ±64770
-    sess = sessions.gemm(a.shape, b.shape, True, 1)
-    got = sess.run(None, {"x": a, "w": b})[0]
-    ok = bool(np.array_equal(got.astype(np.int64), a.astype(np.int64) @ b.astype(np.int64)))
+    # the exact session kind the plans use: prepacked int8 weights with zero point −128, a plain one
+    # (weights as an input), both on one and on all threads
+    probe = Gemm((0,), (), True, b, b.shape[1], (), "s8_probe")
+    want = a.astype(np.int64) @ (b.astype(np.int64) + 128)
+    ok = True
+    for threads in (1, None):
+        got = _session(sessions, probe, threads, 1, a.shape[0]).run(None, {"x": a})[0]  # type: ignore[attr-defined]
+        ok = ok and bool(np.array_equal(got[0].T.astype(np.int64), want))
+    plain = sessions.gemm(a.shape, b.shape, True, 1).run(None, {"x": a, "w": b})[0]  # type: ignore[attr-defined]
+    ok = ok and bool(np.array_equal(plain.astype(np.int64), a.astype(np.int64) @ b.astype(np.int64)))
     with sessions.lock:
         sessions.sessions[("s8_exact",)] = ok
     return ok
@@ -206,99 +215,128 @@ def gemm_plan(wb: np.ndarray, plan: WeightPlan, divisor: int, signed_exact: bool
     could overflow (the ``ConvInteger`` path then splits the reduction)."""
     k = wb.shape[0]
     taps = int(np.prod(wb.shape[1:]))
-    wflat = wb.reshape(k, taps)
-    const_k = plan.const_k.astype(np.int64).copy()
+    wflat = wb.transpose(0, 2, 3, 1).reshape(k, taps)  # (r, s, c) order: the NHWC columns' order
     calls: list[GemmCall] = []
     for scale, fs, gs, ws in plan.calls:
         has_main = any(g is not None for g in gs)
-        sum_blocks = [blk for blk, _ in ws]
-        offsets = [0] * len(ws)
         per_kind: dict[bool, list[int]] = {True: [], False: []}
-        stored: dict[int, np.ndarray] = {}
+        wvals: dict[int, np.ndarray] = {}
         for j, f in enumerate(fs):
-            f = f.astype(np.int64)
-            wide = int(f.max()) > 127
-            gmax = int(gs[j].max()) if gs[j] is not None else 0
-            if any(b == j for b in sum_blocks):
-                gmax = max(gmax, 1)
-            amax = 128 if wide else int(f.max())
-            as_s8 = signed_exact or 2 * amax * gmax <= _PAIR_MAX
+            if gs[j] is not None:
+                wvals[j] = gs[j][wflat].astype(np.int64)
+            # int8 weights are stored as g − 128 (|value| ≤ 128) with zero point −128
+            as_s8 = signed_exact or 2 * int(f.max()) * 128 <= _PAIR_MAX
             per_kind[as_s8].append(j)
-            stored[j] = (f ^ 0x80 if (as_s8 and wide) else f).astype(np.uint8)
-            if as_s8 and wide:
-                # Σ (f − 128)·g = Σ f·g − 128·Σ_taps g(w): add the per-channel constant back
-                if gs[j] is not None:
-                    const_k += scale * 128 * gs[j][wflat].astype(np.int64).sum(axis=1)
-                for i, blk in enumerate(sum_blocks):
-                    if blk == j:
-                        offsets[i] = 128 * taps
         gemms = []
         for signed, blocks in ((True, per_kind[True]), (False, per_kind[False])):
-            if not blocks:
+            main = k if has_main and any(j in wvals for j in blocks) else 0
+            extra = [(blk, int(c)) for blk, c in ws if blk in blocks]  # the plan's window sums
+            if not blocks or (main == 0 and not extra):
                 continue
-            rows = [i for i, blk in enumerate(sum_blocks) if blk in blocks]
-            main = k if has_main and any(gs[j] is not None for j in blocks) else 0
-            if main == 0 and not rows:
-                continue
-            w_mat = np.zeros((main + len(rows), len(blocks) * taps), np.uint8)
-            amax = max(
-                int(np.abs(stored[j].view(np.int8).astype(np.int64) if signed else stored[j]).max()) for j in blocks
-            )
-            gmax = 1 if rows else 0
+            w_mat = np.zeros((len(blocks) * taps, main + len(extra)), np.int64)
             for bi, j in enumerate(blocks):
-                if main and gs[j] is not None:
-                    w_mat[:k, bi * taps : (bi + 1) * taps] = gs[j][wflat]
-                    gmax = max(gmax, int(gs[j].max()))
-            for ri, i in enumerate(rows):
-                bi = blocks.index(sum_blocks[i])
-                w_mat[main + ri, bi * taps : (bi + 1) * taps] = 1
-            if w_mat.shape[1] * amax * gmax > _INT32_MAX:
+                if main and j in wvals:
+                    w_mat[bi * taps : (bi + 1) * taps, :k] = wvals[j].T
+            for ei, (blk, _) in enumerate(extra):
+                bi = blocks.index(blk)
+                w_mat[bi * taps : (bi + 1) * taps, main + ei] = 1
+            amax = max(int(fs[j].max()) for j in blocks)
+            # int8: the kernel sums f·(g − 128) and 128·f before the zero point restores Σ f·g
+            gbound = max(int(w_mat.max(initial=0)), 128 if signed else 0)
+            if w_mat.shape[0] * amax * gbound > _INT32_MAX:
                 return None
-            maps = tuple(ActivationMap.of(stored[j]) for j in blocks)
-            gemms.append(Gemm(tuple(blocks), maps, signed, w_mat, main, tuple(rows)))
-        calls.append(GemmCall(scale, tuple(gemms), tuple(c for _, c in ws), tuple(offsets)))
+            stored = (w_mat - 128).astype(np.int8) if signed else w_mat.astype(np.uint8)
+            maps = tuple(ActivationMap.of(fs[j].astype(np.uint8)) for j in blocks)
+            key = hashlib.sha1(stored.tobytes()).hexdigest() + f":{stored.shape}:{stored.dtype}"
+            gemms.append(Gemm(tuple(blocks), maps, signed, stored, main, tuple(c for _, c in extra), key))
+        calls.append(GemmCall(int(scale), tuple(gemms)))
     del divisor  # the caller divides; the plan is the same
-    return GemmPlan(tuple(calls), const_k, signed_exact)
+    return GemmPlan(tuple(calls), plan.const_k.astype(np.int64).copy(), signed_exact)
 
 
 def im2col(planes: np.ndarray, g: ConvGeometry) -> np.ndarray:
-    """uint8 (B·C·R·S, N·P·Q) columns of ``B`` stacked padded inputs ``planes`` (B, N, C, Hp, Wp),
-    block-major (the order of the GEMM's weight columns); a view when the conv is 1×1, unit-stride
-    and ``B = N = 1``."""
-    nb, n, c, hp, wp = planes.shape
-    if g.r == g.s == 1 and g.strides == (1, 1) and n == nb == 1:
-        return planes.reshape(c, hp * wp)
-    sb, sn, sc, sh, sw = planes.strides
+    """uint8 (N·P·Q, B·R·S·C) columns of ``B`` stacked maps of a padded NHWC input, ``planes``
+    (N, Hp, Wp, B, C), in (block, r, s, c) order (the GEMM's weight rows); a view when the conv is
+    1×1 with unit strides and no padding."""
+    n, hp, wp, nb, c = planes.shape
+    if g.r == g.s == 1 and g.strides == (1, 1) and (g.p, g.q) == (hp, wp):
+        return planes.reshape(n * hp * wp, nb * c)
+    sn, sh, sw, sb, sc = planes.strides
     view = as_strided(
         planes,
-        shape=(nb, c, g.r, g.s, n, g.p, g.q),
-        strides=(sb, sc, g.dilation_h * sh, g.dilation_w * sw, sn, g.stride_h * sh, g.stride_w * sw),
+        shape=(n, g.p, g.q, nb, g.r, g.s, c),
+        strides=(sn, g.stride_h * sh, g.stride_w * sw, sb, g.dilation_h * sh, g.dilation_w * sw, sc),
         writeable=False,
     )
-    return np.ascontiguousarray(view).reshape(nb * c * g.r * g.s, n * g.p * g.q)
+    return np.ascontiguousarray(view).reshape(n * g.p * g.q, nb * g.r * g.s * c)
 
 
-def _columns(xp: np.ndarray, g: ConvGeometry, gm: Gemm, cache: dict[str, object]) -> np.ndarray:
-    """The GEMM's activation columns: its maps of ``xp``, im2col'd.
-
-    A 1×1 conv maps its (strided) columns, which are never more than the input; a larger filter
-    maps the padded input first (R·S times fewer bytes than its columns) and im2cols all blocks
-    in one copy.
-    """
-    index = cache.setdefault("index", [None])
-    if g.r * g.s == 1:
-        cols = cache.get("cols")
-        if cols is None:
-            cols = cache["cols"] = im2col(xp[None], g)
-        taps = cols.shape[0]
-        xcol = np.empty((len(gm.maps) * taps, cols.shape[1]), np.uint8)
-        for bi, amap in enumerate(gm.maps):
-            amap.apply(cols, xcol[bi * taps : (bi + 1) * taps], index)  # type: ignore[arg-type]
-        return xcol
-    planes = np.empty((len(gm.maps), *xp.shape), np.uint8)
+def _columns(xn: np.ndarray, g: ConvGeometry, gm: Gemm, index: list[np.ndarray | None]) -> np.ndarray:
+    """The GEMM's activation columns: its maps of the padded NHWC input ``xn``, im2col'd (the maps
+    run on the input, R·S times fewer bytes than the columns, each into a contiguous plane)."""
+    planes = np.empty((len(gm.maps), *xn.shape), np.uint8)
     for bi, amap in enumerate(gm.maps):
-        amap.apply(xp, planes[bi], index)  # type: ignore[arg-type]
-    return im2col(planes, g)
+        amap.apply(xn, planes[bi], index)
+    if len(gm.maps) == 1:
+        return im2col(planes[0][:, :, :, None, :], g)
+    # (N, Hp, Wp, B, C) strides over the block-major planes: im2col copies runs of C bytes
+    sb, sn, sh, sw, sc = planes.strides
+    view = as_strided(planes, shape=(*xn.shape[:3], len(gm.maps), xn.shape[3]), strides=(sn, sh, sw, sb, sc))
+    return im2col(view, g)
+
+
+def _session(sessions: OrtSessionCache, gm: Gemm, threads: int | None, n: int, pq: int) -> object:
+    """``MatMulInteger(x uint8 (N·P·Q, rows), W)`` with ``gm.w_mat`` a constant (onnxruntime prepacks
+    it once); outputs ``main`` (N, K, P·Q) (the transpose in onnxruntime, blocked and threaded) and
+    ``extra`` (N·P·Q, extra columns), each when the GEMM has such columns."""
+    key = ("gemm_w", gm.w_key, threads, n, pq)
+    with sessions.lock:
+        sess = sessions.sessions.get(key)
+    if sess is not None:
+        return sess
+    from onnx import TensorProto, helper, numpy_helper
+
+    from approxtvm.runtime.kernels.ort_session import runtime_session
+
+    rows, cols = gm.w_mat.shape
+    k = gm.main_cols
+
+    def i64(name: str, *v: int) -> object:
+        return numpy_helper.from_array(np.array(v, np.int64), name)
+
+    inits = [numpy_helper.from_array(gm.w_mat, "w"), i64("ax1", 1), i64("k0", 0), i64("k1", k), i64("kend", cols)]
+    inputs = ["x", "w"]
+    if gm.signed:  # weights stored as g − 128: the zero point −128 restores g
+        inits += [
+            numpy_helper.from_array(np.array(0, np.uint8), "xz"),
+            numpy_helper.from_array(np.array(-128, np.int8), "wz"),
+        ]
+        inputs += ["xz", "wz"]
+    nodes = [helper.make_node("MatMulInteger", inputs, ["y"])]
+    outputs = []
+    if k:
+        inits.append(i64("shape", n, pq, k))
+        nodes += [
+            helper.make_node("Slice", ["y", "k0", "k1", "ax1"], ["ym"]),
+            helper.make_node("Reshape", ["ym", "shape"], ["ym3"]),
+            helper.make_node("Transpose", ["ym3"], ["main"], perm=[0, 2, 1]),
+        ]
+        outputs.append(helper.make_tensor_value_info("main", TensorProto.INT32, [n, k, pq]))
+    if cols > k:
+        nodes.append(helper.make_node("Slice", ["y", "k1", "kend", "ax1"], ["extra"]))
+        outputs.append(helper.make_tensor_value_info("extra", TensorProto.INT32, [n * pq, cols - k]))
+    graph = helper.make_graph(
+        nodes,
+        "approxtvm_lowrank_gemm",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, [n * pq, rows])],
+        outputs,
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    sess = runtime_session(model, threads)
+    with sessions.lock:
+        return sessions.sessions.setdefault(key, sess)
 
 
 def gemm_sums(
@@ -333,31 +371,36 @@ def gemm_sums(
     from approxtvm.errors import MultiplierError
 
     k = plan.const_k.shape[0]
-    n, npq = g.n, g.n * g.p * g.q
+    n, pq = g.n, g.p * g.q
     acc = np.int32 if divisor == 1 else np.int64
-    # (K, N·P·Q) in the order the GEMMs produce; NCHW at the end
-    out = np.empty((k, npq), dtype=acc)
-    out[...] = _ring_vec(plan.const_k, acc)[:, None]
-    shared: dict[str, object] = {}  # the input's columns / intp codes, shared by the calls' maps
+    xn = np.ascontiguousarray(xp.transpose(0, 2, 3, 1))  # NHWC: im2col copies runs of C bytes
+    index: list[np.ndarray | None] = [None]  # intp codes for table maps, shared by the calls
+    out: np.ndarray | None = None  # (N, K, P·Q)
+    extra: np.ndarray | None = None  # Σ coef · window sum: the same for every output channel
     for call in plan.calls:
-        sums: list[np.ndarray | None] = [None] * len(call.sum_coefs)
         for gm in call.gemms:
-            xcol = _columns(xp, g, gm, shared)
-            sess = sessions.gemm(gm.w_mat.shape, xcol.shape, gm.signed, threads)
-            y = sess.run(None, {"x": gm.w_mat, "w": xcol.view(np.int8) if gm.signed else xcol})[0]
-            if gm.main_rows:
-                main = y[:k] if acc is np.int32 else y[:k].astype(acc)
-                if call.scale == 1:
-                    out += main
+            res = _session(sessions, gm, threads, n, pq).run(None, {"x": _columns(xn, g, gm, index)})  # type: ignore[attr-defined]
+            if gm.main_cols:
+                part = res[0] if acc is np.int32 else res[0].astype(acc)
+                if call.scale != 1:
+                    part *= _ring(call.scale, acc)
+                if out is None:
+                    out = part
                 else:
-                    out += main * _ring(call.scale, acc)
-            for ri, i in enumerate(gm.sum_rows):
-                sums[i] = y[gm.main_rows + ri]
-        for i, srow in enumerate(sums):
-            if srow is None:
-                continue
-            total = srow.astype(acc) + _ring(call.sum_offsets[i], acc)
-            out += (total * _ring(call.sum_coefs[i], acc))[None, :]
+                    out += part
+            if gm.extra_coefs:
+                ys = res[-1] if acc is np.int32 else res[-1].astype(acc)
+                for ei, coef in enumerate(gm.extra_coefs):
+                    term = ys[:, ei] * _ring(coef, acc)
+                    extra = term if extra is None else extra + term
+    const = _ring_vec(plan.const_k, acc)[None, :, None]
+    if out is None:
+        out = np.empty((n, k, pq), dtype=acc)
+        out[...] = const
+    else:
+        out += const
+    if extra is not None:
+        out += extra.reshape(n, 1, pq)
     if divisor != 1:
         q, rem = np.divmod(out, divisor)
         if rem.any():  # cannot happen for a verified factorisation
@@ -368,8 +411,7 @@ def gemm_sums(
                 fix="report this bug; use path='table' meanwhile",
             )
         out = q
-    res = out.reshape(k, n, g.p, g.q)
-    return np.ascontiguousarray(res.transpose(1, 0, 2, 3)) if n > 1 else res.reshape(1, k, g.p, g.q)
+    return out.reshape(n, k, g.p, g.q)
 
 
 def _ring(v: int, dtype: type) -> np.integer:

@@ -29,6 +29,7 @@ import numpy as np
 
 from approxtvm.runtime.kernels.cpu import CpuInfo
 from approxtvm.runtime.kernels.geometry import ConvGeometry
+from approxtvm.runtime.kernels.threads import use_tvm_threads
 
 if TYPE_CHECKING:  # TVM is imported lazily at run time
     import tvm
@@ -230,11 +231,13 @@ class PermConv:
         self.fn = cache.get(key)
         self.g = g
 
-    def __call__(self, xp: np.ndarray) -> np.ndarray:
-        """``Σ_taps table[x, w]`` (int32 NKPQ) for padded activation bytes ``xp`` (NCHW uint8)."""
+    def __call__(self, xp: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """``Σ_taps table[x, w]`` (int32 NKPQ) for padded activation bytes ``xp`` (NCHW uint8);
+        ``threads``: TVM threads (``None``: :func:`.threads.use_tvm_threads`'s choice by size)."""
         import tvm
 
         g = self.g
+        use_tvm_threads(g.macs, threads)
         x_nhwc = _aligned_empty((g.n, g.hp, self.wp_ext, g.c), "uint8")
         if self.wp_ext > g.wp:
             x_nhwc[:, :, g.wp :] = 0
@@ -416,12 +419,15 @@ class ColumnConv:
         )  # fmt: skip
         self.fn = cache.get(key)
         self.g = g
+        self.macs = g.n * g.k * g.p * g.q * cg * g.r * g.s
 
-    def __call__(self, xp: np.ndarray) -> np.ndarray:
-        """``Σ_taps table[x, w]`` (int32 NKPQ) for padded activation bytes ``xp`` (NCHW uint8)."""
+    def __call__(self, xp: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """``Σ_taps table[x, w]`` (int32 NKPQ) for padded activation bytes ``xp`` (NCHW uint8);
+        ``threads``: TVM threads (``None``: :func:`.threads.use_tvm_threads`'s choice by size)."""
         import tvm
 
         g, hq, wq = self.g, self.hq, self.wq
+        use_tvm_threads(self.macs, threads)
         sh, sw = g.stride_h, g.stride_w
         planes = _aligned_empty((g.n, g.c, sh * sw, self.plen), "uint8")
         if sh == sw == 1 and g.hp * g.wp == hq * wq:

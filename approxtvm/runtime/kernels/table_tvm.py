@@ -27,6 +27,7 @@ import numpy as np
 
 from approxtvm.runtime.kernels.cpu import CpuInfo, detect_cpu
 from approxtvm.runtime.kernels.geometry import ConvGeometry
+from approxtvm.runtime.kernels.threads import configure_tvm_pool, use_tvm_threads
 
 if TYPE_CHECKING:  # TVM is imported lazily at run time
     import tvm
@@ -342,6 +343,7 @@ class TvmKernelCache:
         return tvm.runtime.from_dlpack(view)
 
     def __post_init__(self) -> None:
+        configure_tvm_pool()  # before any kernel starts TVM's thread pool
         if self.config is None:
             self.config = TableKernelConfig.for_cpu(self.cpu)
 
@@ -459,6 +461,7 @@ def conv2d_table_tvm(
     cache: TvmKernelCache,
     tables: dict | None = None,
     kernel: str = "auto",
+    threads: int | None = None,
 ) -> np.ndarray:
     """``Σ_taps table[x, w]`` on TVM (int32 NKPQ) over padded bytes ``xp`` (NCHW) and ``wb`` (OIHW).
 
@@ -474,9 +477,12 @@ def conv2d_table_tvm(
         Optional dict to take prebuilt tables from / store them in, keyed by chunk ``(c0, k0)``.
     kernel
         ``"table"`` (weight-stationary tables), ``"gather"`` (direct LUT gather) or ``"auto"``.
+    threads
+        TVM threads (``None``: :func:`.threads.use_tvm_threads`'s choice by the layer's size).
     """
     import tvm
 
+    use_tvm_threads(g.macs, threads)
     cfg = cache.config
     plan = plan_tables(g, table, cfg)
     if kernel == "auto":

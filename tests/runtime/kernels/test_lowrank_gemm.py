@@ -141,17 +141,20 @@ def test_int8_probe_and_the_pair_bound_without_vnni():
     assert kinds == {True, False}  # the 1-bit terms as int8, the wide term as uint8
     for call in plan.calls:
         for gm in call.gemms:
-            if gm.signed:  # no 16-bit pair sum can saturate
-                amax = max(int(np.abs(m_bytes(m)).max()) for m in gm.maps)
-                assert 2 * amax * int(gm.w_mat.max()) <= 2**15 - 1
+            if gm.signed:  # no 16-bit pair sum of uint8 activations × int8 weights can saturate
+                assert gm.w_mat.dtype == np.int8
+                amax = max(int(m_bytes(m).max()) for m in gm.maps)
+                assert 2 * amax * int(np.abs(gm.w_mat.astype(np.int64)).max()) <= 2**15 - 1
+            else:
+                assert gm.w_mat.dtype == np.uint8
 
 
 def m_bytes(amap: ActivationMap) -> np.ndarray:
-    """The int8 values a map feeds to the GEMM, over all codes."""
+    """The uint8 activation values a map feeds to the GEMM, over all codes."""
     codes = np.arange(256, dtype=np.uint8)
     out = np.empty_like(codes)
     amap.apply(codes, out, [None])
-    return out.view(np.int8).astype(np.int64)
+    return out.astype(np.int64)
 
 
 def test_int32_overflow_bound_falls_back_to_convinteger():
