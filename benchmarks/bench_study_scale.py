@@ -277,7 +277,8 @@ def dask_mode() -> dict[str, Any]:
                 warm = [Configuration(), *(random_genomes(lids, w - 1, seed=99) if lids else [])]
                 recs, _ = evaluate_batch([make_task(replace(ctx, subset=1), fp, c) for c in warm], j, ex)
                 lids = lids or _layer_ids(recs[0])
-                configs = random_genomes(lids, DASK_CONFIGS, seed=7 + w)  # fresh, so nothing is journaled
+                # the same genomes for 1 and 2 workers (each count has its own journal and fresh workers)
+                configs = random_genomes(lids, DASK_CONFIGS, seed=7)
                 t0 = time.perf_counter()
                 recs, _ = evaluate_batch([make_task(ctx, fp, c) for c in configs], j, ex)
                 wall = time.perf_counter() - t0
