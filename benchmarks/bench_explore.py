@@ -157,7 +157,9 @@ def resnet50_staging() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "r50.npz"
         np.savez(npz, x=calibration_data("resnet50", n=n_img, seed=11))
-        ctx = EvalContext("resnet50", str(npz), batch_size=batch)
+        from bench_study_scale import resnet50_model
+
+        ctx = EvalContext(resnet50_model(tmp, batch), str(npz), batch_size=batch)
         out: dict[str, Any] = {
             "bench": "explore_resnet50_staging",
             "images": n_img,

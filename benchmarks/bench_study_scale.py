@@ -9,7 +9,8 @@ Default mode (cost): this process, pinned to one core with one compute thread (a
 of the projection), compiles each probe configuration (timed: the fixed cost of an evaluation)
 compiled for batch ``BENCH_SCALE_BATCH`` (default 8, as ``approxtvm experiments``), and runs one
 batch (lazily built kernels count as fixed cost) and then ``BENCH_SCALE_IMAGES`` images a batch
-at a time (timed: the per-image cost). An evaluation on n images costs
+at a time (timed: the per-image cost, wall and process CPU — one compute thread, so the CPU time
+is what an idle core would take; ``projection_2_workers_linear_cpu`` uses it). An evaluation on n images costs
 ``fixed + n · per_image``. Probes: exact; an EvoApproxLib circuit (mul8u_2HH) and a low-rank family
 multiplier (drum:k=4) on every layer; ``BENCH_SCALE_RANDOM`` (default 2) seeded random per-layer
 genomes of experiment 4's default space (the library of ``genome.DEFAULT_MULTIPLIERS``, swings,
@@ -53,6 +54,7 @@ from approxtvm.explore.evaluator import EvalContext, make_task
 from approxtvm.explore.executors import DaskExecutor, evaluate_batch
 from approxtvm.explore.genome import DEFAULT_MULTIPLIERS, Configuration, SearchSpace
 from approxtvm.explore.journal import EvalRecord, Journal
+from approxtvm.explore.staged import StagingSettings
 
 #: Batch the model is compiled for (``approxtvm experiments`` compiles for 8: weight faults are
 #: drawn per batch call, so their cost per image falls with the batch).
@@ -63,8 +65,9 @@ DASK_CONFIGS = int(os.environ.get("BENCH_SCALE_DASK_CONFIGS", "4"))
 DASK_IMAGES = int(os.environ.get("BENCH_SCALE_DASK_IMAGES", "2"))
 #: The goal: experiment 4 with this many images and configurations within this many hours.
 GOAL_IMAGES, GOAL_CONFIGS, GOAL_HOURS = 1000, 300, 8.0
-#: Stage sizes of the projection (StagingSettings(first_samples=100, growth=4) on 1,000 images).
-STAGES = (100, 400, 1000)
+#: Stage sizes of the projection: StagingSettings(first_samples=100, growth=4) on 1,000 images,
+#: whole batches (104, 400, 1,000 at batch 8).
+STAGES = tuple(StagingSettings(first_samples=100, growth=4).sizes(GOAL_IMAGES, BATCH))
 #: Survival fractions (q1: past stage 1, q2: past stage 2) the projection is given for.
 SURVIVAL = ((1.0, 1.0), (0.5, 0.25), (0.25, 0.1), (0.15, 0.04))
 
@@ -81,12 +84,42 @@ def random_genomes(layer_ids: list[str], n: int, seed: int) -> list[Configuratio
     return out
 
 
+def resnet50_proto(batch: int) -> Any:
+    """The shipped ResNet-50; for ``batch`` > 1 with a symbolic batch axis (the shipped export
+    fixes batch 1; a user's export with ``dynamic_axes`` has it symbolic, and ResNet-50 has no
+    shape constants that pin it: its classifier input is a ``Flatten``)."""
+    import onnx
+
+    from approxtvm.models import get_model
+
+    proto = get_model("resnet50")
+    if batch == 1:
+        return proto
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    for v in [*out.graph.input, *out.graph.output]:
+        v.type.tensor_type.shape.dim[0].dim_param = "N"
+    del out.graph.value_info[:]
+    return out
+
+
+def resnet50_model(tmp: str, batch: int) -> str:
+    """``EvalContext.model`` for ResNet-50 compiled at ``batch`` (a file when the batch is symbolic)."""
+    if batch == 1:
+        return "resnet50"
+    import onnx
+
+    path = Path(tmp) / "resnet50_nbatch.onnx"
+    onnx.save(resnet50_proto(batch), path)
+    return str(path)
+
+
 def _data(tmp: str, n: int) -> EvalContext:
     from approxtvm.models import calibration_data
 
     npz = Path(tmp) / "r50.npz"
     np.savez(npz, x=calibration_data("resnet50", n=n, seed=11))
-    return EvalContext("resnet50", str(npz), batch_size=BATCH)
+    return EvalContext(resnet50_model(tmp, BATCH), str(npz), batch_size=BATCH)
 
 
 def _layer_ids(rec: EvalRecord) -> list[str]:
@@ -145,22 +178,24 @@ def _time_probe(qdq: Any, config: Configuration, x: np.ndarray, caches: Any, ima
     row: dict[str, Any] = {"compile_s": round(compile_s, 2), "first_batch_s": round(first_s, 3), "model": model}
     if images:
         batches = max(1, images // BATCH)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in range(1, batches + 1):
             model.run(x[i * BATCH : (i + 1) * BATCH], first_batch=i)
         row["per_image_s"] = round((time.perf_counter() - t0) / (batches * BATCH), 3)
+        # one compute thread: the process CPU time is the wall time an idle core would take
+        row["per_image_cpu_s"] = round((time.process_time() - c0) / (batches * BATCH), 3)
     return row
 
 
 def cost_mode() -> dict[str, Any]:
     """Per-evaluation cost per probe configuration (compile and run timed apart), then the projection."""
     from approxtvm.compiler import frontend
-    from approxtvm.models import calibration_data, get_model
+    from approxtvm.models import calibration_data
     from approxtvm.runtime.shared_caches import SharedCaches
 
     load = os.getloadavg()[0]
     cpu0 = time.process_time()
-    proto = get_model("resnet50")
+    proto = resnet50_proto(BATCH)
     t0 = time.perf_counter()
     qdq = frontend.quantize(proto, calibration_data(proto, n=8), frontend.QuantOptions())
     quantize_s = time.perf_counter() - t0
@@ -202,6 +237,7 @@ def cost_mode() -> dict[str, Any]:
     fixed = float(np.mean([r["fixed_s"] for r in rand]))
     cold_fixed = float(np.mean([r["cold_fixed_s"] for r in rand]))
     per_image = float(np.mean([r["per_image_s"] for r in rand]))
+    per_image_cpu = float(np.mean([r["per_image_cpu_s"] for r in rand]))
     return {
         "bench": "study_scale_cost",
         "model": "resnet50 (random weights), random 224² images, no labels",
@@ -217,9 +253,12 @@ def cost_mode() -> dict[str, Any]:
             "fixed_s_cold_caches": round(cold_fixed, 2),
             "fixed_shared_vs_cold": round(fixed / cold_fixed, 3),
             "per_image_s": round(per_image, 3),
+            "per_image_cpu_s": round(per_image_cpu, 3),
         },
         "projection_1_worker": projection(fixed, per_image, 1, 1.0),
         "projection_2_workers_linear": projection(fixed, per_image, 2, 2.0),
+        # the per-image CPU time as an idle core's wall time (fixed cost as measured)
+        "projection_2_workers_linear_cpu": projection(fixed, per_image_cpu, 2, 2.0),
         "stages": list(STAGES),
     }
 

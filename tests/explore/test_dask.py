@@ -39,7 +39,7 @@ def test_lost_worker_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> Non
         res, study, stored = _run(tmp_path / "dask.sqlite", ex, kill_one_worker)
         workers_after = ex.n_workers
     assert killed and workers_after >= 1
-    assert stored == study.new_evaluations == len({p.key for p in res.points})
+    assert stored == study.new_evaluations == len({p.key for p in (*res.points, *res.uniform)})
     with Journal(tmp_path / "dask.sqlite") as j:
         recs = j.records()
     assert len({r.key for r in recs}) == len(recs) == stored
@@ -68,7 +68,7 @@ def test_local_pool_rebuilds_after_a_lost_worker(tmp_path: Path) -> None:
 
         res, study, stored = _run(tmp_path / "pool.sqlite", ex, kill_one_worker)
     assert killed
-    assert stored == study.new_evaluations == len({p.key for p in res.points})
+    assert stored == study.new_evaluations == len({p.key for p in (*res.points, *res.uniform)})
     with Journal(tmp_path / "pool.sqlite") as j:
         assert len({r.key for r in j.records()}) == stored
 

@@ -28,7 +28,7 @@ def test_pareto_set_reevaluates_identically_and_compares_with_grid_and_random(tm
         space = study.space(LIB, (None, 0.5), (0.9,), (0.9, 0.7), (0,), max_distinct_multipliers=2)
         res = run_nsga(study, space, settings)
         ref = study.reference
-        assert j.count() == study.new_evaluations == len({p.key for p in res.points})
+        assert j.count() == study.new_evaluations == len({p.key for p in (*res.points, *res.uniform)})
         for p in res.points:  # at most two multiplier types in the network
             assert len({p.config.multiplier_for(lid) for lid in space.layer_ids}) <= 2
         cmp = compare_searches(study, space, settings, seeds=(0,))  # five seeds: test_nsga (fakes)

@@ -160,6 +160,11 @@ def test_initial_population_and_uniform_grid() -> None:
     pop = initial_population(space, 9, seed=0)
     assert len({tuple(r) for r in pop}) == 9
     assert [space.decode(g) for g in pop[:4]] == [space.decode(g) for g in space.uniform_genomes()]
+    small = initial_population(space, 6, seed=0)  # 3 seeds at most: first, middle and last in library order
+    seeds = space.uniform_genomes()
+    assert [space.decode(g) for g in small[:3]] == [space.decode(seeds[i]) for i in (0, 2, 3)]
+    assert len({space.decode(g) for g in small}) == 6
+    assert not any(space.decode(g) in {space.decode(u) for u in seeds} for g in small[3:])
     grid = uniform_grid(space, 10, seed=0)
     assert len(grid) == 10 and len(set(grid)) == 10
     assert grid[:4] == [space.decode(g) for g in space.uniform_genomes()]
@@ -172,7 +177,8 @@ def test_uniform_operators_and_small_populations(tmp_path: Path) -> None:
     a, _ = _explore(tmp_path / "a.sqlite", settings=s)
     b, _ = _explore(tmp_path / "b.sqlite", ForwardExecutor(), settings=s)
     assert _front(a) == _front(b)
-    assert len(a.history) == 4 and a.history[0].evaluations == len(LIB)  # all seeds, pop_size or not
+    assert len(a.history) == 4 and a.history[0].evaluations == 3  # one seed (exact) and two random genomes
+    assert len(a.uniform) == len(LIB)  # the uniform baselines are evaluated all the same
     with pytest.raises(ExplorationError, match="operators"):
         NsgaSettings(operators="bogus")
 
