@@ -14,9 +14,7 @@ layer is counted from its schedule once per batch.
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,7 +110,6 @@ class OrtHost:
         self._requant: dict[str, Requantizer] = {}
         self._rows_independent = rows_independent(proto)
         self._scratch: dict[tuple[str, str, tuple[int, ...]], np.ndarray] = {}
-        self._pool: tuple[int, ThreadPoolExecutor] | None = None  # (owner pid, one worker)
 
     def kernel_layers(self, exact_layers: str, faulty: frozenset[str]) -> frozenset[str]:
         """Layers that run on our kernels under ``exact_layers``, the layers with a fault model
@@ -188,7 +185,7 @@ class OrtHost:
             exact = prog.fused_exact if len(xm) == shape.n else self._grouped.get((site.layer_id, len(xm)))
             if exact is None:
                 exact = self._grouped[(site.layer_id, len(xm))] = ExactLayer(prog.schedule, prog.weight, len(xm))
-            acc = self._accumulate(site.layer_id, exact, xm, calls)
+            acc = exact(xm)
             if self.log.faults_calls is not None:
                 acc = self.log.faults_calls(site.layer_id, xin, prog, acc, calls)
             elif hook is not None:
@@ -204,38 +201,6 @@ class OrtHost:
             env[site.output_name] = y
         self.log.calls.extend(self._order * calls)
         return [env[n] for n in self.output_names]
-
-    def _accumulate(
-        self, layer_id: str, exact: Callable[[np.ndarray], np.ndarray], x: np.ndarray, calls: int
-    ) -> np.ndarray:
-        """``exact(x)``; with faults drawn ahead (:attr:`CallLog.faults_ahead`), computed on a worker
-        thread while this thread samples the layer's next ``calls`` calls (the samples depend on
-        neither; onnxruntime releases the interpreter lock while it runs)."""
-        ahead = self.log.faults_ahead
-        if ahead is None:
-            return exact(x)
-        started = threading.Event()
-
-        def run() -> np.ndarray:
-            started.set()
-            return exact(x)
-
-        pending = self._worker().submit(run)
-        # let the worker take the interpreter lock on its way into onnxruntime (which releases it):
-        # the small numpy calls of the sampling would otherwise keep it for a whole switch interval
-        started.wait()
-        try:
-            ahead(layer_id, calls)
-        finally:
-            acc = pending.result()
-        return acc
-
-    def _worker(self) -> ThreadPoolExecutor:
-        """This process's worker thread (a forked child gets its own: threads do not survive a fork)."""
-        pid = os.getpid()
-        if self._pool is None or self._pool[0] != pid:
-            self._pool = (pid, ThreadPoolExecutor(max_workers=1, thread_name_prefix="approxtvm-acc"))
-        return self._pool[1]
 
     def _requantize(self, site: LayerSite, prog: LayerProgram, acc: np.ndarray, in_place: bool) -> np.ndarray:
         """:func:`~approxtvm.runtime.executor.requantize` of a site's accumulators, with the site's
@@ -275,7 +240,7 @@ class OrtHost:
                     exact = prog.fused_exact
                     if exact is not None and self.log.faults is not None and not self.log.trace:
                         xm = operands[0].reshape(-1, shape.c) if shape.op == "dense" else operands[0]
-                        acc = self._accumulate(site.layer_id, exact, xm, 1)
+                        acc = exact(xm)
                         if self.log.faults_calls is not None and _in_place_ok(acc):  # our own array: no copy
                             acc = self.log.faults_calls(site.layer_id, operands[0], prog, acc, 1)
                         else:

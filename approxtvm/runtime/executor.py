@@ -337,9 +337,6 @@ class CallLog:
     #: The same hook for several consecutive calls of a layer stacked along ``N``, in place:
     #: ``(layer_id, x_q, program, acc, calls) -> acc`` (:meth:`~approxtvm.runtime.faults.FaultSession.apply_calls`).
     faults_calls: Callable[..., np.ndarray] | None = None
-    #: Draws the faults of a layer's next calls ahead of its accumulators: ``(layer_id, calls) -> None``
-    #: (:meth:`~approxtvm.runtime.faults.FaultSession.draw_ahead`), so a host can overlap the two.
-    faults_ahead: Callable[[str, int], None] | None = None
 
     def clear(self) -> None:
         """Forget previous calls."""

@@ -198,42 +198,6 @@ def check_stacked_calls(mapping: Mapping, calls: int = 3) -> None:
         np.testing.assert_array_equal(got, ref, err_msg=kernels.name)
 
 
-def test_faults_drawn_ahead_equal_faults_drawn_when_applied() -> None:
-    """A host may draw a layer's faults while its accumulators are computed (draw_ahead): the
-    accumulators and counters equal those of the same calls drawn when applied, stacked or one by one."""
-    shape = LayerShape.conv2d(2, 16, 8, 7, 7, 3, 3, pads=(1, 1, 1, 1))
-    prog0, x0 = _program(shape, map_layer(shape, SPEC), RAND_U, seed=2)
-    sch = replace(prog0.schedule, config=ApproxConfig(noc_swing_v=0.3, sram_v=(("input_buffer", 0.55),)))
-    prog = LayerProgram(sch, prog0.weight, None, prog0.multiplier, path=prog0.path)
-    rng = np.random.default_rng(3)
-    x = np.concatenate([x0, rng.integers(0, 256, x0.shape).astype(x0.dtype), x0])  # 3 calls stacked
-    clean = np.concatenate([accumulate(x[2 * c : 2 * c + 2], prog) for c in range(3)])
-    mf = faults.ModelFaults({"L": sch}, SPEC)
-    results = []
-    for mode in ("ahead", "stacked", "one by one"):
-        sess = mf.session(seed=11)
-        assert sess is not None
-        acc = clean.copy()
-        if mode == "one by one":
-            parts = [sess.apply("L", x[2 * c : 2 * c + 2], prog, acc[2 * c : 2 * c + 2]) for c in range(3)]
-            acc = np.concatenate(parts)
-        else:
-            if mode == "ahead":
-                sess.draw_ahead("L", 3)
-            sess.apply_calls("L", x, prog, acc, 3)
-        results.append((acc, sess.counters()))
-    assert results[0][1]["L"]["input"]["bits_flipped"] > 0 and not np.array_equal(results[0][0], clean)
-    for acc, counters in results[1:]:
-        np.testing.assert_array_equal(acc, results[0][0])
-        assert counters == results[0][1]
-    one = mf.session(seed=11)  # drawn ahead, then applied one call at a time
-    assert one is not None
-    one.draw_ahead("L", 3)
-    acc = np.concatenate([one.apply("L", x[2 * c : 2 * c + 2], prog, clean[2 * c : 2 * c + 2]) for c in range(3)])
-    np.testing.assert_array_equal(acc, results[0][0])
-    assert one.counters() == results[0][1]
-
-
 def test_ber_zero_is_bit_identical_and_leaves_inputs_untouched() -> None:
     shape = LayerShape.conv2d(2, 16, 8, 6, 6, 3, 3, pads=(1, 1, 1, 1))
     prog, x = _program(shape, map_layer(shape, SPEC), RAND_U)

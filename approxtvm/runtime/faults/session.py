@@ -185,7 +185,6 @@ class FaultSession:
         self._words: dict[str, list[int]] = {}
         self._blocks: dict[str, tuple[int, list[FaultSample]]] = {}
         self._package_tally: dict[str, dict[str, list[int]]] = {}
-        self._ahead: dict[str, tuple[int, list[FaultSample]]] = {}  # (first call, samples) drawn ahead
         self._rng = np.random.Generator(np.random.Philox(key=0))  # state reset per block (sample_block)
 
     def apply(
@@ -221,41 +220,14 @@ class FaultSession:
                     part[...] = faulty
             return acc
         first = self._calls.get(layer_id, self._first)
-        if layer_id not in self._ahead:
-            self._prefetch(layer_id, first, calls)
+        self._prefetch(layer_id, first, calls)
         samples = []
         for call in range(first, first + calls):
             self._calls[layer_id] = call + 1
-            samples.append(self._take(layer_id, call))
+            samples.append(self._sample(layer_id, call))
         f = self.faults
         geom, arrays = f.geometry(layer_id), f.arrays(layer_id, prog)
         return inject_calls(x, prog, acc, samples, geom, arrays, f.kernels, f.prepared(layer_id, prog))
-
-    def draw_ahead(self, layer_id: str, calls: int) -> None:
-        """Sample the on-chip faults of the layer's next ``calls`` calls now, counted as they are
-        drawn; the next :meth:`apply` / :meth:`apply_calls` of those calls uses them.
-
-        The samples depend on neither the operands nor the accumulators, so a host can draw them
-        while another thread computes the accumulators. Layers with package faults or an
-        activation × activation matmul draw when applied, as before (nothing is drawn here).
-        """
-        plan = self.faults.plans.get(layer_id)
-        if plan is None or plan.trivial or plan.onchip_trivial or plan.nop_ber > 0.0:
-            return
-        if self.faults.schedules[layer_id].shape.op == "matmul":
-            return
-        first = self._calls.get(layer_id, self._first)
-        self._prefetch(layer_id, first, calls)
-        self._ahead[layer_id] = (first, [self._sample(layer_id, c) for c in range(first, first + calls)])
-
-    def _take(self, layer_id: str, call: int) -> FaultSample:
-        """The sample of a call: drawn ahead (:meth:`draw_ahead`) or drawn now (:meth:`_sample`)."""
-        ahead = self._ahead.get(layer_id)
-        if ahead is not None and ahead[0] <= call < ahead[0] + len(ahead[1]):
-            if call == ahead[0] + len(ahead[1]) - 1:
-                del self._ahead[layer_id]
-            return ahead[1][call - ahead[0]]
-        return self._sample(layer_id, call)
 
     def _prefetch(self, layer_id: str, first: int, calls: int) -> None:
         """Sample the blocks of calls ``first … first + calls − 1`` at once (:func:`sample_blocks`)."""
@@ -296,7 +268,7 @@ class FaultSession:
     def _onchip(
         self, layer_id: str, call: int, x: np.ndarray, prog: LayerProgram, acc: np.ndarray, *operands: np.ndarray
     ) -> np.ndarray:
-        sample = self._take(layer_id, call)
+        sample = self._sample(layer_id, call)
         if not len(sample.weight) and not len(sample.input):
             return acc
         f = self.faults
