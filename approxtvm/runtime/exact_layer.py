@@ -277,27 +277,16 @@ GEMM_BYTES = 64 << 20
 def s8_gemm_exact() -> bool:
     """Whether onnxruntime's u8 × s8 ``MatMulInteger`` is exact on this CPU (once per process).
 
-    Without VNNI, x86 kernels add pairs of u8 · s8 products in int16 with saturation. The probe's
-    operands make every such pair sum to 2 · 255 · (−128) or 2 · 255 · 127, beyond int16, so a
-    saturating kernel returns other sums than the int64 product computed here.
+    The low-rank kernels' probe (:func:`approxtvm.runtime.kernels.lowrank_gemm.s8_gemm_exact`):
+    without VNNI, x86 kernels add pairs of u8 · s8 products in int16 with saturation, and its
+    prepacked, zero-point and plain sessions on one and all threads must all return the int64
+    product.
     """
     from approxtvm.runtime.kernels.cpu import detect_cpu
+    from approxtvm.runtime.kernels.intconv import OrtSessionCache
+    from approxtvm.runtime.kernels.lowrank_gemm import s8_gemm_exact as probe
 
-    if not detect_cpu().vnni:
-        return False
-    a = np.full((16, 64), 255, np.uint8)
-    b = np.repeat(np.where(np.arange(32)[:, None] % 3 == 0, -128, 127) * np.ones((1, 8), np.int64), 2, axis=0)
-    graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])],
-        "s8_probe",
-        [helper.make_tensor_value_info("a", TensorProto.UINT8, list(a.shape))],
-        [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
-        [numpy_helper.from_array(b.astype(np.int8), "b")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    got = _session(model, 1).run(None, {"a": a})[0]  # type: ignore[attr-defined]
-    return bool(np.array_equal(got.astype(np.int64), a.astype(np.int64) @ b))
+    return probe(OrtSessionCache(), detect_cpu().vnni)
 
 
 #: Timed runs of each formulation that choose between them (after one warm-up run each).
