@@ -41,7 +41,7 @@ GROUP_ACC_BYTES = 64 << 20
 
 
 #: Timed runs of each form when a low-rank layer's form is chosen (:meth:`OrtHost._lowrank`).
-LOWRANK_CHOICE_RUNS = 2
+LOWRANK_CHOICE_RUNS = 3
 
 
 #: Node types that carry a layer's MACs: a segment without one is light (elementwise, pooling).

@@ -57,8 +57,12 @@ def test_lowrank_layer_equals_integer_conv_and_requantization(data, table, signe
     zw = rng.integers(lo, hi, draw(st.sampled_from([1, k]))).astype(np.int64)
     if draw(st.booleans()):
         zw[:] = 0  # symmetric weights: no window sums
-    bias = rng.integers(-5000, 5000, k).astype(np.int64)
-    scale = (rng.random(k) * draw(st.sampled_from([1e-4, 1e-3, 1e-2]))).astype(np.float32)
+    if draw(st.booleans()):  # sums beyond 2^24: the int32 → float32 conversion rounds
+        bias = rng.integers(-(2**30), 2**30, k).astype(np.int64)
+        scale = (rng.random(k) * 2.0**-23).astype(np.float32)
+    else:
+        bias = rng.integers(-5000, 5000, k).astype(np.int64)
+        scale = (rng.random(k) * draw(st.sampled_from([1e-4, 1e-3, 1e-2]))).astype(np.float32)
     out_dtype = draw(st.sampled_from(["uint8", "int8"]))
     zy = int(rng.integers(*((-128, 128) if out_dtype == "int8" else (0, 256))))
 
