@@ -167,7 +167,7 @@ def report_markdown(rows: Sequence[StudyRow], epochs: int, seed: int) -> str:
         "after; the energy per inference is the accelerator's, equal before and after.",
         "",
         "Hand-over: the written `model.onnx` + `policy.yaml` compiled on the Relax-VM host "
-        "(`host=\"tvm\"`) must give the torch model's eval forward bit for bit (column *bit-exact*). "
+        '(`host="tvm"`) must give the torch model\'s eval forward bit for bit (column *bit-exact*). '
         "The accuracy columns use the default onnxruntime host, which requantizes with onnxruntime's "
         "fused integer arithmetic (within one output step of the float QDQ graph): the last column "
         "counts the test images whose outputs differ there, and how many of those change top-1.",

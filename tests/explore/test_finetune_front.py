@@ -48,7 +48,8 @@ def test_study_rows_report_and_bit_exact_hand_over(tmp_path):
         (r.after_top1 - r.before_top1) / (r.exact_top1 - r.before_top1)
     )
     report = (tmp_path / "report.md").read_text()
-    assert "drum:k=4" in report and "images differing" in report and (tmp_path / "finetune.png").is_file() and (tmp_path / "results.json").is_file()
+    assert "drum:k=4" in report and "images differing" in report
+    assert (tmp_path / "finetune.png").is_file() and (tmp_path / "results.json").is_file()
 
 
 def test_experiments_finetune_hook_appends_the_moved_front(tmp_path):
