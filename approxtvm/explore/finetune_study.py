@@ -189,7 +189,8 @@ def report_markdown(rows: Sequence[StudyRow], epochs: int, seed: int) -> str:
             f"| {r.model} | `{r.multiplier}` | {100 * r.exact_top1:.2f} % | {100 * r.before_top1:.2f} % | "
             f"{100 * r.after_top1:.2f} % | {rec} | {r.energy_before_pj / 1e3:.3f} {same} "
             f"{r.energy_after_pj / 1e3:.3f} | {r.epochs} | {r.train_seconds:.1f} | {r.best_epoch} | "
-            f"{'yes' if r.bit_exact else 'NO'} | {r.ort_images_differing} ({r.ort_top1_changed}), {r.ort_max_abs_diff:.3g} |"
+            f"{'yes' if r.bit_exact else 'NO'} | "
+            f"{r.ort_images_differing} ({r.ort_top1_changed}), {r.ort_max_abs_diff:.3g} |"
         )
     lines.append("")
     return "\n".join(lines)
