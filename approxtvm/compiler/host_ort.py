@@ -189,10 +189,10 @@ class OrtHost:
                 acc = self.log.faults_exact(site.layer_id, xin, prog, exact, xm, calls)
             elif self.log.faults_calls is not None:
                 acc = self.log.faults_calls(site.layer_id, xin, prog, exact(xm), calls)
-            elif hook is not None:
+            else:
                 acc = exact(xm)
                 rows, xrows = len(acc) // calls, len(xin) // calls
-                for c in range(calls):
+                for c in range(calls) if hook is not None else ():
                     part = acc[c * rows : (c + 1) * rows]
                     faulty = hook(site.layer_id, xin[c * xrows : (c + 1) * xrows], prog, part)
                     if faulty is not part:
