@@ -192,12 +192,14 @@ class OrtHost:
             exact = prog.fused_exact if len(xm) == shape.n else self._grouped.get((site.layer_id, len(xm)))
             if exact is None:
                 exact = self._grouped[(site.layer_id, len(xm))] = ExactLayer(prog.schedule, prog.weight, len(xm))
-            acc = exact(xm)
-            if self.log.faults_calls is not None:
-                acc = self.log.faults_calls(site.layer_id, xin, prog, acc, calls)
-            elif hook is not None:
+            if self.log.faults_exact is not None:  # faults and accumulators together (corrupted weights)
+                acc = self.log.faults_exact(site.layer_id, xin, prog, exact, xm, calls)
+            elif self.log.faults_calls is not None:
+                acc = self.log.faults_calls(site.layer_id, xin, prog, exact(xm), calls)
+            else:
+                acc = exact(xm)
                 rows, xrows = len(acc) // calls, len(xin) // calls
-                for c in range(calls):
+                for c in range(calls) if hook is not None else ():
                     part = acc[c * rows : (c + 1) * rows]
                     faulty = hook(site.layer_id, xin[c * xrows : (c + 1) * xrows], prog, part)
                     if faulty is not part:
@@ -297,11 +299,14 @@ class OrtHost:
                     exact = prog.fused_exact
                     if exact is not None and self.log.faults is not None and not self.log.trace:
                         xm = operands[0].reshape(-1, shape.c) if shape.op == "dense" else operands[0]
-                        acc = exact(xm)
-                        if self.log.faults_calls is not None and _in_place_ok(acc):  # our own array: no copy
-                            acc = self.log.faults_calls(site.layer_id, operands[0], prog, acc, 1)
+                        if self.log.faults_exact is not None:  # faults and accumulators together
+                            acc = self.log.faults_exact(site.layer_id, operands[0], prog, exact, xm, 1)
                         else:
-                            acc = self.log.faults(site.layer_id, operands[0], prog, acc)
+                            acc = exact(xm)
+                            if self.log.faults_calls is not None and _in_place_ok(acc):  # our own array: no copy
+                                acc = self.log.faults_calls(site.layer_id, operands[0], prog, acc, 1)
+                            else:
+                                acc = self.log.faults(site.layer_id, operands[0], prog, acc)
                     else:
                         acc = layer_accumulators(prog, self.log, *operands)
                     y = self._requantize(site, prog, acc, in_place=not self.log.trace)  # traces keep acc

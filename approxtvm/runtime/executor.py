@@ -375,6 +375,10 @@ class CallLog:
     #: The same hook for several consecutive calls of a layer stacked along ``N``, in place:
     #: ``(layer_id, x_q, program, acc, calls) -> acc`` (:meth:`~approxtvm.runtime.faults.FaultSession.apply_calls`).
     faults_calls: Callable[..., np.ndarray] | None = None
+    #: The same for an exact conv/dense layer whose fault-free accumulators its :class:`ExactLayer` computes:
+    #: ``(layer_id, x_q, program, exact, rows, calls) -> acc`` (``rows``: ``x_q`` as ``exact`` reads it;
+    #: :meth:`~approxtvm.runtime.faults.FaultSession.apply_exact`, which may run ``exact`` on corrupted weights).
+    faults_exact: Callable[..., np.ndarray] | None = None
 
     def clear(self) -> None:
         """Forget previous calls."""

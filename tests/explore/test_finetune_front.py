@@ -42,12 +42,14 @@ def test_study_rows_report_and_bit_exact_hand_over(tmp_path):
     rows = run_study(["digits_cnn"], ["drum:k=4"], tmp_path, epochs=1, log=lambda s: None)
     (r,) = rows
     assert r.bit_exact and r.energy_before_pj == r.energy_after_pj
+    assert 0 <= r.ort_top1_changed <= r.ort_images_differing <= 360
     assert r.before_top1 < r.exact_top1  # drum:k=4 loses accuracy on digits_cnn (16.7 pp)
     assert r.recovered is not None and r.recovered == pytest.approx(
         (r.after_top1 - r.before_top1) / (r.exact_top1 - r.before_top1)
     )
     report = (tmp_path / "report.md").read_text()
-    assert "drum:k=4" in report and (tmp_path / "finetune.png").is_file() and (tmp_path / "results.json").is_file()
+    assert "drum:k=4" in report and "images differing" in report
+    assert (tmp_path / "finetune.png").is_file() and (tmp_path / "results.json").is_file()
 
 
 def test_experiments_finetune_hook_appends_the_moved_front(tmp_path):

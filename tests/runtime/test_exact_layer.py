@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -110,3 +112,13 @@ def test_gemm_formulation_equals_a_plain_integer_reference(kind, n, stride, dila
     assert got.dtype == np.int32 and got.flags.c_contiguous and got.flags.writeable  # the fault deltas add in place
     np.testing.assert_array_equal(got, ref)
     np.testing.assert_array_equal(layer.run_gemm(x[::-1].copy()), _reference(x[::-1].copy(), prog))  # kept buffers
+    # per-call weights: the bytes at some flat (K, C, R, S) positions XORed, against the reference on those weights
+    rng = np.random.default_rng(seed)
+    index = rng.choice(prog.weight.size, size=min(7, prog.weight.size), replace=False)
+    mask = rng.integers(1, 256, len(index)).astype(np.uint8)
+    w2 = prog.weight.copy()
+    w2.reshape(-1)[index] ^= mask
+    got = layer.with_weights(x, index, mask)
+    assert got.dtype == np.int32 and got.flags.c_contiguous and got.flags.writeable
+    np.testing.assert_array_equal(got, _reference(x, replace(prog, weight=w2)))
+    np.testing.assert_array_equal(layer(x), ref)  # the layer's own weights are untouched

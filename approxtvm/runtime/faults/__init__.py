@@ -48,6 +48,10 @@ the exact cross term where a corrupted weight meets a corrupted input). int32 wr
 The inner loops are compiled with TVM once per process (:func:`tvm_kernels`), with a numpy
 fallback (:data:`NUMPY_KERNELS`). :func:`approxtvm.runtime.emulator.emulate` executes the same
 faults tile by tile with corrupted tile copies (the specification; tests hold :func:`inject` to it).
+Where every weight word is stored once per call (one (fill, PE) residency; no multicast copy, no
+refill), the corrupted weights ``W'`` of a call are well defined and an exact layer runs its own
+fast kernel on them instead (:mod:`.corrupted_weights`): no weight deltas, no cross terms, the same
+integers.
 
 **Plumbing.** :class:`ModelFaults` (one per compiled model) holds the per-layer plans, checked
 against the spec's model ranges when the model is built; :class:`FaultSession` (one per run)
@@ -62,10 +66,12 @@ operands is corrupted on the package links (``nop_swing_v``, ``nop_protected_msb
 
 **Modules.** :mod:`.physics` (bit error rates), :mod:`.plan` (options and per-layer plans),
 :mod:`.geometry` (tile residencies), :mod:`.sampling`, :mod:`.delta_numpy` and :mod:`.delta_tvm`
-(the sparse deltas), :mod:`.package_faults` (package copies), :mod:`.session` (per model and per
-run). The energy side of the same knobs is :mod:`approxtvm.runtime.energy`.
+(the sparse deltas), :mod:`.corrupted_weights` (weight faults inside the exact kernel),
+:mod:`.package_faults` (package copies), :mod:`.session` (per model and per run). The energy
+side of the same knobs is :mod:`approxtvm.runtime.energy`.
 """
 
+from approxtvm.runtime.faults.corrupted_weights import inject_with_weights, weights_stored_once
 from approxtvm.runtime.faults.delta_numpy import (
     NUMPY_KERNELS,
     FaultKernels,
@@ -102,6 +108,7 @@ __all__ = [
     "compiled_kernels",
     "inject",
     "inject_calls",
+    "inject_with_weights",
     "layer_arrays",
     "noc_ber",
     "plan_faults",
@@ -112,4 +119,5 @@ __all__ = [
     "sram_ber",
     "tile_geometry",
     "tvm_kernels",
+    "weights_stored_once",
 ]

@@ -503,10 +503,13 @@ def inject_calls(
     arrays: LayerArrays,
     kernels: FaultKernels,
     prepared: object,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """:func:`inject` of consecutive calls of a conv/dense layer at once, in place: ``x`` and ``acc``
     stack the calls' inputs and int32 accumulators along ``N`` (call ``c`` = the ``c``-th block of
-    rows); ``samples`` holds one sample per call. Returns ``acc``."""
+    rows); ``samples`` holds one sample per call. ``weights``: the flat weight bytes the products
+    read (default: the layer's own; corrupted weights whose faults ``acc`` already holds, see
+    :mod:`.corrupted_weights`). Returns ``acc``."""
     if prog.schedule.shape.op == "matmul":
         raise ValueError("inject_calls takes conv and dense layers (an activation matmul's weights vary per call)")
     if acc.dtype != np.int32 or not acc.flags.c_contiguous or not acc.flags.writeable:
@@ -517,7 +520,8 @@ def inject_calls(
         for s in samples:  # uneven mappings: the deltas run on the PE's boxes (same geometry for every call)
             boxes, b = for_deltas(geom, s, prog.schedule.mapping)
             boxed.append(b)
-        kernels.delta_calls(x, prog, boxes, arrays, prepared, boxed, acc.reshape(-1), arrays.wflat)
+        wflat = arrays.wflat if weights is None else weights
+        kernels.delta_calls(x, prog, boxes, arrays, prepared, boxed, acc.reshape(-1), wflat)
     return acc
 
 

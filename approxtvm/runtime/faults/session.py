@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from approxtvm.runtime.faults.corrupted_weights import inject_with_weights, weights_stored_once
 from approxtvm.runtime.faults.delta_numpy import (
     NUMPY_KERNELS,
     FaultKernels,
@@ -41,6 +42,7 @@ from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.schedule import LayerSchedule
 
 if TYPE_CHECKING:
+    from approxtvm.runtime.exact_layer import ExactLayer
     from approxtvm.runtime.executor import LayerProgram
 
 __all__ = ["FaultSession", "ModelFaults"]
@@ -80,6 +82,7 @@ class ModelFaults:
         self._prepared: dict[str, object] = {}
         self._kernels: FaultKernels | None = None
         self._parts: dict[str, tuple[ChipletPart, ...]] = {}
+        self._once: dict[str, bool] = {}
 
     @property
     def active(self) -> bool:
@@ -119,6 +122,13 @@ class ModelFaults:
         if layer_id not in self._prepared:
             self._prepared[layer_id] = self.kernels.prepare(prog, self.geometry(layer_id), self.arrays(layer_id, prog))
         return self._prepared[layer_id]
+
+    def weights_once(self, layer_id: str) -> bool:
+        """Whether every weight word of a call is stored once (:func:`weights_stored_once`; cached)."""
+        once = self._once.get(layer_id)
+        if once is None:
+            once = self._once[layer_id] = weights_stored_once(self.geometry(layer_id), self.schedules[layer_id].mapping)
+        return once
 
     @property
     def kernels(self) -> FaultKernels:
@@ -228,6 +238,37 @@ class FaultSession:
         f = self.faults
         geom, arrays = f.geometry(layer_id), f.arrays(layer_id, prog)
         return inject_calls(x, prog, acc, samples, geom, arrays, f.kernels, f.prepared(layer_id, prog))
+
+    def apply_exact(
+        self, layer_id: str, x: np.ndarray, prog: LayerProgram, exact: ExactLayer, rows: np.ndarray, calls: int
+    ) -> np.ndarray:
+        """The accumulators of ``calls`` consecutive calls of an exact conv/dense layer under their
+        faults, ``exact(rows)`` being the fault-free ones (``rows``: ``x`` as ``exact`` reads it): the
+        same faults, counters and results as :meth:`apply_calls` on ``exact(rows)``.
+
+        A single call of a layer whose weight words are each stored once per call
+        (:func:`~.corrupted_weights.weights_stored_once`) runs ``exact`` on its corrupted weights
+        instead: no weight deltas, no cross terms (see :mod:`.corrupted_weights`).
+        """
+        plan = self.faults.plans.get(layer_id)
+        if (
+            calls != 1
+            or plan is None
+            or plan.trivial
+            or plan.nop_ber > 0.0
+            or not exact.has_gemm
+            or not self.faults.weights_once(layer_id)
+        ):
+            acc = exact(rows)
+            if calls == 1 and not (acc.dtype == np.int32 and acc.flags.c_contiguous and acc.flags.writeable):
+                return self.apply(layer_id, x, prog, acc)
+            return self.apply_calls(layer_id, x, prog, acc, calls)
+        call = self._calls.get(layer_id, self._first)
+        self._calls[layer_id] = call + 1
+        sample = self._sample(layer_id, call)
+        f = self.faults
+        geom, arrays = f.geometry(layer_id), f.arrays(layer_id, prog)
+        return inject_with_weights(x, rows, prog, exact, sample, geom, arrays, f.kernels, f.prepared(layer_id, prog))
 
     def _prefetch(self, layer_id: str, first: int, calls: int) -> None:
         """Sample the blocks of calls ``first … first + calls − 1`` at once (:func:`sample_blocks`)."""

@@ -1,0 +1,121 @@
+"""Weight faults folded into the layer's own kernel where every weight word is stored once per call.
+
+When each weight word of a layer sits in exactly one (fill, PE) residency during a call — no
+multicast copies, no refill of the same tile — the corrupted weight tensor ``W'`` of that call is
+well defined: every product that reads weight ``w`` reads the same stored copy ``w'``. The faulty
+accumulator of an exact multiplier is then the fault-free kernel run on ``W'``, plus two terms:
+
+* the zero-point correction ``z_x Σw`` stays computed from the fault-free weights (off the array,
+  DESIGN §5), while the kernel's ``Σ (x − z_x)(w' − z_w)`` subtracts ``z_x Σw'``: add
+  ``z_x Σ(w' − w)`` per output channel (padded taps included: they hold ``z_x`` and go through the
+  multiplier, so they contribute ``z_x (w' − w)`` like any tap);
+* input faults as sparse deltas taken against ``W'`` (``Σ M(x', w') − M(x, w')``), so that the
+  weight deltas and the cross terms where a corrupted input meets a corrupted weight disappear.
+
+The sum is the same integer as ``acc_clean + Δ_weight + Δ_input + cross`` (int32 wrap-around in
+both), so outcomes are bit-identical; the tests hold this path to the emulator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from approxtvm.runtime.faults.delta_numpy import FaultKernels, LayerArrays, inject_calls
+from approxtvm.runtime.faults.geometry import DIM_INDEX as _D
+from approxtvm.runtime.faults.geometry import TileGeometry
+from approxtvm.runtime.faults.sampling import CorruptedWords, FaultSample
+from approxtvm.targets.vacc.mapping import Mapping
+
+if TYPE_CHECKING:
+    from approxtvm.runtime.exact_layer import ExactLayer
+    from approxtvm.runtime.executor import LayerProgram
+
+__all__ = ["channel_correction", "inject_with_weights", "weight_index", "weights_stored_once"]
+
+
+def weights_stored_once(geom: TileGeometry, mapping: Mapping) -> bool:
+    """Whether every weight word of one layer call is held by exactly one (fill, PE) residency.
+
+    Counts, word by word, the residencies whose weight tile covers it (the buffer's own tiles,
+    also in an uneven mapping). A weight multicast to several PEs or loaded again by a later fill
+    is held more than once: its copies may differ, and ``W'`` is not defined.
+    """
+    s = mapping.shape
+    dims = (s.groups, s.k_per_group, s.c_per_group, s.r, s.s)
+    size = int(np.prod(dims))
+    fills = geom.fills["weight"]
+    tile = geom.tile_dims("weight", mapping)
+    if len(fills) * geom.instances * int(np.prod(tile)) != size:
+        return False  # more (or fewer) stored words than weights: some word is held twice (or never)
+    cover = np.zeros(dims, np.int32)
+    cols = [_D[d] for d in "GKCRS"]
+    for f in fills.tolist():
+        for st in (geom.step_start[f] + geom.inst_off)[:, cols].tolist():
+            if any(a < 0 or a + e > n for a, e, n in zip(st, tile, dims, strict=True)):
+                return False
+            cover[tuple(slice(a, a + e) for a, e in zip(st, tile, strict=True))] += 1
+    return bool((cover == 1).all())
+
+
+def weight_index(geom: TileGeometry, mapping: Mapping, cw: CorruptedWords) -> np.ndarray:
+    """Flat index in the layer's weight bytes ``(K, C/G, R, S)`` of every corrupted weight word."""
+    s = mapping.shape
+    n_inst = geom.instances
+    j, i = np.divmod(cw.residency, n_inst)
+    start = geom.step_start[geom.fills["weight"][j]] + geom.inst_off[i]
+    gg, kk, cc, rr, ss = np.unravel_index(cw.word, geom.tile_dims("weight", mapping))
+    k = (start[:, _D["G"]] + gg) * s.k_per_group + start[:, _D["K"]] + kk  # global output channel
+    c, r, t = start[:, _D["C"]] + cc, start[:, _D["R"]] + rr, start[:, _D["S"]] + ss
+    return np.asarray(((k * s.c_per_group + c) * s.r + r) * s.s + t, np.int64)
+
+
+def channel_correction(
+    wflat: np.ndarray, index: np.ndarray, mask: np.ndarray, zero_x: int, channels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Output channels and their ``z_x Σ(w' − w)`` (int32, wrapped) for weights ``index`` XORed
+    with ``mask`` (``wflat``: the fault-free weight bytes; each index at most once)."""
+    w = wflat[index].astype(np.int64)
+    per_k = len(wflat) // channels
+    k = index // per_k
+    corr = np.bincount(k, weights=(w ^ mask) - w, minlength=channels)  # float64: exact (|Σ| < 2^53)
+    ks = np.flatnonzero(corr)
+    return ks, (corr[ks].astype(np.int64) * zero_x).astype(np.int32)
+
+
+def inject_with_weights(
+    x: np.ndarray,
+    rows: np.ndarray,
+    prog: LayerProgram,
+    exact: ExactLayer,
+    sample: FaultSample,
+    geom: TileGeometry,
+    arrays: LayerArrays,
+    kernels: FaultKernels,
+    prepared: object,
+) -> np.ndarray:
+    """The int32 accumulators of one call of an exact conv/dense layer under ``sample``: ``exact``
+    run on the corrupted weights (``rows``: ``x`` as ``exact`` reads it), the ``z_x Σ(w' − w)``
+    correction, then the input faults' deltas against the corrupted weights.
+
+    Only valid where :func:`weights_stored_once` holds and ``exact.has_gemm``; equals
+    :func:`~.delta_numpy.inject` of ``exact(rows)`` (and the emulator) bit for bit.
+    """
+    cw = sample.weight
+    if not len(cw):
+        acc, weights = exact(rows), arrays.wflat
+    else:
+        s = prog.schedule.shape
+        index = weight_index(geom, prog.schedule.mapping, cw)
+        acc = exact.with_weights(rows, index, cw.mask)
+        ks, corr = channel_correction(arrays.wflat, index, cw.mask, prog.schedule.quant.input_zero_point, s.k)
+        per_k = acc.reshape(len(acc), s.k, -1)
+        per_k[:, ks] += corr[:, None]  # int32, wraps like the accumulator
+        weights = arrays.wflat.copy()
+        weights[index] ^= cw.mask
+    if len(sample.input):
+        inputs_only = [replace(sample, weight=CorruptedWords.empty())]
+        inject_calls(x, prog, acc, inputs_only, geom, arrays, kernels, prepared, weights)
+    return acc
