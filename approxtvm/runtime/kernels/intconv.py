@@ -21,6 +21,8 @@ Padding is done here, never by onnxruntime: padded taps hold the pad code and go
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,16 +101,58 @@ def _digits(span: int) -> int:
     return d
 
 
+#: Bytes of constant weights kept in the sessions of :meth:`OrtSessionCache.with_weights` (each
+#: session holds its weights twice: the initializer and onnxruntime's prepacked copy). One
+#: ResNet-50 with 5-byte-term low-rank multipliers on every layer needs ≈ 250 MB; an exploration
+#: worker compiles hundreds of configurations, whose sessions would otherwise all stay alive.
+WEIGHT_SESSION_MAX_BYTES: int = 1 << 30
+
+
 @dataclass
 class OrtSessionCache:
     """Explicit cache of onnxruntime sessions, keyed by op, shapes, attributes and thread count.
 
-    Thread-safe; sessions take the weights as a graph input, so one session serves every layer of
-    the same shape.
+    Thread-safe. The shape-keyed sessions take the weights as a graph input, so one session serves
+    every layer of the same shape (a bounded set per network). Sessions that carry a layer's
+    weights as a constant (:meth:`with_weights`) are kept least-recently-used within
+    ``weight_max_bytes`` of weights.
     """
 
     sessions: dict[tuple, object] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    weight_max_bytes: int = WEIGHT_SESSION_MAX_BYTES
+    _weighted: OrderedDict[tuple, tuple[object, int]] = field(default_factory=OrderedDict, init=False, repr=False)
+    _weighted_bytes: int = field(default=0, init=False, repr=False)
+
+    def with_weights(self, key: tuple, weight_bytes: int, build: Callable[[], object]) -> object:
+        """The session under ``key``, built by ``build()`` on a miss; it holds ``weight_bytes`` of
+        constant weights (counted twice: initializer and prepacked copy). Least recently used
+        entries are dropped to stay within :attr:`weight_max_bytes`; a session larger than that
+        on its own is returned without being kept."""
+        with self.lock:
+            hit = self._weighted.get(key)
+            if hit is not None:
+                self._weighted.move_to_end(key)
+                return hit[0]
+        sess = build()  # outside the lock: building prepacks the weights (milliseconds)
+        cost = 2 * int(weight_bytes)
+        if cost > self.weight_max_bytes:
+            return sess
+        with self.lock:
+            hit = self._weighted.get(key)
+            if hit is not None:  # another thread built it meanwhile: keep one
+                return hit[0]
+            while self._weighted and self._weighted_bytes + cost > self.weight_max_bytes:
+                _, (_, nb) = self._weighted.popitem(last=False)
+                self._weighted_bytes -= nb
+            self._weighted[key] = (sess, cost)
+            self._weighted_bytes += cost
+            return sess
+
+    @property
+    def weight_session_bytes(self) -> int:
+        """Weight bytes (both copies) held by the :meth:`with_weights` sessions now."""
+        return self._weighted_bytes
 
     def conv(
         self,

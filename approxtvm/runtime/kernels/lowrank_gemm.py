@@ -290,10 +290,10 @@ def _session(sessions: OrtSessionCache, gm: Gemm, threads: int | None, n: int, p
     it once); outputs ``main`` (N, K, P·Q) (the transpose in onnxruntime, blocked and threaded) and
     ``extra`` (N·P·Q, extra columns), each when the GEMM has such columns."""
     key = ("gemm_w", gm.w_key, threads, n, pq)
-    with sessions.lock:
-        sess = sessions.sessions.get(key)
-    if sess is not None:
-        return sess
+    return sessions.with_weights(key, gm.w_mat.nbytes, lambda: _build_session(gm, threads, n, pq))
+
+
+def _build_session(gm: Gemm, threads: int | None, n: int, pq: int) -> object:
     from onnx import TensorProto, helper, numpy_helper
 
     from approxtvm.runtime.kernels.ort_session import runtime_session
@@ -334,9 +334,7 @@ def _session(sessions: OrtSessionCache, gm: Gemm, threads: int | None, n: int, p
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    sess = runtime_session(model, threads)
-    with sessions.lock:
-        return sessions.sessions.setdefault(key, sess)
+    return runtime_session(model, threads)
 
 
 def gemm_sums(

@@ -168,3 +168,50 @@ def test_int32_overflow_bound_falls_back_to_convinteger():
     assert gemm_plan(w, weight_plan(w, f), f.divisor, signed_exact=True) is None
     got = conv2d_products(x, w, mult, path="lowrank", cache=CACHES["host"])
     assert np.array_equal(got, product_reference(x, w, mult.table, (1, 1), (1, 1), (0, 0, 0, 0), 0))
+
+
+def test_weight_sessions_stay_within_their_byte_budget_and_results_do_not_change():
+    # An exploration worker compiles hundreds of configurations: the low-rank GEMM sessions that
+    # hold a layer's weights as a constant must be evicted least-recently-used, and a session built
+    # again after its eviction must give the same products.
+    rng = np.random.default_rng(3)
+    mult = Multiplier("bam4_u", bam_table(False, 4).astype(np.int32), False)
+    cache = KernelCache()
+    layers = [
+        (rng.integers(0, 256, (1, 8, 6, 6)).astype(np.uint8), rng.integers(0, 256, (4, 8, 3, 3)).astype(np.uint8))
+        for _ in range(6)
+    ]
+    first = [conv2d_products(x, w, mult, path="lowrank", cache=cache) for x, w in layers]
+    sizes = [nb for _, nb in cache.sessions._weighted.values()]
+    entry = max(set(sizes), key=sizes.count)  # the six layers' sessions (the CPU probe may add one)
+    assert entry > 0 and sizes.count(entry) == len(layers)
+    small = KernelCache()
+    small.sessions.weight_max_bytes = int(2.5 * entry)  # room for two of them
+    for _ in range(2):  # the second round rebuilds the evicted sessions
+        again = [conv2d_products(x, w, mult, path="lowrank", cache=small) for x, w in layers]
+        assert 0 < small.sessions.weight_session_bytes <= small.sessions.weight_max_bytes
+        assert len(small.sessions._weighted) == 2 < len(cache.sessions._weighted)
+    for a, b, (x, w) in zip(first, again, layers, strict=True):
+        assert np.array_equal(a, b)
+        assert np.array_equal(b, product_reference(x, w, mult.table, (1, 1), (1, 1), (0, 0, 0, 0), 0))
+
+
+def test_weight_session_cache_is_lru_and_does_not_keep_oversized_sessions():
+    built: list[str] = []
+
+    def build(name: str):
+        def make() -> object:
+            built.append(name)
+            return object()
+
+        return make
+
+    c = OrtSessionCache(weight_max_bytes=100)
+    a = c.with_weights(("a",), 20, build("a"))  # counted twice: 40 bytes
+    c.with_weights(("b",), 20, build("b"))
+    assert c.with_weights(("a",), 20, build("a")) is a  # hit: a is now the most recent
+    c.with_weights(("c",), 20, build("c"))  # 120 > 100: evicts b, the least recent
+    assert c.weight_session_bytes == 80 and set(c._weighted) == {("a",), ("c",)}
+    c.with_weights(("big",), 60, build("big"))  # 120 on its own: returned, not kept
+    c.with_weights(("big",), 60, build("big"))
+    assert built == ["a", "b", "c", "big", "big"] and set(c._weighted) == {("a",), ("c",)}
