@@ -55,6 +55,7 @@ def build_library() -> Any:
         group_k: T.int64,
         in_c: T.int64,
         layer_n: T.int64,
+        plain_product: T.int64,
         res_h: T.handle,
         word_h: T.handle,
         mask_h: T.handle,
@@ -134,10 +135,16 @@ def build_library() -> Any:
                 ob = (n * layer_k * layer_p + p0 + tap[2 * taps + tt]) * layer_q + q0 + tap[3 * taps + tt]
                 for st in range(ends[jf] - f0):
                     k0 = g * group_k + ss[(f0 + st) * 8 + 1] + io[i * 8 + 1]
-                    for k in range(tile_k):
-                        wv = T.Cast("int64", w[wb + (k0 + k) * layer_c * layer_r * layer_s])
-                        oi = ob + (k0 + k) * layer_p * layer_q
-                        out[oi] = out[oi] + (lut[xn * 256 + wv] - lut[xo * 256 + wv])
+                    if plain_product != T.int64(0):  # lut[a · 256 + b] = a · b: multiply (same numbers)
+                        for k in range(tile_k):
+                            wv = T.Cast("int64", w[wb + (k0 + k) * layer_c * layer_r * layer_s])
+                            oi = ob + (k0 + k) * layer_p * layer_q
+                            out[oi] = out[oi] + T.Cast("int32", (xn - xo) * wv)
+                    else:
+                        for k in range(tile_k):
+                            wv = T.Cast("int64", w[wb + (k0 + k) * layer_c * layer_r * layer_s])
+                            oi = ob + (k0 + k) * layer_p * layer_q
+                            out[oi] = out[oi] + (lut[xn * 256 + wv] - lut[xo * 256 + wv])
 
     @T.prim_func(s_tir=True)
     def weight_delta(
@@ -171,6 +178,7 @@ def build_library() -> Any:
         group_k: T.int64,
         in_c: T.int64,
         layer_n: T.int64,
+        plain_product: T.int64,
         res_h: T.handle,
         word_h: T.handle,
         mask_h: T.handle,
@@ -267,6 +275,7 @@ def build_library() -> Any:
         group_k: T.int64,
         in_c: T.int64,
         layer_n: T.int64,
+        plain_product: T.int64,
         res_h: T.handle,
         word_h: T.handle,
         mask_h: T.handle,

@@ -316,9 +316,11 @@ def _corrupted_words(
     """The samples of ``calls`` calls from their flips (global rows ``owner``, slots ``pos``):
     flips of one word merged (XOR), then split per call and tensor (views of shared arrays)."""
     key, bit = _flip_keys(ev, owner, pos)
-    order = np.argsort(key * 8 + bit, kind="stable")
-    key = key[order]
-    mask = np.left_shift(np.uint8(1), bit[order].astype(np.uint8))
+    # equal values are equal flips: a value sort suffices; stable (timsort) runs through the
+    # streams' already ascending runs of words (measured ~4× faster than quicksort on them)
+    kb = np.sort(key * 8 + bit, kind="stable")
+    key = kb >> 3
+    mask = np.left_shift(np.uint8(1), (kb & 7).astype(np.uint8))
     if len(key) > 1:
         new = np.empty(len(key), bool)
         new[0] = True
@@ -393,20 +395,33 @@ def _redraw_repeats(
     rng: np.random.Generator, owner: np.ndarray, pos: np.ndarray, nslots: np.ndarray, multi: np.ndarray
 ) -> None:
     """Redraw, in place, every position repeated inside its row (``multi``: the flips of rows with
-    several), until none is: each later copy of a repeat gets a fresh uniform slot."""
-    span = int(nslots.max()) + 1
-    single_key = (int(owner[-1]) + 1) * span < (1 << 62)  # (row, position) as one int64: one sort, same order
-    while True:
-        if single_key:
-            order = multi[np.argsort(owner[multi] * span + pos[multi], kind="stable")]
-        else:
-            order = multi[np.lexsort((pos[multi], owner[multi]))]
+    several, ascending; ``owner`` ascending), until none is: each later copy of a repeat (in flip
+    order) gets a fresh uniform slot, all of one pass drawn in flip order. After the first pass
+    only the rows that got a redraw can hold a repeat, so later passes look at those alone."""
+    while len(multi):
+        order = _row_position_order(owner[multi], pos[multi], int(nslots.max()) + 1)
+        order = multi[order]
         so, sp = owner[order], pos[order]
         dup = np.flatnonzero((so[1:] == so[:-1]) & (sp[1:] == sp[:-1])) + 1
         if not len(dup):
             return
         idx = np.sort(order[dup])
         pos[idx] = _positions(rng, nslots[idx])
+        multi = multi[np.isin(owner[multi], owner[idx])]  # the rows that changed
+
+
+def _row_position_order(row: np.ndarray, pos: np.ndarray, span: int) -> np.ndarray:
+    """The stable order of flips by (row, position) (``row`` ascending): one stable value sort of
+    ``(rank of the row · span + position) · n + flip`` where that fits in int64 (no gather, its runs
+    are the rows), else a lexsort."""
+    n = len(row)
+    rank = np.zeros(n, np.int64)
+    if n > 1:
+        np.cumsum(row[1:] != row[:-1], out=rank[1:])
+    if (int(rank[-1]) + 1) * span * n < (1 << 62):
+        packed = np.sort((rank * span + pos) * n + np.arange(n, dtype=np.int64), kind="stable")
+        return packed % n
+    return np.lexsort((pos, row))
 
 
 def _positions(rng: np.random.Generator, nslots: np.ndarray) -> np.ndarray:
