@@ -303,11 +303,9 @@ def sample_blocks(
 
 def _flip_keys(ev: EventTable, owner: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Word key (call · key span + the word's key) and bit of every flip."""
-    E = len(ev.slots)
-    row = owner % E
-    fb = ev.free_bits[row]
-    within = pos % ev.tile_slots[row]
-    return (owner // E) * ev.key_span + ev.key_base[row] + within // fb, within % fb
+    call, row = np.divmod(owner, len(ev.slots))
+    word, bit = np.divmod(pos % ev.tile_slots[row], ev.free_bits[row])
+    return call * ev.key_span + ev.key_base[row] + word, bit
 
 
 def _corrupted_words(
@@ -316,9 +314,11 @@ def _corrupted_words(
     """The samples of ``calls`` calls from their flips (global rows ``owner``, slots ``pos``):
     flips of one word merged (XOR), then split per call and tensor (views of shared arrays)."""
     key, bit = _flip_keys(ev, owner, pos)
-    order = np.argsort(key * 8 + bit, kind="stable")
-    key = key[order]
-    mask = np.left_shift(np.uint8(1), bit[order].astype(np.uint8))
+    # sorting the values (word key, bit) is enough: equal values are the same bit of one word,
+    # whose XOR is the same in any order
+    kb = np.sort(key * 8 + bit, kind="stable")  # stable: fastest on these nearly sorted keys
+    key = kb >> 3
+    mask = np.left_shift(np.uint8(1), (kb & 7).astype(np.uint8))
     if len(key) > 1:
         new = np.empty(len(key), bool)
         new[0] = True
@@ -352,20 +352,58 @@ def _corrupted_words(
 def sample_block_reference(
     plan: FaultPlan, ev: EventTable, seed: int, block: int, generator: np.random.Generator | None = None
 ) -> list[FaultSample]:
-    """One block drawn on its own, step by step, with the repeat check and redraws: the definition
-    of the sampling that :func:`sample_blocks` vectorises over blocks (the tests compare them)."""
+    """One block drawn on its own, step by step in plain Python: the definition of the sampling
+    that :func:`sample_blocks` vectorises over blocks (the tests compare them; nothing here is
+    shared with the vectorised bookkeeping but the generator's draws).
+
+    Draws, in order: the flip count of every (call, event row) of the block; one uniform slot per
+    flip, rows in order; then, while a row holds a slot twice, a fresh slot for every later copy
+    (in flip order), all such copies of the round drawn in flip order. A slot of a row is
+    ``(hop or read) · words · free bits + word · free bits + bit``; flips of one word are merged
+    (XOR: a bit flipped twice is intact)."""
     B, E = ev.block_calls, len(ev.slots)
     rng = _block_generator(seed, plan.layer_index, block, generator)
     counts = rng.binomial(*ev.block_rows)
     flipped = np.add.reduceat(counts.reshape(B, E), ev.stream_start, axis=1)
-    hit = np.flatnonzero(counts)
-    reps = counts[hit]
-    owner = np.repeat(hit, reps)  # global row: call · E + event
-    nslots = ev.slots[owner % E]
-    pos = _positions(rng, nslots)
-    if len(reps) and reps.max() > 1:  # positions are without replacement inside each row: redraw repeats
-        _redraw_repeats(rng, owner, pos, nslots, np.flatnonzero(np.repeat(reps > 1, reps)))
-    return _corrupted_words(ev, owner, pos, flipped, B)
+    owner = [g for g, c in enumerate(counts.tolist()) for _ in range(c)]  # global row: call · E + event
+    nslots = np.array([int(ev.slots[g % E]) for g in owner], np.int64)
+    pos = _positions(rng, nslots).tolist()
+    several = {g for g, c in enumerate(counts.tolist()) if c > 1}
+    while True:
+        seen: set[tuple[int, int]] = set()
+        again = []
+        for i, g in enumerate(owner):
+            if g in several:
+                if (g, pos[i]) in seen:
+                    again.append(i)
+                seen.add((g, pos[i]))
+        if not again:
+            break
+        for i, p in zip(again, _positions(rng, nslots[again]).tolist(), strict=True):
+            pos[i] = p
+    masks: dict[tuple[int, int, int, int], int] = {}  # (call, tensor, residency, word) -> XOR mask
+    for g, p in zip(owner, pos, strict=True):
+        call, r = divmod(g, E)
+        base = int(ev.key_base[r])
+        t = 0 if base < ev.tensor_base[1] else 1
+        residency = (base - ev.tensor_base[t]) // ev.words[t]
+        word, bit = divmod(p % int(ev.tile_slots[r]), int(ev.free_bits[r]))
+        key = (call, t, residency, word)
+        masks[key] = masks.get(key, 0) ^ (1 << bit)
+    out = []
+    for c in range(B):
+        per_tensor = []
+        for t in (0, 1):
+            keys = sorted(k for k, m in masks.items() if k[0] == c and k[1] == t and m)
+            per_tensor.append(
+                CorruptedWords(
+                    np.array([k[2] for k in keys], np.int64),
+                    np.array([k[3] for k in keys], np.int64),
+                    np.array([masks[k] for k in keys], np.uint8),
+                )
+            )
+        out.append(FaultSample(per_tensor[0], per_tensor[1], ev.streams, flipped[c]))
+    return out
 
 
 def _block_generator(
@@ -393,10 +431,14 @@ def _redraw_repeats(
     rng: np.random.Generator, owner: np.ndarray, pos: np.ndarray, nslots: np.ndarray, multi: np.ndarray
 ) -> None:
     """Redraw, in place, every position repeated inside its row (``multi``: the flips of rows with
-    several), until none is: each later copy of a repeat gets a fresh uniform slot."""
+    several, ascending), until none is: each later copy of a repeat (the copies after the first in
+    index order) gets a fresh uniform slot, drawn in index order.
+
+    ``owner`` is ascending, so a row's flips are one index range: the next round looks only at the
+    rows that had a redraw (no other row changed)."""
     span = int(nslots.max()) + 1
     single_key = (int(owner[-1]) + 1) * span < (1 << 62)  # (row, position) as one int64: one sort, same order
-    while True:
+    while len(multi):
         if single_key:
             order = multi[np.argsort(owner[multi] * span + pos[multi], kind="stable")]
         else:
@@ -407,6 +449,16 @@ def _redraw_repeats(
             return
         idx = np.sort(order[dup])
         pos[idx] = _positions(rng, nslots[idx])
+        multi = _rows_of(owner, np.unique(owner[idx]))
+
+
+def _rows_of(owner: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Indices of the flips of ``rows`` (ascending) in the ascending ``owner``."""
+    lo = np.searchsorted(owner, rows, side="left")
+    hi = np.searchsorted(owner, rows, side="right")
+    n = hi - lo
+    starts = np.repeat(lo - np.cumsum(n) + n, n)
+    return starts + np.arange(int(n.sum()))
 
 
 def _positions(rng: np.random.Generator, nslots: np.ndarray) -> np.ndarray:
