@@ -59,6 +59,7 @@ class LayerArrays:
     taps_len: np.ndarray  # number of (r, s) taps of the tile that read that position
     taps: np.ndarray  # (4, n) tile-relative r, s and the output p, q each tap produces
     xpad: np.ndarray | None  # padded-input scratch (border = zero point), refilled inside each call
+    wprime: np.ndarray  # copy of wflat that a call corrupts and restores (see corrupted_weights)
 
 
 def layer_arrays(prog: LayerProgram, geom: TileGeometry) -> LayerArrays:
@@ -106,6 +107,7 @@ def layer_arrays(prog: LayerProgram, geom: TileGeometry) -> LayerArrays:
         np.array(lens, np.int64),
         np.array(taps, np.int64).reshape(-1, 4).T.copy(),
         xpad,
+        np.array(prog.weight).view(np.uint8).ravel(),
     )
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from approxtvm.runtime.faults.corrupted_weights import inject_with_weights, weights_stored_once
+from approxtvm.runtime.faults.corrupted_weights import inject_with_weights, weight_offsets, weights_stored_once
 from approxtvm.runtime.faults.delta_numpy import (
     NUMPY_KERNELS,
     FaultKernels,
@@ -82,7 +82,7 @@ class ModelFaults:
         self._prepared: dict[str, object] = {}
         self._kernels: FaultKernels | None = None
         self._parts: dict[str, tuple[ChipletPart, ...]] = {}
-        self._once: dict[str, bool] = {}
+        self._once: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
 
     @property
     def active(self) -> bool:
@@ -123,12 +123,13 @@ class ModelFaults:
             self._prepared[layer_id] = self.kernels.prepare(prog, self.geometry(layer_id), self.arrays(layer_id, prog))
         return self._prepared[layer_id]
 
-    def weights_once(self, layer_id: str) -> bool:
-        """Whether every weight word of a call is stored once (:func:`weights_stored_once`; cached)."""
-        once = self._once.get(layer_id)
-        if once is None:
-            once = self._once[layer_id] = weights_stored_once(self.geometry(layer_id), self.schedules[layer_id].mapping)
-        return once
+    def weight_offsets(self, layer_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Where each stored weight word sits in the layer's weights (:func:`weight_offsets`), if
+        every weight word of a call is stored once (:func:`weights_stored_once`); else ``None`` (cached)."""
+        if layer_id not in self._once:
+            geom, mapping = self.geometry(layer_id), self.schedules[layer_id].mapping
+            self._once[layer_id] = weight_offsets(geom, mapping) if weights_stored_once(geom, mapping) else None
+        return self._once[layer_id]
 
     @property
     def kernels(self) -> FaultKernels:
@@ -257,7 +258,7 @@ class FaultSession:
             or plan.trivial
             or plan.nop_ber > 0.0
             or not exact.has_gemm
-            or not self.faults.weights_once(layer_id)
+            or (offsets := self.faults.weight_offsets(layer_id)) is None
         ):
             acc = exact(rows)
             if calls == 1 and not (acc.dtype == np.int32 and acc.flags.c_contiguous and acc.flags.writeable):
@@ -268,7 +269,8 @@ class FaultSession:
         sample = self._sample(layer_id, call)
         f = self.faults
         geom, arrays = f.geometry(layer_id), f.arrays(layer_id, prog)
-        return inject_with_weights(x, rows, prog, exact, sample, geom, arrays, f.kernels, f.prepared(layer_id, prog))
+        prepared = f.prepared(layer_id, prog)
+        return inject_with_weights(x, rows, prog, exact, sample, geom, arrays, f.kernels, prepared, offsets)
 
     def _prefetch(self, layer_id: str, first: int, calls: int) -> None:
         """Sample the blocks of calls ``first … first + calls − 1`` at once (:func:`sample_blocks`)."""
