@@ -14,6 +14,8 @@ layer is counted from its schedule once per batch.
 from __future__ import annotations
 
 import os
+import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -36,6 +38,10 @@ EXACT_LAYER_MODES = ("onnxruntime", "kernels")
 GROUP_ROWS = 512
 #: ... the accumulator bytes of the largest layer of one grouped call.
 GROUP_ACC_BYTES = 64 << 20
+
+
+#: Timed runs of each form when a low-rank layer's form is chosen (:meth:`OrtHost._lowrank`).
+LOWRANK_CHOICE_RUNS = 3
 
 
 #: Node types that carry a layer's MACs: a segment without one is light (elementwise, pooling).
@@ -110,6 +116,7 @@ class OrtHost:
         self._requant: dict[str, Requantizer] = {}
         self._rows_independent = rows_independent(proto)
         self._scratch: dict[tuple[str, str, tuple[int, ...]], np.ndarray] = {}
+        self._lowrank_choice: dict[tuple[str, tuple[int, ...]], bool] = {}
 
     def kernel_layers(self, exact_layers: str, faulty: frozenset[str]) -> frozenset[str]:
         """Layers that run on our kernels under ``exact_layers``, the layers with a fault model
@@ -218,6 +225,49 @@ class OrtHost:
             return fused
         return rq(acc, in_place=in_place, scratch=self._buffer(("requant", site.layer_id), (acc.size,), np.float32))
 
+    def _lowrank(self, site: LayerSite, prog: LayerProgram, x: np.ndarray) -> np.ndarray | None:
+        """A low-rank conv layer's requantized output by its one-session form
+        (:meth:`~approxtvm.runtime.executor.LayerProgram.lowrank_layer`), or ``None`` where that
+        form does not apply or was measured slower than the kernel-by-kernel path for this layer.
+
+        The choice is made on the layer's first input: one warm-up and :data:`LOWRANK_CHOICE_RUNS`
+        alternating timed runs of each (their outputs must be equal; if not, the kernel-by-kernel
+        path is kept and a warning names the layer). Small-channel layers (ResNet-50's conv1,
+        3 channels) gather 3-byte pixels and lose; the rest win (measured on ResNet-50)."""
+        assert site.requant is not None
+        key = (site.layer_id, x.shape)
+        choice = self._lowrank_choice.get(key)
+        if choice is False:
+            return None
+        layer = prog.lowrank_layer(x.shape, site.requant)
+        if layer is None:
+            self._lowrank_choice[key] = False
+            return None
+        if choice is None:
+
+            def kernels() -> np.ndarray:
+                return self._requantize(site, prog, layer_accumulators(prog, self.log, x), in_place=True)
+
+            best = {"layer": float("inf"), "kernels": float("inf")}
+            outs = {}
+            for i in range(1 + LOWRANK_CHOICE_RUNS):
+                for name, run in (("layer", layer), ("kernels", kernels)):
+                    t0 = time.perf_counter()
+                    outs[name] = run(x) if name == "layer" else run()  # type: ignore[operator]
+                    if i:
+                        best[name] = min(best[name], time.perf_counter() - t0)
+            same = np.array_equal(outs["layer"], outs["kernels"])
+            if not same:
+                warnings.warn(
+                    f"layer {site.layer_id}: the one-session low-rank form differs from the kernels; "
+                    "using the kernels (please report this)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            self._lowrank_choice[key] = same and best["layer"] < best["kernels"]
+            return outs["layer"] if self._lowrank_choice[key] else outs["kernels"]
+        return layer(x)
+
     def _buffer(self, key: tuple[str, str], shape: tuple[int, ...], dtype: type) -> np.ndarray:
         """A buffer kept across batches (per layer, purpose and shape) for intermediates that never
         leave a batch (fresh large arrays page-fault)."""
@@ -238,6 +288,13 @@ class OrtHost:
                 if site.requant is not None and prog.column_fused and self.log.faults is None and not self.log.trace:
                     # products, zero-point correction and requantization in one kernel call
                     env[site.output_name] = prog.fused_call(operands[0], site.requant)
+                elif (
+                    site.requant is not None
+                    and self.log.faults is None
+                    and not self.log.trace
+                    and (y_lr := self._lowrank(site, prog, operands[0])) is not None
+                ):
+                    env[site.output_name] = y_lr
                 elif site.requant is not None and shape.op in ("conv2d", "dense"):
                     exact = prog.fused_exact
                     if exact is not None and self.log.faults is not None and not self.log.trace:

@@ -21,6 +21,7 @@ from approxtvm.runtime.kernels.act_matmul import choose_matmul_path, matmul_prod
 from approxtvm.runtime.kernels.column_fused import FusedColumn, Requant, column_pays
 from approxtvm.runtime.kernels.geometry import ConvGeometry
 from approxtvm.runtime.kernels.grouped import grouped_conv2d_products
+from approxtvm.runtime.kernels.lowrank_layer import LayerQuant, LowRankLayer
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.runtime.window_sums import WindowSums
 from approxtvm.targets.vacc.schedule import LayerSchedule
@@ -182,6 +183,43 @@ class LayerProgram:
             )  # fmt: skip
             self.store.entries[key] = layer
         return layer(x)  # type: ignore[operator]
+
+    def lowrank_layer(self, x_shape: tuple[int, ...], requant: tuple[float, int, str]) -> LowRankLayer | None:
+        """The layer as one :class:`~approxtvm.runtime.kernels.lowrank_layer.LowRankLayer` (activation
+        codes to requantized codes ``requant = (y_scale, y_zero_point, dtype)``) for inputs of
+        ``x_shape``, or ``None`` where it does not apply: not an ungrouped conv on the low-rank path,
+        no GEMM plan, a divisor other than 1, or an output type other than 8 bits. Built once per
+        input shape and output quantization."""
+        key = ("lowrank_layer", f"{x_shape}:{requant}")
+        if key in self.store.entries:
+            return self.store.entries[key]  # type: ignore[return-value]
+        layer = None
+        s = self.schedule.shape
+        if s.op == "conv2d" and s.groups == 1 and self.kernel_path == "lowrank" and requant[2] in ("uint8", "int8"):
+            from approxtvm.runtime.kernels.dispatch import lowrank_gemm_plan
+
+            plan, divisor = lowrank_gemm_plan(self.multiplier, self.weight, self.cache, self.store)
+            if plan is not None and divisor == 1:
+                import dataclasses
+
+                q = self.schedule.quant
+                rq = Requantizer.of(self, *requant)
+                zx = int(q.input_zero_point)
+                zw = np.asarray(q.weight_zero_points, np.int64)
+                taps = s.c_per_group * s.r * s.s
+                quant = LayerQuant(
+                    input_zero_point=zx,
+                    weight_zero_points=zw,
+                    channel_const=np.broadcast_to(zx * self.weight_sums - taps * zx * zw, (s.k,)).astype(np.int64),
+                    bias=np.zeros(s.k, np.int64) if rq.bias is None else rq.bias.reshape(-1).astype(np.int64),
+                    scale=np.broadcast_to(rq.scale.reshape(-1), (s.k,)).astype(np.float32),
+                    output_zero_point=int(requant[1]),
+                    output_dtype=str(rq.dtype),
+                    signed=bool(q.signed),
+                )
+                layer = LowRankLayer(plan, dataclasses.replace(self.geometry, n=int(x_shape[0])), quant)
+        self.store.entries[key] = layer
+        return layer
 
     @cached_property
     def fused_exact(self) -> exact_layer.ExactLayer | None:

@@ -15,7 +15,7 @@ from approxtvm.compiler import frontend
 from approxtvm.compiler.driver import compile_onnx
 from approxtvm.compiler.model import CompiledModel
 from approxtvm.errors import ApproxTvmError
-from approxtvm.runtime.executor import accumulate
+from approxtvm.runtime.executor import LayerProgram, accumulate
 from approxtvm.runtime.kernels.reference import conv2d_products_reference, dense_products_reference
 from approxtvm.targets.vacc.config import ApproxPolicy
 from tests.compiler.test_host_graph import mixed_model
@@ -274,3 +274,39 @@ def test_rows_independent_accepts_row_wise_graphs_only(qdq_cnn: object) -> None:
     ]
     assert all(rows_independent(m) for m in keeps)  # type: ignore[arg-type]
     assert not any(rows_independent(m) for m in mixes)  # type: ignore[arg-type]
+
+
+def test_lowrank_layers_in_one_session_equal_the_kernels(qdq_cnn: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Low-rank conv layers may run as one onnxruntime session each (chosen per layer by timing);
+    the outputs equal those of the kernel-by-kernel path (traced runs always take it), whichever
+    form each layer was given. The fused column kernel, which takes this model's small layers,
+    is turned off so that the one-session form meets strides, asymmetric pads and dilation."""
+    monkeypatch.setattr(LayerProgram, "column_fused", property(lambda self: False))
+    model = compile_onnx(qdq_cnn, ApproxPolicy.uniform("bam:h=4,v=0"), batch_size=2)
+    x = calibration(2, seed=5)
+    want = model.run(x, trace=True).outputs["logits"]  # kernels, layer by layer
+    host = model._ort
+    assert host is not None
+    convs = [lid for lid, p in model.programs.items() if p.schedule.shape.op == "conv2d"]
+    assert all(model.programs[lid].kernel_path == "lowrank" for lid in convs)
+    for forced in (True, False, None):  # every layer in one session, none, the timed choice
+        host._lowrank_choice.clear()
+        if forced is not None:
+            host._lowrank_choice = _Forced(forced)
+        got = model.run(x).outputs["logits"]
+        np.testing.assert_array_equal(got, want)
+        host._lowrank_choice = {}
+    built = [lid for lid in convs if any(k[0] == "lowrank_layer" and v is not None
+                                          for k, v in model.programs[lid].store.entries.items())]  # fmt: skip
+    assert built == convs  # every conv of this model has the one-session form
+
+
+class _Forced(dict):
+    """A choice table that answers ``forced`` for every layer."""
+
+    def __init__(self, forced: bool) -> None:
+        super().__init__()
+        self.forced = forced
+
+    def get(self, key: object, default: object = None) -> object:
+        return self.forced

@@ -22,7 +22,7 @@ from approxtvm.targets.vacc.mapper import map_layer
 from approxtvm.targets.vacc.mapping import Loop, Mapping
 from approxtvm.targets.vacc.tilewalk import TileWalk
 from approxtvm.targets.vacc.workload import DIMS, LayerShape
-from tests.runtime.layers import EXACT_U, RAND_U, SPEC, _mapping, _program, layers
+from tests.runtime.layers import EXACT_S, EXACT_U, RAND_U, SPEC, _mapping, _program, layers
 
 
 def _plan(noc: float = 0.0, w: float = 0.0, x: float = 0.0, msbs: int = 0, mode: str = "write") -> faults.FaultPlan:
@@ -159,6 +159,25 @@ def test_compiled_kernels_equal_numpy_kernels() -> None:
             np.testing.assert_array_equal(
                 faults.inject(x, prog, clean, single, g, kernels=kernels), faults.inject(x, prog, clean, single, g)
             )
+
+
+@pytest.mark.tvm
+def test_compiled_input_kernel_multiplies_only_for_the_unsigned_product_table() -> None:
+    """The compiled input kernel multiplies instead of looking up only where the table is ``a · b``
+    of the unsigned bytes; then its results equal the numpy (lookup) kernels."""
+    from approxtvm.runtime.faults.delta_tvm import kernel_args
+
+    kernels = faults.tvm_kernels()
+    shape = LayerShape.conv2d(2, 32, 16, 9, 9, 3, 3, strides=(2, 2), pads=(1, 1, 1, 1))
+    for mult, plain in ((EXACT_U, 1), (EXACT_S, 0), (RAND_U, 0)):
+        prog, x = _program(shape, map_layer(shape, SPEC), mult, seed=3)
+        g = faults.tile_geometry(prog.schedule.mapping, SPEC)
+        assert kernel_args(prog, g, faults.layer_arrays(prog, g)).plain_product == plain
+        s = faults.sample_faults(_plan(noc=0.01, w=0.02, x=0.05), g, seed=4)
+        clean = accumulate(x, prog)
+        np.testing.assert_array_equal(
+            faults.inject(x, prog, clean, s, g, kernels=kernels), faults.inject(x, prog, clean, s, g)
+        )
 
 
 @pytest.mark.parametrize(

@@ -55,6 +55,7 @@ def build_library() -> Any:
         group_k: T.int64,
         in_c: T.int64,
         layer_n: T.int64,
+        plain_product: T.int64,
         res_h: T.handle,
         word_h: T.handle,
         mask_h: T.handle,
@@ -134,10 +135,16 @@ def build_library() -> Any:
                 ob = (n * layer_k * layer_p + p0 + tap[2 * taps + tt]) * layer_q + q0 + tap[3 * taps + tt]
                 for st in range(ends[jf] - f0):
                     k0 = g * group_k + ss[(f0 + st) * 8 + 1] + io[i * 8 + 1]
-                    for k in range(tile_k):
-                        wv = T.Cast("int64", w[wb + (k0 + k) * layer_c * layer_r * layer_s])
-                        oi = ob + (k0 + k) * layer_p * layer_q
-                        out[oi] = out[oi] + (lut[xn * 256 + wv] - lut[xo * 256 + wv])
+                    if plain_product != T.int64(0):  # lut[a · 256 + b] = a · b: multiply (same numbers)
+                        for k in range(tile_k):
+                            wv = T.Cast("int64", w[wb + (k0 + k) * layer_c * layer_r * layer_s])
+                            oi = ob + (k0 + k) * layer_p * layer_q
+                            out[oi] = out[oi] + T.Cast("int32", (xn - xo) * wv)
+                    else:
+                        for k in range(tile_k):
+                            wv = T.Cast("int64", w[wb + (k0 + k) * layer_c * layer_r * layer_s])
+                            oi = ob + (k0 + k) * layer_p * layer_q
+                            out[oi] = out[oi] + (lut[xn * 256 + wv] - lut[xo * 256 + wv])
 
     @T.prim_func(s_tir=True)
     def weight_delta(
@@ -171,6 +178,7 @@ def build_library() -> Any:
         group_k: T.int64,
         in_c: T.int64,
         layer_n: T.int64,
+        plain_product: T.int64,
         res_h: T.handle,
         word_h: T.handle,
         mask_h: T.handle,
@@ -267,6 +275,7 @@ def build_library() -> Any:
         group_k: T.int64,
         in_c: T.int64,
         layer_n: T.int64,
+        plain_product: T.int64,
         res_h: T.handle,
         word_h: T.handle,
         mask_h: T.handle,
@@ -279,7 +288,7 @@ def build_library() -> Any:
         tln_h: T.handle,
         tap_h: T.handle,
         x_h: T.handle,
-        csr_h: T.handle,
+        span_h: T.handle,
         wr_h: T.handle,
         lut_h: T.handle,
         out_h: T.handle,
@@ -310,7 +319,7 @@ def build_library() -> Any:
         tln = T.match_buffer(tln_h, (nhw,), "int64", align=1)
         tap = T.match_buffer(tap_h, (ntp,), "int64", align=1)
         x = T.match_buffer(x_h, (nx,), "uint8", align=1)
-        csr = T.match_buffer(csr_h, (ncs,), "int64", align=1)
+        span = T.match_buffer(span_h, (ncs,), "int64", align=1)  # per input word: [lo, hi) of its records
         wr = T.match_buffer(wr_h, (nwr,), "int64", align=1)  # per weight record: k r s wo wn begin end
         lut = T.match_buffer(lut_h, (65536,), "int32", align=1)
         out = T.match_buffer(out_h, (no,), "int32", align=1)
@@ -322,8 +331,7 @@ def build_library() -> Any:
             f0 = fills[jf]
             g = ss[f0 * 8 + 7] + io[i * 8 + 7] + (word[e] // (tile_w * tile_h * tile_c)) % tile_g
             c = g * layer_c + ss[f0 * 8 + 2] + io[i * 8 + 2] + (word[e] // (tile_w * tile_h)) % tile_c  # global
-            bucket = (cl[e] * instances + i) * in_c + c  # (call, PE, channel)
-            if csr[bucket + 1] > csr[bucket]:
+            if span[2 * e + 1] > span[2 * e]:  # corrupted weights in its (call, PE, channel)
                 n = ss[f0 * 8 + 0] + io[i * 8 + 0] + word[e] // (tile_w * tile_h * tile_c * tile_g) + cl[e] * layer_n
                 p0 = ss[f0 * 8 + 3] + io[i * 8 + 3]
                 q0 = ss[f0 * 8 + 4] + io[i * 8 + 4]
@@ -343,8 +351,8 @@ def build_library() -> Any:
                 for t in range(tln[hw]):
                     tt = tst[hw] + t
                     for st in range(ends[jf] - f0):
-                        for b in range(csr[bucket + 1] - csr[bucket]):
-                            wi = (csr[bucket] + b) * 7
+                        for b in range(span[2 * e + 1] - span[2 * e]):
+                            wi = (span[2 * e] + b) * 7
                             if (
                                 wr[wi + 1] == r0 + tap[tt]
                                 and wr[wi + 2] == s0 + tap[taps + tt]

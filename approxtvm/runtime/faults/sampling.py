@@ -27,12 +27,15 @@ __all__ = [
     "CorruptedWords",
     "EventTable",
     "FaultSample",
+    "SampleBlock",
+    "StackedSamples",
     "check_seed",
     "event_table",
     "fault_counters",
     "sample_block",
     "sample_block_reference",
     "sample_blocks",
+    "sample_blocks_stacked",
     "sample_faults",
 ]
 
@@ -194,6 +197,89 @@ class FaultSample:
         return fault_counters(self.streams, self.flipped, (len(self.weight), len(self.input)))
 
 
+@dataclass(frozen=True, eq=False)
+class StackedSamples:
+    """The samples of consecutive layer calls in shared arrays (what one kernel call takes).
+
+    Attributes
+    ----------
+    weight, input
+        Corrupted words of each tensor over all calls, in call order.
+    weight_call, input_call
+        The call (0 … ``calls`` − 1) of every word.
+    calls
+        Number of calls.
+    streams
+        As :attr:`FaultSample.streams`.
+    flipped
+        ``(calls, streams)`` bits flipped per call and stream.
+    """
+
+    weight: CorruptedWords
+    input: CorruptedWords
+    weight_call: np.ndarray
+    input_call: np.ndarray
+    calls: int
+    streams: tuple[tuple[str, str, int], ...]
+    flipped: np.ndarray
+
+    def __len__(self) -> int:
+        return self.calls
+
+    def samples(self) -> list[FaultSample]:
+        """One :class:`FaultSample` per call."""
+        wb = np.searchsorted(self.weight_call, np.arange(self.calls + 1)).tolist()
+        xb = np.searchsorted(self.input_call, np.arange(self.calls + 1)).tolist()
+        w, x = self.weight, self.input
+        return [
+            FaultSample(
+                CorruptedWords(w.residency[wb[c] : wb[c + 1]], w.word[wb[c] : wb[c + 1]], w.mask[wb[c] : wb[c + 1]]),
+                CorruptedWords(x.residency[xb[c] : xb[c + 1]], x.word[xb[c] : xb[c + 1]], x.mask[xb[c] : xb[c + 1]]),
+                self.streams,
+                self.flipped[c],
+            )
+            for c in range(self.calls)
+        ]
+
+
+@dataclass(frozen=True, eq=False)
+class SampleBlock:
+    """The samples of consecutive layer calls as the sampler makes them: words sorted by (call,
+    tensor); a call's :class:`FaultSample` or a range of calls' :class:`StackedSamples` are views."""
+
+    call: np.ndarray  # call of every word
+    is_input: np.ndarray  # bool: an input word (else a weight word)
+    words: CorruptedWords
+    bounds: list[int]  # words of call c: weight [bounds[2c], bounds[2c+1]), input [bounds[2c+1], bounds[2c+2])
+    streams: tuple[tuple[str, str, int], ...]
+    flipped: np.ndarray  # (calls, streams)
+
+    def __len__(self) -> int:
+        return len(self.flipped)
+
+    def sample(self, c: int) -> FaultSample:
+        """The sample of call ``c``."""
+        w0, x0, x1 = self.bounds[2 * c : 2 * c + 3]
+        r, wd, m = self.words.residency, self.words.word, self.words.mask
+        return FaultSample(
+            CorruptedWords(r[w0:x0], wd[w0:x0], m[w0:x0]),
+            CorruptedWords(r[x0:x1], wd[x0:x1], m[x0:x1]),
+            self.streams,
+            self.flipped[c],
+        )
+
+    def stacked(self, first: int, calls: int) -> StackedSamples:
+        """Calls ``first … first + calls − 1`` (renumbered from 0) in shared arrays."""
+        lo, hi = self.bounds[2 * first], self.bounds[2 * (first + calls)]
+        xs = self.is_input[lo:hi]
+        parts = []
+        for sel in (np.flatnonzero(~xs) + lo, np.flatnonzero(xs) + lo):
+            cw = CorruptedWords(self.words.residency[sel], self.words.word[sel], self.words.mask[sel])
+            parts.append((cw, self.call[sel] - first))
+        (w, wc), (x, xc) = parts
+        return StackedSamples(w, x, wc, xc, calls, self.streams, self.flipped[first : first + calls])
+
+
 def fault_counters(
     streams: tuple[tuple[str, str, int], ...], flipped: np.ndarray, words: tuple[int, int], calls: int = 1
 ) -> dict[str, dict[str, Any]]:
@@ -276,11 +362,29 @@ def sample_blocks(
     generator draws as in :func:`sample_block_reference` (repeated positions inside a row redrawn
     right after the block's draws), the flips of all blocks are then turned into corrupted words in
     one vectorised pass."""
+    block = sample_blocks_stacked(plan, geom, seed=seed, blocks=blocks, events=events, generator=generator)
+    return [block.sample(c) for c in range(len(block))]
+
+
+def sample_blocks_stacked(
+    plan: FaultPlan,
+    geom: TileGeometry,
+    *,
+    seed: int,
+    blocks: range,
+    events: EventTable | None = None,
+    generator: np.random.Generator | None = None,
+) -> SampleBlock:
+    """:func:`sample_blocks` as one :class:`SampleBlock` (no per-call objects)."""
     check_seed(seed)
     ev = events if events is not None else event_table(plan, geom)
     B, E = ev.block_calls, len(ev.slots)
     if not E:
-        return [FaultSample(CorruptedWords.empty(), CorruptedWords.empty()) for _ in range(B * len(blocks))]
+        none = np.zeros(0, np.int64)
+        calls = B * len(blocks)
+        return SampleBlock(
+            none, none.astype(bool), CorruptedWords.empty(), [0] * (2 * calls + 1), (), none.reshape(calls, 0)
+        )
     slots_b, ber_b = ev.block_rows
     owners, positions, flipped = [], [], []
     for bi, block in enumerate(blocks):
@@ -310,13 +414,13 @@ def _flip_keys(ev: EventTable, owner: np.ndarray, pos: np.ndarray) -> tuple[np.n
 
 def _corrupted_words(
     ev: EventTable, owner: np.ndarray, pos: np.ndarray, flipped: np.ndarray, calls: int
-) -> list[FaultSample]:
+) -> SampleBlock:
     """The samples of ``calls`` calls from their flips (global rows ``owner``, slots ``pos``):
     flips of one word merged (XOR), then split per call and tensor (views of shared arrays)."""
     key, bit = _flip_keys(ev, owner, pos)
-    # sorting the values (word key, bit) is enough: equal values are the same bit of one word,
-    # whose XOR is the same in any order
-    kb = np.sort(key * 8 + bit, kind="stable")  # stable: fastest on these nearly sorted keys
+    # equal values are equal flips: a value sort suffices; stable (timsort) runs through the
+    # streams' already ascending runs of words (measured ~4× faster than quicksort on them)
+    kb = np.sort(key * 8 + bit, kind="stable")
     key = kb >> 3
     mask = np.left_shift(np.uint8(1), (kb & 7).astype(np.uint8))
     if len(key) > 1:
@@ -335,18 +439,7 @@ def _corrupted_words(
     words = np.where(is_x, ev.words[1], ev.words[0])
     res, word = np.divmod(k, words)
     bounds = np.searchsorted(call * 2 + is_x, np.arange(2 * calls + 1)).tolist()
-    out = []
-    for c in range(calls):
-        w0, x0, x1 = bounds[2 * c : 2 * c + 3]
-        out.append(
-            FaultSample(
-                CorruptedWords(res[w0:x0], word[w0:x0], mask[w0:x0]),
-                CorruptedWords(res[x0:x1], word[x0:x1], mask[x0:x1]),
-                ev.streams,
-                flipped[c],
-            )
-        )
-    return out
+    return SampleBlock(call, is_x, CorruptedWords(res, word, mask), bounds, ev.streams, flipped)
 
 
 def sample_block_reference(
@@ -431,34 +524,33 @@ def _redraw_repeats(
     rng: np.random.Generator, owner: np.ndarray, pos: np.ndarray, nslots: np.ndarray, multi: np.ndarray
 ) -> None:
     """Redraw, in place, every position repeated inside its row (``multi``: the flips of rows with
-    several, ascending), until none is: each later copy of a repeat (the copies after the first in
-    index order) gets a fresh uniform slot, drawn in index order.
-
-    ``owner`` is ascending, so a row's flips are one index range: the next round looks only at the
-    rows that had a redraw (no other row changed)."""
-    span = int(nslots.max()) + 1
-    single_key = (int(owner[-1]) + 1) * span < (1 << 62)  # (row, position) as one int64: one sort, same order
+    several, ascending; ``owner`` ascending), until none is: each later copy of a repeat (in flip
+    order) gets a fresh uniform slot, all of one pass drawn in flip order. After the first pass
+    only the rows that got a redraw can hold a repeat, so later passes look at those alone."""
     while len(multi):
-        if single_key:
-            order = multi[np.argsort(owner[multi] * span + pos[multi], kind="stable")]
-        else:
-            order = multi[np.lexsort((pos[multi], owner[multi]))]
+        order = _row_position_order(owner[multi], pos[multi], int(nslots.max()) + 1)
+        order = multi[order]
         so, sp = owner[order], pos[order]
         dup = np.flatnonzero((so[1:] == so[:-1]) & (sp[1:] == sp[:-1])) + 1
         if not len(dup):
             return
         idx = np.sort(order[dup])
         pos[idx] = _positions(rng, nslots[idx])
-        multi = _rows_of(owner, np.unique(owner[idx]))
+        multi = multi[np.isin(owner[multi], owner[idx])]  # the rows that changed
 
 
-def _rows_of(owner: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Indices of the flips of ``rows`` (ascending) in the ascending ``owner``."""
-    lo = np.searchsorted(owner, rows, side="left")
-    hi = np.searchsorted(owner, rows, side="right")
-    n = hi - lo
-    starts = np.repeat(lo - np.cumsum(n) + n, n)
-    return starts + np.arange(int(n.sum()))
+def _row_position_order(row: np.ndarray, pos: np.ndarray, span: int) -> np.ndarray:
+    """The stable order of flips by (row, position) (``row`` ascending): one stable value sort of
+    ``(rank of the row · span + position) · n + flip`` where that fits in int64 (no gather, its runs
+    are the rows), else a lexsort."""
+    n = len(row)
+    rank = np.zeros(n, np.int64)
+    if n > 1:
+        np.cumsum(row[1:] != row[:-1], out=rank[1:])
+    if (int(rank[-1]) + 1) * span * n < (1 << 62):
+        packed = np.sort((rank * span + pos) * n + np.arange(n, dtype=np.int64), kind="stable")
+        return packed % n
+    return np.lexsort((pos, row))
 
 
 def _positions(rng: np.random.Generator, nslots: np.ndarray) -> np.ndarray:

@@ -347,6 +347,17 @@ def _gemm_plan(
     return tables["gemm"]
 
 
+def lowrank_gemm_plan(
+    mult: Multiplier, w: np.ndarray, cache: KernelCache, store: LayerStore | None = None
+) -> tuple[GemmPlan | None, int]:
+    """The GEMM plan of a conv layer on the low-rank path and its factorisation's divisor (the plan
+    is ``None`` when the layer stays on ``ConvInteger``); kept in ``store`` like the kernels keep it."""
+    wb = np.ascontiguousarray(w).view(np.uint8)
+    f = _factors_stored(mult, wb, cache, "lowrank", store)
+    plan = _plan(cache, mult, wb, f, store)
+    return _gemm_plan(cache, mult, wb, f, plan, store), int(f.divisor)
+
+
 def _factors_stored(
     mult: Multiplier, wb: np.ndarray, cache: KernelCache, path: str, store: LayerStore | None
 ) -> IntegerFactors:

@@ -221,9 +221,11 @@ def gemm_plan(wb: np.ndarray, plan: WeightPlan, divisor: int, signed_exact: bool
         has_main = any(g is not None for g in gs)
         per_kind: dict[bool, list[int]] = {True: [], False: []}
         wvals: dict[int, np.ndarray] = {}
-        for j, f in enumerate(fs):
+        for j in range(len(fs)):
             if gs[j] is not None:
                 wvals[j] = gs[j][wflat].astype(np.int64)
+        scale, fs = _fold_scale(int(scale), list(fs), wvals, not ws, signed_exact)
+        for j, f in enumerate(fs):
             # int8 weights are stored as g − 128 (|value| ≤ 128) with zero point −128
             as_s8 = signed_exact or 2 * int(f.max()) * 128 <= _PAIR_MAX
             per_kind[as_s8].append(j)
@@ -252,6 +254,43 @@ def gemm_plan(wb: np.ndarray, plan: WeightPlan, divisor: int, signed_exact: bool
         calls.append(GemmCall(int(scale), tuple(gemms)))
     del divisor  # the caller divides; the plan is the same
     return GemmPlan(tuple(calls), plan.const_k.astype(np.int64).copy(), signed_exact)
+
+
+def _prime_factors(v: int) -> list[int]:
+    out, p = [], 2
+    while v > 1 and p * p <= v:
+        while v % p == 0:
+            out.append(p)
+            v //= p
+        p += 1
+    return out + ([v] if v > 1 else [])
+
+
+def _fold_scale(
+    scale: int, fs: list[np.ndarray], wvals: dict[int, np.ndarray], no_sums: bool, signed_exact: bool
+) -> tuple[int, list[np.ndarray]]:
+    """Move prime factors of a call's integer scale into its byte maps while they stay one byte
+    wide: the weight maps first (``wvals``, changed in place), then, when the call has no window
+    sums over its maps (``no_sums``), the activation maps, unless that would send a block from
+    the int8 GEMM to the uint8 one (the pair bound of CPUs without VNNI). The products are the
+    same integers; the GEMM output needs no multiply by the scale (one pass fewer per call).
+    Returns the remaining scale and the activation maps."""
+    if scale <= 1 or not wvals:
+        return scale, fs
+    for p in _prime_factors(scale):
+        if all(int(v.max(initial=0)) * p <= 255 for v in wvals.values()):
+            for j in wvals:
+                wvals[j] *= p
+            scale //= p
+            continue
+        if no_sums and all(
+            int(f.max()) * p <= 255
+            and (signed_exact or 2 * int(f.max()) * 128 > _PAIR_MAX or 2 * int(f.max()) * p * 128 <= _PAIR_MAX)
+            for f in fs
+        ):
+            fs = [(f.astype(np.int64) * p).astype(f.dtype) for f in fs]
+            scale //= p
+    return scale, fs
 
 
 def im2col(planes: np.ndarray, g: ConvGeometry) -> np.ndarray:
