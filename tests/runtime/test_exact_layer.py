@@ -122,3 +122,7 @@ def test_gemm_formulation_equals_a_plain_integer_reference(kind, n, stride, dila
     assert got.dtype == np.int32 and got.flags.c_contiguous and got.flags.writeable
     np.testing.assert_array_equal(got, _reference(x, replace(prog, weight=w2)))
     np.testing.assert_array_equal(layer(x), ref)  # the layer's own weights are untouched
+    mask2 = np.roll(mask, 1)  # another call, other corruption: nothing kept from the last one
+    w3 = prog.weight.copy()
+    w3.reshape(-1)[index] ^= mask2
+    np.testing.assert_array_equal(layer.with_weights(x, index, mask2), _reference(x, replace(prog, weight=w3)))

@@ -11,6 +11,7 @@ from approxtvm.runtime import faults
 from approxtvm.runtime.emulator import emulate
 from approxtvm.runtime.exact_layer import ExactLayer, s8_gemm_exact
 from approxtvm.runtime.executor import accumulate
+from approxtvm.runtime.faults.corrupted_weights import weight_offsets
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.mapper import map_layer
@@ -49,7 +50,8 @@ def _check(
     rows = x.reshape(-1, m.shape.c) if m.shape.op == "dense" else x
     la = faults.layer_arrays(prog, g)
     for kernels in (faults.NUMPY_KERNELS, faults.compiled_kernels()):
-        got = faults.inject_with_weights(x, rows, prog, exact, sample, g, la, kernels, kernels.prepare(prog, g, la))
+        prep = kernels.prepare(prog, g, la)
+        got = faults.inject_with_weights(x, rows, prog, exact, sample, g, la, kernels, prep, weight_offsets(g, m))
         np.testing.assert_array_equal(got, ref, err_msg=kernels.name)
     np.testing.assert_array_equal(faults.inject(x, prog, accumulate(x, prog), sample, g), ref)
     return True

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from approxtvm.runtime.exact_layer import ExactLayer
     from approxtvm.runtime.executor import LayerProgram
 
-__all__ = ["channel_correction", "inject_with_weights", "weight_index", "weights_stored_once"]
+__all__ = ["channel_correction", "inject_with_weights", "weight_index", "weight_offsets", "weights_stored_once"]
 
 
 def weights_stored_once(geom: TileGeometry, mapping: Mapping) -> bool:
@@ -60,16 +60,27 @@ def weights_stored_once(geom: TileGeometry, mapping: Mapping) -> bool:
     return bool((cover == 1).all())
 
 
-def weight_index(geom: TileGeometry, mapping: Mapping, cw: CorruptedWords) -> np.ndarray:
-    """Flat index in the layer's weight bytes ``(K, C/G, R, S)`` of every corrupted weight word."""
+def weight_offsets(geom: TileGeometry, mapping: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    """Where the layer's weight bytes ``(K, C/G, R, S)`` (flat) hold each stored weight word: the
+    offset of every residency's tile start and of every word inside a tile (the sum of the two)."""
     s = mapping.shape
-    n_inst = geom.instances
-    j, i = np.divmod(cw.residency, n_inst)
-    start = geom.step_start[geom.fills["weight"][j]] + geom.inst_off[i]
-    gg, kk, cc, rr, ss = np.unravel_index(cw.word, geom.tile_dims("weight", mapping))
-    k = (start[:, _D["G"]] + gg) * s.k_per_group + start[:, _D["K"]] + kk  # global output channel
-    c, r, t = start[:, _D["C"]] + cc, start[:, _D["R"]] + rr, start[:, _D["S"]] + ss
-    return np.asarray(((k * s.c_per_group + c) * s.r + r) * s.s + t, np.int64)
+    kg, cg = s.k_per_group, s.c_per_group
+    start = geom.step_start[geom.fills["weight"]][:, None, :] + geom.inst_off[None, :, :]  # (fill, PE, dim)
+    start = start.reshape(-1, start.shape[-1])  # residency = fill · PEs + PE
+
+    def flat(g: np.ndarray, k: np.ndarray, c: np.ndarray, r: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return np.asarray((((g * kg + k) * cg + c) * s.r + r) * s.s + t, np.int64)
+
+    base = flat(*(start[:, _D[d]] for d in "GKCRS"))
+    tile = np.indices(geom.tile_dims("weight", mapping)).reshape(5, -1)
+    return base, flat(*tile)
+
+
+def weight_index(offsets: tuple[np.ndarray, np.ndarray], cw: CorruptedWords) -> np.ndarray:
+    """Flat index in the layer's weight bytes of every corrupted weight word (``offsets``:
+    :func:`weight_offsets`)."""
+    base, word = offsets
+    return base[cw.residency] + word[cw.word]
 
 
 def channel_correction(
@@ -95,27 +106,34 @@ def inject_with_weights(
     arrays: LayerArrays,
     kernels: FaultKernels,
     prepared: object,
+    offsets: tuple[np.ndarray, np.ndarray],
 ) -> np.ndarray:
     """The int32 accumulators of one call of an exact conv/dense layer under ``sample``: ``exact``
     run on the corrupted weights (``rows``: ``x`` as ``exact`` reads it), the ``z_x Σ(w' − w)``
     correction, then the input faults' deltas against the corrupted weights.
 
-    Only valid where :func:`weights_stored_once` holds and ``exact.has_gemm``; equals
+    ``offsets``: the layer's :func:`weight_offsets`. Only valid where :func:`weights_stored_once`
+    holds and ``exact.has_gemm``; equals
     :func:`~.delta_numpy.inject` of ``exact(rows)`` (and the emulator) bit for bit.
     """
     cw = sample.weight
     if not len(cw):
-        acc, weights = exact(rows), arrays.wflat
-    else:
-        s = prog.schedule.shape
-        index = weight_index(geom, prog.schedule.mapping, cw)
-        acc = exact.with_weights(rows, index, cw.mask)
-        ks, corr = channel_correction(arrays.wflat, index, cw.mask, prog.schedule.quant.input_zero_point, s.k)
-        per_k = acc.reshape(len(acc), s.k, -1)
-        per_k[:, ks] += corr[:, None]  # int32, wraps like the accumulator
-        weights = arrays.wflat.copy()
-        weights[index] ^= cw.mask
+        acc = exact(rows)
+        if len(sample.input):
+            inject_calls(x, prog, acc, [sample], geom, arrays, kernels, prepared)
+        return acc
+    s = prog.schedule.shape
+    index = weight_index(offsets, cw)
+    acc = exact.with_weights(rows, index, cw.mask)
+    ks, corr = channel_correction(arrays.wflat, index, cw.mask, prog.schedule.quant.input_zero_point, s.k)
+    per_k = acc.reshape(len(acc), s.k, -1)
+    per_k[:, ks] += corr[:, None]  # int32, wraps like the accumulator
     if len(sample.input):
-        inputs_only = [replace(sample, weight=CorruptedWords.empty())]
-        inject_calls(x, prog, acc, inputs_only, geom, arrays, kernels, prepared, weights)
+        weights = arrays.wprime  # the layer's weight bytes: corrupted for this call, restored after
+        weights[index] ^= cw.mask
+        try:
+            inputs_only = [replace(sample, weight=CorruptedWords.empty())]
+            inject_calls(x, prog, acc, inputs_only, geom, arrays, kernels, prepared, weights)
+        finally:
+            weights[index] ^= cw.mask
     return acc

@@ -20,7 +20,7 @@ import numpy as np
 from approxtvm.runtime.faults.boxes import for_deltas
 from approxtvm.runtime.faults.geometry import DIM_INDEX as _D
 from approxtvm.runtime.faults.geometry import FAULT_DIMS, TileGeometry
-from approxtvm.runtime.faults.sampling import CorruptedWords, FaultSample
+from approxtvm.runtime.faults.sampling import CorruptedWords, FaultSample, StackedSamples
 
 if TYPE_CHECKING:
     from approxtvm.runtime.executor import LayerProgram
@@ -59,6 +59,7 @@ class LayerArrays:
     taps_len: np.ndarray  # number of (r, s) taps of the tile that read that position
     taps: np.ndarray  # (4, n) tile-relative r, s and the output p, q each tap produces
     xpad: np.ndarray | None  # padded-input scratch (border = zero point), refilled inside each call
+    wprime: np.ndarray  # copy of wflat that a call corrupts and restores (see corrupted_weights)
 
 
 def layer_arrays(prog: LayerProgram, geom: TileGeometry) -> LayerArrays:
@@ -106,6 +107,7 @@ def layer_arrays(prog: LayerProgram, geom: TileGeometry) -> LayerArrays:
         np.array(lens, np.int64),
         np.array(taps, np.int64).reshape(-1, 4).T.copy(),
         xpad,
+        np.array(prog.weight).view(np.uint8).ravel(),
     )
 
 
@@ -253,9 +255,19 @@ Delta = Callable[
     [np.ndarray, "LayerProgram", TileGeometry, LayerArrays, object, FaultSample, np.ndarray, np.ndarray], None
 ]
 #: ``kernels.delta_calls(x, prog, geom, arrays, prepared, samples, out, wflat)``: :data:`Delta` for
-#: consecutive layer calls stacked along ``N`` (sample ``c`` belongs to the ``c``-th block of rows).
+#: consecutive layer calls stacked along ``N`` (sample ``c`` belongs to the ``c``-th block of rows;
+#: or the calls' words in shared arrays).
 DeltaCalls = Callable[
-    [np.ndarray, "LayerProgram", TileGeometry, LayerArrays, object, Sequence[FaultSample], np.ndarray, np.ndarray],
+    [
+        np.ndarray,
+        "LayerProgram",
+        TileGeometry,
+        LayerArrays,
+        object,
+        Sequence[FaultSample] | StackedSamples,
+        np.ndarray,
+        np.ndarray,
+    ],
     None,
 ]
 
@@ -485,10 +497,12 @@ def _numpy_delta_calls(
     geom: TileGeometry,
     la: LayerArrays,
     prepared: object,
-    samples: Sequence[FaultSample],
+    samples: Sequence[FaultSample] | StackedSamples,
     out: np.ndarray,
     wflat: np.ndarray,
 ) -> None:
+    if isinstance(samples, StackedSamples):
+        samples = samples.samples()
     xs, os_ = len(x) // len(samples), out.size // len(samples)
     for c, s in enumerate(samples):
         _delta_into(out[c * os_ : (c + 1) * os_], x[c * xs : (c + 1) * xs], prog, geom, s, la, wflat)
@@ -498,7 +512,7 @@ def inject_calls(
     x: np.ndarray,
     prog: LayerProgram,
     acc: np.ndarray,
-    samples: Sequence[FaultSample],
+    samples: Sequence[FaultSample] | StackedSamples,
     geom: TileGeometry,
     arrays: LayerArrays,
     kernels: FaultKernels,
@@ -507,20 +521,26 @@ def inject_calls(
 ) -> np.ndarray:
     """:func:`inject` of consecutive calls of a conv/dense layer at once, in place: ``x`` and ``acc``
     stack the calls' inputs and int32 accumulators along ``N`` (call ``c`` = the ``c``-th block of
-    rows); ``samples`` holds one sample per call. ``weights``: the flat weight bytes the products
-    read (default: the layer's own; corrupted weights whose faults ``acc`` already holds, see
-    :mod:`.corrupted_weights`). Returns ``acc``."""
+    rows); ``samples`` holds one sample per call (or all in shared arrays). ``weights``: the flat
+    weight bytes the products read (default: the layer's own; corrupted weights whose faults
+    ``acc`` already holds, see :mod:`.corrupted_weights`). Returns ``acc``."""
     if prog.schedule.shape.op == "matmul":
         raise ValueError("inject_calls takes conv and dense layers (an activation matmul's weights vary per call)")
     if acc.dtype != np.int32 or not acc.flags.c_contiguous or not acc.flags.writeable:
         raise ValueError("inject_calls adds in place into a writeable C-contiguous int32 array")
+    if isinstance(samples, StackedSamples) and geom.compute is not None:
+        samples = samples.samples()  # uneven mappings: the boxes' words, call by call (below)
+    wflat = arrays.wflat if weights is None else weights
+    if isinstance(samples, StackedSamples):
+        if len(samples.weight) or len(samples.input):
+            kernels.delta_calls(x, prog, geom, arrays, prepared, samples, acc.reshape(-1), wflat)
+        return acc
     if any(len(s.weight) or len(s.input) for s in samples):
         boxes = geom
         boxed = []
         for s in samples:  # uneven mappings: the deltas run on the PE's boxes (same geometry for every call)
             boxes, b = for_deltas(geom, s, prog.schedule.mapping)
             boxed.append(b)
-        wflat = arrays.wflat if weights is None else weights
         kernels.delta_calls(x, prog, boxes, arrays, prepared, boxed, acc.reshape(-1), wflat)
     return acc
 

@@ -23,7 +23,7 @@ import numpy as np
 from approxtvm.runtime.faults.delta_numpy import FaultKernels, LayerArrays
 from approxtvm.runtime.faults.geometry import DIM_INDEX as _D
 from approxtvm.runtime.faults.geometry import TileGeometry
-from approxtvm.runtime.faults.sampling import FaultSample
+from approxtvm.runtime.faults.sampling import FaultSample, StackedSamples
 
 if TYPE_CHECKING:
     from approxtvm.runtime.executor import LayerProgram
@@ -189,6 +189,7 @@ def tvm_kernels() -> FaultKernels:
         st["args"] = kernel_args(prog, geom, la).values()
         st["_keep"] = arrays  # the DLPack views above borrow these buffers
         st["weight_tile"] = geom.tile_dims("weight", prog.schedule.mapping)
+        st["input_tile"] = geom.tile_dims("input", prog.schedule.mapping)
         return st
 
     def delta_calls(
@@ -197,7 +198,7 @@ def tvm_kernels() -> FaultKernels:
         geom: TileGeometry,
         la: LayerArrays,
         prepared: object,
-        samples: Sequence[FaultSample],
+        samples: Sequence[FaultSample] | StackedSamples,
         out: np.ndarray,
         wflat: np.ndarray,
     ) -> None:
@@ -217,8 +218,8 @@ def tvm_kernels() -> FaultKernels:
         common = (*map(dl, cx), dl(cx_call), st["fills_x"], st["ends_x"], st["ss"], st["io"], st["tst"], st["tln"])
         fn_input(*args, *common, st["taps"], xr, wd, st["lut"], o)
         if len(cw[0]):
-            csr, wr = _weight_records(st, geom, la, wflat, cw, cw_call, len(samples))
-            fn_cross(*args, *common, st["taps"], xr, dl(csr), dl(wr), st["lut"], o)
+            span, wr = _weight_records(st, geom, la, wflat, cw, cw_call, cx, cx_call)
+            fn_cross(*args, *common, st["taps"], xr, dl(span), dl(wr), st["lut"], o)
         _ = lib  # keep the module alive while its functions run
 
     def delta(
@@ -251,9 +252,13 @@ def clear_kernel_cache() -> None:
     _compiled_kernels.cache_clear()
 
 
-def _stacked(samples: Sequence[FaultSample], tensor: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+def _stacked(samples: Sequence[FaultSample] | StackedSamples, tensor: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     """``(residency, word, mask)`` of one tensor's corrupted words over ``samples``, and the call
     of every word (its position in ``samples``), compact for DLPack."""
+    if isinstance(samples, StackedSamples):
+        cw, call = (samples.weight, samples.weight_call) if tensor == 0 else (samples.input, samples.input_call)
+        words = (_compact(cw.residency, np.int64), _compact(cw.word, np.int64), _compact(cw.mask, np.uint8))
+        return words, _compact(call, np.int64)
     parts = [s.weight if tensor == 0 else s.input for s in samples]
     if len(parts) == 1:
         cw = parts[0]
@@ -275,10 +280,13 @@ def _weight_records(
     wflat: np.ndarray,
     cw: tuple[np.ndarray, ...],
     call: np.ndarray,
-    calls: int,
+    cx: tuple[np.ndarray, ...],
+    cx_call: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The corrupted weights as ``input_cross`` reads them: records ``k r s wo wn first-step
-    end-step`` sorted by (call, PE, global input channel), and the CSR offsets of those buckets."""
+    end-step`` sorted by (call, PE, global input channel), and per corrupted input word the range
+    ``[lo, hi)`` of the records of its (call, PE, channel) (flat pairs; found by binary search, so
+    the cost follows the corrupted words, not calls × PEs × channels)."""
     res, word, mask = cw
     _, _, C, _, _, R, S, _, _ = la.dims
     Ct, Kg = la.in_c, la.group_k
@@ -299,9 +307,19 @@ def _weight_records(
     wr[:, 5], wr[:, 6] = f0, geom.residency_ends("weight")[j]
     bucket = (call * n_inst + i) * Ct + g * C + c  # (call, PE, global input channel)
     order = np.argsort(bucket, kind="stable")
-    csr = np.zeros(calls * n_inst * Ct + 1, np.int64)
-    np.cumsum(np.bincount(bucket, minlength=calls * n_inst * Ct), out=csr[1:])
-    return csr, np.ascontiguousarray(wr[order]).ravel()
+    bucket = bucket[order]
+    # the same bucket of every corrupted input word (as input_cross computes it)
+    xres, xword, _ = cx
+    _, tgx, tcx, thx, twx = st["input_tile"]
+    xj, xi = np.divmod(xres, n_inst)
+    x0 = geom.step_start[geom.fills["input"][xj]] + geom.inst_off[xi]
+    xg = x0[:, _D["G"]] + (xword // (twx * thx * tcx)) % tgx
+    xc = xg * C + x0[:, _D["C"]] + (xword // (twx * thx)) % tcx
+    xb = (cx_call * n_inst + xi) * Ct + xc
+    span = np.empty((len(xb), 2), np.int64)
+    span[:, 0] = np.searchsorted(bucket, xb, "left")
+    span[:, 1] = np.searchsorted(bucket, xb, "right")
+    return span.ravel(), np.ascontiguousarray(wr[order]).ravel()
 
 
 def _check_out(out: np.ndarray) -> None:

@@ -27,12 +27,15 @@ __all__ = [
     "CorruptedWords",
     "EventTable",
     "FaultSample",
+    "SampleBlock",
+    "StackedSamples",
     "check_seed",
     "event_table",
     "fault_counters",
     "sample_block",
     "sample_block_reference",
     "sample_blocks",
+    "sample_blocks_stacked",
     "sample_faults",
 ]
 
@@ -194,6 +197,89 @@ class FaultSample:
         return fault_counters(self.streams, self.flipped, (len(self.weight), len(self.input)))
 
 
+@dataclass(frozen=True, eq=False)
+class StackedSamples:
+    """The samples of consecutive layer calls in shared arrays (what one kernel call takes).
+
+    Attributes
+    ----------
+    weight, input
+        Corrupted words of each tensor over all calls, in call order.
+    weight_call, input_call
+        The call (0 … ``calls`` − 1) of every word.
+    calls
+        Number of calls.
+    streams
+        As :attr:`FaultSample.streams`.
+    flipped
+        ``(calls, streams)`` bits flipped per call and stream.
+    """
+
+    weight: CorruptedWords
+    input: CorruptedWords
+    weight_call: np.ndarray
+    input_call: np.ndarray
+    calls: int
+    streams: tuple[tuple[str, str, int], ...]
+    flipped: np.ndarray
+
+    def __len__(self) -> int:
+        return self.calls
+
+    def samples(self) -> list[FaultSample]:
+        """One :class:`FaultSample` per call."""
+        wb = np.searchsorted(self.weight_call, np.arange(self.calls + 1)).tolist()
+        xb = np.searchsorted(self.input_call, np.arange(self.calls + 1)).tolist()
+        w, x = self.weight, self.input
+        return [
+            FaultSample(
+                CorruptedWords(w.residency[wb[c] : wb[c + 1]], w.word[wb[c] : wb[c + 1]], w.mask[wb[c] : wb[c + 1]]),
+                CorruptedWords(x.residency[xb[c] : xb[c + 1]], x.word[xb[c] : xb[c + 1]], x.mask[xb[c] : xb[c + 1]]),
+                self.streams,
+                self.flipped[c],
+            )
+            for c in range(self.calls)
+        ]
+
+
+@dataclass(frozen=True, eq=False)
+class SampleBlock:
+    """The samples of consecutive layer calls as the sampler makes them: words sorted by (call,
+    tensor); a call's :class:`FaultSample` or a range of calls' :class:`StackedSamples` are views."""
+
+    call: np.ndarray  # call of every word
+    is_input: np.ndarray  # bool: an input word (else a weight word)
+    words: CorruptedWords
+    bounds: list[int]  # words of call c: weight [bounds[2c], bounds[2c+1]), input [bounds[2c+1], bounds[2c+2])
+    streams: tuple[tuple[str, str, int], ...]
+    flipped: np.ndarray  # (calls, streams)
+
+    def __len__(self) -> int:
+        return len(self.flipped)
+
+    def sample(self, c: int) -> FaultSample:
+        """The sample of call ``c``."""
+        w0, x0, x1 = self.bounds[2 * c : 2 * c + 3]
+        r, wd, m = self.words.residency, self.words.word, self.words.mask
+        return FaultSample(
+            CorruptedWords(r[w0:x0], wd[w0:x0], m[w0:x0]),
+            CorruptedWords(r[x0:x1], wd[x0:x1], m[x0:x1]),
+            self.streams,
+            self.flipped[c],
+        )
+
+    def stacked(self, first: int, calls: int) -> StackedSamples:
+        """Calls ``first … first + calls − 1`` (renumbered from 0) in shared arrays."""
+        lo, hi = self.bounds[2 * first], self.bounds[2 * (first + calls)]
+        xs = self.is_input[lo:hi]
+        parts = []
+        for sel in (np.flatnonzero(~xs) + lo, np.flatnonzero(xs) + lo):
+            cw = CorruptedWords(self.words.residency[sel], self.words.word[sel], self.words.mask[sel])
+            parts.append((cw, self.call[sel] - first))
+        (w, wc), (x, xc) = parts
+        return StackedSamples(w, x, wc, xc, calls, self.streams, self.flipped[first : first + calls])
+
+
 def fault_counters(
     streams: tuple[tuple[str, str, int], ...], flipped: np.ndarray, words: tuple[int, int], calls: int = 1
 ) -> dict[str, dict[str, Any]]:
@@ -276,11 +362,29 @@ def sample_blocks(
     generator draws as in :func:`sample_block_reference` (repeated positions inside a row redrawn
     right after the block's draws), the flips of all blocks are then turned into corrupted words in
     one vectorised pass."""
+    block = sample_blocks_stacked(plan, geom, seed=seed, blocks=blocks, events=events, generator=generator)
+    return [block.sample(c) for c in range(len(block))]
+
+
+def sample_blocks_stacked(
+    plan: FaultPlan,
+    geom: TileGeometry,
+    *,
+    seed: int,
+    blocks: range,
+    events: EventTable | None = None,
+    generator: np.random.Generator | None = None,
+) -> SampleBlock:
+    """:func:`sample_blocks` as one :class:`SampleBlock` (no per-call objects)."""
     check_seed(seed)
     ev = events if events is not None else event_table(plan, geom)
     B, E = ev.block_calls, len(ev.slots)
     if not E:
-        return [FaultSample(CorruptedWords.empty(), CorruptedWords.empty()) for _ in range(B * len(blocks))]
+        none = np.zeros(0, np.int64)
+        calls = B * len(blocks)
+        return SampleBlock(
+            none, none.astype(bool), CorruptedWords.empty(), [0] * (2 * calls + 1), (), none.reshape(calls, 0)
+        )
     slots_b, ber_b = ev.block_rows
     owners, positions, flipped = [], [], []
     for bi, block in enumerate(blocks):
@@ -303,16 +407,14 @@ def sample_blocks(
 
 def _flip_keys(ev: EventTable, owner: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Word key (call · key span + the word's key) and bit of every flip."""
-    E = len(ev.slots)
-    row = owner % E
-    fb = ev.free_bits[row]
-    within = pos % ev.tile_slots[row]
-    return (owner // E) * ev.key_span + ev.key_base[row] + within // fb, within % fb
+    call, row = np.divmod(owner, len(ev.slots))
+    word, bit = np.divmod(pos % ev.tile_slots[row], ev.free_bits[row])
+    return call * ev.key_span + ev.key_base[row] + word, bit
 
 
 def _corrupted_words(
     ev: EventTable, owner: np.ndarray, pos: np.ndarray, flipped: np.ndarray, calls: int
-) -> list[FaultSample]:
+) -> SampleBlock:
     """The samples of ``calls`` calls from their flips (global rows ``owner``, slots ``pos``):
     flips of one word merged (XOR), then split per call and tensor (views of shared arrays)."""
     key, bit = _flip_keys(ev, owner, pos)
@@ -337,37 +439,64 @@ def _corrupted_words(
     words = np.where(is_x, ev.words[1], ev.words[0])
     res, word = np.divmod(k, words)
     bounds = np.searchsorted(call * 2 + is_x, np.arange(2 * calls + 1)).tolist()
-    out = []
-    for c in range(calls):
-        w0, x0, x1 = bounds[2 * c : 2 * c + 3]
-        out.append(
-            FaultSample(
-                CorruptedWords(res[w0:x0], word[w0:x0], mask[w0:x0]),
-                CorruptedWords(res[x0:x1], word[x0:x1], mask[x0:x1]),
-                ev.streams,
-                flipped[c],
-            )
-        )
-    return out
+    return SampleBlock(call, is_x, CorruptedWords(res, word, mask), bounds, ev.streams, flipped)
 
 
 def sample_block_reference(
     plan: FaultPlan, ev: EventTable, seed: int, block: int, generator: np.random.Generator | None = None
 ) -> list[FaultSample]:
-    """One block drawn on its own, step by step, with the repeat check and redraws: the definition
-    of the sampling that :func:`sample_blocks` vectorises over blocks (the tests compare them)."""
+    """One block drawn on its own, step by step in plain Python: the definition of the sampling
+    that :func:`sample_blocks` vectorises over blocks (the tests compare them; nothing here is
+    shared with the vectorised bookkeeping but the generator's draws).
+
+    Draws, in order: the flip count of every (call, event row) of the block; one uniform slot per
+    flip, rows in order; then, while a row holds a slot twice, a fresh slot for every later copy
+    (in flip order), all such copies of the round drawn in flip order. A slot of a row is
+    ``(hop or read) · words · free bits + word · free bits + bit``; flips of one word are merged
+    (XOR: a bit flipped twice is intact)."""
     B, E = ev.block_calls, len(ev.slots)
     rng = _block_generator(seed, plan.layer_index, block, generator)
     counts = rng.binomial(*ev.block_rows)
     flipped = np.add.reduceat(counts.reshape(B, E), ev.stream_start, axis=1)
-    hit = np.flatnonzero(counts)
-    reps = counts[hit]
-    owner = np.repeat(hit, reps)  # global row: call · E + event
-    nslots = ev.slots[owner % E]
-    pos = _positions(rng, nslots)
-    if len(reps) and reps.max() > 1:  # positions are without replacement inside each row: redraw repeats
-        _redraw_repeats(rng, owner, pos, nslots, np.flatnonzero(np.repeat(reps > 1, reps)))
-    return _corrupted_words(ev, owner, pos, flipped, B)
+    owner = [g for g, c in enumerate(counts.tolist()) for _ in range(c)]  # global row: call · E + event
+    nslots = np.array([int(ev.slots[g % E]) for g in owner], np.int64)
+    pos = _positions(rng, nslots).tolist()
+    several = {g for g, c in enumerate(counts.tolist()) if c > 1}
+    while True:
+        seen: set[tuple[int, int]] = set()
+        again = []
+        for i, g in enumerate(owner):
+            if g in several:
+                if (g, pos[i]) in seen:
+                    again.append(i)
+                seen.add((g, pos[i]))
+        if not again:
+            break
+        for i, p in zip(again, _positions(rng, nslots[again]).tolist(), strict=True):
+            pos[i] = p
+    masks: dict[tuple[int, int, int, int], int] = {}  # (call, tensor, residency, word) -> XOR mask
+    for g, p in zip(owner, pos, strict=True):
+        call, r = divmod(g, E)
+        base = int(ev.key_base[r])
+        t = 0 if base < ev.tensor_base[1] else 1
+        residency = (base - ev.tensor_base[t]) // ev.words[t]
+        word, bit = divmod(p % int(ev.tile_slots[r]), int(ev.free_bits[r]))
+        key = (call, t, residency, word)
+        masks[key] = masks.get(key, 0) ^ (1 << bit)
+    out = []
+    for c in range(B):
+        per_tensor = []
+        for t in (0, 1):
+            keys = sorted(k for k, m in masks.items() if k[0] == c and k[1] == t and m)
+            per_tensor.append(
+                CorruptedWords(
+                    np.array([k[2] for k in keys], np.int64),
+                    np.array([k[3] for k in keys], np.int64),
+                    np.array([masks[k] for k in keys], np.uint8),
+                )
+            )
+        out.append(FaultSample(per_tensor[0], per_tensor[1], ev.streams, flipped[c]))
+    return out
 
 
 def _block_generator(

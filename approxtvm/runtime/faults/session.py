@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from approxtvm.runtime.faults.corrupted_weights import inject_with_weights, weights_stored_once
+from approxtvm.runtime.faults.corrupted_weights import inject_with_weights, weight_offsets, weights_stored_once
 from approxtvm.runtime.faults.delta_numpy import (
     NUMPY_KERNELS,
     FaultKernels,
@@ -32,11 +32,11 @@ from approxtvm.runtime.faults.plan import FaultOptions, plan_faults
 from approxtvm.runtime.faults.sampling import (
     EventTable,
     FaultSample,
+    SampleBlock,
     check_seed,
     event_table,
     fault_counters,
-    sample_block,
-    sample_blocks,
+    sample_blocks_stacked,
 )
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.schedule import LayerSchedule
@@ -82,7 +82,7 @@ class ModelFaults:
         self._prepared: dict[str, object] = {}
         self._kernels: FaultKernels | None = None
         self._parts: dict[str, tuple[ChipletPart, ...]] = {}
-        self._once: dict[str, bool] = {}
+        self._once: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
 
     @property
     def active(self) -> bool:
@@ -123,12 +123,13 @@ class ModelFaults:
             self._prepared[layer_id] = self.kernels.prepare(prog, self.geometry(layer_id), self.arrays(layer_id, prog))
         return self._prepared[layer_id]
 
-    def weights_once(self, layer_id: str) -> bool:
-        """Whether every weight word of a call is stored once (:func:`weights_stored_once`; cached)."""
-        once = self._once.get(layer_id)
-        if once is None:
-            once = self._once[layer_id] = weights_stored_once(self.geometry(layer_id), self.schedules[layer_id].mapping)
-        return once
+    def weight_offsets(self, layer_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Where each stored weight word sits in the layer's weights (:func:`weight_offsets`), if
+        every weight word of a call is stored once (:func:`weights_stored_once`); else ``None`` (cached)."""
+        if layer_id not in self._once:
+            geom, mapping = self.geometry(layer_id), self.schedules[layer_id].mapping
+            self._once[layer_id] = weight_offsets(geom, mapping) if weights_stored_once(geom, mapping) else None
+        return self._once[layer_id]
 
     @property
     def kernels(self) -> FaultKernels:
@@ -193,7 +194,7 @@ class FaultSession:
         self._calls: dict[str, int] = {}
         self._flipped: dict[str, np.ndarray] = {}
         self._words: dict[str, list[int]] = {}
-        self._blocks: dict[str, tuple[int, list[FaultSample]]] = {}
+        self._blocks: dict[str, tuple[int, SampleBlock]] = {}
         self._package_tally: dict[str, dict[str, list[int]]] = {}
         self._rng = np.random.Generator(np.random.Philox(key=0))  # state reset per block (sample_block)
 
@@ -230,14 +231,13 @@ class FaultSession:
                     part[...] = faulty
             return acc
         first = self._calls.get(layer_id, self._first)
-        self._prefetch(layer_id, first, calls)
-        samples = []
-        for call in range(first, first + calls):
-            self._calls[layer_id] = call + 1
-            samples.append(self._sample(layer_id, call))
+        c0, block = self._block(layer_id, first, calls)
+        stacked = block.stacked(first - c0, calls)  # no per-call objects: one kernel call takes them all
+        self._calls[layer_id] = first + calls
+        self._count(layer_id, stacked.flipped.sum(axis=0), len(stacked.weight), len(stacked.input))
         f = self.faults
         geom, arrays = f.geometry(layer_id), f.arrays(layer_id, prog)
-        return inject_calls(x, prog, acc, samples, geom, arrays, f.kernels, f.prepared(layer_id, prog))
+        return inject_calls(x, prog, acc, stacked, geom, arrays, f.kernels, f.prepared(layer_id, prog))
 
     def apply_exact(
         self, layer_id: str, x: np.ndarray, prog: LayerProgram, exact: ExactLayer, rows: np.ndarray, calls: int
@@ -257,7 +257,7 @@ class FaultSession:
             or plan.trivial
             or plan.nop_ber > 0.0
             or not exact.has_gemm
-            or not self.faults.weights_once(layer_id)
+            or (offsets := self.faults.weight_offsets(layer_id)) is None
         ):
             acc = exact(rows)
             if calls == 1 and not (acc.dtype == np.int32 and acc.flags.c_contiguous and acc.flags.writeable):
@@ -268,42 +268,36 @@ class FaultSession:
         sample = self._sample(layer_id, call)
         f = self.faults
         geom, arrays = f.geometry(layer_id), f.arrays(layer_id, prog)
-        return inject_with_weights(x, rows, prog, exact, sample, geom, arrays, f.kernels, f.prepared(layer_id, prog))
+        prepared = f.prepared(layer_id, prog)
+        return inject_with_weights(x, rows, prog, exact, sample, geom, arrays, f.kernels, prepared, offsets)
 
-    def _prefetch(self, layer_id: str, first: int, calls: int) -> None:
-        """Sample the blocks of calls ``first … first + calls − 1`` at once (:func:`sample_blocks`)."""
+    def _block(self, layer_id: str, first: int, calls: int) -> tuple[int, SampleBlock]:
+        """The cached samples (first call, block) holding calls ``first … first + calls − 1``; the
+        blocks that hold them are sampled now (at once, :func:`sample_blocks_stacked`) if not cached."""
+        cached = self._blocks.get(layer_id)
+        if cached is not None and cached[0] <= first and first + calls <= cached[0] + len(cached[1]):
+            return cached
         ev = self.faults.events(layer_id)
         b0, b1 = first // ev.block_calls, (first + calls - 1) // ev.block_calls + 1
-        cached = self._blocks.get(layer_id)
-        if b1 - b0 < 2 or (
-            cached is not None
-            and cached[0] <= b0 * ev.block_calls
-            and b1 * ev.block_calls <= cached[0] + len(cached[1])
-        ):
-            return
         plan, geom = self.faults.plans[layer_id], self.faults.geometry(layer_id)
-        samples = sample_blocks(plan, geom, seed=self.seed, blocks=range(b0, b1), events=ev, generator=self._rng)
-        self._blocks[layer_id] = (b0 * ev.block_calls, samples)
+        block = sample_blocks_stacked(plan, geom, seed=self.seed, blocks=range(b0, b1), events=ev, generator=self._rng)
+        cached = self._blocks[layer_id] = (b0 * ev.block_calls, block)
+        return cached
+
+    def _count(self, layer_id: str, flipped: np.ndarray, weight_words: int, input_words: int) -> None:
+        """Add calls' flipped bits (per stream) and corrupted words to the run's counters."""
+        if len(flipped):
+            fl = self._flipped.get(layer_id)
+            self._flipped[layer_id] = flipped if fl is None else fl + flipped
+        words = self._words.setdefault(layer_id, [0, 0])
+        words[0] += weight_words
+        words[1] += input_words
 
     def _sample(self, layer_id: str, call: int) -> FaultSample:
         """The on-chip sample of one layer call, added to the run's counters."""
-        plan = self.faults.plans[layer_id]
-        geom = self.faults.geometry(layer_id)
-        ev = self.faults.events(layer_id)
-        cached = self._blocks.get(layer_id)  # (first call, samples of consecutive calls)
-        if cached is None or not cached[0] <= call < cached[0] + len(cached[1]):
-            blk = call // ev.block_calls
-            cached = self._blocks[layer_id] = (
-                blk * ev.block_calls,
-                sample_block(plan, geom, seed=self.seed, block=blk, events=ev, generator=self._rng),
-            )
-        sample = cached[1][call - cached[0]]
-        if len(sample.flipped):
-            fl = self._flipped.get(layer_id)
-            self._flipped[layer_id] = sample.flipped if fl is None else fl + sample.flipped
-        words = self._words.setdefault(layer_id, [0, 0])
-        words[0] += len(sample.weight)
-        words[1] += len(sample.input)
+        c0, block = self._block(layer_id, call, 1)
+        sample = block.sample(call - c0)
+        self._count(layer_id, sample.flipped, len(sample.weight), len(sample.input))
         return sample
 
     def _onchip(
