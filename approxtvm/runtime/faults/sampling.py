@@ -22,7 +22,7 @@ from approxtvm.errors import PolicyError
 from approxtvm.runtime.faults.geometry import TileGeometry
 from approxtvm.runtime.faults.physics import WORD_BITS
 from approxtvm.runtime.faults.plan import TENSORS, FaultPlan
-from approxtvm.runtime.faults.repeats import repeat_flags, repeat_flags_numpy
+from approxtvm.runtime.faults.repeats import repeat_flags
 
 __all__ = [
     "CorruptedWords",
@@ -408,11 +408,9 @@ def sample_blocks_stacked(
 
 def _flip_keys(ev: EventTable, owner: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Word key (call · key span + the word's key) and bit of every flip."""
-    E = len(ev.slots)
-    row = owner % E
-    fb = ev.free_bits[row]
-    within = pos % ev.tile_slots[row]
-    return (owner // E) * ev.key_span + ev.key_base[row] + within // fb, within % fb
+    call, row = np.divmod(owner, len(ev.slots))
+    word, bit = np.divmod(pos % ev.tile_slots[row], ev.free_bits[row])
+    return call * ev.key_span + ev.key_base[row] + word, bit
 
 
 def _corrupted_words(
@@ -448,21 +446,58 @@ def _corrupted_words(
 def sample_block_reference(
     plan: FaultPlan, ev: EventTable, seed: int, block: int, generator: np.random.Generator | None = None
 ) -> list[FaultSample]:
-    """One block drawn on its own, step by step, with the repeat check and redraws: the definition
-    of the sampling that :func:`sample_blocks` vectorises over blocks (the tests compare them)."""
+    """One block drawn on its own, step by step in plain Python: the definition of the sampling
+    that :func:`sample_blocks` vectorises over blocks (the tests compare them; nothing here is
+    shared with the vectorised bookkeeping but the generator's draws).
+
+    Draws, in order: the flip count of every (call, event row) of the block; one uniform slot per
+    flip, rows in order; then, while a row holds a slot twice, a fresh slot for every later copy
+    (in flip order), all such copies of the round drawn in flip order. A slot of a row is
+    ``(hop or read) · words · free bits + word · free bits + bit``; flips of one word are merged
+    (XOR: a bit flipped twice is intact)."""
     B, E = ev.block_calls, len(ev.slots)
     rng = _block_generator(seed, plan.layer_index, block, generator)
     counts = rng.binomial(*ev.block_rows)
     flipped = np.add.reduceat(counts.reshape(B, E), ev.stream_start, axis=1)
-    hit = np.flatnonzero(counts)
-    reps = counts[hit]
-    owner = np.repeat(hit, reps)  # global row: call · E + event
-    nslots = ev.slots[owner % E]
-    pos = _positions(rng, nslots)
-    if len(reps) and reps.max() > 1:  # positions are without replacement inside each row: redraw repeats
-        _redraw_repeats(rng, pos, nslots, reps, numpy_only=True)
-    block = _corrupted_words(ev, owner, pos, flipped, B)
-    return [block.sample(c) for c in range(B)]
+    owner = [g for g, c in enumerate(counts.tolist()) for _ in range(c)]  # global row: call · E + event
+    nslots = np.array([int(ev.slots[g % E]) for g in owner], np.int64)
+    pos = _positions(rng, nslots).tolist()
+    several = {g for g, c in enumerate(counts.tolist()) if c > 1}
+    while True:
+        seen: set[tuple[int, int]] = set()
+        again = []
+        for i, g in enumerate(owner):
+            if g in several:
+                if (g, pos[i]) in seen:
+                    again.append(i)
+                seen.add((g, pos[i]))
+        if not again:
+            break
+        for i, p in zip(again, _positions(rng, nslots[again]).tolist(), strict=True):
+            pos[i] = p
+    masks: dict[tuple[int, int, int, int], int] = {}  # (call, tensor, residency, word) -> XOR mask
+    for g, p in zip(owner, pos, strict=True):
+        call, r = divmod(g, E)
+        base = int(ev.key_base[r])
+        t = 0 if base < ev.tensor_base[1] else 1
+        residency = (base - ev.tensor_base[t]) // ev.words[t]
+        word, bit = divmod(p % int(ev.tile_slots[r]), int(ev.free_bits[r]))
+        key = (call, t, residency, word)
+        masks[key] = masks.get(key, 0) ^ (1 << bit)
+    out = []
+    for c in range(B):
+        per_tensor = []
+        for t in (0, 1):
+            keys = sorted(k for k, m in masks.items() if k[0] == c and k[1] == t and m)
+            per_tensor.append(
+                CorruptedWords(
+                    np.array([k[2] for k in keys], np.int64),
+                    np.array([k[3] for k in keys], np.int64),
+                    np.array([masks[k] for k in keys], np.uint8),
+                )
+            )
+        out.append(FaultSample(per_tensor[0], per_tensor[1], ev.streams, flipped[c]))
+    return out
 
 
 def _block_generator(
@@ -486,9 +521,7 @@ def _block_generator(
     return generator
 
 
-def _redraw_repeats(
-    rng: np.random.Generator, pos: np.ndarray, nslots: np.ndarray, reps: np.ndarray, numpy_only: bool = False
-) -> None:
+def _redraw_repeats(rng: np.random.Generator, pos: np.ndarray, nslots: np.ndarray, reps: np.ndarray) -> None:
     """Redraw, in place, every position repeated inside its row (``reps``: flips per row, the rows'
     flips consecutive in ``pos``), until none is: each later copy of a repeat (in flip order) gets a
     fresh uniform slot, all of one pass drawn in flip order. After the first pass only the rows that
@@ -498,7 +531,7 @@ def _redraw_repeats(
     begin, end = start[several], start[several] + reps[several]
     span = int(nslots.max()) if len(nslots) else 0
     while len(begin):
-        idx = repeat_flags_numpy(pos, begin, end) if numpy_only else repeat_flags(pos, begin, end, span)
+        idx = repeat_flags(pos, begin, end, span)  # compiled where TVM builds, else numpy (the same marks)
         if not len(idx):
             return
         pos[idx] = _positions(rng, nslots[idx])
