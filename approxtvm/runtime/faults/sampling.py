@@ -22,6 +22,7 @@ from approxtvm.errors import PolicyError
 from approxtvm.runtime.faults.geometry import TileGeometry
 from approxtvm.runtime.faults.physics import WORD_BITS
 from approxtvm.runtime.faults.plan import TENSORS, FaultPlan
+from approxtvm.runtime.faults.repeats import repeat_flags
 
 __all__ = [
     "CorruptedWords",
@@ -398,7 +399,7 @@ def sample_blocks_stacked(
         pos = _positions(rng, nslots)
         if len(reps) and reps.max() > 1:  # without replacement inside each row: redraw repeats, as
             # sample_block_reference does, while this block's generator is where it left off
-            _redraw_repeats(rng, owner, pos, nslots, np.flatnonzero(np.repeat(reps > 1, reps)))
+            _redraw_repeats(rng, pos, nslots, reps)
         owners.append(owner + bi * B * E)  # global row over the blocks: (block · B + call) · E + event
         positions.append(pos)
     owner, pos = np.concatenate(owners), np.concatenate(positions)
@@ -520,37 +521,22 @@ def _block_generator(
     return generator
 
 
-def _redraw_repeats(
-    rng: np.random.Generator, owner: np.ndarray, pos: np.ndarray, nslots: np.ndarray, multi: np.ndarray
-) -> None:
-    """Redraw, in place, every position repeated inside its row (``multi``: the flips of rows with
-    several, ascending; ``owner`` ascending), until none is: each later copy of a repeat (in flip
-    order) gets a fresh uniform slot, all of one pass drawn in flip order. After the first pass
-    only the rows that got a redraw can hold a repeat, so later passes look at those alone."""
-    while len(multi):
-        order = _row_position_order(owner[multi], pos[multi], int(nslots.max()) + 1)
-        order = multi[order]
-        so, sp = owner[order], pos[order]
-        dup = np.flatnonzero((so[1:] == so[:-1]) & (sp[1:] == sp[:-1])) + 1
-        if not len(dup):
+def _redraw_repeats(rng: np.random.Generator, pos: np.ndarray, nslots: np.ndarray, reps: np.ndarray) -> None:
+    """Redraw, in place, every position repeated inside its row (``reps``: flips per row, the rows'
+    flips consecutive in ``pos``), until none is: each later copy of a repeat (in flip order) gets a
+    fresh uniform slot, all of one pass drawn in flip order. After the first pass only the rows that
+    got a redraw can hold a repeat, so later passes look at those alone."""
+    start = np.cumsum(reps) - reps
+    several = reps > 1
+    begin, end = start[several], start[several] + reps[several]
+    span = int(nslots.max()) if len(nslots) else 0
+    while len(begin):
+        idx = repeat_flags(pos, begin, end, span)  # compiled where TVM builds, else numpy (the same marks)
+        if not len(idx):
             return
-        idx = np.sort(order[dup])
         pos[idx] = _positions(rng, nslots[idx])
-        multi = multi[np.isin(owner[multi], owner[idx])]  # the rows that changed
-
-
-def _row_position_order(row: np.ndarray, pos: np.ndarray, span: int) -> np.ndarray:
-    """The stable order of flips by (row, position) (``row`` ascending): one stable value sort of
-    ``(rank of the row · span + position) · n + flip`` where that fits in int64 (no gather, its runs
-    are the rows), else a lexsort."""
-    n = len(row)
-    rank = np.zeros(n, np.int64)
-    if n > 1:
-        np.cumsum(row[1:] != row[:-1], out=rank[1:])
-    if (int(rank[-1]) + 1) * span * n < (1 << 62):
-        packed = np.sort((rank * span + pos) * n + np.arange(n, dtype=np.int64), kind="stable")
-        return packed % n
-    return np.lexsort((pos, row))
+        rows = np.unique(np.searchsorted(begin, idx, "right") - 1)  # the rows that changed
+        begin, end = begin[rows], end[rows]
 
 
 def _positions(rng: np.random.Generator, nslots: np.ndarray) -> np.ndarray:
