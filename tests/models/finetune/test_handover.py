@@ -56,19 +56,16 @@ def test_signed_per_channel_hand_over(evoapprox, tmp_path):
         progress=False,
     )
     assert res.net.graph.signed and res.net.scale(res.net.graph.layers[0].w_scale).numel() == 16
-    res.net.eval()
-    with torch.no_grad():
-        expected = res.net(torch.from_numpy(test.x)).numpy()
     compiled = at.compile_onnx(tmp_path / "model.onnx", policy=tmp_path / "policy.yaml", batch_size=32)
-    np.testing.assert_array_equal(compiled.run(test.x).outputs["logits"], expected)
+    np.testing.assert_array_equal(compiled.run(test.x).outputs["logits"], _eval_forward(res.net, test.x))
 
 
 @pytest.mark.slow  # ~20 s: five full epochs; the short-training cases above are in the fast suite
 def test_hand_over_stays_exact_after_scales_moved_for_five_epochs(tmp_path):
     # In the fine-tuning study (docs/finetune), after 5 full epochs on digits_resnet x drum:k=4 the
     # scales had moved far enough that one test image's requantization landed on the other side of
-    # a rounding boundary under onnxruntime's integer requantization (1 of 360 images, one output
-    # step, top-1 unchanged); the Relax-VM host, whose float32 arithmetic the torch forward
+    # a rounding boundary under onnxruntime's integer requantization (1 of 360 images, logits off
+    # by 0.256, top-1 unchanged); the Relax-VM host, whose float32 arithmetic the torch forward
     # emulates, must still match exactly after long training.
     train, test = load_dataset("digits:train"), load_dataset("digits:test")
     res = finetune(
@@ -79,8 +76,12 @@ def test_hand_over_stays_exact_after_scales_moved_for_five_epochs(tmp_path):
         out_dir=tmp_path,
         progress=False,
     )
-    res.net.eval()
-    with torch.no_grad():
-        expected = res.net(torch.from_numpy(test.x)).numpy()
     compiled = at.compile_onnx(tmp_path / "model.onnx", policy=tmp_path / "policy.yaml", batch_size=64, host="tvm")
-    np.testing.assert_array_equal(compiled.run(test.x).outputs["logits"], expected)
+    np.testing.assert_array_equal(compiled.run(test.x).outputs["logits"], _eval_forward(res.net, test.x))
+
+
+def _eval_forward(net, x):
+    """The fine-tuned torch model's eval-mode logits for ``x``."""
+    net.eval()
+    with torch.no_grad():
+        return net(torch.from_numpy(x)).numpy()
