@@ -260,7 +260,7 @@ class LowRankLayer:
 
         self.geometry = g
         self.key = layer_key(plan, g, quant)
-        self.weight_bytes = int(sum(gm.w_mat.nbytes for call in plan.calls for gm in call.gemms))
+        self._dtype = np.dtype(np.int8 if quant.signed else np.uint8)
         self._maps = [gm.maps for call in plan.calls for gm in call.gemms]
         self._pad = int(quant.input_zero_point)
         self._sums = bool(np.asarray(quant.weight_zero_points).any())
@@ -273,6 +273,15 @@ class LowRankLayer:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Requantized output codes (N, K, P, Q) of activation codes ``x`` (N, C, H, W)."""
         g = self.geometry
+        if x.shape != (g.n, g.c, g.h, g.w) or x.dtype != self._dtype:
+            from approxtvm.errors import DataError
+
+            raise DataError(
+                "low-rank layer: activation codes of the wrong shape or type",
+                expected=f"{self._dtype} {(g.n, g.c, g.h, g.w)}",
+                found=f"{x.dtype} {tuple(x.shape)}",
+                fix="pass the layer's quantized input at the batch size the layer was built for",
+            )
         own = self._busy.acquire(blocking=False)
         try:
             if own and self._buffers is not None:

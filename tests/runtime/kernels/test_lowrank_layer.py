@@ -9,9 +9,11 @@ with the host's int8 policy and the AVX2 one; plus the window index against a di
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
+from approxtvm.errors import DataError
 from approxtvm.runtime.kernels import KernelCache
 from approxtvm.runtime.kernels.geometry import ConvGeometry
 from approxtvm.runtime.kernels.intconv import weight_plan
@@ -132,3 +134,7 @@ def test_concurrent_calls_of_one_layer_equal_sequential_ones():
             got = list(pool.map(layer, x))
         for a, b in zip(got, want, strict=True):
             assert np.array_equal(a, b)
+    with pytest.raises(DataError, match="wrong shape or type"):
+        layer(x[0].astype(np.int8))
+    with pytest.raises(DataError, match="wrong shape or type"):
+        layer(x[0][:, :8])
