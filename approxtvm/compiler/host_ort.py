@@ -230,10 +230,13 @@ class OrtHost:
         (:meth:`~approxtvm.runtime.executor.LayerProgram.lowrank_layer`), or ``None`` where that
         form does not apply or was measured slower than the kernel-by-kernel path for this layer.
 
-        The choice is made on the layer's first input: one warm-up and :data:`LOWRANK_CHOICE_RUNS`
-        alternating timed runs of each (their outputs must be equal; if not, the kernel-by-kernel
-        path is kept and a warning names the layer). Small-channel layers (ResNet-50's conv1,
-        3 channels) gather 3-byte pixels and lose; the rest win (measured on ResNet-50)."""
+        The choice is made on the layer's first input (or taken from an earlier model of the
+        process that shares the kernel cache and had the same layer): one warm-up and
+        :data:`LOWRANK_CHOICE_RUNS` alternating timed runs of each (their outputs must be equal;
+        if not, the kernel-by-kernel path is kept and a warning names the layer). On ResNet-50,
+        conv1 (3 channels: the im2col gathers 3-byte pixels) keeps the kernels; with 1–3 byte
+        terms nearly every other layer takes the session; with 5, some stage-1 layers are within
+        noise of each other."""
         assert site.requant is not None
         key = (site.layer_id, x.shape)
         choice = self._lowrank_choice.get(key)
@@ -243,6 +246,11 @@ class OrtHost:
         if layer is None:
             self._lowrank_choice[key] = False
             return None
+        if choice is None:  # measured by an earlier model of this process for the same layer?
+            shared = prog.cache.sessions.sessions
+            choice = self._lowrank_choice[key] = shared.get(("lowrank_choice", layer.key))  # type: ignore[assignment]
+            if choice is False:
+                return None
         if choice is None:
 
             def kernels() -> np.ndarray:
@@ -265,6 +273,8 @@ class OrtHost:
                     stacklevel=2,
                 )
             self._lowrank_choice[key] = same and best["layer"] < best["kernels"]
+            with prog.cache.sessions.lock:
+                prog.cache.sessions.sessions[("lowrank_choice", layer.key)] = self._lowrank_choice[key]
             return outs["layer"] if self._lowrank_choice[key] else outs["kernels"]
         return layer(x)
 

@@ -21,7 +21,7 @@ from approxtvm.runtime.kernels.act_matmul import choose_matmul_path, matmul_prod
 from approxtvm.runtime.kernels.column_fused import FusedColumn, Requant, column_pays
 from approxtvm.runtime.kernels.geometry import ConvGeometry
 from approxtvm.runtime.kernels.grouped import grouped_conv2d_products
-from approxtvm.runtime.kernels.lowrank_layer import LayerQuant, LowRankLayer
+from approxtvm.runtime.kernels.lowrank_layer import LayerQuant, LowRankLayer, shared_layer
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.runtime.window_sums import WindowSums
 from approxtvm.targets.vacc.schedule import LayerSchedule
@@ -189,11 +189,14 @@ class LayerProgram:
         codes to requantized codes ``requant = (y_scale, y_zero_point, dtype)``) for inputs of
         ``x_shape``, or ``None`` where it does not apply: not an ungrouped conv on the low-rank path,
         no GEMM plan, a divisor other than 1, or an output type other than 8 bits. Built once per
-        input shape and output quantization."""
+        input shape and output quantization; the session itself lives in the model's kernel cache
+        among the sessions that carry weights (:func:`~approxtvm.runtime.kernels.lowrank_layer.shared_layer`:
+        bounded, shared by the models of a process)."""
         key = ("lowrank_layer", f"{x_shape}:{requant}")
         if key in self.store.entries:
-            return self.store.entries[key]  # type: ignore[return-value]
-        layer = None
+            args = self.store.entries[key]
+            return None if args is None else shared_layer(self.cache.sessions, *args)  # type: ignore[misc]
+        args = None
         s = self.schedule.shape
         if s.op == "conv2d" and s.groups == 1 and self.kernel_path == "lowrank" and requant[2] in ("uint8", "int8"):
             from approxtvm.runtime.kernels.dispatch import lowrank_gemm_plan
@@ -217,9 +220,9 @@ class LayerProgram:
                     output_dtype=str(rq.dtype),
                     signed=bool(q.signed),
                 )
-                layer = LowRankLayer(plan, dataclasses.replace(self.geometry, n=int(x_shape[0])), quant)
-        self.store.entries[key] = layer
-        return layer
+                args = (plan, dataclasses.replace(self.geometry, n=int(x_shape[0])), quant)
+        self.store.entries[key] = args
+        return None if args is None else shared_layer(self.cache.sessions, *args)
 
     @cached_property
     def fused_exact(self) -> exact_layer.ExactLayer | None:

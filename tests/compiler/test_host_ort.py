@@ -301,6 +301,41 @@ def test_lowrank_layers_in_one_session_equal_the_kernels(qdq_cnn: object, monkey
     assert built == convs  # every conv of this model has the one-session form
 
 
+def test_lowrank_sessions_and_choices_are_shared_by_the_models_of_a_process(
+    qdq_cnn: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two models compiled with the same shared caches reuse each layer's one-session form and its
+    measured choice (an exploration worker times a (layer, multiplier) once), with equal outputs."""
+    import approxtvm.compiler.host_ort as host_ort
+    from approxtvm.runtime.shared_caches import SharedCaches
+
+    monkeypatch.setattr(LayerProgram, "column_fused", property(lambda self: False))
+    caches = SharedCaches()
+    x = calibration(2, seed=6)
+    first = compile_onnx(qdq_cnn, ApproxPolicy.uniform("bam:h=2,v=0"), batch_size=2, caches=caches)
+    out = first.run(x).outputs["logits"]
+    convs = {lid for lid, p in first.programs.items() if p.schedule.shape.op == "conv2d"}
+    layers = [k for k in caches.kernels.sessions._weighted if k[0] == "lowrank_layer"]
+    assert len(layers) == len(convs)
+    kernel_calls: list[str] = []
+    real = host_ort.layer_accumulators
+
+    def counted(prog: LayerProgram, *args: object) -> np.ndarray:
+        kernel_calls.append(prog.schedule.layer_id)
+        return real(prog, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(host_ort, "layer_accumulators", counted)
+    second = compile_onnx(qdq_cnn, ApproxPolicy.uniform("bam:h=2,v=0"), batch_size=2, caches=caches)
+    np.testing.assert_array_equal(second.run(x).outputs["logits"], out)
+    assert [k for k in caches.kernels.sessions._weighted if k[0] == "lowrank_layer"] == layers  # no new ones
+    assert second._ort is not None and first._ort is not None
+    assert second._ort._lowrank_choice == first._ort._lowrank_choice
+    # a conv layer reaches the kernel-by-kernel path only if it was chosen there, never to re-time
+    assert {lid for lid in kernel_calls if lid in convs} == {
+        k[0] for k, v in first._ort._lowrank_choice.items() if not v
+    } & convs
+
+
 class _Forced(dict):
     """A choice table that answers ``forced`` for every layer."""
 

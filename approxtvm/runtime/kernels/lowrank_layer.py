@@ -33,12 +33,15 @@ other layers keep the kernel-by-kernel path.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from approxtvm.runtime.kernels.geometry import ConvGeometry
+from approxtvm.runtime.kernels.intconv import OrtSessionCache
 from approxtvm.runtime.kernels.lowrank_gemm import GemmPlan
 
 
@@ -256,30 +259,75 @@ class LowRankLayer:
         from approxtvm.runtime.kernels.ort_session import runtime_session
 
         self.geometry = g
+        self.key = layer_key(plan, g, quant)
+        self._dtype = np.dtype(np.int8 if quant.signed else np.uint8)
         self._maps = [gm.maps for call in plan.calls for gm in call.gemms]
         self._pad = int(quant.input_zero_point)
         self._sums = bool(np.asarray(quant.weight_zero_points).any())
         self._sess = runtime_session(build_layer_model(plan, g, quant), threads)
-        # kept across calls: fresh large arrays page-fault (onnxruntime only reads them during a run)
-        self._xn: np.ndarray | None = None
-        self._planes: list[np.ndarray] = []
+        # kept across calls: fresh large arrays page-fault (onnxruntime only reads them during a run);
+        # a second thread calling at the same time gets fresh ones
+        self._buffers: tuple[np.ndarray, list[np.ndarray]] | None = None
+        self._busy = threading.Lock()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Requantized output codes (N, K, P, Q) of activation codes ``x`` (N, C, H, W)."""
         g = self.geometry
-        if self._xn is None:
-            self._xn = np.full((g.n, g.hp, g.wp, g.c), self._pad, x.dtype)
-            self._planes = [np.empty((g.n, g.hp, g.wp, len(m), g.c), np.uint8) for m in self._maps]
-        xn = self._xn
-        # NHWC and padded in one copy (the border keeps z_x)
-        xn[:, g.pad_top : g.pad_top + g.h, g.pad_left : g.pad_left + g.w, :] = x.transpose(0, 2, 3, 1)
-        xb = xn.view(np.uint8)
-        feeds: dict[str, np.ndarray] = {}
-        for i, (maps, planes) in enumerate(zip(self._maps, self._planes, strict=True)):
-            index: list[np.ndarray | None] = [None]
-            for b, amap in enumerate(maps):
-                amap.apply(xb, planes[:, :, :, b, :], index)
-            feeds[f"m{i}"] = planes.reshape(g.n * g.hp * g.wp, -1)
-        if self._sums:
-            feeds["xs"] = xn.reshape(g.n * g.hp * g.wp, g.c)
-        return self._sess.run(None, feeds)[0]  # type: ignore[no-any-return]
+        if x.shape != (g.n, g.c, g.h, g.w) or x.dtype != self._dtype:
+            from approxtvm.errors import DataError
+
+            raise DataError(
+                "low-rank layer: activation codes of the wrong shape or type",
+                expected=f"{self._dtype} {(g.n, g.c, g.h, g.w)}",
+                found=f"{x.dtype} {tuple(x.shape)}",
+                fix="pass the layer's quantized input at the batch size the layer was built for",
+            )
+        own = self._busy.acquire(blocking=False)
+        try:
+            if own and self._buffers is not None:
+                xn, planes_all = self._buffers
+            else:
+                xn = np.full((g.n, g.hp, g.wp, g.c), self._pad, x.dtype)
+                planes_all = [np.empty((g.n, g.hp, g.wp, len(m), g.c), np.uint8) for m in self._maps]
+                if own:
+                    self._buffers = (xn, planes_all)
+            # NHWC and padded in one copy (the border keeps z_x)
+            xn[:, g.pad_top : g.pad_top + g.h, g.pad_left : g.pad_left + g.w, :] = x.transpose(0, 2, 3, 1)
+            xb = xn.view(np.uint8)
+            feeds: dict[str, np.ndarray] = {}
+            for i, (maps, planes) in enumerate(zip(self._maps, planes_all, strict=True)):
+                index: list[np.ndarray | None] = [None]
+                for b, amap in enumerate(maps):
+                    amap.apply(xb, planes[:, :, :, b, :], index)
+                feeds[f"m{i}"] = planes.reshape(g.n * g.hp * g.wp, -1)
+            if self._sums:
+                feeds["xs"] = xn.reshape(g.n * g.hp * g.wp, g.c)
+            return self._sess.run(None, feeds)[0]  # type: ignore[no-any-return]
+        finally:
+            if own:
+                self._busy.release()
+
+
+def layer_key(plan: GemmPlan, g: ConvGeometry, quant: LayerQuant) -> tuple:
+    """What a :class:`LowRankLayer` is a function of: the plan's weight digests, maps and scales,
+    the geometry and every constant of ``quant`` (a cache key shared across compiled models)."""
+    h = hashlib.sha1()
+    for call in plan.calls:
+        h.update(f"{call.scale}".encode())
+        for gm in call.gemms:
+            maps = [(m.shift, m.mask, m.flip, None if m.lut is None else m.lut.tobytes()) for m in gm.maps]
+            h.update(f"{gm.w_key}:{gm.signed}:{gm.main_cols}:{gm.extra_coefs}:{maps}".encode())
+    h.update(plan.const_k.astype(np.int64).tobytes())
+    for arr in (quant.weight_zero_points, quant.channel_const, quant.bias):
+        h.update(np.asarray(arr, np.int64).tobytes())
+    h.update(np.asarray(quant.scale, np.float32).tobytes())
+    scalars = (quant.input_zero_point, quant.output_zero_point, quant.output_dtype, quant.signed)
+    return ("lowrank_layer", h.hexdigest(), g, scalars)
+
+
+def shared_layer(sessions: OrtSessionCache, plan: GemmPlan, g: ConvGeometry, quant: LayerQuant) -> LowRankLayer:
+    """The :class:`LowRankLayer` of ``(plan, g, quant)`` from ``sessions``, kept among the sessions
+    that carry weights (least recently used within their byte budget, shared by the models of a
+    process: an exploration worker builds a (layer, multiplier) session once)."""
+    weight_bytes = int(sum(gm.w_mat.nbytes for call in plan.calls for gm in call.gemms))
+    return sessions.with_weights(layer_key(plan, g, quant), weight_bytes, lambda: LowRankLayer(plan, g, quant))  # type: ignore[return-value]

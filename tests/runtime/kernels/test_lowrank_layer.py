@@ -9,9 +9,11 @@ with the host's int8 policy and the AVX2 one; plus the window index against a di
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
+from approxtvm.errors import DataError
 from approxtvm.runtime.kernels import KernelCache
 from approxtvm.runtime.kernels.geometry import ConvGeometry
 from approxtvm.runtime.kernels.intconv import weight_plan
@@ -104,3 +106,35 @@ def test_window_index_is_the_tap_pixel():
                         row = (n * g.p + p) * g.q + q
                         pix = (n * g.hp + p * g.stride_h + r * g.dilation_h) * g.wp + q * g.stride_w + s * g.dilation_w
                         assert idx[row, r * g.s + s] == pix
+
+
+def test_concurrent_calls_of_one_layer_equal_sequential_ones():
+    """Two threads calling the same layer at once (models sharing a kernel cache) do not share
+    the input buffers: each gets its own result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (8, 1, 16, 12, 12)).astype(np.uint8)
+    w = rng.integers(0, 256, (8, 16, 3, 3)).astype(np.uint8)
+    tab = TABLES["bam4"](False)
+    f = find_factors(tab, False, w)
+    cache: KernelCache = CACHES["host"]
+    plan = gemm_plan(w, weight_plan(w, f), f.divisor, s8_gemm_exact(cache.sessions, cache.cpu.vnni))
+    assert plan is not None and f.divisor == 1
+    g = ConvGeometry(1, 16, 12, 12, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1)
+    wsum = w.reshape(8, -1).astype(np.int64).sum(axis=1)
+    zw = np.array([131], np.int64)
+    quant = LayerQuant(
+        3, zw, 3 * wsum - 144 * 3 * zw, np.zeros(8, np.int64), np.full(8, 1e-3, np.float32), 0, "uint8", False
+    )
+    layer = LowRankLayer(plan, g, quant)
+    want = [layer(xi) for xi in x]
+    for _ in range(3):
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(layer, x))
+        for a, b in zip(got, want, strict=True):
+            assert np.array_equal(a, b)
+    with pytest.raises(DataError, match="wrong shape or type"):
+        layer(x[0].astype(np.int8))
+    with pytest.raises(DataError, match="wrong shape or type"):
+        layer(x[0][:, :8])
