@@ -15,6 +15,7 @@ import tvm
 from tvm import relax
 
 from approxtvm.compiler import frontend
+from approxtvm.compiler.entry_points import claim_entry_points
 from approxtvm.compiler.host_graph import HostMacs, locate_layers, mac_nodes
 from approxtvm.compiler.host_ort import OrtHost
 from approxtvm.errors import DataError, ModelError
@@ -165,6 +166,9 @@ class CompiledModel:
                 len(self._uncovered),
                 100 * share,
             )
+        # last, once nothing here can raise (a failed build leaves the symbols to its fallback):
+        # the layers' TVM global functions live as long as this model (they hold its programs)
+        claim_entry_points(self, (p.schedule.symbol for p in programs.values()))
 
     # ------------------------------------------------------------------ views
     @property
