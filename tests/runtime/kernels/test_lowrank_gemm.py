@@ -21,7 +21,7 @@ from approxtvm.runtime.kernels.lowrank import find_factors
 from approxtvm.runtime.kernels.lowrank_gemm import ActivationMap, gemm_plan, s8_gemm_exact
 from approxtvm.runtime.multipliers.multiplier import Multiplier, operand_values
 
-from .conftest import bam_table
+from .conftest import bam_table, draw_conv_case
 
 HOST = detect_cpu()
 #: The same host with the int8 GEMM taken as inexact (what a CPU without VNNI gets).
@@ -83,21 +83,9 @@ CACHES = {"host": KernelCache(), "no_vnni": KernelCache(host_cpu=NO_VNNI)}
     policy=st.sampled_from(sorted(CACHES)),
 )
 def test_lowrank_gemm_equals_product_reference(data, table, signed, policy):
-    draw = data.draw
-    n = draw(st.integers(1, 2))
-    c = draw(st.integers(1, 6))
-    k = draw(st.integers(1, 5))
-    r, s = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    strides = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    dilations = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
-    h = draw(st.integers(dilations[0] * (r - 1) + 1, 8))
-    wd = draw(st.integers(dilations[1] * (s - 1) + 1, 8))
-    seed = draw(st.integers(0, 2**31))
-    rng = np.random.default_rng(seed)
-    dt, lo, hi = (np.int8, -128, 128) if signed else (np.uint8, 0, 256)
-    x = rng.integers(lo, hi, (n, c, h, wd)).astype(dt)
-    w = rng.integers(lo, hi, (k, c, r, s)).astype(dt)
+    case = draw_conv_case(data.draw, signed)
+    x, w, rng, lo, hi = case["x"], case["w"], case["rng"], case["lo"], case["hi"]
+    strides, dilations, pads = case["strides"], case["dilations"], case["pads"]
     pad_value = int(rng.integers(lo, hi))
     mult = Multiplier(f"{table}_{signed}", TABLES[table](signed).astype(np.int32), signed)
     kw = dict(strides=strides, dilations=dilations, pads=pads, pad_value=pad_value)

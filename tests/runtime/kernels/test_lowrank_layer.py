@@ -21,6 +21,7 @@ from approxtvm.runtime.kernels.lowrank import find_factors
 from approxtvm.runtime.kernels.lowrank_gemm import gemm_plan, s8_gemm_exact
 from approxtvm.runtime.kernels.lowrank_layer import LayerQuant, LowRankLayer, window_index
 
+from .conftest import draw_conv_case
 from .test_lowrank_gemm import CACHES, TABLES, product_reference
 
 
@@ -42,19 +43,12 @@ def _requantize(acc: np.ndarray, bias: np.ndarray, scale: np.ndarray, zy: int, d
 )
 def test_lowrank_layer_equals_integer_conv_and_requantization(data, table, signed, policy):
     draw = data.draw
-    n = draw(st.integers(1, 2))
-    c = draw(st.integers(1, 6))
-    k = draw(st.integers(1, 5))
-    r, s = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    strides = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    dilations = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
-    h = draw(st.integers(dilations[0] * (r - 1) + 1, 8))
-    wd = draw(st.integers(dilations[1] * (s - 1) + 1, 8))
-    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
-    dt, lo, hi = (np.int8, -128, 128) if signed else (np.uint8, 0, 256)
-    x = rng.integers(lo, hi, (n, c, h, wd)).astype(dt)
-    w = rng.integers(lo, hi, (k, c, r, s)).astype(dt)
+    case = draw_conv_case(draw, signed)
+    x, w, rng, lo, hi = case["x"], case["w"], case["rng"], case["lo"], case["hi"]
+    strides, dilations, pads = case["strides"], case["dilations"], case["pads"]
+    n, c, h, wd = x.shape
+    k, _, r, s = w.shape
+    dt = x.dtype
     zx = int(rng.integers(lo, hi))
     zw = rng.integers(lo, hi, draw(st.sampled_from([1, k]))).astype(np.int64)
     if draw(st.booleans()):
