@@ -20,6 +20,7 @@ Padding is done here, never by onnxruntime: padded taps hold the pad code and go
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -101,11 +102,22 @@ def _digits(span: int) -> int:
     return d
 
 
-#: Bytes of constant weights kept in the sessions of :meth:`OrtSessionCache.with_weights` (each
-#: session holds its weights twice: the initializer and onnxruntime's prepacked copy). One
+#: Least bytes of constant weights kept in the sessions of :meth:`OrtSessionCache.with_weights`
+#: (each session holds its weights twice: the initializer and onnxruntime's prepacked copy). One
 #: ResNet-50 with 5-byte-term low-rank multipliers on every layer needs ≈ 250 MB; an exploration
 #: worker compiles hundreds of configurations, whose sessions would otherwise all stay alive.
-WEIGHT_SESSION_MAX_BYTES: int = 1 << 30
+WEIGHT_SESSION_MIN_BYTES: int = 1 << 30
+
+
+def default_weight_session_bytes() -> int:
+    """The default budget: an eighth of the physical memory, at least 1 GiB. A model whose own
+    weight sessions exceed the budget rebuilds them on every call, so the budget grows with the
+    machine (a VGG-16 with 5 byte terms needs ≈ 1.4 GB; 3 GiB on a 24 GiB machine)."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX, or the value is unknown
+        physical = 0
+    return max(WEIGHT_SESSION_MIN_BYTES, int(physical) // 8)
 
 
 @dataclass
@@ -120,7 +132,7 @@ class OrtSessionCache:
 
     sessions: dict[tuple, object] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    weight_max_bytes: int = WEIGHT_SESSION_MAX_BYTES
+    weight_max_bytes: int = field(default_factory=default_weight_session_bytes)
     _weighted: OrderedDict[tuple, tuple[object, int]] = field(default_factory=OrderedDict, init=False, repr=False)
     _weighted_bytes: int = field(default=0, init=False, repr=False)
 

@@ -10,6 +10,7 @@ the fallback when an int32 partial sum could overflow.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -203,3 +204,14 @@ def test_weight_session_cache_is_lru_and_does_not_keep_oversized_sessions():
     c.with_weights(("big",), 60, build("big"))  # 120 on its own: returned, not kept
     c.with_weights(("big",), 60, build("big"))
     assert built == ["a", "b", "c", "big", "big"] and set(c._weighted) == {("a",), ("c",)}
+
+
+def test_default_weight_session_budget_follows_the_machine():
+    from approxtvm.runtime.kernels.intconv import WEIGHT_SESSION_MIN_BYTES, default_weight_session_bytes
+
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    budget = default_weight_session_bytes()
+    # grows with the machine (an eighth of its memory), never below 1 GiB, never near all of it
+    assert budget >= max(WEIGHT_SESSION_MIN_BYTES, physical // 8)
+    assert budget <= max(WEIGHT_SESSION_MIN_BYTES, physical // 4)
+    assert OrtSessionCache().weight_max_bytes == budget
