@@ -36,13 +36,17 @@ import numpy as np
 from approxtvm.errors import ExplorationError
 from approxtvm.explore.genome import Configuration
 from approxtvm.explore.journal import EvalRecord, evaluation_key
+from approxtvm.explore.worker_memory import settled_resident_bytes
 
 #: Samples used to quantize a float model when no calibration set is named.
 CALIBRATION_SAMPLES = 256
-#: Estimated bytes of compiled models a worker keeps for later stages (least recently used
-#: evicted first): ≈ 5 ResNet-50 models (≈ 400 MiB resident each), thousands of digits models.
-#: With the shared caches a ResNet-50 recompile after an eviction costs a few seconds, ≈ 1 % of a
-#: later stage on hundreds of images, so the bound favours memory.
+#: Bytes of compiled models a worker keeps for later stages (least recently used evicted first;
+#: the most recent one always stays). A model's size is what the worker's resident memory grew by
+#: from before its compile to after its first evaluation (freed heap given back first): a faulty
+#: ResNet-50 genome holds ≈ 1.7 GB after a run (its layers' second sessions, corrupted-weight
+#: copies, fault arrays), four times what the static estimate said. With the shared caches a
+#: ResNet-50 recompile after an eviction costs a few seconds, ≈ 1 % of a later stage on hundreds
+#: of images, so the bound favours memory.
 COMPILED_CACHE_BYTES = 2 << 30
 
 
@@ -210,6 +214,9 @@ _COMPILED: OrderedDict[tuple[EvalContext, str], tuple[Any, int]] = OrderedDict()
 """Per-process LRU: (context without its subset, configuration JSON) → (compiled model, estimated
 bytes). The stage contexts of one study differ only in ``subset``, so they share entries."""
 
+_SIZING: dict[tuple[EvalContext, str], int] = {}
+"""Compiled models not measured yet → the worker's settled resident bytes before their compile."""
+
 _SHARED: list[Any] = []
 """Per-process :class:`~approxtvm.runtime.shared_caches.SharedCaches` (created on first use)."""
 
@@ -219,6 +226,7 @@ def clear_worker_cache() -> None:
     _PREPARED.clear()
     _QUANTIZED.clear()
     _COMPILED.clear()
+    _SIZING.clear()
     _SHARED.clear()
 
 
@@ -238,15 +246,20 @@ def _model_bytes(model: Any) -> int:
     return int(model.proto.ByteSize()) + 15 * sum(int(p.weight.nbytes) for p in model.programs.values())
 
 
+def _cache_key(ctx: EvalContext, config_json: str) -> tuple[EvalContext, str]:
+    return (replace(ctx, subset=0), config_json)
+
+
 def compiled_model(ctx: EvalContext, proto: Any, config: Configuration, config_json: str) -> Any:
     """The model compiled for ``config`` in ``ctx``, from this worker's LRU if it has it."""
     from approxtvm.compiler.driver import compile_onnx
 
-    key = (replace(ctx, subset=0), config_json)
+    key = _cache_key(ctx, config_json)
     hit = _COMPILED.get(key)
     if hit is not None:
         _COMPILED.move_to_end(key)
         return hit[0]
+    before = settled_resident_bytes()
     model = compile_onnx(
         proto, config.policy(), accelerator=ctx.accelerator, batch_size=ctx.batch_size, caches=_shared_caches()
     )
@@ -254,12 +267,30 @@ def compiled_model(ctx: EvalContext, proto: Any, config: Configuration, config_j
         from approxtvm.runtime.faults import FaultOptions
 
         model.set_fault_options(FaultOptions(ber_scale=ctx.ber_scale))
-    nbytes = _model_bytes(model)
-    if nbytes <= COMPILED_CACHE_BYTES:
-        while _COMPILED and sum(b for _, b in _COMPILED.values()) + nbytes > COMPILED_CACHE_BYTES:
-            _COMPILED.popitem(last=False)
-        _COMPILED[key] = (model, nbytes)
+    _COMPILED[key] = (model, _model_bytes(model))
+    if before is not None:
+        _SIZING[key] = before
+    _fit_budget()
     return model
+
+
+def _measure(key: tuple[EvalContext, str]) -> None:
+    """After a model's first evaluation: its size is what the worker grew by since before its
+    compile (never less than the static estimate); then the LRU is fitted to its budget."""
+    before = _SIZING.pop(key, None)
+    after = settled_resident_bytes()
+    hit = _COMPILED.get(key)
+    if hit is not None and before is not None and after is not None:
+        _COMPILED[key] = (hit[0], max(hit[1], after - before))
+    _fit_budget()
+
+
+def _fit_budget() -> None:
+    """Evict least recently used models until the kept ones fit :data:`COMPILED_CACHE_BYTES`
+    (the most recent one always stays: a later stage of it is the likeliest next task)."""
+    while len(_COMPILED) > 1 and sum(b for _, b in _COMPILED.values()) > COMPILED_CACHE_BYTES:
+        key, _ = _COMPILED.popitem(last=False)
+        _SIZING.pop(key, None)
 
 
 def limit_threads(core: int | None = None) -> None:
@@ -367,6 +398,7 @@ def run_task(task: EvalTask) -> EvalRecord:
             found=str(exc),
             fix="remove the offending knob value from the search space",
         ) from exc
+    _measure(_cache_key(ctx, task.config_json))
     detail = {
         "by_component_pj": {k: v / per for k, v in energy.by_component().items()},
         "by_layer_pj": {k: v / per for k, v in energy.by_layer().items()},
