@@ -44,7 +44,7 @@ def _release(names: tuple[str, ...], token: int) -> None:
         for s in mine:
             del _owner[s]
     for s in mine:
-        if tvm_ffi.get_global_func(s, allow_missing=True) is not None:
+        if registered(s):
             tvm_ffi.remove_global_func(s)
 
 

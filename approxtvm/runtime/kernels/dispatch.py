@@ -34,13 +34,13 @@ from __future__ import annotations
 import hashlib
 import threading
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from approxtvm.errors import MultiplierError
+from approxtvm.runtime.byte_lru import ByteLru
 from approxtvm.runtime.kernels import reference
 from approxtvm.runtime.kernels.cpu import CpuInfo, detect_cpu
 from approxtvm.runtime.kernels.geometry import ConvGeometry, check_operands, conv_geometry, pad_input
@@ -107,9 +107,11 @@ class KernelCache:
     _tvm: TvmKernelCache | None = field(default=None, init=False, repr=False)
     _cpu: CpuInfo | None = field(default=None, init=False, repr=False)
     _factors: dict[tuple[str, bytes], IntegerFactors | None] = field(default_factory=dict, init=False, repr=False)
-    _tables: OrderedDict[tuple, tuple[dict, int]] = field(default_factory=OrderedDict, init=False, repr=False)
-    _table_bytes: int = field(default=0, init=False, repr=False)
+    _tables: ByteLru = field(init=False, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._tables = ByteLru(self.table_cache_max_bytes)
 
     def __getstate__(self) -> dict[str, object]:
         """Pickle the settings only (sessions and compiled kernels are per process)."""
@@ -164,14 +166,10 @@ class KernelCache:
         with self._lock:
             hit = self._tables.get(key)
             if hit is not None:
-                self._tables.move_to_end(key)
-                return hit[0]
-            while self._tables and self._table_bytes + nbytes > self.table_cache_max_bytes:
-                _, (_, nb) = self._tables.popitem(last=False)
-                self._table_bytes -= nb
+                return hit
             d: dict = {}
-            self._tables[key] = (d, nbytes)
-            self._table_bytes += nbytes
+            self._tables.max_bytes = self.table_cache_max_bytes
+            self._tables.put(key, d, nbytes)
             return d
 
 

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from approxtvm.errors import MultiplierError
+from approxtvm.runtime.byte_lru import ByteLru
 from approxtvm.runtime.kernels.geometry import ConvGeometry
 from approxtvm.runtime.kernels.ort_session import integer_op_session
 
@@ -133,8 +133,10 @@ class OrtSessionCache:
     sessions: dict[tuple, object] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     weight_max_bytes: int = field(default_factory=default_weight_session_bytes)
-    _weighted: OrderedDict[tuple, tuple[object, int]] = field(default_factory=OrderedDict, init=False, repr=False)
-    _weighted_bytes: int = field(default=0, init=False, repr=False)
+    _weighted: ByteLru = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._weighted = ByteLru(self.weight_max_bytes)
 
     def with_weights(self, key: tuple, weight_bytes: int, build: Callable[[], object]) -> object:
         """The session under ``key``, built by ``build()`` on a miss; it holds ``weight_bytes`` of
@@ -143,28 +145,21 @@ class OrtSessionCache:
         on its own is returned without being kept."""
         with self.lock:
             hit = self._weighted.get(key)
-            if hit is not None:
-                self._weighted.move_to_end(key)
-                return hit[0]
+        if hit is not None:
+            return hit
         sess = build()  # outside the lock: building prepacks the weights (milliseconds)
-        cost = 2 * int(weight_bytes)
-        if cost > self.weight_max_bytes:
-            return sess
         with self.lock:
             hit = self._weighted.get(key)
             if hit is not None:  # another thread built it meanwhile: keep one
-                return hit[0]
-            while self._weighted and self._weighted_bytes + cost > self.weight_max_bytes:
-                _, (_, nb) = self._weighted.popitem(last=False)
-                self._weighted_bytes -= nb
-            self._weighted[key] = (sess, cost)
-            self._weighted_bytes += cost
+                return hit
+            self._weighted.max_bytes = self.weight_max_bytes
+            self._weighted.put(key, sess, 2 * int(weight_bytes))
             return sess
 
     @property
     def weight_session_bytes(self) -> int:
         """Weight bytes (both copies) held by the :meth:`with_weights` sessions now."""
-        return self._weighted_bytes
+        return self._weighted.total_bytes
 
     def conv(
         self,
