@@ -210,12 +210,10 @@ _QUANTIZED: dict[tuple[str, str | None], Any] = {}
 of one model (they differ only in ``subset``), so a model is quantized once per worker."""
 
 
-_COMPILED: OrderedDict[tuple[EvalContext, str], tuple[Any, int]] = OrderedDict()
-"""Per-process LRU: (context without its subset, configuration JSON) → (compiled model, estimated
-bytes). The stage contexts of one study differ only in ``subset``, so they share entries."""
-
-_SIZING: dict[tuple[EvalContext, str], int] = {}
-"""Compiled models not measured yet → the worker's settled resident bytes before their compile."""
+_COMPILED: OrderedDict[tuple[EvalContext, str], tuple[Any, int, int | None]] = OrderedDict()
+"""Per-process LRU: (context without its subset, configuration JSON) → (compiled model, bytes,
+the worker's settled resident bytes before its compile while it is not measured yet). The stage
+contexts of one study differ only in ``subset``, so they share entries."""
 
 _SHARED: list[Any] = []
 """Per-process :class:`~approxtvm.runtime.shared_caches.SharedCaches` (created on first use)."""
@@ -226,7 +224,6 @@ def clear_worker_cache() -> None:
     _PREPARED.clear()
     _QUANTIZED.clear()
     _COMPILED.clear()
-    _SIZING.clear()
     _SHARED.clear()
 
 
@@ -267,30 +264,27 @@ def compiled_model(ctx: EvalContext, proto: Any, config: Configuration, config_j
         from approxtvm.runtime.faults import FaultOptions
 
         model.set_fault_options(FaultOptions(ber_scale=ctx.ber_scale))
-    _COMPILED[key] = (model, _model_bytes(model))
-    if before is not None:
-        _SIZING[key] = before
+    _COMPILED[key] = (model, _model_bytes(model), before)
     _fit_budget()
     return model
 
 
 def _measure(key: tuple[EvalContext, str]) -> None:
-    """After a model's first evaluation: its size is what the worker grew by since before its
-    compile (never less than the static estimate); then the LRU is fitted to its budget."""
-    before = _SIZING.pop(key, None)
+    """After an evaluation: freed heap goes back to the system; after a model's first one, its
+    size is what the worker grew by since before its compile (never less than the static
+    estimate); then the LRU is fitted to its budget."""
     after = settled_resident_bytes()
     hit = _COMPILED.get(key)
-    if hit is not None and before is not None and after is not None:
-        _COMPILED[key] = (hit[0], max(hit[1], after - before))
+    if hit is not None and hit[2] is not None and after is not None:
+        _COMPILED[key] = (hit[0], max(hit[1], after - hit[2]), None)
     _fit_budget()
 
 
 def _fit_budget() -> None:
     """Evict least recently used models until the kept ones fit :data:`COMPILED_CACHE_BYTES`
     (the most recent one always stays: a later stage of it is the likeliest next task)."""
-    while len(_COMPILED) > 1 and sum(b for _, b in _COMPILED.values()) > COMPILED_CACHE_BYTES:
-        key, _ = _COMPILED.popitem(last=False)
-        _SIZING.pop(key, None)
+    while len(_COMPILED) > 1 and sum(e[1] for e in _COMPILED.values()) > COMPILED_CACHE_BYTES:
+        _COMPILED.popitem(last=False)
 
 
 def limit_threads(core: int | None = None) -> None:

@@ -93,7 +93,7 @@ def test_compiled_models_are_kept_in_a_bounded_lru(runs: dict[str, list[int]], m
     run_task(make_task(ctx, fp, a))
     run_task(make_task(ctx, fp, a))
     assert len(runs["compiles"]) == 1
-    ((model, kept_bytes),) = evaluator._COMPILED.values()
+    ((model, kept_bytes, _),) = evaluator._COMPILED.values()
     # sized by the worker's measured growth, never below the static estimate
     assert kept_bytes >= evaluator._model_bytes(model) > 0
     monkeypatch.setattr(evaluator, "COMPILED_CACHE_BYTES", 1)  # no room for two: only the latest stays
