@@ -23,6 +23,7 @@ import functools
 import os
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -50,6 +51,14 @@ SINGLE_THREAD_MACS = 1 << 28
 def session_threads(macs: int) -> int:
     """Intra-op threads of a non-spinning onnxruntime session doing ``macs`` MACs per call."""
     return 1 if macs < SINGLE_THREAD_MACS else os.cpu_count() or 1
+
+
+#: MACs per call from which the per-call-weights session of fault injection (:meth:`ExactLayer.with_weights`)
+#: uses every core. Unlike the fault-free layers it runs between compiled kernels on the calling
+#: thread, which leave the other core idle: measured idle on 2 cores, ResNet-18's 3×3 layers at
+#: batch 1 (58–116 M MACs) 10.2 → 7.2 ms wall for the network's GEMMs, the same process CPU; 6.4 M
+#: MACs gained nothing.
+PARALLEL_WEIGHTS_MACS = 1 << 25
 
 
 def _session(model: onnx.ModelProto, threads: int) -> object:
@@ -171,14 +180,26 @@ class ExactLayer:
             raise ValueError("the u8 x s8 GEMM formulation is not built for this layer or CPU")
         return self._gemm(x)
 
-    def with_weights(self, x: np.ndarray, index: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def with_weights(
+        self,
+        x: np.ndarray,
+        index: np.ndarray,
+        mask: np.ndarray,
+        bias: np.ndarray | None = None,
+        add: Callable[[np.ndarray, np.ndarray], None] | None = None,
+    ) -> np.ndarray:
         """The accumulators as if the weight bytes at flat ``(K, C, R, S)`` positions ``index``
         (each at most once) were XORed with ``mask``: ``Σ (x − z_x)(w' − z_w)``, by the u8 × s8
         GEMM with the weights passed per call (only when :attr:`has_gemm`). Fault injection uses it
-        where every weight word is stored once per call (:mod:`approxtvm.runtime.faults.corrupted_weights`)."""
+        where every weight word is stored once per call (:mod:`approxtvm.runtime.faults.corrupted_weights`).
+
+        ``bias``: int32 ``(K,)`` added to every output of channel ``k``; ``add(weights, rows)``:
+        adds int32 terms into the accumulators in the GEMM's layout, ``(N·P·Q, K)`` rows, given the
+        corrupted weights as ``(R·S·C, K)`` int8 codes ``w' − 128`` (input-fault deltas, see
+        :mod:`approxtvm.runtime.faults.delta_rows`). Both wrap around in int32."""
         if self._gemm is None:
             raise ValueError("per-call weights need the u8 x s8 GEMM formulation, not built for this layer or CPU")
-        return self._gemm.with_weights(x, index, mask)
+        return self._gemm.with_weights(x, index, mask, bias, add)
 
     @property
     def has_float(self) -> bool:
@@ -213,6 +234,7 @@ class _GemmForm:
         self._sess = _session(self._model(weights_input=False), threads)
         self._wsess: object | None = None  # the same graph with the weights as an input (built on first use)
         self._wkeep = self._w2  # replaced by a private copy, XORed per call, on first use
+        self._dkeep = np.empty((0, s.k), np.int32)  # the added terms of a call (sized on first use)
         self._wlock = threading.Lock()
         self._lock = threading.Lock()  # the kept buffers serve one call at a time
         if s.op != "dense":
@@ -229,11 +251,16 @@ class _GemmForm:
             numpy_helper.from_array(np.array(self._zw, np.int8), "zw"),
         ]
         inputs = [helper.make_tensor_value_info("a", TensorProto.UINT8, [rows, wd.shape[0]])]
-        if weights_input:
+        if weights_input:  # per-call weights, and int32 terms added to the (rows, K) products
             inputs.append(helper.make_tensor_value_info("w", TensorProto.INT8, list(wd.shape)))
+            inputs.append(helper.make_tensor_value_info("d", TensorProto.INT32, [rows, s.k]))
+            nodes = [
+                helper.make_node("MatMulInteger", ["a", "w", "zx", "zw"], ["y1"]),
+                helper.make_node("Add", ["y1", "d"], ["y" if dense else "y2"]),
+            ]
         else:
             inits.append(numpy_helper.from_array(wd, "w"))
-        nodes = [helper.make_node("MatMulInteger", ["a", "w", "zx", "zw"], ["y" if dense else "y2"])]
+            nodes = [helper.make_node("MatMulInteger", ["a", "w", "zx", "zw"], ["y" if dense else "y2"])]
         if not dense:
             inits.append(numpy_helper.from_array(np.array([n, s.p * s.q, s.k], np.int64), "shape3"))
             nodes += [
@@ -267,10 +294,20 @@ class _GemmForm:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self._run(x, None)
 
-    def with_weights(self, x: np.ndarray, index: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def with_weights(
+        self,
+        x: np.ndarray,
+        index: np.ndarray,
+        mask: np.ndarray,
+        bias: np.ndarray | None = None,
+        add: Callable[[np.ndarray, np.ndarray], None] | None = None,
+    ) -> np.ndarray:
         """The accumulators with the weight bytes at flat ``(K, C, R, S)`` positions ``index`` XORed
         with ``mask`` (each position at most once): ``Σ (x − z_x)(w' − z_w)``, the weights passed
-        to a second session as an input (measured about 10 % slower than the prepacked constant)."""
+        to a second session as an input (measured about 10 % slower than the prepacked constant),
+        plus ``bias[k]`` on every output of channel ``k`` and whatever ``add(weights, rows)`` adds
+        into the ``(N·P·Q, K)`` int32 rows (zero before it runs) given the corrupted weights as
+        ``(R·S·C, K)`` int8 codes ``w' − 128``; both added in int32 inside the session."""
         s = self.shape
         if s.op == "dense":
             k, c = np.divmod(index, s.c)
@@ -279,18 +316,29 @@ class _GemmForm:
             k, rest = np.divmod(index, s.c * s.r * s.s)
             c, rs = np.divmod(rest, s.r * s.s)
             col = (rs * s.c + c) * s.k + k  # row (r, s, c), column k
+        rows = len(x) * (1 if s.op == "dense" else s.p * s.q)
         if self._wsess is None:
-            self._wsess = _session(self._model(weights_input=True), self._threads)
+            macs = s.macs * self.n // max(1, s.n)
+            threads = (os.cpu_count() or 1) if macs >= PARALLEL_WEIGHTS_MACS else self._threads
+            self._wsess = _session(self._model(weights_input=True), max(threads, self._threads))
             self._wkeep = self._w2.copy()
+            self._dkeep = np.empty((rows, s.k), np.int32)
         # XOR into a kept copy and back after the run (a fresh copy of every layer's weights per
         # call costs more than the faults: ResNet-18's 11.7 MB page-fault anew)
         mine = self._wlock.acquire(blocking=False)
         try:
             w = self._wkeep if mine else self._w2.copy()
+            d = self._dkeep if mine and len(self._dkeep) == rows else np.empty((rows, s.k), np.int32)
             wb = w.view(np.uint8).reshape(-1)
             wb[col] ^= mask  # int8 code w − 128 is the byte w ^ 0x80: XOR commutes
             try:
-                return self._run(x, w)
+                if bias is None:
+                    d.fill(0)
+                else:
+                    d[...] = bias.astype(np.int32, copy=False)
+                if add is not None:
+                    add(w, d)
+                return self._run(x, w, d)
             finally:
                 if mine:
                     wb[col] ^= mask
@@ -298,9 +346,9 @@ class _GemmForm:
             if mine:
                 self._wlock.release()
 
-    def _run(self, x: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    def _run(self, x: np.ndarray, w: np.ndarray | None, d: np.ndarray | None = None) -> np.ndarray:
         s = self.shape
-        sess, feed = (self._sess, {}) if w is None else (self._wsess, {"w": w})
+        sess, feed = (self._sess, {}) if w is None else (self._wsess, {"w": w, "d": d})
         if s.op == "dense":
             return sess.run(None, {"a": np.ascontiguousarray(x), **feed})[0]  # type: ignore[attr-defined,no-any-return]
         mine = self._lock.acquire(blocking=False)

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from approxtvm.runtime.faults import delta_rows
+from approxtvm.runtime.faults.boxes import for_deltas
 from approxtvm.runtime.faults.delta_numpy import FaultKernels, LayerArrays, inject_calls
 from approxtvm.runtime.faults.geometry import DIM_INDEX as _D
 from approxtvm.runtime.faults.geometry import TileGeometry
@@ -117,13 +119,24 @@ def inject_with_weights(
     :func:`~.delta_numpy.inject` of ``exact(rows)`` (and the emulator) bit for bit.
     """
     cw = sample.weight
-    if not len(cw):
-        acc = exact(rows)
-        if len(sample.input):
-            inject_calls(x, prog, acc, [sample], geom, arrays, kernels, prepared)
-        return acc
+    if not len(cw) and not len(sample.input):
+        return exact(rows)
     s = prog.schedule.shape
     index = weight_index(offsets, cw)
+    if delta_rows.applies(prepared):  # everything inside the GEMM's call, input deltas vectorised
+        ks, corr = channel_correction(arrays.wflat, index, cw.mask, prog.schedule.quant.input_zero_point, s.k)
+        bias = np.zeros(s.k, np.int32)
+        bias[ks] = corr
+        _, boxed = for_deltas(geom, replace(sample, weight=CorruptedWords.empty()), prog.schedule.mapping)
+
+        def add(weights: np.ndarray, out: np.ndarray) -> None:
+            delta_rows.add_input_rows(x, prepared, boxed.input, weights, out)  # type: ignore[arg-type]
+
+        return exact.with_weights(rows, index, cw.mask, bias if len(ks) else None, add if len(boxed.input) else None)
+    if not len(cw):
+        acc = exact(rows)
+        inject_calls(x, prog, acc, [sample], geom, arrays, kernels, prepared)
+        return acc
     acc = exact.with_weights(rows, index, cw.mask)
     ks, corr = channel_correction(arrays.wflat, index, cw.mask, prog.schedule.quant.input_zero_point, s.k)
     per_k = acc.reshape(len(acc), s.k, -1)
