@@ -18,8 +18,18 @@ and the last factor is the finite-population correction (the interval is a point
 Energy per inference does not depend on the images, so it is known after the first stage.
 
 A configuration is dropped when another one (of this batch, or any earlier one) has no more
-energy and an upper loss bound below its lower bound — it is then dominated with confidence and
-cannot be on the front; with an accuracy budget, also when its lower bound exceeds the budget.
+energy and loses less accuracy with confidence — it is then dominated and cannot be on the front;
+with an accuracy budget, also when its lower bound exceeds the budget. "Loses less with
+confidence" is either test:
+
+- unpaired: the other's upper loss bound is below this one's lower bound;
+- paired (:func:`paired_loss_gap`): on the samples both have run, the per-sample difference of
+  their correctness ``d ∈ {−1, 0, 1}`` has mean ``d̄`` (the difference of their losses on those
+  samples) and variance at most ``p``, the (Laplace-smoothed) fraction of samples on which they
+  differ; the other loses less when ``d̄ > z · sqrt(p / m) · sqrt((N − m) / (N − 1))``. Two
+  configurations that err on the same samples differ on few, so their loss gap is resolved on
+  far fewer samples than two independent intervals resolve it (their widths add up).
+
 The survivors go on to the next stage. Dropped configurations report their last estimate.
 
 Finally, every configuration on the front of everything seen so far that was not evaluated on the
@@ -34,6 +44,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from approxtvm.errors import ExplorationError
 from approxtvm.explore.evaluator import EvalContext, StagePrior, load_context_data
 from approxtvm.explore.executors import Executor
@@ -41,6 +53,7 @@ from approxtvm.explore.genome import Configuration
 from approxtvm.explore.journal import EvalRecord, Journal
 from approxtvm.explore.nsga import Point, Study, pareto_front
 from approxtvm.explore.stage_runs import reusable_prefix
+from approxtvm.explore.subsets import stratified_indices
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +185,34 @@ def loss_bounds(point: Point, samples: int, total: int, z: float) -> tuple[float
     return point.accuracy_loss - half, point.accuracy_loss + half
 
 
+def paired_loss_gap(correct_a: np.ndarray, correct_b: np.ndarray, total: int, z: float) -> tuple[float, float]:
+    """Paired estimate of ``loss(b) − loss(a)`` on ``total`` samples from their correctness on
+    the same ``m`` samples, and its confidence half-width (see the module docstring).
+
+    Parameters
+    ----------
+    correct_a, correct_b
+        Per-sample correctness (bool, the same samples in the same order) of the two
+        configurations: top-1 right, or agreement with the exact model when there are no labels.
+    total
+        Size of the whole set the gap is about (the finite-population correction).
+    z
+        One-sided normal quantile.
+
+    Returns
+    -------
+    tuple
+        ``(gap, half_width)``: ``b`` loses more than ``a`` with confidence when ``gap > half_width``.
+    """
+    m = int(correct_a.size)
+    if m == 0:
+        return 0.0, math.inf
+    d = correct_a.astype(np.int8) - correct_b.astype(np.int8)
+    p = (np.count_nonzero(d) + 1.0) / (m + 2.0)
+    half = z * math.sqrt(p / m) * math.sqrt(max(0, total - m) / max(1, total - 1))
+    return float(d.mean()), half
+
+
 class StagedStudy(Study):
     """A :class:`~approxtvm.explore.nsga.Study` whose :meth:`points` evaluates in stages.
 
@@ -212,7 +253,9 @@ class StagedStudy(Study):
         super().__init__(context, journal, executor, on_record, fingerprint)
         self.staging = staging or StagingSettings()
         self.budget = budget
-        self.total_samples = len(load_context_data(context))
+        data = load_context_data(context)
+        self.total_samples = len(data)
+        self._labels: np.ndarray | None = None if data.y is None else np.asarray(data.y)
         self.sizes = self.staging.sizes(self.total_samples, context.batch_size)
         self.stats = StagingStats()
         self._stage_studies: dict[int, Study] = {}
@@ -220,6 +263,9 @@ class StagedStudy(Study):
         self._times: dict[Configuration, dict[int, tuple[float, int]]] = {}
         self._last: dict[Configuration, tuple[int, EvalRecord]] = {}
         self._ref_counted: set[int] = set()
+        # per-sample correctness of each configuration's latest stage, for the paired test
+        self._correct: dict[Configuration, tuple[int, np.ndarray]] = {}
+        self._stage_idx: dict[int, np.ndarray] = {}
 
     # -- stages ------------------------------------------------------------------------------
 
@@ -270,6 +316,7 @@ class StagedStudy(Study):
             ran = n - self._reused(c, priors.get(c))
             self._times.setdefault(c, {})[n] = (rec.eval_s, ran)
             self._last[c] = (n, rec)
+            self._correct[c] = (n, rec.predictions == self._truth_at(n))
             pt = ref.point(rec)
             lo, hi = loss_bounds(pt, n, self.total_samples, self.staging.z)
             out.append(Estimate(pt, n, lo, hi))
@@ -278,11 +325,43 @@ class StagedStudy(Study):
             self.stats.by_stage[n] = self.stats.by_stage.get(n, 0) + 1
         return out
 
-    def _dominated(self, e: Estimate, pool: Sequence[Estimate]) -> bool:
+    def _indices(self, n: int) -> np.ndarray:
+        """Stage ``n``'s samples in ascending index (the order records keep predictions in)."""
+        if n not in self._stage_idx:
+            self._stage_idx[n] = stratified_indices(self._labels, self.total_samples, n, self.context.seed)
+        return self._stage_idx[n]
+
+    def _truth_at(self, n: int) -> np.ndarray:
+        """What a prediction on stage ``n``'s samples is scored against: the labels, or the
+        exact model's predictions when the data has none."""
+        truth = self._labels if self._labels is not None else self.reference.record.predictions
+        return truth[self._indices(n)]
+
+    def _paired_better(self, q: Configuration, e: Configuration) -> bool:
+        """Whether ``q`` loses less than ``e`` with confidence, by the paired test on the
+        samples both have run (stage subsets are nested prefixes: the smaller stage's)."""
+        (nq, cq), (ne, ce) = self._correct[q], self._correct[e]
+        if nq != ne:  # restrict the larger stage's samples to the smaller one's
+            small, big, cbig = (nq, ne, ce) if nq < ne else (ne, nq, cq)
+            pos = np.searchsorted(self._indices(big), self._indices(small))
+            if nq < ne:
+                ce = cbig[pos]
+            else:
+                cq = cbig[pos]
+        gap, half = paired_loss_gap(cq, ce, self.total_samples, self.staging.z)
+        return gap > half
+
+    def _dominated(self, c: Configuration, pool: dict[Configuration, Estimate]) -> bool:
+        e = pool[c]
         if self.budget is not None and e.loss_low > self.budget + 1e-12:
             return True
         ee = e.point.energy_per_inference_pj
-        return any(q.point.energy_per_inference_pj <= ee and q.loss_high < e.loss_low for q in pool if q is not e)
+        for qc, q in pool.items():
+            if qc == c or q.point.energy_per_inference_pj > ee:
+                continue
+            if q.loss_high < e.loss_low or (qc in self._correct and self._paired_better(qc, c)):
+                return True
+        return False
 
     # -- public ------------------------------------------------------------------------------
 
@@ -299,8 +378,8 @@ class StagedStudy(Study):
                 self._best[c] = e
             if i == len(self.sizes) - 1:
                 break
-            pool = list(self._best.values())
-            todo = [c for c in todo if not self._dominated(self._best[c], pool)]
+            pool = dict(self._best)
+            todo = [c for c in todo if not self._dominated(c, pool)]
         self._complete_front()
         self._update_time_estimate()
         return [self._best[c].point for c in configs]

@@ -12,7 +12,7 @@ from approxtvm.explore.evaluator import EvalContext, load_context_data
 from approxtvm.explore.executors import InlineExecutor
 from approxtvm.explore.journal import Journal
 from approxtvm.explore.nsga import NsgaSettings, Study, pareto_front, run_nsga
-from approxtvm.explore.staged import StagedStudy, StagingSettings, loss_bounds
+from approxtvm.explore.staged import StagedStudy, StagingSettings, loss_bounds, paired_loss_gap
 from approxtvm.explore.subsets import stratified_order
 
 CTX = EvalContext("digits_cnn", limit=120)
@@ -113,3 +113,68 @@ def test_staging_rejects_energy_only_and_bad_settings(tmp_path: Path) -> None:
         StagingSettings(first_samples=10, growth=1)
     with Journal(tmp_path / "j.sqlite") as j, pytest.raises(ExplorationError, match="energy_only"):
         StagedStudy(EvalContext("digits_cnn", energy_only=True), j, InlineExecutor())
+
+
+def test_paired_gap_matches_its_definition() -> None:
+    a = np.array([1, 1, 0, 1, 0, 1, 1, 1], dtype=bool)
+    b = np.array([1, 0, 0, 1, 0, 0, 1, 0], dtype=bool)
+    gap, half = paired_loss_gap(a, b, 80, 2.33)
+    assert gap == 3 / 8  # b is wrong on 3 samples a gets right, never the reverse
+    p = (3 + 1) / (8 + 2)
+    assert half == pytest.approx(2.33 * (p / 8) ** 0.5 * (72 / 79) ** 0.5)
+    assert paired_loss_gap(a, a, 80, 2.33)[0] == 0.0
+    assert paired_loss_gap(a, b, 8, 2.33)[1] == 0.0  # the whole set: the gap is exact
+
+
+def _correlated_pair(rng: np.random.Generator, n: int, gap: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two configurations that err mostly on the same (hard) samples; b loses ``gap`` more."""
+    hard = rng.random(n) < 0.25
+    a = ~hard
+    b = a.copy()
+    flip = rng.choice(np.flatnonzero(a), round(gap * n), replace=False)
+    b[flip] = False
+    return a, b
+
+
+def test_paired_test_separates_what_two_intervals_cannot() -> None:
+    """An 8 pp gap between two configurations with the same 25 % of hard samples, seen on 100 of
+    1,000: the paired test resolves it, the unpaired intervals (each ±≈ 10 pp) overlap."""
+    rng = np.random.default_rng(0)
+    n, m = 1000, 100
+    wins_paired = wins_unpaired = 0
+    for _ in range(200):
+        a, b = _correlated_pair(rng, n, 0.08)
+        idx = rng.choice(n, m, replace=False)
+        gap, half = paired_loss_gap(a[idx], b[idx], n, 2.33)
+        wins_paired += gap > half
+
+        class P:
+            def __init__(self, acc: float) -> None:
+                self.accuracy_loss = 1.0 - acc
+                self.agreement = acc
+
+        _, hi_a = loss_bounds(P(a[idx].mean()), m, n, 2.33)  # type: ignore[arg-type]
+        lo_b, _ = loss_bounds(P(b[idx].mean()), m, n, 2.33)  # type: ignore[arg-type]
+        wins_unpaired += hi_a < lo_b
+    assert wins_paired > 100 and wins_unpaired < wins_paired / 4, (wins_paired, wins_unpaired)
+
+
+@pytest.mark.parametrize("gap", [0.0, -0.01])
+def test_paired_test_rarely_claims_a_gap_that_is_not_there(gap: float) -> None:
+    """When b does not lose more than a on the whole set, random 100-sample subsets claim it does
+    at most about as often as the one-sided 99 % bound allows (z = 2.33)."""
+    rng = np.random.default_rng(1)
+    n, m, trials = 1000, 100, 3000
+    a, b = _correlated_pair(rng, n, 0.04)
+    if gap <= 0:  # make b as good as a, or better, on the whole set
+        b = a.copy()
+        wrong = np.flatnonzero(a)[: int(0.04 * n)]
+        b[wrong] = False
+        fix = np.flatnonzero(~a)[: int((0.04 - gap) * n)]
+        b[fix] = True
+    assert (a.mean() - b.mean()) <= gap + 1e-12
+    false = sum(
+        (lambda i: (lambda g, h: g > h)(*paired_loss_gap(a[i], b[i], n, 2.33)))(rng.choice(n, m, replace=False))
+        for _ in range(trials)
+    )
+    assert false / trials <= 0.02, false / trials

@@ -186,7 +186,8 @@ def tvm_kernels() -> FaultKernels:
         st["w"], st["lut"] = dl(_compact(la.wflat, np.uint8)), dl(_compact(la.table, np.int32))
         arrays["lut_t"] = _compact(la.table.reshape(256, 256).T.ravel(), np.int32)  # weight-major, for weight_delta
         st["lut_t"] = dl(arrays["lut_t"])
-        st["args"] = kernel_args(prog, geom, la).values()
+        st["record"] = kernel_args(prog, geom, la)
+        st["args"] = st["record"].values()
         st["_keep"] = arrays  # the DLPack views above borrow these buffers
         st["weight_tile"] = geom.tile_dims("weight", prog.schedule.mapping)
         st["input_tile"] = geom.tile_dims("input", prog.schedule.mapping)
