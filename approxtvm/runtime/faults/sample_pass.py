@@ -420,17 +420,26 @@ def _build() -> Any:
                     fb = st[2 * E + r]
                     rts = rcp[r]
                     rfb = rcp[E + r]
-                    for j_ in range(fstart[g + 1] - fstart[g]):
-                        p = pos[fstart[g] + j_]
-                        w1 = p - T.Cast("int64", T.Cast("float64", p) * rts) * ts
-                        within = w1 + T.Select(w1 < zero64, ts, zero64) - T.Select(w1 >= ts, ts, zero64)
-                        q2 = T.Cast("int64", T.Cast("float64", within) * rfb)
-                        word = (
-                            q2
-                            - T.Select(within - q2 * fb < zero64, one, zero64)
-                            + T.Select(within - q2 * fb >= fb, one, zero64)
-                        )
-                        pos[fstart[g] + j_] = word * T.int64(8) + within - word * fb
+                    if fb == T.int64(8):  # word · 8 + bit is the slot within the tile
+                        if st[r] > ts:  # several hops or reads: the slot modulo the tile's slots
+                            for j_ in range(fstart[g + 1] - fstart[g]):
+                                p = pos[fstart[g] + j_]
+                                w1 = p - T.Cast("int64", T.Cast("float64", p) * rts) * ts
+                                pos[fstart[g] + j_] = (
+                                    w1 + T.Select(w1 < zero64, ts, zero64) - T.Select(w1 >= ts, ts, zero64)
+                                )
+                    else:
+                        for j_ in range(fstart[g + 1] - fstart[g]):
+                            p = pos[fstart[g] + j_]
+                            w1 = p - T.Cast("int64", T.Cast("float64", p) * rts) * ts
+                            within = w1 + T.Select(w1 < zero64, ts, zero64) - T.Select(w1 >= ts, ts, zero64)
+                            q2 = T.Cast("int64", T.Cast("float64", within) * rfb)
+                            word = (
+                                q2
+                                - T.Select(within - q2 * fb < zero64, one, zero64)
+                                + T.Select(within - q2 * fb >= fb, one, zero64)
+                            )
+                            pos[fstart[g] + j_] = word * T.int64(8) + within - word * fb
         # 4. words: call by call, tile copy by tile copy in key order (weight copies first)
         v[NOUT] = zero64
         bnd[0] = zero64
