@@ -24,10 +24,10 @@ import onnx
 
 from approxtvm.compiler.host_graph import LayerSite, Segment, initializer_codes, layer_sites, split_graph
 from approxtvm.errors import PolicyError
-from approxtvm.runtime.exact_layer import ExactLayer
+from approxtvm.runtime.exact_layer import ExactLayer, RowsAccumulators
 from approxtvm.runtime.executor import CallLog, LayerProgram, Requantizer, execute_layer, layer_accumulators
 from approxtvm.runtime.kernels.ort_session import runtime_session
-from approxtvm.runtime.requant_tvm import compiled_requantize
+from approxtvm.runtime.requant_tvm import compiled_requantize, compiled_requantize_rows
 
 #: Values of ``exact_layers``: where exact, fault-free offloaded layers compute.
 EXACT_LAYER_MODES = ("onnxruntime", "kernels")
@@ -193,7 +193,7 @@ class OrtHost:
             if exact is None:
                 exact = self._grouped[(site.layer_id, len(xm))] = ExactLayer(prog.schedule, prog.weight, len(xm))
             if self.log.faults_exact is not None:  # faults and accumulators together (corrupted weights)
-                acc = self.log.faults_exact(site.layer_id, xin, prog, exact, xm, calls)
+                acc = self.log.faults_exact(site.layer_id, xin, prog, exact, xm, calls, gemm_rows=True)
             elif self.log.faults_calls is not None:
                 acc = self.log.faults_calls(site.layer_id, xin, prog, exact(xm), calls)
             else:
@@ -211,15 +211,24 @@ class OrtHost:
         self.log.calls.extend(self._order * calls)
         return [env[n] for n in self.output_names]
 
-    def _requantize(self, site: LayerSite, prog: LayerProgram, acc: np.ndarray, in_place: bool) -> np.ndarray:
+    def _requantize(
+        self, site: LayerSite, prog: LayerProgram, acc: np.ndarray | RowsAccumulators, in_place: bool
+    ) -> np.ndarray:
         """:func:`~approxtvm.runtime.executor.requantize` of a site's accumulators, with the site's
         constants and a float32 buffer kept per layer and size (fresh large temporaries page-fault:
         digits_cnn at batch 360, 2.2 → 0.9 ms of process CPU per batch in this function); one compiled
-        pass (:func:`~approxtvm.runtime.requant_tvm.compiled_requantize`) where TVM builds."""
+        pass (:func:`~approxtvm.runtime.requant_tvm.compiled_requantize`) where TVM builds. Accumulators
+        in the GEMM's rows (fault injection's corrupted-weight path) are transposed and their bias
+        added in that same pass (:func:`~approxtvm.runtime.requant_tvm.compiled_requantize_rows`)."""
         rq = self._requant.get(site.layer_id)
         if rq is None:
             assert site.requant is not None
             rq = self._requant[site.layer_id] = Requantizer.of(prog, *site.requant)
+        if isinstance(acc, RowsAccumulators):
+            fused_rows = compiled_requantize_rows(rq, acc)
+            if fused_rows is not None:
+                return fused_rows
+            acc = acc.standard()
         fused = compiled_requantize(rq, acc)  # one compiled pass, the same numbers
         if fused is not None:
             return fused
@@ -310,7 +319,7 @@ class OrtHost:
                     if exact is not None and self.log.faults is not None and not self.log.trace:
                         xm = operands[0].reshape(-1, shape.c) if shape.op == "dense" else operands[0]
                         if self.log.faults_exact is not None:  # faults and accumulators together
-                            acc = self.log.faults_exact(site.layer_id, operands[0], prog, exact, xm, 1)
+                            acc = self.log.faults_exact(site.layer_id, operands[0], prog, exact, xm, 1, gemm_rows=True)
                         else:
                             acc = exact(xm)
                             if self.log.faults_calls is not None and _in_place_ok(acc):  # our own array: no copy

@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -64,6 +65,37 @@ PARALLEL_WEIGHTS_MACS = 1 << 25
 def _session(model: onnx.ModelProto, threads: int) -> object:
     # one pool per layer session: spinning idle pools would steal the cores from the active one
     return runtime_session(model, threads)
+
+
+@dataclass(frozen=True, eq=False)
+class RowsAccumulators:
+    """int32 accumulators in the u8 × s8 GEMM's own layout, before the transpose to ``(N, K, P, Q)``.
+
+    Attributes
+    ----------
+    rows
+        ``(N·P·Q, K)`` int32, C-contiguous (a dense layer: ``(N, K)``).
+    bias
+        ``(K,)`` int32 still to be added to every output of channel ``k`` (int32 wrap-around), or
+        ``None``.
+    shape
+        ``(N, K, P, Q)`` of the standard layout (a dense layer: ``P = Q = 1``).
+    dense
+        Whether the standard layout is ``(N, K)``.
+    """
+
+    rows: np.ndarray
+    bias: np.ndarray | None
+    shape: tuple[int, int, int, int]
+    dense: bool
+
+    def standard(self) -> np.ndarray:
+        """The accumulators in the standard layout, ``(N, K, P, Q)`` or ``(N, K)``, bias added."""
+        n, k, p, q = self.shape
+        y = self.rows if self.bias is None else self.rows + self.bias  # int32 + int32: wraps
+        if self.dense:
+            return np.ascontiguousarray(y, np.int32)
+        return np.ascontiguousarray(y.reshape(n, p * q, k).transpose(0, 2, 1), np.int32).reshape(n, k, p, q)
 
 
 class ExactLayer:
@@ -187,7 +219,9 @@ class ExactLayer:
         mask: np.ndarray,
         bias: np.ndarray | None = None,
         add: Callable[[np.ndarray, np.ndarray], None] | None = None,
-    ) -> np.ndarray:
+        *,
+        rows: bool = False,
+    ) -> np.ndarray | RowsAccumulators:
         """The accumulators as if the weight bytes at flat ``(K, C, R, S)`` positions ``index``
         (each at most once) were XORed with ``mask``: ``Σ (x − z_x)(w' − z_w)``, by the u8 × s8
         GEMM with the weights passed per call (only when :attr:`has_gemm`). Fault injection uses it
@@ -196,10 +230,13 @@ class ExactLayer:
         ``bias``: int32 ``(K,)`` added to every output of channel ``k``; ``add(weights, rows)``:
         adds int32 terms into the accumulators in the GEMM's layout, ``(N·P·Q, K)`` rows, given the
         corrupted weights as ``(R·S·C, K)`` int8 codes ``w' − 128`` (input-fault deltas, see
-        :mod:`approxtvm.runtime.faults.delta_rows`). Both wrap around in int32."""
+        :mod:`approxtvm.runtime.faults.delta_rows`). Both wrap around in int32. ``rows``: return
+        the :class:`RowsAccumulators` as they are (the bias not added, no transpose; a requantizer
+        that reads them saves two passes over the outputs), else the usual ``(N, K, P, Q)`` array."""
         if self._gemm is None:
             raise ValueError("per-call weights need the u8 x s8 GEMM formulation, not built for this layer or CPU")
-        return self._gemm.with_weights(x, index, mask, bias, add)
+        out = self._gemm.with_weights(x, index, mask, bias, add)
+        return out if rows else out.standard()
 
     @property
     def has_float(self) -> bool:
@@ -234,7 +271,6 @@ class _GemmForm:
         self._sess = _session(self._model(weights_input=False), threads)
         self._wsess: object | None = None  # the same graph with the weights as an input (built on first use)
         self._wkeep = self._w2  # replaced by a private copy, XORed per call, on first use
-        self._dkeep = np.empty((0, s.k), np.int32)  # the added terms of a call (sized on first use)
         self._wlock = threading.Lock()
         self._lock = threading.Lock()  # the kept buffers serve one call at a time
         if s.op != "dense":
@@ -251,17 +287,13 @@ class _GemmForm:
             numpy_helper.from_array(np.array(self._zw, np.int8), "zw"),
         ]
         inputs = [helper.make_tensor_value_info("a", TensorProto.UINT8, [rows, wd.shape[0]])]
-        if weights_input:  # per-call weights, and int32 terms added to the (rows, K) products
+        if weights_input:  # per-call weights; the (rows, K) products as they come (see RowsAccumulators)
             inputs.append(helper.make_tensor_value_info("w", TensorProto.INT8, list(wd.shape)))
-            inputs.append(helper.make_tensor_value_info("d", TensorProto.INT32, [rows, s.k]))
-            nodes = [
-                helper.make_node("MatMulInteger", ["a", "w", "zx", "zw"], ["y1"]),
-                helper.make_node("Add", ["y1", "d"], ["y" if dense else "y2"]),
-            ]
+            nodes = [helper.make_node("MatMulInteger", ["a", "w", "zx", "zw"], ["y"])]
         else:
             inits.append(numpy_helper.from_array(wd, "w"))
             nodes = [helper.make_node("MatMulInteger", ["a", "w", "zx", "zw"], ["y" if dense else "y2"])]
-        if not dense:
+        if not dense and not weights_input:
             inits.append(numpy_helper.from_array(np.array([n, s.p * s.q, s.k], np.int64), "shape3"))
             nodes += [
                 helper.make_node("Reshape", ["y2", "shape3"], ["y3"]),
@@ -301,13 +333,13 @@ class _GemmForm:
         mask: np.ndarray,
         bias: np.ndarray | None = None,
         add: Callable[[np.ndarray, np.ndarray], None] | None = None,
-    ) -> np.ndarray:
+    ) -> RowsAccumulators:
         """The accumulators with the weight bytes at flat ``(K, C, R, S)`` positions ``index`` XORed
-        with ``mask`` (each position at most once): ``Σ (x − z_x)(w' − z_w)``, the weights passed
-        to a second session as an input (measured about 10 % slower than the prepacked constant),
-        plus ``bias[k]`` on every output of channel ``k`` and whatever ``add(weights, rows)`` adds
-        into the ``(N·P·Q, K)`` int32 rows (zero before it runs) given the corrupted weights as
-        ``(R·S·C, K)`` int8 codes ``w' − 128``; both added in int32 inside the session."""
+        with ``mask`` (each position at most once): ``Σ (x − z_x)(w' − z_w)`` in the GEMM's
+        ``(N·P·Q, K)`` rows, the weights passed to a second session as an input (measured about
+        10 % slower than the prepacked constant); ``add(weights, rows)`` then adds into the rows in
+        place, given the corrupted weights as ``(R·S·C, K)`` int8 codes ``w' − 128``; ``bias`` is
+        kept beside them (:class:`RowsAccumulators`)."""
         s = self.shape
         if s.op == "dense":
             k, c = np.divmod(index, s.c)
@@ -316,39 +348,37 @@ class _GemmForm:
             k, rest = np.divmod(index, s.c * s.r * s.s)
             c, rs = np.divmod(rest, s.r * s.s)
             col = (rs * s.c + c) * s.k + k  # row (r, s, c), column k
-        rows = len(x) * (1 if s.op == "dense" else s.p * s.q)
         if self._wsess is None:
             macs = s.macs * self.n // max(1, s.n)
             threads = (os.cpu_count() or 1) if macs >= PARALLEL_WEIGHTS_MACS else self._threads
             self._wsess = _session(self._model(weights_input=True), max(threads, self._threads))
             self._wkeep = self._w2.copy()
-            self._dkeep = np.empty((rows, s.k), np.int32)
         # XOR into a kept copy and back after the run (a fresh copy of every layer's weights per
         # call costs more than the faults: ResNet-18's 11.7 MB page-fault anew)
         mine = self._wlock.acquire(blocking=False)
         try:
             w = self._wkeep if mine else self._w2.copy()
-            d = self._dkeep if mine and len(self._dkeep) == rows else np.empty((rows, s.k), np.int32)
             wb = w.view(np.uint8).reshape(-1)
             wb[col] ^= mask  # int8 code w − 128 is the byte w ^ 0x80: XOR commutes
             try:
-                if bias is None:
-                    d.fill(0)
-                else:
-                    d[...] = bias.astype(np.int32, copy=False)
+                y = self._run(x, w)
+                if not (y.flags.writeable and y.flags.c_contiguous):
+                    y = np.array(y, np.int32)
                 if add is not None:
-                    add(w, d)
-                return self._run(x, w, d)
+                    add(w, y)
             finally:
                 if mine:
                     wb[col] ^= mask
         finally:
             if mine:
                 self._wlock.release()
+        p, q = (1, 1) if s.op == "dense" else (s.p, s.q)
+        extra = None if bias is None else bias.astype(np.int32)
+        return RowsAccumulators(y, extra, (len(x), s.k, p, q), s.op == "dense")
 
-    def _run(self, x: np.ndarray, w: np.ndarray | None, d: np.ndarray | None = None) -> np.ndarray:
+    def _run(self, x: np.ndarray, w: np.ndarray | None) -> np.ndarray:
         s = self.shape
-        sess, feed = (self._sess, {}) if w is None else (self._wsess, {"w": w, "d": d})
+        sess, feed = (self._sess, {}) if w is None else (self._wsess, {"w": w})
         if s.op == "dense":
             return sess.run(None, {"a": np.ascontiguousarray(x), **feed})[0]  # type: ignore[attr-defined,no-any-return]
         mine = self._lock.acquire(blocking=False)
@@ -367,7 +397,7 @@ class _GemmForm:
         finally:
             if mine:
                 self._lock.release()
-        return y.reshape(len(x), s.k, s.p, s.q)  # type: ignore[no-any-return]
+        return y if w is not None else y.reshape(len(x), s.k, s.p, s.q)  # type: ignore[no-any-return]
 
 
 #: Largest im2col matrix (bytes) the u8 × s8 formulation keeps per layer.

@@ -380,8 +380,9 @@ class CallLog:
     faults_calls: Callable[..., np.ndarray] | None = None
     #: The same for an exact conv/dense layer whose fault-free accumulators its :class:`ExactLayer` computes:
     #: ``(layer_id, x_q, program, exact, rows, calls) -> acc`` (``rows``: ``x_q`` as ``exact`` reads it;
-    #: :meth:`~approxtvm.runtime.faults.FaultSession.apply_exact`, which may run ``exact`` on corrupted weights).
-    faults_exact: Callable[..., np.ndarray] | None = None
+    #: :meth:`~approxtvm.runtime.faults.FaultSession.apply_exact`, which may run ``exact`` on corrupted weights;
+    #: with ``gemm_rows=True`` it may return :class:`~approxtvm.runtime.exact_layer.RowsAccumulators`).
+    faults_exact: Callable[..., np.ndarray | exact_layer.RowsAccumulators] | None = None
 
     def clear(self) -> None:
         """Forget previous calls."""

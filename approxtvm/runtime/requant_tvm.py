@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from approxtvm.runtime.exact_layer import RowsAccumulators
 from approxtvm.runtime.executor import Requantizer
 
-__all__ = ["compiled_requantize"]
+__all__ = ["compiled_requantize", "compiled_requantize_rows"]
 
 
 def _build() -> Any:
@@ -54,11 +55,60 @@ def _build() -> Any:
 
         return requant
 
+    def rows_kernel(out_dtype: str) -> Any:
+        @T.prim_func(s_tir=True)
+        def requant_rows(
+            images: T.int64,
+            pixels: T.int64,
+            channels: T.int64,
+            low: T.float32,
+            high: T.float32,
+            zero_point: T.float32,
+            acc_h: T.handle,
+            bias_h: T.handle,
+            scale_h: T.handle,
+            out_h: T.handle,
+        ):
+            # acc (images, pixels, channels) → out (images, channels, pixels). By blocks of 16
+            # pixels: requantized along the channels (contiguous reads, per-channel constants
+            # contiguous) into a small buffer laid out channel-major, then copied out 16 bytes per
+            # channel (contiguous writes); the pixels past the last full block one by one.
+            T.func_attr({"global_symbol": "requant_rows", "tirx.noalias": True})
+            n, nk = T.int64(), T.int64()
+            acc = T.match_buffer(acc_h, (n,), "int32", align=1)
+            bias = T.match_buffer(bias_h, (nk,), "int32", align=1)
+            scale = T.match_buffer(scale_h, (nk,), "float32", align=1)
+            out = T.match_buffer(out_h, (n,), out_dtype, align=1)
+            blk = T.alloc_buffer((channels * 16,), out_dtype)
+            for o in range(images):
+                for ib in range(pixels // 16):
+                    for ii in range(16):
+                        for k in range(channels):
+                            v = T.Cast("float32", acc[(o * pixels + ib * 16 + ii) * channels + k] + bias[k])
+                            v = T.max(T.min(v * scale[k], high), low)
+                            blk[k * 16 + ii] = T.Cast(out_dtype, T.nearbyint(v) + zero_point)
+                    for k in range(channels):
+                        for ii in T.vectorized(16):
+                            out[(o * channels + k) * pixels + ib * 16 + ii] = blk[k * 16 + ii]
+                for it in range(pixels % 16):
+                    for k in range(channels):
+                        v = T.Cast("float32", acc[(o * pixels + pixels // 16 * 16 + it) * channels + k] + bias[k])
+                        v = T.max(T.min(v * scale[k], high), low)
+                        out[(o * channels + k) * pixels + pixels // 16 * 16 + it] = T.Cast(
+                            out_dtype, T.nearbyint(v) + zero_point
+                        )
+
+        return requant_rows
+
     from approxtvm.runtime.kernels.cpu import detect_cpu
 
     # the host's own instructions (rounding without a libm call per element, vector width)
     target = tvm.target.Target({"kind": "llvm", "mcpu": detect_cpu().llvm_cpu})
-    return {d: tvm.compile(tvm.IRModule({"requant": kernel(d)}), target=target)["requant"] for d in ("uint8", "int8")}
+    out = {}
+    for d in ("uint8", "int8"):
+        lib = tvm.compile(tvm.IRModule({"requant": kernel(d), "requant_rows": rows_kernel(d)}), target=target)
+        out[d], out[f"{d}_rows"] = lib["requant"], lib["requant_rows"]
+    return out
 
 
 @functools.lru_cache(maxsize=1)
@@ -82,8 +132,8 @@ def compiled_requantize(rq: Requantizer, acc: np.ndarray) -> np.ndarray | None:
         rows, channels, inner = acc.shape[0], acc.shape[1], 1
     else:
         return None
-    scale = np.ascontiguousarray(rq.scale.reshape(-1), np.float32)
-    if scale.size != channels:
+    scale = _scale(rq, channels)
+    if scale is None:
         return None
     bias = _bias(rq, channels)
     import tvm_ffi
@@ -99,6 +149,46 @@ def compiled_requantize(rq: Requantizer, acc: np.ndarray) -> np.ndarray | None:
         *(tvm_ffi.from_dlpack(a.reshape(-1), require_alignment=0) for a in (acc, bias, scale, out)),
     )
     return out
+
+
+def compiled_requantize_rows(rq: Requantizer, acc: RowsAccumulators) -> np.ndarray | None:
+    """``rq(acc.standard())`` in one compiled pass that also transposes the GEMM's rows and adds
+    their bias (``acc`` unchanged): the same int32 sums (``acc + bias + rq.bias`` wraps alike in
+    any order) and the same float32 steps as :func:`compiled_requantize`. ``None`` where it does
+    not apply (no TVM, an output type other than 8 bits)."""
+    lib = _library()
+    n, k, p, q = acc.shape
+    rows = acc.rows
+    if lib is None or rq.dtype.name not in lib or rows.dtype != np.int32 or not rows.flags.c_contiguous:
+        return None
+    scale = _scale(rq, k)
+    if scale is None or rows.size != n * k * p * q:
+        return None
+    bias = _bias(rq, k)
+    if acc.bias is not None:
+        bias = bias + acc.bias.astype(np.int32)  # int32: wraps like the accumulator
+    import tvm_ffi
+
+    out = np.empty((n, k) if acc.dense else (n, k, p, q), rq.dtype)
+    lib[f"{rq.dtype.name}_rows"](
+        n,
+        p * q,
+        k,
+        float(rq.low),
+        float(rq.high),
+        float(rq.zero_point),
+        *(tvm_ffi.from_dlpack(a.reshape(-1), require_alignment=0) for a in (rows, bias, scale, out)),
+    )
+    return out
+
+
+def _scale(rq: Requantizer, channels: int) -> np.ndarray | None:
+    """The per-channel float32 scales (a per-tensor scale repeated: each output is multiplied by
+    the same float32 either way), or ``None`` for any other shape."""
+    scale = np.ascontiguousarray(rq.scale.reshape(-1), np.float32)
+    if scale.size == 1:
+        return np.full(channels, scale[0], np.float32)
+    return scale if scale.size == channels else None
 
 
 def _bias(rq: Requantizer, channels: int) -> np.ndarray:

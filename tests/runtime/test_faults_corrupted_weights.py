@@ -9,8 +9,9 @@ from hypothesis import HealthCheck, given, reject, settings
 from approxtvm.errors import ScheduleError
 from approxtvm.runtime import faults
 from approxtvm.runtime.emulator import emulate
-from approxtvm.runtime.exact_layer import ExactLayer, s8_gemm_exact
+from approxtvm.runtime.exact_layer import ExactLayer, RowsAccumulators, s8_gemm_exact
 from approxtvm.runtime.executor import accumulate
+from approxtvm.runtime.faults import delta_rows
 from approxtvm.runtime.faults.corrupted_weights import weight_offsets
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
@@ -127,12 +128,15 @@ def test_a_compiled_model_uses_the_path_and_keeps_its_faults() -> None:
     exact = ExactLayer(prog.schedule, prog.weight)
     calls = []
     with_weights = exact.with_weights
-    exact.with_weights = lambda *a: calls.append(1) or with_weights(*a)  # type: ignore[method-assign]
-    a, b = mf.session(seed=5), mf.session(seed=5)
-    assert a is not None and b is not None
+    exact.with_weights = lambda *a, **k: calls.append(1) or with_weights(*a, **k)  # type: ignore[method-assign]
+    a, b, c = mf.session(seed=5), mf.session(seed=5), mf.session(seed=5)
+    assert a is not None and b is not None and c is not None
     got = [a.apply_exact("L", x, prog, exact, x, 1) for _ in range(2)]
     ref = [b.apply_calls("L", x, prog, exact(x), 1) for _ in range(2)]
-    assert calls == [1, 1]
-    for gg, rr in zip(got, ref, strict=True):
+    in_rows = [c.apply_exact("L", x, prog, exact, x, 1, gemm_rows=True) for _ in range(2)]
+    assert calls == [1, 1, 1, 1]
+    for gg, rr, rw in zip(got, ref, in_rows, strict=True):
         np.testing.assert_array_equal(gg, rr)
-    assert a.counters() == b.counters()
+        assert isinstance(rw, RowsAccumulators) or not delta_rows.applies(mf.prepared("L", prog))
+        np.testing.assert_array_equal(rw.standard() if isinstance(rw, RowsAccumulators) else rw, rr)
+    assert a.counters() == b.counters() == c.counters()

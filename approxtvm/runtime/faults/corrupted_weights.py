@@ -32,7 +32,7 @@ from approxtvm.runtime.faults.sampling import CorruptedWords, FaultSample
 from approxtvm.targets.vacc.mapping import Mapping
 
 if TYPE_CHECKING:
-    from approxtvm.runtime.exact_layer import ExactLayer
+    from approxtvm.runtime.exact_layer import ExactLayer, RowsAccumulators
     from approxtvm.runtime.executor import LayerProgram
 
 __all__ = ["channel_correction", "inject_with_weights", "weight_index", "weight_offsets", "weights_stored_once"]
@@ -109,7 +109,9 @@ def inject_with_weights(
     kernels: FaultKernels,
     prepared: object,
     offsets: tuple[np.ndarray, np.ndarray],
-) -> np.ndarray:
+    *,
+    gemm_rows: bool = False,
+) -> np.ndarray | RowsAccumulators:
     """The int32 accumulators of one call of an exact conv/dense layer under ``sample``: ``exact``
     run on the corrupted weights (``rows``: ``x`` as ``exact`` reads it), the ``z_x Σ(w' − w)``
     correction, then the input faults' deltas against the corrupted weights.
@@ -117,6 +119,11 @@ def inject_with_weights(
     ``offsets``: the layer's :func:`weight_offsets`. Only valid where :func:`weights_stored_once`
     holds and ``exact.has_gemm``; equals
     :func:`~.delta_numpy.inject` of ``exact(rows)`` (and the emulator) bit for bit.
+
+    ``gemm_rows``: where the input deltas run in the GEMM's layout (:mod:`.delta_rows`), return
+    the :class:`~approxtvm.runtime.exact_layer.RowsAccumulators` as the GEMM left them (the
+    correction as their bias) for a requantizer that reads them; else (and always when ``False``)
+    the ``(N, K, P, Q)`` int32 array.
     """
     cw = sample.weight
     if not len(cw) and not len(sample.input):
@@ -132,12 +139,15 @@ def inject_with_weights(
         def add(weights: np.ndarray, out: np.ndarray) -> None:
             delta_rows.add_input_rows(x, prepared, boxed.input, weights, out)  # type: ignore[arg-type]
 
-        return exact.with_weights(rows, index, cw.mask, bias if len(ks) else None, add if len(boxed.input) else None)
+        return exact.with_weights(
+            rows, index, cw.mask, bias if len(ks) else None, add if len(boxed.input) else None, rows=gemm_rows
+        )
     if not len(cw):
         acc = exact(rows)
         inject_calls(x, prog, acc, [sample], geom, arrays, kernels, prepared)
         return acc
     acc = exact.with_weights(rows, index, cw.mask)
+    assert isinstance(acc, np.ndarray)
     ks, corr = channel_correction(arrays.wflat, index, cw.mask, prog.schedule.quant.input_zero_point, s.k)
     per_k = acc.reshape(len(acc), s.k, -1)
     per_k[:, ks] += corr[:, None]  # int32, wraps like the accumulator

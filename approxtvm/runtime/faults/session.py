@@ -42,7 +42,7 @@ from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.schedule import LayerSchedule
 
 if TYPE_CHECKING:
-    from approxtvm.runtime.exact_layer import ExactLayer
+    from approxtvm.runtime.exact_layer import ExactLayer, RowsAccumulators
     from approxtvm.runtime.executor import LayerProgram
 
 __all__ = ["FaultSession", "ModelFaults"]
@@ -240,15 +240,25 @@ class FaultSession:
         return inject_calls(x, prog, acc, stacked, geom, arrays, f.kernels, f.prepared(layer_id, prog))
 
     def apply_exact(
-        self, layer_id: str, x: np.ndarray, prog: LayerProgram, exact: ExactLayer, rows: np.ndarray, calls: int
-    ) -> np.ndarray:
+        self,
+        layer_id: str,
+        x: np.ndarray,
+        prog: LayerProgram,
+        exact: ExactLayer,
+        rows: np.ndarray,
+        calls: int,
+        *,
+        gemm_rows: bool = False,
+    ) -> np.ndarray | RowsAccumulators:
         """The accumulators of ``calls`` consecutive calls of an exact conv/dense layer under their
         faults, ``exact(rows)`` being the fault-free ones (``rows``: ``x`` as ``exact`` reads it): the
         same faults, counters and results as :meth:`apply_calls` on ``exact(rows)``.
 
         A single call of a layer whose weight words are each stored once per call
         (:func:`~.corrupted_weights.weights_stored_once`) runs ``exact`` on its corrupted weights
-        instead: no weight deltas, no cross terms (see :mod:`.corrupted_weights`).
+        instead: no weight deltas, no cross terms (see :mod:`.corrupted_weights`). ``gemm_rows``:
+        that path may return its accumulators in the GEMM's layout
+        (:class:`~approxtvm.runtime.exact_layer.RowsAccumulators`, for a requantizer that reads them).
         """
         plan = self.faults.plans.get(layer_id)
         if (
@@ -269,7 +279,9 @@ class FaultSession:
         f = self.faults
         geom, arrays = f.geometry(layer_id), f.arrays(layer_id, prog)
         prepared = f.prepared(layer_id, prog)
-        return inject_with_weights(x, rows, prog, exact, sample, geom, arrays, f.kernels, prepared, offsets)
+        return inject_with_weights(
+            x, rows, prog, exact, sample, geom, arrays, f.kernels, prepared, offsets, gemm_rows=gemm_rows
+        )
 
     def _block(self, layer_id: str, first: int, calls: int) -> tuple[int, SampleBlock]:
         """The cached samples (first call, block) holding calls ``first … first + calls − 1``; the
