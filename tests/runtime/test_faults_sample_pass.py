@@ -65,9 +65,21 @@ BERS = st.sampled_from([0.0, 1e-4, 3e-3, 0.03, 0.3])
     st.integers(1, 3),  # blocks
     st.sampled_from([0, 8, 10**6]),  # few: every row through the hash set / the default / pairwise
     st.sampled_from([0, 4096, 10**9]),  # dense: every tile sorted / the default / every tile dense
+    st.sampled_from([0, 10**9]),  # bits: every larger row through the hash set / the table when it fits
 )
 def test_compiled_pass_equals_the_numpy_path(
-    gi: int, noc: float, w: float, x: float, msbs: int, mode: str, seed: int, first: int, nb: int, few: int, dense: int
+    gi: int,
+    noc: float,
+    w: float,
+    x: float,
+    msbs: int,
+    mode: str,
+    seed: int,
+    first: int,
+    nb: int,
+    few: int,
+    dense: int,
+    bits: int,
 ) -> None:
     g = GEOMETRIES[gi]
     plan = _plan(noc, w, x, msbs, mode)
@@ -76,11 +88,12 @@ def test_compiled_pass_equals_the_numpy_path(
         return
     blocks = range(first, first + nb)
     want = sampling._stacked_numpy(plan, ev, seed, blocks, None)
-    got = sampling._stacked_compiled(plan, ev, seed, blocks, None, few=few, dense=dense)
+    paths = {"few": few, "dense": dense, "bits": bits}
+    got = sampling._stacked_compiled(plan, ev, seed, blocks, None, **paths)
     if got is None:  # out of spare uniforms for the redraws: only at rates near 1
         assert max(noc, w, x) >= 0.3
         spare = sample_pass.many_spare_uniforms
-        got = sampling._stacked_compiled(plan, ev, seed, blocks, None, few=few, dense=dense, spare=spare)
+        got = sampling._stacked_compiled(plan, ev, seed, blocks, None, spare=spare, **paths)
         assert got is not None
     _same(got, want)
 
@@ -107,9 +120,10 @@ def test_every_path_of_the_pass_is_reached() -> None:
     want = sampling._stacked_numpy(plan, ev, 0, range(2, 4), None)
     for few in (0, sample_pass.FEW_FLIPS, 10**6):
         for dense in (0, sample_pass.DENSE_WORDS_PER_FLIP, 10**9):
-            got = sampling._stacked_compiled(plan, ev, 0, range(2, 4), gen, few=few, dense=dense)
-            assert got is not None
-            _same(got, want)
+            for bits in (0, 10**9):
+                got = sampling._stacked_compiled(plan, ev, 0, range(2, 4), gen, few=few, dense=dense, bits=bits)
+                assert got is not None
+                _same(got, want)
 
 
 def test_a_block_out_of_spare_uniforms_is_sampled_by_numpy(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -59,9 +59,11 @@ class LayerArgs:
         Event rows, streams and tile copies (groups of rows with one word-key base).
     first_input_group
         The first tile copy of the input tensor (``groups`` if none).
-    bitmap_at, scratch_words
-        The zeroed uint64 table: from 0 a byte per word of the widest tile (eight per entry), from
-        ``bitmap_at`` a bit per entry; ``scratch_words`` in all.
+    bitmap_at, bitset_slots, scratch_words
+        The zeroed uint64 table: from 0 a bit per slot of rows of at most ``bitset_slots`` slots
+        (wider rows, e.g. read-mode SRAM rows of heavily reused words, use a hash set), or a byte per
+        word of the widest tile (eight per entry), from ``bitmap_at`` a bit per entry of the latter;
+        ``scratch_words`` in all.
     """
 
     table: np.ndarray
@@ -71,6 +73,7 @@ class LayerArgs:
     groups: int
     first_input_group: int
     bitmap_at: int
+    bitset_slots: int
     scratch_words: int
 
 
@@ -109,6 +112,7 @@ def layer_args(
     ).astype(np.int64)
     widest_tile = int(max(words)) if rows else 0
     bitmap_at = widest_tile // 8 + 2
+    bitset_slots = min(int(slots.max()) if rows else 0, 64 * _BITSET_WORDS)
     reciprocals = np.concatenate([1.0 / tile_slots, 1.0 / free_bits]).astype(np.float64)
     return LayerArgs(
         table,
@@ -118,7 +122,8 @@ def layer_args(
         len(group_start),
         first_input,
         bitmap_at,
-        bitmap_at + widest_tile // 512 + 2,
+        bitset_slots,
+        max(bitmap_at + widest_tile // 512, bitset_slots // 64) + 2,
     )
 
 
@@ -133,12 +138,14 @@ def many_spare_uniforms(flips: int) -> int:
     return 4 * flips + 1024
 
 
-#: Rows with at most this many flips look for repeats by comparing each flip with the earlier ones;
-#: larger rows mark their slots in the zeroed table.
+#: Rows with at most this many flips look for repeats by comparing each flip with the earlier ones
+#: (no branches); larger rows through a hash set of their slots.
 FEW_FLIPS = 8
 #: A tile copy's flips become words through the zeroed table when the tile has at most this many
 #: words per flip (the table's bitmap scan then costs at most 8 steps per flip), else by sorting.
 DENSE_WORDS_PER_FLIP = 4096
+#: Size cap of the zeroed table's bit per slot (uint64 words: 512 KiB), zeroed on every call.
+_BITSET_WORDS = 1 << 16
 
 
 def run(
@@ -150,6 +157,7 @@ def run(
     *,
     few: int = FEW_FLIPS,
     dense: int = DENSE_WORDS_PER_FLIP,
+    bits: int | None = None,
 ) -> PassResult | None:
     """The corrupted words of ``calls`` consecutive calls, sampled in ``len(block_uniforms)`` blocks.
 
@@ -165,8 +173,9 @@ def run(
         int64 ``(blocks, 2)``: the first and the end index of every block's uniforms.
     calls
         Calls over all blocks.
-    few, dense
-        :data:`FEW_FLIPS` and :data:`DENSE_WORDS_PER_FLIP` (the tests move them to reach every path).
+    few, dense, bits
+        :data:`FEW_FLIPS`, :data:`DENSE_WORDS_PER_FLIP` and the widest row marked in the zeroed table
+        (default ``args.bitset_slots``): the tests move them to reach every path.
 
     Returns
     -------
@@ -175,7 +184,7 @@ def run(
     """
     lib = compiled()
     assert lib is not None
-    call, outputs = arguments(args, counts, uniforms, block_uniforms, calls, few=few, dense=dense)
+    call, outputs = arguments(args, counts, uniforms, block_uniforms, calls, few=few, dense=dense, bits=bits)
     lib(*call)
     out, out8, flipped, bounds, status = outputs
     if status[1]:
@@ -201,6 +210,7 @@ def arguments(
     *,
     few: int = FEW_FLIPS,
     dense: int = DENSE_WORDS_PER_FLIP,
+    bits: int | None = None,
 ) -> tuple[list[Any], tuple[np.ndarray, ...]]:
     """The compiled pass's arguments for :func:`run`, and its outputs (words, masks, flips per
     stream, bounds, status). Every array has at least two elements: the FFI rejects the strides of
@@ -223,6 +233,7 @@ def arguments(
         args.first_input_group,
         n,
         args.bitmap_at,
+        args.bitset_slots if bits is None else min(bits, args.bitset_slots),
         few,
         dense,
         _two(counts),
@@ -267,7 +278,7 @@ def _build() -> Any:
     # loop that does not start at 0 computed wrong values (so every loop here starts at 0), and
     # ``0 - x`` on uint64 folded to 0 (so ``~x + 1``).
     # scalar state in a local int64 array (TIR values are immutable)
-    ACC, NA, NN, PTR, MK, M, K, X, J, I, SRC, DST, WD, CUR, MSK, NOUT, F0, HB, H = range(19)
+    ACC, NA, NN, PTR, MK, M, K, X, J, I, SRC, DST, WD, CUR, MSK, NOUT, F0, H = range(18)
     one, zero64 = T.int64(1), T.int64(0)
     u0, u1, u63 = T.uint64(0), T.uint64(1), T.uint64(63)
     HASH = T.uint64(0x5851F42D4C957F2D)  # odd: multiplicative hashing
@@ -286,11 +297,11 @@ def _build() -> Any:
 
     @T.prim_func(s_tir=True)
     def block_pass(nblk: T.int64, E: T.int64, S: T.int64, G: T.int64, B: T.int64, gsplit: T.int64, n: T.int64,
-                   zb: T.int64, few: T.int64, dense: T.int64, counts_h: T.handle, u_h: T.handle, blk_h: T.handle,
-                   st_h: T.handle, rcp_h: T.handle, fstart_h: T.handle, pos_h: T.handle, act_h: T.handle,
-                   sbuf_h: T.handle, hset_h: T.handle, zero_h: T.handle, ocall_h: T.handle, ores_h: T.handle,
-                   oword_h: T.handle, oisx_h: T.handle, omask_h: T.handle, fl_h: T.handle, bnd_h: T.handle,
-                   stat_h: T.handle):  # fmt: skip
+                   zb: T.int64, bits: T.int64, few: T.int64, dense: T.int64, counts_h: T.handle, u_h: T.handle,
+                   blk_h: T.handle, st_h: T.handle, rcp_h: T.handle, fstart_h: T.handle, pos_h: T.handle,
+                   act_h: T.handle, sbuf_h: T.handle, hset_h: T.handle, zero_h: T.handle, ocall_h: T.handle,
+                   ores_h: T.handle, oword_h: T.handle, oisx_h: T.handle, omask_h: T.handle, fl_h: T.handle,
+                   bnd_h: T.handle, stat_h: T.handle):  # fmt: skip
         T.func_attr({"global_symbol": "block_pass", "tirx.noalias": True})
         n1, n2, n3, n4, n5, n6 = T.int64(), T.int64(), T.int64(), T.int64(), T.int64(), T.int64()
         n7, n8, n9, n10, n11, n12 = T.int64(), T.int64(), T.int64(), T.int64(), T.int64(), T.int64()
@@ -315,7 +326,7 @@ def _build() -> Any:
         fl = T.match_buffer(fl_h, (n16,), "int64", align=1)  # flips per (call, stream)
         bnd = T.match_buffer(bnd_h, (n17,), "int64", align=1)  # first word of every (call, tensor)
         stat = T.match_buffer(stat_h, (2,), "int64", align=1)  # words, out of spare uniforms
-        v = T.decl_buffer((19,), "int64", scope="local")
+        v = T.decl_buffer((18,), "int64", scope="local")
         vu = T.decl_buffer((2,), "uint64", scope="local")
         # table: slots 0, tile slots E, free bits 2E, residency 3E, key order 4E, streams 5E, groups 5E+S+1
         GS = 5 * E + S + 1
@@ -334,13 +345,14 @@ def _build() -> Any:
         stat[1] = zero64
         for b in range(nblk):  # 2. and 3., block by block: each block has its own uniforms
             v[F0] = fstart[b * B * E]
-            for gg in range(B * E):  # 2. slots, as numpy's min(floor(u · slots), slots - 1)
-                for j_ in range(fstart[b * B * E + gg + 1] - fstart[b * B * E + gg]):
-                    j = fstart[b * B * E + gg] + j_
-                    pos[j] = T.min(
-                        T.Cast("int64", u[blk[2 * b] + j - v[F0]] * T.Cast("float64", st[T.floormod(gg, E)])),
-                        st[T.floormod(gg, E)] - one,
-                    )
+            uoff = blk[2 * b] - v[F0]  # uniform of flip j: uoff + j
+            for c in range(B):  # 2. slots, as numpy's min(floor(u · slots), slots - 1)
+                for r in range(E):
+                    g = (b * B + c) * E + r
+                    ns = st[r]
+                    nsf = T.Cast("float64", st[r])
+                    for j_ in range(fstart[g + 1] - fstart[g]):
+                        pos[fstart[g] + j_] = T.min(T.Cast("int64", u[uoff + fstart[g] + j_] * nsf), ns - one)
             # 3. repeats: passes over the rows with several flips, then over the rows a pass changed
             v[PTR] = blk[2 * b] + fstart[(b + 1) * B * E] - v[F0]
             v[NA] = zero64
@@ -355,24 +367,29 @@ def _build() -> Any:
                     j0 = fstart[g]
                     nf = fstart[g + 1] - j0
                     ns = st[T.floormod(g, E)]
-                    if nf <= few:  # few flips: each against the earlier ones
+                    if nf <= few:  # few flips: each against the earlier ones (no branches)
                         for j_ in range(nf):
-                            sbuf[j_] = zero64
+                            v[X] = zero64
                             for i_ in range(j_):
-                                if pos[j0 + i_] == pos[j0 + j_]:
-                                    sbuf[j_] = one
-                    else:  # a hash set of the row's slots (open addressing, 2-4 entries per flip)
-                        v[HB] = one
-                        for k in range(62):
-                            if T.shift_left(one, T.Cast("int64", k)) < 2 * nf:
-                                v[HB] = T.Cast("int64", k) + one  # 2^HB >= 2 nf
-                        for k in range(T.shift_left(one, v[HB])):
+                                v[X] = v[X] + T.Cast("int64", pos[j0 + i_] == pos[j0 + j_])
+                            sbuf[j_] = v[X]
+                    elif ns <= bits:  # a bit per slot of the row in the zeroed table, cleared after
+                        for j_ in range(nf):
+                            w = T.shift_right(pos[j0 + j_], T.int64(6))
+                            bit = T.shift_left(u1, T.Cast("uint64", T.bitwise_and(pos[j0 + j_], T.int64(63))))
+                            sbuf[j_] = T.Cast("int64", T.bitwise_and(zero[w], bit) != u0)
+                            zero[w] = T.bitwise_or(zero[w], bit)
+                        for j_ in range(nf):
+                            zero[T.shift_right(pos[j0 + j_], T.int64(6))] = u0
+                    else:  # rows too wide for the table: a hash set of their slots (open addressing)
+                        hb = T.int64(64) - T.Cast("int64", T.clz(T.Cast("uint64", 2 * nf - one)))  # 2^hb >= 2 nf
+                        for k in range(T.shift_left(one, hb)):
                             hset[k] = u0
                         for j_ in range(nf):
                             key = T.Cast("uint64", pos[j0 + j_]) + u1
-                            v[H] = T.Cast("int64", T.shift_right(key * HASH, T.Cast("uint64", 64 - v[HB])))
+                            v[H] = T.Cast("int64", T.shift_right(key * HASH, T.Cast("uint64", T.int64(64) - hb)))
                             while hset[v[H]] != u0 and hset[v[H]] != key:
-                                v[H] = T.bitwise_and(v[H] + one, T.shift_left(one, v[HB]) - one)
+                                v[H] = T.bitwise_and(v[H] + one, T.shift_left(one, hb) - one)
                             if hset[v[H]] == key:
                                 sbuf[j_] = one
                             else:
@@ -396,20 +413,24 @@ def _build() -> Any:
             # each slot to word · 8 + bit in its tile: (slot mod tile slots) divmod free bits, by
             # reciprocals (64-bit divisions cost more than the rest); the quotients are off by at
             # most one (slots < 2^52) and corrected
-            for gg in range(B * E):
-                ts = st[E + T.floormod(gg, E)]
-                fb = st[2 * E + T.floormod(gg, E)]
-                for j_ in range(fstart[b * B * E + gg + 1] - fstart[b * B * E + gg]):
-                    j = fstart[b * B * E + gg] + j_
-                    w1 = pos[j] - T.Cast("int64", T.Cast("float64", pos[j]) * rcp[T.floormod(gg, E)]) * ts
-                    within = w1 + T.Select(w1 < zero64, ts, zero64) - T.Select(w1 >= ts, ts, zero64)
-                    q2 = T.Cast("int64", T.Cast("float64", within) * rcp[E + T.floormod(gg, E)])
-                    word = (
-                        q2
-                        - T.Select(within - q2 * fb < zero64, one, zero64)
-                        + T.Select(within - q2 * fb >= fb, one, zero64)
-                    )
-                    pos[j] = word * T.int64(8) + within - word * fb
+            for c in range(B):
+                for r in range(E):
+                    g = (b * B + c) * E + r
+                    ts = st[E + r]
+                    fb = st[2 * E + r]
+                    rts = rcp[r]
+                    rfb = rcp[E + r]
+                    for j_ in range(fstart[g + 1] - fstart[g]):
+                        p = pos[fstart[g] + j_]
+                        w1 = p - T.Cast("int64", T.Cast("float64", p) * rts) * ts
+                        within = w1 + T.Select(w1 < zero64, ts, zero64) - T.Select(w1 >= ts, ts, zero64)
+                        q2 = T.Cast("int64", T.Cast("float64", within) * rfb)
+                        word = (
+                            q2
+                            - T.Select(within - q2 * fb < zero64, one, zero64)
+                            + T.Select(within - q2 * fb >= fb, one, zero64)
+                        )
+                        pos[fstart[g] + j_] = word * T.int64(8) + within - word * fb
         # 4. words: call by call, tile copy by tile copy in key order (weight copies first)
         v[NOUT] = zero64
         bnd[0] = zero64

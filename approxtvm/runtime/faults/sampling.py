@@ -414,12 +414,12 @@ def _stacked_compiled(
     generator: np.random.Generator | None,
     *,
     spare: Callable[[int], int] | None = None,
-    few: int = sample_pass.FEW_FLIPS,
-    dense: int = sample_pass.DENSE_WORDS_PER_FLIP,
+    **paths: int,
 ) -> SampleBlock | None:
     """numpy's draws, then the compiled pass for all of the bookkeeping (``None``: a block ran out of
-    spare uniforms for its redraws; the numpy path then draws it again). ``spare``, ``few`` and
-    ``dense``: see :mod:`.sample_pass` (the tests move them to reach every path)."""
+    spare uniforms for its redraws; the numpy path then draws it again). ``spare`` and ``paths``
+    (:func:`.sample_pass.run`'s ``few``, ``dense``, ``bits``): the tests move them to reach every
+    path."""
     slots_b, ber_b = ev.block_rows
     counts, uniforms, ubounds = [], [], np.empty((len(blocks), 2), np.int64)
     first = 0
@@ -440,8 +440,7 @@ def _stacked_compiled(
         uniforms[0] if one else np.concatenate(uniforms),
         ubounds,
         ev.block_calls * len(blocks),
-        few=few,
-        dense=dense,
+        **paths,
     )
     if res is None:
         return None
