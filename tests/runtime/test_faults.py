@@ -15,6 +15,7 @@ from approxtvm.runtime import faults
 from approxtvm.runtime.counting import simulate_counts
 from approxtvm.runtime.emulator import emulate
 from approxtvm.runtime.executor import LayerProgram, accumulate
+from approxtvm.runtime.faults.sample_reference import sample_block_reference
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.targets.vacc.config import ApproxConfig, ApproxPolicy
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
@@ -393,7 +394,7 @@ def test_blocks_sampled_together_equal_blocks_sampled_alone() -> None:
     for plan in plans:
         ev = faults.sampling.event_table(plan, g)
         together = faults.sampling.sample_blocks(plan, g, seed=5, blocks=range(3, 9), events=ev)
-        alone = [s for b in range(3, 9) for s in faults.sampling.sample_block_reference(plan, ev, 5, b)]
+        alone = [s for b in range(3, 9) for s in sample_block_reference(plan, ev, 5, b)]
         assert len(together) == len(alone) == 6 * ev.block_calls
         for a, b in zip(alone, together, strict=True):
             assert np.array_equal(a.flipped, b.flipped)

@@ -65,9 +65,10 @@ operands is corrupted on the package links (``nop_swing_v``, ``nop_protected_msb
 :mod:`.package_faults`, applied after the on-chip faults of the same call.
 
 **Modules.** :mod:`.physics` (bit error rates), :mod:`.plan` (options and per-layer plans),
-:mod:`.geometry` (tile residencies), :mod:`.sampling` (with :mod:`.repeats`, :mod:`.flip_words`),
-:mod:`.delta_numpy` and :mod:`.delta_tvm` (the sparse deltas), :mod:`.corrupted_weights` (weight
-faults inside the exact kernel), :mod:`.package_faults` (package copies), :mod:`.session` (per
+:mod:`.geometry` (tile residencies), :mod:`.sampling` (its compiled bookkeeping :mod:`.sample_pass`,
+its numpy fallback's :mod:`.repeats`, its definition :mod:`.sample_reference`), :mod:`.delta_numpy`
+and :mod:`.delta_tvm` (the sparse deltas), :mod:`.corrupted_weights` (weight faults inside the
+exact kernel), :mod:`.package_faults` (package copies), :mod:`.session` (per
 model and per run). The energy side of the same knobs is :mod:`approxtvm.runtime.energy`.
 """
 

@@ -12,6 +12,7 @@ tensor, tile, destination) and do not depend on threads, processes or what ran b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from approxtvm.errors import PolicyError
-from approxtvm.runtime.faults import flip_words
+from approxtvm.runtime.faults import sample_pass
 from approxtvm.runtime.faults.geometry import TileGeometry
 from approxtvm.runtime.faults.physics import WORD_BITS
 from approxtvm.runtime.faults.plan import TENSORS, FaultPlan
@@ -31,14 +32,15 @@ __all__ = [
     "FaultSample",
     "SampleBlock",
     "StackedSamples",
+    "block_generator",
     "check_seed",
     "event_table",
     "fault_counters",
     "sample_block",
-    "sample_block_reference",
     "sample_blocks",
     "sample_blocks_stacked",
     "sample_faults",
+    "uniform_slots",
 ]
 
 _SOURCES = ("noc", "sram_write", "sram_read")
@@ -46,10 +48,6 @@ _MAX_SEED = 2**64
 _MAX_BLOCK_CALLS = 64  # layer calls sampled by one generator ...
 _BLOCK_ROWS = 1 << 13  # ... as long as their event rows stay below this
 _BLOCK_FLIPS = 256.0  # ... and their expected flips too
-#: Flips from which the compiled passes turn them into words (:mod:`.flip_words`): below, their
-#: per-call costs (argument conversion) exceed numpy's; measured ResNet-18 at 965 000 flips per
-#: image 43 → 33 ms, at 3 000 flips per layer call slower than numpy.
-_COMPILED_FLIPS = 1 << 14
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,6 +107,13 @@ class EventTable:
     def block_rows(self) -> tuple[np.ndarray, np.ndarray]:
         """Exposed slots and BER of every row of a block (the rows of each call, calls in order)."""
         return np.tile(self.slots, self.block_calls), np.tile(self.ber, self.block_calls)
+
+    @cached_property
+    def pass_args(self) -> sample_pass.LayerArgs:
+        """The table as the compiled bookkeeping pass reads it (:mod:`.sample_pass`)."""
+        return sample_pass.layer_args(
+            self.slots, self.tile_slots, self.free_bits, self.key_base, self.stream_start, self.tensor_base, self.words
+        )
 
 
 def event_table(plan: FaultPlan, geom: TileGeometry) -> EventTable:
@@ -365,9 +370,10 @@ def sample_blocks(
     generator: np.random.Generator | None = None,
 ) -> list[FaultSample]:
     """:func:`sample_block` of consecutive ``blocks``, their samples in call order: each block's
-    generator draws as in :func:`sample_block_reference` (repeated positions inside a row redrawn
-    right after the block's draws), the flips of all blocks are then turned into corrupted words in
-    one vectorised pass."""
+    generator draws as in :func:`~.sample_reference.sample_block_reference` (repeated positions
+    inside a row redrawn right after the block's draws); the flips of all blocks are then turned
+    into corrupted words in one pass (compiled, :mod:`.sample_pass`, where TVM builds; numpy's
+    passes elsewhere: the same words)."""
     block = sample_blocks_stacked(plan, geom, seed=seed, blocks=blocks, events=events, generator=generator)
     return [block.sample(c) for c in range(len(block))]
 
@@ -391,17 +397,73 @@ def sample_blocks_stacked(
         return SampleBlock(
             none, none.astype(bool), CorruptedWords.empty(), [0] * (2 * calls + 1), (), none.reshape(calls, 0)
         )
+    if sample_pass.compiled() is not None:
+        block = _stacked_compiled(plan, ev, seed, blocks, generator)
+        if block is None:  # far more redraws than usual (rates near 1): draw again with more spares
+            block = _stacked_compiled(plan, ev, seed, blocks, generator, spare=sample_pass.many_spare_uniforms)
+        if block is not None:
+            return block
+    return _stacked_numpy(plan, ev, seed, blocks, generator)
+
+
+def _stacked_compiled(
+    plan: FaultPlan,
+    ev: EventTable,
+    seed: int,
+    blocks: range,
+    generator: np.random.Generator | None,
+    *,
+    spare: Callable[[int], int] | None = None,
+    **paths: int,
+) -> SampleBlock | None:
+    """numpy's draws, then the compiled pass for all of the bookkeeping (``None``: a block ran out of
+    spare uniforms for its redraws; the numpy path then draws it again). ``spare`` and ``paths``
+    (:func:`.sample_pass.run`'s ``few``, ``dense``, ``bits``): the tests move them to reach every
+    path."""
+    slots_b, ber_b = ev.block_rows
+    counts, uniforms, ubounds = [], [], np.empty((len(blocks), 2), np.int64)
+    first = 0
+    for bi, block in enumerate(blocks):
+        rng = block_generator(seed, plan.layer_index, block, generator)
+        c = rng.binomial(slots_b, ber_b)
+        n = int(c.sum())
+        # the flips' uniforms, then spares for the redraws: the stream uniform_slots would draw
+        u = rng.random(n + (spare or sample_pass.spare_uniforms)(n))
+        counts.append(c)
+        uniforms.append(u)
+        ubounds[bi] = first, first + len(u)
+        first += len(u)
+    one = len(blocks) == 1
+    res = sample_pass.run(
+        ev.pass_args,
+        counts[0] if one else np.concatenate(counts),
+        uniforms[0] if one else np.concatenate(uniforms),
+        ubounds,
+        ev.block_calls * len(blocks),
+        **paths,
+    )
+    if res is None:
+        return None
+    words = CorruptedWords(res.residency, res.word, res.mask)
+    return SampleBlock(res.call, res.is_input, words, res.bounds, ev.streams, res.flipped)
+
+
+def _stacked_numpy(
+    plan: FaultPlan, ev: EventTable, seed: int, blocks: range, generator: np.random.Generator | None
+) -> SampleBlock:
+    """:func:`sample_blocks_stacked` by numpy alone (where the compiled pass does not build)."""
+    B, E = ev.block_calls, len(ev.slots)
     slots_b, ber_b = ev.block_rows
     owners, positions, flipped = [], [], []
     for bi, block in enumerate(blocks):
-        rng = _block_generator(seed, plan.layer_index, block, generator)
+        rng = block_generator(seed, plan.layer_index, block, generator)
         counts = rng.binomial(slots_b, ber_b)
         flipped.append(np.add.reduceat(counts.reshape(B, E), ev.stream_start, axis=1))
         hit = np.flatnonzero(counts)
         reps = counts[hit]
         owner = np.repeat(hit, reps)  # row within the block: call · E + event
         nslots = ev.slots[owner % E]
-        pos = _positions(rng, nslots)
+        pos = uniform_slots(rng, nslots)
         if len(reps) and reps.max() > 1:  # without replacement inside each row: redraw repeats, as
             # sample_block_reference does, while this block's generator is where it left off
             _redraw_repeats(rng, pos, nslots, reps)
@@ -422,15 +484,7 @@ def _corrupted_words(
     ev: EventTable, owner: np.ndarray, pos: np.ndarray, flipped: np.ndarray, calls: int
 ) -> SampleBlock:
     """The samples of ``calls`` calls from their flips (global rows ``owner``, slots ``pos``):
-    flips of one word merged (XOR), then split per call and tensor (views of shared arrays).
-    Compiled passes (:mod:`.flip_words`) where TVM builds, the same words by numpy elsewhere."""
-    if len(owner) >= _COMPILED_FLIPS and flip_words.compiled() is not None:
-        rows = len(ev.slots)
-        values = flip_words.flip_values(owner, pos, rows, ev.key_span, ev.key_base, ev.tile_slots, ev.free_bits)
-        values.sort(kind="stable")  # ascending runs (rows, streams): timsort's best case
-        call, is_x, res, word, mask = flip_words.merge_words(values, ev.key_span, ev.tensor_base, ev.words)
-        bounds = np.searchsorted(call * 2 + is_x, np.arange(2 * calls + 1)).tolist()
-        return SampleBlock(call, is_x, CorruptedWords(res, word, mask), bounds, ev.streams, flipped)
+    flips of one word merged (XOR), then split per call and tensor (views of shared arrays)."""
     key, bit = _flip_keys(ev, owner, pos)
     # equal values are equal flips: a value sort suffices; stable (timsort) runs through the
     # streams' already ascending runs of words (measured ~4× faster than quicksort on them)
@@ -456,64 +510,7 @@ def _corrupted_words(
     return SampleBlock(call, is_x, CorruptedWords(res, word, mask), bounds, ev.streams, flipped)
 
 
-def sample_block_reference(
-    plan: FaultPlan, ev: EventTable, seed: int, block: int, generator: np.random.Generator | None = None
-) -> list[FaultSample]:
-    """One block drawn on its own, step by step in plain Python: the definition of the sampling
-    that :func:`sample_blocks` vectorises over blocks (the tests compare them; nothing here is
-    shared with the vectorised bookkeeping but the generator's draws).
-
-    Draws, in order: the flip count of every (call, event row) of the block; one uniform slot per
-    flip, rows in order; then, while a row holds a slot twice, a fresh slot for every later copy
-    (in flip order), all such copies of the round drawn in flip order. A slot of a row is
-    ``(hop or read) · words · free bits + word · free bits + bit``; flips of one word are merged
-    (XOR: a bit flipped twice is intact)."""
-    B, E = ev.block_calls, len(ev.slots)
-    rng = _block_generator(seed, plan.layer_index, block, generator)
-    counts = rng.binomial(*ev.block_rows)
-    flipped = np.add.reduceat(counts.reshape(B, E), ev.stream_start, axis=1)
-    owner = [g for g, c in enumerate(counts.tolist()) for _ in range(c)]  # global row: call · E + event
-    nslots = np.array([int(ev.slots[g % E]) for g in owner], np.int64)
-    pos = _positions(rng, nslots).tolist()
-    several = {g for g, c in enumerate(counts.tolist()) if c > 1}
-    while True:
-        seen: set[tuple[int, int]] = set()
-        again = []
-        for i, g in enumerate(owner):
-            if g in several:
-                if (g, pos[i]) in seen:
-                    again.append(i)
-                seen.add((g, pos[i]))
-        if not again:
-            break
-        for i, p in zip(again, _positions(rng, nslots[again]).tolist(), strict=True):
-            pos[i] = p
-    masks: dict[tuple[int, int, int, int], int] = {}  # (call, tensor, residency, word) -> XOR mask
-    for g, p in zip(owner, pos, strict=True):
-        call, r = divmod(g, E)
-        base = int(ev.key_base[r])
-        t = 0 if base < ev.tensor_base[1] else 1
-        residency = (base - ev.tensor_base[t]) // ev.words[t]
-        word, bit = divmod(p % int(ev.tile_slots[r]), int(ev.free_bits[r]))
-        key = (call, t, residency, word)
-        masks[key] = masks.get(key, 0) ^ (1 << bit)
-    out = []
-    for c in range(B):
-        per_tensor = []
-        for t in (0, 1):
-            keys = sorted(k for k, m in masks.items() if k[0] == c and k[1] == t and m)
-            per_tensor.append(
-                CorruptedWords(
-                    np.array([k[2] for k in keys], np.int64),
-                    np.array([k[3] for k in keys], np.int64),
-                    np.array([masks[k] for k in keys], np.uint8),
-                )
-            )
-        out.append(FaultSample(per_tensor[0], per_tensor[1], ev.streams, flipped[c]))
-    return out
-
-
-def _block_generator(
+def block_generator(
     seed: int, layer_index: int, block: int, generator: np.random.Generator | None
 ) -> np.random.Generator:
     """``Generator(Philox(key=seed | layer_index << 64, counter=block << 128))``, reusing ``generator``."""
@@ -547,12 +544,12 @@ def _redraw_repeats(rng: np.random.Generator, pos: np.ndarray, nslots: np.ndarra
         idx = repeat_flags(pos, begin, end, span)  # compiled where TVM builds, else numpy (the same marks)
         if not len(idx):
             return
-        pos[idx] = _positions(rng, nslots[idx])
+        pos[idx] = uniform_slots(rng, nslots[idx])
         rows = np.unique(np.searchsorted(begin, idx, "right") - 1)  # the rows that changed
         begin, end = begin[rows], end[rows]
 
 
-def _positions(rng: np.random.Generator, nslots: np.ndarray) -> np.ndarray:
+def uniform_slots(rng: np.random.Generator, nslots: np.ndarray) -> np.ndarray:
     """Uniform slot indices in ``[0, nslots)`` (53-bit uniforms; bias below 2^-40 for our sizes)."""
     if not len(nslots):
         return np.zeros(0, np.int64)
