@@ -6,8 +6,10 @@ both arrays with a large stride (a gather and a scatter per product, measured �
 The u8 × s8 GEMM of :class:`~approxtvm.runtime.exact_layer.ExactLayer` keeps its weights as
 ``(R, S, C, K)`` rows of int8 codes ``w − 128`` and produces ``(N·P·Q, K)`` rows before transposing.
 In those layouts the channels of one tap are contiguous in both arrays, so this kernel's inner loop
-is a contiguous multiply-add the compiler vectorises for the host's instructions (``mcpu`` from
-LLVM's host detection, never assumed).
+is a contiguous multiply-add, vectorised for the host's instructions (``mcpu`` from LLVM's host
+detection, never assumed). Measured on ResNet-18 (one image, kernel alone, warm): 41 → 37 ms for
+the heavy genome's 690 K corrupted input words (the (N, K, P, Q) kernel took ≈ 67 ms in a run);
+what remains is ≈ 16 ns per word of decoding and input reads and ≈ 4 ns per tap.
 
 Only for exact unsigned multipliers (``M(a, b) = a·b``, :attr:`.delta_tvm.KernelArgs.plain_product`)
 on ungrouped layers: each corrupted input ``x → x'`` adds ``(x' − x) · w'`` to every output its
@@ -110,10 +112,13 @@ def _build() -> Any:
         for e in range(ne):
             i = res[e] % instances
             jf = res[e] // instances
-            ww = word[e] % tile_w
-            hh = (word[e] // tile_w) % tile_h
-            cc = (word[e] // (tile_w * tile_h)) % tile_c
-            nn = word[e] // (tile_w * tile_h * tile_c * tile_g)
+            # chained quotients: four divisions per word instead of six (one group: tile_g = 1)
+            q1 = word[e] // tile_w
+            q2 = q1 // tile_h
+            nn = q2 // tile_c
+            ww = word[e] - q1 * tile_w
+            hh = q1 - q2 * tile_h
+            cc = q2 - nn * tile_c
             f0 = fills[jf]
             n = ss[f0 * 8 + 0] + io[i * 8 + 0] + nn
             c = ss[f0 * 8 + 2] + io[i * 8 + 2] + cc
@@ -137,12 +142,18 @@ def _build() -> Any:
                 orow = ((n * layer_p + p0 + tap[2 * taps + tt]) * layer_q + q0 + tap[3 * taps + tt]) * layer_k
                 for st in range(ends[jf] - f0):
                     k0 = ss[(f0 + st) * 8 + 1] + io[i * 8 + 1]
-                    # explicit 8-lane chunks: a loop the compiler vectorises on its own runs a tile
-                    # of 8–16 channels in its scalar remainder
-                    for kb in range(tile_k // 8):
-                        for k in T.vectorized(8):  # indices inline: a let-bound lane index is not vectorised
-                            out[orow + k0 + kb * 8 + k] = out[orow + k0 + kb * 8 + k] + d * (
-                                T.Cast("int32", w[wrow + k0 + kb * 8 + k]) + 128
+                    # explicit 16- and 8-lane chunks: a loop the compiler vectorises on its own runs
+                    # a tile of 8–16 channels in its scalar remainder (16 lanes: 10 % faster than 8
+                    # on the heavy genome's 690 K words)
+                    for kb in range(tile_k // 16):
+                        for k in T.vectorized(16):  # indices inline: a let-bound lane index is not vectorised
+                            out[orow + k0 + kb * 16 + k] = out[orow + k0 + kb * 16 + k] + d * (
+                                T.Cast("int32", w[wrow + k0 + kb * 16 + k]) + 128
+                            )
+                    for _kb in range(tile_k % 16 // 8):  # one 8-channel chunk, if any
+                        for k in T.vectorized(8):
+                            out[orow + k0 + tile_k // 16 * 16 + k] = out[orow + k0 + tile_k // 16 * 16 + k] + d * (
+                                T.Cast("int32", w[wrow + k0 + tile_k // 16 * 16 + k]) + 128
                             )
                     for k in range(tile_k % 8):
                         ko = k0 + tile_k // 8 * 8 + k
