@@ -54,14 +54,6 @@ def session_threads(macs: int) -> int:
     return 1 if macs < SINGLE_THREAD_MACS else os.cpu_count() or 1
 
 
-#: MACs per call from which the per-call-weights session of fault injection (:meth:`ExactLayer.with_weights`)
-#: uses every core. Unlike the fault-free layers it runs between compiled kernels on the calling
-#: thread, which leave the other core idle: measured idle on 2 cores, ResNet-18's 3×3 layers at
-#: batch 1 (58–116 M MACs) 10.2 → 7.2 ms wall for the network's GEMMs, the same process CPU; 6.4 M
-#: MACs gained nothing.
-PARALLEL_WEIGHTS_MACS = 1 << 25
-
-
 def _session(model: onnx.ModelProto, threads: int) -> object:
     # one pool per layer session: spinning idle pools would steal the cores from the active one
     return runtime_session(model, threads)
@@ -349,9 +341,9 @@ class _GemmForm:
             c, rs = np.divmod(rest, s.r * s.s)
             col = (rs * s.c + c) * s.k + k  # row (r, s, c), column k
         if self._wsess is None:
-            macs = s.macs * self.n // max(1, s.n)
-            threads = (os.cpu_count() or 1) if macs >= PARALLEL_WEIGHTS_MACS else self._threads
-            self._wsess = _session(self._model(weights_input=True), max(threads, self._threads))
+            # the layer's own thread count: two threads for 58–116 M MACs (ResNet-18 at batch 1)
+            # gained no wall time in a run and cost 6 CPU-ms per image with the other core busy
+            self._wsess = _session(self._model(weights_input=True), self._threads)
             self._wkeep = self._w2.copy()
         # XOR into a kept copy and back after the run (a fresh copy of every layer's weights per
         # call costs more than the faults: ResNet-18's 11.7 MB page-fault anew)
