@@ -15,7 +15,8 @@ images, ``digits:test`` gives the 360 held-out ones with stages 104 → 360). Mo
 ``BENCH_SURVIVAL_MODELS`` (default ``digits_resnet``). NSGA-II: ``BENCH_SURVIVAL_POP`` ×
 ``BENCH_SURVIVAL_GENS`` (default 24 × 12, ``experiments --full``: ≈ 300 configurations with the
 baselines). ``BENCH_SURVIVAL_Z``: the bounds' one-sided quantile (default 2.33, the staged
-default). One in-process worker.
+default); ``BENCH_SURVIVAL_RESOLUTION_PP``: the loss resolution ε in percentage points (default 0,
+the exact front; ``--staged-resolution``). One in-process worker.
 
 Reported per model: distinct configurations, evaluations per stage size, the fractions that went
 past stage 1 (q₁) and reached the full set (q₂, front completions included), image evaluations
@@ -48,8 +49,8 @@ from typing import Any
 
 from approxtvm.explore.evaluator import EvalContext, clear_worker_cache
 from approxtvm.explore.executors import InlineExecutor
+from approxtvm.explore.experiments.pareto import experiment4_space
 from approxtvm.explore.experiments.settings import ExperimentSettings
-from approxtvm.explore.genome import DEFAULT_PROTECTED_MSBS
 from approxtvm.explore.journal import Journal
 from approxtvm.explore.nsga import NsgaSettings, run_nsga
 from approxtvm.explore.staged import StagedStudy, StagingSettings
@@ -65,7 +66,12 @@ FIXED_S = float(os.environ.get("BENCH_SURVIVAL_FIXED_S", "4.9"))
 SCALING = float(os.environ.get("BENCH_SURVIVAL_SCALING", "1.95"))
 GOAL_CONFIGS = 300
 GOAL_IMAGES = 1000
-STAGING = StagingSettings(first_samples=100, growth=4, z=float(os.environ.get("BENCH_SURVIVAL_Z", "2.33")))
+STAGING = StagingSettings(
+    first_samples=100,
+    growth=4,
+    z=float(os.environ.get("BENCH_SURVIVAL_Z", "2.33")),
+    resolution=float(os.environ.get("BENCH_SURVIVAL_RESOLUTION_PP", "0")) / 100.0,
+)
 
 
 def survival(model: str) -> dict[str, Any]:
@@ -76,14 +82,7 @@ def survival(model: str) -> dict[str, Any]:
     per_gen: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, Journal(Path(tmp) / "journal.sqlite") as journal:
         study = StagedStudy(ctx, journal, InlineExecutor(), STAGING)
-        space = study.space(
-            s.multipliers,
-            (None, *s.swings_v),
-            (0.9, *s.sram_v),
-            (0.9, *s.sram_v),
-            tuple(sorted({*DEFAULT_PROTECTED_MSBS, *s.swing_protected_msbs})),
-            s.max_distinct_multipliers,
-        )
+        space = experiment4_space(study, s)
         st = study.stats
         last = {"configurations": 0, "samples_run": 0, "by_stage": {}}
 
@@ -155,6 +154,7 @@ def main() -> int:
         "bench": "survival",
         "nsga": [POP, GENS, SEED],
         "staging": [STAGING.first_samples, STAGING.growth, STAGING.z],
+        "resolution_pp": 100 * STAGING.resolution,
         "s_per_image": S_PER_IMAGE,
         "fixed_s": FIXED_S,
         "load_avg_1min_before_after": [round(load, 2), round(os.getloadavg()[0], 2)],

@@ -132,6 +132,14 @@ def add_explore_parsers(subparsers: Any) -> None:
         metavar="FIRST",
         help="staged evaluation: screen on FIRST stratified images (default 100), grow ×4",
     )
+    p.add_argument(
+        "--staged-resolution",
+        type=float,
+        default=0.0,
+        metavar="PP",
+        help="with --staged: accuracy-loss resolution in percentage points (default 0: the exact "
+        "front); configurations a full-set one beats to within PP with no more energy are dropped early",
+    )
     _add_execution_args(p)
     p.set_defaults(func=cmd_experiments)
 
@@ -243,6 +251,13 @@ def _user_settings(args: argparse.Namespace, settings: Any) -> Any:
     from approxtvm.explore.evaluator import load_model_proto
     from approxtvm.explore.staged import StagingSettings
 
+    if args.staged_resolution and args.staged is None:
+        raise ExplorationError(
+            "--staged-resolution needs --staged",
+            expected="--staged [FIRST] --staged-resolution PP",
+            found=f"--staged-resolution {args.staged_resolution} without --staged",
+            fix="add --staged, or drop --staged-resolution",
+        )
     nsga = settings.nsga
     if args.pop_size:
         nsga = replace(nsga, pop_size=args.pop_size)
@@ -252,7 +267,9 @@ def _user_settings(args: argparse.Namespace, settings: Any) -> Any:
         settings,
         nsga=nsga,
         time_budget_s=None if args.hours is None else args.hours * 3600.0,
-        staging=None if args.staged is None else StagingSettings(first_samples=args.staged),
+        staging=None
+        if args.staged is None
+        else StagingSettings(first_samples=args.staged, resolution=args.staged_resolution / 100.0),
     )
     if args.model is None:
         if args.data or args.labels:

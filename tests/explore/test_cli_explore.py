@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+import pytest
+
 from approxtvm.explore.cli_explore import add_explore_parsers, cmd_experiments, cmd_explore
 from approxtvm.explore.genome import DEFAULT_MULTIPLIERS
 
@@ -43,3 +45,19 @@ def test_explore_arguments() -> None:
 def test_experiments_arguments() -> None:
     a = _parser().parse_args(["experiments", "--out", "r", "--local-cluster", "--workers", "2", "--no-resnet50"])
     assert a.func is cmd_experiments and a.local_cluster and a.workers == 2 and a.no_resnet50 and not a.full
+
+
+def test_staged_resolution_reaches_the_settings_and_needs_staged() -> None:
+    from approxtvm.errors import ExplorationError
+    from approxtvm.explore.cli_explore import _user_settings
+    from approxtvm.explore.experiments.settings import ExperimentSettings
+
+    a = _parser().parse_args(["experiments", "--staged", "--staged-resolution", "0.5"])
+    s = _user_settings(a, ExperimentSettings.quick())
+    assert s.staging is not None and s.staging.first_samples == 100 and s.staging.resolution == 0.005
+    b = _parser().parse_args(["experiments", "--staged-resolution", "0.5"])
+    with pytest.raises(ExplorationError, match="needs --staged"):
+        _user_settings(b, ExperimentSettings.quick())
+    c = _parser().parse_args(["experiments", "--staged", "--staged-resolution", "-1"])
+    with pytest.raises(ExplorationError, match="resolution"):
+        _user_settings(c, ExperimentSettings.quick())

@@ -178,3 +178,45 @@ def test_paired_test_rarely_claims_a_gap_that_is_not_there(gap: float) -> None:
         for _ in range(trials)
     )
     assert false / trials <= 0.02, false / trials
+
+
+def front_gap(staged: list, unstaged: list) -> float:
+    """Largest loss the staged front gives up: for each unstaged front point, the loss of the
+    best staged front point with no more energy, minus its own (inf when there is none)."""
+    gaps = []
+    for p in unstaged:
+        cover = [r.accuracy_loss for r in staged if r.energy_per_inference_pj <= p.energy_per_inference_pj + 1e-9]
+        gaps.append(min(cover) - p.accuracy_loss if cover else np.inf)
+    return max(gaps, default=0.0)
+
+
+def test_resolution_front_covers_the_unstaged_front_within_it(tmp_path: Path) -> None:
+    """With a 3 pp resolution more configurations are dropped early, and every unstaged front point
+    still has a staged front point with no more energy and at most 3 pp more loss. Two batches (as
+    two NSGA-II generations): ε-dominators are configurations already evaluated on the full set."""
+    ctx = EvalContext("digits_resnet", limit=120)
+    with Journal(tmp_path / "staged.sqlite") as j:
+        space = Study(ctx, j, InlineExecutor()).space(MULTS, (None, 0.5, 0.4), (0.9,), (0.9,), (0,))
+        rng = np.random.default_rng(11)
+        configs = [space.decode(g) for g in space.uniform_genomes()]
+        configs += [space.decode(rng.integers(0, space.upper + 1)) for _ in range(16)]
+        configs = list(dict.fromkeys(configs))
+        full_pts = Study(ctx, j, InlineExecutor()).points(configs)
+        runs = {}
+        for eps in (0.0, 0.03):
+            st = StagedStudy(ctx, j, InlineExecutor(), StagingSettings(first_samples=30, growth=2, resolution=eps))
+            st.points(configs[:6])
+            st.points(configs[6:])
+            runs[eps] = st
+    truth = pareto_front(full_pts)
+    assert _front(runs[0.0].front()) == _front(truth)
+    assert front_gap(runs[0.03].front(), truth) <= 0.03 + 1e-12
+    assert runs[0.03].stats.samples_run < runs[0.0].stats.samples_run
+    assert all(p.key in {q.key for q in full_pts} for p in runs[0.03].front())
+
+
+def test_resolution_is_validated_and_needs_staging() -> None:
+    with pytest.raises(ExplorationError, match="resolution"):
+        StagingSettings(resolution=-0.01)
+    with pytest.raises(ExplorationError, match="resolution"):
+        StagingSettings(resolution=1.5)

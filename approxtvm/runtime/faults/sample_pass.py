@@ -196,8 +196,8 @@ def run(
         out[1, :m],
         out[2, :m],
         out8[1, :m],
-        bounds[: 2 * calls + 1].tolist(),
-        flipped[: calls * args.streams].reshape(calls, args.streams),
+        bounds.tolist(),
+        flipped.reshape(calls, args.streams),
     )
 
 
@@ -217,17 +217,21 @@ def arguments(
     empty numpy arrays."""
     n = int(counts.sum()) if len(counts) else 0
     blocks = len(block_uniforms)
-    out = np.empty((3, n + 2), np.int64)  # call, residency, word
+    r, streams = len(counts), args.streams
+    work = np.empty(2 * r + 10 * n + calls * streams + 2 * calls + 29, np.int64)  # block_pass's layout
+    o = 2 * r + 7 * n + 16
+    out = work[o : o + 3 * (n + 2)].reshape(3, n + 2)  # call, residency, word
+    o += 3 * (n + 2)
+    flipped = work[o : o + calls * streams]
+    o += calls * streams + 2
+    bounds = work[o : o + 2 * calls + 1]
+    status = work[o + 2 * calls + 3 : o + 2 * calls + 5]
+    status[1] = 0
     out8 = np.empty((2, n + 2), np.uint8)  # is_input, mask
-    flipped = np.empty(calls * args.streams + 2, np.int64)
-    bounds = np.empty(2 * calls + 3, np.int64)
-    status = np.zeros(2, np.int64)
-    work = np.empty(2 * len(counts) + 3 * n + 8, np.int64)  # first flips, slots, active rows, sort space
-    r2, n2 = len(counts) + 2, n + 2
     call = [
         blocks,
         args.rows,
-        args.streams,
+        streams,
         args.groups,
         calls // blocks,
         args.first_input_group,
@@ -241,17 +245,9 @@ def arguments(
         block_uniforms.reshape(-1),
         args.table,
         args.reciprocals,
-        work[:r2],
-        work[r2 : r2 + n2],
-        work[r2 + n2 : 2 * r2 + n2],
-        work[2 * r2 + n2 :],
-        np.empty(4 * n + 8, np.uint64),
+        work,
+        out8.reshape(-1),
         np.zeros(args.scratch_words, np.uint64),
-        *out,
-        *out8,
-        flipped,
-        bounds,
-        status,
     ]
     return call, (out, out8, flipped, bounds, status)
 
@@ -298,34 +294,52 @@ def _build() -> Any:
     @T.prim_func(s_tir=True)
     def block_pass(nblk: T.int64, E: T.int64, S: T.int64, G: T.int64, B: T.int64, gsplit: T.int64, n: T.int64,
                    zb: T.int64, bits: T.int64, few: T.int64, dense: T.int64, counts_h: T.handle, u_h: T.handle,
-                   blk_h: T.handle, st_h: T.handle, rcp_h: T.handle, fstart_h: T.handle, pos_h: T.handle,
-                   act_h: T.handle, sbuf_h: T.handle, hset_h: T.handle, zero_h: T.handle, ocall_h: T.handle,
-                   ores_h: T.handle, oword_h: T.handle, oisx_h: T.handle, omask_h: T.handle, fl_h: T.handle,
-                   bnd_h: T.handle, stat_h: T.handle):  # fmt: skip
+                   blk_h: T.handle, st_h: T.handle, rcp_h: T.handle, work_h: T.handle, bytes_h: T.handle,
+                   zero_h: T.handle):  # fmt: skip
         T.func_attr({"global_symbol": "block_pass", "tirx.noalias": True})
-        n1, n2, n3, n4, n5, n6 = T.int64(), T.int64(), T.int64(), T.int64(), T.int64(), T.int64()
-        n7, n8, n9, n10, n11, n12 = T.int64(), T.int64(), T.int64(), T.int64(), T.int64(), T.int64()
-        n13, n14, n15, n16, n17, n18 = T.int64(), T.int64(), T.int64(), T.int64(), T.int64(), T.int64()
+        n1, n2, n3, n4 = T.int64(), T.int64(), T.int64(), T.int64()
+        n5, n6, n7, n8 = T.int64(), T.int64(), T.int64(), T.int64()
         counts = T.match_buffer(counts_h, (n1,), "int64", align=1)  # flips per (call, row)
         u = T.match_buffer(u_h, (n2,), "float64", align=1)  # uniforms
         blk = T.match_buffer(blk_h, (n3,), "int64", align=1)  # per block: first and end uniform
         st = T.match_buffer(st_h, (n4,), "int64", align=1)  # LayerArgs.table
         rcp = T.match_buffer(rcp_h, (n5,), "float64", align=1)  # LayerArgs.reciprocals
-        fstart = T.match_buffer(fstart_h, (n6,), "int64", align=1)  # first flip of every row
-        pos = T.match_buffer(pos_h, (n7,), "int64", align=1)  # slot (then word · 8 + bit) of every flip
-        act = T.match_buffer(act_h, (n8,), "int64", align=1)  # rows of the current redraw pass
-        sbuf = T.match_buffer(sbuf_h, (n9,), "int64", align=1)  # repeat marks, then sort space (2n + 2)
-        hset = T.match_buffer(hset_h, (n18,), "uint64", align=1)  # hash set of a row's slots (4n + 8)
-        zero = T.match_buffer(zero_h, (n10,), "uint64", align=1)  # the zeroed table (left zeroed)
-        ocall = T.match_buffer(ocall_h, (n11,), "int64", align=1)
-        ores = T.match_buffer(ores_h, (n12,), "int64", align=1)
-        oword = T.match_buffer(oword_h, (n13,), "int64", align=1)
-        oisx = T.match_buffer(oisx_h, (n14,), "uint8", align=1)
-        omask = T.match_buffer(omask_h, (n15,), "uint8", align=1)
+        work = T.match_buffer(work_h, (n6,), "int64", align=1)  # scratch and outputs (see arguments)
+        byt = T.match_buffer(bytes_h, (n7,), "uint8", align=1)  # is_input, mask of every word
+        zero = T.match_buffer(zero_h, (n8,), "uint64", align=1)  # the zeroed table (left zeroed)
+        # the int64 arrays in work, placed as arguments() places them
+        fstart = T.decl_buffer(((nblk * B * E) + 2,), "int64", data=work.data, elem_offset=0)  # first flip of every row
+        pos = T.decl_buffer(
+            (n + 2,), "int64", data=work.data, elem_offset=(nblk * B * E) + 2
+        )  # slot, then word · 8 + bit
+        act = T.decl_buffer(
+            ((nblk * B * E) + 2,), "int64", data=work.data, elem_offset=(nblk * B * E) + n + 4
+        )  # rows of a redraw pass
+        sbuf = T.decl_buffer(
+            (2 * n + 2,), "int64", data=work.data, elem_offset=2 * (nblk * B * E) + n + 6
+        )  # marks, sorts
+        hset = T.decl_buffer((4 * n + 8,), "int64", data=work.data, elem_offset=2 * (nblk * B * E) + 3 * n + 8)  # slots
+        ocall = T.decl_buffer((n + 2,), "int64", data=work.data, elem_offset=2 * (nblk * B * E) + 7 * n + 16)
+        ores = T.decl_buffer((n + 2,), "int64", data=work.data, elem_offset=2 * (nblk * B * E) + 8 * n + 18)
+        oword = T.decl_buffer((n + 2,), "int64", data=work.data, elem_offset=2 * (nblk * B * E) + 9 * n + 20)
+        fl = T.decl_buffer(
+            ((nblk * B) * S + 2,), "int64", data=work.data, elem_offset=2 * (nblk * B * E) + 10 * n + 22
+        )  # per stream
+        bnd = T.decl_buffer(
+            (2 * (nblk * B) + 3,),
+            "int64",
+            data=work.data,
+            elem_offset=2 * (nblk * B * E) + 10 * n + (nblk * B) * S + 24,
+        )
+        stat = T.decl_buffer(
+            (2,),
+            "int64",
+            data=work.data,
+            elem_offset=2 * (nblk * B * E) + 10 * n + (nblk * B) * S + 2 * (nblk * B) + 27,
+        )
+        oisx = T.decl_buffer((n + 2,), "uint8", data=byt.data, elem_offset=0)
+        omask = T.decl_buffer((n + 2,), "uint8", data=byt.data, elem_offset=n + 2)
         out = (ocall, ores, oword, oisx, omask)
-        fl = T.match_buffer(fl_h, (n16,), "int64", align=1)  # flips per (call, stream)
-        bnd = T.match_buffer(bnd_h, (n17,), "int64", align=1)  # first word of every (call, tensor)
-        stat = T.match_buffer(stat_h, (2,), "int64", align=1)  # words, out of spare uniforms
         v = T.decl_buffer((18,), "int64", scope="local")
         vu = T.decl_buffer((2,), "uint64", scope="local")
         # table: slots 0, tile slots E, free bits 2E, residency 3E, key order 4E, streams 5E, groups 5E+S+1
@@ -384,11 +398,13 @@ def _build() -> Any:
                     else:  # rows too wide for the table: a hash set of their slots (open addressing)
                         hb = T.int64(64) - T.Cast("int64", T.clz(T.Cast("uint64", 2 * nf - one)))  # 2^hb >= 2 nf
                         for k in range(T.shift_left(one, hb)):
-                            hset[k] = u0
+                            hset[k] = zero64
                         for j_ in range(nf):
-                            key = T.Cast("uint64", pos[j0 + j_]) + u1
-                            v[H] = T.Cast("int64", T.shift_right(key * HASH, T.Cast("uint64", T.int64(64) - hb)))
-                            while hset[v[H]] != u0 and hset[v[H]] != key:
+                            key = pos[j0 + j_] + one  # 0: an empty entry
+                            v[H] = T.Cast(
+                                "int64", T.shift_right(T.Cast("uint64", key) * HASH, T.Cast("uint64", T.int64(64) - hb))
+                            )
+                            while hset[v[H]] != zero64 and hset[v[H]] != key:
                                 v[H] = T.bitwise_and(v[H] + one, T.shift_left(one, hb) - one)
                             if hset[v[H]] == key:
                                 sbuf[j_] = one
@@ -420,17 +436,26 @@ def _build() -> Any:
                     fb = st[2 * E + r]
                     rts = rcp[r]
                     rfb = rcp[E + r]
-                    for j_ in range(fstart[g + 1] - fstart[g]):
-                        p = pos[fstart[g] + j_]
-                        w1 = p - T.Cast("int64", T.Cast("float64", p) * rts) * ts
-                        within = w1 + T.Select(w1 < zero64, ts, zero64) - T.Select(w1 >= ts, ts, zero64)
-                        q2 = T.Cast("int64", T.Cast("float64", within) * rfb)
-                        word = (
-                            q2
-                            - T.Select(within - q2 * fb < zero64, one, zero64)
-                            + T.Select(within - q2 * fb >= fb, one, zero64)
-                        )
-                        pos[fstart[g] + j_] = word * T.int64(8) + within - word * fb
+                    if fb == T.int64(8):  # word · 8 + bit is the slot within the tile
+                        if st[r] > ts:  # several hops or reads: the slot modulo the tile's slots
+                            for j_ in range(fstart[g + 1] - fstart[g]):
+                                p = pos[fstart[g] + j_]
+                                w1 = p - T.Cast("int64", T.Cast("float64", p) * rts) * ts
+                                pos[fstart[g] + j_] = (
+                                    w1 + T.Select(w1 < zero64, ts, zero64) - T.Select(w1 >= ts, ts, zero64)
+                                )
+                    else:
+                        for j_ in range(fstart[g + 1] - fstart[g]):
+                            p = pos[fstart[g] + j_]
+                            w1 = p - T.Cast("int64", T.Cast("float64", p) * rts) * ts
+                            within = w1 + T.Select(w1 < zero64, ts, zero64) - T.Select(w1 >= ts, ts, zero64)
+                            q2 = T.Cast("int64", T.Cast("float64", within) * rfb)
+                            word = (
+                                q2
+                                - T.Select(within - q2 * fb < zero64, one, zero64)
+                                + T.Select(within - q2 * fb >= fb, one, zero64)
+                            )
+                            pos[fstart[g] + j_] = word * T.int64(8) + within - word * fb
         # 4. words: call by call, tile copy by tile copy in key order (weight copies first)
         v[NOUT] = zero64
         bnd[0] = zero64

@@ -215,3 +215,34 @@ def test_default_weight_session_budget_follows_the_machine():
     assert budget >= max(WEIGHT_SESSION_MIN_BYTES, physical // 8)
     assert budget <= max(WEIGHT_SESSION_MIN_BYTES, physical // 4)
     assert OrtSessionCache().weight_max_bytes == budget
+
+
+#: Library circuits whose factorisation over the given weight bytes has a divisor: odd ones run in
+#: int32 with the divisor's inverse modulo 2^32, even ones in int64 with a division.
+DIVISOR_CASES = {
+    "mul8u_17C8 all weights (odd)": ("mul8u_17C8", None, 1),
+    "mul8u_18DU weights 100-159 (odd)": ("mul8u_18DU", (100, 160), 1),
+    "mul8u_FTA weights 100-159 (even)": ("mul8u_FTA", (100, 160), 0),
+}
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), case=st.sampled_from(sorted(DIVISOR_CASES)))
+def test_lowrank_gemm_with_a_divisor_equals_product_reference(data, case):
+    from approxtvm.runtime.multipliers import resolve_multiplier
+
+    name, wrange, parity = DIVISOR_CASES[case]
+    mult = resolve_multiplier(name)
+    conv = draw_conv_case(data.draw, False)
+    x, rng = conv["x"], conv["rng"]
+    w = conv["w"] if wrange is None else rng.integers(*wrange, conv["w"].shape).astype(np.uint8)
+    if wrange is not None:  # every byte of the range present, so the factorisation is the probed one
+        w.reshape(-1)[: wrange[1] - wrange[0]] = np.arange(*wrange)[: w.size]
+    f = find_factors(mult.table, False, None if wrange is None else np.arange(*wrange))
+    assert f is not None and f.divisor > 1 and f.divisor % 2 == parity, (name, f and f.divisor)
+    kw = dict(
+        strides=conv["strides"], dilations=conv["dilations"], pads=conv["pads"], pad_value=int(rng.integers(0, 256))
+    )
+    got = conv2d_products(x, w, mult, path="lowrank", cache=CACHES["host"], **kw)
+    assert got.dtype == np.int32
+    assert np.array_equal(got, product_reference(x, w, mult.table, **kw))
