@@ -18,12 +18,13 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from approxtvm.explore.evaluator import EvalContext
 from approxtvm.explore.executors import ProcessExecutor
 from approxtvm.explore.experiments import ExperimentSettings
-from approxtvm.explore.genome import DEFAULT_PROTECTED_MSBS
+from approxtvm.explore.experiments.pareto import experiment4_space
 from approxtvm.explore.journal import Journal
 from approxtvm.explore.nsga import NsgaSettings, Study
 from approxtvm.explore.search_comparison import compare_searches
@@ -42,14 +43,7 @@ def main() -> None:
         t0 = time.perf_counter()
         with Journal(jpath) as journal, ProcessExecutor(workers) as ex:
             study = Study(EvalContext(s.pareto_model, "digits:test", limit, s.batch_size), journal, ex)
-            space = study.space(
-                s.multipliers,
-                (None, *s.swings_v),
-                (0.9, *s.sram_v),
-                (0.9, *s.sram_v),
-                tuple(sorted({*DEFAULT_PROTECTED_MSBS, *s.swing_protected_msbs})),
-                maxk,
-            )
+            space = experiment4_space(study, replace(s, max_distinct_multipliers=maxk))
             cmp = compare_searches(study, space, NsgaSettings(pop_size=pop, generations=gens), seeds)
             evaluations = journal.count()
     out = {

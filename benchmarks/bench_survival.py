@@ -49,8 +49,8 @@ from typing import Any
 
 from approxtvm.explore.evaluator import EvalContext, clear_worker_cache
 from approxtvm.explore.executors import InlineExecutor
+from approxtvm.explore.experiments.pareto import experiment4_space
 from approxtvm.explore.experiments.settings import ExperimentSettings
-from approxtvm.explore.genome import DEFAULT_PROTECTED_MSBS
 from approxtvm.explore.journal import Journal
 from approxtvm.explore.nsga import NsgaSettings, run_nsga
 from approxtvm.explore.staged import StagedStudy, StagingSettings
@@ -82,14 +82,7 @@ def survival(model: str) -> dict[str, Any]:
     per_gen: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, Journal(Path(tmp) / "journal.sqlite") as journal:
         study = StagedStudy(ctx, journal, InlineExecutor(), STAGING)
-        space = study.space(
-            s.multipliers,
-            (None, *s.swings_v),
-            (0.9, *s.sram_v),
-            (0.9, *s.sram_v),
-            tuple(sorted({*DEFAULT_PROTECTED_MSBS, *s.swing_protected_msbs})),
-            s.max_distinct_multipliers,
-        )
+        space = experiment4_space(study, s)
         st = study.stats
         last = {"configurations": 0, "samples_run": 0, "by_stage": {}}
 

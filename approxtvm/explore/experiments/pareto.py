@@ -26,6 +26,20 @@ def best_uniform_point(uniform: list[Any], knee: Any, reference: Any) -> Any:
     return min(uniform or [reference], key=lambda p: (p.accuracy_loss, p.energy_rel))
 
 
+def experiment4_space(study: Study, s: ExperimentSettings) -> Any:
+    """Experiment 4's search space on ``study``'s model: a per-layer multiplier of the library,
+    the NoC swing (nominal or reduced), input and weight buffer voltages (nominal 0.9 V or
+    reduced), protected MSBs, and at most ``s.max_distinct_multipliers`` multiplier types."""
+    return study.space(
+        s.multipliers,
+        (None, *s.swings_v),
+        (0.9, *s.sram_v),
+        (0.9, *s.sram_v),
+        tuple(sorted({*DEFAULT_PROTECTED_MSBS, *s.swing_protected_msbs})),
+        s.max_distinct_multipliers,
+    )
+
+
 def pareto_experiment(
     study: Study, s: ExperimentSettings, console: Any, deadline: Deadline | None = None
 ) -> ParetoExperiment:
@@ -37,14 +51,7 @@ def pareto_experiment(
     """
     from approxtvm.explore.report import knee_point
 
-    space = study.space(
-        s.multipliers,
-        (None, *s.swings_v),
-        (0.9, *s.sram_v),
-        (0.9, *s.sram_v),
-        tuple(sorted({*DEFAULT_PROTECTED_MSBS, *s.swing_protected_msbs})),
-        s.max_distinct_multipliers,
-    )
+    space = experiment4_space(study, s)
 
     def progress(g: Any) -> None:
         say(
