@@ -262,7 +262,7 @@ def _two(a: np.ndarray) -> np.ndarray:
     return a if len(a) >= 2 else np.append(a, np.zeros(2, a.dtype))
 
 
-_BUILD_LOCK = threading.Lock()  # a run's first draws may come from two threads (FaultSession.draw_ahead)
+_BUILD_LOCK = threading.Lock()  # models may sample from several threads (e.g. a threaded Dask worker)
 
 
 def compiled() -> Any:
