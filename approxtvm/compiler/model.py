@@ -265,9 +265,6 @@ class CompiledModel:
         kernels = None if self._ort is None else self._ort.kernel_layers(self.exact_layers, self._faulty())
         # batches per call of every layer (same results as one call each; see OrtHost.run_batches)
         group = 0 if self._ort is None or kernels is None else self._ort.group_size(kernels, -(-n // b))
-        if session is not None and self._ort is not None and kernels is not None:
-            # the first call's (group's) fault draws on a second core while the layers run
-            session.draw_ahead(min(group, -(-n // b)) if group else 1)
         start = 0
         while start < n:
             grouped = min(max(1, group), -(-(n - start) // b))

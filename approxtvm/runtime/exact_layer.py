@@ -54,24 +54,6 @@ def session_threads(macs: int) -> int:
     return 1 if macs < SINGLE_THREAD_MACS else os.cpu_count() or 1
 
 
-#: MACs per call from which the per-call-weights session of fault injection
-#: (:meth:`ExactLayer.with_weights`) uses every core the process may run on (:func:`usable_cores`).
-#: It runs between compiled kernels on the calling thread, which leave the other core idle:
-#: measured idle on 2 cores, ResNet-18's 3×3 layers at batch 1 (58–116 M MACs) 10.2 → 7.2 ms wall
-#: for the network's GEMMs, the same process CPU; 6.4 M MACs gained nothing. With the other core
-#: busy (another process) two threads cost more: measured at load 3–4, 38–40 → 42–48 CPU-ms per
-#: ResNet-18 image. An exploration worker pinned to one core gets one thread.
-PARALLEL_WEIGHTS_MACS = 1 << 25
-
-
-def usable_cores() -> int:
-    """CPUs this process may run on: its affinity mask where the OS has one (an exploration worker
-    pinned to one core gets 1), else the machine's count."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
-
-
 def _session(model: onnx.ModelProto, threads: int) -> object:
     # one pool per layer session: spinning idle pools would steal the cores from the active one
     return runtime_session(model, threads)
@@ -359,9 +341,9 @@ class _GemmForm:
             c, rs = np.divmod(rest, s.r * s.s)
             col = (rs * s.c + c) * s.k + k  # row (r, s, c), column k
         if self._wsess is None:
-            macs = s.macs * self.n // max(1, s.n)
-            threads = usable_cores() if macs >= PARALLEL_WEIGHTS_MACS else self._threads
-            self._wsess = _session(self._model(weights_input=True), max(threads, self._threads))
+            # the layer's own thread count: two threads for 58–116 M MACs (ResNet-18 at batch 1)
+            # gained no wall time in a run and cost 6 CPU-ms per image with the other core busy
+            self._wsess = _session(self._model(weights_input=True), self._threads)
             self._wkeep = self._w2.copy()
         # XOR into a kept copy and back after the run (a fresh copy of every layer's weights per
         # call costs more than the faults: ResNet-18's 11.7 MB page-fault anew)

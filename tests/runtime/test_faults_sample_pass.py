@@ -126,13 +126,19 @@ def test_every_path_of_the_pass_is_reached() -> None:
                 _same(got, want)
 
 
-def test_a_block_out_of_spare_uniforms_is_sampled_by_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_block_out_of_spare_uniforms_is_drawn_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # out of spares, a block is drawn again with many more (the same samples); out of those too, by numpy
     g = GEOMETRIES[0]
     plan = _plan(0.3, 0.3, 0.3, 0, "both")  # many repeated slots: redraws needed
     ev = sampling.event_table(plan, g)
     assert sampling._stacked_compiled(plan, ev, 5, range(0, 2), None, spare=lambda n: 0) is None
+    many = sampling._stacked_compiled(plan, ev, 5, range(0, 2), None, spare=sample_pass.many_spare_uniforms)
+    assert many is not None
     want = sampling._stacked_numpy(plan, ev, 5, range(0, 2), None)
+    _same(many, want)
     monkeypatch.setattr(sample_pass, "spare_uniforms", lambda n: 0)
+    _same(sampling.sample_blocks_stacked(plan, g, seed=5, blocks=range(0, 2), events=ev), want)
+    monkeypatch.setattr(sample_pass, "many_spare_uniforms", lambda n: 0)
     _same(sampling.sample_blocks_stacked(plan, g, seed=5, blocks=range(0, 2), events=ev), want)
 
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import warnings
 from collections.abc import Mapping as MappingABC
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from approxtvm.runtime.exact_layer import usable_cores
 from approxtvm.runtime.faults.corrupted_weights import inject_with_weights, weight_offsets, weights_stored_once
 from approxtvm.runtime.faults.delta_numpy import (
     NUMPY_KERNELS,
@@ -199,47 +197,6 @@ class FaultSession:
         self._blocks: dict[str, tuple[int, SampleBlock]] = {}
         self._package_tally: dict[str, dict[str, list[int]]] = {}
         self._rng = np.random.Generator(np.random.Philox(key=0))  # state reset per block (sample_block)
-        self._ahead: dict[str, tuple[threading.Event, list[Any]]] = {}  # blocks drawn on a thread (draw_ahead)
-
-    def draw_ahead(self, calls: int = 1) -> None:
-        """Start drawing, on a background thread, the samples of the first ``calls`` calls of
-        every layer with on-chip faults (the blocks holding them, as :meth:`apply_calls` would
-        draw them), in program order, while the caller runs the layers. The draws depend only on
-        the seed, the layer and the block: the same samples as drawn on demand.
-
-        The layers' own work is mostly onnxruntime and compiled kernels that release the
-        interpreter lock, so on a machine with a second core the draws of the later layers are
-        ready when their turn comes. A layer whose calls need more than that block draws the rest
-        on demand as before. Does nothing when the process may run on one core only (an
-        exploration worker pinned to its core) or when it was started already.
-        """
-        if self._ahead or usable_cores() < 2:
-            return
-        f = self.faults
-        layers = [lid for lid, p in f.plans.items() if not p.trivial and not p.onchip_trivial]
-        if not layers:
-            return
-        jobs = []
-        for lid in layers:  # the per-layer tables on this thread (cached; the thread only reads them)
-            ev = f.events(lid)
-            b0, b1 = self._first // ev.block_calls, (self._first + max(1, calls) - 1) // ev.block_calls + 1
-            jobs.append((lid, f.plans[lid], f.geometry(lid), ev, b0, b1))
-            self._ahead[lid] = (threading.Event(), [None])
-        ahead, seed = self._ahead, self.seed
-
-        def draw() -> None:
-            rng = np.random.Generator(np.random.Philox(key=0))  # its own: state reset per block
-            for lid, plan, geom, ev, b0, b1 in jobs:
-                done, slot = ahead[lid]
-                try:
-                    block = sample_blocks_stacked(plan, geom, seed=seed, blocks=range(b0, b1), events=ev, generator=rng)
-                    slot[0] = (b0 * ev.block_calls, block)
-                except BaseException as exc:  # handed to the caller that needs the block
-                    slot[0] = exc
-                finally:
-                    done.set()
-
-        threading.Thread(target=draw, name="fault-draws", daemon=True).start()
 
     def apply(
         self, layer_id: str, x: np.ndarray, prog: LayerProgram, acc: np.ndarray, *operands: np.ndarray
@@ -330,12 +287,6 @@ class FaultSession:
         """The cached samples (first call, block) holding calls ``first … first + calls − 1``; the
         blocks that hold them are sampled now (at once, :func:`sample_blocks_stacked`) if not cached."""
         cached = self._blocks.get(layer_id)
-        if cached is None and layer_id in self._ahead:  # drawn (or being drawn) by draw_ahead's thread
-            done, slot = self._ahead[layer_id]
-            done.wait()
-            if isinstance(slot[0], BaseException):
-                raise slot[0]
-            cached = self._blocks[layer_id] = slot[0]
         if cached is not None and cached[0] <= first and first + calls <= cached[0] + len(cached[1]):
             return cached
         ev = self.faults.events(layer_id)
