@@ -16,7 +16,8 @@ images, ``digits:test`` gives the 360 held-out ones with stages 104 → 360). Mo
 ``BENCH_SURVIVAL_GENS`` (default 24 × 12, ``experiments --full``: ≈ 300 configurations with the
 baselines). ``BENCH_SURVIVAL_Z``: the bounds' one-sided quantile (default 2.33, the staged
 default); ``BENCH_SURVIVAL_RESOLUTION_PP``: the loss resolution ε in percentage points (default 0,
-the exact front; ``--staged-resolution``). One in-process worker.
+the exact front; ``--staged-resolution``); ``BENCH_SURVIVAL_FIRST`` / ``BENCH_SURVIVAL_GROWTH``: other
+stage sizes than the projection's (default 100 / 4). One in-process worker.
 
 Reported per model: distinct configurations, evaluations per stage size, the fractions that went
 past stage 1 (q₁) and reached the full set (q₂, front completions included), image evaluations
@@ -67,8 +68,8 @@ SCALING = float(os.environ.get("BENCH_SURVIVAL_SCALING", "1.95"))
 GOAL_CONFIGS = 300
 GOAL_IMAGES = 1000
 STAGING = StagingSettings(
-    first_samples=100,
-    growth=4,
+    first_samples=int(os.environ.get("BENCH_SURVIVAL_FIRST", "100")),
+    growth=int(os.environ.get("BENCH_SURVIVAL_GROWTH", "4")),
     z=float(os.environ.get("BENCH_SURVIVAL_Z", "2.33")),
     resolution=float(os.environ.get("BENCH_SURVIVAL_RESOLUTION_PP", "0")) / 100.0,
 )
