@@ -194,6 +194,8 @@ def build_layer_model(plan: GemmPlan, g: ConvGeometry, quant: LayerQuant) -> Any
     base = gr.const(per_k)
     if col is not None:
         base = gr.op("Add", [col, base])  # (N·P·Q, K)
+    elif acc is None:  # no product term at all (e.g. every used weight maps to 0): constants only
+        base = gr.op("Expand", [base, i64(npq, k)])
     total = base if acc is None else gr.op("Add", [acc, base])
     scale = gr.const(quant.scale.astype(np.float32).reshape(1, k))
     v = gr.op("Mul", [gr.op("Cast", [total], to=TensorProto.FLOAT), scale])

@@ -132,3 +132,28 @@ def test_concurrent_calls_of_one_layer_equal_sequential_ones():
         layer(x[0].astype(np.int8))
     with pytest.raises(DataError, match="wrong shape or type"):
         layer(x[0][:, :8])
+
+
+@pytest.mark.parametrize("table", ["optrunc", "bam2"])
+def test_a_layer_without_product_terms_is_its_constants(table):
+    """Weights whose every product the table maps to one value leave the plan no GEMM: the output
+    is then the per-channel constants, broadcast over every pixel (a 1×1, one-channel conv found
+    by hypothesis: the session used to fail on a (1, K) constant it reshaped to the output)."""
+    x = np.random.default_rng(0).integers(0, 256, (2, 1, 3, 4)).astype(np.uint8)
+    tab = TABLES[table](False)
+    for wv in range(256):  # a weight byte whose column of the table is constant
+        if np.all(tab[:, wv] == tab[0, wv]):
+            break
+    else:
+        pytest.fail(f"{table}: no constant column")
+    w = np.full((1, 1, 1, 1), wv, np.uint8)
+    f = find_factors(tab, False, w.view(np.uint8))
+    cache: KernelCache = CACHES["host"]
+    plan = gemm_plan(w, weight_plan(w, f), f.divisor, s8_gemm_exact(cache.sessions, cache.cpu.vnni))
+    assert plan is not None and f.divisor == 1
+    g = ConvGeometry(2, 1, 3, 4, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0)
+    zx, bias, scale = 9, np.array([300], np.int64), np.array([1e-2], np.float32)
+    quant = LayerQuant(zx, np.zeros(1, np.int64), np.array([zx * wv], np.int64), bias, scale, 5, "uint8", False)
+    got = LowRankLayer(plan, g, quant)(x)
+    acc = product_reference(x, w, tab, (1, 1), (1, 1), (0, 0, 0, 0), zx).astype(np.int64) - zx * wv
+    assert np.array_equal(got, _requantize(acc, bias, scale, 5, "uint8"))
