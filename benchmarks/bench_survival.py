@@ -25,8 +25,8 @@ per configuration (the exact cost measure: a front completion from stage 1 adds 
 lacks), and the same per NSGA-II generation (later generations meet a better front). Then the
 projection of ``bench_study_scale.py`` with the measured images per configuration: hours for
 ``GOAL_CONFIGS`` configurations on two workers, from ``BENCH_SURVIVAL_S_PER_IMAGE`` and
-``BENCH_SURVIVAL_FIXED_S`` (default: the idle session-5 figures of ``bench_study_scale.py``,
-0.861 s per image and 4.9 s fixed; pass the latest) at linear scaling and at
+``BENCH_SURVIVAL_FIXED_S`` (default: the idle session-6 figures of ``bench_study_scale.py``,
+0.842 s per image and 5.28 s fixed; pass the latest) at linear scaling and at
 ``BENCH_SURVIVAL_SCALING`` (default 1.95, the measured Dask 1 → 2 workers).
 
 What this cannot tell: whether ImageNet on ResNet-50 drops configurations as often as digits on
@@ -62,8 +62,8 @@ LIMIT = int(os.environ.get("BENCH_SURVIVAL_LIMIT", "1000"))
 POP = int(os.environ.get("BENCH_SURVIVAL_POP", "24"))
 GENS = int(os.environ.get("BENCH_SURVIVAL_GENS", "12"))
 SEED = int(os.environ.get("BENCH_SURVIVAL_SEED", "0"))
-S_PER_IMAGE = float(os.environ.get("BENCH_SURVIVAL_S_PER_IMAGE", "0.861"))
-FIXED_S = float(os.environ.get("BENCH_SURVIVAL_FIXED_S", "4.9"))
+S_PER_IMAGE = float(os.environ.get("BENCH_SURVIVAL_S_PER_IMAGE", "0.842"))
+FIXED_S = float(os.environ.get("BENCH_SURVIVAL_FIXED_S", "5.28"))
 SCALING = float(os.environ.get("BENCH_SURVIVAL_SCALING", "1.95"))
 GOAL_CONFIGS = 300
 GOAL_IMAGES = 1000

@@ -282,6 +282,7 @@ class StagedStudy(Study):
         # per-sample correctness of each configuration's latest stage, for the paired test
         self._correct: dict[Configuration, tuple[int, np.ndarray]] = {}
         self._stage_idx: dict[int, np.ndarray] = {}
+        self._nested: dict[tuple[int, int], np.ndarray] = {}
 
     # -- stages ------------------------------------------------------------------------------
 
@@ -327,12 +328,13 @@ class StagedStudy(Study):
             self.stats.samples_run += n
             self.stats.samples_unstaged += self.total_samples if n == self.total_samples else 0
         ref = st.reference
+        truth = self._truth_at(n)
         out = []
         for c, rec in zip(configs, recs, strict=True):
             ran = n - self._reused(c, priors.get(c))
             self._times.setdefault(c, {})[n] = (rec.eval_s, ran)
             self._last[c] = (n, rec)
-            self._correct[c] = (n, rec.predictions == self._truth_at(n))
+            self._correct[c] = (n, rec.predictions == truth)
             pt = ref.point(rec)
             lo, hi = loss_bounds(pt, n, self.total_samples, self.staging.z)
             out.append(Estimate(pt, n, lo, hi))
@@ -353,39 +355,41 @@ class StagedStudy(Study):
         truth = self._labels if self._labels is not None else self.reference.record.predictions
         return truth[self._indices(n)]
 
-    def _paired_better(self, q: Configuration, e: Configuration, slack: float = 0.0) -> bool:
-        """Whether ``q`` loses less than ``e`` plus ``slack`` with confidence, by the paired test
-        on the samples both have run (stage subsets are nested prefixes: the smaller stage's)."""
+    def _within_stage(self, small: int, big: int) -> np.ndarray:
+        """Positions of stage ``small``'s samples among stage ``big``'s (nested prefixes)."""
+        if (small, big) not in self._nested:
+            self._nested[small, big] = np.searchsorted(self._indices(big), self._indices(small))
+        return self._nested[small, big]
+
+    def _paired_gap(self, q: Configuration, e: Configuration) -> tuple[float, float]:
+        """:func:`paired_loss_gap` of ``loss(e) − loss(q)`` on the samples both have run (the
+        smaller of their two stages)."""
         (nq, cq), (ne, ce) = self._correct[q], self._correct[e]
-        if nq != ne:  # restrict the larger stage's samples to the smaller one's
-            small, big, cbig = (nq, ne, ce) if nq < ne else (ne, nq, cq)
-            pos = np.searchsorted(self._indices(big), self._indices(small))
-            if nq < ne:
-                ce = cbig[pos]
-            else:
-                cq = cbig[pos]
-        gap, half = paired_loss_gap(cq, ce, self.total_samples, self.staging.z)
-        return gap > half - slack
+        if nq < ne:
+            ce = ce[self._within_stage(nq, ne)]
+        elif ne < nq:
+            cq = cq[self._within_stage(ne, nq)]
+        return paired_loss_gap(cq, ce, self.total_samples, self.staging.z)
 
     def _dominated(self, c: Configuration, pool: dict[Configuration, Estimate]) -> bool:
+        """Whether a configuration of ``pool`` with no more energy loses less than ``c`` with
+        confidence (by either test), or — a full-set one, with a resolution ε — at most ε more
+        (only full-set configurations are ε-dominators, so the approximation does not chain)."""
         e = pool[c]
         if self.budget is not None and e.loss_low > self.budget + 1e-12:
             return True
         ee = e.point.energy_per_inference_pj
-        eps = self.staging.resolution
         for qc, q in pool.items():
             if qc == c or q.point.energy_per_inference_pj > ee:
                 continue
-            if q.loss_high < e.loss_low or (qc in self._correct and self._paired_better(qc, c)):
+            # both tests are monotone in the slack: ε covers the exact (slack 0) test too
+            slack = self.staging.resolution if q.samples >= self.total_samples else 0.0
+            if q.loss_high < e.loss_low + slack:
                 return True
-            if eps > 0 and q.samples >= self.total_samples and self._within(qc, q, c, e, eps):
+            gap, half = self._paired_gap(qc, c)
+            if gap > half - slack:
                 return True
         return False
-
-    def _within(self, qc: Configuration, q: Estimate, c: Configuration, e: Estimate, eps: float) -> bool:
-        """Whether full-set ``q`` loses at most ``eps`` more than ``c`` with confidence (only
-        full-set configurations are ε-dominators, so the approximation does not chain)."""
-        return q.loss_high < e.loss_low + eps or (qc in self._correct and self._paired_better(qc, c, eps))
 
     # -- public ------------------------------------------------------------------------------
 
