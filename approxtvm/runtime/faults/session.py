@@ -337,8 +337,7 @@ class FaultSession:
             and (copies := f.weight_copies(layer_id)) is not None
         ):  # input deltas against the weights as stored: no cross term
             geom, arrays = f.geometry(layer_id), f.arrays(layer_id, prog)
-            prepared, once = f.prepared(layer_id, prog), f.weight_offsets(layer_id)
-            return inject_with_copies(x, prog, acc, sample, geom, arrays, f.kernels, prepared, copies, once)
+            return inject_with_copies(x, prog, acc, sample, geom, arrays, f.kernels, f.prepared(layer_id, prog), copies)
         second = operands[0] if operands else None
         return inject(
             x,

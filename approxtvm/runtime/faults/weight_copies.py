@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from approxtvm.runtime.faults.boxes import for_deltas
-from approxtvm.runtime.faults.corrupted_weights import weight_index, weight_offsets
+from approxtvm.runtime.faults.corrupted_weights import weight_offsets
 from approxtvm.runtime.faults.delta_numpy import FaultKernels, LayerArrays, inject_calls
 from approxtvm.runtime.faults.geometry import DIM_INDEX as _D
 from approxtvm.runtime.faults.geometry import TileGeometry
 from approxtvm.runtime.faults.sampling import CorruptedWords, FaultSample
-from approxtvm.runtime.faults.weight_planes import add_weight_planes, planes_kernel
+from approxtvm.runtime.faults.weight_planes import add_weight_planes, planes_kernel, residency_boxes
 from approxtvm.targets.vacc.mapping import Mapping
 
 if TYPE_CHECKING:
@@ -62,12 +62,16 @@ class WeightCopies:
     offsets
         The geometry's :func:`~.corrupted_weights.weight_offsets` (flat weight index of every
         stored word).
+    boxes
+        Per weight residency, the output box its steps compute (:func:`.weight_planes.residency_boxes`),
+        or ``None`` (the weight deltas then walk the residencies' steps).
     """
 
     copies: int
     copy: np.ndarray
     select: np.ndarray
     offsets: tuple[np.ndarray, np.ndarray]
+    boxes: np.ndarray | None = None
 
 
 def weight_copies(geom: TileGeometry, mapping: Mapping, max_bytes: int = MAX_COPY_BYTES) -> WeightCopies | None:
@@ -106,7 +110,9 @@ def weight_copies(geom: TileGeometry, mapping: Mapping, max_bytes: int = MAX_COP
     held = (fill_of >= 0) & (np.arange(steps) < ends[np.maximum(fill_of, 0)])
     res = np.maximum(fill_of, 0)[:, None] * n_inst + np.arange(n_inst)[None, :]
     select = np.where(held[:, None], copy[res] * size, 0).astype(np.int64).ravel()
-    return WeightCopies(len(cover), copy, select, weight_offsets(geom, mapping))
+    out_dims = (s.n, 1, 1) if s.op == "dense" else (s.n, s.p, s.q)
+    boxes = residency_boxes(geom, out_dims)
+    return WeightCopies(len(cover), copy, select, weight_offsets(geom, mapping), boxes)
 
 
 def inject_with_copies(
@@ -119,34 +125,32 @@ def inject_with_copies(
     kernels: FaultKernels,
     prepared: object,
     copies: WeightCopies,
-    once: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """The int32 accumulators of one call of a conv/dense layer under ``sample``, from its
     fault-free accumulators ``acc`` (not changed): weight deltas against the fault-free inputs,
     then input deltas against the weight copies the PEs hold (``copies``: :func:`weight_copies` of
     the deltas' geometry). Needs ``kernels.input_copies``; equals :func:`~.delta_numpy.inject`.
 
-    ``once``: the layer's :func:`~.corrupted_weights.weight_offsets` where every weight word is
-    stored once per call (:func:`~.corrupted_weights.weights_stored_once`); the weight deltas then
-    run plane by plane (:mod:`.weight_planes`) where that kernel builds.
+    The weight deltas run output box by output box (:mod:`.weight_planes`) where every residency's
+    steps compute one box (:attr:`WeightCopies.boxes`) and that kernel builds; else they walk the
+    residencies' steps.
     """
     assert kernels.input_copies is not None
     out = np.array(acc, dtype=np.int32, order="C", copy=True)
-    cw = sample.weight
-    if len(cw) and once is not None and planes_kernel() is not None:
+    _, boxed = for_deltas(geom, sample, prog.schedule.mapping)
+    cw = boxed.weight
+    base, word = copies.offsets
+    if len(cw) and copies.boxes is not None and planes_kernel() is not None:
         st: dict = prepared  # type: ignore[assignment]  # the compiled kernels' layer arguments
-        index = weight_index(once, cw)
-        shape, zx = prog.schedule.shape, st["record"].zero_x
-        add_weight_planes(x, shape, zx, arrays.wflat, st["_keep"]["lut_t"], index, cw.mask, out)
-    elif len(cw):
+        index = base[cw.residency] + word[cw.word]
+        shape, zx, lut_t = prog.schedule.shape, st["record"].zero_x, st["_keep"]["lut_t"]
+        add_weight_planes(x, shape, zx, arrays.wflat, lut_t, index, cw.mask, out, (cw.residency, copies.boxes))
+    elif len(sample.weight):
         inject_calls(x, prog, out, [replace(sample, input=CorruptedWords.empty())], geom, arrays, kernels, prepared)
     if not len(sample.input):
         return out
-    _, boxed = for_deltas(geom, sample, prog.schedule.mapping)
     wflat = arrays.wflat
     weights = np.tile(wflat, copies.copies)  # each copy as stored: its corrupted words XORed in
-    cw = boxed.weight
-    base, word = copies.offsets
     weights[copies.copy[cw.residency] * len(wflat) + base[cw.residency] + word[cw.word]] ^= cw.mask
     kernels.input_copies(x, prepared, boxed.input, weights, copies.select, out.reshape(-1))
     return out

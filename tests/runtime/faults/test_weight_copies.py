@@ -3,6 +3,8 @@ any number of stored copies, against the emulator."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, reject, settings
@@ -11,7 +13,6 @@ from approxtvm.errors import ScheduleError
 from approxtvm.runtime import faults
 from approxtvm.runtime.emulator import emulate
 from approxtvm.runtime.executor import accumulate
-from approxtvm.runtime.faults.corrupted_weights import weight_offsets
 from approxtvm.runtime.faults.weight_copies import inject_with_copies, weight_copies
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
@@ -47,9 +48,9 @@ def _check(m: Mapping, mult: Multiplier, seed: int, plan: faults.FaultPlan, spec
     la = faults.layer_arrays(prog, g)
     kernels = faults.compiled_kernels()
     prep = kernels.prepare(prog, g, la)
-    # the weight deltas by the residency walk, and plane by plane where every word is stored once
-    for once in (None, weight_offsets(g, m) if faults.weights_stored_once(g, m) else None):
-        got = inject_with_copies(x, prog, clean, sample, g, la, kernels, prep, copies, once)
+    # the weight deltas box by box (where the residencies' steps tile boxes) and by the step walk
+    for cp in {id(c): c for c in (copies, replace(copies, boxes=None))}.values():
+        got = inject_with_copies(x, prog, clean, sample, g, la, kernels, prep, cp)
         np.testing.assert_array_equal(got, ref)
     np.testing.assert_array_equal(clean, before)  # the fault-free accumulators are not changed
     return copies.copies
@@ -97,6 +98,11 @@ def test_multicast_and_refilled_weights_become_copies() -> None:
         shape, dram=[Loop("K", 2), Loop("Q", 2)], pe=[Loop("K", 2), Loop("Q", 2), Loop("C", 2), Loop("S", 3)]
     )
     once.validate(SPEC)
+    for mapping, sp in ((multicast, spec), (refill, SPEC), (once, SPEC)):
+        g = faults.tile_geometry(mapping, sp)
+        copies = weight_copies(g, mapping)
+        assert copies is not None and copies.boxes is not None  # each residency's outputs: one box
+        assert len(copies.boxes) == len(g.fills["weight"]) * g.instances
     for seed in range(6):
         assert _check(multicast, RAND_U, seed, plan, spec=spec) == 2
         assert _check(refill, RAND_S, seed, plan) == 2
