@@ -330,12 +330,8 @@ class FaultSession:
             return acc
         f = self.faults
         if (
-            not operands
-            and len(sample.weight)
-            and len(sample.input)
-            and f.kernels.input_copies is not None
-            and (copies := f.weight_copies(layer_id)) is not None
-        ):  # input deltas against the weights as stored: no cross term
+            not operands and f.kernels.input_copies is not None and (copies := f.weight_copies(layer_id)) is not None
+        ):  # weight deltas box by box, input deltas against the weights as stored: no cross term
             geom, arrays = f.geometry(layer_id), f.arrays(layer_id, prog)
             return inject_with_copies(x, prog, acc, sample, geom, arrays, f.kernels, f.prepared(layer_id, prog), copies)
         second = operands[0] if operands else None

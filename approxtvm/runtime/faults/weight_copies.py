@@ -150,7 +150,11 @@ def inject_with_copies(
     if not len(sample.input):
         return out
     wflat = arrays.wflat
-    weights = np.tile(wflat, copies.copies)  # each copy as stored: its corrupted words XORed in
-    weights[copies.copy[cw.residency] * len(wflat) + base[cw.residency] + word[cw.word]] ^= cw.mask
-    kernels.input_copies(x, prepared, boxed.input, weights, copies.select, out.reshape(-1))
+    if len(cw):
+        weights = np.tile(wflat, copies.copies)  # each copy as stored: its corrupted words XORed in
+        weights[copies.copy[cw.residency] * len(wflat) + base[cw.residency] + word[cw.word]] ^= cw.mask
+        select = copies.select
+    else:  # every copy holds the fault-free weights
+        weights, select = wflat, np.zeros_like(copies.select)
+    kernels.input_copies(x, prepared, boxed.input, weights, select, out.reshape(-1))
     return out
