@@ -125,9 +125,12 @@ def inject_with_copies(
     kernels: FaultKernels,
     prepared: object,
     copies: WeightCopies,
+    *,
+    in_place: bool = False,
 ) -> np.ndarray:
     """The int32 accumulators of one call of a conv/dense layer under ``sample``, from its
-    fault-free accumulators ``acc`` (not changed): weight deltas against the fault-free inputs,
+    fault-free accumulators ``acc`` (not changed unless ``in_place``: then added into, and ``acc``
+    must be a writeable C-contiguous int32 array): weight deltas against the fault-free inputs,
     then input deltas against the weight copies the PEs hold (``copies``: :func:`weight_copies` of
     the deltas' geometry). Needs ``kernels.input_copies``; equals :func:`~.delta_numpy.inject`.
 
@@ -136,7 +139,9 @@ def inject_with_copies(
     residencies' steps.
     """
     assert kernels.input_copies is not None
-    out = np.array(acc, dtype=np.int32, order="C", copy=True)
+    if in_place and not (acc.dtype == np.int32 and acc.flags.c_contiguous and acc.flags.writeable):
+        raise ValueError("inject_with_copies adds in place only into a writeable C-contiguous int32 array")
+    out = acc if in_place else np.array(acc, dtype=np.int32, order="C", copy=True)
     _, boxed = for_deltas(geom, sample, prog.schedule.mapping)
     cw = boxed.weight
     base, word = copies.offsets

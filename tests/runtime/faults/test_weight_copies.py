@@ -19,7 +19,7 @@ from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.mapper import map_layer
 from approxtvm.targets.vacc.mapping import Loop, Mapping
 from approxtvm.targets.vacc.workload import LayerShape
-from tests.runtime.layers import RAND_U, SPEC, _mapping, _program, layers, uneven_layers
+from tests.runtime.layers import EXACT_U, RAND_U, SPEC, _mapping, _program, layers, uneven_layers
 
 #: A signed non-commutative random table (the unsigned one is ``RAND_U``).
 RAND_S = Multiplier("rand_s", np.random.default_rng(11).integers(-(2**20), 2**20, (256, 256)).astype(np.int32), True)
@@ -152,4 +152,30 @@ def test_a_session_takes_the_path_and_keeps_its_faults(monkeypatch: pytest.Monke
     for gg, rr in zip(got, ref, strict=True):
         np.testing.assert_array_equal(gg, rr)
         assert not np.array_equal(gg, acc)
+    assert a.counters() == b.counters()
+
+
+@pytest.mark.parametrize("mult", [RAND_U, EXACT_U])
+def test_stacked_calls_take_the_path_in_place_call_by_call(mult: Multiplier) -> None:
+    """``apply_calls`` on three calls stacked along N: in place, the same accumulators and counters
+    as three calls of ``apply``, and as the emulator call by call."""
+    shape = LayerShape.conv2d(2, 16, 8, 9, 9, 3, 3, pads=(1, 1, 1, 1))
+    m = map_layer(shape, SPEC)
+    prog, _ = _program(shape, m, mult, seed=6)
+    rng = np.random.default_rng(2)
+    xs = [rng.integers(0, 256, (2, 8, 9, 9)).astype(np.uint8) for _ in range(3)]
+    mf = faults.ModelFaults({"L": prog.schedule}, SPEC, faults.FaultOptions())
+    mf.plans["L"] = _plan(noc=0.004, w=0.005, x=0.005)
+    assert mf.weight_copies("L") is not None
+    a, b = mf.session(seed=9), mf.session(seed=9)
+    assert a is not None and b is not None
+    stacked = np.concatenate([accumulate(x, prog) for x in xs])
+    got = a.apply_calls("L", np.concatenate(xs), prog, stacked, 3)
+    assert got is stacked  # in place
+    g = mf.geometry("L")
+    for c, x in enumerate(xs):
+        want = b.apply("L", x, prog, accumulate(x, prog))
+        np.testing.assert_array_equal(got[2 * c : 2 * c + 2], want)
+        sample = faults.sample_faults(mf.plans["L"], g, seed=9, call=c)
+        np.testing.assert_array_equal(want, emulate(x, prog, corruption=_corruption(sample)).acc)
     assert a.counters() == b.counters()
