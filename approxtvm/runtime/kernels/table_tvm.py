@@ -333,6 +333,8 @@ class TvmKernelCache:
     luts: dict[tuple[str, str], tuple[object, str]] = field(default_factory=dict, repr=False)
     #: Staging arrays of the kernels' inputs and outputs, kept across calls (:mod:`.layout`).
     scratch_arrays: Scratch = field(default_factory=Scratch, repr=False)
+    #: Kernel choices measured per layer shape (:mod:`.table_choice`).
+    choices: dict[tuple, str] = field(default_factory=dict, repr=False)
 
     def scratch_tensor(self, shape: tuple[int, ...], dtype: str) -> tvm.runtime.Tensor:
         """A TVM view (zero-copy) of the scratch buffer; caller holds :attr:`scratch_lock`."""
