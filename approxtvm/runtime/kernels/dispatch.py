@@ -501,7 +501,8 @@ def _conv2d_tvm(
         elif perm_ok:  # both kernels apply: the faster for this shape, measured (.table_choice)
             perm = PermConv(wb, mult.table, gp, kernels, mult.table_hash)
             candidates = {"perm": lambda: perm(xp, threads), "tables": lambda: _tables(plan)}
-            choice, first = measured_kernel((gp, perm_dtype(mult.table), threads), candidates, kernels)
+            shape = ("table", gp, perm_dtype(mult.table), threads)
+            choice, first = measured_kernel(shape, candidates, kernels.choices, kernels.lock)
             prepared = perm if choice == "perm" else plan
         else:
             prepared = plan

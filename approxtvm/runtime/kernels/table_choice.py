@@ -11,42 +11,43 @@ table kernel's rate varies with the shape by 2× (9–26 G MAC/s).
 
 :func:`measured_kernel` runs both on the layer's first call (after one warm-up call each, which
 builds the layer's tables and compiles both kernels), alternating, and keeps the faster per
-``(geometry, table type, threads)`` in the kernel cache; both results must be equal.
+``(geometry, table type, threads)`` in the kernel cache; both results must be equal. The
+executor uses it the same way for a low-rank layer's one-session accumulators against its
+kernel-by-kernel path (:mod:`.lowrank_layer`), keyed by the layer.
 """
 
 from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, MutableMapping
+from contextlib import AbstractContextManager
 
 import numpy as np
-
-from approxtvm.runtime.kernels.geometry import ConvGeometry
-
-if TYPE_CHECKING:
-    from approxtvm.runtime.kernels.table_tvm import TvmKernelCache
 
 #: Timed runs of each kernel (after a warm-up each); the minimum counts.
 CHOICE_RUNS: int = 2
 
 
 def measured_kernel(
-    key_shape: tuple[ConvGeometry, str, int | None],
+    key: tuple,
     candidates: dict[str, Callable[[], np.ndarray]],
-    kernels: TvmKernelCache,
+    choices: MutableMapping[tuple, object],
+    lock: AbstractContextManager,
 ) -> tuple[str, np.ndarray | None]:
     """The fastest of ``candidates`` for this shape, and (when measured now) this call's result.
 
     Parameters
     ----------
-    key_shape
-        ``(padded geometry, table element type, threads)``: what the kernels' speed depends on.
+    key
+        What the candidates' speeds depend on (for the table kernels: padded geometry, table
+        element type, threads); the choice is kept under ``(key, candidate names)``.
     candidates
-        Name → a call computing the layer's sums (every one the same numbers).
-    kernels
-        Where the choice is kept (:attr:`~.table_tvm.TvmKernelCache.choices`).
+        Name → a call computing the layer's result (every one the same numbers); the first is
+        used if they disagree.
+    choices, lock
+        Where the choice is kept (e.g. :attr:`~.table_tvm.TvmKernelCache.choices`), and the lock
+        that guards it.
 
     Returns
     -------
@@ -54,11 +55,11 @@ def measured_kernel(
         The chosen name and, when the choice was measured by this call, its result (``None``
         when it was known: the caller runs the chosen kernel).
     """
-    key = ("table_kernel", *key_shape, tuple(sorted(candidates)))
-    with kernels.lock:
-        known = kernels.choices.get(key)
+    key = ("measured_kernel", key, tuple(sorted(candidates)))
+    with lock:
+        known = choices.get(key)
     if known is not None:
-        return known, None
+        return str(known), None
     outs = {name: run() for name, run in candidates.items()}  # warm-up: tables built, kernels compiled
     best = dict.fromkeys(candidates, float("inf"))
     for _ in range(CHOICE_RUNS):
@@ -69,15 +70,16 @@ def measured_kernel(
     first = next(iter(candidates))
     if not all(np.array_equal(outs[first], o) for o in outs.values()):
         warnings.warn(
-            f"table kernels disagree on a {key_shape[0]} layer; using {first!r} (please report this)",
+            f"kernels {sorted(candidates)} disagree on a layer ({str(key)[:200]}); "
+            f"using {first!r} (please report this)",
             RuntimeWarning,
             stacklevel=3,
         )
         choice = first
     else:
         choice = min(best, key=best.__getitem__)
-    with kernels.lock:
-        kernels.choices[key] = choice
+    with lock:
+        choices[key] = choice
     return choice, outs[choice]
 
 

@@ -50,20 +50,22 @@ def test_the_faster_candidate_is_kept_and_reused():
         return np.arange(4)
 
     shape = ("geometry-a", "int16", None)
-    name, out = measured_kernel(shape, {"slow": slow, "fast": fast}, cache)
+    name, out = measured_kernel(shape, {"slow": slow, "fast": fast}, cache.choices, cache.lock)
     assert name == "fast" and np.array_equal(out, np.arange(4))
     n_slow = calls["slow"]
-    assert measured_kernel(shape, {"slow": slow, "fast": fast}, cache) == ("fast", None)
+    assert measured_kernel(shape, {"slow": slow, "fast": fast}, cache.choices, cache.lock) == ("fast", None)
     assert calls["slow"] == n_slow  # known: nothing runs again
     # another shape is measured on its own
-    name_b, _ = measured_kernel(("geometry-b", "int16", None), {"slow": slow, "fast": fast}, cache)
+    name_b, _ = measured_kernel(("geometry-b", "int16", None), {"slow": slow, "fast": fast}, cache.choices, cache.lock)
     assert name_b == "fast" and calls["slow"] > n_slow
 
 
 def test_disagreeing_candidates_warn_and_use_the_first():
     cache = KernelCache().tvm_kernels()
     with pytest.warns(RuntimeWarning, match="disagree"):
-        name, out = measured_kernel(("g", "int16", 1), {"a": lambda: np.zeros(3), "b": lambda: np.ones(3)}, cache)
+        name, out = measured_kernel(
+            ("g", "int16", 1), {"a": lambda: np.zeros(3), "b": lambda: np.ones(3)}, cache.choices, cache.lock
+        )
     assert name == "a" and not out.any()
 
 
