@@ -256,7 +256,7 @@ def _choose(multiplier: Multiplier, schedule: LayerSchedule, weight: np.ndarray,
 
 
 def accumulate(
-    x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = None, *, one_session: bool = True
+    x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = None, *, one_session: bool = False
 ) -> np.ndarray:
     """Exact int32 accumulators of the layer for activation codes ``x``.
 
@@ -270,7 +270,9 @@ def accumulate(
         Precomputed ``Σ M(x, w)`` (e.g. from a tiled or faulty execution); computed here if ``None``.
     one_session
         Allow a low-rank conv layer's one-session accumulators (:meth:`LayerProgram.lowrank_layer`
-        with no requantization), where measured faster than the kernel-by-kernel path.
+        with no requantization), where measured faster than the kernel-by-kernel path: for calls
+        whose accumulators are changed or kept (faults, traces); a plain call's layer takes the
+        host's requantizing session instead (:mod:`approxtvm.compiler.host_ort`).
     """
     sched = prog.schedule
     s, q = sched.shape, sched.quant
@@ -414,7 +416,10 @@ def layer_accumulators(prog: LayerProgram, log: CallLog, x: np.ndarray, *operand
     activation matmul, the second operand's codes): exact accumulators through the layer's kernel,
     after the run's accumulator hook (faults); traced if enabled."""
     layer_id = prog.schedule.layer_id
-    acc = accumulate_matmul(x, operands[0], prog) if prog.schedule.shape.op == "matmul" else accumulate(x, prog)
+    if prog.schedule.shape.op == "matmul":
+        acc = accumulate_matmul(x, operands[0], prog)
+    else:
+        acc = accumulate(x, prog, one_session=log.faults is not None or log.trace)
     if log.faults is not None:
         acc = log.faults(layer_id, x, prog, acc, *operands)
     if log.trace:
