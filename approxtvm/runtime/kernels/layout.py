@@ -16,17 +16,23 @@ multi-megabyte array page-faults on first touch (≈ 9 ms of a 56 ms stage-1 cal
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:  # TVM is imported lazily at run time
     import tvm
 
-    from approxtvm.runtime.kernels.table_tvm import TvmKernelCache
+
+class KernelSource(Protocol):
+    """What compiles the pass: :class:`~approxtvm.runtime.kernels.table_tvm.TvmKernelCache` (named
+    structurally: that module uses this one)."""
+
+    def get(self, key: object) -> Callable[..., object]:
+        """The compiled kernel of ``key``."""
 
 
 def aligned_empty(shape: tuple[int, ...], dtype: str) -> np.ndarray:
@@ -100,7 +106,7 @@ class NchwKey:
         return to_nchw
 
 
-def to_nchw(y: np.ndarray, k: int, q: int, cache: TvmKernelCache) -> np.ndarray:
+def to_nchw(y: np.ndarray, k: int, q: int, cache: KernelSource) -> np.ndarray:
     """``y[:, :, :q, :k]`` transposed to a fresh C-contiguous ``(N, K, P, Q)`` int32 array.
 
     Parameters
@@ -123,4 +129,4 @@ def to_nchw(y: np.ndarray, k: int, q: int, cache: TvmKernelCache) -> np.ndarray:
     return out
 
 
-__all__ = ["NchwKey", "Scratch", "aligned_empty", "to_nchw"]
+__all__ = ["KernelSource", "NchwKey", "Scratch", "aligned_empty", "to_nchw"]
