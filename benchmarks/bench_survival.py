@@ -65,6 +65,9 @@ SEED = int(os.environ.get("BENCH_SURVIVAL_SEED", "0"))
 S_PER_IMAGE = float(os.environ.get("BENCH_SURVIVAL_S_PER_IMAGE", "0.842"))
 FIXED_S = float(os.environ.get("BENCH_SURVIVAL_FIXED_S", "5.28"))
 SCALING = float(os.environ.get("BENCH_SURVIVAL_SCALING", "1.95"))
+#: Optional JSON file to which every configuration's final stage is written (per model), for
+#: ``bench_weighted_projection.py``: which configurations ran how many images.
+DUMP = os.environ.get("BENCH_SURVIVAL_DUMP")
 GOAL_CONFIGS = 300
 GOAL_IMAGES = 1000
 STAGING = StagingSettings(
@@ -112,6 +115,17 @@ def survival(model: str) -> dict[str, Any]:
         # reference (exact) runs are counted once per stage size: not a configuration's cost
         ref_images = sum(sizes)
         images_per_conf = (st.samples_run - ref_images) / n_conf
+        configs = [
+            {
+                "configuration": c.to_dict(),
+                "samples": e.samples,
+                "accuracy_loss": e.point.accuracy_loss,
+                "energy_rel": e.point.energy_rel,
+            }
+            for c, e in study.estimates().items()
+        ]
+        # a front completion after a drop still ran every image it reports: the sum must match
+        images_in_estimates = sum(r["samples"] for r in configs)
     q1 = st.by_stage.get(sizes[1], 0) / n_conf if len(sizes) > 2 else None
     q2 = st.by_stage.get(sizes[-1], 0) / n_conf
     return {
@@ -129,6 +143,9 @@ def survival(model: str) -> dict[str, Any]:
         "hypervolume": round(result.hypervolume, 5),
         "per_generation": per_gen,
         "wall_s": round(wall, 1),
+        "images_in_final_estimates": images_in_estimates,
+        "layer_ids": list(space.layer_ids),
+        "configurations_final_stage": configs,
     }
 
 
@@ -151,6 +168,10 @@ def main() -> int:
         # scaled to a 1,000-image set when the data has another size (same fractions per stage)
         r["projection_resnet50"] = projection(r["images_per_configuration"] * GOAL_IMAGES / r["images"])
         rows.append(r)
+    if DUMP:
+        Path(DUMP).write_text(json.dumps({"models": rows}, indent=1))
+    for r in rows:  # the per-configuration list goes to the dump only
+        del r["configurations_final_stage"], r["layer_ids"]
     out = {
         "bench": "survival",
         "nsga": [POP, GENS, SEED],
