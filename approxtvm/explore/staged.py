@@ -469,11 +469,11 @@ class StagedStudy(Study):
         """Whether some estimate of ``pool`` has no more energy and no more loss than ``c``'s,
         one of them strictly less (no confidence: the ordering heuristic of deferral)."""
         e = pool[c].point
+        ee, el = e.energy_per_inference_pj, e.accuracy_loss
         for qc, q in pool.items():
-            p = q.point
-            if qc != c and p.energy_per_inference_pj <= e.energy_per_inference_pj and p.accuracy_loss <= e.accuracy_loss:
-                if p.energy_per_inference_pj < e.energy_per_inference_pj or p.accuracy_loss < e.accuracy_loss:
-                    return True
+            qe, ql = q.point.energy_per_inference_pj, q.point.accuracy_loss
+            if qc != c and qe <= ee and ql <= el and (qe < ee or ql < el):
+                return True
         return False
 
     def _complete_front(self) -> None:
