@@ -423,7 +423,7 @@ class StagedStudy(Study):
         if todo:
             for c, e in zip(todo, self._estimate(todo, self.sizes[0]), strict=True):
                 self._best[c] = e
-        self._race(todo, final=not self.staging.defer)
+        self._race(todo, "defer" if self.staging.defer else "eager")
         self._complete_front()
         self._update_time_estimate()
         return [self._best[c].point for c in configs]
@@ -432,7 +432,7 @@ class StagedStudy(Study):
         """Take every deferred configuration on until it is dominated with confidence or
         evaluated on the full set: afterwards the front is exact in the sense of the module
         docstring. A search calls this once at its end (:func:`~approxtvm.explore.nsga.run_nsga`)."""
-        self._race([], final=True)
+        self._race([], "settle")
         self._complete_front()
         self._update_time_estimate()
 
@@ -441,29 +441,40 @@ class StagedStudy(Study):
         """Configurations waiting, undecided, at a stage estimate (see :attr:`StagingSettings.defer`)."""
         return len(self._open)
 
-    def _race(self, fresh: list[Configuration], final: bool) -> None:
-        """Advance ``fresh`` and the deferred configurations through the stages: drop those
-        dominated with confidence; take the others to their next stage — all of them when
-        ``final``, else only those no estimate of the pool dominates outright (the rest wait
-        in ``_open`` for a better pool or :meth:`resolve`)."""
+    def _race(self, fresh: list[Configuration], mode: str) -> None:
+        """Advance ``fresh`` and the deferred configurations through the stages, a stage at a
+        time, dropping those dominated with confidence after each. Which survivors go on:
+
+        - ``eager``: all of them;
+        - ``defer``: those no estimate of the pool dominates outright; the rest wait in ``_open``
+          for a better pool or :meth:`resolve`;
+        - ``settle``: every undecided one eventually, the non-dominated layer among them first
+          (a dominated one may then be dropped on the images it ran, against a dominator
+          measured on more)."""
         active = list(dict.fromkeys([*fresh, *self._open]))
         while active:
             pool = dict(self._best)
-            step: dict[int, list[Configuration]] = {}
+            waiting = []
             for c in active:
-                n = self._best[c].samples
-                if n >= self.total_samples or self._dominated(c, pool):
+                if self._best[c].samples >= self.total_samples or self._dominated(c, pool):
                     self._open.pop(c, None)
-                elif final or not self._outright_dominated(c, pool):
-                    self._open.pop(c, None)
-                    step.setdefault(self.sizes[self.sizes.index(n) + 1], []).append(c)
-                else:
+                elif mode == "defer" and self._outright_dominated(c, pool):
                     self._open[c] = None
-            active = []
+                else:
+                    waiting.append(c)
+            go = waiting
+            if mode == "settle":
+                undecided = {c: pool[c] for c in waiting}
+                go = [c for c in waiting if not self._outright_dominated(c, undecided)]
+                self._open.update(dict.fromkeys(c for c in waiting if c not in go))
+            step: dict[int, list[Configuration]] = {}
+            for c in go:
+                self._open.pop(c, None)
+                step.setdefault(self.sizes[self.sizes.index(self._best[c].samples) + 1], []).append(c)
             for n, cs in sorted(step.items()):
                 for c, e in zip(cs, self._estimate(cs, n), strict=True):
                     self._best[c] = e
-                active += cs
+            active = [*go, *self._open] if mode == "settle" else go
 
     def _outright_dominated(self, c: Configuration, pool: dict[Configuration, Estimate]) -> bool:
         """Whether some estimate of ``pool`` has no more energy and no more loss than ``c``'s,
