@@ -22,6 +22,7 @@ from approxtvm.runtime.kernels.column_fused import FusedColumn, Requant, column_
 from approxtvm.runtime.kernels.geometry import ConvGeometry
 from approxtvm.runtime.kernels.grouped import grouped_conv2d_products
 from approxtvm.runtime.kernels.lowrank_layer import LayerQuant, LowRankLayer, shared_layer
+from approxtvm.runtime.kernels.table_choice import measured_kernel
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.runtime.window_sums import WindowSums
 from approxtvm.targets.vacc.schedule import LayerSchedule
@@ -184,9 +185,10 @@ class LayerProgram:
             self.store.entries[key] = layer
         return layer(x)  # type: ignore[operator]
 
-    def lowrank_layer(self, x_shape: tuple[int, ...], requant: tuple[float, int, str]) -> LowRankLayer | None:
+    def lowrank_layer(self, x_shape: tuple[int, ...], requant: tuple[float, int, str] | None) -> LowRankLayer | None:
         """The layer as one :class:`~approxtvm.runtime.kernels.lowrank_layer.LowRankLayer` (activation
-        codes to requantized codes ``requant = (y_scale, y_zero_point, dtype)``) for inputs of
+        codes to requantized codes ``requant = (y_scale, y_zero_point, dtype)``, or with ``requant``
+        ``None`` to the int32 accumulators :func:`accumulate` gives) for inputs of
         ``x_shape``, or ``None`` where it does not apply: not an ungrouped conv on the low-rank path,
         no GEMM plan, a divisor other than 1, or an output type other than 8 bits. Built once per
         input shape and output quantization; the session itself lives in the model's kernel cache
@@ -198,7 +200,12 @@ class LayerProgram:
             return None if args is None else shared_layer(self.cache.sessions, *args)  # type: ignore[misc]
         args = None
         s = self.schedule.shape
-        if s.op == "conv2d" and s.groups == 1 and self.kernel_path == "lowrank" and requant[2] in ("uint8", "int8"):
+        if (
+            s.op == "conv2d"
+            and s.groups == 1
+            and self.kernel_path == "lowrank"
+            and (requant is None or requant[2] in ("uint8", "int8"))
+        ):
             from approxtvm.runtime.kernels.dispatch import lowrank_gemm_plan
 
             plan, divisor = lowrank_gemm_plan(self.multiplier, self.weight, self.cache, self.store)
@@ -206,7 +213,7 @@ class LayerProgram:
                 import dataclasses
 
                 q = self.schedule.quant
-                rq = Requantizer.of(self, *requant)
+                rq = Requantizer.of(self, *(requant or (1.0, 0, "uint8")))  # accumulators: unused
                 zx = int(q.input_zero_point)
                 zw = np.asarray(q.weight_zero_points, np.int64)
                 taps = s.c_per_group * s.r * s.s
@@ -216,8 +223,8 @@ class LayerProgram:
                     channel_const=np.broadcast_to(zx * self.weight_sums - taps * zx * zw, (s.k,)).astype(np.int64),
                     bias=np.zeros(s.k, np.int64) if rq.bias is None else rq.bias.reshape(-1).astype(np.int64),
                     scale=np.broadcast_to(rq.scale.reshape(-1), (s.k,)).astype(np.float32),
-                    output_zero_point=int(requant[1]),
-                    output_dtype=str(rq.dtype),
+                    output_zero_point=0 if requant is None else int(requant[1]),
+                    output_dtype="int32" if requant is None else str(rq.dtype),
                     signed=bool(q.signed),
                 )
                 args = (plan, dataclasses.replace(self.geometry, n=int(x_shape[0])), quant)
@@ -248,7 +255,9 @@ def _choose(multiplier: Multiplier, schedule: LayerSchedule, weight: np.ndarray,
     return choose_path(multiplier, schedule.shape, weights=weight, cache=cache).path
 
 
-def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = None) -> np.ndarray:
+def accumulate(
+    x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = None, *, one_session: bool = False
+) -> np.ndarray:
     """Exact int32 accumulators of the layer for activation codes ``x``.
 
     Parameters
@@ -259,6 +268,11 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
         The layer program.
     products
         Precomputed ``Σ M(x, w)`` (e.g. from a tiled or faulty execution); computed here if ``None``.
+    one_session
+        Allow a low-rank conv layer's one-session accumulators (:meth:`LayerProgram.lowrank_layer`
+        with no requantization), where measured faster than the kernel-by-kernel path: for calls
+        whose accumulators are changed or kept (faults, traces); a plain call's layer takes the
+        host's requantizing session instead (:mod:`approxtvm.compiler.host_ort`).
     """
     sched = prog.schedule
     s, q = sched.shape, sched.quant
@@ -268,6 +282,13 @@ def accumulate(x: np.ndarray, prog: LayerProgram, products: np.ndarray | None = 
         return prog.fused_exact(x)
     if products is None and prog.column_fused:
         return prog.fused_call(x)
+    if products is None and one_session and s.op == "conv2d" and prog.kernel_path == "lowrank":
+        layer = prog.lowrank_layer(x.shape, None)
+        if layer is not None:  # the faster of the two forms for this layer, measured once (same numbers)
+            ses = prog.cache.sessions
+            candidates = {"kernels": lambda: accumulate(x, prog, one_session=False), "session": lambda: layer(x)}
+            choice, first = measured_kernel(("lowrank_accumulators", layer.key), candidates, ses.sessions, ses.lock)
+            return first if first is not None else candidates[choice]()
     zx = q.input_zero_point
     zw = np.asarray(q.weight_zero_points, np.int64)
     if s.op == "dense":
@@ -395,7 +416,10 @@ def layer_accumulators(prog: LayerProgram, log: CallLog, x: np.ndarray, *operand
     activation matmul, the second operand's codes): exact accumulators through the layer's kernel,
     after the run's accumulator hook (faults); traced if enabled."""
     layer_id = prog.schedule.layer_id
-    acc = accumulate_matmul(x, operands[0], prog) if prog.schedule.shape.op == "matmul" else accumulate(x, prog)
+    if prog.schedule.shape.op == "matmul":
+        acc = accumulate_matmul(x, operands[0], prog)
+    else:
+        acc = accumulate(x, prog, one_session=log.faults is not None or log.trace)
     if log.faults is not None:
         acc = log.faults(layer_id, x, prog, acc, *operands)
     if log.trace:

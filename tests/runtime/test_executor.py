@@ -1,10 +1,13 @@
 """Layers on the fused column kernel give a whole model the same outputs and accumulators as the
-unfused kernels plus the host's window sums, corrections and requantization."""
+unfused kernels plus the host's window sums, corrections and requantization; a low-rank layer's
+one-session accumulators equal its kernel-by-kernel ones and the reference's."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from approxtvm.compiler.driver import compile_onnx
 from approxtvm.compiler.model import CompiledModel
@@ -49,3 +52,44 @@ def test_fused_layers_equal_the_unfused_path(name: str, spec: str) -> None:
     assert [t[0] for t in ta.traces] == [t[0] for t in tb.traces]
     for (_, xa, acc_a), (_, xb, acc_b) in zip(ta.traces, tb.traces, strict=True):
         assert np.array_equal(xa, xb) and np.array_equal(acc_a, acc_b)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    st.integers(1, 2),
+    st.sampled_from([1, 2]),
+    st.sampled_from([(0, 0, 0, 0), (1, 1, 1, 1), (2, 0, 1, 3)]),
+    st.integers(0, 255),
+    st.integers(0, 255),
+    st.integers(0, 2**16),
+)
+def test_lowrank_accumulators_in_one_session_equal_the_kernels_and_a_reference(n, stride, pads, zx, zw, seed) -> None:  # type: ignore[no-untyped-def]
+    """A low-rank conv layer's accumulators (what fault injection changes before requantizing):
+    the one-session form, the kernel-by-kernel path and the reference products with numpy's
+    corrections agree, on the measuring call and on a call with the kept choice."""
+    from approxtvm.runtime.executor import LayerProgram, accumulate
+    from approxtvm.runtime.kernels import KernelCache, conv2d_products_reference
+    from approxtvm.runtime.multipliers import Multiplier
+    from approxtvm.runtime.multipliers.multiplier import operand_values
+    from approxtvm.targets.vacc.mapper import map_layer
+    from approxtvm.targets.vacc.workload import LayerShape
+    from tests.runtime.layers import SPEC, _program
+
+    v = operand_values(False)
+    mult = Multiplier("optrunc23", ((v >> 2) << 2)[:, None] * ((v >> 3) << 3)[None, :], False)  # not symmetric
+    shape = LayerShape.conv2d(n, 64, 32, 24, 24, 3, 2, strides=(stride, 1), pads=pads)  # not column-fused
+    base, x = _program(shape, map_layer(shape, SPEC), mult, zx=zx, zw=zw, seed=seed)
+    prog = LayerProgram(base.schedule, base.weight, None, mult, KernelCache(), "lowrank")
+    s = shape
+    products = conv2d_products_reference(
+        x, prog.weight, mult, strides=(s.stride_h, s.stride_w), pads=pads, pad_value=zx
+    )
+    want = accumulate(x, prog, products)
+    assert not prog.column_fused and prog.lowrank_layer(x.shape, None) is not None  # the one-session form applies
+    assert not any(k[0] == "measured_kernel" for k in prog.cache.sessions.sessions if isinstance(k, tuple))
+    first = accumulate(x, prog, one_session=True)  # measures both forms
+    kept = [k for k in prog.cache.sessions.sessions if isinstance(k, tuple) and k[0] == "measured_kernel"]
+    assert len(kept) == 1
+    assert np.array_equal(first, want)
+    assert np.array_equal(accumulate(x, prog, one_session=True), want)
+    assert np.array_equal(accumulate(x, prog), want)

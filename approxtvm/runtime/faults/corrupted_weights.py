@@ -14,6 +14,8 @@ accumulator of an exact multiplier is then the fault-free kernel run on ``W'``, 
 
 The sum is the same integer as ``acc_clean + Δ_weight + Δ_input + cross`` (int32 wrap-around in
 both), so outcomes are bit-identical; the tests hold this path to the emulator.
+
+Other multipliers, and weights stored more than once, use :mod:`.weight_copies` (no cross term either).
 """
 
 from __future__ import annotations

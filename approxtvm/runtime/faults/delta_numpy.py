@@ -272,6 +272,13 @@ DeltaCalls = Callable[
 ]
 
 
+#: ``kernels.input_copies(x, prepared, words, weights, select, out)``: add one call's input-word deltas
+#: (``words``, in the deltas' geometry) into flat ``out``, against the weight copy each PE holds at
+#: each step (``weights``: the copies' bytes end to end; ``select``: per ``step · instances + PE`` the
+#: byte offset of its copy; see :mod:`.weight_copies`).
+InputCopies = Callable[[np.ndarray, object, CorruptedWords, np.ndarray, np.ndarray, np.ndarray], None]
+
+
 @dataclass(frozen=True, eq=False)
 class FaultKernels:
     """The inner loops of :func:`inject`: numpy (:data:`NUMPY_KERNELS`) or compiled with TVM.
@@ -286,12 +293,16 @@ class FaultKernels:
         Adds ``Σ M(x', w') − Σ M(x, w)`` of a sample into the flat int32 accumulators.
     delta_calls
         The same for the samples of consecutive layer calls stacked along ``N``.
+    input_copies
+        Input-word deltas against per-step weight copies (:data:`InputCopies`; compiled kernels
+        only: ``None`` keeps the cross term).
     """
 
     name: str
     prepare: Prepare
     delta: Delta
     delta_calls: DeltaCalls
+    input_copies: InputCopies | None = None
 
 
 def _delta_into(

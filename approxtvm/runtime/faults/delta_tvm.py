@@ -23,7 +23,7 @@ import numpy as np
 from approxtvm.runtime.faults.delta_numpy import FaultKernels, LayerArrays
 from approxtvm.runtime.faults.geometry import DIM_INDEX as _D
 from approxtvm.runtime.faults.geometry import TileGeometry
-from approxtvm.runtime.faults.sampling import FaultSample, StackedSamples
+from approxtvm.runtime.faults.sampling import CorruptedWords, FaultSample, StackedSamples
 
 if TYPE_CHECKING:
     from approxtvm.runtime.executor import LayerProgram
@@ -182,6 +182,8 @@ def tvm_kernels() -> FaultKernels:
             "tln": la.taps_len,
             "taps": la.taps.ravel(),
         }
+        # one weight copy: every (step, PE) reads the weights at offset 0 (see weight_copies)
+        arrays["wsel"] = np.zeros(len(geom.step_start) * geom.instances, np.int64)
         st: dict[str, Any] = {k: dl(_compact(v, np.int64)) for k, v in arrays.items()}
         st["w"], st["lut"] = dl(_compact(la.wflat, np.uint8)), dl(_compact(la.table, np.int32))
         arrays["lut_t"] = _compact(la.table.reshape(256, 256).T.ravel(), np.int32)  # weight-major, for weight_delta
@@ -217,7 +219,7 @@ def tvm_kernels() -> FaultKernels:
         if not len(cx[0]):
             return
         common = (*map(dl, cx), dl(cx_call), st["fills_x"], st["ends_x"], st["ss"], st["io"], st["tst"], st["tln"])
-        fn_input(*args, *common, st["taps"], xr, wd, st["lut"], o)
+        fn_input(*args, *common, st["taps"], st["wsel"], xr, wd, st["lut"], o)
         if len(cw[0]):
             span, wr = _weight_records(st, geom, la, wflat, cw, cw_call, cx, cx_call)
             fn_cross(*args, *common, st["taps"], xr, dl(span), dl(wr), st["lut"], o)
@@ -235,7 +237,24 @@ def tvm_kernels() -> FaultKernels:
     ) -> None:
         delta_calls(x, prog, geom, la, prepared, (sample,), out, wflat)
 
-    return FaultKernels("tvm", prepare, delta, delta_calls)
+    def input_copies(
+        x: np.ndarray, prepared: object, words: CorruptedWords, weights: np.ndarray, select: np.ndarray, out: np.ndarray
+    ) -> None:
+        _check_out(out)
+        if not len(words):
+            return
+        st: dict[str, Any] = prepared  # type: ignore[assignment]
+        if len(select) != len(st["_keep"]["wsel"]):
+            raise ValueError("input_copies: one weight-copy offset per (step, PE) of the layer's geometry")
+        xr = dl(_compact(np.asarray(x).view(np.uint8).ravel(), np.uint8))
+        cx = (_compact(words.residency, np.int64), _compact(words.word, np.int64), _compact(words.mask, np.uint8))
+        call = np.zeros(len(words), np.int64)
+        common = (*map(dl, cx), dl(call), st["fills_x"], st["ends_x"], st["ss"], st["io"], st["tst"], st["tln"])
+        wsel = dl(_compact(select, np.int64))
+        fn_input(*st["args"], *common, st["taps"], wsel, xr, dl(_compact(weights, np.uint8)), st["lut"], dl(out))
+        _ = lib  # keep the module alive while its functions run
+
+    return FaultKernels("tvm", prepare, delta, delta_calls, input_copies)
 
 
 @functools.lru_cache(maxsize=1)

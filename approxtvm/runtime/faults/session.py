@@ -38,6 +38,7 @@ from approxtvm.runtime.faults.sampling import (
     fault_counters,
     sample_blocks_stacked,
 )
+from approxtvm.runtime.faults.weight_copies import WeightCopies, inject_with_copies, weight_copies
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.schedule import LayerSchedule
 
@@ -83,6 +84,7 @@ class ModelFaults:
         self._kernels: FaultKernels | None = None
         self._parts: dict[str, tuple[ChipletPart, ...]] = {}
         self._once: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+        self._copies: dict[str, WeightCopies | None] = {}
 
     @property
     def active(self) -> bool:
@@ -130,6 +132,14 @@ class ModelFaults:
             geom, mapping = self.geometry(layer_id), self.schedules[layer_id].mapping
             self._once[layer_id] = weight_offsets(geom, mapping) if weights_stored_once(geom, mapping) else None
         return self._once[layer_id]
+
+    def weight_copies(self, layer_id: str) -> WeightCopies | None:
+        """The layer's stored weight copies in the deltas' geometry (:func:`.weight_copies.weight_copies`),
+        or ``None`` where they cannot be formed (cached)."""
+        if layer_id not in self._copies:
+            geom, mapping = self.geometry(layer_id), self.schedules[layer_id].mapping
+            self._copies[layer_id] = weight_copies(geom.compute or geom, mapping)
+        return self._copies[layer_id]
 
     @property
     def kernels(self) -> FaultKernels:
@@ -319,6 +329,11 @@ class FaultSession:
         if not len(sample.weight) and not len(sample.input):
             return acc
         f = self.faults
+        if (
+            not operands and f.kernels.input_copies is not None and (copies := f.weight_copies(layer_id)) is not None
+        ):  # weight deltas box by box, input deltas against the weights as stored: no cross term
+            geom, arrays = f.geometry(layer_id), f.arrays(layer_id, prog)
+            return inject_with_copies(x, prog, acc, sample, geom, arrays, f.kernels, f.prepared(layer_id, prog), copies)
         second = operands[0] if operands else None
         return inject(
             x,

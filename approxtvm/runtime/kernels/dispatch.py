@@ -10,10 +10,10 @@ Paths (all bit-exact against :mod:`approxtvm.runtime.kernels.reference`):
     that occur): integer products of byte maps on onnxruntime (:mod:`.lowrank`, :mod:`.intconv`);
     ungrouped convs as one u8×s8 GEMM per call group (:mod:`.lowrank_gemm`).
 ``table``
-    Any table on TVM, the fastest of three kernels by a cost model: the register-LUT kernel of
-    :mod:`.table_perm` (AVX-512 BW, 16-bit tables; no per-weight tables), weight-stationary
-    per-weight tables (:mod:`.table_tvm`, fastest for many output pixels when the tables stay
-    cached), or a direct LUT gather.
+    Any table on TVM: the register-LUT kernel of :mod:`.table_perm` (AVX-512 BW, 16-bit tables;
+    no per-weight tables) or weight-stationary per-weight tables (:mod:`.table_tvm`, when they
+    fit the cache; it picks a direct LUT gather by a cost model), the faster of the two measured
+    once per layer shape when both apply (:mod:`.table_choice`).
 ``table_perm``
     Any 16-bit table, forcing the register-LUT kernel (AVX-512 BW hosts only).
 ``table_gather``
@@ -468,10 +468,16 @@ def _conv2d_tvm(
     path: str,
     store: LayerStore | None = None,
 ) -> np.ndarray:
+    from approxtvm.runtime.kernels.table_choice import measured_kernel
     from approxtvm.runtime.kernels.table_perm import PermConv, perm_available, perm_dtype
-    from approxtvm.runtime.kernels.table_tvm import conv2d_table_tvm, plan_tables
+    from approxtvm.runtime.kernels.table_tvm import TablePlan, conv2d_table_tvm, plan_tables
 
     kernels = cache.tvm_kernels()
+
+    def _tables(plan: TablePlan) -> np.ndarray:
+        tables = cache.layer_tables((mult.table_hash, _weight_key(wb, store), wb.shape, plan), plan.table_bytes(gp))
+        return conv2d_table_tvm(xp, wb, mult.table, gp, kernels, tables, threads=threads)
+
     if path == "table_gather":
         return conv2d_table_tvm(xp, wb, mult.table, gp, kernels, None, kernel="gather", threads=threads)
     # the layer's kernel choice and prepared register-LUT kernel live in its store (weights fixed)
@@ -488,30 +494,25 @@ def _conv2d_tvm(
                 fix="use path='table'",
             )
         plan = plan_tables(gp, mult.table, kernels.config)
-        if path == "table_perm" or (perm_ok and not _tables_pay(gp, plan, plan.table_bytes(gp), cache)):
+        fits = plan.table_bytes(gp) <= min(LAYER_TABLE_CACHE_MAX_BYTES, cache.table_cache_max_bytes)
+        first = None
+        if path == "table_perm" or (perm_ok and not fits):
             prepared = PermConv(wb, mult.table, gp, kernels, mult.table_hash)
+        elif perm_ok:  # both kernels apply: the faster for this shape, measured (.table_choice)
+            perm = PermConv(wb, mult.table, gp, kernels, mult.table_hash)
+            candidates = {"perm": lambda: perm(xp, threads), "tables": lambda: _tables(plan)}
+            shape = ("table", gp, perm_dtype(mult.table), threads)
+            choice, first = measured_kernel(shape, candidates, kernels.choices, kernels.lock)
+            prepared = perm if choice == "perm" else plan
         else:
             prepared = plan
         if store is not None:
             store.entries[skey] = prepared
+        if first is not None:
+            return first
     if isinstance(prepared, PermConv):
         return prepared(xp, threads)
-    plan = prepared
-    wkey = _weight_key(wb, store)
-    tables = cache.layer_tables((mult.table_hash, wkey, wb.shape, plan), plan.table_bytes(gp))
-    return conv2d_table_tvm(xp, wb, mult.table, gp, kernels, tables, threads=threads)
-
-
-def _tables_pay(gp: ConvGeometry, plan: object, nbytes: int, cache: KernelCache) -> bool:
-    """Whether cached per-weight tables beat the register-LUT kernel on this layer (many output
-    pixels per weight, and tables small enough to stay in the cache)."""
-    from approxtvm.runtime.kernels.table_perm import PERM_MACS_PER_S
-    from approxtvm.runtime.kernels.table_tvm import TABLE_MACS_PER_S, TABLE_STREAM_BYTES_PER_S
-
-    if nbytes > min(LAYER_TABLE_CACHE_MAX_BYTES, cache.table_cache_max_bytes):
-        return False
-    macs = gp.macs
-    return macs / TABLE_MACS_PER_S + nbytes / TABLE_STREAM_BYTES_PER_S < macs / PERM_MACS_PER_S
+    return _tables(prepared)
 
 
 def dense_products(

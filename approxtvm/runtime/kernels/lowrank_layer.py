@@ -64,7 +64,9 @@ class LayerQuant:
     output_zero_point
         ``z_y``.
     output_dtype
-        ``"uint8"`` or ``"int8"``.
+        ``"uint8"`` or ``"int8"``; ``"int32"``: the layer outputs its int32 accumulators (products
+        minus the zero-point terms, wrapped), without bias, scale and output zero point (ignored),
+        for callers that change accumulators before requantizing them (fault injection).
     signed
         Activations are int8 codes.
     """
@@ -130,7 +132,8 @@ def build_layer_model(plan: GemmPlan, g: ConvGeometry, quant: LayerQuant) -> Any
 
     Inputs: ``m0, m1, …`` uint8 (N·Hp·Wp, B·C), the maps of each GEMM of ``plan`` on the padded
     NHWC input (pixel-major, blocks then channels), and when ``z_w ≠ 0`` ``xs`` (N·Hp·Wp, C), the
-    padded NHWC activation codes. Output ``y`` (N, K, P, Q): the requantized codes.
+    padded NHWC activation codes. Output ``y`` (N, K, P, Q): the requantized codes, or the int32
+    accumulators when ``quant.output_dtype`` is ``"int32"``.
     ``g`` is the layer's geometry with its pads; ``plan`` must have int32 accumulators (divisor 1).
     """
     from onnx import TensorProto, helper
@@ -190,20 +193,26 @@ def build_layer_model(plan: GemmPlan, g: ConvGeometry, quant: LayerQuant) -> Any
     col = None
     for t in col_terms:
         col = t if col is None else gr.op("Add", [col, t])
-    per_k = _wrap32(plan.const_k.astype(np.int64) - quant.channel_const + quant.bias).reshape(1, k)
+    accumulators = quant.output_dtype == "int32"
+    bias = 0 if accumulators else quant.bias
+    per_k = _wrap32(plan.const_k.astype(np.int64) - quant.channel_const + bias).reshape(1, k)
     base = gr.const(per_k)
     if col is not None:
         base = gr.op("Add", [col, base])  # (N·P·Q, K)
     elif acc is None:  # no product term at all (e.g. every used weight maps to 0): constants only
         base = gr.op("Expand", [base, i64(npq, k)])
     total = base if acc is None else gr.op("Add", [acc, base])
-    scale = gr.const(quant.scale.astype(np.float32).reshape(1, k))
-    v = gr.op("Mul", [gr.op("Cast", [total], to=TensorProto.FLOAT), scale])
-    zy = np.array(quant.output_zero_point, np.dtype(quant.output_dtype))
-    yq = gr.op("QuantizeLinear", [v, gr.const(np.array(1.0, np.float32)), gr.const(zy)])
+    if accumulators:  # the int32 accumulators themselves (bias and scale belong to the requantizer)
+        yq = total
+        out_type = TensorProto.INT32
+    else:
+        scale = gr.const(quant.scale.astype(np.float32).reshape(1, k))
+        v = gr.op("Mul", [gr.op("Cast", [total], to=TensorProto.FLOAT), scale])
+        zy = np.array(quant.output_zero_point, np.dtype(quant.output_dtype))
+        yq = gr.op("QuantizeLinear", [v, gr.const(np.array(1.0, np.float32)), gr.const(zy)])
+        out_type = TensorProto.INT8 if quant.output_dtype == "int8" else TensorProto.UINT8
     y4 = gr.op("Reshape", [yq, i64(g.n, g.p, g.q, k)])
     gr.nodes.append(helper.make_node("Transpose", [y4], ["y"], perm=[0, 3, 1, 2]))
-    out_type = TensorProto.INT8 if quant.output_dtype == "int8" else TensorProto.UINT8
     graph = helper.make_graph(
         gr.nodes,
         "approxtvm_lowrank_layer",
@@ -273,7 +282,8 @@ class LowRankLayer:
         self._busy = threading.Lock()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Requantized output codes (N, K, P, Q) of activation codes ``x`` (N, C, H, W)."""
+        """Requantized output codes (or int32 accumulators) (N, K, P, Q) of activation codes ``x``
+        (N, C, H, W)."""
         g = self.geometry
         if x.shape != (g.n, g.c, g.h, g.w) or x.dtype != self._dtype:
             from approxtvm.errors import DataError

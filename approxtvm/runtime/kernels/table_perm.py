@@ -29,6 +29,8 @@ import numpy as np
 
 from approxtvm.runtime.kernels.cpu import CpuInfo
 from approxtvm.runtime.kernels.geometry import ConvGeometry
+from approxtvm.runtime.kernels.layout import aligned_empty as _aligned_empty
+from approxtvm.runtime.kernels.layout import to_nchw
 from approxtvm.runtime.kernels.threads import use_tvm_threads
 
 if TYPE_CHECKING:  # TVM is imported lazily at run time
@@ -169,14 +171,6 @@ def _lut(table: np.ndarray, cache: TvmKernelCache, table_key: str | None, transp
     return hit
 
 
-def _aligned_empty(shape: tuple[int, ...], dtype: str) -> np.ndarray:
-    """An uninitialised numpy array on a 64-byte boundary (TVM views it without a copy)."""
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    raw = np.empty(nbytes + 64, dtype=np.uint8)
-    off = (-raw.ctypes.data) % 64
-    return raw[off : off + nbytes].view(dtype).reshape(shape)
-
-
 def _round_up(v: int, m: int) -> int:
     return -(-v // m) * m
 
@@ -229,6 +223,7 @@ class PermConv:
             g.dilation_w, td, xt, kb,
         )  # fmt: skip
         self.fn = cache.get(key)
+        self.cache = cache
         self.g = g
 
     def __call__(self, xp: np.ndarray, threads: int | None = None) -> np.ndarray:
@@ -238,13 +233,16 @@ class PermConv:
 
         g = self.g
         use_tvm_threads(g.macs, threads)
-        x_nhwc = _aligned_empty((g.n, g.hp, self.wp_ext, g.c), "uint8")
-        if self.wp_ext > g.wp:
-            x_nhwc[:, :, g.wp :] = 0
-        x_nhwc[:, :, : g.wp] = xp.transpose(0, 2, 3, 1)
-        y = _aligned_empty((g.n, g.p, self.qp, self.kp), "int32")
-        self.fn(tvm.runtime.from_dlpack(x_nhwc), self.wi, self.lut, tvm.runtime.from_dlpack(y))
-        return np.ascontiguousarray(y[:, :, : g.q, : g.k].transpose(0, 3, 1, 2))
+        scratch = self.cache.scratch_arrays
+        with (
+            scratch.borrow("perm_x", (g.n, g.hp, self.wp_ext, g.c), "uint8") as x_nhwc,
+            scratch.borrow("perm_y", (g.n, g.p, self.qp, self.kp), "int32") as y,
+        ):
+            if self.wp_ext > g.wp:
+                x_nhwc[:, :, g.wp :] = 0
+            x_nhwc[:, :, : g.wp] = xp.transpose(0, 2, 3, 1)
+            self.fn(tvm.runtime.from_dlpack(x_nhwc), self.wi, self.lut, tvm.runtime.from_dlpack(y))
+            return to_nchw(y, g.k, g.q, self.cache)
 
 
 def conv2d_perm(

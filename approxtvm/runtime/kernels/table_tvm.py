@@ -27,6 +27,7 @@ import numpy as np
 
 from approxtvm.runtime.kernels.cpu import CpuInfo, detect_cpu
 from approxtvm.runtime.kernels.geometry import ConvGeometry
+from approxtvm.runtime.kernels.layout import Scratch, to_nchw
 from approxtvm.runtime.kernels.threads import configure_tvm_pool, use_tvm_threads
 
 if TYPE_CHECKING:  # TVM is imported lazily at run time
@@ -330,6 +331,10 @@ class TvmKernelCache:
     #: Device copies of product tables (and their transposes) in the kernels' element type, by
     #: ``(table key, layout)``; filled by :mod:`.table_perm`.
     luts: dict[tuple[str, str], tuple[object, str]] = field(default_factory=dict, repr=False)
+    #: Staging arrays of the kernels' inputs and outputs, kept across calls (:mod:`.layout`).
+    scratch_arrays: Scratch = field(default_factory=Scratch, repr=False)
+    #: Kernel choices measured per layer shape (:mod:`.table_choice`).
+    choices: dict[tuple, str] = field(default_factory=dict, repr=False)
 
     def scratch_tensor(self, shape: tuple[int, ...], dtype: str) -> tvm.runtime.Tensor:
         """A TVM view (zero-copy) of the scratch buffer; caller holds :attr:`scratch_lock`."""
@@ -487,22 +492,26 @@ def conv2d_table_tvm(
     plan = plan_tables(g, table, cfg)
     if kernel == "auto":
         kernel = "gather" if prefer_gather(g, plan, tables is not None) else "table"
-    # NHWC, zero columns for the ragged last pixel tile, zero channels up to a multiple of cb
-    # (their weights index the LUT's zero column)
-    x_nhwc = np.zeros((g.n, g.hp, plan.wp_ext, plan.cpad), dtype=np.uint8)
-    x_nhwc[:, :, : g.wp, : g.c] = xp.transpose(0, 2, 3, 1)
     lut = extended_lut(table, plan.tdtype)
-    if kernel == "gather":
-        return _gather(x_nhwc, wb, lut, g, plan, cache)
-    xt_ = tvm.runtime.tensor(x_nhwc)
-    yt = tvm.runtime.tensor(np.zeros((g.n, g.p, plan.qp, plan.kp), dtype=np.int32))
-    if tables is not None:
-        _table_chunks(xt_, yt, wb, lut, g, plan, cache, tables)
-    else:
-        with cache.scratch_lock:
-            _table_chunks(xt_, yt, wb, lut, g, plan, cache, None)
-    out = yt.numpy()[:, :, : g.q, : g.k]
-    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+    with (
+        cache.scratch_arrays.borrow("table_x", (g.n, g.hp, plan.wp_ext, plan.cpad), "uint8") as x_nhwc,
+        cache.scratch_arrays.borrow("table_y", (g.n, g.p, plan.qp, plan.kp), "int32") as y,
+    ):
+        # NHWC, zero columns for the ragged last pixel tile, zero channels up to a multiple of cb
+        # (their weights index the LUT's zero column)
+        x_nhwc[:, :, g.wp :] = 0
+        x_nhwc[:, :, : g.wp, g.c :] = 0
+        x_nhwc[:, :, : g.wp, : g.c] = xp.transpose(0, 2, 3, 1)
+        if kernel == "gather":
+            return _gather(x_nhwc, wb, lut, g, plan, cache)
+        xt_, yt = tvm.runtime.from_dlpack(x_nhwc), tvm.runtime.from_dlpack(y)
+        y[...] = 0  # the chunks accumulate into it
+        if tables is not None:
+            _table_chunks(xt_, yt, wb, lut, g, plan, cache, tables)
+        else:
+            with cache.scratch_lock:
+                _table_chunks(xt_, yt, wb, lut, g, plan, cache, None)
+        return to_nchw(y, g.k, g.q, cache)
 
 
 #: Pixels per block of the gather kernel (8 measured best on 2 Zen5 cores, 7×7 to 56×56 layers).
@@ -559,27 +568,10 @@ def _table_chunks(
         c1 = min(plan.cpad, c0 + plan.cc)
         cc = c1 - c0
         key = _ConvKey(
-            "table",
-            g.n,
-            g.hp,
-            plan.wp_ext,
-            plan.cpad,
-            g.r,
-            g.s,
-            cc,
-            plan.kb,
-            g.p,
-            plan.qp,
-            plan.kp,
-            g.stride_h,
-            g.stride_w,
-            g.dilation_h,
-            g.dilation_w,
-            plan.tdtype,
-            cfg.xt,
-            cfg.cb,
+            "table", g.n, g.hp, plan.wp_ext, plan.cpad, g.r, g.s, cc, plan.kb, g.p, plan.qp, plan.kp, g.stride_h,
+            g.stride_w, g.dilation_h, g.dilation_w, plan.tdtype, cfg.xt, cfg.cb,
             single=(cc == plan.cpad and plan.kb == plan.kp),
-        )
+        )  # fmt: skip
         fn = cache.get(key)
         for k0 in range(0, plan.kp, plan.kb):
             tab = None if tables is None else tables.get((c0, k0))

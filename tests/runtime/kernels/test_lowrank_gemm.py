@@ -13,7 +13,7 @@ import dataclasses
 import os
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from approxtvm.runtime.kernels import KernelCache, conv2d_products, detect_cpu
@@ -246,3 +246,67 @@ def test_lowrank_gemm_with_a_divisor_equals_product_reference(data, case):
     got = conv2d_products(x, w, mult, path="lowrank", cache=CACHES["host"], **kw)
     assert got.dtype == np.int32
     assert np.array_equal(got, product_reference(x, w, mult.table, **kw))
+
+
+#: Library circuits whose plans have several calls of one scale (merged into one GEMM each).
+MERGE_CASES = ("mul8u_13QR", "mul8u_17QU", "mul8u_18DU", "mul8u_17C8")
+
+
+@settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), name=st.sampled_from(MERGE_CASES), policy=st.sampled_from(["host", "no_vnni"]))
+def test_merged_equal_scale_calls_equal_product_reference(data, name, policy):
+    """Calls of equal scale run as one GEMM (fewer GEMMs than the weight plan has calls), and the
+    sums still equal the product-by-product reference, with the int8 and the uint8 GEMM policy."""
+    from approxtvm.runtime.multipliers import resolve_multiplier
+
+    mult = resolve_multiplier(name)
+    conv = draw_conv_case(data.draw, False)
+    x, w, rng = conv["x"], conv["w"], conv["rng"]
+    w = np.clip(rng.normal(128, 30, w.shape), 0, 255).astype(np.uint8)  # weights a layer has
+    f = find_factors(mult.table, False, np.flatnonzero(np.bincount(w.ravel(), minlength=256)))
+    assume(f is not None)
+    wplan = weight_plan(w, f)
+    signed_exact = policy == "host" and s8_gemm_exact(CACHES["host"].sessions, HOST.vnni)
+    plan = gemm_plan(w, wplan, f.divisor, signed_exact)
+    assume(plan is not None)
+    assert len({c.scale for c in plan.calls}) == len(plan.calls)  # one call per scale
+    assert sum(len(c.gemms) for c in plan.calls) <= len(wplan.calls) * 2
+    kw = dict(
+        strides=conv["strides"], dilations=conv["dilations"], pads=conv["pads"], pad_value=int(rng.integers(0, 256))
+    )
+    got = conv2d_products(x, w, mult, path="lowrank", cache=CACHES[policy], **kw)
+    want = product_reference(x, w, mult.table, **kw)
+    assert np.array_equal(got.astype(np.int64) % 2**32, want.astype(np.int64) % 2**32)
+
+
+def test_merging_two_gemms_keeps_both_sums_and_refuses_an_overflowing_merge():
+    """Two GEMMs of one scale merged: the merged weights are the two stacked, each one's extra
+    columns zero over the other's rows; a merge whose partial sums could pass int32 is refused."""
+    from approxtvm.runtime.kernels.lowrank_gemm import Gemm, _merge_two
+
+    ident = ActivationMap.of(np.arange(256, dtype=np.uint8))
+    rng = np.random.default_rng(5)
+    taps, k = 3, 2
+    wa = rng.integers(0, 256, (taps, k + 1)).astype(np.uint8)
+    wb = rng.integers(0, 256, (taps, k)).astype(np.uint8)
+    a = Gemm((0,), (ident,), False, wa, k, (7,), "a")
+    b = Gemm((0,), (ident,), False, wb, k, (), "b")
+    m = _merge_two(a, b, k, taps)
+    assert m is not None and m.extra_coefs == (7,) and m.main_cols == k
+    want = np.zeros((2 * taps, k + 1), np.int64)
+    want[:taps] = wa
+    want[taps:, :k] = wb
+    assert np.array_equal(m.w_mat.astype(np.int64), want)
+    xa, xb = rng.integers(0, 256, (4, taps)), rng.integers(0, 256, (4, taps))
+    merged = np.concatenate([xa, xb], axis=1) @ m.w_mat.astype(np.int64)
+    assert np.array_equal(merged[:, :k], xa @ wa[:, :k].astype(np.int64) + xb @ wb.astype(np.int64))
+    assert np.array_equal(merged[:, k], xa @ wa[:, k].astype(np.int64))
+    # int8 weights are stored as g − 128: merged the same way, zero rows stored as −128
+    sa = Gemm((0,), (ident,), True, (wa.astype(np.int64) - 128).astype(np.int8), k, (7,), "sa")
+    sb = Gemm((0,), (ident,), True, (wb.astype(np.int64) - 128).astype(np.int8), k, (), "sb")
+    ms = _merge_two(sa, sb, k, taps)
+    assert ms is not None and np.array_equal(ms.w_mat.astype(np.int64) + 128, want)
+    # each half alone within the int32 bound (20,000 · 255 · 255 < 2^31), merged not
+    big = 20_000
+    ga = Gemm((0,), (ident,), False, np.full((big, k), 255, np.uint8), k, (), "ga")
+    assert _merge_two(ga, ga, k, big) is None

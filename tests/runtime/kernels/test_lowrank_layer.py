@@ -1,5 +1,6 @@
 """The one-session low-rank layer (lowrank_layer) equals a product-by-product integer conv with the
-zero-point correction and a float32 requantization written here.
+zero-point correction and a float32 requantization written here (or, in its accumulator form, the
+corrected int32 sums themselves).
 
 Hypothesis over shapes, strides, dilations, pads, batch, operand signedness, low-rank tables,
 activation and weight zero points (per tensor and per channel), bias, scales and the output type,
@@ -59,7 +60,7 @@ def test_lowrank_layer_equals_integer_conv_and_requantization(data, table, signe
     else:
         bias = rng.integers(-5000, 5000, k).astype(np.int64)
         scale = (rng.random(k) * draw(st.sampled_from([1e-4, 1e-3, 1e-2]))).astype(np.float32)
-    out_dtype = draw(st.sampled_from(["uint8", "int8"]))
+    out_dtype = draw(st.sampled_from(["uint8", "int8", "int32"]))  # int32: the accumulators
     zy = int(rng.integers(*((-128, 128) if out_dtype == "int8" else (0, 256))))
 
     tab = TABLES[table](signed)
@@ -84,7 +85,8 @@ def test_lowrank_layer_equals_integer_conv_and_requantization(data, table, signe
     xsum = product_reference(x, ones, np.outer(np.arange(256) - (256 * (np.arange(256) >= 128) if signed else 0),
                                                np.ones(256, np.int64)), **kw).astype(np.int64)  # fmt: skip
     acc = products - zw.reshape(1, -1, 1, 1) * xsum - (zx * wsum - taps * zx * zw).reshape(1, -1, 1, 1)
-    want = _requantize(((acc + 2**31) % 2**32 - 2**31), bias, scale, zy, out_dtype)
+    wrapped = (acc + 2**31) % 2**32 - 2**31
+    want = wrapped.astype(np.int32) if out_dtype == "int32" else _requantize(wrapped, bias, scale, zy, out_dtype)
     assert got.dtype == np.dtype(out_dtype) and got.shape == want.shape
     assert np.array_equal(got, want)
 

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from approxtvm.errors import MultiplierError
 from approxtvm.runtime.kernels import KernelCache, conv2d_products, dense_products, detect_cpu, tvm_available
 from approxtvm.runtime.kernels.act_matmul import matmul_products
-from approxtvm.runtime.kernels.geometry import ConvGeometry
 from approxtvm.runtime.kernels.grouped import grouped_conv2d_products
 from approxtvm.runtime.multipliers.multiplier import Multiplier
 
@@ -213,20 +212,6 @@ def test_table_perm_refused_without_avx512():
     x = np.zeros((1, 1, 3, 3), np.uint8)
     with pytest.raises(MultiplierError, match="AVX-512"):
         conv2d_products(x, np.zeros((1, 1, 1, 1), np.uint8), m, path="table_perm", cache=KernelCache(host_cpu=cpu))
-
-
-def test_cost_model_keeps_cached_tables_for_wide_images():
-    from approxtvm.runtime.kernels.dispatch import _tables_pay
-    from approxtvm.runtime.kernels.table_tvm import TableKernelConfig, plan_tables
-
-    table = _order_table()
-    cfg = TableKernelConfig.for_cpu(HOST)
-    cache = KernelCache()
-    wide = ConvGeometry(1, 64, 58, 58, 64, 3, 3)  # ResNet stage 1: 3136 pixels per weight
-    small = ConvGeometry(1, 512, 9, 9, 512, 3, 3)  # stage 4: 49 pixels per weight, 302 MB of tables
-    assert _tables_pay(wide, plan_tables(wide, table, cfg), plan_tables(wide, table, cfg).table_bytes(wide), cache)
-    ps = plan_tables(small, table, cfg)
-    assert not _tables_pay(small, ps, ps.table_bytes(small), cache)
 
 
 def test_layer_store_pickles_without_its_prepared_kernels(caches):

@@ -1,0 +1,155 @@
+"""Input deltas against the weight copies the PEs hold (``faults.weight_copies``), any table and
+any number of stored copies, against the emulator."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, reject, settings
+
+from approxtvm.errors import ScheduleError
+from approxtvm.runtime import faults
+from approxtvm.runtime.emulator import emulate
+from approxtvm.runtime.executor import accumulate
+from approxtvm.runtime.faults.weight_copies import inject_with_copies, weight_copies
+from approxtvm.runtime.multipliers import Multiplier
+from approxtvm.targets.vacc.hardware import AcceleratorSpec
+from approxtvm.targets.vacc.mapper import map_layer
+from approxtvm.targets.vacc.mapping import Loop, Mapping
+from approxtvm.targets.vacc.workload import LayerShape
+from tests.runtime.layers import RAND_U, SPEC, _mapping, _program, layers, uneven_layers
+
+#: A signed non-commutative random table (the unsigned one is ``RAND_U``).
+RAND_S = Multiplier("rand_s", np.random.default_rng(11).integers(-(2**20), 2**20, (256, 256)).astype(np.int32), True)
+
+
+def _plan(noc: float, w: float, x: float, mode: str = "write", msbs: int = 0) -> faults.FaultPlan:
+    return faults.FaultPlan("L", 0, noc, msbs, (("weight", w), ("input", x)), mode)
+
+
+def _corruption(sample: faults.FaultSample) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    return {t: (sample.of(t).residency, sample.of(t).word, sample.of(t).mask) for t in ("weight", "input")}
+
+
+def _check(m: Mapping, mult: Multiplier, seed: int, plan: faults.FaultPlan, spec: AcceleratorSpec = SPEC) -> int | None:
+    """``inject_with_copies`` against the emulator on one layer call; the number of copies, or
+    ``None`` where they cannot be formed."""
+    prog, x = _program(m.shape, m, mult, seed=seed % 1000, zx=seed % 256, zw=(seed >> 8) % 256)
+    g = faults.tile_geometry(m, spec)
+    copies = weight_copies(g.compute or g, m)
+    if copies is None:
+        return None
+    sample = faults.sample_faults(plan, g, seed=seed)
+    ref = emulate(x, prog, corruption=_corruption(sample)).acc
+    clean = accumulate(x, prog)
+    before = clean.copy()
+    la = faults.layer_arrays(prog, g)
+    kernels = faults.compiled_kernels()
+    prep = kernels.prepare(prog, g, la)
+    # the weight deltas box by box (where the residencies' steps tile boxes) and by the step walk
+    for cp in {id(c): c for c in (copies, replace(copies, boxes=None))}.values():
+        got = inject_with_copies(x, prog, clean, sample, g, la, kernels, prep, cp)
+        np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(clean, before)  # the fault-free accumulators are not changed
+    return copies.copies
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layers(kinds=("conv2d", "dense", "grouped")))
+def test_copies_injection_equals_the_emulator(layer: tuple[Mapping, Multiplier, int]) -> None:
+    m, _, seed = layer
+    try:
+        m.validate(SPEC)
+    except ScheduleError:
+        reject()
+    mult = (RAND_U, RAND_S)[seed % 2]
+    mode = ("write", "read", "both")[(seed >> 1) % 3]
+    # both tensors, weights only, inputs only
+    noc, w, x = ((0.02, 0.03, 0.03), (0.0, 0.05, 0.0), (0.0, 0.0, 0.05))[(seed >> 5) % 3]
+    if _check(m, mult, seed, _plan(noc=noc, w=w, x=x, mode=mode, msbs=(seed >> 3) % 3)) is None:
+        reject()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(uneven_layers(kinds=("conv2d", "dense", "grouped")))
+def test_copies_injection_equals_the_emulator_on_uneven_mappings(layer: tuple[Mapping, Multiplier, int]) -> None:
+    m, _, seed = layer
+    try:
+        m.validate(SPEC)
+    except ScheduleError:
+        reject()
+    if _check(m, (RAND_U, RAND_S)[seed % 2], seed, _plan(noc=0.02, w=0.03, x=0.03)) is None:
+        reject()
+
+
+def test_multicast_and_refilled_weights_become_copies() -> None:
+    """Weights held by two PEs at once, or loaded again later: two copies, each its own corruption."""
+    shape = LayerShape.conv2d(1, 4, 2, 1, 4, 1, 3, pads=(0, 1, 0, 1))
+    plan = _plan(noc=0.05, w=0.05, x=0.05)
+    d = SPEC.to_dict()
+    spec = AcceleratorSpec.from_dict({**d, "pe_array": {**d["pe_array"], "pe_spatial_dims": ["K", "Q"]}, "name": "kq"})
+    multicast = _mapping(shape, gb=[Loop("Q", 2, True)], pe=[Loop("K", 4), Loop("Q", 2), Loop("C", 2), Loop("S", 3)])
+    multicast.validate(spec)
+    refill = _mapping(
+        shape, dram=[Loop("Q", 2), Loop("K", 2)], pe=[Loop("K", 2), Loop("Q", 2), Loop("C", 2), Loop("S", 3)]
+    )
+    refill.validate(SPEC)
+    once = _mapping(
+        shape, dram=[Loop("K", 2), Loop("Q", 2)], pe=[Loop("K", 2), Loop("Q", 2), Loop("C", 2), Loop("S", 3)]
+    )
+    once.validate(SPEC)
+    for mapping, sp in ((multicast, spec), (refill, SPEC), (once, SPEC)):
+        g = faults.tile_geometry(mapping, sp)
+        copies = weight_copies(g, mapping)
+        assert copies is not None and copies.boxes is not None  # each residency's outputs: one box
+        assert len(copies.boxes) == len(g.fills["weight"]) * g.instances
+    for seed in range(6):
+        assert _check(multicast, RAND_U, seed, plan, spec=spec) == 2
+        assert _check(refill, RAND_S, seed, plan) == 2
+        assert _check(once, RAND_U, seed, plan) == 1
+
+
+def test_a_layer_past_the_byte_budget_keeps_the_cross_term() -> None:
+    shape = LayerShape.conv2d(1, 4, 2, 1, 4, 1, 3, pads=(0, 1, 0, 1))
+    refill = _mapping(
+        shape, dram=[Loop("Q", 2), Loop("K", 2)], pe=[Loop("K", 2), Loop("Q", 2), Loop("C", 2), Loop("S", 3)]
+    )
+    g = faults.tile_geometry(refill, SPEC)
+    assert weight_copies(g, refill, max_bytes=2 * 24) is not None
+    assert weight_copies(g, refill, max_bytes=2 * 24 - 1) is None
+
+
+def test_a_session_takes_the_path_and_keeps_its_faults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through a session on a mapped 3×3 layer: the path runs, and the accumulators and counters
+    equal the sparse deltas with the cross term (the path switched off)."""
+    from approxtvm.runtime.faults import session as session_module
+
+    shape = LayerShape.conv2d(2, 32, 16, 14, 14, 3, 3, pads=(1, 1, 1, 1))
+    m = map_layer(shape, SPEC)
+    prog, x = _program(shape, m, RAND_U, seed=4)
+    mf = faults.ModelFaults({"L": prog.schedule}, SPEC, faults.FaultOptions())
+    mf.plans["L"] = _plan(noc=0.003, w=0.004, x=0.004)
+    acc = accumulate(x, prog)
+    calls: list[int] = []
+    real = session_module.inject_with_copies
+
+    def counted(*a: object, **k: object) -> np.ndarray:
+        calls.append(1)
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(session_module, "inject_with_copies", counted)
+    a = mf.session(seed=5)
+    assert a is not None
+    got = [a.apply("L", x, prog, acc) for _ in range(3)]
+    assert calls == [1, 1, 1]
+    monkeypatch.setattr(mf, "weight_copies", lambda layer_id: None)  # the cross-term path
+    b = mf.session(seed=5)
+    assert b is not None
+    ref = [b.apply("L", x, prog, acc) for _ in range(3)]
+    assert calls == [1, 1, 1]
+    for gg, rr in zip(got, ref, strict=True):
+        np.testing.assert_array_equal(gg, rr)
+        assert not np.array_equal(gg, acc)
+    assert a.counters() == b.counters()
