@@ -16,7 +16,9 @@ measures that instead of assuming it:
    relative depth (so the mix of multipliers and the distinct-multiplier limit carry over);
 3. each transplant timed on ResNet-50 as ``bench_study_scale.py`` times a probe (one thread,
    batch 8, shared caches after two warm-up genomes; fixed cost = compile + first batch beyond
-   its images; per-image wall and process CPU over ``BENCH_WEIGHTED_IMAGES`` images);
+   its images; per-image wall and process CPU over ``BENCH_WEIGHTED_IMAGES`` images), and the
+   process's resident size after it, freed heap returned as a worker does (a worker that
+   evaluates many configurations must not grow without bound);
 4. a stratified estimate (strata = final stage size) of the worker seconds of ``GOAL_CONFIGS``
    configurations: Σ over strata of the stratum's share × mean(fixed + images × per-image cost),
    with its standard error, beside the unweighted estimate (all sampled configurations' mean
@@ -111,6 +113,7 @@ def main() -> int:
 
     from approxtvm.compiler import frontend
     from approxtvm.explore.evaluator import limit_threads
+    from approxtvm.explore.worker_memory import settled_resident_bytes
     from approxtvm.models import calibration_data
     from approxtvm.runtime.shared_caches import SharedCaches
 
@@ -145,6 +148,7 @@ def main() -> int:
                 row = scale._time_probe(qdq, c, x, caches, IMAGES)
                 faulty = bool(row["model"].draws_faults)
                 row.pop("model")
+                rss = settled_resident_bytes()  # as a worker after an evaluation: freed heap returned
                 fixed = row["compile_s"] + max(0.0, row["first_batch_s"] - scale.BATCH * row["per_image_s"])
                 costs.setdefault(n, []).append((fixed, row["per_image_s"]))
                 costs_cpu.setdefault(n, []).append((fixed, row["per_image_cpu_s"]))
@@ -159,6 +163,7 @@ def main() -> int:
                         "fixed_s": round(fixed, 2),
                         "per_image_s": row["per_image_s"],
                         "per_image_cpu_s": row["per_image_cpu_s"],
+                        "settled_rss_gib": None if rss is None else round(rss / 2**30, 2),
                     }
                 )
                 print(m["model"], probes[-1], f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
