@@ -430,7 +430,7 @@ def _build_session(gm: Gemm, threads: int | None, n: int, pq: int) -> object:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    return runtime_session(model, threads)
+    return runtime_session(model, threads, arena=False)  # kept across models: no arena (ort_session)
 
 
 def gemm_sums(

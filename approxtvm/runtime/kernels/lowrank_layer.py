@@ -275,7 +275,7 @@ class LowRankLayer:
         self._maps = [gm.maps for call in plan.calls for gm in call.gemms]
         self._pad = int(quant.input_zero_point)
         self._sums = bool(np.asarray(quant.weight_zero_points).any())
-        self._sess = runtime_session(build_layer_model(plan, g, quant), threads)
+        self._sess = runtime_session(build_layer_model(plan, g, quant), threads, arena=False)  # cached: see ort_session
         # kept across calls: fresh large arrays page-fault (onnxruntime only reads them during a run);
         # a second thread calling at the same time gets fresh ones
         self._buffers: tuple[np.ndarray, list[np.ndarray]] | None = None
