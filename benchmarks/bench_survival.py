@@ -53,7 +53,7 @@ from approxtvm.explore.executors import InlineExecutor
 from approxtvm.explore.experiments.pareto import experiment4_space
 from approxtvm.explore.experiments.settings import ExperimentSettings
 from approxtvm.explore.journal import Journal
-from approxtvm.explore.nsga import NsgaSettings, run_nsga
+from approxtvm.explore.nsga import NsgaSettings, Study, pareto_front, run_nsga
 from approxtvm.explore.staged import StagedStudy, StagingSettings
 
 MODELS = tuple(os.environ.get("BENCH_SURVIVAL_MODELS", "digits_resnet").split(","))
@@ -65,6 +65,13 @@ SEED = int(os.environ.get("BENCH_SURVIVAL_SEED", "0"))
 S_PER_IMAGE = float(os.environ.get("BENCH_SURVIVAL_S_PER_IMAGE", "0.842"))
 FIXED_S = float(os.environ.get("BENCH_SURVIVAL_FIXED_S", "5.28"))
 SCALING = float(os.environ.get("BENCH_SURVIVAL_SCALING", "1.95"))
+#: Optional JSON file to which every configuration's final stage is written (per model), for
+#: ``bench_weighted_projection.py``: which configurations ran how many images.
+DUMP = os.environ.get("BENCH_SURVIVAL_DUMP")
+#: With ``1``, every configuration of the search is then also evaluated on the full set (unstaged;
+#: full-set records are shared through the journal) and the staged front is compared with the
+#: unstaged front of the same configurations.
+CHECK_FRONT = os.environ.get("BENCH_SURVIVAL_CHECK_FRONT", "0") == "1"
 GOAL_CONFIGS = 300
 GOAL_IMAGES = 1000
 STAGING = StagingSettings(
@@ -112,6 +119,31 @@ def survival(model: str) -> dict[str, Any]:
         # reference (exact) runs are counted once per stage size: not a configuration's cost
         ref_images = sum(sizes)
         images_per_conf = (st.samples_run - ref_images) / n_conf
+        configs = [
+            {
+                "configuration": c.to_dict(),
+                "samples": e.samples,
+                "accuracy_loss": e.point.accuracy_loss,
+                "energy_rel": e.point.energy_rel,
+            }
+            for c, e in study.estimates().items()
+        ]
+        # a front completion after a drop still ran every image it reports: the sum must match
+        images_in_estimates = sum(r["samples"] for r in configs)
+        check: dict[str, Any] = {}
+        if CHECK_FRONT:
+            every = list(study.estimates())
+            full = pareto_front(Study(ctx, journal, InlineExecutor()).points(every))
+            staged_front = study.front()
+
+            def as_set(pts: list[Any]) -> set[tuple[str, float, float]]:
+                return {(p.config.to_json(), p.accuracy_loss, p.energy_per_inference_pj) for p in pts}
+
+            check = {
+                "fronts_equal": as_set(staged_front) == as_set(full),
+                "front_sizes_staged_unstaged": [len(staged_front), len(full)],
+                "nsga_result_front_equal": as_set(result.pareto) == as_set(full),
+            }
     q1 = st.by_stage.get(sizes[1], 0) / n_conf if len(sizes) > 2 else None
     q2 = st.by_stage.get(sizes[-1], 0) / n_conf
     return {
@@ -129,6 +161,11 @@ def survival(model: str) -> dict[str, Any]:
         "hypervolume": round(result.hypervolume, 5),
         "per_generation": per_gen,
         "wall_s": round(wall, 1),
+        "images_in_final_estimates": images_in_estimates,
+        "deferred_left": study.deferred,
+        **check,
+        "layer_ids": list(space.layer_ids),
+        "configurations_final_stage": configs,
     }
 
 
@@ -151,6 +188,10 @@ def main() -> int:
         # scaled to a 1,000-image set when the data has another size (same fractions per stage)
         r["projection_resnet50"] = projection(r["images_per_configuration"] * GOAL_IMAGES / r["images"])
         rows.append(r)
+    if DUMP:
+        Path(DUMP).write_text(json.dumps({"models": rows}, indent=1))
+    for r in rows:  # the per-configuration list goes to the dump only
+        del r["configurations_final_stage"], r["layer_ids"]
     out = {
         "bench": "survival",
         "nsga": [POP, GENS, SEED],

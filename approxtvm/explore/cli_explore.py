@@ -140,6 +140,12 @@ def add_explore_parsers(subparsers: Any) -> None:
         help="with --staged: accuracy-loss resolution in percentage points (default 0: the exact "
         "front); configurations a full-set one beats to within PP with no more energy are dropped early",
     )
+    p.add_argument(
+        "--staged-eager",
+        action="store_true",
+        help="with --staged: take every stage survivor to its next stage at once (default: survivors "
+        "another estimate beats outright wait for later generations' front, then are settled at the end)",
+    )
     _add_execution_args(p)
     p.set_defaults(func=cmd_experiments)
 
@@ -258,6 +264,13 @@ def _user_settings(args: argparse.Namespace, settings: Any) -> Any:
             found=f"--staged-resolution {args.staged_resolution} without --staged",
             fix="add --staged, or drop --staged-resolution",
         )
+    if args.staged_eager and args.staged is None:
+        raise ExplorationError(
+            "--staged-eager needs --staged",
+            expected="--staged [FIRST] --staged-eager",
+            found="--staged-eager without --staged",
+            fix="add --staged, or drop --staged-eager",
+        )
     nsga = settings.nsga
     if args.pop_size:
         nsga = replace(nsga, pop_size=args.pop_size)
@@ -269,7 +282,9 @@ def _user_settings(args: argparse.Namespace, settings: Any) -> Any:
         time_budget_s=None if args.hours is None else args.hours * 3600.0,
         staging=None
         if args.staged is None
-        else StagingSettings(first_samples=args.staged, resolution=args.staged_resolution / 100.0),
+        else StagingSettings(
+            first_samples=args.staged, resolution=args.staged_resolution / 100.0, defer=not args.staged_eager
+        ),
     )
     if args.model is None:
         if args.data or args.labels:

@@ -361,6 +361,10 @@ class Study:
         ref = self.reference
         return [ref.point(r) for r in self.records(configs)]
 
+    def resolve(self) -> None:
+        """Settle every configuration left undecided by earlier :meth:`points` calls (nothing
+        here: a plain study evaluates each on the whole set at once; a staged study may defer)."""
+
     def space(
         self,
         multipliers: Sequence[str] = DEFAULT_MULTIPLIERS,
@@ -485,7 +489,7 @@ def run_nsga(
     t0 = time.perf_counter()
     # the uniform-multiplier baselines, first: generation 1's count of new evaluations includes them
     uniform = study.points([space.decode(g) for g in space.uniform_genomes()])
-    seen: dict[str, Point] = {}
+    seen: dict[Configuration, Point] = {}  # each configuration's latest point
     history: list[GenerationInfo] = []
     gen = 0
     while algorithm.has_next():
@@ -494,8 +498,7 @@ def run_nsga(
         pop.set("X", X.astype(float))  # the population carries what is evaluated (k-distinct repair)
         configs = [space.decode(x) for x in X]
         pts = study.points(configs)  # a StagedStudy screens them in stages
-        for p in pts:
-            seen.setdefault(p.key, p)
+        seen.update(zip(configs, pts, strict=True))
         F = np.array([[p.accuracy_loss, p.energy_rel] for p in pts], dtype=float)
         kw: dict[str, Any] = {"F": F}
         if budget is not None:
@@ -516,7 +519,10 @@ def run_nsga(
         history.append(info)
         if on_generation is not None:
             on_generation(info)
-    points = list(seen.values())
+    # a staged study may have left configurations at a stage estimate: settle them, then take
+    # every configuration's final point (the front of stale estimates would not be exact)
+    study.resolve()
+    points = study.points(list(seen))
     return ExploreResult(space, ref.point(ref.record), points, pareto_front(points, budget), uniform, settings, history)
 
 

@@ -175,11 +175,11 @@ def compare_searches(
     for seed in seeds:
         r = run_nsga(study, space, replace(settings, seed=int(seed)))
         n = len(r.points)
-        pts = {
-            "nsga2": r.points,
-            "grid": study.points(uniform_grid(space, n, int(seed))),
-            "random": study.points(random_configs(space, n, int(seed))),
-        }
+        grid, rand = uniform_grid(space, n, int(seed)), random_configs(space, n, int(seed))
+        study.points(grid)
+        study.points(rand)
+        study.resolve()  # a staged study's deferred configurations, settled before the fronts
+        pts = {"nsga2": r.points, "grid": study.points(grid), "random": study.points(rand)}
         hv = {m: front_hypervolume(p, budget) for m, p in pts.items()}
         results.append(SeedResult(int(seed), {m: len({q.key for q in p}) for m, p in pts.items()}, hv))
         if console is not None:

@@ -32,6 +32,17 @@ confidence" is either test:
 
 The survivors go on to the next stage. Dropped configurations report their last estimate.
 
+Deferral (``StagingSettings.defer``, on by default): a survivor whose estimate another estimate of
+the pool dominates outright (no more energy, no more loss, one of them less; no confidence) does not
+go on at once but waits at its stage. A search's early batches meet a poor pool, so the eager rule
+takes many configurations to the full set that the later, better front dominates by far (on the
+digits models, most full-set configurations off the final front lost 10–50 pp more than a
+front point of no more energy). Each later batch re-tests the waiting ones against the grown pool
+on the images they already ran, drops those now dominated with confidence, and takes on those no
+estimate dominates any more; :meth:`StagedStudy.resolve`, which a search calls at its end, takes
+every one still undecided on as the eager rule would. A configuration is thus skipped only when
+dominated with confidence, as before: only the moment of the decision moves.
+
 With a loss resolution ``ε > 0`` (opt-in), a configuration is also dropped when a configuration
 already evaluated on the full set, with no more energy, loses at most ``ε`` more with confidence
 (``loss_q − loss_low < ε``, or the paired ``d̄ > half − ε``). Only full-set configurations serve
@@ -81,12 +92,19 @@ class StagingSettings:
         also dropped when a configuration already evaluated on the full set, with no more energy,
         loses at most ε more with confidence: the returned front then covers the unstaged one to
         within ε of loss at no more energy (see the module docstring).
+    defer
+        Whether a survivor of a stage whose estimate another estimate dominates outright (without
+        confidence) waits at that stage instead of going on at once: later batches bring a better
+        pool, against which most of them are then dominated with confidence, on the images they
+        already ran. :meth:`StagedStudy.resolve` takes every one still undecided on, so the
+        guarantee on the front is the same; ``False`` is the eager rule.
     """
 
     first_samples: int = 100
     growth: int = 4
     z: float = 2.33
     resolution: float = 0.0
+    defer: bool = True
 
     def __post_init__(self) -> None:
         if self.first_samples < 1 or self.growth < 2 or not self.z > 0 or not 0 <= self.resolution < 1:
@@ -283,6 +301,8 @@ class StagedStudy(Study):
         self._correct: dict[Configuration, tuple[int, np.ndarray]] = {}
         self._stage_idx: dict[int, np.ndarray] = {}
         self._nested: dict[tuple[int, int], np.ndarray] = {}
+        # survivors of a stage that an estimate of the pool dominates outright, waiting (defer)
+        self._open: dict[Configuration, None] = {}  # insertion-ordered: runs are reproducible
 
     # -- stages ------------------------------------------------------------------------------
 
@@ -395,22 +415,86 @@ class StagedStudy(Study):
 
     def points(self, configs: Sequence[Configuration]) -> list[Point]:
         """Objective values of ``configs`` in order: full-set points for those that may reach
-        the front, the last stage estimate for those dropped (see the module docstring)."""
+        the front, the last stage estimate for those dropped or deferred (see the module
+        docstring)."""
         todo = list(dict.fromkeys(c for c in configs if c not in self._best))
         self.stats.configurations += len(todo)
         self.stats.samples_unstaged += len(todo) * self.total_samples
-        for i, n in enumerate(self.sizes):
-            if not todo:
-                break
-            for c, e in zip(todo, self._estimate(todo, n), strict=True):
+        if todo:
+            for c, e in zip(todo, self._estimate(todo, self.sizes[0]), strict=True):
                 self._best[c] = e
-            if i == len(self.sizes) - 1:
-                break
-            pool = dict(self._best)
-            todo = [c for c in todo if not self._dominated(c, pool)]
-        self._complete_front()
+        if self.staging.defer:
+            self._race(todo, "defer")
+            self.stats.full_evaluations = sum(e.samples >= self.total_samples for e in self._best.values())
+        else:
+            self._race(todo, "eager")
+            self._complete_front()
         self._update_time_estimate()
         return [self._best[c].point for c in configs]
+
+    def resolve(self) -> None:
+        """Take every deferred configuration on until it is dominated with confidence or
+        evaluated on the full set: afterwards the front is exact in the sense of the module
+        docstring. A search calls this once at its end (:func:`~approxtvm.explore.nsga.run_nsga`)."""
+        self._race([], "settle")
+        self._complete_front()
+        self._update_time_estimate()
+
+    @property
+    def deferred(self) -> int:
+        """Configurations waiting, undecided, at a stage estimate (see :attr:`StagingSettings.defer`)."""
+        return len(self._open)
+
+    def _race(self, fresh: list[Configuration], mode: str) -> None:
+        """Advance ``fresh`` and the deferred configurations through the stages, a stage at a
+        time, dropping those dominated with confidence after each. Which survivors go on:
+
+        - ``eager``: all of them;
+        - ``defer``: those no estimate of the pool dominates outright; the rest wait in ``_open``
+          for a better pool or :meth:`resolve`;
+        - ``settle``: every undecided one eventually, the non-dominated layer among them first
+          (a dominated one may then be dropped on the images it ran, against a dominator
+          measured on more)."""
+        active = list(dict.fromkeys([*fresh, *self._open]))
+        steps = 0
+        while active:
+            pool = dict(self._best)
+            waiting = []
+            for c in active:
+                if self._best[c].samples >= self.total_samples or self._dominated(c, pool):
+                    self._open.pop(c, None)
+                elif mode == "defer" and self._outright_dominated(c, pool):
+                    self._open[c] = None
+                else:
+                    waiting.append(c)
+            go = waiting
+            if mode == "settle":
+                undecided = {c: pool[c] for c in waiting}
+                go = [c for c in waiting if not self._outright_dominated(c, undecided)]
+                self._open.update(dict.fromkeys(c for c in waiting if c not in go))
+            if mode == "defer" and steps:  # one stage per call: the next batches bring a better pool
+                self._open.update(dict.fromkeys(go))
+                break
+            steps += 1
+            step: dict[int, list[Configuration]] = {}
+            for c in go:
+                self._open.pop(c, None)
+                step.setdefault(self.sizes[self.sizes.index(self._best[c].samples) + 1], []).append(c)
+            for n, cs in sorted(step.items()):
+                for c, e in zip(cs, self._estimate(cs, n), strict=True):
+                    self._best[c] = e
+            active = [*go, *self._open] if mode == "settle" else go
+
+    def _outright_dominated(self, c: Configuration, pool: dict[Configuration, Estimate]) -> bool:
+        """Whether some estimate of ``pool`` has no more energy and no more loss than ``c``'s,
+        one of them strictly less (no confidence: the ordering heuristic of deferral)."""
+        e = pool[c].point
+        ee, el = e.energy_per_inference_pj, e.accuracy_loss
+        for qc, q in pool.items():
+            qe, ql = q.point.energy_per_inference_pj, q.point.accuracy_loss
+            if qc != c and qe <= ee and ql <= el and (qe < ee or ql < el):
+                return True
+        return False
 
     def _complete_front(self) -> None:
         """Evaluate on the full set every front member that has only a stage estimate."""
@@ -441,7 +525,9 @@ class StagedStudy(Study):
         self.stats.eval_s_unstaged = total
 
     def front(self) -> list[Point]:
-        """The Pareto front of everything evaluated (full-set points only, by construction)."""
+        """The Pareto front of everything evaluated (full-set points only, by construction),
+        deferred configurations settled first (:meth:`resolve`)."""
+        self.resolve()
         return pareto_front([e.point for e in self._best.values()], self.budget)
 
     def estimates(self) -> dict[Configuration, Estimate]:

@@ -61,3 +61,17 @@ def test_staged_resolution_reaches_the_settings_and_needs_staged() -> None:
     c = _parser().parse_args(["experiments", "--staged", "--staged-resolution", "-1"])
     with pytest.raises(ExplorationError, match="resolution"):
         _user_settings(c, ExperimentSettings.quick())
+
+
+def test_staged_eager_reaches_the_settings_and_needs_staged() -> None:
+    from approxtvm.errors import ExplorationError
+    from approxtvm.explore.cli_explore import _user_settings
+    from approxtvm.explore.experiments.settings import ExperimentSettings
+
+    quick = ExperimentSettings.quick()
+    deferred = _user_settings(_parser().parse_args(["experiments", "--staged"]), quick)
+    eager = _user_settings(_parser().parse_args(["experiments", "--staged", "--staged-eager"]), quick)
+    assert deferred.staging is not None and deferred.staging.defer
+    assert eager.staging is not None and not eager.staging.defer
+    with pytest.raises(ExplorationError, match="needs --staged"):
+        _user_settings(_parser().parse_args(["experiments", "--staged-eager"]), quick)

@@ -67,12 +67,14 @@ def test_staged_front_equals_unstaged_front_on_digits(tmp_path: Path, model: str
         configs = [space.decode(g) for g in space.uniform_genomes()]
         configs += [space.decode(rng.integers(0, space.upper + 1)) for _ in range(4)]
         configs = list(dict.fromkeys(configs))
-        staged_pts = staged.points(configs)
+        staged.points(configs)
+        staged.resolve()  # deferred configurations settled (a search does this at its end)
+        staged_pts, staged_front = staged.points(configs), staged.front()
         stats = staged.stats
         assert len({r.context for r in j.records()}) == 3  # each stage journaled in its own context
         # the unstaged study: every configuration on every image (full-set records are shared)
         full_pts = Study(ctx, j, InlineExecutor()).points(configs)
-    assert _front(staged.front()) == _front(pareto_front(full_pts, budget))
+    assert _front(staged_front) == _front(pareto_front(full_pts, budget))
     assert _front(pareto_front(staged_pts, budget)) == _front(pareto_front(full_pts, budget))
     for c, e in staged.estimates().items():  # dropped configurations: a bound that held
         truth = full_pts[configs.index(c)]
@@ -207,12 +209,12 @@ def test_resolution_front_covers_the_unstaged_front_within_it(tmp_path: Path) ->
             st = StagedStudy(ctx, j, InlineExecutor(), StagingSettings(first_samples=30, growth=2, resolution=eps))
             st.points(configs[:6])
             st.points(configs[6:])
-            runs[eps] = st
+            runs[eps] = (st, st.front())
     truth = pareto_front(full_pts)
-    assert _front(runs[0.0].front()) == _front(truth)
-    assert front_gap(runs[0.03].front(), truth) <= 0.03 + 1e-12
-    assert runs[0.03].stats.samples_run < runs[0.0].stats.samples_run
-    assert all(p.key in {q.key for q in full_pts} for p in runs[0.03].front())
+    assert _front(runs[0.0][1]) == _front(truth)
+    assert front_gap(runs[0.03][1], truth) <= 0.03 + 1e-12
+    assert runs[0.03][0].stats.samples_run < runs[0.0][0].stats.samples_run
+    assert all(p.key in {q.key for q in full_pts} for p in runs[0.03][1])
 
 
 def test_resolution_is_validated_and_needs_staging() -> None:
@@ -220,3 +222,35 @@ def test_resolution_is_validated_and_needs_staging() -> None:
         StagingSettings(resolution=-0.01)
     with pytest.raises(ExplorationError, match="resolution"):
         StagingSettings(resolution=1.5)
+
+
+def test_deferral_settles_to_the_unstaged_front_and_defers_in_between(tmp_path: Path) -> None:
+    """Three batches (as NSGA-II generations): with deferral, survivors that an estimate dominates
+    outright wait; after ``resolve`` none is left, the front is the unstaged one, as with the
+    eager rule, and every skipped configuration had a bound that held."""
+    ctx = EvalContext("digits_resnet", limit=120)
+    with Journal(tmp_path / "staged.sqlite") as j:
+        space = Study(ctx, j, InlineExecutor()).space(MULTS, (None, 0.5, 0.4), (0.9,), (0.9,), (0,))
+        rng = np.random.default_rng(5)
+        configs = [space.decode(rng.integers(0, space.upper + 1)) for _ in range(14)]
+        configs += [space.decode(g) for g in space.uniform_genomes()]
+        configs = list(dict.fromkeys(configs))
+        full_pts = Study(ctx, j, InlineExecutor()).points(configs)
+        runs, waiting, fronts = {}, {}, {}
+        for defer in (False, True):
+            st = StagedStudy(ctx, j, InlineExecutor(), StagingSettings(first_samples=30, growth=2, defer=defer))
+            for part in (configs[:6], configs[6:12], configs[12:]):
+                st.points(part)
+                waiting.setdefault(defer, []).append(st.deferred)
+            st.resolve()
+            assert st.deferred == 0
+            runs[defer] = st
+            fronts[defer] = st.front()
+    truth = pareto_front(full_pts)
+    assert waiting[False] == [0, 0, 0] and max(waiting[True]) > 0
+    for defer, st in runs.items():
+        assert _front(fronts[defer]) == _front(truth)
+        for c, e in st.estimates().items():
+            assert e.loss_low <= full_pts[configs.index(c)].accuracy_loss <= e.loss_high
+    assert runs[True].stats.full_evaluations < runs[False].stats.full_evaluations
+    assert runs[True].stats.samples_run < runs[False].stats.samples_run

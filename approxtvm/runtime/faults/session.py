@@ -38,7 +38,7 @@ from approxtvm.runtime.faults.sampling import (
     fault_counters,
     sample_blocks_stacked,
 )
-from approxtvm.runtime.faults.weight_copies import WeightCopies, inject_with_copies, weight_copies
+from approxtvm.runtime.faults.weight_copies import WeightCopies, copies_pay, inject_with_copies, weight_copies
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.schedule import LayerSchedule
 
@@ -246,6 +246,19 @@ class FaultSession:
         self._calls[layer_id] = first + calls
         self._count(layer_id, stacked.flipped.sum(axis=0), len(stacked.weight), len(stacked.input))
         f = self.faults
+        if (
+            copies_pay(len(stacked.weight), len(stacked.input))
+            and f.kernels.input_copies is not None
+            and (copies := f.weight_copies(layer_id)) is not None
+        ):  # call by call, in place: weight deltas box by box, input deltas against the weights as stored
+            geom, arrays, prepared = f.geometry(layer_id), f.arrays(layer_id, prog), f.prepared(layer_id, prog)
+            rows, xrows = len(acc) // calls, len(x) // calls
+            for c in range(calls):
+                sample = block.sample(first + c - c0)
+                if len(sample.weight) or len(sample.input):
+                    xc, part = x[c * xrows : (c + 1) * xrows], acc[c * rows : (c + 1) * rows]
+                    inject_with_copies(xc, prog, part, sample, geom, arrays, f.kernels, prepared, copies, in_place=True)
+            return acc
         geom, arrays = f.geometry(layer_id), f.arrays(layer_id, prog)
         return inject_calls(x, prog, acc, stacked, geom, arrays, f.kernels, f.prepared(layer_id, prog))
 
@@ -330,7 +343,10 @@ class FaultSession:
             return acc
         f = self.faults
         if (
-            not operands and f.kernels.input_copies is not None and (copies := f.weight_copies(layer_id)) is not None
+            not operands
+            and copies_pay(len(sample.weight), len(sample.input))
+            and f.kernels.input_copies is not None
+            and (copies := f.weight_copies(layer_id)) is not None
         ):  # weight deltas box by box, input deltas against the weights as stored: no cross term
             geom, arrays = f.geometry(layer_id), f.arrays(layer_id, prog)
             return inject_with_copies(x, prog, acc, sample, geom, arrays, f.kernels, f.prepared(layer_id, prog), copies)

@@ -13,13 +13,14 @@ from approxtvm.errors import ScheduleError
 from approxtvm.runtime import faults
 from approxtvm.runtime.emulator import emulate
 from approxtvm.runtime.executor import accumulate
-from approxtvm.runtime.faults.weight_copies import inject_with_copies, weight_copies
+from approxtvm.runtime.faults import weight_copies as weight_copies_module
+from approxtvm.runtime.faults.weight_copies import copies_pay, inject_with_copies, weight_copies
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.mapper import map_layer
 from approxtvm.targets.vacc.mapping import Loop, Mapping
 from approxtvm.targets.vacc.workload import LayerShape
-from tests.runtime.layers import RAND_U, SPEC, _mapping, _program, layers, uneven_layers
+from tests.runtime.layers import EXACT_U, RAND_U, SPEC, _mapping, _program, layers, uneven_layers
 
 #: A signed non-commutative random table (the unsigned one is ``RAND_U``).
 RAND_S = Multiplier("rand_s", np.random.default_rng(11).integers(-(2**20), 2**20, (256, 256)).astype(np.int32), True)
@@ -140,6 +141,7 @@ def test_a_session_takes_the_path_and_keeps_its_faults(monkeypatch: pytest.Monke
         return real(*a, **k)  # type: ignore[arg-type]
 
     monkeypatch.setattr(session_module, "inject_with_copies", counted)
+    monkeypatch.setattr(weight_copies_module, "COPIES_MIN_WEIGHT_WORDS", 0)  # every call: the path
     a = mf.session(seed=5)
     assert a is not None
     got = [a.apply("L", x, prog, acc) for _ in range(3)]
@@ -152,4 +154,61 @@ def test_a_session_takes_the_path_and_keeps_its_faults(monkeypatch: pytest.Monke
     for gg, rr in zip(got, ref, strict=True):
         np.testing.assert_array_equal(gg, rr)
         assert not np.array_equal(gg, acc)
+    assert a.counters() == b.counters()
+
+
+@pytest.mark.parametrize("mult", [RAND_U, EXACT_U])
+def test_stacked_calls_take_the_path_in_place_call_by_call(mult: Multiplier, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``apply_calls`` on three calls stacked along N: in place, the same accumulators and counters
+    as three calls of ``apply``, and as the emulator call by call."""
+    monkeypatch.setattr(weight_copies_module, "COPIES_MIN_WEIGHT_WORDS", 0)  # every call: the path
+    shape = LayerShape.conv2d(2, 16, 8, 9, 9, 3, 3, pads=(1, 1, 1, 1))
+    m = map_layer(shape, SPEC)
+    prog, _ = _program(shape, m, mult, seed=6)
+    rng = np.random.default_rng(2)
+    xs = [rng.integers(0, 256, (2, 8, 9, 9)).astype(np.uint8) for _ in range(3)]
+    mf = faults.ModelFaults({"L": prog.schedule}, SPEC, faults.FaultOptions())
+    mf.plans["L"] = _plan(noc=0.004, w=0.005, x=0.005)
+    assert mf.weight_copies("L") is not None
+    a, b = mf.session(seed=9), mf.session(seed=9)
+    assert a is not None and b is not None
+    stacked = np.concatenate([accumulate(x, prog) for x in xs])
+    got = a.apply_calls("L", np.concatenate(xs), prog, stacked, 3)
+    assert got is stacked  # in place
+    g = mf.geometry("L")
+    for c, x in enumerate(xs):
+        want = b.apply("L", x, prog, accumulate(x, prog))
+        np.testing.assert_array_equal(got[2 * c : 2 * c + 2], want)
+        sample = faults.sample_faults(mf.plans["L"], g, seed=9, call=c)
+        np.testing.assert_array_equal(want, emulate(x, prog, corruption=_corruption(sample)).acc)
+    assert a.counters() == b.counters()
+
+
+def test_light_stacked_calls_keep_one_stacked_kernel_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below the thresholds the stacked calls stay one kernel call (per-call work costs more there);
+    above, they take the path; the accumulators are the same either way."""
+    from approxtvm.runtime.faults import session as session_module
+
+    assert not copies_pay(10, 100) and copies_pay(4096, 0) and copies_pay(1024, 1024)
+    shape = LayerShape.conv2d(2, 16, 8, 9, 9, 3, 3, pads=(1, 1, 1, 1))
+    m = map_layer(shape, SPEC)
+    prog, _ = _program(shape, m, RAND_U, seed=6)
+    x = np.random.default_rng(3).integers(0, 256, (6, 8, 9, 9)).astype(np.uint8)
+    mf = faults.ModelFaults({"L": prog.schedule}, SPEC, faults.FaultOptions())
+    mf.plans["L"] = _plan(noc=0.0005, w=0.0005, x=0.0005)
+    calls: list[int] = []
+    real = session_module.inject_with_copies
+    monkeypatch.setattr(session_module, "inject_with_copies", lambda *a, **k: calls.append(1) or real(*a, **k))
+    clean = np.concatenate([accumulate(x[2 * c : 2 * c + 2], prog) for c in range(3)])
+    a = mf.session(seed=1)
+    assert a is not None
+    light = a.apply_calls("L", x, prog, clean.copy(), 3)
+    assert calls == []
+    monkeypatch.setattr(weight_copies_module, "COPIES_MIN_WEIGHT_WORDS", 0)
+    b = mf.session(seed=1)
+    assert b is not None
+    heavy = b.apply_calls("L", x, prog, clean.copy(), 3)
+    assert len(calls) == 3
+    np.testing.assert_array_equal(light, heavy)
+    assert not np.array_equal(light, clean)
     assert a.counters() == b.counters()
