@@ -284,10 +284,10 @@ def accumulate(
         return prog.fused_call(x)
     if products is None and one_session and s.op == "conv2d" and prog.kernel_path == "lowrank":
         layer = prog.lowrank_layer(x.shape, None)
-        if layer is not None:  # the faster of the two forms for this layer, measured once (same numbers)
+        if layer is not None:  # the faster form, measured once per layer shape and plan structure
             ses = prog.cache.sessions
             candidates = {"kernels": lambda: accumulate(x, prog, one_session=False), "session": lambda: layer(x)}
-            choice, first = measured_kernel(("lowrank_accumulators", layer.key), candidates, ses.sessions, ses.lock)
+            choice, first = measured_kernel(layer.speed_key, candidates, ses.sessions, ses.lock)
             return first if first is not None else candidates[choice]()
     zx = q.input_zero_point
     zw = np.asarray(q.weight_zero_points, np.int64)

@@ -66,7 +66,8 @@ def test_fused_layers_equal_the_unfused_path(name: str, spec: str) -> None:
 def test_lowrank_accumulators_in_one_session_equal_the_kernels_and_a_reference(n, stride, pads, zx, zw, seed) -> None:  # type: ignore[no-untyped-def]
     """A low-rank conv layer's accumulators (what fault injection changes before requantizing):
     the one-session form, the kernel-by-kernel path and the reference products with numpy's
-    corrections agree, on the measuring call and on a call with the kept choice."""
+    corrections agree, on the measuring call and on a call with the kept choice; a layer of the
+    same shape and plan structure with other weights reuses the choice."""
     from approxtvm.runtime.executor import LayerProgram, accumulate
     from approxtvm.runtime.kernels import KernelCache, conv2d_products_reference
     from approxtvm.runtime.multipliers import Multiplier
@@ -93,3 +94,15 @@ def test_lowrank_accumulators_in_one_session_equal_the_kernels_and_a_reference(n
     assert np.array_equal(first, want)
     assert np.array_equal(accumulate(x, prog, one_session=True), want)
     assert np.array_equal(accumulate(x, prog), want)
+    # other weights, same shape and plan structure: the kept choice serves it (no new measurement)
+    other, x2 = _program(shape, map_layer(shape, SPEC), mult, zx=zx, zw=zw, seed=seed + 1)
+    prog2 = LayerProgram(other.schedule, other.weight, None, mult, prog.cache, "lowrank")
+    layer2 = prog2.lowrank_layer(x2.shape, None)
+    assert layer2 is not None
+    products2 = conv2d_products_reference(
+        x2, prog2.weight, mult, strides=(s.stride_h, s.stride_w), pads=pads, pad_value=zx
+    )
+    assert np.array_equal(accumulate(x2, prog2, one_session=True), accumulate(x2, prog2, products2))
+    kept2 = [k for k in prog.cache.sessions.sessions if isinstance(k, tuple) and k[0] == "measured_kernel"]
+    same = layer2.speed_key == prog.lowrank_layer(x.shape, None).speed_key
+    assert len(kept2) == (1 if same else 2)

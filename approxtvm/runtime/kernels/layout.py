@@ -16,6 +16,7 @@ multi-megabyte array page-faults on first touch (≈ 9 ms of a 56 ms stage-1 cal
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,17 +44,30 @@ def aligned_empty(shape: tuple[int, ...], dtype: str) -> np.ndarray:
     return raw[off : off + nbytes].view(dtype).reshape(shape)
 
 
+#: Bytes of staging arrays a :class:`Scratch` keeps (least recently used dropped first): ResNet-50
+#: at batch 8 needs ≈ 0.2 GB for all its shapes; beyond the budget a call allocates as before.
+SCRATCH_MAX_BYTES: int = 384 * 2**20
+
+
 @dataclass
 class Scratch:
-    """Aligned staging arrays kept across calls, one per ``(name, shape, dtype)``.
+    """Aligned staging arrays kept across calls, one per ``(name, shape, dtype)``, at most
+    ``max_bytes`` in all (least recently used dropped first).
 
     :meth:`borrow` lends the kept array; a caller that finds it lent (another thread in the same
     call) gets a fresh one, so concurrent calls never share memory. Contents are undefined.
     """
 
-    arrays: dict[tuple[str, tuple[int, ...], str], np.ndarray] = field(default_factory=dict, repr=False)
+    max_bytes: int = SCRATCH_MAX_BYTES
+    arrays: OrderedDict[tuple[str, tuple[int, ...], str], np.ndarray] = field(default_factory=OrderedDict, repr=False)
     lent: set[tuple[str, tuple[int, ...], str]] = field(default_factory=set, repr=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def kept_bytes(self) -> int:
+        """Bytes of the arrays kept now."""
+        with self.lock:
+            return sum(a.nbytes for a in self.arrays.values())
 
     @contextmanager
     def borrow(self, name: str, shape: tuple[int, ...], dtype: str) -> Iterator[np.ndarray]:
@@ -64,17 +78,29 @@ class Scratch:
             arr = self.arrays.get(key) if own else None
             if own:
                 self.lent.add(key)
+                if arr is not None:
+                    self.arrays.move_to_end(key)
         try:
             if arr is None:
                 arr = aligned_empty(key[1], key[2])
-                if own:
+                if own and arr.nbytes <= self.max_bytes:
                     with self.lock:
                         self.arrays[key] = arr
+                        self._trim()
             yield arr
         finally:
             if own:
                 with self.lock:
                     self.lent.discard(key)
+
+    def _trim(self) -> None:
+        """Drop least recently used arrays not lent until the kept bytes fit (lock held)."""
+        total = sum(a.nbytes for a in self.arrays.values())
+        for key in list(self.arrays):
+            if total <= self.max_bytes:
+                break
+            if key not in self.lent:
+                total -= self.arrays.pop(key).nbytes
 
 
 @dataclass(frozen=True)
@@ -129,4 +155,4 @@ def to_nchw(y: np.ndarray, k: int, q: int, cache: KernelSource) -> np.ndarray:
     return out
 
 
-__all__ = ["KernelSource", "NchwKey", "Scratch", "aligned_empty", "to_nchw"]
+__all__ = ["SCRATCH_MAX_BYTES", "KernelSource", "NchwKey", "Scratch", "aligned_empty", "to_nchw"]

@@ -271,6 +271,7 @@ class LowRankLayer:
 
         self.geometry = g
         self.key = layer_key(plan, g, quant)
+        self.speed_key = speed_key(plan, g, quant)
         self._dtype = np.dtype(np.int8 if quant.signed else np.uint8)
         self._maps = [gm.maps for call in plan.calls for gm in call.gemms]
         self._pad = int(quant.input_zero_point)
@@ -335,6 +336,20 @@ def layer_key(plan: GemmPlan, g: ConvGeometry, quant: LayerQuant) -> tuple:
     h.update(np.asarray(quant.scale, np.float32).tobytes())
     scalars = (quant.input_zero_point, quant.output_zero_point, quant.output_dtype, quant.signed)
     return ("lowrank_layer", h.hexdigest(), g, scalars)
+
+
+def speed_key(plan: GemmPlan, g: ConvGeometry, quant: LayerQuant) -> tuple:
+    """What the layer's speed depends on, against its kernel-by-kernel path: the geometry, and per
+    GEMM its blocks, weight kind, columns and which maps are table lookups; not the weight or table
+    values (neither form branches on them). Layers of one shape and plan structure share a
+    measured choice (experiment 4 puts many circuits on ResNet-50's repeated layer shapes)."""
+    calls = tuple(
+        (call.scale != 1, tuple((gm.signed, gm.main_cols, len(gm.extra_coefs), tuple(m.lut is None for m in gm.maps))
+                                for gm in call.gemms))
+        for call in plan.calls
+    )  # fmt: skip
+    zw = np.asarray(quant.weight_zero_points)
+    return ("lowrank_speed", g, calls, bool(zw.any()), zw.size, quant.signed, quant.output_dtype)
 
 
 def shared_layer(sessions: OrtSessionCache, plan: GemmPlan, g: ConvGeometry, quant: LayerQuant) -> LowRankLayer:

@@ -66,6 +66,24 @@ def test_scratch_reuses_one_array_and_lends_it_once():
         assert not np.shares_memory(a1, b)
 
 
+def test_scratch_keeps_at_most_its_budget_dropping_the_least_recently_used():
+    s = Scratch(max_bytes=3000)
+    with s.borrow("a", (1000,), "uint8") as a:
+        pass
+    with s.borrow("b", (1000,), "uint8"):
+        pass
+    with s.borrow("a", (1000,), "uint8"):  # a used again: b is now the least recent
+        pass
+    with s.borrow("c", (1500,), "uint8"):
+        pass
+    assert s.kept_bytes <= 3000
+    with s.borrow("a", (1000,), "uint8") as again:
+        assert again is a  # kept
+    with s.borrow("big", (5000,), "uint8") as big:  # above the budget on its own: not kept
+        assert big.nbytes == 5000
+    assert s.kept_bytes <= 3000 and ("big", (5000,), "uint8") not in s.arrays
+
+
 def test_scratch_threads_never_share():
     s = Scratch()
     seen: list[int] = []
