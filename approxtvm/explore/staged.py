@@ -423,12 +423,8 @@ class StagedStudy(Study):
         if todo:
             for c, e in zip(todo, self._estimate(todo, self.sizes[0]), strict=True):
                 self._best[c] = e
-        if self.staging.defer:
-            self._race(todo, "defer")
-            self.stats.full_evaluations = sum(e.samples >= self.total_samples for e in self._best.values())
-        else:
-            self._race(todo, "eager")
-            self._complete_front()
+        self._race(todo, "defer" if self.staging.defer else "eager")
+        self._complete_front()
         self._update_time_estimate()
         return [self._best[c].point for c in configs]
 
@@ -456,7 +452,6 @@ class StagedStudy(Study):
           (a dominated one may then be dropped on the images it ran, against a dominator
           measured on more)."""
         active = list(dict.fromkeys([*fresh, *self._open]))
-        steps = 0
         while active:
             pool = dict(self._best)
             waiting = []
@@ -472,10 +467,6 @@ class StagedStudy(Study):
                 undecided = {c: pool[c] for c in waiting}
                 go = [c for c in waiting if not self._outright_dominated(c, undecided)]
                 self._open.update(dict.fromkeys(c for c in waiting if c not in go))
-            if mode == "defer" and steps:  # one stage per call: the next batches bring a better pool
-                self._open.update(dict.fromkeys(go))
-                break
-            steps += 1
             step: dict[int, list[Configuration]] = {}
             for c in go:
                 self._open.pop(c, None)
