@@ -132,17 +132,16 @@ def survival(model: str) -> dict[str, Any]:
         images_in_estimates = sum(r["samples"] for r in configs)
         check: dict[str, Any] = {}
         if CHECK_FRONT:
+            from bench_staging import front_set  # the same comparison as the staging benchmark's
+
             every = list(study.estimates())
             full = pareto_front(Study(ctx, journal, InlineExecutor()).points(every))
             staged_front = study.front()
 
-            def as_set(pts: list[Any]) -> set[tuple[str, float, float]]:
-                return {(p.config.to_json(), p.accuracy_loss, p.energy_per_inference_pj) for p in pts}
-
             check = {
-                "fronts_equal": as_set(staged_front) == as_set(full),
+                "fronts_equal": front_set(staged_front) == front_set(full),
                 "front_sizes_staged_unstaged": [len(staged_front), len(full)],
-                "nsga_result_front_equal": as_set(result.pareto) == as_set(full),
+                "nsga_result_front_equal": front_set(result.pareto) == front_set(full),
             }
     q1 = st.by_stage.get(sizes[1], 0) / n_conf if len(sizes) > 2 else None
     q2 = st.by_stage.get(sizes[-1], 0) / n_conf
