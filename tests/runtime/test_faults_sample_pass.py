@@ -171,3 +171,58 @@ def test_layer_args_group_the_rows_of_one_tile_copy() -> None:
         assert set(ev.key_base[rows].tolist()) == {bases[q]}
         assert sorted(rows.tolist()) == rows.tolist()  # sources in table order
     assert a.first_input_group == int(np.searchsorted(bases, ev.tensor_base[1]))
+
+
+def test_blocks_do_not_share_the_kept_scratch() -> None:
+    # the pass reuses one scratch between calls: every block it returned must own its words (a
+    # later block sampled into the same scratch leaves an earlier one unchanged)
+    plan = _plan(0.02, 0.05, 0.05, 0, "both")
+    ev = sampling.event_table(plan, GEOMETRIES[1])
+    first = sampling.sample_blocks_stacked(plan, GEOMETRIES[1], seed=3, blocks=range(0, 2), events=ev)
+    copy = sampling._stacked_numpy(plan, ev, 3, range(0, 2), None)
+    _same(first, copy)
+    for seed in (4, 5):  # more flips than the first: the scratch is reused, then grown
+        heavier = _plan(0.05, 0.1, 0.1, 0, "both")
+        sampling.sample_blocks_stacked(heavier, GEOMETRIES[1], seed=seed, blocks=range(0, 3))
+    _same(first, copy)
+    for a in (first.words.residency, first.words.word, first.call, first.flipped):
+        assert a.base is None or a.base.size <= 3 * (len(first.words) + 2)  # not a view of the scratch
+
+
+def test_a_concurrent_caller_gets_its_own_scratch() -> None:
+    s = sample_pass._Scratch()
+    with s.lend(100) as a, s.lend(100) as b:
+        assert a is not b and not np.shares_memory(a, b)
+    with s.lend(10) as c:
+        assert np.shares_memory(a, c)  # the kept one, lent again once free
+    with s.lend(1 << 20) as d:
+        assert len(d) >= 1 << 20
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.sampled_from(range(len(GEOMETRIES))),
+    BERS,
+    BERS,
+    st.integers(0, 2**64 - 1),
+    st.integers(1, 3),  # blocks
+    st.data(),
+)
+def test_stacked_calls_are_the_calls_words_by_tensor(
+    gi: int, w: float, x: float, seed: int, nb: int, data: st.DataObject
+) -> None:
+    # SampleBlock.stacked against a selection by each word's own call and tensor flags
+    plan = _plan(0.01, w, x, 0, "both")
+    block = sampling.sample_blocks_stacked(plan, GEOMETRIES[gi], seed=seed, blocks=range(0, nb))
+    first = data.draw(st.integers(0, len(block) - 1))
+    calls = data.draw(st.integers(1, len(block) - first))
+    got = block.stacked(first, calls)
+    inside = (block.call >= first) & (block.call < first + calls)
+    for tensor, cw, call in ((False, got.weight, got.weight_call), (True, got.input, got.input_call)):
+        sel = np.flatnonzero(inside & (block.is_input == tensor))
+        np.testing.assert_array_equal(cw.residency, block.words.residency[sel])
+        np.testing.assert_array_equal(cw.word, block.words.word[sel])
+        np.testing.assert_array_equal(cw.mask, block.words.mask[sel])
+        np.testing.assert_array_equal(call, block.call[sel] - first)
+        assert call.dtype == np.int64
+    np.testing.assert_array_equal(got.flipped, block.flipped[first : first + calls])
