@@ -292,7 +292,8 @@ class SampleBlock:
             if calls == 1:
                 cw = CorruptedWords(r[lo[0] : hi[0]], wd[lo[0] : hi[0]], m[lo[0] : hi[0]])
             else:
-                cw = CorruptedWords(*(np.concatenate([a[i:j] for i, j in zip(lo, hi, strict=True)]) for a in (r, wd, m)))
+                spans = list(zip(lo, hi, strict=True))
+                cw = CorruptedWords(*(np.concatenate([a[i:j] for i, j in spans]) for a in (r, wd, m)))
             lens = np.subtract(hi, lo)
             parts.append((cw, np.repeat(np.arange(calls, dtype=np.int64), lens)))
         (w, wc), (x, xc) = parts
