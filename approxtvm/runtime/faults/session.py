@@ -247,7 +247,9 @@ class FaultSession:
         self._count(layer_id, stacked.flipped.sum(axis=0), len(stacked.weight), len(stacked.input))
         f = self.faults
         if (
-            copies_pay(len(stacked.weight), len(stacked.input))
+            copies_pay(
+                np.bincount(stacked.weight_call, minlength=calls), np.bincount(stacked.input_call, minlength=calls)
+            )
             and f.kernels.input_copies is not None
             and (copies := f.weight_copies(layer_id)) is not None
         ):  # call by call, in place: weight deltas box by box, input deltas against the weights as stored

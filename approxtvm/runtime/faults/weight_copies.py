@@ -52,18 +52,27 @@ __all__ = [
 
 #: Largest ``copies × weight bytes`` buffer built per call; a layer needing more keeps the cross term.
 MAX_COPY_BYTES: int = 1 << 28
-#: Stacked calls of a layer take this path call by call only from this many corrupted weight words
-#: (the step walk's cost) or this many weight × input word pairs (the cross term's) over the calls:
-#: below, one stacked kernel call is cheaper than the per-call work (measured on digits at BER 1e-4,
-#: 20 calls of batch 1: 3.7 vs 2.5 CPU-ms per run with every call on this path).
+#: Calls take this path (stacked calls: call by call) only from this many corrupted weight words
+#: (the step walk's cost) or this many weight × input word pairs of the same call (the cross
+#: term's) per call on average: below, the stacked kernels are cheaper than the path's per-call
+#: work (measured on digits at BER 1e-4, 20 calls of batch 1: 3.7 vs 2.5 CPU-ms per run with every
+#: call on this path). Per call, not summed over the calls: a group of 360 batch-1 calls summed
+#: 1,978 × 2,222 word pairs, which passed the sum's threshold though each call held ≈ 34 pairs,
+#: and digits batch 1 ran 2-3× slower call by call.
 COPIES_MIN_WEIGHT_WORDS: int = 4096
 COPIES_MIN_CROSS: int = 1 << 20
 
 
-def copies_pay(weight_words: int, input_words: int) -> bool:
-    """Whether calls with these corrupted word counts (summed over the calls) take this path
-    rather than the stacked cross-term kernels (see :data:`COPIES_MIN_CROSS`)."""
-    return weight_words >= COPIES_MIN_WEIGHT_WORDS or weight_words * input_words >= COPIES_MIN_CROSS
+def copies_pay(weight_words: int | np.ndarray, input_words: int | np.ndarray) -> bool:
+    """Whether calls with these corrupted word counts (one call: ints; stacked calls: one count per
+    call) take this path rather than the stacked cross-term kernels: on average per call at least
+    :data:`COPIES_MIN_WEIGHT_WORDS` weight words or :data:`COPIES_MIN_CROSS` weight × input pairs."""
+    w = np.atleast_1d(np.asarray(weight_words, dtype=np.int64))
+    x = np.atleast_1d(np.asarray(input_words, dtype=np.int64))
+    if w.shape != x.shape or not len(w):
+        raise ValueError(f"copies_pay needs one weight and one input count per call, found {w.shape} and {x.shape}")
+    calls = len(w)
+    return bool(int(w.sum()) >= COPIES_MIN_WEIGHT_WORDS * calls or int(w @ x) >= COPIES_MIN_CROSS * calls)
 
 
 @dataclass(frozen=True, eq=False)

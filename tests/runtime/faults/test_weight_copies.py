@@ -14,7 +14,13 @@ from approxtvm.runtime import faults
 from approxtvm.runtime.emulator import emulate
 from approxtvm.runtime.executor import accumulate
 from approxtvm.runtime.faults import weight_copies as weight_copies_module
-from approxtvm.runtime.faults.weight_copies import copies_pay, inject_with_copies, weight_copies
+from approxtvm.runtime.faults.weight_copies import (
+    COPIES_MIN_CROSS,
+    COPIES_MIN_WEIGHT_WORDS,
+    copies_pay,
+    inject_with_copies,
+    weight_copies,
+)
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.mapper import map_layer
@@ -211,4 +217,60 @@ def test_light_stacked_calls_keep_one_stacked_kernel_call(monkeypatch: pytest.Mo
     assert len(calls) == 3
     np.testing.assert_array_equal(light, heavy)
     assert not np.array_equal(light, clean)
+    assert a.counters() == b.counters()
+
+
+def test_copies_pay_is_judged_per_call() -> None:
+    """Stacked calls are judged on their per-call average: 360 light calls whose sums would pass
+    (1,978 × 2,222 pairs over the group) keep the stacked kernels; one call with the same counts,
+    or calls each above a threshold, take the path; counts must pair up call by call."""
+    w, x = np.full(360, 5), np.full(360, 6)
+    w[:178] += 1
+    x[:22] += 1  # 1,978 and 2,182 words over the calls
+    assert int(w.sum()) * int(x.sum()) >= COPIES_MIN_CROSS and not copies_pay(w, x)
+    assert copies_pay(int(w.sum()), int(x.sum()))  # one call holding all of them
+    assert copies_pay(np.full(4, COPIES_MIN_WEIGHT_WORDS), np.zeros(4, np.int64))
+    assert not copies_pay(np.array([COPIES_MIN_WEIGHT_WORDS, 0, 0, 0]), np.zeros(4, np.int64))
+    assert copies_pay(np.array([1024, 0]), np.array([2048, 5]))  # the cross pairs of each call
+    assert not copies_pay(np.array([1024, 0]), np.array([0, 2048]))  # no call pairs them
+    with pytest.raises(ValueError, match="one weight and one input count per call"):
+        copies_pay(np.ones(3, np.int64), np.ones(2, np.int64))
+
+
+def test_many_light_calls_summing_above_the_threshold_keep_the_stacked_kernels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A threshold between the group's per-call average and its total: the stacked kernels (the
+    sum over the calls would have sent every call down the path one by one); at the average: the
+    path. The accumulators and counters are the same either way."""
+    from approxtvm.runtime.faults import session as session_module
+
+    shape = LayerShape.conv2d(2, 16, 8, 9, 9, 3, 3, pads=(1, 1, 1, 1))
+    m = map_layer(shape, SPEC)
+    prog, _ = _program(shape, m, RAND_U, seed=6)
+    ncalls = 6
+    x = np.random.default_rng(4).integers(0, 256, (2 * ncalls, 8, 9, 9)).astype(np.uint8)
+    mf = faults.ModelFaults({"L": prog.schedule}, SPEC, faults.FaultOptions())
+    mf.plans["L"] = _plan(noc=0.002, w=0.002, x=0.002)
+    g = mf.geometry("L")
+    samples = [faults.sample_faults(mf.plans["L"], g, seed=1, call=c) for c in range(ncalls)]
+    words = [len(s.weight) for s in samples]
+    assert sum(words) > ncalls and max(words) < sum(words)  # a threshold fits between mean and sum
+    monkeypatch.setattr(weight_copies_module, "COPIES_MIN_CROSS", 1 << 62)
+    calls: list[int] = []
+    real = session_module.inject_with_copies
+    monkeypatch.setattr(session_module, "inject_with_copies", lambda *a, **k: calls.append(1) or real(*a, **k))
+    clean = np.concatenate([accumulate(x[2 * c : 2 * c + 2], prog) for c in range(ncalls)])
+    monkeypatch.setattr(weight_copies_module, "COPIES_MIN_WEIGHT_WORDS", sum(words))
+    a = mf.session(seed=1)
+    assert a is not None
+    stacked = a.apply_calls("L", x, prog, clean.copy(), ncalls)
+    assert calls == []
+    monkeypatch.setattr(weight_copies_module, "COPIES_MIN_WEIGHT_WORDS", sum(words) // ncalls)
+    b = mf.session(seed=1)
+    assert b is not None
+    by_call = b.apply_calls("L", x, prog, clean.copy(), ncalls)
+    assert len(calls) == sum(1 for s in samples if len(s.weight) or len(s.input))
+    np.testing.assert_array_equal(stacked, by_call)
+    assert not np.array_equal(stacked, clean)
     assert a.counters() == b.counters()
