@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from approxtvm.runtime.faults import input_perm
 from approxtvm.runtime.faults.delta_numpy import FaultKernels, LayerArrays
 from approxtvm.runtime.faults.geometry import DIM_INDEX as _D
 from approxtvm.runtime.faults.geometry import TileGeometry
 from approxtvm.runtime.faults.sampling import CorruptedWords, FaultSample, StackedSamples
+from approxtvm.runtime.kernels.layout import Scratch
 
 if TYPE_CHECKING:
     from approxtvm.runtime.executor import LayerProgram
@@ -164,6 +166,7 @@ def tvm_kernels() -> FaultKernels:
 
     lib = build_library()
     fn_input, fn_weight, fn_cross = lib["input_delta"], lib["weight_delta"], lib["input_cross"]
+    scratch = Scratch()  # the vectorised input path's (N, P, Q, K) buffers, kept across calls
 
     def dl(a: np.ndarray) -> Any:
         return tvm_ffi.from_dlpack(a, require_alignment=0)
@@ -193,7 +196,28 @@ def tvm_kernels() -> FaultKernels:
         st["_keep"] = arrays  # the DLPack views above borrow these buffers
         st["weight_tile"] = geom.tile_dims("weight", prog.schedule.mapping)
         st["input_tile"] = geom.tile_dims("input", prog.schedule.mapping)
+        steps = arrays["ends_x"] - arrays["fills_x"]
+        st["perm_ppw"] = input_perm.products_per_word(st["record"], la.taps_len, steps)
+        st["_wflat"] = la.wflat  # the weights the k-major copy below is of
         return st
+
+    def perm(st: dict[str, Any], words: int, out: np.ndarray) -> input_perm.PermLayer | None:
+        """The layer's vectorised input path if it runs here and pays for ``words`` corrupted input
+        words into ``out`` (built on first use), else ``None`` (the scalar kernel)."""
+        if not input_perm.perm_pays(words * st["perm_ppw"], out.size):
+            return None
+        if "perm" not in st:
+            st["perm"] = input_perm.perm_layer(st["record"], st["_keep"]["lut_t"].reshape(256, 256).T)
+        return st["perm"]
+
+    def kmajor(st: dict[str, Any], weights: np.ndarray) -> np.ndarray:
+        """``weights`` as the vectorised kernel reads them (the layer's own weights converted once)."""
+        r = st["record"]
+        if weights is not st["_wflat"]:
+            return input_perm.kmajor_weights(weights, r.layer_k, r.layer_c, r.layer_r, r.layer_s)
+        if "perm_w" not in st:
+            st["perm_w"] = input_perm.kmajor_weights(weights, r.layer_k, r.layer_c, r.layer_r, r.layer_s)
+        return st["perm_w"]
 
     def delta_calls(
         x: np.ndarray,
@@ -219,7 +243,12 @@ def tvm_kernels() -> FaultKernels:
         if not len(cx[0]):
             return
         common = (*map(dl, cx), dl(cx_call), st["fills_x"], st["ends_x"], st["ss"], st["io"], st["tst"], st["tln"])
-        fn_input(*args, *common, st["taps"], st["wsel"], xr, wd, st["lut"], o)
+        fast = perm(st, len(cx[0]), out)
+        if fast is not None:  # against the weights read: the layer's own, or a matmul's of this call
+            wk = kmajor(st, wflat)
+            input_perm.run_perm(fast, (*common, st["taps"], st["wsel"], xr), wk, out, scratch, dl)
+        else:
+            fn_input(*args, *common, st["taps"], st["wsel"], xr, wd, st["lut"], o)
         if len(cw[0]):
             span, wr = _weight_records(st, geom, la, wflat, cw, cw_call, cx, cx_call)
             fn_cross(*args, *common, st["taps"], xr, dl(span), dl(wr), st["lut"], o)
@@ -251,7 +280,11 @@ def tvm_kernels() -> FaultKernels:
         call = np.zeros(len(words), np.int64)
         common = (*map(dl, cx), dl(call), st["fills_x"], st["ends_x"], st["ss"], st["io"], st["tst"], st["tln"])
         wsel = dl(_compact(select, np.int64))
-        fn_input(*st["args"], *common, st["taps"], wsel, xr, dl(_compact(weights, np.uint8)), st["lut"], dl(out))
+        fast = perm(st, len(words), out)
+        if fast is not None:
+            input_perm.run_perm(fast, (*common, st["taps"], wsel, xr), kmajor(st, weights), out, scratch, dl)
+        else:
+            fn_input(*st["args"], *common, st["taps"], wsel, xr, dl(_compact(weights, np.uint8)), st["lut"], dl(out))
         _ = lib  # keep the module alive while its functions run
 
     return FaultKernels("tvm", prepare, delta, delta_calls, input_copies)
