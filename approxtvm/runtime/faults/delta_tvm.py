@@ -207,7 +207,8 @@ def tvm_kernels() -> FaultKernels:
         if not input_perm.perm_pays(words * st["perm_ppw"], out.size):
             return None
         if "perm" not in st:
-            st["perm"] = input_perm.perm_layer(st["record"], st["_keep"]["lut_t"].reshape(256, 256).T)
+            table = st["_keep"]["lut_t"].reshape(256, 256).T
+            st["perm"] = input_perm.perm_layer(st["record"], table, st["_keep"]["taps"])
         return st["perm"]
 
     def kmajor(st: dict[str, Any], weights: np.ndarray) -> np.ndarray:
@@ -246,7 +247,7 @@ def tvm_kernels() -> FaultKernels:
         fast = perm(st, len(cx[0]), out)
         if fast is not None:  # against the weights read: the layer's own, or a matmul's of this call
             wk = kmajor(st, wflat)
-            input_perm.run_perm(fast, (*common, st["taps"], st["wsel"], xr), wk, out, scratch, dl)
+            input_perm.run_perm(fast, (*common, st["wsel"], xr), wk, out, scratch, dl)
         else:
             fn_input(*args, *common, st["taps"], st["wsel"], xr, wd, st["lut"], o)
         if len(cw[0]):
@@ -282,7 +283,7 @@ def tvm_kernels() -> FaultKernels:
         wsel = dl(_compact(select, np.int64))
         fast = perm(st, len(words), out)
         if fast is not None:
-            input_perm.run_perm(fast, (*common, st["taps"], wsel, xr), kmajor(st, weights), out, scratch, dl)
+            input_perm.run_perm(fast, (*common, wsel, xr), kmajor(st, weights), out, scratch, dl)
         else:
             fn_input(*st["args"], *common, st["taps"], wsel, xr, dl(_compact(weights, np.uint8)), st["lut"], dl(out))
         _ = lib  # keep the module alive while its functions run

@@ -79,12 +79,19 @@ class PermLayer:
         The table as ``(256, 256)`` 16-bit values (row = input byte).
     acc_shape
         ``(K, P · Q)`` of one image's accumulators.
+    decode
+        int32, per word of the input tile (stride 8): its ``hh, ww, cc, gg, nn`` (the word index's
+        mixed-radix digits, ``ww`` fastest).
+    tap_offsets
+        int64, per tap ``(r, s, p, q)`` of the tap table: ``(r · S + s) · K`` and ``(p · Q + q) · K``.
     """
 
     kernel: Any
     scalars: tuple[int, ...]
     lut: np.ndarray
     acc_shape: tuple[int, int]
+    decode: np.ndarray
+    tap_offsets: np.ndarray
 
 
 def products_per_word(record: KernelArgs, taps_len: np.ndarray, steps: np.ndarray) -> float:
@@ -94,14 +101,20 @@ def products_per_word(record: KernelArgs, taps_len: np.ndarray, steps: np.ndarra
     return taps * (float(np.mean(steps)) if len(steps) else 0.0) * record.tile_k
 
 
-def perm_layer(record: KernelArgs, table: np.ndarray) -> PermLayer | None:
+#: Largest input tile (words) the decode table covers; a layer with larger tiles keeps the scalar kernel.
+MAX_TILE_WORDS = 1 << 20
+
+
+def perm_layer(record: KernelArgs, table: np.ndarray, taps: np.ndarray) -> PermLayer | None:
     """The layer's :class:`PermLayer`, or ``None`` where this path does not run (no AVX-512 BW,
-    a table whose values do not fit 16 bits, or a kernel that does not build)."""
+    a table whose values do not fit 16 bits, a kernel that does not build, or an input tile of
+    more than :data:`MAX_TILE_WORDS` words). ``taps``: the ``(4, n)`` tap table (r, s, p, q)."""
+    r = record
+    words = r.tile_n * r.tile_g * r.tile_c * r.tile_h * r.tile_w
     td = perm_dtype(table)
-    kernel = input_perm_kernel(td) if td is not None else None
+    kernel = input_perm_kernel(td) if td is not None and words <= MAX_TILE_WORDS else None
     if kernel is None:
         return None
-    r = record
     chunks = -(-r.tile_k // LANES)
     scalars = (
         r.instances, r.tile_k, r.tile_c, r.tile_h, r.tile_w, r.tile_g, r.layer_c, r.layer_k, r.layer_p, r.layer_q,
@@ -109,7 +122,16 @@ def perm_layer(record: KernelArgs, table: np.ndarray) -> PermLayer | None:
         r.in_w, r.zero_x, r.taps, r.group_k, r.in_c, r.layer_n, chunks,
     )  # fmt: skip
     lut = np.ascontiguousarray(np.asarray(table).reshape(256, 256).astype(td))
-    return PermLayer(kernel, scalars, lut, (r.layer_k, r.layer_p * r.layer_q))
+    decode = np.zeros((words, 8), np.int32)
+    rest = np.arange(words)
+    for col, radix in ((1, r.tile_w), (0, r.tile_h), (2, r.tile_c), (3, r.tile_g), (4, r.tile_n)):
+        rest, decode[:, col] = np.divmod(rest, radix)
+    t = np.asarray(taps, np.int64).reshape(4, -1)
+    offsets = np.empty((t.shape[1], 2), np.int64)
+    offsets[:, 0] = (t[0] * r.layer_s + t[1]) * r.layer_k
+    offsets[:, 1] = (t[2] * r.layer_q + t[3]) * r.layer_k
+    shape = (r.layer_k, r.layer_p * r.layer_q)
+    return PermLayer(kernel, scalars, lut, shape, decode.ravel(), np.concatenate([offsets.ravel(), [0, 0]]))
 
 
 def run_perm(
@@ -122,8 +144,9 @@ def run_perm(
 ) -> None:
     """Add the input deltas of one kernel call into the flat ``(N, K, P, Q)`` int32 ``out``.
 
-    ``arrays``: the scalar kernel's array arguments from the corrupted words through ``wsel`` and
-    the input bytes (DLPack); ``weights``: :func:`kmajor_weights` of the weights read."""
+    ``arrays``: the scalar kernel's array arguments from the corrupted words through the taps'
+    starts and counts (``tst``, ``tln``), then ``wsel`` and the input bytes (DLPack); ``weights``:
+    :func:`kmajor_weights` of the weights read."""
     k, pq = layer.acc_shape
     size = out.size
     rows = size // (k * pq)
@@ -132,7 +155,9 @@ def run_perm(
     with scratch.borrow("input_perm", (cap,), "int32") as kept:
         buf = kept[:need]
         buf.fill(0)
-        layer.kernel(*layer.scalars, *arrays, dl(weights), dl(layer.lut), dl(buf))
+        *words, wsel, x = arrays
+        tables = (dl(layer.tap_offsets), wsel, x, dl(layer.decode))
+        layer.kernel(*layer.scalars, *words, *tables, dl(weights), dl(layer.lut), dl(buf))
         add_transposed(out, buf, rows, k, pq)
 
 
@@ -223,16 +248,18 @@ def _build(td: str, mcpu: str) -> Any:
         io_h: T.handle,
         tst_h: T.handle,
         tln_h: T.handle,
-        tap_h: T.handle,
+        tofs_h: T.handle,
         wsel_h: T.handle,
         x_h: T.handle,
+        dec_h: T.handle,
         wk_h: T.handle,
         lut_h: T.handle,
         buf_h: T.handle,
     ):
         # each corrupted input word against every weight of its residency, 32 output channels a step
         T.func_attr({"global_symbol": "input_perm", "tirx.noalias": True})
-        ne, nf, nss, nio, nhw, ntp, nws, nx, nw, no = (
+        ne, nf, nss, nio, nhw, ntp, nws, nx, nw, no, ndec = (
+            T.int64(),
             T.int64(),
             T.int64(),
             T.int64(),
@@ -254,24 +281,23 @@ def _build(td: str, mcpu: str) -> Any:
         io = T.match_buffer(io_h, (nio,), "int64", align=1)
         tst = T.match_buffer(tst_h, (nhw,), "int64", align=1)
         tln = T.match_buffer(tln_h, (nhw,), "int64", align=1)
-        tap = T.match_buffer(tap_h, (ntp,), "int64", align=1)
+        tofs = T.match_buffer(tofs_h, (ntp,), "int64", align=1)  # per tap: weight and output offsets
         wsel = T.match_buffer(wsel_h, (nws,), "int64", align=1)  # per (step, PE): element offset of its copy
         x = T.match_buffer(x_h, (nx,), "uint8", align=1)
+        dec = T.match_buffer(dec_h, (ndec,), "int32", align=1)  # per tile word: hh ww cc gg nn (stride 8)
         wk = T.match_buffer(wk_h, (nw,), "int16", align=1)  # per copy (C/G, R, S, K), LANES spare codes
         lut = T.match_buffer(lut_h, (256, 256), td, align=1)
         buf = T.match_buffer(buf_h, (no,), "int32", align=1)  # (N, P, Q, K), LANES spare elements
         for e in range(ne):
             i = res[e] % instances
             jf = res[e] // instances
-            ww = word[e] % tile_w
-            hh = (word[e] // tile_w) % tile_h
-            cc = (word[e] // (tile_w * tile_h)) % tile_c
-            gg = (word[e] // (tile_w * tile_h * tile_c)) % tile_g
-            nn = word[e] // (tile_w * tile_h * tile_c * tile_g)
+            # the word's tile coordinates from the table: no 64-bit divisions per word
+            hh = T.Cast("int64", dec[word[e] * 8 + 0])
+            ww = T.Cast("int64", dec[word[e] * 8 + 1])
             f0 = fills[jf]
-            n = ss[f0 * 8 + 0] + io[i * 8 + 0] + nn + cl[e] * layer_n
-            g = ss[f0 * 8 + 7] + io[i * 8 + 7] + gg
-            c = ss[f0 * 8 + 2] + io[i * 8 + 2] + cc
+            n = ss[f0 * 8 + 0] + io[i * 8 + 0] + T.Cast("int64", dec[word[e] * 8 + 4]) + cl[e] * layer_n
+            g = ss[f0 * 8 + 7] + io[i * 8 + 7] + T.Cast("int64", dec[word[e] * 8 + 3])
+            c = ss[f0 * 8 + 2] + io[i * 8 + 2] + T.Cast("int64", dec[word[e] * 8 + 2])
             p0 = ss[f0 * 8 + 3] + io[i * 8 + 3]
             q0 = ss[f0 * 8 + 4] + io[i * 8 + 4]
             r0 = ss[f0 * 8 + 5] + io[i * 8 + 5]
@@ -289,19 +315,18 @@ def _build(td: str, mcpu: str) -> Any:
             )
             xn = T.bitwise_xor(xo, T.Cast("int64", mask[e]))
             hw = hh * tile_w + ww
+            wb0 = ((c * layer_r + r0) * layer_s + s0) * layer_k + g * group_k
+            ob0 = ((n * layer_p + p0) * layer_q + q0) * layer_k + g * group_k
             for t in range(tln[hw]):
                 tt = tst[hw] + t
-                wb = ((c * layer_r + r0 + tap[tt]) * layer_s + s0 + tap[taps + tt]) * layer_k + g * group_k
-                ob = ((n * layer_p + p0 + tap[2 * taps + tt]) * layer_q + q0 + tap[3 * taps + tt]) * layer_k
-                ob = ob + g * group_k
                 for st in range(ends[jf] - f0):
                     k0 = ss[(f0 + st) * 8 + 1] + io[i * 8 + 1]
-                    wc = wsel[(f0 + st) * instances + i] + wb + k0
+                    wc = wsel[(f0 + st) * instances + i] + wb0 + tofs[2 * tt] + k0
                     for kc in range(chunks):
                         # no let-bound vector index (TVM 0.27 then scatters lane by lane): ramps inline
                         idx = wk[T.ramp(wc + kc * LANES, 1, LANES)]
-                        buf[T.ramp(ob + k0 + kc * LANES, 1, LANES)] = buf[
-                            T.ramp(ob + k0 + kc * LANES, 1, LANES)
+                        buf[T.ramp(ob0 + tofs[2 * tt + 1] + k0 + kc * LANES, 1, LANES)] = buf[
+                            T.ramp(ob0 + tofs[2 * tt + 1] + k0 + kc * LANES, 1, LANES)
                         ] + T.Select(
                             T.ramp(T.Cast("int32", kc * LANES), 1, LANES) < T.broadcast(T.Cast("int32", tile_k), LANES),
                             T.Cast(wide, _lookup(lut, xn, idx, td)) - T.Cast(wide, _lookup(lut, xo, idx, td)),

@@ -164,3 +164,25 @@ def test_kmajor_weights_and_the_transposed_add(copies: int, k: int, c: int, r: i
     )  # int32 wrap-around
     input_perm.add_transposed(out, buf, n, k, pq)
     np.testing.assert_array_equal(out.reshape(n, k, pq), want)
+
+
+def test_tiles_past_the_decode_table_keep_the_scalar_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    shape = LayerShape.conv2d(1, 40, 8, 8, 8, 3, 3, pads=(1, 1, 1, 1))
+    m = map_layer(shape, SPEC)
+    prog, _ = _program(shape, m, RAND_U, seed=2)
+    g = faults.tile_geometry(m, SPEC)
+    rec = faults.compiled_kernels().prepare(prog, g, faults.layer_arrays(prog, g))["record"]  # type: ignore[index]
+    taps = faults.layer_arrays(prog, g).taps
+    words = rec.tile_n * rec.tile_g * rec.tile_c * rec.tile_h * rec.tile_w
+    monkeypatch.setattr(input_perm, "MAX_TILE_WORDS", words - 1)
+    assert input_perm.perm_layer(rec, RAND_U.table, taps) is None
+    monkeypatch.setattr(input_perm, "MAX_TILE_WORDS", words)
+    layer = input_perm.perm_layer(rec, RAND_U.table, taps)
+    assert (layer is not None) == AVX512
+    if layer is not None:  # the table: every word's mixed-radix digits, ww fastest
+        dec = layer.decode.reshape(words, 8)
+        w = np.arange(words)
+        np.testing.assert_array_equal(dec[:, 1], w % rec.tile_w)
+        np.testing.assert_array_equal(dec[:, 0], w // rec.tile_w % rec.tile_h)
+        np.testing.assert_array_equal(dec[:, 2], w // (rec.tile_w * rec.tile_h) % rec.tile_c)
+        np.testing.assert_array_equal(dec[:, 4], w // (rec.tile_w * rec.tile_h * rec.tile_c * rec.tile_g))
