@@ -294,8 +294,11 @@ class SampleBlock:
             else:
                 spans = list(zip(lo, hi, strict=True))
                 cw = CorruptedWords(*(np.concatenate([a[i:j] for i, j in spans]) for a in (r, wd, m)))
-            lens = np.subtract(hi, lo)
-            parts.append((cw, np.repeat(np.arange(calls, dtype=np.int64), lens)))
+            if calls == 1:  # zeros: calloc's untouched pages, not a written array (8 bytes per word)
+                call = np.zeros(hi[0] - lo[0], np.int64)
+            else:
+                call = np.repeat(np.arange(calls, dtype=np.int64), np.subtract(hi, lo))
+            parts.append((cw, call))
         (w, wc), (x, xc) = parts
         return StackedSamples(w, x, wc, xc, calls, self.streams, self.flipped[first : first + calls])
 
