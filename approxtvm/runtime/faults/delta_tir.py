@@ -293,7 +293,7 @@ def build_library() -> Any:
         tln_h: T.handle,
         tap_h: T.handle,
         x_h: T.handle,
-        span_h: T.handle,
+        bk_h: T.handle,
         wr_h: T.handle,
         lut_h: T.handle,
         out_h: T.handle,
@@ -324,10 +324,12 @@ def build_library() -> Any:
         tln = T.match_buffer(tln_h, (nhw,), "int64", align=1)
         tap = T.match_buffer(tap_h, (ntp,), "int64", align=1)
         x = T.match_buffer(x_h, (nx,), "uint8", align=1)
-        span = T.match_buffer(span_h, (ncs,), "int64", align=1)  # per input word: [lo, hi) of its records
+        # per weight record, ascending: its (call, PE, global input channel); then two sentinels above all
+        bk = T.match_buffer(bk_h, (ncs,), "int64", align=1)
         wr = T.match_buffer(wr_h, (nwr,), "int64", align=1)  # per weight record: k r s wo wn begin end
         lut = T.match_buffer(lut_h, (65536,), "int32", align=1)
         out = T.match_buffer(out_h, (no,), "int32", align=1)
+        span = T.alloc_buffer((4,), "int64")  # binary searches' bounds
         for e in range(ne):
             i = res[e] % instances
             jf = res[e] // instances
@@ -336,7 +338,23 @@ def build_library() -> Any:
             f0 = fills[jf]
             g = ss[f0 * 8 + 7] + io[i * 8 + 7] + (word[e] // (tile_w * tile_h * tile_c)) % tile_g
             c = g * layer_c + ss[f0 * 8 + 2] + io[i * 8 + 2] + (word[e] // (tile_w * tile_h)) % tile_c  # global
-            if span[2 * e + 1] > span[2 * e]:  # corrupted weights in its (call, PE, channel)
+            # the records of its (call, PE, channel): [span[0], span[2]) by two binary searches
+            key = (cl[e] * instances + i) * in_c + c
+            span[0] = T.int64(0)
+            span[1] = ncs
+            while span[0] < span[1]:  # first record >= key
+                if bk[(span[0] + span[1]) // 2] < key:
+                    span[0] = (span[0] + span[1]) // 2 + 1
+                else:
+                    span[1] = (span[0] + span[1]) // 2
+            span[2] = span[0]
+            span[3] = ncs
+            while span[2] < span[3]:  # first record > key
+                if bk[(span[2] + span[3]) // 2] <= key:
+                    span[2] = (span[2] + span[3]) // 2 + 1
+                else:
+                    span[3] = (span[2] + span[3]) // 2
+            if span[2] > span[0]:  # corrupted weights in its (call, PE, channel)
                 n = ss[f0 * 8 + 0] + io[i * 8 + 0] + word[e] // (tile_w * tile_h * tile_c * tile_g) + cl[e] * layer_n
                 p0 = ss[f0 * 8 + 3] + io[i * 8 + 3]
                 q0 = ss[f0 * 8 + 4] + io[i * 8 + 4]
@@ -356,8 +374,8 @@ def build_library() -> Any:
                 for t in range(tln[hw]):
                     tt = tst[hw] + t
                     for st in range(ends[jf] - f0):
-                        for b in range(span[2 * e + 1] - span[2 * e]):
-                            wi = (span[2 * e] + b) * 7
+                        for b in range(span[2] - span[0]):
+                            wi = (span[0] + b) * 7
                             if (
                                 wr[wi + 1] == r0 + tap[tt]
                                 and wr[wi + 2] == s0 + tap[taps + tt]
