@@ -226,3 +226,28 @@ def test_stacked_calls_are_the_calls_words_by_tensor(
         np.testing.assert_array_equal(call, block.call[sel] - first)
         assert call.dtype == np.int64
     np.testing.assert_array_equal(got.flipped, block.flipped[first : first + calls])
+
+
+@pytest.mark.parametrize("slice_words", [0, 1 << 40])
+def test_stacked_calls_by_slices_and_by_one_mask_agree(slice_words: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both ways of SampleBlock.stacked (a slice per call, or one mask over the calls' range for
+    many light calls) give each call's words by tensor, in order, with their calls."""
+    monkeypatch.setattr(sampling, "_SLICE_WORDS_PER_CALL", slice_words)
+    plan = _plan(0.01, 0.002, 0.004, 0, "both")
+    for gi, seed in ((0, 1), (1, 2), (len(GEOMETRIES) - 1, 3)):
+        block = sampling.sample_blocks_stacked(plan, GEOMETRIES[gi], seed=seed, blocks=range(0, 4))
+        assert len(block) >= 4
+        for first, calls in ((0, len(block)), (1, len(block) - 1), (0, 2)):
+            got = block.stacked(first, calls)
+            for c in range(calls):
+                one = block.sample(first + c)
+                for cw, call, want in (
+                    (got.weight, got.weight_call, one.weight),
+                    (got.input, got.input_call, one.input),
+                ):
+                    sel = np.flatnonzero(call == c)
+                    np.testing.assert_array_equal(cw.residency[sel], want.residency)
+                    np.testing.assert_array_equal(cw.word[sel], want.word)
+                    np.testing.assert_array_equal(cw.mask[sel], want.mask)
+            assert np.all(np.diff(got.weight_call) >= 0) and np.all(np.diff(got.input_call) >= 0)
+            assert got.weight_call.dtype == got.input_call.dtype == np.int64

@@ -48,6 +48,9 @@ _MAX_SEED = 2**64
 _MAX_BLOCK_CALLS = 64  # layer calls sampled by one generator ...
 _BLOCK_ROWS = 1 << 13  # ... as long as their event rows stay below this
 _BLOCK_FLIPS = 256.0  # ... and their expected flips too
+#: SampleBlock.stacked slices each call's words below this many words per call on average (a
+#: slice costs a few µs; one mask and gathers over the range ≈ 10 ns per word)
+_SLICE_WORDS_PER_CALL = 512
 
 
 @dataclass(frozen=True, eq=False)
@@ -283,8 +286,18 @@ class SampleBlock:
         """Calls ``first … first + calls − 1`` (renumbered from 0) in shared arrays."""
         # the words are sorted by (call, tensor): each tensor's words of a call are one slice of
         # ``bounds``, so one call's are views and several calls' one concatenation (no masks, no
-        # gathers: at tens of millions of input words per call these were 1 s per ResNet-50 batch)
+        # gathers: at tens of millions of input words per call these were 1 s per ResNet-50 batch).
+        # Many light calls (digits at batch 1: 360 calls of a few words) take one mask and gathers
+        # instead: a slice per call and tensor cost 3-6 ms per run there, more than their faults.
         b, r, wd, m = self.bounds, self.words.residency, self.words.word, self.words.mask
+        lo_all, hi_all = b[2 * first], b[2 * (first + calls)]
+        if calls > 1 and hi_all - lo_all < _SLICE_WORDS_PER_CALL * calls:
+            xs = self.is_input[lo_all:hi_all]
+            parts = []
+            for sel in (np.flatnonzero(~xs) + lo_all, np.flatnonzero(xs) + lo_all):
+                parts.append((CorruptedWords(r[sel], wd[sel], m[sel]), self.call[sel] - first))
+            (w, wc), (x, xc) = parts
+            return StackedSamples(w, x, wc, xc, calls, self.streams, self.flipped[first : first + calls])
         parts = []
         for t in (0, 1):
             lo = [b[2 * c + t] for c in range(first, first + calls)]
