@@ -27,15 +27,12 @@ from __future__ import annotations
 import functools
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from approxtvm.runtime.kernels.layout import Scratch
 from approxtvm.runtime.kernels.table_perm import perm_dtype
-
-if TYPE_CHECKING:
-    from approxtvm.runtime.faults.delta_tvm import KernelArgs
 
 __all__ = [
     "LANES",
@@ -94,9 +91,12 @@ class PermLayer:
     tap_offsets: np.ndarray
 
 
-def products_per_word(record: KernelArgs, taps_len: np.ndarray, steps: np.ndarray) -> float:
+def products_per_word(record: Any, taps_len: np.ndarray, steps: np.ndarray) -> float:
     """Mean input-delta products of one corrupted input word (taps × steps × ``tile_k``), from the
-    taps per input-tile position and the steps per input residency: the cost model's estimate."""
+    taps per input-tile position and the steps per input residency: the cost model's estimate.
+    ``record``: the layer's :class:`.delta_tvm.KernelArgs`, typed loosely here and in
+    :func:`perm_layer` (``delta_tvm`` imports this module; importing it back, even for type
+    checking only, is a cycle the import-graph test rejects)."""
     taps = float(np.mean(taps_len)) if len(taps_len) else 0.0
     return taps * (float(np.mean(steps)) if len(steps) else 0.0) * record.tile_k
 
@@ -105,7 +105,7 @@ def products_per_word(record: KernelArgs, taps_len: np.ndarray, steps: np.ndarra
 MAX_TILE_WORDS = 1 << 20
 
 
-def perm_layer(record: KernelArgs, table: np.ndarray, taps: np.ndarray) -> PermLayer | None:
+def perm_layer(record: Any, table: np.ndarray, taps: np.ndarray) -> PermLayer | None:
     """The layer's :class:`PermLayer`, or ``None`` where this path does not run (no AVX-512 BW,
     a table whose values do not fit 16 bits, a kernel that does not build, or an input tile of
     more than :data:`MAX_TILE_WORDS` words). ``taps``: the ``(4, n)`` tap table (r, s, p, q)."""
