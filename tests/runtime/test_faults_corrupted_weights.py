@@ -126,6 +126,7 @@ def test_a_compiled_model_uses_the_path_and_keeps_its_faults() -> None:
     mf = faults.ModelFaults({"L": prog.schedule}, SPEC, faults.FaultOptions())
     mf.plans["L"] = _plan(noc=0.001, w=0.002, x=0.002)
     exact = ExactLayer(prog.schedule, prog.weight)
+    exact._gemm_extra_s = 0.0  # as if the GEMM were the layer's fastest formulation (timed, else)
     calls = []
     with_weights = exact.with_weights
     exact.with_weights = lambda *a, **k: calls.append(1) or with_weights(*a, **k)  # type: ignore[method-assign]
@@ -140,3 +141,41 @@ def test_a_compiled_model_uses_the_path_and_keeps_its_faults() -> None:
         assert isinstance(rw, RowsAccumulators) or not delta_rows.applies(mf.prepared("L", prog))
         np.testing.assert_array_equal(rw.standard() if isinstance(rw, RowsAccumulators) else rw, rr)
     assert a.counters() == b.counters() == c.counters()
+
+
+@_GEMM
+def test_a_layer_whose_gemm_is_slower_than_its_deltas_keeps_its_own_formulation() -> None:
+    """Where the GEMM costs more above the layer's own formulation than the delta kernels take for
+    the call's faults (:func:`faults.corrupted_weights.deltas_s`), the call runs the layer's own
+    formulation and the deltas: the same accumulators and counters, no GEMM on corrupted weights."""
+    from approxtvm.runtime.faults.corrupted_weights import DELTA_S_PER_PRODUCT, deltas_s
+
+    shape = LayerShape.conv2d(2, 16, 1, 8, 8, 3, 3, pads=(1, 1, 1, 1))  # digits' first conv, two images
+    m = map_layer(shape, SPEC)
+    prog, x = _program(shape, m, EXACT_U, seed=2)
+    g = faults.tile_geometry(m, SPEC)
+    if not faults.weights_stored_once(g, m):
+        pytest.skip("the mapper chose a mapping that stores a weight twice")
+    mf = faults.ModelFaults({"L": prog.schedule}, SPEC, faults.FaultOptions())
+    mf.plans["L"] = _plan(noc=0.01, w=0.02, x=0.02)
+    exact = ExactLayer(prog.schedule, prog.weight)
+    assert exact.gemm_extra_s >= 0.0 and (exact.gemm_extra_s == 0.0 or exact.path != "gemm")
+    sample = faults.sample_faults(mf.plans["L"], g, seed=5)
+    assert len(sample.weight) and len(sample.input)
+    # analytic count: a weight reaches N·P·Q outputs, an input word at most K·R·S products
+    want = DELTA_S_PER_PRODUCT * (len(sample.weight) * 2 * 8 * 8 + len(sample.input) * 16 * 9)
+    assert deltas_s(shape, sample) == pytest.approx(want)
+    calls = []
+    with_weights = exact.with_weights
+    exact.with_weights = lambda *a, **k: calls.append(1) or with_weights(*a, **k)  # type: ignore[method-assign]
+    for extra, uses_gemm in ((1.0, False), (0.0, True)):
+        exact._gemm_extra_s = extra
+        calls.clear()
+        a, b = mf.session(seed=5), mf.session(seed=5)
+        assert a is not None and b is not None
+        got = a.apply_exact("L", x, prog, exact, x, 1)
+        ref = emulate(x, prog, corruption=_corruption(sample)).acc
+        np.testing.assert_array_equal(got.standard() if isinstance(got, RowsAccumulators) else got, ref)
+        np.testing.assert_array_equal(b.apply_calls("L", x, prog, exact(x), 1), ref)
+        assert calls == ([1] if uses_gemm else [])
+        assert a.counters() == b.counters()

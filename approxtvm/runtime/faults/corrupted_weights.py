@@ -36,8 +36,17 @@ from approxtvm.targets.vacc.mapping import Mapping
 if TYPE_CHECKING:
     from approxtvm.runtime.exact_layer import ExactLayer, RowsAccumulators
     from approxtvm.runtime.executor import LayerProgram
+    from approxtvm.targets.vacc.workload import LayerShape
 
-__all__ = ["channel_correction", "inject_with_weights", "weight_index", "weight_offsets", "weights_stored_once"]
+__all__ = [
+    "DELTA_S_PER_PRODUCT",
+    "channel_correction",
+    "deltas_s",
+    "inject_with_weights",
+    "weight_index",
+    "weight_offsets",
+    "weights_stored_once",
+]
 
 
 def weights_stored_once(geom: TileGeometry, mapping: Mapping) -> bool:
@@ -98,6 +107,20 @@ def channel_correction(
     corr = np.bincount(k, weights=(w ^ mask) - w, minlength=channels)  # float64: exact (|Σ| < 2^53)
     ks = np.flatnonzero(corr)
     return ks, (corr[ks].astype(np.int64) * zero_x).astype(np.int32)
+
+
+#: Seconds per product of the delta kernels, a round upper figure for choosing between them and
+#: the GEMM on corrupted weights (weight deltas measured ≈ 0.5 ns per output on digits at batch 64).
+DELTA_S_PER_PRODUCT = 1e-9
+
+
+def deltas_s(shape: LayerShape, sample: FaultSample) -> float:
+    """Rough seconds the delta kernels take for one call's ``sample`` of a layer whose weights are
+    stored once: each corrupted weight reaches every output of its channel, each corrupted input
+    word at most ``K · R · S`` products."""
+    outputs = shape.n * (1 if shape.op == "dense" else shape.p * shape.q)
+    taps = shape.k * (1 if shape.op == "dense" else shape.r * shape.s)
+    return DELTA_S_PER_PRODUCT * (len(sample.weight) * outputs + len(sample.input) * taps)
 
 
 def inject_with_weights(

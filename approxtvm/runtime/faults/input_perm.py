@@ -102,8 +102,9 @@ class PermLayer:
 def products_per_word(record: Any, taps_len: np.ndarray, steps: np.ndarray) -> float:
     """Mean input-delta products of one corrupted input word (taps × steps × ``tile_k``), from the
     taps per input-tile position and the steps per input residency: the cost model's estimate.
-    ``record``: the layer's :class:`~.delta_tvm.KernelArgs` (not imported: ``delta_tvm`` imports
-    this module)."""
+    ``record``: the layer's :class:`.delta_tvm.KernelArgs`, typed loosely here and in
+    :func:`perm_layer` (``delta_tvm`` imports this module; importing it back, even for type
+    checking only, is a cycle the import-graph test rejects)."""
     taps = float(np.mean(taps_len)) if len(taps_len) else 0.0
     return taps * (float(np.mean(steps)) if len(steps) else 0.0) * record.tile_k
 
