@@ -226,6 +226,11 @@ def test_stacked_calls_are_the_calls_words_by_tensor(
         np.testing.assert_array_equal(call, block.call[sel] - first)
         assert call.dtype == np.int64
     np.testing.assert_array_equal(got.flipped, block.flipped[first : first + calls])
+    # the per-call word counts read off the bounds, against counting each word's own flags
+    weight_words, input_words = block.word_counts(first, calls)
+    calls_of = block.call[inside] - first
+    np.testing.assert_array_equal(weight_words, np.bincount(calls_of[~block.is_input[inside]], minlength=calls))
+    np.testing.assert_array_equal(input_words, np.bincount(calls_of[block.is_input[inside]], minlength=calls))
 
 
 @pytest.mark.parametrize("slice_words", [0, 1 << 40])

@@ -282,6 +282,12 @@ class SampleBlock:
             self.flipped[c],
         )
 
+    def word_counts(self, first: int, calls: int) -> tuple[np.ndarray, np.ndarray]:
+        """Corrupted weight and input words of each of calls ``first … first + calls − 1`` (int64
+        ``(calls,)`` each), read off :attr:`bounds` without touching the words."""
+        b = np.asarray(self.bounds[2 * first : 2 * (first + calls) + 1], np.int64)
+        return b[1::2] - b[:-1:2], b[2::2] - b[1::2]
+
     def stacked(self, first: int, calls: int) -> StackedSamples:
         """Calls ``first … first + calls − 1`` (renumbered from 0) in shared arrays."""
         # the words are sorted by (call, tensor): each tensor's words of a call are one slice of

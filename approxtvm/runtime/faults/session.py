@@ -247,14 +247,13 @@ class FaultSession:
             return acc
         first = self._calls.get(layer_id, self._first)
         c0, block = self._block(layer_id, first, calls)
-        stacked = block.stacked(first - c0, calls)  # no per-call objects: one kernel call takes them all
         self._calls[layer_id] = first + calls
-        self._count(layer_id, stacked.flipped.sum(axis=0), len(stacked.weight), len(stacked.input))
+        weight_words, input_words = block.word_counts(first - c0, calls)
+        flipped = block.flipped[first - c0 : first - c0 + calls].sum(axis=0)
+        self._count(layer_id, flipped, int(weight_words.sum()), int(input_words.sum()))
         f = self.faults
         if (
-            copies_pay(
-                np.bincount(stacked.weight_call, minlength=calls), np.bincount(stacked.input_call, minlength=calls)
-            )
+            copies_pay(weight_words, input_words)
             and f.kernels.input_copies is not None
             and (copies := f.weight_copies(layer_id)) is not None
         ):  # call by call, in place: weight deltas box by box, input deltas against the weights as stored
@@ -266,6 +265,7 @@ class FaultSession:
                     xc, part = x[c * xrows : (c + 1) * xrows], acc[c * rows : (c + 1) * rows]
                     inject_with_copies(xc, prog, part, sample, geom, arrays, f.kernels, prepared, copies, in_place=True)
             return acc
+        stacked = block.stacked(first - c0, calls)  # no per-call objects: one kernel call takes them all
         geom, arrays = f.geometry(layer_id), f.arrays(layer_id, prog)
         return inject_calls(x, prog, acc, stacked, geom, arrays, f.kernels, f.prepared(layer_id, prog))
 
