@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from approxtvm.compiler.host_fused import fuse_sites, fused_layer
 from approxtvm.compiler.host_graph import LayerSite, Segment, initializer_codes, layer_sites, split_graph
 from approxtvm.errors import PolicyError
 from approxtvm.runtime.exact_layer import ExactLayer, RowsAccumulators
@@ -42,6 +43,10 @@ GROUP_ACC_BYTES = 64 << 20
 
 #: Timed runs of each form when a low-rank layer's form is chosen (:meth:`OrtHost._lowrank`).
 LOWRANK_CHOICE_RUNS = 3
+
+#: Whether approximate layers that onnxruntime can compute itself (:mod:`approxtvm.compiler.host_fused`)
+#: run inside the host graph in fault-free, untraced runs (tests of the other forms turn it off).
+FUSE_LAYERS = True
 
 
 #: Node types that carry a layer's MACs: a segment without one is light (elementwise, pooling).
@@ -117,6 +122,7 @@ class OrtHost:
         self._rows_independent = rows_independent(proto)
         self._scratch: dict[tuple[str, str, tuple[int, ...]], np.ndarray] = {}
         self._lowrank_choice: dict[tuple[str, tuple[int, ...]], bool] = {}
+        self._fused: dict[str, object] | None = None  # layer id → its host_fused nodes (None: none)
 
     def kernel_layers(self, exact_layers: str, faulty: frozenset[str]) -> frozenset[str]:
         """Layers that run on our kernels under ``exact_layers``, the layers with a fault model
@@ -130,14 +136,34 @@ class OrtHost:
             )
         if exact_layers == "kernels" or self.log.trace:
             return frozenset(self.programs)
-        return frozenset(self.programs) - (self._fusable - faulty)
+        kernels = frozenset(self.programs) - (self._fusable - faulty)
+        if self.log.faults is None:  # fault hooks and traces need the accumulators: our kernels
+            kernels -= self.fused_layers()
+        return kernels
+
+    def fused_layers(self) -> frozenset[str]:
+        """Approximate layers that run inside the host graph when they are not kernel layers
+        (:func:`~approxtvm.compiler.host_fused.fused_layer`; found once, at the first call)."""
+        if not FUSE_LAYERS:
+            return frozenset()
+        if self._fused is None:
+            self._fused = {}
+            for i, lid in enumerate(self._order):
+                layer = fused_layer(self.programs[lid], self.sites[lid], f"fused{i}_")
+                if layer is not None:
+                    self._fused[lid] = layer
+        return frozenset(self._fused)
 
     def plan(self, kernels: frozenset[str], batch_size: int | None = None) -> list[_Step]:
         """Executable steps for a set of kernel layers (built once per batch size, then cached)."""
         rows = self.batch_size if batch_size is None else batch_size
         plan = self._plans.get((kernels, rows))
         if plan is None:
-            steps = split_graph(self.proto, [self.sites[lid] for lid in self._order if lid in kernels], rows)
+            proto, sites = self.proto, [self.sites[lid] for lid in self._order if lid in kernels]
+            fused = {lid: self._fused[lid] for lid in self.fused_layers() - kernels if self._fused is not None}
+            if fused:  # these layers' nodes go into the graph in place of theirs
+                proto, sites = fuse_sites(self.proto, self.sites, fused, sites)  # type: ignore[arg-type]
+            steps = split_graph(proto, sites, rows)
             spinning = not kernels
             plan = [
                 _Step(s, None, _session(s.model, spinning)) if isinstance(s, Segment) else _Step(None, s, None)
