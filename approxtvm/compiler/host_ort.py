@@ -27,6 +27,7 @@ from approxtvm.compiler.host_graph import LayerSite, Segment, initializer_codes,
 from approxtvm.errors import PolicyError
 from approxtvm.runtime.exact_layer import ExactLayer, RowsAccumulators
 from approxtvm.runtime.executor import CallLog, LayerProgram, Requantizer, execute_layer, layer_accumulators
+from approxtvm.runtime.kernels.lowrank_qconv import QConvLayer
 from approxtvm.runtime.kernels.ort_session import runtime_session
 from approxtvm.runtime.requant_tvm import compiled_requantize, compiled_requantize_rows
 
@@ -122,11 +123,12 @@ class OrtHost:
         self._rows_independent = rows_independent(proto)
         self._scratch: dict[tuple[str, str, tuple[int, ...]], np.ndarray] = {}
         self._lowrank_choice: dict[tuple[str, tuple[int, ...]], bool] = {}
-        self._fused: dict[str, object] | None = None  # layer id → its host_fused nodes (None: none)
+        self._fused: dict[str, QConvLayer] | None = None  # layer id → its nodes inside the graph (found once)
 
-    def kernel_layers(self, exact_layers: str, faulty: frozenset[str]) -> frozenset[str]:
+    def kernel_layers(self, exact_layers: str, faulty: frozenset[str], faults: bool | None = None) -> frozenset[str]:
         """Layers that run on our kernels under ``exact_layers``, the layers with a fault model
-        (``faulty``, always on our kernels) and the current trace setting."""
+        (``faulty``, always on our kernels), the current trace setting and whether the run draws
+        faults (``faults``; ``None``: whether the call log has a fault session now)."""
         if exact_layers not in EXACT_LAYER_MODES:
             raise PolicyError(
                 f"unknown exact_layers mode {exact_layers!r}",
@@ -137,7 +139,7 @@ class OrtHost:
         if exact_layers == "kernels" or self.log.trace:
             return frozenset(self.programs)
         kernels = frozenset(self.programs) - (self._fusable - faulty)
-        if self.log.faults is None:  # fault hooks and traces need the accumulators: our kernels
+        if not (self.log.faults is not None if faults is None else faults):  # fault hooks need our kernels
             kernels -= self.fused_layers()
         return kernels
 
@@ -160,9 +162,10 @@ class OrtHost:
         plan = self._plans.get((kernels, rows))
         if plan is None:
             proto, sites = self.proto, [self.sites[lid] for lid in self._order if lid in kernels]
-            fused = {lid: self._fused[lid] for lid in self.fused_layers() - kernels if self._fused is not None}
+            # layers kernel_layers left out as fused (found there, so only for plans that fuse)
+            fused = {lid: layer for lid, layer in (self._fused or {}).items() if lid not in kernels}
             if fused:  # these layers' nodes go into the graph in place of theirs
-                proto, sites = fuse_sites(self.proto, self.sites, fused, sites)  # type: ignore[arg-type]
+                proto, sites = fuse_sites(self.proto, self.sites, fused, sites)
             steps = split_graph(proto, sites, rows)
             spinning = not kernels
             plan = [

@@ -106,3 +106,15 @@ def test_whole_model_outputs_stay_within_one_step_of_the_cut_graph(
     d = np.abs(fused.astype(np.float64) - cut) / _output_step(digits_resnet)
     assert np.mean(d <= 1 + 1e-4) >= 0.99 and d.max() <= 2 + 1e-4
     assert np.mean(fused.argmax(1) == cut.argmax(1)) >= 0.99
+
+
+def test_a_model_that_draws_faults_keeps_every_approximate_layer_on_the_kernels(qdq_cnn: object) -> None:
+    """Fault hooks change accumulators: a model whose runs draw faults builds no fused layer, not
+    even for its compile-time plan, and its runs report every layer as a kernel layer."""
+    model = compile_onnx(qdq_cnn, ApproxPolicy.uniform("bam:h=4,v=0", noc_swing_v=0.35), batch_size=2)
+    host = model._ort
+    assert host is not None and model.draws_faults
+    assert host._fused is None  # never looked for
+    res = model.run(calibration(2, seed=4), seed=1)
+    assert res.counters["kernel_layers"] == list(model.programs)
+    assert host._fused is None
