@@ -68,6 +68,7 @@ def build_library() -> Any:
         tln_h: T.handle,
         tap_h: T.handle,
         wsel_h: T.handle,
+        cbase_h: T.handle,
         x_h: T.handle,
         w_h: T.handle,
         lut_h: T.handle,
@@ -75,7 +76,8 @@ def build_library() -> Any:
     ):
         # each corrupted input word against every weight of the PE during its residency
         T.func_attr({"global_symbol": "input_delta", "tirx.noalias": True})
-        ne, nf, nss, nio, nhw, ntp, nws, nx, nw, no = (
+        ne, nf, nss, nio, nhw, ntp, nws, ncb, nx, nw, no = (
+            T.int64(),
             T.int64(),
             T.int64(),
             T.int64(),
@@ -100,6 +102,8 @@ def build_library() -> Any:
         tap = T.match_buffer(tap_h, (ntp,), "int64", align=1)
         # per (step, PE): offset of the weight copy that PE holds at that step (0: one copy, ``w``)
         wsel = T.match_buffer(wsel_h, (nws,), "int64", align=1)
+        # per call: offset of that call's weight copies (0: the copies of ``w``'s start, every call alike)
+        cbase = T.match_buffer(cbase_h, (ncb,), "int64", align=1)
         x = T.match_buffer(x_h, (nx,), "uint8", align=1)
         w = T.match_buffer(w_h, (nw,), "uint8", align=1)
         lut = T.match_buffer(lut_h, (65536,), "int32", align=1)
@@ -139,7 +143,7 @@ def build_library() -> Any:
                 ob = (n * layer_k * layer_p + p0 + tap[2 * taps + tt]) * layer_q + q0 + tap[3 * taps + tt]
                 for st in range(ends[jf] - f0):
                     k0 = g * group_k + ss[(f0 + st) * 8 + 1] + io[i * 8 + 1]
-                    wc = wsel[(f0 + st) * instances + i] + wb
+                    wc = cbase[cl[e]] + wsel[(f0 + st) * instances + i] + wb
                     if plain_product != T.int64(0):  # lut[a · 256 + b] = a · b: multiply (same numbers)
                         for k in range(tile_k):
                             wv = T.Cast("int64", w[wc + (k0 + k) * layer_c * layer_r * layer_s])
