@@ -162,13 +162,14 @@ def _build() -> Any:
     # the host's own vector instructions (AVX2 or AVX-512, as detected)
     target = tvm.target.Target({"kind": "llvm", "mcpu": detect_cpu().llvm_cpu})
     funcs = {"input_delta_rows": input_delta_rows}
-    funcs.update({f"input_delta_rows_k{tk}": _fixed_tile_k(tk) for tk in FIXED_TILE_K})
+    funcs.update({f"input_delta_rows_k{tk}": _fixed_tile_k(tk) for tk in _BUILT_TILE_K})
     return tvm.compile(tvm.IRModule(funcs), target=target)
 
 
 #: PE tile widths (output channels) with their own kernel, the channel loop unrolled into whole
 #: vectors and the word's coordinates read from tables (:func:`_decode_tables`).
 FIXED_TILE_K = (8, 16, 32, 64)
+_BUILT_TILE_K = FIXED_TILE_K  # what the library holds (FIXED_TILE_K may be narrowed, e.g. in the tests)
 
 
 def _fixed_tile_k(tk: int) -> Any:
@@ -178,6 +179,8 @@ def _fixed_tile_k(tk: int) -> Any:
     scalars spilled to the stack) cost more than the products. Here a tap is two table reads and
     ``tk / 16`` (or one 8-lane) vector multiply-adds."""
     from tvm.script import tirx as T  # noqa: N812 (TVMScript convention)
+
+    symbol = f"input_delta_rows_k{tk}"
 
     @T.prim_func(s_tir=True)
     def kernel(
@@ -216,7 +219,7 @@ def _fixed_tile_k(tk: int) -> Any:
         w_h: T.handle,
         out_h: T.handle,
     ):
-        T.func_attr({"tirx.noalias": True})
+        T.func_attr({"global_symbol": symbol, "tirx.noalias": True})
         ne, nrd, nwd, nf, nss, nio, nhw, ntp, nx, nw, no = (
             T.int64(),
             T.int64(),
@@ -286,7 +289,7 @@ def _fixed_tile_k(tk: int) -> Any:
                                 T.Cast("int32", w[wrow + k0 + tk // 16 * 16 + k]) + 128
                             )
 
-    return kernel.with_attr("global_symbol", f"input_delta_rows_k{tk}")
+    return kernel
 
 
 @functools.lru_cache(maxsize=1)
@@ -299,7 +302,7 @@ def rows_kernel() -> Any:
         return None
 
 
-@functools.lru_cache(maxsize=len(FIXED_TILE_K))
+@functools.lru_cache(maxsize=len(_BUILT_TILE_K))
 def _fixed_kernel(tk: int) -> Any:
     """The compiled kernel for PE tiles of ``tk`` output channels (looked up once)."""
     return rows_kernel()[0][f"input_delta_rows_k{tk}"]
