@@ -45,7 +45,14 @@ from approxtvm.runtime.faults.sampling import (
     fault_counters,
     sample_blocks_stacked,
 )
-from approxtvm.runtime.faults.weight_copies import WeightCopies, copies_pay, inject_with_copies, weight_copies
+from approxtvm.runtime.faults.weight_copies import (
+    WeightCopies,
+    copies_pay,
+    inject_calls_with_copies,
+    inject_with_copies,
+    stacked_copies_pay,
+    weight_copies,
+)
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.schedule import LayerSchedule
 
@@ -269,6 +276,18 @@ class FaultSession:
             return acc
         stacked = block.stacked(first - c0, calls)  # no per-call objects: one kernel call takes them all
         geom, arrays = f.geometry(layer_id), f.arrays(layer_id, prog)
+        if (
+            len(stacked.weight)
+            and len(stacked.input)
+            and geom.compute is None
+            and f.kernels.input_copies is not None
+            and (copies := f.weight_copies(layer_id)) is not None
+            and stacked_copies_pay(
+                (1 + int(np.count_nonzero(weight_words))) * copies.copies * arrays.wflat.size, len(stacked.input)
+            )
+        ):  # input deltas against each call's corrupted weights: no cross term (its records and search)
+            prepared = f.prepared(layer_id, prog)
+            return inject_calls_with_copies(x, prog, acc, stacked, geom, arrays, f.kernels, prepared, copies)
         return inject_calls(x, prog, acc, stacked, geom, arrays, f.kernels, f.prepared(layer_id, prog))
 
     def apply_exact(
