@@ -16,7 +16,8 @@ images, ``digits:test`` gives the 360 held-out ones with stages 104 → 360). Mo
 ``BENCH_SURVIVAL_GENS`` (default 24 × 12, ``experiments --full``: ≈ 300 configurations with the
 baselines). ``BENCH_SURVIVAL_Z``: the bounds' one-sided quantile (default 2.33, the staged
 default); ``BENCH_SURVIVAL_RESOLUTION_PP``: the loss resolution ε in percentage points (default 0,
-the exact front; ``--staged-resolution``); ``BENCH_SURVIVAL_FIRST`` / ``BENCH_SURVIVAL_GROWTH``: other
+the exact front; ``--staged-resolution``); ``BENCH_SURVIVAL_BUDGET_PP``: an accuracy-loss budget of
+the search (``explore --budget``; default none); ``BENCH_SURVIVAL_FIRST`` / ``BENCH_SURVIVAL_GROWTH``: other
 stage sizes than the projection's (default 100 / 4). One in-process worker.
 
 Reported per model: distinct configurations, evaluations per stage size, the fractions that went
@@ -72,6 +73,8 @@ DUMP = os.environ.get("BENCH_SURVIVAL_DUMP")
 #: full-set records are shared through the journal) and the staged front is compared with the
 #: unstaged front of the same configurations.
 CHECK_FRONT = os.environ.get("BENCH_SURVIVAL_CHECK_FRONT", "0") == "1"
+#: Accuracy-loss budget of the search in percentage points (``explore --budget``; unset: none).
+BUDGET = float(os.environ["BENCH_SURVIVAL_BUDGET_PP"]) / 100.0 if os.environ.get("BENCH_SURVIVAL_BUDGET_PP") else None
 GOAL_CONFIGS = 300
 GOAL_IMAGES = 1000
 STAGING = StagingSettings(
@@ -89,7 +92,7 @@ def survival(model: str) -> dict[str, Any]:
     clear_worker_cache()
     per_gen: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, Journal(Path(tmp) / "journal.sqlite") as journal:
-        study = StagedStudy(ctx, journal, InlineExecutor(), STAGING)
+        study = StagedStudy(ctx, journal, InlineExecutor(), STAGING, BUDGET)
         space = experiment4_space(study, s)
         st = study.stats
         last = {"configurations": 0, "samples_run": 0, "by_stage": {}}
@@ -110,7 +113,7 @@ def survival(model: str) -> dict[str, Any]:
             print(f"  generation {g.generation}: {per_gen[-1]}", file=sys.stderr, flush=True)
 
         t0 = time.perf_counter()
-        nsga = replace(s.nsga, pop_size=POP, generations=GENS, seed=SEED)
+        nsga = replace(s.nsga, pop_size=POP, generations=GENS, seed=SEED, accuracy_budget=BUDGET)
         assert isinstance(nsga, NsgaSettings)
         result = run_nsga(study, space, nsga, on_generation)
         wall = time.perf_counter() - t0
@@ -135,7 +138,7 @@ def survival(model: str) -> dict[str, Any]:
             from bench_staging import front_set  # the same comparison as the staging benchmark's
 
             every = list(study.estimates())
-            full = pareto_front(Study(ctx, journal, InlineExecutor()).points(every))
+            full = pareto_front(Study(ctx, journal, InlineExecutor()).points(every), BUDGET)
             staged_front = study.front()
 
             check = {
@@ -196,6 +199,7 @@ def main() -> int:
         "nsga": [POP, GENS, SEED],
         "staging": [STAGING.first_samples, STAGING.growth, STAGING.z],
         "resolution_pp": 100 * STAGING.resolution,
+        "accuracy_budget_pp": None if BUDGET is None else 100 * BUDGET,
         "s_per_image": S_PER_IMAGE,
         "fixed_s": FIXED_S,
         "load_avg_1min_before_after": [round(load, 2), round(os.getloadavg()[0], 2)],

@@ -262,6 +262,7 @@ class CompiledModel:
         self._log.faults = session.apply if session is not None else None
         self._log.faults_calls = session.apply_calls if session is not None else None
         self._log.faults_exact = session.apply_exact if session is not None else None
+        self._log.faults_kernel = session.apply_kernel if session is not None else None
         kernels = None if self._ort is None else self._ort.kernel_layers(self.exact_layers, self._faulty())
         # batches per call of every layer (same results as one call each; see OrtHost.run_batches)
         group = 0 if self._ort is None or kernels is None else self._ort.group_size(kernels, -(-n // b))
@@ -295,7 +296,7 @@ class CompiledModel:
         counters = {"samples": n, "batches": batches, "batch_size": b, "calls": calls}
         if kernels is not None:
             counters["kernel_layers"] = [lid for lid in self.programs if lid in kernels]
-        self._log.faults = self._log.faults_calls = self._log.faults_exact = None
+        self._log.faults = self._log.faults_calls = self._log.faults_exact = self._log.faults_kernel = None
         self._log.trace = False
         traces = tuple(self._log.traces)
         self._log.traces.clear()

@@ -23,6 +23,7 @@ from approxtvm.runtime.kernels.geometry import ConvGeometry
 from approxtvm.runtime.kernels.grouped import grouped_conv2d_products
 from approxtvm.runtime.kernels.lowrank_layer import LayerQuant, LowRankLayer, shared_layer
 from approxtvm.runtime.kernels.table_choice import measured_kernel
+from approxtvm.runtime.kernels.weight_swap import conv2d_weight_kernel
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.runtime.window_sums import WindowSums
 from approxtvm.targets.vacc.schedule import LayerSchedule
@@ -110,6 +111,31 @@ class LayerProgram:
         zw_b = np.broadcast_to(zw, (s.k,)) if zw.size > 1 else zw
         const_b = np.broadcast_to(const, (s.k,))
         return zw_b.astype(np.int32).reshape(bshape), const_b.astype(np.int32).reshape(bshape)
+
+    def weight_kernel(self, x: np.ndarray) -> Callable[[np.ndarray | None], np.ndarray] | None:
+        """The accumulators of ``x`` as a function of the weight bytes the layer computes with
+        (OIHW uint8 of the layer's weight shape; ``None``: its own), where its prepared kernel can
+        take other weights at no cost beyond a relayout: an ungrouped conv on the register-LUT kernel,
+        after its first call (:func:`~approxtvm.runtime.kernels.weight_swap.conv2d_weight_kernel`);
+        else ``None``. The zero-point correction stays that of the layer's own weights (computed off
+        the array, DESIGN §5), as under faults."""
+        s = self.schedule.shape
+        if s.op != "conv2d" or s.groups != 1 or self.column_fused:
+            return None
+        geo = {
+            "strides": (s.stride_h, s.stride_w),
+            "dilations": (s.dilation_h, s.dilation_w),
+            "pads": (s.pad_top, s.pad_left, s.pad_bottom, s.pad_right),
+            "pad_value": self.schedule.quant.input_zero_point,
+        }
+        products = conv2d_weight_kernel(x, self.weight, self.multiplier, path=self.kernel_path, store=self.store, **geo)
+        if products is None:
+            return None
+
+        def run(wb: np.ndarray | None) -> np.ndarray:
+            return accumulate(x, self) if wb is None else accumulate(x, self, products=products(wb))
+
+        return run
 
     @cached_property
     def window_sums(self) -> WindowSums:
@@ -404,6 +430,11 @@ class CallLog:
     #: :meth:`~approxtvm.runtime.faults.FaultSession.apply_exact`, which may run ``exact`` on corrupted weights;
     #: with ``gemm_rows=True`` it may return :class:`~approxtvm.runtime.exact_layer.RowsAccumulators`).
     faults_exact: Callable[..., np.ndarray | exact_layer.RowsAccumulators] | None = None
+    #: The same for a layer call whose kernel can run on other weights: ``(layer_id, x_q, program,
+    #: kernel) -> acc | None`` (``kernel``: :meth:`LayerProgram.weight_kernel`; ``None``: not taken,
+    #: the call goes through the kernel and :attr:`faults`;
+    #: :meth:`~approxtvm.runtime.faults.FaultSession.apply_kernel`).
+    faults_kernel: Callable[..., np.ndarray | None] | None = None
 
     def clear(self) -> None:
         """Forget previous calls."""
@@ -418,6 +449,13 @@ def layer_accumulators(prog: LayerProgram, log: CallLog, x: np.ndarray, *operand
     layer_id = prog.schedule.layer_id
     if prog.schedule.shape.op == "matmul":
         acc = accumulate_matmul(x, operands[0], prog)
+    elif (
+        log.faults_kernel is not None
+        and not log.trace
+        and (kernel := prog.weight_kernel(x)) is not None
+        and (faulty := log.faults_kernel(layer_id, x, prog, kernel)) is not None
+    ):
+        return faulty
     else:
         acc = accumulate(x, prog, one_session=log.faults is not None or log.trace)
     if (

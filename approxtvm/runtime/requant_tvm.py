@@ -20,6 +20,9 @@ from approxtvm.runtime.executor import Requantizer
 
 __all__ = ["compiled_requantize", "compiled_requantize_rows"]
 
+#: Lane order of a 16 × 16 byte block transposed: output lane ``16 k + i`` takes input lane ``16 i + k``.
+_TRANSPOSE_16 = [i * 16 + k for k in range(16) for i in range(16)]
+
 
 def _build() -> Any:
     import tvm
@@ -70,26 +73,59 @@ def _build() -> Any:
             out_h: T.handle,
         ):
             # acc (images, pixels, channels) → out (images, channels, pixels). By blocks of 16
-            # pixels: requantized along the channels (contiguous reads, per-channel constants
-            # contiguous) into a small buffer laid out channel-major, then copied out 16 bytes per
-            # channel (contiguous writes); the pixels past the last full block one by one.
+            # pixels × 16 channels: requantized along the channels (contiguous reads, vectorised)
+            # into a 16 × 16 byte block, transposed in registers (one shuffle), then written 16
+            # bytes per channel (contiguous writes). A byte-by-byte transposing copy took as long
+            # as the arithmetic (ResNet-18: 1.0 of 1.8 ms per image). Channels past the last full
+            # block, then pixels past the last full block, one by one.
             T.func_attr({"global_symbol": "requant_rows", "tirx.noalias": True})
             n, nk = T.int64(), T.int64()
             acc = T.match_buffer(acc_h, (n,), "int32", align=1)
             bias = T.match_buffer(bias_h, (nk,), "int32", align=1)
             scale = T.match_buffer(scale_h, (nk,), "float32", align=1)
             out = T.match_buffer(out_h, (n,), out_dtype, align=1)
-            blk = T.alloc_buffer((channels * 16,), out_dtype)
+            blk = T.alloc_buffer((256,), out_dtype)
+            blk_t = T.alloc_buffer((256,), out_dtype)
             for o in range(images):
                 for ib in range(pixels // 16):
-                    for ii in range(16):
-                        for k in range(channels):
-                            v = T.Cast("float32", acc[(o * pixels + ib * 16 + ii) * channels + k] + bias[k])
-                            v = T.max(T.min(v * scale[k], high), low)
-                            blk[k * 16 + ii] = T.Cast(out_dtype, T.nearbyint(v) + zero_point)
-                    for k in range(channels):
-                        for ii in T.vectorized(16):
-                            out[(o * channels + k) * pixels + ib * 16 + ii] = blk[k * 16 + ii]
+                    for kb in range(channels // 16):
+                        for ii in range(16):
+                            for k in T.vectorized(16):  # no let-bound values in a vectorised loop (one lane)
+                                blk[ii * 16 + k] = T.Cast(
+                                    out_dtype,
+                                    T.nearbyint(
+                                        T.max(
+                                            T.min(
+                                                T.Cast(
+                                                    "float32",
+                                                    acc[(o * pixels + ib * 16 + ii) * channels + kb * 16 + k]
+                                                    + bias[kb * 16 + k],
+                                                )
+                                                * scale[kb * 16 + k],
+                                                high,
+                                            ),
+                                            low,
+                                        )
+                                    )
+                                    + zero_point,
+                                )
+                        blk_t[T.Ramp(0, 1, 256)] = T.Shuffle(
+                            [blk[T.Ramp(r * 16, 1, 16)] for r in range(16)], _TRANSPOSE_16
+                        )
+                        for k in range(16):
+                            for ii in T.vectorized(16):
+                                out[(o * channels + kb * 16 + k) * pixels + ib * 16 + ii] = blk_t[k * 16 + ii]
+                    for kr in range(channels % 16):
+                        for ii in range(16):
+                            v = T.Cast(
+                                "float32",
+                                acc[(o * pixels + ib * 16 + ii) * channels + channels // 16 * 16 + kr]
+                                + bias[channels // 16 * 16 + kr],
+                            )
+                            v = T.max(T.min(v * scale[channels // 16 * 16 + kr], high), low)
+                            out[(o * channels + channels // 16 * 16 + kr) * pixels + ib * 16 + ii] = T.Cast(
+                                out_dtype, T.nearbyint(v) + zero_point
+                            )
                 for it in range(pixels % 16):
                     for k in range(channels):
                         v = T.Cast("float32", acc[(o * pixels + pixels // 16 * 16 + it) * channels + k] + bias[k])

@@ -272,11 +272,13 @@ DeltaCalls = Callable[
 ]
 
 
-#: ``kernels.input_copies(x, prepared, words, weights, select, out)``: add one call's input-word deltas
-#: (``words``, in the deltas' geometry) into flat ``out``, against the weight copy each PE holds at
-#: each step (``weights``: the copies' bytes end to end; ``select``: per ``step · instances + PE`` the
-#: byte offset of its copy; see :mod:`.weight_copies`).
-InputCopies = Callable[[np.ndarray, object, CorruptedWords, np.ndarray, np.ndarray, np.ndarray], None]
+#: ``kernels.input_copies(x, prepared, words, weights, select, out[, calls, call_base])``: add the
+#: input-word deltas of one call (``words``, in the deltas' geometry) into flat ``out``, against the
+#: weight copy each PE holds at each step (``weights``: the copies' bytes end to end; ``select``: per
+#: ``step · instances + PE`` the byte offset of its copy; see :mod:`.weight_copies`). With ``calls``
+#: (the call of every word, int64) and ``call_base`` (per call, the byte offset of that call's copies
+#: in ``weights``): the words of consecutive calls stacked along ``N``, each call against its own copies.
+InputCopies = Callable[..., None]
 
 
 @dataclass(frozen=True, eq=False)

@@ -68,6 +68,7 @@ def build_library() -> Any:
         tln_h: T.handle,
         tap_h: T.handle,
         wsel_h: T.handle,
+        cbase_h: T.handle,
         x_h: T.handle,
         w_h: T.handle,
         lut_h: T.handle,
@@ -75,7 +76,8 @@ def build_library() -> Any:
     ):
         # each corrupted input word against every weight of the PE during its residency
         T.func_attr({"global_symbol": "input_delta", "tirx.noalias": True})
-        ne, nf, nss, nio, nhw, ntp, nws, nx, nw, no = (
+        ne, nf, nss, nio, nhw, ntp, nws, ncb, nx, nw, no = (
+            T.int64(),
             T.int64(),
             T.int64(),
             T.int64(),
@@ -100,6 +102,8 @@ def build_library() -> Any:
         tap = T.match_buffer(tap_h, (ntp,), "int64", align=1)
         # per (step, PE): offset of the weight copy that PE holds at that step (0: one copy, ``w``)
         wsel = T.match_buffer(wsel_h, (nws,), "int64", align=1)
+        # per call: offset of that call's weight copies (0: the copies of ``w``'s start, every call alike)
+        cbase = T.match_buffer(cbase_h, (ncb,), "int64", align=1)
         x = T.match_buffer(x_h, (nx,), "uint8", align=1)
         w = T.match_buffer(w_h, (nw,), "uint8", align=1)
         lut = T.match_buffer(lut_h, (65536,), "int32", align=1)
@@ -139,7 +143,7 @@ def build_library() -> Any:
                 ob = (n * layer_k * layer_p + p0 + tap[2 * taps + tt]) * layer_q + q0 + tap[3 * taps + tt]
                 for st in range(ends[jf] - f0):
                     k0 = g * group_k + ss[(f0 + st) * 8 + 1] + io[i * 8 + 1]
-                    wc = wsel[(f0 + st) * instances + i] + wb
+                    wc = cbase[cl[e]] + wsel[(f0 + st) * instances + i] + wb
                     if plain_product != T.int64(0):  # lut[a · 256 + b] = a · b: multiply (same numbers)
                         for k in range(tile_k):
                             wv = T.Cast("int64", w[wc + (k0 + k) * layer_c * layer_r * layer_s])
@@ -227,23 +231,41 @@ def build_library() -> Any:
             rn = T.bitwise_xor(wo, T.Cast("int64", mask[e])) * 256
             ro = wo * 256
             dz = lut_t[rn + zero_x] - lut_t[ro + zero_x]  # a padded tap (the zero point's byte)
+            dw = T.bitwise_xor(wo, T.Cast("int64", mask[e])) - wo  # plain_product: M(x, w') - M(x, w) = x (w' - w)
             for st in range(ends[jf] - f0):
                 n0 = ss[(f0 + st) * 8 + 0] + io[i * 8 + 0] + cl[e] * layer_n
                 p0 = ss[(f0 + st) * 8 + 3] + io[i * 8 + 3]
                 q0 = ss[(f0 + st) * 8 + 4] + io[i * 8 + 4]
+                # the tile's q inside the input (wu = (q0 + qb) · stride + s · dilation − pad in [0, W)):
+                # [qlo, qhi), clamped to the tile; the taps left and right of it read the padding
+                wq = s_ * dilation_w - pad_left + q0 * stride_w
+                qlo = T.min(T.max(T.floordiv(stride_w - T.int64(1) - wq, stride_w), T.int64(0)), tile_q)
+                qhi = T.max(T.min(T.floordiv(in_w - T.int64(1) - wq, stride_w) + T.int64(1), tile_q), qlo)
                 for nb in range(tile_n):
                     for pb in range(tile_p):
                         hu = (p0 + pb) * stride_h + r * dilation_h - pad_top
                         ob = (((n0 + nb) * layer_k + k) * layer_p + p0 + pb) * layer_q + q0
                         if T.int64(0) <= hu and hu < in_h:
-                            xb = (((n0 + nb) * in_c + g * layer_c + c) * in_h + hu) * in_w
-                            for qb in range(tile_q):
-                                wu = (q0 + qb) * stride_w + s_ * dilation_w - pad_left
-                                inside = T.int64(0) <= wu and wu < in_w
-                                xo = T.if_then_else(
-                                    inside, T.Cast("int64", x[T.if_then_else(inside, xb + wu, T.int64(0))]), zero_x
-                                )
-                                out[ob + qb] = out[ob + qb] + (lut_t[rn + xo] - lut_t[ro + xo])
+                            xb = (((n0 + nb) * in_c + g * layer_c + c) * in_h + hu) * in_w + wq
+                            if plain_product != T.int64(0):  # a multiply per product, no branch (same numbers)
+                                for qa in range(qlo):
+                                    out[ob + qa] = out[ob + qa] + dz
+                                for qi in range(qhi - qlo):
+                                    out[ob + qlo + qi] = out[ob + qlo + qi] + T.Cast(
+                                        "int32", dw * T.Cast("int64", x[xb + (qlo + qi) * stride_w])
+                                    )
+                                for qz in range(tile_q - qhi):
+                                    out[ob + qhi + qz] = out[ob + qhi + qz] + dz
+                            else:
+                                for qb in range(tile_q):
+                                    wu = wq + qb * stride_w
+                                    inside = T.int64(0) <= wu and wu < in_w
+                                    xo = T.if_then_else(
+                                        inside,
+                                        T.Cast("int64", x[T.if_then_else(inside, xb + qb * stride_w, T.int64(0))]),
+                                        zero_x,
+                                    )
+                                    out[ob + qb] = out[ob + qb] + (lut_t[rn + xo] - lut_t[ro + xo])
                         else:
                             for qb in range(tile_q):
                                 out[ob + qb] = out[ob + qb] + dz

@@ -244,12 +244,13 @@ def tvm_kernels() -> FaultKernels:
         if not len(cx[0]):
             return
         common = (*map(dl, cx), dl(cx_call), st["fills_x"], st["ends_x"], st["ss"], st["io"], st["tst"], st["tln"])
+        cbase = dl(np.zeros(max(2, len(samples)), np.int64))  # every call reads the same weights
         fast = perm(st, len(cx[0]), out)
         if fast is not None:  # against the weights read: the layer's own, or a matmul's of this call
             wk = kmajor(st, wflat)
-            input_perm.run_perm(fast, (*common, st["wsel"], xr), wk, out, scratch, dl)
+            input_perm.run_perm(fast, (*common, st["wsel"], cbase, xr), wk, out, scratch, dl)
         else:
-            fn_input(*args, *common, st["taps"], st["wsel"], xr, wd, st["lut"], o)
+            fn_input(*args, *common, st["taps"], st["wsel"], cbase, xr, wd, st["lut"], o)
         if len(cw[0]):
             bucket, wr = _weight_records(st, geom, la, wflat, cw, cw_call)
             fn_cross(*args, *common, st["taps"], xr, dl(bucket), dl(wr), st["lut"], o)
@@ -268,7 +269,14 @@ def tvm_kernels() -> FaultKernels:
         delta_calls(x, prog, geom, la, prepared, (sample,), out, wflat)
 
     def input_copies(
-        x: np.ndarray, prepared: object, words: CorruptedWords, weights: np.ndarray, select: np.ndarray, out: np.ndarray
+        x: np.ndarray,
+        prepared: object,
+        words: CorruptedWords,
+        weights: np.ndarray,
+        select: np.ndarray,
+        out: np.ndarray,
+        calls: np.ndarray | None = None,
+        call_base: np.ndarray | None = None,
     ) -> None:
         _check_out(out)
         if not len(words):
@@ -276,16 +284,23 @@ def tvm_kernels() -> FaultKernels:
         st: dict[str, Any] = prepared  # type: ignore[assignment]
         if len(select) != len(st["_keep"]["wsel"]):
             raise ValueError("input_copies: one weight-copy offset per (step, PE) of the layer's geometry")
+        if (calls is None) != (call_base is None) or (calls is not None and len(calls) != len(words)):
+            raise ValueError("input_copies: give both the call of every word and every call's copy offset, or neither")
         xr = dl(_compact(np.asarray(x).view(np.uint8).ravel(), np.uint8))
         cx = (_compact(words.residency, np.int64), _compact(words.word, np.int64), _compact(words.mask, np.uint8))
-        call = np.zeros(len(words), np.int64)
+        if calls is None or call_base is None:
+            call, base = np.zeros(len(words), np.int64), np.zeros(2, np.int64)
+        else:
+            call, base = _compact(calls, np.int64), _compact(np.append(call_base, (0, 0)), np.int64)
         common = (*map(dl, cx), dl(call), st["fills_x"], st["ends_x"], st["ss"], st["io"], st["tst"], st["tln"])
-        wsel = dl(_compact(select, np.int64))
+        wsel, cbase = dl(_compact(select, np.int64)), dl(base)
         fast = perm(st, len(words), out)
         if fast is not None:
-            input_perm.run_perm(fast, (*common, wsel, xr), kmajor(st, weights), out, scratch, dl)
+            input_perm.run_perm(fast, (*common, wsel, cbase, xr), kmajor(st, weights), out, scratch, dl)
         else:
-            fn_input(*st["args"], *common, st["taps"], wsel, xr, dl(_compact(weights, np.uint8)), st["lut"], dl(out))
+            fn_input(
+                *st["args"], *common, st["taps"], wsel, cbase, xr, dl(_compact(weights, np.uint8)), st["lut"], dl(out)
+            )
         _ = lib  # keep the module alive while its functions run
 
     return FaultKernels("tvm", prepare, delta, delta_calls, input_copies)

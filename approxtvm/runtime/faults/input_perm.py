@@ -154,8 +154,8 @@ def run_perm(
     """Add the input deltas of one kernel call into the flat ``(N, K, P, Q)`` int32 ``out``.
 
     ``arrays``: the scalar kernel's array arguments from the corrupted words through the taps'
-    starts and counts (``tst``, ``tln``), then ``wsel`` and the input bytes (DLPack); ``weights``:
-    :func:`kmajor_weights` of the weights read."""
+    starts and counts (``tst``, ``tln``), then ``wsel``, the per-call copy offsets ``cbase`` and the
+    input bytes (DLPack); ``weights``: :func:`kmajor_weights` of the weights read."""
     k, pq = layer.acc_shape
     size = out.size
     rows = size // (k * pq)
@@ -164,8 +164,8 @@ def run_perm(
     with scratch.borrow("input_perm", (cap,), "int32") as kept:
         buf = kept[:need]
         buf.fill(0)
-        *words, wsel, x = arrays
-        tables = (dl(layer.tap_offsets), wsel, x, dl(layer.decode))
+        *words, wsel, cbase, x = arrays
+        tables = (dl(layer.tap_offsets), wsel, cbase, x, dl(layer.decode))
         layer.kernel(*layer.scalars, *words, *tables, dl(weights), dl(layer.lut), dl(buf))
         add_transposed(out, buf, rows, k, pq)
 
@@ -259,6 +259,7 @@ def _build(td: str, mcpu: str) -> Any:
         tln_h: T.handle,
         tofs_h: T.handle,
         wsel_h: T.handle,
+        cbase_h: T.handle,
         x_h: T.handle,
         dec_h: T.handle,
         wk_h: T.handle,
@@ -267,7 +268,8 @@ def _build(td: str, mcpu: str) -> Any:
     ):
         # each corrupted input word against every weight of its residency, 32 output channels a step
         T.func_attr({"global_symbol": "input_perm", "tirx.noalias": True})
-        ne, nf, nss, nio, nhw, ntp, nws, nx, nw, no, ndec = (
+        ne, nf, nss, nio, nhw, ntp, nws, ncb, nx, nw, no, ndec = (
+            T.int64(),
             T.int64(),
             T.int64(),
             T.int64(),
@@ -292,6 +294,7 @@ def _build(td: str, mcpu: str) -> Any:
         tln = T.match_buffer(tln_h, (nhw,), "int64", align=1)
         tofs = T.match_buffer(tofs_h, (ntp,), "int64", align=1)  # per tap: weight and output offsets
         wsel = T.match_buffer(wsel_h, (nws,), "int64", align=1)  # per (step, PE): element offset of its copy
+        cbase = T.match_buffer(cbase_h, (ncb,), "int64", align=1)  # per call: element offset of its copies
         x = T.match_buffer(x_h, (nx,), "uint8", align=1)
         dec = T.match_buffer(dec_h, (ndec,), "int32", align=1)  # per tile word: hh ww cc gg nn (stride 8)
         wk = T.match_buffer(wk_h, (nw,), "int16", align=1)  # per copy (C/G, R, S, K), LANES spare codes
@@ -330,7 +333,7 @@ def _build(td: str, mcpu: str) -> Any:
                 tt = tst[hw] + t
                 for st in range(ends[jf] - f0):
                     k0 = ss[(f0 + st) * 8 + 1] + io[i * 8 + 1]
-                    wc = wsel[(f0 + st) * instances + i] + wb0 + tofs[2 * tt] + k0
+                    wc = cbase[cl[e]] + wsel[(f0 + st) * instances + i] + wb0 + tofs[2 * tt] + k0
                     for kc in range(chunks):
                         # no let-bound vector index (TVM 0.27 then scatters lane by lane): ramps inline
                         idx = wk[T.ramp(wc + kc * LANES, 1, LANES)]

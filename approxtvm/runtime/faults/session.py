@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from approxtvm.runtime.faults.delta_numpy import (
 )
 from approxtvm.runtime.faults.delta_tvm import compiled_kernels
 from approxtvm.runtime.faults.geometry import TileGeometry, tile_geometry
+from approxtvm.runtime.faults.kernel_weights import inject_through_kernel
 from approxtvm.runtime.faults.package_faults import (
     ChipletPart,
     chiplet_parts,
@@ -43,7 +45,14 @@ from approxtvm.runtime.faults.sampling import (
     fault_counters,
     sample_blocks_stacked,
 )
-from approxtvm.runtime.faults.weight_copies import WeightCopies, copies_pay, inject_with_copies, weight_copies
+from approxtvm.runtime.faults.weight_copies import (
+    WeightCopies,
+    copies_pay,
+    inject_calls_with_copies,
+    inject_with_copies,
+    stacked_copies_pay,
+    weight_copies,
+)
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.schedule import LayerSchedule
 
@@ -267,6 +276,18 @@ class FaultSession:
             return acc
         stacked = block.stacked(first - c0, calls)  # no per-call objects: one kernel call takes them all
         geom, arrays = f.geometry(layer_id), f.arrays(layer_id, prog)
+        if (
+            len(stacked.weight)
+            and len(stacked.input)
+            and geom.compute is None
+            and f.kernels.input_copies is not None
+            and (copies := f.weight_copies(layer_id)) is not None
+            and stacked_copies_pay(
+                (1 + int(np.count_nonzero(weight_words))) * copies.copies * arrays.wflat.size, len(stacked.input)
+            )
+        ):  # input deltas against each call's corrupted weights: no cross term (its records and search)
+            prepared = f.prepared(layer_id, prog)
+            return inject_calls_with_copies(x, prog, acc, stacked, geom, arrays, f.kernels, prepared, copies)
         return inject_calls(x, prog, acc, stacked, geom, arrays, f.kernels, f.prepared(layer_id, prog))
 
     def apply_exact(
@@ -316,6 +337,37 @@ class FaultSession:
         return inject_with_weights(
             x, rows, prog, exact, sample, geom, arrays, f.kernels, prepared, offsets, gemm_rows=gemm_rows
         )
+
+    def apply_kernel(
+        self, layer_id: str, x: np.ndarray, prog: LayerProgram, kernel: Callable[[np.ndarray | None], np.ndarray]
+    ) -> np.ndarray | None:
+        """The accumulators of one call of a layer whose kernel can run on other weights
+        (``kernel``: :meth:`~approxtvm.runtime.executor.LayerProgram.weight_kernel`), under its
+        faults, or ``None`` (nothing drawn, nothing counted) where this does not apply.
+
+        Where every weight word of a call is stored once (:func:`~.corrupted_weights.weights_stored_once`)
+        the call's corrupted weights ``W'`` are well defined: the kernel runs on them, and the
+        input faults' deltas are taken against them (:func:`~.kernel_weights.inject_through_kernel`):
+        no weight deltas, no cross terms. The same faults, counters and accumulators as
+        :meth:`apply` on the fault-free ones (int32 wrap-around in both).
+        """
+        plan = self.faults.plans.get(layer_id)
+        if (
+            plan is None
+            or plan.trivial
+            or plan.onchip_trivial
+            or plan.nop_ber > 0.0
+            or (offsets := self.faults.weight_offsets(layer_id)) is None
+        ):
+            return None
+        call = self._calls.get(layer_id, self._first)
+        self._calls[layer_id] = call + 1
+        sample = self._sample(layer_id, call)
+        if not len(sample.weight):
+            return self._inject(layer_id, x, prog, kernel(None), sample)
+        f = self.faults
+        geom, arrays, prepared = f.geometry(layer_id), f.arrays(layer_id, prog), f.prepared(layer_id, prog)
+        return inject_through_kernel(x, prog, kernel, sample, geom, arrays, f.kernels, prepared, offsets)
 
     def _block(self, layer_id: str, first: int, calls: int) -> tuple[int, SampleBlock]:
         """The cached samples (first call, block) holding calls ``first … first + calls − 1``; the

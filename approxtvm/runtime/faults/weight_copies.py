@@ -33,7 +33,7 @@ from approxtvm.runtime.faults.corrupted_weights import weight_offsets
 from approxtvm.runtime.faults.delta_numpy import FaultKernels, LayerArrays, inject_calls
 from approxtvm.runtime.faults.geometry import DIM_INDEX as _D
 from approxtvm.runtime.faults.geometry import TileGeometry
-from approxtvm.runtime.faults.sampling import CorruptedWords, FaultSample
+from approxtvm.runtime.faults.sampling import CorruptedWords, FaultSample, StackedSamples
 from approxtvm.runtime.faults.weight_planes import add_weight_planes, planes_kernel, residency_boxes
 from approxtvm.targets.vacc.mapping import Mapping
 
@@ -44,9 +44,13 @@ __all__ = [
     "COPIES_MIN_CROSS",
     "COPIES_MIN_WEIGHT_WORDS",
     "MAX_COPY_BYTES",
+    "STACKED_COPY_BYTES_FREE",
+    "STACKED_COPY_BYTES_PER_INPUT_WORD",
     "WeightCopies",
     "copies_pay",
+    "inject_calls_with_copies",
     "inject_with_copies",
+    "stacked_copies_pay",
     "weight_copies",
 ]
 
@@ -73,6 +77,22 @@ def copies_pay(weight_words: int | np.ndarray, input_words: int | np.ndarray) ->
         raise ValueError(f"copies_pay needs one weight and one input count per call, found {w.shape} and {x.shape}")
     calls = len(w)
     return bool(int(w.sum()) >= COPIES_MIN_WEIGHT_WORDS * calls or int(w @ x) >= COPIES_MIN_CROSS * calls)
+
+
+#: Stacked light calls run their input deltas against per-call weight copies (no cross term) while
+#: the copies' bytes stay below this many per corrupted input word, plus :data:`STACKED_COPY_BYTES_FREE`:
+#: the cross term costs ≈ 100 ns per corrupted input word (its records, a search per word), a copied
+#: byte ≈ 0.1 ns (measured on digits at batch 1: 360 calls of 4.6-9 KB copy sets gained 0.1-0.4 ms
+#: per layer and run where input words were ≥ 1 KB of copies each, and were even below).
+STACKED_COPY_BYTES_PER_INPUT_WORD: int = 1024
+STACKED_COPY_BYTES_FREE: int = 1 << 20
+
+
+def stacked_copies_pay(copy_bytes: int, input_words: int) -> bool:
+    """Whether stacked calls whose weight copies total ``copy_bytes`` (every call with corrupted
+    weights, plus the fault-free set) and which hold ``input_words`` corrupted input words run
+    against per-call copies (:func:`inject_calls_with_copies`) rather than with the cross term."""
+    return copy_bytes <= STACKED_COPY_BYTES_PER_INPUT_WORD * input_words + STACKED_COPY_BYTES_FREE
 
 
 @dataclass(frozen=True, eq=False)
@@ -192,3 +212,59 @@ def inject_with_copies(
         weights, select = wflat, np.zeros_like(copies.select)
     kernels.input_copies(x, prepared, boxed.input, weights, select, out.reshape(-1))
     return out
+
+
+def inject_calls_with_copies(
+    x: np.ndarray,
+    prog: LayerProgram,
+    acc: np.ndarray,
+    stacked: StackedSamples,
+    geom: TileGeometry,
+    arrays: LayerArrays,
+    kernels: FaultKernels,
+    prepared: object,
+    copies: WeightCopies,
+) -> np.ndarray:
+    """:func:`~.delta_numpy.inject_calls` of stacked calls (``x`` and ``acc`` stacked along ``N``, in
+    place into ``acc``) with no cross term: the weight deltas of every call against the fault-free
+    inputs (one kernel call), then the input deltas of every call against the copies its PEs hold,
+    each call with a weight copy set of its own where it has corrupted weights (one kernel call).
+
+    The cross term's records and search cost about 100 ns per corrupted input word and ≈ 50 µs per
+    kernel call (digits_cnn at batch 64: 0.6 of ≈ 2.7 ms of fault work per run); the copies cost a
+    ``copies × weights`` tile per call with corrupted weights. Needs ``kernels.input_copies`` and an
+    even mapping (``geom.compute is None``); equals :func:`~.delta_numpy.inject_calls` bit for bit.
+    """
+    assert kernels.input_copies is not None
+    if geom.compute is not None:
+        raise ValueError("inject_calls_with_copies takes even mappings (uneven ones run call by call on their boxes)")
+    if acc.dtype != np.int32 or not acc.flags.c_contiguous or not acc.flags.writeable:
+        raise ValueError("inject_calls_with_copies adds in place into a writeable C-contiguous int32 array")
+    out = acc.reshape(-1)
+    cw, wcall = stacked.weight, stacked.weight_call
+    if len(cw):  # the weight deltas alone: the stacked kernel with no input words
+        none = np.zeros(0, np.int64)
+        only = StackedSamples(cw, CorruptedWords.empty(), wcall, none, stacked.calls, stacked.streams, stacked.flipped)
+        kernels.delta_calls(x, prog, geom, arrays, prepared, only, out, arrays.wflat)
+    if not len(stacked.input):
+        return acc
+    wflat = arrays.wflat
+    size = len(wflat)
+    per_call = copies.copies * size
+    call_base = np.zeros(stacked.calls, np.int64)
+    if len(cw):
+        # the calls with corrupted weights (weight_call ascends), each with its copies after the
+        # fault-free ones (block 0, read by every other call)
+        new = np.empty(len(wcall), bool)
+        new[0] = True
+        np.not_equal(wcall[1:], wcall[:-1], out=new[1:])
+        block = np.cumsum(new)  # 1 + the rank of the word's call among the faulty calls
+        faulty = wcall[new]
+        weights = np.tile(wflat, copies.copies * (1 + len(faulty)))
+        base, word = copies.offsets
+        weights[block * per_call + copies.copy[cw.residency] * size + base[cw.residency] + word[cw.word]] ^= cw.mask
+        call_base[faulty] = np.arange(1, len(faulty) + 1) * per_call
+    else:
+        weights = np.tile(wflat, copies.copies) if copies.copies > 1 else wflat
+    kernels.input_copies(x, prepared, stacked.input, weights, copies.select, out, stacked.input_call, call_base)
+    return acc

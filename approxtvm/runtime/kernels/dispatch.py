@@ -458,6 +458,11 @@ def conv2d_products(
         return conv2d_table_numpy(xp, wb, mult.table, gp)
 
 
+def prepared_key(path: str, mult: Multiplier, gp: ConvGeometry) -> tuple[str, str]:
+    """Key of a layer's prepared TVM table kernel (or plan) in its :class:`LayerStore`."""
+    return ("tvm_table", f"{path}:{mult.table_hash}:{gp}")
+
+
 def _conv2d_tvm(
     xp: np.ndarray,
     wb: np.ndarray,
@@ -481,7 +486,7 @@ def _conv2d_tvm(
     if path == "table_gather":
         return conv2d_table_tvm(xp, wb, mult.table, gp, kernels, None, kernel="gather", threads=threads)
     # the layer's kernel choice and prepared register-LUT kernel live in its store (weights fixed)
-    skey = ("tvm_table", f"{path}:{mult.table_hash}:{gp}")
+    skey = prepared_key(path, mult, gp)
     prepared = store.entries.get(skey) if store is not None else None
     if prepared is None:
         perm_ok = perm_available(kernels.cpu) and perm_dtype(mult.table) is not None

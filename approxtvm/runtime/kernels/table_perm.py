@@ -229,6 +229,9 @@ class PermConv:
     def __call__(self, xp: np.ndarray, threads: int | None = None) -> np.ndarray:
         """``Σ_taps table[x, w]`` (int32 NKPQ) for padded activation bytes ``xp`` (NCHW uint8);
         ``threads``: TVM threads (``None``: :func:`.threads.use_tvm_threads`'s choice by size)."""
+        return self._run(xp, self.wi, threads)
+
+    def _run(self, xp: np.ndarray, wi: tvm.runtime.Tensor, threads: int | None) -> np.ndarray:
         import tvm
 
         g = self.g
@@ -241,8 +244,22 @@ class PermConv:
             if self.wp_ext > g.wp:
                 x_nhwc[:, :, g.wp :] = 0
             x_nhwc[:, :, : g.wp] = xp.transpose(0, 2, 3, 1)
-            self.fn(tvm.runtime.from_dlpack(x_nhwc), self.wi, self.lut, tvm.runtime.from_dlpack(y))
+            self.fn(tvm.runtime.from_dlpack(x_nhwc), wi, self.lut, tvm.runtime.from_dlpack(y))
             return to_nchw(y, g.k, g.q, self.cache)
+
+    def run_with_weights(self, xp: np.ndarray, wb: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """:meth:`__call__` with other weight bytes ``wb`` (OIHW uint8, the prepared layer's shape),
+        through the same compiled kernel and table: for a call whose stored weights differ from the
+        layer's (fault injection's corrupted weights). Costs one relayout of the weights."""
+        import tvm
+
+        g = self.g
+        if wb.shape != (g.k, g.c, g.r, g.s) or wb.dtype != np.uint8:
+            raise ValueError(f"weights of shape {(g.k, g.c, g.r, g.s)} uint8 expected, found {wb.shape} {wb.dtype}")
+        with self.cache.scratch_arrays.borrow("perm_w", (g.r, g.s, g.c, self.kp), "int16") as wi:
+            wi[..., g.k :] = 0
+            wi[..., : g.k] = wb.transpose(2, 3, 1, 0)
+            return self._run(xp, tvm.runtime.from_dlpack(wi), threads)
 
 
 def conv2d_perm(

@@ -107,3 +107,52 @@ def test_weight_record_keys_are_sorted_with_two_sentinels() -> None:
     assert len(keys) == len(w) + 2 and len(records) == 7 * len(w)
     assert np.all(np.diff(keys) >= 0) and np.all(keys[-2:] == np.iinfo(np.int64).max)
     assert keys[len(w) // 2 - 1] < keys[-3]  # the second call's keys follow the first's
+
+
+def _weight_only_check(m: Mapping, mult: object, seed: int, calls: int) -> bool:
+    """Weight faults alone, stacked calls, through the compiled ``weight_delta`` against the emulator
+    call by call; whether any call had a corrupted weight."""
+    prog, x0 = _program(m.shape, m, mult, seed=seed % 1000, zx=seed % 256)  # type: ignore[arg-type]
+    g = faults.tile_geometry(m, SPEC)
+    rng = np.random.default_rng(seed)
+    xs = [x0] + [rng.integers(0, 256, x0.shape).astype(x0.dtype) for _ in range(calls - 1)]
+    plan = _plan(noc=0.0, w=0.05, x=0.0)
+    samples = [_only(faults.sample_faults(plan, g, seed=seed, call=c), "weight") for c in range(calls)]
+    la = faults.layer_arrays(prog, g)
+    kernels = faults.compiled_kernels()
+    clean = np.concatenate([accumulate(xc, prog) for xc in xs])
+    got = faults.inject_calls(
+        np.concatenate(xs), prog, clean.copy(), samples, g, la, kernels, kernels.prepare(prog, g, la)
+    )
+    rows = len(clean) // calls
+    for c, (xc, s) in enumerate(zip(xs, samples, strict=True)):
+        np.testing.assert_array_equal(got[c * rows : (c + 1) * rows], emulate(xc, prog, corruption=_corruption(s)).acc)
+    return any(len(s.weight) for s in samples)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layers(kinds=("conv2d", "dense", "grouped")), st.integers(1, 3))
+def test_weight_deltas_multiply_on_the_unsigned_product_table(layer: tuple[Mapping, object, int], calls: int) -> None:
+    """The weight kernel's multiply path (the exact unsigned table: ``x · (w' − w)``, the taps inside
+    the input found by bounds, the padded ones reading the zero point) against the emulator, and its
+    lookup path on a non-commutative table, over strides, dilations and paddings."""
+    m, _, seed = layer
+    try:
+        m.validate(SPEC)
+    except ScheduleError:
+        reject()
+    if not _weight_only_check(m, (EXACT_U, RAND_U)[seed % 2], seed, calls):
+        reject()
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        LayerShape.conv2d(2, 16, 8, 9, 9, 3, 3, strides=(2, 2), pads=(1, 1, 1, 1)),
+        LayerShape.conv2d(1, 8, 4, 7, 7, 3, 3, dilations=(2, 2), pads=(2, 2, 2, 2)),
+        LayerShape.conv2d(1, 8, 4, 5, 5, 5, 5, pads=(4, 4, 4, 4)),  # whole tile rows in the padding
+    ],
+)
+def test_weight_deltas_multiply_across_padding(shape: LayerShape) -> None:
+    for seed in range(3):
+        assert _weight_only_check(map_layer(shape, SPEC), EXACT_U, seed, calls=2)

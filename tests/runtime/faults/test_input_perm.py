@@ -20,6 +20,7 @@ from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.targets.vacc.mapper import map_layer
 from approxtvm.targets.vacc.mapping import Mapping
 from approxtvm.targets.vacc.workload import LayerShape
+from tests.runtime.faults.test_weight_copies import _stacked_check
 from tests.runtime.layers import EXACT_U, RAND_U, SPEC, _program, layers, uneven_layers
 
 pytestmark = pytest.mark.tvm
@@ -105,6 +106,25 @@ def test_the_vectorised_path_equals_the_emulator_on_uneven_mappings(
     except ScheduleError:
         reject()
     _check(m, (RAND_U, RAND16_S)[seed % 2], seed, _plan(noc=0.02, w=0.03, x=0.1))
+
+
+@needs_avx512
+@settings(max_examples=25, deadline=None, suppress_health_check=SLOW_OK)
+@given(layers(kinds=("conv2d", "dense", "grouped")))
+def test_the_vectorised_path_reads_each_stacked_calls_weight_copies(
+    runs: list[int], layer: tuple[Mapping, Multiplier, int]
+) -> None:
+    """Stacked calls, each against its own corrupted weight copies (``cbase``), through this path."""
+    m, _, seed = layer
+    try:
+        m.validate(SPEC)
+    except ScheduleError:
+        reject()
+    before = len(runs)
+    plan = _plan(noc=0.01, w=0.02, x=0.05, mode=("write", "both")[seed % 2])
+    if not _stacked_check(m, (RAND_U, RAND16_S)[seed % 2], seed, plan, ncalls=3):
+        reject()
+    assert len(runs) > before  # the vectorised path ran
 
 
 @pytest.mark.parametrize("mult", [RAND_U, RAND16_S, EXACT_U, WIDE])

@@ -14,11 +14,16 @@ from approxtvm.runtime import faults
 from approxtvm.runtime.emulator import emulate
 from approxtvm.runtime.executor import accumulate
 from approxtvm.runtime.faults import weight_copies as weight_copies_module
+from approxtvm.runtime.faults.sampling import sample_blocks_stacked
 from approxtvm.runtime.faults.weight_copies import (
     COPIES_MIN_CROSS,
     COPIES_MIN_WEIGHT_WORDS,
+    STACKED_COPY_BYTES_FREE,
+    STACKED_COPY_BYTES_PER_INPUT_WORD,
     copies_pay,
+    inject_calls_with_copies,
     inject_with_copies,
+    stacked_copies_pay,
     weight_copies,
 )
 from approxtvm.runtime.multipliers import Multiplier
@@ -274,3 +279,146 @@ def test_many_light_calls_summing_above_the_threshold_keep_the_stacked_kernels(
     np.testing.assert_array_equal(stacked, by_call)
     assert not np.array_equal(stacked, clean)
     assert a.counters() == b.counters()
+
+
+def _stacked_check(
+    m: Mapping, mult: Multiplier, seed: int, plan: faults.FaultPlan, ncalls: int, spec: AcceleratorSpec = SPEC
+) -> bool:
+    """``inject_calls_with_copies`` on ``ncalls`` calls stacked along N against the emulator call by
+    call and against the cross-term kernels (``inject_calls``); whether it applied (even mapping,
+    copies formed, some call with both tensors corrupted)."""
+    g = faults.tile_geometry(m, spec)
+    copies = weight_copies(g, m)
+    if g.compute is not None or copies is None:
+        return False
+    prog, _ = _program(m.shape, m, mult, seed=seed % 1000, zx=seed % 256, zw=(seed >> 8) % 256)
+    rng = np.random.default_rng(seed)
+    lo, hi = (-128, 128) if mult.signed else (0, 256)
+    dtype = np.int8 if mult.signed else np.uint8
+    xs = []
+    for _ in range(ncalls):
+        _, x1 = _program(m.shape, m, mult, seed=int(rng.integers(1 << 30)))
+        xs.append(rng.integers(lo, hi, x1.shape).astype(dtype))
+    block = sample_blocks_stacked(plan, g, seed=seed, blocks=range(1))
+    if len(block) < ncalls:
+        block = sample_blocks_stacked(plan, g, seed=seed, blocks=range(-(-ncalls // len(block))))
+    stacked = block.stacked(0, ncalls)
+    if not (len(stacked.weight) and len(stacked.input)):
+        return False
+    la = faults.layer_arrays(prog, g)
+    kernels = faults.compiled_kernels()
+    prep = kernels.prepare(prog, g, la)
+    clean = np.concatenate([accumulate(x, prog) for x in xs])
+    got = inject_calls_with_copies(np.concatenate(xs), prog, clean.copy(), stacked, g, la, kernels, prep, copies)
+    ref = faults.inject_calls(np.concatenate(xs), prog, clean.copy(), stacked, g, la, kernels, prep)
+    np.testing.assert_array_equal(got, ref)
+    rows = len(clean) // ncalls
+    for c, x in enumerate(xs):
+        want = emulate(x, prog, corruption=_corruption(block.sample(c))).acc
+        np.testing.assert_array_equal(got[c * rows : (c + 1) * rows], want)
+    return True
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layers(kinds=("conv2d", "dense", "grouped")))
+def test_stacked_calls_against_their_own_weight_copies_equal_the_emulator(
+    layer: tuple[Mapping, Multiplier, int],
+) -> None:
+    """Stacked calls, each call's input deltas against its own corrupted weight copies (no cross
+    term), on non-commutative tables and the exact one (the kernel multiplies there)."""
+    m, _, seed = layer
+    try:
+        m.validate(SPEC)
+    except ScheduleError:
+        reject()
+    mult = (RAND_U, RAND_S, EXACT_U)[seed % 3]
+    mode = ("write", "read", "both")[(seed >> 1) % 3]
+    plan = _plan(noc=0.01, w=(0.004, 0.03)[(seed >> 4) % 2], x=0.02, mode=mode, msbs=(seed >> 3) % 3)
+    if not _stacked_check(m, mult, seed, plan, ncalls=2 + seed % 3):
+        reject()
+
+
+def test_stacked_copies_cover_multicast_refills_and_calls_without_weight_faults() -> None:
+    """Two copies per call (weights multicast to two PEs, or loaded again), and stacks where some
+    calls have no corrupted weight (those read the fault-free copies)."""
+    shape = LayerShape.conv2d(1, 4, 2, 1, 4, 1, 3, pads=(0, 1, 0, 1))
+    d = SPEC.to_dict()
+    spec = AcceleratorSpec.from_dict({**d, "pe_array": {**d["pe_array"], "pe_spatial_dims": ["K", "Q"]}, "name": "kq"})
+    multicast = _mapping(shape, gb=[Loop("Q", 2, True)], pe=[Loop("K", 4), Loop("Q", 2), Loop("C", 2), Loop("S", 3)])
+    multicast.validate(spec)
+    refill = _mapping(
+        shape, dram=[Loop("Q", 2), Loop("K", 2)], pe=[Loop("K", 2), Loop("Q", 2), Loop("C", 2), Loop("S", 3)]
+    )
+    refill.validate(SPEC)
+    plan = _plan(noc=0.0, w=0.006, x=0.06)
+    for mapping, sp in ((multicast, spec), (refill, SPEC)):
+        g = faults.tile_geometry(mapping, sp)
+        copies = weight_copies(g, mapping)
+        assert copies is not None and copies.copies == 2
+        seen_clean_call = seen = 0
+        for seed in range(16):
+            stacked = sample_blocks_stacked(plan, g, seed=seed, blocks=range(4)).stacked(0, 4)
+            applied = _stacked_check(mapping, (RAND_U, RAND_S)[seed % 2], seed, plan, ncalls=4, spec=sp)
+            seen += applied
+            seen_clean_call += applied and len(np.unique(stacked.weight_call)) < 4
+        assert seen >= 6 and seen_clean_call >= 3
+
+
+def test_a_session_runs_light_stacked_calls_against_their_weight_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Light stacked calls with both tensors corrupted: one stacked copies call (no cross term), the
+    same accumulators and counters as the cross-term kernels (copies switched off)."""
+    from approxtvm.runtime.faults import session as session_module
+
+    shape = LayerShape.conv2d(2, 16, 8, 9, 9, 3, 3, pads=(1, 1, 1, 1))
+    m = map_layer(shape, SPEC)
+    prog, _ = _program(shape, m, RAND_U, seed=6)
+    x = np.random.default_rng(5).integers(0, 256, (8, 8, 9, 9)).astype(np.uint8)
+    clean = np.concatenate([accumulate(x[2 * c : 2 * c + 2], prog) for c in range(4)])
+    mf = faults.ModelFaults({"L": prog.schedule}, SPEC, faults.FaultOptions())
+    mf.plans["L"] = _plan(noc=0.002, w=0.004, x=0.002)
+    seen: list[int] = []
+    real = session_module.inject_calls_with_copies
+    monkeypatch.setattr(session_module, "inject_calls_with_copies", lambda *a, **k: seen.append(1) or real(*a, **k))
+    a = mf.session(seed=2)
+    assert a is not None
+    got = a.apply_calls("L", x, prog, clean.copy(), 4)
+    assert seen == [1]
+    monkeypatch.setattr(mf, "weight_copies", lambda layer_id: None)  # the cross-term kernels
+    b = mf.session(seed=2)
+    assert b is not None
+    ref = b.apply_calls("L", x, prog, clean.copy(), 4)
+    assert seen == [1]
+    np.testing.assert_array_equal(got, ref)
+    assert not np.array_equal(got, clean)
+    c = a.counters()["L"]
+    assert c == b.counters()["L"] and c["weight"]["words_corrupted"] > 0 and c["input"]["words_corrupted"] > 0
+
+
+def test_stacked_copies_past_their_byte_budget_keep_the_cross_term(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Copies larger than the budget (per corrupted input word, plus a free amount): the cross-term
+    kernels, with the same accumulators."""
+    from approxtvm.runtime.faults import session as session_module
+
+    assert stacked_copies_pay(STACKED_COPY_BYTES_FREE, 0)
+    assert not stacked_copies_pay(STACKED_COPY_BYTES_FREE + 1, 0)
+    assert stacked_copies_pay(STACKED_COPY_BYTES_FREE + STACKED_COPY_BYTES_PER_INPUT_WORD, 1)
+    shape = LayerShape.conv2d(2, 16, 8, 9, 9, 3, 3, pads=(1, 1, 1, 1))
+    m = map_layer(shape, SPEC)
+    prog, _ = _program(shape, m, RAND_S, seed=7)
+    x = np.random.default_rng(6).integers(-128, 128, (8, 8, 9, 9)).astype(np.int8)
+    clean = np.concatenate([accumulate(x[2 * c : 2 * c + 2], prog) for c in range(4)])
+    seen: list[int] = []
+    real = session_module.inject_calls_with_copies
+    monkeypatch.setattr(session_module, "inject_calls_with_copies", lambda *a, **k: seen.append(1) or real(*a, **k))
+    out = []
+    for free in (1 << 20, 0):
+        monkeypatch.setattr(weight_copies_module, "STACKED_COPY_BYTES_FREE", free)
+        monkeypatch.setattr(weight_copies_module, "STACKED_COPY_BYTES_PER_INPUT_WORD", 1 if free == 0 else 1024)
+        mf = faults.ModelFaults({"L": prog.schedule}, SPEC, faults.FaultOptions())
+        mf.plans["L"] = _plan(noc=0.002, w=0.004, x=0.002)
+        s = mf.session(seed=4)
+        assert s is not None
+        out.append(s.apply_calls("L", x, prog, clean.copy(), 4))
+    assert seen == [1]  # the first only
+    np.testing.assert_array_equal(out[0], out[1])
+    assert not np.array_equal(out[0], clean)

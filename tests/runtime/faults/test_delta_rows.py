@@ -15,9 +15,9 @@ from approxtvm.runtime.faults import delta_rows
 from approxtvm.runtime.faults.boxes import for_deltas
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.targets.vacc.mapper import map_layer
-from approxtvm.targets.vacc.mapping import Mapping
+from approxtvm.targets.vacc.mapping import Loop, Mapping
 from approxtvm.targets.vacc.workload import LayerShape
-from tests.runtime.layers import EXACT_U, SPEC, _program, layers, uneven_layers
+from tests.runtime.layers import EXACT_U, SPEC, _mapping, _program, layers, uneven_layers
 
 _BUILT = pytest.mark.skipif(delta_rows.rows_kernel() is None, reason="TVM cannot build the rows kernel here")
 
@@ -46,10 +46,14 @@ def _check(m: Mapping, seed: int) -> np.ndarray:
     # the rows kernel: weights as (R·S·C, K) int8 codes w − 128
     w = prog.weight.astype(np.int16) - 128
     w2 = (w.T if s.op == "dense" else w.transpose(2, 3, 1, 0).reshape(-1, s.k)).astype(np.int8)
-    out = np.zeros((s.n * (1 if s.op == "dense" else s.p * s.q), s.k), np.int32)
-    delta_rows.add_input_rows(x, prep, for_deltas(g, sample, m)[1].input, np.ascontiguousarray(w2), out)
-    got = _rows_to_nchw(out, s, s.n)
-    np.testing.assert_array_equal(got.reshape(-1), ref)
+    words = for_deltas(g, sample, m)[1].input
+    for fixed in (delta_rows.FIXED_TILE_K, ()):  # the fixed-width kernels where they apply, then the generic one
+        out = np.zeros((s.n * (1 if s.op == "dense" else s.p * s.q), s.k), np.int32)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(delta_rows, "FIXED_TILE_K", fixed)
+            delta_rows.add_input_rows(x, prep, words, np.ascontiguousarray(w2), out)
+        got = _rows_to_nchw(out, s, s.n)
+        np.testing.assert_array_equal(got.reshape(-1), ref)
     return ref
 
 
@@ -83,3 +87,36 @@ def test_rows_kernel_adds_the_deltas_of_a_mapped_layer() -> None:
     shape = LayerShape.conv2d(1, 32, 16, 14, 14, 3, 3, pads=(1, 1, 1, 1))
     ref = _check(map_layer(shape, SPEC), 3)
     assert np.count_nonzero(ref) > 100
+
+
+@_BUILT
+@pytest.mark.parametrize("tile_k", delta_rows.FIXED_TILE_K)
+@pytest.mark.parametrize("n, pad, stride", [(1, 1, 1), (2, 0, 1), (1, 1, 2)])
+def test_fixed_width_kernels_equal_the_nkpq_kernel(tile_k: int, n: int, pad: int, stride: int) -> None:
+    """PE tiles of 8, 16, 32 and 64 output channels (the widths with their own kernel) over two
+    fills of the channels and two PEs (a channel split across them): the fixed-width kernel runs, and its sums equal the
+    ``(N, K, P, Q)`` kernel's (and the generic rows kernel's, in ``_check``)."""
+    h = 6 * stride
+    shape = LayerShape.conv2d(n, 4 * tile_k, 4, h, h, 3, 3, strides=(stride, stride), pads=(pad,) * 4)
+    p = shape.p
+    m = _mapping(
+        shape,
+        dram=[Loop("K", 2), Loop("N", n)],
+        gb=[Loop("P", p // 2), Loop("K", 2, True)],
+        pe=[Loop("K", tile_k), Loop("C", 4), Loop("R", 3), Loop("S", 3)],
+        reg=[Loop("P", 2), Loop("Q", shape.q)],
+    )
+    m.validate(SPEC)
+    assert faults.tile_geometry(m, SPEC).tile_dims("weight", m)[1] == tile_k
+    calls: list[int] = []
+    real = delta_rows._fixed_kernel
+
+    def spy(tk: int) -> object:
+        calls.append(tk)
+        return real(tk)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(delta_rows, "_fixed_kernel", spy)
+        ref = _check(m, 11 + tile_k)
+    assert calls and set(calls) == {tile_k}
+    assert np.count_nonzero(ref) > 20
