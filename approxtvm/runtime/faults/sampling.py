@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from approxtvm.errors import PolicyError
-from approxtvm.runtime.faults import sample_pass
+from approxtvm.runtime.faults import sample_counts, sample_pass
 from approxtvm.runtime.faults.geometry import TileGeometry
 from approxtvm.runtime.faults.physics import WORD_BITS
 from approxtvm.runtime.faults.plan import TENSORS, FaultPlan
@@ -110,6 +110,11 @@ class EventTable:
     def block_rows(self) -> tuple[np.ndarray, np.ndarray]:
         """Exposed slots and BER of every row of a block (the rows of each call, calls in order)."""
         return np.tile(self.slots, self.block_calls), np.tile(self.ber, self.block_calls)
+
+    @cached_property
+    def inversion(self) -> sample_counts.InversionRows:
+        """The rows of one call as the compiled binomial draws read them (:mod:`.sample_counts`)."""
+        return sample_counts.inversion_rows(self.slots, self.ber)
 
     @cached_property
     def pass_args(self) -> sample_pass.LayerArgs:
@@ -451,6 +456,10 @@ def _stacked_compiled(
     spare uniforms for its redraws; the numpy path then draws it again). ``spare`` and ``paths``
     (:func:`.sample_pass.run`'s ``few``, ``dense``, ``bits``): the tests move them to reach every
     path."""
+    if spare is None and ev.inversion.applies and sample_counts.kernel() is not None:
+        block = _stacked_doubles(plan, ev, seed, blocks, generator, **paths)
+        if block is not None:
+            return block
     slots_b, ber_b = ev.block_rows
     counts, uniforms, ubounds = [], [], np.empty((len(blocks), 2), np.int64)
     first = 0
@@ -473,6 +482,21 @@ def _stacked_compiled(
         ev.block_calls * len(blocks),
         **paths,
     )
+    if res is None:
+        return None
+    words = CorruptedWords(res.residency, res.word, res.mask)
+    return SampleBlock(res.call, res.is_input, words, res.bounds, ev.streams, res.flipped)
+
+
+def _stacked_doubles(
+    plan: FaultPlan, ev: EventTable, seed: int, blocks: range, generator: np.random.Generator | None, **paths: int
+) -> SampleBlock | None:
+    """:func:`_stacked_compiled` with the flip counts compiled too (:mod:`.sample_counts`: per block
+    one run of doubles, one call for every block's counts); the same samples. ``None``: a block's
+    doubles or spares ran out (flips far above their expected number): numpy's binomials then."""
+    rngs = (block_generator(seed, plan.layer_index, b, generator) for b in blocks)
+    got = sample_counts.draw_blocks(ev.inversion, ev.block_calls, rngs, len(blocks))
+    res = None if got is None else sample_pass.run(ev.pass_args, *got, ev.block_calls * len(blocks), **paths)
     if res is None:
         return None
     words = CorruptedWords(res.residency, res.word, res.mask)
