@@ -167,7 +167,7 @@ def _build() -> Any:
 
 
 #: PE tile widths (output channels) with their own kernel, the channel loop unrolled into whole
-#: vectors and the word's coordinates read from tables (:func:`_decode_tables`).
+#: vectors and each tap's rows read from per-layer tables (:func:`_tap_tables`).
 FIXED_TILE_K = (8, 16, 32, 64)
 _BUILT_TILE_K = FIXED_TILE_K  # what the library holds (FIXED_TILE_K may be narrowed, e.g. in the tests)
 
@@ -177,7 +177,10 @@ def _fixed_tile_k(tk: int) -> Any:
     sums. The generic kernel spends ≈ 55 ns per word on ResNet-18 (5–6 taps of 8–16 channels
     each): its loop bounds and chunk tests per tap and the coordinates recomputed per tap (16
     scalars spilled to the stack) cost more than the products. Here a tap is two table reads and
-    ``tk / 16`` (or one 8-lane) vector multiply-adds."""
+    ``tk / 16`` (or one 8-lane) vector multiply-adds. The word's tile coordinates stay divisions:
+    decode tables (a row per word of the input tile) were faster on a warm cache but slower in a
+    run, where each lookup missed (ResNet-18 both, in-run: tables 5.5–5.6 ms, divisions 3.9–4.3,
+    the generic kernel 5.5 ms per image)."""
     from tvm.script import tirx as T  # noqa: N812 (TVMScript convention)
 
     symbol = f"input_delta_rows_k{tk}"
@@ -202,11 +205,10 @@ def _fixed_tile_k(tk: int) -> Any:
         in_w: T.int64,
         in_c: T.int64,
         zero_x: T.int64,
+        tile_c: T.int64,
         res_h: T.handle,
         word_h: T.handle,
         mask_h: T.handle,
-        rdec_h: T.handle,
-        wdec_h: T.handle,
         fills_h: T.handle,
         ends_h: T.handle,
         ss_h: T.handle,
@@ -220,9 +222,7 @@ def _fixed_tile_k(tk: int) -> Any:
         out_h: T.handle,
     ):
         T.func_attr({"global_symbol": symbol, "tirx.noalias": True})
-        ne, nrd, nwd, nf, nss, nio, nhw, ntp, nx, nw, no = (
-            T.int64(),
-            T.int64(),
+        ne, nf, nss, nio, nhw, ntp, nx, nw, no = (
             T.int64(),
             T.int64(),
             T.int64(),
@@ -236,8 +236,6 @@ def _fixed_tile_k(tk: int) -> Any:
         res = T.match_buffer(res_h, (ne,), "int64", align=1)
         word = T.match_buffer(word_h, (ne,), "int64", align=1)
         mask = T.match_buffer(mask_h, (ne,), "uint8", align=1)
-        rdec = T.match_buffer(rdec_h, (nrd,), "int32", align=1)
-        wdec = T.match_buffer(wdec_h, (nwd,), "int32", align=1)
         fills = T.match_buffer(fills_h, (nf,), "int64", align=1)
         ends = T.match_buffer(ends_h, (nf,), "int64", align=1)
         ss = T.match_buffer(ss_h, (nss,), "int64", align=1)
@@ -250,13 +248,17 @@ def _fixed_tile_k(tk: int) -> Any:
         w = T.match_buffer(w_h, (nw,), "int8", align=1)
         out = T.match_buffer(out_h, (no,), "int32", align=1)
         for e in range(ne):
-            i = T.Cast("int64", rdec[res[e] * 2])
-            jf = T.Cast("int64", rdec[res[e] * 2 + 1])
-            hh = T.Cast("int64", wdec[word[e] * 4 + 2])
-            ww = T.Cast("int64", wdec[word[e] * 4 + 3])
+            i = res[e] % instances
+            jf = res[e] // instances
+            q1 = word[e] // tile_w
+            q2 = q1 // tile_h
+            nn = q2 // tile_c
+            ww = word[e] - q1 * tile_w
+            hh = q1 - q2 * tile_h
+            cc = q2 - nn * tile_c
             f0 = fills[jf]
-            n = ss[f0 * 8 + 0] + io[i * 8 + 0] + T.Cast("int64", wdec[word[e] * 4])
-            c = ss[f0 * 8 + 2] + io[i * 8 + 2] + T.Cast("int64", wdec[word[e] * 4 + 1])
+            n = ss[f0 * 8 + 0] + io[i * 8 + 0] + nn
+            c = ss[f0 * 8 + 2] + io[i * 8 + 2] + cc
             p0 = ss[f0 * 8 + 3] + io[i * 8 + 3]
             q0 = ss[f0 * 8 + 4] + io[i * 8 + 4]
             r0 = ss[f0 * 8 + 5] + io[i * 8 + 5]
@@ -339,31 +341,25 @@ def _fixed_args(prepared: dict[str, Any]) -> tuple[int, ...]:
         r.in_w,
         r.in_c,
         r.zero_x,
+        r.tile_c,
     )
 
 
-def _decode_tables(prepared: dict[str, Any]) -> tuple[Any, ...]:
-    """A layer's tables for the fixed-width kernels (built on first use, kept in ``prepared``):
-    ``(PE, fill)`` of every input residency, ``(n, c, h, w)`` of every word of an input tile
-    (both replace six 64-bit divisions per word), then the layer's input-tile arrays and per tap
-    the offset of its weight row and of its output row (from the tap table's ``(r, s, p, q)``)."""
-    tables = prepared.get("rows_decode")
+def _tap_tables(prepared: dict[str, Any]) -> tuple[Any, ...]:
+    """A layer's table arguments of the fixed-width kernels (built on first use, kept in
+    ``prepared``): the input-tile arrays, then per tap the offset of its weight row and of its
+    output row (from the tap table's ``(r, s, p, q)``, linear in each)."""
+    tables = prepared.get("rows_taps")
     if tables is None:
         import tvm_ffi
 
         r, keep = prepared["record"], prepared["_keep"]
-        residencies = len(keep["fills_x"]) * r.instances
-        quot, rem = np.divmod(np.arange(residencies, dtype=np.int64), r.instances)
-        rdec = np.stack([rem, quot], axis=1).astype(np.int32).reshape(-1)
-        wdec = np.indices((r.tile_n, r.tile_c, r.tile_h, r.tile_w)).reshape(4, -1).T.astype(np.int32).reshape(-1)
         tr, ts, tp, tq = np.asarray(keep["taps"], np.int64).reshape(4, -1)
-        tapw = (tr * r.layer_s + ts) * r.layer_c * r.layer_k
-        tapo = (tp * r.layer_q + tq) * r.layer_k
-        own = [np.ascontiguousarray(a) for a in (rdec, wdec, tapw, tapo)]
-        views = [tvm_ffi.from_dlpack(a, require_alignment=0) for a in own[:2]]
-        views += [prepared["fills_x"], prepared["ends_x"], prepared["ss"], prepared["io"], prepared["tst"]]
-        views += [prepared["tln"]] + [tvm_ffi.from_dlpack(a, require_alignment=0) for a in own[2:]]
-        tables = prepared["rows_decode"] = (tuple(views), own)  # the views borrow ``own``
+        own = [np.ascontiguousarray((tr * r.layer_s + ts) * r.layer_c * r.layer_k)]
+        own.append(np.ascontiguousarray((tp * r.layer_q + tq) * r.layer_k))
+        views = [prepared[k] for k in ("fills_x", "ends_x", "ss", "io", "tst", "tln")]
+        views += [tvm_ffi.from_dlpack(a, require_alignment=0) for a in own]
+        tables = prepared["rows_taps"] = (tuple(views), own)  # the views borrow ``own``
     return tables[0]  # type: ignore[no-any-return]
 
 
@@ -414,7 +410,7 @@ def add_input_rows(
             dl(res),
             dl(word),
             dl(mask),
-            *_decode_tables(prepared),
+            *_tap_tables(prepared),
             dl(xr),
             dl(weights.reshape(-1)),
             dl(out.reshape(-1)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import strategies as st
 
 from approxtvm.errors import ScheduleError
 from approxtvm.runtime import faults
@@ -12,7 +13,7 @@ from approxtvm.runtime.emulator import emulate
 from approxtvm.runtime.exact_layer import ExactLayer, RowsAccumulators, s8_gemm_exact
 from approxtvm.runtime.executor import accumulate
 from approxtvm.runtime.faults import delta_rows
-from approxtvm.runtime.faults.corrupted_weights import weight_offsets
+from approxtvm.runtime.faults.corrupted_weights import channel_bias, channel_correction, weight_offsets
 from approxtvm.runtime.multipliers import Multiplier
 from approxtvm.targets.vacc.hardware import AcceleratorSpec
 from approxtvm.targets.vacc.mapper import map_layer
@@ -179,3 +180,23 @@ def test_a_layer_whose_gemm_is_slower_than_its_deltas_keeps_its_own_formulation(
         np.testing.assert_array_equal(b.apply_calls("L", x, prog, exact(x), 1), ref)
         assert calls == ([1] if uses_gemm else [])
         assert a.counters() == b.counters()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 40), st.sampled_from([1, 3, 9]), st.integers(0, 60), st.integers(0, 255), st.integers(0, 2**31))
+def test_channel_bias_equals_the_channel_correction(channels: int, taps: int, words: int, zx: int, seed: int) -> None:
+    """The GEMM rows' per-channel bias against :func:`channel_correction`'s (channels, terms), and
+    against a plain loop over the corrupted words (int32 wrap-around of ``z_x Σ(w' − w)``)."""
+    rng = np.random.default_rng(seed)
+    wflat = rng.integers(0, 256, channels * taps * 4).astype(np.uint8)
+    index = rng.choice(len(wflat), min(words, len(wflat)), replace=False)
+    mask = rng.integers(1, 256, len(index)).astype(np.uint8)
+    got = channel_bias(wflat, index, mask, zx, channels)
+    ks, corr = channel_correction(wflat, index, mask, zx, channels)
+    want = np.zeros(channels, np.int32)
+    want[ks] = corr
+    np.testing.assert_array_equal(got, want)
+    loop = [0] * channels
+    for i, m in zip(index.tolist(), mask.tolist(), strict=True):
+        loop[i // (taps * 4)] += (int(wflat[i]) ^ m) - int(wflat[i])
+    np.testing.assert_array_equal(got, np.array([v * zx for v in loop], np.int64).astype(np.int32))
