@@ -146,7 +146,8 @@ class OrtHost:
     def fused_layers(self) -> frozenset[str]:
         """Approximate layers that run inside the host graph when they are not kernel layers
         (:func:`~approxtvm.compiler.host_fused.fused_layer`; found once, at the first call)."""
-        if not FUSE_LAYERS:
+        opset = next((o.version for o in self.proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+        if not FUSE_LAYERS or opset < 13:  # the nodes use opset-13 forms (Pad, Slice, Reshape inputs)
             return frozenset()
         if self._fused is None:
             self._fused = {}
