@@ -134,12 +134,16 @@ def main() -> None:
             t0 = time.perf_counter()
             approx.run(x50)  # first run: kernel compilation and per-layer tables
             out[f"resnet50_{tag}_first_run_s"] = round(time.perf_counter() - t0, 2)
-            # exact and approximate timed alternately (best of 3 each): same load for both
+            # exact and approximate timed alternately (best of 3 each): same load for both; a pause
+            # before each run: a model that is one onnxruntime session spins its threads after a
+            # run, which would take the cores from the other model's run that follows at once
             t_ap, t_ex, c_ap, c_ex = (float("inf"),) * 4
             for _ in range(3):
+                time.sleep(0.05)
                 t0, c0 = time.perf_counter(), time.process_time()
                 approx.run(x50)
                 t_ap, c_ap = min(t_ap, time.perf_counter() - t0), min(c_ap, time.process_time() - c0)
+                time.sleep(0.05)
                 t0, c0 = time.perf_counter(), time.process_time()
                 exact50.run(x50)
                 t_ex, c_ex = min(t_ex, time.perf_counter() - t0), min(c_ex, time.process_time() - c0)
