@@ -22,10 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from approxtvm.compiler.host_fused import fuse_sites, fused_layer
 from approxtvm.compiler.host_graph import LayerSite, Segment, initializer_codes, layer_sites, split_graph
 from approxtvm.errors import PolicyError
 from approxtvm.runtime.exact_layer import ExactLayer, RowsAccumulators
 from approxtvm.runtime.executor import CallLog, LayerProgram, Requantizer, execute_layer, layer_accumulators
+from approxtvm.runtime.kernels.lowrank_qconv import QConvLayer
 from approxtvm.runtime.kernels.ort_session import runtime_session
 from approxtvm.runtime.requant_tvm import compiled_requantize, compiled_requantize_rows
 
@@ -42,6 +44,10 @@ GROUP_ACC_BYTES = 64 << 20
 
 #: Timed runs of each form when a low-rank layer's form is chosen (:meth:`OrtHost._lowrank`).
 LOWRANK_CHOICE_RUNS = 3
+
+#: Whether approximate layers that onnxruntime can compute itself (:mod:`approxtvm.compiler.host_fused`)
+#: run inside the host graph in fault-free, untraced runs (tests of the other forms turn it off).
+FUSE_LAYERS = True
 
 
 #: Node types that carry a layer's MACs: a segment without one is light (elementwise, pooling).
@@ -117,10 +123,12 @@ class OrtHost:
         self._rows_independent = rows_independent(proto)
         self._scratch: dict[tuple[str, str, tuple[int, ...]], np.ndarray] = {}
         self._lowrank_choice: dict[tuple[str, tuple[int, ...]], bool] = {}
+        self._fused: dict[str, QConvLayer] | None = None  # layer id → its nodes inside the graph (found once)
 
-    def kernel_layers(self, exact_layers: str, faulty: frozenset[str]) -> frozenset[str]:
+    def kernel_layers(self, exact_layers: str, faulty: frozenset[str], faults: bool | None = None) -> frozenset[str]:
         """Layers that run on our kernels under ``exact_layers``, the layers with a fault model
-        (``faulty``, always on our kernels) and the current trace setting."""
+        (``faulty``, always on our kernels), the current trace setting and whether the run draws
+        faults (``faults``; ``None``: whether the call log has a fault session now)."""
         if exact_layers not in EXACT_LAYER_MODES:
             raise PolicyError(
                 f"unknown exact_layers mode {exact_layers!r}",
@@ -130,14 +138,37 @@ class OrtHost:
             )
         if exact_layers == "kernels" or self.log.trace:
             return frozenset(self.programs)
-        return frozenset(self.programs) - (self._fusable - faulty)
+        kernels = frozenset(self.programs) - (self._fusable - faulty)
+        if not (self.log.faults is not None if faults is None else faults):  # fault hooks need our kernels
+            kernels -= self.fused_layers()
+        return kernels
+
+    def fused_layers(self) -> frozenset[str]:
+        """Approximate layers that run inside the host graph when they are not kernel layers
+        (:func:`~approxtvm.compiler.host_fused.fused_layer`; found once, at the first call)."""
+        opset = next((o.version for o in self.proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+        if not FUSE_LAYERS or opset < 13:  # the nodes use opset-13 forms (Pad, Slice, Reshape inputs)
+            return frozenset()
+        if self._fused is None:
+            found: dict[str, QConvLayer] = {}
+            for i, lid in enumerate(self._order):
+                layer = fused_layer(self.programs[lid], self.sites[lid], f"fused{i}_")
+                if layer is not None:
+                    found[lid] = layer
+            self._fused = found  # whole, at once: a concurrent run never sees part of it
+        return frozenset(self._fused)
 
     def plan(self, kernels: frozenset[str], batch_size: int | None = None) -> list[_Step]:
         """Executable steps for a set of kernel layers (built once per batch size, then cached)."""
         rows = self.batch_size if batch_size is None else batch_size
         plan = self._plans.get((kernels, rows))
         if plan is None:
-            steps = split_graph(self.proto, [self.sites[lid] for lid in self._order if lid in kernels], rows)
+            proto, sites = self.proto, [self.sites[lid] for lid in self._order if lid in kernels]
+            # layers kernel_layers left out as fused (found there, so only for plans that fuse)
+            fused = {lid: layer for lid, layer in (self._fused or {}).items() if lid not in kernels}
+            if fused:  # these layers' nodes go into the graph in place of theirs
+                proto, sites = fuse_sites(self.proto, self.sites, fused, sites)
+            steps = split_graph(proto, sites, rows)
             spinning = not kernels
             plan = [
                 _Step(s, None, _session(s.model, spinning)) if isinstance(s, Segment) else _Step(None, s, None)

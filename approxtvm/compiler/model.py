@@ -143,7 +143,7 @@ class CompiledModel:
             OrtHost(proto, programs, log, located, detect_cpu().vnni, batch_size) if host == "onnxruntime" else None
         )
         if self._ort is not None:  # build the default plan now: a graph it cannot cut fails at compile time
-            self._ort.plan(self._ort.kernel_layers(self.exact_layers, self._faulty()))
+            self._ort.plan(self._ort.kernel_layers(self.exact_layers, self._faulty(), self.draws_faults))
         if len(located) < len(programs):
             LOG.warning(
                 "%d offloaded layer(s) not found in the ONNX graph (%s): the host-MAC figures count them as host",

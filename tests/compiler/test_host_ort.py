@@ -280,8 +280,12 @@ def test_lowrank_layers_in_one_session_equal_the_kernels(qdq_cnn: object, monkey
     """Low-rank conv layers may run as one onnxruntime session each (chosen per layer by timing);
     the outputs equal those of the kernel-by-kernel path (traced runs always take it), whichever
     form each layer was given. The fused column kernel, which takes this model's small layers,
-    is turned off so that the one-session form meets strides, asymmetric pads and dilation."""
+    is turned off so that the one-session form meets strides, asymmetric pads and dilation, and so
+    are the layers inside the host graph (BAM has that form too)."""
+    import approxtvm.compiler.host_ort as host_ort
+
     monkeypatch.setattr(LayerProgram, "column_fused", property(lambda self: False))
+    monkeypatch.setattr(host_ort, "FUSE_LAYERS", False)
     model = compile_onnx(qdq_cnn, ApproxPolicy.uniform("bam:h=4,v=0"), batch_size=2)
     x = calibration(2, seed=5)
     want = model.run(x, trace=True).outputs["logits"]  # kernels, layer by layer
@@ -310,6 +314,7 @@ def test_lowrank_sessions_and_choices_are_shared_by_the_models_of_a_process(
     from approxtvm.runtime.shared_caches import SharedCaches
 
     monkeypatch.setattr(LayerProgram, "column_fused", property(lambda self: False))
+    monkeypatch.setattr(host_ort, "FUSE_LAYERS", False)  # BAM would run inside the host graph
     caches = SharedCaches()
     x = calibration(2, seed=6)
     first = compile_onnx(qdq_cnn, ApproxPolicy.uniform("bam:h=2,v=0"), batch_size=2, caches=caches)
