@@ -146,14 +146,16 @@ class OrtHost:
     def fused_layers(self) -> frozenset[str]:
         """Approximate layers that run inside the host graph when they are not kernel layers
         (:func:`~approxtvm.compiler.host_fused.fused_layer`; found once, at the first call)."""
-        if not FUSE_LAYERS:
+        opset = next((o.version for o in self.proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+        if not FUSE_LAYERS or opset < 13:  # the nodes use opset-13 forms (Pad, Slice, Reshape inputs)
             return frozenset()
         if self._fused is None:
-            self._fused = {}
+            found: dict[str, QConvLayer] = {}
             for i, lid in enumerate(self._order):
                 layer = fused_layer(self.programs[lid], self.sites[lid], f"fused{i}_")
                 if layer is not None:
-                    self._fused[lid] = layer
+                    found[lid] = layer
+            self._fused = found  # whole, at once: a concurrent run never sees part of it
         return frozenset(self._fused)
 
     def plan(self, kernels: frozenset[str], batch_size: int | None = None) -> list[_Step]:

@@ -281,9 +281,14 @@ def qconv_layer(
     if dense:  # (rows, K, 1, 1) → (…, K): the input's leading dimensions
         infos.append(helper.make_tensor_value_info(conv_out, out_type, [n, k, 1, 1]))
         nodes += [
-            helper.make_node("Shape", [input_name], [prefix + "xshape"], end=-1),
+            helper.make_node("Shape", [input_name], [prefix + "xshape"]),
             helper.make_node(
-                "Concat", [prefix + "xshape", const("k", np.array([k], np.int64))], [prefix + "yshape"], axis=0
+                "Slice",
+                [prefix + "xshape", const("s0", np.array([0], np.int64)), const("s1", np.array([-1], np.int64))],
+                [prefix + "lead"],
+            ),
+            helper.make_node(
+                "Concat", [prefix + "lead", const("k", np.array([k], np.int64))], [prefix + "yshape"], axis=0
             ),
             helper.make_node("Reshape", [conv_out, prefix + "yshape"], [output_name]),
         ]
