@@ -8,7 +8,7 @@ like any other tap. The float result ``acc · s_x · s_w + bias`` is what the gr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -112,9 +112,10 @@ class LayerProgram:
         const_b = np.broadcast_to(const, (s.k,))
         return zw_b.astype(np.int32).reshape(bshape), const_b.astype(np.int32).reshape(bshape)
 
-    def weight_kernel(self, x: np.ndarray) -> Callable[[np.ndarray | None], np.ndarray] | None:
+    def weight_kernel(self, x: np.ndarray) -> Callable[..., np.ndarray] | None:
         """The accumulators of ``x`` as a function of the weight bytes the layer computes with
-        (OIHW uint8 of the layer's weight shape; ``None``: its own), where its prepared kernel can
+        (OIHW uint8 of the layer's weight shape; ``None``: its own; or ``(weights, rows)`` pairs,
+        each batch-row range computed with its own weights), where its prepared kernel can
         take other weights at no cost beyond a relayout: an ungrouped conv on the register-LUT kernel,
         after its first call (:func:`~approxtvm.runtime.kernels.weight_swap.conv2d_weight_kernel`);
         else ``None``. The zero-point correction stays that of the layer's own weights (computed off
@@ -132,8 +133,15 @@ class LayerProgram:
         if products is None:
             return None
 
-        def run(wb: np.ndarray | None) -> np.ndarray:
-            return accumulate(x, self) if wb is None else accumulate(x, self, products=products(wb))
+        def run(weights: np.ndarray | Sequence[tuple[np.ndarray, slice]] | None) -> np.ndarray:
+            if weights is None:
+                return accumulate(x, self)
+            if isinstance(weights, np.ndarray):
+                return accumulate(x, self, products=products(weights, None))
+            raw = np.empty((len(x), s.k, s.p, s.q), np.int32)
+            for wb, rows in weights:
+                raw[rows] = products(wb, rows)
+            return accumulate(x, self, products=raw)
 
         return run
 

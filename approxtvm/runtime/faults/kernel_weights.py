@@ -10,6 +10,12 @@ bit-identical, at the price of one relayout of the weights instead of the weight
 touch ``N·P·Q`` outputs per corrupted weight word (buffers at low voltage corrupt a few % of the
 words: the deltas then cost as much as the layer). The tests hold it to the emulator.
 
+Where a weight word is stored several times per call, the copies (:mod:`.weight_copies`) often
+split only the batch: a tile loaded again for each block of images, every copy serving whole
+images (ResNet-50 at batch 8: 12 of 54 layers, two or four blocks). Each block's accumulators are
+then the kernel on that block's rows with its copy ``W'_c`` (:func:`batch_copies`,
+:func:`inject_through_copies`), and the input deltas read the copy each PE holds.
+
 Only kernels that take other weights at no cost beyond that relayout qualify
 (:meth:`~approxtvm.runtime.executor.LayerProgram.weight_kernel`: the register-LUT conv kernel);
 others keep :mod:`.weight_copies` / :mod:`.delta_tvm`.
@@ -19,10 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from approxtvm.runtime.faults.boxes import for_deltas
 from approxtvm.runtime.faults.corrupted_weights import weight_index
 from approxtvm.runtime.faults.delta_numpy import FaultKernels, LayerArrays, inject_calls
 from approxtvm.runtime.faults.geometry import TileGeometry
@@ -30,14 +38,15 @@ from approxtvm.runtime.faults.sampling import CorruptedWords, FaultSample
 
 if TYPE_CHECKING:
     from approxtvm.runtime.executor import LayerProgram
+    from approxtvm.runtime.faults.weight_copies import WeightCopies
 
-__all__ = ["inject_through_kernel"]
+__all__ = ["batch_copies", "inject_through_copies", "inject_through_kernel"]
 
 
 def inject_through_kernel(
     x: np.ndarray,
     prog: LayerProgram,
-    kernel: Callable[[np.ndarray | None], np.ndarray],
+    kernel: Callable[..., np.ndarray],
     sample: FaultSample,
     geom: TileGeometry,
     arrays: LayerArrays,
@@ -60,4 +69,60 @@ def inject_through_kernel(
             inject_calls(x, prog, acc, inputs_only, geom, arrays, kernels, prepared, weights)
     finally:
         weights[index] ^= cw.mask
+    return acc
+
+
+def batch_copies(copies: WeightCopies, n: int, p: int, q: int) -> list[slice] | None:
+    """Per weight copy, the batch rows it serves, where the copies split only the batch: every
+    residency's output box (:attr:`~.weight_copies.WeightCopies.boxes`) spans all ``p × q`` outputs
+    of one row range, the same range for every residency of a copy, and the copies' ranges tile
+    ``0 … n − 1``; else ``None``."""
+    if copies.boxes is None:
+        return None
+    boxes = copies.boxes.reshape(-1, 6)
+    if len(boxes) != len(copies.copy) or not ((boxes[:, 2:] == (0, p, 0, q)).all()):
+        return None
+    rows: list[tuple[int, int] | None] = [None] * copies.copies
+    for c, (n0, nl) in zip(copies.copy.tolist(), boxes[:, :2].tolist(), strict=True):
+        if rows[c] is None:
+            rows[c] = (n0, nl)
+        elif rows[c] != (n0, nl):
+            return None
+    if any(r is None for r in rows):
+        return None
+    spans = sorted(r for r in rows if r is not None)
+    if spans[0][0] != 0 or any(a[0] + a[1] != b[0] for a, b in pairwise(spans)):
+        return None
+    if spans[-1][0] + spans[-1][1] != n:
+        return None
+    return [slice(n0, n0 + nl) for n0, nl in (r for r in rows if r is not None)]
+
+
+def inject_through_copies(
+    x: np.ndarray,
+    prog: LayerProgram,
+    kernel: Callable[..., np.ndarray],
+    sample: FaultSample,
+    geom: TileGeometry,
+    arrays: LayerArrays,
+    kernels: FaultKernels,
+    prepared: object,
+    copies: WeightCopies,
+    rows: list[slice],
+) -> np.ndarray:
+    """The int32 accumulators of one call of a conv layer under ``sample`` whose weight copies
+    split the batch (``rows``: :func:`batch_copies`): per copy, ``kernel`` on its rows with its
+    corrupted weights, then the input deltas against the copy each PE holds (needs
+    ``kernels.input_copies``)."""
+    assert kernels.input_copies is not None
+    _, boxed = for_deltas(geom, sample, prog.schedule.mapping)
+    cw = boxed.weight
+    base, word = copies.offsets
+    wflat = arrays.wflat
+    weights = np.tile(wflat, copies.copies)  # each copy as stored: its corrupted words XORed in
+    weights[copies.copy[cw.residency] * len(wflat) + base[cw.residency] + word[cw.word]] ^= cw.mask
+    shape = prog.weight.shape
+    acc = kernel([(weights[c * len(wflat) : (c + 1) * len(wflat)].reshape(shape), r) for c, r in enumerate(rows)])
+    if len(sample.input):
+        kernels.input_copies(x, prepared, boxed.input, weights, copies.select, acc.reshape(-1))
     return acc

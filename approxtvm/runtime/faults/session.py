@@ -25,7 +25,7 @@ from approxtvm.runtime.faults.delta_numpy import (
 )
 from approxtvm.runtime.faults.delta_tvm import compiled_kernels
 from approxtvm.runtime.faults.geometry import TileGeometry, tile_geometry
-from approxtvm.runtime.faults.kernel_weights import inject_through_kernel
+from approxtvm.runtime.faults.kernel_weights import batch_copies, inject_through_copies, inject_through_kernel
 from approxtvm.runtime.faults.package_faults import (
     ChipletPart,
     chiplet_parts,
@@ -339,7 +339,7 @@ class FaultSession:
         )
 
     def apply_kernel(
-        self, layer_id: str, x: np.ndarray, prog: LayerProgram, kernel: Callable[[np.ndarray | None], np.ndarray]
+        self, layer_id: str, x: np.ndarray, prog: LayerProgram, kernel: Callable[..., np.ndarray]
     ) -> np.ndarray | None:
         """The accumulators of one call of a layer whose kernel can run on other weights
         (``kernel``: :meth:`~approxtvm.runtime.executor.LayerProgram.weight_kernel`), under its
@@ -348,26 +348,31 @@ class FaultSession:
         Where every weight word of a call is stored once (:func:`~.corrupted_weights.weights_stored_once`)
         the call's corrupted weights ``W'`` are well defined: the kernel runs on them, and the
         input faults' deltas are taken against them (:func:`~.kernel_weights.inject_through_kernel`):
-        no weight deltas, no cross terms. The same faults, counters and accumulators as
-        :meth:`apply` on the fault-free ones (int32 wrap-around in both).
+        no weight deltas, no cross terms. Where its copies split only the batch
+        (:func:`~.kernel_weights.batch_copies`), the kernel runs per copy on its rows. The same
+        faults, counters and accumulators as :meth:`apply` on the fault-free ones (int32
+        wrap-around in both).
         """
-        plan = self.faults.plans.get(layer_id)
-        if (
-            plan is None
-            or plan.trivial
-            or plan.onchip_trivial
-            or plan.nop_ber > 0.0
-            or (offsets := self.faults.weight_offsets(layer_id)) is None
-        ):
+        plan, f = self.faults.plans.get(layer_id), self.faults
+        if plan is None or plan.trivial or plan.onchip_trivial or plan.nop_ber > 0.0:
             return None
+        offsets, copies, rows = f.weight_offsets(layer_id), None, None
+        if offsets is None:  # several copies: the path where they split only the batch
+            s = prog.schedule.shape
+            copies = f.weight_copies(layer_id) if f.kernels.input_copies is not None else None
+            rows = None if copies is None else batch_copies(copies, s.n, s.p, s.q)
+            if rows is None:
+                return None
         call = self._calls.get(layer_id, self._first)
         self._calls[layer_id] = call + 1
         sample = self._sample(layer_id, call)
         if not len(sample.weight):
             return self._inject(layer_id, x, prog, kernel(None), sample)
-        f = self.faults
         geom, arrays, prepared = f.geometry(layer_id), f.arrays(layer_id, prog), f.prepared(layer_id, prog)
-        return inject_through_kernel(x, prog, kernel, sample, geom, arrays, f.kernels, prepared, offsets)
+        if offsets is not None:
+            return inject_through_kernel(x, prog, kernel, sample, geom, arrays, f.kernels, prepared, offsets)
+        assert copies is not None and rows is not None
+        return inject_through_copies(x, prog, kernel, sample, geom, arrays, f.kernels, prepared, copies, rows)
 
     def _block(self, layer_id: str, first: int, calls: int) -> tuple[int, SampleBlock]:
         """The cached samples (first call, block) holding calls ``first … first + calls − 1``; the

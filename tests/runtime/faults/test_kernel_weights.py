@@ -13,7 +13,8 @@ from approxtvm.runtime import faults
 from approxtvm.runtime.emulator import emulate
 from approxtvm.runtime.executor import LayerProgram, accumulate
 from approxtvm.runtime.faults.corrupted_weights import weight_offsets
-from approxtvm.runtime.faults.kernel_weights import inject_through_kernel
+from approxtvm.runtime.faults.kernel_weights import batch_copies, inject_through_copies, inject_through_kernel
+from approxtvm.runtime.faults.weight_copies import weight_copies
 from approxtvm.runtime.kernels.cpu import detect_cpu
 from approxtvm.runtime.kernels.reference import conv2d_products_reference
 from approxtvm.runtime.multipliers import Multiplier
@@ -44,7 +45,8 @@ def _corruption(sample: faults.FaultSample) -> dict[str, tuple[np.ndarray, np.nd
 
 def _perm_program(m: Mapping, mult: Multiplier, seed: int) -> tuple[LayerProgram, np.ndarray]:
     """A layer on the register-LUT kernel, prepared by one fault-free call."""
-    prog, x = _program(m.shape, m, mult, seed=seed % 1000, zx=seed % 256, zw=(seed >> 8) % 256)
+    # a non-zero weight zero point for an unsigned table: the accumulators then subtract z_w Σx
+    prog, x = _program(m.shape, m, mult, seed=seed % 1000, zx=seed % 256, zw=(seed * 37 + 5) % 256)
     prog = LayerProgram(prog.schedule, prog.weight, None, mult, path="table_perm")
     accumulate(x, prog)
     return prog, x
@@ -54,9 +56,12 @@ def _counting(kernel):  # type: ignore[no-untyped-def]
     """``kernel`` that records the weights it was called with."""
     seen: list[np.ndarray | None] = []
 
-    def run(wb: np.ndarray | None) -> np.ndarray:
-        seen.append(None if wb is None else wb.copy())
-        return kernel(wb)
+    def run(weights: object) -> np.ndarray:
+        if isinstance(weights, list):  # (weights, rows) pairs: one entry per pair
+            seen.extend(wb.copy() for wb, _ in weights)
+        else:
+            seen.append(None if weights is None else np.array(weights))
+        return kernel(weights)
 
     return run, seen
 
@@ -154,3 +159,75 @@ def test_weights_loaded_twice_keep_the_delta_path_and_draw_nothing() -> None:
     got = c.apply("L", x, prog, accumulate(x, prog))  # the first call is still call 0
     np.testing.assert_array_equal(got, d.apply("L", x, prog, accumulate(x, prog)))
     assert c.counters() == d.counters()
+
+
+def _batch_refill(n: int = 2) -> Mapping:
+    """A 1×3 conv whose weights are loaded again for each image (N outermost, above K)."""
+    shape = LayerShape.conv2d(n, 4, 2, 1, 4, 1, 3, pads=(0, 1, 0, 1))
+    m = _mapping(shape, dram=[Loop("N", n), Loop("K", 2)], pe=[Loop("K", 2), Loop("Q", 4), Loop("C", 2), Loop("S", 3)])
+    m.validate(SPEC)
+    return m
+
+
+def test_batch_copies_accepts_copies_that_split_only_the_batch() -> None:
+    m = _batch_refill(3)
+    g = faults.tile_geometry(m, SPEC)
+    assert not faults.weights_stored_once(g, m)
+    copies = weight_copies(g, m)
+    assert copies is not None and copies.copies == 3
+    assert batch_copies(copies, 3, 1, 4) == [slice(0, 1), slice(1, 2), slice(2, 3)]
+    # the same copies against another output extent, or a batch they do not tile: refused
+    assert batch_copies(copies, 3, 1, 3) is None
+    assert batch_copies(copies, 4, 1, 4) is None
+    # copies that split the output columns (a tile loaded again for each half of Q): refused
+    shape = LayerShape.conv2d(1, 4, 2, 1, 4, 1, 3, pads=(0, 1, 0, 1))
+    refill = _mapping(
+        shape, dram=[Loop("Q", 2), Loop("K", 2)], pe=[Loop("K", 2), Loop("Q", 2), Loop("C", 2), Loop("S", 3)]
+    )
+    refill.validate(SPEC)
+    q_copies = weight_copies(faults.tile_geometry(refill, SPEC), refill)
+    assert q_copies is not None and q_copies.copies == 2 and batch_copies(q_copies, 1, 1, 4) is None
+
+
+@pytest.mark.parametrize("mode", ["write", "read", "both"])
+@pytest.mark.parametrize("mult", [RAND_U, RAND16_S], ids=["u16", "s16"])
+def test_copies_that_split_the_batch_equal_the_emulator(mult: Multiplier, mode: str) -> None:
+    m = _batch_refill(2)
+    g = faults.tile_geometry(m, SPEC)
+    copies = weight_copies(g, m)
+    assert copies is not None
+    rows = batch_copies(copies, 2, 1, 4)
+    assert rows is not None
+    kernels = faults.compiled_kernels()
+    both = 0
+    for seed in range(8):
+        prog, x = _perm_program(m, mult, seed)
+        sample = faults.sample_faults(_plan(noc=0.05, w=0.08, x=0.05, mode=mode), g, seed=seed)
+        ref = emulate(x, prog, corruption=_corruption(sample)).acc
+        la = faults.layer_arrays(prog, g)
+        kernel = prog.weight_kernel(x)
+        assert kernel is not None
+        run, seen = _counting(kernel)
+        got = inject_through_copies(x, prog, run, sample, g, la, kernels, kernels.prepare(prog, g, la), copies, rows)
+        np.testing.assert_array_equal(got, ref)
+        assert len(seen) == 2  # one weight tensor per copy
+        both += bool(len(sample.weight) and len(sample.input))
+    assert both >= 4  # most seeds corrupt weights and inputs together
+
+
+def test_the_session_runs_the_kernel_per_copy_and_keeps_its_faults() -> None:
+    m = _batch_refill(2)
+    prog, x = _perm_program(m, RAND_U, seed=11)
+    mf = faults.ModelFaults({"L": prog.schedule}, SPEC, faults.FaultOptions())
+    mf.plans["L"] = _plan(noc=0.05, w=0.08, x=0.05)
+    a, b = mf.session(seed=3), mf.session(seed=3)
+    assert a is not None and b is not None
+    kernel = prog.weight_kernel(x)
+    assert kernel is not None
+    run, seen = _counting(kernel)
+    for _ in range(4):
+        got = a.apply_kernel("L", x, prog, run)
+        assert got is not None
+        np.testing.assert_array_equal(got, b.apply("L", x, prog, accumulate(x, prog)))
+    assert any(s is not None for s in seen)  # the copies path ran
+    assert a.counters() == b.counters()
