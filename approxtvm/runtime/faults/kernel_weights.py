@@ -35,10 +35,10 @@ from approxtvm.runtime.faults.corrupted_weights import weight_index
 from approxtvm.runtime.faults.delta_numpy import FaultKernels, LayerArrays, inject_calls
 from approxtvm.runtime.faults.geometry import TileGeometry
 from approxtvm.runtime.faults.sampling import CorruptedWords, FaultSample
+from approxtvm.runtime.faults.weight_copies import WeightCopies, stored_copies
 
 if TYPE_CHECKING:
     from approxtvm.runtime.executor import LayerProgram
-    from approxtvm.runtime.faults.weight_copies import WeightCopies
 
 __all__ = ["batch_copies", "inject_through_copies", "inject_through_kernel"]
 
@@ -116,13 +116,9 @@ def inject_through_copies(
     ``kernels.input_copies``)."""
     assert kernels.input_copies is not None
     _, boxed = for_deltas(geom, sample, prog.schedule.mapping)
-    cw = boxed.weight
-    base, word = copies.offsets
-    wflat = arrays.wflat
-    weights = np.tile(wflat, copies.copies)  # each copy as stored: its corrupted words XORed in
-    weights[copies.copy[cw.residency] * len(wflat) + base[cw.residency] + word[cw.word]] ^= cw.mask
-    shape = prog.weight.shape
-    acc = kernel([(weights[c * len(wflat) : (c + 1) * len(wflat)].reshape(shape), r) for c, r in enumerate(rows)])
+    n_w, shape = len(arrays.wflat), prog.weight.shape
+    weights = stored_copies(arrays.wflat, copies, boxed.weight)
+    acc = kernel([(weights[c * n_w : (c + 1) * n_w].reshape(shape), r) for c, r in enumerate(rows)])
     if len(sample.input):
         kernels.input_copies(x, prepared, boxed.input, weights, copies.select, acc.reshape(-1))
     return acc

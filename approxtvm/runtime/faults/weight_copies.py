@@ -51,6 +51,7 @@ __all__ = [
     "inject_calls_with_copies",
     "inject_with_copies",
     "stacked_copies_pay",
+    "stored_copies",
     "weight_copies",
 ]
 
@@ -164,6 +165,16 @@ def weight_copies(geom: TileGeometry, mapping: Mapping, max_bytes: int = MAX_COP
     return WeightCopies(len(cover), copy, select, weight_offsets(geom, mapping), boxes)
 
 
+def stored_copies(wflat: np.ndarray, copies: WeightCopies, cw: CorruptedWords) -> np.ndarray:
+    """The ``copies.copies`` weight tensors as stored, one after the other (flat bytes): the
+    fault-free ``wflat`` with each corrupted word ``cw`` (in the deltas' geometry) XORed into its
+    residency's copy."""
+    base, word = copies.offsets
+    weights = np.tile(wflat, copies.copies)
+    weights[copies.copy[cw.residency] * len(wflat) + base[cw.residency] + word[cw.word]] ^= cw.mask
+    return weights
+
+
 def inject_with_copies(
     x: np.ndarray,
     prog: LayerProgram,
@@ -205,9 +216,7 @@ def inject_with_copies(
         return out
     wflat = arrays.wflat
     if len(cw):
-        weights = np.tile(wflat, copies.copies)  # each copy as stored: its corrupted words XORed in
-        weights[copies.copy[cw.residency] * len(wflat) + base[cw.residency] + word[cw.word]] ^= cw.mask
-        select = copies.select
+        weights, select = stored_copies(wflat, copies, cw), copies.select
     else:  # every copy holds the fault-free weights
         weights, select = wflat, np.zeros_like(copies.select)
     kernels.input_copies(x, prepared, boxed.input, weights, select, out.reshape(-1))
